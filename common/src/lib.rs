@@ -1,0 +1,432 @@
+//! What joulebook's exporter, reporter and tests agree on: metric names, label names, units and
+//! the energy components. Every name a user can see on `/metrics` is defined here, once, and the
+//! README's metric table is checked against [`ALL_METRICS`] by a test, so the two cannot drift.
+//!
+//! Names follow the Prometheus naming rules: base units (joules, watts, seconds, bytes), a `_total`
+//! suffix on counters, an `_info` suffix on metrics whose value is always 1 and whose labels carry
+//! the information. Released names are never renamed (dashboards and recording rules depend on
+//! them); add new ones instead.
+
+use std::fmt;
+
+/// Prefix of every joulebook metric.
+pub const PREFIX: &str = "joulebook";
+
+/// Label names. `job` and `instance` are deliberately absent: Prometheus renames them on scrape.
+pub mod labels {
+    pub const SOCKET: &str = "socket";
+    pub const COMPONENT: &str = "component";
+    pub const METHOD: &str = "method";
+    pub const SOURCE: &str = "source";
+    pub const REASON: &str = "reason";
+    pub const GPU_UUID: &str = "gpu_uuid";
+    pub const INDEX: &str = "index";
+    pub const MODEL: &str = "model";
+    pub const PCI_BUS_ID: &str = "pci_bus_id";
+    pub const CPU_MODEL: &str = "cpu_model";
+    pub const CPU_VENDOR: &str = "cpu_vendor";
+    pub const HOSTNAME: &str = "hostname";
+    pub const VERSION: &str = "version";
+    pub const REVISION: &str = "revision";
+    pub const JOB_ID: &str = "job_id";
+    pub const SCHEDULER: &str = "scheduler";
+    pub const USER: &str = "user";
+    pub const ACCOUNT: &str = "account";
+    pub const PARTITION: &str = "partition";
+    pub const JOB_NAME: &str = "job_name";
+}
+
+/// The unit a metric is expressed in; it becomes part of the metric name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Joules,
+    Watts,
+    Seconds,
+    Bytes,
+    /// A dimensionless count or state (no unit suffix).
+    None,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Joules => "joules",
+            Unit::Watts => "watts",
+            Unit::Seconds => "seconds",
+            Unit::Bytes => "bytes",
+            Unit::None => "",
+        }
+    }
+}
+
+/// The OpenMetrics type of a metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Info,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Info => "info",
+        }
+    }
+}
+
+/// One metric family: its base name (without unit, `_total` or `_info`), unit, type, labels and
+/// help text. [`MetricDef::name`] gives the name as it appears on `/metrics`.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricDef {
+    /// Name without the unit suffix and without `_total` / `_info`, e.g. `joulebook_rapl_package`.
+    pub base: &'static str,
+    pub unit: Unit,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+impl MetricDef {
+    /// The sample name a scraper sees, e.g. `joulebook_rapl_package_joules_total`.
+    pub fn name(&self) -> String {
+        let mut n = self.base.to_string();
+        if self.unit != Unit::None {
+            n.push('_');
+            n.push_str(self.unit.as_str());
+        }
+        match self.kind {
+            Kind::Counter => n.push_str("_total"),
+            Kind::Info => n.push_str("_info"),
+            Kind::Gauge => {}
+        }
+        n
+    }
+}
+
+impl fmt::Display for MetricDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+macro_rules! metric {
+    ($ident:ident, $base:literal, $unit:ident, $kind:ident, [$($label:expr),*], $help:literal) => {
+        pub const $ident: MetricDef = MetricDef {
+            base: concat!("joulebook_", $base),
+            unit: Unit::$unit,
+            kind: Kind::$kind,
+            labels: &[$($label),*],
+            help: $help,
+        };
+    };
+}
+
+use labels as l;
+
+// --- RAPL: one metric per domain, so that no sum double counts (package contains core and uncore).
+metric!(RAPL_PACKAGE, "rapl_package", Joules, Counter, [l::SOCKET],
+    "Energy of a CPU package (socket) from RAPL, wrap-corrected, since the exporter first ran on this node.");
+metric!(
+    RAPL_CORE,
+    "rapl_core",
+    Joules,
+    Counter,
+    [l::SOCKET],
+    "Energy of the cores of a package from RAPL (already included in rapl_package)."
+);
+metric!(RAPL_UNCORE, "rapl_uncore", Joules, Counter, [l::SOCKET],
+    "Energy of the uncore (integrated GPU, caches) of a package from RAPL (already included in rapl_package).");
+metric!(
+    RAPL_DRAM,
+    "rapl_dram",
+    Joules,
+    Counter,
+    [l::SOCKET],
+    "Energy of the DRAM attached to a package from RAPL."
+);
+metric!(RAPL_PSYS, "rapl_psys", Joules, Counter, [],
+    "Energy of the whole platform (psys zone) from RAPL; overlaps package and dram, never added to the node total.");
+
+// --- Estimate, for machines without a hardware counter.
+metric!(
+    ESTIMATED_CPU,
+    "estimated_cpu",
+    Joules,
+    Counter,
+    [],
+    "ESTIMATE, not a measurement: CPU energy modelled from /proc/stat utilisation and a TDP."
+);
+metric!(ESTIMATED_DRAM, "estimated_dram", Joules, Counter, [],
+    "ESTIMATE, not a measurement: memory energy modelled as installed memory times a constant W/GB.");
+metric!(
+    ESTIMATED_CPU_TDP,
+    "estimated_cpu_tdp",
+    Watts,
+    Gauge,
+    [],
+    "TDP used by the CPU estimate, and where it came from (see joulebook_node_component_info)."
+);
+
+// --- GPUs.
+metric!(GPU_ENERGY, "gpu", Joules, Counter, [l::GPU_UUID],
+    "Energy of an NVIDIA GPU, from NVML's total-energy counter (or integrated power on pre-Volta GPUs, see joulebook_gpu_energy_method_info).");
+metric!(
+    GPU_POWER,
+    "gpu_power",
+    Watts,
+    Gauge,
+    [l::GPU_UUID],
+    "Power draw of an NVIDIA GPU at the last sample."
+);
+metric!(
+    GPU_POWER_LIMIT,
+    "gpu_power_limit",
+    Watts,
+    Gauge,
+    [l::GPU_UUID],
+    "Enforced power limit of an NVIDIA GPU."
+);
+metric!(
+    GPU_INFO,
+    "gpu",
+    None,
+    Info,
+    [l::GPU_UUID, l::INDEX, l::MODEL, l::PCI_BUS_ID],
+    "An NVIDIA GPU seen by NVML; value 1."
+);
+metric!(
+    GPU_ENERGY_METHOD,
+    "gpu_energy_method",
+    None,
+    Info,
+    [l::GPU_UUID, l::METHOD],
+    "How a GPU's energy is obtained: counter (NVML total energy) or power_integration (fallback)."
+);
+
+// --- The node.
+metric!(NODE_ENERGY, "node", Joules, Counter, [l::COMPONENT],
+    "Energy of the node by component (cpu, dram, gpu, other); sum by (component) never double counts.");
+metric!(NODE_COMPONENT_INFO, "node_component", None, Info, [l::COMPONENT, l::METHOD, l::SOURCE],
+    "How each component of joulebook_node_joules_total is obtained: method measured or estimated, and the source.");
+metric!(
+    NODE_INFO,
+    "node",
+    None,
+    Info,
+    [l::HOSTNAME, l::CPU_MODEL, l::CPU_VENDOR],
+    "The node; value 1."
+);
+metric!(
+    NODE_PHYSICAL_CORES,
+    "node_physical_cores",
+    None,
+    Gauge,
+    [],
+    "Physical CPU cores of the node (the cores of the estimation methods' cores x hours)."
+);
+metric!(
+    NODE_LOGICAL_CPUS,
+    "node_logical_cpus",
+    None,
+    Gauge,
+    [],
+    "Logical CPUs (hardware threads) of the node."
+);
+metric!(
+    NODE_SOCKETS,
+    "node_sockets",
+    None,
+    Gauge,
+    [],
+    "CPU sockets of the node."
+);
+metric!(
+    NODE_MEMORY,
+    "node_memory",
+    Bytes,
+    Gauge,
+    [],
+    "Installed memory of the node (MemTotal)."
+);
+metric!(NODE_CPU_TDP, "node_cpu_tdp", Watts, Gauge, [],
+    "Thermal design power of all the node's CPU packages together (configured, or from the built-in table).");
+
+// --- Health of the exporter itself.
+metric!(SOURCE_UP, "source_up", None, Gauge, [l::SOURCE],
+    "1 if the source's last sample succeeded, 0 if it is down (the log says why and how to fix it).");
+metric!(
+    SOURCE_ENABLED,
+    "source_enabled",
+    None,
+    Gauge,
+    [l::SOURCE],
+    "1 if the source is switched on by configuration."
+);
+metric!(
+    SAMPLE_DURATION,
+    "sample_duration",
+    Seconds,
+    Gauge,
+    [l::SOURCE],
+    "Wall time of the source's last sample."
+);
+metric!(
+    SAMPLES,
+    "samples",
+    None,
+    Counter,
+    [l::SOURCE],
+    "Samples taken from the source, successful or not."
+);
+metric!(COUNTER_WRAPS, "counter_wraps", None, Counter, [l::SOURCE],
+    "Hardware energy counter wraps corrected (RAPL) or resets absorbed (NVML after a driver reload).");
+metric!(
+    SAMPLES_DROPPED,
+    "samples_dropped",
+    None,
+    Counter,
+    [l::SOURCE, l::REASON],
+    "Samples whose energy delta was discarded rather than added (implausible, garbage)."
+);
+metric!(
+    BUILD_INFO,
+    "build",
+    None,
+    Info,
+    [l::VERSION, l::REVISION],
+    "The exporter's version and source revision; value 1."
+);
+metric!(
+    SAMPLE_INTERVAL,
+    "sample_interval",
+    Seconds,
+    Gauge,
+    [],
+    "Configured interval between samples."
+);
+metric!(
+    LAST_SAMPLE_TIMESTAMP,
+    "last_sample_timestamp",
+    Seconds,
+    Gauge,
+    [],
+    "Unix time of the last completed sampling cycle."
+);
+
+/// Every metric defined above. The README's metric table must list each (tested).
+pub const ALL_METRICS: &[MetricDef] = &[
+    RAPL_PACKAGE,
+    RAPL_CORE,
+    RAPL_UNCORE,
+    RAPL_DRAM,
+    RAPL_PSYS,
+    ESTIMATED_CPU,
+    ESTIMATED_DRAM,
+    ESTIMATED_CPU_TDP,
+    GPU_ENERGY,
+    GPU_POWER,
+    GPU_POWER_LIMIT,
+    GPU_INFO,
+    GPU_ENERGY_METHOD,
+    NODE_ENERGY,
+    NODE_COMPONENT_INFO,
+    NODE_INFO,
+    NODE_PHYSICAL_CORES,
+    NODE_LOGICAL_CPUS,
+    NODE_SOCKETS,
+    NODE_MEMORY,
+    NODE_CPU_TDP,
+    SOURCE_UP,
+    SOURCE_ENABLED,
+    SAMPLE_DURATION,
+    SAMPLES,
+    COUNTER_WRAPS,
+    SAMPLES_DROPPED,
+    BUILD_INFO,
+    SAMPLE_INTERVAL,
+    LAST_SAMPLE_TIMESTAMP,
+];
+
+/// The components of a node's energy. `sum by (component)` of the node counter is the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    /// CPU packages (RAPL package zones, or the estimate).
+    Cpu,
+    /// Memory (RAPL dram zones, or the estimate).
+    Dram,
+    /// GPUs (NVML).
+    Gpu,
+    /// Everything else the wall pays for (BMC minus the rest; filled when a BMC source exists).
+    Other,
+}
+
+impl Component {
+    pub const ALL: [Component; 4] = [
+        Component::Cpu,
+        Component::Dram,
+        Component::Gpu,
+        Component::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Cpu => "cpu",
+            Component::Dram => "dram",
+            Component::Gpu => "gpu",
+            Component::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The exporter's default TCP port. Chosen outside 8080 and 9090–9100 and, at the time of writing,
+/// not claimed on the Prometheus "default port allocations" wiki page.
+pub const DEFAULT_PORT: u16 = 9977;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn valid_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+
+    #[test]
+    fn names_are_unique_and_valid() {
+        let mut seen = HashSet::new();
+        for m in ALL_METRICS {
+            let n = m.name();
+            assert!(valid_name(&n), "{n}");
+            assert!(n.starts_with("joulebook_"), "{n}");
+            assert!(seen.insert(n.clone()), "duplicate metric {n}");
+            for l in m.labels {
+                assert!(valid_name(l), "{n}: label {l}");
+                assert!(*l != "job" && *l != "instance", "{n}: reserved label {l}");
+            }
+            if m.kind == Kind::Counter {
+                assert!(n.ends_with("_total"));
+            }
+        }
+    }
+
+    #[test]
+    fn names_as_released() {
+        assert_eq!(RAPL_PACKAGE.name(), "joulebook_rapl_package_joules_total");
+        assert_eq!(NODE_ENERGY.name(), "joulebook_node_joules_total");
+        assert_eq!(GPU_INFO.name(), "joulebook_gpu_info");
+        assert_eq!(GPU_POWER.name(), "joulebook_gpu_power_watts");
+        assert_eq!(SAMPLES_DROPPED.name(), "joulebook_samples_dropped_total");
+        assert_eq!(NODE_MEMORY.name(), "joulebook_node_memory_bytes");
+    }
+}

@@ -1,0 +1,1 @@
+//! CPU and memory estimate for machines without a hardware counter.

@@ -1,0 +1,187 @@
+//! Energy sources. Each source reads one kind of hardware (or models it) and returns plain data;
+//! it never touches Prometheus types and keeps no energy totals. The [`crate::sampler`] turns the
+//! raw readings into wrap-corrected joules.
+//!
+//! To add a source: implement [`Source`] in a new module, give it a [`SourceKind`], and build it in
+//! [`crate::sampler::build_sources`] behind its configuration switch.
+
+pub mod estimate;
+pub mod nvml;
+pub mod rapl;
+
+use joulebook_common::Component;
+use std::fmt;
+
+/// The sources the exporter knows, as named in the `source` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKind {
+    Rapl,
+    Nvml,
+    Estimate,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 3] = [SourceKind::Rapl, SourceKind::Nvml, SourceKind::Estimate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Rapl => "rapl",
+            SourceKind::Nvml => "nvml",
+            SourceKind::Estimate => "estimate",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an energy channel measures. Each domain is its own metric, so no sum double counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Domain {
+    RaplPackage,
+    RaplCore,
+    RaplUncore,
+    RaplDram,
+    RaplPsys,
+    Gpu,
+    EstimatedCpu,
+    EstimatedDram,
+}
+
+impl Domain {
+    /// The node component this domain adds to, or `None` for domains that overlap another
+    /// (core and uncore are inside package; psys covers the whole platform).
+    pub fn component(self) -> Option<Component> {
+        match self {
+            Domain::RaplPackage | Domain::EstimatedCpu => Some(Component::Cpu),
+            Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
+            Domain::Gpu => Some(Component::Gpu),
+            Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys => None,
+        }
+    }
+
+    /// True for modelled domains, which must never be mistaken for measurements.
+    pub fn is_estimate(self) -> bool {
+        matches!(self, Domain::EstimatedCpu | Domain::EstimatedDram)
+    }
+}
+
+/// Identifies one energy counter: a domain and the device it belongs to (socket number, GPU UUID,
+/// or empty for node-wide domains).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChannelId {
+    pub domain: Domain,
+    pub device: String,
+}
+
+impl ChannelId {
+    pub fn new(domain: Domain, device: impl Into<String>) -> Self {
+        ChannelId {
+            domain,
+            device: device.into(),
+        }
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.device.is_empty() {
+            write!(f, "{:?}", self.domain)
+        } else {
+            write!(f, "{:?}[{}]", self.domain, self.device)
+        }
+    }
+}
+
+/// A raw energy reading, as the hardware gives it. The sampler turns these into joules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RawEnergy {
+    /// A cumulative counter in microjoules that wraps to 0 after `range_uj` (RAPL's
+    /// `energy_uj` / `max_energy_range_uj`). `max_watts` bounds the plausible delta.
+    Wrapping {
+        uj: u64,
+        range_uj: u64,
+        max_watts: f64,
+    },
+    /// A cumulative counter in microjoules that only resets (to near 0) when the driver reloads
+    /// (NVML total energy, converted from mJ).
+    Resetting { uj: u64, max_watts: f64 },
+    /// Instantaneous power, integrated by the sampler with the trapezoidal rule (pre-Volta GPUs,
+    /// estimates).
+    Power { watts: f64 },
+}
+
+/// One channel's reading in a sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnergyReading {
+    pub channel: ChannelId,
+    pub raw: RawEnergy,
+}
+
+/// What a GPU source knows about a GPU besides its energy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuInfo {
+    pub uuid: String,
+    pub index: u32,
+    pub model: String,
+    pub pci_bus_id: String,
+    pub power_watts: Option<f64>,
+    pub power_limit_watts: Option<f64>,
+    /// True when the energy comes from NVML's total-energy counter, false for power integration.
+    pub energy_counter: bool,
+}
+
+/// Everything a source returns from one sample.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceSample {
+    pub energy: Vec<EnergyReading>,
+    pub gpus: Vec<GpuInfo>,
+    /// For the estimate: the TDP it used, in watts.
+    pub estimate_tdp_watts: Option<f64>,
+}
+
+/// A source failed. `message` says what happened and names the file or call; `fix` tells the
+/// administrator what to do about it. Both end up in one log line and on the landing page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceError {
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> Self {
+        SourceError {
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(fix) = &self.fix {
+            write!(f, " (fix: {fix})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// The one interface every energy source implements.
+pub trait Source: Send {
+    fn kind(&self) -> SourceKind;
+
+    /// Takes one sample. An error marks the source down until a later sample succeeds; the
+    /// exporter keeps serving everything else.
+    fn sample(&mut self) -> Result<SourceSample, SourceError>;
+}

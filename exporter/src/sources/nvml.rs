@@ -1,0 +1,1 @@
+//! NVIDIA GPUs through NVML (nvml-wrapper), library loaded at run time.

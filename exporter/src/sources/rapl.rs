@@ -1,0 +1,1 @@
+//! RAPL through Linux powercap (see module docs once implemented).
