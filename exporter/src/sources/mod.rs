@@ -141,6 +141,9 @@ pub struct SourceSample {
     pub gpus: Vec<GpuInfo>,
     /// For the estimate: the TDP it used, in watts.
     pub estimate_tdp_watts: Option<f64>,
+    /// Partial failures: the sample holds what could be read (e.g. the GPUs still on the bus),
+    /// and each problem is logged once and marks the source down until it clears.
+    pub problems: Vec<SourceError>,
 }
 
 /// A source failed. `message` says what happened and names the file or call; `fix` tells the
