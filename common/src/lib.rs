@@ -167,7 +167,7 @@ metric!(
     Watts,
     Gauge,
     [],
-    "TDP used by the CPU estimate, and where it came from (see joulebook_node_component_info)."
+    "TDP of all CPU packages used by the CPU estimate (configured, built-in table, or 12 W per core)."
 );
 
 // --- GPUs.

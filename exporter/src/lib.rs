@@ -1,5 +1,11 @@
 //! joulebook's per-node exporter: samples energy sources in the background, corrects counter
 //! wraps, and publishes monotonic `_joules_total` counters. See ARCHITECTURE.md for the map.
 
+pub mod app;
+pub mod config;
 pub mod energy;
+pub mod metrics;
+pub mod node;
+pub mod sampler;
+pub mod server;
 pub mod sources;

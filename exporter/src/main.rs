@@ -1,1 +1,112 @@
-fn main() {}
+//! `joulebook-exporter`: see `--help`, the README and ARCHITECTURE.md.
+
+use clap::Parser;
+use joulebook_exporter::config::{parse_duration, Config, LogFormat, Switch};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Per-node energy exporter: RAPL, NVIDIA GPUs and an estimate where no counter exists,
+/// published as monotonic joule counters for Prometheus.
+#[derive(Parser, Debug)]
+#[command(name = "joulebook-exporter", version, about, long_about = None)]
+struct Cli {
+    /// YAML configuration file; flags override it.
+    #[arg(long = "config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Address to serve /metrics on: HOST:PORT, or :PORT for all interfaces [default: :9977].
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    listen_address: Option<String>,
+    /// sysfs mount point (RAPL is read under <sysfs>/class/powercap) [default: /sys].
+    #[arg(long = "path.sysfs", value_name = "DIR")]
+    sysfs: Option<PathBuf>,
+    /// procfs mount point [default: /proc].
+    #[arg(long = "path.procfs", value_name = "DIR")]
+    procfs: Option<PathBuf>,
+    /// Interval between samples: seconds or with a unit (500ms, 2s) [default: 1s].
+    #[arg(long = "sample.interval", value_name = "DURATION", value_parser = parse_duration)]
+    interval: Option<f64>,
+    /// RAPL source: auto (if present), on (insist), off.
+    #[arg(long = "source.rapl", value_name = "SWITCH")]
+    rapl: Option<Switch>,
+    /// NVIDIA GPU source through NVML: auto, on, off.
+    #[arg(long = "source.nvml", value_name = "SWITCH")]
+    nvml: Option<Switch>,
+    /// CPU and memory estimate for components no counter measures: auto, on, off.
+    #[arg(long = "source.estimate", value_name = "SWITCH")]
+    estimate: Option<Switch>,
+    /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
+    #[arg(long = "nvml.library", value_name = "FILE")]
+    nvml_library: Option<PathBuf>,
+    /// State file keeping totals across restarts [default: none].
+    #[arg(long = "state.file", value_name = "FILE")]
+    state_file: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log.format", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. info, debug, joulebook_exporter=debug.
+    #[arg(long = "log.level", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Print the effective configuration (file + flags) as YAML and exit: 0 if valid, 2 if not.
+    #[arg(long = "check-config")]
+    check_config: bool,
+}
+
+impl Cli {
+    /// Flags override the file, which overrides the defaults.
+    fn apply(self, cfg: &mut Config) {
+        macro_rules! set {
+            ($flag:expr, $field:expr) => {
+                if let Some(v) = $flag {
+                    $field = v;
+                }
+            };
+        }
+        set!(self.listen_address, cfg.web.listen_address);
+        set!(self.sysfs, cfg.paths.sysfs);
+        set!(self.procfs, cfg.paths.procfs);
+        set!(
+            self.interval.map(joulebook_exporter::config::Seconds),
+            cfg.sample_interval
+        );
+        set!(self.rapl, cfg.sources.rapl.enabled);
+        set!(self.nvml, cfg.sources.nvml.enabled);
+        set!(self.estimate, cfg.sources.estimate.enabled);
+        set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
+        set!(self.state_file.map(Some), cfg.state.file);
+        set!(self.log_format, cfg.log.format);
+        set!(self.log_level, cfg.log.level);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let check = cli.check_config;
+    let mut cfg = match &cli.config_file {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("joulebook-exporter: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    cli.apply(&mut cfg);
+    if let Err((key, msg)) = cfg.validate() {
+        eprintln!("joulebook-exporter: invalid configuration: {key}: {msg}");
+        return ExitCode::from(2);
+    }
+    if check {
+        print!("{}", cfg.to_yaml());
+        return ExitCode::SUCCESS;
+    }
+    joulebook_exporter::app::init_logging(&cfg);
+    match joulebook_exporter::app::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("joulebook-exporter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

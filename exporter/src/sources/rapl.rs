@@ -1,1 +1,389 @@
-//! RAPL through Linux powercap (see module docs once implemented).
+//! RAPL through Linux powercap (`<sysfs>/class/powercap`).
+//!
+//! Zones are recognised by their `name` file, not their directory name, because the numbering is
+//! not stable: `intel-rapl:1` is `package-1` on a two-socket server but `psys` on a laptop.
+//! - `package-N` (top level): socket N's package. Intel and AMD (AMD Zen exposes only these).
+//! - `core`, `uncore`, `dram` (subzones `intel-rapl:N:M`): belong to their parent's socket.
+//!   Some servers expose `dram` as a top-level zone; it then takes the socket of its index.
+//! - `psys`: the platform zone; it overlaps the rest and is never added to the node total.
+//! - `intel-rapl-mmio:N` repeats a package through MMIO. It is used only when no MSR zone
+//!   (`intel-rapl:`) covers the same domain and socket, so the same energy is never counted twice.
+//!
+//! The source returns raw `energy_uj` values with their `max_energy_range_uj`; the sampler corrects
+//! wraps. The zone list is discovered at start, again after any read error, and every
+//! [`REDISCOVER_EVERY`] samples, so hot-plugged or vanished zones are noticed.
+
+use super::{
+    ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
+};
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+
+/// Samples between two discoveries of the zone list when nothing goes wrong (about a minute at the
+/// default 1 s interval: cheap, and catches zones that appear late, e.g. after a module load).
+pub const REDISCOVER_EVERY: u64 = 60;
+
+/// Options of the RAPL source.
+#[derive(Clone, Debug)]
+pub struct RaplOptions {
+    /// The sysfs root (`--path.sysfs`), normally `/sys`.
+    pub sysfs: PathBuf,
+    /// Largest power a single zone can plausibly draw, in watts; a larger delta is dropped as a
+    /// glitch rather than added. 1000 W is about twice the TDP of the largest server CPUs sold in
+    /// 2025 (AMD EPYC 9965 and Intel Xeon 6980P: 500 W), so no real reading is refused.
+    pub max_zone_watts: f64,
+}
+
+impl Default for RaplOptions {
+    fn default() -> Self {
+        RaplOptions {
+            sysfs: PathBuf::from("/sys"),
+            max_zone_watts: 1000.0,
+        }
+    }
+}
+
+/// One discovered zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone {
+    pub channel: ChannelId,
+    /// The zone's directory (e.g. `/sys/class/powercap/intel-rapl:0`).
+    pub dir: PathBuf,
+    /// `max_energy_range_uj`: the counter wraps to 0 when it reaches this value.
+    pub range_uj: u64,
+    /// True for `intel-rapl-mmio` zones.
+    pub mmio: bool,
+}
+
+pub struct RaplSource {
+    opts: RaplOptions,
+    zones: Option<Vec<Zone>>,
+    samples: u64,
+    buf: String,
+    energy_paths: Vec<PathBuf>,
+}
+
+impl RaplSource {
+    pub fn new(opts: RaplOptions) -> Self {
+        RaplSource {
+            opts,
+            zones: None,
+            samples: 0,
+            buf: String::with_capacity(32),
+            energy_paths: Vec::new(),
+        }
+    }
+
+    fn powercap_dir(&self) -> PathBuf {
+        self.opts.sysfs.join("class/powercap")
+    }
+
+    /// The zones found at the last discovery.
+    pub fn zones(&self) -> &[Zone] {
+        self.zones.as_deref().unwrap_or(&[])
+    }
+
+    fn ensure_zones(&mut self) -> Result<(), SourceError> {
+        let due = self.samples % REDISCOVER_EVERY == 0;
+        if self.zones.is_none() || due {
+            let zones = discover(&self.powercap_dir())?;
+            if let Some(old) = &self.zones {
+                if old
+                    .iter()
+                    .map(|z| &z.channel)
+                    .ne(zones.iter().map(|z| &z.channel))
+                {
+                    tracing::info!(
+                        source = "rapl",
+                        zones = %describe(&zones),
+                        "RAPL zones changed"
+                    );
+                }
+            }
+            self.energy_paths = zones.iter().map(|z| z.dir.join("energy_uj")).collect();
+            self.zones = Some(zones);
+        }
+        Ok(())
+    }
+}
+
+fn describe(zones: &[Zone]) -> String {
+    zones
+        .iter()
+        .map(|z| z.channel.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn read_trimmed(path: &Path, buf: &mut String) -> Result<(), SourceError> {
+    buf.clear();
+    let res = fs::File::open(path).and_then(|mut f| f.read_to_string(buf));
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(SourceError::new(format!(
+            "cannot read {}: permission denied",
+            path.display()
+        ))
+        .with_fix(
+            "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694); run the exporter \
+             with AmbientCapabilities=CAP_DAC_READ_SEARCH as the shipped systemd unit does, or make \
+             energy_uj group-readable with the udev rule in the README (section Permissions)",
+        )),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(SourceError::new(format!(
+            "{} vanished (RAPL zone removed or driver unloaded)",
+            path.display()
+        ))
+        .with_fix("check that the intel_rapl_common / intel_rapl_msr modules are loaded")),
+        Err(e) => Err(SourceError::new(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+fn parse_u64(path: &Path, buf: &str) -> Result<u64, SourceError> {
+    let t = buf.trim();
+    t.parse::<u64>().map_err(|_| {
+        let shown: String = t.chars().take(40).collect();
+        SourceError::new(format!(
+            "{} holds {shown:?}, not a non-negative integer",
+            path.display()
+        ))
+    })
+}
+
+/// Finds the RAPL zones under a powercap directory. Errors name the directory or file.
+pub fn discover(powercap: &Path) -> Result<Vec<Zone>, SourceError> {
+    let entries =
+        match fs::read_dir(powercap) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(SourceError::new(format!(
+                "no powercap directory at {}: this machine exposes no RAPL counters",
+                powercap.display()
+            ))
+            .with_fix(
+                "on bare metal, load intel_rapl_msr (Intel, and AMD Zen with Linux >= 5.11); in a \
+                 virtual machine or container RAPL is not available and the estimate source \
+                 models CPU and memory instead",
+            )),
+            Err(e) => {
+                return Err(SourceError::new(format!(
+                    "cannot list {}: {e}",
+                    powercap.display()
+                )))
+            }
+        };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("intel-rapl:") || n.starts_with("intel-rapl-mmio:"))
+        .collect();
+    names.sort();
+
+    let mut buf = String::new();
+    let mut found: Vec<Zone> = Vec::new();
+    for dir_name in &names {
+        let mmio = dir_name.starts_with("intel-rapl-mmio:");
+        let dir = powercap.join(dir_name);
+        let name_path = dir.join("name");
+        read_trimmed(&name_path, &mut buf)?;
+        let zone_name = buf.trim().to_string();
+        let indices: Vec<&str> = dir_name
+            .split_once(':')
+            .map(|(_, rest)| rest.split(':').collect())
+            .unwrap_or_default();
+        let domain_socket = match (zone_name.as_str(), indices.len()) {
+            ("psys", _) => Some((Domain::RaplPsys, String::new())),
+            (n, 1) if n.starts_with("package-") => n
+                .strip_prefix("package-")
+                .and_then(|s| s.parse::<u32>().ok())
+                .map(|s| (Domain::RaplPackage, s.to_string())),
+            ("dram", 1) => indices[0]
+                .parse::<u32>()
+                .ok()
+                .map(|s| (Domain::RaplDram, s.to_string())),
+            (sub @ ("core" | "uncore" | "dram"), 2) => {
+                // The parent's name gives the socket: intel-rapl:1 may be package-1 or psys.
+                let parent = powercap.join(dir_name.rsplit_once(':').map(|p| p.0).unwrap_or(""));
+                let mut pbuf = String::new();
+                read_trimmed(&parent.join("name"), &mut pbuf)?;
+                let domain = match sub {
+                    "core" => Domain::RaplCore,
+                    "uncore" => Domain::RaplUncore,
+                    _ => Domain::RaplDram,
+                };
+                pbuf.trim()
+                    .strip_prefix("package-")
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .map(|s| (domain, s.to_string()))
+            }
+            _ => None,
+        };
+        let Some((domain, socket)) = domain_socket else {
+            tracing::debug!(zone = %dir.display(), name = %zone_name, "ignoring unknown RAPL zone");
+            continue;
+        };
+        let range_path = dir.join("max_energy_range_uj");
+        read_trimmed(&range_path, &mut buf)?;
+        let range_uj = parse_u64(&range_path, &buf)?;
+        if range_uj == 0 {
+            return Err(SourceError::new(format!(
+                "{} is 0: cannot correct wraps of this zone",
+                range_path.display()
+            )));
+        }
+        let channel = ChannelId::new(domain, socket);
+        // MSR zones win over their MMIO twins; directory names sort MSR first.
+        if let Some(existing) = found.iter().position(|z| z.channel == channel) {
+            if found[existing].mmio && !mmio {
+                found[existing] = Zone {
+                    channel,
+                    dir,
+                    range_uj,
+                    mmio,
+                };
+            }
+            continue;
+        }
+        found.push(Zone {
+            channel,
+            dir,
+            range_uj,
+            mmio,
+        });
+    }
+    if found.is_empty() {
+        return Err(
+            SourceError::new(format!("no RAPL zone under {}", powercap.display())).with_fix(
+                "load intel_rapl_msr; on virtual machines the estimate source is used instead",
+            ),
+        );
+    }
+    found.sort_by(|a, b| a.channel.cmp(&b.channel));
+    Ok(found)
+}
+
+impl Source for RaplSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Rapl
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        self.samples += 1;
+        self.ensure_zones()?;
+        let zones = self.zones.as_deref().unwrap_or(&[]);
+        let mut energy = Vec::with_capacity(zones.len());
+        let mut result = Ok(());
+        for (zone, path) in zones.iter().zip(&self.energy_paths) {
+            let uj = read_trimmed(path, &mut self.buf).and_then(|()| parse_u64(path, &self.buf));
+            match uj {
+                Ok(uj) => energy.push(EnergyReading {
+                    channel: zone.channel.clone(),
+                    raw: RawEnergy::Wrapping {
+                        uj,
+                        range_uj: zone.range_uj,
+                        max_watts: self.opts.max_zone_watts,
+                    },
+                }),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            // Look again next time: the zone may have been replaced by another.
+            self.zones = None;
+            return Err(e);
+        }
+        Ok(SourceSample {
+            energy,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(root: &Path, dir: &str, name: &str, uj: u64, range: u64) {
+        let d = root.join("class/powercap").join(dir);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("name"), format!("{name}\n")).unwrap();
+        fs::write(d.join("energy_uj"), format!("{uj}\n")).unwrap();
+        fs::write(d.join("max_energy_range_uj"), format!("{range}\n")).unwrap();
+    }
+
+    fn channels(src: &RaplSource) -> Vec<String> {
+        src.zones().iter().map(|z| z.channel.to_string()).collect()
+    }
+
+    #[test]
+    fn psys_at_a_package_index_and_mmio_twin_are_told_apart() {
+        let t = tempfile::tempdir().unwrap();
+        zone(t.path(), "intel-rapl:0", "package-0", 10, 1000);
+        zone(t.path(), "intel-rapl:0:0", "core", 5, 1000);
+        zone(t.path(), "intel-rapl:1", "psys", 7, 1000);
+        zone(t.path(), "intel-rapl-mmio:0", "package-0", 99, 1000);
+        let mut s = RaplSource::new(RaplOptions {
+            sysfs: t.path().into(),
+            ..Default::default()
+        });
+        let sample = s.sample().unwrap();
+        assert_eq!(channels(&s), ["RaplPackage[0]", "RaplCore[0]", "RaplPsys"]);
+        // The MSR zone's value is read, not the MMIO twin's.
+        assert_eq!(
+            sample.energy[0].raw,
+            RawEnergy::Wrapping {
+                uj: 10,
+                range_uj: 1000,
+                max_watts: 1000.0
+            }
+        );
+    }
+
+    #[test]
+    fn mmio_alone_is_used() {
+        let t = tempfile::tempdir().unwrap();
+        zone(t.path(), "intel-rapl-mmio:0", "package-0", 3, 1000);
+        let mut s = RaplSource::new(RaplOptions {
+            sysfs: t.path().into(),
+            ..Default::default()
+        });
+        s.sample().unwrap();
+        assert_eq!(channels(&s), ["RaplPackage[0]"]);
+        assert!(s.zones()[0].mmio);
+    }
+
+    #[test]
+    fn garbage_names_the_file_and_vanished_zone_recovers() {
+        let t = tempfile::tempdir().unwrap();
+        zone(t.path(), "intel-rapl:0", "package-0", 10, 1000);
+        zone(t.path(), "intel-rapl:1", "package-1", 10, 1000);
+        let mut s = RaplSource::new(RaplOptions {
+            sysfs: t.path().into(),
+            ..Default::default()
+        });
+        s.sample().unwrap();
+        let f = t.path().join("class/powercap/intel-rapl:1/energy_uj");
+        fs::write(&f, "12x\n").unwrap();
+        let e = s.sample().unwrap_err();
+        assert!(e.message.contains("intel-rapl:1/energy_uj"), "{e}");
+        assert!(e.message.contains("12x"), "{e}");
+        fs::remove_dir_all(t.path().join("class/powercap/intel-rapl:1")).unwrap();
+        // Rediscovered without the vanished zone.
+        let sample = s.sample().unwrap();
+        assert_eq!(sample.energy.len(), 1);
+    }
+
+    #[test]
+    fn missing_powercap_says_how_to_fix() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = RaplSource::new(RaplOptions {
+            sysfs: t.path().into(),
+            ..Default::default()
+        });
+        let e = s.sample().unwrap_err();
+        assert!(e.message.contains("no powercap directory"), "{e}");
+        assert!(e.fix.is_some());
+    }
+}

@@ -1,0 +1,207 @@
+//! Wiring: builds the sources from the configuration, runs the sampler on its own thread and the
+//! HTTP server on a small tokio runtime, and shuts both down cleanly on SIGTERM or SIGINT.
+
+use crate::config::{Config, LogFormat, Switch};
+use crate::node::NodeInfo;
+use crate::sampler::{Sampler, Shared, Snapshot};
+use crate::server;
+use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
+use crate::sources::rapl::{self, RaplOptions, RaplSource};
+use crate::sources::{Source, SourceError, SourceKind, SourceSample};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Sets up logging: readable on a terminal, JSON on request.
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// A source that could not be opened at start: it retries opening every `retry` and reports the
+/// last error meanwhile, so the source shows as down with its reason instead of vanishing.
+pub struct Retrying<S: Source, F: FnMut() -> Result<S, SourceError> + Send> {
+    kind: SourceKind,
+    open: F,
+    inner: Option<S>,
+    last_try: Option<Instant>,
+    last_error: SourceError,
+    retry: Duration,
+}
+
+impl<S: Source, F: FnMut() -> Result<S, SourceError> + Send> Retrying<S, F> {
+    pub fn new(kind: SourceKind, first_error: SourceError, open: F, retry: Duration) -> Self {
+        Retrying {
+            kind,
+            open,
+            inner: None,
+            last_try: Some(Instant::now()),
+            last_error: first_error,
+            retry,
+        }
+    }
+}
+
+impl<S: Source, F: FnMut() -> Result<S, SourceError> + Send> Source for Retrying<S, F> {
+    fn kind(&self) -> SourceKind {
+        self.kind
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        if self.inner.is_none() && self.last_try.is_none_or(|t| t.elapsed() >= self.retry) {
+            self.last_try = Some(Instant::now());
+            match (self.open)() {
+                Ok(s) => self.inner = Some(s),
+                Err(e) => self.last_error = e,
+            }
+        }
+        match &mut self.inner {
+            Some(s) => s.sample(),
+            None => Err(self.last_error.clone()),
+        }
+    }
+}
+
+/// The sources to run and those switched off, from the configuration.
+pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Vec<SourceKind>) {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut disabled = Vec::new();
+
+    let rapl_opts = RaplOptions {
+        sysfs: cfg.paths.sysfs.clone(),
+        max_zone_watts: cfg.sources.rapl.max_zone_watts,
+    };
+    let powercap = rapl_opts.sysfs.join("class/powercap");
+    match cfg.sources.rapl.enabled {
+        Switch::Off => disabled.push(SourceKind::Rapl),
+        Switch::Auto if !powercap.exists() => {
+            tracing::info!(
+                path = %powercap.display(),
+                "no RAPL on this machine (no powercap directory): rapl source disabled; set sources.rapl.enabled: on to insist"
+            );
+            disabled.push(SourceKind::Rapl);
+        }
+        _ => {
+            if let Err(e) = rapl::discover(&powercap) {
+                // Reported by the sampler's first cycle (one log line with the fix).
+                tracing::debug!(error = %e, "RAPL discovery failed at start");
+            }
+            sources.push(Box::new(RaplSource::new(rapl_opts)));
+        }
+    }
+
+    add_nvml(cfg, &mut sources, &mut disabled);
+
+    match cfg.sources.estimate.enabled {
+        Switch::Off => disabled.push(SourceKind::Estimate),
+        Switch::Auto | Switch::On => sources.push(Box::new(EstimateSource::new(
+            EstimateOptions {
+                procfs: cfg.paths.procfs.clone(),
+                cpu_tdp_watts: cfg.sources.estimate.cpu_tdp_watts,
+                idle_fraction: cfg.sources.estimate.idle_fraction,
+                memory_watts_per_gb: cfg.sources.estimate.memory_watts_per_gb,
+            },
+            node,
+        ))),
+    }
+    (sources, disabled)
+}
+
+fn add_nvml(_cfg: &Config, _sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    // Wired when the NVML source lands.
+    disabled.push(SourceKind::Nvml);
+}
+
+/// Runs the exporter until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), String> {
+    let addr = crate::config::parse_listen_address(&cfg.web.listen_address)
+        .map_err(|e| format!("--web.listen-address: {e}"))?;
+    let node = NodeInfo::read(&cfg.paths.procfs);
+    let (tdp, origin) = estimate::node_tdp(&node, cfg.sources.estimate.cpu_tdp_watts);
+    let (sources, disabled) = build_sources(&cfg, &node);
+    let interval = cfg.sample_interval.0;
+    let mut sampler = Sampler::new(
+        sources,
+        disabled,
+        node,
+        Some((tdp, origin.as_str())),
+        interval,
+    );
+
+    let shared: Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let sampler_shared = shared.clone();
+    let sampler_thread = std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || sample_loop(&mut sampler, &sampler_shared, interval, &stop_rx))
+        .map_err(|e| format!("cannot start the sampler thread: {e}"))?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (--web.listen-address): {e}"))?;
+        tracing::info!(address = %addr, interval_s = interval, version = crate::metrics::VERSION, "joulebook exporter listening");
+        let (shut_tx, shut_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server::serve(listener, shared.clone(), shut_rx));
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shut_tx.send(true);
+        let _ = server.await;
+        Ok::<(), String>(())
+    });
+    let _ = stop_tx.send(());
+    let _ = sampler_thread.join();
+    served
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, only a kill ends the process: better than not serving.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Samples on a fixed schedule (missed ticks are skipped, not bunched) until told to stop.
+fn sample_loop(sampler: &mut Sampler, shared: &Shared, interval_s: f64, stop: &mpsc::Receiver<()>) {
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(interval_s);
+    let mut tick: u32 = 0;
+    loop {
+        sampler.cycle(start.elapsed().as_secs_f64());
+        let snap = Arc::new(sampler.snapshot(server::now_unix()));
+        match shared.write() {
+            Ok(mut g) => *g = snap,
+            Err(p) => *p.into_inner() = snap,
+        }
+        let elapsed = start.elapsed();
+        tick = tick.saturating_add(1);
+        while interval * tick <= elapsed {
+            tick = tick.saturating_add(1);
+        }
+        let wait = (interval * tick).saturating_sub(elapsed);
+        match stop.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+    }
+}

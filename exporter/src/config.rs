@@ -1,0 +1,475 @@
+//! Configuration: a YAML file (`--config.file`) for everything that is not a one-off flag, with
+//! flags overriding it. Unknown keys, wrong types and bad values are errors that name the file,
+//! the line and the key; the process exits with status 2 (see `main`).
+//!
+//! YAML is parsed with serde-saphyr: serde_yaml is deprecated and unmaintained (archived in
+//! 2024), and serde-saphyr is maintained, pure Rust, and reports line and column with a snippet
+//! for every error, including unknown keys.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The default sampling interval, seconds. One second resolves job starts and ends to within a
+/// second (short jobs matter for per-job totals), stays far below the fastest RAPL wrap period
+/// (about 4 minutes for a 280 W AMD socket), and costs a negligible share of one core (the
+/// README's benchmark section gives the measured cost per cycle).
+pub const DEFAULT_INTERVAL_S: f64 = 1.0;
+
+/// A duration written as seconds (`1.5`) or with a unit (`500ms`, `2s`, `1m`, `1h`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "DurationRepr", into = "String")]
+pub struct Seconds(pub f64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<DurationRepr> for Seconds {
+    type Error = String;
+    fn try_from(r: DurationRepr) -> Result<Self, String> {
+        match r {
+            DurationRepr::Number(n) => Ok(Seconds(n)),
+            DurationRepr::Text(t) => parse_duration(&t).map(Seconds),
+        }
+    }
+}
+
+impl From<Seconds> for String {
+    fn from(s: Seconds) -> String {
+        format!("{}s", s.0)
+    }
+}
+
+/// Parses `500ms`, `1s`, `1.5`, `2m`, `1h`. Errors quote the value.
+pub fn parse_duration(t: &str) -> Result<f64, String> {
+    let t = t.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v * mult),
+        _ => Err(format!(
+            "invalid duration {t:?}: use seconds (1.5) or a unit (500ms, 2s, 1m, 1h)"
+        )),
+    }
+}
+
+/// Whether a source runs: `auto` runs it where the hardware exists and leaves it disabled
+/// (quietly, with one info line) where it does not; `on` insists, so a missing device or driver
+/// marks the source down; `off` never runs it. YAML `true`/`false` mean `on`/`off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    Auto,
+    On,
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Switch;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("auto, on, off, true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Switch, E> {
+                Ok(if b { Switch::On } else { Switch::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Switch, E> {
+                match s {
+                    "auto" => Ok(Switch::Auto),
+                    "on" | "true" | "yes" => Ok(Switch::On),
+                    "off" | "false" | "no" => Ok(Switch::Off),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub web: WebConfig,
+    pub sample_interval: Seconds,
+    pub paths: PathsConfig,
+    pub sources: SourcesConfig,
+    pub state: StateConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub listen_address: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    pub sysfs: PathBuf,
+    pub procfs: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    pub rapl: RaplConfig,
+    pub nvml: NvmlConfig,
+    pub estimate: EstimateConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaplConfig {
+    pub enabled: Switch,
+    /// Plausibility bound per zone, watts (see `RaplOptions::max_zone_watts`).
+    pub max_zone_watts: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NvmlConfig {
+    pub enabled: Switch,
+    /// Path of libnvidia-ml.so; default: the system's (`libnvidia-ml.so.1` through the loader).
+    pub library: Option<PathBuf>,
+    /// Plausibility bound per GPU when its power limit is unknown, watts.
+    pub max_gpu_watts: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstimateConfig {
+    /// `auto` and `on` both run it; it never replaces a measured component.
+    pub enabled: Switch,
+    /// TDP of all CPU packages together, watts; default from the built-in table or 12 W/core.
+    pub cpu_tdp_watts: Option<f64>,
+    /// Share of TDP an idle CPU draws in the model, 0–1.
+    pub idle_fraction: f64,
+    pub memory_watts_per_gb: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Where totals are kept across restarts; none disables persistence.
+    pub file: Option<PathBuf>,
+    pub save_interval: Seconds,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `joulebook_exporter=debug,warn`...
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            web: WebConfig::default(),
+            sample_interval: Seconds(DEFAULT_INTERVAL_S),
+            paths: PathsConfig::default(),
+            sources: SourcesConfig::default(),
+            state: StateConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen_address: format!(":{}", joulebook_common::DEFAULT_PORT),
+        }
+    }
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            sysfs: "/sys".into(),
+            procfs: "/proc".into(),
+        }
+    }
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            rapl: RaplConfig {
+                enabled: Switch::Auto,
+                max_zone_watts: crate::sources::rapl::RaplOptions::default().max_zone_watts,
+            },
+            nvml: NvmlConfig::default(),
+            estimate: EstimateConfig::default(),
+        }
+    }
+}
+
+impl Default for RaplConfig {
+    fn default() -> Self {
+        SourcesConfig::default().rapl
+    }
+}
+
+impl Default for NvmlConfig {
+    fn default() -> Self {
+        NvmlConfig {
+            enabled: Switch::Auto,
+            library: None,
+            max_gpu_watts: 1500.0,
+        }
+    }
+}
+
+impl Default for EstimateConfig {
+    fn default() -> Self {
+        use crate::sources::estimate as e;
+        EstimateConfig {
+            enabled: Switch::Auto,
+            cpu_tdp_watts: None,
+            idle_fraction: e::DEFAULT_IDLE_FRACTION,
+            memory_watts_per_gb: e::DEFAULT_MEMORY_WATTS_PER_GB,
+        }
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            file: None,
+            save_interval: Seconds(60.0),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration error: what is wrong, and where (file, line, key or flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        let cfg = Config::parse(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))?;
+        cfg.validate().map_err(|(key, msg)| {
+            let line = line_of_key(&text, &key)
+                .map(|l| format!(" line {l}:"))
+                .unwrap_or_default();
+            ConfigError(format!(
+                "config file {}:{line} {key}: {msg}",
+                path.display()
+            ))
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Checks values; returns the dotted key and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: &str, m: String| Err((k.to_string(), m));
+        let i = self.sample_interval.0;
+        if !(0.05..=60.0).contains(&i) {
+            return bad(
+                "sample_interval",
+                format!("{i} s is outside 50ms..60s (default 1s)"),
+            );
+        }
+        if parse_listen_address(&self.web.listen_address).is_err() {
+            return bad(
+                "web.listen_address",
+                format!("{:?} is not HOST:PORT or :PORT", self.web.listen_address),
+            );
+        }
+        let positive = [
+            (
+                "sources.rapl.max_zone_watts",
+                self.sources.rapl.max_zone_watts,
+            ),
+            (
+                "sources.nvml.max_gpu_watts",
+                self.sources.nvml.max_gpu_watts,
+            ),
+            (
+                "sources.estimate.memory_watts_per_gb",
+                self.sources.estimate.memory_watts_per_gb,
+            ),
+        ];
+        for (k, v) in positive {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(k, format!("{v} must be a non-negative number"));
+            }
+        }
+        if let Some(t) = self.sources.estimate.cpu_tdp_watts {
+            if !(t.is_finite() && t > 0.0) {
+                return bad(
+                    "sources.estimate.cpu_tdp_watts",
+                    format!("{t} must be a positive number of watts"),
+                );
+            }
+        }
+        let f = self.sources.estimate.idle_fraction;
+        if !(0.0..=1.0).contains(&f) {
+            return bad(
+                "sources.estimate.idle_fraction",
+                format!("{f} must be between 0 and 1"),
+            );
+        }
+        if self.state.save_interval.0 < 1.0 {
+            return bad(
+                "state.save_interval",
+                format!("{} s is below 1 s", self.state.save_interval.0),
+            );
+        }
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return bad("log.level", format!("{:?}: {e}", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as YAML (`--check-config`).
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+/// The 1-based line where the last segment of a dotted key is first written, if any.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let last = dotted.rsplit('.').next()?;
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&format!("{last}:")))
+        .map(|i| i + 1)
+}
+
+/// `:9977` (all interfaces), `127.0.0.1:9977`, `[::1]:9977`.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse::<SocketAddr>()
+        .map_err(|e| format!("{s:?} is not HOST:PORT or :PORT ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn values_and_durations() {
+        let c = Config::parse(
+            "sample_interval: 500ms\nsources:\n  rapl:\n    enabled: false\n  estimate:\n    enabled: off\n    cpu_tdp_watts: 95\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources.rapl.enabled, Switch::Off);
+        assert_eq!(c.sample_interval, Seconds(0.5));
+        assert_eq!(c.sources.estimate.enabled, Switch::Off);
+        assert_eq!(c.sources.estimate.cpu_tdp_watts, Some(95.0));
+        assert_eq!(
+            Config::parse("sample_interval: 2\n")
+                .unwrap()
+                .sample_interval,
+            Seconds(2.0)
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("j.yaml");
+        std::fs::write(
+            &p,
+            "sources:\n  rapl:\n    enabled: true\n    max_watts: 3\n",
+        )
+        .unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(
+            e.contains("j.yaml") && e.contains("line 4") && e.contains("max_watts"),
+            "{e}"
+        );
+        std::fs::write(&p, "sample_interval: 10 parsecs\n").unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(e.contains("j.yaml") && e.contains("parsecs"), "{e}");
+        std::fs::write(&p, "web:\n  listen_address: nowhere\n").unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(
+            e.contains("line 2") && e.contains("web.listen_address"),
+            "{e}"
+        );
+        std::fs::write(&p, "sources:\n  estimate:\n    idle_fraction: 3\n").unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(e.contains("line 3") && e.contains("idle_fraction"), "{e}");
+        let e = Config::load(&t.path().join("missing.yaml")).unwrap_err().0;
+        assert!(e.contains("missing.yaml"), "{e}");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::default();
+        assert_eq!(Config::parse(&c.to_yaml()).unwrap(), c);
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen_address(":9977").unwrap().port(), 9977);
+        assert!(parse_listen_address("127.0.0.1:1").is_ok());
+        assert!(parse_listen_address("[::1]:1").is_ok());
+        assert!(parse_listen_address("localhost").is_err());
+    }
+}

@@ -1,0 +1,539 @@
+//! The sampler: owns the sources and every energy total. Each cycle it asks each enabled source
+//! for a sample, turns raw readings into wrap-corrected joules, adds the node components, and
+//! publishes an immutable [`Snapshot`]. Scrapes only encode the latest snapshot, so any number of
+//! Prometheus servers scraping at any moment change nothing.
+//!
+//! Time is passed in (seconds on a monotonic clock), so the simulator and the tests drive the
+//! same code on a virtual clock.
+
+use crate::energy::{Accumulator, DropReason, Step};
+use crate::node::NodeInfo;
+use crate::sources::{ChannelId, Domain, GpuInfo, Source, SourceError, SourceKind};
+use joulebook_common::Component;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// How a node component is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Measured,
+    Estimated,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Measured => "measured",
+            Method::Estimated => "estimated",
+        }
+    }
+}
+
+/// Health of one source, as published.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Health {
+    pub enabled: bool,
+    pub up: bool,
+    /// Why the source is down (message and fix), if it is.
+    pub last_error: Option<SourceError>,
+    pub samples: u64,
+    pub wraps: u64,
+    pub dropped: BTreeMap<DropReason, u64>,
+    /// Wall time of the last sample, seconds.
+    pub duration_s: f64,
+}
+
+/// One node component's total and how it is obtained.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComponentTotal {
+    pub component: Component,
+    pub joules: f64,
+    pub method: Method,
+    pub source: SourceKind,
+}
+
+/// Everything a scrape publishes, captured at the end of a sampling cycle.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// Energy per channel, joules, sorted by channel.
+    pub channels: Vec<(ChannelId, f64)>,
+    pub node: Vec<ComponentTotal>,
+    pub gpus: Vec<GpuInfo>,
+    pub health: Vec<(SourceKind, Health)>,
+    pub node_info: NodeInfo,
+    /// Node CPU TDP, watts, and where it came from.
+    pub cpu_tdp_watts: Option<(f64, &'static str)>,
+    pub estimate_tdp_watts: Option<f64>,
+    pub interval_s: f64,
+    /// Unix time of the last completed cycle (0 before the first).
+    pub last_sample_unix: f64,
+}
+
+/// The latest snapshot, shared between the sampler and the HTTP server.
+pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
+
+/// Energy added to each node component during one cycle, in microjoules, with its per-device
+/// split (socket number or GPU UUID). This is what per-job attribution divides.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleDelta {
+    pub by_component: BTreeMap<Component, BTreeMap<String, u64>>,
+    pub interval_s: f64,
+}
+
+struct Slot {
+    source: Box<dyn Source>,
+    health: Health,
+}
+
+struct Channel {
+    acc: Accumulator,
+    source: SourceKind,
+}
+
+pub struct Sampler {
+    slots: Vec<Slot>,
+    channels: BTreeMap<ChannelId, Channel>,
+    /// Node component totals (µJ). Kept apart from the channels, and fed with per-cycle deltas, so
+    /// they stay monotonic when a component switches from estimated to measured.
+    node: BTreeMap<Component, (Accumulator, Method, SourceKind)>,
+    gpus: BTreeMap<String, GpuInfo>,
+    node_info: NodeInfo,
+    cpu_tdp: Option<(f64, &'static str)>,
+    estimate_tdp: Option<f64>,
+    interval_s: f64,
+    last_t: Option<f64>,
+    disabled: Vec<SourceKind>,
+}
+
+impl Sampler {
+    pub fn new(
+        sources: Vec<Box<dyn Source>>,
+        disabled: Vec<SourceKind>,
+        node_info: NodeInfo,
+        cpu_tdp: Option<(f64, &'static str)>,
+        interval_s: f64,
+    ) -> Self {
+        Sampler {
+            slots: sources
+                .into_iter()
+                .map(|source| Slot {
+                    source,
+                    health: Health {
+                        enabled: true,
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+            channels: BTreeMap::new(),
+            node: BTreeMap::new(),
+            gpus: BTreeMap::new(),
+            node_info,
+            cpu_tdp,
+            estimate_tdp: None,
+            interval_s,
+            last_t: None,
+            disabled,
+        }
+    }
+
+    /// Resumes totals saved by an earlier run (channel key → µJ, component → µJ).
+    pub fn resume(
+        &mut self,
+        channels: impl IntoIterator<Item = (ChannelId, SourceKind, u64)>,
+        node: impl IntoIterator<Item = (Component, Method, SourceKind, u64)>,
+    ) {
+        for (id, source, uj) in channels {
+            self.channels.insert(
+                id,
+                Channel {
+                    acc: Accumulator::resume(uj),
+                    source,
+                },
+            );
+        }
+        for (c, m, s, uj) in node {
+            self.node.insert(c, (Accumulator::resume(uj), m, s));
+        }
+    }
+
+    /// Channel totals in µJ, for the state file.
+    pub fn channel_totals(&self) -> impl Iterator<Item = (&ChannelId, SourceKind, u64)> {
+        self.channels
+            .iter()
+            .map(|(id, c)| (id, c.source, c.acc.total_uj()))
+    }
+
+    /// Node component totals in µJ, for the state file.
+    pub fn node_totals(&self) -> impl Iterator<Item = (Component, Method, SourceKind, u64)> + '_ {
+        self.node
+            .iter()
+            .map(|(c, (acc, m, s))| (*c, *m, *s, acc.total_uj()))
+    }
+
+    /// One sampling cycle at monotonic time `t` (seconds). Returns what each node component
+    /// gained, for attribution.
+    pub fn cycle(&mut self, t: f64) -> CycleDelta {
+        let interval_s = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
+        self.last_t = Some(t);
+        // Deltas per channel this cycle.
+        let mut added: BTreeMap<ChannelId, u64> = BTreeMap::new();
+        for slot in &mut self.slots {
+            let kind = slot.source.kind();
+            let started = Instant::now();
+            let result = slot.source.sample();
+            slot.health.duration_s = started.elapsed().as_secs_f64();
+            slot.health.samples += 1;
+            let sample = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    if slot.health.up || slot.health.last_error.as_ref() != Some(&e) {
+                        log_down(kind, &e);
+                    }
+                    slot.health.up = false;
+                    slot.health.last_error = Some(e);
+                    continue;
+                }
+            };
+            let problem = sample.problems.into_iter().next();
+            match (&problem, slot.health.up, &slot.health.last_error) {
+                (Some(p), _, last) if last.as_ref() != Some(p) => log_down(kind, p),
+                (None, false, Some(_)) => tracing::info!(source = %kind, "source is up again"),
+                _ => {}
+            }
+            slot.health.up = problem.is_none();
+            slot.health.last_error = problem;
+            if let Some(tdp) = sample.estimate_tdp_watts {
+                self.estimate_tdp = Some(tdp);
+            }
+            for gpu in sample.gpus {
+                self.gpus.insert(gpu.uuid.clone(), gpu);
+            }
+            for reading in sample.energy {
+                let ch = self
+                    .channels
+                    .entry(reading.channel.clone())
+                    .or_insert_with(|| Channel {
+                        acc: Accumulator::default(),
+                        source: kind,
+                    });
+                match ch.acc.update(reading.raw, t) {
+                    Step::Baseline => {}
+                    Step::Added { uj, wrapped } => {
+                        if wrapped {
+                            slot.health.wraps += 1;
+                        }
+                        added.insert(reading.channel, uj);
+                    }
+                    Step::Dropped(reason) => {
+                        *slot.health.dropped.entry(reason).or_default() += 1;
+                        tracing::warn!(
+                            source = %kind,
+                            channel = %reading.channel,
+                            reason = reason.as_str(),
+                            "energy delta discarded (not added to any total)"
+                        );
+                    }
+                }
+            }
+        }
+        self.add_node(&added, interval_s)
+    }
+
+    /// Adds one cycle's channel deltas to the node components. Measured channels win over the
+    /// estimate for a component as soon as any measured channel of it exists, so the two are
+    /// never added together.
+    fn add_node(&mut self, added: &BTreeMap<ChannelId, u64>, interval_s: f64) -> CycleDelta {
+        let mut delta = CycleDelta {
+            interval_s,
+            ..Default::default()
+        };
+        for component in Component::ALL {
+            let measured = self.channels.iter().any(|(id, _)| {
+                id.domain.component() == Some(component) && !id.domain.is_estimate()
+            });
+            let mut by_device: BTreeMap<String, u64> = BTreeMap::new();
+            let mut source = None;
+            for (id, ch) in &self.channels {
+                if id.domain.component() != Some(component) || id.domain.is_estimate() == measured {
+                    continue;
+                }
+                source = Some(ch.source);
+                if let Some(uj) = added.get(id) {
+                    *by_device.entry(id.device.clone()).or_default() += uj;
+                }
+            }
+            let Some(source) = source else { continue };
+            let method = if measured {
+                Method::Measured
+            } else {
+                Method::Estimated
+            };
+            let total: u64 = by_device.values().sum();
+            let entry = self
+                .node
+                .entry(component)
+                .or_insert_with(|| (Accumulator::default(), method, source));
+            entry.0 = Accumulator::resume(entry.0.total_uj().saturating_add(total));
+            entry.1 = method;
+            entry.2 = source;
+            delta.by_component.insert(component, by_device);
+        }
+        delta
+    }
+
+    pub fn snapshot(&self, unix_now: f64) -> Snapshot {
+        let mut health: Vec<(SourceKind, Health)> = self
+            .slots
+            .iter()
+            .map(|s| (s.source.kind(), s.health.clone()))
+            .collect();
+        for kind in &self.disabled {
+            health.push((*kind, Health::default()));
+        }
+        health.sort_by_key(|(k, _)| *k);
+        Snapshot {
+            channels: self
+                .channels
+                .iter()
+                .map(|(id, c)| (id.clone(), c.acc.joules()))
+                .collect(),
+            node: self
+                .node
+                .iter()
+                .map(|(c, (acc, method, source))| ComponentTotal {
+                    component: *c,
+                    joules: acc.joules(),
+                    method: *method,
+                    source: *source,
+                })
+                .collect(),
+            gpus: self.gpus.values().cloned().collect(),
+            health,
+            node_info: self.node_info.clone(),
+            cpu_tdp_watts: self.cpu_tdp,
+            estimate_tdp_watts: self.estimate_tdp,
+            interval_s: self.interval_s,
+            last_sample_unix: unix_now,
+        }
+    }
+
+    /// The total of one channel in joules, if it exists.
+    pub fn channel_joules(&self, id: &ChannelId) -> Option<f64> {
+        self.channels.get(id).map(|c| c.acc.joules())
+    }
+
+    /// True if a measured channel exists for the domain (used to decide the estimate's role).
+    pub fn has_domain(&self, domain: Domain) -> bool {
+        self.channels.keys().any(|id| id.domain == domain)
+    }
+}
+
+/// One log line per transition to down (or change of reason), with the fix.
+fn log_down(kind: SourceKind, e: &SourceError) {
+    match &e.fix {
+        Some(fix) => tracing::warn!(source = %kind, error = %e.message, fix = %fix, "source down"),
+        None => tracing::warn!(source = %kind, error = %e.message, "source down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::{EnergyReading, RawEnergy, SourceSample};
+    use std::sync::Mutex;
+
+    /// A scripted source: each sample pops the next result.
+    struct Script {
+        kind: SourceKind,
+        steps: Arc<Mutex<Vec<Result<SourceSample, SourceError>>>>,
+    }
+
+    impl Source for Script {
+        fn kind(&self) -> SourceKind {
+            self.kind
+        }
+        fn sample(&mut self) -> Result<SourceSample, SourceError> {
+            let mut s = self.steps.lock().unwrap();
+            if s.is_empty() {
+                Err(SourceError::new("script exhausted"))
+            } else {
+                s.remove(0)
+            }
+        }
+    }
+
+    fn rapl(values: &[(u32, u64)]) -> Result<SourceSample, SourceError> {
+        Ok(SourceSample {
+            energy: values
+                .iter()
+                .map(|(socket, uj)| EnergyReading {
+                    channel: ChannelId::new(Domain::RaplPackage, socket.to_string()),
+                    raw: RawEnergy::Wrapping {
+                        uj: *uj,
+                        range_uj: 1_000_000_000,
+                        max_watts: 500.0,
+                    },
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn estimate(watts: f64) -> Result<SourceSample, SourceError> {
+        Ok(SourceSample {
+            energy: vec![EnergyReading {
+                channel: ChannelId::new(Domain::EstimatedCpu, ""),
+                raw: RawEnergy::Power { watts },
+            }],
+            estimate_tdp_watts: Some(100.0),
+            ..Default::default()
+        })
+    }
+
+    fn sampler(scripts: Vec<(SourceKind, Vec<Result<SourceSample, SourceError>>)>) -> Sampler {
+        let sources: Vec<Box<dyn Source>> = scripts
+            .into_iter()
+            .map(|(kind, steps)| {
+                Box::new(Script {
+                    kind,
+                    steps: Arc::new(Mutex::new(steps)),
+                }) as Box<dyn Source>
+            })
+            .collect();
+        Sampler::new(sources, vec![], NodeInfo::default(), None, 1.0)
+    }
+
+    fn node_joules(s: &Snapshot, c: Component) -> f64 {
+        s.node
+            .iter()
+            .find(|n| n.component == c)
+            .map_or(0.0, |n| n.joules)
+    }
+
+    #[test]
+    fn wraps_and_sockets_add_up_and_downtime_loses_nothing() {
+        let mut s = sampler(vec![(
+            SourceKind::Rapl,
+            vec![
+                rapl(&[(0, 999_000_000), (1, 0)]),
+                rapl(&[(0, 1_000_000), (1, 100_000_000)]),
+                Err(SourceError::new("garbage in energy_uj")),
+                rapl(&[(0, 3_000_000), (1, 300_000_000)]),
+            ],
+        )]);
+        for t in 0..4 {
+            s.cycle(t as f64);
+        }
+        let snap = s.snapshot(0.0);
+        // Socket 0: 2 J across the wrap, then 2 J. Socket 1: 300 J (100 J, then 200 J over 2 s). The failed sample in between
+        // loses nothing: the next delta spans it.
+        assert_eq!(node_joules(&snap, Component::Cpu), 304.0);
+        let (_, h) = &snap.health[0];
+        assert_eq!(h.wraps, 1);
+        assert!(h.up);
+        assert_eq!(h.samples, 4);
+    }
+
+    #[test]
+    fn estimate_fills_in_until_measurement_appears_and_totals_never_go_back() {
+        let mut s = sampler(vec![
+            (
+                SourceKind::Rapl,
+                vec![
+                    Err(SourceError::new("permission denied")),
+                    Err(SourceError::new("permission denied")),
+                    rapl(&[(0, 0)]),
+                    rapl(&[(0, 5_000_000)]),
+                ],
+            ),
+            (
+                SourceKind::Estimate,
+                vec![
+                    estimate(50.0),
+                    estimate(50.0),
+                    estimate(50.0),
+                    estimate(50.0),
+                ],
+            ),
+        ]);
+        s.cycle(0.0);
+        s.cycle(1.0);
+        let snap = s.snapshot(0.0);
+        assert_eq!(node_joules(&snap, Component::Cpu), 50.0);
+        assert_eq!(snap.node[0].method, Method::Estimated);
+        assert!(
+            !snap
+                .health
+                .iter()
+                .find(|h| h.0 == SourceKind::Rapl)
+                .unwrap()
+                .1
+                .up
+        );
+        s.cycle(2.0);
+        s.cycle(3.0);
+        let snap = s.snapshot(0.0);
+        // The estimate's 50 J stay; the measured 5 J are added; the estimate no longer counts.
+        assert_eq!(node_joules(&snap, Component::Cpu), 55.0);
+        assert_eq!(snap.node[0].method, Method::Measured);
+        assert_eq!(snap.node[0].source, SourceKind::Rapl);
+        // The estimate is still published under its own name.
+        let est = snap
+            .channels
+            .iter()
+            .find(|(id, _)| id.domain == Domain::EstimatedCpu)
+            .unwrap();
+        assert_eq!(est.1, 150.0);
+    }
+
+    #[test]
+    fn implausible_deltas_are_counted_not_added() {
+        let mut s = sampler(vec![(
+            SourceKind::Rapl,
+            vec![
+                rapl(&[(0, 0)]),
+                rapl(&[(0, 990_000_000)]),
+                rapl(&[(0, 990_000_100)]),
+            ],
+        )]);
+        let mut cpu = vec![];
+        for t in 0..3 {
+            let d = s.cycle(t as f64);
+            cpu.push(
+                d.by_component
+                    .get(&Component::Cpu)
+                    .map(|m| m.values().sum::<u64>()),
+            );
+        }
+        assert_eq!(cpu, vec![Some(0), Some(0), Some(100)]);
+        let snap = s.snapshot(0.0);
+        assert_eq!(snap.health[0].1.dropped[&DropReason::Implausible], 1);
+    }
+
+    #[test]
+    fn resumed_totals_continue() {
+        let mut s = sampler(vec![(
+            SourceKind::Rapl,
+            vec![rapl(&[(0, 10)]), rapl(&[(0, 1_000_010)])],
+        )]);
+        s.resume(
+            [(
+                ChannelId::new(Domain::RaplPackage, "0"),
+                SourceKind::Rapl,
+                7_000_000,
+            )],
+            [(
+                Component::Cpu,
+                Method::Measured,
+                SourceKind::Rapl,
+                7_000_000,
+            )],
+        );
+        s.cycle(0.0);
+        s.cycle(1.0);
+        let snap = s.snapshot(0.0);
+        assert_eq!(node_joules(&snap, Component::Cpu), 8.0);
+        assert_eq!(snap.channels[0].1, 8.0);
+    }
+}
