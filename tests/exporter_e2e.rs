@@ -1,0 +1,311 @@
+//! The built `joulebook-exporter` on fixture trees, on 127.0.0.1.
+
+use joulebook_tests::{copy_fixture, fixture, http_get, promtool_check_metrics, Exporter};
+use std::path::Path;
+use std::process::Command;
+
+fn fixture_args(root: &Path) -> Vec<String> {
+    vec![
+        format!("--path.sysfs={}", root.join("sys").display()),
+        format!("--path.procfs={}", root.join("proc").display()),
+        "--source.nvml=off".into(),
+    ]
+}
+
+fn start(root: &Path, extra: &[&str]) -> Exporter {
+    let mut args = fixture_args(root);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start(&refs)
+}
+
+/// Replaces values that change from run to run, so the rest can be compared exactly.
+fn mask_volatile(text: &str) -> String {
+    let volatile = [
+        "joulebook_sample_duration_seconds",
+        "joulebook_last_sample_timestamp_seconds",
+    ];
+    let mut out = String::new();
+    for line in text.lines() {
+        match line.rsplit_once(' ') {
+            Some((series, _)) if volatile.iter().any(|v| series.starts_with(v)) => {
+                out.push_str(series);
+                out.push_str(" <volatile>\n");
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Writes a sysfs value the way the kernel changes it: all at once (write + rename).
+fn write_value(path: &Path, value: u64) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{value}\n")).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn golden(name: &str) {
+    let root = fixture(name);
+    // A long interval: the scrape sees exactly the first sample.
+    let e = start(&root, &["--sample.interval=60s"]);
+    let text = e.scrape();
+    promtool_check_metrics(&text);
+    let got = mask_volatile(&text);
+    let path = root.join("metrics.golden");
+    if std::env::var_os("JOULEBOOK_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with JOULEBOOK_UPDATE_GOLDEN=1 cargo test -p joulebook-tests --test exporter_e2e golden",
+            path.display()
+        )
+    });
+    assert_eq!(
+        got,
+        want,
+        "{name}: /metrics differs from {} (refresh with JOULEBOOK_UPDATE_GOLDEN=1 if intended)",
+        path.display()
+    );
+}
+
+#[test]
+fn golden_intel_two_sockets() {
+    golden("intel-2s");
+}
+
+#[test]
+fn golden_amd_epyc() {
+    golden("amd-epyc");
+}
+
+#[test]
+fn golden_no_powercap() {
+    golden("no-powercap");
+}
+
+#[test]
+fn golden_wrapping() {
+    golden("wrapping");
+}
+
+#[test]
+fn intel_zones_are_mapped_without_double_counting() {
+    let e = start(&fixture("intel-2s"), &["--sample.interval=60s"]);
+    let s = e.samples();
+    // One series per socket; the MMIO twin of package-0 adds none.
+    assert_eq!(s.family("joulebook_rapl_package_joules_total").len(), 2);
+    assert_eq!(s.family("joulebook_rapl_core_joules_total").len(), 2);
+    assert_eq!(s.family("joulebook_rapl_uncore_joules_total").len(), 1);
+    assert_eq!(s.family("joulebook_rapl_dram_joules_total").len(), 2);
+    assert_eq!(s.family("joulebook_rapl_psys_joules_total").len(), 1);
+    assert_eq!(
+        s.must(
+            "joulebook_node_component_info{component=\"cpu\",method=\"measured\",source=\"rapl\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        s.must(
+            "joulebook_node_component_info{component=\"dram\",method=\"measured\",source=\"rapl\"}"
+        ),
+        1.0
+    );
+    assert_eq!(s.must("joulebook_node_sockets"), 2.0);
+    assert_eq!(s.must("joulebook_node_physical_cores"), 8.0);
+    assert_eq!(s.must("joulebook_node_logical_cpus"), 16.0);
+    // Xeon Gold 6248 is 150 W per socket in the built-in table.
+    assert_eq!(s.must("joulebook_node_cpu_tdp_watts"), 300.0);
+}
+
+#[test]
+fn amd_dram_is_estimated_and_marked_so() {
+    let e = start(&fixture("amd-epyc"), &["--sample.interval=60s"]);
+    let s = e.samples();
+    assert_eq!(
+        s.must(
+            "joulebook_node_component_info{component=\"cpu\",method=\"measured\",source=\"rapl\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_component_info{component=\"dram\",method=\"estimated\",source=\"estimate\"}"),
+        1.0
+    );
+    assert!(s.family("joulebook_rapl_dram_joules_total").is_empty());
+}
+
+/// Advances the fixture's counter across a wrap while the exporter runs, and checks the exact
+/// joules: 999 J → wrap at 1000 J → 29 J is 30 J, then +50 J.
+#[test]
+fn counter_wrap_is_corrected_exactly_by_the_running_exporter() {
+    let dir = copy_fixture("wrapping");
+    let energy = dir.path().join("sys/class/powercap/intel-rapl:0/energy_uj");
+    let e = start(
+        dir.path(),
+        &["--sample.interval=100ms", "--source.estimate=off"],
+    );
+    e.wait_samples("rapl", 2.0);
+    write_value(&energy, 29_000_000);
+    e.wait_samples("rapl", 2.0);
+    write_value(&energy, 79_000_000);
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
+        80.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        80.0
+    );
+    assert_eq!(s.must("joulebook_wraps_total{source=\"rapl\"}"), 1.0);
+    assert_eq!(
+        s.must("joulebook_samples_dropped_total{source=\"rapl\",reason=\"implausible\"}"),
+        0.0
+    );
+}
+
+/// Garbage in a counter file marks RAPL down with one log line naming the file; the exporter
+/// keeps serving, totals do not move back, and the energy of the bad period is counted once the
+/// file is readable again.
+#[test]
+fn garbage_marks_the_source_down_and_loses_nothing() {
+    let dir = copy_fixture("wrapping");
+    let energy = dir.path().join("sys/class/powercap/intel-rapl:0/energy_uj");
+    write_value(&energy, 100_000_000);
+    let e = start(
+        dir.path(),
+        &["--sample.interval=100ms", "--source.estimate=off"],
+    );
+    e.wait_samples("rapl", 2.0);
+    std::fs::write(&energy, "not-a-number\n").unwrap();
+    e.wait_samples("rapl", 3.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_source_up{source=\"rapl\"}"), 0.0);
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
+        0.0
+    );
+    let log = e.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("source down")).collect();
+    assert_eq!(lines.len(), 1, "one log line for the outage, got:\n{log}");
+    assert!(lines[0].contains("intel-rapl:0/energy_uj") && lines[0].contains("not-a-number"));
+    let (status, _, page) = http_get(&e.url("/"), None).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("down") && page.contains("not-a-number"),
+        "{page}"
+    );
+    write_value(&energy, 140_000_000);
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_source_up{source=\"rapl\"}"), 1.0);
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
+        40.0
+    );
+    assert!(e.log_text().contains("source is up again"));
+}
+
+#[test]
+fn openmetrics_by_negotiation_and_landing_page() {
+    let e = start(&fixture("intel-2s"), &["--sample.interval=60s"]);
+    let (status, ctype, body) = http_get(
+        &e.url("/metrics"),
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+    assert!(body.ends_with("# EOF\n"));
+    assert!(body.contains("# UNIT joulebook_rapl_package_joules joules"));
+    let (_, ctype, body) = http_get(&e.url("/metrics"), Some("text/plain")).unwrap();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert!(!body.contains("# EOF"));
+    let (status, _, page) = http_get(&e.url("/"), None).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("node-intel") && page.contains("rapl"),
+        "{page}"
+    );
+    let (status, _, _) = http_get(&e.url("/nope"), None).unwrap();
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut e = start(&fixture("no-powercap"), &["--sample.interval=100ms"]);
+    let status = e.signal_and_wait("TERM");
+    assert!(status.success(), "{status}");
+    assert!(e.log_text().contains("shutting down"));
+}
+
+fn run_exporter(args: &[&str]) -> (i32, String) {
+    let out = Command::new(joulebook_tests::binary("joulebook-exporter"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("joulebook.yaml");
+    std::fs::write(
+        &cfg,
+        "sources:\n  rapl:\n    enabled: on\n    max_zone_wats: 10\n",
+    )
+    .unwrap();
+    let (code, out) = run_exporter(&["--config.file", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("joulebook.yaml") && out.contains("line 4") && out.contains("max_zone_wats"),
+        "{out}"
+    );
+
+    std::fs::write(&cfg, "sample_interval: 120s\n").unwrap();
+    let (code, out) = run_exporter(&["--config.file", cfg.to_str().unwrap(), "--check-config"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("sample_interval") && out.contains("line 1"),
+        "{out}"
+    );
+
+    let (code, out) = run_exporter(&["--sample.interval", "soon"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("--sample.interval") && out.contains("soon"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("j.yaml");
+    std::fs::write(
+        &cfg,
+        "sample_interval: 2s\nsources:\n  estimate:\n    cpu_tdp_watts: 95\n",
+    )
+    .unwrap();
+    let (code, out) = run_exporter(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--sample.interval=500ms",
+        "--check-config",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    // The flag wins over the file; the file wins over the defaults.
+    assert!(out.contains("sample_interval: 0.5s"), "{out}");
+    assert!(out.contains("cpu_tdp_watts: 95"), "{out}");
+}
