@@ -20,7 +20,7 @@
 //! later sample, at most once every [`REINIT_INTERVAL`]; GPUs that appear after the reload are
 //! picked up then, since every sample enumerates the GPUs.
 //!
-//! The NVML calls sit behind the private [`GpuBackend`] trait so that all of the above is unit
+//! The NVML calls sit behind the private `GpuBackend` trait so that all of the above is unit
 //! tested with an in-memory backend; `exporter/tests/nvml_ffi.rs` tests the real FFI path against
 //! a fake `libnvidia-ml.so` built from `tests/fake-nvml/fake_nvml.c`.
 
@@ -864,6 +864,47 @@ mod tests {
         }
         // GPU 0 was asked once; GPU 1 every time.
         assert_eq!(shared.world().energy_calls, 1 + 3);
+    }
+
+    /// Collects what tracing writes, to check what an administrator sees in the log.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn power_fallback_is_logged_once_per_gpu() {
+        let t0 = Instant::now();
+        let mut old = gpu(0);
+        old.energy_mj = Err(Fail::NotSupported);
+        let shared = Shared::with(vec![old, gpu(1)]);
+        let log = LogBuffer::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut source = open(&shared, t0);
+            for i in 0..3 {
+                sample(&mut source, t0 + secs(i));
+            }
+        });
+        let text =
+            String::from_utf8_lossy(&log.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        assert_eq!(text.matches("no total-energy counter").count(), 1, "{text}");
+        assert!(text.contains("WARN") && text.contains("GPU-0"), "{text}");
     }
 
     #[test]
