@@ -4,6 +4,8 @@
 //! The binaries are built by `cargo build --workspace` (the test command does it first); a test
 //! that cannot find them fails with the command to run, it never skips.
 
+pub mod fake_nvml;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;

@@ -1,1 +1,1122 @@
 //! NVIDIA GPUs through NVML (nvml-wrapper), library loaded at run time.
+//!
+//! The exporter links no NVIDIA code: `libnvidia-ml` is opened with `dlopen` when the source is
+//! built, so the binary builds and runs on nodes without a driver, where this source is simply
+//! "no data" with a message that says what to install or configure.
+//!
+//! Energy comes from `nvmlDeviceGetTotalEnergyConsumption` (millijoules since the driver loaded,
+//! Volta and later), handed to the sampler in microjoules as [`RawEnergy::Resetting`]: the
+//! sampler absorbs the reset to 0 that a driver reload causes. GPUs without that counter
+//! (pre-Volta: the call answers `NotSupported`) fall back to [`RawEnergy::Power`] from
+//! `nvmlDeviceGetPowerUsage`, which the sampler integrates; that is decided once per GPU and
+//! logged, because integrated power samples only part of the run time and is less accurate.
+//!
+//! GPUs are identified by UUID everywhere: Slurm, `nvidia-smi` and `/dev/nvidiaN` number GPUs
+//! differently, and NVML's own indices can change when the driver reloads.
+//!
+//! Faults: a GPU that fails (fell off the bus, needs a reset, ...) becomes a problem of the sample
+//! and the other GPUs are still read. When NVML itself fails (driver unloaded or replaced by
+//! another version), the sample is an error, NVML is shut down, and it is initialised again on a
+//! later sample, at most once every [`REINIT_INTERVAL`]; GPUs that appear after the reload are
+//! picked up then, since every sample enumerates the GPUs.
+//!
+//! The NVML calls sit behind the private `GpuBackend` trait so that all of the above is unit
+//! tested with an in-memory backend; `exporter/tests/nvml_ffi.rs` tests the real FFI path against
+//! a fake `libnvidia-ml.so` built from `tests/fake-nvml/fake_nvml.c`.
+
+use super::{
+    ChannelId, Domain, EnergyReading, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
+    SourceSample,
+};
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::Nvml;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Default plausibility bound, in watts, for a GPU whose power limit NVML does not report. Above
+/// every current part (the largest boards draw about 1.2 kW).
+pub const DEFAULT_MAX_GPU_WATTS: f64 = 1500.0;
+
+/// Shortest time between two attempts to initialise NVML after it failed: initialising probes
+/// every GPU and takes long on a node with many of them.
+pub const REINIT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Libraries tried, in order, when none is configured. The driver ships the versioned name; the
+/// unversioned one often only comes with development packages.
+const DEFAULT_LIBRARIES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
+
+/// The plausibility bound of a GPU with a known power limit is this many times the limit: boards
+/// exceed their enforced limit for short moments.
+const POWER_LIMIT_HEADROOM: f64 = 1.5;
+
+/// How the NVML source is set up (`sources.nvml` in the configuration file).
+#[derive(Clone, Debug)]
+pub struct NvmlOptions {
+    /// Path or file name of `libnvidia-ml` (`--nvml.library`, `sources.nvml.library`). `None`
+    /// tries `libnvidia-ml.so.1`, then `libnvidia-ml.so`, through the dynamic loader's search.
+    pub library: Option<PathBuf>,
+    /// Plausibility bound in watts for a GPU whose enforced power limit is unknown: an energy
+    /// delta above what this power could give in the interval is discarded, not added. With a
+    /// known limit the bound is 1.5 × that limit.
+    pub max_gpu_watts: f64,
+}
+
+impl Default for NvmlOptions {
+    fn default() -> Self {
+        NvmlOptions {
+            library: None,
+            max_gpu_watts: DEFAULT_MAX_GPU_WATTS,
+        }
+    }
+}
+
+type NvmlResult<T> = Result<T, NvmlError>;
+
+/// The NVML calls the source makes, by GPU enumeration index (`0..device_count()`). Implemented
+/// by [`NvmlBackend`] over nvml-wrapper, and by an in-memory fake in the unit tests.
+trait GpuBackend: Send {
+    fn device_count(&self) -> NvmlResult<u32>;
+    fn uuid(&self, index: u32) -> NvmlResult<String>;
+    /// Product name, e.g. `NVIDIA H100 80GB HBM3`.
+    fn name(&self, index: u32) -> NvmlResult<String>;
+    /// PCI bus id as NVML writes it, e.g. `00000000:17:00.0`.
+    fn pci_bus_id(&self, index: u32) -> NvmlResult<String>;
+    /// Energy since the driver loaded, in millijoules.
+    fn total_energy_mj(&self, index: u32) -> NvmlResult<u64>;
+    /// Power draw, in milliwatts.
+    fn power_mw(&self, index: u32) -> NvmlResult<u32>;
+    /// Enforced power limit, in milliwatts.
+    fn enforced_power_limit_mw(&self, index: u32) -> NvmlResult<u32>;
+    /// Minor number of the GPU's device file (`/dev/nvidia<minor>`).
+    fn minor_number(&self, index: u32) -> NvmlResult<u32>;
+    /// Pids of the processes with a compute context on the GPU.
+    fn compute_pids(&self, index: u32) -> NvmlResult<Vec<u32>>;
+    /// Pids of the processes with a graphics context on the GPU.
+    fn graphics_pids(&self, index: u32) -> NvmlResult<Vec<u32>>;
+}
+
+/// The real backend: nvml-wrapper over the loaded library. Device handles are looked up for
+/// each call (a table lookup inside NVML), because a `Device` borrows the `Nvml` it came from.
+struct NvmlBackend {
+    nvml: Nvml,
+}
+
+impl GpuBackend for NvmlBackend {
+    fn device_count(&self) -> NvmlResult<u32> {
+        self.nvml.device_count()
+    }
+
+    fn uuid(&self, index: u32) -> NvmlResult<String> {
+        self.nvml.device_by_index(index)?.uuid()
+    }
+
+    fn name(&self, index: u32) -> NvmlResult<String> {
+        self.nvml.device_by_index(index)?.name()
+    }
+
+    fn pci_bus_id(&self, index: u32) -> NvmlResult<String> {
+        Ok(self.nvml.device_by_index(index)?.pci_info()?.bus_id)
+    }
+
+    fn total_energy_mj(&self, index: u32) -> NvmlResult<u64> {
+        self.nvml.device_by_index(index)?.total_energy_consumption()
+    }
+
+    fn power_mw(&self, index: u32) -> NvmlResult<u32> {
+        self.nvml.device_by_index(index)?.power_usage()
+    }
+
+    fn enforced_power_limit_mw(&self, index: u32) -> NvmlResult<u32> {
+        self.nvml.device_by_index(index)?.enforced_power_limit()
+    }
+
+    fn minor_number(&self, index: u32) -> NvmlResult<u32> {
+        self.nvml.device_by_index(index)?.minor_number()
+    }
+
+    fn compute_pids(&self, index: u32) -> NvmlResult<Vec<u32>> {
+        let processes = self
+            .nvml
+            .device_by_index(index)?
+            .running_compute_processes()?;
+        Ok(processes.into_iter().map(|p| p.pid).collect())
+    }
+
+    fn graphics_pids(&self, index: u32) -> NvmlResult<Vec<u32>> {
+        let processes = self
+            .nvml
+            .device_by_index(index)?
+            .running_graphics_processes()?;
+        Ok(processes.into_iter().map(|p| p.pid).collect())
+    }
+}
+
+/// Loads the library and initialises NVML, turning every failure into a message that names the
+/// library tried and a fix for the administrator.
+fn init_nvml(library: Option<&Path>) -> Result<Nvml, SourceError> {
+    let candidates: Vec<OsString> = match library {
+        Some(path) => vec![path.as_os_str().to_owned()],
+        None => DEFAULT_LIBRARIES.iter().map(OsString::from).collect(),
+    };
+    let mut not_loaded = Vec::new();
+    for lib in &candidates {
+        let shown = lib.to_string_lossy();
+        match Nvml::builder().lib_path(lib).init() {
+            Ok(nvml) => {
+                tracing::info!(library = %shown, "NVML initialised");
+                return Ok(nvml);
+            }
+            // The file could not be opened: try the next name.
+            Err(NvmlError::LibloadingError(e)) => not_loaded.push(format!("{shown} ({e})")),
+            // The library loaded but NVML did not start: another name will not do better.
+            Err(e) => return Err(init_failed(&shown, &e)),
+        }
+    }
+    let fix = if library.is_some() {
+        "check the path set with `--nvml.library` (config key `sources.nvml.library`): it must \
+         name the NVIDIA driver's libnvidia-ml.so.1; or install the NVIDIA driver and remove \
+         the setting"
+    } else {
+        "install the NVIDIA driver (it provides libnvidia-ml.so.1), or set `--nvml.library` \
+         (config key `sources.nvml.library`) to the full path of libnvidia-ml.so.1; on nodes \
+         without NVIDIA GPUs, switch the nvml source off"
+    };
+    Err(SourceError::new(format!(
+        "NVML library could not be loaded: tried {}",
+        not_loaded.join(", ")
+    ))
+    .with_fix(fix))
+}
+
+fn init_failed(library: &str, e: &NvmlError) -> SourceError {
+    let fix = match e {
+        NvmlError::DriverNotLoaded => {
+            "load the NVIDIA kernel module (`modprobe nvidia`; `nvidia-smi` must work on this node)"
+        }
+        NvmlError::NoPermission => {
+            "run the exporter as a user that can open /dev/nvidiactl and /dev/nvidia*"
+        }
+        NvmlError::LibRmVersionMismatch => {
+            "the library does not match the loaded kernel module (driver upgraded without a \
+             reboot?): reboot or reload the nvidia module, or set `--nvml.library` (config key \
+             `sources.nvml.library`) to the library of the running driver"
+        }
+        NvmlError::FailedToLoadSymbol(_) => {
+            "this file is not the NVML library: set `--nvml.library` (config key \
+             `sources.nvml.library`) to the NVIDIA driver's libnvidia-ml.so.1"
+        }
+        _ => "check that `nvidia-smi` works on this node",
+    };
+    SourceError::new(format!("NVML initialisation with {library} failed: {e}")).with_fix(fix)
+}
+
+/// How a GPU's energy is read, decided on its first successful read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EnergyMode {
+    /// `nvmlDeviceGetTotalEnergyConsumption`.
+    Counter,
+    /// Integrated `nvmlDeviceGetPowerUsage` (pre-Volta).
+    Power,
+}
+
+/// What stays true of a GPU while the process runs, cached so a sample makes few NVML calls.
+#[derive(Clone, Debug)]
+struct KnownGpu {
+    model: String,
+    pci_bus_id: String,
+    mode: Option<EnergyMode>,
+}
+
+/// One GPU that could not be read.
+#[derive(Debug)]
+struct GpuFault {
+    index: u32,
+    /// `None` when the UUID itself could not be read.
+    uuid: Option<String>,
+    /// The NVML function that failed.
+    call: &'static str,
+    error: NvmlError,
+}
+
+/// Errors after which NVML as a whole is unusable and must be initialised again.
+fn is_library_wide(e: &NvmlError) -> bool {
+    matches!(
+        e,
+        NvmlError::Uninitialized
+            | NvmlError::DriverNotLoaded
+            | NvmlError::LibRmVersionMismatch
+            | NvmlError::LibloadingError(_)
+    )
+}
+
+/// Errors that make a GPU unreadable even when they come from a call whose value is optional.
+fn is_gpu_fatal(e: &NvmlError) -> bool {
+    matches!(e, NvmlError::GpuLost | NvmlError::ResetRequired) || is_library_wide(e)
+}
+
+/// Errors that say the GPU has no total-energy counter (pre-Volta GPU, or a driver too old to
+/// have the function).
+fn means_no_energy_counter(e: &NvmlError) -> bool {
+    matches!(
+        e,
+        NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_) | NvmlError::FunctionNotFound
+    )
+}
+
+fn milli_to_unit(milli: u32) -> f64 {
+    f64::from(milli) / 1000.0
+}
+
+/// The per-GPU logic: turns backend answers into readings, problems or an NVML-wide error.
+#[derive(Debug)]
+struct GpuReader {
+    max_gpu_watts: f64,
+    /// By UUID.
+    known: HashMap<String, KnownGpu>,
+    /// UUID last seen at each index, to name a GPU whose UUID can no longer be read.
+    uuid_by_index: HashMap<u32, String>,
+}
+
+impl GpuReader {
+    fn read_all(&mut self, backend: &dyn GpuBackend) -> Result<SourceSample, SourceError> {
+        let count = backend
+            .device_count()
+            .map_err(|e| nvml_failed("nvmlDeviceGetCount_v2", &e))?;
+        let mut sample = SourceSample::default();
+        for index in 0..count {
+            match self.read_gpu(backend, index) {
+                Ok((reading, info)) => {
+                    sample.energy.push(reading);
+                    sample.gpus.push(info);
+                }
+                Err(fault) if is_library_wide(&fault.error) => {
+                    return Err(nvml_failed(fault.call, &fault.error));
+                }
+                Err(fault) => sample.problems.push(self.problem(fault)),
+            }
+        }
+        Ok(sample)
+    }
+
+    fn read_gpu(
+        &mut self,
+        backend: &dyn GpuBackend,
+        index: u32,
+    ) -> Result<(EnergyReading, GpuInfo), GpuFault> {
+        let uuid = backend.uuid(index).map_err(|error| GpuFault {
+            index,
+            uuid: None,
+            call: "nvmlDeviceGetUUID",
+            error,
+        })?;
+        self.uuid_by_index.insert(index, uuid.clone());
+        let fault = |call: &'static str| {
+            let uuid = uuid.clone();
+            move |error| GpuFault {
+                index,
+                uuid: Some(uuid),
+                call,
+                error,
+            }
+        };
+
+        let known = match self.known.get(&uuid) {
+            Some(known) => known.clone(),
+            None => {
+                let model = backend.name(index).map_err(fault("nvmlDeviceGetName"))?;
+                let pci_bus_id = backend
+                    .pci_bus_id(index)
+                    .map_err(fault("nvmlDeviceGetPciInfo_v3"))?;
+                KnownGpu {
+                    model,
+                    pci_bus_id,
+                    mode: None,
+                }
+            }
+        };
+
+        let limit_mw = match backend.enforced_power_limit_mw(index) {
+            Ok(mw) if mw > 0 => Some(mw),
+            Ok(_) => None,
+            Err(e) if is_gpu_fatal(&e) => return Err(fault("nvmlDeviceGetEnforcedPowerLimit")(e)),
+            Err(_) => None,
+        };
+        let power = backend.power_mw(index);
+
+        let mut mode = known.mode;
+        let counter = match mode {
+            Some(EnergyMode::Power) => None,
+            Some(EnergyMode::Counter) => Some(
+                backend
+                    .total_energy_mj(index)
+                    .map_err(fault("nvmlDeviceGetTotalEnergyConsumption"))?,
+            ),
+            None => match backend.total_energy_mj(index) {
+                Ok(mj) => {
+                    mode = Some(EnergyMode::Counter);
+                    Some(mj)
+                }
+                Err(e) if means_no_energy_counter(&e) => {
+                    mode = Some(EnergyMode::Power);
+                    tracing::warn!(
+                        gpu_uuid = %uuid,
+                        index,
+                        model = %known.model,
+                        "GPU has no total-energy counter (pre-Volta; NVML says: {e}); its energy \
+                         is integrated from power samples instead, which is less accurate"
+                    );
+                    None
+                }
+                Err(e) => return Err(fault("nvmlDeviceGetTotalEnergyConsumption")(e)),
+            },
+        };
+
+        let (raw, power_watts) = match counter {
+            Some(mj) => {
+                let power_watts = match power {
+                    Ok(mw) => Some(milli_to_unit(mw)),
+                    Err(e) if is_gpu_fatal(&e) => return Err(fault("nvmlDeviceGetPowerUsage")(e)),
+                    Err(_) => None,
+                };
+                let max_watts = match limit_mw {
+                    Some(mw) => POWER_LIMIT_HEADROOM * milli_to_unit(mw),
+                    None => self.max_gpu_watts,
+                };
+                let raw = RawEnergy::Resetting {
+                    uj: mj.saturating_mul(1000),
+                    max_watts,
+                };
+                (raw, power_watts)
+            }
+            None => {
+                let watts = milli_to_unit(power.map_err(fault("nvmlDeviceGetPowerUsage"))?);
+                (RawEnergy::Power { watts }, Some(watts))
+            }
+        };
+
+        let info = GpuInfo {
+            uuid: uuid.clone(),
+            index,
+            model: known.model.clone(),
+            pci_bus_id: known.pci_bus_id.clone(),
+            power_watts,
+            power_limit_watts: limit_mw.map(milli_to_unit),
+            energy_counter: mode == Some(EnergyMode::Counter),
+        };
+        self.known.insert(uuid.clone(), KnownGpu { mode, ..known });
+        let reading = EnergyReading {
+            channel: ChannelId::new(Domain::Gpu, uuid),
+            raw,
+        };
+        Ok((reading, info))
+    }
+
+    /// The problem for one GPU. The text does not change from one sample to the next, so the
+    /// sampler logs it once.
+    fn problem(&self, fault: GpuFault) -> SourceError {
+        let uuid = fault
+            .uuid
+            .or_else(|| self.uuid_by_index.get(&fault.index).cloned());
+        let who = match uuid {
+            Some(uuid) => format!("GPU {} ({uuid})", fault.index),
+            None => format!("GPU {} (UUID unknown)", fault.index),
+        };
+        let fix = match fault.error {
+            NvmlError::GpuLost => {
+                "the GPU fell off the bus: check `nvidia-smi` and the kernel log for Xid errors; \
+                 it usually needs a GPU reset or a reboot"
+            }
+            NvmlError::ResetRequired => "reset the GPU (`nvidia-smi -r`) or reboot the node",
+            NvmlError::NoPermission => {
+                "run the exporter as a user that can open /dev/nvidiactl and /dev/nvidia*"
+            }
+            _ => "check the GPU with `nvidia-smi -q`",
+        };
+        SourceError::new(format!(
+            "NVML: {who} could not be read: {} failed: {}",
+            fault.call, fault.error
+        ))
+        .with_fix(fix)
+    }
+}
+
+fn nvml_failed(call: &str, e: &NvmlError) -> SourceError {
+    SourceError::new(format!("NVML stopped working: {call} failed: {e}")).with_fix(format!(
+        "the NVIDIA driver was probably unloaded or replaced; the exporter initialises NVML \
+         again at most every {} s and picks the GPUs up when `nvidia-smi` works again",
+        REINIT_INTERVAL.as_secs()
+    ))
+}
+
+/// Opens a backend: loads the library and initialises NVML.
+type Opener = Box<dyn FnMut() -> Result<Box<dyn GpuBackend>, SourceError> + Send>;
+
+/// Energy of NVIDIA GPUs through NVML. See the module documentation.
+pub struct NvmlSource {
+    opener: Opener,
+    /// `None` while NVML is down.
+    backend: Option<Box<dyn GpuBackend>>,
+    /// When NVML was last initialised, successfully or not.
+    last_init: Instant,
+    /// Why NVML is down, repeated while a new attempt must wait.
+    down: Option<SourceError>,
+    reader: GpuReader,
+}
+
+impl std::fmt::Debug for NvmlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmlSource")
+            .field("up", &self.backend.is_some())
+            .field("last_init", &self.last_init)
+            .field("down", &self.down)
+            .field("reader", &self.reader)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NvmlSource {
+    /// Loads `libnvidia-ml` and initialises NVML. Fails, with the library tried and a fix, when
+    /// the library is missing or NVML does not start (no driver, no permission, ...).
+    pub fn open(opts: &NvmlOptions) -> Result<NvmlSource, SourceError> {
+        let library = opts.library.clone();
+        let opener: Opener = Box::new(move || {
+            let nvml = init_nvml(library.as_deref())?;
+            Ok(Box::new(NvmlBackend { nvml }) as Box<dyn GpuBackend>)
+        });
+        Self::with_opener(opts.max_gpu_watts, opener, Instant::now())
+    }
+
+    fn with_opener(
+        max_gpu_watts: f64,
+        mut opener: Opener,
+        now: Instant,
+    ) -> Result<NvmlSource, SourceError> {
+        let backend = opener()?;
+        Ok(NvmlSource {
+            opener,
+            backend: Some(backend),
+            last_init: now,
+            down: None,
+            reader: GpuReader {
+                max_gpu_watts,
+                known: HashMap::new(),
+                uuid_by_index: HashMap::new(),
+            },
+        })
+    }
+
+    /// [`Source::sample`] with the time given: `now` decides whether NVML may be initialised
+    /// again after a failure (at most once every [`REINIT_INTERVAL`]).
+    pub fn sample_at(&mut self, now: Instant) -> Result<SourceSample, SourceError> {
+        if self.backend.is_none() {
+            self.reinit(now)?;
+        }
+        let Some(backend) = self.backend.as_deref() else {
+            return Err(self.down_error());
+        };
+        match self.reader.read_all(backend) {
+            Ok(sample) => Ok(sample),
+            Err(e) => {
+                // Dropping the handle shuts NVML down, so the next init starts clean.
+                self.backend = None;
+                self.down = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn reinit(&mut self, now: Instant) -> Result<(), SourceError> {
+        if now.saturating_duration_since(self.last_init) < REINIT_INTERVAL {
+            return Err(self.down_error());
+        }
+        self.last_init = now;
+        match (self.opener)() {
+            Ok(backend) => {
+                tracing::info!("NVML initialised again");
+                // Indices may have changed with the driver reload.
+                self.reader.uuid_by_index.clear();
+                self.backend = Some(backend);
+                self.down = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.down = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn down_error(&self) -> SourceError {
+        self.down
+            .clone()
+            .unwrap_or_else(|| SourceError::new("NVML is not initialised"))
+    }
+
+    /// `(GPU UUID, pid)` of every process with a compute or graphics context on a GPU, for
+    /// mapping GPUs to jobs. A GPU whose list cannot be read contributes nothing; empty while
+    /// NVML is down.
+    pub fn running_processes(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let Some(backend) = self.backend.as_deref() else {
+            return out;
+        };
+        let Ok(count) = backend.device_count() else {
+            return out;
+        };
+        for index in 0..count {
+            let Ok(uuid) = backend.uuid(index) else {
+                continue;
+            };
+            let mut pids = backend.compute_pids(index).unwrap_or_default();
+            pids.extend(backend.graphics_pids(index).unwrap_or_default());
+            pids.sort_unstable();
+            pids.dedup();
+            out.extend(pids.into_iter().map(|pid| (uuid.clone(), pid)));
+        }
+        out
+    }
+
+    /// `(GPU UUID, minor number)`: GPU `uuid` is `/dev/nvidia<minor>`, which is how cgroup device
+    /// lists and Slurm name GPUs. GPUs whose number cannot be read are left out; empty while
+    /// NVML is down.
+    pub fn gpu_minor_numbers(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let Some(backend) = self.backend.as_deref() else {
+            return out;
+        };
+        let Ok(count) = backend.device_count() else {
+            return out;
+        };
+        for index in 0..count {
+            if let (Ok(uuid), Ok(minor)) = (backend.uuid(index), backend.minor_number(index)) {
+                out.push((uuid, minor));
+            }
+        }
+        out
+    }
+}
+
+impl Source for NvmlSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Nvml
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        self.sample_at(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex, MutexGuard};
+
+    /// NVML errors a fake GPU can return (`NvmlError` is not `Clone`).
+    #[derive(Clone, Copy, Debug)]
+    enum Fail {
+        NotSupported,
+        GpuLost,
+        DriverNotLoaded,
+        Uninitialized,
+        NoPermission,
+    }
+
+    impl Fail {
+        fn err(self) -> NvmlError {
+            match self {
+                Fail::NotSupported => NvmlError::NotSupported,
+                Fail::GpuLost => NvmlError::GpuLost,
+                Fail::DriverNotLoaded => NvmlError::DriverNotLoaded,
+                Fail::Uninitialized => NvmlError::Uninitialized,
+                Fail::NoPermission => NvmlError::NoPermission,
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct FakeGpu {
+        uuid: String,
+        name: String,
+        bus_id: String,
+        minor: u32,
+        energy_mj: Result<u64, Fail>,
+        power_mw: Result<u32, Fail>,
+        limit_mw: Result<u32, Fail>,
+        compute: Result<Vec<u32>, Fail>,
+        graphics: Result<Vec<u32>, Fail>,
+        /// Every call fails with `GpuLost`.
+        lost: bool,
+    }
+
+    fn gpu(n: u32) -> FakeGpu {
+        FakeGpu {
+            uuid: format!("GPU-{n}"),
+            name: "NVIDIA H100 80GB HBM3".into(),
+            bus_id: format!("00000000:{:02X}:00.0", n + 0x17),
+            minor: n,
+            energy_mj: Ok(1_000 * u64::from(n + 1)),
+            power_mw: Ok(100_000),
+            limit_mw: Ok(700_000),
+            compute: Ok(vec![]),
+            graphics: Ok(vec![]),
+            lost: false,
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct World {
+        gpus: Vec<FakeGpu>,
+        count_error: Option<Fail>,
+        init_error: Option<SourceError>,
+        inits: u32,
+        energy_calls: u32,
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<World>>);
+
+    impl Shared {
+        fn with(gpus: Vec<FakeGpu>) -> Self {
+            let shared = Shared::default();
+            shared.world().gpus = gpus;
+            shared
+        }
+
+        fn world(&self) -> MutexGuard<'_, World> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// A source over this world, opened at `now`.
+        fn source(&self, now: Instant) -> Result<NvmlSource, SourceError> {
+            let shared = self.clone();
+            let opener: Opener = Box::new(move || {
+                let mut world = shared.world();
+                world.inits += 1;
+                match &world.init_error {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(Box::new(FakeBackend(shared.clone())) as Box<dyn GpuBackend>),
+                }
+            });
+            NvmlSource::with_opener(DEFAULT_MAX_GPU_WATTS, opener, now)
+        }
+    }
+
+    struct FakeBackend(Shared);
+
+    impl FakeBackend {
+        fn on<T>(&self, index: u32, f: impl FnOnce(&FakeGpu) -> Result<T, Fail>) -> NvmlResult<T> {
+            let world = self.0.world();
+            let gpu = world
+                .gpus
+                .get(index as usize)
+                .ok_or(NvmlError::InvalidArg)?;
+            if gpu.lost {
+                return Err(NvmlError::GpuLost);
+            }
+            f(gpu).map_err(Fail::err)
+        }
+    }
+
+    impl GpuBackend for FakeBackend {
+        fn device_count(&self) -> NvmlResult<u32> {
+            let world = self.0.world();
+            match world.count_error {
+                Some(fail) => Err(fail.err()),
+                None => Ok(world.gpus.len() as u32),
+            }
+        }
+        fn uuid(&self, index: u32) -> NvmlResult<String> {
+            self.on(index, |g| Ok(g.uuid.clone()))
+        }
+        fn name(&self, index: u32) -> NvmlResult<String> {
+            self.on(index, |g| Ok(g.name.clone()))
+        }
+        fn pci_bus_id(&self, index: u32) -> NvmlResult<String> {
+            self.on(index, |g| Ok(g.bus_id.clone()))
+        }
+        fn total_energy_mj(&self, index: u32) -> NvmlResult<u64> {
+            self.0.world().energy_calls += 1;
+            self.on(index, |g| g.energy_mj)
+        }
+        fn power_mw(&self, index: u32) -> NvmlResult<u32> {
+            self.on(index, |g| g.power_mw)
+        }
+        fn enforced_power_limit_mw(&self, index: u32) -> NvmlResult<u32> {
+            self.on(index, |g| g.limit_mw)
+        }
+        fn minor_number(&self, index: u32) -> NvmlResult<u32> {
+            self.on(index, |g| Ok(g.minor))
+        }
+        fn compute_pids(&self, index: u32) -> NvmlResult<Vec<u32>> {
+            self.on(index, |g| g.compute.clone())
+        }
+        fn graphics_pids(&self, index: u32) -> NvmlResult<Vec<u32>> {
+            self.on(index, |g| g.graphics.clone())
+        }
+    }
+
+    fn open(shared: &Shared, now: Instant) -> NvmlSource {
+        match shared.source(now) {
+            Ok(source) => source,
+            Err(e) => panic!("fake NVML did not open: {e}"),
+        }
+    }
+
+    fn sample(source: &mut NvmlSource, now: Instant) -> SourceSample {
+        match source.sample_at(now) {
+            Ok(sample) => sample,
+            Err(e) => panic!("sample failed: {e}"),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn counter_gpus_give_microjoules_bounded_by_their_power_limit() {
+        let t0 = Instant::now();
+        let mut b = gpu(1);
+        b.name = "NVIDIA A100-SXM4-40GB".into();
+        b.limit_mw = Ok(400_000);
+        b.energy_mj = Ok(123_456_789);
+        b.power_mw = Ok(87_500);
+        let shared = Shared::with(vec![gpu(0), b]);
+        let mut source = open(&shared, t0);
+        assert_eq!(source.kind(), SourceKind::Nvml);
+        let s = sample(&mut source, t0);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(
+            s.energy,
+            vec![
+                EnergyReading {
+                    channel: ChannelId::new(Domain::Gpu, "GPU-0"),
+                    raw: RawEnergy::Resetting {
+                        uj: 1_000_000,
+                        max_watts: 1050.0
+                    },
+                },
+                EnergyReading {
+                    channel: ChannelId::new(Domain::Gpu, "GPU-1"),
+                    raw: RawEnergy::Resetting {
+                        uj: 123_456_789_000,
+                        max_watts: 600.0
+                    },
+                },
+            ]
+        );
+        assert_eq!(
+            s.gpus[1],
+            GpuInfo {
+                uuid: "GPU-1".into(),
+                index: 1,
+                model: "NVIDIA A100-SXM4-40GB".into(),
+                pci_bus_id: "00000000:18:00.0".into(),
+                power_watts: Some(87.5),
+                power_limit_watts: Some(400.0),
+                energy_counter: true,
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_power_limit_uses_max_gpu_watts_and_unknown_power_is_none() {
+        let t0 = Instant::now();
+        let mut g = gpu(0);
+        g.limit_mw = Err(Fail::NotSupported);
+        g.power_mw = Err(Fail::NoPermission);
+        let shared = Shared::with(vec![g]);
+        let mut source = open(&shared, t0);
+        let s = sample(&mut source, t0);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(
+            s.energy[0].raw,
+            RawEnergy::Resetting {
+                uj: 1_000_000,
+                max_watts: DEFAULT_MAX_GPU_WATTS
+            }
+        );
+        assert_eq!(s.gpus[0].power_limit_watts, None);
+        assert_eq!(s.gpus[0].power_watts, None);
+        assert!(s.gpus[0].energy_counter);
+    }
+
+    #[test]
+    fn pre_volta_gpu_falls_back_to_power_decided_once() {
+        let t0 = Instant::now();
+        let mut old = gpu(0);
+        old.name = "Tesla P100-PCIE-16GB".into();
+        old.energy_mj = Err(Fail::NotSupported);
+        old.power_mw = Ok(150_250);
+        let shared = Shared::with(vec![old, gpu(1)]);
+        let mut source = open(&shared, t0);
+        for i in 0..3 {
+            let s = sample(&mut source, t0 + secs(i));
+            assert!(s.problems.is_empty(), "{:?}", s.problems);
+            assert_eq!(s.energy[0].channel, ChannelId::new(Domain::Gpu, "GPU-0"));
+            assert_eq!(s.energy[0].raw, RawEnergy::Power { watts: 150.25 });
+            assert!(!s.gpus[0].energy_counter);
+            assert_eq!(s.gpus[0].power_watts, Some(150.25));
+            assert!(matches!(s.energy[1].raw, RawEnergy::Resetting { .. }));
+            assert!(s.gpus[1].energy_counter);
+        }
+        // GPU 0 was asked once; GPU 1 every time.
+        assert_eq!(shared.world().energy_calls, 1 + 3);
+    }
+
+    /// Collects what tracing writes, to check what an administrator sees in the log.
+    #[derive(Clone, Default)]
+    struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn power_fallback_is_logged_once_per_gpu() {
+        let t0 = Instant::now();
+        let mut old = gpu(0);
+        old.energy_mj = Err(Fail::NotSupported);
+        let shared = Shared::with(vec![old, gpu(1)]);
+        let log = LogBuffer::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut source = open(&shared, t0);
+            for i in 0..3 {
+                sample(&mut source, t0 + secs(i));
+            }
+        });
+        let text =
+            String::from_utf8_lossy(&log.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        assert_eq!(text.matches("no total-energy counter").count(), 1, "{text}");
+        assert!(text.contains("WARN") && text.contains("GPU-0"), "{text}");
+    }
+
+    #[test]
+    fn pre_volta_gpu_without_power_is_a_problem() {
+        let t0 = Instant::now();
+        let mut old = gpu(0);
+        old.energy_mj = Err(Fail::NotSupported);
+        old.power_mw = Err(Fail::NotSupported);
+        let shared = Shared::with(vec![old, gpu(1)]);
+        let mut source = open(&shared, t0);
+        let s = sample(&mut source, t0);
+        assert_eq!(s.energy.len(), 1);
+        assert_eq!(s.gpus[0].uuid, "GPU-1");
+        assert_eq!(s.problems.len(), 1);
+        assert!(
+            s.problems[0].message.contains("GPU 0 (GPU-0)")
+                && s.problems[0].message.contains("nvmlDeviceGetPowerUsage"),
+            "{}",
+            s.problems[0]
+        );
+    }
+
+    #[test]
+    fn lost_gpu_is_a_problem_and_the_others_are_still_read() {
+        let t0 = Instant::now();
+        let shared = Shared::with(vec![gpu(0), gpu(1), gpu(2)]);
+        let mut source = open(&shared, t0);
+        assert_eq!(sample(&mut source, t0).energy.len(), 3);
+
+        shared.world().gpus[1].lost = true;
+        let s = sample(&mut source, t0 + secs(1));
+        let uuids: Vec<_> = s.gpus.iter().map(|g| g.uuid.as_str()).collect();
+        assert_eq!(uuids, ["GPU-0", "GPU-2"]);
+        assert_eq!(s.energy.len(), 2);
+        assert_eq!(s.problems.len(), 1);
+        let p = &s.problems[0];
+        // The UUID can no longer be read; the one last seen at that index names the GPU.
+        assert_eq!(
+            p.message,
+            "NVML: GPU 1 (GPU-1) could not be read: nvmlDeviceGetUUID failed: device fell off \
+             the bus or has otherwise become inacessible"
+        );
+        assert!(p.fix.as_deref().unwrap_or("").contains("Xid"), "{p}");
+        // Same text every sample, so the sampler logs it once.
+        let again = sample(&mut source, t0 + secs(2));
+        assert_eq!(again.problems, s.problems);
+
+        // Back on the bus: read again, with no problem.
+        shared.world().gpus[1].lost = false;
+        let s = sample(&mut source, t0 + secs(3));
+        assert!(s.problems.is_empty());
+        assert_eq!(s.energy.len(), 3);
+    }
+
+    #[test]
+    fn gpu_lost_on_an_optional_value_is_still_a_problem() {
+        let t0 = Instant::now();
+        let mut g = gpu(0);
+        g.power_mw = Err(Fail::GpuLost);
+        let shared = Shared::with(vec![g, gpu(1)]);
+        let mut source = open(&shared, t0);
+        let s = sample(&mut source, t0);
+        assert_eq!(s.gpus.len(), 1);
+        assert_eq!(s.problems.len(), 1);
+        assert!(
+            s.problems[0].message.contains("GPU 0 (GPU-0)")
+                && s.problems[0].message.contains("nvmlDeviceGetPowerUsage"),
+            "{}",
+            s.problems[0]
+        );
+    }
+
+    #[test]
+    fn gpu_lost_before_its_uuid_was_ever_read_is_named_by_index() {
+        let t0 = Instant::now();
+        let mut g = gpu(0);
+        g.lost = true;
+        let shared = Shared::with(vec![g, gpu(1)]);
+        let mut source = open(&shared, t0);
+        let s = sample(&mut source, t0);
+        assert_eq!(s.gpus.len(), 1);
+        assert!(
+            s.problems[0].message.contains("GPU 0 (UUID unknown)"),
+            "{}",
+            s.problems[0]
+        );
+    }
+
+    #[test]
+    fn nvml_failure_is_an_error_and_reinit_waits_30_seconds() {
+        let t0 = Instant::now();
+        let shared = Shared::with(vec![gpu(0)]);
+        let mut source = open(&shared, t0);
+        sample(&mut source, t0);
+        assert_eq!(shared.world().inits, 1);
+
+        // The driver goes away.
+        shared.world().count_error = Some(Fail::DriverNotLoaded);
+        let err = source.sample_at(t0 + secs(5)).unwrap_err();
+        assert!(
+            err.message.contains("nvmlDeviceGetCount_v2")
+                && err.message.contains("driver is not loaded"),
+            "{err}"
+        );
+        assert!(err.fix.is_some());
+
+        // It is back, but the last init was less than 30 s ago: no attempt, same error.
+        shared.world().count_error = None;
+        assert_eq!(source.sample_at(t0 + secs(10)), Err(err.clone()));
+        assert_eq!(source.sample_at(t0 + secs(29)), Err(err));
+        assert_eq!(shared.world().inits, 1);
+
+        // 30 s after the last init: initialised again, and the new GPU is picked up.
+        shared.world().gpus.push(gpu(1));
+        let s = sample(&mut source, t0 + secs(30));
+        assert_eq!(shared.world().inits, 2);
+        assert_eq!(s.gpus.len(), 2);
+    }
+
+    #[test]
+    fn failed_reinit_is_retried_only_after_30_more_seconds() {
+        let t0 = Instant::now();
+        let shared = Shared::with(vec![gpu(0)]);
+        let mut source = open(&shared, t0);
+        shared.world().count_error = Some(Fail::Uninitialized);
+        assert!(source.sample_at(t0 + secs(40)).is_err());
+
+        shared.world().count_error = None;
+        let init_error = SourceError::new("NVML initialisation with x failed").with_fix("fix it");
+        shared.world().init_error = Some(init_error.clone());
+        assert_eq!(source.sample_at(t0 + secs(41)), Err(init_error.clone()));
+        assert_eq!(shared.world().inits, 2);
+        // Throttled: the init error is repeated without a new attempt.
+        assert_eq!(source.sample_at(t0 + secs(70)), Err(init_error));
+        assert_eq!(shared.world().inits, 2);
+
+        shared.world().init_error = None;
+        assert_eq!(sample(&mut source, t0 + secs(71)).gpus.len(), 1);
+        assert_eq!(shared.world().inits, 3);
+    }
+
+    #[test]
+    fn library_wide_error_from_one_gpu_fails_the_sample() {
+        let t0 = Instant::now();
+        let mut g = gpu(1);
+        g.energy_mj = Err(Fail::Uninitialized);
+        let shared = Shared::with(vec![gpu(0), g]);
+        let mut source = open(&shared, t0);
+        let err = source.sample_at(t0).unwrap_err();
+        assert!(
+            err.message.contains("nvmlDeviceGetTotalEnergyConsumption"),
+            "{err}"
+        );
+        assert!(source.running_processes().is_empty());
+        assert!(source.gpu_minor_numbers().is_empty());
+    }
+
+    #[test]
+    fn failed_open_is_an_error() {
+        let shared = Shared::default();
+        let e = SourceError::new("NVML library could not be loaded").with_fix("install it");
+        shared.world().init_error = Some(e.clone());
+        assert_eq!(shared.source(Instant::now()).unwrap_err(), e);
+    }
+
+    #[test]
+    fn processes_and_minor_numbers_are_keyed_by_uuid() {
+        let t0 = Instant::now();
+        let mut a = gpu(0);
+        a.compute = Ok(vec![300, 100]);
+        a.graphics = Ok(vec![100, 200]);
+        a.minor = 3;
+        let mut b = gpu(1);
+        b.compute = Err(Fail::NoPermission);
+        b.graphics = Ok(vec![400]);
+        b.minor = 1;
+        let mut c = gpu(2);
+        c.lost = true;
+        c.compute = Ok(vec![500]);
+        let shared = Shared::with(vec![a, b, c]);
+        let source = open(&shared, t0);
+        let pids: Vec<(String, u32)> = vec![
+            ("GPU-0".into(), 100),
+            ("GPU-0".into(), 200),
+            ("GPU-0".into(), 300),
+            ("GPU-1".into(), 400),
+        ];
+        assert_eq!(source.running_processes(), pids);
+        assert_eq!(
+            source.gpu_minor_numbers(),
+            vec![("GPU-0".to_string(), 3), ("GPU-1".to_string(), 1)]
+        );
+    }
+
+    #[test]
+    fn energy_counter_overflow_saturates_instead_of_panicking() {
+        let t0 = Instant::now();
+        let mut g = gpu(0);
+        g.energy_mj = Ok(u64::MAX / 10);
+        let shared = Shared::with(vec![g]);
+        let mut source = open(&shared, t0);
+        let s = sample(&mut source, t0);
+        assert!(matches!(
+            s.energy[0].raw,
+            RawEnergy::Resetting { uj: u64::MAX, .. }
+        ));
+    }
+
+    #[test]
+    fn default_options() {
+        let o = NvmlOptions::default();
+        assert_eq!(o.library, None);
+        assert_eq!(o.max_gpu_watts, 1500.0);
+    }
+}
