@@ -309,3 +309,101 @@ fn check_config_prints_the_effective_configuration() {
     assert!(out.contains("sample_interval: 0.5s"), "{out}");
     assert!(out.contains("cpu_tdp_watts: 95"), "{out}");
 }
+
+/// The binary against the fake libnvidia-ml built from C: GPUs by UUID with their info, exact
+/// energy from the total-energy counter, a GPU falling off the bus while the other is still read,
+/// and a counter reset (driver reload) absorbed without losing energy.
+#[test]
+fn gpus_through_the_real_nvml_code_path() {
+    use joulebook_tests::fake_nvml::{build_fake_nvml, write_state, FakeGpu, FakeNvmlState};
+    let dir = tempfile::tempdir().unwrap();
+    let lib = build_fake_nvml(dir.path());
+    let state_path = dir.path().join("nvml.state");
+    let mut state = FakeNvmlState {
+        gpus: vec![FakeGpu::h100(0, 1_000_000), FakeGpu::h100(1, 5_000_000)],
+        ..Default::default()
+    };
+    write_state(&state_path, &state);
+    let root = fixture("no-powercap");
+    let e = Exporter::start_with_env(
+        &[
+            &format!("--path.sysfs={}", root.join("sys").display()),
+            &format!("--path.procfs={}", root.join("proc").display()),
+            "--source.nvml=on",
+            &format!("--nvml.library={}", lib.display()),
+            "--sample.interval=100ms",
+        ],
+        &[("FAKE_NVML_STATE", state_path.as_path())],
+    );
+    e.wait_samples("nvml", 2.0);
+    let uuid0 = state.gpus[0].uuid.clone();
+    let uuid1 = state.gpus[1].uuid.clone();
+    // +20 J and +30 J.
+    state.gpus[0].energy_mj = joulebook_tests::fake_nvml::FakeValue::Value(1_020_000);
+    state.gpus[1].energy_mj = joulebook_tests::fake_nvml::FakeValue::Value(5_030_000);
+    write_state(&state_path, &state);
+    e.wait_samples("nvml", 2.0);
+    let s = e.samples();
+    let g = |m: &str, u: &str| s.must(&format!("{m}{{gpu_uuid=\"{u}\"}}"));
+    assert_eq!(g("joulebook_gpu_joules_total", &uuid0), 20.0);
+    assert_eq!(g("joulebook_gpu_joules_total", &uuid1), 30.0);
+    assert_eq!(g("joulebook_gpu_power_watts", &uuid0), 300.0);
+    assert_eq!(g("joulebook_gpu_power_limit_watts", &uuid0), 700.0);
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        50.0
+    );
+    assert_eq!(
+        s.must(&format!(
+            "joulebook_gpu_info{{gpu_uuid=\"{uuid1}\",index=\"1\",model=\"NVIDIA H100 80GB HBM3\",pci_bus_id=\"00000000:18:00.0\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        s.must(
+            "joulebook_node_component_info{component=\"gpu\",method=\"measured\",source=\"nvml\"}"
+        ),
+        1.0
+    );
+    promtool_check_metrics(&e.scrape());
+
+    // GPU 1 falls off the bus: NVML is down, GPU 0 still counts.
+    state.gpus[1].lost = true;
+    state.gpus[0].energy_mj = joulebook_tests::fake_nvml::FakeValue::Value(1_030_000);
+    write_state(&state_path, &state);
+    e.wait_samples("nvml", 2.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_source_up{source=\"nvml\"}"), 0.0);
+    assert_eq!(
+        s.must(&format!(
+            "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid0}\"}}"
+        )),
+        30.0
+    );
+    assert_eq!(
+        s.must(&format!(
+            "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid1}\"}}"
+        )),
+        30.0
+    );
+    assert!(e.log_text().contains(&uuid1), "{}", e.log_text());
+
+    // Back on the bus after a driver reload: its counter restarted near 0 (7 J since reload).
+    state.gpus[1].lost = false;
+    state.gpus[1].energy_mj = joulebook_tests::fake_nvml::FakeValue::Value(7_000);
+    write_state(&state_path, &state);
+    e.wait_samples("nvml", 2.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_source_up{source=\"nvml\"}"), 1.0);
+    assert_eq!(
+        s.must(&format!(
+            "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid1}\"}}"
+        )),
+        37.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        67.0
+    );
+    assert!(s.must("joulebook_wraps_total{source=\"nvml\"}") >= 1.0);
+}

@@ -108,6 +108,11 @@ impl Exporter {
     /// Starts the exporter with `args` (the listen address is added) and waits until /healthz
     /// answers 200, for at most 15 s.
     pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with_env(args, &[])
+    }
+
+    /// Like [`Exporter::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Exporter {
         let port = free_port();
         let log_dir = tempfile::tempdir().expect("log folder");
         let log = log_dir.path().join("exporter.log");
@@ -116,6 +121,7 @@ impl Exporter {
             .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

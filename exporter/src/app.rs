@@ -6,6 +6,7 @@ use crate::node::NodeInfo;
 use crate::sampler::{Sampler, Shared, Snapshot};
 use crate::server;
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
+use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
 use crate::sources::{Source, SourceError, SourceKind, SourceSample};
 use std::sync::mpsc;
@@ -37,6 +38,7 @@ pub struct Retrying<S: Source, F: FnMut() -> Result<S, SourceError> + Send> {
 }
 
 impl<S: Source, F: FnMut() -> Result<S, SourceError> + Send> Retrying<S, F> {
+    /// `first_error` is what the failed attempt at start said; the next try is `retry` later.
     pub fn new(kind: SourceKind, first_error: SourceError, open: F, retry: Duration) -> Self {
         Retrying {
             kind,
@@ -114,9 +116,33 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     (sources, disabled)
 }
 
-fn add_nvml(_cfg: &Config, _sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
-    // Wired when the NVML source lands.
-    disabled.push(SourceKind::Nvml);
+fn add_nvml(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    let c = &cfg.sources.nvml;
+    let opts = NvmlOptions {
+        library: c.library.clone(),
+        max_gpu_watts: c.max_gpu_watts,
+    };
+    if c.enabled == Switch::Off {
+        disabled.push(SourceKind::Nvml);
+        return;
+    }
+    match NvmlSource::open(&opts) {
+        Ok(s) => sources.push(Box::new(s)),
+        // No driver on a CPU node is normal unless the admin asked for GPUs.
+        Err(e) if c.enabled == Switch::Auto && c.library.is_none() => {
+            tracing::info!(
+                reason = %e.message,
+                "no NVIDIA driver found: nvml source disabled; set sources.nvml.enabled: on to insist"
+            );
+            disabled.push(SourceKind::Nvml);
+        }
+        Err(e) => sources.push(Box::new(Retrying::new(
+            SourceKind::Nvml,
+            e,
+            move || NvmlSource::open(&opts),
+            nvml::REINIT_INTERVAL,
+        ))),
+    }
 }
 
 /// Runs the exporter until SIGTERM or SIGINT.
