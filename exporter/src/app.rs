@@ -8,7 +8,7 @@ use crate::server;
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
-use crate::sources::{Source, SourceError, SourceKind, SourceSample};
+use crate::sources::{Domain, Source, SourceError, SourceKind, SourceSample};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -81,6 +81,9 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
         max_zone_watts: cfg.sources.rapl.max_zone_watts,
     };
     let powercap = rapl_opts.sysfs.join("class/powercap");
+    // Which components RAPL measures, as found at start: the estimate fills in the others.
+    let mut measured_cpu = false;
+    let mut measured_dram = false;
     match cfg.sources.rapl.enabled {
         Switch::Off => disabled.push(SourceKind::Rapl),
         Switch::Auto if !powercap.exists() => {
@@ -91,9 +94,15 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
             disabled.push(SourceKind::Rapl);
         }
         _ => {
-            if let Err(e) = rapl::discover(&powercap) {
+            match rapl::discover(&powercap) {
+                Ok(zones) => {
+                    measured_cpu = zones
+                        .iter()
+                        .any(|z| z.channel.domain == Domain::RaplPackage);
+                    measured_dram = zones.iter().any(|z| z.channel.domain == Domain::RaplDram);
+                }
                 // Reported by the sampler's first cycle (one log line with the fix).
-                tracing::debug!(error = %e, "RAPL discovery failed at start");
+                Err(e) => tracing::debug!(error = %e, "RAPL discovery failed at start"),
             }
             sources.push(Box::new(RaplSource::new(rapl_opts)));
         }
@@ -101,17 +110,29 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
 
     add_nvml(cfg, &mut sources, &mut disabled);
 
-    match cfg.sources.estimate.enabled {
-        Switch::Off => disabled.push(SourceKind::Estimate),
-        Switch::Auto | Switch::On => sources.push(Box::new(EstimateSource::new(
+    let e = &cfg.sources.estimate;
+    let (cpu, dram) = match e.enabled {
+        Switch::Off => (false, false),
+        Switch::Auto => (!measured_cpu, !measured_dram),
+        Switch::On => (true, true),
+    };
+    if cpu || dram {
+        sources.push(Box::new(EstimateSource::new(
             EstimateOptions {
                 procfs: cfg.paths.procfs.clone(),
-                cpu_tdp_watts: cfg.sources.estimate.cpu_tdp_watts,
-                idle_fraction: cfg.sources.estimate.idle_fraction,
-                memory_watts_per_gb: cfg.sources.estimate.memory_watts_per_gb,
+                cpu,
+                dram,
+                cpu_tdp_watts: e.cpu_tdp_watts,
+                idle_fraction: e.idle_fraction,
+                memory_watts_per_gb: e.memory_watts_per_gb,
             },
             node,
-        ))),
+        )));
+    } else {
+        if e.enabled == Switch::Auto {
+            tracing::info!("RAPL measures CPU and memory: estimate source not needed (set sources.estimate.enabled: on to publish it anyway)");
+        }
+        disabled.push(SourceKind::Estimate);
     }
     (sources, disabled)
 }

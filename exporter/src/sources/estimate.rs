@@ -92,6 +92,10 @@ pub fn node_tdp(node: &NodeInfo, configured: Option<f64>) -> (f64, TdpOrigin) {
 #[derive(Clone, Debug)]
 pub struct EstimateOptions {
     pub procfs: PathBuf,
+    /// Model the CPU (reads /proc/stat each cycle) and memory. In `auto` mode only the components
+    /// that no hardware counter measures are modelled.
+    pub cpu: bool,
+    pub dram: bool,
     pub cpu_tdp_watts: Option<f64>,
     pub idle_fraction: f64,
     pub memory_watts_per_gb: f64,
@@ -101,6 +105,8 @@ impl Default for EstimateOptions {
     fn default() -> Self {
         EstimateOptions {
             procfs: PathBuf::from("/proc"),
+            cpu: true,
+            dram: true,
             cpu_tdp_watts: None,
             idle_fraction: DEFAULT_IDLE_FRACTION,
             memory_watts_per_gb: DEFAULT_MEMORY_WATTS_PER_GB,
@@ -120,11 +126,16 @@ impl EstimateSource {
     pub fn new(opts: EstimateOptions, node: &NodeInfo) -> Self {
         let (tdp_watts, origin) = node_tdp(node, opts.cpu_tdp_watts);
         let memory_watts = node.memory_bytes as f64 / 1e9 * opts.memory_watts_per_gb;
+        let what = match (opts.cpu, opts.dram) {
+            (true, true) => "CPU and memory power are",
+            (true, false) => "CPU power is",
+            _ => "memory power is",
+        };
         tracing::info!(
             tdp_watts,
             tdp_origin = origin.as_str(),
             memory_watts,
-            "CPU and memory power are ESTIMATED (no hardware counter): see the README, section Estimate"
+            "{what} ESTIMATED (no hardware counter for it): see the README, section Estimate"
         );
         EstimateSource {
             opts,
@@ -164,6 +175,32 @@ impl Source for EstimateSource {
     }
 
     fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        let mut energy = Vec::with_capacity(2);
+        if self.opts.cpu {
+            let watts = self.cpu_watts()?;
+            energy.push(EnergyReading {
+                channel: ChannelId::new(Domain::EstimatedCpu, ""),
+                raw: RawEnergy::Power { watts },
+            });
+        }
+        if self.opts.dram {
+            energy.push(EnergyReading {
+                channel: ChannelId::new(Domain::EstimatedDram, ""),
+                raw: RawEnergy::Power {
+                    watts: self.memory_watts,
+                },
+            });
+        }
+        Ok(SourceSample {
+            energy,
+            estimate_tdp_watts: self.opts.cpu.then_some(self.tdp_watts),
+            ..Default::default()
+        })
+    }
+}
+
+impl EstimateSource {
+    fn cpu_watts(&mut self) -> Result<f64, SourceError> {
         let path = self.opts.procfs.join("stat");
         let text = fs::read_to_string(&path)
             .map_err(|e| SourceError::new(format!("cannot read {}: {e}", path.display())))?;
@@ -177,27 +214,11 @@ impl Source for EstimateSource {
             Some((b0, t0)) if total > t0 && busy >= b0 => {
                 ((busy - b0) as f64 / (total - t0) as f64).clamp(0.0, 1.0)
             }
-            // First read, or no tick elapsed: assume the last utilisation is unknown → idle.
+            // First read, or no tick elapsed: no utilisation known yet, model the CPU as idle.
             _ => 0.0,
         };
         let idle = self.opts.idle_fraction.clamp(0.0, 1.0);
-        let cpu_watts = self.tdp_watts * (idle + (1.0 - idle) * util);
-        Ok(SourceSample {
-            energy: vec![
-                EnergyReading {
-                    channel: ChannelId::new(Domain::EstimatedCpu, ""),
-                    raw: RawEnergy::Power { watts: cpu_watts },
-                },
-                EnergyReading {
-                    channel: ChannelId::new(Domain::EstimatedDram, ""),
-                    raw: RawEnergy::Power {
-                        watts: self.memory_watts,
-                    },
-                },
-            ],
-            estimate_tdp_watts: Some(self.tdp_watts),
-            ..Default::default()
-        })
+        Ok(self.tdp_watts * (idle + (1.0 - idle) * util))
     }
 }
 

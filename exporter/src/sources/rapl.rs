@@ -60,7 +60,6 @@ pub struct RaplSource {
     opts: RaplOptions,
     zones: Option<Vec<Zone>>,
     samples: u64,
-    buf: String,
     energy_paths: Vec<PathBuf>,
 }
 
@@ -70,7 +69,6 @@ impl RaplSource {
             opts,
             zones: None,
             samples: 0,
-            buf: String::with_capacity(32),
             energy_paths: Vec::new(),
         }
     }
@@ -119,9 +117,24 @@ fn describe(zones: &[Zone]) -> String {
 fn read_trimmed(path: &Path, buf: &mut String) -> Result<(), SourceError> {
     buf.clear();
     let res = fs::File::open(path).and_then(|mut f| f.read_to_string(buf));
-    match res {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(SourceError::new(format!(
+    res.map(|_| ()).map_err(|e| read_error(path, e))
+}
+
+/// Reads a counter file with a single `read` into a stack buffer: sysfs hands the whole value
+/// over in one call, and this saves the extra syscall that read-to-end costs on every zone every
+/// cycle (the hot path).
+fn read_counter(path: &Path) -> Result<u64, SourceError> {
+    let mut buf = [0u8; 32];
+    let n = fs::File::open(path)
+        .and_then(|mut f| f.read(&mut buf))
+        .map_err(|e| read_error(path, e))?;
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("(not UTF-8)");
+    parse_u64(path, text)
+}
+
+fn read_error(path: &Path, e: std::io::Error) -> SourceError {
+    match e {
+        e if e.kind() == ErrorKind::PermissionDenied => SourceError::new(format!(
             "cannot read {}: permission denied",
             path.display()
         ))
@@ -129,13 +142,13 @@ fn read_trimmed(path: &Path, buf: &mut String) -> Result<(), SourceError> {
             "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694); run the exporter \
              with AmbientCapabilities=CAP_DAC_READ_SEARCH as the shipped systemd unit does, or make \
              energy_uj group-readable with the udev rule in the README (section Permissions)",
-        )),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(SourceError::new(format!(
+        ),
+        e if e.kind() == ErrorKind::NotFound => SourceError::new(format!(
             "{} vanished (RAPL zone removed or driver unloaded)",
             path.display()
         ))
-        .with_fix("check that the intel_rapl_common / intel_rapl_msr modules are loaded")),
-        Err(e) => Err(SourceError::new(format!("cannot read {}: {e}", path.display()))),
+        .with_fix("check that the intel_rapl_common / intel_rapl_msr modules are loaded"),
+        e => SourceError::new(format!("cannot read {}: {e}", path.display())),
     }
 }
 
@@ -273,8 +286,7 @@ impl Source for RaplSource {
         let mut energy = Vec::with_capacity(zones.len());
         let mut result = Ok(());
         for (zone, path) in zones.iter().zip(&self.energy_paths) {
-            let uj = read_trimmed(path, &mut self.buf).and_then(|()| parse_u64(path, &self.buf));
-            match uj {
+            match read_counter(path) {
                 Ok(uj) => energy.push(EnergyReading {
                     channel: zone.channel.clone(),
                     raw: RawEnergy::Wrapping {
