@@ -1,7 +1,9 @@
 //! joulebook's per-node exporter: samples energy sources in the background, corrects counter
-//! wraps, and publishes monotonic `_joules_total` counters. See ARCHITECTURE.md for the map.
+//! wraps, attributes node energy to jobs, and publishes monotonic `_joules_total` counters. See
+//! ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod attribution;
 pub mod config;
 pub mod energy;
 pub mod metrics;
@@ -9,3 +11,4 @@ pub mod node;
 pub mod sampler;
 pub mod server;
 pub mod sources;
+pub mod state;

@@ -1,0 +1,843 @@
+//! The state file: what makes the exporter's counters survive a restart.
+//!
+//! Prometheus counters must never go down; an exporter that restarted from zero would make every
+//! `increase()` over the restart wrong for node and job energy alike. So the exporter saves its
+//! totals (µJ per channel, component, job and unallocated, plus health counters) to one small
+//! JSON file, and resumes from it at start.
+//!
+//! Two promises:
+//!
+//! * **A save never destroys the previous state.** [`save_atomic`] writes a temporary file in the
+//!   same directory, fsyncs it, renames it over the target (atomic on POSIX filesystems) and
+//!   fsyncs the directory so the rename itself is durable. A crash, power cut or full disk at any
+//!   point leaves either the old file or the new one, never a mix. A temporary file left by a
+//!   crash is never read (only the exact path is) and is removed by the next save.
+//! * **A bad file is never reused and never crashes the exporter.** [`load`] checks that the file
+//!   parses, has the right `format` magic and `version`, and was written by this host (a state
+//!   file copied with a disk image must not give one node another node's totals). Anything else is
+//!   renamed to `<name>.bad-<unix-time>` and reported, so an administrator can look at it, and the
+//!   exporter starts from zero.
+//!
+//! One exporter owns a state file; two writers on the same path are not supported.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The `format` field of every state file, so that no other JSON file is mistaken for one.
+pub const FORMAT: &str = "joulebook-state";
+
+/// The layout version this exporter writes and reads. Adding a field with `#[serde(default)]`
+/// keeps the version; a change that an older exporter would misread bumps it.
+pub const VERSION: u32 = 1;
+
+/// Everything the exporter persists. New fields must carry `#[serde(default)]`, so files written
+/// before they existed still load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`].
+    pub version: u32,
+    /// The host that wrote the file; a file from another host is set aside.
+    pub hostname: String,
+    /// When the state was saved, seconds since the Unix epoch.
+    #[serde(default)]
+    pub saved_at_unix: f64,
+    /// The kernel boot id (`/proc/sys/kernel/random/boot_id`) at save time, so the exporter can
+    /// tell a restart of itself from a reboot of the node; `None` where unknown.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// Energy per channel (e.g. `rapl_package[0]`), µJ since the exporter first ran.
+    #[serde(default)]
+    pub channels: BTreeMap<String, u64>,
+    /// Node energy per component (`cpu`, `dram`, `gpu`, `other`), µJ.
+    #[serde(default)]
+    pub node: BTreeMap<String, u64>,
+    /// Energy no job held, per component, µJ.
+    #[serde(default)]
+    pub unallocated: BTreeMap<String, u64>,
+    /// Per job, by job id.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobState>,
+    /// Health counters (counter wraps, dropped samples, ...), by name.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// An empty state for `hostname`, with the current format and version.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        State {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            hostname: hostname.into(),
+            saved_at_unix: 0.0,
+            boot_id: None,
+            channels: BTreeMap::new(),
+            node: BTreeMap::new(),
+            unallocated: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            counters: BTreeMap::new(),
+        }
+    }
+
+    /// The first float that JSON cannot hold (NaN or infinite), as (field, value). serde_json
+    /// would write it as `null`, which then fails to load and would cost every total.
+    fn non_finite(&self) -> Option<(String, f64)> {
+        if !self.saved_at_unix.is_finite() {
+            return Some(("saved_at_unix".into(), self.saved_at_unix));
+        }
+        for (id, job) in &self.jobs {
+            let fields = [
+                ("cpu_seconds", Some(job.cpu_seconds)),
+                ("core_seconds", Some(job.core_seconds)),
+                ("gpu_seconds", Some(job.gpu_seconds)),
+                ("ended_at_unix", job.ended_at_unix),
+            ];
+            for (name, v) in fields {
+                if let Some(v) = v.filter(|v| !v.is_finite()) {
+                    return Some((format!("jobs[{id:?}].{name}"), v));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What the exporter keeps per job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Energy attributed to the job per component, µJ.
+    #[serde(default)]
+    pub joules_uj: BTreeMap<String, u64>,
+    /// CPU time the job used, seconds.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// Cores held × wall time, seconds.
+    #[serde(default)]
+    pub core_seconds: f64,
+    /// GPUs held × wall time, seconds.
+    #[serde(default)]
+    pub gpu_seconds: f64,
+    /// When the job was seen to end, seconds since the Unix epoch; `None` while it runs.
+    #[serde(default)]
+    pub ended_at_unix: Option<f64>,
+}
+
+/// A save failed. The message names the state file and says whether the previous file is intact
+/// (it is, except after [`StateError::NotDurable`]).
+#[derive(Debug)]
+pub enum StateError {
+    /// A filesystem operation failed (`action` says which).
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        error: io::Error,
+    },
+    /// The new file is in place, but flushing its directory failed, so a power cut could still
+    /// bring back the previous version.
+    NotDurable { path: PathBuf, error: io::Error },
+    /// A float field is NaN or infinite; nothing was written.
+    NotFinite {
+        path: PathBuf,
+        field: String,
+        value: f64,
+    },
+    /// The state could not be encoded; nothing was written.
+    Encode {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
+impl StateError {
+    /// The state file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            StateError::Io { path, .. }
+            | StateError::NotDurable { path, .. }
+            | StateError::NotFinite { path, .. }
+            | StateError::Encode { path, .. } => path,
+        }
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Io {
+                path,
+                action,
+                error,
+            } => write!(
+                f,
+                "cannot save state file {}: {action} failed: {error}; the previous state file is unchanged",
+                path.display()
+            ),
+            StateError::NotDurable { path, error } => write!(
+                f,
+                "saved state file {}, but flushing its directory failed: {error}; a power cut could bring back the previous version",
+                path.display()
+            ),
+            StateError::NotFinite { path, field, value } => write!(
+                f,
+                "cannot save state file {}: {field} is {value}, which JSON cannot hold; nothing was written",
+                path.display()
+            ),
+            StateError::Encode { path, error } => write!(
+                f,
+                "cannot save state file {}: encoding failed: {error}; nothing was written",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StateError::Io { error, .. } | StateError::NotDurable { error, .. } => Some(error),
+            StateError::Encode { error, .. } => Some(error),
+            StateError::NotFinite { .. } => None,
+        }
+    }
+}
+
+/// What [`load`] found.
+#[derive(Debug, PartialEq)]
+pub enum LoadOutcome {
+    /// No state file: a first start.
+    Missing,
+    /// A valid state file of this host.
+    Loaded(State),
+    /// The file was unusable (`reason`) and was renamed to `moved_to`; start from zero.
+    SetAside { reason: String, moved_to: PathBuf },
+    /// The file was unusable (`reason`) and could not even be renamed (the reason says why):
+    /// start from zero; the next save replaces it.
+    Unusable { reason: String },
+}
+
+/// Saves `state` to `path` atomically: temporary file in the same directory, fsync, rename over
+/// `path`, fsync of the directory. On error the previous file at `path` is intact, the temporary
+/// file is removed, and the error names `path`. Temporary files left by a crash are removed.
+pub fn save_atomic(path: &Path, state: &State) -> Result<(), StateError> {
+    if let Some((field, value)) = state.non_finite() {
+        return Err(StateError::NotFinite {
+            path: path.to_path_buf(),
+            field,
+            value,
+        });
+    }
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(|error| StateError::Encode {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes, |f, b| f.write_all(b))
+}
+
+/// Distinguishes temporary files of saves within one process.
+static SAVE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The prefix of the temporary files of `name`; everything starting with it is ours to remove.
+fn temp_prefix(name: &str) -> String {
+    format!("{name}.tmp-")
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes temporary files a crashed save left next to `name` (best effort: one that cannot be
+/// removed costs only disk space and is retried next time).
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = temp_prefix(name);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The atomic replace, with the write itself injectable so tests can simulate a full disk.
+fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    write: impl FnOnce(&mut File, &[u8]) -> io::Result<()>,
+) -> Result<(), StateError> {
+    let err = |action: &'static str, error: io::Error| StateError::Io {
+        path: path.to_path_buf(),
+        action,
+        error,
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        err(
+            "naming the file",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path must end in a UTF-8 file name",
+            ),
+        )
+    })?;
+    let dir = parent_dir(path);
+    // Before writing, so that a disk filled by stale temporary files gets the space back.
+    remove_stale_temps(dir, name);
+    let tmp = dir.join(format!(
+        "{}{}-{}",
+        temp_prefix(name),
+        std::process::id(),
+        SAVE_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+
+    let replaced = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| err("creating a temporary file in its directory", e))?;
+        write(&mut file, bytes).map_err(|e| err("writing the temporary file", e))?;
+        // Without this, a power cut after the rename can leave a renamed but empty file.
+        file.sync_all()
+            .map_err(|e| err("flushing the temporary file to disk", e))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(|e| err("renaming the temporary file over it", e))
+    })();
+    if let Err(e) = replaced {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename lives in the directory; without this a power cut can undo it.
+    sync_dir(dir).map_err(|error| StateError::NotDurable {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Loads the state file at `path` for host `hostname`. Never panics: a file that cannot be read,
+/// does not parse, has another format, version or hostname is renamed to
+/// `<name>.bad-<unix-time>` and reported as [`LoadOutcome::SetAside`]. Temporary files of an
+/// interrupted save are never looked at.
+pub fn load(path: &Path, hostname: &str) -> LoadOutcome {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return LoadOutcome::Missing,
+        Err(e) => return set_aside(path, format!("cannot read it: {e}")),
+    };
+    match check(&bytes, hostname) {
+        Ok(state) => LoadOutcome::Loaded(state),
+        Err(reason) => set_aside(path, reason),
+    }
+}
+
+/// Parses and validates a state file's bytes, or says why they are unusable.
+fn check(bytes: &[u8], hostname: &str) -> Result<State, String> {
+    // Parse loosely first, so that a file of another format or version is named as such rather
+    // than reported as a missing field.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not valid JSON (truncated or corrupt): {e}"))?;
+    let format = value.get("format").and_then(|f| f.as_str());
+    if format != Some(FORMAT) {
+        return Err(format!(
+            "not a joulebook state file (format {}, expected {FORMAT:?})",
+            format.map_or_else(|| "missing".to_string(), |f| format!("{f:?}"))
+        ));
+    }
+    let version = value.get("version").and_then(|v| v.as_u64());
+    if version != Some(u64::from(VERSION)) {
+        return Err(format!(
+            "version {}, this exporter reads version {VERSION}",
+            version.map_or_else(|| "missing".to_string(), |v| v.to_string())
+        ));
+    }
+    let state: State =
+        serde_json::from_value(value).map_err(|e| format!("malformed state file: {e}"))?;
+    if state.hostname != hostname {
+        return Err(format!(
+            "written by host {:?}, this is {hostname:?}",
+            state.hostname
+        ));
+    }
+    Ok(state)
+}
+
+/// Renames an unusable state file to `<name>.bad-<unix-time>` (with `-N` appended if that name is
+/// taken, so no earlier bad file is overwritten).
+fn set_aside(path: &Path, reason: String) -> LoadOutcome {
+    let Some(name) = path.file_name() else {
+        return LoadOutcome::Unusable {
+            reason: format!("{reason}; the path has no file name, so it was left in place"),
+        };
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut base = name.to_os_string();
+    base.push(format!(".bad-{now}"));
+    let dir = parent_dir(path);
+    let free = (0..=1000u32)
+        .map(|n| {
+            let mut candidate = base.clone();
+            if n > 0 {
+                candidate.push(format!("-{n}"));
+            }
+            dir.join(candidate)
+        })
+        .find(|p| fs::symlink_metadata(p).is_err());
+    let Some(target) = free else {
+        return LoadOutcome::Unusable {
+            reason: format!(
+                "{reason}; 1,000 set-aside files already exist, so it was left in place"
+            ),
+        };
+    };
+    match fs::rename(path, &target) {
+        Ok(()) => {
+            // Best effort: if the rename is lost in a power cut, the next start sets it aside again.
+            let _ = sync_dir(dir);
+            LoadOutcome::SetAside {
+                reason,
+                moved_to: target,
+            }
+        }
+        Err(e) => LoadOutcome::Unusable {
+            reason: format!(
+                "{reason}; moving it aside to {} failed: {e}",
+                target.display()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOST: &str = "node-17";
+
+    fn sample_state() -> State {
+        let mut s = State::new(HOST);
+        s.saved_at_unix = 1_750_000_000.25;
+        s.boot_id = Some("0f3c9a52-0d7b-4bde-9b8e-2a1f5c0e7d11".into());
+        s.channels.insert("rapl_package[0]".into(), u64::MAX - 7);
+        s.channels.insert("gpu[GPU-1234]".into(), 987_654_321);
+        s.node.insert("cpu".into(), 42);
+        s.node.insert("gpu".into(), 1 << 60);
+        s.unallocated.insert("cpu".into(), 17);
+        s.jobs.insert(
+            "4242".into(),
+            JobState {
+                joules_uj: [("cpu".to_string(), 5_000_000u64), ("gpu".to_string(), 7)].into(),
+                cpu_seconds: 12.5,
+                core_seconds: 3600.0,
+                gpu_seconds: 0.125,
+                ended_at_unix: Some(1_750_000_100.5),
+            },
+        );
+        s.jobs.insert("4243".into(), JobState::default());
+        s.counters.insert("counter_wraps{source=rapl}".into(), 3);
+        s
+    }
+
+    /// Names of the files in `dir`, sorted.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn expect_set_aside(outcome: LoadOutcome, path: &Path, original: &[u8]) -> String {
+        match outcome {
+            LoadOutcome::SetAside { reason, moved_to } => {
+                assert!(!path.exists(), "the bad file must be moved away");
+                assert_eq!(moved_to.parent(), path.parent());
+                let name = moved_to.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(name.starts_with("state.json.bad-"), "{name}");
+                assert_eq!(fs::read(&moved_to).unwrap(), original, "kept byte for byte");
+                reason
+            }
+            other => panic!("expected SetAside, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(load(&path, HOST), LoadOutcome::Missing);
+        let state = sample_state();
+        save_atomic(&path, &state).unwrap();
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(state.clone()));
+        // Saving again replaces it and leaves no temporary file behind.
+        let mut next = state;
+        next.node.insert("cpu".into(), 43);
+        save_atomic(&path, &next).unwrap();
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(next));
+        assert_eq!(files(dir.path()), vec!["state.json"]);
+    }
+
+    #[test]
+    fn relative_path_in_the_current_directory_is_accepted() {
+        // A bare file name has an empty parent, which must mean ".", not "".
+        assert_eq!(parent_dir(Path::new("state.json")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/state.json")), Path::new("/"));
+    }
+
+    #[test]
+    fn truncated_file_at_every_length_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_atomic(&path, &sample_state()).unwrap();
+        let full = fs::read(&path).unwrap();
+        let body_len = full.trim_ascii_end().len();
+        for len in 0..full.len() {
+            let cut = &full[..len];
+            fs::write(&path, cut).unwrap();
+            let outcome = load(&path, HOST);
+            if len >= body_len {
+                // Only the trailing newline is missing: the data is whole.
+                assert!(
+                    matches!(outcome, LoadOutcome::Loaded(_)),
+                    "{len}: {outcome:?}"
+                );
+            } else {
+                expect_set_aside(outcome, &path, cut);
+            }
+            for f in files(dir.path()) {
+                if f.contains(".bad-") {
+                    fs::remove_file(dir.path().join(f)).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_wrong_format_wrong_version_and_foreign_host_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let valid = serde_json::to_value(sample_state()).unwrap();
+        let with = |field: &str, v: serde_json::Value| {
+            let mut x = valid.clone();
+            x[field] = v;
+            serde_json::to_vec(&x).unwrap()
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("empty", Vec::new(), "not valid JSON"),
+            ("binary", vec![0, 159, 146, 150, 255], "not valid JSON"),
+            (
+                "json array",
+                b"[1, 2, 3]".to_vec(),
+                "not a joulebook state file",
+            ),
+            (
+                "other json",
+                br#"{"groups": []}"#.to_vec(),
+                "format missing",
+            ),
+            (
+                "wrong magic",
+                with("format", "prometheus-state".into()),
+                "\"prometheus-state\"",
+            ),
+            ("newer version", with("version", 2.into()), "version 2"),
+            (
+                "version as text",
+                with("version", "1".into()),
+                "version missing",
+            ),
+            (
+                "foreign host",
+                with("hostname", "node-18".into()),
+                "\"node-18\"",
+            ),
+            (
+                "wrong field type",
+                with("channels", serde_json::json!({"a": -1})),
+                "malformed",
+            ),
+            (
+                "trailing garbage",
+                [serde_json::to_vec(&valid).unwrap(), b"}".to_vec()].concat(),
+                "not valid JSON",
+            ),
+        ];
+        for (name, bytes, expected) in cases {
+            fs::write(&path, &bytes).unwrap();
+            let reason = expect_set_aside(load(&path, HOST), &path, &bytes);
+            assert!(reason.contains(expected), "{name}: {reason}");
+        }
+        // Ten bad files set aside within the same second, none overwritten.
+        let bad = files(dir.path())
+            .iter()
+            .filter(|f| f.contains(".bad-"))
+            .count();
+        assert_eq!(bad, 10);
+    }
+
+    #[test]
+    fn older_and_newer_files_of_the_same_version_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // Only the required fields: everything else defaults.
+        fs::write(
+            &path,
+            format!(r#"{{"format":"{FORMAT}","version":1,"hostname":"{HOST}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(State::new(HOST)));
+        // A field this exporter does not know (added later, with a default) is ignored.
+        fs::write(
+            &path,
+            format!(
+                r#"{{"format":"{FORMAT}","version":1,"hostname":"{HOST}","bmc":{{"x":1}},
+                "jobs":{{"7":{{"joules_uj":{{"cpu":5}},"future":true}}}}}}"#
+            ),
+        )
+        .unwrap();
+        let LoadOutcome::Loaded(s) = load(&path, HOST) else {
+            panic!("not loaded")
+        };
+        assert_eq!(s.jobs["7"].joules_uj["cpu"], 5);
+    }
+
+    #[test]
+    fn leftover_temporary_file_is_ignored_and_cleaned_by_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let good = sample_state();
+        save_atomic(&path, &good).unwrap();
+        // A crash between creating the temporary file and the rename leaves a partial file.
+        let full = fs::read(&path).unwrap();
+        let leftover = dir.path().join("state.json.tmp-99999-0");
+        fs::write(&leftover, &full[..full.len() / 2]).unwrap();
+        // Another file of the directory that merely looks alike is not ours to delete.
+        let unrelated = dir.path().join("state.json.bak");
+        fs::write(&unrelated, b"keep").unwrap();
+
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(good.clone()));
+        assert!(leftover.exists(), "load touches nothing but the state file");
+
+        save_atomic(&path, &good).unwrap();
+        assert!(!leftover.exists(), "the next save removes it");
+        assert_eq!(files(dir.path()), vec!["state.json", "state.json.bak"]);
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(good));
+    }
+
+    #[test]
+    fn unwritable_target_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // A parent that is a regular file: creating anything under it fails, even as root.
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, b"x").unwrap();
+        let path = blocker.join("state.json");
+        let err = save_atomic(&path, &sample_state()).unwrap_err();
+        assert_eq!(err.path(), path);
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(matches!(err, StateError::Io { .. }));
+        assert_eq!(fs::read(&blocker).unwrap(), b"x");
+
+        // A path that is a directory cannot be replaced by a file; the directory stays.
+        let target = dir.path().join("state-dir");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("inside"), b"y").unwrap();
+        let err = save_atomic(&target, &sample_state()).unwrap_err();
+        assert!(err.to_string().contains("state-dir"), "{err}");
+        assert_eq!(fs::read(target.join("inside")).unwrap(), b"y");
+        assert_eq!(
+            files(dir.path()),
+            vec!["not-a-dir", "state-dir"],
+            "temp removed"
+        );
+    }
+
+    #[test]
+    fn read_only_directory_is_an_error_unless_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save_atomic(&path, &sample_state()).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o555)).unwrap();
+        let mut next = sample_state();
+        next.node.insert("cpu".into(), 1);
+        let result = save_atomic(&path, &next);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            // Root ignores the permission bits; the parent-is-a-file test covers the error path.
+            assert!(result.is_ok());
+        } else {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("state.json"), "{err}");
+            assert_eq!(load(&path, HOST), LoadOutcome::Loaded(sample_state()));
+        }
+    }
+
+    #[test]
+    fn full_disk_leaves_the_previous_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let old = sample_state();
+        save_atomic(&path, &old).unwrap();
+        // Simulated ENOSPC halfway through the write (a real full filesystem needs root to
+        // mount a small tmpfs, or RLIMIT_FSIZE, which would hit every test in the process).
+        let bytes = vec![b'{'; 4096];
+        let err = write_atomic(&path, &bytes, |f, b| {
+            f.write_all(&b[..b.len() / 2])?;
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        })
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("No space left on device"), "{msg}");
+        assert_eq!(files(dir.path()), vec!["state.json"]);
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(old));
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let good = sample_state();
+        save_atomic(&path, &good).unwrap();
+        let mut bad = good.clone();
+        bad.jobs.get_mut("4242").unwrap().gpu_seconds = f64::NAN;
+        let err = save_atomic(&path, &bad).unwrap_err();
+        assert!(
+            err.to_string().contains("jobs[\"4242\"].gpu_seconds"),
+            "{err}"
+        );
+        bad = good.clone();
+        bad.saved_at_unix = f64::INFINITY;
+        assert!(matches!(
+            save_atomic(&path, &bad),
+            Err(StateError::NotFinite { .. })
+        ));
+        assert_eq!(load(&path, HOST), LoadOutcome::Loaded(good));
+    }
+
+    #[test]
+    fn unreadable_path_is_set_aside_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // A directory where the file should be cannot be read as one.
+        fs::create_dir(&path).unwrap();
+        match load(&path, HOST) {
+            LoadOutcome::SetAside { reason, moved_to } => {
+                assert!(reason.contains("cannot read"), "{reason}");
+                assert!(moved_to.is_dir());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A bad file that cannot be moved (its name is "/") is reported, not reused.
+        assert!(matches!(
+            load(Path::new("/"), HOST),
+            LoadOutcome::Unusable { .. }
+        ));
+    }
+
+    proptest! {
+        /// Whatever bytes are in the file, `load` returns (never panics), never reuses them
+        /// unless they are a valid state of this host, and keeps them when it sets them aside.
+        #[test]
+        fn load_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            fs::write(&path, &bytes).unwrap();
+            match load(&path, HOST) {
+                LoadOutcome::Loaded(s) => {
+                    prop_assert_eq!(s.format, FORMAT);
+                    prop_assert_eq!(s.hostname, HOST);
+                }
+                LoadOutcome::SetAside { moved_to, .. } => {
+                    prop_assert_eq!(fs::read(&moved_to).unwrap(), bytes);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        /// Random mutations of a valid file (a byte changed, dropped or inserted): never a
+        /// panic, and never a load of something that is not a valid state of this host.
+        #[test]
+        fn load_never_panics_on_mutated_files(
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            op in 0u8..3,
+        ) {
+            let mut bytes = serde_json::to_vec_pretty(&sample_state()).unwrap();
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => { bytes.remove(i); }
+                _ => bytes.insert(i, byte),
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            fs::write(&path, &bytes).unwrap();
+            match load(&path, HOST) {
+                LoadOutcome::Loaded(s) => prop_assert_eq!(s.hostname, HOST),
+                LoadOutcome::SetAside { .. } => {}
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        /// Any state with finite numbers survives a save and a load.
+        #[test]
+        fn any_state_round_trips(
+            channels in proptest::collection::btree_map("[a-z_\\[\\]0-9]{1,12}", any::<u64>(), 0..8),
+            jobs in proptest::collection::btree_map(
+                "[0-9]{1,7}",
+                (any::<u64>(), 0u32..1_000_000, proptest::option::of(0u32..2_000_000_000)),
+                0..8,
+            ),
+            boot_id in proptest::option::of("[0-9a-f-]{36}"),
+        ) {
+            let mut s = State::new(HOST);
+            s.boot_id = boot_id;
+            s.channels = channels.clone();
+            s.node = channels;
+            s.jobs = jobs
+                .into_iter()
+                .map(|(id, (uj, secs, end))| {
+                    (id, JobState {
+                        joules_uj: [("cpu".to_string(), uj)].into(),
+                        // Binary fractions, so equality is exact through decimal text.
+                        cpu_seconds: f64::from(secs) / 64.0,
+                        core_seconds: f64::from(secs) * 2.0,
+                        gpu_seconds: 0.0,
+                        ended_at_unix: end.map(f64::from),
+                    })
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            save_atomic(&path, &s).unwrap();
+            prop_assert_eq!(load(&path, HOST), LoadOutcome::Loaded(s));
+        }
+    }
+}
