@@ -2,4 +2,5 @@
 //! wraps, and publishes monotonic `_joules_total` counters. See ARCHITECTURE.md for the map.
 
 pub mod energy;
+pub mod jobs;
 pub mod sources;
