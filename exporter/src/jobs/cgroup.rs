@@ -1,16 +1,6 @@
 //! The cgroup filesystem: which hierarchies are mounted, where each scheduler puts its jobs,
 //! and reading small files in a way that tells "this job just ended" from "this file is bad".
-//!
-//! Job cgroup layouts (all relative to a hierarchy root: a v1 controller folder, the v2 root,
-//! or `unified/` on a hybrid system):
-//!
-//! | scheduler | layout |
-//! |---|---|
-//! | Slurm, cgroup v1 | `slurm[_<node>]/uid_<uid>/job_<id>/step_<s>/task_<t>` |
-//! | Slurm, cgroup v2 | `system.slice/[<node>_]slurmstepd.scope/job_<id>/step_<s>/…` |
-//! | OAR 2 (v1) | `oar/<user>_<jobid>` |
-//! | OAR 3 (systemd, v2) | `oar.slice/oar-u<uid>.slice/oar-u<uid>-j<jobid>.slice` |
-//! | systemd user slices | `user.slice/user-<uid>.slice` |
+//! The layouts are listed in the parent module's documentation.
 
 use super::{CgroupMode, JobKey, JobsError, Scheduler};
 use std::collections::BTreeMap;

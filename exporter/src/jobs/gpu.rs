@@ -249,7 +249,8 @@ pub(crate) fn parse_devices_list(text: &str) -> Result<DeviceAccess, String> {
     Ok(DeviceAccess::Minors(minors))
 }
 
-/// Resolves device minors to UUIDs through [`GpuRef::minor`].
+/// Resolves device minors to UUIDs through [`GpuRef::minor`]. When the inventory knows no
+/// minor at all (NVML absent or unable to tell), nothing can be resolved and nothing is reported.
 pub(crate) fn resolve_minors(
     minors: &[u32],
     gpus: &[GpuRef],
@@ -260,7 +261,7 @@ pub(crate) fn resolve_minors(
     for &m in minors {
         match gpus.iter().find(|g| g.minor == Some(m)) {
             Some(g) => out.push(g.uuid.clone()),
-            None if gpus.is_empty() => {}
+            None if gpus.iter().all(|g| g.minor.is_none()) => {}
             None => problems.push(format!(
                 "{} allows /dev/nvidia{m}, which matches no GPU's device minor in the NVML inventory",
                 what()
@@ -339,6 +340,13 @@ mod tests {
             vec!["GPU-1", "GPU-3"]
         );
         assert_eq!(problems.len(), 1);
+        problems.clear();
+        let no_minors: Vec<GpuRef> = inv()
+            .into_iter()
+            .map(|g| GpuRef { minor: None, ..g })
+            .collect();
+        assert!(resolve_minors(&[11], &no_minors, &|| "D".into(), &mut problems).is_empty());
+        assert!(problems.is_empty());
     }
 
     #[test]

@@ -7,14 +7,26 @@
 //! the scheduler's controller: a scan runs every second with up to a thousand jobs.
 //!
 //! A scan ([`JobDiscovery::scan`]):
-//! 1. lists the job folders of every supported layout (see [`cgroup`]) under the mounted
-//!    hierarchies (cgroup v1, v2 or hybrid);
+//! 1. lists the job folders of every supported layout (below) under the mounted hierarchies
+//!    (cgroup v1, v2 or hybrid);
 //! 2. reads each job's CPUs, CPU time and memory limit at the job level, falling back to the
 //!    union/sum over its steps only when the job folder lacks the file;
 //! 3. reads the job's environment once, from one of its processes, and caches it until the
 //!    job ends: account, partition, name, and the GPU variables;
 //! 4. finds the job's GPUs from the most trusted source that names any (see
 //!    [`GpuMappingSource`]).
+//!
+//! Layouts, relative to a hierarchy root (a v1 controller folder such as `cpuset/` or
+//! `cpu,cpuacct/`, the v2 root, or `unified/` on a hybrid system); steps, tasks and Slurm's
+//! extern step belong to their job:
+//!
+//! | scheduler | layout |
+//! |---|---|
+//! | Slurm, cgroup v1 | `slurm[_<node>]/uid_<uid>/job_<id>/step_<s>/task_<t>` |
+//! | Slurm, cgroup v2 | `system.slice/[<node>_]slurmstepd.scope/job_<id>/step_<s>/…` |
+//! | OAR 2 (v1) | `oar/<user>_<jobid>` |
+//! | OAR 3 (systemd, v2) | `oar.slice/oar-u<uid>.slice/oar-u<uid>-j<jobid>.slice` |
+//! | systemd user slices | `user.slice/user-<uid>.slice` (only with [`JobsOptions::user_slices`]) |
 //!
 //! A job whose folder disappears during the scan has ended: it is left out without a problem.
 //! Bad content is reported in [`ScanResult::problems`] with the file's path, and the job is
