@@ -6,6 +6,7 @@ pub mod app;
 pub mod attribution;
 pub mod config;
 pub mod energy;
+pub mod jobs;
 pub mod metrics;
 pub mod node;
 pub mod sampler;
