@@ -9,6 +9,8 @@ fn fixture_args(root: &Path) -> Vec<String> {
         format!("--path.sysfs={}", root.join("sys").display()),
         format!("--path.procfs={}", root.join("proc").display()),
         "--source.nvml=off".into(),
+        // Never this machine's own cgroups: fixtures only.
+        "--jobs.enabled=off".into(),
     ]
 }
 
@@ -52,15 +54,17 @@ fn golden(name: &str) {
     let root = fixture(name);
     // A long interval: the scrape sees exactly the first sample.
     let e = start(&root, &["--sample.interval=60s"]);
-    let text = e.scrape();
-    promtool_check_metrics(&text);
-    let got = mask_volatile(&text);
-    let path = root.join("metrics.golden");
+    check_golden(name, &root.join("metrics.golden"), &e.scrape());
+}
+
+fn check_golden(name: &str, path: &Path, text: &str) {
+    promtool_check_metrics(text);
+    let got = mask_volatile(text);
     if std::env::var_os("JOULEBOOK_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &got).unwrap();
+        std::fs::write(path, &got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+    let want = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; create it with JOULEBOOK_UPDATE_GOLDEN=1 cargo test -p joulebook-tests --test exporter_e2e golden",
             path.display()
@@ -406,4 +410,175 @@ fn gpus_through_the_real_nvml_code_path() {
         67.0
     );
     assert!(s.must("joulebook_wraps_total{source=\"nvml\"}") >= 1.0);
+}
+
+/// A root holding the two-socket Intel powercap tree and the Slurm cgroup v1 fixture (jobs 101 on
+/// CPUs 0-3, all on socket 0; job 102 on CPUs 4,5 (socket 1) and 8 (socket 0)).
+fn slurm_node() -> tempfile::TempDir {
+    let dir = copy_fixture("intel-2s");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    dir
+}
+
+fn job_args(root: &Path) -> Vec<String> {
+    let mut a = fixture_args(root);
+    a.retain(|x| x != "--jobs.enabled=off");
+    a.extend([
+        format!("--path.cgroupfs={}", root.join("sys/fs/cgroup").display()),
+        format!("--path.rootfs={}", root.display()),
+        "--jobs.enabled=on".into(),
+        "--source.estimate=off".into(),
+    ]);
+    a
+}
+
+/// The Intel node with the Slurm v1 jobs, after its first sample: job series at 0, metadata
+/// from the jobs' environments.
+#[test]
+fn golden_slurm_jobs() {
+    let dir = slurm_node();
+    let mut args = job_args(dir.path());
+    args.push("--sample.interval=60s".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    check_golden(
+        "slurm jobs",
+        &fixture("cgroup/slurm-v1").join("metrics.golden"),
+        &e.scrape(),
+    );
+}
+
+fn pkg(root: &Path, socket: u32) -> std::path::PathBuf {
+    root.join(format!("sys/class/powercap/intel-rapl:{socket}/energy_uj"))
+}
+
+#[test]
+fn jobs_get_their_allocation_share_and_the_rest_is_unallocated() {
+    let dir = slurm_node();
+    let root = dir.path();
+    let mut args = job_args(root);
+    args.extend([
+        "--sample.interval=100ms".into(),
+        "--jobs.grace-period=1s".into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("rapl", 2.0);
+    // +80 J on socket 0, +120 J on socket 1.
+    write_value(&pkg(root, 0), 123_456_789 + 80_000_000);
+    write_value(&pkg(root, 1), 223_456_789 + 120_000_000);
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    let job = |id: &str, c: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"{c}\"}}"
+        ))
+    };
+    // Job 101: 4 of socket 0's 8 CPUs → 40 J. Job 102: 1/8 of socket 0 + 2/8 of socket 1 → 40 J.
+    assert_eq!(job("101", "cpu"), 40.0);
+    assert_eq!(job("102", "cpu"), 40.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"cpu\"}"),
+        120.0
+    );
+    let node = s.must("joulebook_node_joules_total{component=\"cpu\"}");
+    assert_eq!(job("101", "cpu") + job("102", "cpu") + 120.0, node);
+    assert_eq!(s.must("joulebook_job_allocated_cpus{job_id=\"102\"}"), 3.0);
+    assert_eq!(s.must("joulebook_jobs_running"), 2.0);
+    let info: Vec<_> = s.family("joulebook_job_info");
+    assert_eq!(info.len(), 2, "{info:?}");
+    assert!(
+        info.iter()
+            .any(|(k, _)| k.contains("job_id=\"101\"") && k.contains("scheduler=\"slurm\"")),
+        "{info:?}"
+    );
+    promtool_check_metrics(&e.scrape());
+
+    // Job 102 ends: its counters stay for the grace period, then go.
+    for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+        let _ = std::fs::remove_dir_all(
+            root.join(format!("sys/fs/cgroup/{ctrl}/slurm_node1/uid_1001/job_102")),
+        );
+    }
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_jobs_running"), 1.0);
+    assert_eq!(job_value(&s, "102"), Some(40.0));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    e.wait_samples("rapl", 1.0);
+    assert_eq!(job_value(&e.samples(), "102"), None);
+}
+
+fn job_value(s: &joulebook_tests::Samples, id: &str) -> Option<f64> {
+    s.get(&format!(
+        "joulebook_job_joules_total{{job_id=\"{id}\",component=\"cpu\"}}"
+    ))
+}
+
+/// Kills the exporter (SIGKILL, then SIGTERM) mid-job and restarts it on the same state file: no
+/// counter goes back, and the energy drawn while it was down is recovered from the hardware
+/// counters (same boot).
+#[test]
+fn restart_after_sigkill_or_sigterm_loses_nothing() {
+    let dir = slurm_node();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("proc/sys/kernel/random")).unwrap();
+    std::fs::write(root.join("proc/sys/kernel/random/boot_id"), "b00t\n").unwrap();
+    let state = root.join("state.json");
+    let mut args = job_args(root);
+    args.extend([
+        "--sample.interval=100ms".into(),
+        "--state.save-interval=200ms".into(),
+        format!("--state.file={}", state.display()),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut socket0 = 123_456_789u64;
+    let mut total = 0.0;
+    for (round, signal) in ["KILL", "TERM", "KILL"].iter().enumerate() {
+        let mut e = Exporter::start(&refs);
+        e.wait_samples("rapl", 3.0);
+        let before = e.samples();
+        if round > 0 {
+            // Everything published before the kill is still there, plus the 8 J drawn meanwhile.
+            assert_eq!(
+                before.must("joulebook_node_joules_total{component=\"cpu\"}"),
+                total,
+                "round {round}"
+            );
+        }
+        socket0 += 8_000_000;
+        total += 8.0;
+        write_value(&pkg(root, 0), socket0);
+        e.wait_samples("rapl", 4.0);
+        let s = e.samples();
+        assert_eq!(
+            s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+            total
+        );
+        for (k, v) in &before.0 {
+            if k.starts_with("joulebook_job_joules_total")
+                || k.starts_with("joulebook_node_joules_total")
+            {
+                assert!(s.must(k) >= *v, "{k} went back");
+            }
+        }
+        let status = e.signal_and_wait(signal);
+        assert_eq!(status.success(), *signal == "TERM", "{signal}: {status}");
+        // Energy drawn while the exporter is down.
+        socket0 += 8_000_000;
+        total += 8.0;
+        write_value(&pkg(root, 0), socket0);
+    }
+    let e = Exporter::start(&refs);
+    e.wait_samples("rapl", 3.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        total
+    );
+    // Job 101 holds half of socket 0: half of everything socket 0 drew, downtime included.
+    assert_eq!(
+        s.must("joulebook_job_joules_total{job_id=\"101\",component=\"cpu\"}"),
+        total / 2.0
+    );
 }

@@ -54,7 +54,13 @@ pub fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
         let entry = entry.expect("folder entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
+        let ft = entry.file_type().expect("file type");
+        if ft.is_symlink() {
+            // Fixtures use relative links (cpuacct -> cpu,cpuacct): recreate them as they are.
+            let link = std::fs::read_link(entry.path()).expect("read link");
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target).expect("create link");
+        } else if ft.is_dir() {
             copy_tree(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target).expect("copy file");

@@ -258,26 +258,93 @@ metric!(NODE_CPU_TDP, "node_cpu_tdp", Watts, Gauge, [],
 // account, partition and name live on joulebook_job_info, joined with group_left.
 metric!(JOB_ENERGY, "job", Joules, Counter, [l::JOB_ID, l::COMPONENT],
     "Energy attributed to a batch job by component, since the job appeared on this node; kept for a grace period after the job ends.");
-metric!(UNALLOCATED_ENERGY, "unallocated", Joules, Counter, [l::COMPONENT],
-    "Energy of hardware that no job held (idle waste), by component.");
-metric!(JOB_INFO, "job", None, Info, [l::JOB_ID, l::SCHEDULER, l::USER, l::ACCOUNT, l::PARTITION, l::JOB_NAME],
-    "A job on this node and its metadata; value 1. Join on job_id.");
-metric!(JOB_GPU_INFO, "job_gpu", None, Info, [l::JOB_ID, l::GPU_UUID],
-    "A GPU held by a job; value 1.");
-metric!(JOB_CPU_SECONDS, "job_cpu", Seconds, Counter, [l::JOB_ID],
-    "CPU time used by a job's processes on this node.");
-metric!(JOB_CORE_SECONDS, "job_core", Seconds, Counter, [l::JOB_ID],
-    "Allocated CPUs times elapsed time: the cores x hours of the estimation methods.");
-metric!(JOB_GPU_SECONDS, "job_gpu", Seconds, Counter, [l::JOB_ID],
-    "Allocated GPUs times elapsed time: the GPU-hours of the estimation methods.");
-metric!(JOB_ALLOCATED_CPUS, "job_allocated_cpus", None, Gauge, [l::JOB_ID],
-    "Logical CPUs allocated to a job on this node.");
-metric!(JOB_ALLOCATED_GPUS, "job_allocated_gpus", None, Gauge, [l::JOB_ID],
-    "GPUs allocated to a job on this node.");
-metric!(JOB_ALLOCATED_MEMORY, "job_allocated_memory", Bytes, Gauge, [l::JOB_ID],
-    "Memory limit of a job on this node, where the scheduler sets one.");
-metric!(JOBS_RUNNING, "jobs_running", None, Gauge, [],
-    "Jobs running on this node at the last sample.");
+metric!(
+    UNALLOCATED_ENERGY,
+    "unallocated",
+    Joules,
+    Counter,
+    [l::COMPONENT],
+    "Energy of hardware that no job held (idle waste), by component."
+);
+metric!(
+    JOB_INFO,
+    "job",
+    None,
+    Info,
+    [
+        l::JOB_ID,
+        l::SCHEDULER,
+        l::USER,
+        l::ACCOUNT,
+        l::PARTITION,
+        l::JOB_NAME
+    ],
+    "A job on this node and its metadata; value 1. Join on job_id."
+);
+metric!(
+    JOB_GPU_INFO,
+    "job_gpu",
+    None,
+    Info,
+    [l::JOB_ID, l::GPU_UUID],
+    "A GPU held by a job; value 1."
+);
+metric!(
+    JOB_CPU_SECONDS,
+    "job_cpu",
+    Seconds,
+    Counter,
+    [l::JOB_ID],
+    "CPU time used by a job's processes on this node."
+);
+metric!(
+    JOB_CORE_SECONDS,
+    "job_core",
+    Seconds,
+    Counter,
+    [l::JOB_ID],
+    "Allocated CPUs times elapsed time: the cores x hours of the estimation methods."
+);
+metric!(
+    JOB_GPU_SECONDS,
+    "job_gpu",
+    Seconds,
+    Counter,
+    [l::JOB_ID],
+    "Allocated GPUs times elapsed time: the GPU-hours of the estimation methods."
+);
+metric!(
+    JOB_ALLOCATED_CPUS,
+    "job_allocated_cpus",
+    None,
+    Gauge,
+    [l::JOB_ID],
+    "Logical CPUs allocated to a job on this node."
+);
+metric!(
+    JOB_ALLOCATED_GPUS,
+    "job_allocated_gpus",
+    None,
+    Gauge,
+    [l::JOB_ID],
+    "GPUs allocated to a job on this node."
+);
+metric!(
+    JOB_ALLOCATED_MEMORY,
+    "job_allocated_memory",
+    Bytes,
+    Gauge,
+    [l::JOB_ID],
+    "Memory limit of a job on this node, where the scheduler sets one."
+);
+metric!(
+    JOBS_RUNNING,
+    "jobs_running",
+    None,
+    Gauge,
+    [],
+    "Jobs running on this node at the last sample."
+);
 
 // --- Health of the exporter itself.
 metric!(SOURCE_UP, "source_up", None, Gauge, [l::SOURCE],

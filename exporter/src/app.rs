@@ -1,7 +1,11 @@
 //! Wiring: builds the sources from the configuration, runs the sampler on its own thread and the
 //! HTTP server on a small tokio runtime, and shuts both down cleanly on SIGTERM or SIGINT.
 
-use crate::config::{Config, LogFormat, Switch};
+use crate::accounting::AccountingOptions;
+use crate::attribution::CpuPolicy;
+use crate::config::{Config, CpuPolicyConfig, LogFormat, Switch};
+use crate::engine::Engine;
+use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
 use crate::sampler::{Sampler, Shared, Snapshot};
 use crate::server;
@@ -9,6 +13,7 @@ use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
 use crate::sources::{Domain, Source, SourceError, SourceKind, SourceSample};
+use crate::state::{self, LoadOutcome};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -68,6 +73,20 @@ impl<S: Source, F: FnMut() -> Result<S, SourceError> + Send> Source for Retrying
             Some(s) => s.sample(),
             None => Err(self.last_error.clone()),
         }
+    }
+
+    fn gpu_processes(&self) -> Vec<(String, u32)> {
+        self.inner
+            .as_ref()
+            .map(Source::gpu_processes)
+            .unwrap_or_default()
+    }
+
+    fn gpu_minors(&self) -> Vec<(String, u32)> {
+        self.inner
+            .as_ref()
+            .map(Source::gpu_minors)
+            .unwrap_or_default()
     }
 }
 
@@ -166,28 +185,146 @@ fn add_nvml(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec
     }
 }
 
+/// The job discovery and accounting options, or `None` when jobs are off.
+pub fn jobs_options(cfg: &Config) -> (Option<JobsOptions>, Option<AccountingOptions>) {
+    let j = &cfg.jobs;
+    let opts = JobsOptions {
+        cgroupfs: cfg.paths.cgroupfs.clone(),
+        procfs: cfg.paths.procfs.clone(),
+        rootfs: cfg.paths.rootfs.clone(),
+        mapping_dir: j.gpu_mapping_dir.clone(),
+        oar_resources_dir: j.oar_resources_dir.clone(),
+        user_slices: j.user_slices,
+    };
+    match j.enabled {
+        Switch::Off => return (None, None),
+        Switch::Auto => {
+            if let Err(e) = JobDiscovery::new(opts.clone()).detect_mode() {
+                tracing::info!(reason = %e, "no cgroups to read: per-job accounting disabled; set jobs.enabled: on to insist");
+                return (None, None);
+            }
+        }
+        Switch::On => {}
+    }
+    let acc = AccountingOptions {
+        policy: match j.cpu_policy {
+            CpuPolicyConfig::Allocation => CpuPolicy::Allocation,
+            CpuPolicyConfig::UsageAboveBaseline => CpuPolicy::UsageAboveBaseline,
+        },
+        grace_s: j.grace_period.0,
+        anonymize: j.anonymize,
+        salt: j.anonymize_salt.clone(),
+        idle_watts_by_socket: j.idle_watts_per_socket.iter().map(|w| Some(*w)).collect(),
+    };
+    (Some(opts), Some(acc))
+}
+
+fn boot_id(procfs: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(procfs.join("sys/kernel/random/boot_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Loads the state file into the engine; a bad file is set aside and reported, never fatal.
+fn load_state(engine: &mut Engine, path: &std::path::Path, hostname: &str, boot: Option<&str>) {
+    match state::load(path, hostname) {
+        LoadOutcome::Missing => {
+            tracing::info!(file = %path.display(), "no state file yet: counters start at 0")
+        }
+        LoadOutcome::Loaded(st) => {
+            engine.resume(&st, server::now_unix(), 0.0, boot);
+            tracing::info!(file = %path.display(), jobs = st.jobs.len(), "counters resumed from the state file");
+        }
+        LoadOutcome::SetAside { reason, moved_to } => tracing::warn!(
+            file = %path.display(),
+            moved_to = %moved_to.display(),
+            %reason,
+            "state file unusable: set aside, counters start at 0"
+        ),
+        LoadOutcome::Unusable { reason } => tracing::warn!(
+            file = %path.display(),
+            %reason,
+            "state file unusable and could not be set aside: counters start at 0"
+        ),
+    }
+}
+
+/// Saves states handed over by the sampler on its own thread, so a slow disk never delays a
+/// sample, and publishes each snapshot only once the state holding its counters is written: what
+/// a scrape sees is never more than what a restart resumes, so counters never go back, even after
+/// a SIGKILL. A failure is logged once per distinct error, and the snapshot is published anyway
+/// (serving stale numbers would be worse).
+fn spawn_state_writer(
+    path: std::path::PathBuf,
+    rx: mpsc::Receiver<(state::State, Arc<Snapshot>)>,
+    shared: Shared,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("state-writer".into())
+        .spawn(move || {
+            let mut last_error: Option<String> = None;
+            while let Ok((st, snap)) = rx.recv() {
+                let saved = state::save_atomic(&path, &st);
+                publish(&shared, snap);
+                match saved {
+                    Ok(()) => {
+                        if last_error.take().is_some() {
+                            tracing::info!(file = %path.display(), "state file saved again");
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if last_error.as_deref() != Some(&msg) {
+                            tracing::warn!(error = %msg, "cannot save the state file; counters are kept in memory and saving is retried");
+                        }
+                        last_error = Some(msg);
+                    }
+                }
+            }
+        })
+}
+
 /// Runs the exporter until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), String> {
     let addr = crate::config::parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| format!("--web.listen-address: {e}"))?;
     let node = NodeInfo::read(&cfg.paths.procfs);
+    let hostname = node.hostname.clone();
     let (tdp, origin) = estimate::node_tdp(&node, cfg.sources.estimate.cpu_tdp_watts);
     let (sources, disabled) = build_sources(&cfg, &node);
     let interval = cfg.sample_interval.0;
-    let mut sampler = Sampler::new(
+    let sampler = Sampler::new(
         sources,
         disabled,
         node,
         Some((tdp, origin.as_str())),
         interval,
     );
+    let (jobs, accounting) = jobs_options(&cfg);
+    let mut engine = Engine::new(sampler, jobs, accounting);
 
     let shared: Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
+    let boot = boot_id(&cfg.paths.procfs);
+    let mut saver = None;
+    if let Some(path) = &cfg.state.file {
+        load_state(&mut engine, path, &hostname, boot.as_deref());
+        let (tx, rx) = mpsc::sync_channel(1);
+        let handle = spawn_state_writer(path.clone(), rx, shared.clone())
+            .map_err(|e| format!("cannot start the state writer thread: {e}"))?;
+        saver = Some((tx, handle));
+    }
+    let persist = saver.as_ref().map(|(tx, _)| Persist {
+        tx: tx.clone(),
+        hostname: hostname.clone(),
+        boot_id: boot,
+        every_s: cfg.state.save_interval.0,
+    });
+
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let sampler_shared = shared.clone();
     let sampler_thread = std::thread::Builder::new()
         .name("sampler".into())
-        .spawn(move || sample_loop(&mut sampler, &sampler_shared, interval, &stop_rx))
+        .spawn(move || sample_loop(&mut engine, &sampler_shared, interval, &stop_rx, persist))
         .map_err(|e| format!("cannot start the sampler thread: {e}"))?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -209,7 +346,19 @@ pub fn run(cfg: Config) -> Result<(), String> {
     });
     let _ = stop_tx.send(());
     let _ = sampler_thread.join();
+    if let Some((tx, handle)) = saver {
+        drop(tx);
+        let _ = handle.join();
+    }
     served
+}
+
+/// Where and how often the sampler hands states to the writer.
+struct Persist {
+    tx: mpsc::SyncSender<(state::State, Arc<Snapshot>)>,
+    hostname: String,
+    boot_id: Option<String>,
+    every_s: f64,
 }
 
 async fn wait_for_signal() {
@@ -228,17 +377,36 @@ async fn wait_for_signal() {
     }
 }
 
-/// Samples on a fixed schedule (missed ticks are skipped, not bunched) until told to stop.
-fn sample_loop(sampler: &mut Sampler, shared: &Shared, interval_s: f64, stop: &mpsc::Receiver<()>) {
+/// Samples on a fixed schedule (missed ticks are skipped, not bunched) until told to stop; saves
+/// the state every `persist.every_s` and once more at the end.
+fn sample_loop(
+    engine: &mut Engine,
+    shared: &Shared,
+    interval_s: f64,
+    stop: &mpsc::Receiver<()>,
+    persist: Option<Persist>,
+) {
     let start = Instant::now();
     let interval = Duration::from_secs_f64(interval_s);
     let mut tick: u32 = 0;
+    let mut last_save = f64::NEG_INFINITY;
     loop {
-        sampler.cycle(start.elapsed().as_secs_f64());
-        let snap = Arc::new(sampler.snapshot(server::now_unix()));
-        match shared.write() {
-            Ok(mut g) => *g = snap,
-            Err(p) => *p.into_inner() = snap,
+        let t = start.elapsed().as_secs_f64();
+        let unix = server::now_unix();
+        engine.cycle(t, unix);
+        match &persist {
+            None => publish(shared, Arc::new(engine.snapshot(unix))),
+            Some(p) => {
+                if t - last_save >= p.every_s {
+                    let snap = Arc::new(engine.snapshot(unix));
+                    let st = engine.to_state(&p.hostname, p.boot_id.clone(), unix);
+                    // A full channel means the writer is still busy: skip, the next save comes
+                    // soon; meanwhile the published snapshot is the last one saved.
+                    if p.tx.try_send((st, snap)).is_ok() {
+                        last_save = t;
+                    }
+                }
+            }
         }
         let elapsed = start.elapsed();
         tick = tick.saturating_add(1);
@@ -250,5 +418,18 @@ fn sample_loop(sampler: &mut Sampler, shared: &Shared, interval_s: f64, stop: &m
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => break,
         }
+    }
+    if let Some(p) = &persist {
+        let unix = server::now_unix();
+        let snap = Arc::new(engine.snapshot(unix));
+        let _ =
+            p.tx.send((engine.to_state(&p.hostname, p.boot_id.clone(), unix), snap));
+    }
+}
+
+fn publish(shared: &Shared, snap: Arc<Snapshot>) {
+    match shared.write() {
+        Ok(mut g) => *g = snap,
+        Err(p) => *p.into_inner() = snap,
     }
 }

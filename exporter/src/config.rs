@@ -116,6 +116,7 @@ pub struct Config {
     pub sample_interval: Seconds,
     pub paths: PathsConfig,
     pub sources: SourcesConfig,
+    pub jobs: JobsConfig,
     pub state: StateConfig,
     pub log: LogConfig,
 }
@@ -131,6 +132,10 @@ pub struct WebConfig {
 pub struct PathsConfig {
     pub sysfs: PathBuf,
     pub procfs: PathBuf,
+    /// Where cgroups are mounted (job discovery).
+    pub cgroupfs: PathBuf,
+    /// The root under which `etc/passwd` is read to name users.
+    pub rootfs: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -171,6 +176,58 @@ pub struct EstimateConfig {
     pub memory_watts_per_gb: f64,
 }
 
+/// How CPU package energy is split between jobs (see the attribution module).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuPolicyConfig {
+    /// By allocated CPUs (default).
+    Allocation,
+    /// The socket's idle baseline by allocated CPUs, the rest by CPU time used.
+    UsageAboveBaseline,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// `auto`: attribute to jobs when the cgroup mount is readable.
+    pub enabled: Switch,
+    /// dcgm-exporter's `--hpc-job-mapping-dir` format, written by the prolog/epilog.
+    pub gpu_mapping_dir: Option<PathBuf>,
+    /// OAR job resources: `<dir>/<jobid>` listing GPU indices or UUIDs, one per line.
+    pub oar_resources_dir: Option<PathBuf>,
+    /// Treat each user's systemd slice as that user's job (lab machines without a scheduler).
+    pub user_slices: bool,
+    /// How long a finished job's counters stay published.
+    pub grace_period: Seconds,
+    pub cpu_policy: CpuPolicyConfig,
+    /// Idle package power per socket, watts, for usage_above_baseline; empty: learned.
+    pub idle_watts_per_socket: Vec<f64>,
+    /// User and job names: none (as they are), hash (salted SHA-256 prefix) or drop.
+    pub anonymize: crate::accounting::Anonymize,
+    pub anonymize_salt: String,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            enabled: Switch::Auto,
+            gpu_mapping_dir: None,
+            oar_resources_dir: None,
+            user_slices: false,
+            grace_period: Seconds(crate::accounting::DEFAULT_GRACE_S),
+            cpu_policy: CpuPolicyConfig::Allocation,
+            idle_watts_per_socket: Vec::new(),
+            anonymize: crate::accounting::Anonymize::None,
+            anonymize_salt: String::new(),
+        }
+    }
+}
+
+/// Default interval between state saves, seconds. With a state file, counters on /metrics
+/// advance at each save (see `app::spawn_state_writer`), so this is also their refresh period:
+/// 5 s is below any usual scrape interval, and one small atomic write every 5 s costs nothing.
+pub const DEFAULT_SAVE_INTERVAL_S: f64 = 5.0;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
@@ -194,6 +251,7 @@ impl Default for Config {
             sample_interval: Seconds(DEFAULT_INTERVAL_S),
             paths: PathsConfig::default(),
             sources: SourcesConfig::default(),
+            jobs: JobsConfig::default(),
             state: StateConfig::default(),
             log: LogConfig::default(),
         }
@@ -213,6 +271,8 @@ impl Default for PathsConfig {
         PathsConfig {
             sysfs: "/sys".into(),
             procfs: "/proc".into(),
+            cgroupfs: "/sys/fs/cgroup".into(),
+            rootfs: "/".into(),
         }
     }
 }
@@ -262,7 +322,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             file: None,
-            save_interval: Seconds(60.0),
+            save_interval: Seconds(DEFAULT_SAVE_INTERVAL_S),
         }
     }
 }
@@ -364,10 +424,35 @@ impl Config {
                 format!("{f} must be between 0 and 1"),
             );
         }
-        if self.state.save_interval.0 < 1.0 {
+        let si = self.state.save_interval.0;
+        if !(0.05..=3600.0).contains(&si) {
             return bad(
                 "state.save_interval",
-                format!("{} s is below 1 s", self.state.save_interval.0),
+                format!("{si} s is outside 50ms..1h (default 5s)"),
+            );
+        }
+        if self.jobs.grace_period.0 < 0.0 {
+            return bad("jobs.grace_period", "must not be negative".into());
+        }
+        if let Some(w) = self
+            .jobs
+            .idle_watts_per_socket
+            .iter()
+            .find(|w| !(w.is_finite() && **w >= 0.0))
+        {
+            return bad(
+                "jobs.idle_watts_per_socket",
+                format!("{w} must be a non-negative number of watts"),
+            );
+        }
+        if self.jobs.anonymize == crate::accounting::Anonymize::Hash
+            && self.jobs.anonymize_salt.len() < 8
+        {
+            return bad(
+                "jobs.anonymize_salt",
+                "anonymize: hash needs a secret salt of at least 8 characters, or names can be \
+                 recovered by hashing candidate names"
+                    .into(),
             );
         }
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
@@ -377,8 +462,13 @@ impl Config {
     }
 
     /// The effective configuration as YAML (`--check-config`).
+    /// Secrets are shown as `<redacted>`.
     pub fn to_yaml(&self) -> String {
-        serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        let mut shown = self.clone();
+        if !shown.jobs.anonymize_salt.is_empty() {
+            shown.jobs.anonymize_salt = "<redacted>".into();
+        }
+        serde_saphyr::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Accumulator {
     last_t: Option<f64>,
     /// Sub-microjoule remainder of power integration, carried so nothing is lost to rounding.
     carry_uj: f64,
+    /// The baseline came from a state file: the first delta spans the exporter's downtime and is
+    /// trusted only if the counter cannot have wrapped more than once meanwhile.
+    resumed: bool,
 }
 
 impl Accumulator {
@@ -75,6 +78,23 @@ impl Accumulator {
             total_uj,
             ..Default::default()
         }
+    }
+
+    /// Resumes a saved total and the hardware reading it was taken at, `age_s` seconds before
+    /// time `t`, so the next reading adds the energy drawn while the exporter was down.
+    pub fn resume_with_baseline(total_uj: u64, raw: u64, t: f64, age_s: f64) -> Self {
+        Accumulator {
+            total_uj,
+            last_raw: Some(raw),
+            last_t: Some(t - age_s.max(0.0)),
+            resumed: true,
+            ..Default::default()
+        }
+    }
+
+    /// The last raw counter reading, for the state file.
+    pub fn last_raw(&self) -> Option<u64> {
+        self.last_raw
     }
 
     pub fn total_uj(&self) -> u64 {
@@ -97,6 +117,26 @@ impl Accumulator {
     pub fn update(&mut self, raw: RawEnergy, t: f64) -> Step {
         let dt = self.last_t.map(|last| (t - last).max(0.0));
         self.last_t = Some(t);
+        if std::mem::take(&mut self.resumed) {
+            if let (
+                RawEnergy::Wrapping {
+                    range_uj,
+                    max_watts,
+                    ..
+                },
+                Some(dt),
+            ) = (raw, dt)
+            {
+                // Over a long downtime the counter may have wrapped twice, which no reading can
+                // reveal: start afresh rather than guess.
+                if max_watts * dt * 1e6 >= range_uj as f64 {
+                    self.last_raw = None;
+                }
+            }
+            if matches!(raw, RawEnergy::Power { .. }) {
+                self.last_raw = None;
+            }
+        }
         match raw {
             RawEnergy::Wrapping {
                 uj,
@@ -267,6 +307,28 @@ mod tests {
             b.update(RawEnergy::Power { watts: w }, i as f64);
         }
         assert!((b.total_uj() as i64 - 1000).abs() <= 1, "{}", b.total_uj());
+    }
+
+    #[test]
+    fn resumed_baseline_recovers_downtime_energy_unless_a_double_wrap_was_possible() {
+        let r = |uj| RawEnergy::Wrapping {
+            uj,
+            range_uj: 1_000_000_000,
+            max_watts: 500.0,
+        };
+        // Saved at raw 900 J, 1 s before: the counter wrapped once to 100 J → +200 J recovered.
+        let mut a = Accumulator::resume_with_baseline(5, 900_000_000, 10.0, 1.0);
+        assert_eq!(
+            a.update(r(100_000_000), 10.0),
+            Step::Added {
+                uj: 200_000_000,
+                wrapped: true
+            }
+        );
+        // Saved 3 s before: at 500 W the counter could have wrapped twice (1000 J range).
+        let mut b = Accumulator::resume_with_baseline(5, 900_000_000, 10.0, 3.0);
+        assert_eq!(b.update(r(100_000_000), 10.0), Step::Baseline);
+        assert_eq!(b.total_uj(), 5);
     }
 
     #[test]

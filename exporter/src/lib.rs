@@ -2,10 +2,12 @@
 //! wraps, attributes node energy to jobs, and publishes monotonic `_joules_total` counters. See
 //! ARCHITECTURE.md for the map.
 
+pub mod accounting;
 pub mod app;
 pub mod attribution;
 pub mod config;
 pub mod energy;
+pub mod engine;
 pub mod jobs;
 pub mod metrics;
 pub mod node;

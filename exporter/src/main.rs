@@ -22,6 +22,21 @@ struct Cli {
     /// procfs mount point [default: /proc].
     #[arg(long = "path.procfs", value_name = "DIR")]
     procfs: Option<PathBuf>,
+    /// cgroup mount point, for job discovery [default: /sys/fs/cgroup].
+    #[arg(long = "path.cgroupfs", value_name = "DIR")]
+    cgroupfs: Option<PathBuf>,
+    /// Root under which etc/passwd names users [default: /].
+    #[arg(long = "path.rootfs", value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// Per-job accounting from cgroups: auto (if cgroups are readable), on, off.
+    #[arg(long = "jobs.enabled", value_name = "SWITCH")]
+    jobs: Option<Switch>,
+    /// GPU → job mapping directory (dcgm-exporter's --hpc-job-mapping-dir format).
+    #[arg(long = "jobs.gpu-mapping-dir", value_name = "DIR")]
+    gpu_mapping_dir: Option<PathBuf>,
+    /// How long a finished job's counters stay published [default: 180s].
+    #[arg(long = "jobs.grace-period", value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<f64>,
     /// Interval between samples: seconds or with a unit (500ms, 2s) [default: 1s].
     #[arg(long = "sample.interval", value_name = "DURATION", value_parser = parse_duration)]
     interval: Option<f64>,
@@ -40,6 +55,10 @@ struct Cli {
     /// State file keeping totals across restarts [default: none].
     #[arg(long = "state.file", value_name = "FILE")]
     state_file: Option<PathBuf>,
+    /// Interval between state saves; with a state file, counters on /metrics advance at each
+    /// save [default: 5s].
+    #[arg(long = "state.save-interval", value_name = "DURATION", value_parser = parse_duration)]
+    save_interval: Option<f64>,
     /// Log format: text or json.
     #[arg(long = "log.format", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -64,6 +83,14 @@ impl Cli {
         set!(self.listen_address, cfg.web.listen_address);
         set!(self.sysfs, cfg.paths.sysfs);
         set!(self.procfs, cfg.paths.procfs);
+        set!(self.cgroupfs, cfg.paths.cgroupfs);
+        set!(self.rootfs, cfg.paths.rootfs);
+        set!(self.jobs, cfg.jobs.enabled);
+        set!(self.gpu_mapping_dir.map(Some), cfg.jobs.gpu_mapping_dir);
+        set!(
+            self.grace.map(joulebook_exporter::config::Seconds),
+            cfg.jobs.grace_period
+        );
         set!(
             self.interval.map(joulebook_exporter::config::Seconds),
             cfg.sample_interval
@@ -73,6 +100,10 @@ impl Cli {
         set!(self.estimate, cfg.sources.estimate.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
+        set!(
+            self.save_interval.map(joulebook_exporter::config::Seconds),
+            cfg.state.save_interval
+        );
         set!(self.log_format, cfg.log.format);
         set!(self.log_level, cfg.log.level);
     }

@@ -211,6 +211,8 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         gauges(enc, &names::NODE_CPU_TDP, [(vec![], tdp)])?;
     }
 
+    encode_jobs(s, enc)?;
+
     let health = &s.health;
     let src = |k: &SourceKind| vec![(l::SOURCE, k.as_str())];
     gauges(
@@ -275,6 +277,92 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             [(vec![], s.last_sample_unix)],
         )?;
     }
+    Ok(())
+}
+
+/// Per-job and unallocated series. Job energy is published for the components the node has.
+fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use crate::attribution::component_index;
+    use names::labels as l;
+    if s.jobs_running.is_none() {
+        return Ok(());
+    }
+    let components: Vec<_> = s.node.iter().map(|n| n.component).collect();
+    counters(
+        enc,
+        &names::JOB_ENERGY,
+        s.jobs.iter().flat_map(|(id, r)| {
+            components.iter().map(move |c| {
+                (
+                    vec![(l::JOB_ID, id.as_str()), (l::COMPONENT, c.as_str())],
+                    r.uj[component_index(*c)] as f64 / 1e6,
+                )
+            })
+        }),
+    )?;
+    counters(
+        enc,
+        &names::UNALLOCATED_ENERGY,
+        s.unallocated
+            .iter()
+            .filter(|(c, _)| components.contains(c))
+            .map(|(c, j)| (vec![(l::COMPONENT, c.as_str())], *j)),
+    )?;
+    infos(
+        enc,
+        &names::JOB_INFO,
+        s.jobs.iter().map(|(id, r)| {
+            let m = &r.meta;
+            vec![
+                (l::JOB_ID, id.as_str()),
+                (l::SCHEDULER, m.scheduler.as_str()),
+                (l::USER, m.user.as_str()),
+                (l::ACCOUNT, m.account.as_str()),
+                (l::PARTITION, m.partition.as_str()),
+                (l::JOB_NAME, m.job_name.as_str()),
+            ]
+        }),
+    )?;
+    infos(
+        enc,
+        &names::JOB_GPU_INFO,
+        s.jobs.iter().flat_map(|(id, r)| {
+            r.gpus
+                .iter()
+                .map(move |g| vec![(l::JOB_ID, id.as_str()), (l::GPU_UUID, g.as_str())])
+        }),
+    )?;
+    let per_job = |f: fn(&crate::accounting::JobRecord) -> f64| {
+        s.jobs
+            .iter()
+            .map(move |(id, r)| (vec![(l::JOB_ID, id.as_str())], f(r)))
+    };
+    counters(enc, &names::JOB_CPU_SECONDS, per_job(|r| r.cpu_seconds))?;
+    counters(enc, &names::JOB_CORE_SECONDS, per_job(|r| r.core_seconds))?;
+    counters(enc, &names::JOB_GPU_SECONDS, per_job(|r| r.gpu_seconds))?;
+    gauges(
+        enc,
+        &names::JOB_ALLOCATED_CPUS,
+        per_job(|r| r.cpus.len() as f64),
+    )?;
+    gauges(
+        enc,
+        &names::JOB_ALLOCATED_GPUS,
+        per_job(|r| r.gpus.len() as f64),
+    )?;
+    gauges(
+        enc,
+        &names::JOB_ALLOCATED_MEMORY,
+        s.jobs.iter().filter_map(|(id, r)| {
+            r.memory_bytes
+                .map(|b| (vec![(l::JOB_ID, id.as_str())], b as f64))
+        }),
+    )?;
+    gauges(
+        enc,
+        &names::JOBS_RUNNING,
+        s.jobs_running.map(|n| (vec![], n as f64)),
+    )?;
     Ok(())
 }
 

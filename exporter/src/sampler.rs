@@ -68,6 +68,12 @@ pub struct Snapshot {
     pub interval_s: f64,
     /// Unix time of the last completed cycle (0 before the first).
     pub last_sample_unix: f64,
+    /// Jobs published (running, or ended within the grace period), by id.
+    pub jobs: Vec<(String, crate::accounting::JobRecord)>,
+    /// Unallocated energy by component, joules (empty when jobs are off).
+    pub unallocated: Vec<(Component, f64)>,
+    /// Jobs running at the last cycle; `None` when job accounting is off.
+    pub jobs_running: Option<usize>,
 }
 
 /// The latest snapshot, shared between the sampler and the HTTP server.
@@ -137,31 +143,33 @@ impl Sampler {
         }
     }
 
-    /// Resumes totals saved by an earlier run (channel key → µJ, component → µJ).
+    /// Resumes totals saved by an earlier run: channel → (µJ, last raw reading if it may be
+    /// used, with its age in seconds), component → µJ. `t` is the sampler's clock now.
     pub fn resume(
         &mut self,
-        channels: impl IntoIterator<Item = (ChannelId, SourceKind, u64)>,
+        t: f64,
+        channels: impl IntoIterator<Item = (ChannelId, SourceKind, u64, Option<(u64, f64)>)>,
         node: impl IntoIterator<Item = (Component, Method, SourceKind, u64)>,
     ) {
-        for (id, source, uj) in channels {
-            self.channels.insert(
-                id,
-                Channel {
-                    acc: Accumulator::resume(uj),
-                    source,
-                },
-            );
+        for (id, source, uj, raw) in channels {
+            let acc = match raw {
+                Some((raw, age)) => Accumulator::resume_with_baseline(uj, raw, t, age),
+                None => Accumulator::resume(uj),
+            };
+            self.channels.insert(id, Channel { acc, source });
         }
         for (c, m, s, uj) in node {
             self.node.insert(c, (Accumulator::resume(uj), m, s));
         }
     }
 
-    /// Channel totals in µJ, for the state file.
-    pub fn channel_totals(&self) -> impl Iterator<Item = (&ChannelId, SourceKind, u64)> {
+    /// Channel totals in µJ and last raw readings, for the state file.
+    pub fn channel_totals(
+        &self,
+    ) -> impl Iterator<Item = (&ChannelId, SourceKind, u64, Option<u64>)> {
         self.channels
             .iter()
-            .map(|(id, c)| (id, c.source, c.acc.total_uj()))
+            .map(|(id, c)| (id, c.source, c.acc.total_uj(), c.acc.last_raw()))
     }
 
     /// Node component totals in µJ, for the state file.
@@ -315,7 +323,37 @@ impl Sampler {
             estimate_tdp_watts: self.estimate_tdp,
             interval_s: self.interval_s,
             last_sample_unix: unix_now,
+            ..Default::default()
         }
+    }
+
+    /// The GPU inventory for job discovery: UUID, NVML index and device minor number.
+    pub fn gpu_refs(&self) -> Vec<crate::jobs::GpuRef> {
+        let minors: BTreeMap<String, u32> = self
+            .slots
+            .iter()
+            .flat_map(|s| s.source.gpu_minors())
+            .collect();
+        self.gpus
+            .values()
+            .map(|g| crate::jobs::GpuRef {
+                uuid: g.uuid.clone(),
+                index: g.index,
+                minor: minors.get(&g.uuid).copied(),
+            })
+            .collect()
+    }
+
+    /// (GPU UUID, pid) of the processes on the GPUs, from every GPU source.
+    pub fn gpu_processes(&self) -> Vec<(String, u32)> {
+        self.slots
+            .iter()
+            .flat_map(|s| s.source.gpu_processes())
+            .collect()
+    }
+
+    pub fn node_info(&self) -> &NodeInfo {
+        &self.node_info
     }
 
     /// The total of one channel in joules, if it exists.
@@ -518,10 +556,12 @@ mod tests {
             vec![rapl(&[(0, 10)]), rapl(&[(0, 1_000_010)])],
         )]);
         s.resume(
+            0.0,
             [(
                 ChannelId::new(Domain::RaplPackage, "0"),
                 SourceKind::Rapl,
                 7_000_000,
+                None,
             )],
             [(
                 Component::Cpu,

@@ -68,6 +68,10 @@ pub struct State {
     /// Health counters (counter wraps, dropped samples, ...), by name.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// Last raw hardware reading of each channel (same keys as `channels`): with the same boot,
+    /// the energy drawn while the exporter was down is recovered from the hardware counters.
+    #[serde(default)]
+    pub raw: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -84,6 +88,7 @@ impl State {
             unallocated: BTreeMap::new(),
             jobs: BTreeMap::new(),
             counters: BTreeMap::new(),
+            raw: BTreeMap::new(),
         }
     }
 
@@ -128,6 +133,10 @@ pub struct JobState {
     /// When the job was seen to end, seconds since the Unix epoch; `None` while it runs.
     #[serde(default)]
     pub ended_at_unix: Option<f64>,
+    /// Published metadata (scheduler, user, account, partition, job_name), so a job that ended
+    /// while the exporter was down is still published with its labels during its grace period.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
 }
 
 /// A save failed. The message names the state file and says whether the previous file is intact
@@ -453,6 +462,7 @@ mod tests {
                 core_seconds: 3600.0,
                 gpu_seconds: 0.125,
                 ended_at_unix: Some(1_750_000_100.5),
+                meta: [("user".to_string(), "alice".to_string())].into(),
             },
         );
         s.jobs.insert("4243".into(), JobState::default());
@@ -831,6 +841,7 @@ mod tests {
                         core_seconds: f64::from(secs) * 2.0,
                         gpu_seconds: 0.0,
                         ended_at_unix: end.map(f64::from),
+                        meta: BTreeMap::new(),
                     })
                 })
                 .collect();

@@ -18,16 +18,25 @@ pub enum SourceKind {
     Rapl,
     Nvml,
     Estimate,
+    /// Not an energy source: job discovery from cgroups, reported with the same health metrics
+    /// so one alert covers "no data" from any part of the exporter.
+    Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 3] = [SourceKind::Rapl, SourceKind::Nvml, SourceKind::Estimate];
+    pub const ALL: [SourceKind; 4] = [
+        SourceKind::Rapl,
+        SourceKind::Nvml,
+        SourceKind::Estimate,
+        SourceKind::Jobs,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Rapl => "rapl",
             SourceKind::Nvml => "nvml",
             SourceKind::Estimate => "estimate",
+            SourceKind::Jobs => "jobs",
         }
     }
 }
@@ -187,4 +196,16 @@ pub trait Source: Send {
     /// Takes one sample. An error marks the source down until a later sample succeeds; the
     /// exporter keeps serving everything else.
     fn sample(&mut self) -> Result<SourceSample, SourceError>;
+
+    /// For GPU sources: (GPU UUID, pid) of the processes running on each GPU, the last resort
+    /// of the GPU → job mapping. Called only when job discovery needs it.
+    fn gpu_processes(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
+
+    /// For GPU sources: (GPU UUID, minor number of /dev/nvidia<minor>), to read cgroup device
+    /// lists.
+    fn gpu_minors(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
 }

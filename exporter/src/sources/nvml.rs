@@ -606,6 +606,14 @@ impl Source for NvmlSource {
     fn sample(&mut self) -> Result<SourceSample, SourceError> {
         self.sample_at(Instant::now())
     }
+
+    fn gpu_processes(&self) -> Vec<(String, u32)> {
+        self.running_processes()
+    }
+
+    fn gpu_minors(&self) -> Vec<(String, u32)> {
+        self.gpu_minor_numbers()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,599 @@
+//! Per-job accounting: keeps each job's counters (energy by component, CPU time, core-seconds,
+//! GPU-seconds) and the unallocated energy, fed every cycle with what the node's components gained
+//! ([`CycleDelta`]) and the jobs running now. The split itself is [`crate::attribution`]'s pure
+//! arithmetic; this module adds time: jobs appearing (counters created at 0), ending (kept for a
+//! grace period so the last value is scraped, then dropped), and resuming from the state file.
+//!
+//! Invariant, checked in tests at every cycle: for every component, the energy added to the jobs
+//! plus the energy added to unallocated equals what the node's component gained.
+//!
+//! Boundary error: a job that starts or ends during a cycle is charged for that whole cycle or
+//! not at all (the scan sees it at the cycle's end), so a job's energy is off by at most one
+//! sampling interval of its share at each end (1 s by default).
+
+use crate::attribution::{
+    attribute, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
+};
+use crate::jobs::Job;
+use crate::node::NodeInfo;
+use crate::sampler::CycleDelta;
+use crate::state::{JobState, State};
+use joulebook_common::Component;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How user and job names leave the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anonymize {
+    /// Published as they are.
+    #[default]
+    None,
+    /// Replaced by a salted SHA-256 prefix: stable, so a user's jobs still group together,
+    /// but not reversible without the salt.
+    Hash,
+    /// Published empty.
+    Drop,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountingOptions {
+    pub policy: CpuPolicy,
+    /// How long a finished job's counters stay published, seconds.
+    pub grace_s: f64,
+    pub anonymize: Anonymize,
+    pub salt: String,
+    /// Configured idle package power per socket, watts (overrides the learned baseline).
+    pub idle_watts_by_socket: Vec<Option<f64>>,
+}
+
+/// Default grace period, seconds: two scrapes at a 60 s interval plus a margin, so the final
+/// value of a job is scraped at least twice even by a slow Prometheus.
+pub const DEFAULT_GRACE_S: f64 = 180.0;
+
+impl Default for AccountingOptions {
+    fn default() -> Self {
+        AccountingOptions {
+            policy: CpuPolicy::Allocation,
+            grace_s: DEFAULT_GRACE_S,
+            anonymize: Anonymize::None,
+            salt: String::new(),
+            idle_watts_by_socket: Vec::new(),
+        }
+    }
+}
+
+/// What is published about a job besides its counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobMeta {
+    pub scheduler: String,
+    pub user: String,
+    pub account: String,
+    pub partition: String,
+    pub job_name: String,
+}
+
+/// One job's counters and current allocation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobRecord {
+    pub meta: JobMeta,
+    /// Energy by component (indexed as [`component_index`]), µJ.
+    pub uj: [u64; 4],
+    pub cpu_seconds: f64,
+    pub core_seconds: f64,
+    pub gpu_seconds: f64,
+    pub cpus: Vec<u32>,
+    pub gpus: Vec<String>,
+    pub memory_bytes: Option<u64>,
+    /// cpu_usage_ns at the last scan, to turn the cumulative value into deltas.
+    last_cpu_ns: Option<u64>,
+    /// Unix time the job was seen to end; `None` while it runs.
+    pub ended_at: Option<f64>,
+}
+
+impl JobRecord {
+    pub fn joules(&self, c: Component) -> f64 {
+        self.uj[component_index(c)] as f64 / 1e6
+    }
+}
+
+pub struct Accounting {
+    opts: AccountingOptions,
+    jobs: BTreeMap<String, JobRecord>,
+    unallocated: [u64; 4],
+    baseline: BaselineTracker,
+    topology: Topology,
+    /// Energy of jobs already dropped after their grace period, µJ: with it, jobs + unallocated
+    /// can be checked against the node's totals at any time.
+    retired: [u64; 4],
+}
+
+fn topology(node: &NodeInfo) -> Topology {
+    let sockets = node
+        .cpus_by_socket
+        .keys()
+        .max()
+        .map_or(1, |m| *m as usize + 1);
+    let mut cpus_by_socket = vec![Vec::new(); sockets];
+    for (s, cpus) in &node.cpus_by_socket {
+        cpus_by_socket[*s as usize] = cpus.clone();
+    }
+    Topology {
+        cpus_by_socket,
+        memory_bytes: node.memory_bytes,
+    }
+}
+
+/// Spreads a node-wide energy over sockets by their CPU counts, exactly (the remainder goes to
+/// the last socket), for components measured without a per-socket split (the estimate).
+fn spread(total: u64, topo: &Topology) -> Vec<u64> {
+    let n = topo.cpus_by_socket.len().max(1);
+    let all: u64 = topo.cpus_by_socket.iter().map(|c| c.len() as u64).sum();
+    if all == 0 {
+        let mut v = vec![0; n];
+        v[0] = total;
+        return v;
+    }
+    let mut v: Vec<u64> = topo
+        .cpus_by_socket
+        .iter()
+        .map(|c| (total as u128 * c.len() as u128 / all as u128) as u64)
+        .collect();
+    let given: u64 = v.iter().sum();
+    if let Some(last) = v.last_mut() {
+        *last += total - given;
+    }
+    v
+}
+
+/// Per-socket energies of a component: by socket number when every device is one, else the
+/// total spread over sockets.
+fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u64> {
+    let Some(devices) = devices else {
+        return Vec::new();
+    };
+    let n = topo.cpus_by_socket.len().max(1);
+    let mut v = vec![0u64; n];
+    let mut total = 0u64;
+    let mut all_sockets = true;
+    for (dev, uj) in devices {
+        total = total.saturating_add(*uj);
+        match dev.parse::<usize>() {
+            Ok(s) if s < n => v[s] = v[s].saturating_add(*uj),
+            _ => all_sockets = false,
+        }
+    }
+    if all_sockets {
+        v
+    } else {
+        spread(total, topo)
+    }
+}
+
+fn hash_name(salt: &str, value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if value.is_empty() {
+        return String::new();
+    }
+    let digest = Sha256::digest(format!("{salt}\0{value}").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Accounting {
+    pub fn new(opts: AccountingOptions, node: &NodeInfo) -> Self {
+        let mut baseline = BaselineTracker::new(24.0 * 3600.0, 60.0);
+        baseline.set_configured(opts.idle_watts_by_socket.clone());
+        Accounting {
+            opts,
+            jobs: BTreeMap::new(),
+            unallocated: [0; 4],
+            baseline,
+            topology: topology(node),
+            retired: [0; 4],
+        }
+    }
+
+    pub fn jobs(&self) -> &BTreeMap<String, JobRecord> {
+        &self.jobs
+    }
+
+    /// Unallocated energy by component, µJ.
+    pub fn unallocated_uj(&self) -> [u64; 4] {
+        self.unallocated
+    }
+
+    /// Energy of all jobs ever seen (published or retired) plus unallocated, µJ per component:
+    /// equals the node's energy gained since accounting started.
+    pub fn accounted_uj(&self) -> [u64; 4] {
+        let mut t = self.unallocated;
+        for (i, total) in t.iter_mut().enumerate() {
+            *total = total.saturating_add(self.retired[i]);
+            for j in self.jobs.values() {
+                *total = total.saturating_add(j.uj[i]);
+            }
+        }
+        t
+    }
+
+    pub fn running(&self) -> usize {
+        self.jobs.values().filter(|j| j.ended_at.is_none()).count()
+    }
+
+    fn meta(&self, job: &Job) -> JobMeta {
+        let name = |v: &Option<String>| match self.opts.anonymize {
+            Anonymize::None => v.clone().unwrap_or_default(),
+            Anonymize::Hash => hash_name(&self.opts.salt, v.as_deref().unwrap_or("")),
+            Anonymize::Drop => String::new(),
+        };
+        JobMeta {
+            scheduler: job.scheduler.as_str().to_string(),
+            user: name(&job.user),
+            account: job.account.clone().unwrap_or_default(),
+            partition: job.partition.clone().unwrap_or_default(),
+            job_name: name(&job.job_name),
+        }
+    }
+
+    /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
+    /// present now. Returns nothing; the effect is in the counters.
+    pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
+        // Jobs present now: create, refresh allocation, CPU time.
+        let mut cpu_deltas: BTreeMap<&str, u64> = BTreeMap::new();
+        for job in running {
+            let meta = self.meta(job);
+            let rec = self.jobs.entry(job.id.clone()).or_default();
+            if rec.ended_at.take().is_some() {
+                // The id came back (a requeued job, or a resumed one): same counters.
+                rec.last_cpu_ns = None;
+            }
+            rec.meta = meta;
+            rec.cpus.clone_from(&job.cpus);
+            rec.gpus.clone_from(&job.gpus);
+            rec.memory_bytes = job.memory_limit_bytes;
+            let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
+                // A value that went down is a new cgroup or a step that ended (summed steps):
+                // restart from it rather than count a negative or a huge wrap.
+                (Some(prev), Some(cur)) if cur >= prev => cur - prev,
+                _ => 0,
+            };
+            if job.cpu_usage_ns.is_some() {
+                rec.last_cpu_ns = job.cpu_usage_ns;
+            }
+            rec.cpu_seconds += d as f64 / 1e9;
+            cpu_deltas.insert(job.id.as_str(), d);
+        }
+        // Jobs gone: mark ended, drop after the grace period.
+        for (id, rec) in self.jobs.iter_mut() {
+            if rec.ended_at.is_none() && !cpu_deltas.contains_key(id.as_str()) {
+                rec.ended_at = Some(now);
+            }
+        }
+        let grace = self.opts.grace_s;
+        let retired = &mut self.retired;
+        self.jobs.retain(|_, rec| match rec.ended_at {
+            Some(end) if now - end > grace => {
+                for (r, uj) in retired.iter_mut().zip(rec.uj) {
+                    *r = r.saturating_add(uj);
+                }
+                false
+            }
+            _ => true,
+        });
+
+        let c = &delta.by_component;
+        let node_delta = NodeDelta {
+            cpu_by_socket: by_socket(c.get(&Component::Cpu), &self.topology),
+            dram_by_socket: by_socket(c.get(&Component::Dram), &self.topology),
+            gpu_by_uuid: c.get(&Component::Gpu).cloned().unwrap_or_default(),
+            other: c
+                .get(&Component::Other)
+                .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),
+            interval_s: delta.interval_s,
+        };
+        if self.opts.policy == CpuPolicy::UsageAboveBaseline {
+            self.baseline
+                .observe(t_mono, &node_delta.cpu_by_socket, delta.interval_s);
+        }
+        let shares: Vec<JobShare> = running
+            .iter()
+            .map(|j| JobShare {
+                id: &j.id,
+                cpus: &j.cpus,
+                gpus: &j.gpus,
+                memory_bytes: j.memory_limit_bytes,
+                cpu_time_delta_ns: cpu_deltas.get(j.id.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        let result = attribute(
+            &node_delta,
+            &self.topology,
+            &shares,
+            self.opts.policy,
+            &self.baseline.baselines(),
+        );
+        for (id, uj) in result.jobs {
+            if let Some(rec) = self.jobs.get_mut(&id) {
+                for (acc, add) in rec.uj.iter_mut().zip(uj) {
+                    *acc = acc.saturating_add(add);
+                }
+            }
+        }
+        for (acc, add) in self.unallocated.iter_mut().zip(result.unallocated) {
+            *acc = acc.saturating_add(add);
+        }
+        for job in running {
+            if let Some(rec) = self.jobs.get_mut(&job.id) {
+                rec.core_seconds += job.cpus.len() as f64 * delta.interval_s;
+                rec.gpu_seconds += job.gpus.len() as f64 * delta.interval_s;
+            }
+        }
+    }
+
+    /// Restores counters from a state file. Jobs that ended while the exporter was down are
+    /// closed: they are marked ended now (unless the next scan finds them), so their final value
+    /// is published for the grace period, then dropped.
+    pub fn resume(&mut self, state: &State, now: f64) {
+        for c in Component::ALL {
+            if let Some(uj) = state.unallocated.get(c.as_str()) {
+                self.unallocated[component_index(c)] = *uj;
+            }
+        }
+        for (id, js) in &state.jobs {
+            let mut rec = JobRecord {
+                cpu_seconds: js.cpu_seconds,
+                core_seconds: js.core_seconds,
+                gpu_seconds: js.gpu_seconds,
+                ended_at: Some(js.ended_at_unix.unwrap_or(now)),
+                meta: JobMeta {
+                    scheduler: js.meta.get("scheduler").cloned().unwrap_or_default(),
+                    user: js.meta.get("user").cloned().unwrap_or_default(),
+                    account: js.meta.get("account").cloned().unwrap_or_default(),
+                    partition: js.meta.get("partition").cloned().unwrap_or_default(),
+                    job_name: js.meta.get("job_name").cloned().unwrap_or_default(),
+                },
+                ..Default::default()
+            };
+            for c in Component::ALL {
+                if let Some(uj) = js.joules_uj.get(c.as_str()) {
+                    rec.uj[component_index(c)] = *uj;
+                }
+            }
+            self.jobs.insert(id.clone(), rec);
+        }
+    }
+
+    /// Writes the counters into a state to be saved.
+    pub fn save_into(&self, state: &mut State) {
+        for c in Component::ALL {
+            state
+                .unallocated
+                .insert(c.as_str().to_string(), self.unallocated[component_index(c)]);
+        }
+        for (id, rec) in &self.jobs {
+            let mut js = JobState {
+                cpu_seconds: rec.cpu_seconds,
+                core_seconds: rec.core_seconds,
+                gpu_seconds: rec.gpu_seconds,
+                ended_at_unix: rec.ended_at,
+                ..Default::default()
+            };
+            for c in Component::ALL {
+                js.joules_uj
+                    .insert(c.as_str().to_string(), rec.uj[component_index(c)]);
+            }
+            let m = &rec.meta;
+            for (k, v) in [
+                ("scheduler", &m.scheduler),
+                ("user", &m.user),
+                ("account", &m.account),
+                ("partition", &m.partition),
+                ("job_name", &m.job_name),
+            ] {
+                js.meta.insert(k.to_string(), v.clone());
+            }
+            state.jobs.insert(id.clone(), js);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::Scheduler;
+    use proptest::prelude::*;
+
+    fn node() -> NodeInfo {
+        let mut n = NodeInfo {
+            memory_bytes: 64 << 30,
+            ..Default::default()
+        };
+        n.cpus_by_socket.insert(0, (0..4).collect());
+        n.cpus_by_socket.insert(1, (4..8).collect());
+        n
+    }
+
+    fn job(id: &str, cpus: &[u32], gpus: &[&str], cpu_ns: u64) -> Job {
+        Job {
+            id: id.into(),
+            scheduler: Scheduler::Slurm,
+            uid: Some(1000),
+            user: Some("alice".into()),
+            account: Some("physics".into()),
+            partition: Some("gpu".into()),
+            job_name: Some("train".into()),
+            cpus: cpus.to_vec(),
+            cpu_usage_ns: Some(cpu_ns),
+            memory_limit_bytes: None,
+            gpus: gpus.iter().map(|s| s.to_string()).collect(),
+            gpu_source: None,
+        }
+    }
+
+    fn delta(cpu: &[(&str, u64)], gpu: &[(&str, u64)], interval_s: f64) -> CycleDelta {
+        let mut d = CycleDelta {
+            interval_s,
+            ..Default::default()
+        };
+        d.by_component.insert(
+            Component::Cpu,
+            cpu.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        );
+        if !gpu.is_empty() {
+            d.by_component.insert(
+                Component::Gpu,
+                gpu.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            );
+        }
+        d
+    }
+
+    #[test]
+    fn jobs_get_their_share_and_the_rest_is_idle_waste() {
+        let mut a = Accounting::new(AccountingOptions::default(), &node());
+        let jobs = [job("1", &[0, 1], &["GPU-a"], 0), job("2", &[4], &[], 0)];
+        a.update(
+            0.0,
+            0.0,
+            &delta(
+                &[("0", 400), ("1", 800)],
+                &[("GPU-a", 300), ("GPU-b", 100)],
+                1.0,
+            ),
+            &jobs,
+        );
+        let j1 = &a.jobs()["1"];
+        let j2 = &a.jobs()["2"];
+        assert_eq!(j1.uj, [200, 0, 300, 0]);
+        assert_eq!(j2.uj, [200, 0, 0, 0]);
+        // Socket 0: 2 of 4 CPUs free (200); socket 1: 3 of 4 free (600); GPU-b idle (100).
+        assert_eq!(a.unallocated_uj(), [800, 0, 100, 0]);
+        assert_eq!(j1.core_seconds, 2.0);
+        assert_eq!(j1.gpu_seconds, 1.0);
+        assert_eq!(j1.meta.account, "physics");
+    }
+
+    #[test]
+    fn estimated_cpu_is_spread_over_sockets() {
+        let mut a = Accounting::new(AccountingOptions::default(), &node());
+        a.update(
+            0.0,
+            0.0,
+            &delta(&[("", 800)], &[], 1.0),
+            &[job("1", &[0, 1, 2, 3], &[], 0)],
+        );
+        assert_eq!(a.jobs()["1"].uj[0], 400);
+        assert_eq!(a.unallocated_uj()[0], 400);
+    }
+
+    #[test]
+    fn finished_jobs_stay_for_the_grace_period_then_go() {
+        let mut a = Accounting::new(
+            AccountingOptions {
+                grace_s: 10.0,
+                ..Default::default()
+            },
+            &node(),
+        );
+        a.update(
+            0.0,
+            0.0,
+            &delta(&[("0", 100)], &[], 1.0),
+            &[job("1", &[0], &[], 5)],
+        );
+        a.update(
+            1.0,
+            1.0,
+            &delta(&[("0", 100)], &[], 1.0),
+            &[job("1", &[0], &[], 2_000_000_005)],
+        );
+        assert_eq!(a.jobs()["1"].cpu_seconds, 2.0);
+        a.update(2.0, 2.0, &delta(&[("0", 100)], &[], 1.0), &[]);
+        assert_eq!(a.jobs()["1"].ended_at, Some(2.0));
+        assert_eq!(a.jobs()["1"].uj[0], 50);
+        a.update(12.0, 12.0, &delta(&[("0", 100)], &[], 1.0), &[]);
+        assert!(a.jobs().contains_key("1"));
+        a.update(12.5, 12.5, &delta(&[("0", 100)], &[], 1.0), &[]);
+        assert!(!a.jobs().contains_key("1"));
+        assert_eq!(a.accounted_uj()[0], 500);
+    }
+
+    #[test]
+    fn anonymisation() {
+        let mut a = Accounting::new(
+            AccountingOptions {
+                anonymize: Anonymize::Hash,
+                salt: "s".into(),
+                ..Default::default()
+            },
+            &node(),
+        );
+        a.update(0.0, 0.0, &delta(&[], &[], 1.0), &[job("1", &[0], &[], 0)]);
+        let m = &a.jobs()["1"].meta;
+        assert_eq!(m.user.len(), 16);
+        assert_ne!(m.user, "alice");
+        assert_eq!(m.user, hash_name("s", "alice"));
+        assert_eq!(m.account, "physics");
+    }
+
+    #[test]
+    fn state_round_trip_keeps_counters() {
+        let mut a = Accounting::new(AccountingOptions::default(), &node());
+        a.update(
+            0.0,
+            0.0,
+            &delta(&[("0", 400)], &[], 1.0),
+            &[job("7", &[0, 1], &[], 0)],
+        );
+        let mut st = State::new("h");
+        a.save_into(&mut st);
+        let mut b = Accounting::new(AccountingOptions::default(), &node());
+        b.resume(&st, 5.0);
+        assert_eq!(b.jobs()["7"].uj, a.jobs()["7"].uj);
+        assert_eq!(b.jobs()["7"].ended_at, Some(5.0));
+        assert_eq!(b.jobs()["7"].meta.user, "alice");
+        // The job is still running: the next scan reopens it and it keeps counting.
+        b.update(
+            6.0,
+            6.0,
+            &delta(&[("0", 400)], &[], 1.0),
+            &[job("7", &[0, 1], &[], 0)],
+        );
+        assert_eq!(b.jobs()["7"].uj[0], 400);
+        assert_eq!(b.jobs()["7"].ended_at, None);
+        assert_eq!(b.unallocated_uj()[0], 400);
+    }
+
+    proptest! {
+        /// Over random job churn, at every cycle and for every component, what the jobs and
+        /// unallocated gained equals what the node gained; no counter ever decreases.
+        #[test]
+        fn jobs_plus_unallocated_equal_the_node(
+            cycles in proptest::collection::vec(
+                (proptest::collection::vec((0u32..6, proptest::collection::vec(0u32..10, 0..4), 0u8..3), 0..5),
+                 0u64..1_000_000, 0u64..1_000_000, 0u64..500_000, 0u64..500_000),
+                1..40),
+        ) {
+            let mut a = Accounting::new(AccountingOptions { grace_s: 3.0, ..Default::default() }, &node());
+            let mut node_total = [0u64; 4];
+            let mut last: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+            for (t, (jobs, s0, s1, g0, g1)) in cycles.into_iter().enumerate() {
+                let mut seen = std::collections::BTreeSet::new();
+                let running: Vec<Job> = jobs.into_iter().filter(|(id, _, _)| seen.insert(*id)).map(|(id, cpus, g)| {
+                    let gpus: Vec<&str> = match g { 0 => vec![], 1 => vec!["GPU-0"], _ => vec!["GPU-0", "GPU-1"] };
+                    job(&id.to_string(), &cpus, &gpus, t as u64 * 1000)
+                }).collect();
+                let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g0), ("GPU-1", g1)], 1.0);
+                node_total[0] += s0 + s1;
+                node_total[2] += g0 + g1;
+                a.update(t as f64, t as f64, &d, &running);
+                prop_assert_eq!(a.accounted_uj(), node_total);
+                for (id, rec) in a.jobs() {
+                    if let Some(prev) = last.get(id) {
+                        for (now, before) in rec.uj.iter().zip(prev) { prop_assert!(now >= before); }
+                    }
+                }
+                last = a.jobs().iter().map(|(k, v)| (k.clone(), v.uj)).collect();
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! One node's whole pipeline per cycle: the sampler (sources → node components), job discovery
+//! (cgroups → running jobs) and accounting (node deltas → jobs and unallocated). The live exporter
+//! drives it from the wall clock; `simulate` drives the same code on a virtual clock with
+//! synthetic sources and jobs.
+
+use crate::accounting::{Accounting, AccountingOptions};
+use crate::jobs::{Job, JobDiscovery, JobsOptions};
+use crate::sampler::{Health, Method, Sampler, Snapshot};
+use crate::sources::{ChannelId, Domain, SourceError, SourceKind};
+use crate::state::State;
+use joulebook_common::Component;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+pub struct Engine {
+    pub sampler: Sampler,
+    discovery: Option<JobDiscovery>,
+    accounting: Option<Accounting>,
+    jobs_health: Health,
+    /// Problems already logged, so a bad file is reported once, not every second.
+    logged: BTreeSet<String>,
+}
+
+impl Engine {
+    /// `discovery` is `None` when jobs are not scanned from cgroups (off, or simulated);
+    /// `accounting` is `None` when jobs are off altogether.
+    pub fn new(
+        sampler: Sampler,
+        discovery: Option<JobsOptions>,
+        accounting: Option<AccountingOptions>,
+    ) -> Engine {
+        let accounting = accounting.map(|o| Accounting::new(o, sampler.node_info()));
+        Engine {
+            discovery: discovery.map(JobDiscovery::new),
+            jobs_health: Health {
+                enabled: accounting.is_some(),
+                ..Default::default()
+            },
+            accounting,
+            sampler,
+            logged: BTreeSet::new(),
+        }
+    }
+
+    pub fn accounting(&self) -> Option<&Accounting> {
+        self.accounting.as_ref()
+    }
+
+    /// One live cycle: sample, scan the jobs, attribute.
+    pub fn cycle(&mut self, t: f64, unix: f64) {
+        let delta = self.sampler.cycle(t);
+        let Some(acc) = &mut self.accounting else {
+            return;
+        };
+        let jobs: Vec<Job> = match &mut self.discovery {
+            Some(d) => {
+                let started = Instant::now();
+                let gpus = self.sampler.gpu_refs();
+                // NVML process lists are only worth their cost when there are GPUs.
+                let pids = if gpus.is_empty() {
+                    Vec::new()
+                } else {
+                    self.sampler.gpu_processes()
+                };
+                let scan = d.scan(&gpus, &pids);
+                let h = &mut self.jobs_health;
+                h.samples += 1;
+                h.duration_s = started.elapsed().as_secs_f64();
+                match (d.mode(), scan.problems.first()) {
+                    (None, _) => {
+                        let e = match d.detect_mode() {
+                            Err(e) => SourceError::new(e.to_string()),
+                            Ok(_) => SourceError::new("cgroup mode unknown"),
+                        }
+                        .with_fix("point --path.cgroupfs at the cgroup mount (/sys/fs/cgroup)");
+                        if h.last_error.as_ref() != Some(&e) {
+                            tracing::warn!(source = "jobs", error = %e.message, fix = ?e.fix, "source down");
+                        }
+                        h.up = false;
+                        h.last_error = Some(e);
+                    }
+                    (Some(_), first) => {
+                        for p in &scan.problems {
+                            if self.logged.insert(p.clone()) {
+                                tracing::warn!(source = "jobs", problem = %p, "job discovery problem");
+                            }
+                        }
+                        if self.logged.len() > 10_000 {
+                            self.logged.clear();
+                        }
+                        if !h.up && h.last_error.is_some() && first.is_none() {
+                            tracing::info!(source = "jobs", "source is up again");
+                        }
+                        h.up = first.is_none();
+                        h.last_error = first.map(|p| SourceError::new(p.clone()));
+                    }
+                }
+                scan.jobs
+            }
+            None => Vec::new(),
+        };
+        acc.update(unix, t, &delta, &jobs);
+    }
+
+    /// One simulated cycle: the jobs are given instead of scanned.
+    pub fn cycle_with_jobs(&mut self, t: f64, unix: f64, jobs: &[Job]) {
+        let delta = self.sampler.cycle(t);
+        if let Some(acc) = &mut self.accounting {
+            self.jobs_health.samples += 1;
+            self.jobs_health.up = true;
+            acc.update(unix, t, &delta, jobs);
+        }
+    }
+
+    pub fn snapshot(&self, unix: f64) -> Snapshot {
+        let mut s = self.sampler.snapshot(unix);
+        if let Some(acc) = &self.accounting {
+            s.health.push((SourceKind::Jobs, self.jobs_health.clone()));
+            s.health.sort_by_key(|(k, _)| *k);
+            s.jobs = acc
+                .jobs()
+                .iter()
+                .map(|(id, r)| (id.clone(), r.clone()))
+                .collect();
+            let un = acc.unallocated_uj();
+            s.unallocated = Component::ALL
+                .iter()
+                .map(|c| (*c, un[crate::attribution::component_index(*c)] as f64 / 1e6))
+                .collect();
+            s.jobs_running = Some(acc.running());
+        } else {
+            s.health.push((SourceKind::Jobs, Health::default()));
+            s.health.sort_by_key(|(k, _)| *k);
+        }
+        s
+    }
+
+    /// Everything worth keeping across a restart.
+    pub fn to_state(&self, hostname: &str, boot_id: Option<String>, unix: f64) -> State {
+        let mut st = State::new(hostname);
+        st.saved_at_unix = unix;
+        st.boot_id = boot_id;
+        for (id, source, uj, raw) in self.sampler.channel_totals() {
+            let key = channel_key(id, source);
+            if let Some(raw) = raw {
+                st.raw.insert(key.clone(), raw);
+            }
+            st.channels.insert(key, uj);
+        }
+        for (c, _, source, uj) in self.sampler.node_totals() {
+            st.node
+                .insert(format!("{}:{}", c.as_str(), source.as_str()), uj);
+        }
+        if let Some(acc) = &self.accounting {
+            acc.save_into(&mut st);
+        }
+        st
+    }
+
+    /// Restores totals from a state file written by [`Engine::to_state`]. Raw hardware readings
+    /// are reused only when the node has not rebooted since (same boot id): counters restart
+    /// at boot.
+    pub fn resume(&mut self, st: &State, unix: f64, t: f64, boot_id: Option<&str>) {
+        let same_boot = boot_id.is_some() && st.boot_id.as_deref() == boot_id;
+        let age = unix - st.saved_at_unix;
+        let channels = st.channels.iter().filter_map(|(k, uj)| {
+            let (id, s) = parse_channel_key(k)?;
+            let raw = st
+                .raw
+                .get(k)
+                .filter(|_| same_boot && age >= 0.0)
+                .map(|r| (*r, age));
+            Some((id, s, *uj, raw))
+        });
+        let node = st.node.iter().filter_map(|(k, uj)| {
+            let (c, s) = k.split_once(':')?;
+            let c = Component::ALL.into_iter().find(|x| x.as_str() == c)?;
+            let s = SourceKind::ALL.into_iter().find(|x| x.as_str() == s)?;
+            let m = if s == SourceKind::Estimate {
+                Method::Estimated
+            } else {
+                Method::Measured
+            };
+            Some((c, m, s, *uj))
+        });
+        self.sampler.resume(t, channels, node);
+        if let Some(acc) = &mut self.accounting {
+            acc.resume(st, unix);
+        }
+    }
+}
+
+fn domain_name(d: Domain) -> &'static str {
+    match d {
+        Domain::RaplPackage => "rapl_package",
+        Domain::RaplCore => "rapl_core",
+        Domain::RaplUncore => "rapl_uncore",
+        Domain::RaplDram => "rapl_dram",
+        Domain::RaplPsys => "rapl_psys",
+        Domain::Gpu => "gpu",
+        Domain::EstimatedCpu => "estimated_cpu",
+        Domain::EstimatedDram => "estimated_dram",
+    }
+}
+
+const DOMAINS: [Domain; 8] = [
+    Domain::RaplPackage,
+    Domain::RaplCore,
+    Domain::RaplUncore,
+    Domain::RaplDram,
+    Domain::RaplPsys,
+    Domain::Gpu,
+    Domain::EstimatedCpu,
+    Domain::EstimatedDram,
+];
+
+/// `source/domain/device`: stable names, so a state file survives refactoring of the enums.
+fn channel_key(id: &ChannelId, source: SourceKind) -> String {
+    format!(
+        "{}/{}/{}",
+        source.as_str(),
+        domain_name(id.domain),
+        id.device
+    )
+}
+
+fn parse_channel_key(k: &str) -> Option<(ChannelId, SourceKind)> {
+    let mut parts = k.splitn(3, '/');
+    let source = parts.next()?;
+    let domain = parts.next()?;
+    let device = parts.next()?;
+    let source = SourceKind::ALL.into_iter().find(|x| x.as_str() == source)?;
+    let domain = DOMAINS.into_iter().find(|d| domain_name(*d) == domain)?;
+    Some((ChannelId::new(domain, device), source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_round_trip() {
+        for d in DOMAINS {
+            let id = ChannelId::new(d, "GPU-1/2");
+            let k = channel_key(&id, SourceKind::Nvml);
+            assert_eq!(parse_channel_key(&k), Some((id, SourceKind::Nvml)));
+        }
+        assert_eq!(parse_channel_key("nope"), None);
+    }
+}
