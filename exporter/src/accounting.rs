@@ -89,6 +89,9 @@ pub struct JobRecord {
     last_cpu_ns: Option<u64>,
     /// Unix time the job was seen to end; `None` while it runs.
     pub ended_at: Option<f64>,
+    /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
+    /// when this changes, not every cycle.
+    raw_meta: [Option<String>; 4],
 }
 
 impl JobRecord {
@@ -170,6 +173,21 @@ fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u6
     }
 }
 
+fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
+    let name = |v: &Option<String>| match opts.anonymize {
+        Anonymize::None => v.clone().unwrap_or_default(),
+        Anonymize::Hash => hash_name(&opts.salt, v.as_deref().unwrap_or("")),
+        Anonymize::Drop => String::new(),
+    };
+    JobMeta {
+        scheduler: job.scheduler.as_str().to_string(),
+        user: name(&job.user),
+        account: job.account.clone().unwrap_or_default(),
+        partition: job.partition.clone().unwrap_or_default(),
+        job_name: name(&job.job_name),
+    }
+}
+
 fn hash_name(salt: &str, value: &str) -> String {
     use sha2::{Digest, Sha256};
     if value.is_empty() {
@@ -219,34 +237,26 @@ impl Accounting {
         self.jobs.values().filter(|j| j.ended_at.is_none()).count()
     }
 
-    fn meta(&self, job: &Job) -> JobMeta {
-        let name = |v: &Option<String>| match self.opts.anonymize {
-            Anonymize::None => v.clone().unwrap_or_default(),
-            Anonymize::Hash => hash_name(&self.opts.salt, v.as_deref().unwrap_or("")),
-            Anonymize::Drop => String::new(),
-        };
-        JobMeta {
-            scheduler: job.scheduler.as_str().to_string(),
-            user: name(&job.user),
-            account: job.account.clone().unwrap_or_default(),
-            partition: job.partition.clone().unwrap_or_default(),
-            job_name: name(&job.job_name),
-        }
-    }
-
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
     /// present now. Returns nothing; the effect is in the counters.
     pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
         // Jobs present now: create, refresh allocation, CPU time.
         let mut cpu_deltas: BTreeMap<&str, u64> = BTreeMap::new();
         for job in running {
-            let meta = self.meta(job);
-            let rec = self.jobs.entry(job.id.clone()).or_default();
+            let raw = [&job.user, &job.account, &job.partition, &job.job_name];
+            let rec = match self.jobs.get_mut(&job.id) {
+                Some(r) => r,
+                None => self.jobs.entry(job.id.clone()).or_default(),
+            };
             if rec.ended_at.take().is_some() {
                 // The id came back (a requeued job, or a resumed one): same counters.
                 rec.last_cpu_ns = None;
             }
-            rec.meta = meta;
+            let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
+            if !same || rec.meta.scheduler.is_empty() {
+                rec.meta = meta_of(&self.opts, job);
+                rec.raw_meta = raw.map(Clone::clone);
+            }
             rec.cpus.clone_from(&job.cpus);
             rec.gpus.clone_from(&job.gpus);
             rec.memory_bytes = job.memory_limit_bytes;

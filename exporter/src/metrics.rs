@@ -5,7 +5,7 @@ use crate::sampler::{Shared, Snapshot};
 use crate::sources::{Domain, SourceKind};
 use joulebook_common::{self as names, Kind, MetricDef};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
@@ -22,6 +22,7 @@ pub const REVISION: &str = match option_env!("JOULEBOOK_REVISION") {
 };
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
+const NO_LABELS: [(&str, &str); 0] = [];
 
 fn unit(def: &MetricDef) -> Option<Unit> {
     match def.unit {
@@ -41,11 +42,12 @@ fn metric_type(def: &MetricDef) -> MetricType {
     }
 }
 
-/// Writes one family: its descriptor, then each sample.
-fn family<'a, V: Copy>(
+/// Writes one family: its descriptor, then each sample. Labels are any label set (arrays avoid
+/// a heap allocation per sample, which matters at thousands of job series).
+fn family<L: EncodeLabelSet, V: Copy>(
     enc: &mut DescriptorEncoder,
     def: &MetricDef,
-    samples: impl IntoIterator<Item = (Labels<'a>, V)>,
+    samples: impl IntoIterator<Item = (L, V)>,
     mut write: impl FnMut(prometheus_client::encoding::MetricEncoder, V) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut samples = samples.into_iter().peekable();
@@ -55,32 +57,31 @@ fn family<'a, V: Copy>(
     let u = unit(def);
     let mut m = enc.encode_descriptor(def.base, def.help, u.as_ref(), metric_type(def))?;
     for (labels, v) in samples {
-        debug_assert_eq!(labels.len(), def.labels.len(), "{}", def.base);
         write(m.encode_family(&labels)?, v)?;
     }
     Ok(())
 }
 
-fn counters<'a>(
+fn counters<L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     def: &MetricDef,
-    samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
+    samples: impl IntoIterator<Item = (L, f64)>,
 ) -> Result<(), Error> {
     family(enc, def, samples, |m, v| ConstCounter::new(v).encode(m))
 }
 
-fn gauges<'a>(
+fn gauges<L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     def: &MetricDef,
-    samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
+    samples: impl IntoIterator<Item = (L, f64)>,
 ) -> Result<(), Error> {
     family(enc, def, samples, |m, v| ConstGauge::new(v).encode(m))
 }
 
-fn infos<'a>(
+fn infos<L: EncodeLabelSet + Clone + std::hash::Hash + Eq>(
     enc: &mut DescriptorEncoder,
     def: &MetricDef,
-    samples: impl IntoIterator<Item = Labels<'a>>,
+    samples: impl IntoIterator<Item = L>,
 ) -> Result<(), Error> {
     let u = unit(def);
     let mut samples = samples.into_iter().peekable();
@@ -122,7 +123,7 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         counters(enc, def, samples)?;
     }
     if let Some(tdp) = s.estimate_tdp_watts {
-        gauges(enc, &names::ESTIMATED_CPU_TDP, [(vec![], tdp)])?;
+        gauges(enc, &names::ESTIMATED_CPU_TDP, [(NO_LABELS, tdp)])?;
     }
 
     gauges(
@@ -198,17 +199,25 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
     gauges(
         enc,
         &names::NODE_PHYSICAL_CORES,
-        [(vec![], ni.physical_cores as f64)],
+        [(NO_LABELS, ni.physical_cores as f64)],
     )?;
     gauges(
         enc,
         &names::NODE_LOGICAL_CPUS,
-        [(vec![], ni.logical_cpus as f64)],
+        [(NO_LABELS, ni.logical_cpus as f64)],
     )?;
-    gauges(enc, &names::NODE_SOCKETS, [(vec![], ni.sockets() as f64)])?;
-    gauges(enc, &names::NODE_MEMORY, [(vec![], ni.memory_bytes as f64)])?;
+    gauges(
+        enc,
+        &names::NODE_SOCKETS,
+        [(NO_LABELS, ni.sockets() as f64)],
+    )?;
+    gauges(
+        enc,
+        &names::NODE_MEMORY,
+        [(NO_LABELS, ni.memory_bytes as f64)],
+    )?;
     if let Some((tdp, _)) = s.cpu_tdp_watts {
-        gauges(enc, &names::NODE_CPU_TDP, [(vec![], tdp)])?;
+        gauges(enc, &names::NODE_CPU_TDP, [(NO_LABELS, tdp)])?;
     }
 
     encode_jobs(s, enc)?;
@@ -269,12 +278,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         &names::BUILD_INFO,
         [vec![(l::VERSION, VERSION), (l::REVISION, REVISION)]],
     )?;
-    gauges(enc, &names::SAMPLE_INTERVAL, [(vec![], s.interval_s)])?;
+    gauges(enc, &names::SAMPLE_INTERVAL, [(NO_LABELS, s.interval_s)])?;
     if s.last_sample_unix > 0.0 {
         gauges(
             enc,
             &names::LAST_SAMPLE_TIMESTAMP,
-            [(vec![], s.last_sample_unix)],
+            [(NO_LABELS, s.last_sample_unix)],
         )?;
     }
     Ok(())
@@ -294,7 +303,7 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         s.jobs.iter().flat_map(|(id, r)| {
             components.iter().map(move |c| {
                 (
-                    vec![(l::JOB_ID, id.as_str()), (l::COMPONENT, c.as_str())],
+                    [(l::JOB_ID, id.as_str()), (l::COMPONENT, c.as_str())],
                     r.uj[component_index(*c)] as f64 / 1e6,
                 )
             })
@@ -306,14 +315,14 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         s.unallocated
             .iter()
             .filter(|(c, _)| components.contains(c))
-            .map(|(c, j)| (vec![(l::COMPONENT, c.as_str())], *j)),
+            .map(|(c, j)| ([(l::COMPONENT, c.as_str())], *j)),
     )?;
     infos(
         enc,
         &names::JOB_INFO,
         s.jobs.iter().map(|(id, r)| {
             let m = &r.meta;
-            vec![
+            [
                 (l::JOB_ID, id.as_str()),
                 (l::SCHEDULER, m.scheduler.as_str()),
                 (l::USER, m.user.as_str()),
@@ -329,13 +338,13 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         s.jobs.iter().flat_map(|(id, r)| {
             r.gpus
                 .iter()
-                .map(move |g| vec![(l::JOB_ID, id.as_str()), (l::GPU_UUID, g.as_str())])
+                .map(move |g| [(l::JOB_ID, id.as_str()), (l::GPU_UUID, g.as_str())])
         }),
     )?;
     let per_job = |f: fn(&crate::accounting::JobRecord) -> f64| {
         s.jobs
             .iter()
-            .map(move |(id, r)| (vec![(l::JOB_ID, id.as_str())], f(r)))
+            .map(move |(id, r)| ([(l::JOB_ID, id.as_str())], f(r)))
     };
     counters(enc, &names::JOB_CPU_SECONDS, per_job(|r| r.cpu_seconds))?;
     counters(enc, &names::JOB_CORE_SECONDS, per_job(|r| r.core_seconds))?;
@@ -355,13 +364,13 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         &names::JOB_ALLOCATED_MEMORY,
         s.jobs.iter().filter_map(|(id, r)| {
             r.memory_bytes
-                .map(|b| (vec![(l::JOB_ID, id.as_str())], b as f64))
+                .map(|b| ([(l::JOB_ID, id.as_str())], b as f64))
         }),
     )?;
     gauges(
         enc,
         &names::JOBS_RUNNING,
-        s.jobs_running.map(|n| (vec![], n as f64)),
+        s.jobs_running.map(|n| (NO_LABELS, n as f64)),
     )?;
     Ok(())
 }

@@ -1,0 +1,109 @@
+//! The per-job cost outside discovery: one engine cycle (sources + attribution + accounting) with
+//! N jobs given in memory, the snapshot, and the `/metrics` encode, at 1, 64 and 1,000 jobs on a
+//! 128-CPU two-socket node. Discovery from cgroups is measured by `benches/jobs.rs`.
+//! Run: `cargo bench -p joulebook-exporter --bench engine`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use joulebook_exporter::accounting::AccountingOptions;
+use joulebook_exporter::engine::Engine;
+use joulebook_exporter::jobs::{Job, Scheduler};
+use joulebook_exporter::metrics::{self, Format};
+use joulebook_exporter::node::NodeInfo;
+use joulebook_exporter::sampler::Sampler;
+use joulebook_exporter::sources::{
+    ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
+};
+use std::sync::{Arc, RwLock};
+
+/// Two packages drawing 200 W each, read as RAPL counters.
+struct FakeRapl {
+    uj: u64,
+}
+
+impl Source for FakeRapl {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Rapl
+    }
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        self.uj += 200_000_000;
+        Ok(SourceSample {
+            energy: (0..2)
+                .map(|s| EnergyReading {
+                    channel: ChannelId::new(Domain::RaplPackage, s.to_string()),
+                    raw: RawEnergy::Wrapping {
+                        uj: self.uj % 262_143_328_850,
+                        range_uj: 262_143_328_850,
+                        max_watts: 1000.0,
+                    },
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+}
+
+fn node() -> NodeInfo {
+    let mut n = NodeInfo {
+        hostname: "bench".into(),
+        physical_cores: 128,
+        logical_cpus: 128,
+        memory_bytes: 512 << 30,
+        ..Default::default()
+    };
+    n.cpus_by_socket.insert(0, (0..64).collect());
+    n.cpus_by_socket.insert(1, (64..128).collect());
+    n
+}
+
+fn jobs(n: usize) -> Vec<Job> {
+    (0..n)
+        .map(|j| Job {
+            id: (100_000 + j).to_string(),
+            scheduler: Scheduler::Slurm,
+            uid: Some(1000 + (j % 50) as u32),
+            user: Some(format!("user{}", j % 50)),
+            account: Some(format!("project{}", j % 12)),
+            partition: Some("cpu".into()),
+            job_name: Some(format!("job-{j}")),
+            cpus: vec![(j % 128) as u32],
+            cpu_usage_ns: Some(j as u64 * 1000),
+            memory_limit_bytes: Some(4 << 30),
+            gpus: vec![],
+            gpu_source: None,
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    for n in [1usize, 64, 1000] {
+        let sampler = Sampler::new(
+            vec![Box::new(FakeRapl { uj: 0 })],
+            vec![],
+            node(),
+            None,
+            1.0,
+        );
+        let mut engine = Engine::new(sampler, None, Some(AccountingOptions::default()));
+        let js = jobs(n);
+        let mut t = 0.0;
+        group.bench_with_input(BenchmarkId::new("cycle", n), &n, |b, _| {
+            b.iter(|| {
+                t += 1.0;
+                engine.cycle_with_jobs(t, t, &js)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("snapshot", n), &n, |b, _| {
+            b.iter(|| engine.snapshot(t))
+        });
+        let shared = Arc::new(RwLock::new(Arc::new(engine.snapshot(t))));
+        let registry = metrics::registry(shared);
+        group.bench_with_input(BenchmarkId::new("encode", n), &n, |b, _| {
+            b.iter(|| metrics::encode(&registry, Format::OpenMetrics))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
