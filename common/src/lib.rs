@@ -34,6 +34,7 @@ pub mod labels {
     pub const ACCOUNT: &str = "account";
     pub const PARTITION: &str = "partition";
     pub const JOB_NAME: &str = "job_name";
+    pub const PROTOCOL: &str = "protocol";
 }
 
 /// The unit a metric is expressed in; it becomes part of the metric name.
@@ -206,6 +207,16 @@ metric!(
     "How a GPU's energy is obtained: counter (NVML total energy) or power_integration (fallback)."
 );
 
+// --- The BMC: the whole node as its baseboard management controller measures it.
+metric!(BMC_ENERGY, "bmc", Joules, Counter, [],
+    "Energy of the whole node from its BMC (Redfish or IPMI DCMI): fans, disks, NICs and PSU losses included; overlaps every other energy metric.");
+metric!(BMC_POWER, "bmc_power", Watts, Gauge, [],
+    "Node power at the BMC's last reading; absent while the BMC is down or its last reading is older than max_gap.");
+metric!(BMC_ENERGY_METHOD, "bmc_energy_method", None, Info, [l::METHOD, l::PROTOCOL],
+    "How the BMC's energy is obtained: method counter (the BMC's energy counter) or power_integration, protocol redfish or ipmi.");
+metric!(BMC_GAP_SECONDS, "bmc_gap", Seconds, Counter, [],
+    "Time over which no BMC energy was counted because successive readings were more than max_gap apart (BMC unreachable or failing).");
+
 // --- The node.
 metric!(NODE_ENERGY, "node", Joules, Counter, [l::COMPONENT],
     "Energy of the node by component (cpu, dram, gpu, other); sum by (component) never double counts.");
@@ -258,26 +269,93 @@ metric!(NODE_CPU_TDP, "node_cpu_tdp", Watts, Gauge, [],
 // account, partition and name live on joulebook_job_info, joined with group_left.
 metric!(JOB_ENERGY, "job", Joules, Counter, [l::JOB_ID, l::COMPONENT],
     "Energy attributed to a batch job by component, since the job appeared on this node; kept for a grace period after the job ends.");
-metric!(UNALLOCATED_ENERGY, "unallocated", Joules, Counter, [l::COMPONENT],
-    "Energy of hardware that no job held (idle waste), by component.");
-metric!(JOB_INFO, "job", None, Info, [l::JOB_ID, l::SCHEDULER, l::USER, l::ACCOUNT, l::PARTITION, l::JOB_NAME],
-    "A job on this node and its metadata; value 1. Join on job_id.");
-metric!(JOB_GPU_INFO, "job_gpu", None, Info, [l::JOB_ID, l::GPU_UUID],
-    "A GPU held by a job; value 1.");
-metric!(JOB_CPU_SECONDS, "job_cpu", Seconds, Counter, [l::JOB_ID],
-    "CPU time used by a job's processes on this node.");
-metric!(JOB_CORE_SECONDS, "job_core", Seconds, Counter, [l::JOB_ID],
-    "Allocated CPUs times elapsed time: the cores x hours of the estimation methods.");
-metric!(JOB_GPU_SECONDS, "job_gpu", Seconds, Counter, [l::JOB_ID],
-    "Allocated GPUs times elapsed time: the GPU-hours of the estimation methods.");
-metric!(JOB_ALLOCATED_CPUS, "job_allocated_cpus", None, Gauge, [l::JOB_ID],
-    "Logical CPUs allocated to a job on this node.");
-metric!(JOB_ALLOCATED_GPUS, "job_allocated_gpus", None, Gauge, [l::JOB_ID],
-    "GPUs allocated to a job on this node.");
-metric!(JOB_ALLOCATED_MEMORY, "job_allocated_memory", Bytes, Gauge, [l::JOB_ID],
-    "Memory limit of a job on this node, where the scheduler sets one.");
-metric!(JOBS_RUNNING, "jobs_running", None, Gauge, [],
-    "Jobs running on this node at the last sample.");
+metric!(
+    UNALLOCATED_ENERGY,
+    "unallocated",
+    Joules,
+    Counter,
+    [l::COMPONENT],
+    "Energy of hardware that no job held (idle waste), by component."
+);
+metric!(
+    JOB_INFO,
+    "job",
+    None,
+    Info,
+    [
+        l::JOB_ID,
+        l::SCHEDULER,
+        l::USER,
+        l::ACCOUNT,
+        l::PARTITION,
+        l::JOB_NAME
+    ],
+    "A job on this node and its metadata; value 1. Join on job_id."
+);
+metric!(
+    JOB_GPU_INFO,
+    "job_gpu",
+    None,
+    Info,
+    [l::JOB_ID, l::GPU_UUID],
+    "A GPU held by a job; value 1."
+);
+metric!(
+    JOB_CPU_SECONDS,
+    "job_cpu",
+    Seconds,
+    Counter,
+    [l::JOB_ID],
+    "CPU time used by a job's processes on this node."
+);
+metric!(
+    JOB_CORE_SECONDS,
+    "job_core",
+    Seconds,
+    Counter,
+    [l::JOB_ID],
+    "Allocated CPUs times elapsed time: the cores x hours of the estimation methods."
+);
+metric!(
+    JOB_GPU_SECONDS,
+    "job_gpu",
+    Seconds,
+    Counter,
+    [l::JOB_ID],
+    "Allocated GPUs times elapsed time: the GPU-hours of the estimation methods."
+);
+metric!(
+    JOB_ALLOCATED_CPUS,
+    "job_allocated_cpus",
+    None,
+    Gauge,
+    [l::JOB_ID],
+    "Logical CPUs allocated to a job on this node."
+);
+metric!(
+    JOB_ALLOCATED_GPUS,
+    "job_allocated_gpus",
+    None,
+    Gauge,
+    [l::JOB_ID],
+    "GPUs allocated to a job on this node."
+);
+metric!(
+    JOB_ALLOCATED_MEMORY,
+    "job_allocated_memory",
+    Bytes,
+    Gauge,
+    [l::JOB_ID],
+    "Memory limit of a job on this node, where the scheduler sets one."
+);
+metric!(
+    JOBS_RUNNING,
+    "jobs_running",
+    None,
+    Gauge,
+    [],
+    "Jobs running on this node at the last sample."
+);
 
 // --- Health of the exporter itself.
 metric!(SOURCE_UP, "source_up", None, Gauge, [l::SOURCE],
@@ -357,6 +435,10 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_POWER_LIMIT,
     GPU_INFO,
     GPU_ENERGY_METHOD,
+    BMC_ENERGY,
+    BMC_POWER,
+    BMC_ENERGY_METHOD,
+    BMC_GAP_SECONDS,
     NODE_ENERGY,
     NODE_COMPONENT_INFO,
     NODE_INFO,
@@ -465,5 +547,9 @@ mod tests {
         assert_eq!(GPU_POWER.name(), "joulebook_gpu_power_watts");
         assert_eq!(SAMPLES_DROPPED.name(), "joulebook_samples_dropped_total");
         assert_eq!(NODE_MEMORY.name(), "joulebook_node_memory_bytes");
+        assert_eq!(BMC_ENERGY.name(), "joulebook_bmc_joules_total");
+        assert_eq!(BMC_POWER.name(), "joulebook_bmc_power_watts");
+        assert_eq!(BMC_ENERGY_METHOD.name(), "joulebook_bmc_energy_method_info");
+        assert_eq!(BMC_GAP_SECONDS.name(), "joulebook_bmc_gap_seconds_total");
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::energy::{Accumulator, DropReason, Step};
 use crate::node::NodeInfo;
+use crate::sources::bmc::BmcStatus;
 use crate::sources::{ChannelId, Domain, GpuInfo, Source, SourceError, SourceKind};
 use joulebook_common::Component;
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ pub struct Snapshot {
     pub interval_s: f64,
     /// Unix time of the last completed cycle (0 before the first).
     pub last_sample_unix: f64,
+    /// The BMC's last status (power, energy method, gaps), when a BMC source runs.
+    pub bmc: Option<BmcStatus>,
 }
 
 /// The latest snapshot, shared between the sampler and the HTTP server.
@@ -104,6 +107,7 @@ pub struct Sampler {
     interval_s: f64,
     last_t: Option<f64>,
     disabled: Vec<SourceKind>,
+    bmc: Option<BmcStatus>,
 }
 
 impl Sampler {
@@ -134,6 +138,7 @@ impl Sampler {
             interval_s,
             last_t: None,
             disabled,
+            bmc: None,
         }
     }
 
@@ -203,6 +208,12 @@ impl Sampler {
             }
             slot.health.up = problem.is_none();
             slot.health.last_error = problem;
+            if let Some(bmc) = sample.bmc {
+                self.bmc = Some(bmc);
+            }
+            for reason in sample.dropped {
+                *slot.health.dropped.entry(reason).or_default() += 1;
+            }
             if let Some(tdp) = sample.estimate_tdp_watts {
                 self.estimate_tdp = Some(tdp);
             }
@@ -315,6 +326,7 @@ impl Sampler {
             estimate_tdp_watts: self.estimate_tdp,
             interval_s: self.interval_s,
             last_sample_unix: unix_now,
+            bmc: self.bmc.clone(),
         }
     }
 
