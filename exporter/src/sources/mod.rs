@@ -1,6 +1,8 @@
 //! Energy sources. Each source reads one kind of hardware (or models it) and returns plain data;
 //! it never touches Prometheus types and keeps no energy totals. The [`crate::sampler`] turns the
-//! raw readings into wrap-corrected joules.
+//! raw readings into wrap-corrected joules. One exception: the BMC answers every few seconds,
+//! slower than the sampler asks, so [`bmc`] integrates its readings against their own timestamps
+//! and hands the sampler its own monotonic counter (see that module for the rule).
 //!
 //! To add a source: implement [`Source`] in a new module, give it a [`SourceKind`], and build it in
 //! [`crate::app::build_sources`] behind its configuration switch. A source whose hardware is slow
