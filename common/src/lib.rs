@@ -34,6 +34,7 @@ pub mod labels {
     pub const ACCOUNT: &str = "account";
     pub const PARTITION: &str = "partition";
     pub const JOB_NAME: &str = "job_name";
+    pub const PROTOCOL: &str = "protocol";
 }
 
 /// The unit a metric is expressed in; it becomes part of the metric name.
@@ -205,6 +206,16 @@ metric!(
     [l::GPU_UUID, l::METHOD],
     "How a GPU's energy is obtained: counter (NVML total energy) or power_integration (fallback)."
 );
+
+// --- The BMC: the whole node as its baseboard management controller measures it.
+metric!(BMC_ENERGY, "bmc", Joules, Counter, [],
+    "Energy of the whole node from its BMC (Redfish or IPMI DCMI): fans, disks, NICs and PSU losses included; overlaps every other energy metric.");
+metric!(BMC_POWER, "bmc_power", Watts, Gauge, [],
+    "Node power at the BMC's last reading; absent while the BMC is down or its last reading is older than max_gap.");
+metric!(BMC_ENERGY_METHOD, "bmc_energy_method", None, Info, [l::METHOD, l::PROTOCOL],
+    "How the BMC's energy is obtained: method counter (the BMC's energy counter) or power_integration, protocol redfish or ipmi.");
+metric!(BMC_GAP_SECONDS, "bmc_gap", Seconds, Counter, [],
+    "Time over which no BMC energy was counted because successive readings were more than max_gap apart (BMC unreachable or failing).");
 
 // --- The node.
 metric!(NODE_ENERGY, "node", Joules, Counter, [l::COMPONENT],
@@ -409,8 +420,12 @@ metric!(
     "Unix time of the last completed sampling cycle."
 );
 
+metric!(OTHER_CLAMPS, "other_clamps", None, Counter, [],
+    "BMC updates where the BMC's energy was below cpu + dram + gpu, so the other component was clamped to 0.");
+
 /// Every metric defined above. The README's metric table must list each (tested).
 pub const ALL_METRICS: &[MetricDef] = &[
+    OTHER_CLAMPS,
     RAPL_PACKAGE,
     RAPL_CORE,
     RAPL_UNCORE,
@@ -424,6 +439,10 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_POWER_LIMIT,
     GPU_INFO,
     GPU_ENERGY_METHOD,
+    BMC_ENERGY,
+    BMC_POWER,
+    BMC_ENERGY_METHOD,
+    BMC_GAP_SECONDS,
     NODE_ENERGY,
     NODE_COMPONENT_INFO,
     NODE_INFO,
@@ -532,5 +551,9 @@ mod tests {
         assert_eq!(GPU_POWER.name(), "joulebook_gpu_power_watts");
         assert_eq!(SAMPLES_DROPPED.name(), "joulebook_samples_dropped_total");
         assert_eq!(NODE_MEMORY.name(), "joulebook_node_memory_bytes");
+        assert_eq!(BMC_ENERGY.name(), "joulebook_bmc_joules_total");
+        assert_eq!(BMC_POWER.name(), "joulebook_bmc_power_watts");
+        assert_eq!(BMC_ENERGY_METHOD.name(), "joulebook_bmc_energy_method_info");
+        assert_eq!(BMC_GAP_SECONDS.name(), "joulebook_bmc_gap_seconds_total");
     }
 }

@@ -9,6 +9,7 @@ use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
 use crate::sampler::{Sampler, Shared, Snapshot};
 use crate::server;
+use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
@@ -20,8 +21,15 @@ use std::time::{Duration, Instant};
 
 /// Sets up logging: readable on a terminal, JSON on request.
 pub fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The HTTP client's trace output dumps raw requests, which carry the BMC credentials: never
+    // let a global `debug` or `trace` switch it on.
+    for quiet in ["ureq=info", "ureq_proto=info", "rustls=info"] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -128,6 +136,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     }
 
     add_nvml(cfg, &mut sources, &mut disabled);
+    add_bmc(cfg, &mut sources, &mut disabled);
 
     let e = &cfg.sources.estimate;
     let (cpu, dram) = match e.enabled {
@@ -282,6 +291,76 @@ fn spawn_state_writer(
                 }
             }
         })
+}
+
+/// The BMC source's options from the configuration.
+pub fn bmc_options(cfg: &Config) -> BmcOptions {
+    let c = &cfg.sources.bmc;
+    let timeout = Duration::from_secs_f64(c.timeout.0);
+    let protocol = match c.protocol() {
+        Protocol::Redfish => ProtocolOptions::Redfish(redfish::RedfishOptions {
+            url: c.url.clone().unwrap_or_default(),
+            username: c.username.clone().unwrap_or_default(),
+            password: match (&c.password_file, &c.password_env) {
+                (Some(f), _) => redfish::PasswordSource::File(f.clone()),
+                (None, Some(v)) => redfish::PasswordSource::Env(v.clone()),
+                // Refused by validation; reading it reports the missing password as a problem.
+                (None, None) => redfish::PasswordSource::Value(redfish::Secret::new("")),
+            },
+            ca_file: c.ca_file.clone(),
+            insecure_skip_verify: c.insecure_skip_verify,
+            auth: c.auth,
+            chassis_id: c.chassis_id.clone(),
+            timeout,
+        }),
+        Protocol::Ipmi => ProtocolOptions::Ipmi(ipmi::IpmiOptions {
+            command: c.ipmi_command.clone(),
+            timeout,
+            search_path: None,
+        }),
+    };
+    BmcOptions {
+        protocol,
+        poll_interval_s: c.poll_interval.0,
+        max_gap_s: c.max_gap_s(),
+        max_watts: c.max_watts,
+        energy_method: c.energy_method,
+    }
+}
+
+fn add_bmc(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    let c = &cfg.sources.bmc;
+    if c.enabled == Switch::Off {
+        disabled.push(SourceKind::Bmc);
+        return;
+    }
+    if c.enabled == Switch::Auto {
+        let absent = match c.protocol() {
+            Protocol::Redfish => c.url.is_none().then_some("no sources.bmc.url"),
+            Protocol::Ipmi => (!ipmi::has_ipmi_device(std::path::Path::new("/dev")))
+                .then_some("no in-band IPMI device (/dev/ipmi0)"),
+        };
+        if let Some(why) = absent {
+            tracing::info!(
+                reason = why,
+                "bmc source disabled; set sources.bmc.enabled: on to insist"
+            );
+            disabled.push(SourceKind::Bmc);
+            return;
+        }
+    }
+    let opts = bmc_options(cfg);
+    match bmc::open(&opts) {
+        Ok(s) => sources.push(Box::new(s)),
+        // An unreadable password or CA file: down with the reason, tried again every minute so a
+        // secret mounted after start is picked up.
+        Err(e) => sources.push(Box::new(Retrying::new(
+            SourceKind::Bmc,
+            e,
+            move || bmc::open(&opts),
+            bmc::REOPEN_INTERVAL,
+        ))),
+    }
 }
 
 /// Runs the exporter until SIGTERM or SIGINT.

@@ -6,6 +6,7 @@
 //! 2024), and serde-saphyr is maintained, pure Rust, and reports line and column with a snippet
 //! for every error, including unknown keys.
 
+use crate::sources::bmc::{self, redfish, MethodChoice, Protocol};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -144,6 +145,7 @@ pub struct SourcesConfig {
     pub rapl: RaplConfig,
     pub nvml: NvmlConfig,
     pub estimate: EstimateConfig,
+    pub bmc: BmcConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,6 +230,157 @@ impl Default for JobsConfig {
 /// 5 s is below any usual scrape interval, and one small atomic write every 5 s costs nothing.
 pub const DEFAULT_SAVE_INTERVAL_S: f64 = 5.0;
 
+/// The BMC: whole-node power over Redfish or IPMI DCMI (see `sources::bmc`). Secrets are never
+/// written here: only the file or the environment variable that holds the password.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BmcConfig {
+    /// Default `off`: a BMC must be configured. `auto` runs Redfish when `url` is set and IPMI
+    /// when the node has an in-band IPMI device (`/dev/ipmi0`), and stays quiet otherwise.
+    pub enabled: Switch,
+    /// `redfish` or `ipmi`; default: `redfish` when `url` is set, `ipmi` otherwise.
+    pub kind: Option<Protocol>,
+    /// Redfish: the BMC's address, `https://HOST[:PORT]`.
+    pub url: Option<String>,
+    /// Redfish: the BMC account (the ReadOnly role is enough).
+    pub username: Option<String>,
+    /// Redfish: file holding the password (one trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// Redfish: name of the environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Redfish: PEM file of the CA that signed the BMC's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Redfish: accept any certificate (explicit opt-in; an isolated management network only).
+    pub insecure_skip_verify: bool,
+    /// Redfish: `session` (default, falls back to basic when the BMC has no sessions) or `basic`.
+    pub auth: redfish::Auth,
+    /// Redfish: the chassis to read (its Id), instead of the first whole-node chassis with power.
+    pub chassis_id: Option<String>,
+    /// Interval between two polls of the BMC, on its own thread (default 5s).
+    pub poll_interval: Seconds,
+    /// Limit on one request (HTTP request or IPMI tool run), default 5s.
+    pub timeout: Seconds,
+    /// Readings further apart than this are not integrated (default: 3 x poll_interval).
+    pub max_gap: Option<Seconds>,
+    /// `auto` (the BMC's energy counter when it has one, else power integration), `counter`, or
+    /// `power_integration`.
+    pub energy_method: MethodChoice,
+    /// Largest plausible node power, watts; readings above are discarded.
+    pub max_watts: f64,
+    /// IPMI: the command and its arguments; default `ipmitool dcmi power reading`, else
+    /// `ipmi-dcmi --get-system-power-statistics`.
+    pub ipmi_command: Option<Vec<String>>,
+}
+
+impl BmcConfig {
+    /// The protocol in use: `kind`, or Redfish when a URL is given.
+    pub fn protocol(&self) -> Protocol {
+        self.kind.unwrap_or(if self.url.is_some() {
+            Protocol::Redfish
+        } else {
+            Protocol::Ipmi
+        })
+    }
+
+    /// `max_gap` in seconds, defaulting to 3 poll intervals.
+    pub fn max_gap_s(&self) -> f64 {
+        self.max_gap
+            .map_or(bmc::DEFAULT_MAX_GAP_POLLS * self.poll_interval.0, |g| g.0)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: &str, m: String| Err((format!("sources.bmc.{k}"), m));
+        let p = self.poll_interval.0;
+        if !(1.0..=3600.0).contains(&p) {
+            return bad(
+                "poll_interval",
+                format!("{p} s is outside 1s..1h (default 5s: BMCs refresh every few seconds)"),
+            );
+        }
+        let t = self.timeout.0;
+        if !(0.1..=120.0).contains(&t) {
+            return bad(
+                "timeout",
+                format!("{t} s is outside 100ms..120s (default 5s)"),
+            );
+        }
+        let g = self.max_gap_s();
+        if g < p {
+            return bad(
+                "max_gap",
+                format!("{g} s is below poll_interval ({p} s): every interval would be a gap"),
+            );
+        }
+        if !(self.max_watts.is_finite() && self.max_watts > 0.0) {
+            return bad(
+                "max_watts",
+                format!("{} must be a positive number of watts", self.max_watts),
+            );
+        }
+        if self.enabled == Switch::Off {
+            return Ok(());
+        }
+        match self.protocol() {
+            Protocol::Redfish => {
+                let Some(url) = &self.url else {
+                    return bad(
+                        "url",
+                        "is required for kind: redfish (https://BMC-ADDRESS)".into(),
+                    );
+                };
+                if let Err(e) = redfish::base_url(url) {
+                    return bad("url", e);
+                }
+                if self.username.as_deref().is_none_or(str::is_empty) {
+                    return bad("username", "is required for kind: redfish".into());
+                }
+                match (&self.password_file, &self.password_env) {
+                    (None, None) => {
+                        return bad(
+                            "password_file",
+                            "a password is required for kind: redfish: set password_file (or                              password_env)"
+                                .into(),
+                        )
+                    }
+                    (Some(_), Some(_)) => {
+                        return bad(
+                            "password_env",
+                            "set password_file or password_env, not both".into(),
+                        )
+                    }
+                    (None, Some(v)) if v.is_empty() => {
+                        return bad("password_env", "names no variable".into())
+                    }
+                    _ => {}
+                }
+                if self.insecure_skip_verify && self.ca_file.is_some() {
+                    return bad(
+                        "insecure_skip_verify",
+                        "contradicts ca_file: keep ca_file to verify the BMC's certificate".into(),
+                    );
+                }
+            }
+            Protocol::Ipmi => {
+                if self.energy_method == MethodChoice::Counter {
+                    return bad(
+                        "energy_method",
+                        "IPMI DCMI has no energy counter: use auto or power_integration".into(),
+                    );
+                }
+                if let Some(cmd) = &self.ipmi_command {
+                    if cmd.first().is_none_or(|c| c.trim().is_empty()) {
+                        return bad(
+                            "ipmi_command",
+                            "is empty: give the command and its arguments as a list".into(),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
@@ -286,6 +439,30 @@ impl Default for SourcesConfig {
             },
             nvml: NvmlConfig::default(),
             estimate: EstimateConfig::default(),
+            bmc: BmcConfig::default(),
+        }
+    }
+}
+
+impl Default for BmcConfig {
+    fn default() -> Self {
+        BmcConfig {
+            enabled: Switch::Off,
+            kind: None,
+            url: None,
+            username: None,
+            password_file: None,
+            password_env: None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            auth: redfish::Auth::default(),
+            chassis_id: None,
+            poll_interval: Seconds(bmc::DEFAULT_POLL_INTERVAL_S),
+            timeout: Seconds(bmc::DEFAULT_TIMEOUT_S),
+            max_gap: None,
+            energy_method: MethodChoice::default(),
+            max_watts: bmc::DEFAULT_MAX_WATTS,
+            ipmi_command: None,
         }
     }
 }
@@ -455,6 +632,7 @@ impl Config {
                     .into(),
             );
         }
+        self.sources.bmc.validate()?;
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return bad("log.level", format!("{:?}: {e}", self.log.level));
         }
@@ -547,6 +725,94 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("idle_fraction"), "{e}");
         let e = Config::load(&t.path().join("missing.yaml")).unwrap_err().0;
         assert!(e.contains("missing.yaml"), "{e}");
+    }
+
+    #[test]
+    fn bmc_is_off_by_default_and_its_errors_name_the_key() {
+        let c = Config::default();
+        assert_eq!(c.sources.bmc.enabled, Switch::Off);
+        assert_eq!(c.sources.bmc.max_gap_s(), 15.0);
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("j.yaml");
+        let cases = [
+            (
+                "sources:\n  bmc:\n    enabled: on\n    kind: redfish\n",
+                "sources.bmc.url",
+                0,
+            ),
+            (
+                "sources:\n  bmc:\n    enabled: on\n    url: https://bmc1\n",
+                "sources.bmc.username",
+                0,
+            ),
+            (
+                "sources:\n  bmc:\n    enabled: on\n    url: https://bmc1\n    username: mon\n",
+                "sources.bmc.password_file",
+                0,
+            ),
+            (
+                "sources:\n  bmc:\n    enabled: on\n    url: https://u:pw@bmc1\n",
+                "sources.bmc.url",
+                4,
+            ),
+            (
+                "sources:\n  bmc:\n    enabled: on\n    energy_method: counter\n",
+                "sources.bmc.energy_method",
+                4,
+            ),
+            (
+                "sources:\n  bmc:\n    poll_interval: 5s\n    max_gap: 2s\n",
+                "sources.bmc.max_gap",
+                4,
+            ),
+            (
+                "sources:\n  bmc:\n    timeout: 0\n",
+                "sources.bmc.timeout",
+                3,
+            ),
+            (
+                "sources:\n  bmc:\n    ipmi_command: []\n    enabled: auto\n",
+                "sources.bmc.ipmi_command",
+                3,
+            ),
+        ];
+        for (text, key, line) in cases {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::load(&p).unwrap_err().0;
+            assert!(e.contains(key), "{key}: {e}");
+            assert!(!e.contains("pw@"), "{e}");
+            if line > 0 {
+                assert!(e.contains(&format!("line {line}")), "{key}: {e}");
+            }
+        }
+        std::fs::write(&p, "sources:\n  bmc:\n    passwd: x\n").unwrap();
+        assert!(Config::load(&p).unwrap_err().0.contains("passwd"));
+    }
+
+    #[test]
+    fn bmc_redfish_config_parses_and_prints_no_secret() {
+        let c = Config::parse(
+            "sources:\n  bmc:\n    enabled: on\n    url: https://bmc1.mgmt\n    username: monitor\n    password_file: /etc/joulebook/bmc.pass\n    ca_file: /etc/joulebook/bmc-ca.pem\n    auth: basic\n    chassis_id: System.Embedded.1\n    poll_interval: 10s\n    energy_method: power_integration\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        let b = &c.sources.bmc;
+        assert_eq!(b.protocol(), Protocol::Redfish);
+        assert_eq!(b.auth, redfish::Auth::Basic);
+        assert_eq!(b.max_gap_s(), 30.0);
+        assert_eq!(b.energy_method, MethodChoice::PowerIntegration);
+        let yaml = c.to_yaml();
+        assert!(
+            yaml.contains("password_file: /etc/joulebook/bmc.pass"),
+            "{yaml}"
+        );
+        assert_eq!(Config::parse(&yaml).unwrap(), c);
+        let ipmi = Config::parse(
+            "sources:\n  bmc:\n    enabled: auto\n    ipmi_command: [ipmitool, -I, open, dcmi, power, reading]\n",
+        )
+        .unwrap();
+        assert!(ipmi.validate().is_ok());
+        assert_eq!(ipmi.sources.bmc.protocol(), Protocol::Ipmi);
     }
 
     #[test]

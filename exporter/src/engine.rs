@@ -200,10 +200,11 @@ fn domain_name(d: Domain) -> &'static str {
         Domain::Gpu => "gpu",
         Domain::EstimatedCpu => "estimated_cpu",
         Domain::EstimatedDram => "estimated_dram",
+        Domain::Bmc => "bmc",
     }
 }
 
-const DOMAINS: [Domain; 8] = [
+const DOMAINS: [Domain; 9] = [
     Domain::RaplPackage,
     Domain::RaplCore,
     Domain::RaplUncore,
@@ -212,6 +213,7 @@ const DOMAINS: [Domain; 8] = [
     Domain::Gpu,
     Domain::EstimatedCpu,
     Domain::EstimatedDram,
+    Domain::Bmc,
 ];
 
 /// `source/domain/device`: stable names, so a state file survives refactoring of the enums.

@@ -49,6 +49,10 @@ struct Cli {
     /// CPU and memory estimate for components no counter measures: auto, on, off.
     #[arg(long = "source.estimate", value_name = "SWITCH")]
     estimate: Option<Switch>,
+    /// Whole-node power from the BMC (Redfish or IPMI, configured in the file): auto, on, off
+    /// [default: off].
+    #[arg(long = "source.bmc", value_name = "SWITCH")]
+    bmc: Option<Switch>,
     /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
     #[arg(long = "nvml.library", value_name = "FILE")]
     nvml_library: Option<PathBuf>,
@@ -98,6 +102,7 @@ impl Cli {
         set!(self.rapl, cfg.sources.rapl.enabled);
         set!(self.nvml, cfg.sources.nvml.enabled);
         set!(self.estimate, cfg.sources.estimate.enabled);
+        set!(self.bmc, cfg.sources.bmc.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
         set!(

@@ -107,6 +107,7 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         (Domain::EstimatedCpu, &names::ESTIMATED_CPU),
         (Domain::EstimatedDram, &names::ESTIMATED_DRAM),
         (Domain::Gpu, &names::GPU_ENERGY),
+        (Domain::Bmc, &names::BMC_ENERGY),
     ];
     for (domain, def) in domain_metrics {
         let samples = s
@@ -167,6 +168,32 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             vec![(l::GPU_UUID, g.uuid.as_str()), (l::METHOD, method)]
         }),
     )?;
+
+    if let Some(b) = &s.bmc {
+        if let Some(w) = b.power_watts {
+            gauges(enc, &names::BMC_POWER, [(NO_LABELS, w)])?;
+        }
+        if let Some(m) = b.method {
+            infos(
+                enc,
+                &names::BMC_ENERGY_METHOD,
+                [vec![
+                    (l::METHOD, m.as_str()),
+                    (l::PROTOCOL, b.protocol.as_str()),
+                ]],
+            )?;
+        }
+        counters(
+            enc,
+            &names::BMC_GAP_SECONDS,
+            [(NO_LABELS, b.gap_seconds_total)],
+        )?;
+        counters(
+            enc,
+            &names::OTHER_CLAMPS,
+            [(NO_LABELS, s.other_clamps as f64)],
+        )?;
+    }
 
     counters(
         enc,

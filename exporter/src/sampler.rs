@@ -8,6 +8,7 @@
 
 use crate::energy::{Accumulator, DropReason, Step};
 use crate::node::NodeInfo;
+use crate::sources::bmc::BmcStatus;
 use crate::sources::{ChannelId, Domain, GpuInfo, Source, SourceError, SourceKind};
 use joulebook_common::Component;
 use std::collections::BTreeMap;
@@ -74,6 +75,10 @@ pub struct Snapshot {
     pub unallocated: Vec<(Component, f64)>,
     /// Jobs running at the last cycle; `None` when job accounting is off.
     pub jobs_running: Option<usize>,
+    /// The BMC's last status (power, energy method, gaps), when a BMC source runs.
+    pub bmc: Option<BmcStatus>,
+    /// BMC updates where `other` was clamped to 0 (BMC below cpu + dram + gpu).
+    pub other_clamps: u64,
 }
 
 /// The latest snapshot, shared between the sampler and the HTTP server.
@@ -97,7 +102,18 @@ struct Channel {
     source: SourceKind,
 }
 
+/// Measured energy since the BMC's total last moved, for `other` (see `Sampler::add_other`).
+#[derive(Clone, Debug, Default)]
+struct OtherWindow {
+    measured_uj: u64,
+    elapsed_s: f64,
+    covered_s: Option<f64>,
+}
+
 pub struct Sampler {
+    other_window: OtherWindow,
+    /// BMC updates where the BMC's energy was below cpu + dram + gpu, so `other` was clamped to 0.
+    other_clamps: u64,
     slots: Vec<Slot>,
     channels: BTreeMap<ChannelId, Channel>,
     /// Node component totals (µJ). Kept apart from the channels, and fed with per-cycle deltas, so
@@ -110,6 +126,7 @@ pub struct Sampler {
     interval_s: f64,
     last_t: Option<f64>,
     disabled: Vec<SourceKind>,
+    bmc: Option<BmcStatus>,
 }
 
 impl Sampler {
@@ -121,6 +138,8 @@ impl Sampler {
         interval_s: f64,
     ) -> Self {
         Sampler {
+            other_window: OtherWindow::default(),
+            other_clamps: 0,
             slots: sources
                 .into_iter()
                 .map(|source| Slot {
@@ -140,6 +159,7 @@ impl Sampler {
             interval_s,
             last_t: None,
             disabled,
+            bmc: None,
         }
     }
 
@@ -211,6 +231,12 @@ impl Sampler {
             }
             slot.health.up = problem.is_none();
             slot.health.last_error = problem;
+            if let Some(bmc) = sample.bmc {
+                self.bmc = Some(bmc);
+            }
+            for reason in sample.dropped {
+                *slot.health.dropped.entry(reason).or_default() += 1;
+            }
             if let Some(tdp) = sample.estimate_tdp_watts {
                 self.estimate_tdp = Some(tdp);
             }
@@ -287,7 +313,61 @@ impl Sampler {
             entry.2 = source;
             delta.by_component.insert(component, by_device);
         }
+        self.add_other(added, &mut delta);
         delta
+    }
+
+    /// `other` = BMC − (cpu + dram + gpu), never negative. The BMC's energy arrives in chunks
+    /// (one per BMC reading, every few seconds) covering a known span; RAPL and NVML arrive every
+    /// cycle. So each time the BMC's total moves, the node's measured energy over the same span
+    /// is taken as the average measured power since the previous move times that span, and
+    /// `other` gets the difference. A negative difference (sensor noise, or a BMC that misses
+    /// part of the node) is clamped to 0 and counted. Error bound: the difference between the
+    /// measured power averaged over our cycles and over the BMC's span, for one BMC interval;
+    /// it averages out over time.
+    fn add_other(&mut self, added: &BTreeMap<ChannelId, u64>, delta: &mut CycleDelta) {
+        let Some(bmc) = &self.bmc else { return };
+        let measured: u64 = [Component::Cpu, Component::Dram, Component::Gpu]
+            .iter()
+            .filter_map(|c| delta.by_component.get(c))
+            .flat_map(|m| m.values())
+            .sum();
+        let w = &mut self.other_window;
+        w.measured_uj = w.measured_uj.saturating_add(measured);
+        w.elapsed_s += delta.interval_s;
+        let bmc_uj = added
+            .iter()
+            .filter(|(id, _)| id.domain == Domain::Bmc)
+            .map(|(_, uj)| *uj)
+            .sum::<u64>();
+        let covered = bmc.covered_seconds_total;
+        let span = covered - w.covered_s.unwrap_or(covered);
+        w.covered_s = Some(covered);
+        if bmc_uj == 0 && span <= 0.0 {
+            return;
+        }
+        let avg_w = if w.elapsed_s > 0.0 {
+            w.measured_uj as f64 / w.elapsed_s
+        } else {
+            0.0
+        };
+        let rest = bmc_uj as f64 - avg_w * span.max(0.0);
+        let other = if rest < 0.0 {
+            self.other_clamps += 1;
+            0
+        } else {
+            rest.round() as u64
+        };
+        w.measured_uj = 0;
+        w.elapsed_s = 0.0;
+        let entry = self
+            .node
+            .entry(Component::Other)
+            .or_insert_with(|| (Accumulator::default(), Method::Measured, SourceKind::Bmc));
+        entry.0 = Accumulator::resume(entry.0.total_uj().saturating_add(other));
+        delta
+            .by_component
+            .insert(Component::Other, [(String::new(), other)].into());
     }
 
     pub fn snapshot(&self, unix_now: f64) -> Snapshot {
@@ -323,6 +403,8 @@ impl Sampler {
             estimate_tdp_watts: self.estimate_tdp,
             interval_s: self.interval_s,
             last_sample_unix: unix_now,
+            bmc: self.bmc.clone(),
+            other_clamps: self.other_clamps,
             ..Default::default()
         }
     }
@@ -547,6 +629,66 @@ mod tests {
         assert_eq!(cpu, vec![Some(0), Some(0), Some(100)]);
         let snap = s.snapshot(0.0);
         assert_eq!(snap.health[0].1.dropped[&DropReason::Implausible], 1);
+    }
+
+    fn bmc(total_j: u64, covered_s: f64) -> Result<SourceSample, SourceError> {
+        Ok(SourceSample {
+            energy: vec![EnergyReading {
+                channel: ChannelId::new(Domain::Bmc, ""),
+                raw: RawEnergy::Resetting {
+                    uj: total_j * 1_000_000,
+                    max_watts: 0.0,
+                },
+            }],
+            bmc: Some(crate::sources::bmc::BmcStatus {
+                protocol: crate::sources::bmc::Protocol::Redfish,
+                method: None,
+                power_watts: None,
+                gap_seconds_total: 0.0,
+                covered_seconds_total: covered_s,
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// RAPL says 100 W every second; the BMC reports every 5 s. `other` is the BMC's energy minus
+    /// the measured energy over the span it covers, and a BMC below RAPL is clamped and counted.
+    #[test]
+    fn other_is_bmc_minus_measured_over_the_same_span() {
+        let rapl_steps = (0..16)
+            .map(|i| rapl(&[(0, (i * 100_000_000) % 1_000_000_000)]))
+            .collect();
+        // Totals: 0 J at t=1 (baseline), +750 J over 5 s at t=6, +750 J at t=11, +300 J at t=15.
+        let mut bmc_steps = vec![];
+        for t in 0..16u64 {
+            bmc_steps.push(match t {
+                0..=5 => bmc(0, 0.0),
+                6..=10 => bmc(750, 5.0),
+                11..=14 => bmc(1500, 10.0),
+                _ => bmc(1800, 14.0),
+            });
+        }
+        let mut s = sampler(vec![
+            (SourceKind::Rapl, rapl_steps),
+            (SourceKind::Bmc, bmc_steps),
+        ]);
+        let mut other = vec![];
+        for t in 0..16 {
+            let d = s.cycle(t as f64);
+            if let Some(o) = d.by_component.get(&Component::Other) {
+                other.push((t, o[""]));
+            }
+        }
+        // At t=6: 750 J − 100 W × 5 s = 250 J. At t=11 the same. At t=15: 300 J over 4 s of
+        // 100 W is 400 J measured: clamped to 0.
+        assert_eq!(other, vec![(6, 250_000_000), (11, 250_000_000), (15, 0)]);
+        let snap = s.snapshot(0.0);
+        assert_eq!(node_joules(&snap, Component::Other), 500.0);
+        assert_eq!(snap.other_clamps, 1);
+        assert!(snap
+            .node
+            .iter()
+            .any(|n| n.component == Component::Other && n.source == SourceKind::Bmc));
     }
 
     #[test]

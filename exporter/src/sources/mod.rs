@@ -1,14 +1,19 @@
 //! Energy sources. Each source reads one kind of hardware (or models it) and returns plain data;
 //! it never touches Prometheus types and keeps no energy totals. The [`crate::sampler`] turns the
-//! raw readings into wrap-corrected joules.
+//! raw readings into wrap-corrected joules. One exception: the BMC answers every few seconds,
+//! slower than the sampler asks, so [`bmc`] integrates its readings against their own timestamps
+//! and hands the sampler its own monotonic counter (see that module for the rule).
 //!
 //! To add a source: implement [`Source`] in a new module, give it a [`SourceKind`], and build it in
-//! [`crate::sampler::build_sources`] behind its configuration switch.
+//! [`crate::app::build_sources`] behind its configuration switch. A source whose hardware is slow
+//! (the BMC) reads it on its own thread and only hands over the latest result in `sample()`.
 
+pub mod bmc;
 pub mod estimate;
 pub mod nvml;
 pub mod rapl;
 
+use crate::energy::DropReason;
 use joulebook_common::Component;
 use std::fmt;
 
@@ -18,16 +23,19 @@ pub enum SourceKind {
     Rapl,
     Nvml,
     Estimate,
+    /// Whole-node power from the baseboard management controller (Redfish or IPMI DCMI).
+    Bmc,
     /// Not an energy source: job discovery from cgroups, reported with the same health metrics
     /// so one alert covers "no data" from any part of the exporter.
     Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 4] = [
+    pub const ALL: [SourceKind; 5] = [
         SourceKind::Rapl,
         SourceKind::Nvml,
         SourceKind::Estimate,
+        SourceKind::Bmc,
         SourceKind::Jobs,
     ];
 
@@ -36,6 +44,7 @@ impl SourceKind {
             SourceKind::Rapl => "rapl",
             SourceKind::Nvml => "nvml",
             SourceKind::Estimate => "estimate",
+            SourceKind::Bmc => "bmc",
             SourceKind::Jobs => "jobs",
         }
     }
@@ -58,6 +67,10 @@ pub enum Domain {
     Gpu,
     EstimatedCpu,
     EstimatedDram,
+    /// The whole node as its BMC measures it (wall or PSU input power: fans, disks, NICs and PSU
+    /// losses included). It overlaps every other domain, so it adds to no component; the node's
+    /// `other` component is derived from it (BMC minus cpu, dram and gpu) by the sampler.
+    Bmc,
 }
 
 impl Domain {
@@ -68,7 +81,8 @@ impl Domain {
             Domain::RaplPackage | Domain::EstimatedCpu => Some(Component::Cpu),
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
             Domain::Gpu => Some(Component::Gpu),
-            Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys => None,
+            // Bmc: the whole node, from which `other` is derived rather than added.
+            Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys | Domain::Bmc => None,
         }
     }
 
@@ -150,6 +164,12 @@ pub struct SourceSample {
     pub gpus: Vec<GpuInfo>,
     /// For the estimate: the TDP it used, in watts.
     pub estimate_tdp_watts: Option<f64>,
+    /// For the BMC: its last power reading, how its energy is obtained, and its gaps.
+    pub bmc: Option<bmc::BmcStatus>,
+    /// Readings the source itself discarded since its last sample (sources that integrate
+    /// internally, like the BMC, check plausibility against their own timestamps). Counted in
+    /// `joulebook_samples_dropped_total`; not problems, so the source stays up.
+    pub dropped: Vec<DropReason>,
     /// Partial failures: the sample holds what could be read (e.g. the GPUs still on the bus),
     /// and each problem is logged once and marks the source down until it clears.
     pub problems: Vec<SourceError>,

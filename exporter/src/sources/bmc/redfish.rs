@@ -1,0 +1,1105 @@
+//! Redfish (DMTF DSP0266) over HTTPS: node power, and energy when the BMC counts it.
+//!
+//! ## Discovery
+//! `GET /redfish/v1/Chassis` lists the chassis. Without `chassis_id`, each one is fetched and
+//! considered in this order: first those whose `ChassisType` is a whole node (`RackMount`,
+//! `StandAlone`, `Blade`, `Sled`, `Cartridge`), then `Enclosure`, `Other` or no type, each group
+//! in the BMC's member order. Other types (`Module` and `Card`, such as a GPU baseboard that
+//! reports its own power; `Rack`, `Row` and the like, which hold many nodes) are never chosen
+//! automatically: name them with `chassis_id`. The first chassis that reports node power or
+//! energy is used, and the choice is logged. In a chassis, the reading is looked for in order:
+//! 1. `EnvironmentMetrics` (Redfish 2020.4 and later, next to `PowerSubsystem`):
+//!    `PowerWatts.Reading` (W) and `EnergykWh.Reading` (kWh);
+//! 2. the `Sensors` collection, for whatever 1. lacks: sensors whose URI mentions power or
+//!    energy, with `ReadingType` `Power`, or `EnergykWh` / `EnergyWh` / `EnergyJoules`; among
+//!    several, the one whose `PhysicalContext` is `Chassis`, else the only one;
+//! 3. the legacy `Power` resource (deprecated in 2020.4, still the only one on many BMCs):
+//!    `PowerControl[].PowerConsumedWatts`, the first entry that has a number.
+//!
+//! Units: a `ReadingUnits` of `W`, `kW` or `mW` (power) or `kW.h`, `W.h`, `J` (energy) is
+//! converted (UCUM symbols, case-sensitive: `mW` is a milliwatt, `MW` is not accepted); any other
+//! unit is a problem that marks the source down, never a wrong number.
+//!
+//! ## Authentication
+//! `auth: session` (default): `POST /redfish/v1/SessionService/Sessions` once, then the
+//! `X-Auth-Token` on every request; on a 401 (session expired, BMC restarted) it logs in again
+//! once; the session is deleted when the exporter stops (BMCs allow few sessions). A BMC without
+//! a usable session service (404, 405, 501, no token) falls back to basic authentication, with
+//! one info line. `auth: basic` sends HTTP basic credentials on every request. The password is
+//! never logged, printed or put in an error message.
+//!
+//! ## TLS
+//! The BMC's certificate is verified against `ca_file` (PEM) when given, else against the
+//! built-in Mozilla roots (webpki-roots). BMC certificates are usually self-signed or from a
+//! site CA, so one of `ca_file` or the explicit `insecure_skip_verify: true` is normally needed.
+//! No proxy from the environment is used: the BMC is on the node's management network.
+
+use super::{Meter, Protocol, Reading};
+use crate::sources::SourceError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SERVICE_ROOT: &str = "/redfish/v1";
+pub const CHASSIS_PATH: &str = "/redfish/v1/Chassis";
+pub const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
+
+/// Largest response body read, bytes. Redfish resources are a few kB; a big sensor collection a
+/// few hundred.
+const MAX_BODY_BYTES: u64 = 4 << 20;
+/// Most chassis fetched during discovery (blade enclosures list a few dozen).
+const MAX_CHASSIS: usize = 32;
+/// Most sensors fetched during discovery.
+const MAX_SENSORS: usize = 64;
+/// After the BMC refused the credentials, how long to wait before sending them again (unless the
+/// password changed meanwhile). BMCs lock an account, or block the client's address, after a
+/// few failed logins in a short time; a retry at every poll would keep it locked and flood the
+/// BMC's log.
+pub const AUTH_RETRY: Duration = Duration::from_secs(60);
+
+/// How to authenticate (configuration key `auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// A Redfish session (X-Auth-Token), falling back to basic when the BMC has none.
+    #[default]
+    Session,
+    /// HTTP basic authentication on every request.
+    Basic,
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the password comes from. Read when the source opens (and again at each retry).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PasswordSource {
+    /// A file holding the password (one trailing newline is ignored).
+    File(PathBuf),
+    /// An environment variable holding the password.
+    Env(String),
+    /// The password itself (for embedding and tests).
+    Value(Secret),
+}
+
+impl PasswordSource {
+    fn read(&self) -> Result<Secret, SourceError> {
+        let value = match self {
+            PasswordSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    SourceError::new(format!(
+                        "cannot read the BMC password file {}: {e}",
+                        path.display()
+                    ))
+                    .with_fix(
+                        "check sources.bmc.password_file; the file must be readable by the \
+                         exporter's user (mode 0600 or 0640 with the exporter's group)",
+                    )
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+            PasswordSource::Env(name) => std::env::var(name).map_err(|_| {
+                SourceError::new(format!(
+                    "environment variable {name} (sources.bmc.password_env) is not set or not UTF-8"
+                ))
+                .with_fix("set it in the exporter's environment (systemd: Environment= or EnvironmentFile=)")
+            })?,
+            PasswordSource::Value(s) => s.expose().to_string(),
+        };
+        if value.is_empty() {
+            return Err(SourceError::new(format!(
+                "the BMC password from {} is empty",
+                self.describe()
+            ))
+            .with_fix("put the BMC account's password there"));
+        }
+        Ok(Secret(value))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PasswordSource::File(p) => format!("password_file {}", p.display()),
+            PasswordSource::Env(n) => format!("password_env {n}"),
+            PasswordSource::Value(_) => "the configuration".into(),
+        }
+    }
+}
+
+/// Options of the Redfish meter.
+#[derive(Clone, Debug)]
+pub struct RedfishOptions {
+    /// The BMC's base URL, `https://HOST[:PORT]` (a trailing `/` or `/redfish/v1` is ignored).
+    pub url: String,
+    pub username: String,
+    pub password: PasswordSource,
+    /// PEM file of the CA certificate(s) that signed the BMC's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (explicit opt-in).
+    pub insecure_skip_verify: bool,
+    pub auth: Auth,
+    /// Use this chassis (its `Id`, the last segment of its URI) instead of discovering one.
+    pub chassis_id: Option<String>,
+    /// Limit on each HTTP request, connection and body included.
+    pub timeout: Duration,
+}
+
+/// The base URL without trailing `/` or `/redfish/v1`; an error for anything but
+/// `http(s)://HOST[:PORT]` without credentials.
+pub fn base_url(url: &str) -> Result<String, String> {
+    let u = url.trim().trim_end_matches('/');
+    let u = u
+        .strip_suffix(SERVICE_ROOT)
+        .unwrap_or(u)
+        .trim_end_matches('/');
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} does not start with https://"))?;
+    if rest.is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    if rest.contains('@') {
+        return Err(format!(
+            "{:?} holds credentials: put the user in username and the password in password_file",
+            redact_userinfo(url)
+        ));
+    }
+    if rest.contains('/') || rest.contains('?') || rest.contains('#') {
+        return Err(format!(
+            "{url:?} has a path: give the BMC's address only (https://HOST[:PORT])"
+        ));
+    }
+    Ok(u.to_string())
+}
+
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}<redacted>{}", &url[..s + 3], &url[a..]),
+        _ => url.to_string(),
+    }
+}
+
+/// What a reading is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quantity {
+    Power,
+    Energy,
+}
+
+/// Where a reading lives: the resource, the JSON pointer to the object that holds it, the
+/// property, and the units it has when `ReadingUnits` is absent.
+#[derive(Clone, Debug, PartialEq)]
+struct Locator {
+    uri: String,
+    pointer: String,
+    property: &'static str,
+    default_units: &'static str,
+    quantity: Quantity,
+}
+
+impl Locator {
+    fn describe(&self) -> String {
+        let inner = self.pointer.trim_start_matches('/').replace('/', ".");
+        if inner.is_empty() {
+            format!("{} ({})", self.uri, self.property)
+        } else {
+            format!("{} ({inner}.{})", self.uri, self.property)
+        }
+    }
+}
+
+/// The result of discovery: which chassis, and where its power and energy are.
+#[derive(Clone, Debug, PartialEq)]
+struct Plan {
+    chassis: String,
+    power: Option<Locator>,
+    energy: Option<Locator>,
+}
+
+/// Power unit symbols (UCUM, case-sensitive) and their factor to watts.
+pub fn watts_per_unit(units: &str) -> Option<f64> {
+    match units.trim() {
+        "W" => Some(1.0),
+        "kW" => Some(1e3),
+        "mW" => Some(1e-3),
+        _ => None,
+    }
+}
+
+/// Energy unit symbols (UCUM, case-sensitive; `kWh` and `Wh` also seen) and their factor to
+/// joules.
+pub fn joules_per_unit(units: &str) -> Option<f64> {
+    match units.trim() {
+        "kW.h" | "kWh" => Some(super::JOULES_PER_KWH),
+        "W.h" | "Wh" => Some(3600.0),
+        "J" => Some(1.0),
+        "kJ" => Some(1e3),
+        _ => None,
+    }
+}
+
+/// A failed request, with whether the discovered plan should be thrown away (the resource moved
+/// or answers something else) or kept (the BMC is merely unreachable or busy).
+struct Fail {
+    error: SourceError,
+    rediscover: bool,
+}
+
+impl Fail {
+    fn keep(error: SourceError) -> Self {
+        Fail {
+            error,
+            rediscover: false,
+        }
+    }
+
+    fn rediscover(error: SourceError) -> Self {
+        Fail {
+            error,
+            rediscover: true,
+        }
+    }
+}
+
+impl From<SourceError> for Fail {
+    fn from(error: SourceError) -> Self {
+        Fail::rediscover(error)
+    }
+}
+
+enum AuthState {
+    None,
+    Session {
+        token: Secret,
+        /// The session's URL, deleted on close.
+        location: Option<String>,
+    },
+    Basic,
+}
+
+struct Response {
+    status: u16,
+    body: String,
+    token: Option<String>,
+    location: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Delete => "DELETE",
+        }
+    }
+}
+
+/// Reads a BMC over Redfish.
+pub struct RedfishMeter {
+    opts: RedfishOptions,
+    base: String,
+    agent: ureq::Agent,
+    password: Secret,
+    auth: AuthState,
+    plan: Option<Plan>,
+    /// The BMC refused the credentials: the error, and until when not to try again.
+    refused: Option<(SourceError, std::time::Instant)>,
+}
+
+impl fmt::Debug for RedfishMeter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedfishMeter")
+            .field("base", &self.base)
+            .field("username", &self.opts.username)
+            .field("password", &self.password)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedfishMeter {
+    /// Reads the password and the CA file and prepares the HTTP client; sends nothing yet.
+    pub fn new(opts: RedfishOptions) -> Result<RedfishMeter, SourceError> {
+        let base = base_url(&opts.url).map_err(|e| {
+            SourceError::new(format!("sources.bmc.url: {e}"))
+                .with_fix("set sources.bmc.url to https://BMC-ADDRESS")
+        })?;
+        if base.starts_with("http://") {
+            tracing::warn!(
+                url = %base,
+                "sources.bmc.url is plain http: the BMC credentials cross the network unencrypted"
+            );
+        }
+        let password = opts.password.read()?;
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if opts.insecure_skip_verify {
+            tls = tls.disable_verification(true);
+        } else if let Some(ca) = &opts.ca_file {
+            tls = tls.root_certs(load_ca(ca)?);
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .timeout_global(Some(opts.timeout))
+            .http_status_as_error(false)
+            // The BMC is on the management network: never through a proxy from the environment.
+            .proxy(None)
+            .user_agent(format!("joulebook-exporter/{}", crate::metrics::VERSION))
+            .build()
+            .into();
+        Ok(RedfishMeter {
+            opts,
+            base,
+            agent,
+            password,
+            auth: AuthState::None,
+            plan: None,
+            refused: None,
+        })
+    }
+
+    fn url_of(&self, path: &str) -> String {
+        if path.starts_with("https://") || path.starts_with("http://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    fn call(&self, verb: Verb, url: &str, body: Option<&str>) -> Result<Response, Fail> {
+        let auth_header = match &self.auth {
+            AuthState::Session { token, .. } => Some(("X-Auth-Token", token.expose().to_string())),
+            AuthState::Basic => {
+                use base64::Engine;
+                let raw = format!("{}:{}", self.opts.username, self.password.expose());
+                let enc = base64::engine::general_purpose::STANDARD.encode(raw);
+                Some(("Authorization", format!("Basic {enc}")))
+            }
+            AuthState::None => None,
+        };
+        let result = match verb {
+            Verb::Get | Verb::Delete => {
+                let mut rb = match verb {
+                    Verb::Get => self.agent.get(url),
+                    _ => self.agent.delete(url),
+                };
+                rb = rb.header("Accept", "application/json");
+                if let Some((k, v)) = &auth_header {
+                    rb = rb.header(*k, v.as_str());
+                }
+                rb.call()
+            }
+            Verb::Post => {
+                // Only the login is POSTed: it carries the credentials in the body, never a header.
+                self.agent
+                    .post(url)
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json")
+                    .send(body.unwrap_or(""))
+            }
+        };
+        let mut resp = result.map_err(|e| Fail::keep(self.transport_error(verb, url, e)))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let token = header("x-auth-token");
+        let location = header("location");
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_string()
+            .map_err(|e| Fail::keep(self.transport_error(verb, url, e)))?;
+        Ok(Response {
+            status: resp.status().as_u16(),
+            body,
+            token,
+            location,
+        })
+    }
+
+    fn transport_error(&self, verb: Verb, url: &str, e: ureq::Error) -> SourceError {
+        let what = format!("Redfish {} {url}", verb.as_str());
+        let text = e.to_string();
+        match e {
+            ureq::Error::Timeout(_) => SourceError::new(format!(
+                "{what}: no complete answer within {} s (sources.bmc.timeout)",
+                self.opts.timeout.as_secs_f64()
+            ))
+            .with_fix(
+                "check that the BMC answers at sources.bmc.url from this node (network, \
+                 firewall); a BMC that is merely slow needs a larger sources.bmc.timeout",
+            ),
+            _ if text.to_ascii_lowercase().contains("certificate") => SourceError::new(format!(
+                "{what}: the BMC's TLS certificate is not trusted ({text})"
+            ))
+            .with_fix(
+                "set sources.bmc.ca_file to the PEM file of the CA that signed the BMC's \
+                 certificate (or the BMC's own certificate if self-signed); on an isolated \
+                 management network, insecure_skip_verify: true accepts any certificate",
+            ),
+            ureq::Error::HostNotFound => SourceError::new(format!("{what}: host not found"))
+                .with_fix("check the host name in sources.bmc.url and this node's DNS"),
+            _ => SourceError::new(format!("{what}: {text}")).with_fix(
+                "check that the BMC answers at sources.bmc.url from this node (address, port, \
+                 network, firewall)",
+            ),
+        }
+    }
+
+    /// The BMC refused the credentials: remember it, so they are not sent again before
+    /// [`AUTH_RETRY`] unless the password changes.
+    fn credentials_error(&mut self, status: u16) -> Fail {
+        let error = SourceError::new(format!(
+            "the BMC at {} refused the credentials of user {:?} (HTTP {status})",
+            self.base, self.opts.username
+        ))
+        .with_fix(
+            "check sources.bmc.username and the password in sources.bmc.password_file or the \
+             variable named by password_env (a new password is picked up without restart); the \
+             account needs at least the ReadOnly role",
+        );
+        self.auth = AuthState::None;
+        self.refused = Some((error.clone(), std::time::Instant::now() + AUTH_RETRY));
+        Fail::keep(error)
+    }
+
+    fn ensure_auth(&mut self) -> Result<(), Fail> {
+        if let Some((error, until)) = &self.refused {
+            match self.opts.password.read() {
+                Ok(p) if p != self.password => {
+                    tracing::info!(source = "bmc", "BMC password changed: trying it");
+                    self.password = p;
+                }
+                _ if std::time::Instant::now() < *until => return Err(Fail::keep(error.clone())),
+                _ => {}
+            }
+            self.refused = None;
+        }
+        if !matches!(self.auth, AuthState::None) {
+            return Ok(());
+        }
+        match self.opts.auth {
+            Auth::Basic => {
+                self.auth = AuthState::Basic;
+                Ok(())
+            }
+            Auth::Session => self.login(),
+        }
+    }
+
+    fn login(&mut self) -> Result<(), Fail> {
+        let url = self.url_of(SESSIONS_PATH);
+        let body = serde_json::json!({
+            "UserName": self.opts.username,
+            "Password": self.password.expose(),
+        })
+        .to_string();
+        self.auth = AuthState::None;
+        let resp = self.call(Verb::Post, &url, Some(&body))?;
+        match (resp.status, resp.token) {
+            (200..=299, Some(token)) => {
+                let location = resp.location.map(|l| self.url_of(&l));
+                self.auth = AuthState::Session {
+                    token: Secret(token),
+                    location,
+                };
+                Ok(())
+            }
+            (401 | 403, _) => Err(self.credentials_error(resp.status)),
+            (status, _) => {
+                tracing::info!(
+                    source = "bmc",
+                    url = %url,
+                    status,
+                    "the BMC offers no usable Redfish session: using HTTP basic authentication"
+                );
+                self.auth = AuthState::Basic;
+                Ok(())
+            }
+        }
+    }
+
+    /// GETs a resource as JSON, logging in first or again as needed.
+    fn get_json(&mut self, path: &str) -> Result<Value, Fail> {
+        let url = self.url_of(path);
+        self.ensure_auth()?;
+        let mut resp = self.call(Verb::Get, &url, None)?;
+        if resp.status == 401 && matches!(self.auth, AuthState::Session { .. }) {
+            // The session expired or the BMC restarted: log in again, once.
+            self.login()?;
+            resp = self.call(Verb::Get, &url, None)?;
+        }
+        match resp.status {
+            200..=299 => serde_json::from_str(&resp.body).map_err(|e| {
+                Fail::rediscover(
+                    SourceError::new(format!("Redfish GET {url} returned invalid JSON ({e})"))
+                        .with_fix(
+                            "the BMC's firmware answered garbage: update it, or read the BMC \
+                             with sources.bmc.kind: ipmi",
+                        ),
+                )
+            }),
+            401 | 403 => Err(self.credentials_error(resp.status)),
+            404 => Err(Fail::rediscover(
+                SourceError::new(format!(
+                    "Redfish GET {url}: HTTP 404{}",
+                    redfish_message(&resp.body)
+                ))
+                .with_fix("the resource is gone (firmware update?); it is looked up again at the next poll"),
+            )),
+            s => Err(Fail::keep(
+                SourceError::new(format!(
+                    "Redfish GET {url}: HTTP {s}{}",
+                    redfish_message(&resp.body)
+                ))
+                .with_fix(
+                    "the BMC failed to answer; BMCs often recover by themselves, else reset the \
+                     BMC (this does not affect the running node)",
+                ),
+            )),
+        }
+    }
+
+    fn discover(&mut self) -> Result<Plan, Fail> {
+        let members: Vec<String> = match &self.opts.chassis_id {
+            Some(id) => vec![format!("{CHASSIS_PATH}/{id}")],
+            None => {
+                let coll = self.get_json(CHASSIS_PATH)?;
+                members(&coll).into_iter().take(MAX_CHASSIS).collect()
+            }
+        };
+        let mut candidates: Vec<(u8, String, Value)> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for uri in members {
+            let v = self.get_json(&uri)?;
+            let ty = v.get("ChassisType").and_then(Value::as_str);
+            seen.push(format!(
+                "{} ({})",
+                last_segment(&uri),
+                ty.unwrap_or("no type")
+            ));
+            let rank = if self.opts.chassis_id.is_some() {
+                Some(0)
+            } else {
+                chassis_rank(ty)
+            };
+            if let Some(rank) = rank {
+                candidates.push((rank, uri, v));
+            }
+        }
+        candidates.sort_by_key(|(rank, _, _)| *rank);
+        for (_, uri, v) in candidates {
+            if let Some(plan) = self.plan_for(&uri, &v)? {
+                tracing::info!(
+                    source = "bmc",
+                    chassis = %plan.chassis,
+                    power = %plan.power.as_ref().map_or("none".into(), Locator::describe),
+                    energy = %plan.energy.as_ref().map_or("none".into(), Locator::describe),
+                    "BMC node power found (set sources.bmc.chassis_id to choose another chassis)"
+                );
+                return Ok(plan);
+            }
+        }
+        let looked = if seen.is_empty() {
+            "none listed".to_string()
+        } else {
+            seen.join(", ")
+        };
+        Err(Fail::rediscover(
+            SourceError::new(format!(
+                "no chassis of the BMC at {} reports node power or energy (chassis: {looked})",
+                self.base
+            ))
+            .with_fix(
+                "set sources.bmc.chassis_id to the chassis that holds the node's power reading \
+                 (automatic choice only considers whole-node chassis types), or read the BMC with \
+                 sources.bmc.kind: ipmi",
+            ),
+        ))
+    }
+
+    /// Where a chassis reports power and energy, if anywhere.
+    fn plan_for(&mut self, uri: &str, chassis: &Value) -> Result<Option<Plan>, Fail> {
+        let mut plan = Plan {
+            chassis: uri.to_string(),
+            power: None,
+            energy: None,
+        };
+        if let Some(env) = link(chassis, "EnvironmentMetrics") {
+            let doc = self.get_json(&env)?;
+            if has_number(&doc, "/PowerWatts", "Reading") {
+                plan.power = Some(Locator {
+                    uri: env.clone(),
+                    pointer: "/PowerWatts".into(),
+                    property: "Reading",
+                    default_units: "W",
+                    quantity: Quantity::Power,
+                });
+            }
+            if has_number(&doc, "/EnergykWh", "Reading") {
+                plan.energy = Some(Locator {
+                    uri: env,
+                    pointer: "/EnergykWh".into(),
+                    property: "Reading",
+                    default_units: "kW.h",
+                    quantity: Quantity::Energy,
+                });
+            }
+        }
+        if plan.power.is_none() || plan.energy.is_none() {
+            if let Some(sensors) = link(chassis, "Sensors") {
+                let (power, energy) = self.scan_sensors(&sensors)?;
+                plan.power = plan.power.or(power);
+                plan.energy = plan.energy.or(energy);
+            }
+        }
+        if plan.power.is_none() {
+            if let Some(power) = link(chassis, "Power") {
+                let doc = self.get_json(&power)?;
+                let entry = doc
+                    .get("PowerControl")
+                    .and_then(Value::as_array)
+                    .and_then(|a| {
+                        a.iter()
+                            .position(|c| c.get("PowerConsumedWatts").is_some_and(Value::is_number))
+                    });
+                if let Some(i) = entry {
+                    plan.power = Some(Locator {
+                        uri: power,
+                        pointer: format!("/PowerControl/{i}"),
+                        property: "PowerConsumedWatts",
+                        default_units: "W",
+                        quantity: Quantity::Power,
+                    });
+                }
+            }
+        }
+        Ok((plan.power.is_some() || plan.energy.is_some()).then_some(plan))
+    }
+
+    fn scan_sensors(
+        &mut self,
+        collection: &str,
+    ) -> Result<(Option<Locator>, Option<Locator>), Fail> {
+        let coll = self.get_json(collection)?;
+        let mut power: Vec<(String, bool)> = Vec::new();
+        let mut energy: Vec<(String, bool, &'static str)> = Vec::new();
+        let named = members(&coll).into_iter().filter(|m| {
+            let l = m.to_ascii_lowercase();
+            ["power", "energy", "pwr", "watt", "kwh"]
+                .iter()
+                .any(|k| l.contains(k))
+        });
+        for uri in named.take(MAX_SENSORS) {
+            // One broken sensor does not stop the search.
+            let Ok(s) = self.get_json(&uri) else { continue };
+            if !s.get("Reading").is_some_and(Value::is_number) {
+                continue;
+            }
+            let chassis_context =
+                s.get("PhysicalContext").and_then(Value::as_str) == Some("Chassis");
+            match s.get("ReadingType").and_then(Value::as_str) {
+                Some("Power") => power.push((uri, chassis_context)),
+                Some("EnergykWh") => energy.push((uri, chassis_context, "kW.h")),
+                Some("EnergyWh") => energy.push((uri, chassis_context, "W.h")),
+                Some("EnergyJoules") => energy.push((uri, chassis_context, "J")),
+                _ => {}
+            }
+        }
+        let power = pick(&power, |p| p.1).map(|(uri, _)| Locator {
+            uri: uri.clone(),
+            pointer: String::new(),
+            property: "Reading",
+            default_units: "W",
+            quantity: Quantity::Power,
+        });
+        let energy = pick(&energy, |e| e.1).map(|(uri, _, units)| Locator {
+            uri: uri.clone(),
+            pointer: String::new(),
+            property: "Reading",
+            default_units: units,
+            quantity: Quantity::Energy,
+        });
+        Ok((power, energy))
+    }
+
+    fn read_plan(&mut self, plan: &Plan) -> Result<Reading, Fail> {
+        let mut docs: Vec<(String, Value)> = Vec::new();
+        for loc in [plan.power.as_ref(), plan.energy.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !docs.iter().any(|(u, _)| *u == loc.uri) {
+                let doc = self.get_json(&loc.uri)?;
+                docs.push((loc.uri.clone(), doc));
+            }
+        }
+        let value = |loc: &Locator| -> Result<f64, Fail> {
+            let url = self.url_of(&loc.uri);
+            let doc = docs
+                .iter()
+                .find(|(u, _)| *u == loc.uri)
+                .map(|(_, d)| d)
+                .unwrap_or(&Value::Null);
+            extract(doc, loc).map_err(|e| {
+                Fail::rediscover(SourceError::new(format!("Redfish {url}: {e}")).with_fix(
+                    "the BMC's answer changed shape or units; it is looked up again at the next \
+                     poll, and if this persists, report the BMC model with this message",
+                ))
+            })
+        };
+        let watts = plan.power.as_ref().map(&value).transpose()?;
+        let energy_uj = match plan.energy.as_ref().map(&value).transpose()? {
+            None => None,
+            Some(j) if j.is_finite() && j >= 0.0 && j * 1e6 < u64::MAX as f64 => {
+                Some((j * 1e6).round() as u64)
+            }
+            Some(j) => {
+                return Err(Fail::rediscover(SourceError::new(format!(
+                    "Redfish {}: energy counter reads {j} J, not a non-negative number",
+                    plan.energy
+                        .as_ref()
+                        .map_or(String::new(), Locator::describe)
+                ))))
+            }
+        };
+        Ok(Reading { watts, energy_uj })
+    }
+}
+
+impl Meter for RedfishMeter {
+    fn protocol(&self) -> Protocol {
+        Protocol::Redfish
+    }
+
+    fn read(&mut self) -> Result<Reading, SourceError> {
+        let plan = match self.plan.take() {
+            Some(p) => p,
+            None => self.discover().map_err(|f| f.error)?,
+        };
+        match self.read_plan(&plan) {
+            Ok(r) => {
+                self.plan = Some(plan);
+                Ok(r)
+            }
+            Err(f) => {
+                if !f.rediscover {
+                    self.plan = Some(plan);
+                }
+                Err(f.error)
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if let AuthState::Session {
+            location: Some(location),
+            ..
+        } = &self.auth
+        {
+            let location = location.clone();
+            // Best effort: BMCs allow few sessions, and an abandoned one lingers until it times out.
+            let _ = self.call(Verb::Delete, &location, None);
+        }
+        self.auth = AuthState::None;
+    }
+}
+
+fn load_ca(path: &std::path::Path) -> Result<ureq::tls::RootCerts, SourceError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        SourceError::new(format!(
+            "cannot read sources.bmc.ca_file {}: {e}",
+            path.display()
+        ))
+        .with_fix("point sources.bmc.ca_file at a readable PEM file")
+    })?;
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(SourceError::new(format!(
+            "sources.bmc.ca_file {} holds no PEM certificate",
+            path.display()
+        ))
+        .with_fix("the file must contain -----BEGIN CERTIFICATE----- blocks"));
+    }
+    Ok(ureq::tls::RootCerts::Specific(Arc::new(certs)))
+}
+
+/// `Members[].@odata.id` of a collection.
+fn members(coll: &Value) -> Vec<String> {
+    coll.get("Members")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get("@odata.id").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `@odata.id` of a link property.
+fn link(v: &Value, name: &str) -> Option<String> {
+    v.get(name)
+        .and_then(|l| l.get("@odata.id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn last_segment(uri: &str) -> &str {
+    uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri)
+}
+
+fn has_number(doc: &Value, pointer: &str, property: &str) -> bool {
+    doc.pointer(pointer)
+        .and_then(|o| o.get(property))
+        .is_some_and(Value::is_number)
+}
+
+/// Order of automatic chassis choice (lower first); `None`: never chosen automatically.
+fn chassis_rank(chassis_type: Option<&str>) -> Option<u8> {
+    match chassis_type {
+        Some("RackMount" | "StandAlone" | "Blade" | "Sled" | "Cartridge") => Some(0),
+        None | Some("Enclosure" | "Other") => Some(1),
+        Some(_) => None,
+    }
+}
+
+/// Among candidates, the one in chassis context, else the only one.
+fn pick<T>(items: &[T], chassis_context: impl Fn(&T) -> bool) -> Option<&T> {
+    items
+        .iter()
+        .find(|i| chassis_context(i))
+        .or_else(|| (items.len() == 1).then(|| &items[0]))
+}
+
+/// The reading at a locator, in watts (power) or joules (energy).
+fn extract(doc: &Value, loc: &Locator) -> Result<f64, String> {
+    let obj = doc.pointer(&loc.pointer).ok_or_else(|| {
+        format!(
+            "{} is missing",
+            if loc.pointer.is_empty() {
+                "the resource"
+            } else {
+                &loc.pointer
+            }
+        )
+    })?;
+    let reading = match obj.get(loc.property) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| format!("{} is not a number", loc.property))?,
+        Some(Value::Null) | None => {
+            return Err(format!(
+                "{} has no reading (null or absent)",
+                loc.describe()
+            ))
+        }
+        Some(other) => {
+            let shown: String = other.to_string().chars().take(40).collect();
+            return Err(format!("{} is {shown}, not a number", loc.describe()));
+        }
+    };
+    let units = obj
+        .get("ReadingUnits")
+        .and_then(Value::as_str)
+        .unwrap_or(loc.default_units);
+    let factor = match loc.quantity {
+        Quantity::Power => watts_per_unit(units).ok_or_else(|| {
+            format!(
+                "{} has ReadingUnits {units:?}, not a unit of power (W, kW or mW expected)",
+                loc.describe()
+            )
+        })?,
+        Quantity::Energy => joules_per_unit(units).ok_or_else(|| {
+            format!(
+                "{} has ReadingUnits {units:?}, not a unit of energy (kW.h, W.h or J expected)",
+                loc.describe()
+            )
+        })?,
+    };
+    Ok(reading * factor)
+}
+
+/// The first message of a Redfish error body, as ": message", or nothing.
+fn redfish_message(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return String::new();
+    };
+    let msg = v
+        .pointer("/error/@Message.ExtendedInfo/0/Message")
+        .or_else(|| v.pointer("/error/message"))
+        .and_then(Value::as_str);
+    match msg {
+        Some(m) => format!(": {}", m.chars().take(160).collect::<String>()),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(base_url("https://bmc1/").unwrap(), "https://bmc1");
+        assert_eq!(
+            base_url("https://10.0.0.5:8443/redfish/v1/").unwrap(),
+            "https://10.0.0.5:8443"
+        );
+        assert!(base_url("bmc1").unwrap_err().contains("https://"));
+        assert!(base_url("https://").is_err());
+        assert!(base_url("https://bmc/some/path")
+            .unwrap_err()
+            .contains("path"));
+        let e = base_url("https://root:calvin@bmc1").unwrap_err();
+        assert!(!e.contains("calvin") && e.contains("password_file"), "{e}");
+    }
+
+    #[test]
+    fn units_are_converted_or_refused() {
+        let loc = |units: &'static str, q| Locator {
+            uri: "/s".into(),
+            pointer: String::new(),
+            property: "Reading",
+            default_units: units,
+            quantity: q,
+        };
+        let p = loc("W", Quantity::Power);
+        assert_eq!(extract(&json!({"Reading": 245}), &p).unwrap(), 245.0);
+        assert_eq!(
+            extract(&json!({"Reading": 0.245, "ReadingUnits": "kW"}), &p).unwrap(),
+            245.0
+        );
+        assert_eq!(
+            extract(&json!({"Reading": 245000, "ReadingUnits": "mW"}), &p).unwrap(),
+            245.0
+        );
+        // Megawatts are not milliwatts, and are not a node's unit either.
+        let e = extract(&json!({"Reading": 1, "ReadingUnits": "MW"}), &p).unwrap_err();
+        assert!(e.contains("\"MW\""), "{e}");
+        let e = extract(&json!({"Reading": 5, "ReadingUnits": "Cel"}), &p).unwrap_err();
+        assert!(e.contains("not a unit of power"), "{e}");
+        let e = extract(&json!({"Reading": null}), &p).unwrap_err();
+        assert!(e.contains("no reading"), "{e}");
+        let e = extract(&json!({"Reading": "245 W"}), &p).unwrap_err();
+        assert!(e.contains("not a number"), "{e}");
+        let en = loc("kW.h", Quantity::Energy);
+        assert_eq!(extract(&json!({"Reading": 2.5}), &en).unwrap(), 9e6);
+        assert_eq!(
+            extract(&json!({"Reading": 10, "ReadingUnits": "W.h"}), &en).unwrap(),
+            36000.0
+        );
+        assert!(extract(&json!({"Reading": 10, "ReadingUnits": "W"}), &en).is_err());
+    }
+
+    #[test]
+    fn legacy_power_control_path() {
+        let loc = Locator {
+            uri: "/redfish/v1/Chassis/1/Power".into(),
+            pointer: "/PowerControl/0".into(),
+            property: "PowerConsumedWatts",
+            default_units: "W",
+            quantity: Quantity::Power,
+        };
+        let doc = json!({"PowerControl": [{"PowerConsumedWatts": 312}]});
+        assert_eq!(extract(&doc, &loc).unwrap(), 312.0);
+        assert_eq!(
+            loc.describe(),
+            "/redfish/v1/Chassis/1/Power (PowerControl.0.PowerConsumedWatts)"
+        );
+    }
+
+    #[test]
+    fn chassis_choice_prefers_whole_nodes() {
+        assert_eq!(chassis_rank(Some("RackMount")), Some(0));
+        assert_eq!(chassis_rank(Some("Enclosure")), Some(1));
+        assert_eq!(chassis_rank(None), Some(1));
+        assert_eq!(chassis_rank(Some("Module")), None);
+        assert_eq!(chassis_rank(Some("Rack")), None);
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        let body = r#"{"error":{"code":"Base.1.8.GeneralError","message":"A general error has occurred.","@Message.ExtendedInfo":[{"Message":"The service is busy."}]}}"#;
+        assert_eq!(redfish_message(body), ": The service is busy.");
+        assert_eq!(redfish_message("<html>"), "");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let o = RedfishOptions {
+            url: "https://bmc".into(),
+            username: "monitor".into(),
+            password: PasswordSource::Value(Secret::new("hunter2")),
+            ca_file: None,
+            insecure_skip_verify: false,
+            auth: Auth::Session,
+            chassis_id: None,
+            timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        let m = RedfishMeter::new(o).unwrap();
+        assert!(!format!("{m:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn password_sources() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        assert_eq!(
+            PasswordSource::File(f.clone()).read().unwrap(),
+            Secret::new("s3cret")
+        );
+        std::fs::write(&f, "").unwrap();
+        let e = PasswordSource::File(f).read().unwrap_err();
+        assert!(e.message.contains("empty"), "{e}");
+        let e = PasswordSource::File(t.path().join("missing"))
+            .read()
+            .unwrap_err();
+        assert!(e.message.contains("missing") && e.fix.is_some(), "{e}");
+        let e = PasswordSource::Env("JOULEBOOK_TEST_SURELY_UNSET_VAR".into())
+            .read()
+            .unwrap_err();
+        assert!(e.message.contains("JOULEBOOK_TEST_SURELY_UNSET_VAR"), "{e}");
+    }
+}

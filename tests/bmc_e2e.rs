@@ -1,0 +1,118 @@
+//! The built exporter reading a fake Redfish BMC on 127.0.0.1: down with a clear log line while
+//! the BMC refuses the password, the rest of the exporter serving meanwhile, then up again and
+//! counting energy; the password never appears in the log or in `--check-config`.
+
+use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape};
+use joulebook_tests::{binary, fixture, promtool_check_metrics, Exporter};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct-horse-42";
+
+#[test]
+fn bmc_down_then_up_in_the_running_exporter() {
+    let server = RedfishServer::start(Bmc {
+        shape: Shape::Legacy,
+        watts: 300.0,
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let pw = dir.path().join("bmc.pass");
+    // A stale password in the file: 401 until the administrator fixes the file.
+    std::fs::write(&pw, "stale-password\n").unwrap();
+    let cfg = dir.path().join("joulebook.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sample_interval: 200ms\nsources:\n  nvml:\n    enabled: off\n  bmc:\n    enabled: on\n    \
+             url: {}\n    username: monitor\n    password_file: {}\n    ca_file: {}\n    \
+             poll_interval: 1s\n    timeout: 2s\n",
+            server.url(),
+            pw.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+
+    let out = Command::new(binary("joulebook-exporter"))
+        .args(["--config.file", cfg.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("password_file:") && !printed.contains(PASSWORD),
+        "{printed}"
+    );
+
+    let root = fixture("intel-2s");
+    let e = Exporter::start(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        &format!("--path.sysfs={}", root.join("sys").display()),
+        &format!("--path.procfs={}", root.join("proc").display()),
+    ]);
+    let wait = |what: &str, ok: &dyn Fn(&joulebook_tests::Samples) -> bool| {
+        let start = Instant::now();
+        loop {
+            let s = e.samples();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(8),
+                "{what}; scrape: {:#?}\nlog:\n{}",
+                s.0,
+                e.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let up = "joulebook_source_up{source=\"bmc\"}";
+    let s = wait("bmc never marked down", &|s| s.get(up) == Some(0.0));
+    // RAPL keeps serving while the BMC is down.
+    assert_eq!(s.get("joulebook_source_up{source=\"rapl\"}"), Some(1.0));
+    assert!(s.get("joulebook_bmc_joules_total").is_none());
+
+    // The administrator fixes the file: the next poll tries the new password at once (the old
+    // one is not sent again before a minute, so the BMC does not lock the account).
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let s = wait("no BMC energy after the fix", &|s| {
+        s.get("joulebook_bmc_joules_total").unwrap_or(0.0) > 0.0
+    });
+    assert_eq!(s.get(up), Some(1.0));
+    assert_eq!(s.get("joulebook_bmc_power_watts"), Some(300.0));
+    assert_eq!(
+        s.get(
+            "joulebook_bmc_energy_method_info{method=\"power_integration\",protocol=\"redfish\"}"
+        ),
+        Some(1.0)
+    );
+    promtool_check_metrics(&e.scrape());
+    // 300 W between two polls about 1 s apart.
+    let j = s.must("joulebook_bmc_joules_total");
+    assert!((150.0..=900.0).contains(&j), "{j} J");
+
+    let log = e.log_text();
+    let downs = log
+        .lines()
+        .filter(|l| l.contains("source down") && l.contains("bmc"))
+        .count();
+    assert_eq!(downs, 1, "one line per outage:\n{log}");
+    assert!(
+        log.contains("refused the credentials of user \\\"monitor\\\"")
+            || log.contains("refused the credentials of user \"monitor\""),
+        "{log}"
+    );
+    assert!(log.contains("source is up again"), "{log}");
+    assert!(
+        !log.contains(PASSWORD) && !log.contains("stale-password"),
+        "password in the log:\n{log}"
+    );
+    let logins = server.log().requests;
+    let refused = logins.iter().filter(|r| r.starts_with("POST")).count();
+    assert_eq!(refused, 2, "one refused login, one good: {logins:?}");
+}
