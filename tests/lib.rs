@@ -5,6 +5,8 @@
 //! that cannot find them fails with the command to run, it never skips.
 
 pub mod fake_nvml;
+pub mod grafana;
+pub mod promql;
 pub mod redfish_server;
 pub mod slurm;
 
