@@ -87,8 +87,11 @@ pub struct JobRecord {
     pub memory_bytes: Option<u64>,
     /// cpu_usage_ns at the last scan, to turn the cumulative value into deltas.
     last_cpu_ns: Option<u64>,
-    /// Unix time the job was seen to end; `None` while it runs.
+    /// Unix time the job was seen to end; `None` while it runs. Kept for the state file.
     pub ended_at: Option<f64>,
+    /// The same moment on the sampler's monotonic clock: the grace period is measured on it, so
+    /// a wall clock set back or forth neither keeps finished jobs forever nor drops them early.
+    ended_mono: Option<f64>,
     /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
     /// when this changes, not every cycle.
     raw_meta: [Option<String>; 4],
@@ -252,6 +255,7 @@ impl Accounting {
                 // The id came back (a requeued job, or a resumed one): same counters.
                 rec.last_cpu_ns = None;
             }
+            rec.ended_mono = None;
             let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
             if !same || rec.meta.scheduler.is_empty() {
                 rec.meta = meta_of(&self.opts, job);
@@ -276,12 +280,13 @@ impl Accounting {
         for (id, rec) in self.jobs.iter_mut() {
             if rec.ended_at.is_none() && !cpu_deltas.contains_key(id.as_str()) {
                 rec.ended_at = Some(now);
+                rec.ended_mono = Some(t_mono);
             }
         }
         let grace = self.opts.grace_s;
         let retired = &mut self.retired;
-        self.jobs.retain(|_, rec| match rec.ended_at {
-            Some(end) if now - end > grace => {
+        self.jobs.retain(|_, rec| match rec.ended_mono {
+            Some(end) if t_mono - end > grace => {
                 for (r, uj) in retired.iter_mut().zip(rec.uj) {
                     *r = r.saturating_add(uj);
                 }
@@ -342,7 +347,7 @@ impl Accounting {
     /// Restores counters from a state file. Jobs that ended while the exporter was down are
     /// closed: they are marked ended now (unless the next scan finds them), so their final value
     /// is published for the grace period, then dropped.
-    pub fn resume(&mut self, state: &State, now: f64) {
+    pub fn resume(&mut self, state: &State, now: f64, t_mono: f64) {
         for c in Component::ALL {
             if let Some(uj) = state.unallocated.get(c.as_str()) {
                 self.unallocated[component_index(c)] = *uj;
@@ -354,6 +359,11 @@ impl Accounting {
                 core_seconds: js.core_seconds,
                 gpu_seconds: js.gpu_seconds,
                 ended_at: Some(js.ended_at_unix.unwrap_or(now)),
+                // Time already spent in the grace period before the restart counts; a saved time
+                // in the future (clock set back since) counts as ending now.
+                ended_mono: Some(
+                    t_mono - js.ended_at_unix.map_or(0.0, |e| (now - e).clamp(0.0, 1e9)),
+                ),
                 meta: JobMeta {
                     scheduler: js.meta.get("scheduler").cloned().unwrap_or_default(),
                     user: js.meta.get("user").cloned().unwrap_or_default(),
@@ -520,9 +530,10 @@ mod tests {
         a.update(2.0, 2.0, &delta(&[("0", 100)], &[], 1.0), &[]);
         assert_eq!(a.jobs()["1"].ended_at, Some(2.0));
         assert_eq!(a.jobs()["1"].uj[0], 50);
-        a.update(12.0, 12.0, &delta(&[("0", 100)], &[], 1.0), &[]);
+        // The wall clock jumps back an hour: the grace period runs on the monotonic clock.
+        a.update(-3600.0, 12.0, &delta(&[("0", 100)], &[], 1.0), &[]);
         assert!(a.jobs().contains_key("1"));
-        a.update(12.5, 12.5, &delta(&[("0", 100)], &[], 1.0), &[]);
+        a.update(-3600.0, 12.5, &delta(&[("0", 100)], &[], 1.0), &[]);
         assert!(!a.jobs().contains_key("1"));
         assert_eq!(a.accounted_uj()[0], 500);
     }
@@ -557,7 +568,7 @@ mod tests {
         let mut st = State::new("h");
         a.save_into(&mut st);
         let mut b = Accounting::new(AccountingOptions::default(), &node());
-        b.resume(&st, 5.0);
+        b.resume(&st, 5.0, 5.0);
         assert_eq!(b.jobs()["7"].uj, a.jobs()["7"].uj);
         assert_eq!(b.jobs()["7"].ended_at, Some(5.0));
         assert_eq!(b.jobs()["7"].meta.user, "alice");

@@ -477,7 +477,9 @@ fn sample_loop(
             None => publish(shared, Arc::new(engine.snapshot(unix))),
             Some(p) => {
                 if t - last_save >= p.every_s {
-                    let snap = Arc::new(engine.snapshot(unix));
+                    let mut snap = engine.snapshot(unix);
+                    snap.publish_every_s = p.every_s;
+                    let snap = Arc::new(snap);
                     let st = engine.to_state(&p.hostname, p.boot_id.clone(), unix);
                     // A full channel means the writer is still busy: skip, the next save comes
                     // soon; meanwhile the published snapshot is the last one saved.

@@ -185,7 +185,7 @@ impl Engine {
         });
         self.sampler.resume(t, channels, node);
         if let Some(acc) = &mut self.accounting {
-            acc.resume(st, unix);
+            acc.resume(st, unix, t);
         }
     }
 }

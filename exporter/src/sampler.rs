@@ -69,6 +69,11 @@ pub struct Snapshot {
     pub interval_s: f64,
     /// Unix time of the last completed cycle (0 before the first).
     pub last_sample_unix: f64,
+    /// When the snapshot was taken, on the monotonic clock (for /healthz, immune to clock jumps).
+    pub taken_at: Option<std::time::Instant>,
+    /// How often snapshots are published, seconds, beyond the sampling interval (the state save
+    /// interval when a state file is used; 0 otherwise).
+    pub publish_every_s: f64,
     /// Jobs published (running, or ended within the grace period), by id.
     pub jobs: Vec<(String, crate::accounting::JobRecord)>,
     /// Unallocated energy by component, joules (empty when jobs are off).
@@ -403,6 +408,7 @@ impl Sampler {
             estimate_tdp_watts: self.estimate_tdp,
             interval_s: self.interval_s,
             last_sample_unix: unix_now,
+            taken_at: Some(std::time::Instant::now()),
             bmc: self.bmc.clone(),
             other_clamps: self.other_clamps,
             ..Default::default()

@@ -119,7 +119,7 @@ fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/healthz" => {
             let snap = current(&state.shared);
-            let (ok, why) = health(&snap, now_unix());
+            let (ok, why) = health(&snap);
             let status = if ok {
                 StatusCode::OK
             } else {
@@ -146,15 +146,17 @@ pub fn now_unix() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Healthy when the sampler completed a cycle recently (three intervals plus five seconds).
+/// Healthy when the sampler completed a cycle recently (three intervals plus five seconds, plus
+/// the state save interval, since with a state file snapshots are published at each save).
 /// Sources being down does not make the process unhealthy: that is what `source_up` is for.
-pub fn health(s: &Snapshot, now: f64) -> (bool, String) {
-    if s.last_sample_unix == 0.0 {
+/// Ages are measured on the monotonic clock, so a wall clock jump does not fail the check.
+pub fn health(s: &Snapshot) -> (bool, String) {
+    let Some(taken) = s.taken_at else {
         return (false, "no sample yet\n".into());
-    }
-    let age = now - s.last_sample_unix;
-    let limit = 3.0 * s.interval_s + 5.0;
-    if age.abs() > limit {
+    };
+    let age = taken.elapsed().as_secs_f64();
+    let limit = 3.0 * s.interval_s + 5.0 + s.publish_every_s;
+    if age > limit {
         (
             false,
             format!("last sample {age:.1} s ago, more than {limit:.1} s: the sampler is stuck\n"),
@@ -244,10 +246,11 @@ mod tests {
             interval_s: 1.0,
             ..Default::default()
         };
-        assert!(!health(&s, 100.0).0);
-        s.last_sample_unix = 99.0;
-        assert!(health(&s, 100.0).0);
-        assert!(!health(&s, 200.0).0);
+        assert!(!health(&s).0);
+        s.taken_at = Some(std::time::Instant::now());
+        assert!(health(&s).0);
+        s.taken_at = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(60));
+        assert!(!health(&s).0);
     }
 
     #[test]
