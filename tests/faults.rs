@@ -1,0 +1,215 @@
+//! Fault matrix for the built exporter: each case breaks something mid-run and checks that the
+//! exporter keeps serving, no counter goes back, jobs + unallocated still equal the node, and one
+//! clear log line says what happened.
+
+use joulebook_tests::{copy_fixture, copy_tree, fixture, Exporter, Samples};
+use std::path::Path;
+
+fn write_value(path: &Path, value: u64) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{value}\n")).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The Intel node with the Slurm v1 jobs (as in exporter_e2e).
+fn node() -> tempfile::TempDir {
+    let dir = copy_fixture("intel-2s");
+    copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    dir
+}
+
+fn start(root: &Path, extra: &[String]) -> Exporter {
+    let mut args = vec![
+        format!("--path.sysfs={}", root.join("sys").display()),
+        format!("--path.procfs={}", root.join("proc").display()),
+        format!("--path.cgroupfs={}", root.join("sys/fs/cgroup").display()),
+        format!("--path.rootfs={}", root.display()),
+        "--source.nvml=off".into(),
+        "--source.estimate=off".into(),
+        "--jobs.enabled=on".into(),
+        "--sample.interval=100ms".into(),
+    ];
+    args.extend(extra.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start(&refs)
+}
+
+/// Counters that must never go back.
+fn counters(s: &Samples) -> Vec<(String, f64)> {
+    s.0.iter()
+        .filter(|(k, _)| k.contains("_total") && !k.starts_with("joulebook_samples_total"))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+fn check_invariant(s: &Samples) {
+    let node = s.must("joulebook_node_joules_total{component=\"cpu\"}");
+    let jobs: f64 = s
+        .family("joulebook_job_joules_total")
+        .iter()
+        .filter(|(k, _)| k.contains("component=\"cpu\""))
+        .map(|(_, v)| v)
+        .sum();
+    let un = s.must("joulebook_unallocated_joules_total{component=\"cpu\"}");
+    assert!(
+        (jobs + un - node).abs() < 1e-6,
+        "jobs {jobs} + unallocated {un} != node {node}"
+    );
+}
+
+/// Runs one fault: `before` grows the counters, `fault` breaks something, `after` repairs it (or
+/// not). Checks serving, monotonic counters, the invariant, and the log.
+fn case(name: &str, fault: impl FnOnce(&Path), repair: impl FnOnce(&Path), log_needle: &str) {
+    let dir = node();
+    let root = dir.path();
+    let pkg0 = root.join("sys/class/powercap/intel-rapl:0/energy_uj");
+    let e = start(root, &[]);
+    e.wait_samples("rapl", 2.0);
+    write_value(&pkg0, 123_456_789 + 40_000_000);
+    e.wait_samples("rapl", 2.0);
+    let before = e.samples();
+    check_invariant(&before);
+    fault(root);
+    // Wait for the log line (bounded): some files are re-read only periodically.
+    let start = std::time::Instant::now();
+    while !e.log_text().contains(log_needle) && start.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    e.wait_samples("jobs", 2.0);
+    let during = e.samples();
+    check_invariant(&during);
+    repair(root);
+    e.wait_samples("jobs", 3.0);
+    let after = e.samples();
+    check_invariant(&after);
+    for (k, v) in counters(&before) {
+        for s in [&during, &after] {
+            if let Some(now) = s.get(&k) {
+                assert!(now >= v, "{name}: {k} went back from {v} to {now}");
+            }
+        }
+    }
+    let log = e.log_text();
+    let hits = log.lines().filter(|l| l.contains(log_needle)).count();
+    assert!(hits >= 1, "{name}: no log line with {log_needle:?}:\n{log}");
+    assert!(
+        hits <= 2,
+        "{name}: {hits} log lines with {log_needle:?} (one per transition):\n{log}"
+    );
+}
+
+#[test]
+fn a_counter_file_that_cannot_be_read() {
+    case(
+        "read error",
+        |root| {
+            let f = root.join("sys/class/powercap/intel-rapl:1/energy_uj");
+            std::fs::remove_file(&f).unwrap();
+            std::fs::create_dir(&f).unwrap(); // reading a directory: EISDIR
+        },
+        |root| {
+            let f = root.join("sys/class/powercap/intel-rapl:1/energy_uj");
+            std::fs::remove_dir(&f).unwrap();
+            write_value(&f, 223_456_789);
+        },
+        "intel-rapl:1/energy_uj",
+    );
+}
+
+#[test]
+fn a_zone_that_vanishes() {
+    case(
+        "vanished zone",
+        |root| std::fs::remove_dir_all(root.join("sys/class/powercap/intel-rapl:1")).unwrap(),
+        |_| {},
+        "source down",
+    );
+}
+
+#[test]
+fn a_job_cgroup_removed_mid_run() {
+    case(
+        "cgroup removed",
+        |root| {
+            for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+                let _ = std::fs::remove_dir_all(
+                    root.join(format!("sys/fs/cgroup/{ctrl}/slurm_node1/uid_1000/job_101")),
+                );
+            }
+        },
+        |_| {},
+        // Not an error: the job ended. Nothing is logged as a problem for it.
+        "listening",
+    );
+}
+
+#[test]
+fn garbage_in_a_job_file() {
+    case(
+        "garbage cpuset",
+        |root| {
+            std::fs::write(
+                root.join("sys/fs/cgroup/cpu,cpuacct/slurm_node1/uid_1001/job_102/cpuacct.usage"),
+                "12ab\n",
+            )
+            .unwrap()
+        },
+        |_| {},
+        "cpuacct.usage",
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside_and_an_unwritable_one_does_not_stop_serving() {
+    let dir = node();
+    let root = dir.path();
+    let state = root.join("state.json");
+    std::fs::write(
+        &state,
+        "{\"format\": \"joulebook-state\", \"version\": 1, \"hostna",
+    )
+    .unwrap();
+    let e = start(
+        root,
+        &[
+            format!("--state.file={}", state.display()),
+            "--state.save-interval=100ms".into(),
+        ],
+    );
+    e.wait_samples("rapl", 2.0);
+    let log = e.log_text();
+    assert!(log.contains("set aside"), "{log}");
+    let bad: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter(|d| {
+            d.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.bad-")
+        })
+        .collect();
+    assert_eq!(bad.len(), 1, "the corrupt file is kept for inspection");
+    drop(e);
+
+    // The state path's folder is a regular file: every save fails; serving goes on, one log line.
+    let blocker = root.join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let e = start(
+        root,
+        &[
+            format!("--state.file={}", blocker.join("state.json").display()),
+            "--state.save-interval=100ms".into(),
+        ],
+    );
+    e.wait_samples("rapl", 3.0);
+    let s = e.samples();
+    check_invariant(&s);
+    let log = e.log_text();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("cannot save the state file"))
+            .count(),
+        1,
+        "{log}"
+    );
+}
