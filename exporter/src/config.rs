@@ -651,7 +651,7 @@ impl Config {
 }
 
 /// The 1-based line where the last segment of a dotted key is first written, if any.
-fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+pub(crate) fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
     let last = dotted.rsplit('.').next()?;
     text.lines()
         .position(|l| l.trim_start().starts_with(&format!("{last}:")))
