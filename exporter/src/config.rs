@@ -126,6 +126,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub listen_address: String,
+    /// The exporter-toolkit web configuration file: TLS, basic auth (`webconfig`).
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -415,6 +417,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen_address: format!(":{}", joulebook_common::DEFAULT_PORT),
+            config_file: None,
         }
     }
 }
