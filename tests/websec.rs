@@ -272,10 +272,44 @@ fn tls_and_basic_auth() {
     let _ = s.read_to_end(&mut got);
     let got = String::from_utf8_lossy(&got);
     assert!(!got.contains("joulebook_"), "{got}");
-    // A TLS handshake that never finishes does not hold the server: it still answers.
     let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
     assert_eq!(ok.status, Some(200), "{ok:?}");
     assert!(e.log_text().contains("TLS"), "{}", e.log_text());
+
+    // Reload: a broken file keeps the previous settings (and says so), a good one is picked up
+    // within a few seconds, as exporter-toolkit picks up changes.
+    std::fs::write(&web, "basic_auth_users:\n  grafana: not-a-hash\n").expect("rewrite");
+    let t = Instant::now();
+    while !e.log_text().contains("keeping the previous web settings") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", e.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+    assert_eq!(ok.status, Some(200), "the previous settings stay: {ok:?}");
+    let hash2 = bcrypt::hash("another password", 4).expect("bcrypt hash");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n\
+             basic_auth_users:\n  grafana: \"{hash2}\"\n"
+        ),
+    )
+    .expect("rewrite");
+    let t = Instant::now();
+    loop {
+        let c = curl(&["--cacert", &ca, "-u", "grafana:another password", &metrics]);
+        if c.status == Some(200) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{c:?}\n{}",
+            e.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let old = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+    assert_eq!(old.status, Some(401), "a removed user: {old:?}");
 }
 
 #[test]

@@ -65,7 +65,6 @@ pub const EVICT_IDLE_AFTER: Duration = Duration::from_secs(1);
 struct State {
     shared: Shared,
     registry: Registry,
-    security: Arc<WebSecurity>,
 }
 
 /// One connection's state, seen by the accept loop.
@@ -194,13 +193,12 @@ impl Body for Tracked {
 pub async fn serve(
     listener: TcpListener,
     shared: Shared,
-    security: Arc<WebSecurity>,
+    security: watch::Receiver<Arc<WebSecurity>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let state = Arc::new(State {
         registry: metrics::registry(shared.clone()),
         shared,
-        security,
     });
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let conns = Arc::new(Conns::default());
@@ -246,10 +244,12 @@ pub async fn serve(
         };
         let (conn, guard) = conns.add();
         let state = state.clone();
+        // The settings in force when the connection opened (the file may be reloaded).
+        let sec = security.borrow().clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
-            let work = connection(stream, state, conn.clone());
+            let work = connection(stream, state, sec, conn.clone());
             tokio::select! {
                 r = tokio::time::timeout(CONNECTION_TIMEOUT, work) => match r {
                     Ok(Ok(())) => {}
@@ -263,9 +263,14 @@ pub async fn serve(
 }
 
 /// One connection: TLS if configured, then HTTP/1.1.
-async fn connection(stream: TcpStream, state: Arc<State>, conn: Arc<Conn>) -> Result<(), String> {
-    let Some(tls) = state.security.tls.clone() else {
-        return http(stream, state, conn).await;
+async fn connection(
+    stream: TcpStream,
+    state: Arc<State>,
+    sec: Arc<WebSecurity>,
+    conn: Arc<Conn>,
+) -> Result<(), String> {
+    let Some(tls) = sec.tls.clone() else {
+        return http(stream, state, sec, conn).await;
     };
     let mut first = [0u8; 1];
     let n = tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first))
@@ -287,7 +292,7 @@ async fn connection(stream: TcpStream, state: Arc<State>, conn: Arc<Conn>) -> Re
         .await
         .map_err(|_| "TLS handshake not finished within the time limit".to_string())?
         .map_err(|e| format!("TLS handshake: {e}"))?;
-    http(tls_stream, state, conn).await
+    http(tls_stream, state, sec, conn).await
 }
 
 /// What Go's HTTPS servers (and so node_exporter) answer to plain HTTP, then a lingering close so
@@ -309,15 +314,21 @@ async fn refuse_plain_http(mut stream: TcpStream) {
     .await;
 }
 
-async fn http<I>(io: I, state: Arc<State>, conn: Arc<Conn>) -> Result<(), String>
+async fn http<I>(
+    io: I,
+    state: Arc<State>,
+    sec: Arc<WebSecurity>,
+    conn: Arc<Conn>,
+) -> Result<(), String>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
+        let sec = sec.clone();
         let busy = Busy::new(&conn);
         async move {
-            let resp = handle(&state, req).await;
+            let resp = handle(&state, &sec, req).await;
             Ok::<_, Infallible>(resp.map(|inner| Tracked {
                 inner,
                 busy: Some(busy),
@@ -366,16 +377,15 @@ fn body_too_large(req: &Request<Incoming>) -> bool {
     })
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut resp = route(state, req).await;
-    for (name, value) in &state.security.headers {
+async fn handle(state: &State, sec: &WebSecurity, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut resp = route(state, sec, req).await;
+    for (name, value) in &sec.headers {
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let sec = &state.security;
+async fn route(state: &State, sec: &WebSecurity, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(limit) = &sec.rate_limit {
         if !limit.allow() {
             return text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n");

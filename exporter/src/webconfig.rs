@@ -132,6 +132,8 @@ pub struct WebSecurity {
     pub rate_limit: Option<RateLimiter>,
     /// Settings accepted but not honoured, and why: logged at start.
     pub warnings: Vec<String>,
+    /// The files it was read from (the web configuration file first): watched for changes.
+    pub files: Vec<PathBuf>,
 }
 
 impl fmt::Debug for WebSecurity {
@@ -179,7 +181,7 @@ impl WebSecurity {
             ))
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        WebSecurity::parse(&text, dir).map_err(|e| match e {
+        let mut sec = WebSecurity::parse(&text, dir).map_err(|e| match e {
             Problem::Syntax(m) => {
                 WebConfigError(format!("web config file {}: {m}", path.display()))
             }
@@ -192,7 +194,9 @@ impl WebSecurity {
                     path.display()
                 ))
             }
-        })
+        })?;
+        sec.files.insert(0, path.to_path_buf());
+        Ok(sec)
     }
 
     fn parse(text: &str, dir: &Path) -> Result<WebSecurity, Problem> {
@@ -204,6 +208,14 @@ impl WebSecurity {
         let mut sec = WebSecurity::default();
         if let Some(t) = &file.tls_server_config {
             sec.tls = build_tls(t, dir, &mut sec.warnings)?;
+            for p in [&t.cert_file, &t.key_file, &t.client_ca_file]
+                .into_iter()
+                .flatten()
+            {
+                if !p.as_os_str().is_empty() {
+                    sec.files.push(dir.join(p));
+                }
+            }
         }
         if let Some(h) = &file.http_server_config {
             if h.http2 == Some(true) {
@@ -238,6 +250,66 @@ enum Problem {
 
 fn bad<T>(key: &str, msg: impl Into<String>) -> Result<T, Problem> {
     Err(Problem::Key(key.to_string(), msg.into()))
+}
+
+// ---- Reload --------------------------------------------------------------------------------
+
+/// How often the web configuration file and the certificate files it names are checked for
+/// changes (a `stat` of each; they are read again only when one changed).
+pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What identifies the current version of each file: inode, size and modification time, or
+/// nothing for a file that cannot be read.
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, u64, std::time::SystemTime)>> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?)))
+        })
+        .collect()
+}
+
+/// Reloads the web configuration when it or a file it names changes (a renewed certificate, a
+/// new user), as exporter-toolkit does; connections opened after the change use the new
+/// settings. A file that does not load (a certificate written before its key) keeps the previous
+/// settings, with one error line per distinct problem, and is tried again at every change.
+pub async fn reload_loop(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<WebSecurity>>) {
+    let mut seen = fingerprint(&tx.borrow().files);
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::time::sleep(RELOAD_CHECK_INTERVAL).await;
+        let files = tx.borrow().files.clone();
+        let now = fingerprint(&files);
+        if now == seen {
+            continue;
+        }
+        let p = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || WebSecurity::load(&p))
+            .await
+            .unwrap_or_else(|e| Err(WebConfigError(format!("reload task failed: {e}"))));
+        match loaded {
+            Ok(sec) => {
+                seen = fingerprint(&sec.files);
+                last_error = None;
+                tracing::info!(file = %path.display(), web = %sec.summary(), "web config reloaded");
+                for w in &sec.warnings {
+                    tracing::warn!("web config: {w}");
+                }
+                tx.send_replace(Arc::new(sec));
+            }
+            Err(e) => {
+                // `seen` stays: the next check tries again, so a certificate and key written one
+                // after the other are picked up once both are there.
+                if last_error.as_deref() != Some(&e.0) {
+                    tracing::error!("{e}; keeping the previous web settings");
+                }
+                last_error = Some(e.0);
+            }
+        }
+    }
 }
 
 // ---- TLS -----------------------------------------------------------------------------------
@@ -889,7 +961,7 @@ pub struct BasicAuth {
     /// Keyed digest of (user, password, hash) → when it was verified.
     cache: Mutex<HashMap<[u8; 32], Instant>>,
     cache_key: [u8; 32],
-    verifying: tokio::sync::Semaphore,
+    verifying: Arc<tokio::sync::Semaphore>,
 }
 
 /// The outcome of a request's credentials.
@@ -933,7 +1005,7 @@ impl BasicAuth {
             dummy_cost: max_cost,
             cache: Mutex::new(HashMap::new()),
             cache_key: random_key(),
-            verifying: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
+            verifying: Arc::new(tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY)),
         })
     }
 
@@ -998,27 +1070,32 @@ impl BasicAuth {
                 return AuthOutcome::Allowed;
             }
         }
-        let Ok(_slot) = self.verifying.acquire().await else {
+        // The slot moves into the blocking task: it is given back when bcrypt is done, even if
+        // the client went away meanwhile.
+        let Ok(slot) = self.verifying.clone().acquire_owned().await else {
             return AuthOutcome::Denied;
         };
         let me = self.clone();
-        let verdict = tokio::task::spawn_blocking(move || match &hash {
-            Some(h) => {
-                let ok = bcrypt::verify(&password, h).unwrap_or(false);
-                if ok {
-                    me.remember(me.digest(&user, &password, h));
+        let verdict = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            match &hash {
+                Some(h) => {
+                    let ok = bcrypt::verify(&password, h).unwrap_or(false);
+                    if ok {
+                        me.remember(me.digest(&user, &password, h));
+                    }
+                    ok
                 }
-                ok
-            }
-            None => {
-                // Unknown user: spend the same time on a hash of the highest configured cost.
-                if let Some(d) = me
-                    .dummy
-                    .get_or_init(|| bcrypt::hash("joulebook", me.dummy_cost).ok())
-                {
-                    let _ = bcrypt::verify(&password, d);
+                None => {
+                    // Unknown user: spend the same time on a hash of the highest configured cost.
+                    if let Some(d) = me
+                        .dummy
+                        .get_or_init(|| bcrypt::hash("joulebook", me.dummy_cost).ok())
+                    {
+                        let _ = bcrypt::verify(&password, d);
+                    }
+                    false
                 }
-                false
             }
         })
         .await
