@@ -272,8 +272,10 @@ async fn connection(
     let Some(tls) = sec.tls.clone() else {
         return http(stream, state, sec, conn).await;
     };
+    // One deadline for the first byte and the whole handshake.
+    let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
     let mut first = [0u8; 1];
-    let n = tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first))
+    let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
         .await
         .map_err(|_| "no TLS handshake within the time limit".to_string())?
         .map_err(|e| e.to_string())?;
@@ -288,7 +290,7 @@ async fn connection(
         return Err("not a TLS handshake: refused".into());
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let tls_stream = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream))
+    let tls_stream = tokio::time::timeout_at(deadline, acceptor.accept(stream))
         .await
         .map_err(|_| "TLS handshake not finished within the time limit".to_string())?
         .map_err(|e| format!("TLS handshake: {e}"))?;

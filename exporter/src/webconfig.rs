@@ -1313,6 +1313,17 @@ mod tests {
         assert!(s.tls.is_some() && s.warnings.is_empty());
         let s = load("  min_version: TLS13\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA]\n  curve_preferences: [X25519, CurveP521]\n").unwrap();
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        let s = load(
+            "  cipher_suites: [TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, TLS_AES_128_GCM_SHA256]\n",
+        )
+        .unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert!(load("  cipher_suites: [AES128]\n")
+            .unwrap_err()
+            .contains("cipher_suites"));
+        assert!(load("  curve_preferences: [CurveP999]\n")
+            .unwrap_err()
+            .contains("curve_preferences"));
         assert!(load("  max_version: TLS11\n")
             .unwrap_err()
             .contains("max_version"));
@@ -1338,6 +1349,33 @@ mod tests {
         assert!(load("  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: c.pem\n  client_allowed_sans: [a]\n").unwrap_err().contains("client_allowed_sans"));
         std::fs::write(dir.path().join("k.pem"), "garbage").unwrap();
         assert!(load("").unwrap_err().contains("key_file"));
+    }
+
+    #[test]
+    fn allowed_sans_match_exactly() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![
+            "scraper.example.org".to_string(),
+            "10.0.0.1".to_string(),
+        ])
+        .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der = cert.der();
+        let ok = |names: &[&str]| {
+            let v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            san_allowed(der, &v)
+        };
+        assert!(ok(&["scraper.example.org"]));
+        assert!(ok(&["SCRAPER.example.org"]));
+        assert!(ok(&["x", "10.0.0.1"]));
+        assert!(!ok(&["example.org"]));
+        assert!(!ok(&["*.example.org"]));
+        assert!(!ok(&["10.0.0.2"]));
+        assert!(!ok(&[]));
+        assert!(!san_allowed(
+            &CertificateDer::from(vec![1, 2, 3]),
+            &["x".into()]
+        ));
     }
 
     /// A self-signed certificate for 127.0.0.1: (cert PEM, key PEM).
