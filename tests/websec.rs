@@ -222,7 +222,7 @@ fn tls_and_basic_auth() {
 
     // Wrong password, unknown user, no credentials, another scheme: 401 with the challenge.
     for (what, args) in [
-        ("wrong password", vec!["-u", "prometheus:wrong"]),
+        ("wrong password", vec!["-u", "prometheus:n0t-the-password"]),
         ("unknown user", vec!["-u", "mallory:wrong"]),
         ("no credentials", vec![]),
         ("bearer token", vec!["-H", "Authorization: Bearer abc"]),
@@ -242,6 +242,16 @@ fn tls_and_basic_auth() {
         );
         assert!(!c.body.contains("joulebook_"), "{what}: {}", c.body);
     }
+    // One throttled log line names the user and the peer, never a password.
+    let log = e.log_text();
+    assert!(
+        log.contains("basic auth failed") && log.contains("prometheus"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(PASSWORD) && !log.contains("n0t-the-password"),
+        "{log}"
+    );
     // The landing page needs credentials too (it names the host and the files read).
     let c = curl(&["--cacert", &ca, &https(&e, "/")]);
     assert_eq!(c.status, Some(401), "{c:?}");
@@ -342,6 +352,11 @@ fn client_certificates() {
     let foreign = curl(&["--cacert", &ca, "--cert", &f, "--key", &fk, &metrics]);
     assert_ne!(foreign.exit, 0, "certificate of another CA: {foreign:?}");
     assert_refused(&foreign, "certificate of another CA");
+    assert!(
+        e.log_text().contains("TLS handshake failed"),
+        "{}",
+        e.log_text()
+    );
     // Over TLS 1.2 as well (the client certificate is checked during the handshake there).
     let foreign12 = curl(&[
         "--tls-max",

@@ -38,6 +38,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,32 @@ pub const EVICT_IDLE_AFTER: Duration = Duration::from_secs(1);
 struct State {
     shared: Shared,
     registry: Registry,
+    tls_failures: Throttle,
+    auth_failures: Throttle,
+}
+
+/// At most one log line per [`Throttle::EVERY`] for a kind of failure a client can repeat at
+/// will, with the count of those not logged.
+#[derive(Default)]
+struct Throttle {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Calls `log` with the number of failures not logged since the last line, or counts this
+    /// one.
+    fn report(&self, log: impl FnOnce(u64)) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            *last = Some(Instant::now());
+            log(self.suppressed.swap(0, Ordering::Relaxed));
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One connection's state, seen by the accept loop.
@@ -199,6 +226,8 @@ pub async fn serve(
     let state = Arc::new(State {
         registry: metrics::registry(shared.clone()),
         shared,
+        tls_failures: Throttle::default(),
+        auth_failures: Throttle::default(),
     });
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let conns = Arc::new(Conns::default());
@@ -249,7 +278,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
-            let work = connection(stream, state, sec, conn.clone());
+            let work = connection(stream, peer, state, sec, conn.clone());
             tokio::select! {
                 r = tokio::time::timeout(CONNECTION_TIMEOUT, work) => match r {
                     Ok(Ok(())) => {}
@@ -265,12 +294,13 @@ pub async fn serve(
 /// One connection: TLS if configured, then HTTP/1.1.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     state: Arc<State>,
     sec: Arc<WebSecurity>,
     conn: Arc<Conn>,
 ) -> Result<(), String> {
     let Some(tls) = sec.tls.clone() else {
-        return http(stream, state, sec, conn).await;
+        return http(stream, peer, state, sec, conn).await;
     };
     // One deadline for the first byte and the whole handshake.
     let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
@@ -284,17 +314,30 @@ async fn connection(
     }
     // 0x16: a TLS handshake record. Anything else printable is someone speaking plain HTTP.
     if first[0] != 0x16 {
-        if first[0].is_ascii_uppercase() {
+        let plain = first[0].is_ascii_uppercase();
+        if plain {
             refuse_plain_http(stream).await;
         }
+        state.tls_failures.report(|n| {
+            tracing::warn!(%peer, not_logged_since_last = n, "refused a connection that is not TLS{}",
+                if plain { " (plain HTTP, answered 400)" } else { "" })
+        });
         return Err("not a TLS handshake: refused".into());
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let tls_stream = tokio::time::timeout_at(deadline, acceptor.accept(stream))
-        .await
-        .map_err(|_| "TLS handshake not finished within the time limit".to_string())?
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    http(tls_stream, state, sec, conn).await
+    let tls_stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            // A client certificate from another CA, an unknown server CA on the client side, no
+            // common version or suite: what an admin needs to see, at most once a minute.
+            state.tls_failures.report(|n| {
+                tracing::warn!(%peer, error = %e, not_logged_since_last = n, "TLS handshake failed")
+            });
+            return Err(format!("TLS handshake: {e}"));
+        }
+        Err(_) => return Err("TLS handshake not finished within the time limit".into()),
+    };
+    http(tls_stream, peer, state, sec, conn).await
 }
 
 /// What Go's HTTPS servers (and so node_exporter) answer to plain HTTP, then a lingering close so
@@ -318,6 +361,7 @@ async fn refuse_plain_http(mut stream: TcpStream) {
 
 async fn http<I>(
     io: I,
+    peer: SocketAddr,
     state: Arc<State>,
     sec: Arc<WebSecurity>,
     conn: Arc<Conn>,
@@ -330,7 +374,7 @@ where
         let sec = sec.clone();
         let busy = Busy::new(&conn);
         async move {
-            let resp = handle(&state, &sec, req).await;
+            let resp = handle(&state, &sec, peer, req).await;
             Ok::<_, Infallible>(resp.map(|inner| Tracked {
                 inner,
                 busy: Some(busy),
@@ -379,15 +423,25 @@ fn body_too_large(req: &Request<Incoming>) -> bool {
     })
 }
 
-async fn handle(state: &State, sec: &WebSecurity, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut resp = route(state, sec, req).await;
+async fn handle(
+    state: &State,
+    sec: &WebSecurity,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let mut resp = route(state, sec, peer, req).await;
     for (name, value) in &sec.headers {
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
 }
 
-async fn route(state: &State, sec: &WebSecurity, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    state: &State,
+    sec: &WebSecurity,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if let Some(limit) = &sec.rate_limit {
         if !limit.allow() {
             return text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n");
@@ -423,6 +477,16 @@ async fn route(state: &State, sec: &WebSecurity, req: Request<Incoming>) -> Resp
             .get(hyper::header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
         let outcome = auth.check(header).await;
+        if outcome == AuthOutcome::Denied {
+            // The user name helps find a misconfigured scraper; the password is never logged.
+            let user = header
+                .and_then(crate::webconfig::parse_basic)
+                .map(|(u, _)| u)
+                .unwrap_or_default();
+            state.auth_failures.report(|n| {
+                tracing::warn!(%peer, %user, not_logged_since_last = n, "basic auth failed: unknown user or wrong password")
+            });
+        }
         if outcome != AuthOutcome::Allowed {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
