@@ -1347,6 +1347,9 @@ mod tests {
                 .is_ok()
         );
         assert!(load("  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: c.pem\n  client_allowed_sans: [a]\n").unwrap_err().contains("client_allowed_sans"));
+        std::fs::write(dir.path().join("k.pem"), rcgen_pair().1).unwrap();
+        let e = load("").unwrap_err();
+        assert!(e.contains("key_file") && e.contains("do not make"), "{e}");
         std::fs::write(dir.path().join("k.pem"), "garbage").unwrap();
         assert!(load("").unwrap_err().contains("key_file"));
     }
