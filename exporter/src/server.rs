@@ -487,6 +487,12 @@ async fn route(
                 tracing::warn!(%peer, %user, not_logged_since_last = n, "basic auth failed: unknown user or wrong password")
             });
         }
+        if outcome == AuthOutcome::Busy {
+            return text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many password checks in progress, try again\n",
+            );
+        }
         if outcome != AuthOutcome::Allowed {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {

@@ -40,6 +40,9 @@ pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(300);
 pub const AUTH_CACHE_ENTRIES: usize = 64;
 /// bcrypt verifications running at once (each takes one core for its duration).
 pub const BCRYPT_CONCURRENCY: usize = 1;
+/// bcrypt verifications running or waiting; beyond, a request that needs one is answered 429 at
+/// once, so a flood of wrong passwords cannot hold every connection slot in a queue.
+pub const BCRYPT_MAX_PENDING: usize = 8;
 /// The realm in `WWW-Authenticate`.
 pub const REALM: &str = "joulebook";
 
@@ -962,6 +965,16 @@ pub struct BasicAuth {
     cache: Mutex<HashMap<[u8; 32], Instant>>,
     cache_key: [u8; 32],
     verifying: Arc<tokio::sync::Semaphore>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a verification as pending until dropped.
+struct Pending(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The outcome of a request's credentials.
@@ -972,6 +985,8 @@ pub enum AuthOutcome {
     Missing,
     /// Unknown user or wrong password.
     Denied,
+    /// Too many verifications already running or waiting: try again later.
+    Busy,
 }
 
 impl BasicAuth {
@@ -1006,6 +1021,7 @@ impl BasicAuth {
             cache: Mutex::new(HashMap::new()),
             cache_key: random_key(),
             verifying: Arc::new(tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY)),
+            pending: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 
@@ -1070,14 +1086,21 @@ impl BasicAuth {
                 return AuthOutcome::Allowed;
             }
         }
-        // The slot moves into the blocking task: it is given back when bcrypt is done, even if
-        // the client went away meanwhile.
+        use std::sync::atomic::Ordering;
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= BCRYPT_MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return AuthOutcome::Busy;
+        }
+        let pending = Pending(self.pending.clone());
+        // The slot and the pending count move into the blocking task: they are given back when
+        // bcrypt is done, even if the client went away meanwhile.
         let Ok(slot) = self.verifying.clone().acquire_owned().await else {
             return AuthOutcome::Denied;
         };
         let me = self.clone();
         let verdict = tokio::task::spawn_blocking(move || {
             let _slot = slot;
+            let _pending = pending;
             match &hash {
                 Some(h) => {
                     let ok = bcrypt::verify(&password, h).unwrap_or(false);
@@ -1286,6 +1309,45 @@ mod tests {
             );
             assert_eq!(auth.cache_len(), 1);
         });
+    }
+
+    #[test]
+    fn a_flood_of_wrong_passwords_is_answered_busy_not_queued() {
+        use base64::Engine;
+        let h = bcrypt::hash("right", 8).unwrap();
+        let auth = Arc::new(BasicAuth::from_users(&[("alice", &h)]).unwrap());
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:wrong")
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcomes = rt.block_on(async {
+            let tasks: Vec<_> = (0..3 * BCRYPT_MAX_PENDING)
+                .map(|_| {
+                    let auth = auth.clone();
+                    let wrong = wrong.clone();
+                    tokio::spawn(async move { auth.check(Some(wrong.as_bytes())).await })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        let busy = outcomes.iter().filter(|o| **o == AuthOutcome::Busy).count();
+        let denied = outcomes
+            .iter()
+            .filter(|o| **o == AuthOutcome::Denied)
+            .count();
+        assert!(
+            busy > 0 && denied > 0 && denied <= BCRYPT_MAX_PENDING,
+            "{outcomes:?}"
+        );
+        assert_eq!(busy + denied, outcomes.len());
+        assert_eq!(auth.pending.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     #[test]
