@@ -123,11 +123,38 @@ impl Exporter {
 
     /// Like [`Exporter::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Exporter {
+        let mut e = Exporter::spawn(&[], args, env);
+        e.wait_healthy(Duration::from_secs(15));
+        e
+    }
+
+    /// Starts `wrapper... joulebook-exporter args...` (a wrapper such as `setpriv ... --`, or
+    /// nothing) without waiting for it: for servers that plain HTTP cannot probe (TLS), see
+    /// [`Exporter::wait_until`].
+    pub fn spawn(wrapper: &[&str], args: &[&str], env: &[(&str, &Path)]) -> Exporter {
+        Exporter::spawn_binary(&binary("joulebook-exporter"), wrapper, args, env)
+    }
+
+    /// Like [`Exporter::spawn`], with another copy of the binary.
+    pub fn spawn_binary(
+        bin: &Path,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Exporter {
         let port = free_port();
         let log_dir = tempfile::tempdir().expect("log folder");
         let log = log_dir.path().join("exporter.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary("joulebook-exporter"))
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .env("NO_COLOR", "1")
@@ -136,14 +163,12 @@ impl Exporter {
             .stderr(log_file)
             .spawn()
             .expect("start joulebook-exporter");
-        let mut e = Exporter {
+        Exporter {
             child,
             port,
             log,
             _log_dir: log_dir,
-        };
-        e.wait_healthy(Duration::from_secs(15));
-        e
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -155,12 +180,19 @@ impl Exporter {
     }
 
     fn wait_healthy(&mut self, limit: Duration) {
+        self.wait_until(limit, |e| {
+            matches!(http_get(&e.url("/healthz"), None), Ok((200, _, _)))
+        });
+    }
+
+    /// Waits until `ready` is true, for at most `limit`; fails if the exporter exits.
+    pub fn wait_until(&mut self, limit: Duration, ready: impl Fn(&Exporter) -> bool) {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("exporter exited with {status}; log:\n{}", self.log_text());
             }
-            if let Ok((200, _, _)) = http_get(&self.url("/healthz"), None) {
+            if ready(self) {
                 return;
             }
             assert!(

@@ -364,7 +364,7 @@ fn add_bmc(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<
 }
 
 /// Runs the exporter until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), String> {
+pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), String> {
     let addr = crate::config::parse_listen_address(&cfg.web.listen_address)
         .map_err(|e| format!("--web.listen-address: {e}"))?;
     let node = NodeInfo::read(&cfg.paths.procfs);
@@ -414,13 +414,22 @@ pub fn run(cfg: Config) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr} (--web.listen-address): {e}"))?;
-        tracing::info!(address = %addr, interval_s = interval, version = crate::metrics::VERSION, "joulebook exporter listening");
+        tracing::info!(address = %addr, interval_s = interval, version = crate::metrics::VERSION, web = %security.summary(), "joulebook exporter listening");
+        for w in &security.warnings {
+            tracing::warn!("web config: {w}");
+        }
         let (shut_tx, shut_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(server::serve(listener, shared.clone(), shut_rx));
+        let web_file = cfg.web.config_file.clone();
+        let (sec_tx, sec_rx) = tokio::sync::watch::channel(Arc::new(security));
+        let reloader = web_file.map(|p| tokio::spawn(crate::webconfig::reload_loop(p, sec_tx)));
+        let server = tokio::spawn(server::serve(listener, shared.clone(), sec_rx, shut_rx));
         wait_for_signal().await;
         tracing::info!("shutting down");
         let _ = shut_tx.send(true);
         let _ = server.await;
+        if let Some(r) = reloader {
+            r.abort();
+        }
         Ok::<(), String>(())
     });
     let _ = stop_tx.send(());

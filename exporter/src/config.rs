@@ -126,6 +126,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub listen_address: String,
+    /// The exporter-toolkit web configuration file: TLS, basic auth (`webconfig`).
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -415,6 +417,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen_address: format!(":{}", joulebook_common::DEFAULT_PORT),
+            config_file: None,
         }
     }
 }
@@ -651,7 +654,7 @@ impl Config {
 }
 
 /// The 1-based line where the last segment of a dotted key is first written, if any.
-fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+pub(crate) fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
     let last = dotted.rsplit('.').next()?;
     text.lines()
         .position(|l| l.trim_start().starts_with(&format!("{last}:")))

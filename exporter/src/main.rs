@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use joulebook_exporter::config::{parse_duration, Config, LogFormat, Switch};
+use joulebook_exporter::webconfig::WebSecurity;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +17,10 @@ struct Cli {
     /// Address to serve /metrics on: HOST:PORT, or :PORT for all interfaces [default: :9977].
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<String>,
+    /// Web configuration file (Prometheus exporter-toolkit format): TLS, client certificates,
+    /// basic authentication, response headers, rate limit [default: none, plain HTTP].
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// sysfs mount point (RAPL is read under <sysfs>/class/powercap) [default: /sys].
     #[arg(long = "path.sysfs", value_name = "DIR")]
     sysfs: Option<PathBuf>,
@@ -85,6 +90,7 @@ impl Cli {
             };
         }
         set!(self.listen_address, cfg.web.listen_address);
+        set!(self.web_config_file.map(Some), cfg.web.config_file);
         set!(self.sysfs, cfg.paths.sysfs);
         set!(self.procfs, cfg.paths.procfs);
         set!(self.cgroupfs, cfg.paths.cgroupfs);
@@ -132,12 +138,25 @@ fn main() -> ExitCode {
         eprintln!("joulebook-exporter: invalid configuration: {key}: {msg}");
         return ExitCode::from(2);
     }
+    let security = match &cfg.web.config_file {
+        Some(path) => match WebSecurity::load(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("joulebook-exporter: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => WebSecurity::default(),
+    };
     if check {
         print!("{}", cfg.to_yaml());
+        for w in &security.warnings {
+            eprintln!("joulebook-exporter: warning: web config: {w}");
+        }
         return ExitCode::SUCCESS;
     }
     joulebook_exporter::app::init_logging(&cfg);
-    match joulebook_exporter::app::run(cfg) {
+    match joulebook_exporter::app::run(cfg, security) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
