@@ -1,0 +1,664 @@
+//! PromQL: everything the report needs, aggregated by the server, in a bounded number of queries
+//! (about 20 plus 3 per day of the period, independent of the number of jobs).
+//!
+//! # Increase of a counter over the period `(S, E]`
+//!
+//! For one series, `INC = value(last sample ≤ E) − value(last sample ≤ S)`, where a series with no
+//! sample in `[S − lookback, S]` counts from zero (joulebook creates job counters at 0). Written
+//! without `increase()`, whose extrapolation to the window edges invents energy a job never
+//! used (it extends by up to half a scrape interval at each end):
+//!
+//! ```text
+//! (last_over_time(X[R]) - last_over_time(X[LB] offset R))
+//!   or (last_over_time(X[R]) unless last_over_time(X[LB] offset R))
+//! ) unless (resets(X[R+LB]) > 0)
+//! ```
+//!
+//! evaluated at `E`, with `R = E − S`. Series whose counter went down (an exporter restart) are
+//! excluded there and computed from their raw samples by [`crate::counter::increase`], which tells
+//! a resume from the state file from a reset to zero. They are few: one restart touches the
+//! jobs of one node.
+//!
+//! Node and unallocated energy are collected per day (the daily chart) and per series, and the
+//! days are chained in Rust: each day's base is the previous day's last value, so the days add
+//! up to the period exactly and a gap longer than the lookback inside the period loses nothing.
+
+use crate::counter;
+use crate::data::{Dataset, DayData, GpuData, JobData, NodeData, Placement};
+use crate::period::Period;
+use crate::prom::{Client, Labels, PromError, Sample};
+use joulebook_common::{self as c, labels as l, MetricDef};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Label added by Prometheus to every scraped series: the node.
+pub const INSTANCE: &str = "instance";
+/// Optional external or target label naming the cluster.
+pub const CLUSTER: &str = "cluster";
+
+/// What to collect.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub period: Period,
+    /// Seconds searched before `S` for a counter's starting value; longer than the scrape interval.
+    pub lookback: i64,
+    pub cluster: Option<String>,
+    /// Collect this job only (the `job` subcommand).
+    pub job_id: Option<String>,
+    /// Concurrent queries.
+    pub parallelism: usize,
+}
+
+/// Escapes a PromQL double-quoted string.
+pub fn quote(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for ch in s.chars() {
+        match ch {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn label(labels: &Labels, name: &str) -> String {
+    labels.get(name).cloned().unwrap_or_default()
+}
+
+pub struct Collector<'a> {
+    client: &'a Client,
+    scope: Scope,
+    resets_seen: AtomicUsize,
+    notes: Mutex<Vec<String>>,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(client: &'a Client, scope: Scope) -> Collector<'a> {
+        Collector {
+            client,
+            scope,
+            resets_seen: AtomicUsize::new(0),
+            notes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn r(&self) -> i64 {
+        self.scope.period.seconds()
+    }
+
+    /// `name{cluster="…",job_id="…"}` with the scope's filters.
+    fn sel(&self, m: &MetricDef) -> String {
+        let mut ms = Vec::new();
+        if let Some(cl) = &self.scope.cluster {
+            ms.push(format!("{CLUSTER}={}", quote(cl)));
+        }
+        if let Some(j) = &self.scope.job_id {
+            if m.labels.contains(&l::JOB_ID) {
+                ms.push(format!("{}={}", l::JOB_ID, quote(j)));
+            }
+        }
+        format!("{}{{{}}}", m.name(), ms.join(","))
+    }
+
+    /// Per-series increase over a window of `r` seconds ending at the evaluation time, counters
+    /// that went down excluded (module doc).
+    fn inc_expr(sel: &str, r: i64, lb: i64) -> String {
+        format!(
+            "(((last_over_time({sel}[{r}s]) - last_over_time({sel}[{lb}s] offset {r}s)) \
+             or (last_over_time({sel}[{r}s]) unless last_over_time({sel}[{lb}s] offset {r}s))) \
+             unless (resets({sel}[{rl}s]) > 0))",
+            rl = r + lb
+        )
+    }
+
+    fn inc(&self, m: &MetricDef) -> String {
+        Self::inc_expr(&self.sel(m), self.r(), self.scope.lookback)
+    }
+
+    fn at_end(&self, q: &str) -> Result<Vec<Sample>, PromError> {
+        self.client.vector(q, self.scope.period.end)
+    }
+
+    fn note(&self, s: String) {
+        if let Ok(mut n) = self.notes.lock() {
+            if !n.contains(&s) {
+                n.push(s);
+            }
+        }
+    }
+
+    /// Exact increase over `(start, end]` of every series of `m` whose counter went down in the
+    /// window, from raw samples: series labels → increase.
+    fn slow_path(&self, m: &MetricDef, end: i64, r: i64) -> Result<Vec<(Labels, f64)>, PromError> {
+        let lb = self.scope.lookback;
+        let sel = self.sel(m);
+        let flagged = self
+            .client
+            .vector(&format!("resets({sel}[{}s]) > 0", r + lb), end)?;
+        let mut out = Vec::new();
+        for s in flagged {
+            self.resets_seen.fetch_add(1, Ordering::Relaxed);
+            let exact = exact_selector(m, &s.labels);
+            let base = self
+                .client
+                .vector(&format!("last_over_time({exact}[{lb}s] offset {r}s)"), end)?
+                .first()
+                .map(|b| b.value);
+            let raw = self.client.matrix(&format!("{exact}[{r}s]"), end)?;
+            let start = (end - r) as f64;
+            let samples = raw
+                .iter()
+                .flat_map(|series| series.samples.iter())
+                .filter(|(t, _)| *t > start)
+                .map(|(_, v)| *v);
+            out.push((s.labels, counter::increase(base, samples)));
+        }
+        Ok(out)
+    }
+
+    /// Per-series increases of a counter family over the whole period, fast path plus slow path.
+    fn increases(&self, m: &MetricDef, by: &[&str]) -> Result<Vec<(Labels, f64)>, PromError> {
+        let q = format!("sum by ({}) ({})", by.join(", "), self.inc(m));
+        let mut out: Vec<(Labels, f64)> = self
+            .at_end(&q)?
+            .into_iter()
+            .map(|s| (s.labels, s.value))
+            .collect();
+        for (labels, v) in self.slow_path(m, self.scope.period.end, self.r())? {
+            let key: Labels = by
+                .iter()
+                .filter_map(|k| labels.get(*k).map(|v| (k.to_string(), v.clone())))
+                .collect();
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, acc)) => *acc += v,
+                None => out.push((key, v)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Largest value of a gauge over the period, by labels.
+    fn gauge_max(&self, m: &MetricDef, by: &[&str]) -> Result<Vec<Sample>, PromError> {
+        self.at_end(&format!(
+            "max by ({}) (max_over_time({}[{}s]))",
+            by.join(", "),
+            self.sel(m),
+            self.r()
+        ))
+    }
+
+    /// Jobs with their energy, time and placements inside the period.
+    pub fn jobs(&self) -> Result<Vec<JobData>, PromError> {
+        let p = self.client.progress();
+        p.stage("jobs", 8);
+        let key = |lb: &Labels| (label(lb, CLUSTER), label(lb, l::JOB_ID));
+        let mut jobs: BTreeMap<(String, String), JobData> = BTreeMap::new();
+        let by_job = [CLUSTER, l::JOB_ID];
+        let by_place = [CLUSTER, INSTANCE, l::JOB_ID];
+
+        let job = |jobs: &mut BTreeMap<(String, String), JobData>, lb: &Labels| {
+            let k = key(lb);
+            jobs.entry(k.clone()).or_insert_with(|| JobData {
+                cluster: k.0.clone(),
+                job_id: k.1.clone(),
+                ..JobData::default()
+            });
+            k
+        };
+        for (lb, v) in self.increases(&c::JOB_ENERGY, &[CLUSTER, l::JOB_ID, l::COMPONENT])? {
+            let k = job(&mut jobs, &lb);
+            if let Some(j) = jobs.get_mut(&k) {
+                if !j.energy.add(&label(&lb, l::COMPONENT), v) {
+                    self.note(format!(
+                        "energy of unknown component {:?} ignored",
+                        label(&lb, l::COMPONENT)
+                    ));
+                }
+            }
+        }
+        for (lb, v) in self.increases(&c::JOB_CPU_SECONDS, &by_job)? {
+            let k = job(&mut jobs, &lb);
+            if let Some(j) = jobs.get_mut(&k) {
+                j.cpu_seconds += v;
+            }
+        }
+        let mut places: BTreeMap<(String, String, String), Placement> = BTreeMap::new();
+        let pkey = |lb: &Labels| {
+            (
+                label(lb, CLUSTER),
+                label(lb, l::JOB_ID),
+                label(lb, INSTANCE),
+            )
+        };
+        let place = |places: &mut BTreeMap<_, Placement>, lb: &Labels| {
+            let k = pkey(lb);
+            places.entry(k.clone()).or_insert_with(|| Placement {
+                instance: k.2.clone(),
+                ..Placement::default()
+            });
+            k
+        };
+        for (lb, v) in self.increases(&c::JOB_CORE_SECONDS, &by_place)? {
+            let k = place(&mut places, &lb);
+            if let Some(pl) = places.get_mut(&k) {
+                pl.core_seconds += v;
+            }
+        }
+        for (lb, v) in self.increases(&c::JOB_GPU_SECONDS, &by_place)? {
+            let k = place(&mut places, &lb);
+            if let Some(pl) = places.get_mut(&k) {
+                pl.gpu_seconds += v;
+            }
+        }
+        for s in self.gauge_max(&c::JOB_ALLOCATED_CPUS, &by_place)? {
+            if let Some(pl) = places.get_mut(&pkey(&s.labels)) {
+                pl.alloc_cpus = s.value;
+            }
+        }
+        for s in self.gauge_max(&c::JOB_ALLOCATED_MEMORY, &by_place)? {
+            if let Some(pl) = places.get_mut(&pkey(&s.labels)) {
+                pl.alloc_memory_bytes = Some(s.value);
+            }
+        }
+        for ((cl, id, _), pl) in places {
+            let j = jobs
+                .entry((cl.clone(), id.clone()))
+                .or_insert_with(|| JobData {
+                    cluster: cl,
+                    job_id: id,
+                    ..JobData::default()
+                });
+            j.core_seconds += pl.core_seconds;
+            j.gpu_seconds += pl.gpu_seconds;
+            j.placements.push(pl);
+        }
+        let info = self.at_end(&format!(
+            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{}s]))",
+            l::JOB_ID,
+            l::SCHEDULER,
+            l::USER,
+            l::ACCOUNT,
+            l::PARTITION,
+            l::JOB_NAME,
+            self.sel(&c::JOB_INFO),
+            self.r()
+        ))?;
+        for s in info {
+            if let Some(j) = jobs.get_mut(&key(&s.labels)) {
+                j.scheduler = label(&s.labels, l::SCHEDULER);
+                j.user = label(&s.labels, l::USER);
+                j.account = label(&s.labels, l::ACCOUNT);
+                j.partition = label(&s.labels, l::PARTITION);
+                j.job_name = label(&s.labels, l::JOB_NAME);
+            }
+        }
+        // A job whose series only lingered through its grace period did nothing in the period.
+        Ok(jobs
+            .into_values()
+            .filter(|j| j.energy.total() > 0.0 || j.core_seconds > 0.0)
+            .collect())
+    }
+
+    /// Node facts (TDP, cores, memory) by (cluster, instance).
+    pub fn node_facts(&self) -> Result<BTreeMap<(String, String), NodeData>, PromError> {
+        self.client.progress().stage("node facts", 3);
+        let by = [CLUSTER, INSTANCE];
+        let mut nodes: BTreeMap<(String, String), NodeData> = BTreeMap::new();
+        for (m, f) in [
+            (c::NODE_CPU_TDP, 0usize),
+            (c::NODE_PHYSICAL_CORES, 1),
+            (c::NODE_MEMORY, 2),
+        ] {
+            for s in self.gauge_max(&m, &by)? {
+                let n = node_entry(&mut nodes, &s.labels);
+                let v = Some(s.value);
+                match f {
+                    0 => n.cpu_tdp_watts = v,
+                    1 => n.physical_cores = v,
+                    _ => n.memory_bytes = v,
+                }
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// GPUs with their power limits and how often a job held them.
+    pub fn gpus(&self) -> Result<Vec<GpuData>, PromError> {
+        self.client.progress().stage("GPUs", 4);
+        let r = self.r();
+        let by = [CLUSTER, INSTANCE, l::GPU_UUID];
+        let mut gpus: BTreeMap<(String, String, String), GpuData> = BTreeMap::new();
+        let k = |lb: &Labels| {
+            (
+                label(lb, CLUSTER),
+                label(lb, INSTANCE),
+                label(lb, l::GPU_UUID),
+            )
+        };
+        let info = self.at_end(&format!(
+            "max by ({CLUSTER}, {INSTANCE}, {}, {}) (max_over_time({}[{r}s]))",
+            l::GPU_UUID,
+            l::MODEL,
+            self.sel(&c::GPU_INFO)
+        ))?;
+        for s in info {
+            let key = k(&s.labels);
+            gpus.insert(
+                key.clone(),
+                GpuData {
+                    cluster: key.0,
+                    instance: key.1,
+                    gpu_uuid: key.2,
+                    model: label(&s.labels, l::MODEL),
+                    ..GpuData::default()
+                },
+            );
+        }
+        for s in self.gauge_max(&c::GPU_POWER_LIMIT, &by)? {
+            if let Some(g) = gpus.get_mut(&k(&s.labels)) {
+                g.power_limit_watts = Some(s.value);
+            }
+        }
+        let count = |m: &MetricDef| {
+            self.at_end(&format!(
+                "sum by ({}) (count_over_time({}[{r}s]))",
+                by.join(", "),
+                self.sel(m)
+            ))
+        };
+        for s in count(&c::GPU_INFO)? {
+            if let Some(g) = gpus.get_mut(&k(&s.labels)) {
+                g.samples_present = s.value;
+            }
+        }
+        for s in count(&c::JOB_GPU_INFO)? {
+            if let Some(g) = gpus.get_mut(&k(&s.labels)) {
+                g.samples_allocated = s.value;
+            }
+        }
+        Ok(gpus.into_values().collect())
+    }
+
+    /// Node and unallocated energy per node and per day, chained across days (module doc).
+    pub fn node_energy(
+        &self,
+        nodes: &mut BTreeMap<(String, String), NodeData>,
+    ) -> Result<Vec<DayData>, PromError> {
+        let days = self.scope.period.days();
+        let mut out: Vec<DayData> = days
+            .iter()
+            .map(|d| DayData {
+                period: *d,
+                ..DayData::default()
+            })
+            .collect();
+        for (fam, unalloc) in [(c::NODE_ENERGY, false), (c::UNALLOCATED_ENERGY, true)] {
+            let per_series = self.chained(&fam, &days)?;
+            for (labels, per_day) in per_series {
+                let comp = label(&labels, l::COMPONENT);
+                let n = node_entry(nodes, &labels);
+                let mut known = true;
+                for (d, v) in out.iter_mut().zip(&per_day) {
+                    let (target, node_target) = if unalloc {
+                        (&mut d.unallocated, &mut n.unallocated)
+                    } else {
+                        (&mut d.energy, &mut n.energy)
+                    };
+                    known &= target.add(&comp, *v);
+                    node_target.add(&comp, *v);
+                }
+                if !known {
+                    self.note(format!("energy of unknown component {comp:?} ignored"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per series of `m`, its increase in each of `days`.
+    fn chained(
+        &self,
+        m: &MetricDef,
+        days: &[Period],
+    ) -> Result<Vec<(Labels, Vec<f64>)>, PromError> {
+        let lb = self.scope.lookback;
+        let sel = self.sel(m);
+        let p = self.client.progress();
+        p.stage(&format!("{} by day", m.name()), 1 + 2 * days.len());
+        let base: BTreeMap<Labels, f64> = self
+            .client
+            .vector(
+                &format!("last_over_time({sel}[{lb}s])"),
+                self.scope.period.start,
+            )?
+            .into_iter()
+            .map(|s| (s.labels, s.value))
+            .collect();
+        struct Day {
+            last: BTreeMap<Labels, f64>,
+            reset: BTreeSet<Labels>,
+        }
+        let per_day = par_map(days, self.scope.parallelism, |d| {
+            let len = d.seconds();
+            let last = self
+                .client
+                .vector(&format!("last_over_time({sel}[{len}s])"), d.end)?
+                .into_iter()
+                .map(|s| (s.labels, s.value))
+                .collect();
+            let reset = self
+                .client
+                .vector(&format!("resets({sel}[{}s]) > 0", len + lb), d.end)?
+                .into_iter()
+                .map(|s| s.labels)
+                .collect();
+            Ok(Day { last, reset })
+        })?;
+        let mut keys: BTreeSet<Labels> = base.keys().cloned().collect();
+        for d in &per_day {
+            keys.extend(d.last.keys().cloned());
+        }
+        let mut out = Vec::new();
+        for k in keys {
+            let mut prev = base.get(&k).copied();
+            let mut row = Vec::with_capacity(days.len());
+            for (d, day) in days.iter().zip(&per_day) {
+                let Some(&last) = day.last.get(&k) else {
+                    row.push(0.0);
+                    continue;
+                };
+                let v = if day.reset.contains(&k) {
+                    self.resets_seen.fetch_add(1, Ordering::Relaxed);
+                    let raw = self.client.matrix(
+                        &format!("{}[{}s]", exact_selector(m, &k), d.seconds()),
+                        d.end,
+                    )?;
+                    let start = d.start as f64;
+                    counter::increase(
+                        prev,
+                        raw.iter()
+                            .flat_map(|s| s.samples.iter())
+                            .filter(|(t, _)| *t > start)
+                            .map(|(_, v)| *v),
+                    )
+                } else {
+                    counter::increase(prev, [last])
+                };
+                row.push(v);
+                prev = Some(last);
+            }
+            out.push((k, row));
+        }
+        Ok(out)
+    }
+
+    /// Everything a report needs.
+    pub fn dataset(&self) -> Result<Dataset, PromError> {
+        let mut nodes = self.node_facts()?;
+        let days = self.node_energy(&mut nodes)?;
+        let gpus = self.gpus()?;
+        let jobs = self.jobs()?;
+        self.client.progress().finish();
+        Ok(Dataset {
+            period: Some(self.scope.period),
+            jobs,
+            nodes: nodes.into_values().collect(),
+            gpus,
+            days,
+            notes: self.finish_notes(),
+        })
+    }
+
+    /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
+    pub fn job_dataset(&self) -> Result<Dataset, PromError> {
+        let mut nodes = self.node_facts()?;
+        let jobs = self.jobs()?;
+        let instances: BTreeSet<&str> = jobs
+            .iter()
+            .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
+            .collect();
+        // Node energy over the window, for the CodeCarbon-style whole-node figure.
+        for (lb, v) in self.increases(&c::NODE_ENERGY, &[CLUSTER, INSTANCE, l::COMPONENT])? {
+            if instances.contains(label(&lb, INSTANCE).as_str()) {
+                node_entry(&mut nodes, &lb)
+                    .energy
+                    .add(&label(&lb, l::COMPONENT), v);
+            }
+        }
+        nodes.retain(|(_, i), _| instances.contains(i.as_str()));
+        self.client.progress().finish();
+        Ok(Dataset {
+            period: Some(self.scope.period),
+            jobs,
+            nodes: nodes.into_values().collect(),
+            gpus: Vec::new(),
+            days: Vec::new(),
+            notes: self.finish_notes(),
+        })
+    }
+
+    /// The first and last sample times of a job's core-seconds counter inside the scope's
+    /// period (Unix seconds), to narrow the `job` subcommand's window to the job's life.
+    pub fn job_lifetime(&self) -> Result<Option<(f64, f64)>, PromError> {
+        let q = format!("{}[{}s]", self.sel(&c::JOB_CORE_SECONDS), self.r());
+        let raw = self.client.matrix(&q, self.scope.period.end)?;
+        let ts = raw.iter().flat_map(|s| s.samples.iter().map(|(t, _)| *t));
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for t in ts {
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+        Ok((lo <= hi).then_some((lo, hi)))
+    }
+
+    fn finish_notes(&self) -> Vec<String> {
+        let mut notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
+        let r = self.resets_seen.load(Ordering::Relaxed);
+        if r > 0 {
+            notes.push(format!(
+                "{r} counter series went down during the period (exporter restarts); their energy was computed from raw samples, telling a resume from saved state from a reset to zero."
+            ));
+        }
+        notes
+    }
+}
+
+fn node_entry<'m>(
+    nodes: &'m mut BTreeMap<(String, String), NodeData>,
+    lb: &Labels,
+) -> &'m mut NodeData {
+    let k = (label(lb, CLUSTER), label(lb, INSTANCE));
+    nodes.entry(k.clone()).or_insert_with(|| NodeData {
+        cluster: k.0,
+        instance: k.1,
+        ..NodeData::default()
+    })
+}
+
+/// A selector matching exactly one series: its name and every label.
+fn exact_selector(m: &MetricDef, labels: &Labels) -> String {
+    let mut ms: Vec<String> = vec![format!("__name__={}", quote(&m.name()))];
+    for (k, v) in labels {
+        if k != "__name__" {
+            ms.push(format!("{k}={}", quote(v)));
+        }
+    }
+    format!("{{{}}}", ms.join(","))
+}
+
+/// Runs `f` on every item with at most `threads` in flight; the first error wins.
+pub fn par_map<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<R, E>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                let failed = r.is_err();
+                if let Ok(mut res) = results.lock() {
+                    res[i] = Some(r);
+                }
+                if failed {
+                    // Stop handing out work; the threads finish what they hold.
+                    next.store(items.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quote("x\ny"), r#""x\ny""#);
+    }
+
+    #[test]
+    fn inc_expr_has_no_increase() {
+        let q = Collector::inc_expr("m{}", 100, 10);
+        assert!(!q.contains("increase("));
+        assert!(q.contains("offset 100s"));
+        assert!(q.contains("resets(m{}[110s])"));
+    }
+
+    #[test]
+    fn par_map_keeps_order_and_reports_errors() {
+        let v: Vec<u32> = (0..50).collect();
+        let r: Result<Vec<u32>, ()> = par_map(&v, 4, |x| Ok(x * 2));
+        assert_eq!(r.unwrap(), v.iter().map(|x| x * 2).collect::<Vec<_>>());
+        let r: Result<Vec<u32>, u32> = par_map(&v, 3, |x| if *x == 7 { Err(7) } else { Ok(*x) });
+        assert_eq!(r, Err(7));
+    }
+}
