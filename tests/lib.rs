@@ -5,6 +5,7 @@
 //! that cannot find them fails with the command to run, it never skips.
 
 pub mod fake_nvml;
+pub mod scenario;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -167,7 +167,7 @@ impl Client {
             Data::Vector(v) => Ok(v
                 .into_iter()
                 .map(|r| Sample {
-                    labels: r.metric,
+                    labels: without_name(r.metric),
                     value: parse_value(&r.value.1),
                 })
                 .collect()),
@@ -185,7 +185,7 @@ impl Client {
             Data::Matrix(m) => Ok(m
                 .into_iter()
                 .map(|r| Series {
-                    labels: r.metric,
+                    labels: without_name(r.metric),
                     samples: r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect(),
                 })
                 .collect()),
@@ -271,6 +271,14 @@ impl Client {
 enum Attempt {
     Retry(String),
     Fatal(PromError),
+}
+
+/// Engines differ on which functions keep the metric name (Prometheus 2.x keeps it through
+/// `last_over_time`, drops it through `resets`); series are matched across queries by their
+/// other labels, so it is removed everywhere.
+fn without_name(mut l: Labels) -> Labels {
+    l.remove("__name__");
+    l
 }
 
 fn parse_value(s: &str) -> f64 {
