@@ -91,6 +91,13 @@ impl<'a> Collector<'a> {
         self.scope.period.seconds()
     }
 
+    /// The period as a range for gauges and counts: one millisecond short, so that a sample
+    /// exactly at the start is outside on every engine (Prometheus 2.x ranges are closed at the
+    /// start, VictoriaMetrics' are open; the increases do not depend on it).
+    fn range(&self) -> String {
+        format!("{}ms", self.r() * 1000 - 1)
+    }
+
     /// `name{cluster="…",job_id="…"}` with the scope's filters.
     fn sel(&self, m: &MetricDef) -> String {
         let mut ms = Vec::new();
@@ -185,10 +192,10 @@ impl<'a> Collector<'a> {
     /// Largest value of a gauge over the period, by labels.
     fn gauge_max(&self, m: &MetricDef, by: &[&str]) -> Result<Vec<Sample>, PromError> {
         self.at_end(&format!(
-            "max by ({}) (max_over_time({}[{}s]))",
+            "max by ({}) (max_over_time({}[{}]))",
             by.join(", "),
             self.sel(m),
-            self.r()
+            self.range()
         ))
     }
 
@@ -278,7 +285,7 @@ impl<'a> Collector<'a> {
             j.placements.push(pl);
         }
         let info = self.at_end(&format!(
-            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{}s]))",
+            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{}]))",
             l::JOB_ID,
             l::SCHEDULER,
             l::USER,
@@ -286,7 +293,7 @@ impl<'a> Collector<'a> {
             l::PARTITION,
             l::JOB_NAME,
             self.sel(&c::JOB_INFO),
-            self.r()
+            self.range()
         ))?;
         for s in info {
             if let Some(j) = jobs.get_mut(&key(&s.labels)) {
@@ -330,7 +337,7 @@ impl<'a> Collector<'a> {
     /// GPUs with their power limits and how often a job held them.
     pub fn gpus(&self) -> Result<Vec<GpuData>, PromError> {
         self.client.progress().stage("GPUs", 4);
-        let r = self.r();
+        let r = self.range();
         let by = [CLUSTER, INSTANCE, l::GPU_UUID];
         let mut gpus: BTreeMap<(String, String, String), GpuData> = BTreeMap::new();
         let k = |lb: &Labels| {
@@ -341,7 +348,7 @@ impl<'a> Collector<'a> {
             )
         };
         let info = self.at_end(&format!(
-            "max by ({CLUSTER}, {INSTANCE}, {}, {}) (max_over_time({}[{r}s]))",
+            "max by ({CLUSTER}, {INSTANCE}, {}, {}) (max_over_time({}[{r}]))",
             l::GPU_UUID,
             l::MODEL,
             self.sel(&c::GPU_INFO)
@@ -366,7 +373,7 @@ impl<'a> Collector<'a> {
         }
         let count = |m: &MetricDef| {
             self.at_end(&format!(
-                "sum by ({}) (count_over_time({}[{r}s]))",
+                "sum by ({}) (count_over_time({}[{r}]))",
                 by.join(", "),
                 self.sel(m)
             ))
