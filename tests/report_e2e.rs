@@ -54,7 +54,10 @@ fn wait_ready(url: &str, child: &mut Child, what: &str) {
         if let Ok((200, _, _)) = http_get(url, None) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{what} not ready at {url}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} not ready at {url}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -67,7 +70,12 @@ fn prometheus(s: &Scenario) -> Server {
     std::fs::write(&om, &s.openmetrics).expect("write openmetrics");
     let data = dir.path().join("tsdb");
     let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=768h"])
+        .args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=768h",
+        ])
         .arg(&om)
         .arg(&data)
         .output()
@@ -91,8 +99,16 @@ fn prometheus(s: &Scenario) -> Server {
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"), &mut child, "prometheus");
-    Server { child, port, _dir: dir }
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/-/ready"),
+        &mut child,
+        "prometheus",
+    );
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 fn victoria_metrics(s: &Scenario) -> Server {
@@ -101,14 +117,21 @@ fn victoria_metrics(s: &Scenario) -> Server {
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("vm.log")).expect("log");
     let mut child = Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+        .arg(format!(
+            "-storageDataPath={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg("-retentionPeriod=10y")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start victoria-metrics");
-    wait_ready(&format!("http://127.0.0.1:{port}/health"), &mut child, "victoria-metrics");
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/health"),
+        &mut child,
+        "victoria-metrics",
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
@@ -117,8 +140,16 @@ fn victoria_metrics(s: &Scenario) -> Server {
         .post(&format!("http://127.0.0.1:{port}/api/v1/import/prometheus"))
         .send(s.prom_text_ms.as_bytes())
         .expect("import into victoria-metrics");
-    http_get(&format!("http://127.0.0.1:{port}/internal/force_flush"), None).expect("flush");
-    Server { child, port, _dir: dir }
+    http_get(
+        &format!("http://127.0.0.1:{port}/internal/force_flush"),
+        None,
+    )
+    .expect("flush");
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 fn report(args: &[&str]) -> Output {
@@ -166,8 +197,12 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).expect("write golden");
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
     assert!(
         expected == actual,
         "{} differs from the output; if the change is intended, refresh with UPDATE_GOLDEN=1.\n--- actual:\n{actual}",
@@ -202,11 +237,17 @@ fn month_report_from_prometheus_matches_ground_truth() {
     // both restarts included).
     for (id, want) in &s.job_energy_oct {
         let got = job(&r, id)["energy_j"].as_f64().expect("energy_j");
-        assert!(close(got, *want, 1e-9), "job {id}: report {got} J, counters {want} J");
+        assert!(
+            close(got, *want, 1e-9),
+            "job {id}: report {got} J, counters {want} J"
+        );
     }
     for (id, want) in &s.job_core_seconds_oct {
         let got = job(&r, id)["core_hours"].as_f64().expect("core_hours") * 3600.0;
-        assert!(close(got, *want, 1e-9), "job {id}: report {got} core-s, counters {want}");
+        assert!(
+            close(got, *want, 1e-9),
+            "job {id}: report {got} core-s, counters {want}"
+        );
     }
     assert_eq!(r["headline"]["jobs"], s.job_energy_oct.len());
     // Cluster: the counters' figure exactly, and the physical energy within the stated bound.
@@ -215,9 +256,16 @@ fn month_report_from_prometheus_matches_ground_truth() {
         let name = n["instance"].as_str().unwrap_or_default();
         let got = n["node_kwh"].as_f64().unwrap_or(0.0) * 3.6e6;
         let want = s.node_energy_oct_by_node[name];
-        assert!(close(got, want, 1e-9), "node {name}: report {got} J, counters {want} J");
+        assert!(
+            close(got, want, 1e-9),
+            "node {name}: report {got} J, counters {want} J"
+        );
     }
-    assert!(close(it, s.node_energy_oct, 1e-9), "node energy {it} vs counters {}", s.node_energy_oct);
+    assert!(
+        close(it, s.node_energy_oct, 1e-9),
+        "node energy {it} vs counters {}",
+        s.node_energy_oct
+    );
     assert!(
         (it - s.node_energy_physical_oct).abs() <= s.node_energy_bound,
         "node energy {it} J is {} J from the physical {} J, beyond the bound {} J",
@@ -226,8 +274,16 @@ fn month_report_from_prometheus_matches_ground_truth() {
         s.node_energy_bound
     );
     // Days add up to the month.
-    let days: f64 = r["daily"].as_array().expect("daily").iter().map(|d| d["total_kwh"].as_f64().unwrap_or(0.0)).sum();
-    assert!(close(days * 3.6e6, it, 1e-9), "days {days} kWh vs month {it} J");
+    let days: f64 = r["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .map(|d| d["total_kwh"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        close(days * 3.6e6, it, 1e-9),
+        "days {days} kWh vs month {it} J"
+    );
     assert_eq!(r["daily"].as_array().map(Vec::len), Some(31));
 
     // Golden Markdown and JSON.
@@ -238,11 +294,21 @@ fn month_report_from_prometheus_matches_ground_truth() {
     golden("report-2026-10.json", &json);
 
     // Hostile names are escaped in every format.
-    assert!(!md.contains("<script>") && md.contains("&lt;script&gt;"), "markdown escaping");
+    assert!(
+        !md.contains("<script>") && md.contains("&lt;script&gt;"),
+        "markdown escaping"
+    );
     assert!(md.contains("proj\\|pipe"), "markdown pipe escaping");
-    assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"), "html escaping");
+    assert!(
+        !html.contains("<script>") && html.contains("&lt;script&gt;"),
+        "html escaping"
+    );
     assert!(!html.contains("<b>\"q\""), "html escaping of the job name");
-    assert!(r["top_jobs"].as_array().expect("jobs").iter().any(|j| j["user"] == "<script>alert(1)</script>"));
+    assert!(r["top_jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .any(|j| j["user"] == "<script>alert(1)</script>"));
     for png in ["report-daily.png", "report-projects.png"] {
         let b = std::fs::read(dir.path().join(png)).expect(png);
         assert!(b.starts_with(b"\x89PNG"), "{png} is a PNG");
@@ -250,41 +316,100 @@ fn month_report_from_prometheus_matches_ground_truth() {
     }
     // No temporary file left.
     for e in std::fs::read_dir(dir.path()).expect("dir").flatten() {
-        assert!(!e.file_name().to_string_lossy().starts_with('.'), "leftover {:?}", e.file_name());
+        assert!(
+            !e.file_name().to_string_lossy().starts_with('.'),
+            "leftover {:?}",
+            e.file_name()
+        );
     }
 
     // A project report holds that project's jobs only.
     let pdir = tempfile::tempdir().expect("out");
-    let p = month_report(&prom.url(), pdir.path(), &["--project", "proj-a", "--format", "json"]);
-    let ids: Vec<&str> = p["top_jobs"].as_array().expect("jobs").iter().filter_map(|j| j["job_id"].as_str()).collect();
+    let p = month_report(
+        &prom.url(),
+        pdir.path(),
+        &["--project", "proj-a", "--format", "json"],
+    );
+    let ids: Vec<&str> = p["top_jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["job_id"].as_str())
+        .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert!(ids.iter().all(|i| ["1001", "1002", "1003"].contains(i)));
     assert!(p["idle"].is_null());
     // Anonymised users.
     let adir = tempfile::tempdir().expect("out");
-    let a = month_report(&prom.url(), adir.path(), &["--anonymize-users", "--format", "json,md"]);
+    let a = month_report(
+        &prom.url(),
+        adir.path(),
+        &["--anonymize-users", "--format", "json,md"],
+    );
     let a_md = std::fs::read_to_string(adir.path().join("report.md")).expect("md");
     assert!(!a_md.contains("alice") && a_md.contains("User 1"));
-    assert!(a["users"]["rows"].as_array().expect("rows").iter().all(|u| u["name"].as_str().is_some_and(|n| n.starts_with("User "))));
+    assert!(a["users"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .all(|u| u["name"].as_str().is_some_and(|n| n.starts_with("User "))));
 
     // The job subcommand.
-    let out = ok(&report(&["--prometheus", &prom.url(), "--from", "2026-10-15", "--to", "2026-10-25", "job", "1009"]));
+    let out = ok(&report(&[
+        "--prometheus",
+        &prom.url(),
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "job",
+        "1009",
+    ]));
     let want = s.job_energy_oct["1009"] / 3.6e6;
-    assert!(out.contains(&format!("{want:.3} kWh")), "job 1009 should show {want:.3} kWh:\n{out}");
-    assert!(out.contains("Green Algorithms:") && out.contains("Core-hours:"), "{out}");
-    let out = report(&["--prometheus", &prom.url(), "--from", "2026-10-15", "--to", "2026-10-25", "job", "nope"]);
+    assert!(
+        out.contains(&format!("{want:.3} kWh")),
+        "job 1009 should show {want:.3} kWh:\n{out}"
+    );
+    assert!(
+        out.contains("Green Algorithms:") && out.contains("Core-hours:"),
+        "{out}"
+    );
+    let out = report(&[
+        "--prometheus",
+        &prom.url(),
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "job",
+        "nope",
+    ]);
     assert_eq!(out.status.code(), Some(1));
 
     // An empty period says so.
     let edir2 = tempfile::tempdir().expect("out");
-    let o = report(&["--prometheus", &prom.url(), "--month", "2025-01", "--out", &edir2.path().to_string_lossy()]);
+    let o = report(&[
+        "--prometheus",
+        &prom.url(),
+        "--month",
+        "2025-01",
+        "--out",
+        &edir2.path().to_string_lossy(),
+    ]);
     ok(&o);
     let empty_md = std::fs::read_to_string(edir2.path().join("report.md")).expect("md");
     assert!(empty_md.contains("No data"), "{empty_md}");
 
     // Screenshot of the HTML in headless Chromium, kept for a look.
-    screenshot(&dir.path().join("report.html"), &artefacts().join("report-2026-10.png"));
-    std::fs::copy(dir.path().join("report.html"), artefacts().join("report.html")).expect("copy");
+    screenshot(
+        &dir.path().join("report.html"),
+        &artefacts().join("report-2026-10.png"),
+    );
+    std::fs::copy(
+        dir.path().join("report.html"),
+        artefacts().join("report.html"),
+    )
+    .expect("copy");
     for png in ["report-daily.png", "report-projects.png"] {
         std::fs::copy(dir.path().join(png), artefacts().join(png)).expect("copy");
     }
@@ -296,8 +421,15 @@ fn month_report_from_prometheus_matches_ground_truth() {
 fn screenshot(html: &Path, png: &Path) {
     let browser = ["chromium", "chromium-browser"]
         .into_iter()
-        .find(|b| Command::new("sh").args(["-c", &format!("command -v {b}")]).output().is_ok_and(|o| o.status.success()))
-        .unwrap_or_else(|| panic!("chromium not found: install Debian's `chromium` (scripts/install-test-deps)"));
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("chromium not found: install Debian's `chromium` (scripts/install-test-deps)")
+        });
     let profile = tempfile::tempdir().expect("profile");
     let _ = std::fs::remove_file(png);
     let out = Command::new(browser)
@@ -318,9 +450,15 @@ fn screenshot(html: &Path, png: &Path) {
         .output()
         .expect("run chromium");
     let bytes = std::fs::read(png).unwrap_or_else(|e| {
-        panic!("chromium wrote no screenshot ({e}): {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "chromium wrote no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
-    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "screenshot looks empty");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "screenshot looks empty"
+    );
 }
 
 fn mail_to_smtp(prom_url: &str) {
@@ -342,7 +480,10 @@ fn mail_to_smtp(prom_url: &str) {
         .expect("start smtp sink");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "SMTP server did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "SMTP server did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let cfg = dir.path().join("site.yaml");
@@ -353,7 +494,15 @@ fn mail_to_smtp(prom_url: &str) {
         ),
     )
     .expect("config");
-    let o = report(&["--prometheus", prom_url, "--month", "2026-10", "--config", &cfg.to_string_lossy(), "email"]);
+    let o = report(&[
+        "--prometheus",
+        prom_url,
+        "--month",
+        "2026-10",
+        "--config",
+        &cfg.to_string_lossy(),
+        "email",
+    ]);
     let _ = child.kill();
     let _ = child.wait();
     ok(&o);
@@ -362,28 +511,60 @@ fn mail_to_smtp(prom_url: &str) {
         .flatten()
         .map(|e| {
             let text = std::fs::read_to_string(e.path()).expect("message");
-            let to = text.lines().find_map(|l| l.strip_prefix("X-RcptTo: ")).unwrap_or_default().to_string();
+            let to = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-RcptTo: "))
+                .unwrap_or_default()
+                .to_string();
             (to, text)
         })
         .collect();
     msgs.sort();
     let to: Vec<&str> = msgs.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(to, ["admin@example.org", "alice@example.org", "lead-a@example.org"]);
+    assert_eq!(
+        to,
+        [
+            "admin@example.org",
+            "alice@example.org",
+            "lead-a@example.org"
+        ]
+    );
     for (to, m) in &msgs {
-        assert!(m.contains("multipart/alternative"), "{to}: not multipart/alternative");
-        assert!(m.contains("multipart/related"), "{to}: no multipart/related");
+        assert!(
+            m.contains("multipart/alternative"),
+            "{to}: not multipart/alternative"
+        );
+        assert!(
+            m.contains("multipart/related"),
+            "{to}: no multipart/related"
+        );
         assert!(m.contains("Content-Type: text/plain"), "{to}: no text part");
         assert!(m.contains("Content-Type: text/html"), "{to}: no html part");
-        assert!(m.contains("Content-Type: image/png") && m.contains("Content-ID: <projects>"), "{to}: no inline chart");
+        assert!(
+            m.contains("Content-Type: image/png") && m.contains("Content-ID: <projects>"),
+            "{to}: no inline chart"
+        );
         let html = decode_parts(m, "html");
-        assert!(!html.is_empty() && !html.contains("<script>"), "{to}: unescaped name in the HTML part");
+        assert!(
+            !html.is_empty() && !html.contains("<script>"),
+            "{to}: unescaped name in the HTML part"
+        );
     }
     let alice = &msgs[1].1;
     let decoded = decode_parts(alice, "");
-    assert!(decoded.contains("train-final") || decoded.contains("1001"), "alice's mail lacks her job");
-    assert!(!decoded.contains("1003") && !decoded.contains("bob"), "alice's mail shows bob's job");
+    assert!(
+        decoded.contains("train-final") || decoded.contains("1001"),
+        "alice's mail lacks her job"
+    );
+    assert!(
+        !decoded.contains("1003") && !decoded.contains("bob"),
+        "alice's mail shows bob's job"
+    );
     let admin = decode_parts(&msgs[0].1, "html");
-    assert!(admin.contains("cid:daily") && admin.contains("&lt;script&gt;"), "admin mail");
+    assert!(
+        admin.contains("cid:daily") && admin.contains("&lt;script&gt;"),
+        "admin mail"
+    );
 }
 
 /// The decoded text parts of a message whose subtype starts with `subtype` ("" for all), parsed
@@ -408,7 +589,10 @@ fn victoria_metrics_gives_the_same_report() {
     let s = scenario::generate();
     let vm = victoria_metrics(&s);
     let prom = prometheus(&s);
-    let (d1, d2) = (tempfile::tempdir().expect("out"), tempfile::tempdir().expect("out"));
+    let (d1, d2) = (
+        tempfile::tempdir().expect("out"),
+        tempfile::tempdir().expect("out"),
+    );
     let a = month_report(&vm.url(), d1.path(), &["--format", "json"]);
     let b = month_report(&prom.url(), d2.path(), &["--format", "json"]);
     assert_same(&a, &b, "$");
@@ -417,8 +601,14 @@ fn victoria_metrics_gives_the_same_report() {
 fn assert_same(a: &Value, b: &Value, path: &str) {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
-            assert!(close(x, y, 1e-9), "{path}: VictoriaMetrics {x} vs Prometheus {y}");
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                close(x, y, 1e-9),
+                "{path}: VictoriaMetrics {x} vs Prometheus {y}"
+            );
         }
         (Value::Array(x), Value::Array(y)) => {
             assert_eq!(x.len(), y.len(), "{path}: lengths");
@@ -441,12 +631,36 @@ fn unreachable_server_fails_cleanly_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("out");
     let port = free_port();
     let t = Instant::now();
-    let o = report(&["--prometheus", &format!("http://127.0.0.1:{port}"), "--month", "2026-10", "--attempts", "3", "--out", &dir.path().to_string_lossy()]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = report(&[
+        "--prometheus",
+        &format!("http://127.0.0.1:{port}"),
+        "--month",
+        "2026-10",
+        "--attempts",
+        "3",
+        "--out",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("cannot reach") && err.contains("3 attempts"), "{err}");
-    assert!(t.elapsed() >= Duration::from_millis(1400), "no backoff between attempts");
-    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "files written");
+    assert!(
+        err.contains("cannot reach") && err.contains("3 attempts"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "no backoff between attempts"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "files written"
+    );
 }
 
 #[test]
@@ -454,11 +668,27 @@ fn bad_config_and_usage_exit_2_with_the_key_and_line() {
     let dir = tempfile::tempdir().expect("cfg");
     let cfg = dir.path().join("site.yaml");
     std::fs::write(&cfg, "site_name: x\npeu:\n  value: 1.2\n").expect("write");
-    let o = report(&["--prometheus", "http://127.0.0.1:1", "--month", "2026-10", "--out", "x", "--config", &cfg.to_string_lossy()]);
+    let o = report(&[
+        "--prometheus",
+        "http://127.0.0.1:1",
+        "--month",
+        "2026-10",
+        "--out",
+        "x",
+        "--config",
+        &cfg.to_string_lossy(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("site.yaml") && err.contains("peu"), "{err}");
-    let o = report(&["--prometheus", "http://127.0.0.1:1", "--month", "2026-13", "--out", "x"]);
+    let o = report(&[
+        "--prometheus",
+        "http://127.0.0.1:1",
+        "--month",
+        "2026-13",
+        "--out",
+        "x",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("YYYY-MM"));
 }

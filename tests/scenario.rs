@@ -98,30 +98,141 @@ pub fn nodes() -> Vec<Node> {
 }
 
 pub fn jobs() -> Vec<Job> {
-    let j = |id, user, account, name, nodes: Vec<&'static str>, start, end, cpus, gpus, power| Job {
-        id,
-        user,
-        account,
-        name,
-        nodes,
-        start,
-        end,
-        cpus,
-        gpus,
-        mem: cpus * 4e9,
-        power,
-    };
+    let j =
+        |id, user, account, name, nodes: Vec<&'static str>, start, end, cpus, gpus, power| Job {
+            id,
+            user,
+            account,
+            name,
+            nodes,
+            start,
+            end,
+            cpus,
+            gpus,
+            mem: cpus * 4e9,
+            power,
+        };
     vec![
-        j("1001", "alice", "proj-a", "train-final", vec!["n1"], OCT_START + 2 * D + 10 * H, OCT_START + 4 * D + 10 * H, 32.0, 2, [150.0, 20.0, 1100.0, 0.0]),
-        j("1002", "alice", "proj-a", "dev-sweep", vec!["n1"], OCT_START + 5 * D + 123, OCT_START + 8 * D + 77, 16.0, 1, [80.0, 10.0, 300.0, 0.0]),
-        j("1003", "bob", "proj-a", "dev", vec!["n2"], OCT_START + 9 * D, OCT_START + 11 * D + 5 * H, 8.0, 1, [60.0, 8.0, 250.0, 0.0]),
-        j("1004", "<script>alert(1)</script>", "proj|pipe", "x|y\n<b>\"q\" *z*", vec!["n3"], OCT_START + D + 1800, OCT_START + 3 * D, 16.0, 0, [120.0, 12.0, 0.0, 0.0]),
-        j("1005", "carol", "proj-b", "crossing-start", vec!["n3"], OCT_START - 4 * H - 300, OCT_START + 6 * H + 100, 8.0, 0, [70.0, 6.0, 0.0, 0.0]),
-        j("1006", "carol", "proj-b", "crossing-end", vec!["n2"], OCT_END - 6 * H + 250, OCT_END + 4 * H, 8.0, 1, [60.0, 6.0, 200.0, 0.0]),
-        j("1007", "dave", "proj-b", "short", vec!["n3"], OCT_START + 14 * D + 12 * H + 120, OCT_START + 14 * D + 12 * H + 360, 4.0, 0, [50.0, 4.0, 0.0, 0.0]),
-        j("1008", "dave", "proj-b", "two-nodes", vec!["n1", "n2"], OCT_START + 22 * D, OCT_START + 23 * D, 16.0, 1, [90.0, 10.0, 280.0, 0.0]),
-        j("1009", "erin", "proj-c", "final-run", vec!["n3"], OCT_START + 18 * D, OCT_START + 21 * D, 24.0, 0, [160.0, 15.0, 0.0, 0.0]),
-        j("1010", "erin", "proj-c", "dev1", vec!["n3"], OCT_START + 24 * D, OCT_START + 25 * D, 8.0, 0, [50.0, 5.0, 0.0, 0.0]),
+        j(
+            "1001",
+            "alice",
+            "proj-a",
+            "train-final",
+            vec!["n1"],
+            OCT_START + 2 * D + 10 * H,
+            OCT_START + 4 * D + 10 * H,
+            32.0,
+            2,
+            [150.0, 20.0, 1100.0, 0.0],
+        ),
+        j(
+            "1002",
+            "alice",
+            "proj-a",
+            "dev-sweep",
+            vec!["n1"],
+            OCT_START + 5 * D + 123,
+            OCT_START + 8 * D + 77,
+            16.0,
+            1,
+            [80.0, 10.0, 300.0, 0.0],
+        ),
+        j(
+            "1003",
+            "bob",
+            "proj-a",
+            "dev",
+            vec!["n2"],
+            OCT_START + 9 * D,
+            OCT_START + 11 * D + 5 * H,
+            8.0,
+            1,
+            [60.0, 8.0, 250.0, 0.0],
+        ),
+        j(
+            "1004",
+            "<script>alert(1)</script>",
+            "proj|pipe",
+            "x|y\n<b>\"q\" *z*",
+            vec!["n3"],
+            OCT_START + D + 1800,
+            OCT_START + 3 * D,
+            16.0,
+            0,
+            [120.0, 12.0, 0.0, 0.0],
+        ),
+        j(
+            "1005",
+            "carol",
+            "proj-b",
+            "crossing-start",
+            vec!["n3"],
+            OCT_START - 4 * H - 300,
+            OCT_START + 6 * H + 100,
+            8.0,
+            0,
+            [70.0, 6.0, 0.0, 0.0],
+        ),
+        j(
+            "1006",
+            "carol",
+            "proj-b",
+            "crossing-end",
+            vec!["n2"],
+            OCT_END - 6 * H + 250,
+            OCT_END + 4 * H,
+            8.0,
+            1,
+            [60.0, 6.0, 200.0, 0.0],
+        ),
+        j(
+            "1007",
+            "dave",
+            "proj-b",
+            "short",
+            vec!["n3"],
+            OCT_START + 14 * D + 12 * H + 120,
+            OCT_START + 14 * D + 12 * H + 360,
+            4.0,
+            0,
+            [50.0, 4.0, 0.0, 0.0],
+        ),
+        j(
+            "1008",
+            "dave",
+            "proj-b",
+            "two-nodes",
+            vec!["n1", "n2"],
+            OCT_START + 22 * D,
+            OCT_START + 23 * D,
+            16.0,
+            1,
+            [90.0, 10.0, 280.0, 0.0],
+        ),
+        j(
+            "1009",
+            "erin",
+            "proj-c",
+            "final-run",
+            vec!["n3"],
+            OCT_START + 18 * D,
+            OCT_START + 21 * D,
+            24.0,
+            0,
+            [160.0, 15.0, 0.0, 0.0],
+        ),
+        j(
+            "1010",
+            "erin",
+            "proj-c",
+            "dev1",
+            vec!["n3"],
+            OCT_START + 24 * D,
+            OCT_START + 25 * D,
+            8.0,
+            0,
+            [50.0, 5.0, 0.0, 0.0],
+        ),
     ]
 }
 
@@ -129,8 +240,20 @@ pub fn restarts() -> Vec<Restart> {
     vec![
         // Crash 30 s after a scrape, state saved 90 s before the crash, back before the next
         // scrape: the first value after the restart is below the last one scraped.
-        Restart { node: "n2", at: OCT_START + 10 * D + 6 * H + 30, down: 540, keep_state: true, save_lag: 90 },
-        Restart { node: "n3", at: OCT_START + 19 * D + 12 * H + 30, down: 1200, keep_state: false, save_lag: 0 },
+        Restart {
+            node: "n2",
+            at: OCT_START + 10 * D + 6 * H + 30,
+            down: 540,
+            keep_state: true,
+            save_lag: 90,
+        },
+        Restart {
+            node: "n3",
+            at: OCT_START + 19 * D + 12 * H + 30,
+            down: 1200,
+            keep_state: false,
+            save_lag: 0,
+        },
     ]
 }
 
@@ -164,7 +287,9 @@ pub struct Scenario {
 }
 
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn labels(node: &str, extra: &[(&str, &str)]) -> String {
@@ -207,7 +332,10 @@ impl Counter {
         self.seg_end = None;
     }
     fn oct(&self) -> f64 {
-        self.done + self.seg_end.map_or(0.0, |e| e - self.seg_start.unwrap_or(0.0))
+        self.done
+            + self
+                .seg_end
+                .map_or(0.0, |e| e - self.seg_start.unwrap_or(0.0))
     }
 }
 
@@ -219,8 +347,17 @@ pub fn generate() -> Scenario {
     // key → series
     let mut series: BTreeMap<String, SeriesBuf> = BTreeMap::new();
     let mut counters: BTreeMap<String, Counter> = BTreeMap::new();
-    let push = |series: &mut BTreeMap<String, SeriesBuf>, name: String, kind: &'static str, family: String, t: i64, v: f64| {
-        let s = series.entry(name).or_insert_with(|| SeriesBuf { kind, family, samples: vec![] });
+    let push = |series: &mut BTreeMap<String, SeriesBuf>,
+                name: String,
+                kind: &'static str,
+                family: String,
+                t: i64,
+                v: f64| {
+        let s = series.entry(name).or_insert_with(|| SeriesBuf {
+            kind,
+            family,
+            samples: vec![],
+        });
         s.samples.push((t, v));
     };
     let mut physical_oct = 0.0;
@@ -259,15 +396,26 @@ pub fn generate() -> Scenario {
         // 2. Energy of this step.
         for n in &nodes {
             let down = down_until.get(n.name).is_some_and(|u| t < *u);
-            let running: Vec<&Job> = jobs.iter().filter(|j| j.nodes.contains(&n.name) && t >= j.start && t < j.end).collect();
+            let running: Vec<&Job> = jobs
+                .iter()
+                .filter(|j| j.nodes.contains(&n.name) && t >= j.start && t < j.end)
+                .collect();
             let used_cpus: f64 = running.iter().map(|j| j.cpus).sum();
             let used_gpus: usize = running.iter().map(|j| j.gpus).sum();
             let free = (1.0 - used_cpus / n.cores).max(0.0);
             let mut node_p = [0.0; 4];
             for (ci, _) in comps.iter().enumerate() {
-                let unalloc = if ci == 2 { n.idle[2] * (n.gpus.len() - used_gpus) as f64 } else { n.idle[ci] * free };
+                let unalloc = if ci == 2 {
+                    n.idle[2] * (n.gpus.len() - used_gpus) as f64
+                } else {
+                    n.idle[ci] * free
+                };
                 node_p[ci] += unalloc;
-                let key = format!("{}{{{}}}", c::UNALLOCATED_ENERGY.name(), labels(n.name, &[(c::labels::COMPONENT, comps[ci].as_str())]));
+                let key = format!(
+                    "{}{{{}}}",
+                    c::UNALLOCATED_ENERGY.name(),
+                    labels(n.name, &[(c::labels::COMPONENT, comps[ci].as_str())])
+                );
                 if !down {
                     counters.entry(key).or_default().exported += unalloc * STEP as f64;
                 }
@@ -275,15 +423,38 @@ pub fn generate() -> Scenario {
             for j in &running {
                 let idle_share = j.cpus / n.cores;
                 for (ci, comp) in comps.iter().enumerate() {
-                    let p = j.power[ci] + if ci == 2 { n.idle[2] * j.gpus as f64 } else { n.idle[ci] * idle_share };
+                    let p = j.power[ci]
+                        + if ci == 2 {
+                            n.idle[2] * j.gpus as f64
+                        } else {
+                            n.idle[ci] * idle_share
+                        };
                     node_p[ci] += p;
-                    let key = format!("{}{{{}}}", c::JOB_ENERGY.name(), labels(n.name, &[(c::labels::JOB_ID, j.id), (c::labels::COMPONENT, comp.as_str())]));
+                    let key = format!(
+                        "{}{{{}}}",
+                        c::JOB_ENERGY.name(),
+                        labels(
+                            n.name,
+                            &[
+                                (c::labels::JOB_ID, j.id),
+                                (c::labels::COMPONENT, comp.as_str())
+                            ]
+                        )
+                    );
                     if !down {
                         counters.entry(key).or_default().exported += p * STEP as f64;
                     }
                 }
-                for (m, rate) in [(c::JOB_CORE_SECONDS, j.cpus), (c::JOB_GPU_SECONDS, j.gpus as f64), (c::JOB_CPU_SECONDS, j.cpus * 0.8)] {
-                    let key = format!("{}{{{}}}", m.name(), labels(n.name, &[(c::labels::JOB_ID, j.id)]));
+                for (m, rate) in [
+                    (c::JOB_CORE_SECONDS, j.cpus),
+                    (c::JOB_GPU_SECONDS, j.gpus as f64),
+                    (c::JOB_CPU_SECONDS, j.cpus * 0.8),
+                ] {
+                    let key = format!(
+                        "{}{{{}}}",
+                        m.name(),
+                        labels(n.name, &[(c::labels::JOB_ID, j.id)])
+                    );
                     if !down {
                         counters.entry(key).or_default().exported += rate * STEP as f64;
                     }
@@ -292,15 +463,19 @@ pub fn generate() -> Scenario {
             let total: f64 = node_p.iter().sum();
             let mp = max_node_power.entry(n.name).or_default();
             *mp = mp.max(total);
-            if t >= OCT_START && t < OCT_END {
+            if (OCT_START..OCT_END).contains(&t) {
                 physical_oct += total * STEP as f64;
             }
             for (ci, comp) in comps.iter().enumerate() {
-                let key = format!("{}{{{}}}", c::NODE_ENERGY.name(), labels(n.name, &[(c::labels::COMPONENT, comp.as_str())]));
+                let key = format!(
+                    "{}{{{}}}",
+                    c::NODE_ENERGY.name(),
+                    labels(n.name, &[(c::labels::COMPONENT, comp.as_str())])
+                );
                 let ctr = counters.entry(key).or_default();
                 if !down {
                     ctr.exported += node_p[ci] * STEP as f64;
-                } else if t >= OCT_START && t < OCT_END {
+                } else if (OCT_START..OCT_END).contains(&t) {
                     lost += node_p[ci] * STEP as f64;
                 }
             }
@@ -329,23 +504,59 @@ pub fn generate() -> Scenario {
                         continue;
                     }
                     // A job's series exists from its start to a grace period after its end.
-                    if let Some(j) = jobs.iter().find(|j| k.contains(&format!("job_id=\"{}\"", j.id))) {
+                    if let Some(j) = jobs
+                        .iter()
+                        .find(|j| k.contains(&format!("job_id=\"{}\"", j.id)))
+                    {
                         if ts <= j.start || ts > j.end + GRACE_SCRAPES * SCRAPE {
                             continue;
                         }
                     }
                     ctr.scraped(ts);
-                    let family = k.split('{').next().unwrap_or_default().trim_end_matches("_total").to_string();
+                    let family = k
+                        .split('{')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end_matches("_total")
+                        .to_string();
                     push(&mut series, k.clone(), "counter", family, ts, ctr.exported);
                 }
-                let g = |m: &c::MetricDef, extra: &[(&str, &str)]| format!("{}{{{}}}", m.name(), labels(n.name, extra));
-                for (m, v) in [(c::NODE_PHYSICAL_CORES, n.cores), (c::NODE_CPU_TDP, n.tdp), (c::NODE_MEMORY, n.memory)] {
+                let g = |m: &c::MetricDef, extra: &[(&str, &str)]| {
+                    format!("{}{{{}}}", m.name(), labels(n.name, extra))
+                };
+                for (m, v) in [
+                    (c::NODE_PHYSICAL_CORES, n.cores),
+                    (c::NODE_CPU_TDP, n.tdp),
+                    (c::NODE_MEMORY, n.memory),
+                ] {
                     push(&mut series, g(&m, &[]), "gauge", m.name(), ts, v);
                 }
                 for (i, (uuid, model, limit)) in n.gpus.iter().enumerate() {
                     let idx = i.to_string();
-                    push(&mut series, g(&c::GPU_INFO, &[(c::labels::GPU_UUID, uuid), (c::labels::INDEX, &idx), (c::labels::MODEL, model), (c::labels::PCI_BUS_ID, "0000:00:00.0")]), "gauge", c::GPU_INFO.name(), ts, 1.0);
-                    push(&mut series, g(&c::GPU_POWER_LIMIT, &[(c::labels::GPU_UUID, uuid)]), "gauge", c::GPU_POWER_LIMIT.name(), ts, *limit);
+                    push(
+                        &mut series,
+                        g(
+                            &c::GPU_INFO,
+                            &[
+                                (c::labels::GPU_UUID, uuid),
+                                (c::labels::INDEX, &idx),
+                                (c::labels::MODEL, model),
+                                (c::labels::PCI_BUS_ID, "0000:00:00.0"),
+                            ],
+                        ),
+                        "gauge",
+                        c::GPU_INFO.name(),
+                        ts,
+                        1.0,
+                    );
+                    push(
+                        &mut series,
+                        g(&c::GPU_POWER_LIMIT, &[(c::labels::GPU_UUID, uuid)]),
+                        "gauge",
+                        c::GPU_POWER_LIMIT.name(),
+                        ts,
+                        *limit,
+                    );
                 }
                 let mut gpu_next = 0;
                 for j in jobs.iter().filter(|j| j.nodes.contains(&n.name)) {
@@ -353,13 +564,61 @@ pub fn generate() -> Scenario {
                         continue;
                     }
                     let id = [(c::labels::JOB_ID, j.id)];
-                    push(&mut series, g(&c::JOB_INFO, &[(c::labels::JOB_ID, j.id), (c::labels::SCHEDULER, "slurm"), (c::labels::USER, j.user), (c::labels::ACCOUNT, j.account), (c::labels::PARTITION, "gpu"), (c::labels::JOB_NAME, j.name)]), "gauge", c::JOB_INFO.name(), ts, 1.0);
-                    push(&mut series, g(&c::JOB_ALLOCATED_CPUS, &id), "gauge", c::JOB_ALLOCATED_CPUS.name(), ts, j.cpus);
-                    push(&mut series, g(&c::JOB_ALLOCATED_GPUS, &id), "gauge", c::JOB_ALLOCATED_GPUS.name(), ts, j.gpus as f64);
-                    push(&mut series, g(&c::JOB_ALLOCATED_MEMORY, &id), "gauge", c::JOB_ALLOCATED_MEMORY.name(), ts, j.mem);
+                    push(
+                        &mut series,
+                        g(
+                            &c::JOB_INFO,
+                            &[
+                                (c::labels::JOB_ID, j.id),
+                                (c::labels::SCHEDULER, "slurm"),
+                                (c::labels::USER, j.user),
+                                (c::labels::ACCOUNT, j.account),
+                                (c::labels::PARTITION, "gpu"),
+                                (c::labels::JOB_NAME, j.name),
+                            ],
+                        ),
+                        "gauge",
+                        c::JOB_INFO.name(),
+                        ts,
+                        1.0,
+                    );
+                    push(
+                        &mut series,
+                        g(&c::JOB_ALLOCATED_CPUS, &id),
+                        "gauge",
+                        c::JOB_ALLOCATED_CPUS.name(),
+                        ts,
+                        j.cpus,
+                    );
+                    push(
+                        &mut series,
+                        g(&c::JOB_ALLOCATED_GPUS, &id),
+                        "gauge",
+                        c::JOB_ALLOCATED_GPUS.name(),
+                        ts,
+                        j.gpus as f64,
+                    );
+                    push(
+                        &mut series,
+                        g(&c::JOB_ALLOCATED_MEMORY, &id),
+                        "gauge",
+                        c::JOB_ALLOCATED_MEMORY.name(),
+                        ts,
+                        j.mem,
+                    );
                     for k in 0..j.gpus {
                         if let Some((uuid, _, _)) = n.gpus.get(gpu_next + k) {
-                            push(&mut series, g(&c::JOB_GPU_INFO, &[(c::labels::JOB_ID, j.id), (c::labels::GPU_UUID, uuid)]), "gauge", c::JOB_GPU_INFO.name(), ts, 1.0);
+                            push(
+                                &mut series,
+                                g(
+                                    &c::JOB_GPU_INFO,
+                                    &[(c::labels::JOB_ID, j.id), (c::labels::GPU_UUID, uuid)],
+                                ),
+                                "gauge",
+                                c::JOB_GPU_INFO.name(),
+                                ts,
+                                1.0,
+                            );
                         }
                     }
                     if ts <= j.end {
@@ -382,11 +641,16 @@ pub fn generate() -> Scenario {
             node_energy_oct += v;
             for n in &nodes {
                 if k.contains(&format!("instance=\"{}\"", n.name)) {
-                    *node_energy_oct_by_node.entry(n.name.to_string()).or_insert(0.0) += v;
+                    *node_energy_oct_by_node
+                        .entry(n.name.to_string())
+                        .or_insert(0.0) += v;
                 }
             }
         }
-        if let Some(j) = jobs.iter().find(|j| k.contains(&format!("job_id=\"{}\"", j.id))) {
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| k.contains(&format!("job_id=\"{}\"", j.id)))
+        {
             if k.starts_with(&c::JOB_ENERGY.name()) {
                 *job_energy_oct.entry(j.id.to_string()).or_insert(0.0) += v;
             } else if k.starts_with(&c::JOB_CORE_SECONDS.name()) {
@@ -394,7 +658,11 @@ pub fn generate() -> Scenario {
             }
         }
     }
-    let bound = max_node_power.values().map(|p| 2.0 * p * SCRAPE as f64).sum::<f64>() + lost;
+    let bound = max_node_power
+        .values()
+        .map(|p| 2.0 * p * SCRAPE as f64)
+        .sum::<f64>()
+        + lost;
 
     // Exposition, grouped by family.
     let mut by_family: BTreeMap<&str, Vec<(&String, &SeriesBuf)>> = BTreeMap::new();

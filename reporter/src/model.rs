@@ -314,7 +314,7 @@ pub fn job_estimates(
 }
 
 /// The job with the most energy (the lowest id on a tie), as a one-element list.
-fn largest<'j>(cands: Vec<&'j JobData>) -> Option<Vec<&'j JobData>> {
+fn largest(cands: Vec<&JobData>) -> Option<Vec<&JobData>> {
     cands
         .into_iter()
         .max_by(|a, b| {
@@ -501,13 +501,14 @@ pub fn constants(cfg: &Config) -> Vec<Constant> {
 }
 
 /// The method notes printed at the end of every format.
-pub fn methods() -> Vec<String> {
+pub fn methods(cfg: &Config) -> Vec<String> {
+    let e = &cfg.estimation;
     vec![
         "Energy in the period is, for each counter series, its value at the last sample at or before the end minus its value at the last sample at or before the start (a series that did not exist at the start counts from zero). No extrapolation: a job's energy is the exporter's final counter for it; energy between the last scrape before a boundary and the boundary falls in the next period.".into(),
         "Counters that went down (exporter restarts) are computed from raw samples: a small drop is a resume from the exporter's saved state, a drop below half is a restart from zero and the segments add up.".into(),
-        "Green Algorithms: allocated core-hours × CPU TDP per physical core (node's exported TDP, else the default) + GPU-hours × GPU power limit + allocated memory (GB) × hours × 0.3725 W/GB; shown without PUE for the ratio, and with PUE as the tool reports it.".into(),
+        format!("Green Algorithms: allocated core-hours × CPU TDP per physical core (node's exported TDP, else the default) + GPU-hours × GPU power limit + allocated memory (GB) × hours × {} W/GB; shown without PUE for the ratio, and with PUE as the tool reports it.", e.ga_memory_w_per_gb.value),
         "ML CO2 Impact: GPU-hours × GPU power limit (TDP); no CPU, memory or PUE term.".into(),
-        "CodeCarbon-style (machine mode): the whole node's measured CPU and GPU power, averaged over the report period, during the job's elapsed time on each node, plus 0.375 W/GB of the node's memory.".into(),
+        format!("CodeCarbon-style (machine mode): the whole node's measured CPU and GPU power, averaged over the report period, during the job's elapsed time on each node, plus {} W/GB of the node's memory.", e.codecarbon_memory_w_per_gb.value),
         "Equivalents, CO2e and cost use the facility energy (IT energy × PUE).".into(),
     ]
 }
@@ -870,7 +871,158 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         top_jobs,
         top_n: cfg.top_n,
         constants: constants(cfg),
-        methods: methods(),
+        methods: methods(cfg),
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{JobData, NodeData, Placement};
+
+    fn job(id: &str, user: &str, account: &str, name: &str, joules: f64, core_s: f64) -> JobData {
+        JobData {
+            cluster: String::new(),
+            job_id: id.into(),
+            user: user.into(),
+            account: account.into(),
+            job_name: name.into(),
+            energy: ByComponent {
+                cpu: joules,
+                ..ByComponent::default()
+            },
+            core_seconds: core_s,
+            placements: vec![Placement {
+                instance: "n1".into(),
+                core_seconds: core_s,
+                gpu_seconds: 0.0,
+                alloc_cpus: 4.0,
+                alloc_memory_bytes: Some(8e9),
+            }],
+            ..JobData::default()
+        }
+    }
+
+    fn dataset() -> Dataset {
+        Dataset {
+            period: Some(Period {
+                start: 0,
+                end: 86_400,
+            }),
+            jobs: vec![
+                job("1", "ann", "p", "dev-a", 3.6e6, 3600.0),
+                job("2", "ann", "p", "final", 7.2e6, 3600.0),
+                job("3", "bo", "p", "dev-b", 1.8e6, 7200.0),
+                job("4", "cy", "q", "x", 3.6e6, 36_000.0),
+            ],
+            nodes: vec![NodeData {
+                cluster: String::new(),
+                instance: "n1".into(),
+                energy: ByComponent {
+                    cpu: 36e6,
+                    ..ByComponent::default()
+                },
+                unallocated: ByComponent {
+                    cpu: 19.8e6,
+                    ..ByComponent::default()
+                },
+                cpu_tdp_watts: Some(200.0),
+                physical_cores: Some(20.0),
+                memory_bytes: Some(100e9),
+            }],
+            ..Dataset::default()
+        }
+    }
+
+    fn opts(scope: ScopeKind) -> Options {
+        Options {
+            scope,
+            cluster: None,
+            generated_at: 0,
+            anonymize_users: false,
+        }
+    }
+
+    #[test]
+    fn headline_equivalents() {
+        let r = build(&dataset(), &Config::default(), &opts(ScopeKind::Cluster));
+        assert!((r.headline.it_energy_kwh - 10.0).abs() < 1e-12);
+        assert!((r.headline.facility_energy_kwh - 15.6).abs() < 1e-12);
+        // 15.6 kWh × 44.2 g/kWh
+        assert!((r.headline.co2e_kg - 0.68952).abs() < 1e-12);
+        assert!((r.headline.households_for_a_year - 15.6 / 4792.0).abs() < 1e-15);
+        assert!((r.headline.households_daily - 15.6 / (4792.0 / 365.0)).abs() < 1e-12);
+        assert_eq!(r.headline.jobs, 4);
+        assert!((r.idle.as_ref().map(|i| i.share).unwrap_or(0.0) - 0.55).abs() < 1e-12);
+    }
+
+    #[test]
+    fn green_algorithms_by_hand() {
+        let r = build(
+            &dataset(),
+            &Config::default(),
+            &opts(ScopeKind::User("cy".into())),
+        );
+        let e = r.estimates.total.expect("estimates");
+        // 36,000 core-s × (200 W / 20 cores) + 8 GB × 0.3725 W/GB × (36,000 / 4) s
+        let want = (36_000.0 * 10.0 + 8.0 * 0.3725 * 9000.0) / 3.6e6;
+        assert!((e.green_algorithms_kwh - want).abs() < 1e-12);
+        // CodeCarbon: node CPU power 36 MJ / 1 day, + 100 GB × 0.375 W/GB, during 9,000 s.
+        let cc = 9000.0 * (36e6 / 86_400.0 + 100.0 * 0.375) / 3.6e6;
+        assert!((e.codecarbon_kwh - cc).abs() < 1e-12);
+        assert_eq!(r.top_jobs.len(), 1);
+        assert!(r.idle.is_none());
+    }
+
+    #[test]
+    fn final_run_by_pattern_config_or_largest() {
+        let mut cfg = Config::default();
+        let r = build(&dataset(), &cfg, &opts(ScopeKind::Cluster));
+        let p = r.dev_vs_final.iter().find(|d| d.project == "p").expect("p");
+        assert_eq!(
+            (p.chosen_by.as_str(), p.final_jobs.clone()),
+            ("largest job", vec!["2".to_string()])
+        );
+        assert!((p.ratio.unwrap_or(0.0) - 12.6 / 7.2).abs() < 1e-12);
+        cfg.best_run.job_name_pattern = Some("^dev".into());
+        let r = build(&dataset(), &cfg, &opts(ScopeKind::Cluster));
+        let p = r.dev_vs_final.iter().find(|d| d.project == "p").expect("p");
+        assert_eq!(
+            (p.chosen_by.as_str(), p.final_jobs.clone()),
+            ("pattern", vec!["1".to_string()])
+        );
+        cfg.best_run.jobs.insert("p".into(), vec!["3".into()]);
+        let r = build(&dataset(), &cfg, &opts(ScopeKind::Cluster));
+        let p = r.dev_vs_final.iter().find(|d| d.project == "p").expect("p");
+        assert_eq!(p.chosen_by, "configured");
+        assert!((p.ratio.unwrap_or(0.0) - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rankings_and_anonymisation() {
+        let mut o = opts(ScopeKind::Cluster);
+        o.anonymize_users = true;
+        let r = build(&dataset(), &Config::default(), &o);
+        let names: Vec<&str> = r.users.rows.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["User 1", "User 2", "User 3"]);
+        // ann (most energy) ties bo on core-hours behind cy: ranks 2 and 3 share 2.5.
+        assert_eq!(r.users.rows[0].rank_core_hours, 2.5);
+        assert!(r.top_jobs.iter().all(|j| j.user.starts_with("User ")));
+        assert!(r.users.spearman.is_some());
+    }
+
+    #[test]
+    fn empty_dataset_says_no_data() {
+        let ds = Dataset {
+            period: Some(Period {
+                start: 0,
+                end: 86_400,
+            }),
+            ..Dataset::default()
+        };
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        assert!(!r.has_data);
+        assert!(r.notes.iter().any(|n| n.starts_with("No data")));
     }
 }
