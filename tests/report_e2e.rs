@@ -286,6 +286,13 @@ fn month_report_from_prometheus_matches_ground_truth() {
     );
     assert_eq!(r["daily"].as_array().map(Vec::len), Some(31));
 
+    // Every field is documented in the JSON Schema.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("reporter/report.schema.json")).expect("schema"),
+    )
+    .expect("schema parses");
+    documented(&r, &schema, "$");
+
     // Golden Markdown and JSON.
     let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
     let json = std::fs::read_to_string(dir.path().join("report.json")).expect("json");
@@ -416,6 +423,25 @@ fn month_report_from_prometheus_matches_ground_truth() {
 
     // Mail through a real SMTP server.
     mail_to_smtp(&prom.url());
+}
+
+/// Every object key of `v` is a property of `schema` (recursively through arrays).
+fn documented(v: &Value, schema: &Value, path: &str) {
+    match v {
+        Value::Object(m) => {
+            let props = &schema["properties"];
+            for (k, x) in m {
+                assert!(props.get(k).is_some(), "{path}.{k} is not in reporter/report.schema.json");
+                documented(x, &props[k], &format!("{path}.{k}"));
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                documented(x, &schema["items"], &format!("{path}[]"));
+            }
+        }
+        _ => {}
+    }
 }
 
 fn screenshot(html: &Path, png: &Path) {
