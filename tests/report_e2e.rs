@@ -63,6 +63,12 @@ fn wait_ready(url: &str, child: &mut Child, what: &str) {
 }
 
 fn prometheus(s: &Scenario) -> Server {
+    prometheus_with(s, None)
+}
+
+/// Prometheus on the scenario's data; with `web`, the contents of a `--web.config.file` (TLS,
+/// basic auth), in which case readiness is only checked by the port accepting connections.
+fn prometheus_with(s: &Scenario, web: Option<&str>) -> Server {
     need("promtool", "prometheus");
     need("prometheus", "prometheus");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -90,7 +96,13 @@ fn prometheus(s: &Scenario) -> Server {
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, "global: {}\n").expect("config");
     let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-    let mut child = Command::new("prometheus")
+    let mut cmd = Command::new("prometheus");
+    if let Some(w) = web {
+        let p = dir.path().join("web.yml");
+        std::fs::write(&p, w).expect("web config");
+        cmd.arg(format!("--web.config.file={}", p.display()));
+    }
+    let mut child = cmd
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
         .arg("--storage.tsdb.retention.time=3650d")
@@ -99,11 +111,24 @@ fn prometheus(s: &Scenario) -> Server {
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    wait_ready(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        &mut child,
-        "prometheus",
-    );
+    if web.is_some() {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "prometheus did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The TSDB opens after the listener: give the backfilled blocks a moment.
+        std::thread::sleep(Duration::from_secs(3));
+    } else {
+        wait_ready(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            &mut child,
+            "prometheus",
+        );
+    }
     Server {
         child,
         port,
@@ -431,7 +456,10 @@ fn documented(v: &Value, schema: &Value, path: &str) {
         Value::Object(m) => {
             let props = &schema["properties"];
             for (k, x) in m {
-                assert!(props.get(k).is_some(), "{path}.{k} is not in reporter/report.schema.json");
+                assert!(
+                    props.get(k).is_some(),
+                    "{path}.{k} is not in reporter/report.schema.json"
+                );
                 documented(x, &props[k], &format!("{path}.{k}"));
             }
         }
@@ -725,4 +753,190 @@ fn dump_scenario_when_asked() {
     if let Some(p) = std::env::var_os("JOULEBOOK_SCENARIO_DUMP") {
         std::fs::write(p, scenario::generate().openmetrics).expect("dump");
     }
+}
+
+/// bcrypt of "joulebook-test" (cost 4), for Prometheus' basic_auth_users.
+const BCRYPT: &str = "$2b$04$8eRxXipbkhaseaoyxUvXGuxabnhYE9jDnHw2suHfr634MeAG.mNky";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    need("openssl", "openssl");
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn tls_with_site_ca_and_basic_auth() {
+    let certs = tempfile::tempdir().expect("certs");
+    let d = certs.path();
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=joulebook test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    std::fs::write(d.join("password"), "joulebook-test\n").expect("password");
+    std::fs::write(d.join("wrong"), "nope\n").expect("password");
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  reader: {BCRYPT}\n",
+        d.join("srv.pem").display(),
+        d.join("srv.key").display()
+    );
+    let s = scenario::generate();
+    let prom = prometheus_with(&s, Some(&web));
+    let url = format!("https://127.0.0.1:{}", prom.port);
+    let out = tempfile::tempdir().expect("out");
+    let ca = d.join("ca.pem").to_string_lossy().to_string();
+    let pw = d.join("password").to_string_lossy().to_string();
+    let r = month_report(
+        &url,
+        out.path(),
+        &[
+            "--format",
+            "json",
+            "--ca-file",
+            &ca,
+            "--basic-auth-user",
+            "reader",
+            "--basic-auth-password-file",
+            &pw,
+        ],
+    );
+    let it = r["headline"]["it_energy_j"].as_f64().expect("it_energy_j");
+    assert!(close(it, s.node_energy_oct, 1e-9));
+
+    let o_dir = out.path().join("x").to_string_lossy().to_string();
+    let wrong = d.join("wrong").to_string_lossy().to_string();
+    let o = report(&[
+        "--prometheus",
+        &url,
+        "--month",
+        "2026-10",
+        "--out",
+        &o_dir,
+        "--ca-file",
+        &ca,
+        "--basic-auth-user",
+        "reader",
+        "--basic-auth-password-file",
+        &wrong,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refused the credentials"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = report(&[
+        "--prometheus",
+        &url,
+        "--month",
+        "2026-10",
+        "--out",
+        &o_dir,
+        "--attempts",
+        "1",
+        "--basic-auth-user",
+        "reader",
+        "--basic-auth-password-file",
+        &pw,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "an unknown CA must be refused");
+    assert!(!Path::new(&o_dir).exists(), "nothing written on failure");
+}
+
+#[test]
+fn failing_server_is_retried_then_reported() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 65536];
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().expect("out");
+    let o = report(&[
+        "--prometheus",
+        &format!("http://127.0.0.1:{port}"),
+        "--month",
+        "2026-10",
+        "--attempts",
+        "3",
+        "--out",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("HTTP 503") && err.contains("3 attempts"),
+        "{err}"
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one request per attempt"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
