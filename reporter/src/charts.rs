@@ -161,39 +161,39 @@ pub fn projects(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(180)
-            .build_cartesian_2d(0f64..max, 0f64..n as f64)
+            .build_cartesian_2d(0f64..max, (0..n).into_segmented())
             .map_err(err)?;
+        // Row 0 (the largest) is drawn at the top: segment n - 1.
+        let row = |i: usize| n - 1 - i;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|y| {
-                // Row i is drawn from the top: y = n - i - 0.5.
-                let i = n as f64 - y.floor() - 1.0;
-                if i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
+            .y_label_formatter(&|y| match y {
+                SegmentValue::CenterOf(k) if *k < n => {
+                    names.get(n - 1 - *k).cloned().unwrap_or_default()
                 }
+                _ => String::new(),
             })
             .label_style((FAMILY, 12))
             .draw()
             .map_err(err)?;
         chart
             .draw_series(rows.iter().enumerate().map(|(i, p)| {
-                let y = (n - i - 1) as f64;
                 Rectangle::new(
-                    [(0.0, y + 0.15), (p.energy_kwh, y + 0.85)],
+                    [
+                        (0.0, SegmentValue::Exact(row(i))),
+                        (p.energy_kwh, SegmentValue::Exact(row(i) + 1)),
+                    ],
                     COLORS[0].filled(),
                 )
             }))
             .map_err(err)?;
         chart
             .draw_series(rows.iter().enumerate().map(|(i, p)| {
-                let y = (n - i - 1) as f64;
                 Text::new(
-                    crate::render::format_num(p.energy_kwh, 1),
-                    (p.energy_kwh, y + 0.7),
+                    format!(" {}", crate::render::format_num(p.energy_kwh, 1)),
+                    (p.energy_kwh, SegmentValue::CenterOf(row(i))),
                     (FAMILY, 12),
                 )
             }))
