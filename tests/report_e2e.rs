@@ -406,6 +406,18 @@ fn month_report_from_prometheus_matches_ground_truth() {
         out.contains("Green Algorithms:") && out.contains("Core-hours:"),
         "{out}"
     );
+    // ML CO2 of the two-node job uses each node's GPU power limit: 24 h × (700 W + 400 W).
+    let out = ok(&report(&[
+        "--prometheus",
+        &prom.url(),
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "job",
+        "1008",
+    ]));
+    assert!(out.contains("ML CO2:                 26.400 kWh"), "{out}");
     let out = report(&[
         "--prometheus",
         &prom.url(),

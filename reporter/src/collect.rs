@@ -538,12 +538,15 @@ impl<'a> Collector<'a> {
             }
         }
         nodes.retain(|(_, i), _| instances.contains(i.as_str()));
+        // GPU power limits of those nodes, for the Green Algorithms and ML CO2 estimates.
+        let mut gpus = self.gpus()?;
+        gpus.retain(|g| instances.contains(g.instance.as_str()));
         self.client.progress().finish();
         Ok(Dataset {
             period: Some(self.scope.period),
             jobs,
             nodes: nodes.into_values().collect(),
-            gpus: Vec::new(),
+            gpus,
             days: Vec::new(),
             notes: self.finish_notes(),
         })
