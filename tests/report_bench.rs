@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo build --release -p joulebook-reporter
-//! cargo test --release -p joulebook-tests --test report_bench -- --ignored --nocapture
+//! JOULEBOOK_REPORT_BIN=target/release/joulebook-report \
+//!     cargo test -p joulebook-tests --test report_bench -- --ignored --nocapture
 //! ```
 //!
 //! It prints the report's wall time and peak resident memory (GNU time) and fails above 60 s or
@@ -303,7 +304,13 @@ fn month_of_200_nodes_80000_jobs() {
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
         .arg("-v")
-        .arg(binary("joulebook-report"))
+        .arg(
+            // A release build of the reporter, e.g. target/release/joulebook-report, while the
+            // test itself runs in the debug profile.
+            std::env::var_os("JOULEBOOK_REPORT_BIN")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| binary("joulebook-report")),
+        )
         .args([
             "--prometheus",
             &format!("http://127.0.0.1:{port}"),
