@@ -200,92 +200,57 @@ impl<'a> Collector<'a> {
     }
 
     /// Jobs with their energy, time and placements inside the period.
+    ///
+    /// Cost: the server reads each job series about twice (its last value over the period, and
+    /// one shared `resets` pass over every job counter family); the subtraction of the starting
+    /// value happens here, per series. Independent queries run in parallel.
     pub fn jobs(&self) -> Result<Vec<JobData>, PromError> {
-        let p = self.client.progress();
-        p.stage("jobs", 8);
-        let key = |lb: &Labels| (label(lb, CLUSTER), label(lb, l::JOB_ID));
-        let mut jobs: BTreeMap<(String, String), JobData> = BTreeMap::new();
-        let by_job = [CLUSTER, l::JOB_ID];
-        let by_place = [CLUSTER, INSTANCE, l::JOB_ID];
-
-        let job = |jobs: &mut BTreeMap<(String, String), JobData>, lb: &Labels| {
-            let k = key(lb);
-            jobs.entry(k.clone()).or_insert_with(|| JobData {
-                cluster: k.0.clone(),
-                job_id: k.1.clone(),
-                ..JobData::default()
-            });
-            k
+        let r = self.r();
+        let lb = self.scope.lookback;
+        let range = self.range();
+        let series_by = [CLUSTER, INSTANCE, l::JOB_ID];
+        let counters = [
+            c::JOB_ENERGY,
+            c::JOB_CORE_SECONDS,
+            c::JOB_GPU_SECONDS,
+            c::JOB_CPU_SECONDS,
+        ];
+        let by_of = |m: &MetricDef| {
+            let mut by = series_by.join(", ");
+            if m.labels.contains(&l::COMPONENT) {
+                by.push_str(", ");
+                by.push_str(l::COMPONENT);
+            }
+            by
         };
-        for (lb, v) in self.increases(&c::JOB_ENERGY, &[CLUSTER, l::JOB_ID, l::COMPONENT])? {
-            let k = job(&mut jobs, &lb);
-            if let Some(j) = jobs.get_mut(&k) {
-                if !j.energy.add(&label(&lb, l::COMPONENT), v) {
-                    self.note(format!(
-                        "energy of unknown component {:?} ignored",
-                        label(&lb, l::COMPONENT)
-                    ));
-                }
-            }
+        let mut queries: Vec<String> = Vec::new();
+        for m in &counters {
+            let (by, sel) = (by_of(m), self.sel(m));
+            queries.push(format!("sum by ({by}) (last_over_time({sel}[{r}s]))"));
+            queries.push(format!(
+                "sum by ({by}) (last_over_time({sel}[{lb}s] offset {r}s))"
+            ));
         }
-        for (lb, v) in self.increases(&c::JOB_CPU_SECONDS, &by_job)? {
-            let k = job(&mut jobs, &lb);
-            if let Some(j) = jobs.get_mut(&k) {
-                j.cpu_seconds += v;
-            }
+        // One pass over the energy counters finds every (node, job) whose counters went down:
+        // a restart resets all the counters of one exporter at once, so the job's time
+        // counters on that node are then taken from raw samples too. (One query over all the
+        // families would be cheaper still, but Prometheus refuses `resets` over several
+        // metric names: their label sets collide once the names are dropped.)
+        queries.push(format!(
+            "sum by ({}) (resets({}[{}s])) > 0",
+            series_by.join(", "),
+            self.sel(&c::JOB_ENERGY),
+            r + lb
+        ));
+        for m in [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY] {
+            queries.push(format!(
+                "max by ({}) (max_over_time({}[{range}]))",
+                series_by.join(", "),
+                self.sel(&m)
+            ));
         }
-        let mut places: BTreeMap<(String, String, String), Placement> = BTreeMap::new();
-        let pkey = |lb: &Labels| {
-            (
-                label(lb, CLUSTER),
-                label(lb, l::JOB_ID),
-                label(lb, INSTANCE),
-            )
-        };
-        let place = |places: &mut BTreeMap<_, Placement>, lb: &Labels| {
-            let k = pkey(lb);
-            places.entry(k.clone()).or_insert_with(|| Placement {
-                instance: k.2.clone(),
-                ..Placement::default()
-            });
-            k
-        };
-        for (lb, v) in self.increases(&c::JOB_CORE_SECONDS, &by_place)? {
-            let k = place(&mut places, &lb);
-            if let Some(pl) = places.get_mut(&k) {
-                pl.core_seconds += v;
-            }
-        }
-        for (lb, v) in self.increases(&c::JOB_GPU_SECONDS, &by_place)? {
-            let k = place(&mut places, &lb);
-            if let Some(pl) = places.get_mut(&k) {
-                pl.gpu_seconds += v;
-            }
-        }
-        for s in self.gauge_max(&c::JOB_ALLOCATED_CPUS, &by_place)? {
-            if let Some(pl) = places.get_mut(&pkey(&s.labels)) {
-                pl.alloc_cpus = s.value;
-            }
-        }
-        for s in self.gauge_max(&c::JOB_ALLOCATED_MEMORY, &by_place)? {
-            if let Some(pl) = places.get_mut(&pkey(&s.labels)) {
-                pl.alloc_memory_bytes = Some(s.value);
-            }
-        }
-        for ((cl, id, _), pl) in places {
-            let j = jobs
-                .entry((cl.clone(), id.clone()))
-                .or_insert_with(|| JobData {
-                    cluster: cl,
-                    job_id: id,
-                    ..JobData::default()
-                });
-            j.core_seconds += pl.core_seconds;
-            j.gpu_seconds += pl.gpu_seconds;
-            j.placements.push(pl);
-        }
-        let info = self.at_end(&format!(
-            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{}]))",
+        queries.push(format!(
+            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{range}]))",
             l::JOB_ID,
             l::SCHEDULER,
             l::USER,
@@ -293,10 +258,92 @@ impl<'a> Collector<'a> {
             l::PARTITION,
             l::JOB_NAME,
             self.sel(&c::JOB_INFO),
-            self.range()
-        ))?;
+        ));
+        self.client.progress().stage("jobs", queries.len());
+        let end = self.scope.period.end;
+        let mut results = par_map(&queries, self.scope.parallelism, |q| {
+            self.client.vector(q, end)
+        })?
+        .into_iter();
+        let mut next = || results.next().unwrap_or_default();
+
+        // Per series: last − base, and the flagged series from raw samples.
+        let mut per_family: Vec<Vec<(Labels, f64)>> = Vec::new();
+        let lasts: Vec<(Vec<Sample>, Vec<Sample>)> =
+            counters.iter().map(|_| (next(), next())).collect();
+        let flagged: BTreeSet<(String, String, String)> =
+            next().into_iter().map(|s| place_key(&s.labels)).collect();
+        for (m, (last, base)) in counters.iter().zip(lasts) {
+            let base: BTreeMap<Labels, f64> =
+                base.into_iter().map(|s| (s.labels, s.value)).collect();
+            let mut rows: Vec<(Labels, f64)> = last
+                .into_iter()
+                .filter(|s| !flagged.contains(&place_key(&s.labels)))
+                .map(|s| {
+                    let b = base.get(&s.labels).copied();
+                    (s.labels, counter::increase(b, [s.value]))
+                })
+                .collect();
+            for k in &flagged {
+                rows.extend(self.slow_series(m, k)?);
+            }
+            per_family.push(rows);
+        }
+        let alloc_cpus = next();
+        let alloc_mem = next();
+        let info = next();
+
+        let mut jobs: BTreeMap<(String, String), JobData> = BTreeMap::new();
+        let mut places: BTreeMap<(String, String, String), Placement> = BTreeMap::new();
+        for (f, rows) in per_family.into_iter().enumerate() {
+            for (lb, v) in rows {
+                let k = place_key(&lb);
+                let job = jobs
+                    .entry((k.0.clone(), k.1.clone()))
+                    .or_insert_with(|| JobData {
+                        cluster: k.0.clone(),
+                        job_id: k.1.clone(),
+                        ..JobData::default()
+                    });
+                let pl = places.entry(k.clone()).or_insert_with(|| Placement {
+                    instance: k.2.clone(),
+                    ..Placement::default()
+                });
+                match f {
+                    0 => {
+                        if !job.energy.add(&label(&lb, l::COMPONENT), v) {
+                            self.note(format!(
+                                "energy of unknown component {:?} ignored",
+                                label(&lb, l::COMPONENT)
+                            ));
+                        }
+                    }
+                    1 => pl.core_seconds += v,
+                    2 => pl.gpu_seconds += v,
+                    _ => job.cpu_seconds += v,
+                }
+            }
+        }
+        for s in alloc_cpus {
+            if let Some(pl) = places.get_mut(&place_key(&s.labels)) {
+                pl.alloc_cpus = s.value;
+            }
+        }
+        for s in alloc_mem {
+            if let Some(pl) = places.get_mut(&place_key(&s.labels)) {
+                pl.alloc_memory_bytes = Some(s.value);
+            }
+        }
+        for ((cl, id, _), pl) in places {
+            if let Some(j) = jobs.get_mut(&(cl, id)) {
+                j.core_seconds += pl.core_seconds;
+                j.gpu_seconds += pl.gpu_seconds;
+                j.placements.push(pl);
+            }
+        }
         for s in info {
-            if let Some(j) = jobs.get_mut(&key(&s.labels)) {
+            let k = (label(&s.labels, CLUSTER), label(&s.labels, l::JOB_ID));
+            if let Some(j) = jobs.get_mut(&k) {
                 j.scheduler = label(&s.labels, l::SCHEDULER);
                 j.user = label(&s.labels, l::USER);
                 j.account = label(&s.labels, l::ACCOUNT);
@@ -309,6 +356,46 @@ impl<'a> Collector<'a> {
             .into_values()
             .filter(|j| j.energy.total() > 0.0 || j.core_seconds > 0.0)
             .collect())
+    }
+
+    /// The period's increase of every series of `m` on one (cluster, instance, job) from raw
+    /// samples: the slow path for counters that went down.
+    fn slow_series(
+        &self,
+        m: &MetricDef,
+        (cluster, job_id, instance): &(String, String, String),
+    ) -> Result<Vec<(Labels, f64)>, PromError> {
+        let (r, lb, end) = (self.r(), self.scope.lookback, self.scope.period.end);
+        let sel = format!(
+            "{}{{{CLUSTER}={},{INSTANCE}={},{}={}}}",
+            m.name(),
+            quote(cluster),
+            quote(instance),
+            l::JOB_ID,
+            quote(job_id)
+        );
+        let base: BTreeMap<Labels, f64> = self
+            .client
+            .vector(&format!("last_over_time({sel}[{lb}s] offset {r}s)"), end)?
+            .into_iter()
+            .map(|s| (s.labels, s.value))
+            .collect();
+        let start = (end - r) as f64;
+        let mut out = Vec::new();
+        for series in self.client.matrix(&format!("{sel}[{r}s]"), end)? {
+            let b = base.get(&series.labels).copied();
+            let v = counter::increase(
+                b,
+                series
+                    .samples
+                    .iter()
+                    .filter(|(t, _)| *t > start)
+                    .map(|(_, v)| *v),
+            );
+            out.push((series.labels, v));
+        }
+        self.resets_seen.fetch_add(out.len(), Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Node facts (TDP, cores, memory) by (cluster, instance).
@@ -571,11 +658,20 @@ impl<'a> Collector<'a> {
         let r = self.resets_seen.load(Ordering::Relaxed);
         if r > 0 {
             notes.push(format!(
-                "{r} counter series went down during the period (exporter restarts); their energy was computed from raw samples, telling a resume from saved state from a reset to zero."
+                "{r} counter series of nodes whose exporter restarted in the period were computed from raw samples, telling a resume from saved state from a reset to zero."
             ));
         }
         notes
     }
+}
+
+/// (cluster, job_id, instance) of a series' labels.
+fn place_key(lb: &Labels) -> (String, String, String) {
+    (
+        label(lb, CLUSTER),
+        label(lb, l::JOB_ID),
+        label(lb, INSTANCE),
+    )
 }
 
 fn node_entry<'m>(

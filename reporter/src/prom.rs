@@ -77,6 +77,8 @@ pub struct Client {
     attempts: u32,
     backoff: Duration,
     progress: Progress,
+    /// `JOULEBOOK_REPORT_TRACE=1`: print each query with its time and size on stderr.
+    trace: bool,
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String, PromError> {
@@ -153,6 +155,7 @@ impl Client {
             attempts: o.attempts.max(1),
             backoff: o.backoff,
             progress: Progress::new(o.progress && std::io::stderr().is_terminal()),
+            trace: std::env::var_os("JOULEBOOK_REPORT_TRACE").is_some_and(|v| v == "1"),
         })
     }
 
@@ -206,9 +209,17 @@ impl Client {
                 std::thread::sleep(delay);
                 delay = delay.saturating_mul(2);
             }
+            let started = std::time::Instant::now();
             match self.try_query(&url, query, time) {
                 Ok(d) => {
                     self.progress.done();
+                    if self.trace {
+                        eprintln!(
+                            "query {:.2} s, {} rows: {query}",
+                            started.elapsed().as_secs_f64(),
+                            d.rows()
+                        );
+                    }
                     return Ok(d);
                 }
                 Err(Attempt::Fatal(e)) => return Err(e),
@@ -308,6 +319,16 @@ enum Data {
     Scalar(serde_json::Value),
     #[allow(dead_code)]
     String(serde_json::Value),
+}
+
+impl Data {
+    fn rows(&self) -> usize {
+        match self {
+            Data::Vector(v) => v.len(),
+            Data::Matrix(m) => m.len(),
+            Data::Scalar(_) | Data::String(_) => 1,
+        }
+    }
 }
 
 #[derive(Deserialize)]
