@@ -360,6 +360,7 @@ fn report_files(
 ) -> Result<Vec<(String, Vec<u8>)>, Fail> {
     let mut files = Vec::new();
     let mut images = BTreeMap::new();
+    let shown = report.for_display();
     if formats.iter().any(|f| f == "html" || f == "md") {
         for (name, png) in charts(report)? {
             let file = format!("{stem}-{name}.png");
@@ -369,8 +370,8 @@ fn report_files(
     }
     for f in formats {
         let text = match f.as_str() {
-            "html" => renderer.render(render::HTML, report, &images),
-            "md" => renderer.render(render::MD, report, &images),
+            "html" => renderer.render(render::HTML, &shown, &images),
+            "md" => renderer.render(render::MD, &shown, &images),
             _ => render::json(report),
         }
         .map_err(|e| usage(e.to_string()))?;
@@ -437,7 +438,7 @@ fn email(
     }
     let mut eml = Vec::new();
     for (kind, to) in sends {
-        let report = build(cli, cfg, ds, kind.clone());
+        let report = build(cli, cfg, ds, kind.clone()).for_display();
         let pngs = charts(&report)?;
         let images: BTreeMap<String, String> = pngs
             .iter()

@@ -67,7 +67,7 @@ pub fn quote(s: &str) -> String {
 }
 
 fn label(labels: &Labels, name: &str) -> String {
-    labels.get(name).cloned().unwrap_or_default()
+    labels.get(name).map(str::to_string).unwrap_or_default()
 }
 
 pub struct Collector<'a> {
@@ -179,7 +179,7 @@ impl<'a> Collector<'a> {
         for (labels, v) in self.slow_path(m, self.scope.period.end, self.r())? {
             let key: Labels = by
                 .iter()
-                .filter_map(|k| labels.get(*k).map(|v| (k.to_string(), v.clone())))
+                .filter_map(|k| labels.get(k).map(|v| (k.to_string(), v.to_string())))
                 .collect();
             match out.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, acc)) => *acc += v,
@@ -689,10 +689,8 @@ fn node_entry<'m>(
 /// A selector matching exactly one series: its name and every label.
 fn exact_selector(m: &MetricDef, labels: &Labels) -> String {
     let mut ms: Vec<String> = vec![format!("__name__={}", quote(&m.name()))];
-    for (k, v) in labels {
-        if k != "__name__" {
-            ms.push(format!("{k}={}", quote(v)));
-        }
+    for (k, v) in labels.iter() {
+        ms.push(format!("{k}={}", quote(v)));
     }
     format!("{{{}}}", ms.join(","))
 }

@@ -253,6 +253,27 @@ pub struct Constant {
     pub source: String,
 }
 
+impl Report {
+    /// A copy holding only the rows the HTML, Markdown and text formats show (`top_n` of each
+    /// table): templates receive the report as a generic value tree, and the full list of a
+    /// large cluster's jobs would cost hundreds of megabytes there for nothing.
+    pub fn for_display(&self) -> Report {
+        let n = self.top_n;
+        let mut r = self.clone();
+        r.top_jobs.truncate(n);
+        r.projects.rows.truncate(n);
+        r.users.rows.truncate(n);
+        r.estimates.projects.truncate(n);
+        r.estimates.users.truncate(n);
+        r.dev_vs_final.truncate(n);
+        if let Some(i) = r.idle.as_mut() {
+            i.nodes.truncate(n);
+            i.gpus.truncate(n);
+        }
+        r
+    }
+}
+
 /// Options that shape a report but are not site constants.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -5,15 +5,92 @@
 //! timeouts, 5xx, 429). Errors say what to check.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Labels of one series (without `__name__`, which the aggregations drop anyway).
-pub type Labels = BTreeMap<String, String>;
+/// Labels of one series, sorted by name, without `__name__` (engines differ on which functions
+/// keep the metric name: Prometheus 2.x keeps it through `last_over_time` and drops it through
+/// `resets`; series are matched across queries by their other labels).
+///
+/// Compact on purpose: a month's report holds a few hundred thousand of these at once, and a
+/// `BTreeMap<String, String>` costs about three times the memory. Well-known label names are
+/// not allocated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<(Cow<'static, str>, Box<str>)>);
+
+/// Label names shared by most series, kept as static strings.
+const KNOWN: &[&str] = &[
+    "cluster",
+    "instance",
+    "job",
+    "job_id",
+    "component",
+    "gpu_uuid",
+    "model",
+    "index",
+    "user",
+    "account",
+    "partition",
+    "job_name",
+    "scheduler",
+    "pci_bus_id",
+];
+
+impl Labels {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(it: I) -> Labels {
+        let mut v: Vec<(Cow<'static, str>, Box<str>)> = it
+            .into_iter()
+            .filter(|(k, _)| k != "__name__")
+            .map(|(k, v)| {
+                let key = match KNOWN.iter().find(|n| **n == k) {
+                    Some(n) => Cow::Borrowed(*n),
+                    None => Cow::Owned(k),
+                };
+                (key, v.into_boxed_str())
+            })
+            .collect();
+        v.sort();
+        v.shrink_to_fit();
+        Labels(v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Labels, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    pairs.push((k, v));
+                }
+                Ok(pairs.into_iter().collect())
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 /// One series of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
@@ -170,7 +247,7 @@ impl Client {
             Data::Vector(v) => Ok(v
                 .into_iter()
                 .map(|r| Sample {
-                    labels: without_name(r.metric),
+                    labels: r.metric,
                     value: parse_value(&r.value.1),
                 })
                 .collect()),
@@ -188,7 +265,7 @@ impl Client {
             Data::Matrix(m) => Ok(m
                 .into_iter()
                 .map(|r| Series {
-                    labels: without_name(r.metric),
+                    labels: r.metric,
                     samples: r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect(),
                 })
                 .collect()),
@@ -282,14 +359,6 @@ impl Client {
 enum Attempt {
     Retry(String),
     Fatal(PromError),
-}
-
-/// Engines differ on which functions keep the metric name (Prometheus 2.x keeps it through
-/// `last_over_time`, drops it through `resets`); series are matched across queries by their
-/// other labels, so it is removed everywhere.
-fn without_name(mut l: Labels) -> Labels {
-    l.remove("__name__");
-    l
 }
 
 fn parse_value(s: &str) -> f64 {
@@ -393,5 +462,29 @@ impl Progress {
         if self.enabled {
             eprint!("\r\x1b[2K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_without_name() {
+        let l: Labels =
+            serde_json::from_str(r#"{"job_id":"7","__name__":"x","instance":"n1","zz":"<q>"}"#)
+                .unwrap();
+        assert_eq!(l.get("instance"), Some("n1"));
+        assert_eq!(l.get("zz"), Some("<q>"));
+        assert_eq!(l.get("__name__"), None);
+        let keys: Vec<&str> = l.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["instance", "job_id", "zz"]);
+    }
+
+    #[test]
+    fn prometheus_special_values() {
+        assert_eq!(parse_value("+Inf"), f64::INFINITY);
+        assert!(parse_value("NaN").is_nan());
+        assert_eq!(parse_value("1.5e3"), 1500.0);
     }
 }
