@@ -1,27 +1,30 @@
 //! PromQL: everything the report needs, aggregated by the server, in a bounded number of queries
-//! (about 20 plus 3 per day of the period, independent of the number of jobs).
+//! (about 20 plus 2 per day and family of node counters, independent of the number of jobs).
 //!
 //! # Increase of a counter over the period `(S, E]`
 //!
-//! For one series, `INC = value(last sample ≤ E) − value(last sample ≤ S)`, where a series with no
-//! sample in `[S − lookback, S]` counts from zero (joulebook creates job counters at 0). Written
-//! without `increase()`, whose extrapolation to the window edges invents energy a job never
-//! used (it extends by up to half a scrape interval at each end):
+//! For one series, `value(last sample ≤ E) − value(last sample ≤ S)`, where a series with no
+//! sample in `[S − lookback, S]` counts from zero (joulebook creates job counters at 0). Never
+//! `increase()`, whose extrapolation to the window edges invents energy a job never used (up to
+//! half a scrape interval at each end). For jobs, evaluated at `E` with `R = E − S`:
 //!
 //! ```text
-//! (last_over_time(X[R]) - last_over_time(X[LB] offset R))
-//!   or (last_over_time(X[R]) unless last_over_time(X[LB] offset R))
-//! ) unless (resets(X[R+LB]) > 0)
+//! sum by (cluster, instance, job_id, component) (last_over_time(X[R]))              # end
+//! sum by (cluster, instance, job_id, component) (last_over_time(X[LB] offset R))    # start
+//! sum by (cluster, instance, job_id) (resets(joulebook_job_joules_total[R+LB])) > 0 # restarts
 //! ```
 //!
-//! evaluated at `E`, with `R = E − S`. Series whose counter went down (an exporter restart) are
-//! excluded there and computed from their raw samples by [`crate::counter::increase`], which tells
-//! a resume from the state file from a reset to zero. They are few: one restart touches the
-//! jobs of one node.
+//! The subtraction happens here, per series (a job crossing `S` has both rows; a job that
+//! started later only the first). The (node, job) pairs whose energy counter went down (an
+//! exporter restart) are computed from their raw samples by [`crate::counter::increase`], which
+//! tells a resume from the state file from a reset to zero; one restart touches the jobs of one
+//! node. The server reads each job series about twice.
 //!
-//! Node and unallocated energy are collected per day (the daily chart) and per series, and the
-//! days are chained in Rust: each day's base is the previous day's last value, so the days add
-//! up to the period exactly and a gap longer than the lookback inside the period loses nothing.
+//! Node and unallocated energy are collected per day (the daily chart) and per series:
+//! `last_over_time(X[1d])` and `resets(X[1d+LB]) > 0` at each day's end, chained here (each
+//! day's base is the previous day's last value, so the days add up to the period exactly and a
+//! gap longer than the lookback inside the period loses nothing); a day whose counter went down
+//! is computed from that day's raw samples.
 
 use crate::counter;
 use crate::data::{Dataset, DayData, GpuData, JobData, NodeData, Placement};
@@ -112,21 +115,6 @@ impl<'a> Collector<'a> {
         format!("{}{{{}}}", m.name(), ms.join(","))
     }
 
-    /// Per-series increase over a window of `r` seconds ending at the evaluation time, counters
-    /// that went down excluded (module doc).
-    fn inc_expr(sel: &str, r: i64, lb: i64) -> String {
-        format!(
-            "(((last_over_time({sel}[{r}s]) - last_over_time({sel}[{lb}s] offset {r}s)) \
-             or (last_over_time({sel}[{r}s]) unless last_over_time({sel}[{lb}s] offset {r}s))) \
-             unless (resets({sel}[{rl}s]) > 0))",
-            rl = r + lb
-        )
-    }
-
-    fn inc(&self, m: &MetricDef) -> String {
-        Self::inc_expr(&self.sel(m), self.r(), self.scope.lookback)
-    }
-
     fn at_end(&self, q: &str) -> Result<Vec<Sample>, PromError> {
         self.client.vector(q, self.scope.period.end)
     }
@@ -137,56 +125,6 @@ impl<'a> Collector<'a> {
                 n.push(s);
             }
         }
-    }
-
-    /// Exact increase over `(start, end]` of every series of `m` whose counter went down in the
-    /// window, from raw samples: series labels → increase.
-    fn slow_path(&self, m: &MetricDef, end: i64, r: i64) -> Result<Vec<(Labels, f64)>, PromError> {
-        let lb = self.scope.lookback;
-        let sel = self.sel(m);
-        let flagged = self
-            .client
-            .vector(&format!("resets({sel}[{}s]) > 0", r + lb), end)?;
-        let mut out = Vec::new();
-        for s in flagged {
-            self.resets_seen.fetch_add(1, Ordering::Relaxed);
-            let exact = exact_selector(m, &s.labels);
-            let base = self
-                .client
-                .vector(&format!("last_over_time({exact}[{lb}s] offset {r}s)"), end)?
-                .first()
-                .map(|b| b.value);
-            let raw = self.client.matrix(&format!("{exact}[{r}s]"), end)?;
-            let start = (end - r) as f64;
-            let samples = raw
-                .iter()
-                .flat_map(|series| series.samples.iter())
-                .filter(|(t, _)| *t > start)
-                .map(|(_, v)| *v);
-            out.push((s.labels, counter::increase(base, samples)));
-        }
-        Ok(out)
-    }
-
-    /// Per-series increases of a counter family over the whole period, fast path plus slow path.
-    fn increases(&self, m: &MetricDef, by: &[&str]) -> Result<Vec<(Labels, f64)>, PromError> {
-        let q = format!("sum by ({}) ({})", by.join(", "), self.inc(m));
-        let mut out: Vec<(Labels, f64)> = self
-            .at_end(&q)?
-            .into_iter()
-            .map(|s| (s.labels, s.value))
-            .collect();
-        for (labels, v) in self.slow_path(m, self.scope.period.end, self.r())? {
-            let key: Labels = by
-                .iter()
-                .filter_map(|k| labels.get(k).map(|v| (k.to_string(), v.to_string())))
-                .collect();
-            match out.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, acc)) => *acc += v,
-                None => out.push((key, v)),
-            }
-        }
-        Ok(out)
     }
 
     /// Largest value of a gauge over the period, by labels.
@@ -617,11 +555,12 @@ impl<'a> Collector<'a> {
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
             .collect();
         // Node energy over the window, for the CodeCarbon-style whole-node figure.
-        for (lb, v) in self.increases(&c::NODE_ENERGY, &[CLUSTER, INSTANCE, l::COMPONENT])? {
+        for (lb, v) in self.chained(&c::NODE_ENERGY, &[self.scope.period])? {
             if instances.contains(label(&lb, INSTANCE).as_str()) {
+                let total = v.iter().sum();
                 node_entry(&mut nodes, &lb)
                     .energy
-                    .add(&label(&lb, l::COMPONENT), v);
+                    .add(&label(&lb, l::COMPONENT), total);
             }
         }
         nodes.retain(|(_, i), _| instances.contains(i.as_str()));
@@ -747,14 +686,6 @@ mod tests {
     fn quoting() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(quote("x\ny"), r#""x\ny""#);
-    }
-
-    #[test]
-    fn inc_expr_has_no_increase() {
-        let q = Collector::inc_expr("m{}", 100, 10);
-        assert!(!q.contains("increase("));
-        assert!(q.contains("offset 100s"));
-        assert!(q.contains("resets(m{}[110s])"));
     }
 
     #[test]
