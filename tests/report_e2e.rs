@@ -572,6 +572,34 @@ fn mail_to_smtp(prom_url: &str) {
     let _ = child.kill();
     let _ = child.wait();
     ok(&o);
+    // --dry-run writes the same messages as .eml files and sends nothing.
+    let outbox = dir.path().join("outbox");
+    ok(&report(&[
+        "--prometheus",
+        prom_url,
+        "--month",
+        "2026-10",
+        "--config",
+        &cfg.to_string_lossy(),
+        "--out",
+        &outbox.to_string_lossy(),
+        "email",
+        "--dry-run",
+    ]));
+    let mut eml: Vec<String> = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    eml.sort();
+    assert_eq!(
+        eml,
+        [
+            "report-project-proj-a-to-lead-a_example.org.eml",
+            "report-to-admin_example.org.eml",
+            "report-user-alice-to-alice_example.org.eml"
+        ]
+    );
     let mut msgs: Vec<(String, String)> = std::fs::read_dir(&maildir)
         .expect("maildir")
         .flatten()

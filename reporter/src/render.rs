@@ -208,6 +208,48 @@ mod tests {
         assert_eq!(format_num(f64::NAN, 1), "n/a");
     }
 
+    fn empty_report() -> Report {
+        crate::model::build(
+            &crate::data::Dataset::default(),
+            &crate::config::Config::default(),
+            &crate::model::Options {
+                scope: crate::model::ScopeKind::Cluster,
+                cluster: None,
+                generated_at: 0,
+                anonymize_users: false,
+            },
+        )
+    }
+
+    #[test]
+    fn templates_override_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("report.md"), "custom {{ r.title | md }}").unwrap();
+        let r = Renderer::new(Some(dir.path())).unwrap();
+        let rep = empty_report();
+        let md = r.render(MD, &rep, &BTreeMap::new()).unwrap();
+        assert!(md.starts_with("custom Energy report"), "{md}");
+        let html = r.render(HTML, &rep, &BTreeMap::new()).unwrap();
+        assert!(html.contains("No data for this period"), "{html}");
+        std::fs::write(dir.path().join("report.txt"), "{{ r.nope.deeper }}").unwrap();
+        let r = Renderer::new(Some(dir.path())).unwrap();
+        let e = r.render(TXT, &rep, &BTreeMap::new()).unwrap_err().0;
+        assert!(e.contains("report.txt"), "{e}");
+        std::fs::write(dir.path().join("report.txt"), "{% if %}").unwrap();
+        assert!(Renderer::new(Some(dir.path())).is_err());
+    }
+
+    #[test]
+    fn empty_report_renders_everywhere() {
+        let r = Renderer::new(None).unwrap();
+        let rep = empty_report();
+        for t in [HTML, MD, TXT] {
+            let out = r.render(t, &rep, &BTreeMap::new()).unwrap();
+            assert!(out.contains("No data"), "{t}: {out}");
+        }
+        assert!(json(&rep).unwrap().contains("\"has_data\": false"));
+    }
+
     #[test]
     fn markdown_escaping() {
         assert_eq!(escape_md("a|b\n<script>*x*"), "a\\|b &lt;script&gt;\\*x\\*");
