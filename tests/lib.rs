@@ -8,6 +8,7 @@ pub mod fake_nvml;
 pub mod grafana;
 pub mod promql;
 pub mod redfish_server;
+pub mod scenario;
 pub mod slurm;
 
 use std::collections::BTreeMap;

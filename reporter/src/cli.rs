@@ -1,0 +1,697 @@
+//! Command line: `joulebook-report` (files), `joulebook-report job ID` (terminal summary) and
+//! `joulebook-report email` (mail per recipient). Exit codes: 0 success, 1 the server or the mail
+//! server failed, 2 bad usage or configuration.
+
+use crate::collect::{Collector, Scope};
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::mail;
+use crate::model::{self, kwh, Options, Report, ScopeKind};
+use crate::period::{iso, Period};
+use crate::prom::{Client, ClientOptions};
+use crate::render::{self, format_num, Renderer};
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "joulebook-report",
+    version,
+    about = "Energy reports of a cluster, a project or a user from joulebook's counters in Prometheus (or VictoriaMetrics, Thanos, Mimir).",
+    after_help = "Examples:\n  joulebook-report --prometheus http://prom:9090 --month 2026-10 --out reports/\n  joulebook-report --prometheus http://prom:9090 --month 2026-10 --project astro --format md\n  joulebook-report --prometheus http://prom:9090 job 123456\n  joulebook-report --config site.yaml --month 2026-10 email --dry-run --out outbox/"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(flatten)]
+    sel: SelectArgs,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One job's energy in the terminal, like Slurm's seff.
+    Job { job_id: String },
+    /// Mail each recipient of the config's `recipients` the report it is entitled to.
+    Email {
+        /// Write one .eml file per message into --out instead of sending.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ConnArgs {
+    /// Base URL of the Prometheus HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir).
+    #[arg(long, global = true, env = "JOULEBOOK_PROMETHEUS_URL")]
+    prometheus: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
+    #[arg(long, global = true)]
+    basic_auth_user: Option<String>,
+    #[arg(long, global = true)]
+    basic_auth_password_file: Option<PathBuf>,
+    #[arg(long, global = true)]
+    bearer_token_file: Option<PathBuf>,
+    /// Seconds per HTTP request.
+    #[arg(long, global = true, default_value_t = 120.0)]
+    timeout: f64,
+    /// Attempts per query before giving up (with exponential backoff from 0.5 s).
+    #[arg(long, global = true, default_value_t = 4)]
+    attempts: u32,
+    /// Queries in flight at once.
+    #[arg(long, global = true, default_value_t = 4)]
+    parallelism: usize,
+    /// How far before the period's start to look for a counter's starting value (e.g. 1h, 90m,
+    /// 3600); must exceed the scrape interval.
+    #[arg(long, global = true, default_value = "1h")]
+    lookback: String,
+    /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Args, Debug)]
+struct SelectArgs {
+    /// Calendar month, YYYY-MM (UTC).
+    #[arg(long, global = true, conflicts_with_all = ["from", "to"])]
+    month: Option<String>,
+    /// Start, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC).
+    #[arg(long, global = true, requires = "to")]
+    from: Option<String>,
+    /// End (excluded), same forms as --from.
+    #[arg(long, global = true, requires = "from")]
+    to: Option<String>,
+    /// Only series with this `cluster` label.
+    #[arg(long, global = true)]
+    cluster: Option<String>,
+    /// Report on one project (the scheduler's account).
+    #[arg(long, global = true, conflicts_with = "user")]
+    project: Option<String>,
+    /// Report on one user's jobs.
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// Site constants, recipients and SMTP (YAML).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Replace user names by "User 1", "User 2"… (for public reports).
+    #[arg(long, global = true)]
+    anonymize_users: bool,
+}
+
+#[derive(Args, Debug)]
+struct OutArgs {
+    /// Directory for the report files (created if missing).
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Comma-separated formats: html, md, json.
+    #[arg(
+        long,
+        global = true,
+        default_value = "html,md,json",
+        value_delimiter = ','
+    )]
+    format: Vec<String>,
+    /// Directory of templates overriding the built-in report.html, report.md, report.txt.
+    #[arg(long, global = true)]
+    templates: Option<PathBuf>,
+}
+
+/// An error and its exit code.
+struct Fail(i32, String);
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(2, msg.into())
+}
+
+fn runtime(msg: impl std::fmt::Display) -> Fail {
+    Fail(1, msg.to_string())
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(Fail(code, msg)) => {
+            eprintln!("joulebook-report: error: {msg}");
+            code
+        }
+    }
+}
+
+/// `1h`, `90m`, `3600s`, `3600`, `2d` → seconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let (num, mul) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86_400),
+        _ => (s, 1),
+    };
+    match num.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n * mul),
+        _ => Err(format!(
+            "--lookback {s:?}: expected a duration like 1h, 90m or 3600s"
+        )),
+    }
+}
+
+fn now() -> i64 {
+    // SOURCE_DATE_EPOCH pins "generated at" for reproducible output (golden files).
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn run(cli: Cli) -> Result<(), Fail> {
+    let cfg = match &cli.sel.config {
+        Some(p) => Config::load(p).map_err(|e| usage(e.to_string()))?,
+        None => Config::default(),
+    };
+    let lookback = parse_duration(&cli.conn.lookback).map_err(usage)?;
+    let url = cli
+        .conn
+        .prometheus
+        .clone()
+        .or_else(|| cfg.prometheus.url.clone())
+        .ok_or_else(|| {
+            usage("no server: give --prometheus URL (or prometheus.url in the config, or JOULEBOOK_PROMETHEUS_URL)")
+        })?;
+    let p = &cfg.prometheus;
+    let opts = ClientOptions {
+        url,
+        ca_file: cli.conn.ca_file.clone().or_else(|| p.ca_file.clone()),
+        basic_user: cli
+            .conn
+            .basic_auth_user
+            .clone()
+            .or_else(|| p.username.clone()),
+        basic_password_file: cli
+            .conn
+            .basic_auth_password_file
+            .clone()
+            .or_else(|| p.password_file.clone()),
+        bearer_token_file: cli
+            .conn
+            .bearer_token_file
+            .clone()
+            .or_else(|| p.bearer_token_file.clone()),
+        timeout: Duration::from_secs_f64(p.timeout_seconds.unwrap_or(cli.conn.timeout).max(1.0)),
+        attempts: cli.conn.attempts,
+        backoff: Duration::from_millis(500),
+        progress: !cli.conn.no_progress,
+    };
+    let client = Client::new(&opts).map_err(|e| usage(e.to_string()))?;
+    let renderer = Renderer::new(cli.out.templates.as_deref()).map_err(|e| usage(e.to_string()))?;
+    let scope = |period: Period, job_id: Option<String>| Scope {
+        period,
+        lookback,
+        cluster: cli.sel.cluster.clone(),
+        job_id,
+        parallelism: cli.conn.parallelism.max(1),
+    };
+    match &cli.cmd {
+        Some(Cmd::Job { job_id }) => {
+            let period = match period_arg(&cli.sel)? {
+                Some(p) => p,
+                None => {
+                    let end = now();
+                    Period {
+                        start: end - 31 * 86_400,
+                        end,
+                    }
+                }
+            };
+            job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
+        }
+        Some(Cmd::Email { dry_run }) => {
+            let period = period_arg(&cli.sel)?
+                .ok_or_else(|| usage("give the period: --month YYYY-MM or --from/--to"))?;
+            let ds = Collector::new(&client, scope(period, None))
+                .dataset()
+                .map_err(runtime)?;
+            email(&cli, &cfg, &renderer, &ds, *dry_run)
+        }
+        None => {
+            let period = period_arg(&cli.sel)?
+                .ok_or_else(|| usage("give the period: --month YYYY-MM or --from/--to"))?;
+            let out = cli
+                .out
+                .out
+                .clone()
+                .ok_or_else(|| usage("give --out DIR for the report files"))?;
+            let formats = formats(&cli.out.format)?;
+            let ds = Collector::new(&client, scope(period, None))
+                .dataset()
+                .map_err(runtime)?;
+            let kind = match (&cli.sel.project, &cli.sel.user) {
+                (Some(p), _) => ScopeKind::Project(p.clone()),
+                (_, Some(u)) => ScopeKind::User(u.clone()),
+                _ => ScopeKind::Cluster,
+            };
+            let report = build(&cli, &cfg, &ds, kind);
+            let files = report_files(&renderer, &report, &formats, &stem(&report.scope))?;
+            write_all(&out, &files)?;
+            for (name, _) in &files {
+                println!("{}", out.join(name).display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn period_arg(sel: &SelectArgs) -> Result<Option<Period>, Fail> {
+    match (&sel.month, &sel.from, &sel.to) {
+        (Some(m), _, _) => Period::month(m).map(Some).map_err(|e| usage(e.to_string())),
+        (None, Some(f), Some(t)) => Period::between(f, t)
+            .map(Some)
+            .map_err(|e| usage(e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+fn formats(list: &[String]) -> Result<Vec<String>, Fail> {
+    let mut out = Vec::new();
+    for f in list {
+        let f = f.trim().to_ascii_lowercase();
+        match f.as_str() {
+            "html" | "md" | "json" => out.push(f),
+            "markdown" => out.push("md".into()),
+            other => {
+                return Err(usage(format!(
+                    "--format {other:?}: choose among html, md, json (comma-separated)"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn build(cli: &Cli, cfg: &Config, ds: &Dataset, kind: ScopeKind) -> Report {
+    model::build(
+        ds,
+        cfg,
+        &Options {
+            scope: kind,
+            cluster: cli.sel.cluster.clone(),
+            generated_at: now(),
+            anonymize_users: cli.sel.anonymize_users || cfg.anonymize_users,
+        },
+    )
+}
+
+/// File name stem of a scope: `report`, `report-project-NAME`, `report-user-NAME`.
+fn stem(kind: &ScopeKind) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    match kind {
+        ScopeKind::Cluster => "report".into(),
+        ScopeKind::Project(p) => format!("report-project-{}", safe(p)),
+        ScopeKind::User(u) => format!("report-user-{}", safe(u)),
+    }
+}
+
+/// Charts of a report: (name, PNG).
+fn charts(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>, Fail> {
+    let mut out = Vec::new();
+    if let Some(p) = crate::charts::daily(report).map_err(runtime)? {
+        out.push(("daily", p));
+    }
+    if let Some(p) = crate::charts::projects(report).map_err(runtime)? {
+        out.push(("projects", p));
+    }
+    Ok(out)
+}
+
+/// Every file of a report, rendered in memory: (file name, bytes).
+fn report_files(
+    renderer: &Renderer,
+    report: &Report,
+    formats: &[String],
+    stem: &str,
+) -> Result<Vec<(String, Vec<u8>)>, Fail> {
+    let mut files = Vec::new();
+    let mut images = BTreeMap::new();
+    let shown = report.for_display();
+    if formats.iter().any(|f| f == "html" || f == "md") {
+        for (name, png) in charts(report)? {
+            let file = format!("{stem}-{name}.png");
+            images.insert(name.to_string(), file.clone());
+            files.push((file, png));
+        }
+    }
+    for f in formats {
+        let text = match f.as_str() {
+            "html" => renderer.render(render::HTML, &shown, &images),
+            "md" => renderer.render(render::MD, &shown, &images),
+            _ => render::json(report),
+        }
+        .map_err(|e| usage(e.to_string()))?;
+        files.push((format!("{stem}.{f}"), text.into_bytes()));
+    }
+    Ok(files)
+}
+
+/// Writes every file to a temporary name in `dir`, then renames them all: a failure leaves no
+/// half-written report behind.
+fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Fail> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| runtime(format!("cannot create {}: {e}", dir.display())))?;
+    let mut temps = Vec::new();
+    for (name, bytes) in files {
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        if let Err(e) = std::fs::write(&tmp, bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            for t in &temps {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(runtime(format!("cannot write {}: {e}", tmp.display())));
+        }
+        temps.push(tmp);
+    }
+    for (tmp, (name, _)) in temps.iter().zip(files) {
+        std::fs::rename(tmp, dir.join(name))
+            .map_err(|e| runtime(format!("cannot rename {} to {name}: {e}", tmp.display())))?;
+    }
+    Ok(())
+}
+
+fn email(
+    cli: &Cli,
+    cfg: &Config,
+    renderer: &Renderer,
+    ds: &Dataset,
+    dry_run: bool,
+) -> Result<(), Fail> {
+    let rc = &cfg.recipients;
+    let mut sends: Vec<(ScopeKind, &Vec<String>)> = Vec::new();
+    if !rc.admins.is_empty() {
+        sends.push((ScopeKind::Cluster, &rc.admins));
+    }
+    for (p, to) in &rc.projects {
+        sends.push((ScopeKind::Project(p.clone()), to));
+    }
+    for (u, to) in &rc.users {
+        sends.push((ScopeKind::User(u.clone()), to));
+    }
+    if sends.is_empty() {
+        return Err(usage(
+            "no recipients: add recipients.admins, recipients.projects or recipients.users to the config",
+        ));
+    }
+    let transport = if dry_run {
+        None
+    } else {
+        Some(mail::transport(&cfg.smtp).map_err(|e| usage(e.to_string()))?)
+    };
+    let out = cli.out.out.clone();
+    if dry_run && out.is_none() {
+        return Err(usage("--dry-run writes .eml files: give --out DIR"));
+    }
+    let mut eml = Vec::new();
+    for (kind, to) in sends {
+        let report = build(cli, cfg, ds, kind.clone()).for_display();
+        let pngs = charts(&report)?;
+        let images: BTreeMap<String, String> = pngs
+            .iter()
+            .map(|(n, _)| (n.to_string(), format!("cid:{n}")))
+            .collect();
+        let scope = match &kind {
+            ScopeKind::Cluster => cfg.site_name.clone(),
+            ScopeKind::Project(p) => format!("project {p}"),
+            ScopeKind::User(u) => format!("user {u}"),
+        };
+        let rendered = mail::Rendered {
+            subject: cfg
+                .smtp
+                .subject
+                .replace("{period}", &report.period.label)
+                .replace("{scope}", &scope),
+            html: renderer
+                .render(render::HTML, &report, &images)
+                .map_err(|e| usage(e.to_string()))?,
+            text: renderer
+                .render(render::TXT, &report, &images)
+                .map_err(|e| usage(e.to_string()))?,
+            images: pngs.into_iter().map(|(n, p)| (n.to_string(), p)).collect(),
+        };
+        for addr in to {
+            let msg =
+                mail::message(&cfg.smtp.from, addr, &rendered).map_err(|e| usage(e.to_string()))?;
+            match &transport {
+                Some(t) => {
+                    mail::send(t, &msg, &cfg.smtp.host).map_err(runtime)?;
+                    println!("sent {} to {addr}", stem(&kind));
+                }
+                None => {
+                    let name = format!("{}-to-{}.eml", stem(&kind), stem_addr(addr));
+                    eml.push((name, msg.formatted()));
+                }
+            }
+        }
+    }
+    if let Some(dir) = out.filter(|_| dry_run) {
+        write_all(&dir, &eml)?;
+        for (name, _) in &eml {
+            println!("{}", dir.join(name).display());
+        }
+    }
+    Ok(())
+}
+
+fn stem_addr(a: &str) -> String {
+    a.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn job_summary(client: &Client, scope: Scope, cfg: &Config, job_id: &str) -> Result<(), Fail> {
+    // Narrow the window to the job's life so that the node's mean power (CodeCarbon-style) is
+    // the power while the job ran.
+    let wide = Collector::new(client, scope.clone());
+    let life = wide.job_lifetime().map_err(runtime)?;
+    let Some((first, last)) = life else {
+        return Err(runtime(format!(
+            "job {job_id} has no samples between {} and {}: check the id, --cluster, or give --from/--to around the job's dates",
+            iso(scope.period.start),
+            iso(scope.period.end)
+        )));
+    };
+    let mut narrow = scope.clone();
+    // From one lookback before the first sample (the counter's zero) to the last sample.
+    narrow.period = Period {
+        start: (first as i64 - 1).max(scope.period.start),
+        end: last.ceil() as i64,
+    };
+    let ds = Collector::new(client, narrow.clone())
+        .job_dataset()
+        .map_err(runtime)?;
+    let Some(job) = ds.jobs.iter().find(|j| j.job_id == job_id) else {
+        return Err(runtime(format!(
+            "job {job_id}: no energy or core-seconds found"
+        )));
+    };
+    let nodes = ds
+        .nodes
+        .iter()
+        .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
+        .collect();
+    let gpu_w = model::gpu_watts_by_node(&ds);
+    let est = model::job_estimates(job, &nodes, &gpu_w, cfg, narrow.period.seconds() as f64);
+    print!("{}", job_text(job, &est, cfg, &narrow.period));
+    Ok(())
+}
+
+/// The `job` subcommand's text.
+pub fn job_text(
+    job: &crate::data::JobData,
+    est: &model::JobEstimates,
+    cfg: &Config,
+    window: &Period,
+) -> String {
+    let line = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let total = job.energy.total();
+    let mut o = String::new();
+    let mut kv = |k: &str, v: String| o.push_str(&format!("{k:<24}{v}\n"));
+    kv("Job ID:", line(&job.job_id));
+    if !job.cluster.is_empty() {
+        kv("Cluster:", line(&job.cluster));
+    }
+    kv(
+        "User/Project:",
+        format!("{}/{}", line(&job.user), line(&job.account)),
+    );
+    kv("Name:", line(&job.job_name));
+    kv("Partition:", line(&job.partition));
+    kv(
+        "Nodes:",
+        format!(
+            "{} ({})",
+            job.placements.len(),
+            job.placements
+                .iter()
+                .map(|p| line(&p.instance))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    kv(
+        "Seen:",
+        format!("{} to {}", iso(window.start), iso(window.end)),
+    );
+    let cores = job.placements.iter().map(|p| p.alloc_cpus).sum::<f64>();
+    kv("Cores:", format_num(cores, 0));
+    kv("Core-hours:", format_num(job.core_seconds / 3600.0, 2));
+    kv("GPU-hours:", format_num(job.gpu_seconds / 3600.0, 2));
+    if job.core_seconds > 0.0 {
+        kv(
+            "CPU efficiency:",
+            format!(
+                "{} % of core-walltime",
+                format_num(100.0 * job.cpu_seconds / job.core_seconds, 1)
+            ),
+        );
+    }
+    kv(
+        "Energy (measured):",
+        format!(
+            "{} kWh ({} J)",
+            format_num(kwh(total), 3),
+            format_num(total, 0)
+        ),
+    );
+    for c in joulebook_common::Component::ALL {
+        let v = job.energy.get(c);
+        let share = if total > 0.0 { 100.0 * v / total } else { 0.0 };
+        kv(
+            &format!("  {c}:"),
+            format!("{} kWh ({} %)", format_num(kwh(v), 3), format_num(share, 1)),
+        );
+    }
+    let ratio = |e: f64| {
+        if total > 0.0 {
+            format!("{}× measured", format_num(e / total, 2))
+        } else {
+            "n/a".into()
+        }
+    };
+    kv(
+        "Green Algorithms:",
+        format!(
+            "{} kWh ({})",
+            format_num(kwh(est.green_algorithms), 3),
+            ratio(est.green_algorithms)
+        ),
+    );
+    kv(
+        "ML CO2:",
+        format!(
+            "{} kWh ({})",
+            format_num(kwh(est.ml_co2), 3),
+            ratio(est.ml_co2)
+        ),
+    );
+    kv(
+        "CodeCarbon-style:",
+        format!(
+            "{} kWh ({})",
+            format_num(kwh(est.codecarbon), 3),
+            ratio(est.codecarbon)
+        ),
+    );
+    let facility = kwh(total) * cfg.pue.value;
+    let ci = &cfg.carbon_intensity;
+    kv(
+        "Facility energy:",
+        format!("{} kWh (PUE {})", format_num(facility, 3), cfg.pue.value),
+    );
+    kv(
+        "Emissions:",
+        format!(
+            "{} g CO2e ({} g/kWh, {} {} {}, {})",
+            format_num(facility * ci.value, 1),
+            ci.value,
+            ci.zone,
+            ci.scope,
+            ci.year,
+            ci.source
+        ),
+    );
+    kv(
+        "Household-days:",
+        format!(
+            "{} ({} kWh/year, {})",
+            format_num(facility / (cfg.household.kwh_per_year / 365.0), 2),
+            cfg.household.kwh_per_year,
+            cfg.household.source
+        ),
+    );
+    if let Some(p) = &cfg.electricity_price {
+        kv(
+            "Cost:",
+            format!("{} {}", format_num(facility * p.per_kwh, 2), p.currency),
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("600"), Ok(600));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn stems_are_safe() {
+        assert_eq!(
+            stem(&ScopeKind::User("../a b".into())),
+            "report-user-.._a_b"
+        );
+        assert_eq!(stem(&ScopeKind::Cluster), "report");
+    }
+}

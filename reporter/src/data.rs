@@ -1,0 +1,161 @@
+//! The raw figures collected from Prometheus for one period, before any report arithmetic: what
+//! [`crate::collect`] returns and [`crate::model`] consumes. Plain data, no I/O, so the model is
+//! tested without a server.
+
+use crate::period::Period;
+use joulebook_common::Component;
+use serde::{Deserialize, Serialize};
+
+/// A value per energy component. Joules unless a field says otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ByComponent {
+    pub cpu: f64,
+    pub dram: f64,
+    pub gpu: f64,
+    pub other: f64,
+}
+
+impl ByComponent {
+    pub fn get(&self, c: Component) -> f64 {
+        match c {
+            Component::Cpu => self.cpu,
+            Component::Dram => self.dram,
+            Component::Gpu => self.gpu,
+            Component::Other => self.other,
+        }
+    }
+
+    pub fn get_mut(&mut self, c: Component) -> &mut f64 {
+        match c {
+            Component::Cpu => &mut self.cpu,
+            Component::Dram => &mut self.dram,
+            Component::Gpu => &mut self.gpu,
+            Component::Other => &mut self.other,
+        }
+    }
+
+    /// The component named by a `component` label; unknown names are ignored (a newer exporter
+    /// may add components; they are reported once the reporter knows them).
+    pub fn add(&mut self, name: &str, v: f64) -> bool {
+        match Component::ALL.iter().find(|c| c.as_str() == name) {
+            Some(c) => {
+                *self.get_mut(*c) += v;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.cpu + self.dram + self.gpu + self.other
+    }
+
+    pub fn plus(&self, o: &ByComponent) -> ByComponent {
+        ByComponent {
+            cpu: self.cpu + o.cpu,
+            dram: self.dram + o.dram,
+            gpu: self.gpu + o.gpu,
+            other: self.other + o.other,
+        }
+    }
+
+    pub fn minus(&self, o: &ByComponent) -> ByComponent {
+        ByComponent {
+            cpu: self.cpu - o.cpu,
+            dram: self.dram - o.dram,
+            gpu: self.gpu - o.gpu,
+            other: self.other - o.other,
+        }
+    }
+}
+
+/// A job's share of one node (instance) during the period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    pub instance: String,
+    /// Allocated CPUs × elapsed, seconds, inside the period.
+    pub core_seconds: f64,
+    /// Allocated GPUs × elapsed, seconds, inside the period.
+    pub gpu_seconds: f64,
+    /// Largest CPU allocation seen (logical CPUs).
+    pub alloc_cpus: f64,
+    /// Largest memory limit seen, bytes; `None` where the scheduler sets none.
+    pub alloc_memory_bytes: Option<f64>,
+}
+
+impl Placement {
+    /// Elapsed time on this node inside the period, seconds (core-seconds ÷ allocated CPUs).
+    pub fn elapsed_seconds(&self) -> f64 {
+        if self.alloc_cpus > 0.0 {
+            self.core_seconds / self.alloc_cpus
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobData {
+    pub cluster: String,
+    pub job_id: String,
+    pub scheduler: String,
+    pub user: String,
+    pub account: String,
+    pub partition: String,
+    pub job_name: String,
+    /// Energy inside the period, joules, summed over the job's nodes.
+    pub energy: ByComponent,
+    /// Seconds inside the period, summed over nodes.
+    pub core_seconds: f64,
+    pub gpu_seconds: f64,
+    /// CPU time used, seconds.
+    pub cpu_seconds: f64,
+    pub placements: Vec<Placement>,
+}
+
+/// One node (a Prometheus `instance`) and its facts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeData {
+    pub cluster: String,
+    pub instance: String,
+    /// Node energy inside the period, joules.
+    pub energy: ByComponent,
+    /// Energy of hardware no job held, joules.
+    pub unallocated: ByComponent,
+    /// TDP of all CPU packages, watts.
+    pub cpu_tdp_watts: Option<f64>,
+    pub physical_cores: Option<f64>,
+    pub memory_bytes: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuData {
+    pub cluster: String,
+    pub instance: String,
+    pub gpu_uuid: String,
+    pub model: String,
+    /// Enforced power limit, watts.
+    pub power_limit_watts: Option<f64>,
+    /// Scrapes that saw the GPU, and scrapes that saw a job holding it.
+    pub samples_present: f64,
+    pub samples_allocated: f64,
+}
+
+/// Node energy of one day (or partial day) summed over nodes, joules.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DayData {
+    pub period: Period,
+    pub energy: ByComponent,
+    pub unallocated: ByComponent,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub period: Option<Period>,
+    pub jobs: Vec<JobData>,
+    pub nodes: Vec<NodeData>,
+    pub gpus: Vec<GpuData>,
+    pub days: Vec<DayData>,
+    /// Caveats met while collecting (counter resets handled, counters without a base…).
+    pub notes: Vec<String>,
+}

@@ -1,0 +1,19 @@
+//! joulebook's reporter: queries a Prometheus-compatible engine for the exporter's counters and
+//! renders a period's energy for a cluster, a project or a user (HTML, Markdown, JSON, mail).
+//!
+//! Code map: [`prom`] speaks the HTTP API; [`collect`] holds every PromQL query and returns a
+//! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O);
+//! [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it; [`cli`] wires the commands.
+
+pub mod charts;
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod counter;
+pub mod data;
+pub mod mail;
+pub mod model;
+pub mod period;
+pub mod prom;
+pub mod render;
+pub mod stats;

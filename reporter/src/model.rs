@@ -1,0 +1,1049 @@
+//! The report's data model: every figure computed once, here, from a [`Dataset`] and the site
+//! [`Config`]; HTML, Markdown, text and JSON only format it. No I/O.
+//!
+//! Units are in the field names: `_kwh` (kilowatt-hours), `_j` (joules), `_hours`, `_kg`
+//! (kilograms CO2e), `share` (a fraction between 0 and 1), `ratio` (dimensionless).
+
+use crate::config::{CarbonIntensity, Config, Household};
+use crate::data::{ByComponent, Dataset, JobData, NodeData, Placement};
+use crate::period::{iso, Period};
+use crate::stats;
+use joulebook_common::Component;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Joules in a kilowatt-hour.
+pub const J_PER_KWH: f64 = 3.6e6;
+
+pub fn kwh(j: f64) -> f64 {
+    j / J_PER_KWH
+}
+
+/// What a report covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum ScopeKind {
+    Cluster,
+    Project(String),
+    User(String),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Version of this layout (`reporter/report.schema.json`).
+    pub schema_version: u32,
+    pub title: String,
+    pub site: String,
+    pub scope: ScopeKind,
+    /// Cluster label filter, when one was given.
+    pub cluster: Option<String>,
+    pub period: PeriodInfo,
+    pub generated_at: String,
+    /// False when no energy at all was found: every section is then empty.
+    pub has_data: bool,
+    pub headline: Headline,
+    pub components: Vec<ComponentRow>,
+    /// GPUs' share of the IT energy.
+    pub gpu_share: f64,
+    /// Unallocated energy; cluster reports only.
+    pub idle: Option<Idle>,
+    pub projects: Ranking,
+    pub users: Ranking,
+    pub estimates: Estimates,
+    pub dev_vs_final: Vec<DevRow>,
+    /// Cluster reports only (node counters by day).
+    pub daily: Vec<DayRow>,
+    pub top_jobs: Vec<JobRow>,
+    /// Rows shown in the HTML and Markdown tables (JSON holds every row).
+    pub top_n: usize,
+    pub constants: Vec<Constant>,
+    pub methods: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeriodInfo {
+    pub start: String,
+    pub end: String,
+    pub label: String,
+    pub days: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Headline {
+    /// Measured energy of the IT equipment (node counters, or the jobs' for a project or user).
+    pub it_energy_kwh: f64,
+    pub it_energy_j: f64,
+    /// IT energy × PUE.
+    pub facility_energy_kwh: f64,
+    pub pue: f64,
+    /// Facility energy × carbon intensity.
+    pub co2e_kg: f64,
+    pub carbon_intensity: CarbonIntensity,
+    pub cost: Option<Cost>,
+    /// Facility energy ÷ one household's yearly consumption.
+    pub households_for_a_year: f64,
+    /// Facility energy per day of the period.
+    pub facility_kwh_per_day: f64,
+    /// `facility_kwh_per_day` ÷ one household's daily consumption.
+    pub households_daily: f64,
+    pub household: Household,
+    pub jobs: usize,
+    pub core_hours: f64,
+    pub gpu_hours: f64,
+    pub nodes: usize,
+    /// Energy attributed to jobs.
+    pub jobs_energy_kwh: f64,
+    /// Energy no job held (cluster reports).
+    pub unallocated_kwh: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Cost {
+    pub amount: f64,
+    pub currency: String,
+    pub per_kwh: f64,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentRow {
+    pub component: String,
+    pub energy_kwh: f64,
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Idle {
+    pub unallocated_kwh: f64,
+    /// Of the IT energy.
+    pub share: f64,
+    pub by_component: Vec<ComponentRow>,
+    pub nodes: Vec<IdleNode>,
+    pub gpus: Vec<IdleGpu>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleNode {
+    pub cluster: String,
+    pub instance: String,
+    pub unallocated_kwh: f64,
+    /// Of the node's energy.
+    pub share_of_node: f64,
+    pub node_kwh: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleGpu {
+    pub cluster: String,
+    pub instance: String,
+    pub gpu_uuid: String,
+    pub model: String,
+    /// Share of the scrapes at which no job held the GPU.
+    pub unallocated_share: f64,
+    pub unallocated_hours: f64,
+    /// ESTIMATE: the node's unallocated GPU energy split over its GPUs by unallocated time.
+    pub unallocated_kwh_estimate: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Ranking {
+    /// Sorted by energy, largest first.
+    pub rows: Vec<RankRow>,
+    /// Spearman's rank correlation between the energy and the core-hours rankings.
+    pub spearman: Option<f64>,
+    /// Largest moves between the two rankings.
+    pub movers: Vec<Mover>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RankRow {
+    pub name: String,
+    pub energy_kwh: f64,
+    pub share: f64,
+    pub jobs: usize,
+    pub core_hours: f64,
+    pub gpu_hours: f64,
+    pub rank_energy: f64,
+    pub rank_core_hours: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Mover {
+    pub name: String,
+    pub rank_energy: f64,
+    pub rank_core_hours: f64,
+    /// rank by core-hours − rank by energy: positive means more energy than core-hours suggest.
+    pub shift: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Estimates {
+    pub total: Option<EstimateRow>,
+    pub projects: Vec<EstimateRow>,
+    pub users: Vec<EstimateRow>,
+}
+
+/// Energy of the same jobs by each method, IT energy (PUE 1) so that they compare like for like.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EstimateRow {
+    pub name: String,
+    pub measured_kwh: f64,
+    /// cores × hours × TDP per core + GPUs × hours × GPU TDP + memory GB × hours × 0.3725 W.
+    pub green_algorithms_kwh: f64,
+    /// Green Algorithms as its tool reports it: × PUE.
+    pub green_algorithms_with_pue_kwh: f64,
+    /// GPU TDP × GPU-hours.
+    pub ml_co2_kwh: f64,
+    /// Whole-node CPU + GPU energy during the job + 0.375 W/GB of the node's memory.
+    pub codecarbon_kwh: f64,
+    pub green_algorithms_ratio: Option<f64>,
+    pub ml_co2_ratio: Option<f64>,
+    pub codecarbon_ratio: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DevRow {
+    pub project: String,
+    pub total_kwh: f64,
+    pub final_kwh: f64,
+    pub final_jobs: Vec<String>,
+    /// How the final run was chosen: `configured`, `pattern` or `largest job`.
+    pub chosen_by: String,
+    /// total ÷ final.
+    pub ratio: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DayRow {
+    pub date: String,
+    /// Energy of allocated hardware by component, kWh.
+    pub cpu_kwh: f64,
+    pub dram_kwh: f64,
+    pub gpu_kwh: f64,
+    pub other_kwh: f64,
+    /// Unallocated energy, all components, kWh.
+    pub idle_kwh: f64,
+    pub total_kwh: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRow {
+    pub cluster: String,
+    pub job_id: String,
+    pub user: String,
+    pub project: String,
+    pub name: String,
+    pub partition: String,
+    pub energy_kwh: f64,
+    /// Exact sum of the job's counters, joules.
+    pub energy_j: f64,
+    pub energy_by_component_j: ByComponent,
+    pub share: f64,
+    pub core_hours: f64,
+    pub gpu_hours: f64,
+    pub nodes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Constant {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub source: String,
+}
+
+impl Report {
+    /// A copy holding only the rows the HTML, Markdown and text formats show (`top_n` of each
+    /// table): templates receive the report as a generic value tree, and the full list of a
+    /// large cluster's jobs would cost hundreds of megabytes there for nothing.
+    pub fn for_display(&self) -> Report {
+        let n = self.top_n;
+        let mut r = self.clone();
+        r.top_jobs.truncate(n);
+        r.projects.rows.truncate(n);
+        r.users.rows.truncate(n);
+        r.estimates.projects.truncate(n);
+        r.estimates.users.truncate(n);
+        r.dev_vs_final.truncate(n);
+        if let Some(i) = r.idle.as_mut() {
+            i.nodes.truncate(n);
+            i.gpus.truncate(n);
+        }
+        r
+    }
+}
+
+/// Options that shape a report but are not site constants.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub scope: ScopeKind,
+    pub cluster: Option<String>,
+    pub generated_at: i64,
+    pub anonymize_users: bool,
+}
+
+/// Per-job estimates, joules.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JobEstimates {
+    pub green_algorithms: f64,
+    pub ml_co2: f64,
+    pub codecarbon: f64,
+}
+
+/// The estimation methods for one job, on the nodes it ran on. `period_s` is the window over
+/// which the nodes' energy was collected (their mean power stands for the power during the job).
+pub fn job_estimates(
+    job: &JobData,
+    nodes: &BTreeMap<(&str, &str), &NodeData>,
+    gpu_watts: &BTreeMap<(&str, &str), f64>,
+    cfg: &Config,
+    period_s: f64,
+) -> JobEstimates {
+    let e = &cfg.estimation;
+    let mut out = JobEstimates::default();
+    for p in &job.placements {
+        let node = nodes.get(&(job.cluster.as_str(), p.instance.as_str()));
+        let core_w = node
+            .and_then(|n| match (n.cpu_tdp_watts, n.physical_cores) {
+                (Some(t), Some(c)) if c > 0.0 && t > 0.0 => Some(t / c),
+                _ => None,
+            })
+            .unwrap_or(e.ga_core_w_default.value);
+        let gpu_w = gpu_watts
+            .get(&(job.cluster.as_str(), p.instance.as_str()))
+            .copied()
+            .unwrap_or(e.gpu_w_default.value);
+        let elapsed = p.elapsed_seconds();
+        let mem_gb = p.alloc_memory_bytes.unwrap_or(0.0) / 1e9;
+        out.green_algorithms += p.core_seconds * core_w
+            + p.gpu_seconds * gpu_w
+            + mem_gb * e.ga_memory_w_per_gb.value * elapsed;
+        out.ml_co2 += p.gpu_seconds * gpu_w;
+        if let Some(n) = node {
+            let node_power = if period_s > 0.0 {
+                (n.energy.cpu + n.energy.gpu) / period_s
+            } else {
+                0.0
+            };
+            let node_mem_gb = n.memory_bytes.unwrap_or(0.0) / 1e9;
+            out.codecarbon +=
+                elapsed * (node_power + node_mem_gb * e.codecarbon_memory_w_per_gb.value);
+        }
+    }
+    out
+}
+
+/// The job with the most energy (the lowest id on a tie), as a one-element list.
+fn largest(cands: Vec<&JobData>) -> Option<Vec<&JobData>> {
+    cands
+        .into_iter()
+        .max_by(|a, b| {
+            a.energy
+                .total()
+                .total_cmp(&b.energy.total())
+                .then_with(|| b.job_id.cmp(&a.job_id))
+        })
+        .map(|j| vec![j])
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+fn share(a: f64, total: f64) -> f64 {
+    if total > 0.0 {
+        a / total
+    } else {
+        0.0
+    }
+}
+
+/// Per-(cluster, instance) average GPU power limit, watts.
+pub fn gpu_watts_by_node(ds: &Dataset) -> BTreeMap<(&str, &str), f64> {
+    let mut acc: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
+    for g in &ds.gpus {
+        if let Some(w) = g.power_limit_watts {
+            let e = acc
+                .entry((g.cluster.as_str(), g.instance.as_str()))
+                .or_default();
+            e.0 += w;
+            e.1 += 1.0;
+        }
+    }
+    acc.into_iter().map(|(k, (s, n))| (k, s / n)).collect()
+}
+
+struct Group {
+    energy_j: f64,
+    jobs: usize,
+    core_s: f64,
+    gpu_s: f64,
+    est: JobEstimates,
+}
+
+fn ranking(groups: &BTreeMap<String, Group>, total_j: f64) -> Ranking {
+    let names: Vec<&String> = groups.keys().collect();
+    let energy: Vec<f64> = groups.values().map(|g| g.energy_j).collect();
+    let core: Vec<f64> = groups.values().map(|g| g.core_s).collect();
+    let (re, rc) = (stats::ranks_desc(&energy), stats::ranks_desc(&core));
+    let mut rows: Vec<RankRow> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let g = &groups[*n];
+            RankRow {
+                name: (*n).clone(),
+                energy_kwh: kwh(g.energy_j),
+                share: share(g.energy_j, total_j),
+                jobs: g.jobs,
+                core_hours: g.core_s / 3600.0,
+                gpu_hours: g.gpu_s / 3600.0,
+                rank_energy: re[i],
+                rank_core_hours: rc[i],
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.rank_energy
+            .total_cmp(&b.rank_energy)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let mut movers: Vec<Mover> = rows
+        .iter()
+        .filter(|r| r.rank_core_hours != r.rank_energy)
+        .map(|r| Mover {
+            name: r.name.clone(),
+            rank_energy: r.rank_energy,
+            rank_core_hours: r.rank_core_hours,
+            shift: r.rank_core_hours - r.rank_energy,
+        })
+        .collect();
+    movers.sort_by(|a, b| {
+        b.shift
+            .abs()
+            .total_cmp(&a.shift.abs())
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    movers.truncate(5);
+    Ranking {
+        spearman: stats::spearman(&energy, &core),
+        rows,
+        movers,
+    }
+}
+
+fn estimate_row(name: &str, measured_j: f64, e: &JobEstimates, pue: f64) -> EstimateRow {
+    EstimateRow {
+        name: name.to_string(),
+        measured_kwh: kwh(measured_j),
+        green_algorithms_kwh: kwh(e.green_algorithms),
+        green_algorithms_with_pue_kwh: kwh(e.green_algorithms) * pue,
+        ml_co2_kwh: kwh(e.ml_co2),
+        codecarbon_kwh: kwh(e.codecarbon),
+        green_algorithms_ratio: ratio(e.green_algorithms, measured_j),
+        ml_co2_ratio: ratio(e.ml_co2, measured_j),
+        codecarbon_ratio: ratio(e.codecarbon, measured_j),
+    }
+}
+
+fn component_rows(b: &ByComponent) -> Vec<ComponentRow> {
+    let t = b.total();
+    Component::ALL
+        .iter()
+        .map(|c| ComponentRow {
+            component: c.as_str().to_string(),
+            energy_kwh: kwh(b.get(*c)),
+            share: share(b.get(*c), t),
+        })
+        .collect()
+}
+
+/// Constants used, with units and sources, in the order printed.
+pub fn constants(cfg: &Config) -> Vec<Constant> {
+    let k = |name: &str, value: f64, unit: &str, source: &str| Constant {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        source: source.into(),
+    };
+    let ci = &cfg.carbon_intensity;
+    let e = &cfg.estimation;
+    let mut v = vec![
+        k("PUE", cfg.pue.value, "ratio", &cfg.pue.source),
+        k(
+            &format!("Carbon intensity ({}, {} {})", ci.zone, ci.scope, ci.year),
+            ci.value,
+            "g CO2e/kWh",
+            &ci.source,
+        ),
+        k(
+            &format!("Household ({})", cfg.household.description),
+            cfg.household.kwh_per_year,
+            "kWh/year",
+            &cfg.household.source,
+        ),
+    ];
+    if let Some(p) = &cfg.electricity_price {
+        v.push(k(
+            "Electricity price",
+            p.per_kwh,
+            &format!("{}/kWh", p.currency),
+            &p.source,
+        ));
+    }
+    v.extend([
+        k(
+            "Green Algorithms memory power",
+            e.ga_memory_w_per_gb.value,
+            "W/GB",
+            &e.ga_memory_w_per_gb.source,
+        ),
+        k(
+            "Green Algorithms core power where a node exports no TDP",
+            e.ga_core_w_default.value,
+            "W/core",
+            &e.ga_core_w_default.source,
+        ),
+        k(
+            "GPU TDP where a node exports no power limit",
+            e.gpu_w_default.value,
+            "W",
+            &e.gpu_w_default.source,
+        ),
+        k(
+            "CodeCarbon memory power",
+            e.codecarbon_memory_w_per_gb.value,
+            "W/GB",
+            &e.codecarbon_memory_w_per_gb.source,
+        ),
+    ]);
+    v
+}
+
+/// The method notes printed at the end of every format.
+pub fn methods(cfg: &Config) -> Vec<String> {
+    let e = &cfg.estimation;
+    vec![
+        "Energy in the period is, for each counter series, its value at the last sample at or before the end minus its value at the last sample at or before the start (a series that did not exist at the start counts from zero). No extrapolation: a job's energy is the exporter's final counter for it; energy between the last scrape before a boundary and the boundary falls in the next period.".into(),
+        "Counters that went down (exporter restarts) are computed from raw samples: a small drop is a resume from the exporter's saved state, a drop below half is a restart from zero and the segments add up.".into(),
+        format!("Green Algorithms: allocated core-hours × CPU TDP per physical core (node's exported TDP, else the default) + GPU-hours × GPU power limit + allocated memory (GB) × hours × {} W/GB; shown without PUE for the ratio, and with PUE as the tool reports it.", e.ga_memory_w_per_gb.value),
+        "ML CO2 Impact: GPU-hours × GPU power limit (TDP); no CPU, memory or PUE term.".into(),
+        format!("CodeCarbon-style (machine mode): the whole node's measured CPU and GPU power, averaged over the report period, during the job's elapsed time on each node, plus {} W/GB of the node's memory.", e.codecarbon_memory_w_per_gb.value),
+        "Equivalents, CO2e and cost use the facility energy (IT energy × PUE).".into(),
+    ]
+}
+
+/// Builds the report. `ds` holds the whole cluster (or the filtered cluster label); a project or
+/// user report keeps that project's or user's jobs only.
+pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
+    let period = ds.period.unwrap_or(Period { start: 0, end: 0 });
+    let period_s = period.seconds() as f64;
+    let jobs: Vec<&JobData> = ds
+        .jobs
+        .iter()
+        .filter(|j| match &opt.scope {
+            ScopeKind::Cluster => true,
+            ScopeKind::Project(p) => &j.account == p,
+            ScopeKind::User(u) => &j.user == u,
+        })
+        .collect();
+    let cluster_scope = opt.scope == ScopeKind::Cluster;
+
+    // User names as shown: real, or "User N" in order of energy.
+    let mut user_energy: BTreeMap<&str, f64> = BTreeMap::new();
+    for j in &jobs {
+        *user_energy.entry(j.user.as_str()).or_default() += j.energy.total();
+    }
+    let alias: BTreeMap<String, String> = if opt.anonymize_users {
+        let mut us: Vec<(&str, f64)> = user_energy.iter().map(|(u, e)| (*u, *e)).collect();
+        us.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        us.iter()
+            .enumerate()
+            .map(|(i, (u, _))| (u.to_string(), format!("User {}", i + 1)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let show_user = |u: &str| alias.get(u).cloned().unwrap_or_else(|| u.to_string());
+
+    let node_energy = ds
+        .nodes
+        .iter()
+        .fold(ByComponent::default(), |a, n| a.plus(&n.energy));
+    let unallocated = ds
+        .nodes
+        .iter()
+        .fold(ByComponent::default(), |a, n| a.plus(&n.unallocated));
+    let job_energy = jobs
+        .iter()
+        .fold(ByComponent::default(), |a, j| a.plus(&j.energy));
+    let it = if cluster_scope {
+        node_energy
+    } else {
+        job_energy
+    };
+    let it_j = it.total();
+    let has_data = it_j > 0.0 || !jobs.is_empty();
+
+    let nodes_by_key: BTreeMap<(&str, &str), &NodeData> = ds
+        .nodes
+        .iter()
+        .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
+        .collect();
+    let gpu_w = gpu_watts_by_node(ds);
+    let est: Vec<JobEstimates> = jobs
+        .iter()
+        .map(|j| job_estimates(j, &nodes_by_key, &gpu_w, cfg, period_s))
+        .collect();
+
+    // Groups by project and by user.
+    let mut projects: BTreeMap<String, Group> = BTreeMap::new();
+    let mut users: BTreeMap<String, Group> = BTreeMap::new();
+    let mut total_est = JobEstimates::default();
+    for (j, e) in jobs.iter().zip(&est) {
+        for (map, key) in [
+            (&mut projects, j.account.clone()),
+            (&mut users, show_user(&j.user)),
+        ] {
+            let g = map.entry(key).or_insert(Group {
+                energy_j: 0.0,
+                jobs: 0,
+                core_s: 0.0,
+                gpu_s: 0.0,
+                est: JobEstimates::default(),
+            });
+            g.energy_j += j.energy.total();
+            g.jobs += 1;
+            g.core_s += j.core_seconds;
+            g.gpu_s += j.gpu_seconds;
+            g.est.green_algorithms += e.green_algorithms;
+            g.est.ml_co2 += e.ml_co2;
+            g.est.codecarbon += e.codecarbon;
+        }
+        total_est.green_algorithms += e.green_algorithms;
+        total_est.ml_co2 += e.ml_co2;
+        total_est.codecarbon += e.codecarbon;
+    }
+    let jobs_total_j = job_energy.total();
+    let proj_rank = ranking(&projects, jobs_total_j);
+    let user_rank = ranking(&users, jobs_total_j);
+    let est_rows = |rank: &Ranking, groups: &BTreeMap<String, Group>| {
+        rank.rows
+            .iter()
+            .map(|r| {
+                let g = &groups[&r.name];
+                estimate_row(&r.name, g.energy_j, &g.est, cfg.pue.value)
+            })
+            .collect::<Vec<_>>()
+    };
+    let estimates = Estimates {
+        total: (!jobs.is_empty())
+            .then(|| estimate_row("all jobs", jobs_total_j, &total_est, cfg.pue.value)),
+        projects: est_rows(&proj_rank, &projects),
+        users: est_rows(&user_rank, &users),
+    };
+
+    // Development versus final run, per project.
+    let pattern = cfg
+        .best_run
+        .job_name_pattern
+        .as_deref()
+        .and_then(|p| regex::Regex::new(p).ok());
+    let mut dev_vs_final = Vec::new();
+    for p in projects.keys() {
+        let pj: Vec<&&JobData> = jobs.iter().filter(|j| &j.account == p).collect();
+        let total: f64 = pj.iter().map(|j| j.energy.total()).sum();
+        let all: Vec<&JobData> = pj.iter().map(|j| **j).collect();
+        let (chosen, by): (Vec<&JobData>, &str) = if let Some(ids) = cfg.best_run.jobs.get(p) {
+            (
+                all.iter()
+                    .filter(|j| ids.contains(&j.job_id))
+                    .copied()
+                    .collect(),
+                "configured",
+            )
+        } else if let Some(found) = pattern.as_ref().and_then(|re| {
+            largest(
+                all.iter()
+                    .filter(|j| re.is_match(&j.job_name))
+                    .copied()
+                    .collect(),
+            )
+        }) {
+            (found, "pattern")
+        } else {
+            (largest(all.clone()).unwrap_or_default(), "largest job")
+        };
+        let fin: f64 = chosen.iter().map(|j| j.energy.total()).sum();
+        dev_vs_final.push(DevRow {
+            project: p.clone(),
+            total_kwh: kwh(total),
+            final_kwh: kwh(fin),
+            final_jobs: chosen.iter().map(|j| j.job_id.clone()).collect(),
+            chosen_by: by.into(),
+            ratio: ratio(total, fin),
+        });
+    }
+    dev_vs_final.sort_by(|a, b| {
+        b.total_kwh
+            .total_cmp(&a.total_kwh)
+            .then_with(|| a.project.cmp(&b.project))
+    });
+
+    // Idle waste (cluster only: no project or user owns the idle hardware).
+    let idle = cluster_scope.then(|| {
+        let mut nodes: Vec<IdleNode> = ds
+            .nodes
+            .iter()
+            .map(|n| IdleNode {
+                cluster: n.cluster.clone(),
+                instance: n.instance.clone(),
+                unallocated_kwh: kwh(n.unallocated.total()),
+                share_of_node: share(n.unallocated.total(), n.energy.total()),
+                node_kwh: kwh(n.energy.total()),
+            })
+            .collect();
+        nodes.sort_by(|a, b| {
+            b.unallocated_kwh
+                .total_cmp(&a.unallocated_kwh)
+                .then_with(|| a.instance.cmp(&b.instance))
+        });
+        // Each GPU's unallocated scrapes, to split its node's unallocated GPU energy.
+        let idle_samples =
+            |g: &crate::data::GpuData| (g.samples_present - g.samples_allocated).max(0.0);
+        let mut node_idle: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+        for g in &ds.gpus {
+            *node_idle
+                .entry((g.cluster.as_str(), g.instance.as_str()))
+                .or_default() += idle_samples(g);
+        }
+        let mut gpus: Vec<IdleGpu> = ds
+            .gpus
+            .iter()
+            .map(|g| {
+                let key = (g.cluster.as_str(), g.instance.as_str());
+                let node_unalloc = nodes_by_key.get(&key).map_or(0.0, |n| n.unallocated.gpu);
+                let sh = share(idle_samples(g), g.samples_present);
+                IdleGpu {
+                    cluster: g.cluster.clone(),
+                    instance: g.instance.clone(),
+                    gpu_uuid: g.gpu_uuid.clone(),
+                    model: g.model.clone(),
+                    unallocated_share: sh,
+                    unallocated_hours: sh * period_s / 3600.0,
+                    unallocated_kwh_estimate: kwh(
+                        node_unalloc * share(idle_samples(g), node_idle[&key])
+                    ),
+                }
+            })
+            .collect();
+        gpus.sort_by(|a, b| {
+            b.unallocated_kwh_estimate
+                .total_cmp(&a.unallocated_kwh_estimate)
+                .then_with(|| a.gpu_uuid.cmp(&b.gpu_uuid))
+        });
+        Idle {
+            unallocated_kwh: kwh(unallocated.total()),
+            share: share(unallocated.total(), it_j),
+            by_component: component_rows(&unallocated),
+            nodes,
+            gpus,
+        }
+    });
+
+    let daily = if cluster_scope {
+        ds.days
+            .iter()
+            .map(|d| {
+                let alloc = d.energy.minus(&d.unallocated);
+                DayRow {
+                    date: crate::period::date(d.period.start),
+                    cpu_kwh: kwh(alloc.cpu),
+                    dram_kwh: kwh(alloc.dram),
+                    gpu_kwh: kwh(alloc.gpu),
+                    other_kwh: kwh(alloc.other),
+                    idle_kwh: kwh(d.unallocated.total()),
+                    total_kwh: kwh(d.energy.total()),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let mut top_jobs: Vec<JobRow> = jobs
+        .iter()
+        .map(|j| JobRow {
+            cluster: j.cluster.clone(),
+            job_id: j.job_id.clone(),
+            user: show_user(&j.user),
+            project: j.account.clone(),
+            name: j.job_name.clone(),
+            partition: j.partition.clone(),
+            energy_kwh: kwh(j.energy.total()),
+            energy_j: j.energy.total(),
+            energy_by_component_j: j.energy,
+            share: share(j.energy.total(), jobs_total_j),
+            core_hours: j.core_seconds / 3600.0,
+            gpu_hours: j.gpu_seconds / 3600.0,
+            nodes: j.placements.len(),
+        })
+        .collect();
+    top_jobs.sort_by(|a, b| {
+        b.energy_j
+            .total_cmp(&a.energy_j)
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+
+    let facility_kwh = kwh(it_j) * cfg.pue.value;
+    let days = period_s / 86_400.0;
+    let per_day = if days > 0.0 { facility_kwh / days } else { 0.0 };
+    let hh = cfg.household.kwh_per_year;
+    let headline = Headline {
+        it_energy_kwh: kwh(it_j),
+        it_energy_j: it_j,
+        facility_energy_kwh: facility_kwh,
+        pue: cfg.pue.value,
+        co2e_kg: facility_kwh * cfg.carbon_intensity.value / 1000.0,
+        carbon_intensity: cfg.carbon_intensity.clone(),
+        cost: cfg.electricity_price.as_ref().map(|p| Cost {
+            amount: facility_kwh * p.per_kwh,
+            currency: p.currency.clone(),
+            per_kwh: p.per_kwh,
+            source: p.source.clone(),
+        }),
+        households_for_a_year: facility_kwh / hh,
+        facility_kwh_per_day: per_day,
+        households_daily: per_day / (hh / 365.0),
+        household: cfg.household.clone(),
+        jobs: jobs.len(),
+        core_hours: jobs.iter().map(|j| j.core_seconds).sum::<f64>() / 3600.0,
+        gpu_hours: jobs.iter().map(|j| j.gpu_seconds).sum::<f64>() / 3600.0,
+        nodes: if cluster_scope {
+            ds.nodes.iter().filter(|n| n.energy.total() > 0.0).count()
+        } else {
+            let mut s: Vec<(&str, &str)> = jobs
+                .iter()
+                .flat_map(|j| {
+                    j.placements
+                        .iter()
+                        .map(|p: &Placement| (j.cluster.as_str(), p.instance.as_str()))
+                })
+                .collect();
+            s.sort();
+            s.dedup();
+            s.len()
+        },
+        jobs_energy_kwh: kwh(jobs_total_j),
+        unallocated_kwh: if cluster_scope {
+            kwh(unallocated.total())
+        } else {
+            0.0
+        },
+    };
+
+    let mut notes = ds.notes.clone();
+    if cluster_scope && it_j > 0.0 {
+        let accounted = jobs_total_j + unallocated.total();
+        let gap = (accounted - it_j) / it_j;
+        if gap.abs() > 0.001 {
+            notes.push(format!(
+                "Jobs plus unallocated energy differ from the node counters by {:+.2} %: jobs crossing the period's boundaries are cut at the scrape before each boundary, and series that start or stop between scrapes shift a scrape interval of energy.",
+                gap * 100.0
+            ));
+        }
+    }
+    if !has_data {
+        notes.push("No data: no joulebook counter had samples in this period for this scope. Check the period, the --cluster filter and that Prometheus scrapes the exporters.".into());
+    }
+
+    let scope_label = match &opt.scope {
+        ScopeKind::Cluster => opt
+            .cluster
+            .clone()
+            .map_or("cluster".to_string(), |c| format!("cluster {c}")),
+        ScopeKind::Project(p) => format!("project {p}"),
+        ScopeKind::User(u) => format!("user {u}"),
+    };
+    Report {
+        schema_version: 1,
+        title: format!("Energy report {}: {}", period.label(), scope_label),
+        site: cfg.site_name.clone(),
+        scope: opt.scope.clone(),
+        cluster: opt.cluster.clone(),
+        period: PeriodInfo {
+            start: iso(period.start),
+            end: iso(period.end),
+            label: period.label(),
+            days,
+        },
+        generated_at: iso(opt.generated_at),
+        has_data,
+        headline,
+        components: component_rows(&it),
+        gpu_share: share(it.gpu, it_j),
+        idle,
+        projects: proj_rank,
+        users: user_rank,
+        estimates,
+        dev_vs_final,
+        daily,
+        top_jobs,
+        top_n: cfg.top_n,
+        constants: constants(cfg),
+        methods: methods(cfg),
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{JobData, NodeData, Placement};
+
+    fn job(id: &str, user: &str, account: &str, name: &str, joules: f64, core_s: f64) -> JobData {
+        JobData {
+            cluster: String::new(),
+            job_id: id.into(),
+            user: user.into(),
+            account: account.into(),
+            job_name: name.into(),
+            energy: ByComponent {
+                cpu: joules,
+                ..ByComponent::default()
+            },
+            core_seconds: core_s,
+            placements: vec![Placement {
+                instance: "n1".into(),
+                core_seconds: core_s,
+                gpu_seconds: 0.0,
+                alloc_cpus: 4.0,
+                alloc_memory_bytes: Some(8e9),
+            }],
+            ..JobData::default()
+        }
+    }
+
+    fn dataset() -> Dataset {
+        Dataset {
+            period: Some(Period {
+                start: 0,
+                end: 86_400,
+            }),
+            jobs: vec![
+                job("1", "ann", "p", "dev-a", 3.6e6, 3600.0),
+                job("2", "ann", "p", "final", 7.2e6, 3600.0),
+                job("3", "bo", "p", "dev-b", 1.8e6, 7200.0),
+                job("4", "cy", "q", "x", 3.6e6, 36_000.0),
+            ],
+            nodes: vec![NodeData {
+                cluster: String::new(),
+                instance: "n1".into(),
+                energy: ByComponent {
+                    cpu: 36e6,
+                    ..ByComponent::default()
+                },
+                unallocated: ByComponent {
+                    cpu: 19.8e6,
+                    ..ByComponent::default()
+                },
+                cpu_tdp_watts: Some(200.0),
+                physical_cores: Some(20.0),
+                memory_bytes: Some(100e9),
+            }],
+            ..Dataset::default()
+        }
+    }
+
+    fn opts(scope: ScopeKind) -> Options {
+        Options {
+            scope,
+            cluster: None,
+            generated_at: 0,
+            anonymize_users: false,
+        }
+    }
+
+    #[test]
+    fn headline_equivalents() {
+        let r = build(&dataset(), &Config::default(), &opts(ScopeKind::Cluster));
+        assert!((r.headline.it_energy_kwh - 10.0).abs() < 1e-12);
+        assert!((r.headline.facility_energy_kwh - 15.6).abs() < 1e-12);
+        // 15.6 kWh × 44.2 g/kWh
+        assert!((r.headline.co2e_kg - 0.68952).abs() < 1e-12);
+        assert!((r.headline.households_for_a_year - 15.6 / 4792.0).abs() < 1e-15);
+        assert!((r.headline.households_daily - 15.6 / (4792.0 / 365.0)).abs() < 1e-12);
+        assert_eq!(r.headline.jobs, 4);
+        assert!((r.idle.as_ref().map(|i| i.share).unwrap_or(0.0) - 0.55).abs() < 1e-12);
+    }
+
+    #[test]
+    fn green_algorithms_by_hand() {
+        let r = build(
+            &dataset(),
+            &Config::default(),
+            &opts(ScopeKind::User("cy".into())),
+        );
+        let e = r.estimates.total.expect("estimates");
+        // 36,000 core-s × (200 W / 20 cores) + 8 GB × 0.3725 W/GB × (36,000 / 4) s
+        let want = (36_000.0 * 10.0 + 8.0 * 0.3725 * 9000.0) / 3.6e6;
+        assert!((e.green_algorithms_kwh - want).abs() < 1e-12);
+        // CodeCarbon: node CPU power 36 MJ / 1 day, + 100 GB × 0.375 W/GB, during 9,000 s.
+        let cc = 9000.0 * (36e6 / 86_400.0 + 100.0 * 0.375) / 3.6e6;
+        assert!((e.codecarbon_kwh - cc).abs() < 1e-12);
+        assert_eq!(r.top_jobs.len(), 1);
+        assert!(r.idle.is_none());
+    }
+
+    #[test]
+    fn final_run_by_pattern_config_or_largest() {
+        let mut cfg = Config::default();
+        let r = build(&dataset(), &cfg, &opts(ScopeKind::Cluster));
+        let p = r.dev_vs_final.iter().find(|d| d.project == "p").expect("p");
+        assert_eq!(
+            (p.chosen_by.as_str(), p.final_jobs.clone()),
+            ("largest job", vec!["2".to_string()])
+        );
+        assert!((p.ratio.unwrap_or(0.0) - 12.6 / 7.2).abs() < 1e-12);
+        cfg.best_run.job_name_pattern = Some("^dev".into());
+        let r = build(&dataset(), &cfg, &opts(ScopeKind::Cluster));
+        let p = r.dev_vs_final.iter().find(|d| d.project == "p").expect("p");
+        assert_eq!(
+            (p.chosen_by.as_str(), p.final_jobs.clone()),
+            ("pattern", vec!["1".to_string()])
+        );
+        cfg.best_run.jobs.insert("p".into(), vec!["3".into()]);
+        let r = build(&dataset(), &cfg, &opts(ScopeKind::Cluster));
+        let p = r.dev_vs_final.iter().find(|d| d.project == "p").expect("p");
+        assert_eq!(p.chosen_by, "configured");
+        assert!((p.ratio.unwrap_or(0.0) - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rankings_and_anonymisation() {
+        let mut o = opts(ScopeKind::Cluster);
+        o.anonymize_users = true;
+        let r = build(&dataset(), &Config::default(), &o);
+        let names: Vec<&str> = r.users.rows.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["User 1", "User 2", "User 3"]);
+        // ann (most energy) ties bo on core-hours behind cy: ranks 2 and 3 share 2.5.
+        assert_eq!(r.users.rows[0].rank_core_hours, 2.5);
+        assert!(r.top_jobs.iter().all(|j| j.user.starts_with("User ")));
+        assert!(r.users.spearman.is_some());
+    }
+
+    #[test]
+    fn empty_dataset_says_no_data() {
+        let ds = Dataset {
+            period: Some(Period {
+                start: 0,
+                end: 86_400,
+            }),
+            ..Dataset::default()
+        };
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        assert!(!r.has_data);
+        assert!(r.notes.iter().any(|n| n.starts_with("No data")));
+    }
+}

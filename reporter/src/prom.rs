@@ -1,0 +1,490 @@
+//! A small client for the Prometheus HTTP API (`/api/v1/query`), which Prometheus,
+//! VictoriaMetrics, Thanos and Mimir all serve: instant queries only, POSTed as forms (month-long
+//! PromQL does not fit comfortably in a URL), with basic or bearer authentication, a site CA for
+//! TLS, and retries with exponential backoff for what a retry can fix (connection refused,
+//! timeouts, 5xx, 429). Errors say what to check.
+
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Labels of one series, sorted by name, without `__name__` (engines differ on which functions
+/// keep the metric name: Prometheus 2.x keeps it through `last_over_time` and drops it through
+/// `resets`; series are matched across queries by their other labels).
+///
+/// Compact on purpose: a month's report holds a few hundred thousand of these at once, and a
+/// `BTreeMap<String, String>` costs about three times the memory. Well-known label names are
+/// not allocated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<(Cow<'static, str>, Box<str>)>);
+
+/// Label names shared by most series, kept as static strings.
+const KNOWN: &[&str] = &[
+    "cluster",
+    "instance",
+    "job",
+    "job_id",
+    "component",
+    "gpu_uuid",
+    "model",
+    "index",
+    "user",
+    "account",
+    "partition",
+    "job_name",
+    "scheduler",
+    "pci_bus_id",
+];
+
+impl Labels {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(it: I) -> Labels {
+        let mut v: Vec<(Cow<'static, str>, Box<str>)> = it
+            .into_iter()
+            .filter(|(k, _)| k != "__name__")
+            .map(|(k, v)| {
+                let key = match KNOWN.iter().find(|n| **n == k) {
+                    Some(n) => Cow::Borrowed(*n),
+                    None => Cow::Owned(k),
+                };
+                (key, v.into_boxed_str())
+            })
+            .collect();
+        v.sort();
+        v.shrink_to_fit();
+        Labels(v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Labels, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    pairs.push((k, v));
+                }
+                Ok(pairs.into_iter().collect())
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One series of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// One series of a range vector (raw samples): (Unix seconds, value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    #[error("cannot reach {url} after {attempts} attempts: {last}. Check that the server runs and that --prometheus is right (and reachable from here).")]
+    Unreachable {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("{url} refused the credentials (HTTP {status}). Check --basic-auth-user/--basic-auth-password-file or --bearer-token-file.")]
+    Auth { url: String, status: u16 },
+    #[error("the server rejected a query ({kind}): {message}\nquery: {query}")]
+    Query {
+        kind: String,
+        message: String,
+        query: String,
+    },
+    #[error("{url} answered something that is not the Prometheus API ({detail}). Is --prometheus the server's base URL (e.g. http://host:9090, no /api/v1 suffix)?")]
+    NotPrometheus { url: String, detail: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How to connect.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Base URL, e.g. `http://127.0.0.1:9090` (a path prefix is kept: `https://host/prometheus`).
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    pub basic_user: Option<String>,
+    pub basic_password_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// Per request.
+    pub timeout: Duration,
+    /// Attempts per query, at least 1.
+    pub attempts: u32,
+    /// First backoff delay; doubled after each failed attempt.
+    pub backoff: Duration,
+    /// Show a progress line on stderr (only honoured when stderr is a terminal).
+    pub progress: bool,
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: Option<String>,
+    attempts: u32,
+    backoff: Duration,
+    progress: Progress,
+    /// `JOULEBOOK_REPORT_TRACE=1`: print each query with its time and size on stderr.
+    trace: bool,
+}
+
+fn read_secret(path: &Path, what: &str) -> Result<String, PromError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|e| PromError::Setup(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+impl Client {
+    pub fn new(o: &ClientOptions) -> Result<Client, PromError> {
+        let base = o.url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(PromError::Setup(format!(
+                "--prometheus {:?}: give an http:// or https:// URL, e.g. http://127.0.0.1:9090",
+                o.url
+            )));
+        }
+        let mut cfg = ureq::Agent::config_builder()
+            .timeout_global(Some(o.timeout))
+            .http_status_as_error(false);
+        if let Some(ca) = &o.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                PromError::Setup(format!("cannot read CA file {}: {e}", ca.display()))
+            })?;
+            let mut certs = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(PromError::Setup(format!(
+                            "CA file {}: not PEM: {e}",
+                            ca.display()
+                        )))
+                    }
+                }
+            }
+            if certs.is_empty() {
+                return Err(PromError::Setup(format!(
+                    "CA file {} holds no PEM certificate",
+                    ca.display()
+                )));
+            }
+            cfg = cfg.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let auth = match (&o.basic_user, &o.bearer_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(PromError::Setup(
+                    "give either basic authentication or a bearer token, not both".into(),
+                ))
+            }
+            (Some(user), None) => {
+                let pass = match &o.basic_password_file {
+                    Some(p) => read_secret(p, "password file")?,
+                    None => String::new(),
+                };
+                use base64::Engine;
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+                ))
+            }
+            (None, Some(f)) => Some(format!("Bearer {}", read_secret(f, "bearer token file")?)),
+            (None, None) => None,
+        };
+        Ok(Client {
+            agent: cfg.build().into(),
+            base,
+            auth,
+            attempts: o.attempts.max(1),
+            backoff: o.backoff,
+            progress: Progress::new(o.progress && std::io::stderr().is_terminal()),
+            trace: std::env::var_os("JOULEBOOK_REPORT_TRACE").is_some_and(|v| v == "1"),
+        })
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// An instant query evaluated at `time` (Unix seconds) returning a vector.
+    pub fn vector(&self, query: &str, time: i64) -> Result<Vec<Sample>, PromError> {
+        let data = self.query(query, time)?;
+        match data {
+            Data::Vector(v) => Ok(v
+                .into_iter()
+                .map(|r| Sample {
+                    labels: r.metric,
+                    value: parse_value(&r.value.1),
+                })
+                .collect()),
+            Data::Scalar(_) | Data::Matrix(_) | Data::String(_) => Err(PromError::Query {
+                kind: "unexpected result type".into(),
+                message: "expected an instant vector".into(),
+                query: query.into(),
+            }),
+        }
+    }
+
+    /// An instant query of a range selector (`metric{...}[range]`) returning raw samples.
+    pub fn matrix(&self, query: &str, time: i64) -> Result<Vec<Series>, PromError> {
+        match self.query(query, time)? {
+            Data::Matrix(m) => Ok(m
+                .into_iter()
+                .map(|r| Series {
+                    labels: r.metric,
+                    samples: r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect(),
+                })
+                .collect()),
+            _ => Err(PromError::Query {
+                kind: "unexpected result type".into(),
+                message: "expected a range vector".into(),
+                query: query.into(),
+            }),
+        }
+    }
+
+    fn query(&self, query: &str, time: i64) -> Result<Data, PromError> {
+        let url = format!("{}/api/v1/query", self.base);
+        let mut delay = self.backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.attempts {
+            if attempt > 1 {
+                std::thread::sleep(delay);
+                delay = delay.saturating_mul(2);
+            }
+            let started = std::time::Instant::now();
+            match self.try_query(&url, query, time) {
+                Ok(d) => {
+                    self.progress.done();
+                    if self.trace {
+                        eprintln!(
+                            "query {:.2} s, {} rows: {query}",
+                            started.elapsed().as_secs_f64(),
+                            d.rows()
+                        );
+                    }
+                    return Ok(d);
+                }
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => last = why,
+            }
+        }
+        Err(PromError::Unreachable {
+            url: self.base.clone(),
+            attempts: self.attempts,
+            last,
+        })
+    }
+
+    fn try_query(&self, url: &str, query: &str, time: i64) -> Result<Data, Attempt> {
+        let mut req = self.agent.post(url);
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let t = time.to_string();
+        let resp = req.send_form([("query", query), ("time", t.as_str())]);
+        let mut resp = match resp {
+            Ok(r) => r,
+            // Connection refused, DNS, TLS handshake, timeout: all may pass.
+            Err(e) => return Err(Attempt::Retry(e.to_string())),
+        };
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(Attempt::Fatal(PromError::Auth {
+                url: self.base.clone(),
+                status,
+            }));
+        }
+        if status == 429 || status >= 500 && status != 501 {
+            // 503 also answers "too many concurrent queries"; a 5xx with an API error body
+            // that is a query error (e.g. 422 is not here) is still worth one more try.
+            return Err(Attempt::Retry(format!("HTTP {status}")));
+        }
+        let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let parsed: Result<Envelope, _> = serde_json::from_reader(std::io::BufReader::new(reader));
+        match parsed {
+            Ok(Envelope {
+                status: s,
+                data: Some(d),
+                ..
+            }) if s == "success" => Ok(d),
+            Ok(env) => Err(Attempt::Fatal(PromError::Query {
+                kind: env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+                message: env.error.unwrap_or_default(),
+                query: query.into(),
+            })),
+            Err(e) if e.is_io() => Err(Attempt::Retry(format!("reading the answer: {e}"))),
+            Err(e) => Err(Attempt::Fatal(PromError::NotPrometheus {
+                url: self.base.clone(),
+                detail: format!("HTTP {status}, {e}"),
+            })),
+        }
+    }
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(PromError),
+}
+
+fn parse_value(s: &str) -> f64 {
+    // Prometheus writes +Inf, -Inf and NaN; f64::from_str reads "inf" and "NaN" but not "+Inf".
+    match s {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap_or(f64::NAN),
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    data: Option<Data>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<VectorRow>),
+    Matrix(Vec<MatrixRow>),
+    #[allow(dead_code)]
+    Scalar(serde_json::Value),
+    #[allow(dead_code)]
+    String(serde_json::Value),
+}
+
+impl Data {
+    fn rows(&self) -> usize {
+        match self {
+            Data::Vector(v) => v.len(),
+            Data::Matrix(m) => m.len(),
+            Data::Scalar(_) | Data::String(_) => 1,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct VectorRow {
+    metric: Labels,
+    value: (f64, String),
+}
+
+#[derive(Deserialize)]
+struct MatrixRow {
+    metric: Labels,
+    values: Vec<(f64, String)>,
+}
+
+/// A one-line progress counter on stderr ("queries 12/40: job energy"), shown only on a terminal
+/// so that logs and cron mail stay clean.
+pub struct Progress {
+    enabled: bool,
+    done: AtomicUsize,
+    total: AtomicUsize,
+    label: Mutex<String>,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            done: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+            label: Mutex::new(String::new()),
+        }
+    }
+
+    /// Announces `n` more queries under `label`.
+    pub fn stage(&self, label: &str, n: usize) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut l) = self.label.lock() {
+            *l = label.to_string();
+        }
+        self.draw();
+    }
+
+    fn done(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.draw();
+    }
+
+    fn draw(&self) {
+        if !self.enabled {
+            return;
+        }
+        let label = self.label.lock().map(|l| l.clone()).unwrap_or_default();
+        eprint!(
+            "\r\x1b[2Kqueries {}/{}: {label}",
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed)
+        );
+    }
+
+    /// Clears the line.
+    pub fn finish(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_without_name() {
+        let l: Labels =
+            serde_json::from_str(r#"{"job_id":"7","__name__":"x","instance":"n1","zz":"<q>"}"#)
+                .unwrap();
+        assert_eq!(l.get("instance"), Some("n1"));
+        assert_eq!(l.get("zz"), Some("<q>"));
+        assert_eq!(l.get("__name__"), None);
+        let keys: Vec<&str> = l.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["instance", "job_id", "zz"]);
+    }
+
+    #[test]
+    fn prometheus_special_values() {
+        assert_eq!(parse_value("+Inf"), f64::INFINITY);
+        assert!(parse_value("NaN").is_nan());
+        assert_eq!(parse_value("1.5e3"), 1500.0);
+    }
+}

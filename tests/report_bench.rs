@@ -1,0 +1,353 @@
+//! The reporter's benchmark: 200 nodes, 80,000 jobs, 300 users, a month (October 2026, scraped
+//! every 600 s so that the backfill fits this machine), in a real Prometheus. Ignored by default
+//! (it writes about 3 GB and takes minutes); run it with
+//!
+//! ```text
+//! cargo build --release -p joulebook-reporter
+//! JOULEBOOK_REPORT_BIN=target/release/joulebook-report \
+//!     cargo test -p joulebook-tests --test report_bench -- --ignored --nocapture
+//! ```
+//!
+//! It prints the report's wall time and peak resident memory (GNU time) and fails above 60 s or
+//! 1 GB.
+
+use joulebook_common as c;
+use joulebook_tests::scenario::{OCT_END, OCT_START};
+use joulebook_tests::{binary, free_port, http_get, repo_root};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NODES: usize = 200;
+const JOBS: usize = 80_000;
+const USERS: usize = 300;
+const PROJECTS: usize = 40;
+const GPUS: usize = 2;
+const SCRAPE: i64 = 600;
+const START: i64 = OCT_START - 6 * 3600;
+const END: i64 = OCT_END + 6 * 3600;
+
+struct Job {
+    id: usize,
+    node: usize,
+    start: i64,
+    end: i64,
+    cpus: f64,
+    gpus: usize,
+    watts: [f64; 4],
+}
+
+/// A small deterministic generator (no dependency, same data every run).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn schedule() -> Vec<Job> {
+    let mut rng = Lcg(42);
+    let per_node = JOBS / NODES;
+    let span = (END - START) as f64;
+    let mut jobs = Vec::with_capacity(JOBS);
+    for node in 0..NODES {
+        let mut t = START as f64;
+        let mean = span / per_node as f64;
+        for _ in 0..per_node {
+            let d = mean * (0.2 + 1.2 * rng.next());
+            let busy = d * (0.6 + 0.35 * rng.next());
+            let gpus = if rng.next() < 0.5 {
+                0
+            } else {
+                1 + (rng.next() * GPUS as f64) as usize % GPUS
+            };
+            jobs.push(Job {
+                id: 100_000 + jobs.len(),
+                node,
+                start: t as i64,
+                end: (t + busy) as i64,
+                cpus: (4 + (rng.next() * 60.0) as usize) as f64,
+                gpus,
+                watts: [
+                    50.0 + 150.0 * rng.next(),
+                    5.0 + 20.0 * rng.next(),
+                    gpus as f64 * 300.0 * rng.next(),
+                    0.0,
+                ],
+            });
+            t += d;
+        }
+    }
+    jobs
+}
+
+fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u64> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut lines = 0u64;
+    let node_l =
+        |n: usize| format!("cluster=\"big\",instance=\"node{n:03}:9977\",job=\"joulebook\"");
+    let scrapes = || (START / SCRAPE + 1..=END / SCRAPE).map(|k| k * SCRAPE);
+    // Node counters: a constant idle power plus the jobs'; the counters only need to be monotonic.
+    for (m, share) in [(c::NODE_ENERGY, 1.0), (c::UNALLOCATED_ENERGY, 0.4)] {
+        writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
+        for n in 0..NODES {
+            for comp in c::Component::ALL {
+                let p = share
+                    * match comp {
+                        c::Component::Cpu => 300.0,
+                        c::Component::Dram => 40.0,
+                        c::Component::Gpu => 500.0,
+                        c::Component::Other => 0.0,
+                    };
+                let l = node_l(n);
+                for t in scrapes() {
+                    writeln!(
+                        w,
+                        "{}{{{l},component=\"{comp}\"}} {} {t}",
+                        m.name(),
+                        p * (t - START) as f64
+                    )?;
+                    lines += 1;
+                }
+            }
+        }
+    }
+    for (m, v) in [
+        (c::NODE_PHYSICAL_CORES, 64.0),
+        (c::NODE_CPU_TDP, 560.0),
+        (c::NODE_MEMORY, 512e9),
+    ] {
+        writeln!(w, "# TYPE {} gauge", m.name())?;
+        for n in 0..NODES {
+            let l = node_l(n);
+            for t in scrapes() {
+                writeln!(w, "{}{{{l}}} {v} {t}", m.name())?;
+                lines += 1;
+            }
+        }
+    }
+    for (m, info) in [(c::GPU_INFO, true), (c::GPU_POWER_LIMIT, false)] {
+        writeln!(w, "# TYPE {} gauge", m.name())?;
+        for n in 0..NODES {
+            let l = node_l(n);
+            for g in 0..GPUS {
+                let extra = if info {
+                    format!(",index=\"{g}\",model=\"NVIDIA A100-SXM4-80GB\",pci_bus_id=\"0000:0{g}:00.0\"")
+                } else {
+                    String::new()
+                };
+                let v = if info { 1.0 } else { 400.0 };
+                for t in scrapes() {
+                    writeln!(
+                        w,
+                        "{}{{{l},gpu_uuid=\"GPU-{n:03}-{g}\"{extra}}} {v} {t}",
+                        m.name()
+                    )?;
+                    lines += 1;
+                }
+            }
+        }
+    }
+    // Job series from the first scrape after the start to two scrapes after the end.
+    let job_scrapes = |j: &Job| {
+        ((j.start / SCRAPE + 1) * SCRAPE..=(j.end / SCRAPE + 2) * SCRAPE).step_by(SCRAPE as usize)
+    };
+    let elapsed = |j: &Job, t: i64| (t.min(j.end) - j.start) as f64;
+    writeln!(
+        w,
+        "# TYPE {} counter",
+        c::JOB_ENERGY.name().trim_end_matches("_total")
+    )?;
+    for j in jobs {
+        let l = node_l(j.node);
+        for (ci, comp) in c::Component::ALL.iter().enumerate() {
+            for t in job_scrapes(j) {
+                writeln!(
+                    w,
+                    "{}{{{l},job_id=\"{}\",component=\"{comp}\"}} {} {t}",
+                    c::JOB_ENERGY.name(),
+                    j.id,
+                    j.watts[ci] * elapsed(j, t)
+                )?;
+                lines += 1;
+            }
+        }
+    }
+    for (m, rate) in [
+        (c::JOB_CORE_SECONDS, 0usize),
+        (c::JOB_GPU_SECONDS, 1),
+        (c::JOB_CPU_SECONDS, 2),
+    ] {
+        writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
+        for j in jobs {
+            let l = node_l(j.node);
+            let r = [j.cpus, j.gpus as f64, 0.7 * j.cpus][rate];
+            for t in job_scrapes(j) {
+                writeln!(
+                    w,
+                    "{}{{{l},job_id=\"{}\"}} {} {t}",
+                    m.name(),
+                    j.id,
+                    r * elapsed(j, t)
+                )?;
+                lines += 1;
+            }
+        }
+    }
+    writeln!(w, "# TYPE {} gauge", c::JOB_INFO.name())?;
+    for j in jobs {
+        let l = node_l(j.node);
+        let user = (j.id * 7919) % USERS;
+        let project = user % PROJECTS;
+        for t in job_scrapes(j) {
+            writeln!(w, "{}{{{l},job_id=\"{}\",scheduler=\"slurm\",user=\"user{user:03}\",account=\"proj{project:02}\",partition=\"gpu\",job_name=\"run-{}\"}} 1 {t}", c::JOB_INFO.name(), j.id, j.id % 97)?;
+            lines += 1;
+        }
+    }
+    for (m, k) in [
+        (c::JOB_ALLOCATED_CPUS, 0usize),
+        (c::JOB_ALLOCATED_GPUS, 1),
+        (c::JOB_ALLOCATED_MEMORY, 2),
+    ] {
+        writeln!(w, "# TYPE {} gauge", m.name())?;
+        for j in jobs {
+            let l = node_l(j.node);
+            let v = [j.cpus, j.gpus as f64, j.cpus * 4e9][k];
+            for t in job_scrapes(j) {
+                writeln!(w, "{}{{{l},job_id=\"{}\"}} {v} {t}", m.name(), j.id)?;
+                lines += 1;
+            }
+        }
+    }
+    writeln!(w, "# TYPE {} gauge", c::JOB_GPU_INFO.name())?;
+    for j in jobs {
+        let l = node_l(j.node);
+        for g in 0..j.gpus {
+            for t in job_scrapes(j) {
+                writeln!(
+                    w,
+                    "{}{{{l},job_id=\"{}\",gpu_uuid=\"GPU-{:03}-{g}\"}} 1 {t}",
+                    c::JOB_GPU_INFO.name(),
+                    j.id,
+                    j.node
+                )?;
+                lines += 1;
+            }
+        }
+    }
+    writeln!(w, "# EOF")?;
+    w.flush()?;
+    Ok(lines)
+}
+
+#[test]
+#[ignore = "benchmark: minutes and gigabytes; run with --ignored"]
+fn month_of_200_nodes_80000_jobs() {
+    let dir = repo_root().join("target/report-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let t = Instant::now();
+    let jobs = schedule();
+    let om = dir.join("data.om");
+    let lines = write_openmetrics(&om, &jobs).expect("write openmetrics");
+    println!(
+        "generated {lines} samples of {} jobs in {:?}",
+        jobs.len(),
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let data = dir.join("tsdb");
+    let out = Command::new("promtool")
+        .args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=768h",
+        ])
+        .arg(&om)
+        .arg(&data)
+        .output()
+        .expect("promtool (Debian `prometheus`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&om);
+    println!("backfilled in {:?}", t.elapsed());
+    let port = free_port();
+    std::fs::write(dir.join("prometheus.yml"), "global: {}\n").expect("config");
+    let mut prom = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=3650d")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+        .spawn()
+        .expect("prometheus");
+    let start = Instant::now();
+    while http_get(&format!("http://127.0.0.1:{port}/-/ready"), None).map(|r| r.0) != Ok(200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "prometheus not ready"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let t = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(
+            // A release build of the reporter, e.g. target/release/joulebook-report, while the
+            // test itself runs in the debug profile.
+            std::env::var_os("JOULEBOOK_REPORT_BIN")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| binary("joulebook-report")),
+        )
+        .args([
+            "--prometheus",
+            &format!("http://127.0.0.1:{port}"),
+            "--month",
+            "2026-10",
+            "--format",
+            "json,md,html",
+        ])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .expect("GNU time (Debian `time`)");
+    let wall = t.elapsed();
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let rss_kb: f64 = err
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("GNU time output");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).expect("json"))
+            .expect("parse");
+    println!(
+        "report: {:.1} s wall, {:.0} MB peak resident, {} jobs, {} users, {:.0} kWh",
+        wall.as_secs_f64(),
+        rss_kb / 1024.0,
+        report["headline"]["jobs"],
+        report["users"]["rows"].as_array().map_or(0, Vec::len),
+        report["headline"]["it_energy_kwh"].as_f64().unwrap_or(0.0)
+    );
+    assert!(report["headline"]["jobs"].as_u64().unwrap_or(0) >= 79_000);
+    assert!(wall < Duration::from_secs(60), "report took {wall:?}");
+    assert!(rss_kb < 1024.0 * 1024.0, "report used {rss_kb} kB");
+}

@@ -1,0 +1,982 @@
+//! End-to-end tests of `joulebook-report` against a real Prometheus 2.42 (backfilled with
+//! promtool) and VictoriaMetrics on 127.0.0.1, a real SMTP server (aiosmtpd) and headless
+//! Chromium. The data come from `scenario.rs`, whose ground truth gives the expected figures.
+//!
+//! Golden files: `tests/golden/report-2026-10.{md,json}`; refresh with `UPDATE_GOLDEN=1`.
+//! A missing promtool, prometheus, victoria-metrics, python3 with aiosmtpd or chromium fails the
+//! test with the package to install.
+
+use joulebook_tests::scenario::{self, Scenario};
+use joulebook_tests::{binary, free_port, http_get, repo_root};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn need(cmd: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{cmd} not found: install Debian's `{package}` (scripts/install-test-deps)"
+    );
+}
+
+fn wait_ready(url: &str, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("{what} exited with {s}");
+        }
+        if let Ok((200, _, _)) = http_get(url, None) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} not ready at {url}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn prometheus(s: &Scenario) -> Server {
+    prometheus_with(s, None)
+}
+
+/// Prometheus on the scenario's data; with `web`, the contents of a `--web.config.file` (TLS,
+/// basic auth), in which case readiness is only checked by the port accepting connections.
+fn prometheus_with(s: &Scenario, web: Option<&str>) -> Server {
+    need("promtool", "prometheus");
+    need("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let om = dir.path().join("data.om");
+    std::fs::write(&om, &s.openmetrics).expect("write openmetrics");
+    let data = dir.path().join("tsdb");
+    let out = Command::new("promtool")
+        .args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=768h",
+        ])
+        .arg(&om)
+        .arg(&data)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool backfill failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, "global: {}\n").expect("config");
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+    let mut cmd = Command::new("prometheus");
+    if let Some(w) = web {
+        let p = dir.path().join("web.yml");
+        std::fs::write(&p, w).expect("web config");
+        cmd.arg(format!("--web.config.file={}", p.display()));
+    }
+    let mut child = cmd
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg("--storage.tsdb.retention.time=3650d")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    if web.is_some() {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "prometheus did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The TSDB opens after the listener: give the backfilled blocks a moment.
+        std::thread::sleep(Duration::from_secs(3));
+    } else {
+        wait_ready(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            &mut child,
+            "prometheus",
+        );
+    }
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn victoria_metrics(s: &Scenario) -> Server {
+    need("victoria-metrics", "victoria-metrics");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("vm.log")).expect("log");
+    let mut child = Command::new("victoria-metrics")
+        .arg(format!(
+            "-storageDataPath={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=10y")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start victoria-metrics");
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/health"),
+        &mut child,
+        "victoria-metrics",
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    agent
+        .post(&format!("http://127.0.0.1:{port}/api/v1/import/prometheus"))
+        .send(s.prom_text_ms.as_bytes())
+        .expect("import into victoria-metrics");
+    http_get(
+        &format!("http://127.0.0.1:{port}/internal/force_flush"),
+        None,
+    )
+    .expect("flush");
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn report(args: &[&str]) -> Output {
+    Command::new(binary("joulebook-report"))
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1793491200")
+        .env_remove("JOULEBOOK_PROMETHEUS_URL")
+        .output()
+        .expect("run joulebook-report")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "joulebook-report failed ({}):\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn month_report(url: &str, out: &Path, extra: &[&str]) -> Value {
+    let out_s = out.to_string_lossy().to_string();
+    let mut args = vec!["--prometheus", url, "--month", "2026-10", "--out", &out_s];
+    args.extend_from_slice(extra);
+    ok(&report(&args));
+    let stem = std::fs::read_dir(out)
+        .expect("out dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    serde_json::from_str(&std::fs::read_to_string(stem).expect("read json")).expect("parse json")
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = repo_root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir golden");
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the output; if the change is intended, refresh with UPDATE_GOLDEN=1.\n--- actual:\n{actual}",
+        path.display()
+    );
+}
+
+fn job<'v>(r: &'v Value, id: &str) -> &'v Value {
+    r["top_jobs"]
+        .as_array()
+        .expect("top_jobs")
+        .iter()
+        .find(|j| j["job_id"] == id)
+        .unwrap_or_else(|| panic!("job {id} missing from the report"))
+}
+
+/// Where the test keeps artefacts worth a look (PNG screenshots): target/report-e2e.
+fn artefacts() -> PathBuf {
+    let d = repo_root().join("target/report-e2e");
+    std::fs::create_dir_all(&d).expect("artefact dir");
+    d
+}
+
+#[test]
+fn month_report_from_prometheus_matches_ground_truth() {
+    let s = scenario::generate();
+    let prom = prometheus(&s);
+    let dir = tempfile::tempdir().expect("out");
+    let r = month_report(&prom.url(), dir.path(), &[]);
+
+    // Each job: exactly the exporter's counters inside October (short job, boundary crossings,
+    // both restarts included).
+    for (id, want) in &s.job_energy_oct {
+        let got = job(&r, id)["energy_j"].as_f64().expect("energy_j");
+        assert!(
+            close(got, *want, 1e-9),
+            "job {id}: report {got} J, counters {want} J"
+        );
+    }
+    for (id, want) in &s.job_core_seconds_oct {
+        let got = job(&r, id)["core_hours"].as_f64().expect("core_hours") * 3600.0;
+        assert!(
+            close(got, *want, 1e-9),
+            "job {id}: report {got} core-s, counters {want}"
+        );
+    }
+    assert_eq!(r["headline"]["jobs"], s.job_energy_oct.len());
+    // Cluster: the counters' figure exactly, and the physical energy within the stated bound.
+    let it = r["headline"]["it_energy_j"].as_f64().expect("it_energy_j");
+    for n in r["idle"]["nodes"].as_array().expect("nodes") {
+        let name = n["instance"].as_str().unwrap_or_default();
+        let got = n["node_kwh"].as_f64().unwrap_or(0.0) * 3.6e6;
+        let want = s.node_energy_oct_by_node[name];
+        assert!(
+            close(got, want, 1e-9),
+            "node {name}: report {got} J, counters {want} J"
+        );
+    }
+    assert!(
+        close(it, s.node_energy_oct, 1e-9),
+        "node energy {it} vs counters {}",
+        s.node_energy_oct
+    );
+    assert!(
+        (it - s.node_energy_physical_oct).abs() <= s.node_energy_bound,
+        "node energy {it} J is {} J from the physical {} J, beyond the bound {} J",
+        it - s.node_energy_physical_oct,
+        s.node_energy_physical_oct,
+        s.node_energy_bound
+    );
+    // Days add up to the month.
+    let days: f64 = r["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .map(|d| d["total_kwh"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        close(days * 3.6e6, it, 1e-9),
+        "days {days} kWh vs month {it} J"
+    );
+    assert_eq!(r["daily"].as_array().map(Vec::len), Some(31));
+
+    // Every field is documented in the JSON Schema.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("reporter/report.schema.json")).expect("schema"),
+    )
+    .expect("schema parses");
+    documented(&r, &schema, "$");
+
+    // Golden Markdown and JSON.
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
+    let json = std::fs::read_to_string(dir.path().join("report.json")).expect("json");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).expect("html");
+    golden("report-2026-10.md", &md);
+    golden("report-2026-10.json", &json);
+
+    // Hostile names are escaped in every format.
+    assert!(
+        !md.contains("<script>") && md.contains("&lt;script&gt;"),
+        "markdown escaping"
+    );
+    assert!(md.contains("proj\\|pipe"), "markdown pipe escaping");
+    assert!(
+        !html.contains("<script>") && html.contains("&lt;script&gt;"),
+        "html escaping"
+    );
+    assert!(!html.contains("<b>\"q\""), "html escaping of the job name");
+    assert!(r["top_jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .any(|j| j["user"] == "<script>alert(1)</script>"));
+    for png in ["report-daily.png", "report-projects.png"] {
+        let b = std::fs::read(dir.path().join(png)).expect(png);
+        assert!(b.starts_with(b"\x89PNG"), "{png} is a PNG");
+        assert!(html.contains(png), "html references {png}");
+    }
+    // No temporary file left.
+    for e in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        assert!(
+            !e.file_name().to_string_lossy().starts_with('.'),
+            "leftover {:?}",
+            e.file_name()
+        );
+    }
+
+    // A project report holds that project's jobs only.
+    let pdir = tempfile::tempdir().expect("out");
+    let p = month_report(
+        &prom.url(),
+        pdir.path(),
+        &["--project", "proj-a", "--format", "json"],
+    );
+    let ids: Vec<&str> = p["top_jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["job_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.iter().all(|i| ["1001", "1002", "1003"].contains(i)));
+    assert!(p["idle"].is_null());
+    // Anonymised users.
+    let adir = tempfile::tempdir().expect("out");
+    let a = month_report(
+        &prom.url(),
+        adir.path(),
+        &["--anonymize-users", "--format", "json,md"],
+    );
+    let a_md = std::fs::read_to_string(adir.path().join("report.md")).expect("md");
+    assert!(!a_md.contains("alice") && a_md.contains("User 1"));
+    assert!(a["users"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .all(|u| u["name"].as_str().is_some_and(|n| n.starts_with("User "))));
+
+    // The job subcommand.
+    let out = ok(&report(&[
+        "--prometheus",
+        &prom.url(),
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "job",
+        "1009",
+    ]));
+    let want = s.job_energy_oct["1009"] / 3.6e6;
+    assert!(
+        out.contains(&format!("{want:.3} kWh")),
+        "job 1009 should show {want:.3} kWh:\n{out}"
+    );
+    assert!(
+        out.contains("Green Algorithms:") && out.contains("Core-hours:"),
+        "{out}"
+    );
+    // ML CO2 of the two-node job uses each node's GPU power limit: 24 h × (700 W + 400 W).
+    let out = ok(&report(&[
+        "--prometheus",
+        &prom.url(),
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "job",
+        "1008",
+    ]));
+    assert!(out.contains("ML CO2:                 26.400 kWh"), "{out}");
+    let out = report(&[
+        "--prometheus",
+        &prom.url(),
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "job",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // An empty period says so.
+    let edir2 = tempfile::tempdir().expect("out");
+    let o = report(&[
+        "--prometheus",
+        &prom.url(),
+        "--month",
+        "2025-01",
+        "--out",
+        &edir2.path().to_string_lossy(),
+    ]);
+    ok(&o);
+    let empty_md = std::fs::read_to_string(edir2.path().join("report.md")).expect("md");
+    assert!(empty_md.contains("No data"), "{empty_md}");
+
+    // Screenshot of the HTML in headless Chromium, kept for a look.
+    screenshot(
+        &dir.path().join("report.html"),
+        &artefacts().join("report-2026-10.png"),
+    );
+    std::fs::copy(
+        dir.path().join("report.html"),
+        artefacts().join("report.html"),
+    )
+    .expect("copy");
+    for png in ["report-daily.png", "report-projects.png"] {
+        std::fs::copy(dir.path().join(png), artefacts().join(png)).expect("copy");
+    }
+
+    // Mail through a real SMTP server.
+    mail_to_smtp(&prom.url());
+}
+
+/// Every object key of `v` is a property of `schema` (recursively through arrays).
+fn documented(v: &Value, schema: &Value, path: &str) {
+    match v {
+        Value::Object(m) => {
+            let props = &schema["properties"];
+            for (k, x) in m {
+                assert!(
+                    props.get(k).is_some(),
+                    "{path}.{k} is not in reporter/report.schema.json"
+                );
+                documented(x, &props[k], &format!("{path}.{k}"));
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                documented(x, &schema["items"], &format!("{path}[]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn screenshot(html: &Path, png: &Path) {
+    let browser = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("chromium not found: install Debian's `chromium` (scripts/install-test-deps)")
+        });
+    let profile = tempfile::tempdir().expect("profile");
+    let _ = std::fs::remove_file(png);
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1000,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    let bytes = std::fs::read(png).unwrap_or_else(|e| {
+        panic!(
+            "chromium wrote no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "screenshot looks empty"
+    );
+}
+
+fn mail_to_smtp(prom_url: &str) {
+    let python = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|p| Command::new(p).args(["-c", "import aiosmtpd"]).output().is_ok_and(|o| o.status.success()))
+        .unwrap_or_else(|| panic!("no python3 with aiosmtpd: install Debian's `python3-aiosmtpd` (scripts/install-test-deps)"));
+    let dir = tempfile::tempdir().expect("smtp dir");
+    let port = free_port();
+    let maildir = dir.path().join("received");
+    std::fs::create_dir_all(&maildir).expect("mkdir");
+    let mut child = Command::new(python)
+        .arg(repo_root().join("tests/fixtures/smtp_sink.py"))
+        .arg(port.to_string())
+        .arg(&maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start smtp sink");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "SMTP server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cfg = dir.path().join("site.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "site_name: Test <cluster>\nsmtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n  from: joulebook <report@example.org>\nrecipients:\n  admins: [admin@example.org]\n  projects:\n    proj-a: [lead-a@example.org]\n  users:\n    alice: [alice@example.org]\n"
+        ),
+    )
+    .expect("config");
+    let o = report(&[
+        "--prometheus",
+        prom_url,
+        "--month",
+        "2026-10",
+        "--config",
+        &cfg.to_string_lossy(),
+        "email",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    ok(&o);
+    // --dry-run writes the same messages as .eml files and sends nothing.
+    let outbox = dir.path().join("outbox");
+    ok(&report(&[
+        "--prometheus",
+        prom_url,
+        "--month",
+        "2026-10",
+        "--config",
+        &cfg.to_string_lossy(),
+        "--out",
+        &outbox.to_string_lossy(),
+        "email",
+        "--dry-run",
+    ]));
+    let mut eml: Vec<String> = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    eml.sort();
+    assert_eq!(
+        eml,
+        [
+            "report-project-proj-a-to-lead-a_example.org.eml",
+            "report-to-admin_example.org.eml",
+            "report-user-alice-to-alice_example.org.eml"
+        ]
+    );
+    let mut msgs: Vec<(String, String)> = std::fs::read_dir(&maildir)
+        .expect("maildir")
+        .flatten()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).expect("message");
+            let to = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-RcptTo: "))
+                .unwrap_or_default()
+                .to_string();
+            (to, text)
+        })
+        .collect();
+    msgs.sort();
+    let to: Vec<&str> = msgs.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        to,
+        [
+            "admin@example.org",
+            "alice@example.org",
+            "lead-a@example.org"
+        ]
+    );
+    for (to, m) in &msgs {
+        assert!(
+            m.contains("multipart/alternative"),
+            "{to}: not multipart/alternative"
+        );
+        assert!(
+            m.contains("multipart/related"),
+            "{to}: no multipart/related"
+        );
+        assert!(m.contains("Content-Type: text/plain"), "{to}: no text part");
+        assert!(m.contains("Content-Type: text/html"), "{to}: no html part");
+        assert!(
+            m.contains("Content-Type: image/png") && m.contains("Content-ID: <projects>"),
+            "{to}: no inline chart"
+        );
+        let html = decode_parts(m, "html");
+        assert!(
+            !html.is_empty() && !html.contains("<script>"),
+            "{to}: unescaped name in the HTML part"
+        );
+    }
+    let alice = &msgs[1].1;
+    let decoded = decode_parts(alice, "");
+    assert!(
+        decoded.contains("train-final") || decoded.contains("1001"),
+        "alice's mail lacks her job"
+    );
+    assert!(
+        !decoded.contains("1003") && !decoded.contains("bob"),
+        "alice's mail shows bob's job"
+    );
+    let admin = decode_parts(&msgs[0].1, "html");
+    assert!(
+        admin.contains("cid:daily") && admin.contains("&lt;script&gt;"),
+        "admin mail"
+    );
+}
+
+/// The decoded text parts of a message whose subtype starts with `subtype` ("" for all), parsed
+/// by Python's email package (an independent MIME parser).
+fn decode_parts(m: &str, subtype: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys,email\nm=email.message_from_string(sys.stdin.read())\nfor p in m.walk():\n  if p.get_content_maintype()=='text' and p.get_content_subtype().startswith(sys.argv[1]): print(p.get_payload(decode=True).decode())", subtype])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(m.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3 email parser");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn victoria_metrics_gives_the_same_report() {
+    let s = scenario::generate();
+    let vm = victoria_metrics(&s);
+    let prom = prometheus(&s);
+    let (d1, d2) = (
+        tempfile::tempdir().expect("out"),
+        tempfile::tempdir().expect("out"),
+    );
+    let a = month_report(&vm.url(), d1.path(), &["--format", "json"]);
+    let b = month_report(&prom.url(), d2.path(), &["--format", "json"]);
+    assert_same(&a, &b, "$");
+}
+
+fn assert_same(a: &Value, b: &Value, path: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                close(x, y, 1e-9),
+                "{path}: VictoriaMetrics {x} vs Prometheus {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{path}: lengths");
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                assert_same(p, q, &format!("{path}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, v) in x {
+                assert_same(v, &y[k], &format!("{path}.{k}"));
+            }
+            assert_eq!(x.len(), y.len(), "{path}: keys");
+        }
+        _ => assert_eq!(a, b, "{path}"),
+    }
+}
+
+#[test]
+fn unreachable_server_fails_cleanly_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("out");
+    let port = free_port();
+    let t = Instant::now();
+    let o = report(&[
+        "--prometheus",
+        &format!("http://127.0.0.1:{port}"),
+        "--month",
+        "2026-10",
+        "--attempts",
+        "3",
+        "--out",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot reach") && err.contains("3 attempts"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "no backoff between attempts"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "files written"
+    );
+}
+
+#[test]
+fn bad_config_and_usage_exit_2_with_the_key_and_line() {
+    let dir = tempfile::tempdir().expect("cfg");
+    let cfg = dir.path().join("site.yaml");
+    std::fs::write(&cfg, "site_name: x\npeu:\n  value: 1.2\n").expect("write");
+    let o = report(&[
+        "--prometheus",
+        "http://127.0.0.1:1",
+        "--month",
+        "2026-10",
+        "--out",
+        "x",
+        "--config",
+        &cfg.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("site.yaml") && err.contains("peu"), "{err}");
+    let o = report(&[
+        "--prometheus",
+        "http://127.0.0.1:1",
+        "--month",
+        "2026-13",
+        "--out",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("YYYY-MM"));
+}
+
+/// Writes the scenario's OpenMetrics to $JOULEBOOK_SCENARIO_DUMP (a debugging aid).
+#[test]
+fn dump_scenario_when_asked() {
+    if let Some(p) = std::env::var_os("JOULEBOOK_SCENARIO_DUMP") {
+        std::fs::write(p, scenario::generate().openmetrics).expect("dump");
+    }
+}
+
+/// bcrypt of "joulebook-test" (cost 4), for Prometheus' basic_auth_users.
+const BCRYPT: &str = "$2b$04$8eRxXipbkhaseaoyxUvXGuxabnhYE9jDnHw2suHfr634MeAG.mNky";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    need("openssl", "openssl");
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn tls_with_site_ca_and_basic_auth() {
+    let certs = tempfile::tempdir().expect("certs");
+    let d = certs.path();
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=joulebook test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    std::fs::write(d.join("password"), "joulebook-test\n").expect("password");
+    std::fs::write(d.join("wrong"), "nope\n").expect("password");
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  reader: {BCRYPT}\n",
+        d.join("srv.pem").display(),
+        d.join("srv.key").display()
+    );
+    let s = scenario::generate();
+    let prom = prometheus_with(&s, Some(&web));
+    let url = format!("https://127.0.0.1:{}", prom.port);
+    let out = tempfile::tempdir().expect("out");
+    let ca = d.join("ca.pem").to_string_lossy().to_string();
+    let pw = d.join("password").to_string_lossy().to_string();
+    let r = month_report(
+        &url,
+        out.path(),
+        &[
+            "--format",
+            "json",
+            "--ca-file",
+            &ca,
+            "--basic-auth-user",
+            "reader",
+            "--basic-auth-password-file",
+            &pw,
+        ],
+    );
+    let it = r["headline"]["it_energy_j"].as_f64().expect("it_energy_j");
+    assert!(close(it, s.node_energy_oct, 1e-9));
+
+    let o_dir = out.path().join("x").to_string_lossy().to_string();
+    let wrong = d.join("wrong").to_string_lossy().to_string();
+    let o = report(&[
+        "--prometheus",
+        &url,
+        "--month",
+        "2026-10",
+        "--out",
+        &o_dir,
+        "--ca-file",
+        &ca,
+        "--basic-auth-user",
+        "reader",
+        "--basic-auth-password-file",
+        &wrong,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refused the credentials"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = report(&[
+        "--prometheus",
+        &url,
+        "--month",
+        "2026-10",
+        "--out",
+        &o_dir,
+        "--attempts",
+        "1",
+        "--basic-auth-user",
+        "reader",
+        "--basic-auth-password-file",
+        &pw,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "an unknown CA must be refused");
+    assert!(!Path::new(&o_dir).exists(), "nothing written on failure");
+}
+
+#[test]
+fn failing_server_is_retried_then_reported() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 65536];
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().expect("out");
+    let o = report(&[
+        "--prometheus",
+        &format!("http://127.0.0.1:{port}"),
+        "--month",
+        "2026-10",
+        "--attempts",
+        "3",
+        "--out",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("HTTP 503") && err.contains("3 attempts"),
+        "{err}"
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one request per attempt"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
