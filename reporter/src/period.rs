@@ -27,11 +27,29 @@ impl Period {
         self.end - self.start
     }
 
-    /// A calendar month, `YYYY-MM`.
+    /// A calendar month, `YYYY-MM`, or `previous` / `current` (UTC), which is what a monthly
+    /// timer needs: on the 1st of each month it reports the month just ended.
     pub fn month(s: &str) -> Result<Period, PeriodError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Period::month_at(s, now)
+    }
+
+    /// [`Period::month`], with `previous` and `current` relative to `now` (Unix seconds).
+    pub fn month_at(s: &str, now: i64) -> Result<Period, PeriodError> {
+        if s == "previous" || s == "current" {
+            let (y, m, _) = civil_from_days(now.div_euclid(86_400));
+            let (y, m) = match (s, m) {
+                ("current", _) => (y, m),
+                (_, 1) => (y - 1, 12),
+                _ => (y, m - 1),
+            };
+            return Period::month(&format!("{y:04}-{m:02}"));
+        }
         let bad = || {
             PeriodError(format!(
-                "--month {s:?}: expected YYYY-MM, for example 2026-10"
+                "--month {s:?}: expected YYYY-MM (for example 2026-10), previous or current"
             ))
         };
         let (y, m) = s.split_once('-').ok_or_else(bad)?;
@@ -202,6 +220,21 @@ mod tests {
         assert_eq!(iso(p.end), "2025-01-01T00:00:00Z");
         assert_eq!(Period::month("2024-02").unwrap().days().len(), 29);
         assert!(Period::month("2024-13").is_err());
+        // 2027-01-01T06:00Z: the previous month is December 2026.
+        let jan = days_from_civil(2027, 1, 1) * 86_400 + 6 * 3600;
+        assert_eq!(
+            Period::month_at("previous", jan).unwrap(),
+            Period::month("2026-12").unwrap()
+        );
+        assert_eq!(
+            Period::month_at("current", jan).unwrap(),
+            Period::month("2027-01").unwrap()
+        );
+        let mar = days_from_civil(2026, 3, 1) * 86_400;
+        assert_eq!(
+            Period::month_at("previous", mar).unwrap(),
+            Period::month("2026-02").unwrap()
+        );
         assert!(Period::month("oct").is_err());
     }
 
