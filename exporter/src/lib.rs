@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod node;
 pub mod sampler;
 pub mod server;
+pub mod simulate;
 pub mod sources;
 pub mod state;
