@@ -344,7 +344,8 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
         .map(|(i, u)| (u, FIRST_UID + i as u32))
         .collect();
 
-    let day0 = (start / 86400.0).floor();
+    // Midnight (UTC) of the first day, Unix seconds.
+    let day0 = (start / 86400.0).floor() * 86400.0;
     let last_day = ((start + s.duration.0 - step / 2.0 - day0) / 86400.0).floor() as usize;
     let mut days = vec![([0u64; 4], [0u64; 4]); last_day + 1];
 
@@ -775,7 +776,8 @@ fn build_truth(
             }
         }
     }
-    let day0 = (start / 86400.0).floor();
+    // Midnight (UTC) of the first day, Unix seconds.
+    let day0 = (start / 86400.0).floor() * 86400.0;
     let days = days
         .iter()
         .enumerate()
