@@ -323,9 +323,8 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
             spec,
         });
     }
-    for n in 0..nodes.len() {
-        let engine = nodes[n].new_engine(&s);
-        nodes[n].engine = Some(engine);
+    for n in &mut nodes {
+        n.engine = Some(n.new_engine(&s));
     }
     for (j, job) in jobs.iter().enumerate() {
         if let Some(st) = job.start_tick {

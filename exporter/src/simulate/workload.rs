@@ -65,10 +65,7 @@ pub fn normal(rng: &mut impl Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-fn pick<T: Copy>(rng: &mut impl Rng, c: &Choice<T>) -> T
-where
-    T: Clone,
-{
+fn pick<T: Copy>(rng: &mut impl Rng, c: &Choice<T>) -> T {
     let opts = c.options();
     opts[rng.random_range(0..opts.len())]
 }
