@@ -8,11 +8,12 @@
 //! - every job's last `joulebook_job_joules_total` equals the truth file, and the truth's hardware
 //!   totals and model shares agree with what the exporter counted;
 //! - promtool backfills the file and a real Prometheus on 127.0.0.1 answers like the truth;
-//! - the VictoriaMetrics format has millisecond timestamps and no `# EOF`;
+//! - the VictoriaMetrics format has millisecond timestamps and no `# EOF`, and a real
+//!   VictoriaMetrics imports it and answers like the truth;
 //! - bad scenarios exit with status 2, naming the file, line and key.
 //!
-//! promtool and prometheus come from Debian's `prometheus` package (scripts/install-test-deps);
-//! a missing one fails the test.
+//! promtool and prometheus come from Debian's `prometheus` package, victoria-metrics from
+//! `victoria-metrics` (scripts/install-test-deps); a missing one fails the test.
 
 use joulebook_tests::{binary, fixture, free_port, http_get};
 use serde_json::Value;
@@ -382,13 +383,14 @@ fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     }
 }
 
-/// A Prometheus server on a backfilled TSDB, killed on drop.
-struct Prometheus {
+/// A Prometheus or VictoriaMetrics server on 127.0.0.1, killed on drop; both answer the
+/// Prometheus query API.
+struct Server {
     child: std::process::Child,
     port: u16,
 }
 
-impl Drop for Prometheus {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -406,7 +408,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-impl Prometheus {
+impl Server {
     fn query(&self, q: &str, at: i64) -> Vec<(BTreeMap<String, String>, f64)> {
         let url = format!(
             "http://127.0.0.1:{}/api/v1/query?query={}&time={at}",
@@ -471,7 +473,7 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
         .stderr(log)
         .spawn()
         .expect("prometheus not found: install Debian's `prometheus` package (scripts/install-test-deps)");
-    let mut prom = Prometheus { child, port };
+    let mut prom = Server { child, port };
     let started = Instant::now();
     loop {
         if let Ok((200, _, _)) = http_get(&format!("http://127.0.0.1:{port}/-/ready"), None) {
@@ -554,7 +556,7 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
 }
 
 #[test]
-fn prometheus_text_for_victoriametrics_has_millisecond_timestamps() {
+fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
     let run = small();
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = simulate(
@@ -563,11 +565,62 @@ fn prometheus_text_for_victoriametrics_has_millisecond_timestamps() {
         "vm",
         &["--format", "prometheus"],
     );
-    let text = std::fs::read_to_string(out).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
     assert!(!text.contains("# EOF"));
     let first = samples(&text).into_iter().next().unwrap();
     assert_eq!(first.ts, run.truth["start_unix"].as_i64().unwrap() * 1000);
     assert!(text.contains("# TYPE joulebook_node_joules_total counter"));
+
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("vm.log")).unwrap();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("victoria-metrics not found: install Debian's `victoria-metrics` package (scripts/install-test-deps)");
+    let mut vm = Server { child, port };
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !matches!(http_get(&format!("{base}/health"), None), Ok((200, _, _))) {
+        if let Ok(Some(s)) = vm.child.try_wait() {
+            panic!("victoria-metrics exited with {s}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "victoria-metrics not ready after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(format!("{base}/api/v1/import/prometheus"))
+        .send(text.as_bytes())
+        .expect("import into victoria-metrics");
+    assert!(resp.status().is_success(), "import: {}", resp.status());
+    let (status, _, _) = http_get(&format!("{base}/internal/force_flush"), None).unwrap();
+    assert_eq!(status, 200);
+    let t = &run.truth;
+    let end = t["end_unix"].as_i64().unwrap();
+    let got = vm.query(
+        "sum by (component) (max_over_time(joulebook_job_joules_total[1d]))",
+        end,
+    );
+    assert!(!got.is_empty());
+    for (l, v) in got {
+        let want = t["totals"]["jobs_j"][&l["component"]].as_f64().unwrap();
+        assert!(
+            (v - want).abs() <= 1e-6 * want.max(1.0),
+            "{l:?}: {v} vs {want}"
+        );
+    }
+    let _ = vm.child.kill();
 }
 
 #[test]

@@ -853,7 +853,8 @@ impl Scenario {
                 let g = &self.node_groups[n.group];
                 e.cores.unwrap_or(1) <= g.physical_cores() && e.gpus.unwrap_or(0) <= g.gpu_count()
             });
-            if fits.count() < e.nodes.unwrap_or(1) as usize || e.cores == Some(0) {
+            let nodes = e.nodes.unwrap_or(1);
+            if fits.count() < nodes as usize || nodes == 0 || e.cores == Some(0) {
                 return bad(
                     k("cores"),
                     format!("the job cannot fit in partition {:?}", c.partition),
