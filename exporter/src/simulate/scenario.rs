@@ -274,15 +274,12 @@ pub struct Project {
     pub classes: Option<Vec<String>>,
     #[serde(default)]
     pub final_runs: Option<FinalRuns>,
-    pub users: Users,
-}
-
-/// Users listed by name, or generated (`<project>-u01`, ...) with Zipf-like weights.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Users {
-    Listed(Vec<User>),
-    Generated(GeneratedUsers),
+    /// Users listed by name...
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// ...and/or generated (`<project>-u01`, ...) with Zipf-like weights.
+    #[serde(default)]
+    pub generated_users: Option<GeneratedUsers>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -701,7 +698,10 @@ impl Scenario {
             }
             let list = self.users_of(i);
             if list.is_empty() {
-                return bad(k("users"), "at least one user".into());
+                return bad(
+                    k("users"),
+                    "at least one user (users or generated_users)".into(),
+                );
             }
             for (j, (u, w)) in list.iter().enumerate() {
                 check_name(&format!("projects[{i}].users[{j}].name"), u)?;
@@ -821,7 +821,7 @@ impl Scenario {
         if j.classes.iter().all(|c| c.weight == 0.0) && j.count.unwrap_or(1) > 0 {
             return bad("jobs.classes".into(), "every class has weight 0".into());
         }
-        for (i, p) in self.projects.iter().enumerate() {
+        for i in 0..self.projects.len() {
             let allowed = self.classes_of(i);
             if allowed.iter().all(|c| self.jobs.classes[*c].weight == 0.0) {
                 return bad(
@@ -829,7 +829,6 @@ impl Scenario {
                     "the project's classes all have weight 0".into(),
                 );
             }
-            let _ = p;
         }
         for (i, e) in j.explicit.iter().enumerate() {
             let k = |f: &str| format!("jobs.explicit[{i}].{f}");
@@ -914,21 +913,19 @@ impl Scenario {
     /// (name, weight) of project `i`'s users.
     pub fn users_of(&self, i: usize) -> Vec<(String, f64)> {
         let p = &self.projects[i];
-        match &p.users {
-            Users::Listed(v) => v.iter().map(|u| (u.name.clone(), u.weight)).collect(),
-            Users::Generated(g) => {
-                let prefix = g.prefix.clone().unwrap_or_else(|| format!("{}-u", p.name));
-                let width = g.count.to_string().len().max(2);
-                (1..=g.count)
-                    .map(|n| {
-                        (
-                            format!("{prefix}{n:0width$}"),
-                            1.0 / (n as f64).powf(g.zipf),
-                        )
-                    })
-                    .collect()
-            }
+        let mut out: Vec<(String, f64)> =
+            p.users.iter().map(|u| (u.name.clone(), u.weight)).collect();
+        if let Some(g) = &p.generated_users {
+            let prefix = g.prefix.clone().unwrap_or_else(|| format!("{}-u", p.name));
+            let width = g.count.to_string().len().max(2);
+            out.extend((1..=g.count).map(|n| {
+                (
+                    format!("{prefix}{n:0width$}"),
+                    1.0 / (n as f64).powf(g.zipf),
+                )
+            }));
         }
+        out
     }
 
     /// Indices of the job classes project `i` submits.
