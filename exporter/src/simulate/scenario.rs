@@ -1201,6 +1201,85 @@ mod tests {
     }
 
     #[test]
+    fn shipped_scenarios_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for f in [
+            "deploy/demo/scenario.yaml",
+            "bench/scenario-200.yaml",
+            "tests/fixtures/simulate/small.yaml",
+        ] {
+            let s = Scenario::load(&root.join(f)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!s.nodes().is_empty(), "{f}");
+        }
+        let demo = Scenario::load(&root.join("deploy/demo/scenario.yaml")).unwrap();
+        assert_eq!(demo.nodes().len(), 12);
+        let users: usize = (0..demo.projects.len())
+            .map(|p| demo.users_of(p).len())
+            .sum();
+        assert_eq!((demo.projects.len(), users), (6, 25));
+        let bench = Scenario::load(&root.join("bench/scenario-200.yaml")).unwrap();
+        let users: usize = (0..bench.projects.len())
+            .map(|p| bench.users_of(p).len())
+            .sum();
+        assert_eq!(
+            (bench.nodes().len(), users, bench.jobs.count),
+            (200, 300, Some(80_000))
+        );
+    }
+
+    #[test]
+    fn values_are_checked_with_their_key_and_line() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/simulate/small.yaml"),
+        )
+        .unwrap();
+        let cases = [
+            (
+                "scrape_interval: 60s",
+                "scrape_interval: 45s",
+                "sample_interval",
+            ),
+            (
+                "rapl_range_uj: 10000000000",
+                "rapl_range_uj: 1000",
+                "node_groups[0].rapl_range_uj",
+            ),
+            (
+                "pattern: \"final-*\"",
+                "pattern: \"final\"",
+                "projects[0].final_runs.pattern",
+            ),
+            (
+                "{from: \"20:00\"",
+                "{from: \"25:00\"",
+                "arrivals.night.from",
+            ),
+            (
+                "count: 60",
+                "count: 60\n  arrivals_per_hour: 3",
+                "jobs.count",
+            ),
+        ];
+        for (from, to, key) in cases {
+            if key.is_empty() || !base.contains(from) {
+                continue;
+            }
+            let text = base.replacen(from, to, 1);
+            let (line, k, msg) = Scenario::parse(&text).unwrap_err();
+            assert_eq!(k, key, "{msg}");
+            assert!(line.is_some(), "{key}: {msg}");
+        }
+        let text = base.replacen("rapl_range_uj: 10000000000", "rapl_range_uj: 1000", 1);
+        let (line, _, _) = Scenario::parse(&text).unwrap_err();
+        assert_eq!(
+            line,
+            base.lines()
+                .position(|l| l.contains("rapl_range_uj"))
+                .map(|i| i + 1)
+        );
+    }
+
+    #[test]
     fn lines_of_nested_keys() {
         let text = "cluster: x\nnode_groups:\n  - name: a\n    count: 1\n  - name: b\n    count: 2\n    gpus:\n      count: 4\n      max_watts: 3\n";
         assert_eq!(line_of_key(text, "cluster"), Some(1));

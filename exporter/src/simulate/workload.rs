@@ -507,6 +507,65 @@ mod tests {
     }
 
     #[test]
+    fn the_scheduler_never_overbooks_and_respects_maintenance() {
+        use rand::SeedableRng;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let s = Scenario::load(&root.join("deploy/demo/scenario.yaml")).unwrap();
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(3);
+        let mut jobs = generate(&s, &mut rng);
+        schedule(&s, &mut jobs);
+        let step = s.sample_interval();
+        let nodes = s.nodes();
+        let (ws, we) = {
+            let w = &s.maintenance[0];
+            (
+                ((w.start.0 - s.start.0) / step) as u64,
+                ((w.start.0 + w.duration.0 - s.start.0) / step) as u64,
+            )
+        };
+        // Per node: +/- CPUs and GPUs at each tick.
+        let mut events: Vec<BTreeMap<u64, (i64, i64)>> = vec![BTreeMap::new(); nodes.len()];
+        let mut started = 0;
+        for j in &jobs {
+            let Some(st) = j.start_tick else { continue };
+            started += 1;
+            let en = st + j.duration_ticks;
+            assert!(
+                st as f64 * step >= j.submit_s - 1e-9,
+                "job {} started early",
+                j.id
+            );
+            assert!(
+                en <= ws || st >= we,
+                "job {} overlaps the maintenance",
+                j.id
+            );
+            assert_eq!(j.placement.len(), j.nodes as usize);
+            for p in &j.placement {
+                assert_eq!(nodes[p.node].partition, j.partition);
+                let g = &s.node_groups[nodes[p.node].group];
+                assert_eq!(p.cpus.len() as u32, j.cores * g.threads_per_core);
+                assert_eq!(p.gpus.len() as u32, j.gpus);
+                let e = &mut events[p.node];
+                let a = e.entry(st).or_default();
+                *a = (a.0 + p.cpus.len() as i64, a.1 + p.gpus.len() as i64);
+                let b = e.entry(en).or_default();
+                *b = (b.0 - p.cpus.len() as i64, b.1 - p.gpus.len() as i64);
+            }
+        }
+        assert!(started > 1900, "{started}");
+        for (n, ev) in events.iter().enumerate() {
+            let g = &s.node_groups[nodes[n].group];
+            let (mut cpus, mut gpus) = (0i64, 0i64);
+            for (_, (c, gp)) in ev {
+                cpus += c;
+                gpus += gp;
+                assert!(cpus <= i64::from(g.logical_cpus()) && gpus <= i64::from(g.gpu_count()));
+            }
+        }
+    }
+
+    #[test]
     fn normal_draws_look_normal() {
         use rand::SeedableRng;
         let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(1);
