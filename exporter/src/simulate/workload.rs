@@ -557,7 +557,7 @@ mod tests {
         for (n, ev) in events.iter().enumerate() {
             let g = &s.node_groups[nodes[n].group];
             let (mut cpus, mut gpus) = (0i64, 0i64);
-            for (_, (c, gp)) in ev {
+            for (c, gp) in ev.values() {
                 cpus += c;
                 gpus += gp;
                 assert!(cpus <= i64::from(g.logical_cpus()) && gpus <= i64::from(g.gpu_count()));
