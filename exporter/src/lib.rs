@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod node;
 pub mod sampler;
 pub mod server;
+pub mod simulate;
 pub mod sources;
 pub mod state;
 pub mod webconfig;

@@ -1,7 +1,8 @@
 //! `joulebook-exporter`: see `--help`, the README and ARCHITECTURE.md.
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use joulebook_exporter::config::{parse_duration, Config, LogFormat, Switch};
+use joulebook_exporter::simulate::{self, output::OutFormat, SimError};
 use joulebook_exporter::webconfig::WebSecurity;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,12 @@ use std::process::ExitCode;
 /// published as monotonic joule counters for Prometheus.
 #[derive(Parser, Debug)]
 #[command(name = "joulebook-exporter", version, about, long_about = None)]
+// Flags belong to the exporter; `simulate` has its own, and mixing them is an error rather than
+// flags silently ignored.
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// YAML configuration file; flags override it.
     #[arg(long = "config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
@@ -79,6 +85,78 @@ struct Cli {
     check_config: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Simulate a cluster from a scenario file through the exporter's own sampler and
+    /// attribution, writing timestamped metrics to backfill into Prometheus (see
+    /// docs/simulate.md).
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// Scenario file (YAML).
+    #[arg(long, value_name = "FILE")]
+    scenario: PathBuf,
+    /// Output file: every node's metrics at every scrape, with timestamps.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Also write the ground truth as JSON (per job, node, account, user and day).
+    #[arg(long, value_name = "FILE")]
+    truth: Option<PathBuf>,
+    /// Random seed [default: the scenario's `seed`, else 0].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// openmetrics: for `promtool tsdb create-blocks-from openmetrics` (timestamps in s, # EOF);
+    /// prometheus: classic text, timestamps in ms (VictoriaMetrics' /api/v1/import/prometheus).
+    #[arg(long, value_name = "FORMAT", default_value = "openmetrics")]
+    format: FormatArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    Openmetrics,
+    Prometheus,
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    let opts = simulate::Options {
+        scenario: args.scenario,
+        out: args.out,
+        truth: args.truth,
+        seed: args.seed,
+        format: match args.format {
+            FormatArg::Openmetrics => OutFormat::OpenMetrics,
+            FormatArg::Prometheus => OutFormat::PrometheusText,
+        },
+    };
+    let started = std::time::Instant::now();
+    match simulate::run(&opts) {
+        Ok(s) => {
+            eprintln!(
+                "joulebook-exporter simulate: {} nodes, {} jobs submitted ({} started), {} scrapes, {} samples, {} bytes in {:.1} s (seed {})",
+                s.nodes,
+                s.jobs_submitted,
+                s.jobs_started,
+                s.scrapes,
+                s.samples,
+                s.bytes,
+                started.elapsed().as_secs_f64(),
+                s.seed
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ SimError::Scenario(_)) => {
+            eprintln!("joulebook-exporter simulate: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("joulebook-exporter simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 impl Cli {
     /// Flags override the file, which overrides the defaults.
     fn apply(self, cfg: &mut Config) {
@@ -121,7 +199,10 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Simulate(args)) = cli.command.take() {
+        return simulate(args);
+    }
     let check = cli.check_config;
     let mut cfg = match &cli.config_file {
         Some(path) => match Config::load(path) {

@@ -49,7 +49,7 @@ const DEFAULT_LIBRARIES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
 
 /// The plausibility bound of a GPU with a known power limit is this many times the limit: boards
 /// exceed their enforced limit for short moments.
-const POWER_LIMIT_HEADROOM: f64 = 1.5;
+pub const POWER_LIMIT_HEADROOM: f64 = 1.5;
 
 /// How the NVML source is set up (`sources.nvml` in the configuration file).
 #[derive(Clone, Debug)]

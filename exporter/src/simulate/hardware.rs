@@ -1,0 +1,309 @@
+//! The hardware model of one node, and the synthetic sources that read it through the exporter's
+//! own [`Source`] trait, so the real sampler (wrap and reset correction, plausibility bounds) and
+//! the real attribution run on it.
+//!
+//! Power follows the jobs: each CPU package and its DRAM draw `idle + (max − idle) × u`, where `u`
+//! is the busy share of the socket's logical CPUs (each job contributes its CPUs on the socket ×
+//! its utilisation); each GPU draws `idle + (max − idle) × its job's GPU utilisation`, capped at
+//! its power limit, and `idle` when no job holds it. Energy is integrated per sample interval into
+//! integer counters with the remainder carried, so the counters are exact integers that never
+//! drift: RAPL-like counters in µJ that wrap at `max_energy_range_uj`
+//! ([`RawEnergy::Wrapping`]) and NVML-like total-energy counters in mJ ([`RawEnergy::Resetting`]),
+//! both starting at a random offset as real counters do.
+
+use super::scenario::NodeGroup;
+use crate::sources::nvml::POWER_LIMIT_HEADROOM;
+use crate::sources::rapl::RaplOptions;
+use crate::sources::{
+    ChannelId, Domain, EnergyReading, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
+    SourceSample,
+};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One integrated counter: total in its unit since the simulation started, and the remainder.
+#[derive(Clone, Debug, Default)]
+struct Counter {
+    total: u64,
+    carry: f64,
+    /// What the last interval added, in the counter's unit.
+    last: u64,
+}
+
+impl Counter {
+    /// Adds `watts × dt`, in units of `per_joule` per joule (1e6 for µJ, 1e3 for mJ).
+    fn add(&mut self, watts: f64, dt: f64, per_joule: f64) {
+        let exact = watts * dt * per_joule + self.carry;
+        let whole = exact.floor();
+        self.carry = exact - whole;
+        self.last = whole as u64;
+        self.total += self.last;
+    }
+}
+
+/// A GPU of the model.
+#[derive(Clone, Debug)]
+pub struct GpuModel {
+    pub uuid: String,
+    pub index: u32,
+    pub model: String,
+    pub pci_bus_id: String,
+    pub idle_w: f64,
+    pub max_w: f64,
+    pub limit_w: f64,
+    /// The counter's value when the simulation starts, mJ.
+    offset_mj: u64,
+    energy_mj: Counter,
+    pub power_w: f64,
+}
+
+/// The state of one node's hardware.
+#[derive(Clone, Debug)]
+pub struct NodeModel {
+    pub sockets: usize,
+    pub cpus_per_socket: u32,
+    pkg: (f64, f64),
+    dram: Option<(f64, f64)>,
+    range_uj: u64,
+    dram_range_uj: u64,
+    pkg_offset: Vec<u64>,
+    dram_offset: Vec<u64>,
+    pkg_uj: Vec<Counter>,
+    dram_uj: Vec<Counter>,
+    pub gpus: Vec<GpuModel>,
+}
+
+impl NodeModel {
+    /// `offsets` gives the counters' starting values (drawn by the caller, so the model itself
+    /// needs no random numbers).
+    pub fn new(g: &NodeGroup, cluster: &str, node: &str, mut offsets: impl FnMut() -> u64) -> Self {
+        let sockets = g.sockets as usize;
+        let range = g.rapl_range_uj;
+        let gpus = g
+            .gpus
+            .as_ref()
+            .map(|spec| {
+                (0..spec.count)
+                    .map(|i| GpuModel {
+                        uuid: gpu_uuid(&spec.uuid_prefix, cluster, node, i),
+                        index: i,
+                        model: spec.model.clone(),
+                        // Bus ids as on a 4- or 8-GPU HGX board: one PCIe bus per GPU.
+                        pci_bus_id: format!("00000000:{:02X}:00.0", 0x18 + 0x10 * i),
+                        idle_w: spec.idle_watts,
+                        max_w: spec.max_watts,
+                        limit_w: spec.power_limit_watts.unwrap_or(spec.max_watts),
+                        // Days to months of prior use, in mJ (a GPU at 300 W draws 2.6e10 mJ a day).
+                        offset_mj: offsets() % 1_000_000_000_000,
+                        energy_mj: Counter::default(),
+                        power_w: spec
+                            .idle_watts
+                            .min(spec.power_limit_watts.unwrap_or(f64::MAX)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        NodeModel {
+            sockets,
+            cpus_per_socket: g.cores_per_socket * g.threads_per_core,
+            pkg: (g.package_watts.idle, g.package_watts.max),
+            dram: g.dram_watts.map(|p| (p.idle, p.max)),
+            range_uj: range,
+            dram_range_uj: g.rapl_dram_range_uj,
+            pkg_offset: (0..sockets).map(|_| offsets() % range).collect(),
+            dram_offset: (0..sockets)
+                .map(|_| offsets() % g.rapl_dram_range_uj)
+                .collect(),
+            pkg_uj: vec![Counter::default(); sockets],
+            dram_uj: vec![Counter::default(); sockets],
+            gpus,
+        }
+    }
+
+    /// Advances the model by `dt` seconds. `socket_busy[s]` is the busy share of socket `s`
+    /// (0..1), `gpu_util[g]` the utilisation of GPU `g` (`None`: no job holds it).
+    pub fn step(&mut self, dt: f64, socket_busy: &[f64], gpu_util: &[Option<f64>]) {
+        for s in 0..self.sockets {
+            let u = socket_busy.get(s).copied().unwrap_or(0.0).clamp(0.0, 1.0);
+            let (idle, max) = self.pkg;
+            self.pkg_uj[s].add(idle + (max - idle) * u, dt, 1e6);
+            if let Some((idle, max)) = self.dram {
+                self.dram_uj[s].add(idle + (max - idle) * u, dt, 1e6);
+            }
+        }
+        for (g, gpu) in self.gpus.iter_mut().enumerate() {
+            let u = gpu_util
+                .get(g)
+                .copied()
+                .flatten()
+                .unwrap_or(0.0)
+                .clamp(0.0, 1.0);
+            let w = (gpu.idle_w + (gpu.max_w - gpu.idle_w) * u).min(gpu.limit_w);
+            gpu.power_w = w;
+            gpu.energy_mj.add(w, dt, 1e3);
+        }
+    }
+
+    /// Energy of the last step per socket (package, dram) and per GPU, µJ, as the exporter's
+    /// counters see it (NVML counts whole mJ).
+    pub fn last_deltas(&self) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+        (
+            self.pkg_uj.iter().map(|c| c.last).collect(),
+            self.dram_uj.iter().map(|c| c.last).collect(),
+            self.gpus.iter().map(|g| g.energy_mj.last * 1000).collect(),
+        )
+    }
+
+    /// Energy since the start by component (cpu, dram, gpu), µJ.
+    pub fn totals_uj(&self) -> [u64; 3] {
+        [
+            self.pkg_uj.iter().map(|c| c.total).sum(),
+            if self.dram.is_some() {
+                self.dram_uj.iter().map(|c| c.total).sum()
+            } else {
+                0
+            },
+            self.gpus.iter().map(|g| g.energy_mj.total * 1000).sum(),
+        ]
+    }
+
+    pub fn has_dram(&self) -> bool {
+        self.dram.is_some()
+    }
+}
+
+/// A stable, UUID-shaped GPU id: `<prefix>-` and 32 hex digits from SHA-256 of cluster, node and
+/// index, formatted 8-4-4-4-12 as NVML prints them.
+pub fn gpu_uuid(prefix: &str, cluster: &str, node: &str, index: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{cluster}/{node}/{index}").as_bytes());
+    let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{prefix}-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+pub type Shared = Arc<Mutex<NodeModel>>;
+
+fn lock(m: &Shared) -> MutexGuard<'_, NodeModel> {
+    // Nothing panics while holding the lock; if it ever did, the counters are still whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// RAPL-like source: one package and (where modelled) one DRAM zone per socket.
+pub struct RaplSim {
+    pub model: Shared,
+}
+
+impl Source for RaplSim {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Rapl
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        let m = lock(&self.model);
+        // The live RAPL source bounds every zone by the same max_zone_watts.
+        let max_watts = RaplOptions::default().max_zone_watts;
+        let mut energy = Vec::with_capacity(2 * m.sockets);
+        for s in 0..m.sockets {
+            energy.push(EnergyReading {
+                channel: ChannelId::new(Domain::RaplPackage, s.to_string()),
+                raw: RawEnergy::Wrapping {
+                    uj: (m.pkg_offset[s] + m.pkg_uj[s].total) % m.range_uj,
+                    range_uj: m.range_uj,
+                    max_watts,
+                },
+            });
+            if m.dram.is_some() {
+                energy.push(EnergyReading {
+                    channel: ChannelId::new(Domain::RaplDram, s.to_string()),
+                    raw: RawEnergy::Wrapping {
+                        uj: (m.dram_offset[s] + m.dram_uj[s].total) % m.dram_range_uj,
+                        range_uj: m.dram_range_uj,
+                        max_watts,
+                    },
+                });
+            }
+        }
+        Ok(SourceSample {
+            energy,
+            ..Default::default()
+        })
+    }
+}
+
+/// NVML-like source: each GPU's total-energy counter (mJ, reported in µJ), power and limit.
+pub struct NvmlSim {
+    pub model: Shared,
+}
+
+impl Source for NvmlSim {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Nvml
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        let m = lock(&self.model);
+        let mut out = SourceSample::default();
+        for g in &m.gpus {
+            out.energy.push(EnergyReading {
+                channel: ChannelId::new(Domain::Gpu, g.uuid.clone()),
+                raw: RawEnergy::Resetting {
+                    uj: (g.offset_mj + g.energy_mj.total).saturating_mul(1000),
+                    // As the live NVML source: the enforced limit with headroom.
+                    max_watts: POWER_LIMIT_HEADROOM * g.limit_w,
+                },
+            });
+            out.gpus.push(GpuInfo {
+                uuid: g.uuid.clone(),
+                index: g.index,
+                model: g.model.clone(),
+                pci_bus_id: g.pci_bus_id.clone(),
+                power_watts: Some(g.power_w),
+                power_limit_watts: Some(g.limit_w),
+                energy_counter: true,
+            });
+        }
+        Ok(out)
+    }
+
+    fn gpu_minors(&self) -> Vec<(String, u32)> {
+        lock(&self.model)
+            .gpus
+            .iter()
+            .map(|g| (g.uuid.clone(), g.index))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_carry_remainders_and_never_drift() {
+        let mut c = Counter::default();
+        for _ in 0..1000 {
+            c.add(0.3333333, 1.0, 1e6);
+        }
+        assert_eq!(c.total, 333_333_300 - 1);
+        let mut c = Counter::default();
+        for _ in 0..3 {
+            c.add(1.0 / 3.0, 1.0, 1e3);
+        }
+        assert!(c.total == 999 || c.total == 1000);
+    }
+
+    #[test]
+    fn uuids_look_like_nvml() {
+        let u = gpu_uuid("GPU", "c", "gpu01", 3);
+        assert_eq!(u.len(), 40);
+        assert!(u.starts_with("GPU-"));
+        assert_eq!(u.matches('-').count(), 5);
+        assert_ne!(u, gpu_uuid("GPU", "c", "gpu01", 2));
+    }
+}

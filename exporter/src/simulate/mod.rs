@@ -1,0 +1,823 @@
+//! `joulebook-exporter simulate`: a month of a cluster in minutes, through the exporter's own code.
+//!
+//! A scenario (`scenario`) describes nodes, users and a job mix. The workload (`workload`) draws
+//! the jobs and places them with a first-fit scheduler. Then a virtual clock ticks every sample
+//! interval; at each tick, each node's hardware model (`hardware`) advances with the jobs it runs,
+//! and the node's [`Engine`] — the live exporter's sampler, wrap correction, attribution and
+//! accounting, fed by synthetic [`crate::sources::Source`]s — runs one cycle with those jobs.
+//! At every scrape interval each node's snapshot is encoded by [`crate::metrics`] as `/metrics`
+//! would serve it and written with its timestamp (`output`). Exporter restarts go through the real
+//! state file. The simulator also keeps the ground truth (`truth`).
+//!
+//! Everything is deterministic for a seed: one ChaCha8 stream for the workload, one per node for
+//! its counters' offsets and utilisation noise, and no wall-clock value reaches the output
+//! (sample durations, which the live exporter measures, are published as 0).
+//!
+//! Memory stays small whatever the period: the output is streamed scrape by scrape; what is kept
+//! is per job (a few numbers) and per node.
+
+pub mod hardware;
+pub mod output;
+pub mod scenario;
+pub mod truth;
+pub mod workload;
+
+use crate::accounting::AccountingOptions;
+use crate::attribution::component_index;
+use crate::engine::Engine;
+use crate::jobs::{GpuMappingSource, Job, Scheduler};
+use crate::node::NodeInfo;
+use crate::sampler::{Sampler, Snapshot};
+use crate::sources::estimate::TdpOrigin;
+use crate::sources::{Source, SourceKind};
+use crate::state::{self, LoadOutcome};
+use joulebook_common::Component;
+use output::{OutFormat, Writer};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use scenario::{NodeSpec, Scenario, ScenarioError};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use truth::Energy;
+use workload::SimJob;
+
+/// What `simulate` is asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub scenario: PathBuf,
+    pub out: PathBuf,
+    pub truth: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub format: OutFormat,
+}
+
+/// How it went.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub seed: u64,
+    pub nodes: usize,
+    pub jobs_submitted: usize,
+    pub jobs_started: usize,
+    pub scrapes: u64,
+    pub samples: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub enum SimError {
+    /// The scenario is wrong (exit status 2).
+    Scenario(ScenarioError),
+    /// Writing failed, or the simulation could not go on (exit status 1).
+    Run(String),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::Scenario(e) => write!(f, "{e}"),
+            SimError::Run(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// The components the simulator models, as the exporter indexes them.
+const MODELLED: [Component; 3] = [Component::Cpu, Component::Dram, Component::Gpu];
+
+/// Relative standard deviation of a job's utilisation from one sample interval to the next, so
+/// power curves look measured rather than flat. 5 % is an arbitrary, visible choice; it has no
+/// effect on any invariant.
+const UTIL_NOISE: f64 = 0.05;
+
+/// The simulated exporters' state files live in one boot: a restart of the exporter, not of the
+/// node, so raw counter baselines are reused as on a real node.
+const BOOT_ID: &str = "simulated-boot";
+
+/// First uid of the simulated users (Debian's first regular uid is 1000; 10000 leaves room).
+const FIRST_UID: u32 = 10_000;
+
+/// A job's run on one node, while it runs.
+struct Active {
+    job: usize,
+    part: usize,
+    end_tick: u64,
+    /// Logical CPUs of the job on each socket.
+    cpus_on_socket: Vec<u32>,
+    gpus: Vec<u32>,
+    memory: u64,
+    cpu_ns: f64,
+}
+
+/// What the truth keeps of a job's run on one node.
+#[derive(Clone, Debug, Default)]
+struct Part {
+    node: usize,
+    /// The exporter's counters for the job on this node, µJ.
+    uj: [u64; 4],
+    core_s: f64,
+    gpu_s: f64,
+    cpu_s: f64,
+    /// The model's share, µJ (floats).
+    model_uj: [f64; 4],
+}
+
+struct Node {
+    spec: NodeSpec,
+    target: String,
+    info: NodeInfo,
+    tdp: f64,
+    gpu_uuids: Vec<String>,
+    model: hardware::Shared,
+    engine: Option<Engine>,
+    shared: crate::sampler::Shared,
+    registry: prometheus_client::registry::Registry,
+    /// (start tick, job, placement index), by start tick.
+    timeline: Vec<(u64, usize, usize)>,
+    next: usize,
+    active: Vec<Active>,
+    /// The exporter's view of `active`, same order.
+    jobs: Vec<Job>,
+    /// (tick of the last cycle before the stop, tick of the first cycle after).
+    restarts: Vec<(u64, u64)>,
+    next_restart: usize,
+    rng: ChaCha8Rng,
+    last_node: [u64; 4],
+    last_unallocated: [u64; 4],
+}
+
+/// Removes the simulated state files however the run ends.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn node_info(name: &str, g: &scenario::NodeGroup) -> NodeInfo {
+    let mut info = NodeInfo {
+        hostname: name.to_string(),
+        cpu_model: g.cpu_model.clone(),
+        cpu_vendor: g.cpu_vendor(),
+        physical_cores: g.physical_cores(),
+        logical_cpus: g.logical_cpus(),
+        memory_bytes: g.memory.0,
+        ..Default::default()
+    };
+    let per_thread = g.physical_cores();
+    for s in 0..g.sockets {
+        let mut cpus: Vec<u32> = (0..g.threads_per_core)
+            .flat_map(|t| {
+                (0..g.cores_per_socket).map(move |c| t * per_thread + s * g.cores_per_socket + c)
+            })
+            .collect();
+        cpus.sort_unstable();
+        info.cpus_by_socket.insert(s, cpus);
+    }
+    info
+}
+
+/// Seeds of independent streams derived from the run's seed (SplitMix64's increment keeps them
+/// apart).
+fn sub_seed(seed: u64, stream: u64) -> u64 {
+    seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(stream.wrapping_add(1))
+}
+
+impl Node {
+    fn new_engine(&self, s: &Scenario) -> Engine {
+        let mut sources: Vec<Box<dyn Source>> = vec![Box::new(hardware::RaplSim {
+            model: self.model.clone(),
+        })];
+        let mut disabled = vec![SourceKind::Estimate];
+        if self.gpu_uuids.is_empty() {
+            // A CPU node's exporter finds no NVIDIA driver: nvml is disabled, as in `auto` mode.
+            disabled.push(SourceKind::Nvml);
+        } else {
+            sources.push(Box::new(hardware::NvmlSim {
+                model: self.model.clone(),
+            }));
+        }
+        let sampler = Sampler::new(
+            sources,
+            disabled,
+            self.info.clone(),
+            Some((self.tdp, TdpOrigin::Configured.as_str())),
+            s.sample_interval(),
+        );
+        Engine::new(
+            sampler,
+            None,
+            Some(AccountingOptions {
+                grace_s: s.grace_period(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn node_totals(&self) -> ([u64; 4], [u64; 4]) {
+        let mut node = [0u64; 4];
+        let mut un = [0u64; 4];
+        if let Some(e) = &self.engine {
+            for (c, _, _, uj) in e.sampler.node_totals() {
+                node[component_index(c)] = uj;
+            }
+            if let Some(acc) = e.accounting() {
+                un = acc.unallocated_uj();
+            }
+        }
+        (node, un)
+    }
+}
+
+/// Runs a simulation.
+pub fn run(opts: &Options) -> Result<Summary, SimError> {
+    let s = Scenario::load(&opts.scenario).map_err(SimError::Scenario)?;
+    let seed = opts.seed.or(s.seed).unwrap_or(0);
+    let io = |what: &str, p: &Path| {
+        let p = p.display().to_string();
+        let what = what.to_string();
+        move |e: std::io::Error| SimError::Run(format!("{what} {p}: {e}"))
+    };
+
+    let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 0));
+    let mut jobs = workload::generate(&s, &mut rng);
+    workload::schedule(&s, &mut jobs);
+
+    let step = s.sample_interval();
+    let per_scrape = (s.scrape_interval.0 / step).round() as u64;
+    let horizon = (s.duration.0 / step).round() as u64;
+    let start = s.start.0;
+    let port = joulebook_common::DEFAULT_PORT;
+
+    // Parts: one per (job, node it runs on).
+    let mut parts: Vec<Vec<Part>> = jobs
+        .iter()
+        .map(|j| {
+            j.placement
+                .iter()
+                .map(|p| Part {
+                    node: p.node,
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .collect();
+
+    let specs = s.nodes();
+    let mut state_dir = TempDir(None);
+    if !s.restarts.is_empty() {
+        let dir = std::env::temp_dir().join(format!(
+            "joulebook-simulate-{}-{}",
+            std::process::id(),
+            seed
+        ));
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        state_dir.0 = Some(dir);
+    }
+    let mut nodes: Vec<Node> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let g = &s.node_groups[spec.group];
+        let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 1 + i as u64));
+        let model = hardware::NodeModel::new(g, &s.cluster, &spec.name, || rng.random::<u64>());
+        let gpu_uuids = model.gpus.iter().map(|g| g.uuid.clone()).collect();
+        let shared: crate::sampler::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
+        let registry = crate::metrics::registry(shared.clone());
+        let mut restarts: Vec<(u64, u64)> = s
+            .restarts
+            .iter()
+            .filter(|r| r.node == spec.name)
+            .map(|r| {
+                let down = ((r.at.0 - start) / step).floor() as u64;
+                let up = ((r.at.0 + r.downtime.0 - start) / step).ceil() as u64;
+                (down, up.max(down + 1))
+            })
+            .collect();
+        restarts.sort_unstable();
+        nodes.push(Node {
+            target: format!(
+                "instance=\"{}:{port}\",job=\"joulebook\",cluster=\"{}\"",
+                spec.name, s.cluster
+            ),
+            info: node_info(&spec.name, g),
+            tdp: g.package_watts.max * f64::from(g.sockets),
+            gpu_uuids,
+            model: Arc::new(Mutex::new(model)),
+            engine: None,
+            shared,
+            registry,
+            timeline: Vec::new(),
+            next: 0,
+            active: Vec::new(),
+            jobs: Vec::new(),
+            restarts,
+            next_restart: 0,
+            rng,
+            last_node: [0; 4],
+            last_unallocated: [0; 4],
+            spec,
+        });
+    }
+    for n in &mut nodes {
+        n.engine = Some(n.new_engine(&s));
+    }
+    for (j, job) in jobs.iter().enumerate() {
+        if let Some(st) = job.start_tick {
+            for (pi, p) in job.placement.iter().enumerate() {
+                nodes[p.node].timeline.push((st, j, pi));
+            }
+        }
+    }
+    for n in &mut nodes {
+        n.timeline.sort_unstable();
+    }
+    let projects: Vec<String> = s.projects.iter().map(|p| p.name.clone()).collect();
+    let uids: BTreeMap<String, u32> = (0..s.projects.len())
+        .flat_map(|p| s.users_of(p).into_iter().map(|(u, _)| u))
+        .enumerate()
+        .map(|(i, u)| (u, FIRST_UID + i as u32))
+        .collect();
+
+    // Midnight (UTC) of the first day, Unix seconds.
+    let day0 = (start / 86400.0).floor() * 86400.0;
+    let last_day = ((start + s.duration.0 - step / 2.0 - day0) / 86400.0).floor() as usize;
+    let mut days = vec![([0u64; 4], [0u64; 4]); last_day + 1];
+
+    let file = std::fs::File::create(&opts.out).map_err(io("cannot create", &opts.out))?;
+    let mut writer = Writer::new(BufWriter::with_capacity(1 << 20, file), opts.format);
+    let write_err = io("cannot write", &opts.out);
+    let mut scrapes = 0u64;
+
+    for k in 0..=horizon {
+        let t = k as f64 * step;
+        let unix = start + t;
+        let day = (((unix - step / 2.0 - day0) / 86400.0).floor().max(0.0) as usize).min(last_day);
+        for n in nodes.iter_mut() {
+            // Jobs that ran through the previous tick leave; jobs that started before this one
+            // join, so the set is the jobs running during the interval that ends now.
+            if n.active.iter().any(|a| a.end_tick < k) {
+                let mut i = 0;
+                while i < n.active.len() {
+                    if n.active[i].end_tick < k {
+                        n.active.remove(i);
+                        n.jobs.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            while n.next < n.timeline.len() && n.timeline[n.next].0 < k {
+                let (_, j, pi) = n.timeline[n.next];
+                n.next += 1;
+                let job = &jobs[j];
+                let p = &job.placement[pi];
+                let g = &s.node_groups[n.spec.group];
+                let mut cpus_on_socket = vec![0u32; g.sockets as usize];
+                for (sock, cpus) in &n.info.cpus_by_socket {
+                    cpus_on_socket[*sock as usize] = p
+                        .cpus
+                        .iter()
+                        .filter(|c| cpus.binary_search(c).is_ok())
+                        .count() as u32;
+                }
+                // Memory per CPU, as Slurm's DefMemPerCPU: never more than the node together.
+                let memory = (u128::from(g.memory.0) * p.cpus.len() as u128
+                    / u128::from(g.logical_cpus().max(1))) as u64;
+                let mut gpus: Vec<String> = p
+                    .gpus
+                    .iter()
+                    .map(|i| n.gpu_uuids[*i as usize].clone())
+                    .collect();
+                gpus.sort();
+                n.jobs.push(Job {
+                    id: job.id.to_string(),
+                    scheduler: Scheduler::Slurm,
+                    uid: uids.get(&job.user).copied(),
+                    user: Some(job.user.clone()),
+                    account: Some(projects[job.project].clone()),
+                    partition: Some(job.partition.clone()),
+                    job_name: Some(job.name.clone()),
+                    cpus: p.cpus.clone(),
+                    cpu_usage_ns: Some(0),
+                    memory_limit_bytes: Some(memory),
+                    gpu_source: (!gpus.is_empty()).then_some(GpuMappingSource::MappingDir),
+                    gpus,
+                });
+                n.active.push(Active {
+                    job: j,
+                    part: pi,
+                    end_tick: job.end_tick().unwrap_or(u64::MAX),
+                    cpus_on_socket,
+                    gpus: p.gpus.clone(),
+                    memory,
+                    cpu_ns: 0.0,
+                });
+            }
+            if k > 0 {
+                advance(n, &jobs, &mut parts, &s, step);
+            }
+            // The exporter comes back: a new process resumes from its state file.
+            if n.engine.is_none() {
+                if let Some(&(_, up)) = n.restarts.get(n.next_restart) {
+                    if k == up {
+                        let mut e = n.new_engine(&s);
+                        let path = state_path(&state_dir, n);
+                        match state::load(&path, &n.spec.name) {
+                            LoadOutcome::Loaded(st) => e.resume(&st, unix, t, Some(BOOT_ID)),
+                            other => {
+                                return Err(SimError::Run(format!(
+                                    "the state file of {} could not be loaded: {other:?}",
+                                    n.spec.name
+                                )))
+                            }
+                        }
+                        n.engine = Some(e);
+                        n.next_restart += 1;
+                    }
+                }
+            }
+            let Some(engine) = n.engine.as_mut() else {
+                continue;
+            };
+            for (job, a) in n.jobs.iter_mut().zip(&n.active) {
+                job.cpu_usage_ns = Some(a.cpu_ns as u64);
+            }
+            engine.cycle_with_jobs(t, unix, &n.jobs);
+            if let Some(acc) = engine.accounting() {
+                for (job, a) in n.jobs.iter().zip(&n.active) {
+                    if let Some(r) = acc.jobs().get(&job.id) {
+                        let part = &mut parts[a.job][a.part];
+                        part.uj = r.uj;
+                        part.core_s = r.core_seconds;
+                        part.gpu_s = r.gpu_seconds;
+                        part.cpu_s = r.cpu_seconds;
+                    }
+                }
+            }
+            let (node_uj, un_uj) = n.node_totals();
+            for c in 0..4 {
+                days[day].0[c] += node_uj[c].saturating_sub(n.last_node[c]);
+                days[day].1[c] += un_uj[c].saturating_sub(n.last_unallocated[c]);
+            }
+            n.last_node = node_uj;
+            n.last_unallocated = un_uj;
+            if k % per_scrape == 0 {
+                write_scrape(n, &mut writer, unix, opts.format).map_err(&write_err)?;
+            }
+            if n.restarts.get(n.next_restart).is_some_and(|r| r.0 == k) {
+                // The exporter stops after this cycle; what it saved is what it published.
+                let path = state_path(&state_dir, n);
+                if let Some(e) = n.engine.take() {
+                    let st = e.to_state(&n.spec.name, Some(BOOT_ID.into()), unix);
+                    state::save_atomic(&path, &st).map_err(|e| SimError::Run(e.to_string()))?;
+                }
+            }
+        }
+        if k % per_scrape == 0 {
+            scrapes += 1;
+        }
+    }
+    let bytes = writer.bytes;
+    let samples = writer.samples;
+    writer.finish().map_err(&write_err)?;
+
+    if let Some(path) = &opts.truth {
+        let t = build_truth(&s, seed, &jobs, &parts, &nodes, &days);
+        let file = std::fs::File::create(path).map_err(io("cannot create", path))?;
+        let mut w = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut w, &t)
+            .map_err(|e| SimError::Run(format!("cannot write {}: {e}", path.display())))?;
+        use std::io::Write;
+        w.write_all(b"\n")
+            .and_then(|_| w.flush())
+            .map_err(io("cannot write", path))?;
+    }
+    Ok(Summary {
+        seed,
+        nodes: nodes.len(),
+        jobs_submitted: jobs.len(),
+        jobs_started: jobs.iter().filter(|j| j.start_tick.is_some()).count(),
+        scrapes,
+        samples,
+        bytes,
+    })
+}
+
+fn state_path(dir: &TempDir, n: &Node) -> PathBuf {
+    dir.0
+        .as_deref()
+        .unwrap_or(Path::new("."))
+        .join(format!("{}.json", n.spec.name))
+}
+
+/// Advances a node's hardware by one interval with its running jobs, and the model's share of
+/// each job.
+fn advance(n: &mut Node, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &Scenario, dt: f64) {
+    let mut model = n.model.lock().unwrap_or_else(|p| p.into_inner());
+    let per_socket = f64::from(model.cpus_per_socket.max(1));
+    let mut busy = vec![0.0; model.sockets];
+    let mut gpu_util: Vec<Option<f64>> = vec![None; model.gpus.len()];
+    let mut cpu_eff = Vec::with_capacity(n.active.len());
+    for a in &n.active {
+        let job = &jobs[a.job];
+        let mut jitter =
+            |u: f64| (u * (1.0 + UTIL_NOISE * workload::normal(&mut n.rng))).clamp(0.0, 1.0);
+        let cu = jitter(job.cpu_util);
+        let gu = jitter(job.gpu_util);
+        for (s, c) in a.cpus_on_socket.iter().enumerate() {
+            busy[s] += f64::from(*c) / per_socket * cu;
+        }
+        for g in &a.gpus {
+            if let Some(slot) = gpu_util.get_mut(*g as usize) {
+                *slot = Some(gu);
+            }
+        }
+        cpu_eff.push(cu);
+    }
+    model.step(dt, &busy, &gpu_util);
+    let (pkg, dram, gpu) = model.last_deltas();
+    let has_dram = model.has_dram();
+    drop(model);
+    let node_memory = s.node_groups[n.spec.group].memory.0 as f64;
+    for (a, cu) in n.active.iter_mut().zip(cpu_eff) {
+        let part = &mut parts[a.job][a.part];
+        for (sock, c) in a.cpus_on_socket.iter().enumerate() {
+            let share = f64::from(*c) / per_socket;
+            part.model_uj[0] += pkg[sock] as f64 * share;
+            if has_dram {
+                part.model_uj[1] += dram[sock] as f64 * a.memory as f64 / node_memory;
+            }
+        }
+        for g in &a.gpus {
+            part.model_uj[2] += gpu[*g as usize] as f64;
+        }
+        let logical: u32 = a.cpus_on_socket.iter().sum();
+        a.cpu_ns += f64::from(logical) * cu * dt * 1e9;
+    }
+}
+
+fn write_scrape<W: std::io::Write>(
+    n: &mut Node,
+    writer: &mut Writer<W>,
+    unix: f64,
+    format: OutFormat,
+) -> std::io::Result<()> {
+    let Some(engine) = &n.engine else {
+        return Ok(());
+    };
+    let mut snap = engine.snapshot(unix);
+    // The live exporter measures how long each source took; a simulation has nothing real to
+    // measure, and a wall-clock value would make the output differ from run to run.
+    for (_, h) in &mut snap.health {
+        h.duration_s = 0.0;
+    }
+    match n.shared.write() {
+        Ok(mut g) => *g = Arc::new(snap),
+        Err(p) => *p.into_inner() = Arc::new(snap),
+    }
+    let text = crate::metrics::encode(&n.registry, format.exposition())
+        .map_err(|_| std::io::Error::other("encoding the snapshot failed"))?;
+    writer.scrape(&text, &n.target, unix as i64)
+}
+
+fn energy(uj: &[u64; 4], components: &[Component]) -> Energy {
+    components
+        .iter()
+        .map(|c| (c.as_str().to_string(), uj[component_index(*c)] as f64 / 1e6))
+        .collect()
+}
+
+fn energy_f(uj: &[f64; 4], components: &[Component]) -> Energy {
+    components
+        .iter()
+        .map(|c| (c.as_str().to_string(), uj[component_index(*c)] / 1e6))
+        .collect()
+}
+
+/// The components a node publishes: cpu always, dram with a DRAM zone, gpu with GPUs.
+fn node_components(s: &Scenario, spec: &NodeSpec) -> Vec<Component> {
+    let g = &s.node_groups[spec.group];
+    MODELLED
+        .into_iter()
+        .filter(|c| match c {
+            Component::Dram => g.dram_watts.is_some(),
+            Component::Gpu => g.gpu_count() > 0,
+            _ => true,
+        })
+        .collect()
+}
+
+fn build_truth(
+    s: &Scenario,
+    seed: u64,
+    jobs: &[SimJob],
+    parts: &[Vec<Part>],
+    nodes: &[Node],
+    days: &[([u64; 4], [u64; 4])],
+) -> truth::Truth {
+    use truth::*;
+    let step = s.sample_interval();
+    let start = s.start.0;
+    let horizon = (s.duration.0 / step).round() as u64;
+    let all: Vec<Component> = MODELLED
+        .into_iter()
+        .filter(|c| {
+            nodes
+                .iter()
+                .any(|n| node_components(s, &n.spec).contains(c))
+        })
+        .collect();
+    let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
+
+    let mut totals = Totals::default();
+    let (mut t_node, mut t_un, mut t_hw, mut t_jobs) = ([0u64; 4], [0u64; 4], [0u64; 4], [0u64; 4]);
+    let mut node_jobs = vec![[0u64; 4]; nodes.len()];
+    for p in parts.iter().flatten() {
+        add_uj(&mut node_jobs[p.node], &p.uj);
+    }
+    let mut node_truths = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let comps = node_components(s, &n.spec);
+        let hw3 = n
+            .model
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .totals_uj();
+        let hw = [hw3[0], hw3[1], hw3[2], 0];
+        add_uj(&mut t_node, &n.last_node);
+        add_uj(&mut t_un, &n.last_unallocated);
+        add_uj(&mut t_hw, &hw);
+        add_uj(&mut t_jobs, &node_jobs[i]);
+        node_truths.push(NodeTruth {
+            name: n.spec.name.clone(),
+            instance: format!("{}:{}", n.spec.name, joulebook_common::DEFAULT_PORT),
+            group: s.node_groups[n.spec.group].name.clone(),
+            partition: n.spec.partition.clone(),
+            gpu_uuids: n.gpu_uuids.clone(),
+            energy_j: energy(&n.last_node, &comps),
+            unallocated_j: energy(&n.last_unallocated, &comps),
+            jobs_j: energy(&node_jobs[i], &comps),
+            hardware_j: energy(&hw, &comps),
+            restarts: n
+                .restarts
+                .iter()
+                .map(|(d, u)| RestartTruth {
+                    down_unix: unix_of(*d),
+                    up_unix: unix_of(*u),
+                })
+                .collect(),
+        });
+    }
+    totals.node_j = energy(&t_node, &all);
+    totals.unallocated_j = energy(&t_un, &all);
+    totals.hardware_j = energy(&t_hw, &all);
+    totals.jobs_j = energy(&t_jobs, &all);
+    totals.jobs_submitted = jobs.len() as u64;
+
+    let mut accounts: BTreeMap<String, GroupTruth> = BTreeMap::new();
+    let mut users: BTreeMap<String, GroupTruth> = BTreeMap::new();
+    let mut account_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let mut user_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let mut job_truths = Vec::with_capacity(jobs.len());
+    for (j, job) in jobs.iter().enumerate() {
+        let account = s.projects[job.project].name.clone();
+        let mut uj = [0u64; 4];
+        let mut model = [0f64; 4];
+        let (mut core_s, mut gpu_s, mut cpu_s) = (0.0, 0.0, 0.0);
+        let mut by_node = BTreeMap::new();
+        let mut comps: Vec<Component> = Vec::new();
+        let mut affected = false;
+        for p in &parts[j] {
+            let nc = node_components(s, &nodes[p.node].spec);
+            for c in &nc {
+                if !comps.contains(c) {
+                    comps.push(*c);
+                }
+            }
+            add_uj(&mut uj, &p.uj);
+            for (m, x) in model.iter_mut().zip(p.model_uj) {
+                *m += x;
+            }
+            core_s += p.core_s;
+            gpu_s += p.gpu_s;
+            cpu_s += p.cpu_s;
+            by_node.insert(nodes[p.node].spec.name.clone(), energy(&p.uj, &nc));
+            if let (Some(st), Some(en)) = (job.start_tick, job.end_tick()) {
+                affected |= nodes[p.node]
+                    .restarts
+                    .iter()
+                    .any(|&(d, u)| st < u && en > d);
+            }
+        }
+        comps.sort_by_key(|c| component_index(*c));
+        let started = job.start_tick.is_some();
+        let finished = job.end_tick().is_some_and(|e| e <= horizon);
+        if started {
+            totals.jobs_started += 1;
+            if finished {
+                totals.jobs_finished += 1;
+            } else {
+                totals.jobs_running_at_end += 1;
+            }
+        } else {
+            totals.jobs_never_started += 1;
+        }
+        let total_uj: u64 = uj.iter().sum();
+        for (map, key, sums) in [
+            (&mut accounts, &account, &mut account_uj),
+            (&mut users, &job.user, &mut user_uj),
+        ] {
+            let g = map.entry(key.clone()).or_default();
+            g.jobs += 1;
+            g.core_seconds += core_s;
+            g.gpu_seconds += gpu_s;
+            add_uj(sums.entry(key.clone()).or_default(), &uj);
+        }
+        let first = job.placement.first();
+        job_truths.push(JobTruth {
+            id: job.id.to_string(),
+            user: job.user.clone(),
+            account,
+            partition: job.partition.clone(),
+            name: job.name.clone(),
+            class: s.jobs.classes[job.class].name.clone(),
+            final_run: job.final_run,
+            submit_unix: start + job.submit_s,
+            start_unix: job.start_tick.map(unix_of),
+            end_unix: job.end_tick().filter(|e| *e <= horizon).map(unix_of),
+            nodes: job
+                .placement
+                .iter()
+                .map(|p| nodes[p.node].spec.name.clone())
+                .collect(),
+            cpus_per_node: first.map_or(0, |p| p.cpus.len() as u32),
+            gpus_per_node: first.map_or(0, |p| p.gpus.len() as u32),
+            energy_j: energy(&uj, &comps),
+            total_j: total_uj as f64 / 1e6,
+            core_seconds: core_s,
+            gpu_seconds: gpu_s,
+            cpu_seconds: cpu_s,
+            by_node,
+            model_energy_j: energy_f(&model, &comps),
+            affected_by_restart: affected,
+        });
+    }
+    for (map, sums) in [(&mut accounts, &account_uj), (&mut users, &user_uj)] {
+        for (k, g) in map.iter_mut() {
+            if let Some(uj) = sums.get(k) {
+                g.energy_j = energy(uj, &all);
+                g.total_j = uj.iter().sum::<u64>() as f64 / 1e6;
+            }
+        }
+    }
+    // Midnight (UTC) of the first day, Unix seconds.
+    let day0 = (start / 86400.0).floor() * 86400.0;
+    let days = days
+        .iter()
+        .enumerate()
+        .map(|(i, (node, un))| {
+            let mut jobs_uj = [0u64; 4];
+            for c in 0..4 {
+                jobs_uj[c] = node[c].saturating_sub(un[c]);
+            }
+            DayTruth {
+                date: scenario::date_of(day0 + i as f64 * 86400.0),
+                node_j: energy(node, &all),
+                jobs_j: energy(&jobs_uj, &all),
+                unallocated_j: energy(un, &all),
+            }
+        })
+        .collect();
+    Truth {
+        schema: SCHEMA,
+        cluster: s.cluster.clone(),
+        seed,
+        start: scenario::rfc3339(start),
+        start_unix: start as i64,
+        end_unix: (start + s.duration.0) as i64,
+        scrape_interval_s: s.scrape_interval.0,
+        sample_interval_s: step,
+        grace_period_s: s.grace_period(),
+        components: all.iter().map(|c| c.as_str().to_string()).collect(),
+        final_run_patterns: s
+            .projects
+            .iter()
+            .filter_map(|p| {
+                p.final_runs
+                    .as_ref()
+                    .map(|f| (p.name.clone(), f.pattern.clone()))
+            })
+            .collect(),
+        totals,
+        nodes: node_truths,
+        accounts,
+        users,
+        days,
+        jobs: job_truths,
+    }
+}

@@ -1,0 +1,1292 @@
+//! The scenario file: a cluster, its users and its workload over a period, in YAML.
+//!
+//! Parsed with serde-saphyr like the exporter's configuration (`crate::config`): unknown keys and
+//! wrong types are errors with the file, line and column; values are then checked here, and an
+//! error names the file, the line (where the key can be found in the text) and the dotted key
+//! (`node_groups[1].gpus.max_watts`). `main` turns every such error into exit status 2.
+//!
+//! Every key is documented in `docs/simulate.md`; keep the two in step.
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+/// A duration: seconds (`90`) or a number with a unit (`500ms`, `30s`, `5m`, `2h`, `30d`, `1w`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "NumOrText")]
+pub struct Span(pub f64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<NumOrText> for Span {
+    type Error = String;
+    fn try_from(r: NumOrText) -> Result<Self, String> {
+        match r {
+            NumOrText::Number(n) if n.is_finite() && n >= 0.0 => Ok(Span(n)),
+            NumOrText::Number(n) => Err(format!("invalid duration {n}: must be >= 0")),
+            NumOrText::Text(t) => parse_span(&t).map(Span),
+        }
+    }
+}
+
+/// Parses `90`, `500ms`, `30s`, `5m`, `2h`, `30d`, `1w`.
+pub fn parse_span(t: &str) -> Result<f64, String> {
+    let t = t.trim();
+    let units: [(&str, f64); 7] = [
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+        ("d", 86400.0),
+        ("w", 7.0 * 86400.0),
+        ("", 1.0),
+    ];
+    for (suffix, mult) in units {
+        if let Some(n) = t.strip_suffix(suffix) {
+            if let Ok(v) = n.trim().parse::<f64>() {
+                if v.is_finite() && v >= 0.0 {
+                    return Ok(v * mult);
+                }
+            }
+        }
+    }
+    Err(format!(
+        "invalid duration {t:?}: use seconds (90) or a unit (500ms, 30s, 5m, 2h, 30d, 1w)"
+    ))
+}
+
+/// A point in time: Unix seconds (`1740787200`) or RFC 3339 (`2025-03-01T00:00:00Z`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "NumOrText")]
+pub struct Instant(pub f64);
+
+impl TryFrom<NumOrText> for Instant {
+    type Error = String;
+    fn try_from(r: NumOrText) -> Result<Self, String> {
+        match r {
+            NumOrText::Number(n) if n.is_finite() => Ok(Instant(n)),
+            NumOrText::Number(n) => Err(format!("invalid time {n}")),
+            NumOrText::Text(t) => match t.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() => Ok(Instant(n)),
+                _ => parse_rfc3339(&t).map(Instant),
+            },
+        }
+    }
+}
+
+/// A size in bytes: a number (`1073741824`) or with a unit (`512GiB`, `64G`, `1.5TiB`). `G`/`GB`
+/// are read as GiB, as `free`, Slurm's `RealMemory` and `/proc/meminfo` mean them.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "NumOrText")]
+pub struct Bytes(pub u64);
+
+impl TryFrom<NumOrText> for Bytes {
+    type Error = String;
+    fn try_from(r: NumOrText) -> Result<Self, String> {
+        let bad = |t: &str| format!("invalid size {t:?}: use bytes or a unit (64GiB, 512G, 1TiB)");
+        match r {
+            NumOrText::Number(n) if n.is_finite() && n >= 0.0 => Ok(Bytes(n as u64)),
+            NumOrText::Number(n) => Err(bad(&n.to_string())),
+            NumOrText::Text(t) => {
+                let s = t.trim();
+                let split = s
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .unwrap_or(s.len());
+                let (num, unit) = s.split_at(split);
+                let mult: u64 = match unit.trim() {
+                    "" | "B" => 1,
+                    "K" | "KB" | "KiB" => 1 << 10,
+                    "M" | "MB" | "MiB" => 1 << 20,
+                    "G" | "GB" | "GiB" => 1 << 30,
+                    "T" | "TB" | "TiB" => 1 << 40,
+                    _ => return Err(bad(s)),
+                };
+                match num.parse::<f64>() {
+                    Ok(v) if v.is_finite() && v >= 0.0 => Ok(Bytes((v * mult as f64) as u64)),
+                    _ => Err(bad(s)),
+                }
+            }
+        }
+    }
+}
+
+/// One value or a list to draw from uniformly (`gpus: 4` or `gpus: [1, 2, 4]`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Choice<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> Choice<T> {
+    pub fn options(&self) -> Vec<T> {
+        match self {
+            Choice::One(v) => vec![v.clone()],
+            Choice::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A fixed value or a `[low, high]` range to draw from uniformly (utilisation).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Range {
+    Fixed(f64),
+    Between(Vec<f64>),
+}
+
+impl Range {
+    pub fn bounds(&self) -> (f64, f64) {
+        match self {
+            Range::Fixed(v) => (*v, *v),
+            Range::Between(v) => (
+                v.first().copied().unwrap_or(0.0),
+                v.get(1).or(v.first()).copied().unwrap_or(0.0),
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The `cluster` label added to every sample.
+    pub cluster: String,
+    pub start: Instant,
+    pub duration: Span,
+    /// Timestamps written: one scrape of every node every this often.
+    pub scrape_interval: Span,
+    /// The virtual sampler's cycle; default: the scrape interval.
+    #[serde(default)]
+    pub sample_interval: Option<Span>,
+    /// Default seed (`--seed` overrides).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The exporter's `jobs.grace_period`; default max(180 s, 2 scrape intervals).
+    #[serde(default)]
+    pub grace_period: Option<Span>,
+    pub node_groups: Vec<NodeGroup>,
+    pub projects: Vec<Project>,
+    pub jobs: Jobs,
+    #[serde(default)]
+    pub arrivals: Arrivals,
+    #[serde(default)]
+    pub maintenance: Vec<Window>,
+    #[serde(default)]
+    pub restarts: Vec<Restart>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    pub name: String,
+    pub count: u32,
+    /// Node names are `<prefix><number>`; default: the group's name.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Slurm partition of the group's nodes; default: the group's name.
+    #[serde(default)]
+    pub partition: Option<String>,
+    pub sockets: u32,
+    pub cores_per_socket: u32,
+    #[serde(default = "one")]
+    pub threads_per_core: u32,
+    pub memory: Bytes,
+    pub cpu_model: String,
+    /// Default: from the model name (Intel → GenuineIntel, AMD → AuthenticAMD).
+    #[serde(default)]
+    pub cpu_vendor: Option<String>,
+    /// RAPL package power per socket, idle and at full load.
+    pub package_watts: Power,
+    /// RAPL DRAM power per socket; default: no DRAM zone (AMD).
+    #[serde(default)]
+    pub dram_watts: Option<Power>,
+    /// `max_energy_range_uj` of every RAPL zone; small values force counter wraps.
+    #[serde(default = "default_rapl_range")]
+    pub rapl_range_uj: u64,
+    /// `max_energy_range_uj` of the DRAM zones (their energy unit differs from the package's).
+    #[serde(default = "default_rapl_dram_range")]
+    pub rapl_dram_range_uj: u64,
+    #[serde(default)]
+    pub gpus: Option<Gpus>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The `max_energy_range_uj` of Intel server packages: 2^32 counts of 61.035 µJ (the energy unit
+/// 2^-14 J in MSR_RAPL_POWER_UNIT), as `/sys/class/powercap/intel-rapl:0/max_energy_range_uj`
+/// shows on Xeon Scalable nodes.
+pub const DEFAULT_RAPL_RANGE_UJ: u64 = 262_143_328_850;
+
+fn default_rapl_range() -> u64 {
+    DEFAULT_RAPL_RANGE_UJ
+}
+
+/// The DRAM zones' range on the same nodes: 2^32 counts of 15.3 µJ (DRAM energy unit 2^-16 J),
+/// as `intel-rapl:0:2/max_energy_range_uj` shows (65712999613 µJ on a Xeon Gold 6248).
+pub const DEFAULT_RAPL_DRAM_RANGE_UJ: u64 = 65_712_999_613;
+
+fn default_rapl_dram_range() -> u64 {
+    DEFAULT_RAPL_DRAM_RANGE_UJ
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Power {
+    pub idle: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpus {
+    pub count: u32,
+    pub model: String,
+    /// UUIDs are `<uuid_prefix>-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, stable per node and index.
+    #[serde(default = "gpu_prefix")]
+    pub uuid_prefix: String,
+    pub idle_watts: f64,
+    pub max_watts: f64,
+    /// Enforced power limit; default: `max_watts`. Power is capped at it.
+    #[serde(default)]
+    pub power_limit_watts: Option<f64>,
+}
+
+fn gpu_prefix() -> String {
+    "GPU".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// The Slurm account.
+    pub name: String,
+    /// Job classes this project submits; default: all.
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    #[serde(default)]
+    pub final_runs: Option<FinalRuns>,
+    /// Users listed by name...
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// ...and/or generated (`<project>-u01`, ...) with Zipf-like weights.
+    #[serde(default)]
+    pub generated_users: Option<GeneratedUsers>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default = "weight_one")]
+    pub weight: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratedUsers {
+    pub count: u32,
+    /// Name prefix; default `<project>-u`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The i-th user (from 1) has weight 1/i^zipf: 0 gives equal weights; 1 gives a few heavy users,
+    /// as in HPC accounting data.
+    #[serde(default)]
+    pub zipf: f64,
+}
+
+fn weight_one() -> f64 {
+    1.0
+}
+
+/// The project's "final runs": a share of its jobs named by a glob with one `*` (replaced by the
+/// class's job name), typically longer than its development runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalRuns {
+    pub pattern: String,
+    pub share: f64,
+    #[serde(default = "weight_one")]
+    pub duration_factor: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jobs {
+    /// Total number of jobs submitted over the period (times drawn from the arrival profile)...
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// ...or a Poisson rate at full activity (scaled by the arrival profile).
+    #[serde(default)]
+    pub arrivals_per_hour: Option<f64>,
+    pub classes: Vec<JobClass>,
+    /// Jobs at given times, besides the random ones (e.g. one shorter than a scrape interval).
+    #[serde(default)]
+    pub explicit: Vec<ExplicitJob>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobClass {
+    pub name: String,
+    #[serde(default = "weight_one")]
+    pub weight: f64,
+    pub partition: String,
+    /// Nodes per job.
+    #[serde(default = "one_node")]
+    pub nodes: Choice<u32>,
+    /// Physical cores per node (all hardware threads of each core are allocated, as Slurm's
+    /// CR_Core does).
+    pub cores: Choice<u32>,
+    /// GPUs per node.
+    #[serde(default = "zero_gpus")]
+    pub gpus: Choice<u32>,
+    pub duration: DurationDist,
+    /// Share of the allocated CPUs kept busy, 0–1.
+    pub cpu_util: Range,
+    /// GPU utilisation, 0–1.
+    #[serde(default = "zero_range")]
+    pub gpu_util: Range,
+    /// Job names to draw from; default: the class name.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+fn one_node() -> Choice<u32> {
+    Choice::One(1)
+}
+
+fn zero_gpus() -> Choice<u32> {
+    Choice::One(0)
+}
+
+fn zero_range() -> Range {
+    Range::Fixed(0.0)
+}
+
+/// Log-normal run time: median `exp(mu)`, shape `sigma`, clamped to `[min, max]` (jobs hitting
+/// their time limit pile up at `max`, as they do in real accounting data).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurationDist {
+    pub median: Span,
+    #[serde(default = "default_sigma")]
+    pub sigma: f64,
+    #[serde(default)]
+    pub min: Option<Span>,
+    pub max: Span,
+}
+
+fn default_sigma() -> f64 {
+    1.0
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplicitJob {
+    pub user: String,
+    pub class: String,
+    pub submit: Instant,
+    pub duration: Span,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub cores: Option<u32>,
+    #[serde(default)]
+    pub gpus: Option<u32>,
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    #[serde(default)]
+    pub cpu_util: Option<f64>,
+    #[serde(default)]
+    pub gpu_util: Option<f64>,
+}
+
+/// When people submit: a factor on the arrival rate at night and at weekends (UTC).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arrivals {
+    #[serde(default)]
+    pub night: Option<Night>,
+    #[serde(default)]
+    pub weekend_factor: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Night {
+    /// `HH:MM`, UTC.
+    pub from: String,
+    pub to: String,
+    pub factor: f64,
+}
+
+/// A maintenance window: no job runs in it (the scheduler holds jobs that would overlap it, as a
+/// Slurm maintenance reservation does); nodes stay powered and idle.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub start: Instant,
+    pub duration: Span,
+}
+
+/// The exporter of `node` stops at `at` and starts again `downtime` later, with its state file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    pub node: String,
+    pub at: Instant,
+    pub downtime: Span,
+}
+
+/// A scenario error: file, line where known, key and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioError(pub String);
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A node of the expanded cluster.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Index into [`Scenario::node_groups`].
+    pub group: usize,
+    pub partition: String,
+}
+
+impl Scenario {
+    /// Reads, parses and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ScenarioError(format!("cannot read scenario file {}: {e}", path.display()))
+        })?;
+        Scenario::parse(&text).map_err(|(line, key, msg)| {
+            let line = line.map(|l| format!(" line {l}:")).unwrap_or_default();
+            let key = if key.is_empty() {
+                String::new()
+            } else {
+                format!(" {key}:")
+            };
+            ScenarioError(format!(
+                "scenario file {}:{line}{key} {msg}",
+                path.display()
+            ))
+        })
+    }
+
+    /// Parses and checks scenario text. Errors are (line, dotted key, message).
+    pub fn parse(text: &str) -> Result<Scenario, (Option<usize>, String, String)> {
+        let s: Scenario =
+            serde_saphyr::from_str(text).map_err(|e| (None, String::new(), e.to_string()))?;
+        s.validate()
+            .map_err(|(key, msg)| (line_of_key(text, &key), key, msg))?;
+        Ok(s)
+    }
+
+    pub fn sample_interval(&self) -> f64 {
+        self.sample_interval.unwrap_or(self.scrape_interval).0
+    }
+
+    pub fn grace_period(&self) -> f64 {
+        self.grace_period
+            .map(|g| g.0)
+            .unwrap_or_else(|| (2.0 * self.scrape_interval.0).max(180.0))
+    }
+
+    /// Every node, in order: groups as listed, numbers ascending.
+    pub fn nodes(&self) -> Vec<NodeSpec> {
+        let mut out = Vec::new();
+        for (g, group) in self.node_groups.iter().enumerate() {
+            let width = group.count.to_string().len().max(2);
+            let prefix = group.prefix.as_deref().unwrap_or(&group.name);
+            for i in 1..=group.count {
+                out.push(NodeSpec {
+                    name: format!("{prefix}{i:0width$}"),
+                    group: g,
+                    partition: group.partition().to_string(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Checks values; returns the dotted key and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |k: String, m: String| Err((k, m));
+        check_name("cluster", &self.cluster)?;
+        let step = self.sample_interval();
+        let scrape = self.scrape_interval.0;
+        if !(scrape >= 1.0 && scrape.fract() == 0.0) {
+            return bad(
+                "scrape_interval".into(),
+                format!("{scrape} s: must be a whole number of seconds, at least 1 s"),
+            );
+        }
+        if !(step >= 1.0 && step.fract() == 0.0 && (scrape / step).fract() == 0.0) {
+            return bad(
+                "sample_interval".into(),
+                format!(
+                    "{step} s: must be a whole number of seconds, at least 1 s, that divides the scrape interval ({scrape} s)"
+                ),
+            );
+        }
+        if self.start.0.fract() != 0.0 || self.start.0 < 0.0 {
+            return bad(
+                "start".into(),
+                "must be a whole second at or after 1970-01-01".into(),
+            );
+        }
+        let d = self.duration.0;
+        if !(d >= scrape && d <= 400.0 * 86400.0) {
+            return bad(
+                "duration".into(),
+                format!("{d} s: must be between one scrape interval and 400 days"),
+            );
+        }
+        if self.grace_period() < scrape {
+            return bad(
+                "grace_period".into(),
+                format!(
+                    "{} s is shorter than the scrape interval ({scrape} s): a job's final counters would be dropped before they are scraped",
+                    self.grace_period()
+                ),
+            );
+        }
+        let (start, end) = (self.start.0, self.start.0 + d);
+
+        if self.node_groups.is_empty() {
+            return bad("node_groups".into(), "at least one node group".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, g) in self.node_groups.iter().enumerate() {
+            let k = |f: &str| format!("node_groups[{i}].{f}");
+            check_name(&k("name"), &g.name)?;
+            if let Some(p) = &g.prefix {
+                check_name(&k("prefix"), p)?;
+            }
+            if let Some(p) = &g.partition {
+                check_name(&k("partition"), p)?;
+            }
+            if g.count == 0 || g.count > 100_000 {
+                return bad(k("count"), format!("{}: must be 1..100000", g.count));
+            }
+            for (f, v, max) in [
+                ("sockets", g.sockets, 16),
+                ("cores_per_socket", g.cores_per_socket, 1024),
+                ("threads_per_core", g.threads_per_core, 8),
+            ] {
+                if v == 0 || v > max {
+                    return bad(k(f), format!("{v}: must be 1..{max}"));
+                }
+            }
+            if g.memory.0 == 0 {
+                return bad(k("memory"), "must be more than 0 bytes".into());
+            }
+            check_power(&k("package_watts"), g.package_watts)?;
+            let mut zones = vec![("rapl_range_uj", g.rapl_range_uj, g.package_watts.max)];
+            if let Some(p) = g.dram_watts {
+                check_power(&k("dram_watts"), p)?;
+                zones.push(("rapl_dram_range_uj", g.rapl_dram_range_uj, p.max));
+            }
+            for (key, range, watts) in zones {
+                // The exporter corrects one wrap per sample; two wraps between samples are
+                // invisible to it (and to any reader of the counter).
+                if range as f64 <= watts * step * 1e6 {
+                    return bad(
+                        k(key),
+                        format!(
+                            "{range} µJ wraps more than once per sample interval at {watts} W ({step} s): use a range above {:.0} µJ or a shorter sample_interval",
+                            watts * step * 1e6
+                        ),
+                    );
+                }
+            }
+            if let Some(gpu) = &g.gpus {
+                if gpu.count == 0 || gpu.count > 64 {
+                    return bad(k("gpus.count"), format!("{}: must be 1..64", gpu.count));
+                }
+                check_power(
+                    &k("gpus.idle_watts"),
+                    Power {
+                        idle: gpu.idle_watts,
+                        max: gpu.max_watts,
+                    },
+                )?;
+                if let Some(l) = gpu.power_limit_watts {
+                    if !(l.is_finite() && l > 0.0) {
+                        return bad(k("gpus.power_limit_watts"), format!("{l}: must be > 0"));
+                    }
+                }
+                if !gpu
+                    .uuid_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return bad(
+                        k("gpus.uuid_prefix"),
+                        "letters, digits, - and _ only".into(),
+                    );
+                }
+            }
+        }
+        let nodes = self.nodes();
+        for n in &nodes {
+            if !names.insert(n.name.clone()) {
+                return bad(
+                    "node_groups".into(),
+                    format!(
+                        "two nodes are named {:?}: give the groups distinct prefixes",
+                        n.name
+                    ),
+                );
+            }
+        }
+
+        if self.projects.is_empty() {
+            return bad("projects".into(), "at least one project".into());
+        }
+        let class_names: BTreeSet<&str> =
+            self.jobs.classes.iter().map(|c| c.name.as_str()).collect();
+        let mut projects = BTreeSet::new();
+        let mut users = BTreeSet::new();
+        for (i, p) in self.projects.iter().enumerate() {
+            let k = |f: &str| format!("projects[{i}].{f}");
+            check_name(&k("name"), &p.name)?;
+            if !projects.insert(p.name.as_str()) {
+                return bad(k("name"), format!("project {:?} listed twice", p.name));
+            }
+            if let Some(cs) = &p.classes {
+                if cs.is_empty() {
+                    return bad(k("classes"), "empty: leave it out for all classes".into());
+                }
+                for c in cs {
+                    if !class_names.contains(c.as_str()) {
+                        return bad(k("classes"), format!("no job class named {c:?}"));
+                    }
+                }
+            }
+            if let Some(f) = &p.final_runs {
+                if f.pattern.matches('*').count() != 1 {
+                    return bad(
+                        k("final_runs.pattern"),
+                        format!("{:?} must hold exactly one * (the job's name)", f.pattern),
+                    );
+                }
+                if !(0.0..=1.0).contains(&f.share) {
+                    return bad(k("final_runs.share"), format!("{}: must be 0..1", f.share));
+                }
+                if !(f.duration_factor.is_finite() && f.duration_factor > 0.0) {
+                    return bad(
+                        k("final_runs.duration_factor"),
+                        format!("{}: must be > 0", f.duration_factor),
+                    );
+                }
+            }
+            let list = self.users_of(i);
+            if list.is_empty() {
+                return bad(
+                    k("users"),
+                    "at least one user (users or generated_users)".into(),
+                );
+            }
+            for (j, (u, w)) in list.iter().enumerate() {
+                check_name(&format!("projects[{i}].users[{j}].name"), u)?;
+                if !(w.is_finite() && *w > 0.0) {
+                    return bad(
+                        format!("projects[{i}].users[{j}].weight"),
+                        format!("{w}: must be > 0"),
+                    );
+                }
+                if !users.insert(u.clone()) {
+                    return bad(
+                        format!("projects[{i}].users"),
+                        format!("user {u:?} is in two projects (or listed twice)"),
+                    );
+                }
+            }
+        }
+
+        let j = &self.jobs;
+        match (j.count, j.arrivals_per_hour) {
+            (Some(_), Some(_)) => {
+                return bad(
+                    "jobs.count".into(),
+                    "give either count or arrivals_per_hour, not both".into(),
+                )
+            }
+            (Some(c), None) if c > 10_000_000 => {
+                return bad("jobs.count".into(), format!("{c}: at most 10,000,000"))
+            }
+            (None, Some(r)) if !(r.is_finite() && (0.0..=100_000.0).contains(&r)) => {
+                return bad(
+                    "jobs.arrivals_per_hour".into(),
+                    format!("{r}: must be 0..100000"),
+                )
+            }
+            (None, None) if j.explicit.is_empty() => {
+                return bad(
+                    "jobs.count".into(),
+                    "give count or arrivals_per_hour (or explicit jobs)".into(),
+                )
+            }
+            _ => {}
+        }
+        if j.classes.is_empty() {
+            return bad("jobs.classes".into(), "at least one job class".into());
+        }
+        let mut seen = BTreeSet::new();
+        for (i, c) in j.classes.iter().enumerate() {
+            let k = |f: &str| format!("jobs.classes[{i}].{f}");
+            if c.name.is_empty() || !seen.insert(c.name.as_str()) {
+                return bad(k("name"), format!("{:?}: empty or listed twice", c.name));
+            }
+            if !(c.weight.is_finite() && c.weight >= 0.0) {
+                return bad(k("weight"), format!("{}: must be >= 0", c.weight));
+            }
+            let members: Vec<&NodeSpec> = nodes
+                .iter()
+                .filter(|n| n.partition == c.partition)
+                .collect();
+            if members.is_empty() {
+                return bad(
+                    k("partition"),
+                    format!("no node group has partition {:?}", c.partition),
+                );
+            }
+            let max_cores = members
+                .iter()
+                .map(|n| self.node_groups[n.group].physical_cores())
+                .max()
+                .unwrap_or(0);
+            let max_gpus = members
+                .iter()
+                .map(|n| self.node_groups[n.group].gpu_count())
+                .max()
+                .unwrap_or(0);
+            for (f, opts, lo, hi) in [
+                ("nodes", c.nodes.options(), 1, members.len() as u32),
+                ("cores", c.cores.options(), 1, max_cores),
+                ("gpus", c.gpus.options(), 0, max_gpus),
+            ] {
+                if opts.is_empty() {
+                    return bad(k(f), "empty list".into());
+                }
+                if let Some(v) = opts.iter().find(|v| **v < lo || **v > hi) {
+                    return bad(
+                        k(f),
+                        format!(
+                            "{v} cannot run in partition {:?} (possible: {lo}..{hi})",
+                            c.partition
+                        ),
+                    );
+                }
+            }
+            let dd = &c.duration;
+            let min = dd.min.map_or(0.0, |m| m.0);
+            if !(dd.median.0 > 0.0 && dd.max.0 >= dd.median.0 && min <= dd.median.0) {
+                return bad(
+                    k("duration"),
+                    "needs 0 < median, min <= median <= max".into(),
+                );
+            }
+            if !(dd.sigma.is_finite() && (0.0..=5.0).contains(&dd.sigma)) {
+                return bad(k("duration.sigma"), format!("{}: must be 0..5", dd.sigma));
+            }
+            for (f, r) in [("cpu_util", &c.cpu_util), ("gpu_util", &c.gpu_util)] {
+                if let Range::Between(v) = r {
+                    if v.len() != 2 {
+                        return bad(k(f), "a number or [low, high]".into());
+                    }
+                }
+                let (lo, hi) = r.bounds();
+                if !(0.0 <= lo && lo <= hi && hi <= 1.0) {
+                    return bad(k(f), format!("[{lo}, {hi}] must lie in 0..1, low <= high"));
+                }
+            }
+        }
+        if j.classes.iter().all(|c| c.weight == 0.0) && j.count.unwrap_or(1) > 0 {
+            return bad("jobs.classes".into(), "every class has weight 0".into());
+        }
+        for i in 0..self.projects.len() {
+            let allowed = self.classes_of(i);
+            if allowed.iter().all(|c| self.jobs.classes[*c].weight == 0.0) {
+                return bad(
+                    format!("projects[{i}].classes"),
+                    "the project's classes all have weight 0".into(),
+                );
+            }
+        }
+        for (i, e) in j.explicit.iter().enumerate() {
+            let k = |f: &str| format!("jobs.explicit[{i}].{f}");
+            if self.project_of_user(&e.user).is_none() {
+                return bad(k("user"), format!("no project has user {:?}", e.user));
+            }
+            let Some(c) = j.classes.iter().find(|c| c.name == e.class) else {
+                return bad(k("class"), format!("no job class named {:?}", e.class));
+            };
+            if !(start..end).contains(&e.submit.0) {
+                return bad(k("submit"), "outside the simulated period".into());
+            }
+            if e.duration.0 <= 0.0 {
+                return bad(k("duration"), "must be > 0".into());
+            }
+            let members: Vec<&NodeSpec> = nodes
+                .iter()
+                .filter(|n| n.partition == c.partition)
+                .collect();
+            let fits = members.iter().filter(|n| {
+                let g = &self.node_groups[n.group];
+                e.cores.unwrap_or(1) <= g.physical_cores() && e.gpus.unwrap_or(0) <= g.gpu_count()
+            });
+            let nodes = e.nodes.unwrap_or(1);
+            if fits.count() < nodes as usize || nodes == 0 || e.cores == Some(0) {
+                return bad(
+                    k("cores"),
+                    format!("the job cannot fit in partition {:?}", c.partition),
+                );
+            }
+            for (f, v) in [("cpu_util", e.cpu_util), ("gpu_util", e.gpu_util)] {
+                if let Some(v) = v {
+                    if !(0.0..=1.0).contains(&v) {
+                        return bad(k(f), format!("{v}: must be 0..1"));
+                    }
+                }
+            }
+        }
+        if let Some(n) = &self.arrivals.night {
+            for (f, v) in [("from", &n.from), ("to", &n.to)] {
+                if parse_hhmm(v).is_none() {
+                    return bad(format!("arrivals.night.{f}"), format!("{v:?} is not HH:MM"));
+                }
+            }
+            if !(0.0..=1.0).contains(&n.factor) {
+                return bad("arrivals.night.factor".into(), "must be 0..1".into());
+            }
+        }
+        if let Some(f) = self.arrivals.weekend_factor {
+            if !(0.0..=1.0).contains(&f) {
+                return bad("arrivals.weekend_factor".into(), "must be 0..1".into());
+            }
+        }
+        for (i, w) in self.maintenance.iter().enumerate() {
+            if w.duration.0 <= 0.0 || w.start.0 + w.duration.0 <= start || w.start.0 >= end {
+                return bad(
+                    format!("maintenance[{i}].start"),
+                    "the window must have a duration and overlap the simulated period".into(),
+                );
+            }
+        }
+        for (i, r) in self.restarts.iter().enumerate() {
+            if !names.contains(&r.node) {
+                return bad(
+                    format!("restarts[{i}].node"),
+                    format!("no node named {:?}", r.node),
+                );
+            }
+            if !(r.at.0 > start && r.at.0 + r.downtime.0 < end) {
+                return bad(
+                    format!("restarts[{i}].at"),
+                    "the exporter must stop and start again inside the simulated period".into(),
+                );
+            }
+            if r.downtime.0 <= 0.0 {
+                return bad(format!("restarts[{i}].downtime"), "must be > 0".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// (name, weight) of project `i`'s users.
+    pub fn users_of(&self, i: usize) -> Vec<(String, f64)> {
+        let p = &self.projects[i];
+        let mut out: Vec<(String, f64)> =
+            p.users.iter().map(|u| (u.name.clone(), u.weight)).collect();
+        if let Some(g) = &p.generated_users {
+            let prefix = g.prefix.clone().unwrap_or_else(|| format!("{}-u", p.name));
+            let width = g.count.to_string().len().max(2);
+            out.extend((1..=g.count).map(|n| {
+                (
+                    format!("{prefix}{n:0width$}"),
+                    1.0 / (n as f64).powf(g.zipf),
+                )
+            }));
+        }
+        out
+    }
+
+    /// Indices of the job classes project `i` submits.
+    pub fn classes_of(&self, i: usize) -> Vec<usize> {
+        let all = self.jobs.classes.iter().enumerate();
+        match &self.projects[i].classes {
+            None => all.map(|(c, _)| c).collect(),
+            Some(names) => all
+                .filter(|(_, c)| names.contains(&c.name))
+                .map(|(c, _)| c)
+                .collect(),
+        }
+    }
+
+    pub fn project_of_user(&self, user: &str) -> Option<usize> {
+        (0..self.projects.len()).find(|i| self.users_of(*i).iter().any(|(u, _)| u == user))
+    }
+}
+
+impl NodeGroup {
+    pub fn partition(&self) -> &str {
+        self.partition.as_deref().unwrap_or(&self.name)
+    }
+    pub fn physical_cores(&self) -> u32 {
+        self.sockets * self.cores_per_socket
+    }
+    pub fn logical_cpus(&self) -> u32 {
+        self.physical_cores() * self.threads_per_core
+    }
+    pub fn gpu_count(&self) -> u32 {
+        self.gpus.as_ref().map_or(0, |g| g.count)
+    }
+    pub fn cpu_vendor(&self) -> String {
+        if let Some(v) = &self.cpu_vendor {
+            return v.clone();
+        }
+        if self.cpu_model.contains("AMD") {
+            "AuthenticAMD".into()
+        } else if self.cpu_model.contains("Intel") {
+            "GenuineIntel".into()
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Names end up in label values and node names: keep them to a safe set so that no escaping is
+/// ever needed where the simulator writes them itself.
+fn check_name(key: &str, v: &str) -> Result<(), (String, String)> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!("{v:?}: use 1 to 64 letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+fn check_power(key: &str, p: Power) -> Result<(), (String, String)> {
+    if p.idle.is_finite() && p.max.is_finite() && 0.0 <= p.idle && p.idle <= p.max && p.max > 0.0 {
+        Ok(())
+    } else {
+        Err((
+            key.to_string(),
+            format!(
+                "idle {} W and max {} W: need 0 <= idle <= max, max > 0",
+                p.idle, p.max
+            ),
+        ))
+    }
+}
+
+/// `HH:MM` → seconds after midnight.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 3600 + m * 60)
+}
+
+/// The 1-based line of a dotted key such as `node_groups[1].gpus.max_watts`: each segment is
+/// looked for after the line of the one before, and `[i]` skips to the i-th list item. When a
+/// segment cannot be found (a flow mapping `{...}`, say) the line of the deepest one found is
+/// given; `None` when not even the first is there.
+pub fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_item = |l: &str| l.trim_start().starts_with("- ");
+    // The deepest line found so far, where the next search starts, and the least indentation
+    // the next key may have.
+    let mut found: Option<usize> = None;
+    let mut from = 0usize;
+    let mut min_indent = 0usize;
+    for seg in dotted.split('.') {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let key = format!("{name}:");
+        let Some(line) = (from..lines.len()).find(|&i| {
+            let l = lines[i];
+            let body = l.trim_start().trim_start_matches("- ").trim_start();
+            indent(l) >= min_indent && body.starts_with(&key)
+        }) else {
+            return found.map(|p| p + 1);
+        };
+        found = Some(line);
+        from = line + 1;
+        min_indent = indent(lines[line]) + 1;
+        let Some(i) = index else { continue };
+        // The list under `line`: its items start with "- " at one indentation.
+        let mut dash = None;
+        let mut count = 0;
+        let mut item = None;
+        for (j, l) in lines.iter().enumerate().skip(line + 1) {
+            if l.trim().is_empty() || l.trim_start().starts_with('#') {
+                continue;
+            }
+            let at = indent(l);
+            if at + 1 < min_indent || (at + 1 == min_indent && !is_item(l)) {
+                break;
+            }
+            if is_item(l) && dash.is_none_or(|d| d == at) {
+                dash = Some(at);
+                if count == i {
+                    item = Some(j);
+                    break;
+                }
+                count += 1;
+            }
+        }
+        let Some(item) = item else {
+            return found.map(|p| p + 1);
+        };
+        // The item's keys: on the dash line itself, then indented past the dash.
+        found = Some(item);
+        from = item;
+        min_indent = indent(lines[item]);
+    }
+    found.map(|p| p + 1)
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian), after Howard Hinnant's
+/// `days_from_civil` (public domain, <https://howardhinnant.github.io/date_algorithms.html>).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day number (inverse of [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYY-MM-DD` of a Unix time (UTC).
+pub fn date_of(unix: f64) -> String {
+    let (y, m, d) = civil_from_days((unix / 86400.0).floor() as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) of a Unix time, in UTC, whole seconds.
+pub fn rfc3339(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+    let s = secs.rem_euclid(86400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Parses RFC 3339 into Unix seconds.
+pub fn parse_rfc3339(t: &str) -> Result<f64, String> {
+    let bad = || format!("invalid time {t:?}: use Unix seconds or RFC 3339 (2025-03-01T00:00:00Z)");
+    let t = t.trim();
+    let b = t.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r).and_then(|s| s.parse::<i64>().ok());
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    ) else {
+        return Err(bad());
+    };
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    if h > 23 || mi > 59 || s > 60 {
+        return Err(bad());
+    }
+    let mut rest = &t[19..];
+    let mut frac = 0.0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        frac = format!("0.{}", &r[..digits]).parse().map_err(|_| bad())?;
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let (Some(oh), Some(om)) = (o[1..3].parse::<i64>().ok(), o[4..6].parse::<i64>().ok())
+            else {
+                return Err(bad());
+            };
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return Err(bad()),
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    Ok((days * 86400 + h * 3600 + mi * 60 + s - offset) as f64 + frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0.0));
+        assert_eq!(parse_rfc3339("2025-03-01T00:00:00Z"), Ok(1_740_787_200.0));
+        assert_eq!(
+            parse_rfc3339("2025-03-01T01:00:00+01:00"),
+            Ok(1_740_787_200.0)
+        );
+        assert_eq!(rfc3339(1_740_787_200.0), "2025-03-01T00:00:00Z");
+        assert_eq!(date_of(1_740_787_199.0), "2025-02-28");
+        assert!(parse_rfc3339("2025-13-01T00:00:00Z").is_err());
+        assert!(parse_rfc3339("yesterday").is_err());
+        for days in [-1000i64, 0, 19_000, 20_513, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn spans_and_sizes() {
+        assert_eq!(parse_span("30d"), Ok(30.0 * 86400.0));
+        assert_eq!(parse_span("5m"), Ok(300.0));
+        assert_eq!(parse_span("500ms"), Ok(0.5));
+        assert_eq!(parse_span("90"), Ok(90.0));
+        assert!(parse_span("5 parsecs").is_err());
+        assert_eq!(
+            Bytes::try_from(NumOrText::Text("512GiB".into())),
+            Ok(Bytes(512 << 30))
+        );
+        assert!(Bytes::try_from(NumOrText::Text("12 bananas".into())).is_err());
+    }
+
+    #[test]
+    fn shipped_scenarios_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for f in [
+            "deploy/demo/scenario.yaml",
+            "bench/scenario-200.yaml",
+            "tests/fixtures/simulate/small.yaml",
+        ] {
+            let s = Scenario::load(&root.join(f)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!s.nodes().is_empty(), "{f}");
+        }
+        let demo = Scenario::load(&root.join("deploy/demo/scenario.yaml")).unwrap();
+        assert_eq!(demo.nodes().len(), 12);
+        let users: usize = (0..demo.projects.len())
+            .map(|p| demo.users_of(p).len())
+            .sum();
+        assert_eq!((demo.projects.len(), users), (6, 25));
+        let bench = Scenario::load(&root.join("bench/scenario-200.yaml")).unwrap();
+        let users: usize = (0..bench.projects.len())
+            .map(|p| bench.users_of(p).len())
+            .sum();
+        assert_eq!(
+            (bench.nodes().len(), users, bench.jobs.count),
+            (200, 300, Some(80_000))
+        );
+    }
+
+    #[test]
+    fn values_are_checked_with_their_key_and_line() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/simulate/small.yaml"),
+        )
+        .unwrap();
+        let cases = [
+            (
+                "scrape_interval: 60s",
+                "scrape_interval: 45s",
+                "sample_interval",
+            ),
+            (
+                "rapl_range_uj: 10000000000",
+                "rapl_range_uj: 1000",
+                "node_groups[0].rapl_range_uj",
+            ),
+            (
+                "pattern: \"final-*\"",
+                "pattern: \"final\"",
+                "projects[0].final_runs.pattern",
+            ),
+            (
+                "{from: \"20:00\"",
+                "{from: \"25:00\"",
+                "arrivals.night.from",
+            ),
+            (
+                "count: 60",
+                "count: 60\n  arrivals_per_hour: 3",
+                "jobs.count",
+            ),
+        ];
+        for (from, to, key) in cases {
+            if key.is_empty() || !base.contains(from) {
+                continue;
+            }
+            let text = base.replacen(from, to, 1);
+            let (line, k, msg) = Scenario::parse(&text).unwrap_err();
+            assert_eq!(k, key, "{msg}");
+            assert!(line.is_some(), "{key}: {msg}");
+        }
+        let text = base.replacen("rapl_range_uj: 10000000000", "rapl_range_uj: 1000", 1);
+        let (line, _, _) = Scenario::parse(&text).unwrap_err();
+        assert_eq!(
+            line,
+            base.lines()
+                .position(|l| l.contains("rapl_range_uj"))
+                .map(|i| i + 1)
+        );
+    }
+
+    #[test]
+    fn lines_of_nested_keys() {
+        let text = "cluster: x\nnode_groups:\n  - name: a\n    count: 1\n  - name: b\n    count: 2\n    gpus:\n      count: 4\n      max_watts: 3\n";
+        assert_eq!(line_of_key(text, "cluster"), Some(1));
+        assert_eq!(line_of_key(text, "node_groups[0].count"), Some(4));
+        assert_eq!(line_of_key(text, "node_groups[1].name"), Some(5));
+        assert_eq!(line_of_key(text, "node_groups[1].count"), Some(6));
+        assert_eq!(line_of_key(text, "node_groups[1].gpus.max_watts"), Some(9));
+        assert_eq!(line_of_key(text, "nothing"), None);
+    }
+}

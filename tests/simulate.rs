@@ -1,0 +1,682 @@
+//! `joulebook-exporter simulate`, end to end: the built binary on `fixtures/simulate/small.yaml`
+//! (half a day, three nodes, wraps, a restart, a 2-node job, a job shorter than a scrape).
+//!
+//! - the same seed gives the same bytes, another seed other bytes;
+//! - in the output, at every node and timestamp, jobs + unallocated = node per component, to the
+//!   microjoule; energy counters never decrease; health counters reset only at the restart;
+//!   counters wrapped;
+//! - every job's last `joulebook_job_joules_total` equals the truth file, and the truth's hardware
+//!   totals and model shares agree with what the exporter counted;
+//! - promtool backfills the file and a real Prometheus on 127.0.0.1 answers like the truth;
+//! - the VictoriaMetrics format has millisecond timestamps and no `# EOF`, and a real
+//!   VictoriaMetrics imports it and answers like the truth;
+//! - bad scenarios exit with status 2, naming the file, line and key.
+//!
+//! promtool and prometheus come from Debian's `prometheus` package, victoria-metrics from
+//! `victoria-metrics` (scripts/install-test-deps); a missing one fails the test.
+
+use joulebook_tests::{binary, fixture, free_port, http_get};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One sample line: metric name, labels, value, timestamp.
+#[derive(Debug, Clone)]
+struct Line {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+    ts: i64,
+}
+
+/// Parses `name{a="b",...} value ts` (label values may hold escaped quotes and braces).
+fn parse_line(line: &str) -> Option<Line> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_string();
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices().peekable();
+        let mut key = String::new();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '}' => {
+                    end = Some(i + 1);
+                    break;
+                }
+                ',' => {}
+                '=' => {
+                    let mut value = String::new();
+                    chars.next(); // opening quote
+                    while let Some((_, c)) = chars.next() {
+                        match c {
+                            '\\' => {
+                                if let Some((_, e)) = chars.next() {
+                                    value.push(match e {
+                                        'n' => '\n',
+                                        other => other,
+                                    });
+                                }
+                            }
+                            '"' => break,
+                            other => value.push(other),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut key), value);
+                }
+                other => key.push(other),
+            }
+        }
+        rest = &r[end?..];
+    }
+    let mut fields = rest.split_whitespace();
+    let value = fields.next()?.parse().ok()?;
+    let ts = fields.next()?.parse().ok()?;
+    Some(Line {
+        name,
+        labels,
+        value,
+        ts,
+    })
+}
+
+fn uj(j: f64) -> i64 {
+    (j * 1e6).round() as i64
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    out: PathBuf,
+    truth: Value,
+    text: String,
+}
+
+fn simulate(scenario: &Path, dir: &Path, tag: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let out = dir.join(format!("{tag}.om"));
+    let truth = dir.join(format!("{tag}.json"));
+    let o = Command::new(binary("joulebook-exporter"))
+        .arg("simulate")
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--out")
+        .arg(&out)
+        .arg("--truth")
+        .arg(&truth)
+        .args(extra)
+        .output()
+        .expect("run joulebook-exporter simulate");
+    assert!(
+        o.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (out, truth)
+}
+
+/// The small scenario, simulated once for all the tests of this file.
+fn small() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let (out, truth) = simulate(&fixture("simulate/small.yaml"), dir.path(), "a", &[]);
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(&truth).expect("truth file")).expect("JSON");
+        let text = std::fs::read_to_string(&out).expect("output");
+        Run {
+            _dir: dir,
+            out,
+            truth,
+            text,
+        }
+    })
+}
+
+fn samples(text: &str) -> Vec<Line> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| parse_line(l).unwrap_or_else(|| panic!("unparsable line {l:?}")))
+        .collect()
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, truth) = simulate(&fixture("simulate/small.yaml"), dir.path(), "b", &[]);
+    assert!(
+        std::fs::read(&out).unwrap() == run.text.as_bytes(),
+        "two runs with the same seed differ"
+    );
+    let t: Value = serde_json::from_slice(&std::fs::read(&truth).unwrap()).unwrap();
+    assert_eq!(t, run.truth);
+    let (out, _) = simulate(
+        &fixture("simulate/small.yaml"),
+        dir.path(),
+        "c",
+        &["--seed", "8"],
+    );
+    assert!(std::fs::read(&out).unwrap() != run.text.as_bytes());
+}
+
+#[test]
+fn the_file_is_what_promtool_needs() {
+    let run = small();
+    assert!(run.text.ends_with("# EOF\n"));
+    assert_eq!(run.text.matches("# EOF").count(), 1);
+    let mut described = std::collections::HashSet::new();
+    let mut last_ts: BTreeMap<String, i64> = BTreeMap::new();
+    for line in run.text.lines() {
+        if let Some(meta) = line.strip_prefix("# ") {
+            if meta != "EOF" {
+                assert!(
+                    described.insert(meta.split(' ').take(2).collect::<Vec<_>>().join(" ")),
+                    "metadata written twice: {line}"
+                );
+            }
+            continue;
+        }
+        let l = parse_line(line).unwrap();
+        for k in ["instance", "job", "cluster"] {
+            assert!(l.labels.contains_key(k), "{line}");
+        }
+        assert_eq!(l.labels["cluster"], "testlab");
+        assert_eq!(l.labels["job"], "joulebook");
+        let series = line.rsplitn(3, ' ').nth(2).unwrap().to_string();
+        if let Some(prev) = last_ts.insert(series, l.ts) {
+            assert!(l.ts > prev, "series out of time order: {line}");
+        }
+    }
+}
+
+#[test]
+fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
+    let run = small();
+    let lines = samples(&run.text);
+    let restarts: BTreeMap<String, Vec<i64>> = run.truth["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ups = n["restarts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["up_unix"].as_i64().unwrap())
+                .collect();
+            (format!("{}:9977", n["name"].as_str().unwrap()), ups)
+        })
+        .collect();
+    // Per instance and timestamp: node and unallocated by component; the last value of every
+    // job seen so far.
+    type Key = (String, i64);
+    let mut node: BTreeMap<Key, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut unallocated: BTreeMap<Key, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut jobs_at: BTreeMap<Key, Vec<(String, String, i64)>> = BTreeMap::new();
+    let mut last: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    let mut wraps = 0.0f64;
+    for l in &lines {
+        let inst = l.labels["instance"].clone();
+        let series = format!("{}{:?}", l.name, l.labels);
+        let counter = l.name.ends_with("_total");
+        if let Some((ts, prev)) = last.insert(series.clone(), (l.ts, l.value)) {
+            if counter && l.value < prev {
+                // Only the exporter's own health counters restart with the process (they are
+                // not in the state file), at the first scrape after it came back; energy and
+                // job counters never go back.
+                let health =
+                    ["joulebook_samples_total", "joulebook_wraps_total"].contains(&l.name.as_str());
+                let restarted = restarts[&inst].iter().any(|up| ts < *up && *up <= l.ts);
+                assert!(
+                    health && restarted,
+                    "{series} went from {prev} to {} between {ts} and {}",
+                    l.value,
+                    l.ts
+                );
+            }
+        }
+        let key = (inst, l.ts);
+        match l.name.as_str() {
+            "joulebook_node_joules_total" => {
+                node.entry(key)
+                    .or_default()
+                    .insert(l.labels["component"].clone(), uj(l.value));
+            }
+            "joulebook_unallocated_joules_total" => {
+                unallocated
+                    .entry(key)
+                    .or_default()
+                    .insert(l.labels["component"].clone(), uj(l.value));
+            }
+            "joulebook_job_joules_total" => jobs_at.entry(key).or_default().push((
+                l.labels["job_id"].clone(),
+                l.labels["component"].clone(),
+                uj(l.value),
+            )),
+            "joulebook_wraps_total" if l.labels["source"] == "rapl" => wraps = wraps.max(l.value),
+            _ => {}
+        }
+    }
+    assert!(
+        wraps > 100.0,
+        "the small RAPL ranges should wrap often: {wraps}"
+    );
+    let mut job_last: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    let mut checked = 0;
+    for ((inst, ts), comps) in &node {
+        for (job, comp, v) in jobs_at.get(&(inst.clone(), *ts)).into_iter().flatten() {
+            job_last.insert((inst.clone(), job.clone(), comp.clone()), *v);
+        }
+        for (comp, n) in comps {
+            let jobs: i64 = job_last
+                .iter()
+                .filter(|((i, _, c), _)| i == inst && c == comp)
+                .map(|(_, v)| v)
+                .sum();
+            let un = unallocated[&(inst.clone(), *ts)][comp];
+            assert_eq!(
+                jobs + un,
+                *n,
+                "{inst} at {ts}, {comp}: jobs {jobs} + unallocated {un} != node {n}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 2000, "{checked}");
+}
+
+#[test]
+fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
+    let run = small();
+    let lines = samples(&run.text);
+    let mut final_j: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    let mut info: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for l in &lines {
+        match l.name.as_str() {
+            "joulebook_job_joules_total" => {
+                let node = l.labels["instance"].trim_end_matches(":9977").to_string();
+                final_j.insert(
+                    (
+                        l.labels["job_id"].clone(),
+                        node,
+                        l.labels["component"].clone(),
+                    ),
+                    l.value,
+                );
+            }
+            "joulebook_job_info" => {
+                info.insert(l.labels["job_id"].clone(), l.labels.clone());
+            }
+            _ => {}
+        }
+    }
+    let t = &run.truth;
+    assert_eq!(t["schema"], "joulebook-simulate-truth/1");
+    let jobs = t["jobs"].as_array().unwrap();
+    assert!(jobs.len() >= 50);
+    let mut seen_multi = false;
+    let mut seen_tiny = false;
+    for j in jobs {
+        let id = j["id"].as_str().unwrap();
+        if j["start_unix"].is_null() {
+            continue;
+        }
+        let meta = &info[id];
+        for k in ["user", "account", "partition"] {
+            assert_eq!(meta[k], j[k].as_str().unwrap(), "job {id} {k}");
+        }
+        assert_eq!(meta["job_name"], j["name"].as_str().unwrap());
+        for (node, by_comp) in j["by_node"].as_object().unwrap() {
+            for (comp, v) in by_comp.as_object().unwrap() {
+                let got = final_j[&(id.to_string(), node.clone(), comp.clone())];
+                assert_eq!(got, v.as_f64().unwrap(), "job {id} on {node}, {comp}");
+            }
+        }
+        let nodes = j["nodes"].as_array().unwrap().len();
+        seen_multi |= nodes > 1;
+        seen_tiny |= j["name"] == "tiny";
+        // The model's share, computed from the hardware alone, matches the exporter's integer
+        // attribution to within 1 µJ per split per cycle, except where a restart moved the
+        // downtime's energy to the jobs running when the exporter came back.
+        if !j["affected_by_restart"].as_bool().unwrap() {
+            let cycles = (j["end_unix"]
+                .as_i64()
+                .unwrap_or(t["end_unix"].as_i64().unwrap())
+                - j["start_unix"].as_i64().unwrap()) as f64
+                / t["sample_interval_s"].as_f64().unwrap();
+            for (comp, v) in j["energy_j"].as_object().unwrap() {
+                let model = j["model_energy_j"][comp].as_f64().unwrap();
+                let got = v.as_f64().unwrap();
+                assert!(
+                    got <= model + 1e-6 && model - got <= cycles * 8e-6 * nodes as f64 + 1e-6,
+                    "job {id} {comp}: exporter {got} J, model {model} J"
+                );
+            }
+        }
+    }
+    assert!(seen_multi && seen_tiny);
+    for n in t["nodes"].as_array().unwrap() {
+        assert_eq!(
+            n["energy_j"], n["hardware_j"],
+            "{}: exporter vs hardware",
+            n["name"]
+        );
+        for (c, v) in n["energy_j"].as_object().unwrap() {
+            let parts =
+                uj(n["jobs_j"][c].as_f64().unwrap()) + uj(n["unallocated_j"][c].as_f64().unwrap());
+            assert_eq!(parts, uj(v.as_f64().unwrap()), "{} {c}", n["name"]);
+        }
+    }
+    // The days add up to the totals.
+    for c in t["components"].as_array().unwrap() {
+        let c = c.as_str().unwrap();
+        let days: i64 = t["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| uj(d["node_j"][c].as_f64().unwrap()))
+            .sum();
+        assert_eq!(days, uj(t["totals"]["node_j"][c].as_f64().unwrap()), "{c}");
+    }
+}
+
+/// A Prometheus or VictoriaMetrics server on 127.0.0.1, killed on drop; both answer the
+/// Prometheus query API.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Server {
+    fn query(&self, q: &str, at: i64) -> Vec<(BTreeMap<String, String>, f64)> {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={}&time={at}",
+            self.port,
+            urlencode(q)
+        );
+        let (status, _, body) = http_get(&url, None).expect("query Prometheus");
+        assert_eq!(status, 200, "{q}: {body}");
+        let v: Value = serde_json::from_str(&body).expect("JSON");
+        v["data"]["result"]
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|r| {
+                let labels = r["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect();
+                let value = r["value"][1].as_str().unwrap().parse().unwrap();
+                (labels, value)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = dir.path().join("tsdb");
+    let o = Command::new("promtool")
+        .args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=768h",
+        ])
+        .arg(&run.out)
+        .arg(&tsdb)
+        .output()
+        .expect(
+            "promtool not found: install Debian's `prometheus` package (scripts/install-test-deps)",
+        );
+    assert!(
+        o.status.success(),
+        "promtool failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global: {}\n").unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg("--storage.tsdb.retention.time=3650d")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus not found: install Debian's `prometheus` package (scripts/install-test-deps)");
+    let mut prom = Server { child, port };
+    let started = Instant::now();
+    loop {
+        if let Ok((200, _, _)) = http_get(&format!("http://127.0.0.1:{port}/-/ready"), None) {
+            break;
+        }
+        if let Ok(Some(s)) = prom.child.try_wait() {
+            panic!(
+                "prometheus exited with {s}: {}",
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "prometheus not ready after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t = &run.truth;
+    let end = t["end_unix"].as_i64().unwrap();
+    // Every job's energy: its largest value over the period, per node and component.
+    let got = prom.query("max_over_time(joulebook_job_joules_total[1d])", end);
+    let mut by: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for (l, v) in got {
+        by.insert(
+            (
+                l["job_id"].clone(),
+                l["instance"].trim_end_matches(":9977").to_string(),
+                l["component"].clone(),
+            ),
+            v,
+        );
+    }
+    let mut compared = 0;
+    for j in t["jobs"].as_array().unwrap() {
+        for (node, comps) in j["by_node"].as_object().unwrap() {
+            for (c, v) in comps.as_object().unwrap() {
+                let key = (
+                    j["id"].as_str().unwrap().to_string(),
+                    node.clone(),
+                    c.clone(),
+                );
+                assert_eq!(by.get(&key).copied(), v.as_f64(), "{key:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 100);
+    // The cluster's node energy and unallocated energy at the end.
+    for (metric, field) in [
+        ("joulebook_node_joules_total", "node_j"),
+        ("joulebook_unallocated_joules_total", "unallocated_j"),
+    ] {
+        let got = prom.query(
+            &format!("sum by (component) ({metric}{{cluster=\"testlab\"}})"),
+            end,
+        );
+        assert_eq!(
+            got.len(),
+            t["components"].as_array().unwrap().len(),
+            "{metric}"
+        );
+        for (l, v) in got {
+            let want = t["totals"][field][&l["component"]].as_f64().unwrap();
+            assert!(
+                (v - want).abs() <= 1e-6 * want.max(1.0),
+                "{metric} {l:?}: {v} vs {want}"
+            );
+        }
+    }
+    // An account's energy by joining job_info, as the reporter does.
+    let got = prom.query(
+        "sum by (account) (max_over_time(joulebook_job_joules_total[1d]) * on (instance, job_id) group_left(account) max_over_time(joulebook_job_info[1d]))",
+        end,
+    );
+    for (l, v) in got {
+        let want = t["accounts"][&l["account"]]["total_j"].as_f64().unwrap();
+        assert!((v - want).abs() <= 1e-6 * want, "{l:?}: {v} vs {want}");
+    }
+    let _ = prom.child.kill();
+}
+
+#[test]
+fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = simulate(
+        &fixture("simulate/small.yaml"),
+        dir.path(),
+        "vm",
+        &["--format", "prometheus"],
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("# EOF"));
+    let first = samples(&text).into_iter().next().unwrap();
+    assert_eq!(first.ts, run.truth["start_unix"].as_i64().unwrap() * 1000);
+    assert!(text.contains("# TYPE joulebook_node_joules_total counter"));
+
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("vm.log")).unwrap();
+    let child = Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("victoria-metrics not found: install Debian's `victoria-metrics` package (scripts/install-test-deps)");
+    let mut vm = Server { child, port };
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !matches!(http_get(&format!("{base}/health"), None), Ok((200, _, _))) {
+        if let Ok(Some(s)) = vm.child.try_wait() {
+            panic!("victoria-metrics exited with {s}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "victoria-metrics not ready after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(format!("{base}/api/v1/import/prometheus"))
+        .send(text.as_bytes())
+        .expect("import into victoria-metrics");
+    assert!(resp.status().is_success(), "import: {}", resp.status());
+    let (status, _, _) = http_get(&format!("{base}/internal/force_flush"), None).unwrap();
+    assert_eq!(status, 200);
+    let t = &run.truth;
+    let end = t["end_unix"].as_i64().unwrap();
+    let got = vm.query(
+        "sum by (component) (max_over_time(joulebook_job_joules_total[1d]))",
+        end,
+    );
+    assert!(!got.is_empty());
+    for (l, v) in got {
+        let want = t["totals"]["jobs_j"][&l["component"]].as_f64().unwrap();
+        assert!(
+            (v - want).abs() <= 1e-6 * want.max(1.0),
+            "{l:?}: {v} vs {want}"
+        );
+    }
+    let _ = vm.child.kill();
+}
+
+#[test]
+fn bad_scenarios_exit_2_naming_file_line_and_key() {
+    let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, String, &[&str]); 5] = [
+        (
+            "unknown key",
+            good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
+            &["line 16", "sokets"],
+        ),
+        (
+            "bad value",
+            good.replace("  - name: cpu\n    count: 1", "  - name: cpu\n    count: 0"),
+            &["line 26", "node_groups[1].count"],
+        ),
+        (
+            "bad duration",
+            good.replace("duration: 12h", "duration: 12 fortnights"),
+            &["fortnights"],
+        ),
+        (
+            "restart of a node that does not exist",
+            good.replace("{node: cpu01,", "{node: cpu09,"),
+            &["restarts[0].node", "cpu09"],
+        ),
+        (
+            "a job that fits nowhere",
+            good.replace("cores: [1, 2, 4]", "cores: [1, 2, 64]"),
+            &["jobs.classes[3].cores", "64"],
+        ),
+    ];
+    for (what, text, expect) in cases {
+        assert_ne!(text, good, "{what}: the replacement did not apply");
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, text).unwrap();
+        let o = Command::new(binary("joulebook-exporter"))
+            .args(["simulate", "--scenario"])
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.path().join("x.om"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("bad.yaml"), "{what}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{what}: expected {e:?} in {err}");
+        }
+    }
+    let o = Command::new(binary("joulebook-exporter"))
+        .args(["simulate", "--scenario", "/nonexistent/s.yaml", "--out"])
+        .arg(dir.path().join("x.om"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.yaml"));
+}
