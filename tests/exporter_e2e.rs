@@ -1,6 +1,8 @@
 //! The built `joulebook-exporter` on fixture trees, on 127.0.0.1.
 
-use joulebook_tests::{copy_fixture, fixture, http_get, promtool_check_metrics, Exporter};
+use joulebook_tests::{
+    copy_fixture, fixture, http_get, promtool_check_metrics, write_value, Exporter,
+};
 use std::path::Path;
 use std::process::Command;
 
@@ -41,13 +43,6 @@ fn mask_volatile(text: &str) -> String {
         }
     }
     out
-}
-
-/// Writes a sysfs value the way the kernel changes it: all at once (write + rename).
-fn write_value(path: &Path, value: u64) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{value}\n")).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn golden(name: &str) {

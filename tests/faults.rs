@@ -2,14 +2,8 @@
 //! exporter keeps serving, no counter goes back, jobs + unallocated still equal the node, and one
 //! clear log line says what happened.
 
-use joulebook_tests::{copy_fixture, copy_tree, fixture, Exporter, Samples};
+use joulebook_tests::{copy_fixture, copy_tree, fixture, write_value, Exporter, Samples};
 use std::path::Path;
-
-fn write_value(path: &Path, value: u64) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{value}\n")).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
 
 /// The Intel node with the Slurm v1 jobs (as in exporter_e2e).
 fn node() -> tempfile::TempDir {

@@ -73,6 +73,13 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Writes a counter file the way the kernel changes it: all at once (write, then rename).
+pub fn write_value(path: &Path, value: u64) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{value}\n")).expect("write counter file");
+    std::fs::rename(&tmp, path).expect("rename counter file");
+}
+
 /// A free TCP port on 127.0.0.1 (released before return; a race with other tests is unlikely).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

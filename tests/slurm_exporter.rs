@@ -4,15 +4,8 @@
 //! Needs root and scripts/install-test-deps; fails (never skips) without them.
 
 use joulebook_tests::slurm::SlurmCluster;
-use joulebook_tests::{Exporter, Samples};
-use std::path::Path;
+use joulebook_tests::{write_value, Exporter, Samples};
 use std::time::{Duration, Instant};
-
-fn write_value(path: &Path, value: u64) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{value}\n")).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
 
 fn wait_until(e: &Exporter, what: &str, mut ok: impl FnMut(&Samples) -> bool) -> Samples {
     let start = Instant::now();
