@@ -22,12 +22,12 @@
 //!    level, falling back to the union/sum over its steps only when the job folder lacks the
 //!    file; its environment, from one of its processes (account, partition, name, the GPU
 //!    variables); its GPUs;
-//! 4. a job's CPUs, memory limit and `devices.list` are read again every 60 scans, each job
-//!    at its own scan of the period (`scontrol update` can change a running job's CPUs), and
-//!    on each of the first 3 scans of a job that started while the exporter runs (Slurm writes
-//!    them just after creating the folders). An environment (or OAR resources file) not found
-//!    yet is looked for on each of the job's first 10 scans, then every 5 scans; one found is
-//!    kept until the job ends;
+//! 4. a job's CPUs, memory limit and `devices.list` (only with a GPU inventory: it names GPUs
+//!    by device minor) are read again every 60 scans, each job at its own scan of the period
+//!    (`scontrol update` can change a running job's CPUs), and on each of the first 3 scans of
+//!    a job that started while the exporter runs (Slurm writes them just after creating the
+//!    folders). An environment (or OAR resources file) not found yet is looked for on each of
+//!    the job's first 10 scans, then every 5 scans; one found is kept until the job ends;
 //! 5. the job's GPUs come from the most trusted source that names any (see
 //!    [`GpuMappingSource`]): the cached ones, and the mapping directory and NVML's processes,
 //!    read on every scan.
@@ -780,10 +780,11 @@ impl JobDiscovery {
         // 1. The CPU time of the jobs already known, from their open files. Read before the
         // listing: a job whose folder is removed after its read is not listed below and is
         // left out, so a value from a removed folder is never reported.
-        let every = match opts.cpu_time_every {
-            0 => cache.len().div_ceil(AUTO_CPU_TIME_READS).max(1) as u64,
+        let every_for = |jobs: usize| match opts.cpu_time_every {
+            0 => jobs.div_ceil(AUTO_CPU_TIME_READS).max(1) as u64,
             k => u64::from(k),
         };
+        let every = every_for(cache.len());
         lister.begin(now);
         fds.held = lister.open_count();
         for e in cache.values_mut() {
@@ -828,6 +829,8 @@ impl JobDiscovery {
             None => HashMap::new(),
         };
         let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, buf);
+        // For the jobs read by path below (new ones among them): the period as of this listing.
+        let every = every_for(cache.len());
         let mut ctx = Ctx {
             opts,
             hierarchy,
@@ -1435,7 +1438,8 @@ impl Ctx<'_> {
     }
 
     /// GPUs from the v1 `devices.list` at the job level, else the union over its steps. The
-    /// file is read when first needed and again after each read of the static data.
+    /// file is read when first needed and again after each read of the static data; not at all
+    /// without a GPU inventory (NVML off or absent), when no minor could name a GPU.
     fn devices_gpus(
         &mut self,
         f: &Found,
@@ -1444,6 +1448,9 @@ impl Ctx<'_> {
         let Some(dir) = &f.v1[Controller::Devices as usize] else {
             return Ok(Vec::new());
         };
+        if self.gpus.is_empty() {
+            return Ok(Vec::new());
+        }
         if cached.is_none() {
             {
                 let mut problems = Vec::new();
