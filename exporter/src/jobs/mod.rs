@@ -38,9 +38,10 @@
 //! Cost of a scan with N jobs, once they are known: N `pread`s (N/k with `cpu_time_every` k),
 //! an `lseek` and two `getdents64` per folder listed (the root, `slurm_<node>`, one per user),
 //! and about 2N/60 small file reads for the static data (plus, then, a `stat` per controller
-//! that a job lacks); no failed `open`. Kept open: one file per job and one per folder listed. The soft `RLIMIT_NOFILE` is raised
-//! towards the hard limit when they need it, 256 descriptors are left for the rest of the
-//! exporter, and files are read by path when none is to spare.
+//! that a job lacks); no failed `open`. Kept open: one file per job and one per folder
+//! listed. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
+//! descriptors are left for the rest of the exporter, and files are read by path when none
+//! is to spare.
 //!
 //! Layouts, relative to a hierarchy root (a v1 controller folder such as `cpuset/` or
 //! `cpu,cpuacct/`, the v2 root, or `unified/` on a hybrid system); steps, tasks and Slurm's
