@@ -204,6 +204,12 @@ pub fn jobs_options(cfg: &Config) -> (Option<JobsOptions>, Option<AccountingOpti
         mapping_dir: j.gpu_mapping_dir.clone(),
         oar_resources_dir: j.oar_resources_dir.clone(),
         user_slices: j.user_slices,
+        // The usage policy splits each cycle's energy by that cycle's CPU time: read it on
+        // every scan. The allocation policy only feeds it to the CPU-seconds counter.
+        cpu_time_every: match j.cpu_policy {
+            CpuPolicyConfig::UsageAboveBaseline => 1,
+            CpuPolicyConfig::Allocation => 0,
+        },
     };
     match j.enabled {
         Switch::Off => return (None, None),

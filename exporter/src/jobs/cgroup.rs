@@ -3,9 +3,11 @@
 //! The layouts are listed in the parent module's documentation.
 
 use super::{CgroupMode, JobKey, JobsError, Scheduler};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The v1 controllers joulebook reads, in the order their folders are searched for a job's
@@ -120,7 +122,7 @@ pub(crate) fn detect(root: &Path) -> Result<Hierarchy, JobsError> {
     }
 }
 
-/// Where one job lives this scan, as found by [`discover`].
+/// Where one job lives: its folder in each hierarchy that has one, and what its path says.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Found {
     /// The uid written in the path (Slurm v1 `uid_<uid>`, OAR 3 `u<uid>`, user slices).
@@ -133,148 +135,440 @@ pub(crate) struct Found {
     pub v2: Option<PathBuf>,
 }
 
-/// Lists the jobs under every mounted hierarchy into `out`.
-pub(crate) fn discover(
-    h: &Hierarchy,
-    user_slices: bool,
-    out: &mut BTreeMap<JobKey, Found>,
-    problems: &mut Vec<String>,
-) {
-    for c in Controller::ALL {
-        let Some(root) = &h.v1[c as usize] else {
-            continue;
-        };
-        let mut add = |key: JobKey, uid: Option<u32>, user: Option<&str>, dir: PathBuf| {
-            let f = out.entry(key).or_default();
-            f.uid = f.uid.or(uid);
-            if f.user.is_none() {
-                f.user = user.map(str::to_string);
-            }
-            f.v1[c as usize] = Some(dir);
-        };
-        slurm_v1(root, &mut add, problems);
-        oar2(root, &mut add, problems);
-        if user_slices {
-            user_slice_jobs(root, &mut add, problems);
-        }
-    }
-    if let Some(root) = &h.v2 {
-        let mut add = |key: JobKey, uid: Option<u32>, _user: Option<&str>, dir: PathBuf| {
-            let f = out.entry(key).or_default();
-            f.uid = f.uid.or(uid);
-            f.v2 = Some(dir);
-        };
-        slurm_v2(root, &mut add, problems);
-        oar3(root, &mut add, problems);
-        if user_slices {
-            user_slice_jobs(root, &mut add, problems);
+/// Hierarchies by index: the v1 controllers (`Controller as usize`), then the v2 hierarchy.
+pub(crate) const HIERARCHIES: usize = 6;
+/// The index of the v2 hierarchy.
+pub(crate) const V2: usize = 5;
+
+impl Found {
+    /// The job's folder in hierarchy `h` (a [`Controller`] index or [`V2`]).
+    pub(crate) fn slot(&mut self, h: usize) -> &mut Option<PathBuf> {
+        match self.v1.get_mut(h) {
+            Some(slot) => slot,
+            None => &mut self.v2,
         }
     }
 }
 
-type Add<'a> = dyn FnMut(JobKey, Option<u32>, Option<&str>, PathBuf) + 'a;
-
-/// Calls `f(name, path)` for each entry of `dir` whose name is UTF-8. A folder that does not
-/// exist is empty (Slurm creates `slurm_<node>/` only with the first job; a uid folder goes
-/// away with the user's last job); other errors are problems.
-fn each_entry(
-    dir: &Path,
-    problems: &mut Vec<String>,
-    mut f: impl FnMut(&str, &dyn Fn() -> PathBuf),
-) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if is_gone(&e) => return,
-        Err(e) => {
-            problems.push(format!("cannot list {}: {e}", dir.display()));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if let Some(name) = name.to_str() {
-            f(name, &|| entry.path());
+impl Hierarchy {
+    /// The root of hierarchy `h` (a [`Controller`] index or [`V2`]), if mounted.
+    pub(crate) fn root(&self, h: usize) -> Option<&Path> {
+        match self.v1.get(h) {
+            Some(root) => root.as_deref(),
+            None => self.v2.as_deref(),
         }
     }
 }
 
-fn slurm_v1(root: &Path, add: &mut Add<'_>, problems: &mut Vec<String>) {
-    let mut slurm_dirs = Vec::new();
-    each_entry(root, problems, |name, path| {
-        if name == "slurm" || name.starts_with("slurm_") {
-            slurm_dirs.push(path());
-        }
-    });
-    for slurm in slurm_dirs {
-        let mut uid_dirs = Vec::new();
-        each_entry(&slurm, problems, |name, path| {
-            if let Some(uid) = name.strip_prefix("uid_").and_then(parse_u32) {
-                uid_dirs.push((uid, path()));
+/// One job folder found by [`Lister::list_jobs`].
+#[derive(Debug)]
+pub(crate) struct Listed<'a> {
+    pub key: JobKey,
+    /// The uid written in the path (Slurm v1 `uid_<uid>`, OAR 3 `u<uid>`, user slices).
+    pub uid: Option<u32>,
+    /// The user name written in the path (OAR 2 `<user>_<jobid>`).
+    pub user: Option<&'a str>,
+    /// The folder holding the job's folder, and the job folder's name in it.
+    pub parent: &'a Path,
+    pub name: &'a str,
+    /// The job folder's inode number, from the listing itself (no `stat`). cgroupfs never
+    /// reuses one, so a job id that comes back in a new folder is told from the old job.
+    pub ino: u64,
+}
+
+/// Lists folders through descriptors kept open between scans: rewinding an open folder and
+/// reading it costs an `lseek` and two `getdents64`, where `std::fs::read_dir` costs a path
+/// walk, an `open`, an `fstat`, a `close`, a 32 KiB buffer and two allocations per entry. A
+/// folder is known by its hierarchy and inode number (from its parent's listing), so a folder
+/// removed and created again under the same name is opened afresh; folders not listed on a
+/// scan are closed.
+#[derive(Debug, Default)]
+pub(crate) struct Lister {
+    /// Open folders by (hierarchy, inode number); a hierarchy's root by (hierarchy, 0).
+    open: HashMap<(usize, u64), OpenDir>,
+    buf: Vec<u8>,
+    scan: u64,
+}
+
+#[derive(Debug)]
+struct OpenDir {
+    file: File,
+    used: u64,
+}
+
+/// Bytes asked for per `getdents64`: about a thousand job folders.
+const DIRENTS: usize = 32 * 1024;
+
+impl Lister {
+    /// Open folders (they count against the descriptor budget).
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Calls `f` for each job folder of every supported layout under one hierarchy root (`h`
+    /// is a [`Controller`] index or [`V2`]). The root is listed once and only the layout
+    /// folders it holds are opened, so an absent layout costs no failed `open`.
+    pub(crate) fn list_jobs(
+        &mut self,
+        h: usize,
+        root: &Path,
+        user_slices: bool,
+        fds: &mut FdBudget,
+        problems: &mut Vec<String>,
+        f: &mut dyn FnMut(&Listed<'_>),
+    ) {
+        let v2 = h == V2;
+        // The layout folders directly under the root, in the order the layouts are listed.
+        let mut slurm = Vec::new();
+        let (mut system, mut oar, mut users) = (None, None, None);
+        let oar_name = if v2 { "oar.slice" } else { "oar" };
+        let mut ctx = ListCtx {
+            lister: self,
+            h,
+            fds,
+            problems,
+        };
+        let listed = ctx.list(root, Some(0), !v2, |name, ino| {
+            let dir = || (root.join(name), Some(ino));
+            if !v2 && (name == "slurm" || name.starts_with("slurm_")) {
+                slurm.push(dir());
+            } else if v2 && name == "system.slice" {
+                system = Some(dir());
+            } else if name == oar_name {
+                oar = Some(dir());
+            } else if user_slices && name == "user.slice" {
+                users = Some(dir());
             }
         });
-        for (uid, dir) in uid_dirs {
-            each_entry(&dir, problems, |name, path| {
+        if !listed {
+            // The root could not be listed (it may still be traversable): try the fixed names.
+            system = v2.then(|| (root.join("system.slice"), None));
+            oar = Some((root.join(oar_name), None));
+            users = user_slices.then(|| (root.join("user.slice"), None));
+        }
+        if v2 {
+            if let Some((dir, ino)) = &system {
+                ctx.slurm_v2(dir, *ino, f);
+            }
+            if let Some((dir, ino)) = &oar {
+                ctx.oar3(dir, *ino, f);
+            }
+        } else {
+            for (dir, ino) in &slurm {
+                ctx.slurm_v1(dir, *ino, f);
+            }
+            if let Some((dir, ino)) = &oar {
+                ctx.oar2(dir, *ino, f);
+            }
+        }
+        if let Some((dir, ino)) = &users {
+            ctx.user_slice_jobs(dir, *ino, f);
+        }
+    }
+
+    /// Starts a scan: folders not listed since the last call are closed.
+    pub(crate) fn begin(&mut self, scan: u64) {
+        let last = self.scan;
+        self.open.retain(|_, d| d.used == last);
+        self.scan = scan;
+    }
+}
+
+/// One hierarchy's listing.
+struct ListCtx<'a> {
+    lister: &'a mut Lister,
+    h: usize,
+    fds: &'a mut FdBudget,
+    problems: &'a mut Vec<String>,
+}
+
+type Sink<'a> = &'a mut dyn FnMut(&Listed<'_>);
+
+impl ListCtx<'_> {
+    /// Calls `f(name, inode)` for each entry of `dir` whose name is UTF-8 (`.` and `..` left
+    /// out); true when `dir` could be listed. With `ino` (the folder's inode number from its
+    /// parent's listing, 0 for a root), the folder is kept open under it. A folder that does
+    /// not exist is empty (Slurm creates `slurm_<node>/` only with the first job; a uid folder
+    /// goes away with the user's last job); other errors are problems when `report` is set.
+    fn list(
+        &mut self,
+        dir: &Path,
+        ino: Option<u64>,
+        report: bool,
+        f: impl FnMut(&str, u64),
+    ) -> bool {
+        let Lister { open, buf, scan } = &mut *self.lister;
+        let key = ino.map(|i| (self.h, i));
+        if let Some(key) = key {
+            if let Some(d) = open.get_mut(&key) {
+                if (&d.file).seek(SeekFrom::Start(0)).is_ok() {
+                    counted(Call::Rewind);
+                    d.used = *scan;
+                    return list_open(&d.file, buf, f);
+                }
+                open.remove(&key);
+            }
+        }
+        counted(Call::Open);
+        let opening = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(dir);
+        let file = match opening {
+            Ok(file) => file,
+            Err(e) if is_gone(&e) => return true,
+            Err(e) => {
+                if report {
+                    self.problems
+                        .push(format!("cannot list {}: {e}", dir.display()));
+                }
+                return false;
+            }
+        };
+        match key {
+            Some(key) if self.fds.take() => {
+                let d = open.entry(key).or_insert(OpenDir { file, used: *scan });
+                list_open(&d.file, buf, f)
+            }
+            _ => list_open(&file, buf, f),
+        }
+    }
+
+    /// `slurm[_<node>]/uid_<uid>/job_<id>`, from the `slurm[_<node>]` folder.
+    fn slurm_v1(&mut self, slurm: &Path, ino: Option<u64>, f: Sink<'_>) {
+        let mut uid_dirs = Vec::new();
+        self.list(slurm, ino, true, |name, ino| {
+            if let Some(uid) = name.strip_prefix("uid_").and_then(parse_u32) {
+                uid_dirs.push((uid, slurm.join(name), Some(ino)));
+            }
+        });
+        for (uid, dir, ino) in &uid_dirs {
+            self.list(dir, *ino, true, |name, ino| {
                 if let Some(id) = slurm_job_dir(name) {
-                    add(JobKey::new(Scheduler::Slurm, id), Some(uid), None, path());
+                    f(&Listed {
+                        key: JobKey::new(Scheduler::Slurm, id),
+                        uid: Some(*uid),
+                        user: None,
+                        parent: dir,
+                        name,
+                        ino,
+                    });
                 }
             });
         }
     }
-}
 
-fn slurm_v2(root: &Path, add: &mut Add<'_>, problems: &mut Vec<String>) {
-    let mut scopes = Vec::new();
-    each_entry(&root.join("system.slice"), problems, |name, path| {
-        if is_slurmstepd_scope(name) {
-            scopes.push(path());
+    /// `system.slice/[<node>_]slurmstepd.scope/job_<id>`, from `system.slice`.
+    fn slurm_v2(&mut self, system: &Path, ino: Option<u64>, f: Sink<'_>) {
+        let mut scopes = Vec::new();
+        self.list(system, ino, true, |name, ino| {
+            if is_slurmstepd_scope(name) {
+                scopes.push((system.join(name), Some(ino)));
+            }
+        });
+        for (scope, ino) in &scopes {
+            self.list(scope, *ino, true, |name, ino| {
+                if let Some(id) = slurm_job_dir(name) {
+                    f(&Listed {
+                        key: JobKey::new(Scheduler::Slurm, id),
+                        uid: None,
+                        user: None,
+                        parent: scope,
+                        name,
+                        ino,
+                    });
+                }
+            });
         }
-    });
-    for scope in scopes {
-        each_entry(&scope, problems, |name, path| {
-            if let Some(id) = slurm_job_dir(name) {
-                add(JobKey::new(Scheduler::Slurm, id), None, None, path());
+    }
+
+    /// `oar/<user>_<jobid>`, from `oar`.
+    fn oar2(&mut self, oar: &Path, ino: Option<u64>, f: Sink<'_>) {
+        self.list(oar, ino, true, |name, ino| {
+            if let Some((user, id)) = oar2_job_dir(name) {
+                f(&Listed {
+                    key: JobKey::new(Scheduler::Oar, id),
+                    uid: None,
+                    user: Some(user),
+                    parent: oar,
+                    name,
+                    ino,
+                });
+            }
+        });
+    }
+
+    /// `oar.slice/oar-u<uid>.slice/oar-u<uid>-j<jobid>.slice`, from `oar.slice`.
+    fn oar3(&mut self, oar: &Path, ino: Option<u64>, f: Sink<'_>) {
+        let mut user_slices = Vec::new();
+        self.list(oar, ino, true, |name, ino| {
+            if let Some(uid) = oar3_user_slice(name) {
+                user_slices.push((uid, oar.join(name), Some(ino)));
+            }
+        });
+        for (uid, dir, ino) in &user_slices {
+            self.list(dir, *ino, true, |name, ino| {
+                if let Some((job_uid, id)) = oar3_job_slice(name) {
+                    if job_uid == *uid {
+                        f(&Listed {
+                            key: JobKey::new(Scheduler::Oar, id),
+                            uid: Some(*uid),
+                            user: None,
+                            parent: dir,
+                            name,
+                            ino,
+                        });
+                    }
+                }
+            });
+        }
+    }
+
+    /// `user.slice/user-<uid>.slice`, from `user.slice`.
+    fn user_slice_jobs(&mut self, users: &Path, ino: Option<u64>, f: Sink<'_>) {
+        self.list(users, ino, true, |name, ino| {
+            if let Some(uid) = user_slice(name) {
+                f(&Listed {
+                    key: JobKey::user_slice(uid),
+                    uid: Some(uid),
+                    user: None,
+                    parent: users,
+                    name,
+                    ino,
+                });
             }
         });
     }
 }
 
-fn oar2(root: &Path, add: &mut Add<'_>, problems: &mut Vec<String>) {
-    each_entry(&root.join("oar"), problems, |name, path| {
-        if let Some((user, id)) = oar2_job_dir(name) {
-            add(JobKey::new(Scheduler::Oar, id), None, Some(user), path());
-        }
-    });
-}
-
-fn oar3(root: &Path, add: &mut Add<'_>, problems: &mut Vec<String>) {
-    let mut user_slices = Vec::new();
-    each_entry(&root.join("oar.slice"), problems, |name, path| {
-        if let Some(uid) = oar3_user_slice(name) {
-            user_slices.push((uid, path()));
-        }
-    });
-    for (uid, dir) in user_slices {
-        each_entry(&dir, problems, |name, path| {
-            if let Some((job_uid, id)) = oar3_job_slice(name) {
-                if job_uid == uid {
-                    add(JobKey::new(Scheduler::Oar, id), Some(uid), None, path());
+/// Reads an open folder from its current position to its end: `f(name, inode)` per entry
+/// whose name is UTF-8, `.` and `..` left out. Like `read_dir` with its errors skipped, an
+/// error while reading ends the listing.
+fn list_open(dir: &File, buf: &mut Vec<u8>, mut f: impl FnMut(&str, u64)) -> bool {
+    if buf.len() < DIRENTS {
+        buf.resize(DIRENTS, 0);
+    }
+    loop {
+        let n = match getdents(dir, buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => n,
+        };
+        // `struct linux_dirent64`: u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type, then the
+        // name, NUL-terminated, padded to 8 bytes.
+        let mut rest = buf.get(..n).unwrap_or_default();
+        while let (Some(ino), Some(len), Some(tail)) =
+            (rest.get(0..8), rest.get(16..18), rest.get(19..))
+        {
+            let len = usize::from(u16::from_ne_bytes([len[0], len[1]]));
+            let Some(name) = tail.get(..len.saturating_sub(19)) else {
+                break;
+            };
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            if name != b"." && name != b".." {
+                if let Ok(name) = std::str::from_utf8(name) {
+                    let mut b = [0; 8];
+                    b.copy_from_slice(ino);
+                    f(name, u64::from_ne_bytes(b));
                 }
             }
-        });
+            if len == 0 {
+                break;
+            }
+            rest = rest.get(len..).unwrap_or_default();
+        }
     }
 }
 
-fn user_slice_jobs(root: &Path, add: &mut Add<'_>, problems: &mut Vec<String>) {
-    each_entry(&root.join("user.slice"), problems, |name, path| {
-        if let Some(uid) = user_slice(name) {
-            add(
-                JobKey::new(Scheduler::UserSlice, format!("user-{uid}")),
-                Some(uid),
-                None,
-                path(),
-            );
+/// One `getdents64` call into `buf`: the bytes of whole directory entries written, 0 at the
+/// end of the folder.
+fn getdents(dir: &File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel writes at most `buf.len()` bytes at `buf`, which is valid and
+    // exclusively borrowed for that many; `dir` stays open for the duration of the call.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Open files and folders kept between scans, within the process's limit on descriptors.
+#[derive(Debug, Default)]
+pub(crate) struct FdBudget {
+    pub held: usize,
+    /// How many may be held; `None` until first asked.
+    limit: Option<usize>,
+    /// The soft limit could not be raised further.
+    at_hard_limit: bool,
+}
+
+/// File descriptors left for everything but the files and folders kept open here: the HTTP
+/// server (64 connections), NVML, the state file, logs, and the files being read.
+const FD_RESERVE: u64 = 256;
+
+impl FdBudget {
+    /// A budget of `n` descriptors, never raised (for tests).
+    #[cfg(test)]
+    pub(crate) fn fixed(n: usize) -> FdBudget {
+        FdBudget {
+            held: 0,
+            limit: Some(n),
+            at_hard_limit: true,
         }
-    });
+    }
+
+    /// True when one more descriptor may be kept (and counts it).
+    pub(crate) fn take(&mut self) -> bool {
+        let limit = *self.limit.get_or_insert_with(|| held_limit(0));
+        if self.held >= limit && !self.at_hard_limit {
+            let more = held_limit(2 * (self.held as u64 + FD_RESERVE));
+            self.at_hard_limit = more <= limit;
+            self.limit = Some(more);
+        }
+        if self.held >= self.limit.unwrap_or(0) {
+            return false;
+        }
+        self.held += 1;
+        true
+    }
+}
+
+/// How many descriptors may be kept: the soft `RLIMIT_NOFILE` less [`FD_RESERVE`], after
+/// raising the soft limit towards `want` (never above the hard limit). Raising it is safe:
+/// nothing in the exporter uses `select(2)`, whose sets stop at descriptor 1023.
+fn held_limit(want: u64) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    let target = want.min(lim.rlim_max);
+    if target > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = target;
+        }
+    }
+    usize::try_from(lim.rlim_cur.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX)
+}
+
+/// The inode number of `path` when it exists, as a listing of its folder would show it (a
+/// final symlink is not followed).
+pub(crate) fn probe(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    counted(Call::Stat);
+    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
 }
 
 fn parse_u32(s: &str) -> Option<u32> {
@@ -360,7 +654,7 @@ pub(crate) fn job_of_cgroup_path(path: &str, user_slices: bool) -> Option<JobKey
         for w in segs.windows(2) {
             if w[0] == "user.slice" {
                 if let Some(uid) = user_slice(w[1]) {
-                    return Some(JobKey::new(Scheduler::UserSlice, format!("user-{uid}")));
+                    return Some(JobKey::user_slice(uid));
                 }
             }
         }
@@ -426,12 +720,26 @@ impl Reader {
         file: &str,
         problems: &mut Vec<String>,
     ) -> Result<Option<&str>, Vanished> {
+        Ok(self
+            .read_keep(dir, file, problems)?
+            .map(|(text, _, _)| text))
+    }
+
+    /// [`Reader::read`] that also hands back the file's path and the open file, to be read
+    /// again with [`read_again`] instead of being opened again.
+    pub(crate) fn read_keep(
+        &mut self,
+        dir: &Path,
+        file: &str,
+        problems: &mut Vec<String>,
+    ) -> Result<Option<(&str, &Path, File)>, Vanished> {
         self.path.as_mut_os_string().clear();
         self.path.push(dir);
         self.path.push(file);
-        match read_all(&self.path, &mut self.buf) {
-            Ok(()) => {}
+        let (f, n) = match read_all(&self.path, &mut self.buf) {
+            Ok(r) => r,
             Err(e) if is_gone(&e) => {
+                counted(Call::Stat);
                 return if dir.exists() {
                     Ok(None)
                 } else {
@@ -442,9 +750,9 @@ impl Reader {
                 problems.push(format!("cannot read {}: {e}", self.path.display()));
                 return Ok(None);
             }
-        }
-        match std::str::from_utf8(&self.buf) {
-            Ok(text) => Ok(Some(text)),
+        };
+        match std::str::from_utf8(self.buf.get(..n).unwrap_or_default()) {
+            Ok(text) => Ok(Some((text, &self.path, f))),
             Err(_) => {
                 problems.push(format!("{}: content is not text", self.path.display()));
                 Ok(None)
@@ -453,33 +761,95 @@ impl Reader {
     }
 }
 
-/// Reads a whole file into `buf` (cleared first).
-fn read_all(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut f = std::fs::File::open(path)?;
-    buf.clear();
+/// Reads a whole file into `buf`; hands back the open file and the length read.
+pub(crate) fn read_all(path: &Path, buf: &mut Vec<u8>) -> io::Result<(File, usize)> {
+    counted(Call::Open);
+    let mut f = File::open(path)?;
+    let n = fill(buf, false, |chunk, _| f.read(chunk))?;
+    Ok((f, n))
+}
+
+/// Reads an open file again from its start with `pread`: one system call, no path lookup. A
+/// cgroup file regenerates its content for a read at offset 0 and fails with ENODEV once its
+/// cgroup is removed. Only for files whose content is produced in one go (`cpuacct.usage`,
+/// `cpu.stat`), for which a read shorter than asked is the end of the file.
+pub(crate) fn read_again<'b>(f: &File, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
+    counted(Call::Pread);
+    let n = fill(buf, true, |chunk, offset| f.read_at(chunk, offset))?;
+    std::str::from_utf8(buf.get(..n).unwrap_or_default())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "content is not text"))
+}
+
+/// Reads with `read(chunk, offset)` into `buf` from its start until the end of the file and
+/// returns the length read. `buf` only grows: zeroing it is paid once, not on every read.
+/// With `short_is_end`, a read shorter than asked is the end.
+fn fill(
+    buf: &mut Vec<u8>,
+    short_is_end: bool,
+    mut read: impl FnMut(&mut [u8], u64) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut n = 0;
     loop {
-        let start = buf.len();
-        buf.resize(start + CHUNK, 0);
-        match f.read(&mut buf[start..]) {
-            Ok(n) => {
-                buf.truncate(start + n);
-                if n == 0 {
-                    return Ok(());
+        if buf.len() < n + CHUNK {
+            buf.resize(n + CHUNK, 0);
+        }
+        let Some(chunk) = buf.get_mut(n..n + CHUNK) else {
+            return Ok(n);
+        };
+        match read(chunk, n as u64) {
+            Ok(0) => return Ok(n),
+            Ok(k) => {
+                n += k;
+                if short_is_end && k < CHUNK {
+                    return Ok(n);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// File system calls, counted per thread in tests (to bound what a scan costs); nothing
+/// otherwise.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Call {
+    /// `open` of a file or folder (a folder listing included).
+    Open,
+    /// `pread` of an open file.
+    Pread,
+    /// `stat` of a path.
+    Stat,
+    /// Rewind of an open folder, to list it again.
+    Rewind,
+}
+
+#[cfg(test)]
+thread_local! {
+    static CALLS: std::cell::Cell<[u64; 4]> = const { std::cell::Cell::new([0; 4]) };
+}
+
+#[inline]
+pub(crate) fn counted(_call: Call) {
+    #[cfg(test)]
+    CALLS.with(|c| {
+        let mut v = c.get();
+        v[_call as usize] += 1;
+        c.set(v);
+    });
+}
+
+/// The calls counted on this thread so far, indexed by [`Call`].
+#[cfg(test)]
+pub(crate) fn calls() -> [u64; 4] {
+    CALLS.with(|c| c.get())
 }
 
 /// Subfolders of a job folder, for the fallback to steps and the search for processes. Sorted,
 /// with Slurm's extern step last (its only process is a `sleep` that may not carry the job's
 /// environment) and Slurm v2's `slurm` folders (slurmstepd itself) left out.
 pub(crate) fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, Vanished> {
+    counted(Call::Open);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if is_gone(&e) => return Err(Vanished),

@@ -135,6 +135,7 @@ pub(crate) fn find_job_env(
     use std::io::Read;
     for &pid in pids {
         let path = procfs.join(pid.to_string()).join("environ");
+        super::cgroup::counted(super::cgroup::Call::Open);
         buf.clear();
         let res = std::fs::File::open(&path).and_then(|mut f| f.read_to_end(buf));
         match res {

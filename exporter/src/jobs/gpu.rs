@@ -99,6 +99,18 @@ pub(crate) fn resolve_list(
     out
 }
 
+/// Reads a whole file as text into `buf`: `read_to_string` without its `statx` and `lseek`.
+fn read_text<'b>(path: &Path, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
+    let (_, n) = super::cgroup::read_all(path, buf)?;
+    std::str::from_utf8(buf.get(..n).unwrap_or_default()).map_err(|_| {
+        // The words of `read_to_string`'s error.
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 /// Reads the GPU ↔ job mapping directory in dcgm-exporter's `--hpc-job-mapping-dir` format
 /// (also `DCGM_HPC_JOB_MAPPING_DIR`), as a scheduler prolog writes it and its epilog removes it:
 ///
@@ -112,10 +124,14 @@ pub(crate) fn resolve_list(
 ///   as dcgm-exporter ignores them.
 ///
 /// Returns job id → UUIDs. A missing directory means no mapping (the first prolog may not have
-/// created it yet); a file removed between listing and reading is skipped.
+/// created it yet); a file removed between listing and reading is skipped. Read on every scan
+/// (a prolog may rewrite a file in place, which a folder's modification time does not show):
+/// the folder holds one small file per GPU, read into `buf`, and entry types come from the
+/// listing, so a file costs an `open`, a `read` or two and a `close`.
 pub(crate) fn read_mapping_dir(
     dir: &Path,
     gpus: &[GpuRef],
+    buf: &mut Vec<u8>,
     problems: &mut Vec<String>,
 ) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
@@ -143,10 +159,16 @@ pub(crate) fn read_mapping_dir(
         };
         let Some(tok) = tok else { continue };
         let path = entry.path();
-        if path.is_dir() {
+        // The listing's entry type; a symbolic link is followed, as `is_dir` would.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => path.is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => path.is_dir(),
+        };
+        if is_dir {
             continue;
         }
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_text(&path, buf) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {

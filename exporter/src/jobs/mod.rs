@@ -6,15 +6,42 @@
 //! the root of `/etc/passwd`), so tests run on fixture trees. Nothing forks a process or asks
 //! the scheduler's controller: a scan runs every second with up to a thousand jobs.
 //!
-//! A scan ([`JobDiscovery::scan`]):
-//! 1. lists the job folders of every supported layout (below) under the mounted hierarchies
-//!    (cgroup v1, v2 or hybrid);
-//! 2. reads each job's CPUs, CPU time and memory limit at the job level, falling back to the
-//!    union/sum over its steps only when the job folder lacks the file;
-//! 3. reads the job's environment once, from one of its processes, and caches it until the
-//!    job ends: account, partition, name, and the GPU variables;
-//! 4. finds the job's GPUs from the most trusted source that names any (see
-//!    [`GpuMappingSource`]).
+//! A scan ([`JobDiscovery::scan`]) reads what changes and caches the rest:
+//! 1. it reads each known job's CPU time again from its `cpuacct.usage` (v1) or `cpu.stat`
+//!    (v2), kept open since the job was first seen: one `pread`, no path lookup (every scan,
+//!    or less often: [`JobsOptions::cpu_time_every`]);
+//! 2. it lists the job folders of the supported layouts (below) in one hierarchy: every v1
+//!    controller that a scheduler uses holds every job, so between full listings (every 30
+//!    scans, and on each scan while none finds a job) only the controller holding the most
+//!    jobs is listed, plus any that held a job that one lacked, plus the v2 hierarchy. The
+//!    folders listed are kept open and read again with `getdents64`. A job's folder in
+//!    another controller is the same path below that controller's root;
+//! 3. a job seen for the first time (a new id, or the same id in a folder with another inode
+//!    number: a reused id) is read at once: its CPUs (`cpuset.effective_cpus`, else
+//!    `cpuset.cpus`; which one exists is remembered), CPU time and memory limit at the job
+//!    level, falling back to the union/sum over its steps only when the job folder lacks the
+//!    file; its environment, from one of its processes (account, partition, name, the GPU
+//!    variables); its GPUs;
+//! 4. a job's CPUs, memory limit and `devices.list` (only with a GPU inventory: it names GPUs
+//!    by device minor) are read again every 60 scans, each job at its own scan of the period
+//!    (`scontrol update` can change a running job's CPUs), and on each of the first 3 scans of
+//!    a job that started while the exporter runs (Slurm writes them just after creating the
+//!    folders). An environment (or OAR resources file) not found yet is looked for on each of
+//!    the job's first 10 scans, then every 5 scans; one found is kept until the job ends;
+//! 5. the job's GPUs come from the most trusted source that names any (see
+//!    [`GpuMappingSource`]): the cached ones, and the mapping directory and NVML's processes,
+//!    read on every scan.
+//!
+//! A problem found in cached data is reported on every scan until the data is read again, as
+//! if it was read each time.
+//!
+//! Cost of a scan with N jobs, once they are known: N `pread`s (N/k with `cpu_time_every` k),
+//! an `lseek` and two `getdents64` per folder listed (the root, `slurm_<node>`, one per user),
+//! and about 2N/60 small file reads for the static data (plus, then, a `stat` per controller
+//! that a job lacks); no failed `open`. Kept open: one file per job and one per folder
+//! listed. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
+//! descriptors are left for the rest of the exporter, and files are read by path when none
+//! is to spare.
 //!
 //! Layouts, relative to a hierarchy root (a v1 controller folder such as `cpuset/` or
 //! `cpu,cpuacct/`, the v2 root, or `unified/` on a hybrid system); steps, tasks and Slurm's
@@ -29,6 +56,9 @@
 //! | systemd user slices | `user.slice/user-<uid>.slice` (only with [`JobsOptions::user_slices`]) |
 //!
 //! A job whose folder disappears during the scan has ended: it is left out without a problem.
+//! The CPU time is read before the listing, so a job whose cgroup was removed since (its open
+//! file fails with ENODEV, or keeps its last content in a fixture tree) is not listed, and left
+//! out.
 //! Bad content is reported in [`ScanResult::problems`] with the file's path, and the job is
 //! still listed with what could be read.
 
@@ -40,7 +70,9 @@ mod passwd;
 
 pub use cpuset::{format_cpu_list, parse_cpu_list, CpuListError, MAX_CPU_ID};
 
-use cgroup::{Controller, Found, Hierarchy, Reader, Vanished};
+use cgroup::{
+    Controller, FdBudget, Found, Hierarchy, Listed, Lister, Reader, Vanished, HIERARCHIES, V2,
+};
 use cpuset::shorten;
 use env::{EnvSearch, JobEnv};
 use std::cmp::Ordering;
@@ -64,6 +96,14 @@ pub struct JobsOptions {
     pub oar_resources_dir: Option<PathBuf>,
     /// Report each systemd `user-<uid>.slice` as a job `user-<uid>` (login nodes, workstations).
     pub user_slices: bool,
+    /// Read each job's CPU time every this many scans, each job at its own scan of the period,
+    /// reporting the last value in between. 1 reads it on every scan, which the
+    /// `usage_above_baseline` CPU policy needs (it splits each cycle's energy by the CPU time
+    /// used in that cycle). 0 (the default) reads it on every scan up to
+    /// [`AUTO_CPU_TIME_READS`] jobs, and with more jobs every ⌈jobs / that⌉ scans, so that a
+    /// scan reads about that many files; a job's last seconds of CPU time before it ends can
+    /// then go unseen. Each read is one `pread` of a file kept open (about 1–2 µs).
+    pub cpu_time_every: u32,
 }
 
 impl Default for JobsOptions {
@@ -75,6 +115,7 @@ impl Default for JobsOptions {
             mapping_dir: None,
             oar_resources_dir: None,
             user_slices: false,
+            cpu_time_every: 0,
         }
     }
 }
@@ -239,26 +280,110 @@ pub enum JobsError {
     },
 }
 
+/// A job id stored inline, so that finding or keeping a job costs no allocation: Slurm and OAR
+/// ids are at most 20 decimal digits (longer names are not taken for jobs), a user slice's
+/// `user-<uid>` at most 15 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct JobId {
+    len: u8,
+    bytes: [u8; JobId::CAP],
+}
+
+impl JobId {
+    const CAP: usize = 23;
+
+    /// `id`, cut to [`JobId::CAP`] bytes (callers pass ids already checked to be shorter).
+    fn new(id: &str) -> JobId {
+        let mut n = id.len().min(Self::CAP);
+        while !id.is_char_boundary(n) {
+            n -= 1;
+        }
+        let mut bytes = [0; Self::CAP];
+        bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+        JobId {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    /// The bytes as big-endian integers: they compare as the bytes do (those past the id's
+    /// length are zero), without a call to `memcmp`.
+    fn words(&self) -> (u128, u64) {
+        let mut hi = [0; 16];
+        let mut lo = [0; 8];
+        hi.copy_from_slice(&self.bytes[..16]);
+        lo[..Self::CAP - 16].copy_from_slice(&self.bytes[16..]);
+        (u128::from_be_bytes(hi), u64::from_be_bytes(lo))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A job's identity across scans.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct JobKey {
     pub scheduler: Scheduler,
-    pub id: String,
+    pub id: JobId,
 }
 
 impl JobKey {
-    pub(crate) fn new(scheduler: Scheduler, id: impl Into<String>) -> Self {
+    pub(crate) fn new(scheduler: Scheduler, id: impl AsRef<str>) -> Self {
         JobKey {
             scheduler,
-            id: id.into(),
+            id: JobId::new(id.as_ref()),
         }
+    }
+
+    /// The job `user-<uid>` of a systemd user slice.
+    pub(crate) fn user_slice(uid: u32) -> Self {
+        use std::io::Write;
+        let mut bytes = [0; JobId::CAP];
+        let mut rest: &mut [u8] = &mut bytes;
+        // At most 15 bytes: always fits.
+        let _ = write!(rest, "user-{uid}");
+        let len = (JobId::CAP - rest.len()) as u8;
+        JobKey {
+            scheduler: Scheduler::UserSlice,
+            id: JobId { len, bytes },
+        }
+    }
+
+    /// A hash of the id (FNV-1a), to spread periodic work over the scans of a period.
+    fn hash(&self) -> u64 {
+        self.id
+            .bytes
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            })
     }
 }
 
 impl Ord for JobKey {
     /// Numeric order for decimal ids (shorter first), which also orders `user-<uid>` sensibly.
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.scheduler, self.id.len(), &self.id).cmp(&(other.scheduler, other.id.len(), &other.id))
+        (self.scheduler, self.id.len, self.id.words()).cmp(&(
+            other.scheduler,
+            other.id.len,
+            other.id.words(),
+        ))
     }
 }
 
@@ -268,14 +393,187 @@ impl PartialOrd for JobKey {
     }
 }
 
-/// What is kept about a job between scans: things that do not change while it runs.
+/// What is kept about a job between scans.
 #[derive(Debug, Default)]
 struct JobCache {
-    /// `None` until one of the job's processes could be read.
+    /// The job's folders, as last listed or probed.
+    found: Found,
+    /// The inode number of the job's folder in each hierarchy where it was listed or probed: a
+    /// different one is a new job with the same id.
+    ino: [Option<u64>; HIERARCHIES],
+    /// The last scan that listed the job, and the hierarchies that listed it then (bits).
+    seen: u64,
+    listed_in: u8,
+    /// The scan that first listed this job (this folder).
+    first_seen: u64,
+    /// [`JobKey::hash`]: places the job's periodic reads within their period.
+    hash: u64,
+    /// The folders changed since the job's data was read: read it all again.
+    relayout: bool,
+    /// CPUs and memory limit; `None` until read, then read again at `next_static`.
+    statics: Option<Statics>,
+    next_static: u64,
+    /// `None` until one of the job's processes could be read; then kept until the job ends.
     env: Option<JobEnv>,
+    /// What the last search for the environment reported, repeated until one is found.
+    env_problems: Vec<String>,
+    next_env: u64,
     /// The entries of the OAR resources file, once read non-empty.
     oar_resources: Option<Vec<String>>,
+    /// Why the OAR resources file could not be read, repeated until it is.
+    oar_problem: Option<String>,
+    next_oar: u64,
+    /// The GPU minors that `devices.list` allows: read when first needed, dropped with the
+    /// static data.
+    devices: Option<Devices>,
+    /// Where the CPU time is read from.
+    usage: UsageFile,
+    /// The CPU time read on this scan; `None` until read.
+    usage_now: Option<UsageRead>,
+    /// The scan at which the CPU time is read next (see [`JobsOptions::cpu_time_every`]).
+    next_usage: u64,
 }
+
+/// A job's data that only changes through `scontrol update` or while its cgroups are being set
+/// up, with the problems its reading found (repeated on every scan, as if it was read each time).
+#[derive(Debug, Default)]
+struct Statics {
+    cpus: Vec<u32>,
+    /// Which file gave the CPUs, so that the next read opens only that one.
+    cpus_file: Option<usize>,
+    cpus_problems: Vec<String>,
+    memory_limit_bytes: Option<u64>,
+    memory_problems: Vec<String>,
+}
+
+/// What a `devices.list` read found (the job's, else its steps').
+#[derive(Debug)]
+struct Devices {
+    minors: Vec<u32>,
+    problems: Vec<String>,
+    path: PathBuf,
+}
+
+/// Where a job's CPU time is read.
+#[derive(Debug, Default)]
+enum UsageFile {
+    /// By path on each read: not opened yet, no descriptor to spare, the sum over the steps
+    /// (the job folder lacks the file), or nothing to read.
+    #[default]
+    ByPath,
+    /// The job folder's file, kept open and read again with `pread`.
+    Held {
+        file: std::fs::File,
+        path: PathBuf,
+        v2: bool,
+    },
+}
+
+/// One reading of a job's CPU time, with what it reported.
+#[derive(Clone, Debug, Default)]
+struct UsageRead {
+    ns: Option<u64>,
+    problems: Vec<String>,
+}
+
+impl JobCache {
+    fn new(now: u64, hash: u64) -> JobCache {
+        JobCache {
+            first_seen: now,
+            hash,
+            relayout: true,
+            next_static: now,
+            next_env: now,
+            next_oar: now,
+            next_usage: now,
+            ..JobCache::default()
+        }
+    }
+
+    /// The same id in a new folder: a new job (a requeued job gets new cgroups; ids come back
+    /// after a reset of Slurm's counter). Starts afresh, keeping what this scan listed so far.
+    fn restart(&mut self, now: u64) {
+        let mut fresh = JobCache::new(now, self.hash);
+        if self.seen == now {
+            fresh.seen = now;
+            fresh.listed_in = self.listed_in;
+            for h in 0..HIERARCHIES {
+                if self.listed_in & (1 << h) != 0 {
+                    fresh.ino[h] = self.ino[h];
+                    *fresh.found.slot(h) = self.found.slot(h).take();
+                }
+            }
+            if self.listed_in != 0 {
+                fresh.found.uid = self.found.uid;
+                fresh.found.user = self.found.user.take();
+            }
+        }
+        *self = fresh;
+    }
+
+    /// Reads the CPU time again from the open file, if due; otherwise the read is left to
+    /// [`Ctx::read_job`] (by path).
+    fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) {
+        if self.usage_now.is_some() && now < self.next_usage {
+            return;
+        }
+        self.usage_now = None;
+        self.next_usage = next_in_phase(now, self.hash % every, every);
+        let UsageFile::Held { file, path, v2 } = &self.usage else {
+            return;
+        };
+        match cgroup::read_again(file, buf) {
+            Ok(text) => self.usage_now = Some(parse_usage(text, *v2, path)),
+            // Gone (ENODEV: the cgroup was removed) or failing: read by path, which tells
+            // whether the job ended or the file is bad.
+            Err(_) => self.usage = UsageFile::ByPath,
+        }
+    }
+}
+
+/// The first scan after `now` whose number is `phase` modulo `period`: spreads periodic work
+/// over the scans of a period.
+fn next_in_phase(now: u64, phase: u64, period: u64) -> u64 {
+    let period = period.max(1);
+    let t = now + 1;
+    t + (phase + period - t % period) % period
+}
+
+/// Parses `cpuacct.usage` (ns) or v2 `cpu.stat` (`usage_usec`).
+fn parse_usage(text: &str, v2: bool, path: &Path) -> UsageRead {
+    let ns = if v2 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|us| us.saturating_mul(1000))
+    } else {
+        text.trim().parse::<u64>().ok()
+    };
+    match ns {
+        Some(ns) => UsageRead {
+            ns: Some(ns),
+            problems: Vec::new(),
+        },
+        None => {
+            let what = if v2 {
+                "a usage_usec line"
+            } else {
+                "a CPU time in nanoseconds"
+            };
+            UsageRead {
+                ns: None,
+                problems: vec![format!(
+                    "{}: expected {what}, found {:?}",
+                    path.display(),
+                    shorten(text)
+                )],
+            }
+        }
+    }
+}
+
+/// CPU-time files read per scan, about, with [`JobsOptions::cpu_time_every`] at 0.
+pub const AUTO_CPU_TIME_READS: usize = 128;
 
 /// Processes whose environment is tried per job and scan, at most: bounds the cost of a job
 /// whose processes all refuse (permission) or all replaced their environment.
@@ -285,20 +583,117 @@ const MAX_PROC_DEPTH: usize = 4;
 /// v1 reports "no limit" as the largest page-aligned i64 (9223372036854771712); anything this
 /// large is no limit a scheduler would set.
 const V1_NO_LIMIT: u64 = 1 << 62;
+/// A job's CPUs, memory limit and `devices.list` are read again every this many scans, each
+/// job at its own scan of the period (`scontrol update` can change a running job's CPUs).
+const STATIC_REFRESH_SCANS: u64 = 60;
+/// A job that starts while the exporter runs has them read on each of its first scans too:
+/// Slurm writes `cpuset.cpus`, the memory limit and the device rules just after creating the
+/// folders, and may create a controller's folder after another's.
+const YOUNG_SCANS: u64 = 3;
+/// While no environment (or OAR resources file) is found for a job, it is looked for on each
+/// of the job's first this many scans (its first process appears within milliseconds)...
+const EAGER_SCANS: u64 = 10;
+/// ... then every this many scans (an allocation with no step yet, a process that refuses).
+const RETRY_SCANS: u64 = 5;
+/// Every hierarchy is listed every this many scans (and on each scan while none holds a job);
+/// in between, only those that matter (see [`Listing`]).
+const FULL_LISTING_SCANS: u64 = 30;
+/// The v1 controllers in the order one is preferred for listing on every scan when several
+/// hold as many jobs: cpuacct gives the CPU time, so its listing and its open files agree.
+const LISTING_PREFERENCE: [Controller; 5] = [
+    Controller::Cpuacct,
+    Controller::Cpuset,
+    Controller::Freezer,
+    Controller::Memory,
+    Controller::Devices,
+];
+
+/// Which hierarchies are listed on each scan. One is enough to know which jobs exist: every v1
+/// controller that Slurm or OAR uses holds every job, so between full listings only the
+/// controller holding the most jobs is listed, plus any other that held a job the first one
+/// did not (jobs still being set up or torn down, or mixed settings), plus the v2 hierarchy.
+#[derive(Debug, Default)]
+struct Listing {
+    every_scan: [bool; HIERARCHIES],
+    /// The scan of the last full listing; 0 before the first.
+    last_full: u64,
+    /// What the last listing of each hierarchy reported (repeated while it is not listed).
+    problems: [Vec<String>; HIERARCHIES],
+}
+
+impl Listing {
+    fn full_due(&self, now: u64, h: &Hierarchy) -> bool {
+        let has_v1 = h.v1.iter().any(Option::is_some);
+        self.last_full == 0
+            || now.saturating_sub(self.last_full) >= FULL_LISTING_SCANS
+            || (has_v1 && !self.every_scan[..V2].iter().any(|&b| b))
+    }
+
+    /// After a full listing: which hierarchies to list until the next.
+    fn choose(&mut self, cache: &Cache, now: u64, h: &Hierarchy) {
+        let listed = || {
+            cache
+                .values()
+                .filter(|e| e.seen == now)
+                .map(|e| e.listed_in)
+        };
+        let mut count = [0usize; V2];
+        for bits in listed() {
+            for (c, n) in count.iter_mut().enumerate() {
+                *n += usize::from(bits & (1 << c) != 0);
+            }
+        }
+        self.every_scan = [false; HIERARCHIES];
+        let mut primary: Option<Controller> = None;
+        for c in LISTING_PREFERENCE {
+            if count[c as usize] > primary.map_or(0, |p| count[p as usize]) {
+                primary = Some(c);
+            }
+        }
+        if let Some(p) = primary {
+            self.every_scan[p as usize] = true;
+            for bits in listed() {
+                if bits & (1 << p as usize) == 0 {
+                    if let Some(c) = LISTING_PREFERENCE
+                        .iter()
+                        .find(|c| bits & (1 << **c as usize) != 0)
+                    {
+                        self.every_scan[*c as usize] = true;
+                    }
+                }
+            }
+        }
+        self.every_scan[V2] = h.v2.is_some();
+        self.last_full = now;
+    }
+}
+
+/// The jobs known, in output order. Boxed: a lookup then walks small nodes of keys, and a pass
+/// over the jobs touches only the parts of each entry that it reads.
+type Cache = BTreeMap<JobKey, Box<JobCache>>;
 
 /// Discovers jobs; keeps per-job caches between scans.
 pub struct JobDiscovery {
     opts: JobsOptions,
     hierarchy: Option<Hierarchy>,
     passwd: passwd::Passwd,
-    cache: HashMap<JobKey, JobCache>,
-    /// Reused between scans to keep its capacity.
-    found: BTreeMap<JobKey, Found>,
+    cache: Cache,
     reader: Reader,
     env_buf: Vec<u8>,
-    /// Runs between discovery and the per-job reads, so tests can make a job vanish mid-scan.
+    /// For the `pread`s of CPU-time files, the GPU mapping files and `/proc/<pid>/cgroup`.
+    buf: Vec<u8>,
+    /// Scans so far: the clock of every schedule here.
+    scans: u64,
+    listing: Listing,
+    lister: Lister,
+    fds: FdBudget,
+    /// Runs between the CPU-time reads of known jobs and the listing, so tests can make a job
+    /// vanish mid-scan.
     #[cfg(test)]
-    after_discovery: Option<Box<dyn FnMut() + Send>>,
+    before_listing: Option<Box<dyn FnMut() + Send>>,
+    /// Runs between the listing and the per-job reads.
+    #[cfg(test)]
+    after_listing: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl fmt::Debug for JobDiscovery {
@@ -307,6 +702,7 @@ impl fmt::Debug for JobDiscovery {
             .field("opts", &self.opts)
             .field("mode", &self.hierarchy.as_ref().map(|h| h.mode))
             .field("cached_jobs", &self.cache.len())
+            .field("open_files", &self.fds.held)
             .finish_non_exhaustive()
     }
 }
@@ -317,12 +713,18 @@ impl JobDiscovery {
             passwd: passwd::Passwd::new(opts.rootfs.join("etc/passwd")),
             opts,
             hierarchy: None,
-            cache: HashMap::new(),
-            found: BTreeMap::new(),
+            cache: BTreeMap::new(),
             reader: Reader::default(),
             env_buf: Vec::new(),
+            buf: Vec::new(),
+            scans: 0,
+            listing: Listing::default(),
+            lister: Lister::default(),
+            fds: FdBudget::default(),
             #[cfg(test)]
-            after_discovery: None,
+            before_listing: None,
+            #[cfg(test)]
+            after_listing: None,
         }
     }
 
@@ -356,60 +758,146 @@ impl JobDiscovery {
                 }
             }
         }
+        self.scans += 1;
+        let now = self.scans;
         let JobDiscovery {
             opts,
             hierarchy: Some(hierarchy),
             passwd,
             cache,
-            found,
             reader,
             env_buf,
+            buf,
+            listing,
+            lister,
+            fds,
             ..
         } = self
         else {
             return ScanResult::default();
         };
         passwd.refresh(&mut problems);
-        found.clear();
-        cgroup::discover(hierarchy, opts.user_slices, found, &mut problems);
+
+        // 1. The CPU time of the jobs already known, from their open files. Read before the
+        // listing: a job whose folder is removed after its read is not listed below and is
+        // left out, so a value from a removed folder is never reported.
+        let every_for = |jobs: usize| match opts.cpu_time_every {
+            0 => jobs.div_ceil(AUTO_CPU_TIME_READS).max(1) as u64,
+            k => u64::from(k),
+        };
+        let every = every_for(cache.len());
+        lister.begin(now);
+        fds.held = lister.open_count();
+        for e in cache.values_mut() {
+            e.read_held_usage(now, every, buf);
+            fds.held += usize::from(matches!(e.usage, UsageFile::Held { .. }));
+        }
         #[cfg(test)]
-        if let Some(hook) = self.after_discovery.as_mut() {
+        if let Some(hook) = self.before_listing.as_mut() {
+            hook();
+        }
+
+        // 2. Which jobs exist: list the hierarchies (see `Listing`).
+        let full = listing.full_due(now, hierarchy);
+        let mut listed_now = [false; HIERARCHIES];
+        for (h, listed) in listed_now.iter_mut().enumerate() {
+            let Some(root) = hierarchy.root(h) else {
+                continue;
+            };
+            if !full && !listing.every_scan[h] {
+                continue;
+            }
+            *listed = true;
+            let found = &mut listing.problems[h];
+            found.clear();
+            lister.list_jobs(h, root, opts.user_slices, fds, found, &mut |l| {
+                note_listed(cache, now, h, l)
+            });
+        }
+        for p in &listing.problems {
+            problems.extend_from_slice(p);
+        }
+        if full {
+            listing.choose(cache, now, hierarchy);
+        }
+        #[cfg(test)]
+        if let Some(hook) = self.after_listing.as_mut() {
             hook();
         }
 
         let mapping = match &opts.mapping_dir {
-            Some(dir) => gpu::read_mapping_dir(dir, gpus, &mut problems),
+            Some(dir) => gpu::read_mapping_dir(dir, gpus, buf, &mut problems),
             None => HashMap::new(),
         };
-        let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices);
+        let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, buf);
+        // For the jobs read by path below (new ones among them): the period as of this listing.
+        let every = every_for(cache.len());
         let mut ctx = Ctx {
             opts,
+            hierarchy,
+            listed_now,
+            now,
+            every,
             passwd,
             reader,
             env_buf,
+            fds,
             gpus,
             mapping: &mapping,
             nvml: &nvml,
             problems: &mut problems,
         };
-        let mut jobs = Vec::with_capacity(found.len());
-        let mut vanished = Vec::new();
-        for (key, f) in found.iter() {
-            // No `entry(key.clone())`: that would allocate a key per job and scan.
-            if !cache.contains_key(key) {
-                cache.insert(key.clone(), JobCache::default());
-            }
-            let Some(entry) = cache.get_mut(key) else {
+        // 3. Each job listed: what changed, and what is due.
+        let mut jobs = Vec::with_capacity(cache.len());
+        let mut ended = Vec::new();
+        for (key, e) in cache.iter_mut() {
+            if e.seen != now {
+                ended.push(*key);
                 continue;
-            };
-            match ctx.read_job(key, f, entry) {
+            }
+            // A hierarchy listed on this scan that no longer lists the job: its folder there
+            // is gone.
+            for (h, listed) in listed_now.iter().enumerate() {
+                if *listed && e.listed_in & (1 << h) == 0 && e.found.slot(h).take().is_some() {
+                    e.ino[h] = None;
+                    e.relayout = true;
+                }
+            }
+            match ctx.read_job(key, e) {
                 Ok(job) => jobs.push(job),
-                Err(Vanished) => vanished.push(key.clone()),
+                Err(Vanished) => ended.push(*key),
             }
         }
-        // Ended jobs lose their cache, so a reused id starts afresh.
-        cache.retain(|k, _| found.contains_key(k) && !vanished.contains(k));
+        // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
+        for key in &ended {
+            cache.remove(key);
+        }
         ScanResult { jobs, problems }
+    }
+}
+
+/// Records one listed job folder in the cache.
+fn note_listed(cache: &mut Cache, now: u64, h: usize, l: &Listed<'_>) {
+    let e = cache
+        .entry(l.key)
+        .or_insert_with(|| Box::new(JobCache::new(now, l.key.hash())));
+    if e.seen != now {
+        e.seen = now;
+        e.listed_in = 0;
+    }
+    if e.ino[h].is_some_and(|ino| ino != l.ino) {
+        e.restart(now);
+    }
+    e.listed_in |= 1 << h;
+    e.ino[h] = Some(l.ino);
+    let slot = e.found.slot(h);
+    if slot.is_none() {
+        *slot = Some(l.parent.join(l.name));
+        e.relayout = true;
+    }
+    e.found.uid = e.found.uid.or(l.uid);
+    if e.found.user.is_none() {
+        e.found.user = l.user.map(str::to_string);
     }
 }
 
@@ -418,16 +906,20 @@ fn nvml_jobs(
     procfs: &Path,
     gpu_pids: &[(String, u32)],
     user_slices: bool,
+    buf: &mut Vec<u8>,
 ) -> HashMap<JobKey, Vec<String>> {
     let mut map: HashMap<JobKey, Vec<String>> = HashMap::new();
     for (uuid, pid) in gpu_pids {
         let path = procfs.join(pid.to_string()).join("cgroup");
         // A process that exited since NVML listed it, or a pid from another pid namespace,
         // simply maps to nothing.
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok((_, n)) = cgroup::read_all(&path, buf) else {
             continue;
         };
-        if let Some(key) = cgroup::job_of_proc_cgroup(&text, user_slices) {
+        let Ok(text) = std::str::from_utf8(buf.get(..n).unwrap_or_default()) else {
+            continue;
+        };
+        if let Some(key) = cgroup::job_of_proc_cgroup(text, user_slices) {
             let list = map.entry(key).or_default();
             if !list.contains(uuid) {
                 list.push(uuid.clone());
@@ -443,16 +935,23 @@ fn nvml_jobs(
 /// What one scan's per-job reads share.
 struct Ctx<'a> {
     opts: &'a JobsOptions,
+    hierarchy: &'a Hierarchy,
+    /// The hierarchies listed on this scan.
+    listed_now: [bool; HIERARCHIES],
+    now: u64,
+    /// Scans between reads of a job's CPU time.
+    every: u64,
     passwd: &'a passwd::Passwd,
     reader: &'a mut Reader,
     env_buf: &'a mut Vec<u8>,
+    fds: &'a mut FdBudget,
     gpus: &'a [GpuRef],
     mapping: &'a HashMap<String, Vec<String>>,
     nvml: &'a HashMap<JobKey, Vec<String>>,
     problems: &'a mut Vec<String>,
 }
 
-/// A CPU time reading.
+/// A CPU time reading of one folder.
 enum Usage {
     Ns(u64),
     /// The file is not there (fall back to the steps).
@@ -462,16 +961,70 @@ enum Usage {
 }
 
 impl Ctx<'_> {
-    fn read_job(&mut self, key: &JobKey, f: &Found, cache: &mut JobCache) -> Result<Job, Vanished> {
-        let cpus = self.cpus(f)?;
-        let cpu_usage_ns = self.cpu_usage(f)?;
-        let memory_limit_bytes = self.memory_limit(f)?;
-        if cache.env.is_none() && key.scheduler != Scheduler::UserSlice {
-            cache.env = self.find_env(key, f)?;
+    /// The job as of this scan. Reads, in this order (the order of the problems): CPUs, CPU
+    /// time, memory limit, environment, GPUs; each only when due, else from the cache.
+    fn read_job(&mut self, key: &JobKey, e: &mut JobCache) -> Result<Job, Vanished> {
+        let now = self.now;
+        if e.relayout {
+            e.relayout = false;
+            e.next_static = now;
+            e.devices = None;
+            e.usage = UsageFile::ByPath;
+            e.usage_now = None;
         }
-        let (gpus, gpu_source) = self.job_gpus(key, f, cache)?;
+        let statics_due = e.statics.is_none() || now >= e.next_static;
+        if statics_due {
+            self.probe_folders(e);
+        }
+        let s = e.statics.get_or_insert_with(Statics::default);
+        if statics_due {
+            s.cpus_problems.clear();
+            (s.cpus, s.cpus_file) = self.cpus(&e.found, s.cpus_file, &mut s.cpus_problems)?;
+        }
+        self.problems.extend_from_slice(&s.cpus_problems);
+        let cpus = s.cpus.clone();
 
-        let env = cache.env.as_ref();
+        if e.usage_now.is_none() {
+            e.usage_now = Some(self.usage_by_path(&e.found, &mut e.usage)?);
+            e.next_usage = next_in_phase(now, e.hash % self.every, self.every);
+        }
+        let mut cpu_usage_ns = None;
+        if let Some(u) = &e.usage_now {
+            self.problems.extend_from_slice(&u.problems);
+            cpu_usage_ns = u.ns;
+        }
+
+        let s = e.statics.get_or_insert_with(Statics::default);
+        if statics_due {
+            s.memory_problems.clear();
+            s.memory_limit_bytes = self.memory_limit(&e.found, &mut s.memory_problems)?;
+            e.devices = None;
+            let young = e.first_seen > 1 && now < e.first_seen + YOUNG_SCANS;
+            e.next_static = if young {
+                now + 1
+            } else {
+                let period = STATIC_REFRESH_SCANS;
+                next_in_phase(now, e.hash % period, period)
+            };
+        }
+        self.problems.extend_from_slice(&s.memory_problems);
+        let memory_limit_bytes = s.memory_limit_bytes;
+
+        if e.env.is_none() && key.scheduler != Scheduler::UserSlice {
+            let searched = now >= e.next_env;
+            if searched {
+                e.env_problems.clear();
+                e.env = self.find_env(key, &e.found, &mut e.env_problems)?;
+                e.next_env = self.retry_at(e.first_seen);
+            }
+            if searched || e.env.is_none() {
+                self.problems.extend_from_slice(&e.env_problems);
+            }
+        }
+        let (gpus, gpu_source) = self.job_gpus(key, e)?;
+
+        let env = e.env.as_ref();
+        let f = &e.found;
         let uid = f
             .uid
             .or_else(|| env.and_then(|e| e.uid))
@@ -482,7 +1035,7 @@ impl Ctx<'_> {
             .or_else(|| uid.and_then(|u| self.passwd.name(u)).map(str::to_string))
             .or_else(|| env.and_then(|e| e.user.clone()));
         Ok(Job {
-            id: key.id.clone(),
+            id: key.id.as_str().to_string(),
             scheduler: key.scheduler,
             uid,
             user,
@@ -497,99 +1050,162 @@ impl Ctx<'_> {
         })
     }
 
-    fn cpus(&mut self, f: &Found) -> Result<Vec<u32>, Vanished> {
+    /// When to look again for something a job does not have yet (its environment, its OAR
+    /// resources file).
+    fn retry_at(&self, first_seen: u64) -> u64 {
+        if self.now < first_seen + EAGER_SCANS {
+            self.now + 1
+        } else {
+            self.now + RETRY_SCANS
+        }
+    }
+
+    /// A v1 job's folders in the controllers not listed on this scan: the same path below
+    /// each controller's root as below the one that listed it.
+    fn probe_folders(&mut self, e: &mut JobCache) {
+        let h = self.hierarchy;
+        let Some(rel) = Controller::ALL.iter().find_map(|c| {
+            let dir = e.found.v1[*c as usize].as_deref()?;
+            dir.strip_prefix(h.v1[*c as usize].as_deref()?).ok()
+        }) else {
+            return;
+        };
+        let rel = rel.to_path_buf();
+        for c in Controller::ALL {
+            let i = c as usize;
+            if self.listed_now[i] || e.found.v1[i].is_some() {
+                continue;
+            }
+            let Some(root) = &h.v1[i] else {
+                continue;
+            };
+            let path = root.join(&rel);
+            if let Some(ino) = cgroup::probe(&path) {
+                e.found.v1[i] = Some(path);
+                e.ino[i] = Some(ino);
+                // Another folder may give the CPU time now (cpuacct wins over v2).
+                e.usage = UsageFile::ByPath;
+                e.usage_now = None;
+                e.devices = None;
+            }
+        }
+    }
+
+    /// The job's CPUs: from `hint` (the file that gave them last time) when it is still there,
+    /// else the first present of the job folder's files, else the union over its steps.
+    fn cpus(
+        &mut self,
+        f: &Found,
+        hint: Option<usize>,
+        problems: &mut Vec<String>,
+    ) -> Result<(Vec<u32>, Option<usize>), Vanished> {
         let (dir, files): (&Path, &[&str]) = if let Some(d) = &f.v1[Controller::Cpuset as usize] {
             (d, &["cpuset.effective_cpus", "cpuset.cpus"])
         } else if let Some(d) = &f.v2 {
             (d, &["cpuset.cpus.effective", "cpuset.cpus"])
         } else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
-        if let Some(cpus) = self.cpus_at(dir, files)? {
-            return Ok(cpus);
+        if let Some(i) = hint {
+            if let Some(cpus) = self.cpus_at(dir, files.get(i..=i).unwrap_or(&[]), problems)? {
+                return Ok((cpus, hint));
+            }
+        }
+        for (i, file) in files.iter().enumerate() {
+            if let Some(cpus) = self.cpus_at(dir, std::slice::from_ref(file), problems)? {
+                return Ok((cpus, Some(i)));
+            }
         }
         let mut all = Vec::new();
         for sub in cgroup::subdirs(dir)? {
             // A step that ended meanwhile just adds nothing.
-            if let Ok(Some(cpus)) = self.cpus_at(&sub, files) {
+            if let Ok(Some(cpus)) = self.cpus_at(&sub, files, problems) {
                 all.extend(cpus);
             }
         }
         all.sort_unstable();
         all.dedup();
-        Ok(all)
+        Ok((all, None))
     }
 
     /// The first of `files` present in `dir`, parsed; `None` when none is present.
-    fn cpus_at(&mut self, dir: &Path, files: &[&str]) -> Result<Option<Vec<u32>>, Vanished> {
+    fn cpus_at(
+        &mut self,
+        dir: &Path,
+        files: &[&str],
+        problems: &mut Vec<String>,
+    ) -> Result<Option<Vec<u32>>, Vanished> {
         for file in files {
-            let Some(text) = self.reader.read(dir, file, self.problems)? else {
+            let Some(text) = self.reader.read(dir, file, problems)? else {
                 continue;
             };
             let parsed = parse_cpu_list(text);
             return Ok(Some(parsed.unwrap_or_else(|e| {
-                self.problems
-                    .push(format!("{}: {e}", self.reader.path().display()));
+                problems.push(format!("{}: {e}", self.reader.path().display()));
                 Vec::new()
             })));
         }
         Ok(None)
     }
 
-    fn cpu_usage(&mut self, f: &Found) -> Result<Option<u64>, Vanished> {
+    /// The CPU time read by path (the first read, or after the open file failed): the job
+    /// folder's file, kept open for the next scans when a descriptor is to spare, else the sum
+    /// over the steps.
+    fn usage_by_path(&mut self, f: &Found, held: &mut UsageFile) -> Result<UsageRead, Vanished> {
+        *held = UsageFile::ByPath;
+        let mut r = UsageRead::default();
         let (dir, v2) = if let Some(d) = &f.v1[Controller::Cpuacct as usize] {
             (d, false)
         } else if let Some(d) = &f.v2 {
             (d, true)
         } else {
-            return Ok(None);
+            return Ok(r);
         };
-        match self.usage_at(dir, v2)? {
-            Usage::Ns(ns) => return Ok(Some(ns)),
-            Usage::Bad => return Ok(None),
-            Usage::Absent => {}
+        let file = if v2 { "cpu.stat" } else { "cpuacct.usage" };
+        if let Some((text, path, file)) = self.reader.read_keep(dir, file, &mut r.problems)? {
+            // Bad content too is read again from the open file: it is reported each scan.
+            let parsed = parse_usage(text, v2, path);
+            if self.fds.take() {
+                *held = UsageFile::Held {
+                    file,
+                    path: path.to_path_buf(),
+                    v2,
+                };
+            }
+            r.problems.extend(parsed.problems);
+            r.ns = parsed.ns;
+            return Ok(r);
         }
         let mut sum: Option<u64> = None;
         for sub in cgroup::subdirs(dir)? {
-            if let Ok(Usage::Ns(ns)) = self.usage_at(&sub, v2) {
+            if let Ok(Usage::Ns(ns)) = self.usage_at(&sub, v2, &mut r.problems) {
                 sum = Some(sum.unwrap_or(0).saturating_add(ns));
             }
         }
-        Ok(sum)
+        r.ns = sum;
+        Ok(r)
     }
 
-    fn usage_at(&mut self, dir: &Path, v2: bool) -> Result<Usage, Vanished> {
+    fn usage_at(
+        &mut self,
+        dir: &Path,
+        v2: bool,
+        problems: &mut Vec<String>,
+    ) -> Result<Usage, Vanished> {
         let file = if v2 { "cpu.stat" } else { "cpuacct.usage" };
-        let Some(text) = self.reader.read(dir, file, self.problems)? else {
+        let Some((text, path, _)) = self.reader.read_keep(dir, file, problems)? else {
             return Ok(Usage::Absent);
         };
-        let ns = if v2 {
-            text.lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|us| us.saturating_mul(1000))
-        } else {
-            text.trim().parse::<u64>().ok()
-        };
-        match ns {
-            Some(ns) => Ok(Usage::Ns(ns)),
-            None => {
-                let shown = shorten(text).to_string();
-                let what = if v2 {
-                    "a usage_usec line"
-                } else {
-                    "a CPU time in nanoseconds"
-                };
-                self.problems.push(format!(
-                    "{}: expected {what}, found {shown:?}",
-                    self.reader.path().display(),
-                ));
-                Ok(Usage::Bad)
-            }
-        }
+        let parsed = parse_usage(text, v2, path);
+        problems.extend(parsed.problems);
+        Ok(parsed.ns.map_or(Usage::Bad, Usage::Ns))
     }
 
-    fn memory_limit(&mut self, f: &Found) -> Result<Option<u64>, Vanished> {
+    fn memory_limit(
+        &mut self,
+        f: &Found,
+        problems: &mut Vec<String>,
+    ) -> Result<Option<u64>, Vanished> {
         let (dir, file) = if let Some(d) = &f.v1[Controller::Memory as usize] {
             (d, "memory.limit_in_bytes")
         } else if let Some(d) = &f.v2 {
@@ -597,7 +1213,7 @@ impl Ctx<'_> {
         } else {
             return Ok(None);
         };
-        let Some(text) = self.reader.read(dir, file, self.problems)? else {
+        let Some(text) = self.reader.read(dir, file, problems)? else {
             return Ok(None);
         };
         let v = text.trim();
@@ -613,20 +1229,25 @@ impl Ctx<'_> {
                     "{}: expected a byte count or \"max\", found {shown:?}",
                     self.reader.path().display(),
                 );
-                self.problems.push(msg);
+                problems.push(msg);
                 Ok(None)
             }
         }
     }
 
     /// The job's environment, from the first of its processes whose environment carries the
-    /// job's id. `Ok(None)` when no process could be read yet (retried next scan).
-    fn find_env(&mut self, key: &JobKey, f: &Found) -> Result<Option<JobEnv>, Vanished> {
+    /// job's id. `Ok(None)` when no process could be read yet (retried later).
+    fn find_env(
+        &mut self,
+        key: &JobKey,
+        f: &Found,
+        problems: &mut Vec<String>,
+    ) -> Result<Option<JobEnv>, Vanished> {
         // Every hierarchy lists the same processes, but a controller may leave a job's folder
         // empty (OAR 2 puts processes in cpuset only): try the next until one has any.
         let mut pids = Vec::new();
         for dir in f.v2.iter().chain(f.v1.iter().flatten()) {
-            self.collect_pids(dir, 0, &mut pids)?;
+            self.collect_pids(dir, 0, &mut pids, problems)?;
             if !pids.is_empty() {
                 break;
             }
@@ -636,13 +1257,13 @@ impl Ctx<'_> {
             &self.opts.procfs,
             &pids,
             key.scheduler,
-            &key.id,
+            key.id.as_str(),
             self.env_buf,
             &mut search,
         );
         if env.is_none() {
             if let Some(path) = search.denied {
-                self.problems.push(format!(
+                problems.push(format!(
                     "cannot read {}: permission denied, so {} job {} has no account, partition or name (fix: run the exporter as root or with CAP_SYS_PTRACE)",
                     path.display(),
                     key.scheduler,
@@ -660,6 +1281,7 @@ impl Ctx<'_> {
         dir: &Path,
         depth: usize,
         out: &mut Vec<u32>,
+        problems: &mut Vec<String>,
     ) -> Result<(), Vanished> {
         let subs = match cgroup::subdirs(dir) {
             Ok(s) => s,
@@ -672,11 +1294,11 @@ impl Ctx<'_> {
                     return Ok(());
                 }
                 // A step that ended meanwhile holds no processes.
-                let _ = self.collect_pids(&sub, depth + 1, out);
+                let _ = self.collect_pids(&sub, depth + 1, out, problems);
             }
         }
         for file in ["cgroup.procs", "tasks"] {
-            let text = match self.reader.read(dir, file, self.problems) {
+            let text = match self.reader.read(dir, file, problems) {
                 Ok(Some(t)) => t,
                 Ok(None) => continue,
                 Err(Vanished) if depth == 0 => return Err(Vanished),
@@ -698,24 +1320,23 @@ impl Ctx<'_> {
     fn job_gpus(
         &mut self,
         key: &JobKey,
-        f: &Found,
-        cache: &mut JobCache,
+        e: &mut JobCache,
     ) -> Result<(Vec<String>, Option<GpuMappingSource>), Vanished> {
         use GpuMappingSource as S;
         let found = |list: Vec<String>, s: S| Ok((list, Some(s)));
-        if key.scheduler != Scheduler::UserSlice {
-            if let Some(list) = self.mapping.get(&key.id) {
+        if key.scheduler != Scheduler::UserSlice && !self.mapping.is_empty() {
+            if let Some(list) = self.mapping.get(key.id.as_str()) {
                 return found(list.clone(), S::MappingDir);
             }
         }
         if key.scheduler == Scheduler::Oar {
-            let list = self.oar_resources(key, cache);
+            let list = self.oar_resources(key, e);
             if !list.is_empty() {
                 return found(list, S::OarResources);
             }
         }
         let mut devices: Option<Vec<String>> = None;
-        if let Some(env) = &cache.env {
+        if let Some(env) = &e.env {
             // Builds the message lazily: only a problem pays for the formatting.
             let what =
                 |var: &'static str| move || format!("{var} of {} job {}", key.scheduler, key.id);
@@ -729,7 +1350,7 @@ impl Ctx<'_> {
                 if !gpu::all_uuids(v) {
                     // Indices may be renumbered from 0 in a constrained job: the devices list,
                     // when it names GPUs, is exact.
-                    let d = self.devices_gpus(f)?;
+                    let d = self.devices_gpus(&e.found, &mut e.devices)?;
                     if !d.is_empty() {
                         return found(d, S::DevicesList);
                     }
@@ -744,40 +1365,51 @@ impl Ctx<'_> {
         }
         let d = match devices {
             Some(d) => d,
-            None => self.devices_gpus(f)?,
+            None => self.devices_gpus(&e.found, &mut e.devices)?,
         };
         if !d.is_empty() {
             return found(d, S::DevicesList);
         }
-        if let Some(list) = self.nvml.get(key) {
+        // (No hashing of the key when NVML sees no process.)
+        if let Some(list) = Some(self.nvml)
+            .filter(|m| !m.is_empty())
+            .and_then(|m| m.get(key))
+        {
             return found(list.clone(), S::NvmlProcesses);
         }
         Ok((Vec::new(), None))
     }
 
-    /// GPUs from the OAR resources file, read once per job (an absent file is retried: the
-    /// prolog may be late).
-    fn oar_resources(&mut self, key: &JobKey, cache: &mut JobCache) -> Vec<String> {
+    /// GPUs from the OAR resources file, read once per job (an absent file is looked for
+    /// again: the prolog may be late).
+    fn oar_resources(&mut self, key: &JobKey, e: &mut JobCache) -> Vec<String> {
         let Some(dir) = &self.opts.oar_resources_dir else {
             return Vec::new();
         };
-        let path = dir.join(&key.id);
-        if cache.oar_resources.is_none() {
+        let path = dir.join(key.id.as_str());
+        if e.oar_resources.is_none() && self.now >= e.next_oar {
+            e.oar_problem = None;
+            e.next_oar = self.retry_at(e.first_seen);
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     let entries = gpu::parse_oar_resources(&text);
                     if !entries.is_empty() {
-                        cache.oar_resources = Some(entries);
+                        e.oar_resources = Some(entries);
                     }
                 }
-                Err(e) if cgroup::is_gone(&e) => {}
-                Err(e) => self.problems.push(format!(
-                    "cannot read OAR resources file {}: {e}",
-                    path.display()
-                )),
+                Err(err) if cgroup::is_gone(&err) => {}
+                Err(err) => {
+                    e.oar_problem = Some(format!(
+                        "cannot read OAR resources file {}: {err}",
+                        path.display()
+                    ));
+                }
             }
         }
-        let Some(entries) = &cache.oar_resources else {
+        let Some(entries) = &e.oar_resources else {
+            if let Some(p) = &e.oar_problem {
+                self.problems.push(p.clone());
+            }
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -806,44 +1438,70 @@ impl Ctx<'_> {
         out
     }
 
-    /// GPUs from the v1 `devices.list` at the job level, else the union over its steps.
-    fn devices_gpus(&mut self, f: &Found) -> Result<Vec<String>, Vanished> {
+    /// GPUs from the v1 `devices.list` at the job level, else the union over its steps. The
+    /// file is read when first needed and again after each read of the static data; not at all
+    /// without a GPU inventory (NVML off or absent), when no minor could name a GPU.
+    fn devices_gpus(
+        &mut self,
+        f: &Found,
+        cached: &mut Option<Devices>,
+    ) -> Result<Vec<String>, Vanished> {
         let Some(dir) = &f.v1[Controller::Devices as usize] else {
             return Ok(Vec::new());
         };
-        let mut minors = match self.minors_at(dir)? {
-            Some(m) => m,
-            None => {
-                let mut all = Vec::new();
-                for sub in cgroup::subdirs(dir)? {
-                    if let Ok(Some(m)) = self.minors_at(&sub) {
-                        all.extend(m);
+        if self.gpus.is_empty() {
+            return Ok(Vec::new());
+        }
+        if cached.is_none() {
+            {
+                let mut problems = Vec::new();
+                let mut minors = match self.minors_at(dir, &mut problems)? {
+                    Some(m) => m,
+                    None => {
+                        let mut all = Vec::new();
+                        for sub in cgroup::subdirs(dir)? {
+                            if let Ok(Some(m)) = self.minors_at(&sub, &mut problems) {
+                                all.extend(m);
+                            }
+                        }
+                        all
                     }
-                }
-                all
+                };
+                minors.sort_unstable();
+                minors.dedup();
+                *cached = Some(Devices {
+                    minors,
+                    problems,
+                    path: dir.join("devices.list"),
+                });
             }
+        }
+        let Some(d) = cached.as_ref() else {
+            return Ok(Vec::new());
         };
-        minors.sort_unstable();
-        minors.dedup();
-        let path = dir.join("devices.list");
+        self.problems.extend_from_slice(&d.problems);
         Ok(gpu::resolve_minors(
-            &minors,
+            &d.minors,
             self.gpus,
-            &|| path.display().to_string(),
+            &|| d.path.display().to_string(),
             self.problems,
         ))
     }
 
     /// The GPU minors a `devices.list` allows; `None` when the file is absent.
-    fn minors_at(&mut self, dir: &Path) -> Result<Option<Vec<u32>>, Vanished> {
-        let Some(text) = self.reader.read(dir, "devices.list", self.problems)? else {
+    fn minors_at(
+        &mut self,
+        dir: &Path,
+        problems: &mut Vec<String>,
+    ) -> Result<Option<Vec<u32>>, Vanished> {
+        let Some(text) = self.reader.read(dir, "devices.list", problems)? else {
             return Ok(None);
         };
         match gpu::parse_devices_list(text) {
             Ok(gpu::DeviceAccess::Minors(m)) => Ok(Some(m)),
             Ok(gpu::DeviceAccess::Unconstrained) => Ok(Some(Vec::new())),
             Err(line) => {
-                self.problems.push(format!(
+                problems.push(format!(
                     "{}: expected lines such as \"c 195:0 rwm\", found {:?}",
                     self.reader.path().display(),
                     shorten(&line)
@@ -885,8 +1543,9 @@ mod tests {
         r.jobs.iter().map(|j| j.id.as_str()).collect()
     }
 
-    /// A v1 job whose cpuacct folder is removed after discovery (Slurm tears controllers down
-    /// one by one): skipped for this scan, no problem, cache dropped.
+    /// A v1 job whose cpuacct folder is removed mid-scan, after its CPU time was read from the
+    /// open file (Slurm tears controllers down one by one): skipped for this scan, no problem,
+    /// cache dropped.
     #[test]
     fn a_cgroup_vanishing_mid_read_is_skipped_without_a_problem() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -899,7 +1558,7 @@ mod tests {
         let victim = dir
             .path()
             .join("sys/fs/cgroup/cpu,cpuacct/slurm_node1/uid_1001/job_102");
-        d.after_discovery = Some(Box::new(move || {
+        d.before_listing = Some(Box::new(move || {
             std::fs::remove_dir_all(&victim).expect("rm");
         }));
         let r = d.scan(&[], &[]);
@@ -918,7 +1577,7 @@ mod tests {
             .path()
             .join("sys/fs/cgroup/system.slice/slurmstepd.scope/job_701");
         let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
-        d.after_discovery = Some(Box::new(move || {
+        d.after_listing = Some(Box::new(move || {
             let _ = std::fs::remove_dir_all(&job);
         }));
         let r = d.scan(&[], &[]);
@@ -955,6 +1614,401 @@ mod tests {
     fn discovery_can_move_to_a_sampling_thread() {
         fn assert_send<T: Send>() {}
         assert_send::<JobDiscovery>();
+    }
+
+    fn write(path: &Path, content: &[u8]) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+
+    fn environ(pairs: &[(&str, &str)]) -> Vec<u8> {
+        pairs
+            .iter()
+            .flat_map(|(k, v)| format!("{k}={v}\0").into_bytes())
+            .collect()
+    }
+
+    /// A Slurm cgroup v1 node with `n` jobs, as `bench/make-slurm-node` writes it: each job in
+    /// the five controllers, one process with a job environment.
+    fn slurm_v1_node(root: &Path, n: u32) {
+        let cg = root.join("sys/fs/cgroup");
+        for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+            write(&cg.join(ctrl).join("cgroup.procs"), b"1\n");
+        }
+        for j in 0..n {
+            let (id, uid, pid) = (100_000 + j, 1000 + j % 7, 10_000 + j);
+            let base = format!("slurm_n1/uid_{uid}/job_{id}");
+            write(
+                &cg.join("cpuset").join(&base).join("cpuset.cpus"),
+                format!("{}\n", j % 64).as_bytes(),
+            );
+            write(
+                &cg.join("cpuset")
+                    .join(&base)
+                    .join("step_batch/cgroup.procs"),
+                format!("{pid}\n").as_bytes(),
+            );
+            write(
+                &cg.join("cpu,cpuacct").join(&base).join("cpuacct.usage"),
+                format!("{}\n", u64::from(j) * 1000).as_bytes(),
+            );
+            write(
+                &cg.join("memory").join(&base).join("memory.limit_in_bytes"),
+                b"4294967296\n",
+            );
+            write(
+                &cg.join("devices").join(&base).join("devices.list"),
+                b"a *:* rwm\n",
+            );
+            for ctrl in ["cpu,cpuacct", "memory", "devices", "freezer"] {
+                write(&cg.join(ctrl).join(&base).join("cgroup.procs"), b"");
+            }
+            write(
+                &root.join(format!("proc/{pid}/environ")),
+                &environ(&[
+                    ("SLURM_JOB_ID", &id.to_string()),
+                    ("SLURM_JOB_NAME", &format!("job-{j}")),
+                ]),
+            );
+        }
+    }
+
+    fn held_files(d: &JobDiscovery) -> usize {
+        d.cache
+            .values()
+            .filter(|e| matches!(e.usage, UsageFile::Held { .. }))
+            .count()
+    }
+
+    /// Calls counted during `f`: opens, preads, stats, rewinds of open folders.
+    fn counting(f: impl FnOnce()) -> [u64; 4] {
+        let before = cgroup::calls();
+        f();
+        let after = cgroup::calls();
+        std::array::from_fn(|i| after[i] - before[i])
+    }
+
+    /// The steady state of a scan: no file opened per job, one `pread` per job for its CPU
+    /// time, and the folders of the listing rewound rather than opened.
+    #[test]
+    fn a_steady_scan_reads_one_open_file_per_job_and_opens_almost_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 300;
+        slurm_v1_node(dir.path(), n);
+        let mut d = JobDiscovery::new(JobsOptions {
+            cpu_time_every: 1,
+            ..JobsOptions::under_root(dir.path())
+        });
+        let first = d.scan(&[], &[]);
+        assert_eq!(first.jobs.len(), n as usize);
+        assert_eq!(first.problems, Vec::<String>::new());
+        assert_eq!(held_files(&d), n as usize);
+
+        // A whole refresh period: every job's static data is read once more in it.
+        let scans = STATIC_REFRESH_SCANS;
+        let mut last = ScanResult::default();
+        let [opens, preads, stats, rewinds] = counting(|| {
+            for _ in 0..scans {
+                last = d.scan(&[], &[]);
+            }
+        });
+        assert_eq!(last, first, "cached results are the same as read results");
+        let per_scan = |c: u64| c as f64 / scans as f64;
+        // CPU time: exactly one pread per job and scan.
+        assert_eq!(preads, u64::from(n) * scans);
+        // Static data: cpuset, memory and devices.list once per job and period. The listing
+        // (root, slurm_n1, 7 uid folders) of the controller listed on every scan is rewound,
+        // not opened; the other four are opened for the full listing every 30 scans.
+        assert!(
+            opens <= u64::from(n) * 3 + 2 * 4 * 9,
+            "{opens} opens in {scans} scans ({} per scan)",
+            per_scan(opens)
+        );
+        assert!(per_scan(opens) / f64::from(n) < 0.1, "{opens} opens");
+        assert!(stats <= 2 * scans, "{stats} stats");
+        assert_eq!(rewinds, 9 * scans);
+
+        // Every k scans: a k-th of the jobs per scan, each job at its own scan.
+        let mut d = JobDiscovery::new(JobsOptions {
+            cpu_time_every: 4,
+            ..JobsOptions::under_root(dir.path())
+        });
+        d.scan(&[], &[]);
+        let [_, preads, _, _] = counting(|| {
+            for _ in 0..40 {
+                d.scan(&[], &[]);
+            }
+        });
+        assert_eq!(preads, u64::from(n) * 10);
+        // The default reads every job on every scan up to AUTO_CPU_TIME_READS jobs, and about
+        // that many per scan above.
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        d.scan(&[], &[]);
+        let [_, preads, _, _] = counting(|| {
+            for _ in 0..30 {
+                d.scan(&[], &[]);
+            }
+        });
+        let per_scan = preads / 30;
+        assert!(
+            (AUTO_CPU_TIME_READS as u64 / 2..=AUTO_CPU_TIME_READS as u64).contains(&per_scan),
+            "{per_scan} reads per scan"
+        );
+    }
+
+    #[test]
+    fn cpu_time_read_every_k_scans_is_at_most_k_scans_old() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        slurm_v1_node(dir.path(), 20);
+        let mut d = JobDiscovery::new(JobsOptions {
+            cpu_time_every: 3,
+            ..JobsOptions::under_root(dir.path())
+        });
+        d.scan(&[], &[]);
+        let usage = dir
+            .path()
+            .join("sys/fs/cgroup/cpu,cpuacct/slurm_n1/uid_1005/job_100005/cpuacct.usage");
+        std::fs::write(&usage, "777\n").expect("write");
+        let mut seen_at = None;
+        for i in 1..=3 {
+            let r = d.scan(&[], &[]);
+            let job = r.jobs.iter().find(|j| j.id == "100005").expect("job");
+            if job.cpu_usage_ns == Some(777) {
+                seen_at = Some(i);
+                break;
+            }
+            assert_eq!(
+                job.cpu_usage_ns,
+                Some(5000),
+                "the last value, until read again"
+            );
+        }
+        assert!(seen_at.is_some(), "not read again within 3 scans");
+    }
+
+    /// `scontrol update` changes a running job's CPUs: picked up within the refresh period,
+    /// each job at its own scan of it.
+    #[test]
+    fn a_cpuset_change_is_picked_up_within_the_refresh_period() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("slurm-v1"), dir.path());
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        assert_eq!(d.scan(&[], &[]).jobs[0].cpus, vec![0, 1, 2, 3]);
+        let job = dir
+            .path()
+            .join("sys/fs/cgroup/cpuset/slurm_node1/uid_1000/job_101");
+        for file in ["cpuset.cpus", "cpuset.effective_cpus"] {
+            std::fs::write(job.join(file), "0-5\n").expect("write");
+        }
+        let key = JobKey::new(Scheduler::Slurm, "101");
+        let due = d.cache.get(&key).expect("cached").next_static;
+        assert!(due > 1 && due <= 1 + STATIC_REFRESH_SCANS, "{due}");
+        for scan in 2..=1 + STATIC_REFRESH_SCANS {
+            let cpus = d.scan(&[], &[]).jobs[0].cpus.clone();
+            if scan < due {
+                assert_eq!(cpus, vec![0, 1, 2, 3], "scan {scan}: not read again yet");
+            } else {
+                assert_eq!(cpus, vec![0, 1, 2, 3, 4, 5], "scan {scan}");
+            }
+        }
+        // Jobs are spread over the period.
+        let phases: std::collections::BTreeSet<u64> = (0..200)
+            .map(|i| JobKey::new(Scheduler::Slurm, (5000 + i).to_string()).hash() % 60)
+            .collect();
+        assert!(phases.len() > 40, "{phases:?}");
+    }
+
+    /// A job that starts while the exporter runs is read again on its next scans: Slurm
+    /// writes its cpuset and memory limit just after creating the folders.
+    #[test]
+    fn a_new_job_being_set_up_is_read_again_on_its_first_scans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("slurm-v1"), dir.path());
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        d.scan(&[], &[]);
+        let cg = dir.path().join("sys/fs/cgroup");
+        let job = "slurm_node1/uid_1000/job_103";
+        write(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"");
+        write(
+            &cg.join("cpu,cpuacct").join(job).join("cpuacct.usage"),
+            b"0\n",
+        );
+        let r = d.scan(&[], &[]);
+        let j = r.jobs.iter().find(|j| j.id == "103").expect("job 103");
+        assert_eq!((j.cpus.clone(), j.memory_limit_bytes), (vec![], None));
+        // The memory controller's folder appears after the others, then the values.
+        write(
+            &cg.join("memory").join(job).join("memory.limit_in_bytes"),
+            b"1048576\n",
+        );
+        write(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"6-7\n");
+        let r = d.scan(&[], &[]);
+        let j = r.jobs.iter().find(|j| j.id == "103").expect("job 103");
+        assert_eq!(
+            (j.cpus.clone(), j.memory_limit_bytes),
+            (vec![6, 7], Some(1_048_576))
+        );
+    }
+
+    /// The same job id in a new folder (a requeued job, or ids reused after Slurm's counter was
+    /// reset) is a new job: everything is read afresh, at once.
+    #[test]
+    fn a_reused_job_id_in_a_new_folder_reads_fresh_metadata() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        copy_tree(&fixture("slurm-v2"), root);
+        let mut d = JobDiscovery::new(JobsOptions::under_root(root));
+        let r = d.scan(&[], &[]);
+        assert_eq!(r.jobs[0].job_name.as_deref(), Some("v2-job"));
+        assert_eq!(r.jobs[0].cpu_usage_ns, Some(2_500_000_000));
+
+        // The old folder moves away (still there, so the new one cannot get its inode number).
+        let scope = root.join("sys/fs/cgroup/system.slice/node1_slurmstepd.scope");
+        std::fs::rename(scope.join("job_201"), scope.join("old_201")).expect("mv");
+        write(&scope.join("job_201/cpu.stat"), b"usage_usec 5\n");
+        write(&scope.join("job_201/cpuset.cpus.effective"), b"7\n");
+        write(&scope.join("job_201/step_0/cgroup.procs"), b"3999\n");
+        write(
+            &root.join("proc/3999/environ"),
+            &environ(&[("SLURM_JOB_ID", "201"), ("SLURM_JOB_NAME", "second-life")]),
+        );
+        let r = d.scan(&[], &[]);
+        assert_eq!(r.problems, Vec::<String>::new());
+        let j = &r.jobs[0];
+        assert_eq!(j.id, "201");
+        assert_eq!(j.job_name.as_deref(), Some("second-life"));
+        assert_eq!(j.account, None);
+        assert_eq!(j.cpus, vec![7]);
+        assert_eq!(j.cpu_usage_ns, Some(5_000));
+        assert_eq!(j.memory_limit_bytes, None);
+    }
+
+    /// A job with no process keeps being looked at: on each of its first scans, then every
+    /// few scans, never on every scan for long.
+    #[test]
+    fn a_job_without_processes_gets_its_metadata_once_a_process_appears() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("no-procs"), dir.path());
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        for _ in 0..EAGER_SCANS + 7 {
+            assert_eq!(d.scan(&[], &[]).jobs[0].job_name, None);
+        }
+        // Past the first scans, the search (a listing of the job's folders) is not done on
+        // every scan.
+        let [opens, ..] = counting(|| {
+            for _ in 0..RETRY_SCANS * 4 {
+                d.scan(&[], &[]);
+            }
+        });
+        // A search opens the 4 folders of the job (and reads their cgroup.procs); the static
+        // data may be read once (2 files).
+        assert!(
+            opens <= 4 * 8 + 2,
+            "{opens} opens in {} scans",
+            RETRY_SCANS * 4
+        );
+
+        let task = dir
+            .path()
+            .join("sys/fs/cgroup/system.slice/slurmstepd.scope/job_701/step_0/user/task_0");
+        write(&task.join("cgroup.procs"), b"7101\n");
+        write(
+            &dir.path().join("proc/7101/environ"),
+            &environ(&[("SLURM_JOB_ID", "701"), ("SLURM_JOB_NAME", "late")]),
+        );
+        let named = (1..=RETRY_SCANS)
+            .find(|_| d.scan(&[], &[]).jobs[0].job_name.as_deref() == Some("late"));
+        assert!(named.is_some(), "no metadata within {RETRY_SCANS} scans");
+    }
+
+    #[test]
+    fn an_ended_job_leaves_the_cache_and_closes_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("slurm-v1"), dir.path());
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        for _ in 0..3 {
+            d.scan(&[], &[]);
+        }
+        assert_eq!(held_files(&d), 2);
+        // The controller listed on every scan: its root, slurm_node1, uid_1000, uid_1001.
+        let open_dirs = d.lister.open_count();
+        assert_eq!(open_dirs, 4);
+        for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+            let cg = dir.path().join("sys/fs/cgroup").join(ctrl);
+            std::fs::remove_dir_all(cg.join("slurm_node1/uid_1001")).expect("rm");
+        }
+        assert_eq!(ids(&d.scan(&[], &[])), vec!["101"]);
+        assert_eq!(d.cache.len(), 1);
+        assert_eq!(held_files(&d), 1);
+        // The uid folder that went away is closed on the next scan.
+        d.scan(&[], &[]);
+        assert_eq!(d.lister.open_count(), open_dirs - 1);
+    }
+
+    /// A job found only in a controller other than the one listed on every scan (mixed
+    /// settings, or a job being torn down) is still found, at the next full listing.
+    #[test]
+    fn a_job_in_another_controller_only_is_found_by_the_full_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("slurm-v1"), dir.path());
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        d.scan(&[], &[]);
+        let freezer = dir
+            .path()
+            .join("sys/fs/cgroup/freezer/slurm_node1/uid_1000/job_104");
+        write(&freezer.join("cgroup.procs"), b"");
+        let found_at = (2..=1 + FULL_LISTING_SCANS)
+            .find(|_| ids(&d.scan(&[], &[])).contains(&"104"))
+            .expect("found within a full listing period");
+        assert!(found_at <= 1 + FULL_LISTING_SCANS);
+        // Listed on every scan from then on, like the controller that holds the most jobs.
+        assert!(d.listing.every_scan[Controller::Freezer as usize]);
+        std::fs::remove_dir_all(&freezer).expect("rm");
+        assert_eq!(ids(&d.scan(&[], &[])), vec!["101", "102"]);
+    }
+
+    /// Without file descriptors to spare, every read goes by path: the same results.
+    #[test]
+    fn without_descriptors_to_spare_files_are_read_by_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("slurm-v1"), dir.path());
+        let mut kept = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        let mut by_path = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        by_path.fds = FdBudget::fixed(0);
+        for _ in 0..3 {
+            assert_eq!(by_path.scan(&[], &[]), kept.scan(&[], &[]));
+        }
+        assert_eq!(held_files(&by_path), 0);
+        assert_eq!(by_path.lister.open_count(), 0);
+        let usage = dir
+            .path()
+            .join("sys/fs/cgroup/cpu,cpuacct/slurm_node1/uid_1000/job_101/cpuacct.usage");
+        std::fs::write(&usage, "5\n").expect("write");
+        assert_eq!(by_path.scan(&[], &[]).jobs[0].cpu_usage_ns, Some(5));
+        assert_eq!(kept.scan(&[], &[]).jobs[0].cpu_usage_ns, Some(5));
+    }
+
+    #[test]
+    fn job_ids_are_kept_inline() {
+        let k = JobKey::user_slice(4_294_967_295);
+        assert_eq!(k, JobKey::new(Scheduler::UserSlice, "user-4294967295"));
+        assert_eq!(k.id.as_str(), "user-4294967295");
+        let long = "12345678901234567890";
+        assert_eq!(JobKey::new(Scheduler::Slurm, long).id.as_str(), long);
+        assert_eq!(format!("{}", JobKey::new(Scheduler::Oar, "42").id), "42");
+    }
+
+    #[test]
+    fn next_in_phase_spreads_and_bounds() {
+        for period in [1, 3, 60] {
+            for phase in 0..period {
+                for now in 0..130 {
+                    let t = next_in_phase(now, phase, period);
+                    assert!(t > now && t <= now + period, "{now} {phase} {period}");
+                    assert_eq!(t % period, phase);
+                }
+            }
+        }
     }
 
     #[test]
