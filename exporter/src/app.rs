@@ -7,7 +7,7 @@ use crate::config::{Config, CpuPolicyConfig, LogFormat, Switch};
 use crate::engine::Engine;
 use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
-use crate::sampler::{Sampler, Shared, Snapshot};
+use crate::sampler::{publish, Sampler, Shared, Snapshot};
 use crate::server;
 use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
@@ -504,15 +504,8 @@ fn sample_loop(
                 }
             }
         }
-        let elapsed = start.elapsed();
-        tick = tick.saturating_add(1);
-        while interval * tick <= elapsed {
-            tick = tick.saturating_add(1);
-        }
-        let wait = (interval * tick).saturating_sub(elapsed);
-        match stop.recv_timeout(wait) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => break,
+        if !crate::tick::wait_next(start, interval, &mut tick, stop) {
+            break;
         }
     }
     if let Some(p) = &persist {
@@ -520,12 +513,5 @@ fn sample_loop(
         let snap = Arc::new(engine.snapshot(unix));
         let _ =
             p.tx.send((engine.to_state(&p.hostname, p.boot_id.clone(), unix), snap));
-    }
-}
-
-fn publish(shared: &Shared, snap: Arc<Snapshot>) {
-    match shared.write() {
-        Ok(mut g) => *g = snap,
-        Err(p) => *p.into_inner() = snap,
     }
 }

@@ -16,4 +16,5 @@ pub mod server;
 pub mod simulate;
 pub mod sources;
 pub mod state;
+pub mod tick;
 pub mod webconfig;

@@ -12,7 +12,6 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt::Error;
-use std::sync::Arc;
 
 /// Version and revision published in `joulebook_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -410,12 +409,7 @@ pub struct SnapshotCollector {
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
-        let snap: Arc<Snapshot> = match self.shared.read() {
-            Ok(g) => Arc::clone(&g),
-            // A panic while holding the lock cannot leave a half-written Arc: use it.
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
-        encode_snapshot(&snap, &mut encoder)
+        encode_snapshot(&crate::sampler::latest(&self.shared), &mut encoder)
     }
 }
 

@@ -89,6 +89,23 @@ pub struct Snapshot {
 /// The latest snapshot, shared between the sampler and the HTTP server.
 pub type Shared = Arc<RwLock<Arc<Snapshot>>>;
 
+/// The snapshot published last. A panic while the lock was held cannot leave a half-written
+/// `Arc` behind, so a poisoned lock is used as it is.
+pub fn latest(shared: &Shared) -> Arc<Snapshot> {
+    match shared.read() {
+        Ok(g) => Arc::clone(&g),
+        Err(p) => Arc::clone(&p.into_inner()),
+    }
+}
+
+/// Makes `snap` the snapshot every later scrape sees.
+pub fn publish(shared: &Shared, snap: Arc<Snapshot>) {
+    match shared.write() {
+        Ok(mut g) => *g = snap,
+        Err(p) => *p.into_inner() = snap,
+    }
+}
+
 /// Energy added to each node component during one cycle, in microjoules, with its per-device
 /// split (socket number or GPU UUID). This is what per-job attribution divides.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -403,13 +403,6 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     response(status, "text/plain; charset=utf-8", body.to_string())
 }
 
-fn current(shared: &Shared) -> Arc<Snapshot> {
-    match shared.read() {
-        Ok(g) => Arc::clone(&g),
-        Err(p) => Arc::clone(&p.into_inner()),
-    }
-}
-
 /// Whether the request declares a body larger than [`MAX_BODY_BYTES`], or one of unknown size.
 fn body_too_large(req: &Request<Incoming>) -> bool {
     if req.headers().contains_key(TRANSFER_ENCODING) {
@@ -462,7 +455,7 @@ async fn route(
     // Open to load balancers and liveness probes, which rarely speak basic auth; it tells only
     // whether the sampler runs.
     if req.uri().path() == "/healthz" {
-        let snap = current(&state.shared);
+        let snap = crate::sampler::latest(&state.shared);
         let (ok, why) = health(&snap);
         let status = if ok {
             StatusCode::OK
@@ -513,7 +506,7 @@ async fn route(
         "/" => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            landing_page(&current(&state.shared)),
+            landing_page(&crate::sampler::latest(&state.shared)),
         ),
         _ => text(
             StatusCode::NOT_FOUND,

@@ -567,15 +567,8 @@ fn poll_loop(poller: &mut Poller, clock: &Clock, interval: Duration, stop: &mpsc
     let mut tick: u32 = 0;
     loop {
         poller.poll(clock);
-        let elapsed = start.elapsed();
-        tick = tick.saturating_add(1);
-        while interval * tick <= elapsed {
-            tick = tick.saturating_add(1);
-        }
-        let wait = (interval * tick).saturating_sub(elapsed);
-        match stop.recv_timeout(wait) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => break,
+        if !crate::tick::wait_next(start, interval, &mut tick, stop) {
+            break;
         }
     }
 }
