@@ -6,6 +6,7 @@
 
 pub mod fake_nvml;
 pub mod grafana;
+pub mod prometheus;
 pub mod promql;
 pub mod redfish_server;
 pub mod scenario;

@@ -130,6 +130,9 @@ struct OtherWindow {
     measured_uj: u64,
     elapsed_s: f64,
     covered_s: Option<f64>,
+    /// BMC energy and span held while a measured source is down (see `Sampler::add_other`).
+    held_bmc_uj: u64,
+    held_span_s: f64,
 }
 
 pub struct Sampler {
@@ -226,6 +229,8 @@ impl Sampler {
     pub fn cycle(&mut self, t: f64) -> CycleDelta {
         let interval_s = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
         self.last_t = Some(t);
+        // Whether every source that measures a component read all of it this cycle.
+        let mut complete = true;
         // Deltas per channel this cycle.
         let mut added: BTreeMap<ChannelId, u64> = BTreeMap::new();
         for slot in &mut self.slots {
@@ -237,6 +242,7 @@ impl Sampler {
             let sample = match result {
                 Ok(s) => s,
                 Err(e) => {
+                    complete &= kind == SourceKind::Bmc;
                     if slot.health.up || slot.health.last_error.as_ref() != Some(&e) {
                         log_down(kind, &e);
                     }
@@ -251,6 +257,7 @@ impl Sampler {
                 (None, false, Some(_)) => tracing::info!(source = %kind, "source is up again"),
                 _ => {}
             }
+            complete &= problem.is_none() || kind == SourceKind::Bmc;
             slot.health.up = problem.is_none();
             slot.health.last_error = problem;
             if let Some(bmc) = sample.bmc {
@@ -293,13 +300,18 @@ impl Sampler {
                 }
             }
         }
-        self.add_node(&added, interval_s)
+        self.add_node(&added, interval_s, complete)
     }
 
     /// Adds one cycle's channel deltas to the node components. Measured channels win over the
     /// estimate for a component as soon as any measured channel of it exists, so the two are
     /// never added together.
-    fn add_node(&mut self, added: &BTreeMap<ChannelId, u64>, interval_s: f64) -> CycleDelta {
+    fn add_node(
+        &mut self,
+        added: &BTreeMap<ChannelId, u64>,
+        interval_s: f64,
+        complete: bool,
+    ) -> CycleDelta {
         let mut delta = CycleDelta {
             interval_s,
             ..Default::default()
@@ -335,7 +347,7 @@ impl Sampler {
             entry.2 = source;
             delta.by_component.insert(component, by_device);
         }
-        self.add_other(added, &mut delta);
+        self.add_other(added, &mut delta, complete);
         delta
     }
 
@@ -347,7 +359,21 @@ impl Sampler {
     /// part of the node) is clamped to 0 and counted. Error bound: the difference between the
     /// measured power averaged over our cycles and over the BMC's span, for one BMC interval;
     /// it averages out over time.
-    fn add_other(&mut self, added: &BTreeMap<ChannelId, u64>, delta: &mut CycleDelta) {
+    ///
+    /// While a source that measures a component is down (`complete` false: NVML failed, a GPU
+    /// fell off the bus, RAPL unreadable), the BMC still sees that component's energy, and the
+    /// source adds it when it comes back (its counter kept counting). Taking BMC − measured then
+    /// would count that energy twice, once as `other` and once in its component. So the BMC's
+    /// updates are held, and the window is closed at the first update after every source is
+    /// back, over the whole span: `other` is then BMC − measured over the outage too, and the
+    /// node's total equals the BMC's. A source that never comes back leaves `other` uncounted
+    /// from then on (the JoulebookSourceDown alert says why).
+    fn add_other(
+        &mut self,
+        added: &BTreeMap<ChannelId, u64>,
+        delta: &mut CycleDelta,
+        complete: bool,
+    ) {
         let Some(bmc) = &self.bmc else { return };
         let measured: u64 = [Component::Cpu, Component::Dram, Component::Gpu]
             .iter()
@@ -363,11 +389,25 @@ impl Sampler {
             .map(|(_, uj)| *uj)
             .sum::<u64>();
         let covered = bmc.covered_seconds_total;
-        let span = covered - w.covered_s.unwrap_or(covered);
-        w.covered_s = Some(covered);
+        let Some(previous) = w.covered_s.replace(covered) else {
+            // First BMC energy this process sees (after a restart, the energy of the BMC's
+            // whole first span arrives at once): the span it covers is unknown, so `other`
+            // starts from the next BMC update rather than taking all of this as `other`.
+            w.measured_uj = 0;
+            w.elapsed_s = 0.0;
+            return;
+        };
+        let span = covered - previous;
         if bmc_uj == 0 && span <= 0.0 {
             return;
         }
+        if !complete {
+            w.held_bmc_uj = w.held_bmc_uj.saturating_add(bmc_uj);
+            w.held_span_s += span.max(0.0);
+            return;
+        }
+        let bmc_uj = bmc_uj.saturating_add(std::mem::take(&mut w.held_bmc_uj));
+        let span = span.max(0.0) + std::mem::take(&mut w.held_span_s);
         let avg_w = if w.elapsed_s > 0.0 {
             w.measured_uj as f64 / w.elapsed_s
         } else {
@@ -712,6 +752,53 @@ mod tests {
             .node
             .iter()
             .any(|n| n.component == Component::Other && n.source == SourceKind::Bmc));
+    }
+
+    /// RAPL at 100 W fails from t=3 to t=7 while its counter keeps counting; the BMC, at 150 W,
+    /// reports every second. `other` must not take the CPU's energy of the outage as well as
+    /// RAPL's catch-up: the node's total equals the BMC's, and `other` is its 50 W.
+    #[test]
+    fn a_source_down_does_not_count_its_energy_twice() {
+        let rapl_steps = (0..12u64)
+            .map(|i| match i {
+                3..=7 => Err(SourceError::new("simulated read error")),
+                _ => rapl(&[(0, (i * 100_000_000) % 1_000_000_000)]),
+            })
+            .collect();
+        let bmc_steps = (0..12u64).map(|i| bmc(150 * i, i as f64)).collect();
+        let mut s = sampler(vec![
+            (SourceKind::Rapl, rapl_steps),
+            (SourceKind::Bmc, bmc_steps),
+        ]);
+        let mut other = vec![];
+        for t in 0..12 {
+            let d = s.cycle(t as f64);
+            other.push(d.by_component.get(&Component::Other).map(|o| o[""]));
+        }
+        // t=3..7 are held; at t=8 RAPL's 600 J catch-up arrives and the held 6 s of BMC close
+        // at 6 × 50 W.
+        assert_eq!(
+            other,
+            vec![
+                None,
+                Some(50_000_000),
+                Some(50_000_000),
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(300_000_000),
+                Some(50_000_000),
+                Some(50_000_000),
+                Some(50_000_000)
+            ]
+        );
+        let snap = s.snapshot(0.0);
+        let node = node_joules(&snap, Component::Cpu) + node_joules(&snap, Component::Other);
+        // The BMC counted 150 W × 11 s (t=0 to t=11).
+        assert_eq!(node, 1650.0);
+        assert_eq!(snap.other_clamps, 0);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! ([`RawEnergy::Wrapping`]) and NVML-like total-energy counters in mJ ([`RawEnergy::Resetting`]),
 //! both starting at a random offset as real counters do.
 
-use super::scenario::NodeGroup;
+use super::scenario::{ExtraZone, NodeGroup};
+use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
 use crate::sources::{
@@ -70,7 +71,34 @@ pub struct NodeModel {
     pkg_uj: Vec<Counter>,
     dram_uj: Vec<Counter>,
     pub gpus: Vec<GpuModel>,
+    /// What the BMC sees beyond RAPL and the GPUs (idle, max watts), with a BMC.
+    other: Option<(f64, f64)>,
+    other_uj: Counter,
+    /// Whole-node power of the last step (RAPL + GPUs + other), watts.
+    node_w: f64,
+    /// Seconds simulated so far.
+    pub elapsed_s: f64,
+    extra: Vec<ExtraZone>,
+    /// Per socket: core and uncore zones; per node: psys (index 0).
+    core_uj: Vec<Counter>,
+    uncore_uj: Vec<Counter>,
+    psys_uj: Counter,
+    extra_offset: u64,
+    /// Sources that fail their samples now (`faults` of kind `source_down`).
+    pub down: Vec<SourceKind>,
+    /// What every GPU counter has jumped by so far (`gpu_counter_jump`), mJ: in the raw counter
+    /// only, never in the energy drawn.
+    pub gpu_jump_mj: u64,
 }
+
+/// Shares of a socket's package power in its `core` zone (of the part above idle, and of idle)
+/// and in `uncore`, and the platform power `psys` adds to packages and DRAM, for workstation
+/// nodes. Illustrative round figures, not measurements: the simulator only needs the zones to
+/// exist and move with the load, inside (core, uncore) or above (psys) the package.
+const CORE_SHARE_ACTIVE: f64 = 0.9;
+const CORE_SHARE_IDLE: f64 = 0.2;
+const UNCORE_SHARE_IDLE: f64 = 0.05;
+const PSYS_PLATFORM_WATTS: f64 = 15.0;
 
 impl NodeModel {
     /// `offsets` gives the counters' starting values (drawn by the caller, so the model itself
@@ -116,19 +144,47 @@ impl NodeModel {
             pkg_uj: vec![Counter::default(); sockets],
             dram_uj: vec![Counter::default(); sockets],
             gpus,
+            other: g.bmc.map(|b| (b.other_watts.idle, b.other_watts.max)),
+            other_uj: Counter::default(),
+            node_w: 0.0,
+            elapsed_s: 0.0,
+            extra: g.rapl_extra_zones.clone(),
+            core_uj: vec![Counter::default(); sockets],
+            uncore_uj: vec![Counter::default(); sockets],
+            psys_uj: Counter::default(),
+            extra_offset: offsets() % range,
+            down: Vec::new(),
+            gpu_jump_mj: 0,
         }
     }
 
     /// Advances the model by `dt` seconds. `socket_busy[s]` is the busy share of socket `s`
     /// (0..1), `gpu_util[g]` the utilisation of GPU `g` (`None`: no job holds it).
     pub fn step(&mut self, dt: f64, socket_busy: &[f64], gpu_util: &[Option<f64>]) {
+        let mut node_w = 0.0;
+        let mut busy_sum = 0.0;
         for s in 0..self.sockets {
             let u = socket_busy.get(s).copied().unwrap_or(0.0).clamp(0.0, 1.0);
+            busy_sum += u;
             let (idle, max) = self.pkg;
-            self.pkg_uj[s].add(idle + (max - idle) * u, dt, 1e6);
+            let pkg_w = idle + (max - idle) * u;
+            self.pkg_uj[s].add(pkg_w, dt, 1e6);
+            node_w += pkg_w;
             if let Some((idle, max)) = self.dram {
-                self.dram_uj[s].add(idle + (max - idle) * u, dt, 1e6);
+                let w = idle + (max - idle) * u;
+                self.dram_uj[s].add(w, dt, 1e6);
+                node_w += w;
             }
+            if self.extra.contains(&ExtraZone::Core) {
+                let w = CORE_SHARE_IDLE * idle + CORE_SHARE_ACTIVE * (pkg_w - idle);
+                self.core_uj[s].add(w, dt, 1e6);
+            }
+            if self.extra.contains(&ExtraZone::Uncore) {
+                self.uncore_uj[s].add(UNCORE_SHARE_IDLE * idle, dt, 1e6);
+            }
+        }
+        if self.extra.contains(&ExtraZone::Psys) {
+            self.psys_uj.add(node_w + PSYS_PLATFORM_WATTS, dt, 1e6);
         }
         for (g, gpu) in self.gpus.iter_mut().enumerate() {
             let u = gpu_util
@@ -140,6 +196,32 @@ impl NodeModel {
             let w = (gpu.idle_w + (gpu.max_w - gpu.idle_w) * u).min(gpu.limit_w);
             gpu.power_w = w;
             gpu.energy_mj.add(w, dt, 1e3);
+            node_w += w;
+        }
+        if let Some((idle, max)) = self.other {
+            let u = busy_sum / self.sockets.max(1) as f64;
+            let w = idle + (max - idle) * u;
+            self.other_uj.add(w, dt, 1e6);
+            node_w += w;
+        }
+        self.node_w = node_w;
+        self.elapsed_s += dt;
+    }
+
+    /// The whole node's energy as its BMC measures it, µJ since the simulation started: the
+    /// counters of the modelled components plus `other`.
+    pub fn bmc_uj(&self) -> u64 {
+        let [cpu, dram, gpu, other] = self.totals_uj();
+        cpu + dram + gpu + other
+    }
+
+    fn failing(&self, kind: SourceKind) -> Result<(), SourceError> {
+        if self.down.contains(&kind) {
+            Err(SourceError::new(format!(
+                "simulated fault: the {kind} source fails its samples"
+            )))
+        } else {
+            Ok(())
         }
     }
 
@@ -153,8 +235,8 @@ impl NodeModel {
         )
     }
 
-    /// Energy since the start by component (cpu, dram, gpu), µJ.
-    pub fn totals_uj(&self) -> [u64; 3] {
+    /// Energy since the start by component (cpu, dram, gpu, other), µJ.
+    pub fn totals_uj(&self) -> [u64; 4] {
         [
             self.pkg_uj.iter().map(|c| c.total).sum(),
             if self.dram.is_some() {
@@ -163,7 +245,13 @@ impl NodeModel {
                 0
             },
             self.gpus.iter().map(|g| g.energy_mj.total * 1000).sum(),
+            self.other_uj.total,
         ]
+    }
+
+    /// `other` of the last step, µJ (0 without a BMC).
+    pub fn last_other_uj(&self) -> u64 {
+        self.other_uj.last
     }
 
     pub fn has_dram(&self) -> bool {
@@ -206,6 +294,7 @@ impl Source for RaplSim {
 
     fn sample(&mut self) -> Result<SourceSample, SourceError> {
         let m = lock(&self.model);
+        m.failing(SourceKind::Rapl)?;
         // The live RAPL source bounds every zone by the same max_zone_watts.
         let max_watts = RaplOptions::default().max_zone_watts;
         let mut energy = Vec::with_capacity(2 * m.sockets);
@@ -228,6 +317,31 @@ impl Source for RaplSim {
                     },
                 });
             }
+            for (zone, domain, counter) in [
+                (ExtraZone::Core, Domain::RaplCore, &m.core_uj[s]),
+                (ExtraZone::Uncore, Domain::RaplUncore, &m.uncore_uj[s]),
+            ] {
+                if m.extra.contains(&zone) {
+                    energy.push(EnergyReading {
+                        channel: ChannelId::new(domain, s.to_string()),
+                        raw: RawEnergy::Wrapping {
+                            uj: (m.extra_offset + counter.total) % m.range_uj,
+                            range_uj: m.range_uj,
+                            max_watts,
+                        },
+                    });
+                }
+            }
+        }
+        if m.extra.contains(&ExtraZone::Psys) {
+            energy.push(EnergyReading {
+                channel: ChannelId::new(Domain::RaplPsys, String::new()),
+                raw: RawEnergy::Wrapping {
+                    uj: (m.extra_offset + m.psys_uj.total) % m.range_uj,
+                    range_uj: m.range_uj,
+                    max_watts,
+                },
+            });
         }
         Ok(SourceSample {
             energy,
@@ -248,12 +362,13 @@ impl Source for NvmlSim {
 
     fn sample(&mut self) -> Result<SourceSample, SourceError> {
         let m = lock(&self.model);
+        m.failing(SourceKind::Nvml)?;
         let mut out = SourceSample::default();
         for g in &m.gpus {
             out.energy.push(EnergyReading {
                 channel: ChannelId::new(Domain::Gpu, g.uuid.clone()),
                 raw: RawEnergy::Resetting {
-                    uj: (g.offset_mj + g.energy_mj.total).saturating_mul(1000),
+                    uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
                     // As the live NVML source: the enforced limit with headroom.
                     max_watts: POWER_LIMIT_HEADROOM * g.limit_w,
                 },
@@ -277,6 +392,54 @@ impl Source for NvmlSim {
             .iter()
             .map(|g| (g.uuid.clone(), g.index))
             .collect()
+    }
+}
+
+/// BMC-like source: the whole node's energy, integrated by the source itself from its own start
+/// as the live BMC source does (a Redfish energy counter read every sample interval), so a new
+/// exporter process starts its BMC total afresh.
+pub struct BmcSim {
+    pub model: Shared,
+    /// The node's BMC energy and simulated seconds when this source was created.
+    start: (u64, f64),
+}
+
+impl BmcSim {
+    pub fn new(model: Shared) -> Self {
+        let start = {
+            let m = lock(&model);
+            (m.bmc_uj(), m.elapsed_s)
+        };
+        BmcSim { model, start }
+    }
+}
+
+impl Source for BmcSim {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Bmc
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        let m = lock(&self.model);
+        m.failing(SourceKind::Bmc)?;
+        Ok(SourceSample {
+            energy: vec![EnergyReading {
+                channel: ChannelId::new(Domain::Bmc, ""),
+                // As the live source: its own running total, judged by the source itself.
+                raw: RawEnergy::Resetting {
+                    uj: m.bmc_uj() - self.start.0,
+                    max_watts: 0.0,
+                },
+            }],
+            bmc: Some(BmcStatus {
+                protocol: Protocol::Redfish,
+                method: Some(BmcMethod::Counter),
+                power_watts: Some(m.node_w),
+                gap_seconds_total: 0.0,
+                covered_seconds_total: m.elapsed_s - self.start.1,
+            }),
+            ..Default::default()
+        })
     }
 }
 

@@ -86,7 +86,21 @@ impl fmt::Display for SimError {
 impl std::error::Error for SimError {}
 
 /// The components the simulator models, as the exporter indexes them.
-const MODELLED: [Component; 3] = [Component::Cpu, Component::Dram, Component::Gpu];
+const MODELLED: [Component; 4] = [
+    Component::Cpu,
+    Component::Dram,
+    Component::Gpu,
+    Component::Other,
+];
+
+/// How far every GPU counter jumps in a `gpu_counter_jump` fault, mJ: 1 MJ, thousands of times
+/// what a GPU can draw in a sample interval, so the exporter must discard it.
+const GPU_COUNTER_JUMP_MJ: u64 = 1_000_000_000;
+
+/// What Prometheus itself stores with every scrape: `up` is 1 when the target answered, 0 when it
+/// did not (the simulated exporter is down during a restart). Not a joulebook metric.
+const UP_HELP: &str =
+    "# HELP up Whether the target answered the scrape (written by Prometheus).\n# TYPE up gauge\n";
 
 /// Relative standard deviation of a job's utilisation from one sample interval to the next, so
 /// power curves look measured rather than flat. 5 % is an arbitrary, visible choice; it has no
@@ -143,10 +157,17 @@ struct Node {
     jobs: Vec<Job>,
     /// (tick of the last cycle before the stop, tick of the first cycle after).
     restarts: Vec<(u64, u64)>,
+    /// Load outside jobs: (first tick, last tick, cpu busy share, gpu utilisation).
+    stray: Vec<(u64, u64, f64, f64)>,
+    /// Faults: (first tick, last tick, what).
+    faults: Vec<(u64, u64, scenario::FaultKind, Option<SourceKind>)>,
     next_restart: usize,
     rng: ChaCha8Rng,
     last_node: [u64; 4],
     last_unallocated: [u64; 4],
+    /// Unix time of the exporter's last sampling cycle (what a scrape shows as
+    /// `joulebook_last_sample_timestamp_seconds`; older than the scrape while the sampler stalls).
+    last_cycle_unix: f64,
 }
 
 /// Removes the simulated state files however the run ends.
@@ -202,6 +223,11 @@ impl Node {
             sources.push(Box::new(hardware::NvmlSim {
                 model: self.model.clone(),
             }));
+        }
+        if s.node_groups[self.spec.group].bmc.is_some() {
+            sources.push(Box::new(hardware::BmcSim::new(self.model.clone())));
+        } else {
+            disabled.push(SourceKind::Bmc);
         }
         let sampler = Sampler::new(
             sources,
@@ -299,6 +325,35 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
             })
             .collect();
         restarts.sort_unstable();
+        // Ticks whose interval (ending at the tick) lies in [at, at + d).
+        let ticks = |at: f64, d: f64| {
+            let first = ((at - start) / step).floor() as u64 + 1;
+            let last = (((at + d - start) / step).ceil() as u64).max(first);
+            (first, last)
+        };
+        let stray = s
+            .stray_load
+            .iter()
+            .filter(|l| l.node == spec.name)
+            .map(|l| {
+                let (a, b) = ticks(l.start.0, l.duration.0);
+                (a, b, l.cpu_util, l.gpu_util)
+            })
+            .collect();
+        let faults = s
+            .faults
+            .iter()
+            .filter(|f| f.node == spec.name)
+            .map(|f| {
+                let (a, b) = ticks(f.start.0, f.duration.map_or(0.0, |d| d.0));
+                let source = f.source.map(|x| match x {
+                    scenario::FaultSource::Rapl => SourceKind::Rapl,
+                    scenario::FaultSource::Nvml => SourceKind::Nvml,
+                    scenario::FaultSource::Bmc => SourceKind::Bmc,
+                });
+                (a, b, f.kind, source)
+            })
+            .collect();
         nodes.push(Node {
             target: format!(
                 "instance=\"{}:{port}\",job=\"joulebook\",cluster=\"{}\"",
@@ -316,10 +371,13 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
             active: Vec::new(),
             jobs: Vec::new(),
             restarts,
+            stray,
+            faults,
             next_restart: 0,
             rng,
             last_node: [0; 4],
             last_unallocated: [0; 4],
+            last_cycle_unix: start,
             spec,
         });
     }
@@ -419,7 +477,24 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
                 });
             }
             if k > 0 {
-                advance(n, &jobs, &mut parts, &s, step);
+                advance(n, k, &jobs, &mut parts, &s, step);
+            }
+            let mut stalled = false;
+            {
+                let mut m = n.model.lock().unwrap_or_else(|p| p.into_inner());
+                m.down.clear();
+                for &(a, b, kind, source) in &n.faults {
+                    match kind {
+                        scenario::FaultKind::SourceDown if (a..=b).contains(&k) => {
+                            m.down.extend(source);
+                        }
+                        scenario::FaultKind::SamplerStall => stalled |= (a..=b).contains(&k),
+                        scenario::FaultKind::GpuCounterJump if a == k => {
+                            m.gpu_jump_mj += GPU_COUNTER_JUMP_MJ;
+                        }
+                        _ => {}
+                    }
+                }
             }
             // The exporter comes back: a new process resumes from its state file.
             if n.engine.is_none() {
@@ -442,12 +517,20 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
                 }
             }
             let Some(engine) = n.engine.as_mut() else {
+                if k % per_scrape == 0 {
+                    writer
+                        .scrape(&format!("{UP_HELP}up 0\n"), &n.target, unix as i64)
+                        .map_err(&write_err)?;
+                }
                 continue;
             };
             for (job, a) in n.jobs.iter_mut().zip(&n.active) {
                 job.cpu_usage_ns = Some(a.cpu_ns as u64);
             }
-            engine.cycle_with_jobs(t, unix, &n.jobs);
+            if !stalled {
+                engine.cycle_with_jobs(t, unix, &n.jobs);
+                n.last_cycle_unix = unix;
+            }
             if let Some(acc) = engine.accounting() {
                 for (job, a) in n.jobs.iter().zip(&n.active) {
                     if let Some(r) = acc.jobs().get(&job.id) {
@@ -517,7 +600,7 @@ fn state_path(dir: &TempDir, n: &Node) -> PathBuf {
 
 /// Advances a node's hardware by one interval with its running jobs, and the model's share of
 /// each job.
-fn advance(n: &mut Node, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &Scenario, dt: f64) {
+fn advance(n: &mut Node, k: u64, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &Scenario, dt: f64) {
     let mut model = n.model.lock().unwrap_or_else(|p| p.into_inner());
     let per_socket = f64::from(model.cpus_per_socket.max(1));
     let mut busy = vec![0.0; model.sockets];
@@ -539,8 +622,19 @@ fn advance(n: &mut Node, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &Scenario,
         }
         cpu_eff.push(cu);
     }
+    for &(a, b, cpu, gpu) in &n.stray {
+        if (a..=b).contains(&k) {
+            for x in &mut busy {
+                *x += cpu;
+            }
+            for slot in gpu_util.iter_mut().filter(|g| g.is_none()) {
+                *slot = Some(gpu);
+            }
+        }
+    }
     model.step(dt, &busy, &gpu_util);
     let (pkg, dram, gpu) = model.last_deltas();
+    let other = model.last_other_uj() as f64;
     let has_dram = model.has_dram();
     drop(model);
     let node_memory = s.node_groups[n.spec.group].memory.0 as f64;
@@ -556,6 +650,9 @@ fn advance(n: &mut Node, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &Scenario,
         for g in &a.gpus {
             part.model_uj[2] += gpu[*g as usize] as f64;
         }
+        // Other: by allocated CPUs of the whole node, as the exporter splits it.
+        let node_cpus = per_socket * a.cpus_on_socket.len() as f64;
+        part.model_uj[3] += other * f64::from(a.cpus_on_socket.iter().sum::<u32>()) / node_cpus;
         let logical: u32 = a.cpus_on_socket.iter().sum();
         a.cpu_ns += f64::from(logical) * cu * dt * 1e9;
     }
@@ -570,7 +667,7 @@ fn write_scrape<W: std::io::Write>(
     let Some(engine) = &n.engine else {
         return Ok(());
     };
-    let mut snap = engine.snapshot(unix);
+    let mut snap = engine.snapshot(n.last_cycle_unix);
     // The live exporter measures how long each source took; a simulation has nothing real to
     // measure, and a wall-clock value would make the output differ from run to run.
     for (_, h) in &mut snap.health {
@@ -582,6 +679,7 @@ fn write_scrape<W: std::io::Write>(
     }
     let text = crate::metrics::encode(&n.registry, format.exposition())
         .map_err(|_| std::io::Error::other("encoding the snapshot failed"))?;
+    writer.scrape(&format!("{UP_HELP}up 1\n"), &n.target, unix as i64)?;
     writer.scrape(&text, &n.target, unix as i64)
 }
 
@@ -599,7 +697,8 @@ fn energy_f(uj: &[f64; 4], components: &[Component]) -> Energy {
         .collect()
 }
 
-/// The components a node publishes: cpu always, dram with a DRAM zone, gpu with GPUs.
+/// The components a node publishes: cpu always, dram with a DRAM zone, gpu with GPUs, other
+/// with a BMC.
 fn node_components(s: &Scenario, spec: &NodeSpec) -> Vec<Component> {
     let g = &s.node_groups[spec.group];
     MODELLED
@@ -607,6 +706,7 @@ fn node_components(s: &Scenario, spec: &NodeSpec) -> Vec<Component> {
         .filter(|c| match c {
             Component::Dram => g.dram_watts.is_some(),
             Component::Gpu => g.gpu_count() > 0,
+            Component::Other => g.bmc.is_some(),
             _ => true,
         })
         .collect()
@@ -643,12 +743,11 @@ fn build_truth(
     let mut node_truths = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let comps = node_components(s, &n.spec);
-        let hw3 = n
+        let hw = n
             .model
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .totals_uj();
-        let hw = [hw3[0], hw3[1], hw3[2], 0];
         add_uj(&mut t_node, &n.last_node);
         add_uj(&mut t_un, &n.last_unallocated);
         add_uj(&mut t_hw, &hw);

@@ -8,7 +8,7 @@
 //! Every key is documented in `docs/simulate.md`; keep the two in step.
 
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -180,6 +180,12 @@ pub struct Scenario {
     pub maintenance: Vec<Window>,
     #[serde(default)]
     pub restarts: Vec<Restart>,
+    /// Load outside any job (a process started by hand, a GPU kept busy after its job ended).
+    #[serde(default)]
+    pub stray_load: Vec<StrayLoad>,
+    /// Faults of the exporter's sources and sampler.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -215,6 +221,31 @@ pub struct NodeGroup {
     pub rapl_dram_range_uj: u64,
     #[serde(default)]
     pub gpus: Option<Gpus>,
+    /// A BMC (Redfish) measuring the whole node: RAPL + GPUs + what they miss.
+    #[serde(default)]
+    pub bmc: Option<Bmc>,
+    /// RAPL zones besides package and DRAM that the node shows (`core`, `uncore`, `psys`), as on
+    /// workstation-class CPUs. The exporter publishes them and adds none to the node.
+    #[serde(default)]
+    pub rapl_extra_zones: Vec<ExtraZone>,
+}
+
+/// The node's BMC: it measures what RAPL and NVML measure plus `other_watts` (fans, disks,
+/// NICs, power-supply losses), which follows the node's CPU load between idle and max.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bmc {
+    pub other_watts: Power,
+}
+
+/// A RAPL zone below the package (`core`: the cores, `uncore`: the integrated GPU) or above it
+/// (`psys`: the platform).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtraZone {
+    Core,
+    Uncore,
+    Psys,
 }
 
 fn one() -> u32 {
@@ -447,6 +478,55 @@ pub struct Restart {
     pub downtime: Span,
 }
 
+/// Load on `node` outside any job from `start` for `duration`: every socket busier by
+/// `cpu_util` (a share of its CPUs), and every GPU that no job holds at `gpu_util`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrayLoad {
+    pub node: String,
+    pub start: Instant,
+    pub duration: Span,
+    #[serde(default)]
+    pub cpu_util: f64,
+    #[serde(default)]
+    pub gpu_util: f64,
+}
+
+/// What goes wrong in a [`Fault`].
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// `source` fails every sample in the window (a driver unloaded, a BMC unreachable).
+    SourceDown,
+    /// The sampler runs no cycle in the window while scrapes go on (a read hung on a file).
+    SamplerStall,
+    /// Every GPU's energy counter jumps forward at `start` by far more than the GPU could have
+    /// drawn, as NVML counters have been seen to: the exporter discards that sample.
+    GpuCounterJump,
+}
+
+/// A source of the simulated exporter, as named in `joulebook_source_up`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultSource {
+    Rapl,
+    Nvml,
+    Bmc,
+}
+
+/// A fault on `node` from `start` for `duration` (not used by `gpu_counter_jump`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub node: String,
+    pub kind: FaultKind,
+    #[serde(default)]
+    pub source: Option<FaultSource>,
+    pub start: Instant,
+    #[serde(default)]
+    pub duration: Option<Span>,
+}
+
 /// A scenario error: file, line where known, key and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioError(pub String);
@@ -614,6 +694,9 @@ impl Scenario {
                         ),
                     );
                 }
+            }
+            if let Some(b) = &g.bmc {
+                check_power(&k("bmc.other_watts"), b.other_watts)?;
             }
             if let Some(gpu) = &g.gpus {
                 if gpu.count == 0 || gpu.count > 64 {
@@ -905,6 +988,68 @@ impl Scenario {
             }
             if r.downtime.0 <= 0.0 {
                 return bad(format!("restarts[{i}].downtime"), "must be > 0".into());
+            }
+        }
+        let in_period = |at: f64, d: f64| d > 0.0 && at >= start && at + d <= end;
+        for (i, l) in self.stray_load.iter().enumerate() {
+            let k = |f: &str| format!("stray_load[{i}].{f}");
+            if !names.contains(&l.node) {
+                return bad(k("node"), format!("no node named {:?}", l.node));
+            }
+            if !in_period(l.start.0, l.duration.0) {
+                return bad(
+                    k("start"),
+                    "the load must have a duration and lie inside the simulated period".into(),
+                );
+            }
+            for (f, v) in [("cpu_util", l.cpu_util), ("gpu_util", l.gpu_util)] {
+                if !(0.0..=1.0).contains(&v) {
+                    return bad(k(f), format!("{v}: must be 0..1"));
+                }
+            }
+        }
+        let groups: BTreeMap<&str, &NodeGroup> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &self.node_groups[n.group]))
+            .collect();
+        for (i, f) in self.faults.iter().enumerate() {
+            let k = |x: &str| format!("faults[{i}].{x}");
+            let Some(g) = groups.get(f.node.as_str()) else {
+                return bad(k("node"), format!("no node named {:?}", f.node));
+            };
+            let d = f.duration.map_or(0.0, |d| d.0);
+            match f.kind {
+                FaultKind::GpuCounterJump => {
+                    if g.gpu_count() == 0 {
+                        return bad(k("node"), format!("{}: has no GPU", f.node));
+                    }
+                    if !(f.start.0 > start && f.start.0 < end) {
+                        return bad(k("start"), "must lie inside the simulated period".into());
+                    }
+                }
+                FaultKind::SourceDown | FaultKind::SamplerStall => {
+                    if !in_period(f.start.0, d) {
+                        return bad(
+                            k("duration"),
+                            "the fault needs a duration and must lie inside the simulated period"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            if f.kind == FaultKind::SourceDown {
+                let has = match f.source {
+                    None => return bad(k("source"), "rapl, nvml or bmc".into()),
+                    Some(FaultSource::Rapl) => true,
+                    Some(FaultSource::Nvml) => g.gpu_count() > 0,
+                    Some(FaultSource::Bmc) => g.bmc.is_some(),
+                };
+                if !has {
+                    return bad(
+                        k("source"),
+                        format!("{}: the node has no such source", f.node),
+                    );
+                }
             }
         }
         Ok(())
