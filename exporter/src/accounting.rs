@@ -12,7 +12,7 @@
 //! sampling interval of its share at each end (1 s by default).
 
 use crate::attribution::{
-    attribute, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
+    attribute_each, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
@@ -21,6 +21,7 @@ use crate::state::{JobState, State};
 use joulebook_common::Component;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How user and job names leave the node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,17 +74,19 @@ pub struct JobMeta {
     pub job_name: String,
 }
 
-/// One job's counters and current allocation.
+/// One job's counters and current allocation. What changes rarely (metadata, CPUs, GPUs) is
+/// shared behind `Arc`s, replaced only when it changes: a clone (one per job per published
+/// snapshot) copies numbers and pointers, never strings.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobRecord {
-    pub meta: JobMeta,
+    pub meta: Arc<JobMeta>,
     /// Energy by component (indexed as [`component_index`]), µJ.
     pub uj: [u64; 4],
     pub cpu_seconds: f64,
     pub core_seconds: f64,
     pub gpu_seconds: f64,
-    pub cpus: Vec<u32>,
-    pub gpus: Vec<String>,
+    pub cpus: Arc<[u32]>,
+    pub gpus: Arc<[String]>,
     pub memory_bytes: Option<u64>,
     /// cpu_usage_ns at the last scan, to turn the cumulative value into deltas.
     last_cpu_ns: Option<u64>,
@@ -94,7 +97,9 @@ pub struct JobRecord {
     ended_mono: Option<f64>,
     /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
     /// when this changes, not every cycle.
-    raw_meta: [Option<String>; 4],
+    raw_meta: Arc<[Option<String>; 4]>,
+    /// The last [`Accounting::update`] that found the job running.
+    seen: u64,
 }
 
 impl JobRecord {
@@ -105,7 +110,11 @@ impl JobRecord {
 
 pub struct Accounting {
     opts: AccountingOptions,
-    jobs: BTreeMap<String, JobRecord>,
+    jobs: BTreeMap<Arc<str>, JobRecord>,
+    /// Updates so far: marks the jobs found running by the current one.
+    updates: u64,
+    /// CPU time of each running job during the current update, ns (kept to reuse its memory).
+    cpu_deltas: Vec<u64>,
     unallocated: [u64; 4],
     baseline: BaselineTracker,
     topology: Topology,
@@ -211,10 +220,12 @@ impl Accounting {
             baseline,
             topology: topology(node),
             retired: [0; 4],
+            updates: 0,
+            cpu_deltas: Vec::new(),
         }
     }
 
-    pub fn jobs(&self) -> &BTreeMap<String, JobRecord> {
+    pub fn jobs(&self) -> &BTreeMap<Arc<str>, JobRecord> {
         &self.jobs
     }
 
@@ -243,26 +254,34 @@ impl Accounting {
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
     /// present now. Returns nothing; the effect is in the counters.
     pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
-        // Jobs present now: create, refresh allocation, CPU time.
-        let mut cpu_deltas: BTreeMap<&str, u64> = BTreeMap::new();
+        // Jobs present now: create, refresh allocation, CPU time, core- and GPU-seconds. One
+        // search per job; what did not change is not copied.
+        self.updates += 1;
+        let now_seen = self.updates;
+        self.cpu_deltas.clear();
         for job in running {
-            let raw = [&job.user, &job.account, &job.partition, &job.job_name];
-            let rec = match self.jobs.get_mut(&job.id) {
+            let rec = match self.jobs.get_mut(job.id.as_str()) {
                 Some(r) => r,
-                None => self.jobs.entry(job.id.clone()).or_default(),
+                None => self.jobs.entry(Arc::from(job.id.as_str())).or_default(),
             };
             if rec.ended_at.take().is_some() {
                 // The id came back (a requeued job, or a resumed one): same counters.
                 rec.last_cpu_ns = None;
             }
             rec.ended_mono = None;
+            rec.seen = now_seen;
+            let raw = [&job.user, &job.account, &job.partition, &job.job_name];
             let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
             if !same || rec.meta.scheduler.is_empty() {
-                rec.meta = meta_of(&self.opts, job);
-                rec.raw_meta = raw.map(Clone::clone);
+                rec.meta = Arc::new(meta_of(&self.opts, job));
+                rec.raw_meta = Arc::new(raw.map(Clone::clone));
             }
-            rec.cpus.clone_from(&job.cpus);
-            rec.gpus.clone_from(&job.gpus);
+            if *rec.cpus != *job.cpus {
+                rec.cpus = Arc::from(job.cpus.as_slice());
+            }
+            if *rec.gpus != *job.gpus {
+                rec.gpus = Arc::from(job.gpus.as_slice());
+            }
             rec.memory_bytes = job.memory_limit_bytes;
             let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
                 // A value that went down is a new cgroup or a step that ended (summed steps):
@@ -274,11 +293,13 @@ impl Accounting {
                 rec.last_cpu_ns = job.cpu_usage_ns;
             }
             rec.cpu_seconds += d as f64 / 1e9;
-            cpu_deltas.insert(job.id.as_str(), d);
+            rec.core_seconds += job.cpus.len() as f64 * delta.interval_s;
+            rec.gpu_seconds += job.gpus.len() as f64 * delta.interval_s;
+            self.cpu_deltas.push(d);
         }
         // Jobs gone: mark ended, drop after the grace period.
-        for (id, rec) in self.jobs.iter_mut() {
-            if rec.ended_at.is_none() && !cpu_deltas.contains_key(id.as_str()) {
+        for rec in self.jobs.values_mut() {
+            if rec.ended_at.is_none() && rec.seen != now_seen {
                 rec.ended_at = Some(now);
                 rec.ended_mono = Some(t_mono);
             }
@@ -311,36 +332,32 @@ impl Accounting {
         }
         let shares: Vec<JobShare> = running
             .iter()
-            .map(|j| JobShare {
+            .zip(&self.cpu_deltas)
+            .map(|(j, &d)| JobShare {
                 id: &j.id,
                 cpus: &j.cpus,
                 gpus: &j.gpus,
                 memory_bytes: j.memory_limit_bytes,
-                cpu_time_delta_ns: cpu_deltas.get(j.id.as_str()).copied().unwrap_or(0),
+                cpu_time_delta_ns: d,
             })
             .collect();
-        let result = attribute(
+        let (by_job, unallocated) = attribute_each(
             &node_delta,
             &self.topology,
             &shares,
             self.opts.policy,
             &self.baseline.baselines(),
         );
-        for (id, uj) in result.jobs {
-            if let Some(rec) = self.jobs.get_mut(&id) {
+        // Shares of the same id (listed twice) add up in the same record, as merged.
+        for (job, uj) in running.iter().zip(by_job) {
+            if let Some(rec) = self.jobs.get_mut(job.id.as_str()) {
                 for (acc, add) in rec.uj.iter_mut().zip(uj) {
                     *acc = acc.saturating_add(add);
                 }
             }
         }
-        for (acc, add) in self.unallocated.iter_mut().zip(result.unallocated) {
+        for (acc, add) in self.unallocated.iter_mut().zip(unallocated) {
             *acc = acc.saturating_add(add);
-        }
-        for job in running {
-            if let Some(rec) = self.jobs.get_mut(&job.id) {
-                rec.core_seconds += job.cpus.len() as f64 * delta.interval_s;
-                rec.gpu_seconds += job.gpus.len() as f64 * delta.interval_s;
-            }
         }
     }
 
@@ -364,13 +381,13 @@ impl Accounting {
                 ended_mono: Some(
                     t_mono - js.ended_at_unix.map_or(0.0, |e| (now - e).clamp(0.0, 1e9)),
                 ),
-                meta: JobMeta {
+                meta: Arc::new(JobMeta {
                     scheduler: js.meta.get("scheduler").cloned().unwrap_or_default(),
                     user: js.meta.get("user").cloned().unwrap_or_default(),
                     account: js.meta.get("account").cloned().unwrap_or_default(),
                     partition: js.meta.get("partition").cloned().unwrap_or_default(),
                     job_name: js.meta.get("job_name").cloned().unwrap_or_default(),
-                },
+                }),
                 ..Default::default()
             };
             for c in Component::ALL {
@@ -378,7 +395,7 @@ impl Accounting {
                     rec.uj[component_index(c)] = *uj;
                 }
             }
-            self.jobs.insert(id.clone(), rec);
+            self.jobs.insert(Arc::from(id.as_str()), rec);
         }
     }
 
@@ -411,7 +428,7 @@ impl Accounting {
             ] {
                 js.meta.insert(k.to_string(), v.clone());
             }
-            state.jobs.insert(id.clone(), js);
+            state.jobs.insert(id.to_string(), js);
         }
     }
 }
@@ -609,11 +626,11 @@ mod tests {
                 a.update(t as f64, t as f64, &d, &running);
                 prop_assert_eq!(a.accounted_uj(), node_total);
                 for (id, rec) in a.jobs() {
-                    if let Some(prev) = last.get(id) {
+                    if let Some(prev) = last.get(&**id) {
                         for (now, before) in rec.uj.iter().zip(prev) { prop_assert!(now >= before); }
                     }
                 }
-                last = a.jobs().iter().map(|(k, v)| (k.clone(), v.uj)).collect();
+                last = a.jobs().iter().map(|(k, v)| (k.to_string(), v.uj)).collect();
             }
         }
     }
