@@ -98,8 +98,6 @@ pub struct JobRecord {
     /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
     /// when this changes, not every cycle.
     raw_meta: Arc<[Option<String>; 4]>,
-    /// The last [`Accounting::update`] that found the job running.
-    seen: u64,
 }
 
 impl JobRecord {
@@ -111,10 +109,10 @@ impl JobRecord {
 pub struct Accounting {
     opts: AccountingOptions,
     jobs: BTreeMap<Arc<str>, JobRecord>,
-    /// Updates so far: marks the jobs found running by the current one.
-    updates: u64,
-    /// CPU time of each running job during the current update, ns (kept to reuse its memory).
+    /// CPU time of each running job during the current update, ns, and the running jobs in
+    /// id order (kept to reuse their memory).
     cpu_deltas: Vec<u64>,
+    order: Vec<usize>,
     unallocated: [u64; 4],
     baseline: BaselineTracker,
     topology: Topology,
@@ -200,6 +198,43 @@ fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
     }
 }
 
+/// A running job's record brought up to date with one scan of it: reopened if it had ended,
+/// metadata and allocation replaced when they changed, CPU time, core- and GPU-seconds added.
+/// Returns the CPU time used since the last scan, ns.
+fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s: f64) -> u64 {
+    if rec.ended_at.take().is_some() {
+        // The id came back (a requeued job, or a resumed one): same counters.
+        rec.last_cpu_ns = None;
+    }
+    rec.ended_mono = None;
+    let raw = [&job.user, &job.account, &job.partition, &job.job_name];
+    let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
+    if !same || rec.meta.scheduler.is_empty() {
+        rec.meta = Arc::new(meta_of(opts, job));
+        rec.raw_meta = Arc::new(raw.map(Clone::clone));
+    }
+    if *rec.cpus != *job.cpus {
+        rec.cpus = Arc::from(job.cpus.as_slice());
+    }
+    if *rec.gpus != *job.gpus {
+        rec.gpus = Arc::from(job.gpus.as_slice());
+    }
+    rec.memory_bytes = job.memory_limit_bytes;
+    let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
+        // A value that went down is a new cgroup or a step that ended (summed steps): restart
+        // from it rather than count a negative or a huge wrap.
+        (Some(prev), Some(cur)) if cur >= prev => cur - prev,
+        _ => 0,
+    };
+    if job.cpu_usage_ns.is_some() {
+        rec.last_cpu_ns = job.cpu_usage_ns;
+    }
+    rec.cpu_seconds += d as f64 / 1e9;
+    rec.core_seconds += job.cpus.len() as f64 * interval_s;
+    rec.gpu_seconds += job.gpus.len() as f64 * interval_s;
+    d
+}
+
 fn hash_name(salt: &str, value: &str) -> String {
     use sha2::{Digest, Sha256};
     if value.is_empty() {
@@ -220,8 +255,8 @@ impl Accounting {
             baseline,
             topology: topology(node),
             retired: [0; 4],
-            updates: 0,
             cpu_deltas: Vec::new(),
+            order: Vec::new(),
         }
     }
 
@@ -254,67 +289,59 @@ impl Accounting {
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
     /// present now. Returns nothing; the effect is in the counters.
     pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
-        // Jobs present now: create, refresh allocation, CPU time, core- and GPU-seconds. One
-        // search per job; what did not change is not copied.
-        self.updates += 1;
-        let now_seen = self.updates;
-        self.cpu_deltas.clear();
-        for job in running {
-            let rec = match self.jobs.get_mut(job.id.as_str()) {
-                Some(r) => r,
-                None => self.jobs.entry(Arc::from(job.id.as_str())).or_default(),
-            };
-            if rec.ended_at.take().is_some() {
-                // The id came back (a requeued job, or a resumed one): same counters.
-                rec.last_cpu_ns = None;
-            }
-            rec.ended_mono = None;
-            rec.seen = now_seen;
-            let raw = [&job.user, &job.account, &job.partition, &job.job_name];
-            let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
-            if !same || rec.meta.scheduler.is_empty() {
-                rec.meta = Arc::new(meta_of(&self.opts, job));
-                rec.raw_meta = Arc::new(raw.map(Clone::clone));
-            }
-            if *rec.cpus != *job.cpus {
-                rec.cpus = Arc::from(job.cpus.as_slice());
-            }
-            if *rec.gpus != *job.gpus {
-                rec.gpus = Arc::from(job.gpus.as_slice());
-            }
-            rec.memory_bytes = job.memory_limit_bytes;
-            let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
-                // A value that went down is a new cgroup or a step that ended (summed steps):
-                // restart from it rather than count a negative or a huge wrap.
-                (Some(prev), Some(cur)) if cur >= prev => cur - prev,
-                _ => 0,
-            };
-            if job.cpu_usage_ns.is_some() {
-                rec.last_cpu_ns = job.cpu_usage_ns;
-            }
-            rec.cpu_seconds += d as f64 / 1e9;
-            rec.core_seconds += job.cpus.len() as f64 * delta.interval_s;
-            rec.gpu_seconds += job.gpus.len() as f64 * delta.interval_s;
-            self.cpu_deltas.push(d);
+        // The running jobs in the map's order (by id), unsorted only when they do not come so.
+        // A stable sort keeps a repeated id's entries in their order.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..running.len());
+        if !running.is_sorted_by(|a, b| a.id <= b.id) {
+            order.sort_by(|&a, &b| running[a].id.cmp(&running[b].id));
         }
-        // Jobs gone: mark ended, drop after the grace period.
-        for rec in self.jobs.values_mut() {
-            if rec.ended_at.is_none() && rec.seen != now_seen {
+        // New ids get a record (counters at 0), found by walking the map and the sorted jobs
+        // together rather than by a search per job.
+        let mut new_ids = Vec::new();
+        let mut keys = self.jobs.keys().peekable();
+        for &j in &order {
+            let id = running[j].id.as_str();
+            while keys.next_if(|k| &***k < id).is_some() {}
+            if keys.peek().is_none_or(|k| &***k != id) {
+                new_ids.push(j);
+            }
+        }
+        for j in new_ids {
+            self.jobs
+                .entry(Arc::from(running[j].id.as_str()))
+                .or_default();
+        }
+
+        // Every record against the jobs running now, in one walk: refresh what is running
+        // (allocation, CPU time, core- and GPU-seconds; what did not change is not copied), mark
+        // what is not as ended. `record[j]` is the position in `recs` of job `j`'s record.
+        let mut recs: Vec<&mut JobRecord> = Vec::with_capacity(running.len());
+        let mut record = vec![usize::MAX; running.len()];
+        self.cpu_deltas.clear();
+        self.cpu_deltas.resize(running.len(), 0);
+        let mut k = 0;
+        for (id, rec) in self.jobs.iter_mut() {
+            // (Every running id has a record by now: nothing is skipped here.)
+            while k < order.len() && running[order[k]].id.as_str() < &**id {
+                k += 1;
+            }
+            let first = k;
+            while k < order.len() && running[order[k]].id.as_str() == &**id {
+                let j = order[k];
+                self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], delta.interval_s);
+                record[j] = recs.len();
+                k += 1;
+            }
+            if k > first {
+                recs.push(rec);
+            } else if rec.ended_at.is_none() {
                 rec.ended_at = Some(now);
                 rec.ended_mono = Some(t_mono);
             }
         }
-        let grace = self.opts.grace_s;
-        let retired = &mut self.retired;
-        self.jobs.retain(|_, rec| match rec.ended_mono {
-            Some(end) if t_mono - end > grace => {
-                for (r, uj) in retired.iter_mut().zip(rec.uj) {
-                    *r = r.saturating_add(uj);
-                }
-                false
-            }
-            _ => true,
-        });
+        self.order = order;
 
         let c = &delta.by_component;
         let node_delta = NodeDelta {
@@ -349,8 +376,8 @@ impl Accounting {
             &self.baseline.baselines(),
         );
         // Shares of the same id (listed twice) add up in the same record, as merged.
-        for (job, uj) in running.iter().zip(by_job) {
-            if let Some(rec) = self.jobs.get_mut(job.id.as_str()) {
+        for (r, uj) in record.into_iter().zip(by_job) {
+            if let Some(rec) = recs.get_mut(r) {
                 for (acc, add) in rec.uj.iter_mut().zip(uj) {
                     *acc = acc.saturating_add(add);
                 }
@@ -359,6 +386,19 @@ impl Accounting {
         for (acc, add) in self.unallocated.iter_mut().zip(unallocated) {
             *acc = acc.saturating_add(add);
         }
+
+        // Finished jobs are dropped after the grace period.
+        let grace = self.opts.grace_s;
+        let retired = &mut self.retired;
+        self.jobs.retain(|_, rec| match rec.ended_mono {
+            Some(end) if t_mono - end > grace => {
+                for (r, uj) in retired.iter_mut().zip(rec.uj) {
+                    *r = r.saturating_add(uj);
+                }
+                false
+            }
+            _ => true,
+        });
     }
 
     /// Restores counters from a state file. Jobs that ended while the exporter was down are
@@ -507,6 +547,36 @@ mod tests {
         assert_eq!(j1.core_seconds, 2.0);
         assert_eq!(j1.gpu_seconds, 1.0);
         assert_eq!(j1.meta.account, "physics");
+    }
+
+    #[test]
+    fn jobs_in_any_order_and_a_repeated_id_reach_their_records() {
+        let mut a = Accounting::new(AccountingOptions::default(), &node());
+        // Numeric order ("9" before "10") is not the map's; "3" is listed twice.
+        let jobs = [
+            job("9", &[0], &[], 0),
+            job("10", &[1], &[], 0),
+            job("3", &[4], &[], 0),
+            job("3", &[5], &[], 0),
+        ];
+        for t in 0..3 {
+            a.update(
+                t as f64,
+                t as f64,
+                &delta(&[("0", 400), ("1", 400)], &[], 1.0),
+                &jobs,
+            );
+        }
+        assert_eq!(a.jobs()["9"].uj[0], 300);
+        assert_eq!(a.jobs()["10"].uj[0], 300);
+        assert_eq!(a.jobs()["3"].uj[0], 600);
+        assert_eq!(a.jobs()["3"].core_seconds, 6.0);
+        assert_eq!(a.accounted_uj()[0], 2400);
+        assert_eq!(a.running(), 3);
+        a.update(3.0, 3.0, &delta(&[("0", 400)], &[], 1.0), &jobs[1..2]);
+        assert_eq!(a.running(), 1);
+        assert_eq!(a.jobs()["9"].ended_at, Some(3.0));
+        assert_eq!(a.jobs()["10"].ended_at, None);
     }
 
     #[test]
