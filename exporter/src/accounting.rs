@@ -12,7 +12,7 @@
 //! sampling interval of its share at each end (1 s by default).
 
 use crate::attribution::{
-    attribute, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
+    attribute_each, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
@@ -21,6 +21,7 @@ use crate::state::{JobState, State};
 use joulebook_common::Component;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How user and job names leave the node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,17 +74,19 @@ pub struct JobMeta {
     pub job_name: String,
 }
 
-/// One job's counters and current allocation.
+/// One job's counters and current allocation. What changes rarely (metadata, CPUs, GPUs) is
+/// shared behind `Arc`s, replaced only when it changes: a clone (one per job per published
+/// snapshot) copies numbers and pointers, never strings.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobRecord {
-    pub meta: JobMeta,
+    pub meta: Arc<JobMeta>,
     /// Energy by component (indexed as [`component_index`]), µJ.
     pub uj: [u64; 4],
     pub cpu_seconds: f64,
     pub core_seconds: f64,
     pub gpu_seconds: f64,
-    pub cpus: Vec<u32>,
-    pub gpus: Vec<String>,
+    pub cpus: Arc<[u32]>,
+    pub gpus: Arc<[String]>,
     pub memory_bytes: Option<u64>,
     /// cpu_usage_ns at the last scan, to turn the cumulative value into deltas.
     last_cpu_ns: Option<u64>,
@@ -94,7 +97,7 @@ pub struct JobRecord {
     ended_mono: Option<f64>,
     /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
     /// when this changes, not every cycle.
-    raw_meta: [Option<String>; 4],
+    raw_meta: Arc<[Option<String>; 4]>,
 }
 
 impl JobRecord {
@@ -105,7 +108,11 @@ impl JobRecord {
 
 pub struct Accounting {
     opts: AccountingOptions,
-    jobs: BTreeMap<String, JobRecord>,
+    jobs: BTreeMap<Arc<str>, JobRecord>,
+    /// CPU time of each running job during the current update, ns, and the running jobs in
+    /// id order (kept to reuse their memory).
+    cpu_deltas: Vec<u64>,
+    order: Vec<usize>,
     unallocated: [u64; 4],
     baseline: BaselineTracker,
     topology: Topology,
@@ -191,6 +198,43 @@ fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
     }
 }
 
+/// A running job's record brought up to date with one scan of it: reopened if it had ended,
+/// metadata and allocation replaced when they changed, CPU time, core- and GPU-seconds added.
+/// Returns the CPU time used since the last scan, ns.
+fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s: f64) -> u64 {
+    if rec.ended_at.take().is_some() {
+        // The id came back (a requeued job, or a resumed one): same counters.
+        rec.last_cpu_ns = None;
+    }
+    rec.ended_mono = None;
+    let raw = [&job.user, &job.account, &job.partition, &job.job_name];
+    let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
+    if !same || rec.meta.scheduler.is_empty() {
+        rec.meta = Arc::new(meta_of(opts, job));
+        rec.raw_meta = Arc::new(raw.map(Clone::clone));
+    }
+    if *rec.cpus != *job.cpus {
+        rec.cpus = Arc::from(job.cpus.as_slice());
+    }
+    if *rec.gpus != *job.gpus {
+        rec.gpus = Arc::from(job.gpus.as_slice());
+    }
+    rec.memory_bytes = job.memory_limit_bytes;
+    let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
+        // A value that went down is a new cgroup or a step that ended (summed steps): restart
+        // from it rather than count a negative or a huge wrap.
+        (Some(prev), Some(cur)) if cur >= prev => cur - prev,
+        _ => 0,
+    };
+    if job.cpu_usage_ns.is_some() {
+        rec.last_cpu_ns = job.cpu_usage_ns;
+    }
+    rec.cpu_seconds += d as f64 / 1e9;
+    rec.core_seconds += job.cpus.len() as f64 * interval_s;
+    rec.gpu_seconds += job.gpus.len() as f64 * interval_s;
+    d
+}
+
 fn hash_name(salt: &str, value: &str) -> String {
     use sha2::{Digest, Sha256};
     if value.is_empty() {
@@ -211,10 +255,12 @@ impl Accounting {
             baseline,
             topology: topology(node),
             retired: [0; 4],
+            cpu_deltas: Vec::new(),
+            order: Vec::new(),
         }
     }
 
-    pub fn jobs(&self) -> &BTreeMap<String, JobRecord> {
+    pub fn jobs(&self) -> &BTreeMap<Arc<str>, JobRecord> {
         &self.jobs
     }
 
@@ -243,57 +289,59 @@ impl Accounting {
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
     /// present now. Returns nothing; the effect is in the counters.
     pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
-        // Jobs present now: create, refresh allocation, CPU time.
-        let mut cpu_deltas: BTreeMap<&str, u64> = BTreeMap::new();
-        for job in running {
-            let raw = [&job.user, &job.account, &job.partition, &job.job_name];
-            let rec = match self.jobs.get_mut(&job.id) {
-                Some(r) => r,
-                None => self.jobs.entry(job.id.clone()).or_default(),
-            };
-            if rec.ended_at.take().is_some() {
-                // The id came back (a requeued job, or a resumed one): same counters.
-                rec.last_cpu_ns = None;
-            }
-            rec.ended_mono = None;
-            let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
-            if !same || rec.meta.scheduler.is_empty() {
-                rec.meta = meta_of(&self.opts, job);
-                rec.raw_meta = raw.map(Clone::clone);
-            }
-            rec.cpus.clone_from(&job.cpus);
-            rec.gpus.clone_from(&job.gpus);
-            rec.memory_bytes = job.memory_limit_bytes;
-            let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
-                // A value that went down is a new cgroup or a step that ended (summed steps):
-                // restart from it rather than count a negative or a huge wrap.
-                (Some(prev), Some(cur)) if cur >= prev => cur - prev,
-                _ => 0,
-            };
-            if job.cpu_usage_ns.is_some() {
-                rec.last_cpu_ns = job.cpu_usage_ns;
-            }
-            rec.cpu_seconds += d as f64 / 1e9;
-            cpu_deltas.insert(job.id.as_str(), d);
+        // The running jobs in the map's order (by id), unsorted only when they do not come so.
+        // A stable sort keeps a repeated id's entries in their order.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..running.len());
+        if !running.is_sorted_by(|a, b| a.id <= b.id) {
+            order.sort_by(|&a, &b| running[a].id.cmp(&running[b].id));
         }
-        // Jobs gone: mark ended, drop after the grace period.
+        // New ids get a record (counters at 0), found by walking the map and the sorted jobs
+        // together rather than by a search per job.
+        let mut new_ids = Vec::new();
+        let mut keys = self.jobs.keys().peekable();
+        for &j in &order {
+            let id = running[j].id.as_str();
+            while keys.next_if(|k| &***k < id).is_some() {}
+            if keys.peek().is_none_or(|k| &***k != id) {
+                new_ids.push(j);
+            }
+        }
+        for j in new_ids {
+            self.jobs
+                .entry(Arc::from(running[j].id.as_str()))
+                .or_default();
+        }
+
+        // Every record against the jobs running now, in one walk: refresh what is running
+        // (allocation, CPU time, core- and GPU-seconds; what did not change is not copied), mark
+        // what is not as ended. `record[j]` is the position in `recs` of job `j`'s record.
+        let mut recs: Vec<&mut JobRecord> = Vec::with_capacity(running.len());
+        let mut record = vec![usize::MAX; running.len()];
+        self.cpu_deltas.clear();
+        self.cpu_deltas.resize(running.len(), 0);
+        let mut k = 0;
         for (id, rec) in self.jobs.iter_mut() {
-            if rec.ended_at.is_none() && !cpu_deltas.contains_key(id.as_str()) {
+            // (Every running id has a record by now: nothing is skipped here.)
+            while k < order.len() && running[order[k]].id.as_str() < &**id {
+                k += 1;
+            }
+            let first = k;
+            while k < order.len() && running[order[k]].id.as_str() == &**id {
+                let j = order[k];
+                self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], delta.interval_s);
+                record[j] = recs.len();
+                k += 1;
+            }
+            if k > first {
+                recs.push(rec);
+            } else if rec.ended_at.is_none() {
                 rec.ended_at = Some(now);
                 rec.ended_mono = Some(t_mono);
             }
         }
-        let grace = self.opts.grace_s;
-        let retired = &mut self.retired;
-        self.jobs.retain(|_, rec| match rec.ended_mono {
-            Some(end) if t_mono - end > grace => {
-                for (r, uj) in retired.iter_mut().zip(rec.uj) {
-                    *r = r.saturating_add(uj);
-                }
-                false
-            }
-            _ => true,
-        });
+        self.order = order;
 
         let c = &delta.by_component;
         let node_delta = NodeDelta {
@@ -311,37 +359,46 @@ impl Accounting {
         }
         let shares: Vec<JobShare> = running
             .iter()
-            .map(|j| JobShare {
+            .zip(&self.cpu_deltas)
+            .map(|(j, &d)| JobShare {
                 id: &j.id,
                 cpus: &j.cpus,
                 gpus: &j.gpus,
                 memory_bytes: j.memory_limit_bytes,
-                cpu_time_delta_ns: cpu_deltas.get(j.id.as_str()).copied().unwrap_or(0),
+                cpu_time_delta_ns: d,
             })
             .collect();
-        let result = attribute(
+        let (by_job, unallocated) = attribute_each(
             &node_delta,
             &self.topology,
             &shares,
             self.opts.policy,
             &self.baseline.baselines(),
         );
-        for (id, uj) in result.jobs {
-            if let Some(rec) = self.jobs.get_mut(&id) {
+        // Shares of the same id (listed twice) add up in the same record, as merged.
+        for (r, uj) in record.into_iter().zip(by_job) {
+            if let Some(rec) = recs.get_mut(r) {
                 for (acc, add) in rec.uj.iter_mut().zip(uj) {
                     *acc = acc.saturating_add(add);
                 }
             }
         }
-        for (acc, add) in self.unallocated.iter_mut().zip(result.unallocated) {
+        for (acc, add) in self.unallocated.iter_mut().zip(unallocated) {
             *acc = acc.saturating_add(add);
         }
-        for job in running {
-            if let Some(rec) = self.jobs.get_mut(&job.id) {
-                rec.core_seconds += job.cpus.len() as f64 * delta.interval_s;
-                rec.gpu_seconds += job.gpus.len() as f64 * delta.interval_s;
+
+        // Finished jobs are dropped after the grace period.
+        let grace = self.opts.grace_s;
+        let retired = &mut self.retired;
+        self.jobs.retain(|_, rec| match rec.ended_mono {
+            Some(end) if t_mono - end > grace => {
+                for (r, uj) in retired.iter_mut().zip(rec.uj) {
+                    *r = r.saturating_add(uj);
+                }
+                false
             }
-        }
+            _ => true,
+        });
     }
 
     /// Restores counters from a state file. Jobs that ended while the exporter was down are
@@ -364,13 +421,13 @@ impl Accounting {
                 ended_mono: Some(
                     t_mono - js.ended_at_unix.map_or(0.0, |e| (now - e).clamp(0.0, 1e9)),
                 ),
-                meta: JobMeta {
+                meta: Arc::new(JobMeta {
                     scheduler: js.meta.get("scheduler").cloned().unwrap_or_default(),
                     user: js.meta.get("user").cloned().unwrap_or_default(),
                     account: js.meta.get("account").cloned().unwrap_or_default(),
                     partition: js.meta.get("partition").cloned().unwrap_or_default(),
                     job_name: js.meta.get("job_name").cloned().unwrap_or_default(),
-                },
+                }),
                 ..Default::default()
             };
             for c in Component::ALL {
@@ -378,7 +435,7 @@ impl Accounting {
                     rec.uj[component_index(c)] = *uj;
                 }
             }
-            self.jobs.insert(id.clone(), rec);
+            self.jobs.insert(Arc::from(id.as_str()), rec);
         }
     }
 
@@ -411,7 +468,7 @@ impl Accounting {
             ] {
                 js.meta.insert(k.to_string(), v.clone());
             }
-            state.jobs.insert(id.clone(), js);
+            state.jobs.insert(id.to_string(), js);
         }
     }
 }
@@ -490,6 +547,36 @@ mod tests {
         assert_eq!(j1.core_seconds, 2.0);
         assert_eq!(j1.gpu_seconds, 1.0);
         assert_eq!(j1.meta.account, "physics");
+    }
+
+    #[test]
+    fn jobs_in_any_order_and_a_repeated_id_reach_their_records() {
+        let mut a = Accounting::new(AccountingOptions::default(), &node());
+        // Numeric order ("9" before "10") is not the map's; "3" is listed twice.
+        let jobs = [
+            job("9", &[0], &[], 0),
+            job("10", &[1], &[], 0),
+            job("3", &[4], &[], 0),
+            job("3", &[5], &[], 0),
+        ];
+        for t in 0..3 {
+            a.update(
+                t as f64,
+                t as f64,
+                &delta(&[("0", 400), ("1", 400)], &[], 1.0),
+                &jobs,
+            );
+        }
+        assert_eq!(a.jobs()["9"].uj[0], 300);
+        assert_eq!(a.jobs()["10"].uj[0], 300);
+        assert_eq!(a.jobs()["3"].uj[0], 600);
+        assert_eq!(a.jobs()["3"].core_seconds, 6.0);
+        assert_eq!(a.accounted_uj()[0], 2400);
+        assert_eq!(a.running(), 3);
+        a.update(3.0, 3.0, &delta(&[("0", 400)], &[], 1.0), &jobs[1..2]);
+        assert_eq!(a.running(), 1);
+        assert_eq!(a.jobs()["9"].ended_at, Some(3.0));
+        assert_eq!(a.jobs()["10"].ended_at, None);
     }
 
     #[test]
@@ -609,11 +696,11 @@ mod tests {
                 a.update(t as f64, t as f64, &d, &running);
                 prop_assert_eq!(a.accounted_uj(), node_total);
                 for (id, rec) in a.jobs() {
-                    if let Some(prev) = last.get(id) {
+                    if let Some(prev) = last.get(&**id) {
                         for (now, before) in rec.uj.iter().zip(prev) { prop_assert!(now >= before); }
                     }
                 }
-                last = a.jobs().iter().map(|(k, v)| (k.clone(), v.uj)).collect();
+                last = a.jobs().iter().map(|(k, v)| (k.to_string(), v.uj)).collect();
             }
         }
     }

@@ -340,6 +340,44 @@ pub fn attribute(
     policy: CpuPolicy,
     baselines: &Baselines,
 ) -> Attribution {
+    let (out, unallocated) = attribute_each(delta, topo, jobs, policy, baselines);
+    // Sorted, with entries of the same id merged, so the map is built in bulk rather than by
+    // a thousand searching inserts.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    // Callers often pass jobs in id order already (from a map): then there is nothing to sort.
+    if !jobs.is_sorted_by_key(|j| j.id) {
+        order.sort_unstable_by_key(|&j| jobs[j].id);
+    }
+    let mut merged: Vec<(&str, [u64; 4])> = Vec::with_capacity(jobs.len());
+    for j in order {
+        match merged.last_mut() {
+            Some((id, sum)) if *id == jobs[j].id => {
+                for k in 0..4 {
+                    sum[k] = sum[k].saturating_add(out[j][k]);
+                }
+            }
+            _ => merged.push((jobs[j].id, out[j])),
+        }
+    }
+    Attribution {
+        jobs: merged
+            .into_iter()
+            .map(|(id, e)| (id.to_string(), e))
+            .collect(),
+        unallocated,
+    }
+}
+
+/// [`attribute`] without the map: µJ per share, in the order of `jobs` (shares with the same
+/// id are not merged), and unallocated. The same arithmetic and the same invariant: the sum over
+/// shares plus unallocated equals the node's delta, per component.
+pub fn attribute_each(
+    delta: &NodeDelta,
+    topo: &Topology,
+    jobs: &[JobShare],
+    policy: CpuPolicy,
+    baselines: &Baselines,
+) -> (Vec<[u64; 4]>, [u64; 4]) {
     let n_jobs = jobs.len();
     let sockets = topo
         .cpus_by_socket
@@ -544,31 +582,7 @@ pub fn attribute(
         unallocated[GPU] = unallocated[GPU].saturating_add(energy - given);
     }
 
-    // Sorted, with entries of the same id merged, so the map is built in bulk rather than by
-    // a thousand searching inserts.
-    let mut order: Vec<usize> = (0..n_jobs).collect();
-    // Callers often pass jobs in id order already (from a map): then there is nothing to sort.
-    if !jobs.is_sorted_by_key(|j| j.id) {
-        order.sort_unstable_by_key(|&j| jobs[j].id);
-    }
-    let mut merged: Vec<(&str, [u64; 4])> = Vec::with_capacity(n_jobs);
-    for j in order {
-        match merged.last_mut() {
-            Some((id, sum)) if *id == jobs[j].id => {
-                for k in 0..4 {
-                    sum[k] = sum[k].saturating_add(out[j][k]);
-                }
-            }
-            _ => merged.push((jobs[j].id, out[j])),
-        }
-    }
-    Attribution {
-        jobs: merged
-            .into_iter()
-            .map(|(id, e)| (id.to_string(), e))
-            .collect(),
-        unallocated,
-    }
+    (out, unallocated)
 }
 
 /// Learns each socket's idle package power, for [`CpuPolicy::UsageAboveBaseline`].

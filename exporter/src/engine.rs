@@ -19,6 +19,8 @@ pub struct Engine {
     jobs_health: Health,
     /// Problems already logged, so a bad file is reported once, not every second.
     logged: BTreeSet<String>,
+    /// The jobs of the last scan, overwritten by the next one (no allocation per job).
+    jobs: Vec<Job>,
 }
 
 impl Engine {
@@ -39,6 +41,7 @@ impl Engine {
             accounting,
             sampler,
             logged: BTreeSet::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -52,7 +55,7 @@ impl Engine {
         let Some(acc) = &mut self.accounting else {
             return;
         };
-        let jobs: Vec<Job> = match &mut self.discovery {
+        match &mut self.discovery {
             Some(d) => {
                 let started = Instant::now();
                 let gpus = self.sampler.gpu_refs();
@@ -62,11 +65,11 @@ impl Engine {
                 } else {
                     self.sampler.gpu_processes()
                 };
-                let scan = d.scan(&gpus, &pids);
+                let problems = d.scan_into(&gpus, &pids, &mut self.jobs);
                 let h = &mut self.jobs_health;
                 h.samples += 1;
                 h.duration_s = started.elapsed().as_secs_f64();
-                match (d.mode(), scan.problems.first()) {
+                match (d.mode(), problems.first()) {
                     (None, _) => {
                         let e = match d.detect_mode() {
                             Err(e) => SourceError::new(e.to_string()),
@@ -80,7 +83,7 @@ impl Engine {
                         h.last_error = Some(e);
                     }
                     (Some(_), first) => {
-                        for p in &scan.problems {
+                        for p in &problems {
                             if self.logged.insert(p.clone()) {
                                 tracing::warn!(source = "jobs", problem = %p, "job discovery problem");
                             }
@@ -95,11 +98,10 @@ impl Engine {
                         h.last_error = first.map(|p| SourceError::new(p.clone()));
                     }
                 }
-                scan.jobs
             }
-            None => Vec::new(),
-        };
-        acc.update(unix, t, &delta, &jobs);
+            None => self.jobs.clear(),
+        }
+        acc.update(unix, t, &delta, &self.jobs);
     }
 
     /// One simulated cycle: the jobs are given instead of scanned.

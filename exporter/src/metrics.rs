@@ -329,7 +329,7 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         s.jobs.iter().flat_map(|(id, r)| {
             components.iter().map(move |c| {
                 (
-                    [(l::JOB_ID, id.as_str()), (l::COMPONENT, c.as_str())],
+                    [(l::JOB_ID, &**id), (l::COMPONENT, c.as_str())],
                     r.uj[component_index(*c)] as f64 / 1e6,
                 )
             })
@@ -349,7 +349,7 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         s.jobs.iter().map(|(id, r)| {
             let m = &r.meta;
             [
-                (l::JOB_ID, id.as_str()),
+                (l::JOB_ID, &**id),
                 (l::SCHEDULER, m.scheduler.as_str()),
                 (l::USER, m.user.as_str()),
                 (l::ACCOUNT, m.account.as_str()),
@@ -364,13 +364,13 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         s.jobs.iter().flat_map(|(id, r)| {
             r.gpus
                 .iter()
-                .map(move |g| [(l::JOB_ID, id.as_str()), (l::GPU_UUID, g.as_str())])
+                .map(move |g| [(l::JOB_ID, &**id), (l::GPU_UUID, g.as_str())])
         }),
     )?;
     let per_job = |f: fn(&crate::accounting::JobRecord) -> f64| {
         s.jobs
             .iter()
-            .map(move |(id, r)| ([(l::JOB_ID, id.as_str())], f(r)))
+            .map(move |(id, r)| ([(l::JOB_ID, &**id)], f(r)))
     };
     counters(enc, &names::JOB_CPU_SECONDS, per_job(|r| r.cpu_seconds))?;
     counters(enc, &names::JOB_CORE_SECONDS, per_job(|r| r.core_seconds))?;
@@ -388,10 +388,9 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
     gauges(
         enc,
         &names::JOB_ALLOCATED_MEMORY,
-        s.jobs.iter().filter_map(|(id, r)| {
-            r.memory_bytes
-                .map(|b| ([(l::JOB_ID, id.as_str())], b as f64))
-        }),
+        s.jobs
+            .iter()
+            .filter_map(|(id, r)| r.memory_bytes.map(|b| ([(l::JOB_ID, &**id)], b as f64))),
     )?;
     gauges(
         enc,

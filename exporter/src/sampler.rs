@@ -75,7 +75,8 @@ pub struct Snapshot {
     /// interval when a state file is used; 0 otherwise).
     pub publish_every_s: f64,
     /// Jobs published (running, or ended within the grace period), by id.
-    pub jobs: Vec<(String, crate::accounting::JobRecord)>,
+    /// A record's clone shares its strings (see [`crate::accounting::JobRecord`]).
+    pub jobs: Vec<(std::sync::Arc<str>, crate::accounting::JobRecord)>,
     /// Unallocated energy by component, joules (empty when jobs are off).
     pub unallocated: Vec<(Component, f64)>,
     /// Jobs running at the last cycle; `None` when job accounting is off.

@@ -248,6 +248,39 @@ pub struct Job {
     pub gpu_source: Option<GpuMappingSource>,
 }
 
+impl Job {
+    /// A job with an empty id and nothing known: a slot for [`JobDiscovery::scan_into`].
+    fn empty(scheduler: Scheduler) -> Job {
+        Job {
+            id: String::new(),
+            scheduler,
+            uid: None,
+            user: None,
+            account: None,
+            partition: None,
+            job_name: None,
+            cpus: Vec::new(),
+            cpu_usage_ns: None,
+            memory_limit_bytes: None,
+            gpus: Vec::new(),
+            gpu_source: None,
+        }
+    }
+}
+
+/// Sets `slot` to `value`, reusing the string already there.
+fn set_text(slot: &mut Option<String>, value: Option<&str>) {
+    match (slot.as_mut(), value) {
+        (Some(old), Some(v)) => {
+            if old != v {
+                old.clear();
+                old.push_str(v);
+            }
+        }
+        (_, v) => *slot = v.map(str::to_string),
+    }
+}
+
 /// One GPU of the node's inventory, from NVML.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GpuRef {
@@ -742,6 +775,19 @@ impl JobDiscovery {
     /// One scan: the jobs running now. `gpus` is the NVML inventory; `gpu_pids` the
     /// (GPU UUID, pid) pairs of NVML's running processes.
     pub fn scan(&mut self, gpus: &[GpuRef], gpu_pids: &[(String, u32)]) -> ScanResult {
+        let mut jobs = Vec::new();
+        let problems = self.scan_into(gpus, gpu_pids, &mut jobs);
+        ScanResult { jobs, problems }
+    }
+
+    /// [`JobDiscovery::scan`] into `jobs`, the previous scan's list: its strings and vectors are
+    /// overwritten in place, so a steady scan allocates nothing per job. Returns the problems.
+    pub fn scan_into(
+        &mut self,
+        gpus: &[GpuRef],
+        gpu_pids: &[(String, u32)],
+        jobs: &mut Vec<Job>,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         if self.hierarchy.is_none() {
             // Detected once: mounts do not change under a running exporter, and a node
@@ -751,10 +797,8 @@ impl JobDiscovery {
                 Err(e) => {
                     problems.push(e.to_string());
                     self.cache.clear();
-                    return ScanResult {
-                        jobs: Vec::new(),
-                        problems,
-                    };
+                    jobs.clear();
+                    return problems;
                 }
             }
         }
@@ -774,7 +818,8 @@ impl JobDiscovery {
             ..
         } = self
         else {
-            return ScanResult::default();
+            jobs.clear();
+            return problems;
         };
         passwd.refresh(&mut problems);
 
@@ -847,8 +892,9 @@ impl JobDiscovery {
             nvml: &nvml,
             problems: &mut problems,
         };
-        // 3. Each job listed: what changed, and what is due.
-        let mut jobs = Vec::with_capacity(cache.len());
+        // 3. Each job listed: what changed, and what is due. Slot `n` of `jobs` is overwritten
+        // by the n-th job read.
+        let mut n = 0;
         let mut ended = Vec::new();
         for (key, e) in cache.iter_mut() {
             if e.seen != now {
@@ -863,16 +909,20 @@ impl JobDiscovery {
                     e.relayout = true;
                 }
             }
-            match ctx.read_job(key, e) {
-                Ok(job) => jobs.push(job),
+            if n == jobs.len() {
+                jobs.push(Job::empty(key.scheduler));
+            }
+            match ctx.read_job(key, e, &mut jobs[n]) {
+                Ok(()) => n += 1,
                 Err(Vanished) => ended.push(*key),
             }
         }
+        jobs.truncate(n);
         // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
         for key in &ended {
             cache.remove(key);
         }
-        ScanResult { jobs, problems }
+        problems
     }
 }
 
@@ -963,7 +1013,9 @@ enum Usage {
 impl Ctx<'_> {
     /// The job as of this scan. Reads, in this order (the order of the problems): CPUs, CPU
     /// time, memory limit, environment, GPUs; each only when due, else from the cache.
-    fn read_job(&mut self, key: &JobKey, e: &mut JobCache) -> Result<Job, Vanished> {
+    /// Writes the job into `out` (another job's slot of the previous scan: every field is
+    /// overwritten, and only once nothing can fail any more).
+    fn read_job(&mut self, key: &JobKey, e: &mut JobCache, out: &mut Job) -> Result<(), Vanished> {
         let now = self.now;
         if e.relayout {
             e.relayout = false;
@@ -982,7 +1034,6 @@ impl Ctx<'_> {
             (s.cpus, s.cpus_file) = self.cpus(&e.found, s.cpus_file, &mut s.cpus_problems)?;
         }
         self.problems.extend_from_slice(&s.cpus_problems);
-        let cpus = s.cpus.clone();
 
         if e.usage_now.is_none() {
             e.usage_now = Some(self.usage_by_path(&e.found, &mut e.usage)?);
@@ -1008,7 +1059,6 @@ impl Ctx<'_> {
             };
         }
         self.problems.extend_from_slice(&s.memory_problems);
-        let memory_limit_bytes = s.memory_limit_bytes;
 
         if e.env.is_none() && key.scheduler != Scheduler::UserSlice {
             let searched = now >= e.next_env;
@@ -1031,23 +1081,32 @@ impl Ctx<'_> {
             .or_else(|| f.user.as_deref().and_then(|u| self.passwd.uid(u)));
         let user = f
             .user
-            .clone()
-            .or_else(|| uid.and_then(|u| self.passwd.name(u)).map(str::to_string))
-            .or_else(|| env.and_then(|e| e.user.clone()));
-        Ok(Job {
-            id: key.id.as_str().to_string(),
-            scheduler: key.scheduler,
-            uid,
-            user,
-            account: env.and_then(|e| e.account.clone()),
-            partition: env.and_then(|e| e.partition.clone()),
-            job_name: env.and_then(|e| e.job_name.clone()),
-            cpus,
-            cpu_usage_ns,
-            memory_limit_bytes,
-            gpus,
-            gpu_source,
-        })
+            .as_deref()
+            .or_else(|| uid.and_then(|u| self.passwd.name(u)))
+            .or_else(|| env.and_then(|e| e.user.as_deref()));
+        let text = |f: fn(&JobEnv) -> &Option<String>| env.and_then(|e| f(e).as_deref());
+        out.id.clear();
+        out.id.push_str(key.id.as_str());
+        out.scheduler = key.scheduler;
+        out.uid = uid;
+        set_text(&mut out.user, user);
+        set_text(&mut out.account, text(|e| &e.account));
+        set_text(&mut out.partition, text(|e| &e.partition));
+        set_text(&mut out.job_name, text(|e| &e.job_name));
+        match &e.statics {
+            Some(s) => {
+                out.cpus.clone_from(&s.cpus);
+                out.memory_limit_bytes = s.memory_limit_bytes;
+            }
+            None => {
+                out.cpus.clear();
+                out.memory_limit_bytes = None;
+            }
+        }
+        out.cpu_usage_ns = cpu_usage_ns;
+        out.gpus = gpus;
+        out.gpu_source = gpu_source;
+        Ok(())
     }
 
     /// When to look again for something a job does not have yet (its environment, its OAR

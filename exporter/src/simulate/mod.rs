@@ -533,7 +533,7 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
             }
             if let Some(acc) = engine.accounting() {
                 for (job, a) in n.jobs.iter().zip(&n.active) {
-                    if let Some(r) = acc.jobs().get(&job.id) {
+                    if let Some(r) = acc.jobs().get(job.id.as_str()) {
                         let part = &mut parts[a.job][a.part];
                         part.uj = r.uj;
                         part.core_s = r.core_seconds;
