@@ -59,9 +59,10 @@ struct ConnArgs {
     basic_auth_password_file: Option<PathBuf>,
     #[arg(long, global = true)]
     bearer_token_file: Option<PathBuf>,
-    /// Seconds per HTTP request.
-    #[arg(long, global = true, default_value_t = 120.0)]
-    timeout: f64,
+    /// Seconds per HTTP request, answer included (at least 1) [default: 120, or the config's
+    /// prometheus.timeout_seconds].
+    #[arg(long, global = true)]
+    timeout: Option<f64>,
     /// Attempts per query before giving up (with exponential backoff from 0.5 s).
     #[arg(long, global = true, default_value_t = 4)]
     attempts: u32,
@@ -168,6 +169,21 @@ fn parse_duration(s: &str) -> Result<i64, String> {
     }
 }
 
+/// The per-request timeout: the flag, else the config, else 120 s; at least 1 s.
+fn timeout(flag: Option<f64>, config: Option<f64>) -> Result<Duration, Fail> {
+    let (secs, from) = match (flag, config) {
+        (Some(s), _) => (s, "--timeout"),
+        (None, Some(s)) => (s, "prometheus.timeout_seconds"),
+        (None, None) => (120.0, "--timeout"),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(usage(format!(
+            "{from} {secs}: give seconds between 1 and 86400, e.g. 120"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs.max(1.0)))
+}
+
 fn now() -> i64 {
     // SOURCE_DATE_EPOCH pins "generated at" for reproducible output (golden files).
     if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
@@ -215,7 +231,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
             .bearer_token_file
             .clone()
             .or_else(|| p.bearer_token_file.clone()),
-        timeout: Duration::from_secs_f64(p.timeout_seconds.unwrap_or(cli.conn.timeout).max(1.0)),
+        timeout: timeout(cli.conn.timeout, p.timeout_seconds)?,
         attempts: cli.conn.attempts,
         backoff: Duration::from_millis(500),
         progress: !cli.conn.no_progress,
@@ -684,6 +700,26 @@ mod tests {
         assert_eq!(parse_duration("600"), Ok(600));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn timeout_flag_wins_over_config_and_is_checked() {
+        let secs = |f, c| {
+            timeout(f, c)
+                .map(|d| d.as_secs_f64())
+                .map_err(|Fail(code, m)| (code, m))
+        };
+        assert_eq!(secs(None, None), Ok(120.0));
+        assert_eq!(secs(None, Some(30.0)), Ok(30.0));
+        assert_eq!(secs(Some(5.0), Some(30.0)), Ok(5.0));
+        assert_eq!(secs(Some(0.2), None), Ok(1.0));
+        for bad in [f64::INFINITY, f64::NAN, -1.0, 0.0] {
+            let (code, msg) = secs(Some(bad), None).unwrap_err();
+            assert_eq!(code, 2);
+            assert!(msg.starts_with("--timeout "), "{msg}");
+        }
+        let (_, msg) = secs(None, Some(-3.0)).unwrap_err();
+        assert!(msg.starts_with("prometheus.timeout_seconds -3"), "{msg}");
     }
 
     #[test]

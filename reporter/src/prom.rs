@@ -2,7 +2,7 @@
 //! VictoriaMetrics, Thanos and Mimir all serve: instant queries only, POSTed as forms (month-long
 //! PromQL does not fit comfortably in a URL), with basic or bearer authentication, a site CA for
 //! TLS, and retries with exponential backoff for what a retry can fix (connection refused,
-//! timeouts, 5xx, 429). Errors say what to check.
+//! timeouts, 5xx, 429, answers cut short). Errors say what to check and name the query.
 
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -114,6 +114,20 @@ pub enum PromError {
         attempts: u32,
         last: String,
     },
+    #[error("{url} gave no complete answer within {timeout_s} s, {attempts} attempts (--timeout, or prometheus.timeout_seconds in the config)\nquery: {query}\nCheck that the server is healthy; raise --timeout if it is just slow.")]
+    Timeout {
+        url: String,
+        attempts: u32,
+        timeout_s: f64,
+        query: String,
+    },
+    #[error("{url} cut its answer short ({detail}), {attempts} attempts\nquery: {query}\nCheck the server's log and any proxy in between (a limit on the response size?).")]
+    Truncated {
+        url: String,
+        attempts: u32,
+        detail: String,
+        query: String,
+    },
     #[error("{url} refused the credentials (HTTP {status}). Check --basic-auth-user/--basic-auth-password-file or --bearer-token-file.")]
     Auth { url: String, status: u16 },
     #[error("the server rejected a query ({kind}): {message}\nquery: {query}")]
@@ -150,6 +164,7 @@ pub struct ClientOptions {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    timeout: Duration,
     auth: Option<String>,
     attempts: u32,
     backoff: Duration,
@@ -228,6 +243,7 @@ impl Client {
         Ok(Client {
             agent: cfg.build().into(),
             base,
+            timeout: o.timeout,
             auth,
             attempts: o.attempts.max(1),
             backoff: o.backoff,
@@ -280,7 +296,7 @@ impl Client {
     fn query(&self, query: &str, time: i64) -> Result<Data, PromError> {
         let url = format!("{}/api/v1/query", self.base);
         let mut delay = self.backoff;
-        let mut last = String::new();
+        let mut last = Retry::Other(String::new());
         for attempt in 1..=self.attempts {
             if attempt > 1 {
                 std::thread::sleep(delay);
@@ -303,10 +319,25 @@ impl Client {
                 Err(Attempt::Retry(why)) => last = why,
             }
         }
-        Err(PromError::Unreachable {
-            url: self.base.clone(),
-            attempts: self.attempts,
-            last,
+        let (url, attempts) = (self.base.clone(), self.attempts);
+        Err(match last {
+            Retry::Timeout => PromError::Timeout {
+                url,
+                attempts,
+                timeout_s: self.timeout.as_secs_f64(),
+                query: query.into(),
+            },
+            Retry::Cut(detail) => PromError::Truncated {
+                url,
+                attempts,
+                detail,
+                query: query.into(),
+            },
+            Retry::Other(last) => PromError::Unreachable {
+                url,
+                attempts,
+                last,
+            },
         })
     }
 
@@ -319,8 +350,9 @@ impl Client {
         let resp = req.send_form([("query", query), ("time", t.as_str())]);
         let mut resp = match resp {
             Ok(r) => r,
-            // Connection refused, DNS, TLS handshake, timeout: all may pass.
-            Err(e) => return Err(Attempt::Retry(e.to_string())),
+            Err(e) if timed_out(&e) => return Err(Attempt::Retry(Retry::Timeout)),
+            // Connection refused, DNS, TLS handshake: all may pass.
+            Err(e) => return Err(Attempt::Retry(Retry::Other(e.to_string()))),
         };
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
@@ -332,10 +364,14 @@ impl Client {
         if status == 429 || status >= 500 && status != 501 {
             // 503 also answers "too many concurrent queries"; a 5xx with an API error body
             // that is a query error (e.g. 422 is not here) is still worth one more try.
-            return Err(Attempt::Retry(format!("HTTP {status}")));
+            return Err(Attempt::Retry(Retry::Other(format!("HTTP {status}"))));
         }
-        let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
-        let parsed: Result<Envelope, _> = serde_json::from_reader(std::io::BufReader::new(reader));
+        let mut body = Counted {
+            inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
+            bytes: 0,
+        };
+        let parsed: Result<Envelope, _> =
+            serde_json::from_reader(std::io::BufReader::new(&mut body));
         match parsed {
             Ok(Envelope {
                 status: s,
@@ -347,7 +383,25 @@ impl Client {
                 message: env.error.unwrap_or_default(),
                 query: query.into(),
             })),
-            Err(e) if e.is_io() => Err(Attempt::Retry(format!("reading the answer: {e}"))),
+            Err(e) if e.is_io() => {
+                // The body's reader wraps ureq's errors (the global timeout) in io::Error.
+                let io: std::io::Error = e.into();
+                Err(Attempt::Retry(match ureq::Error::from(io) {
+                    e if timed_out(&e) => Retry::Timeout,
+                    ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        Retry::Cut(format!(
+                            "HTTP {status}, the connection closed after {} bytes of the body",
+                            body.bytes
+                        ))
+                    }
+                    other => Retry::Other(format!("reading the answer: {other}")),
+                }))
+            }
+            // A complete body that ends inside the JSON: cut by the server or a proxy.
+            Err(e) if e.is_eof() => Err(Attempt::Retry(Retry::Cut(format!(
+                "HTTP {status}, the JSON stops after {} bytes: {e}",
+                body.bytes
+            )))),
             Err(e) => Err(Attempt::Fatal(PromError::NotPrometheus {
                 url: self.base.clone(),
                 detail: format!("HTTP {status}, {e}"),
@@ -356,9 +410,40 @@ impl Client {
     }
 }
 
+fn timed_out(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
+        _ => false,
+    }
+}
+
 enum Attempt {
-    Retry(String),
+    Retry(Retry),
     Fatal(PromError),
+}
+
+/// Why an attempt may be worth repeating; the last one is reported.
+enum Retry {
+    /// No complete answer within the timeout.
+    Timeout,
+    /// The answer ended early.
+    Cut(String),
+    Other(String),
+}
+
+/// A reader that counts the bytes it has given out.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 fn parse_value(s: &str) -> f64 {

@@ -770,9 +770,10 @@ pub(crate) fn read_all(path: &Path, buf: &mut Vec<u8>) -> io::Result<(File, usiz
 }
 
 /// Reads an open file again from its start with `pread`: one system call, no path lookup. A
-/// cgroup file regenerates its content for a read at offset 0 and fails with ENODEV once its
-/// cgroup is removed. Only for files whose content is produced in one go (`cpuacct.usage`,
-/// `cpu.stat`), for which a read shorter than asked is the end of the file.
+/// cgroup or sysfs file regenerates its content for a read at offset 0 and fails with ENODEV
+/// once its cgroup or device is removed. Only for files whose content is produced in one go
+/// (`cpuacct.usage`, `cpu.stat`, powercap's `energy_uj`), for which a read shorter than asked is
+/// the end of the file.
 pub(crate) fn read_again<'b>(f: &File, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
     counted(Call::Pread);
     let n = fill(buf, true, |chunk, offset| f.read_at(chunk, offset))?;

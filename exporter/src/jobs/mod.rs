@@ -63,6 +63,8 @@
 //! still listed with what could be read.
 
 mod cgroup;
+/// Also reads the RAPL source's `energy_uj` files, kept open the same way.
+pub(crate) use cgroup::read_again;
 mod cpuset;
 mod env;
 mod gpu;

@@ -12,12 +12,22 @@
 //! The source returns raw `energy_uj` values with their `max_energy_range_uj`; the sampler corrects
 //! wraps. The zone list is discovered at start, again after any read error, and every
 //! [`REDISCOVER_EVERY`] samples, so hot-plugged or vanished zones are noticed.
+//!
+//! Each zone's `energy_uj` stays open between cycles and is read again with `pread` at offset 0,
+//! where sysfs produces the current value anew: one system call per zone and cycle instead of an
+//! open (with its path lookup), a read and a close. A read that fails or returns garbage opens the
+//! file again once before the error is reported; a removed zone's file fails with ENODEV. Outside
+//! sysfs (test fixtures, a copy of `/sys`) a file may be replaced by a rename, which an open
+//! descriptor would never see, so there each read also checks with `fstat` that the file still
+//! has a name.
 
 use super::{
     ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
 };
+use crate::jobs::read_again;
 use std::fs;
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Samples between two discoveries of the zone list when nothing goes wrong (about a minute at the
@@ -60,7 +70,78 @@ pub struct RaplSource {
     opts: RaplOptions,
     zones: Option<Vec<Zone>>,
     samples: u64,
-    energy_paths: Vec<PathBuf>,
+    /// One per zone, in the same order.
+    counters: Vec<Counter>,
+    /// For the reads of the counters (grows once).
+    buf: Vec<u8>,
+}
+
+/// A zone's `energy_uj`, kept open while it reads well.
+#[derive(Debug)]
+struct Counter {
+    path: PathBuf,
+    file: Option<fs::File>,
+    /// Not on sysfs: check on each read that the file was not replaced.
+    check_replaced: bool,
+}
+
+impl Counter {
+    fn new(path: PathBuf) -> Counter {
+        Counter {
+            path,
+            file: None,
+            check_replaced: true,
+        }
+    }
+
+    /// The counter's value: from the open file if it reads well, else from the file opened
+    /// again. Errors name the file, as [`read_error`] and [`parse_u64`] word them.
+    fn read(&mut self, buf: &mut Vec<u8>) -> Result<u64, SourceError> {
+        if let Some(f) = &self.file {
+            let replaced = self.check_replaced && f.metadata().map_or(true, |m| m.nlink() == 0);
+            if !replaced {
+                if let Some(uj) = read_again(f, buf)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                {
+                    return Ok(uj);
+                }
+            }
+        }
+        // First read, a failed one, garbage, or a file replaced since it was opened.
+        self.file = None;
+        counted_open();
+        let f = fs::File::open(&self.path).map_err(|e| read_error(&self.path, e))?;
+        let text = read_again(&f, buf).map_err(|e| read_error(&self.path, e))?;
+        let uj = parse_u64(&self.path, text)?;
+        self.check_replaced = !on_sysfs(&f);
+        self.file = Some(f);
+        Ok(uj)
+    }
+}
+
+/// Whether an open file lives on sysfs, where files are never replaced behind an open descriptor.
+fn on_sysfs(f: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: fstatfs fills the statfs it is given, for a descriptor that `f` keeps open; the
+    // value is read only when the call succeeded.
+    unsafe {
+        libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) == 0
+            && st.assume_init().f_type as u64 == libc::SYSFS_MAGIC as u64
+    }
+}
+
+// Opens of counter files, counted per thread in tests (the steady state opens none).
+#[cfg(test)]
+thread_local! {
+    static OPENS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn counted_open() {
+    #[cfg(test)]
+    OPENS.with(|c| c.set(c.get() + 1));
 }
 
 impl RaplSource {
@@ -69,7 +150,8 @@ impl RaplSource {
             opts,
             zones: None,
             samples: 0,
-            energy_paths: Vec::new(),
+            counters: Vec::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -99,7 +181,18 @@ impl RaplSource {
                     );
                 }
             }
-            self.energy_paths = zones.iter().map(|z| z.dir.join("energy_uj")).collect();
+            // Files already open stay open.
+            let mut old = std::mem::take(&mut self.counters);
+            self.counters = zones
+                .iter()
+                .map(|z| {
+                    let path = z.dir.join("energy_uj");
+                    match old.iter().position(|c| c.path == path) {
+                        Some(i) => old.swap_remove(i),
+                        None => Counter::new(path),
+                    }
+                })
+                .collect();
             self.zones = Some(zones);
         }
         Ok(())
@@ -118,18 +211,6 @@ fn read_trimmed(path: &Path, buf: &mut String) -> Result<(), SourceError> {
     buf.clear();
     let res = fs::File::open(path).and_then(|mut f| f.read_to_string(buf));
     res.map(|_| ()).map_err(|e| read_error(path, e))
-}
-
-/// Reads a counter file with a single `read` into a stack buffer: sysfs hands the whole value
-/// over in one call, and this saves the extra syscall that read-to-end costs on every zone every
-/// cycle (the hot path).
-fn read_counter(path: &Path) -> Result<u64, SourceError> {
-    let mut buf = [0u8; 32];
-    let n = fs::File::open(path)
-        .and_then(|mut f| f.read(&mut buf))
-        .map_err(|e| read_error(path, e))?;
-    let text = std::str::from_utf8(&buf[..n]).unwrap_or("(not UTF-8)");
-    parse_u64(path, text)
 }
 
 fn read_error(path: &Path, e: std::io::Error) -> SourceError {
@@ -285,8 +366,8 @@ impl Source for RaplSource {
         let zones = self.zones.as_deref().unwrap_or(&[]);
         let mut energy = Vec::with_capacity(zones.len());
         let mut result = Ok(());
-        for (zone, path) in zones.iter().zip(&self.energy_paths) {
-            match read_counter(path) {
+        for (zone, counter) in zones.iter().zip(&mut self.counters) {
+            match counter.read(&mut self.buf) {
                 Ok(uj) => energy.push(EnergyReading {
                     channel: zone.channel.clone(),
                     raw: RawEnergy::Wrapping {
@@ -385,6 +466,94 @@ mod tests {
         // Rediscovered without the vanished zone.
         let sample = s.sample().unwrap();
         assert_eq!(sample.energy.len(), 1);
+    }
+
+    fn opens() -> u64 {
+        OPENS.with(|c| c.get())
+    }
+
+    #[test]
+    fn counters_stay_open_and_are_read_again() {
+        let t = tempfile::tempdir().unwrap();
+        zone(t.path(), "intel-rapl:0", "package-0", 10, 1000);
+        zone(t.path(), "intel-rapl:0:0", "dram", 5, 1000);
+        let mut s = RaplSource::new(RaplOptions {
+            sysfs: t.path().into(),
+            ..Default::default()
+        });
+        let uj = |s: &mut RaplSource| -> Vec<u64> {
+            s.sample()
+                .unwrap()
+                .energy
+                .iter()
+                .map(|r| match r.raw {
+                    RawEnergy::Wrapping { uj, .. } => uj,
+                    ref other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let before = opens();
+        assert_eq!(uj(&mut s), [10, 5]);
+        // Rediscovery every REDISCOVER_EVERY samples keeps the files open too.
+        for _ in 0..REDISCOVER_EVERY + 5 {
+            uj(&mut s);
+        }
+        assert_eq!(opens() - before, 2, "one open per zone");
+        // Changed in place (as sysfs does): seen through the open file.
+        let pkg = t.path().join("class/powercap/intel-rapl:0/energy_uj");
+        fs::write(&pkg, "20\n").unwrap();
+        assert_eq!(uj(&mut s), [20, 5]);
+        // Replaced by a rename (as test fixtures do): the new file is opened.
+        let tmp = pkg.with_extension("tmp");
+        fs::write(&tmp, "30\n").unwrap();
+        fs::rename(&tmp, &pkg).unwrap();
+        assert_eq!(uj(&mut s), [30, 5]);
+        assert_eq!(opens() - before, 3);
+        assert_eq!(uj(&mut s), [30, 5]);
+        assert_eq!(opens() - before, 3);
+    }
+
+    #[test]
+    fn garbage_in_an_open_counter_is_retried_then_reported() {
+        let t = tempfile::tempdir().unwrap();
+        zone(t.path(), "intel-rapl:0", "package-0", 10, 1000);
+        let mut s = RaplSource::new(RaplOptions {
+            sysfs: t.path().into(),
+            ..Default::default()
+        });
+        s.sample().unwrap();
+        let pkg = t.path().join("class/powercap/intel-rapl:0/energy_uj");
+        fs::write(&pkg, "").unwrap();
+        let e = s.sample().unwrap_err();
+        assert!(e.message.contains("intel-rapl:0/energy_uj"), "{e}");
+        assert!(e.message.contains("not a non-negative integer"), "{e}");
+        fs::remove_file(&pkg).unwrap();
+        fs::create_dir(&pkg).unwrap();
+        let e = s.sample().unwrap_err();
+        assert!(e.message.starts_with("cannot read "), "{e}");
+        assert!(e.message.contains("intel-rapl:0/energy_uj"), "{e}");
+        fs::remove_dir(&pkg).unwrap();
+        fs::write(&pkg, "40\n").unwrap();
+        assert_eq!(
+            s.sample().unwrap().energy[0].raw,
+            RawEnergy::Wrapping {
+                uj: 40,
+                range_uj: 1000,
+                max_watts: 1000.0
+            }
+        );
+    }
+
+    #[test]
+    fn fixtures_are_not_sysfs() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("x");
+        fs::write(&f, "1").unwrap();
+        assert!(!on_sysfs(&fs::File::open(&f).unwrap()));
+        // /sys exists in the test environment; where it is mounted, it is sysfs.
+        if let Ok(f) = fs::File::open("/sys/kernel/mm/transparent_hugepage/enabled") {
+            assert!(on_sysfs(&f));
+        }
     }
 
     #[test]
