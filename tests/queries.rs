@@ -207,13 +207,58 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
+/// What the month's faults cost, from the truth: a healthy node with a BMC counts exactly what
+/// its hardware drew, `other` included; a GPU counter jump loses one interval of the GPU, which
+/// the BMC still sees, so the node's total is whole (before the fix, `other` also took the GPU's
+/// energy during the NVML outage, which RAPL and NVML then added again).
+fn check_truth(t: &Value) {
+    let node = |name: &str| {
+        t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+            .clone()
+    };
+    let total = |e: &Value| -> f64 {
+        e.as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum()
+    };
+    let gpu01 = node("gpu01");
+    for (c, v) in gpu01["energy_j"].as_object().unwrap() {
+        let hw = gpu01["hardware_j"][c].as_f64().unwrap();
+        assert!(
+            (v.as_f64().unwrap() - hw).abs() < 1e-3,
+            "gpu01 {c}: {v} vs {hw}"
+        );
+    }
+    assert!(gpu01["energy_j"]["other"].as_f64().unwrap() > 0.0);
+    let gpu02 = node("gpu02");
+    let lost =
+        gpu02["hardware_j"]["gpu"].as_f64().unwrap() - gpu02["energy_j"]["gpu"].as_f64().unwrap();
+    // One 30 s interval of two GPUs, 55-400 W each.
+    assert!(
+        (3000.0..=30000.0).contains(&lost),
+        "gpu02 lost {lost} J of GPU energy"
+    );
+    let (e, hw) = (total(&gpu02["energy_j"]), total(&gpu02["hardware_j"]));
+    assert!(
+        (e - hw).abs() < 1.0,
+        "gpu02: the node counted {e} J, its hardware drew {hw} J"
+    );
+}
+
 #[test]
 fn every_dashboard_and_rule_expression_returns_data_from_a_simulated_month() {
     let dir = tempfile::tempdir().unwrap();
+    let (om, truth) = simulate(dir.path());
+    check_truth(&truth);
     let clock = std::time::Instant::now();
     let phase = |what: &str| eprintln!("{:>6.1} s  {what}", clock.elapsed().as_secs_f64());
-    let (om, truth) = simulate(dir.path());
-    phase("simulated");
     let tsdb = dir.path().join("tsdb");
     backfill_openmetrics(&om, &tsdb);
     phase("backfilled");

@@ -627,7 +627,8 @@ fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
 fn bad_scenarios_exit_2_naming_file_line_and_key() {
     let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, String, &[&str]); 5] = [
+    let restart = "restarts:\n  - {node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}\n";
+    let cases: [(&str, String, &[&str]); 10] = [
         (
             "unknown key",
             good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
@@ -647,6 +648,46 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
             "restart of a node that does not exist",
             good.replace("{node: cpu01,", "{node: cpu09,"),
             &["restarts[0].node", "cpu09"],
+        ),
+        (
+            "a fault of a source the node lacks",
+            good.replace(
+                restart,
+                &format!("{restart}faults:\n  - {{node: cpu01, kind: source_down, source: nvml, start: 2025-03-03T09:00:00Z, duration: 10m}}\n"),
+            ),
+            &["faults[0].source", "cpu01"],
+        ),
+        (
+            "an unknown fault",
+            good.replace(
+                restart,
+                &format!("{restart}faults:\n  - {{node: cpu01, kind: meltdown, start: 2025-03-03T09:00:00Z}}\n"),
+            ),
+            &["meltdown"],
+        ),
+        (
+            "a stall without a duration",
+            good.replace(
+                restart,
+                &format!("{restart}faults:\n  - {{node: gpu01, kind: sampler_stall, start: 2025-03-03T09:00:00Z}}\n"),
+            ),
+            &["faults[0].duration"],
+        ),
+        (
+            "load outside the period",
+            good.replace(
+                restart,
+                &format!("{restart}stray_load:\n  - {{node: gpu01, start: 2025-03-04T09:00:00Z, duration: 1h, gpu_util: 0.5}}\n"),
+            ),
+            &["stray_load[0].start"],
+        ),
+        (
+            "a BMC drawing less at full load than idle",
+            good.replace(
+                "    gpus: {count: 2,",
+                "    bmc: {other_watts: {idle: 100, max: 50}}\n    gpus: {count: 2,",
+            ),
+            &["node_groups[0].bmc.other_watts"],
         ),
         (
             "a job that fits nowhere",
