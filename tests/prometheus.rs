@@ -42,7 +42,8 @@ pub fn backfill_openmetrics(file: &Path, tsdb: &Path) {
     ]);
 }
 
-fn urlencode(s: &str) -> String {
+/// Percent-encodes a query for a URL.
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -55,6 +56,15 @@ fn urlencode(s: &str) -> String {
 
 /// A series' labels.
 pub type Labels = BTreeMap<String, String>;
+
+fn labels(metric: &Value) -> Labels {
+    metric
+        .as_object()
+        .expect("labels")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect()
+}
 
 /// One series of a query's answer: its labels and value.
 pub type Series = (Labels, f64);
@@ -188,12 +198,7 @@ impl Prometheus {
             .expect("a matrix")
             .iter()
             .map(|r| {
-                let labels = r["metric"]
-                    .as_object()
-                    .expect("labels")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect();
+                let labels = labels(&r["metric"]);
                 let points = r["values"]
                     .as_array()
                     .expect("values")
@@ -226,53 +231,13 @@ impl Prometheus {
         }
     }
 
-    /// GET `/api/v1/<path>`: the JSON answer. Fails the test on an HTTP or PromQL error, naming
-    /// the query.
     fn get(&self, path: &str, q: &str) -> Value {
-        // A query over a month of data can take a while on a loaded machine.
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(QUERY_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let url = format!("{}/api/v1/{path}", self.url());
-        let mut resp = agent
-            .get(&url)
-            .call()
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("{q}: body: {e}"));
-        assert_eq!(status, 200, "{q}: {body}");
-        serde_json::from_str(&body).expect("JSON")
+        api_get(&self.url(), path, q)
     }
 
     /// An instant query at `at` (Unix seconds): the series of the vector it returns.
     pub fn query(&self, q: &str, at: i64) -> Vec<Series> {
-        let v = self.get(&format!("query?query={}&time={at}", urlencode(q)), q);
-        let result = &v["data"]["result"];
-        let number = |x: &Value| x.as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN);
-        match v["data"]["resultType"].as_str() {
-            Some("scalar") => vec![(BTreeMap::new(), number(&result[1]))],
-            _ => result
-                .as_array()
-                .expect("a vector")
-                .iter()
-                .map(|r| {
-                    let labels = r["metric"]
-                        .as_object()
-                        .expect("labels")
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect();
-                    (labels, number(&r["value"][1]))
-                })
-                .collect(),
-        }
+        instant_query(&self.url(), q, at)
     }
 }
 
@@ -280,5 +245,47 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// GET `<base>/api/v1/<path>` of any engine with Prometheus' HTTP API: the JSON answer. Fails
+/// the test on an HTTP or PromQL error, naming the query.
+fn api_get(base: &str, path: &str, q: &str) -> Value {
+    // A query over a month of data can take a while on a loaded machine.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(QUERY_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{base}/api/v1/{path}");
+    let mut resp = agent
+        .get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("{q}: body: {e}"));
+    assert_eq!(status, 200, "{q}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// An instant query at `at` (Unix seconds) against `base` (Prometheus, VictoriaMetrics): the
+/// series of the vector it returns, or the scalar as one series without labels.
+pub fn instant_query(base: &str, q: &str, at: i64) -> Vec<Series> {
+    let v = api_get(base, &format!("query?query={}&time={at}", urlencode(q)), q);
+    let result = &v["data"]["result"];
+    let number = |x: &Value| x.as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN);
+    match v["data"]["resultType"].as_str() {
+        Some("scalar") => vec![(BTreeMap::new(), number(&result[1]))],
+        _ => result
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|r| (labels(&r["metric"]), number(&r["value"][1])))
+            .collect(),
     }
 }

@@ -15,6 +15,7 @@
 //! promtool and prometheus come from Debian's `prometheus` package, victoria-metrics from
 //! `victoria-metrics` (scripts/install-test-deps); a missing one fails the test.
 
+use joulebook_tests::prometheus::{backfill_openmetrics, instant_query, Prometheus, Series};
 use joulebook_tests::{binary, fixture, free_port, http_get};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -383,8 +384,7 @@ fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     }
 }
 
-/// A Prometheus or VictoriaMetrics server on 127.0.0.1, killed on drop; both answer the
-/// Prometheus query API.
+/// A VictoriaMetrics server on 127.0.0.1, killed on drop; it answers the Prometheus query API.
 struct Server {
     child: std::process::Child,
     port: u16,
@@ -397,42 +397,9 @@ impl Drop for Server {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl Server {
-    fn query(&self, q: &str, at: i64) -> Vec<(BTreeMap<String, String>, f64)> {
-        let url = format!(
-            "http://127.0.0.1:{}/api/v1/query?query={}&time={at}",
-            self.port,
-            urlencode(q)
-        );
-        let (status, _, body) = http_get(&url, None).expect("query Prometheus");
-        assert_eq!(status, 200, "{q}: {body}");
-        let v: Value = serde_json::from_str(&body).expect("JSON");
-        v["data"]["result"]
-            .as_array()
-            .expect("a vector")
-            .iter()
-            .map(|r| {
-                let labels = r["metric"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                    .collect();
-                let value = r["value"][1].as_str().unwrap().parse().unwrap();
-                (labels, value)
-            })
-            .collect()
+    fn query(&self, q: &str, at: i64) -> Vec<Series> {
+        instant_query(&format!("http://127.0.0.1:{}", self.port), q, at)
     }
 }
 
@@ -441,56 +408,8 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
     let run = small();
     let dir = tempfile::tempdir().unwrap();
     let tsdb = dir.path().join("tsdb");
-    let o = Command::new("promtool")
-        .args([
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "--max-block-duration=768h",
-        ])
-        .arg(&run.out)
-        .arg(&tsdb)
-        .output()
-        .expect(
-            "promtool not found: install Debian's `prometheus` package (scripts/install-test-deps)",
-        );
-    assert!(
-        o.status.success(),
-        "promtool failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global: {}\n").unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=3650d")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus not found: install Debian's `prometheus` package (scripts/install-test-deps)");
-    let mut prom = Server { child, port };
-    let started = Instant::now();
-    loop {
-        if let Ok((200, _, _)) = http_get(&format!("http://127.0.0.1:{port}/-/ready"), None) {
-            break;
-        }
-        if let Ok(Some(s)) = prom.child.try_wait() {
-            panic!(
-                "prometheus exited with {s}: {}",
-                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "prometheus not ready after 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    backfill_openmetrics(&run.out, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
     let t = &run.truth;
     let end = t["end_unix"].as_i64().unwrap();
     // Every job's energy: its largest value over the period, per node and component.
@@ -552,7 +471,7 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
         let want = t["accounts"][&l["account"]]["total_j"].as_f64().unwrap();
         assert!((v - want).abs() <= 1e-6 * want, "{l:?}: {v} vs {want}");
     }
-    let _ = prom.child.kill();
+    drop(prom);
 }
 
 #[test]

@@ -54,17 +54,7 @@ fn problems(r: &ScanResult, root: &Path) -> Vec<String> {
 fn job(scheduler: Scheduler, id: &str) -> Job {
     Job {
         id: id.to_string(),
-        scheduler,
-        uid: None,
-        user: None,
-        account: None,
-        partition: None,
-        job_name: None,
-        cpus: Vec::new(),
-        cpu_usage_ns: None,
-        memory_limit_bytes: None,
-        gpus: Vec::new(),
-        gpu_source: None,
+        ..Job::empty(scheduler)
     }
 }
 

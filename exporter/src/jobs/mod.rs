@@ -251,8 +251,9 @@ pub struct Job {
 }
 
 impl Job {
-    /// A job with an empty id and nothing known: a slot for [`JobDiscovery::scan_into`].
-    fn empty(scheduler: Scheduler) -> Job {
+    /// A job with an empty id and nothing known: a slot for [`JobDiscovery::scan_into`], or a
+    /// start for a test's job.
+    pub fn empty(scheduler: Scheduler) -> Job {
         Job {
             id: String::new(),
             scheduler,
