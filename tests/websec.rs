@@ -287,12 +287,15 @@ fn tls_and_basic_auth() {
     assert!(e.log_text().contains("TLS"), "{}", e.log_text());
 
     // Reload: a broken file keeps the previous settings (and says so), a good one is picked up
-    // within a few seconds, as exporter-toolkit picks up changes.
+    // within a few seconds, as exporter-toolkit picks up changes. Files are checked when a
+    // connection arrives, so the loops connect.
     std::fs::write(&web, "basic_auth_users:\n  grafana: not-a-hash\n").expect("rewrite");
     let t = Instant::now();
     while !e.log_text().contains("keeping the previous web settings") {
         assert!(t.elapsed() < Duration::from_secs(10), "{}", e.log_text());
-        std::thread::sleep(Duration::from_millis(100));
+        let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+        assert_eq!(ok.status, Some(200), "the previous settings stay: {ok:?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
     assert_eq!(ok.status, Some(200), "the previous settings stay: {ok:?}");
@@ -320,6 +323,64 @@ fn tls_and_basic_auth() {
     }
     let old = curl(&["--cacert", &ca, "-u", &right, &metrics]);
     assert_eq!(old.status, Some(401), "a removed user: {old:?}");
+}
+
+/// The web configuration is checked when connections arrive (never on a timer): a new user
+/// replaces the old one for the next connections, and a broken file keeps the settings in
+/// force with one error line.
+#[test]
+fn a_changed_web_config_applies_to_the_next_connections() {
+    let pki = Pki::new();
+    let hash = bcrypt::hash(PASSWORD, 10).expect("bcrypt hash");
+    let web = pki.web_config(
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: \"{hash}\"\n"),
+    );
+    let mut args = fixture_args(&fixture("intel-2s"), "1s");
+    args.push(format!("--web.config.file={}", web.display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&args);
+    let url = format!("http://127.0.0.1:{}/metrics", e.port);
+    let alice = format!("alice:{PASSWORD}");
+    let bob = format!("bob:{PASSWORD}");
+    let status = |who: &str| curl(&["-u", who, &url]).status;
+    assert_eq!(status(&alice), Some(200), "{}", e.log_text());
+    assert_eq!(status(&bob), Some(401));
+
+    std::fs::write(&web, format!("basic_auth_users:\n  bob: \"{hash}\"\n")).unwrap();
+    // A connection at least RELOAD_CHECK_INTERVAL (2 s) after the previous check reloads it.
+    let t = Instant::now();
+    while status(&bob) != Some(200) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the new user was never accepted:\n{}",
+            e.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(status(&alice), Some(401), "the old user must be gone");
+    assert_eq!(e.log_text().matches("web config reloaded").count(), 1);
+
+    std::fs::write(&web, "basic_auth_users: [\n").unwrap();
+    let t = Instant::now();
+    while !e.log_text().contains("keeping the previous web settings") {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no error for the broken file:\n{}",
+            e.log_text()
+        );
+        assert_eq!(status(&bob), Some(200), "the settings in force stay");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(status(&bob), Some(200));
+    let log = e.log_text();
+    assert_eq!(
+        log.matches("keeping the previous web settings").count(),
+        1,
+        "one error line per distinct problem:\n{log}"
+    );
+    assert!(log.contains("web.yml"), "{log}");
 }
 
 #[test]

@@ -425,17 +425,12 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
             tracing::warn!("web config: {w}");
         }
         let (shut_tx, shut_rx) = tokio::sync::watch::channel(false);
-        let web_file = cfg.web.config_file.clone();
-        let (sec_tx, sec_rx) = tokio::sync::watch::channel(Arc::new(security));
-        let reloader = web_file.map(|p| tokio::spawn(crate::webconfig::reload_loop(p, sec_tx)));
-        let server = tokio::spawn(server::serve(listener, shared.clone(), sec_rx, shut_rx));
+        let web = crate::webconfig::LiveWebConfig::new(security, cfg.web.config_file.clone());
+        let server = tokio::spawn(server::serve(listener, shared.clone(), web, shut_rx));
         wait_for_signal().await;
         tracing::info!("shutting down");
         let _ = shut_tx.send(true);
         let _ = server.await;
-        if let Some(r) = reloader {
-            r.abort();
-        }
         Ok::<(), String>(())
     });
     let _ = stop_tx.send(());

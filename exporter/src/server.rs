@@ -26,7 +26,7 @@
 
 use crate::metrics::{self, Format};
 use crate::sampler::{Shared, Snapshot};
-use crate::webconfig::{AuthOutcome, WebSecurity, REALM};
+use crate::webconfig::{AuthOutcome, LiveWebConfig, WebSecurity, REALM};
 use http_body_util::Full;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{
@@ -220,7 +220,7 @@ impl Body for Tracked {
 pub async fn serve(
     listener: TcpListener,
     shared: Shared,
-    security: watch::Receiver<Arc<WebSecurity>>,
+    mut security: LiveWebConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let state = Arc::new(State {
@@ -274,7 +274,7 @@ pub async fn serve(
         let (conn, guard) = conns.add();
         let state = state.clone();
         // The settings in force when the connection opened (the file may be reloaded).
-        let sec = security.borrow().clone();
+        let sec = security.for_connection().await;
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;

@@ -257,13 +257,17 @@ fn bad<T>(key: &str, msg: impl Into<String>) -> Result<T, Problem> {
 
 // ---- Reload --------------------------------------------------------------------------------
 
-/// How often the web configuration file and the certificate files it names are checked for
-/// changes (a `stat` of each; they are read again only when one changed).
+/// How often, at most, the web configuration file and the certificate files it names are
+/// checked for changes (a `stat` of each; they are read again only when one changed). The check
+/// is made when a connection is accepted, never on a timer, so an exporter nobody scrapes never
+/// wakes for it.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What identifies the current version of each file: inode, size and modification time, or
 /// nothing for a file that cannot be read.
-fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, u64, std::time::SystemTime)>> {
+type Fingerprint = Vec<Option<(u64, u64, std::time::SystemTime)>>;
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
     files
         .iter()
@@ -275,19 +279,44 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, u64, std::time::SystemTime
         .collect()
 }
 
-/// Reloads the web configuration when it or a file it names changes (a renewed certificate, a
-/// new user), as exporter-toolkit does; connections opened after the change use the new
-/// settings. A file that does not load (a certificate written before its key) keeps the previous
-/// settings, with one error line per distinct problem, and is tried again at every change.
-pub async fn reload_loop(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<WebSecurity>>) {
-    let mut seen = fingerprint(&tx.borrow().files);
-    let mut last_error: Option<String> = None;
-    loop {
-        tokio::time::sleep(RELOAD_CHECK_INTERVAL).await;
-        let files = tx.borrow().files.clone();
-        let now = fingerprint(&files);
-        if now == seen {
-            continue;
+/// The web settings in force, reloaded when the configuration file or a file it names changes (a
+/// renewed certificate, a new user), as exporter-toolkit does: a connection accepted after the
+/// change uses the new settings. A file that does not load (a certificate written before its
+/// key) keeps the previous settings, with one error line per distinct problem, and is tried again
+/// at the next check.
+pub struct LiveWebConfig {
+    current: Arc<WebSecurity>,
+    /// The `--web.config.file`, if any: without one there is nothing to reload.
+    path: Option<PathBuf>,
+    seen: Fingerprint,
+    next_check: std::time::Instant,
+    last_error: Option<String>,
+}
+
+impl LiveWebConfig {
+    pub fn new(security: WebSecurity, path: Option<PathBuf>) -> Self {
+        LiveWebConfig {
+            seen: fingerprint(&security.files),
+            current: Arc::new(security),
+            path,
+            next_check: std::time::Instant::now() + RELOAD_CHECK_INTERVAL,
+            last_error: None,
+        }
+    }
+
+    /// The settings for a connection accepted now: first, if the last check is more than
+    /// [`RELOAD_CHECK_INTERVAL`] old, the files are checked and reloaded if one changed.
+    pub async fn for_connection(&mut self) -> Arc<WebSecurity> {
+        let Some(path) = self.path.clone() else {
+            return self.current.clone();
+        };
+        let now = std::time::Instant::now();
+        if now < self.next_check {
+            return self.current.clone();
+        }
+        self.next_check = now + RELOAD_CHECK_INTERVAL;
+        if fingerprint(&self.current.files) == self.seen {
+            return self.current.clone();
         }
         let p = path.clone();
         let loaded = tokio::task::spawn_blocking(move || WebSecurity::load(&p))
@@ -295,23 +324,24 @@ pub async fn reload_loop(path: PathBuf, tx: tokio::sync::watch::Sender<Arc<WebSe
             .unwrap_or_else(|e| Err(WebConfigError(format!("reload task failed: {e}"))));
         match loaded {
             Ok(sec) => {
-                seen = fingerprint(&sec.files);
-                last_error = None;
+                self.seen = fingerprint(&sec.files);
+                self.last_error = None;
                 tracing::info!(file = %path.display(), web = %sec.summary(), "web config reloaded");
                 for w in &sec.warnings {
                     tracing::warn!("web config: {w}");
                 }
-                tx.send_replace(Arc::new(sec));
+                self.current = Arc::new(sec);
             }
             Err(e) => {
                 // `seen` stays: the next check tries again, so a certificate and key written one
                 // after the other are picked up once both are there.
-                if last_error.as_deref() != Some(&e.0) {
+                if self.last_error.as_deref() != Some(&e.0) {
                     tracing::error!("{e}; keeping the previous web settings");
                 }
-                last_error = Some(e.0);
+                self.last_error = Some(e.0);
             }
         }
+        self.current.clone()
     }
 }
 
