@@ -5,7 +5,7 @@
 use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape};
 use joulebook_tests::{binary, fixture, promtool_check_metrics, Exporter};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PASSWORD: &str = "correct-horse-42";
 
@@ -56,20 +56,7 @@ fn bmc_down_then_up_in_the_running_exporter() {
         &format!("--path.procfs={}", root.join("proc").display()),
     ]);
     let wait = |what: &str, ok: &dyn Fn(&joulebook_tests::Samples) -> bool| {
-        let start = Instant::now();
-        loop {
-            let s = e.samples();
-            if ok(&s) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(8),
-                "{what}; scrape: {:#?}\nlog:\n{}",
-                s.0,
-                e.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        e.wait_for(what, Duration::from_secs(8), ok)
     };
     let up = "joulebook_source_up{source=\"bmc\"}";
     let s = wait("bmc never marked down", &|s| s.get(up) == Some(0.0));

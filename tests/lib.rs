@@ -240,6 +240,30 @@ impl Exporter {
         }
     }
 
+    /// Scrapes until `ok` accepts what `/metrics` shows, within `limit`; fails the test naming
+    /// `what`, with the last scrape and the log.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut ok: impl FnMut(&Samples) -> bool,
+    ) -> Samples {
+        let start = Instant::now();
+        loop {
+            let s = self.samples();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; log:\n{}\nmetrics:\n{:#?}",
+                self.log_text(),
+                s.0
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends a signal and waits for the exit status (at most 10 s).
     pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")

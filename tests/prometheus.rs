@@ -289,3 +289,76 @@ pub fn instant_query(base: &str, q: &str, at: i64) -> Vec<Series> {
             .collect(),
     }
 }
+
+/// A VictoriaMetrics (Debian's `victoria-metrics`) on 127.0.0.1 holding data imported in the
+/// Prometheus text format (timestamps in milliseconds), flushed so that queries see all of it.
+/// Killed on drop.
+pub struct VictoriaMetrics {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl VictoriaMetrics {
+    /// Starts it on a fresh data folder, waits until it is ready, imports `prom_text` and
+    /// flushes.
+    pub fn start_with(prom_text: &str) -> VictoriaMetrics {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("vm.log")).expect("log file");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=100y")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics not found: install Debian's `victoria-metrics` package (scripts/install-test-deps)");
+        let mut vm = VictoriaMetrics {
+            child,
+            port,
+            _dir: dir,
+        };
+        let base = vm.url();
+        let started = Instant::now();
+        while !matches!(http_get(&format!("{base}/health"), None), Ok((200, _, _))) {
+            if let Ok(Some(s)) = vm.child.try_wait() {
+                panic!("victoria-metrics exited with {s}");
+            }
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "victoria-metrics not ready after {READY_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(QUERY_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = agent
+            .post(format!("{base}/api/v1/import/prometheus"))
+            .send(prom_text.as_bytes())
+            .expect("import into victoria-metrics");
+        assert!(resp.status().is_success(), "import: {}", resp.status());
+        let flushed = http_get(&format!("{base}/internal/force_flush"), None);
+        assert!(matches!(flushed, Ok((200, _, _))), "flush: {flushed:?}");
+        vm
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An instant query at `at` (Unix seconds), as [`Prometheus::query`].
+    pub fn query(&self, q: &str, at: i64) -> Vec<Series> {
+        instant_query(&self.url(), q, at)
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

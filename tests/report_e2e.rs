@@ -6,6 +6,7 @@
 //! A missing promtool, prometheus, victoria-metrics, python3 with aiosmtpd or chromium fails the
 //! test with the package to install.
 
+use joulebook_tests::prometheus::{backfill_openmetrics, VictoriaMetrics};
 use joulebook_tests::scenario::{self, Scenario};
 use joulebook_tests::{binary, free_port, http_get, repo_root};
 use serde_json::Value;
@@ -75,23 +76,7 @@ fn prometheus_with(s: &Scenario, web: Option<&str>) -> Server {
     let om = dir.path().join("data.om");
     std::fs::write(&om, &s.openmetrics).expect("write openmetrics");
     let data = dir.path().join("tsdb");
-    let out = Command::new("promtool")
-        .args([
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "--max-block-duration=768h",
-        ])
-        .arg(&om)
-        .arg(&data)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool backfill failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    backfill_openmetrics(&om, &data);
     let port = free_port();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, "global: {}\n").expect("config");
@@ -136,45 +121,9 @@ fn prometheus_with(s: &Scenario, web: Option<&str>) -> Server {
     }
 }
 
-fn victoria_metrics(s: &Scenario) -> Server {
+fn victoria_metrics(s: &Scenario) -> VictoriaMetrics {
     need("victoria-metrics", "victoria-metrics");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("vm.log")).expect("log");
-    let mut child = Command::new("victoria-metrics")
-        .arg(format!(
-            "-storageDataPath={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg("-retentionPeriod=10y")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start victoria-metrics");
-    wait_ready(
-        &format!("http://127.0.0.1:{port}/health"),
-        &mut child,
-        "victoria-metrics",
-    );
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    agent
-        .post(&format!("http://127.0.0.1:{port}/api/v1/import/prometheus"))
-        .send(s.prom_text_ms.as_bytes())
-        .expect("import into victoria-metrics");
-    http_get(
-        &format!("http://127.0.0.1:{port}/internal/force_flush"),
-        None,
-    )
-    .expect("flush");
-    Server {
-        child,
-        port,
-        _dir: dir,
-    }
+    VictoriaMetrics::start_with(&s.prom_text_ms)
 }
 
 fn report(args: &[&str]) -> Output {

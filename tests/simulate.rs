@@ -15,14 +15,13 @@
 //! promtool and prometheus come from Debian's `prometheus` package, victoria-metrics from
 //! `victoria-metrics` (scripts/install-test-deps); a missing one fails the test.
 
-use joulebook_tests::prometheus::{backfill_openmetrics, instant_query, Prometheus, Series};
-use joulebook_tests::{binary, fixture, free_port, http_get};
+use joulebook_tests::prometheus::{backfill_openmetrics, Prometheus, VictoriaMetrics};
+use joulebook_tests::{binary, fixture};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// One sample line: metric name, labels, value, timestamp.
 #[derive(Debug, Clone)]
@@ -384,25 +383,6 @@ fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     }
 }
 
-/// A VictoriaMetrics server on 127.0.0.1, killed on drop; it answers the Prometheus query API.
-struct Server {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn query(&self, q: &str, at: i64) -> Vec<Series> {
-        instant_query(&format!("http://127.0.0.1:{}", self.port), q, at)
-    }
-}
-
 #[test]
 fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
     let run = small();
@@ -490,41 +470,7 @@ fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
     assert_eq!(first.ts, run.truth["start_unix"].as_i64().unwrap() * 1000);
     assert!(text.contains("# TYPE joulebook_node_joules_total counter"));
 
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("vm.log")).unwrap();
-    let child = Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg("-retentionPeriod=100y")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("victoria-metrics not found: install Debian's `victoria-metrics` package (scripts/install-test-deps)");
-    let mut vm = Server { child, port };
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !matches!(http_get(&format!("{base}/health"), None), Ok((200, _, _))) {
-        if let Ok(Some(s)) = vm.child.try_wait() {
-            panic!("victoria-metrics exited with {s}");
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "victoria-metrics not ready after 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(120)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = agent
-        .post(format!("{base}/api/v1/import/prometheus"))
-        .send(text.as_bytes())
-        .expect("import into victoria-metrics");
-    assert!(resp.status().is_success(), "import: {}", resp.status());
-    let (status, _, _) = http_get(&format!("{base}/internal/force_flush"), None).unwrap();
-    assert_eq!(status, 200);
+    let vm = VictoriaMetrics::start_with(&text);
     let t = &run.truth;
     let end = t["end_unix"].as_i64().unwrap();
     let got = vm.query(
@@ -539,7 +485,6 @@ fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
             "{l:?}: {v} vs {want}"
         );
     }
-    let _ = vm.child.kill();
 }
 
 #[test]

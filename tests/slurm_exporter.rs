@@ -5,23 +5,10 @@
 
 use joulebook_tests::slurm::SlurmCluster;
 use joulebook_tests::{write_value, Exporter, Samples};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn wait_until(e: &Exporter, what: &str, mut ok: impl FnMut(&Samples) -> bool) -> Samples {
-    let start = Instant::now();
-    loop {
-        let s = e.samples();
-        if ok(&s) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}; log:\n{}\nmetrics:\n{:#?}",
-            e.log_text(),
-            s.0
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(e: &Exporter, what: &str, ok: impl FnMut(&Samples) -> bool) -> Samples {
+    e.wait_for(what, Duration::from_secs(30), ok)
 }
 
 fn job(s: &Samples, id: &str) -> Option<f64> {

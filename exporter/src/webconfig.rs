@@ -307,7 +307,7 @@ impl LiveWebConfig {
     /// The settings for a connection accepted now: first, if the last check is more than
     /// [`RELOAD_CHECK_INTERVAL`] old, the files are checked and reloaded if one changed.
     pub async fn for_connection(&mut self) -> Arc<WebSecurity> {
-        let Some(path) = self.path.clone() else {
+        let Some(path) = &self.path else {
             return self.current.clone();
         };
         let now = std::time::Instant::now();
