@@ -7,6 +7,8 @@
 //! the information. Released names are never renamed (dashboards and recording rules depend on
 //! them); add new ones instead.
 
+pub mod calendar;
+
 use std::fmt;
 
 /// Prefix of every joulebook metric.

@@ -8,6 +8,7 @@
 use joulebook_exporter::jobs::{
     CgroupMode, GpuMappingSource, GpuRef, Job, JobDiscovery, JobsOptions, ScanResult, Scheduler,
 };
+use joulebook_tests::copy_tree;
 use std::path::{Path, PathBuf};
 
 const G0: &str = "GPU-00000000-0000-0000-0000-000000000000";
@@ -75,23 +76,6 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(&fixture(name), dir.path());
     dir
-}
-
-fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).expect("mkdir");
-    for entry in std::fs::read_dir(src).expect("read fixture") {
-        let entry = entry.expect("entry");
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let ty = entry.file_type().expect("file type");
-        if ty.is_symlink() {
-            let target = std::fs::read_link(&from).expect("readlink");
-            std::os::unix::fs::symlink(target, &to).expect("symlink");
-        } else if ty.is_dir() {
-            copy_tree(&from, &to);
-        } else {
-            std::fs::copy(&from, &to).expect("copy");
-        }
-    }
 }
 
 fn write(path: &Path, content: &[u8]) {

@@ -1577,28 +1577,12 @@ impl Ctx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use joulebook_tests::copy_tree;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/cgroup")
             .join(name)
-    }
-
-    fn copy_tree(src: &Path, dst: &Path) {
-        std::fs::create_dir_all(dst).expect("mkdir");
-        for entry in std::fs::read_dir(src).expect("read fixture") {
-            let entry = entry.expect("entry");
-            let (from, to) = (entry.path(), dst.join(entry.file_name()));
-            let ty = entry.file_type().expect("file type");
-            if ty.is_symlink() {
-                let target = std::fs::read_link(&from).expect("readlink");
-                std::os::unix::fs::symlink(target, &to).expect("symlink");
-            } else if ty.is_dir() {
-                copy_tree(&from, &to);
-            } else {
-                std::fs::copy(&from, &to).expect("copy");
-            }
-        }
     }
 
     fn ids(r: &ScanResult) -> Vec<&str> {
