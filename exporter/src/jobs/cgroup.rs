@@ -3,6 +3,7 @@
 //! The layouts are listed in the parent module's documentation.
 
 use super::{CgroupMode, JobKey, JobsError, Scheduler};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -182,18 +183,155 @@ pub(crate) struct Listed<'a> {
 /// folder is known by its hierarchy and inode number (from its parent's listing), so a folder
 /// removed and created again under the same name is opened afresh; folders not listed on a
 /// scan are closed.
+///
+/// Each open folder is also watched with inotify for entries created, removed or moved in it.
+/// A folder for which no event came since its last listing is not listed again: its entries
+/// are replayed from memory (no system call at all). cgroupfs reports the `mkdir` and `rmdir`
+/// of job folders to inotify like any file system, since they go through the same VFS calls.
+/// A full listing ([`Lister::begin`]'s `relist`) reads every folder again whatever the watches
+/// say; an overflowing event queue, a folder that cannot be watched (the per-user watch limit)
+/// or a system without inotify fall back to listing on every scan, as without watches.
 #[derive(Debug, Default)]
 pub(crate) struct Lister {
     /// Open folders by (hierarchy, inode number); a hierarchy's root by (hierarchy, 0).
     open: HashMap<(usize, u64), OpenDir>,
     buf: Vec<u8>,
     scan: u64,
+    /// This scan lists every folder, watched or not.
+    relist: bool,
+    /// The scan that last listed each hierarchy.
+    listed: [u64; HIERARCHIES],
+    watcher: Watcher,
 }
 
 #[derive(Debug)]
 struct OpenDir {
     file: File,
     used: u64,
+    /// The inotify watch on the folder, if it could be set.
+    wd: Option<WatchDescriptor>,
+    /// The folder's entries as of its last listing, while no event said they changed.
+    entries: Option<Entries>,
+}
+
+/// The entries of one listing: names back to back in one string, and (end of name, inode)
+/// pairs, so that a folder of a thousand jobs costs two allocations.
+#[derive(Debug, Default)]
+struct Entries {
+    names: String,
+    items: Vec<(usize, u64)>,
+}
+
+impl Entries {
+    fn push(&mut self, name: &str, ino: u64) {
+        self.names.push_str(name);
+        self.items.push((self.names.len(), ino));
+    }
+
+    fn each(&self, mut f: impl FnMut(&str, u64)) {
+        let mut start = 0;
+        for &(end, ino) in &self.items {
+            if let Some(name) = self.names.get(start..end) {
+                f(name, ino);
+            }
+            start = end;
+        }
+    }
+}
+
+/// The inotify instance that watches the open folders.
+#[derive(Debug, Default)]
+struct Watcher {
+    /// Created with the first watch; `None` before, or when inotify is not available.
+    inotify: Option<Inotify>,
+    unavailable: bool,
+    /// Which open folder each watch is on.
+    folders: HashMap<WatchDescriptor, (usize, u64)>,
+    events: Vec<u8>,
+}
+
+/// What changes a folder's listing: entries created, removed, or moved in or out.
+fn watch_mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ONLYDIR
+}
+
+impl Watcher {
+    /// Watches the folder at `path`, kept open under `key`; `None` if it cannot be watched.
+    fn watch(&mut self, path: &Path, key: (usize, u64)) -> Option<WatchDescriptor> {
+        if self.inotify.is_none() && !self.unavailable {
+            match Inotify::init() {
+                Ok(i) => self.inotify = Some(i),
+                Err(_) => self.unavailable = true,
+            }
+        }
+        let wd = self
+            .inotify
+            .as_ref()?
+            .watches()
+            .add(path, watch_mask())
+            .ok()?;
+        // The same folder under two keys (the same inode): let the first keep the watch.
+        match self.folders.get(&wd) {
+            Some(k) if *k != key => None,
+            _ => {
+                self.folders.insert(wd.clone(), key);
+                Some(wd)
+            }
+        }
+    }
+
+    fn forget(&mut self, wd: WatchDescriptor) {
+        if let Some(i) = &self.inotify {
+            // Fails when the watch already went with its folder (IN_IGNORED): nothing to do.
+            let _ = i.watches().remove(wd.clone());
+        }
+        self.folders.remove(&wd);
+    }
+
+    /// Reads the events queued since the last call: a folder with an event loses its cached
+    /// entries, so it is listed again; an overflowed queue (or an error) clears them all.
+    fn drain(&mut self, open: &mut HashMap<(usize, u64), OpenDir>) {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        // Room for at least one event with the longest name.
+        if self.events.len() < 4096 {
+            self.events.resize(4096, 0);
+        }
+        loop {
+            let events = match inotify.read_events(&mut self.events) {
+                Ok(events) => events,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    open.values_mut().for_each(|d| d.entries = None);
+                    return;
+                }
+            };
+            for event in events {
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    open.values_mut().for_each(|d| d.entries = None);
+                    continue;
+                }
+                let Some(key) = self.folders.get(&event.wd) else {
+                    continue;
+                };
+                if let Some(d) = open.get_mut(key) {
+                    d.entries = None;
+                    if event.mask.contains(EventMask::IGNORED) {
+                        // The folder went (or its file system): the watch is gone with it.
+                        d.wd = None;
+                    }
+                }
+                if event.mask.contains(EventMask::IGNORED) {
+                    self.folders.remove(&event.wd);
+                }
+            }
+        }
+    }
 }
 
 /// Bytes asked for per `getdents64`: about a thousand job folders.
@@ -218,6 +356,9 @@ impl Lister {
         f: &mut dyn FnMut(&Listed<'_>),
     ) {
         let v2 = h == V2;
+        if let Some(at) = self.listed.get_mut(h) {
+            *at = self.scan;
+        }
         // The layout folders directly under the root, in the order the layouts are listed.
         let mut slurm = Vec::new();
         let (mut system, mut oar, mut users) = (None, None, None);
@@ -266,11 +407,30 @@ impl Lister {
         }
     }
 
-    /// Starts a scan: folders not listed since the last call are closed.
-    pub(crate) fn begin(&mut self, scan: u64) {
-        let last = self.scan;
-        self.open.retain(|_, d| d.used == last);
+    /// Starts a scan: folders that the last listing of their hierarchy did not reach (gone, or
+    /// no longer holding jobs) are closed; with `relist`, every folder is listed again on this
+    /// scan (see [`Lister::refresh`] for the others).
+    pub(crate) fn begin(&mut self, scan: u64, relist: bool) {
+        let watcher = &mut self.watcher;
+        let listed = &self.listed;
+        self.open.retain(|&(h, _), d| {
+            let kept = listed.get(h).is_none_or(|&at| d.used >= at);
+            if !kept {
+                if let Some(wd) = d.wd.take() {
+                    watcher.forget(wd);
+                }
+            }
+            kept
+        });
         self.scan = scan;
+        self.relist = relist;
+    }
+
+    /// Takes in the changes reported since the last call: the folders in which something was
+    /// created or removed are listed again. Called just before listing, after the CPU-time
+    /// reads, so that a job folder removed after its read is not replayed.
+    pub(crate) fn refresh(&mut self) {
+        self.watcher.drain(&mut self.open);
     }
 }
 
@@ -297,16 +457,32 @@ impl ListCtx<'_> {
         report: bool,
         f: impl FnMut(&str, u64),
     ) -> bool {
-        let Lister { open, buf, scan } = &mut *self.lister;
+        let Lister {
+            open,
+            buf,
+            scan,
+            relist,
+            watcher,
+            ..
+        } = &mut *self.lister;
         let key = ino.map(|i| (self.h, i));
         if let Some(key) = key {
             if let Some(d) = open.get_mut(&key) {
+                if let (false, Some(entries)) = (*relist, &d.entries) {
+                    counted(Call::Replay);
+                    d.used = *scan;
+                    entries.each(f);
+                    return true;
+                }
                 if (&d.file).seek(SeekFrom::Start(0)).is_ok() {
                     counted(Call::Rewind);
                     d.used = *scan;
-                    return list_open(&d.file, buf, f);
+                    d.entries = list_cached(&d.file, buf, d.wd.is_some(), f);
+                    return true;
                 }
-                open.remove(&key);
+                if let Some(wd) = open.remove(&key).and_then(|d| d.wd) {
+                    watcher.forget(wd);
+                }
             }
         }
         counted(Call::Open);
@@ -327,10 +503,24 @@ impl ListCtx<'_> {
         };
         match key {
             Some(key) if self.fds.take() => {
-                let d = open.entry(key).or_insert(OpenDir { file, used: *scan });
-                list_open(&d.file, buf, f)
+                // Watched before it is listed: an entry made in between shows as an event.
+                let wd = watcher.watch(dir, key);
+                let entries = list_cached(&file, buf, wd.is_some(), f);
+                open.insert(
+                    key,
+                    OpenDir {
+                        file,
+                        used: *scan,
+                        wd,
+                        entries,
+                    },
+                );
+                true
             }
-            _ => list_open(&file, buf, f),
+            _ => {
+                list_open(&file, buf, f);
+                true
+            }
         }
     }
 
@@ -441,30 +631,54 @@ impl ListCtx<'_> {
     }
 }
 
+/// [`list_open`], keeping the entries when `keep` is set and the listing reached the end.
+fn list_cached(
+    dir: &File,
+    buf: &mut Vec<u8>,
+    keep: bool,
+    mut f: impl FnMut(&str, u64),
+) -> Option<Entries> {
+    if !keep {
+        list_open(dir, buf, f);
+        return None;
+    }
+    let mut entries = Entries::default();
+    let complete = list_open(dir, buf, |name, ino| {
+        entries.push(name, ino);
+        f(name, ino);
+    });
+    complete.then_some(entries)
+}
+
 /// Reads an open folder from its current position to its end: `f(name, inode)` per entry
-/// whose name is UTF-8, `.` and `..` left out. Like `read_dir` with its errors skipped, an
-/// error while reading ends the listing.
+/// that is not a regular file (every layout's entries are folders; cgroup files are left
+/// out) and whose name is UTF-8, `.` and `..` left out. Like `read_dir` with its errors
+/// skipped, an error while reading ends the listing; false then.
 fn list_open(dir: &File, buf: &mut Vec<u8>, mut f: impl FnMut(&str, u64)) -> bool {
     if buf.len() < DIRENTS {
         buf.resize(DIRENTS, 0);
     }
     loop {
         let n = match getdents(dir, buf) {
-            Ok(0) | Err(_) => return true,
+            Ok(0) => return true,
+            Err(_) => return false,
             Ok(n) => n,
         };
         // `struct linux_dirent64`: u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type, then the
         // name, NUL-terminated, padded to 8 bytes.
         let mut rest = buf.get(..n).unwrap_or_default();
-        while let (Some(ino), Some(len), Some(tail)) =
-            (rest.get(0..8), rest.get(16..18), rest.get(19..))
-        {
+        while let (Some(ino), Some(len), Some(&kind), Some(tail)) = (
+            rest.get(0..8),
+            rest.get(16..18),
+            rest.get(18),
+            rest.get(19..),
+        ) {
             let len = usize::from(u16::from_ne_bytes([len[0], len[1]]));
             let Some(name) = tail.get(..len.saturating_sub(19)) else {
                 break;
             };
             let name = name.split(|&b| b == 0).next().unwrap_or_default();
-            if name != b"." && name != b".." {
+            if kind != libc::DT_REG && name != b"." && name != b".." {
                 if let Ok(name) = std::str::from_utf8(name) {
                     let mut b = [0; 8];
                     b.copy_from_slice(ino);
@@ -823,11 +1037,13 @@ pub(crate) enum Call {
     Stat,
     /// Rewind of an open folder, to list it again.
     Rewind,
+    /// A listing replayed from memory: no system call.
+    Replay,
 }
 
 #[cfg(test)]
 thread_local! {
-    static CALLS: std::cell::Cell<[u64; 4]> = const { std::cell::Cell::new([0; 4]) };
+    static CALLS: std::cell::Cell<[u64; 5]> = const { std::cell::Cell::new([0; 5]) };
 }
 
 #[inline]
@@ -842,7 +1058,7 @@ pub(crate) fn counted(_call: Call) {
 
 /// The calls counted on this thread so far, indexed by [`Call`].
 #[cfg(test)]
-pub(crate) fn calls() -> [u64; 4] {
+pub(crate) fn calls() -> [u64; 5] {
     CALLS.with(|c| c.get())
 }
 

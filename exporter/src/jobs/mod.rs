@@ -318,11 +318,14 @@ pub enum JobsError {
 
 /// A job id stored inline, so that finding or keeping a job costs no allocation: Slurm and OAR
 /// ids are at most 20 decimal digits (longer names are not taken for jobs), a user slice's
-/// `user-<uid>` at most 15 bytes.
+/// `user-<uid>` at most 15 bytes. The bytes are also kept as big-endian integers, in which they
+/// compare as the bytes do (those past the id's length are zero): a search among a thousand
+/// jobs then compares a few integers per step instead of calling `memcmp`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct JobId {
     len: u8,
     bytes: [u8; JobId::CAP],
+    words: (u128, u64),
 }
 
 impl JobId {
@@ -336,20 +339,19 @@ impl JobId {
         }
         let mut bytes = [0; Self::CAP];
         bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-        JobId {
-            len: n as u8,
-            bytes,
-        }
+        Self::from_bytes(n as u8, bytes)
     }
 
-    /// The bytes as big-endian integers: they compare as the bytes do (those past the id's
-    /// length are zero), without a call to `memcmp`.
-    fn words(&self) -> (u128, u64) {
+    fn from_bytes(len: u8, bytes: [u8; JobId::CAP]) -> JobId {
         let mut hi = [0; 16];
         let mut lo = [0; 8];
-        hi.copy_from_slice(&self.bytes[..16]);
-        lo[..Self::CAP - 16].copy_from_slice(&self.bytes[16..]);
-        (u128::from_be_bytes(hi), u64::from_be_bytes(lo))
+        hi.copy_from_slice(&bytes[..16]);
+        lo[..Self::CAP - 16].copy_from_slice(&bytes[16..]);
+        JobId {
+            len,
+            bytes,
+            words: (u128::from_be_bytes(hi), u64::from_be_bytes(lo)),
+        }
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -397,7 +399,7 @@ impl JobKey {
         let len = (JobId::CAP - rest.len()) as u8;
         JobKey {
             scheduler: Scheduler::UserSlice,
-            id: JobId { len, bytes },
+            id: JobId::from_bytes(len, bytes),
         }
     }
 
@@ -415,10 +417,10 @@ impl JobKey {
 impl Ord for JobKey {
     /// Numeric order for decimal ids (shorter first), which also orders `user-<uid>` sensibly.
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.scheduler, self.id.len, self.id.words()).cmp(&(
+        (self.scheduler, self.id.len, self.id.words).cmp(&(
             other.scheduler,
             other.id.len,
-            other.id.words(),
+            other.id.words,
         ))
     }
 }
@@ -634,6 +636,9 @@ const RETRY_SCANS: u64 = 5;
 /// Every hierarchy is listed every this many scans (and on each scan while none holds a job);
 /// in between, only those that matter (see [`Listing`]).
 const FULL_LISTING_SCANS: u64 = 30;
+/// Every this many full listings, every folder is read again with `getdents64` even if no
+/// inotify event said it changed (a safety net: cgroupfs reports every `mkdir` and `rmdir`).
+const FULL_LISTINGS_PER_RELIST: u64 = 10;
 /// The v1 controllers in the order one is preferred for listing on every scan when several
 /// hold as many jobs: cpuacct gives the CPU time, so its listing and its open files agree.
 const LISTING_PREFERENCE: [Controller; 5] = [
@@ -653,6 +658,8 @@ struct Listing {
     every_scan: [bool; HIERARCHIES],
     /// The scan of the last full listing; 0 before the first.
     last_full: u64,
+    /// Full listings so far.
+    full_listings: u64,
     /// What the last listing of each hierarchy reported (repeated while it is not listed).
     problems: [Vec<String>; HIERARCHIES],
 }
@@ -701,6 +708,7 @@ impl Listing {
         }
         self.every_scan[V2] = h.v2.is_some();
         self.last_full = now;
+        self.full_listings += 1;
     }
 }
 
@@ -834,7 +842,11 @@ impl JobDiscovery {
             k => u64::from(k),
         };
         let every = every_for(cache.len());
-        lister.begin(now);
+        let full = listing.full_due(now, hierarchy);
+        let relist = full && listing.full_listings % FULL_LISTINGS_PER_RELIST == 0;
+        // (Folders of the hierarchies listed only in full listings stay open, and watched,
+        // until the next one.)
+        lister.begin(now, relist);
         fds.held = lister.open_count();
         for e in cache.values_mut() {
             e.read_held_usage(now, every, buf);
@@ -845,8 +857,9 @@ impl JobDiscovery {
             hook();
         }
 
-        // 2. Which jobs exist: list the hierarchies (see `Listing`).
-        let full = listing.full_due(now, hierarchy);
+        // 2. Which jobs exist: list the hierarchies (see `Listing`); a full listing reads
+        // every folder again, the others replay the folders in which nothing changed.
+        lister.refresh();
         let mut listed_now = [false; HIERARCHIES];
         for (h, listed) in listed_now.iter_mut().enumerate() {
             let Some(root) = hierarchy.root(h) else {
@@ -1727,7 +1740,7 @@ mod tests {
     }
 
     /// Calls counted during `f`: opens, preads, stats, rewinds of open folders.
-    fn counting(f: impl FnOnce()) -> [u64; 4] {
+    fn counting(f: impl FnOnce()) -> [u64; 5] {
         let before = cgroup::calls();
         f();
         let after = cgroup::calls();
@@ -1735,7 +1748,8 @@ mod tests {
     }
 
     /// The steady state of a scan: no file opened per job, one `pread` per job for its CPU
-    /// time, and the folders of the listing rewound rather than opened.
+    /// time, and the folders of the listing replayed from memory (nothing changed in them),
+    /// except on the full listings, which read them again.
     #[test]
     fn a_steady_scan_reads_one_open_file_per_job_and_opens_almost_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1753,7 +1767,7 @@ mod tests {
         // A whole refresh period: every job's static data is read once more in it.
         let scans = STATIC_REFRESH_SCANS;
         let mut last = ScanResult::default();
-        let [opens, preads, stats, rewinds] = counting(|| {
+        let [opens, preads, stats, rewinds, replays] = counting(|| {
             for _ in 0..scans {
                 last = d.scan(&[], &[]);
             }
@@ -1762,17 +1776,27 @@ mod tests {
         let per_scan = |c: u64| c as f64 / scans as f64;
         // CPU time: exactly one pread per job and scan.
         assert_eq!(preads, u64::from(n) * scans);
-        // Static data: cpuset, memory and devices.list once per job and period. The listing
-        // (root, slurm_n1, 7 uid folders) of the controller listed on every scan is rewound,
-        // not opened; the other four are opened for the full listing every 30 scans.
+        // Static data: cpuset, memory and devices.list once per job and period. The folders
+        // listed (root, slurm_n1, 7 uid folders; in the controller listed on every scan, and
+        // in the other four at the full listing every 30 scans) stay open and are replayed:
+        // nothing changed in them.
         assert!(
-            opens <= u64::from(n) * 3 + 2 * 4 * 9,
+            opens <= u64::from(n) * 3,
             "{opens} opens in {scans} scans ({} per scan)",
             per_scan(opens)
         );
         assert!(per_scan(opens) / f64::from(n) < 0.1, "{opens} opens");
         assert!(stats <= 2 * scans, "{stats} stats");
-        assert_eq!(rewinds, 9 * scans);
+        let full = scans / FULL_LISTING_SCANS;
+        assert_eq!(rewinds, 0);
+        assert_eq!(replays, 9 * scans + 4 * 9 * full);
+        // Every FULL_LISTINGS_PER_RELIST-th full listing reads them all again.
+        let [_, _, _, rewinds, _] = counting(|| {
+            for _ in 0..FULL_LISTING_SCANS * FULL_LISTINGS_PER_RELIST {
+                d.scan(&[], &[]);
+            }
+        });
+        assert_eq!(rewinds, 5 * 9);
 
         // Every k scans: a k-th of the jobs per scan, each job at its own scan.
         let mut d = JobDiscovery::new(JobsOptions {
@@ -1780,7 +1804,7 @@ mod tests {
             ..JobsOptions::under_root(dir.path())
         });
         d.scan(&[], &[]);
-        let [_, preads, _, _] = counting(|| {
+        let [_, preads, ..] = counting(|| {
             for _ in 0..40 {
                 d.scan(&[], &[]);
             }
@@ -1790,7 +1814,7 @@ mod tests {
         // that many per scan above.
         let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
         d.scan(&[], &[]);
-        let [_, preads, _, _] = counting(|| {
+        let [_, preads, ..] = counting(|| {
             for _ in 0..30 {
                 d.scan(&[], &[]);
             }
@@ -1976,9 +2000,9 @@ mod tests {
             d.scan(&[], &[]);
         }
         assert_eq!(held_files(&d), 2);
-        // The controller listed on every scan: its root, slurm_node1, uid_1000, uid_1001.
+        // In each of the five controllers: its root, slurm_node1, uid_1000, uid_1001.
         let open_dirs = d.lister.open_count();
-        assert_eq!(open_dirs, 4);
+        assert_eq!(open_dirs, 5 * 4);
         for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
             let cg = dir.path().join("sys/fs/cgroup").join(ctrl);
             std::fs::remove_dir_all(cg.join("slurm_node1/uid_1001")).expect("rm");
@@ -1986,9 +2010,14 @@ mod tests {
         assert_eq!(ids(&d.scan(&[], &[])), vec!["101"]);
         assert_eq!(d.cache.len(), 1);
         assert_eq!(held_files(&d), 1);
-        // The uid folder that went away is closed on the next scan.
+        // The uid folder that went away is closed on the next scan in the controller listed
+        // on every scan, at the next full listing in the others.
         d.scan(&[], &[]);
         assert_eq!(d.lister.open_count(), open_dirs - 1);
+        for _ in 0..FULL_LISTING_SCANS {
+            d.scan(&[], &[]);
+        }
+        assert_eq!(d.lister.open_count(), open_dirs - 5);
     }
 
     /// A job found only in a controller other than the one listed on every scan (mixed

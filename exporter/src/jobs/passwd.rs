@@ -4,7 +4,7 @@
 //! exporter and can block on the network. Users known only to a directory service fall back to
 //! the scheduler's own variables (`SLURM_JOB_USER`, `OAR_USER`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -21,7 +21,9 @@ struct Stamp {
 pub(crate) struct Passwd {
     path: PathBuf,
     stamp: Option<Stamp>,
-    by_uid: HashMap<u32, String>,
+    /// By uid: a search of a few integer comparisons, cheaper than hashing one (looked up for
+    /// every job on every scan).
+    by_uid: BTreeMap<u32, String>,
     by_name: HashMap<String, u32>,
 }
 
@@ -30,7 +32,7 @@ impl Passwd {
         Passwd {
             path,
             stamp: None,
-            by_uid: HashMap::new(),
+            by_uid: BTreeMap::new(),
             by_name: HashMap::new(),
         }
     }
