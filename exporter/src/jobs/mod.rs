@@ -78,7 +78,7 @@ use cgroup::{
 use cpuset::shorten;
 use env::{EnvSearch, JobEnv};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -318,9 +318,9 @@ pub enum JobsError {
 
 /// A job id stored inline, so that finding or keeping a job costs no allocation: Slurm and OAR
 /// ids are at most 20 decimal digits (longer names are not taken for jobs), a user slice's
-/// `user-<uid>` at most 15 bytes. The bytes are also kept as big-endian integers, in which they
-/// compare as the bytes do (those past the id's length are zero): a search among a thousand
-/// jobs then compares a few integers per step instead of calling `memcmp`.
+/// `user-<uid>` at most 15 bytes. The length and the bytes are also kept as big-endian integers,
+/// which compare as (length, bytes) do (the bytes past the id's length are zero): a search
+/// among a thousand jobs then compares two integers per step instead of calling `memcmp`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct JobId {
     len: u8,
@@ -329,7 +329,7 @@ pub(crate) struct JobId {
 }
 
 impl JobId {
-    const CAP: usize = 23;
+    const CAP: usize = 22;
 
     /// `id`, cut to [`JobId::CAP`] bytes (callers pass ids already checked to be shorter).
     fn new(id: &str) -> JobId {
@@ -345,8 +345,9 @@ impl JobId {
     fn from_bytes(len: u8, bytes: [u8; JobId::CAP]) -> JobId {
         let mut hi = [0; 16];
         let mut lo = [0; 8];
-        hi.copy_from_slice(&bytes[..16]);
-        lo[..Self::CAP - 16].copy_from_slice(&bytes[16..]);
+        hi[0] = len;
+        hi[1..].copy_from_slice(&bytes[..15]);
+        lo[..Self::CAP - 15].copy_from_slice(&bytes[15..]);
         JobId {
             len,
             bytes,
@@ -375,7 +376,7 @@ impl fmt::Debug for JobId {
 }
 
 /// A job's identity across scans.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct JobKey {
     pub scheduler: Scheduler,
     pub id: JobId,
@@ -414,14 +415,20 @@ impl JobKey {
     }
 }
 
+impl std::hash::Hash for JobKey {
+    /// From the words alone, which hold the whole id (length included).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (hi, lo) = self.id.words;
+        state.write_u64((hi >> 64) as u64 ^ (self.scheduler as u64) << 56);
+        state.write_u64(hi as u64);
+        state.write_u64(lo);
+    }
+}
+
 impl Ord for JobKey {
     /// Numeric order for decimal ids (shorter first), which also orders `user-<uid>` sensibly.
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.scheduler, self.id.len, self.id.words).cmp(&(
-            other.scheduler,
-            other.id.len,
-            other.id.words,
-        ))
+        (self.scheduler, self.id.words).cmp(&(other.scheduler, other.id.words))
     }
 }
 
@@ -712,9 +719,99 @@ impl Listing {
     }
 }
 
-/// The jobs known, in output order. Boxed: a lookup then walks small nodes of keys, and a pass
-/// over the jobs touches only the parts of each entry that it reads.
-type Cache = BTreeMap<JobKey, Box<JobCache>>;
+/// The jobs known. Found by hashing the key (one multiplication, see [`KeyHasher`]): every
+/// listed job is looked up on every scan, which in an ordered map cost hundreds of comparisons
+/// per job. The output order is kept beside, sorted again only when a job came or went.
+/// Boxed: a pass over the jobs touches only the parts of each entry that it reads.
+#[derive(Debug, Default)]
+struct Cache {
+    map: HashMap<JobKey, Box<JobCache>, std::hash::BuildHasherDefault<KeyHasher>>,
+    /// The keys in output order; `None` after a job was added or removed.
+    order: Option<Vec<JobKey>>,
+}
+
+impl Cache {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    #[cfg(test)]
+    fn contains_key(&self, key: &JobKey) -> bool {
+        self.map.contains_key(key)
+    }
+
+    #[cfg(test)]
+    fn get(&self, key: &JobKey) -> Option<&JobCache> {
+        self.map.get(key).map(|e| &**e)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &JobCache> {
+        self.map.values().map(|e| &**e)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut JobCache> {
+        self.map.values_mut().map(|e| &mut **e)
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.order = None;
+    }
+
+    /// The entry of `key`, made with `new` if absent.
+    fn entry(&mut self, key: JobKey, new: impl FnOnce() -> JobCache) -> &mut JobCache {
+        let order = &mut self.order;
+        self.map.entry(key).or_insert_with(|| {
+            *order = None;
+            Box::new(new())
+        })
+    }
+
+    fn remove(&mut self, key: &JobKey) {
+        if self.map.remove(key).is_some() {
+            self.order = None;
+        }
+    }
+
+    /// The keys in output order (job ids in numeric order, by scheduler).
+    fn order(&mut self) -> Vec<JobKey> {
+        match self.order.take() {
+            Some(order) => order,
+            None => {
+                let mut keys: Vec<JobKey> = self.map.keys().copied().collect();
+                keys.sort_unstable();
+                keys
+            }
+        }
+    }
+}
+
+/// Hashes a [`JobKey`] from its precomputed words with one multiplication (the constant of
+/// rustc's FxHasher). Job folders are made by the scheduler (root), so their names are not a
+/// way to force collisions; a collision would only cost time anyway.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 /// Discovers jobs; keeps per-job caches between scans.
 pub struct JobDiscovery {
@@ -757,7 +854,7 @@ impl JobDiscovery {
             passwd: passwd::Passwd::new(opts.rootfs.join("etc/passwd")),
             opts,
             hierarchy: None,
-            cache: BTreeMap::new(),
+            cache: Cache::default(),
             reader: Reader::default(),
             env_buf: Vec::new(),
             buf: Vec::new(),
@@ -912,7 +1009,11 @@ impl JobDiscovery {
         // by the n-th job read.
         let mut n = 0;
         let mut ended = Vec::new();
-        for (key, e) in cache.iter_mut() {
+        let order = cache.order();
+        for key in &order {
+            let Some(e) = cache.map.get_mut(key) else {
+                continue;
+            };
             if e.seen != now {
                 ended.push(*key);
                 continue;
@@ -934,6 +1035,7 @@ impl JobDiscovery {
             }
         }
         jobs.truncate(n);
+        cache.order = Some(order);
         // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
         for key in &ended {
             cache.remove(key);
@@ -944,9 +1046,7 @@ impl JobDiscovery {
 
 /// Records one listed job folder in the cache.
 fn note_listed(cache: &mut Cache, now: u64, h: usize, l: &Listed<'_>) {
-    let e = cache
-        .entry(l.key)
-        .or_insert_with(|| Box::new(JobCache::new(now, l.key.hash())));
+    let e = cache.entry(l.key, || JobCache::new(now, l.key.hash()));
     if e.seen != now {
         e.seen = now;
         e.listed_in = 0;
@@ -1824,6 +1924,48 @@ mod tests {
             (AUTO_CPU_TIME_READS as u64 / 2..=AUTO_CPU_TIME_READS as u64).contains(&per_scan),
             "{per_scan} reads per scan"
         );
+    }
+
+    /// The folders are watched: a job made or removed in a folder that was being replayed is
+    /// seen on the next scan, and only the folder that changed is read again.
+    #[test]
+    fn a_job_made_or_removed_in_a_watched_folder_is_seen_on_the_next_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        slurm_v1_node(dir.path(), 14);
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        for _ in 0..3 {
+            assert_eq!(d.scan(&[], &[]).jobs.len(), 14);
+        }
+        let [_, _, _, rewinds, replays] = counting(|| {
+            d.scan(&[], &[]);
+        });
+        assert_eq!((rewinds, replays), (0, 9));
+
+        let cg = dir.path().join("sys/fs/cgroup");
+        let new_job = "slurm_n1/uid_1000/job_200000";
+        for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+            std::fs::create_dir_all(cg.join(ctrl).join(new_job)).expect("mkdir");
+        }
+        write(
+            &cg.join("cpu,cpuacct").join(new_job).join("cpuacct.usage"),
+            b"5\n",
+        );
+        let mut r = ScanResult::default();
+        let [_, _, _, rewinds, replays] = counting(|| r = d.scan(&[], &[]));
+        assert_eq!(r.jobs.len(), 15);
+        let job = r.jobs.iter().find(|j| j.id == "200000").expect("new job");
+        assert_eq!(job.cpu_usage_ns, Some(5));
+        assert_eq!((rewinds, replays), (1, 8), "only uid_1000 is read again");
+
+        for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+            std::fs::remove_dir_all(cg.join(ctrl).join(new_job)).expect("rm");
+        }
+        let r = d.scan(&[], &[]);
+        assert_eq!(r.jobs.len(), 14);
+        assert!(!ids(&r).contains(&"200000"));
+        assert!(!d
+            .cache
+            .contains_key(&JobKey::new(Scheduler::Slurm, "200000")));
     }
 
     #[test]
