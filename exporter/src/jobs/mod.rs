@@ -14,8 +14,12 @@
 //!    controller that a scheduler uses holds every job, so between full listings (every 30
 //!    scans, and on each scan while none finds a job) only the controller holding the most
 //!    jobs is listed, plus any that held a job that one lacked, plus the v2 hierarchy. The
-//!    folders listed are kept open and read again with `getdents64`. A job's folder in
-//!    another controller is the same path below that controller's root;
+//!    folders listed are kept open and watched with inotify: one in which no folder was made,
+//!    removed or moved since its last listing is replayed from memory, the others are read
+//!    again with `getdents64` (all of them every 10th full listing, as a safety net). The
+//!    events are taken in after step 1, so a job removed after its CPU time was read is not
+//!    replayed. A job's folder in another controller is the same path below that
+//!    controller's root;
 //! 3. a job seen for the first time (a new id, or the same id in a folder with another inode
 //!    number: a reused id) is read at once: its CPUs (`cpuset.effective_cpus`, else
 //!    `cpuset.cpus`; which one exists is remembered), CPU time and memory limit at the job
@@ -36,10 +40,10 @@
 //! if it was read each time.
 //!
 //! Cost of a scan with N jobs, once they are known: N `pread`s (N/k with `cpu_time_every` k),
-//! an `lseek` and two `getdents64` per folder listed (the root, `slurm_<node>`, one per user),
-//! and about 2N/60 small file reads for the static data (plus, then, a `stat` per controller
-//! that a job lacks); no failed `open`. Kept open: one file per job and one per folder
-//! listed. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
+//! one `read` of the inotify queue, an `lseek` and two `getdents64` per folder listed in which
+//! something changed (the root, `slurm_<node>`, one per user), and about 2N/60 small file
+//! reads for the static data (plus, then, a `stat` per controller that a job lacks); no failed
+//! `open`. Kept open: one file per job and one per folder listed in any hierarchy. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
 //! descriptors are left for the rest of the exporter, and files are read by path when none
 //! is to spare.
 //!
