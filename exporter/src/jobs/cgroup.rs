@@ -973,6 +973,50 @@ impl Reader {
             }
         }
     }
+
+    /// Reads `dir/file` from `held`, the file kept open by an earlier call (one `pread`, no
+    /// path lookup); else, or when that read fails (the file was removed), by path, keeping the
+    /// file open in `held` when `fds` has a descriptor to spare. Only for files produced in one
+    /// go (see [`read_again`]). Results as [`Reader::read`].
+    pub(crate) fn read_held(
+        &mut self,
+        dir: &Path,
+        file: &str,
+        held: &mut Option<File>,
+        fds: &mut FdBudget,
+        problems: &mut Vec<String>,
+    ) -> Result<Option<&str>, Vanished> {
+        if let Some(f) = held.as_ref() {
+            counted(Call::PreadStatic);
+            match fill(&mut self.buf, true, |chunk, offset| {
+                f.read_at(chunk, offset)
+            }) {
+                Ok(n) => {
+                    self.path.as_mut_os_string().clear();
+                    self.path.push(dir);
+                    self.path.push(file);
+                    return match std::str::from_utf8(self.buf.get(..n).unwrap_or_default()) {
+                        Ok(text) => Ok(Some(text)),
+                        Err(_) => {
+                            problems.push(format!("{}: content is not text", self.path.display()));
+                            Ok(None)
+                        }
+                    };
+                }
+                // Gone or failing: the read by path tells which.
+                Err(_) => *held = None,
+            }
+        }
+        match self.read_keep(dir, file, problems)? {
+            Some((text, _, f)) => {
+                if fds.take() {
+                    *held = Some(f);
+                }
+                Ok(Some(text))
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 /// Reads a whole file into `buf`; hands back the open file and the length read.
@@ -1039,11 +1083,13 @@ pub(crate) enum Call {
     Rewind,
     /// A listing replayed from memory: no system call.
     Replay,
+    /// `pread` of a static file kept open (a job's CPUs, its memory limit).
+    PreadStatic,
 }
 
 #[cfg(test)]
 thread_local! {
-    static CALLS: std::cell::Cell<[u64; 5]> = const { std::cell::Cell::new([0; 5]) };
+    static CALLS: std::cell::Cell<[u64; 6]> = const { std::cell::Cell::new([0; 6]) };
 }
 
 #[inline]
@@ -1058,7 +1104,7 @@ pub(crate) fn counted(_call: Call) {
 
 /// The calls counted on this thread so far, indexed by [`Call`].
 #[cfg(test)]
-pub(crate) fn calls() -> [u64; 5] {
+pub(crate) fn calls() -> [u64; 6] {
     CALLS.with(|c| c.get())
 }
 

@@ -488,11 +488,21 @@ struct JobCache {
 #[derive(Debug, Default)]
 struct Statics {
     cpus: Vec<u32>,
-    /// Which file gave the CPUs, so that the next read opens only that one.
+    /// Which file gave the CPUs, so that the next read opens only that one...
     cpus_file: Option<usize>,
+    /// ... which is then kept open, as the memory limit's file, and read again with `pread`.
+    cpus_held: Option<std::fs::File>,
     cpus_problems: Vec<String>,
     memory_limit_bytes: Option<u64>,
+    memory_held: Option<std::fs::File>,
     memory_problems: Vec<String>,
+}
+
+impl Statics {
+    /// Open files kept (they count against the descriptor budget).
+    fn held(&self) -> usize {
+        usize::from(self.cpus_held.is_some()) + usize::from(self.memory_held.is_some())
+    }
 }
 
 /// What a `devices.list` read found (the job's, else its steps').
@@ -951,7 +961,8 @@ impl JobDiscovery {
         fds.held = lister.open_count();
         for e in cache.values_mut() {
             e.read_held_usage(now, every, buf);
-            fds.held += usize::from(matches!(e.usage, UsageFile::Held { .. }));
+            fds.held += usize::from(matches!(e.usage, UsageFile::Held { .. }))
+                + e.statics.as_ref().map_or(0, Statics::held);
         }
         #[cfg(test)]
         if let Some(hook) = self.before_listing.as_mut() {
@@ -1140,6 +1151,11 @@ impl Ctx<'_> {
         if e.relayout {
             e.relayout = false;
             e.next_static = now;
+            if let Some(s) = &mut e.statics {
+                // Files of folders that may have changed: open them again.
+                s.cpus_held = None;
+                s.memory_held = None;
+            }
             e.devices = None;
             e.usage = UsageFile::ByPath;
             e.usage_now = None;
@@ -1151,7 +1167,12 @@ impl Ctx<'_> {
         let s = e.statics.get_or_insert_with(Statics::default);
         if statics_due {
             s.cpus_problems.clear();
-            (s.cpus, s.cpus_file) = self.cpus(&e.found, s.cpus_file, &mut s.cpus_problems)?;
+            (s.cpus, s.cpus_file) = self.cpus(
+                &e.found,
+                s.cpus_file,
+                &mut s.cpus_held,
+                &mut s.cpus_problems,
+            )?;
         }
         self.problems.extend_from_slice(&s.cpus_problems);
 
@@ -1168,7 +1189,8 @@ impl Ctx<'_> {
         let s = e.statics.get_or_insert_with(Statics::default);
         if statics_due {
             s.memory_problems.clear();
-            s.memory_limit_bytes = self.memory_limit(&e.found, &mut s.memory_problems)?;
+            s.memory_limit_bytes =
+                self.memory_limit(&e.found, &mut s.memory_held, &mut s.memory_problems)?;
             e.devices = None;
             let young = e.first_seen > 1 && now < e.first_seen + YOUNG_SCANS;
             e.next_static = if young {
@@ -1276,6 +1298,7 @@ impl Ctx<'_> {
         &mut self,
         f: &Found,
         hint: Option<usize>,
+        held: &mut Option<std::fs::File>,
         problems: &mut Vec<String>,
     ) -> Result<(Vec<u32>, Option<usize>), Vanished> {
         let (dir, files): (&Path, &[&str]) = if let Some(d) = &f.v1[Controller::Cpuset as usize] {
@@ -1285,11 +1308,17 @@ impl Ctx<'_> {
         } else {
             return Ok((Vec::new(), None));
         };
-        if let Some(i) = hint {
-            if let Some(cpus) = self.cpus_at(dir, files.get(i..=i).unwrap_or(&[]), problems)? {
+        if let Some(file) = hint.and_then(|i| files.get(i)) {
+            let read = self.reader.read_held(dir, file, held, self.fds, problems)?;
+            if let Some(text) = read {
+                let cpus = parse_cpu_list(text).unwrap_or_else(|e| {
+                    problems.push(format!("{}: {e}", self.reader.path().display()));
+                    Vec::new()
+                });
                 return Ok((cpus, hint));
             }
         }
+        *held = None;
         for (i, file) in files.iter().enumerate() {
             if let Some(cpus) = self.cpus_at(dir, std::slice::from_ref(file), problems)? {
                 return Ok((cpus, Some(i)));
@@ -1383,6 +1412,7 @@ impl Ctx<'_> {
     fn memory_limit(
         &mut self,
         f: &Found,
+        held: &mut Option<std::fs::File>,
         problems: &mut Vec<String>,
     ) -> Result<Option<u64>, Vanished> {
         let (dir, file) = if let Some(d) = &f.v1[Controller::Memory as usize] {
@@ -1392,7 +1422,7 @@ impl Ctx<'_> {
         } else {
             return Ok(None);
         };
-        let Some(text) = self.reader.read(dir, file, problems)? else {
+        let Some(text) = self.reader.read_held(dir, file, held, self.fds, problems)? else {
             return Ok(None);
         };
         let v = text.trim();
@@ -1844,7 +1874,7 @@ mod tests {
     }
 
     /// Calls counted during `f`: opens, preads, stats, rewinds of open folders.
-    fn counting(f: impl FnOnce()) -> [u64; 5] {
+    fn counting(f: impl FnOnce()) -> [u64; 6] {
         let before = cgroup::calls();
         f();
         let after = cgroup::calls();
@@ -1871,7 +1901,7 @@ mod tests {
         // A whole refresh period: every job's static data is read once more in it.
         let scans = STATIC_REFRESH_SCANS;
         let mut last = ScanResult::default();
-        let [opens, preads, stats, rewinds, replays] = counting(|| {
+        let [opens, preads, stats, rewinds, replays, static_preads] = counting(|| {
             for _ in 0..scans {
                 last = d.scan(&[], &[]);
             }
@@ -1880,6 +1910,9 @@ mod tests {
         let per_scan = |c: u64| c as f64 / scans as f64;
         // CPU time: exactly one pread per job and scan.
         assert_eq!(preads, u64::from(n) * scans);
+        // The memory limit, read again from the file kept open since the first scan (the CPUs'
+        // file, searched for on the first scan, is opened once more in this period, and kept).
+        assert_eq!(static_preads, u64::from(n));
         // Static data: cpuset, memory and devices.list once per job and period. The folders
         // listed (root, slurm_n1, 7 uid folders; in the controller listed on every scan, and
         // in the other four at the full listing every 30 scans) stay open and are replayed:
@@ -1894,8 +1927,18 @@ mod tests {
         let full = scans / FULL_LISTING_SCANS;
         assert_eq!(rewinds, 0);
         assert_eq!(replays, 9 * scans + 4 * 9 * full);
+        // The next period: the static files too are read with one pread each, opened no more.
+        let [opens, preads, _, _, _, static_preads] = counting(|| {
+            for _ in 0..scans {
+                last = d.scan(&[], &[]);
+            }
+        });
+        assert_eq!(last, first);
+        assert_eq!(opens, 0);
+        assert_eq!(preads, u64::from(n) * scans);
+        assert_eq!(static_preads, 2 * u64::from(n));
         // Every FULL_LISTINGS_PER_RELIST-th full listing reads them all again.
-        let [_, _, _, rewinds, _] = counting(|| {
+        let [_, _, _, rewinds, ..] = counting(|| {
             for _ in 0..FULL_LISTING_SCANS * FULL_LISTINGS_PER_RELIST {
                 d.scan(&[], &[]);
             }
@@ -1940,7 +1983,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(d.scan(&[], &[]).jobs.len(), 14);
         }
-        let [_, _, _, rewinds, replays] = counting(|| {
+        let [_, _, _, rewinds, replays, _] = counting(|| {
             d.scan(&[], &[]);
         });
         assert_eq!((rewinds, replays), (0, 9));
@@ -1955,7 +1998,7 @@ mod tests {
             b"5\n",
         );
         let mut r = ScanResult::default();
-        let [_, _, _, rewinds, replays] = counting(|| r = d.scan(&[], &[]));
+        let [_, _, _, rewinds, replays, _] = counting(|| r = d.scan(&[], &[]));
         assert_eq!(r.jobs.len(), 15);
         let job = r.jobs.iter().find(|j| j.id == "200000").expect("new job");
         assert_eq!(job.cpu_usage_ns, Some(5));
