@@ -235,25 +235,6 @@ fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s:
     d
 }
 
-/// `a.cmp(b)` for job ids, the order of the job map, without a call to `memcmp` for ids of up
-/// to 16 bytes (all Slurm and OAR ids): each is read as a big-endian integer, zero-padded,
-/// which orders as the bytes do, a shorter id before any longer one it starts (ids hold no
-/// NUL byte; equal integers with different lengths can only come from one, and then the
-/// lengths decide, as `str::cmp` would).
-fn id_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn word(s: &[u8]) -> u128 {
-        let mut w = [0; 16];
-        w[..s.len()].copy_from_slice(s);
-        u128::from_be_bytes(w)
-    }
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() <= 16 && b.len() <= 16 {
-        word(a).cmp(&word(b)).then(a.len().cmp(&b.len()))
-    } else {
-        a.cmp(b)
-    }
-}
-
 fn hash_name(salt: &str, value: &str) -> String {
     use sha2::{Digest, Sha256};
     if value.is_empty() {
@@ -313,8 +294,8 @@ impl Accounting {
         let mut order = std::mem::take(&mut self.order);
         order.clear();
         order.extend(0..running.len());
-        if !running.is_sorted_by(|a, b| id_cmp(&a.id, &b.id).is_le()) {
-            order.sort_by(|&a, &b| id_cmp(&running[a].id, &running[b].id));
+        if !running.is_sorted_by(|a, b| a.id <= b.id) {
+            order.sort_by(|&a, &b| running[a].id.cmp(&running[b].id));
         }
         // New ids get a record (counters at 0), found by walking the map and the sorted jobs
         // together rather than by a search per job.
@@ -322,8 +303,8 @@ impl Accounting {
         let mut keys = self.jobs.keys().peekable();
         for &j in &order {
             let id = running[j].id.as_str();
-            while keys.next_if(|k| id_cmp(k, id).is_lt()).is_some() {}
-            if keys.peek().is_none_or(|k| id_cmp(k, id).is_ne()) {
+            while keys.next_if(|k| &***k < id).is_some() {}
+            if keys.peek().is_none_or(|k| &***k != id) {
                 new_ids.push(j);
             }
         }
@@ -343,11 +324,11 @@ impl Accounting {
         let mut k = 0;
         for (id, rec) in self.jobs.iter_mut() {
             // (Every running id has a record by now: nothing is skipped here.)
-            while k < order.len() && id_cmp(&running[order[k]].id, id).is_lt() {
+            while k < order.len() && running[order[k]].id.as_str() < &**id {
                 k += 1;
             }
             let first = k;
-            while k < order.len() && id_cmp(&running[order[k]].id, id).is_eq() {
+            while k < order.len() && running[order[k]].id.as_str() == &**id {
                 let j = order[k];
                 self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], delta.interval_s);
                 record[j] = recs.len();
@@ -691,19 +672,6 @@ mod tests {
     }
 
     proptest! {
-        /// The integer comparison of ids orders them as `str::cmp` does, prefixes included.
-        #[test]
-        fn job_ids_compare_as_strings(
-            a in "[0-9a-z._\\[\\]-]{0,24}",
-            b in "[0-9a-z._-]{0,24}",
-            suffix in "[0-9a-z]{0,4}",
-        ) {
-            prop_assert_eq!(id_cmp(&a, &b), a.as_str().cmp(b.as_str()));
-            let longer = format!("{a}{suffix}");
-            prop_assert_eq!(id_cmp(&a, &longer), a.as_str().cmp(&longer));
-            prop_assert_eq!(id_cmp(&longer, &a), longer.as_str().cmp(&a));
-        }
-
         /// Over random job churn, at every cycle and for every component, what the jobs and
         /// unallocated gained equals what the node gained; no counter ever decreases.
         #[test]

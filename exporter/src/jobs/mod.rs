@@ -41,9 +41,10 @@
 //!
 //! Cost of a scan with N jobs, once they are known: N `pread`s (N/k with `cpu_time_every` k),
 //! one `read` of the inotify queue, an `lseek` and two `getdents64` per folder listed in which
-//! something changed (the root, `slurm_<node>`, one per user), and about 2N/60 small file
-//! reads for the static data (plus, then, a `stat` per controller that a job lacks); no failed
-//! `open`. Kept open: one file per job and one per folder listed in any hierarchy. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
+//! something changed (the root, `slurm_<node>`, one per user), and about 2N/60 `pread`s of the
+//! static files kept open (CPUs, memory limit; plus, then, a `stat` per controller that a job
+//! lacks); no `open` and no failed `open`. Kept open: three files per job (CPU time, CPUs,
+//! memory limit) and one per folder listed in any hierarchy. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
 //! descriptors are left for the rest of the exporter, and files are read by path when none
 //! is to spare.
 //!
