@@ -70,6 +70,7 @@ fn jobs(n: usize) -> Vec<Job> {
             memory_limit_bytes: Some(4 << 30),
             gpus: vec![],
             gpu_source: None,
+            revision: 0,
         })
         .collect()
 }

@@ -98,6 +98,9 @@ pub struct JobRecord {
     /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
     /// when this changes, not every cycle.
     raw_meta: Arc<[Option<String>; 4]>,
+    /// The [`Job::revision`] that `raw_meta` and `cpus` were last compared with: the same
+    /// non-zero revision again means the same values, not compared again.
+    revision: u64,
 }
 
 impl JobRecord {
@@ -207,14 +210,17 @@ fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s:
         rec.last_cpu_ns = None;
     }
     rec.ended_mono = None;
-    let raw = [&job.user, &job.account, &job.partition, &job.job_name];
-    let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
-    if !same || rec.meta.scheduler.is_empty() {
-        rec.meta = Arc::new(meta_of(opts, job));
-        rec.raw_meta = Arc::new(raw.map(Clone::clone));
-    }
-    if *rec.cpus != *job.cpus {
-        rec.cpus = Arc::from(job.cpus.as_slice());
+    if job.revision == 0 || job.revision != rec.revision {
+        let raw = [&job.user, &job.account, &job.partition, &job.job_name];
+        let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
+        if !same || rec.meta.scheduler.is_empty() {
+            rec.meta = Arc::new(meta_of(opts, job));
+            rec.raw_meta = Arc::new(raw.map(Clone::clone));
+        }
+        if *rec.cpus != *job.cpus {
+            rec.cpus = Arc::from(job.cpus.as_slice());
+        }
+        rec.revision = job.revision;
     }
     if *rec.gpus != *job.gpus {
         rec.gpus = Arc::from(job.gpus.as_slice());
@@ -503,6 +509,7 @@ mod tests {
             memory_limit_bytes: None,
             gpus: gpus.iter().map(|s| s.to_string()).collect(),
             gpu_source: None,
+            revision: 0,
         }
     }
 
@@ -547,6 +554,31 @@ mod tests {
         assert_eq!(j1.core_seconds, 2.0);
         assert_eq!(j1.gpu_seconds, 1.0);
         assert_eq!(j1.meta.account, "physics");
+    }
+
+    /// Metadata and CPUs are compared only when the job's revision is new (or unknown, 0): a
+    /// new revision with new values replaces them.
+    #[test]
+    fn a_new_revision_updates_the_record_and_an_unknown_one_is_compared() {
+        let mut a = Accounting::new(AccountingOptions::default(), &node());
+        let d = delta(&[("0", 400)], &[], 1.0);
+        let mut j = Job {
+            revision: 5,
+            ..job("1", &[0], &[], 0)
+        };
+        a.update(0.0, 0.0, &d, std::slice::from_ref(&j));
+        let user = |a: &Accounting| a.jobs()["1"].meta.user.clone();
+        assert_eq!(user(&a), "alice");
+        j.revision = 6;
+        j.user = Some("bob".into());
+        j.cpus = vec![0, 1];
+        a.update(1.0, 1.0, &d, std::slice::from_ref(&j));
+        assert_eq!(user(&a), "bob");
+        assert_eq!(&*a.jobs()["1"].cpus, &[0, 1]);
+        j.revision = 0;
+        j.user = Some("carol".into());
+        a.update(2.0, 2.0, &d, std::slice::from_ref(&j));
+        assert_eq!(user(&a), "carol");
     }
 
     #[test]

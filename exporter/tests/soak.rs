@@ -95,6 +95,7 @@ fn twenty_thousand_jobs_churn_without_growth() {
                     memory_limit_bytes: None,
                     gpus: vec![],
                     gpu_source: None,
+                    revision: 0,
                 };
                 running.push((job, cycle + 10 + next_id % 41));
                 next_id += 1;

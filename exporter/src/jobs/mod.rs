@@ -227,8 +227,9 @@ impl fmt::Display for GpuMappingSource {
 }
 
 /// One running job. Text fields come verbatim from the system (a job name may hold quotes,
-/// newlines or markup): escape them wherever they are rendered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// newlines or markup): escape them wherever they are rendered. Compared without
+/// [`Job::revision`], which is bookkeeping, not a value.
+#[derive(Clone, Debug, Eq)]
 pub struct Job {
     /// The scheduler's job id; `user-<uid>` for a user slice.
     pub id: String,
@@ -253,6 +254,59 @@ pub struct Job {
     pub gpus: Vec<String>,
     /// Which source named the GPUs; `None` when no GPU was found.
     pub gpu_source: Option<GpuMappingSource>,
+    /// Job discovery's mark of the values of `id`, `scheduler`, `uid`, `user`, `account`,
+    /// `partition`, `job_name`, `cpus` and `memory_limit_bytes`: two jobs with the same
+    /// non-zero revision hold the same values in those fields, so a consumer that kept them
+    /// need not compare them again (a revision is never given to another job or to changed
+    /// values). 0: unknown, compare.
+    pub revision: u64,
+}
+
+impl PartialEq for Job {
+    fn eq(&self, other: &Self) -> bool {
+        let Job {
+            id,
+            scheduler,
+            uid,
+            user,
+            account,
+            partition,
+            job_name,
+            cpus,
+            cpu_usage_ns,
+            memory_limit_bytes,
+            gpus,
+            gpu_source,
+            revision: _,
+        } = self;
+        (
+            id,
+            scheduler,
+            uid,
+            user,
+            account,
+            partition,
+            job_name,
+            cpus,
+            cpu_usage_ns,
+            memory_limit_bytes,
+            gpus,
+            gpu_source,
+        ) == (
+            &other.id,
+            &other.scheduler,
+            &other.uid,
+            &other.user,
+            &other.account,
+            &other.partition,
+            &other.job_name,
+            &other.cpus,
+            &other.cpu_usage_ns,
+            &other.memory_limit_bytes,
+            &other.gpus,
+            &other.gpu_source,
+        )
+    }
 }
 
 impl Job {
@@ -272,6 +326,7 @@ impl Job {
             memory_limit_bytes: None,
             gpus: Vec::new(),
             gpu_source: None,
+            revision: 0,
         }
     }
 }
@@ -482,6 +537,11 @@ struct JobCache {
     usage_now: Option<UsageRead>,
     /// The scan at which the CPU time is read next (see [`JobsOptions::cpu_time_every`]).
     next_usage: u64,
+    /// The [`Job::revision`] of what was published last, and what it was derived from besides
+    /// the static data: whether the environment was found, the uid and whether a user name
+    /// came from the path, and the passwd file's generation.
+    revision: u64,
+    revision_inputs: (bool, Option<u32>, bool, u64),
 }
 
 /// A job's data that only changes through `scontrol update` or while its cgroups are being set
@@ -840,6 +900,8 @@ pub struct JobDiscovery {
     buf: Vec<u8>,
     /// Scans so far: the clock of every schedule here.
     scans: u64,
+    /// The last [`Job::revision`] given.
+    revisions: u64,
     listing: Listing,
     lister: Lister,
     fds: FdBudget,
@@ -874,6 +936,7 @@ impl JobDiscovery {
             env_buf: Vec::new(),
             buf: Vec::new(),
             scans: 0,
+            revisions: 0,
             listing: Listing::default(),
             lister: Lister::default(),
             fds: FdBudget::default(),
@@ -938,6 +1001,7 @@ impl JobDiscovery {
             listing,
             lister,
             fds,
+            revisions,
             ..
         } = self
         else {
@@ -1016,6 +1080,7 @@ impl JobDiscovery {
             reader,
             env_buf,
             fds,
+            revisions,
             gpus,
             mapping: &mapping,
             nvml: &nvml,
@@ -1127,6 +1192,7 @@ struct Ctx<'a> {
     reader: &'a mut Reader,
     env_buf: &'a mut Vec<u8>,
     fds: &'a mut FdBudget,
+    revisions: &'a mut u64,
     gpus: &'a [GpuRef],
     mapping: &'a HashMap<String, Vec<String>>,
     nvml: &'a HashMap<JobKey, Vec<String>>,
@@ -1216,35 +1282,52 @@ impl Ctx<'_> {
         }
         let (gpus, gpu_source) = self.job_gpus(key, e)?;
 
-        let env = e.env.as_ref();
-        let f = &e.found;
-        let uid = f
-            .uid
-            .or_else(|| env.and_then(|e| e.uid))
-            .or_else(|| f.user.as_deref().and_then(|u| self.passwd.uid(u)));
-        let user = f
-            .user
-            .as_deref()
-            .or_else(|| uid.and_then(|u| self.passwd.name(u)))
-            .or_else(|| env.and_then(|e| e.user.as_deref()));
-        let text = |f: fn(&JobEnv) -> &Option<String>| env.and_then(|e| f(e).as_deref());
-        out.id.clear();
-        out.id.push_str(key.id.as_str());
-        out.scheduler = key.scheduler;
-        out.uid = uid;
-        set_text(&mut out.user, user);
-        set_text(&mut out.account, text(|e| &e.account));
-        set_text(&mut out.partition, text(|e| &e.partition));
-        set_text(&mut out.job_name, text(|e| &e.job_name));
-        match &e.statics {
-            Some(s) => {
-                out.cpus.clone_from(&s.cpus);
-                out.memory_limit_bytes = s.memory_limit_bytes;
+        // What is published besides the CPU time and GPUs changes only with the static data
+        // (read again just now when due), the environment once found, the folders' uid and
+        // user name, and the passwd file: a new revision then, else `out` may already hold it.
+        let inputs = (
+            e.env.is_some(),
+            e.found.uid,
+            e.found.user.is_some(),
+            self.passwd.generation(),
+        );
+        if statics_due || e.revision == 0 || inputs != e.revision_inputs {
+            *self.revisions += 1;
+            e.revision = *self.revisions;
+            e.revision_inputs = inputs;
+        }
+        if out.revision != e.revision {
+            let env = e.env.as_ref();
+            let f = &e.found;
+            let uid = f
+                .uid
+                .or_else(|| env.and_then(|e| e.uid))
+                .or_else(|| f.user.as_deref().and_then(|u| self.passwd.uid(u)));
+            let user = f
+                .user
+                .as_deref()
+                .or_else(|| uid.and_then(|u| self.passwd.name(u)))
+                .or_else(|| env.and_then(|e| e.user.as_deref()));
+            let text = |f: fn(&JobEnv) -> &Option<String>| env.and_then(|e| f(e).as_deref());
+            out.id.clear();
+            out.id.push_str(key.id.as_str());
+            out.scheduler = key.scheduler;
+            out.uid = uid;
+            set_text(&mut out.user, user);
+            set_text(&mut out.account, text(|e| &e.account));
+            set_text(&mut out.partition, text(|e| &e.partition));
+            set_text(&mut out.job_name, text(|e| &e.job_name));
+            match &e.statics {
+                Some(s) => {
+                    out.cpus.clone_from(&s.cpus);
+                    out.memory_limit_bytes = s.memory_limit_bytes;
+                }
+                None => {
+                    out.cpus.clear();
+                    out.memory_limit_bytes = None;
+                }
             }
-            None => {
-                out.cpus.clear();
-                out.memory_limit_bytes = None;
-            }
+            out.revision = e.revision;
         }
         out.cpu_usage_ns = cpu_usage_ns;
         out.gpus = gpus;
@@ -2063,8 +2146,11 @@ mod tests {
         let key = JobKey::new(Scheduler::Slurm, "101");
         let due = d.cache.get(&key).expect("cached").next_static;
         assert!(due > 1 && due <= 1 + STATIC_REFRESH_SCANS, "{due}");
+        // Into one list, reused as the engine does: the revision tells when to write again.
+        let mut jobs = Vec::new();
         for scan in 2..=1 + STATIC_REFRESH_SCANS {
-            let cpus = d.scan(&[], &[]).jobs[0].cpus.clone();
+            d.scan_into(&[], &[], &mut jobs);
+            let cpus = jobs[0].cpus.clone();
             if scan < due {
                 assert_eq!(cpus, vec![0, 1, 2, 3], "scan {scan}: not read again yet");
             } else {
@@ -2076,6 +2162,58 @@ mod tests {
             .map(|i| JobKey::new(Scheduler::Slurm, (5000 + i).to_string()).hash() % 60)
             .collect();
         assert!(phases.len() > 40, "{phases:?}");
+    }
+
+    /// A job's revision stays while nothing it marks changes, so the list reused from scan to
+    /// scan is not written again; a new name in the passwd file, or an environment found
+    /// late, gives a new revision and the list shows the new values.
+    #[test]
+    fn revisions_change_with_the_values_they_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        slurm_v1_node(dir.path(), 3);
+        let passwd = dir.path().join("etc/passwd");
+        write(&passwd, b"ann:x:1000:1000::/home/ann:/bin/sh\n");
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        let mut jobs = Vec::new();
+        d.scan_into(&[], &[], &mut jobs);
+        let first: Vec<u64> = jobs.iter().map(|j| j.revision).collect();
+        assert!(first.iter().all(|&r| r != 0), "{first:?}");
+        assert_eq!(jobs[0].user.as_deref(), Some("ann"));
+        d.scan_into(&[], &[], &mut jobs);
+        assert_eq!(jobs.iter().map(|j| j.revision).collect::<Vec<_>>(), first);
+
+        // Renamed: a longer file, so its stamp changes whatever the clock's resolution.
+        write(&passwd, b"annabel:x:1000:1000::/home/annabel:/bin/sh\n");
+        d.scan_into(&[], &[], &mut jobs);
+        assert_eq!(jobs[0].user.as_deref(), Some("annabel"));
+        assert_ne!(jobs[0].revision, first[0]);
+        assert_eq!(
+            jobs,
+            d.scan(&[], &[]).jobs,
+            "the same as a list read afresh"
+        );
+
+        // An environment found late: the job name appears.
+        let late = dir
+            .path()
+            .join("sys/fs/cgroup/cpuset/slurm_n1/uid_1000/job_100000");
+        let env = dir.path().join("proc/10000/environ");
+        std::fs::remove_file(&env).expect("rm");
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        d.scan_into(&[], &[], &mut jobs);
+        assert!(late.is_dir());
+        assert_eq!(jobs[0].job_name, None);
+        let before = jobs[0].revision;
+        write(
+            &env,
+            &environ(&[("SLURM_JOB_ID", "100000"), ("SLURM_JOB_NAME", "late")]),
+        );
+        let named = (0..2 * RETRY_SCANS).find(|_| {
+            d.scan_into(&[], &[], &mut jobs);
+            jobs[0].job_name.as_deref() == Some("late")
+        });
+        assert!(named.is_some(), "no name within {} scans", 2 * RETRY_SCANS);
+        assert_ne!(jobs[0].revision, before);
     }
 
     /// A job that starts while the exporter runs is read again on its next scans: Slurm

@@ -25,6 +25,8 @@ pub(crate) struct Passwd {
     /// every job on every scan).
     by_uid: BTreeMap<u32, String>,
     by_name: HashMap<String, u32>,
+    /// Counts the loads and clears: names looked up before may differ after a change.
+    generation: u64,
 }
 
 impl Passwd {
@@ -34,6 +36,7 @@ impl Passwd {
             stamp: None,
             by_uid: BTreeMap::new(),
             by_name: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -62,6 +65,7 @@ impl Passwd {
             Ok(bytes) => {
                 self.load(&String::from_utf8_lossy(&bytes));
                 self.stamp = Some(stamp);
+                self.generation += 1;
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -72,7 +76,15 @@ impl Passwd {
         }
     }
 
+    /// Changes whenever the names known change (see [`Passwd::refresh`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn clear(&mut self) {
+        if self.stamp.is_some() || !self.by_uid.is_empty() {
+            self.generation += 1;
+        }
         self.stamp = None;
         self.by_uid.clear();
         self.by_name.clear();

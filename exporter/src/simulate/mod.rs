@@ -465,6 +465,7 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
                     memory_limit_bytes: Some(memory),
                     gpu_source: (!gpus.is_empty()).then_some(GpuMappingSource::MappingDir),
                     gpus,
+                    revision: 0,
                 });
                 n.active.push(Active {
                     job: j,
