@@ -263,7 +263,8 @@ pub struct Job {
 }
 
 impl PartialEq for Job {
-    fn eq(&self, other: &Self) -> bool {
+    fn eq(&self, o: &Self) -> bool {
+        // Destructured, so that a field added later cannot be forgotten here.
         let Job {
             id,
             scheduler,
@@ -279,33 +280,18 @@ impl PartialEq for Job {
             gpu_source,
             revision: _,
         } = self;
-        (
-            id,
-            scheduler,
-            uid,
-            user,
-            account,
-            partition,
-            job_name,
-            cpus,
-            cpu_usage_ns,
-            memory_limit_bytes,
-            gpus,
-            gpu_source,
-        ) == (
-            &other.id,
-            &other.scheduler,
-            &other.uid,
-            &other.user,
-            &other.account,
-            &other.partition,
-            &other.job_name,
-            &other.cpus,
-            &other.cpu_usage_ns,
-            &other.memory_limit_bytes,
-            &other.gpus,
-            &other.gpu_source,
-        )
+        *id == o.id
+            && *scheduler == o.scheduler
+            && *uid == o.uid
+            && *user == o.user
+            && *account == o.account
+            && *partition == o.partition
+            && *job_name == o.job_name
+            && *cpus == o.cpus
+            && *cpu_usage_ns == o.cpu_usage_ns
+            && *memory_limit_bytes == o.memory_limit_bytes
+            && *gpus == o.gpus
+            && *gpu_source == o.gpu_source
     }
 }
 
