@@ -316,18 +316,18 @@ impl Watcher {
                     open.values_mut().for_each(|d| d.entries = None);
                     continue;
                 }
-                let Some(key) = self.folders.get(&event.wd) else {
-                    continue;
+                // IGNORED: the folder went (or its file system), and the watch with it.
+                let gone = event.mask.contains(EventMask::IGNORED);
+                let key = if gone {
+                    self.folders.remove(&event.wd)
+                } else {
+                    self.folders.get(&event.wd).copied()
                 };
-                if let Some(d) = open.get_mut(key) {
+                if let Some(d) = key.and_then(|k| open.get_mut(&k)) {
                     d.entries = None;
-                    if event.mask.contains(EventMask::IGNORED) {
-                        // The folder went (or its file system): the watch is gone with it.
+                    if gone {
                         d.wd = None;
                     }
-                }
-                if event.mask.contains(EventMask::IGNORED) {
-                    self.folders.remove(&event.wd);
                 }
             }
         }
@@ -947,9 +947,7 @@ impl Reader {
         file: &str,
         problems: &mut Vec<String>,
     ) -> Result<Option<(&str, &Path, File)>, Vanished> {
-        self.path.as_mut_os_string().clear();
-        self.path.push(dir);
-        self.path.push(file);
+        self.set_path(dir, file);
         let (f, n) = match read_all(&self.path, &mut self.buf) {
             Ok(r) => r,
             Err(e) if is_gone(&e) => {
@@ -974,6 +972,12 @@ impl Reader {
         }
     }
 
+    fn set_path(&mut self, dir: &Path, file: &str) {
+        self.path.as_mut_os_string().clear();
+        self.path.push(dir);
+        self.path.push(file);
+    }
+
     /// Reads `dir/file` from `held`, the file kept open by an earlier call (one `pread`, no
     /// path lookup); else, or when that read fails (the file was removed), by path, keeping the
     /// file open in `held` when `fds` has a descriptor to spare. Only for files produced in one
@@ -988,22 +992,12 @@ impl Reader {
     ) -> Result<Option<&str>, Vanished> {
         if let Some(f) = held.as_ref() {
             counted(Call::PreadStatic);
-            match fill(&mut self.buf, true, |chunk, offset| {
-                f.read_at(chunk, offset)
-            }) {
+            match read_again(f, &mut self.buf).map(str::len) {
                 Ok(n) => {
-                    self.path.as_mut_os_string().clear();
-                    self.path.push(dir);
-                    self.path.push(file);
-                    return match std::str::from_utf8(self.buf.get(..n).unwrap_or_default()) {
-                        Ok(text) => Ok(Some(text)),
-                        Err(_) => {
-                            problems.push(format!("{}: content is not text", self.path.display()));
-                            Ok(None)
-                        }
-                    };
+                    self.set_path(dir, file);
+                    return Ok(self.buf.get(..n).and_then(|b| std::str::from_utf8(b).ok()));
                 }
-                // Gone or failing: the read by path tells which.
+                // Gone, failing or not text: the read by path tells which, and reports it.
                 Err(_) => *held = None,
             }
         }
@@ -1033,7 +1027,6 @@ pub(crate) fn read_all(path: &Path, buf: &mut Vec<u8>) -> io::Result<(File, usiz
 /// (`cpuacct.usage`, `cpu.stat`, powercap's `energy_uj`), for which a read shorter than asked is
 /// the end of the file.
 pub(crate) fn read_again<'b>(f: &File, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
-    counted(Call::Pread);
     let n = fill(buf, true, |chunk, offset| f.read_at(chunk, offset))?;
     std::str::from_utf8(buf.get(..n).unwrap_or_default())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "content is not text"))

@@ -44,9 +44,9 @@
 //! something changed (the root, `slurm_<node>`, one per user), and about 2N/60 `pread`s of the
 //! static files kept open (CPUs, memory limit; plus, then, a `stat` per controller that a job
 //! lacks); no `open` and no failed `open`. Kept open: three files per job (CPU time, CPUs,
-//! memory limit) and one per folder listed in any hierarchy. The soft `RLIMIT_NOFILE` is raised towards the hard limit when they need it, 256
-//! descriptors are left for the rest of the exporter, and files are read by path when none
-//! is to spare.
+//! memory limit) and one per folder listed in any hierarchy. The soft `RLIMIT_NOFILE` is
+//! raised towards the hard limit when they need it, 256 descriptors are left for the rest of
+//! the exporter, and files are read by path when none is to spare.
 //!
 //! Layouts, relative to a hierarchy root (a v1 controller folder such as `cpuset/` or
 //! `cpu,cpuacct/`, the v2 root, or `unified/` on a hybrid system); steps, tasks and Slurm's
@@ -369,7 +369,6 @@ pub enum JobsError {
 /// among a thousand jobs then compares two integers per step instead of calling `memcmp`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct JobId {
-    len: u8,
     bytes: [u8; JobId::CAP],
     words: (u128, u64),
 }
@@ -395,7 +394,6 @@ impl JobId {
         hi[1..].copy_from_slice(&bytes[..15]);
         lo[..Self::CAP - 15].copy_from_slice(&bytes[15..]);
         JobId {
-            len,
             bytes,
             words: (u128::from_be_bytes(hi), u64::from_be_bytes(lo)),
         }
@@ -403,7 +401,7 @@ impl JobId {
 
     pub(crate) fn as_str(&self) -> &str {
         self.bytes
-            .get(..usize::from(self.len))
+            .get(..(self.words.0 >> 120) as usize)
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or_default()
     }
@@ -628,6 +626,7 @@ impl JobCache {
         let UsageFile::Held { file, path, v2 } = &self.usage else {
             return;
         };
+        cgroup::counted(cgroup::Call::Pread);
         match cgroup::read_again(file, buf) {
             Ok(text) => self.usage_now = Some(parse_usage(text, *v2, path)),
             // Gone (ENODEV: the cgroup was removed) or failing: read by path, which tells
@@ -1165,6 +1164,18 @@ fn nvml_jobs(
     map
 }
 
+/// The CPUs parsed from the cpuset file at `path`; none, with a problem naming it, if bad.
+fn cpus_of(
+    parsed: Result<Vec<u32>, CpuListError>,
+    path: &Path,
+    problems: &mut Vec<String>,
+) -> Vec<u32> {
+    parsed.unwrap_or_else(|e| {
+        problems.push(format!("{}: {e}", path.display()));
+        Vec::new()
+    })
+}
+
 /// What one scan's per-job reads share.
 struct Ctx<'a> {
     opts: &'a JobsOptions,
@@ -1379,13 +1390,11 @@ impl Ctx<'_> {
             return Ok((Vec::new(), None));
         };
         if let Some(file) = hint.and_then(|i| files.get(i)) {
-            let read = self.reader.read_held(dir, file, held, self.fds, problems)?;
-            if let Some(text) = read {
-                let cpus = parse_cpu_list(text).unwrap_or_else(|e| {
-                    problems.push(format!("{}: {e}", self.reader.path().display()));
-                    Vec::new()
-                });
-                return Ok((cpus, hint));
+            if let Some(text) = self.reader.read_held(dir, file, held, self.fds, problems)? {
+                return Ok((
+                    cpus_of(parse_cpu_list(text), self.reader.path(), problems),
+                    hint,
+                ));
             }
         }
         *held = None;
@@ -1417,11 +1426,11 @@ impl Ctx<'_> {
             let Some(text) = self.reader.read(dir, file, problems)? else {
                 continue;
             };
-            let parsed = parse_cpu_list(text);
-            return Ok(Some(parsed.unwrap_or_else(|e| {
-                problems.push(format!("{}: {e}", self.reader.path().display()));
-                Vec::new()
-            })));
+            return Ok(Some(cpus_of(
+                parse_cpu_list(text),
+                self.reader.path(),
+                problems,
+            )));
         }
         Ok(None)
     }
