@@ -128,6 +128,8 @@ pub struct WebConfig {
     pub listen_address: String,
     /// The exporter-toolkit web configuration file: TLS, basic auth (`webconfig`).
     pub config_file: Option<PathBuf>,
+    /// How long a successful basic-auth check is remembered after its last use.
+    pub basic_auth_cache_ttl: Seconds,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -418,6 +420,7 @@ impl Default for WebConfig {
         WebConfig {
             listen_address: format!(":{}", joulebook_common::DEFAULT_PORT),
             config_file: None,
+            basic_auth_cache_ttl: Seconds(crate::webconfig::AUTH_CACHE_TTL.as_secs_f64()),
         }
     }
 }
@@ -570,6 +573,13 @@ impl Config {
                 format!("{:?} is not HOST:PORT or :PORT", self.web.listen_address),
             );
         }
+        let ttl = self.web.basic_auth_cache_ttl.0;
+        if !(1.0..=86400.0).contains(&ttl) {
+            return bad(
+                "web.basic_auth_cache_ttl",
+                format!("{ttl} s is outside 1s..24h (default 5m)"),
+            );
+        }
         let positive = [
             (
                 "sources.rapl.max_zone_watts",
@@ -648,6 +658,12 @@ impl Config {
         let mut shown = self.clone();
         if !shown.jobs.anonymize_salt.is_empty() {
             shown.jobs.anonymize_salt = "<redacted>".into();
+        }
+        if let Some(cmd) = &mut shown.sources.bmc.ipmi_command {
+            let secrets = bmc::ipmi::secrets(cmd);
+            for a in cmd.iter_mut() {
+                *a = bmc::ipmi::scrub(a, &secrets);
+            }
         }
         serde_saphyr::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }

@@ -10,11 +10,16 @@
 //!
 //! Basic authentication verifies bcrypt hashes with the `bcrypt` crate (its comparison is
 //! constant-time). bcrypt is slow on purpose (cost 10 is tens of milliseconds), so a successful
-//! (user, password) check is remembered for [`AUTH_CACHE_TTL`]: a Prometheus scraping every 15 s
-//! pays one bcrypt every five minutes, not one per scrape. Failures are never remembered. The
-//! cache holds keyed SHA-256 digests, never passwords. Verifications run on tokio's blocking
-//! pool, one at a time ([`BCRYPT_CONCURRENCY`]), so a flood of wrong passwords costs at most one
-//! core and never blocks the connection loop or the sampler.
+//! (user, password) check is remembered for [`AUTH_CACHE_TTL`] after its last use: a Prometheus
+//! scraping every 15 s pays one bcrypt when it starts, not one per scrape. Failures are never
+//! remembered. The cache holds keyed SHA-256 digests, never passwords. Verifications run on
+//! tokio's blocking pool, one at a time ([`BCRYPT_CONCURRENCY`]), so a flood of wrong passwords
+//! costs at most one core and never blocks the connection loop or the sampler.
+//!
+//! Invariants against lockout: a remembered success is answered before, and without, the queue
+//! of pending checks; the queue is bounded in all ([`BCRYPT_MAX_PENDING`]) and per client
+//! address ([`BCRYPT_MAX_PENDING_PER_CLIENT`]), so one address cannot take every slot; the rate
+//! limit gives authenticated requests their own budget ([`Budget`]).
 
 use crate::config::{line_of_key, Seconds};
 use hyper::header::{HeaderName, HeaderValue};
@@ -29,12 +34,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long a successful (user, password) verification is remembered. Longer than the usual
-/// scrape intervals (15 s to 2 min), so a scraper pays bcrypt once per period, not per scrape.
+/// How long a successful (user, password) verification is remembered after its last use (the
+/// default of `web.basic_auth_cache_ttl`). Longer than the usual scrape intervals (15 s to
+/// 2 min), so a scraper pays bcrypt once, not per scrape; each use renews it.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(300);
 /// At most this many remembered verifications; the oldest is dropped first.
 pub const AUTH_CACHE_ENTRIES: usize = 64;
@@ -43,6 +50,9 @@ pub const BCRYPT_CONCURRENCY: usize = 1;
 /// bcrypt verifications running or waiting; beyond, a request that needs one is answered 429 at
 /// once, so a flood of wrong passwords cannot hold every connection slot in a queue.
 pub const BCRYPT_MAX_PENDING: usize = 8;
+/// Of those, at most this many for one client address (an IPv4 address, or the /64 of an IPv6
+/// one), so one address cannot take every slot from a scraper whose check is not cached yet.
+pub const BCRYPT_MAX_PENDING_PER_CLIENT: usize = 2;
 /// The realm in `WWW-Authenticate`.
 pub const REALM: &str = "joulebook";
 
@@ -174,6 +184,28 @@ impl WebSecurity {
         parts.join(", ")
     }
 
+    /// Sets how long a successful password check is remembered after its last use
+    /// (`web.basic_auth_cache_ttl` of the exporter's configuration).
+    pub fn set_auth_cache_ttl(&mut self, ttl: Duration) {
+        if let Some(auth) = &mut self.auth {
+            match Arc::get_mut(auth) {
+                Some(a) => a.cache_ttl = ttl,
+                // Never shared before the server starts; rebuilt rather than left as it was.
+                None => {
+                    let users: BTreeMap<String, String> = auth
+                        .users
+                        .iter()
+                        .map(|(u, h)| (u.clone(), h.clone()))
+                        .collect();
+                    if let Ok(mut a) = BasicAuth::new(&users, &mut Vec::new()) {
+                        a.cache_ttl = ttl;
+                        *auth = Arc::new(a);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads and checks a web configuration file. Relative paths in it are relative to the
     /// file's folder, as in exporter-toolkit.
     pub fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
@@ -286,6 +318,8 @@ fn fingerprint(files: &[PathBuf]) -> Fingerprint {
 /// at the next check.
 pub struct LiveWebConfig {
     current: Arc<WebSecurity>,
+    /// Applied to every version loaded.
+    auth_cache_ttl: Duration,
     /// The `--web.config.file`, if any: without one there is nothing to reload.
     path: Option<PathBuf>,
     seen: Fingerprint,
@@ -294,10 +328,12 @@ pub struct LiveWebConfig {
 }
 
 impl LiveWebConfig {
-    pub fn new(security: WebSecurity, path: Option<PathBuf>) -> Self {
+    pub fn new(mut security: WebSecurity, path: Option<PathBuf>, auth_cache_ttl: Duration) -> Self {
+        security.set_auth_cache_ttl(auth_cache_ttl);
         LiveWebConfig {
             seen: fingerprint(&security.files),
             current: Arc::new(security),
+            auth_cache_ttl,
             path,
             next_check: std::time::Instant::now() + RELOAD_CHECK_INTERVAL,
             last_error: None,
@@ -323,7 +359,8 @@ impl LiveWebConfig {
             .await
             .unwrap_or_else(|e| Err(WebConfigError(format!("reload task failed: {e}"))));
         match loaded {
-            Ok(sec) => {
+            Ok(mut sec) => {
+                sec.set_auth_cache_ttl(self.auth_cache_ttl);
                 self.seen = fingerprint(&sec.files);
                 self.last_error = None;
                 tracing::info!(file = %path.display(), web = %sec.summary(), "web config reloaded");
@@ -925,13 +962,25 @@ fn lower(name: &str) -> &'static str {
     }
 }
 
-/// A token bucket over all requests: `burst` at once, then one per `interval`
-/// (exporter-toolkit's `rate_limit`). Requests beyond it are answered 429.
+/// Which budget of the rate limit a request spends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// Requests whose basic-auth credentials were accepted.
+    Authenticated,
+    /// Everything else: `/healthz`, requests without or with wrong credentials, and every
+    /// request when basic authentication is off.
+    Open,
+}
+
+/// Two token buckets of the same size (exporter-toolkit's `rate_limit`): `burst` at once, then
+/// one per `interval`, one for each [`Budget`], so nothing an unauthenticated client sends can
+/// spend an authenticated scraper's budget. Requests beyond their bucket are answered 429.
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    authenticated: Mutex<(f64, Instant)>,
+    open: Mutex<(f64, Instant)>,
 }
 
 impl RateLimiter {
@@ -960,16 +1009,22 @@ impl RateLimiter {
     }
 
     pub fn new(interval: Duration, burst: u32) -> RateLimiter {
+        let full = (f64::from(burst), Instant::now());
         RateLimiter {
             interval,
             burst: f64::from(burst),
-            state: Mutex::new((f64::from(burst), Instant::now())),
+            authenticated: Mutex::new(full),
+            open: Mutex::new(full),
         }
     }
 
-    /// Takes a token; false when none is left.
-    pub fn allow(&self) -> bool {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    /// Takes a token from `budget`'s bucket; false when none is left.
+    pub fn allow(&self, budget: Budget) -> bool {
+        let bucket = match budget {
+            Budget::Authenticated => &self.authenticated,
+            Budget::Open => &self.open,
+        };
+        let mut g = bucket.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let refill = now.duration_since(g.1).as_secs_f64() / self.interval.as_secs_f64();
         g.0 = (g.0 + refill).min(self.burst);
@@ -991,19 +1046,44 @@ pub struct BasicAuth {
     /// Verified for unknown users, so an unknown user takes as long as a wrong password.
     dummy: OnceLock<Option<String>>,
     dummy_cost: u32,
-    /// Keyed digest of (user, password, hash) → when it was verified.
+    /// Keyed digest of (user, password, hash) → when it was last used.
     cache: Mutex<HashMap<[u8; 32], Instant>>,
     cache_key: [u8; 32],
+    /// How long a remembered success lasts after its last use.
+    cache_ttl: Duration,
     verifying: Arc<tokio::sync::Semaphore>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Verifications running or waiting, per client (see [`client_key`]); at most
+    /// [`BCRYPT_MAX_PENDING`] keys.
+    pending: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// Counts a verification as pending until dropped.
-struct Pending(Arc<std::sync::atomic::AtomicUsize>);
+/// The address a client is counted under: an IPv4 address (IPv4-mapped IPv6 included), or the
+/// /64 network of an IPv6 address (one host usually holds a whole /64).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// A reserved place among the pending verifications, given back when dropped.
+struct Pending {
+    auth: Arc<BasicAuth>,
+    client: IpAddr,
+}
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let mut p = self.auth.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = p.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                p.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -1050,21 +1130,39 @@ impl BasicAuth {
             dummy_cost: max_cost,
             cache: Mutex::new(HashMap::new()),
             cache_key: random_key(),
+            cache_ttl: AUTH_CACHE_TTL,
             verifying: Arc::new(tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY)),
-            pending: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Builds the checker for tests and benchmarks, from (user, bcrypt hash) pairs.
+    /// Builds the checker for tests and benchmarks, from (user, bcrypt hash) pairs, remembering
+    /// successes for [`AUTH_CACHE_TTL`].
     pub fn from_users(users: &[(&str, &str)]) -> Result<BasicAuth, String> {
+        BasicAuth::with_cache_ttl(users, AUTH_CACHE_TTL)
+    }
+
+    /// Like [`BasicAuth::from_users`], remembering successes for `cache_ttl` after their last
+    /// use.
+    pub fn with_cache_ttl(
+        users: &[(&str, &str)],
+        cache_ttl: Duration,
+    ) -> Result<BasicAuth, String> {
         let m: BTreeMap<String, String> = users
             .iter()
             .map(|(u, h)| (u.to_string(), h.to_string()))
             .collect();
-        BasicAuth::new(&m, &mut Vec::new()).map_err(|p| match p {
+        let mut auth = BasicAuth::new(&m, &mut Vec::new()).map_err(|p| match p {
             Problem::Key(k, m) => format!("{k}: {m}"),
             Problem::Syntax(m) => m,
-        })
+        })?;
+        auth.cache_ttl = cache_ttl;
+        Ok(auth)
+    }
+
+    /// How long a remembered success lasts after its last use.
+    pub fn cache_ttl(&self) -> Duration {
+        self.cache_ttl
     }
 
     fn digest(&self, user: &str, password: &[u8], hash: &str) -> [u8; 32] {
@@ -1077,10 +1175,15 @@ impl BasicAuth {
         h.finalize().into()
     }
 
+    /// Whether `d` is a remembered success; using it renews it, so a scraper in use is never
+    /// sent back to the queue.
     fn cached(&self, d: &[u8; 32]) -> bool {
         let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match c.get(d) {
-            Some(t) if t.elapsed() < AUTH_CACHE_TTL => true,
+        match c.get_mut(d) {
+            Some(t) if t.elapsed() < self.cache_ttl => {
+                *t = Instant::now();
+                true
+            }
             Some(_) => {
                 c.remove(d);
                 false
@@ -1091,7 +1194,8 @@ impl BasicAuth {
 
     fn remember(&self, d: [u8; 32]) {
         let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        c.retain(|_, t| t.elapsed() < AUTH_CACHE_TTL);
+        let ttl = self.cache_ttl;
+        c.retain(|_, t| t.elapsed() < ttl);
         if c.len() >= AUTH_CACHE_ENTRIES {
             if let Some(oldest) = c.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) {
                 c.remove(&oldest);
@@ -1105,8 +1209,39 @@ impl BasicAuth {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Checks an `Authorization` header value. bcrypt runs on the blocking pool.
-    pub async fn check(self: &Arc<Self>, authorization: Option<&[u8]>) -> AuthOutcome {
+    /// Verifications running or waiting (tests).
+    pub fn pending_len(&self) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
+    /// A place among the pending verifications for `client`, or `None` when all places, or all
+    /// of that client's, are taken.
+    fn reserve(self: &Arc<Self>, client: IpAddr) -> Option<Pending> {
+        let client = client_key(client);
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = p.values().sum();
+        let mine = p.get(&client).copied().unwrap_or(0);
+        if total >= BCRYPT_MAX_PENDING || mine >= BCRYPT_MAX_PENDING_PER_CLIENT {
+            return None;
+        }
+        p.insert(client, mine + 1);
+        Some(Pending {
+            auth: self.clone(),
+            client,
+        })
+    }
+
+    /// Checks an `Authorization` header value sent from `client`. A remembered success is
+    /// answered at once; otherwise bcrypt runs on the blocking pool, if `client` may queue one.
+    pub async fn check(
+        self: &Arc<Self>,
+        authorization: Option<&[u8]>,
+        client: IpAddr,
+    ) -> AuthOutcome {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
             return AuthOutcome::Missing;
         };
@@ -1116,12 +1251,9 @@ impl BasicAuth {
                 return AuthOutcome::Allowed;
             }
         }
-        use std::sync::atomic::Ordering;
-        if self.pending.fetch_add(1, Ordering::Relaxed) >= BCRYPT_MAX_PENDING {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
+        let Some(pending) = self.reserve(client) else {
             return AuthOutcome::Busy;
-        }
-        let pending = Pending(self.pending.clone());
+        };
         // The slot and the pending count move into the blocking task: they are given back when
         // bcrypt is done, even if the client went away meanwhile.
         let Ok(slot) = self.verifying.clone().acquire_owned().await else {
@@ -1230,6 +1362,23 @@ fn random_key() -> [u8; 32] {
 mod tests {
     use super::*;
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn basic(user: &str, password: &str) -> String {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     fn parse(text: &str) -> Result<WebSecurity, String> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("web.yml");
@@ -1314,27 +1463,30 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            assert_eq!(auth.check(None).await, AuthOutcome::Missing);
+            assert_eq!(auth.check(None, LOCAL).await, AuthOutcome::Missing);
             let wrong = header("alice", "wrong");
             assert_eq!(
-                auth.check(Some(wrong.as_bytes())).await,
+                auth.check(Some(wrong.as_bytes()), LOCAL).await,
                 AuthOutcome::Denied
             );
             assert_eq!(auth.cache_len(), 0);
             let bob = header("bob", "right");
-            assert_eq!(auth.check(Some(bob.as_bytes())).await, AuthOutcome::Denied);
+            assert_eq!(
+                auth.check(Some(bob.as_bytes()), LOCAL).await,
+                AuthOutcome::Denied
+            );
             let right = header("alice", "right");
             assert_eq!(
-                auth.check(Some(right.as_bytes())).await,
+                auth.check(Some(right.as_bytes()), LOCAL).await,
                 AuthOutcome::Allowed
             );
             assert_eq!(auth.cache_len(), 1);
             assert_eq!(
-                auth.check(Some(right.as_bytes())).await,
+                auth.check(Some(right.as_bytes()), LOCAL).await,
                 AuthOutcome::Allowed
             );
             assert_eq!(
-                auth.check(Some(wrong.as_bytes())).await,
+                auth.check(Some(wrong.as_bytes()), LOCAL).await,
                 AuthOutcome::Denied
             );
             assert_eq!(auth.cache_len(), 1);
@@ -1343,22 +1495,17 @@ mod tests {
 
     #[test]
     fn a_flood_of_wrong_passwords_is_answered_busy_not_queued() {
-        use base64::Engine;
         let h = bcrypt::hash("right", 8).unwrap();
         let auth = Arc::new(BasicAuth::from_users(&[("alice", &h)]).unwrap());
-        let wrong = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("alice:wrong")
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let outcomes = rt.block_on(async {
-            let tasks: Vec<_> = (0..3 * BCRYPT_MAX_PENDING)
-                .map(|_| {
+        let wrong = basic("alice", "wrong");
+        // Twelve addresses, three requests each: more than all the places.
+        let outcomes = runtime().block_on(async {
+            let tasks: Vec<_> = (0..36u8)
+                .map(|i| {
                     let auth = auth.clone();
                     let wrong = wrong.clone();
-                    tokio::spawn(async move { auth.check(Some(wrong.as_bytes())).await })
+                    let client = IpAddr::from([10, 0, 0, i % 12]);
+                    tokio::spawn(async move { auth.check(Some(wrong.as_bytes()), client).await })
                 })
                 .collect();
             let mut out = Vec::new();
@@ -1377,16 +1524,116 @@ mod tests {
             "{outcomes:?}"
         );
         assert_eq!(busy + denied, outcomes.len());
-        assert_eq!(auth.pending.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(auth.pending_len(), 0);
     }
 
     #[test]
-    fn rate_limiter_refills() {
+    fn one_address_cannot_take_every_pending_place() {
+        let h = bcrypt::hash("right", 4).unwrap();
+        let auth = Arc::new(BasicAuth::from_users(&[("alice", &h)]).unwrap());
+        let flooder = IpAddr::from([10, 0, 0, 1]);
+        let held: Vec<_> = (0..BCRYPT_MAX_PENDING_PER_CLIENT)
+            .map(|_| auth.reserve(flooder).expect("a place"))
+            .collect();
+        assert!(auth.reserve(flooder).is_none(), "its share is taken");
+        let rt = runtime();
+        let flood = basic("alice", "wrong");
+        assert_eq!(
+            rt.block_on(auth.check(Some(flood.as_bytes()), flooder)),
+            AuthOutcome::Busy
+        );
+        // Another address is checked (and remembered) meanwhile.
+        let right = basic("alice", "right");
+        let scraper = IpAddr::from([10, 0, 0, 2]);
+        assert_eq!(
+            rt.block_on(auth.check(Some(right.as_bytes()), scraper)),
+            AuthOutcome::Allowed
+        );
+        // IPv6: one /64 is one client; IPv4-mapped addresses count as IPv4.
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), flooder);
+        drop(held);
+        assert_eq!(auth.pending_len(), 0);
+        assert!(auth.reserve(flooder).is_some());
+    }
+
+    /// A remembered success is renewed by each use and answered before the queue: with every
+    /// pending place taken, a scraper using it every quarter of the lifetime is let in for three
+    /// lifetimes; left unused for a lifetime, it is forgotten.
+    #[test]
+    fn a_success_in_use_is_renewed_and_answered_before_the_queue() {
+        let h = bcrypt::hash("right", 4).unwrap();
+        let ttl = Duration::from_millis(600);
+        let auth = Arc::new(BasicAuth::with_cache_ttl(&[("alice", &h)], ttl).unwrap());
+        assert_eq!(auth.cache_ttl(), ttl);
+        let rt = runtime();
+        let right = basic("alice", "right");
+        let check = |client: IpAddr| rt.block_on(auth.check(Some(right.as_bytes()), client));
+        assert_eq!(check(LOCAL), AuthOutcome::Allowed);
+        let held: Vec<_> = (0..BCRYPT_MAX_PENDING as u8)
+            .filter_map(|i| auth.reserve(IpAddr::from([10, 0, 1, i])))
+            .collect();
+        assert_eq!(held.len(), BCRYPT_MAX_PENDING);
+        let wrong = basic("alice", "wrong");
+        assert_eq!(
+            rt.block_on(auth.check(Some(wrong.as_bytes()), LOCAL)),
+            AuthOutcome::Busy,
+            "the queue is full"
+        );
+        let start = Instant::now();
+        while start.elapsed() < 3 * ttl {
+            assert_eq!(
+                check(LOCAL),
+                AuthOutcome::Allowed,
+                "at {:?}",
+                start.elapsed()
+            );
+            std::thread::sleep(ttl / 4);
+        }
+        std::thread::sleep(ttl + ttl / 3);
+        assert_eq!(
+            check(LOCAL),
+            AuthOutcome::Busy,
+            "expired: needs the queue again"
+        );
+        assert_eq!(auth.cache_len(), 0);
+    }
+
+    #[test]
+    fn the_cache_lifetime_applies_to_every_version_loaded() {
+        let h = bcrypt::hash("right", 4).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("web.yml");
+        std::fs::write(&p, format!("basic_auth_users:\n  alice: \"{h}\"\n")).unwrap();
+        let sec = WebSecurity::load(&p).unwrap();
+        assert_eq!(sec.auth.as_ref().unwrap().cache_ttl(), AUTH_CACHE_TTL);
+        let ttl = Duration::from_secs(7);
+        let mut live = LiveWebConfig::new(sec, Some(p.clone()), ttl);
+        let rt = runtime();
+        let now = rt.block_on(live.for_connection());
+        assert_eq!(now.auth.as_ref().unwrap().cache_ttl(), ttl);
+        std::fs::write(&p, format!("basic_auth_users:\n  bob: \"{h}\"\n")).unwrap();
+        live.next_check = Instant::now();
+        let reloaded = rt.block_on(live.for_connection());
+        assert!(!Arc::ptr_eq(&now, &reloaded), "reloaded");
+        assert_eq!(reloaded.auth.as_ref().unwrap().cache_ttl(), ttl);
+    }
+
+    #[test]
+    fn rate_limiter_refills_and_keeps_a_budget_for_authenticated_requests() {
         let r = RateLimiter::new(Duration::from_millis(50), 2);
-        assert!(r.allow() && r.allow());
-        assert!(!r.allow());
+        assert!(r.allow(Budget::Open) && r.allow(Budget::Open));
+        assert!(!r.allow(Budget::Open));
+        // The open budget is spent; the authenticated one is whole.
+        assert!(r.allow(Budget::Authenticated) && r.allow(Budget::Authenticated));
+        assert!(!r.allow(Budget::Authenticated));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(r.allow());
+        assert!(r.allow(Budget::Open) && r.allow(Budget::Authenticated));
     }
 
     #[test]

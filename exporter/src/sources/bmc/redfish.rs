@@ -33,6 +33,13 @@
 //! built-in Mozilla roots (webpki-roots). BMC certificates are usually self-signed or from a
 //! site CA, so one of `ca_file` or the explicit `insecure_skip_verify: true` is normally needed.
 //! No proxy from the environment is used: the BMC is on the node's management network.
+//!
+//! ## Same origin only
+//! Credentials (the login body, `Authorization`, `X-Auth-Token`) go only to the origin of
+//! `sources.bmc.url` (scheme, host and port). A link (`@odata.id`, a session's `Location`) to
+//! another origin, or one that is neither a path (`/…`) nor an absolute http(s) URL, is an error
+//! naming it and is never requested; redirects are never followed (a 3xx is an error naming its
+//! `Location`). [`RedfishMeter::call`] checks every URL before sending anything.
 
 use super::{Meter, Protocol, Reading};
 use crate::sources::SourceError;
@@ -190,6 +197,44 @@ pub fn base_url(url: &str) -> Result<String, String> {
         ));
     }
     Ok(u.to_string())
+}
+
+/// The origin of an absolute `http(s)://` URL: scheme and host in lower case, and the port
+/// (80 or 443 when not written). `None` for anything else, and for a URL with credentials in it.
+pub fn origin(url: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') || authority.contains('\\') {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (format!("[{h}]"), after)
+    } else {
+        match authority.find(':') {
+            Some(i) => (authority[..i].to_string(), &authority[i..]),
+            None => (authority.to_string(), ""),
+        }
+    };
+    let port = match port {
+        "" | ":" => default_port,
+        p => p.strip_prefix(':')?.parse().ok()?,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((scheme, host.to_ascii_lowercase(), port))
+}
+
+/// A link shown in an error: credentials taken out, at most 200 characters.
+fn shown_link(link: &str) -> String {
+    redact_userinfo(link).chars().take(200).collect()
 }
 
 fn redact_userinfo(url: &str) -> String {
@@ -367,6 +412,8 @@ impl RedfishMeter {
             .tls_config(tls.build())
             .timeout_global(Some(opts.timeout))
             .http_status_as_error(false)
+            // A redirect would carry X-Auth-Token to wherever it points: a 3xx is an error.
+            .max_redirects(0)
             // The BMC is on the management network: never through a proxy from the environment.
             .proxy(None)
             .user_agent(format!("joulebook-exporter/{}", crate::metrics::VERSION))
@@ -383,15 +430,41 @@ impl RedfishMeter {
         })
     }
 
-    fn url_of(&self, path: &str) -> String {
-        if path.starts_with("https://") || path.starts_with("http://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
+    /// The URL of a link the BMC gave: a path on the BMC, or an absolute URL of the same origin
+    /// as `sources.bmc.url`; anything else is an error naming the link.
+    fn url_of(&self, link: &str) -> Result<String, SourceError> {
+        if link.starts_with('/') && !link.starts_with("//") {
+            return Ok(format!("{}{link}", self.base));
         }
+        if origin(link).is_some() && origin(link) == origin(&self.base) {
+            return Ok(link.to_string());
+        }
+        Err(SourceError::new(format!(
+            "the BMC at {} links to {:?}, which is not on its origin (scheme, host and port of \
+             sources.bmc.url): not followed, so the BMC credentials are never sent there",
+            self.base,
+            shown_link(link)
+        ))
+        .with_fix(
+            "a BMC that names another address in its links is misconfigured or is not the BMC \
+             meant: set sources.bmc.url to the address the BMC uses in its links (check its \
+             host name and any proxy in front of it)",
+        ))
     }
 
+    /// Sends one request. Every URL is checked against the BMC's origin first (the choke point:
+    /// nothing, credentials or not, is sent elsewhere).
     fn call(&self, verb: Verb, url: &str, body: Option<&str>) -> Result<Response, Fail> {
+        if origin(url).is_none() || origin(url) != origin(&self.base) {
+            return Err(Fail::rediscover(self.url_of(url).err().unwrap_or_else(
+                || {
+                    SourceError::new(format!(
+                        "Redfish {}: not on the BMC's origin",
+                        shown_link(url)
+                    ))
+                },
+            )));
+        }
         let auth_header = match &self.auth {
             AuthState::Session { token, .. } => Some(("X-Auth-Token", token.expose().to_string())),
             AuthState::Basic => {
@@ -517,7 +590,7 @@ impl RedfishMeter {
     }
 
     fn login(&mut self) -> Result<(), Fail> {
-        let url = self.url_of(SESSIONS_PATH);
+        let url = format!("{}{SESSIONS_PATH}", self.base);
         let body = serde_json::json!({
             "UserName": self.opts.username,
             "Password": self.password.expose(),
@@ -527,7 +600,17 @@ impl RedfishMeter {
         let resp = self.call(Verb::Post, &url, Some(&body))?;
         match (resp.status, resp.token) {
             (200..=299, Some(token)) => {
-                let location = resp.location.map(|l| self.url_of(&l));
+                // Deleted at shutdown with the token: only on the BMC's own origin.
+                let location = resp.location.and_then(|l| match self.url_of(&l) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        tracing::error!(
+                            source = "bmc",
+                            "{e}; the session is used but will not be deleted at shutdown"
+                        );
+                        None
+                    }
+                });
                 self.auth = AuthState::Session {
                     token: Secret(token),
                     location,
@@ -550,7 +633,7 @@ impl RedfishMeter {
 
     /// GETs a resource as JSON, logging in first or again as needed.
     fn get_json(&mut self, path: &str) -> Result<Value, Fail> {
-        let url = self.url_of(path);
+        let url = self.url_of(path).map_err(Fail::rediscover)?;
         self.ensure_auth()?;
         let mut resp = self.call(Verb::Get, &url, None)?;
         if resp.status == 401 && matches!(self.auth, AuthState::Session { .. }) {
@@ -569,6 +652,16 @@ impl RedfishMeter {
                 )
             }),
             401 | 403 => Err(self.credentials_error(resp.status)),
+            s @ 300..=399 => Err(Fail::rediscover(
+                SourceError::new(format!(
+                    "Redfish GET {url}: HTTP {s}, a redirect to {:?}: not followed (the BMC \
+                     credentials go only to sources.bmc.url)",
+                    resp.location.as_deref().map(shown_link).unwrap_or_default()
+                ))
+                .with_fix(
+                    "set sources.bmc.url to the address the BMC redirects to, if it is the BMC",
+                ),
+            )),
             404 => Err(Fail::rediscover(
                 SourceError::new(format!(
                     "Redfish GET {url}: HTTP 404{}",
@@ -720,7 +813,8 @@ impl RedfishMeter {
                 .any(|k| l.contains(k))
         });
         for uri in named.take(MAX_SENSORS) {
-            // One broken sensor does not stop the search.
+            // A link elsewhere is an error; one broken sensor does not stop the search.
+            self.url_of(&uri).map_err(Fail::rediscover)?;
             let Ok(s) = self.get_json(&uri) else { continue };
             if !s.get("Reading").is_some_and(Value::is_number) {
                 continue;
@@ -764,7 +858,9 @@ impl RedfishMeter {
             }
         }
         let value = |loc: &Locator| -> Result<f64, Fail> {
-            let url = self.url_of(&loc.uri);
+            let url = self
+                .url_of(&loc.uri)
+                .unwrap_or_else(|_| shown_link(&loc.uri));
             let doc = docs
                 .iter()
                 .find(|(u, _)| *u == loc.uri)
@@ -988,6 +1084,85 @@ mod tests {
             .contains("path"));
         let e = base_url("https://root:calvin@bmc1").unwrap_err();
         assert!(!e.contains("calvin") && e.contains("password_file"), "{e}");
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let o = |u: &str| origin(u);
+        let bmc = o("https://bmc1");
+        assert_eq!(bmc, Some(("https".into(), "bmc1".into(), 443)));
+        assert_eq!(o("https://BMC1:443/redfish/v1/Chassis/1"), bmc);
+        assert_eq!(o("HTTPS://bmc1/x?y#z"), bmc);
+        for other in [
+            "http://bmc1/redfish/v1",
+            "https://bmc1:8443/redfish/v1",
+            "https://bmc2/redfish/v1",
+            "https://bmc1.evil.example/redfish/v1",
+        ] {
+            assert!(o(other).is_some() && o(other) != bmc, "{other}");
+        }
+        for not_a_url in [
+            "/redfish/v1",
+            "//bmc1/redfish/v1",
+            "ftp://bmc1/x",
+            "https://",
+            "https://user:pw@bmc1/x",
+            "https://bmc1:x/",
+            "https://bmc1:99999/",
+        ] {
+            assert_eq!(o(not_a_url), None, "{not_a_url}");
+        }
+        assert_eq!(
+            o("https://[fd00::5]:8443/redfish"),
+            Some(("https".into(), "[fd00::5]".into(), 8443))
+        );
+        assert_eq!(
+            o("http://[fd00::5]"),
+            Some(("http".into(), "[fd00::5]".into(), 80))
+        );
+    }
+
+    #[test]
+    fn only_links_on_the_bmcs_origin_are_followed() {
+        let m = RedfishMeter::new(RedfishOptions {
+            url: "https://10.0.0.5:8443".into(),
+            username: "monitor".into(),
+            password: PasswordSource::Value(Secret::new("pw")),
+            ca_file: None,
+            insecure_skip_verify: true,
+            auth: Auth::Session,
+            chassis_id: None,
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(
+            m.url_of("/redfish/v1/Chassis/1").unwrap(),
+            "https://10.0.0.5:8443/redfish/v1/Chassis/1"
+        );
+        assert_eq!(
+            m.url_of("https://10.0.0.5:8443/redfish/v1/Chassis/1")
+                .unwrap(),
+            "https://10.0.0.5:8443/redfish/v1/Chassis/1"
+        );
+        for foreign in [
+            "https://10.0.0.6:8443/redfish/v1/Chassis/1",
+            "https://10.0.0.5/redfish/v1/Chassis/1",
+            "http://10.0.0.5:8443/redfish/v1/Chassis/1",
+            "//10.0.0.6/redfish/v1",
+            "evil.example/redfish/v1",
+            ".evil.example/x",
+        ] {
+            let e = m.url_of(foreign).unwrap_err();
+            assert!(
+                e.message.contains(foreign) && e.message.contains("not followed"),
+                "{foreign}: {e}"
+            );
+            // The choke point refuses it too, before any connection.
+            let f = m.call(Verb::Get, foreign, None).err().expect("refused");
+            assert!(f.error.message.contains("not followed"), "{}", f.error);
+        }
+        let e = m.url_of("https://admin:hunter2@10.0.0.6/x").unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{e}");
     }
 
     #[test]
