@@ -6,7 +6,9 @@
 //! With a web configuration file ([`crate::webconfig`]) every connection is TLS (plain HTTP gets
 //! Go's "400 Client sent an HTTP request to an HTTPS server" and is closed, no metrics in clear),
 //! optionally with client certificates, and every path but `/healthz` needs basic
-//! authentication.
+//! authentication. With basic authentication the rate limit is checked after it, in the budget
+//! its outcome gives ([`Budget`]): unauthenticated requests never spend a scraper's budget, and a
+//! remembered success is answered without waiting behind pending password checks.
 //!
 //! Limits, so that many or slow clients cannot exhaust the process or starve a scrape:
 //! - at most [`MAX_CONNECTIONS`] connections are served at once; more wait in the kernel's
