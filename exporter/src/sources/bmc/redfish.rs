@@ -39,7 +39,7 @@
 //! `sources.bmc.url` (scheme, host and port). A link (`@odata.id`, a session's `Location`) to
 //! another origin, or one that is neither a path (`/…`) nor an absolute http(s) URL, is an error
 //! naming it and is never requested; redirects are never followed (a 3xx is an error naming its
-//! `Location`). [`RedfishMeter::call`] checks every URL before sending anything.
+//! `Location`). `RedfishMeter::call` checks every URL before sending anything.
 
 use super::{Meter, Protocol, Reading};
 use crate::sources::SourceError;
