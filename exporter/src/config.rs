@@ -739,6 +739,17 @@ mod tests {
             e.contains("line 2") && e.contains("web.listen_address"),
             "{e}"
         );
+        std::fs::write(&p, "web:\n  basic_auth_cache_ttl: 0s\n").unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(
+            e.contains("line 2") && e.contains("web.basic_auth_cache_ttl"),
+            "{e}"
+        );
+        std::fs::write(&p, "web:\n  basic_auth_cache_ttl: 2s\n").unwrap();
+        assert_eq!(
+            Config::load(&p).unwrap().web.basic_auth_cache_ttl,
+            Seconds(2.0)
+        );
         std::fs::write(&p, "sources:\n  estimate:\n    idle_fraction: 3\n").unwrap();
         let e = Config::load(&p).unwrap_err().0;
         assert!(e.contains("line 3") && e.contains("idle_fraction"), "{e}");
@@ -832,6 +843,15 @@ mod tests {
         .unwrap();
         assert!(ipmi.validate().is_ok());
         assert_eq!(ipmi.sources.bmc.protocol(), Protocol::Ipmi);
+        let oob = Config::parse(
+            "sources:\n  bmc:\n    ipmi_command: [ipmitool, -H, bmc1, -P, hunter2, -kkgkey, dcmi]\n",
+        )
+        .unwrap();
+        let yaml = oob.to_yaml();
+        assert!(
+            !yaml.contains("hunter2") && !yaml.contains("kgkey") && yaml.contains("<redacted>"),
+            "{yaml}"
+        );
     }
 
     #[test]
