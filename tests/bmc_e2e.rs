@@ -1,8 +1,9 @@
 //! The built exporter reading a fake Redfish BMC on 127.0.0.1: down with a clear log line while
 //! the BMC refuses the password, the rest of the exporter serving meanwhile, then up again and
-//! counting energy; the password never appears in the log or in `--check-config`.
+//! counting energy; the password never appears in the log or in `--check-config`. A session on
+//! another origin is never deleted there at shutdown; secrets of an `ipmi_command` are never shown.
 
-use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape};
+use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape, Trap};
 use joulebook_tests::{binary, fixture, promtool_check_metrics, Exporter};
 use std::process::Command;
 use std::time::Duration;
@@ -176,4 +177,53 @@ fn ipmi_command_secrets_never_shown() {
         "{log}"
     );
     leaks("the log", &log);
+}
+
+/// A BMC whose session `Location` names another host: the exporter reads the BMC, logs the link
+/// as an error, and at shutdown (SIGTERM) sends no DELETE with the token to that host.
+#[test]
+fn redfish_session_elsewhere_is_never_deleted_there() {
+    let trap = Trap::start();
+    let server = RedfishServer::start(Bmc {
+        password: PASSWORD.into(),
+        foreign_session: Some(trap.url()),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let pw = dir.path().join("bmc.pass");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let cfg = dir.path().join("joulebook.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sample_interval: 200ms\nsources:\n  nvml:\n    enabled: off\n  bmc:\n    enabled: on\n    \
+             url: {}\n    username: monitor\n    password_file: {}\n    ca_file: {}\n    \
+             poll_interval: 1s\n    timeout: 2s\n",
+            server.url(),
+            pw.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let root = fixture("intel-2s");
+    let mut e = Exporter::start(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        &format!("--path.sysfs={}", root.join("sys").display()),
+        &format!("--path.procfs={}", root.join("proc").display()),
+    ]);
+    e.wait_for("no BMC power", Duration::from_secs(8), |s| {
+        s.get("joulebook_bmc_power_watts") == Some(250.0)
+    });
+    assert!(e.signal_and_wait("TERM").success(), "{}", e.log_text());
+    let log = e.log_text();
+    let link = format!("{}/redfish/v1/SessionService/Sessions/1", trap.url());
+    assert!(
+        log.contains(&link) && log.contains("not be deleted at shutdown"),
+        "{log}"
+    );
+    assert_eq!(trap.connections(), 0, "a request reached the other host");
+    assert_eq!(server.log().sessions_deleted, 0);
 }
