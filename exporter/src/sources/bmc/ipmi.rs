@@ -40,10 +40,10 @@ pub const DEFAULT_COMMANDS: [&[&str]; 2] = [
     &["ipmi-dcmi", "--get-system-power-statistics"],
 ];
 
-/// Flags whose value is a secret, in ipmitool (`-P` password, `-k` and `-y` Kg key), FreeIPMI
-/// (`-p`/`--password`, `-k`/`--k-g`) and ipmiutil (`-P`, `-R` password): their value is never
-/// shown. Some are harmless flags in another tool (ipmitool's `-p` is the port): hiding those
-/// too costs nothing.
+/// Flags whose value is a secret, in ipmitool (`-P` password, `-k` and `-y` Kg key; ipmitool(1)),
+/// FreeIPMI (`-p`/`--password`, `-k`/`--k-g`; freeipmi(7) common options) and ipmiutil (`-P/-R`
+/// password; ipmiutil(8)): their value is never shown. Some are harmless flags in another tool
+/// (ipmitool's `-p` is the port, `-R` the retry count): hiding those too costs nothing.
 pub const SECRET_FLAGS: [&str; 8] = ["-P", "-p", "-k", "-y", "-R", "--password", "--k-g", "--kg"];
 
 /// What replaces a secret wherever the command is shown.
