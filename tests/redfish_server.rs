@@ -50,6 +50,13 @@ pub struct Bmc {
     pub fail_status: Option<u16>,
     /// Answer GETs with truncated JSON.
     pub malformed: bool,
+    /// An origin (`https://HOST:PORT`) that the chassis collection's member links name instead
+    /// of this server (a BMC that links to another host).
+    pub foreign_links: Option<String>,
+    /// An origin that the session's `Location` names instead of this server.
+    pub foreign_session: Option<String>,
+    /// Answer every GET of a data resource with `302 Found` to the same path on this origin.
+    pub redirect: Option<String>,
 }
 
 impl Default for Bmc {
@@ -66,6 +73,9 @@ impl Default for Bmc {
             delay: Duration::ZERO,
             fail_status: None,
             malformed: false,
+            foreign_links: None,
+            foreign_session: None,
+            redirect: None,
         }
     }
 }
@@ -165,6 +175,63 @@ impl RedfishServer {
     }
 }
 
+/// A listener that must receive nothing: it counts the connections made to it (a client that
+/// would send credentials there connects first), and closes them at once.
+pub struct Trap {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Trap {
+    pub fn start() -> Trap {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().expect("local address");
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, st) = (connections.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok(_) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Trap {
+            addr,
+            connections,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Connections made to it so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Trap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for RedfishServer {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::SeqCst);
@@ -259,6 +326,7 @@ fn serve(stream: TcpStream, tls: Arc<rustls::ServerConfig>, inner: &Inner) {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        302 => "Found",
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -364,7 +432,13 @@ fn route(req: &Request, bmc: &Bmc, inner: &Inner) -> Answer {
                 201,
                 vec![
                     ("X-Auth-Token", token),
-                    ("Location", format!("{SESSIONS}/{n}")),
+                    (
+                        "Location",
+                        format!(
+                            "{}{SESSIONS}/{n}",
+                            bmc.foreign_session.as_deref().unwrap_or("")
+                        ),
+                    ),
                 ],
                 serde_json::json!({"@odata.id": format!("{SESSIONS}/{n}"), "Id": n.to_string()})
                     .to_string(),
@@ -388,6 +462,13 @@ fn route(req: &Request, bmc: &Bmc, inner: &Inner) -> Answer {
     if let Some(status) = bmc.fail_status {
         return error(status, "The service is temporarily unavailable.");
     }
+    if let Some(origin) = &bmc.redirect {
+        return (
+            302,
+            vec![("Location", format!("{origin}{}", req.path))],
+            String::new(),
+        );
+    }
     if bmc.malformed {
         return (
             200,
@@ -406,10 +487,11 @@ fn link(path: &str) -> serde_json::Value {
 
 fn resource(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
     use serde_json::json;
+    let elsewhere = bmc.foreign_links.as_deref().unwrap_or("");
     let chassis = |ids: &[&str]| {
         json!({
             "@odata.id": "/redfish/v1/Chassis",
-            "Members": ids.iter().map(|i| link(&format!("/redfish/v1/Chassis/{i}"))).collect::<Vec<_>>(),
+            "Members": ids.iter().map(|i| link(&format!("{elsewhere}/redfish/v1/Chassis/{i}"))).collect::<Vec<_>>(),
             "Members@odata.count": ids.len(),
         })
     };

@@ -425,7 +425,11 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
             tracing::warn!("web config: {w}");
         }
         let (shut_tx, shut_rx) = tokio::sync::watch::channel(false);
-        let web = crate::webconfig::LiveWebConfig::new(security, cfg.web.config_file.clone());
+        let web = crate::webconfig::LiveWebConfig::new(
+            security,
+            cfg.web.config_file.clone(),
+            Duration::from_secs_f64(cfg.web.basic_auth_cache_ttl.0),
+        );
         let server = tokio::spawn(server::serve(listener, shared.clone(), web, shut_rx));
         wait_for_signal().await;
         tracing::info!("shutting down");

@@ -128,6 +128,8 @@ pub struct WebConfig {
     pub listen_address: String,
     /// The exporter-toolkit web configuration file: TLS, basic auth (`webconfig`).
     pub config_file: Option<PathBuf>,
+    /// How long a successful basic-auth check is remembered after its last use.
+    pub basic_auth_cache_ttl: Seconds,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -418,6 +420,7 @@ impl Default for WebConfig {
         WebConfig {
             listen_address: format!(":{}", joulebook_common::DEFAULT_PORT),
             config_file: None,
+            basic_auth_cache_ttl: Seconds(crate::webconfig::AUTH_CACHE_TTL.as_secs_f64()),
         }
     }
 }
@@ -570,6 +573,13 @@ impl Config {
                 format!("{:?} is not HOST:PORT or :PORT", self.web.listen_address),
             );
         }
+        let ttl = self.web.basic_auth_cache_ttl.0;
+        if !(1.0..=86400.0).contains(&ttl) {
+            return bad(
+                "web.basic_auth_cache_ttl",
+                format!("{ttl} s is outside 1s..24h (default 5m)"),
+            );
+        }
         let positive = [
             (
                 "sources.rapl.max_zone_watts",
@@ -649,6 +659,12 @@ impl Config {
         if !shown.jobs.anonymize_salt.is_empty() {
             shown.jobs.anonymize_salt = "<redacted>".into();
         }
+        if let Some(cmd) = &mut shown.sources.bmc.ipmi_command {
+            let secrets = bmc::ipmi::secrets(cmd);
+            for a in cmd.iter_mut() {
+                *a = bmc::ipmi::scrub(a, &secrets);
+            }
+        }
         serde_saphyr::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 }
@@ -722,6 +738,17 @@ mod tests {
         assert!(
             e.contains("line 2") && e.contains("web.listen_address"),
             "{e}"
+        );
+        std::fs::write(&p, "web:\n  basic_auth_cache_ttl: 0s\n").unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(
+            e.contains("line 2") && e.contains("web.basic_auth_cache_ttl"),
+            "{e}"
+        );
+        std::fs::write(&p, "web:\n  basic_auth_cache_ttl: 2s\n").unwrap();
+        assert_eq!(
+            Config::load(&p).unwrap().web.basic_auth_cache_ttl,
+            Seconds(2.0)
         );
         std::fs::write(&p, "sources:\n  estimate:\n    idle_fraction: 3\n").unwrap();
         let e = Config::load(&p).unwrap_err().0;
@@ -816,6 +843,15 @@ mod tests {
         .unwrap();
         assert!(ipmi.validate().is_ok());
         assert_eq!(ipmi.sources.bmc.protocol(), Protocol::Ipmi);
+        let oob = Config::parse(
+            "sources:\n  bmc:\n    ipmi_command: [ipmitool, -H, bmc1, -P, hunter2, -kkgkey, dcmi]\n",
+        )
+        .unwrap();
+        let yaml = oob.to_yaml();
+        assert!(
+            !yaml.contains("hunter2") && !yaml.contains("kgkey") && yaml.contains("<redacted>"),
+            "{yaml}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! With a web configuration file ([`crate::webconfig`]) every connection is TLS (plain HTTP gets
 //! Go's "400 Client sent an HTTP request to an HTTPS server" and is closed, no metrics in clear),
 //! optionally with client certificates, and every path but `/healthz` needs basic
-//! authentication.
+//! authentication. With basic authentication the rate limit is checked after it, in the budget
+//! its outcome gives ([`Budget`]): unauthenticated requests never spend a scraper's budget, and a
+//! remembered success is answered without waiting behind pending password checks.
 //!
 //! Limits, so that many or slow clients cannot exhaust the process or starve a scrape:
 //! - at most [`MAX_CONNECTIONS`] connections are served at once; more wait in the kernel's
@@ -26,7 +28,7 @@
 
 use crate::metrics::{self, Format};
 use crate::sampler::{Shared, Snapshot};
-use crate::webconfig::{AuthOutcome, LiveWebConfig, WebSecurity, REALM};
+use crate::webconfig::{AuthOutcome, Budget, LiveWebConfig, WebSecurity, REALM};
 use http_body_util::Full;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{
@@ -435,64 +437,39 @@ async fn route(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    if let Some(limit) = &sec.rate_limit {
-        if !limit.allow() {
-            return text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n");
-        }
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-    }
-    if body_too_large(&req) {
-        let mut r = text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request bodies are not accepted\n",
-        );
-        r.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        return r;
-    }
-    // Open to load balancers and liveness probes, which rarely speak basic auth; it tells only
-    // whether the sampler runs.
-    if req.uri().path() == "/healthz" {
-        let snap = crate::sampler::latest(&state.shared);
-        let (ok, why) = health(&snap);
-        let status = if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        return response(status, "text/plain; charset=utf-8", why);
-    }
-    if let Some(auth) = &sec.auth {
-        let header = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
-        let outcome = auth.check(header).await;
-        if outcome == AuthOutcome::Denied {
-            // The user name helps find a misconfigured scraper; the password is never logged.
-            let user = header
-                .and_then(crate::webconfig::parse_basic)
-                .map(|(u, _)| u)
-                .unwrap_or_default();
-            state.auth_failures.report(|n| {
-                tracing::warn!(%peer, %user, not_logged_since_last = n, "basic auth failed: unknown user or wrong password")
-            });
-        }
-        if outcome == AuthOutcome::Busy {
-            return text(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many password checks in progress, try again\n",
-            );
-        }
-        if outcome != AuthOutcome::Allowed {
-            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-            if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
-                r.headers_mut().insert(WWW_AUTHENTICATE, v);
-            }
+    let bad_method = req.method() != Method::GET && req.method() != Method::HEAD;
+    let healthz = req.uri().path() == "/healthz";
+    if bad_method || body_too_large(&req) || healthz || sec.auth.is_none() {
+        // Not authenticated: the open budget of the rate limit.
+        if let Some(r) = refused_by_rate_limit(sec, Budget::Open) {
             return r;
         }
+        if bad_method {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        }
+        if body_too_large(&req) {
+            let mut r = text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request bodies are not accepted\n",
+            );
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        // Open to load balancers and liveness probes, which rarely speak basic auth; it tells
+        // only whether the sampler runs.
+        if healthz {
+            let snap = crate::sampler::latest(&state.shared);
+            let (ok, why) = health(&snap);
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            return response(status, "text/plain; charset=utf-8", why);
+        }
+    } else if let Some(r) = authenticate(state, sec, peer, &req).await {
+        return r;
     }
     match req.uri().path() {
         "/metrics" => {
@@ -512,6 +489,61 @@ async fn route(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz or /\n",
         ),
+    }
+}
+
+/// 429 when the rate limit, if any, has no token left in `budget`.
+fn refused_by_rate_limit(sec: &WebSecurity, budget: Budget) -> Option<Response<Full<Bytes>>> {
+    let limit = sec.rate_limit.as_ref()?;
+    (!limit.allow(budget)).then(|| text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n"))
+}
+
+/// Basic authentication, then the rate limit in the budget its outcome gives: `None` lets the
+/// request through, else the answer (401, or 429 when the budget is spent or too many checks
+/// are pending). A remembered success is answered without waiting for any check.
+async fn authenticate(
+    state: &State,
+    sec: &WebSecurity,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
+    let auth = sec.auth.as_ref()?;
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let outcome = auth.check(header, peer.ip()).await;
+    let budget = if outcome == AuthOutcome::Allowed {
+        Budget::Authenticated
+    } else {
+        Budget::Open
+    };
+    if let Some(r) = refused_by_rate_limit(sec, budget) {
+        return Some(r);
+    }
+    match outcome {
+        AuthOutcome::Allowed => None,
+        AuthOutcome::Busy => Some(text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many password checks in progress, try again\n",
+        )),
+        AuthOutcome::Denied | AuthOutcome::Missing => {
+            if outcome == AuthOutcome::Denied {
+                // The user name helps find a misconfigured scraper; the password is never logged.
+                let user = header
+                    .and_then(crate::webconfig::parse_basic)
+                    .map(|(u, _)| u)
+                    .unwrap_or_default();
+                state.auth_failures.report(|n| {
+                    tracing::warn!(%peer, %user, not_logged_since_last = n, "basic auth failed: unknown user or wrong password")
+                });
+            }
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
+                r.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
+            Some(r)
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use joulebook_exporter::sources::bmc::{
     ProtocolOptions, Reading,
 };
 use joulebook_exporter::sources::{Domain, RawEnergy, Source, SourceError, SourceKind};
-use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape};
+use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape, Trap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -313,6 +313,59 @@ fn bmc_redfish_session_expiry_logs_in_again() {
     s.server.expire_sessions();
     m.read().unwrap();
     assert_eq!(s.server.log().sessions_created, 2);
+}
+
+/// Links and redirects to another origin are errors naming them, never requests: a second
+/// listener, where a client would send the token or the password, receives no connection.
+#[test]
+fn bmc_redfish_never_follows_links_to_another_origin() {
+    let trap = Trap::start();
+    for auth in [Auth::Session, Auth::Basic] {
+        // Chassis members on another host.
+        let s = Setup::new(Bmc {
+            foreign_links: Some(trap.url()),
+            ..Default::default()
+        });
+        let mut o = s.options();
+        o.auth = auth;
+        let e = RedfishMeter::new(o).unwrap().read().unwrap_err();
+        let link = format!("{}/redfish/v1/Chassis/System.Embedded.1", trap.url());
+        assert!(
+            e.message.contains(&link) && e.message.contains("not followed"),
+            "{e}"
+        );
+        // A redirect to another host.
+        let s = Setup::new(Bmc {
+            redirect: Some(trap.url()),
+            ..Default::default()
+        });
+        let mut o = s.options();
+        o.auth = auth;
+        let e = RedfishMeter::new(o).unwrap().read().unwrap_err();
+        assert!(
+            e.message.contains("HTTP 302")
+                && e.message
+                    .contains(&format!("{}/redfish/v1/Chassis", trap.url())),
+            "{e}"
+        );
+    }
+    // A session whose Location is on another host: used, but not deleted there at shutdown.
+    let s = Setup::new(Bmc {
+        foreign_session: Some(trap.url()),
+        ..Default::default()
+    });
+    let mut m = s.meter();
+    assert_eq!(m.read().unwrap().watts, Some(250.0));
+    m.close();
+    assert_eq!(s.server.log().sessions_deleted, 0);
+    assert_eq!(trap.connections(), 0, "nothing may reach another origin");
+    // The trap does count connections (so the zero above means something).
+    drop(std::net::TcpStream::connect(trap.url().trim_start_matches("https://")).unwrap());
+    let t = Instant::now();
+    while trap.connections() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

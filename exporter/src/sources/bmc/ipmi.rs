@@ -18,6 +18,13 @@
 //! A reading whose state says the measurement is not active is refused: DCMI 1.5 defines the
 //! reading as valid only while power measurement is active, and such BMCs typically report 0 W.
 //! (OpenBMC reports `deactivated` with real values; read such BMCs with Redfish.)
+//!
+//! ## Secrets in the command
+//! The command is shown in logs, errors, the landing page and `--check-config` only through
+//! [`shown`]: the argument after a flag of [`SECRET_FLAGS`] (or attached to it, `-Psecret`,
+//! `--password=secret`) is `<redacted>`, and the values so found are also taken out of what the
+//! tool printed before it is quoted. Out-of-band tools should read the password from a file
+//! (`ipmitool -f FILE`) or the environment (`ipmitool -E`, `IPMI_PASSWORD`), never the command.
 
 use super::{Meter, Protocol, Reading};
 use crate::sources::SourceError;
@@ -33,11 +40,70 @@ pub const DEFAULT_COMMANDS: [&[&str]; 2] = [
     &["ipmi-dcmi", "--get-system-power-statistics"],
 ];
 
+/// Flags whose value is a secret, in ipmitool (`-P` password, `-k` and `-y` Kg key; ipmitool(1)),
+/// FreeIPMI (`-p`/`--password`, `-k`/`--k-g`; freeipmi(7) common options) and ipmiutil (`-P/-R`
+/// password; ipmiutil(8)): their value is never shown. Some are harmless flags in another tool
+/// (ipmitool's `-p` is the port, `-R` the retry count): hiding those too costs nothing.
+pub const SECRET_FLAGS: [&str; 8] = ["-P", "-p", "-k", "-y", "-R", "--password", "--k-g", "--kg"];
+
+/// What replaces a secret wherever the command is shown.
+pub const REDACTED: &str = "<redacted>";
+
+/// The secret values in a command line: the arguments after (or attached to) [`SECRET_FLAGS`].
+pub fn secrets(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next_is_secret = false;
+    for a in argv.iter().skip(1) {
+        if next_is_secret {
+            out.push(a.clone());
+            next_is_secret = false;
+            continue;
+        }
+        for flag in SECRET_FLAGS {
+            if a == flag {
+                next_is_secret = true;
+            } else if let Some(v) = a.strip_prefix(flag) {
+                // `--password=x`, or a short flag with its value attached (`-Px`).
+                let v = if flag.starts_with("--") {
+                    v.strip_prefix('=')
+                } else {
+                    Some(v)
+                };
+                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                    out.push(v.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The command as it may be shown: each secret value replaced by [`REDACTED`].
+pub fn shown(argv: &[String]) -> String {
+    let secrets = secrets(argv);
+    argv.iter()
+        .map(|a| scrub(a, &secrets))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` with every occurrence of `secrets` replaced by [`REDACTED`].
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    // Longest first, so a secret that contains another is taken out whole.
+    let mut by_len: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    by_len.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in by_len {
+        t = t.replace(s.as_str(), REDACTED);
+    }
+    t
+}
+
 /// Most output read from the tool, bytes (its real output is under 1 kB).
 const MAX_OUTPUT_BYTES: u64 = 64 * 1024;
 
-/// Options of the IPMI meter.
-#[derive(Clone, Debug, PartialEq)]
+/// Options of the IPMI meter. Its `Debug` output shows the command redacted.
+#[derive(Clone, PartialEq)]
 pub struct IpmiOptions {
     /// The command and its arguments; `None`: the first of [`DEFAULT_COMMANDS`] found.
     pub command: Option<Vec<String>>,
@@ -45,6 +111,16 @@ pub struct IpmiOptions {
     pub timeout: Duration,
     /// Where to look for the default tools; `None`: the exporter's `PATH`.
     pub search_path: Option<OsString>,
+}
+
+impl std::fmt::Debug for IpmiOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpmiOptions")
+            .field("command", &self.command.as_deref().map(shown))
+            .field("timeout", &self.timeout)
+            .field("search_path", &self.search_path)
+            .finish()
+    }
 }
 
 impl Default for IpmiOptions {
@@ -58,11 +134,19 @@ impl Default for IpmiOptions {
 }
 
 /// Reads a BMC through an IPMI tool.
-#[derive(Debug)]
 pub struct IpmiMeter {
     opts: IpmiOptions,
     /// The command in use: configured, or the default tool found.
     argv: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for IpmiMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpmiMeter")
+            .field("opts", &self.opts)
+            .field("argv", &self.argv.as_deref().map(shown))
+            .finish()
+    }
 }
 
 impl IpmiMeter {
@@ -85,7 +169,7 @@ impl IpmiMeter {
             if let Some(exe) = find_on_path(cmd[0], &path) {
                 let mut argv = vec![exe.to_string_lossy().into_owned()];
                 argv.extend(cmd[1..].iter().map(|s| s.to_string()));
-                tracing::info!(source = "bmc", command = %argv.join(" "), "BMC read with IPMI DCMI");
+                tracing::info!(source = "bmc", command = %shown(&argv), "BMC read with IPMI DCMI");
                 self.argv = Some(argv.clone());
                 return Ok(argv);
             }
@@ -107,7 +191,8 @@ impl Meter for IpmiMeter {
 
     fn read(&mut self) -> Result<Reading, SourceError> {
         let argv = self.argv()?;
-        let shown = argv.join(" ");
+        let secrets = secrets(&argv);
+        let shown = shown(&argv);
         let out = run(&argv, self.opts.timeout)?;
         let watts = parse_dcmi(&out).map_err(|e| {
             let fix = match e {
@@ -120,7 +205,7 @@ impl Meter for IpmiMeter {
                      power readings, read it with Redfish (sources.bmc.kind: redfish)"
                 }
             };
-            SourceError::new(format!("`{shown}`: {e}")).with_fix(fix)
+            SourceError::new(scrub(&format!("`{shown}`: {e}"), &secrets)).with_fix(fix)
         })?;
         Ok(Reading {
             watts: Some(watts),
@@ -141,7 +226,8 @@ fn find_on_path(name: &str, path: &OsString) -> Option<PathBuf> {
 
 /// Runs a command with a time limit; its standard output, or an error naming the command.
 pub fn run(argv: &[String], timeout: Duration) -> Result<String, SourceError> {
-    let shown = argv.join(" ");
+    let secrets = secrets(argv);
+    let shown = shown(argv);
     let Some((program, args)) = argv.split_first() else {
         return Err(SourceError::new("sources.bmc.ipmi_command is empty")
             .with_fix("give the command and its arguments as a list"));
@@ -206,7 +292,9 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<String, SourceError> {
     let stderr = err.join().unwrap_or_default();
     if !status.success() {
         let said = first_line(&stderr).or_else(|| first_line(&stdout));
-        let detail = said.map(|s| format!(": {s}")).unwrap_or_default();
+        let detail = said
+            .map(|s| format!(": {}", scrub(&s, &secrets)))
+            .unwrap_or_default();
         return Err(
             SourceError::new(format!("`{shown}` failed ({status}){detail}"))
                 .with_fix(ipmi_fix(&format!("{stderr}\n{stdout}"))),
@@ -326,6 +414,107 @@ pub fn has_ipmi_device(dev: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn secrets_in_the_command_are_never_shown() {
+        let cases = [
+            (
+                &[
+                    "ipmitool", "-I", "lanplus", "-H", "bmc1", "-U", "admin", "-P", "hunter2",
+                    "dcmi", "power", "reading",
+                ][..],
+                "ipmitool -I lanplus -H bmc1 -U admin -P <redacted> dcmi power reading",
+                &["hunter2"][..],
+            ),
+            (
+                &["ipmitool", "-Phunter2", "-k", "kgkey", "-y", "0a0b", "dcmi"][..],
+                "ipmitool -P<redacted> -k <redacted> -y <redacted> dcmi",
+                &["hunter2", "kgkey", "0a0b"][..],
+            ),
+            (
+                &[
+                    "ipmi-dcmi",
+                    "-h",
+                    "bmc1",
+                    "--password=hunter2",
+                    "--k-g",
+                    "kgkey",
+                    "-p",
+                    "pw2",
+                ][..],
+                "ipmi-dcmi -h bmc1 --password=<redacted> --k-g <redacted> -p <redacted>",
+                &["hunter2", "kgkey", "pw2"][..],
+            ),
+            (
+                &["ipmitool", "-f", "/etc/joulebook/ipmi.pass", "-E", "dcmi"][..],
+                "ipmitool -f /etc/joulebook/ipmi.pass -E dcmi",
+                &[][..],
+            ),
+            // The tool's own name is never a flag; a trailing flag without value hides nothing.
+            (
+                &["-P", "-P", "pw", "-P"][..],
+                "-P -P <redacted> -P",
+                &["pw"][..],
+            ),
+        ];
+        for (words, expected, found) in cases {
+            let a = argv(words);
+            assert_eq!(shown(&a), expected);
+            assert_eq!(
+                secrets(&a),
+                found.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+            );
+            let dbg = format!(
+                "{:?}",
+                IpmiMeter::new(IpmiOptions {
+                    command: Some(a.clone()),
+                    ..Default::default()
+                })
+            );
+            for s in found {
+                assert!(!dbg.contains(s), "{dbg}");
+            }
+        }
+        assert_eq!(
+            scrub(
+                "Error: Unable to establish IPMI v2 session with hunter2 and hunter2x",
+                &["hunter2x".into(), "hunter2".into()]
+            ),
+            "Error: Unable to establish IPMI v2 session with <redacted> and <redacted>"
+        );
+    }
+
+    #[test]
+    fn a_failing_command_never_quotes_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(
+            &tool,
+            "#!/bin/sh\necho \"cannot log in with password $4\" >&2\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let a = argv(&[
+            tool.to_str().unwrap(),
+            "-U",
+            "admin",
+            "-P",
+            "hunter2",
+            "dcmi",
+        ]);
+        let e = run(&a, Duration::from_secs(5)).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(
+            text.contains("cannot log in") && text.contains("-P <redacted>"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
 
     fn fixture(name: &str) -> String {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))

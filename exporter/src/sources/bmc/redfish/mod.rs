@@ -33,15 +33,27 @@
 //! built-in Mozilla roots (webpki-roots). BMC certificates are usually self-signed or from a
 //! site CA, so one of `ca_file` or the explicit `insecure_skip_verify: true` is normally needed.
 //! No proxy from the environment is used: the BMC is on the node's management network.
+//!
+//! ## Same origin only
+//! Credentials (the login body, `Authorization`, `X-Auth-Token`) go only to the origin of
+//! `sources.bmc.url` (scheme, host and port). A link (`@odata.id`, a session's `Location`) to
+//! another origin, or one that is neither a path (`/…`) nor an absolute http(s) URL, is an error
+//! naming it and is never requested; redirects are never followed (a 3xx is an error naming its
+//! `Location`). `RedfishMeter::call` checks every URL before sending anything.
 
 use super::{Meter, Protocol, Reading};
 use crate::sources::SourceError;
+use discovery::Plan;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod discovery;
+
+pub use discovery::{joules_per_unit, watts_per_unit};
 
 pub const SERVICE_ROOT: &str = "/redfish/v1";
 pub const CHASSIS_PATH: &str = "/redfish/v1/Chassis";
@@ -50,10 +62,6 @@ pub const SESSIONS_PATH: &str = "/redfish/v1/SessionService/Sessions";
 /// Largest response body read, bytes. Redfish resources are a few kB; a big sensor collection a
 /// few hundred.
 const MAX_BODY_BYTES: u64 = 4 << 20;
-/// Most chassis fetched during discovery (blade enclosures list a few dozen).
-const MAX_CHASSIS: usize = 32;
-/// Most sensors fetched during discovery.
-const MAX_SENSORS: usize = 64;
 /// After the BMC refused the credentials, how long to wait before sending them again (unless the
 /// password changed meanwhile). BMCs lock an account, or block the client's address, after a
 /// few failed logins in a short time; a retry at every poll would keep it locked and flood the
@@ -192,69 +200,48 @@ pub fn base_url(url: &str) -> Result<String, String> {
     Ok(u.to_string())
 }
 
+/// The origin of an absolute `http(s)://` URL: scheme and host in lower case, and the port
+/// (80 or 443 when not written). `None` for anything else, and for a URL with credentials in it.
+pub fn origin(url: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') || authority.contains('\\') {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (format!("[{h}]"), after)
+    } else {
+        match authority.find(':') {
+            Some(i) => (authority[..i].to_string(), &authority[i..]),
+            None => (authority.to_string(), ""),
+        }
+    };
+    let port = match port {
+        "" | ":" => default_port,
+        p => p.strip_prefix(':')?.parse().ok()?,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((scheme, host.to_ascii_lowercase(), port))
+}
+
+/// A link shown in an error: credentials taken out, at most 200 characters.
+fn shown_link(link: &str) -> String {
+    redact_userinfo(link).chars().take(200).collect()
+}
+
 fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(a)) if a > s => format!("{}<redacted>{}", &url[..s + 3], &url[a..]),
         _ => url.to_string(),
-    }
-}
-
-/// What a reading is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Quantity {
-    Power,
-    Energy,
-}
-
-/// Where a reading lives: the resource, the JSON pointer to the object that holds it, the
-/// property, and the units it has when `ReadingUnits` is absent.
-#[derive(Clone, Debug, PartialEq)]
-struct Locator {
-    uri: String,
-    pointer: String,
-    property: &'static str,
-    default_units: &'static str,
-    quantity: Quantity,
-}
-
-impl Locator {
-    fn describe(&self) -> String {
-        let inner = self.pointer.trim_start_matches('/').replace('/', ".");
-        if inner.is_empty() {
-            format!("{} ({})", self.uri, self.property)
-        } else {
-            format!("{} ({inner}.{})", self.uri, self.property)
-        }
-    }
-}
-
-/// The result of discovery: which chassis, and where its power and energy are.
-#[derive(Clone, Debug, PartialEq)]
-struct Plan {
-    chassis: String,
-    power: Option<Locator>,
-    energy: Option<Locator>,
-}
-
-/// Power unit symbols (UCUM, case-sensitive) and their factor to watts.
-pub fn watts_per_unit(units: &str) -> Option<f64> {
-    match units.trim() {
-        "W" => Some(1.0),
-        "kW" => Some(1e3),
-        "mW" => Some(1e-3),
-        _ => None,
-    }
-}
-
-/// Energy unit symbols (UCUM, case-sensitive; `kWh` and `Wh` also seen) and their factor to
-/// joules.
-pub fn joules_per_unit(units: &str) -> Option<f64> {
-    match units.trim() {
-        "kW.h" | "kWh" => Some(super::JOULES_PER_KWH),
-        "W.h" | "Wh" => Some(3600.0),
-        "J" => Some(1.0),
-        "kJ" => Some(1e3),
-        _ => None,
     }
 }
 
@@ -367,6 +354,8 @@ impl RedfishMeter {
             .tls_config(tls.build())
             .timeout_global(Some(opts.timeout))
             .http_status_as_error(false)
+            // A redirect would carry X-Auth-Token to wherever it points: a 3xx is an error.
+            .max_redirects(0)
             // The BMC is on the management network: never through a proxy from the environment.
             .proxy(None)
             .user_agent(format!("joulebook-exporter/{}", crate::metrics::VERSION))
@@ -383,15 +372,41 @@ impl RedfishMeter {
         })
     }
 
-    fn url_of(&self, path: &str) -> String {
-        if path.starts_with("https://") || path.starts_with("http://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
+    /// The URL of a link the BMC gave: a path on the BMC, or an absolute URL of the same origin
+    /// as `sources.bmc.url`; anything else is an error naming the link.
+    fn url_of(&self, link: &str) -> Result<String, SourceError> {
+        if link.starts_with('/') && !link.starts_with("//") {
+            return Ok(format!("{}{link}", self.base));
         }
+        if origin(link).is_some() && origin(link) == origin(&self.base) {
+            return Ok(link.to_string());
+        }
+        Err(SourceError::new(format!(
+            "the BMC at {} links to {:?}, which is not on its origin (scheme, host and port of \
+             sources.bmc.url): not followed, so the BMC credentials are never sent there",
+            self.base,
+            shown_link(link)
+        ))
+        .with_fix(
+            "a BMC that names another address in its links is misconfigured or is not the BMC \
+             meant: set sources.bmc.url to the address the BMC uses in its links (check its \
+             host name and any proxy in front of it)",
+        ))
     }
 
+    /// Sends one request. Every URL is checked against the BMC's origin first (the choke point:
+    /// nothing, credentials or not, is sent elsewhere).
     fn call(&self, verb: Verb, url: &str, body: Option<&str>) -> Result<Response, Fail> {
+        if origin(url).is_none() || origin(url) != origin(&self.base) {
+            return Err(Fail::rediscover(self.url_of(url).err().unwrap_or_else(
+                || {
+                    SourceError::new(format!(
+                        "Redfish {}: not on the BMC's origin",
+                        shown_link(url)
+                    ))
+                },
+            )));
+        }
         let auth_header = match &self.auth {
             AuthState::Session { token, .. } => Some(("X-Auth-Token", token.expose().to_string())),
             AuthState::Basic => {
@@ -517,7 +532,7 @@ impl RedfishMeter {
     }
 
     fn login(&mut self) -> Result<(), Fail> {
-        let url = self.url_of(SESSIONS_PATH);
+        let url = format!("{}{SESSIONS_PATH}", self.base);
         let body = serde_json::json!({
             "UserName": self.opts.username,
             "Password": self.password.expose(),
@@ -527,7 +542,17 @@ impl RedfishMeter {
         let resp = self.call(Verb::Post, &url, Some(&body))?;
         match (resp.status, resp.token) {
             (200..=299, Some(token)) => {
-                let location = resp.location.map(|l| self.url_of(&l));
+                // Deleted at shutdown with the token: only on the BMC's own origin.
+                let location = resp.location.and_then(|l| match self.url_of(&l) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        tracing::error!(
+                            source = "bmc",
+                            "{e}; the session is used but will not be deleted at shutdown"
+                        );
+                        None
+                    }
+                });
                 self.auth = AuthState::Session {
                     token: Secret(token),
                     location,
@@ -550,7 +575,7 @@ impl RedfishMeter {
 
     /// GETs a resource as JSON, logging in first or again as needed.
     fn get_json(&mut self, path: &str) -> Result<Value, Fail> {
-        let url = self.url_of(path);
+        let url = self.url_of(path).map_err(Fail::rediscover)?;
         self.ensure_auth()?;
         let mut resp = self.call(Verb::Get, &url, None)?;
         if resp.status == 401 && matches!(self.auth, AuthState::Session { .. }) {
@@ -569,6 +594,16 @@ impl RedfishMeter {
                 )
             }),
             401 | 403 => Err(self.credentials_error(resp.status)),
+            s @ 300..=399 => Err(Fail::rediscover(
+                SourceError::new(format!(
+                    "Redfish GET {url}: HTTP {s}, a redirect to {:?}: not followed (the BMC \
+                     credentials go only to sources.bmc.url)",
+                    resp.location.as_deref().map(shown_link).unwrap_or_default()
+                ))
+                .with_fix(
+                    "set sources.bmc.url to the address the BMC redirects to, if it is the BMC",
+                ),
+            )),
             404 => Err(Fail::rediscover(
                 SourceError::new(format!(
                     "Redfish GET {url}: HTTP 404{}",
@@ -587,212 +622,6 @@ impl RedfishMeter {
                 ),
             )),
         }
-    }
-
-    fn discover(&mut self) -> Result<Plan, Fail> {
-        let members: Vec<String> = match &self.opts.chassis_id {
-            Some(id) => vec![format!("{CHASSIS_PATH}/{id}")],
-            None => {
-                let coll = self.get_json(CHASSIS_PATH)?;
-                members(&coll).into_iter().take(MAX_CHASSIS).collect()
-            }
-        };
-        let mut candidates: Vec<(u8, String, Value)> = Vec::new();
-        let mut seen: Vec<String> = Vec::new();
-        for uri in members {
-            let v = self.get_json(&uri)?;
-            let ty = v.get("ChassisType").and_then(Value::as_str);
-            seen.push(format!(
-                "{} ({})",
-                last_segment(&uri),
-                ty.unwrap_or("no type")
-            ));
-            let rank = if self.opts.chassis_id.is_some() {
-                Some(0)
-            } else {
-                chassis_rank(ty)
-            };
-            if let Some(rank) = rank {
-                candidates.push((rank, uri, v));
-            }
-        }
-        candidates.sort_by_key(|(rank, _, _)| *rank);
-        for (_, uri, v) in candidates {
-            if let Some(plan) = self.plan_for(&uri, &v)? {
-                tracing::info!(
-                    source = "bmc",
-                    chassis = %plan.chassis,
-                    power = %plan.power.as_ref().map_or("none".into(), Locator::describe),
-                    energy = %plan.energy.as_ref().map_or("none".into(), Locator::describe),
-                    "BMC node power found (set sources.bmc.chassis_id to choose another chassis)"
-                );
-                return Ok(plan);
-            }
-        }
-        let looked = if seen.is_empty() {
-            "none listed".to_string()
-        } else {
-            seen.join(", ")
-        };
-        Err(Fail::rediscover(
-            SourceError::new(format!(
-                "no chassis of the BMC at {} reports node power or energy (chassis: {looked})",
-                self.base
-            ))
-            .with_fix(
-                "set sources.bmc.chassis_id to the chassis that holds the node's power reading \
-                 (automatic choice only considers whole-node chassis types), or read the BMC with \
-                 sources.bmc.kind: ipmi",
-            ),
-        ))
-    }
-
-    /// Where a chassis reports power and energy, if anywhere.
-    fn plan_for(&mut self, uri: &str, chassis: &Value) -> Result<Option<Plan>, Fail> {
-        let mut plan = Plan {
-            chassis: uri.to_string(),
-            power: None,
-            energy: None,
-        };
-        if let Some(env) = link(chassis, "EnvironmentMetrics") {
-            let doc = self.get_json(&env)?;
-            if has_number(&doc, "/PowerWatts", "Reading") {
-                plan.power = Some(Locator {
-                    uri: env.clone(),
-                    pointer: "/PowerWatts".into(),
-                    property: "Reading",
-                    default_units: "W",
-                    quantity: Quantity::Power,
-                });
-            }
-            if has_number(&doc, "/EnergykWh", "Reading") {
-                plan.energy = Some(Locator {
-                    uri: env,
-                    pointer: "/EnergykWh".into(),
-                    property: "Reading",
-                    default_units: "kW.h",
-                    quantity: Quantity::Energy,
-                });
-            }
-        }
-        if plan.power.is_none() || plan.energy.is_none() {
-            if let Some(sensors) = link(chassis, "Sensors") {
-                let (power, energy) = self.scan_sensors(&sensors)?;
-                plan.power = plan.power.or(power);
-                plan.energy = plan.energy.or(energy);
-            }
-        }
-        if plan.power.is_none() {
-            if let Some(power) = link(chassis, "Power") {
-                let doc = self.get_json(&power)?;
-                let entry = doc
-                    .get("PowerControl")
-                    .and_then(Value::as_array)
-                    .and_then(|a| {
-                        a.iter()
-                            .position(|c| c.get("PowerConsumedWatts").is_some_and(Value::is_number))
-                    });
-                if let Some(i) = entry {
-                    plan.power = Some(Locator {
-                        uri: power,
-                        pointer: format!("/PowerControl/{i}"),
-                        property: "PowerConsumedWatts",
-                        default_units: "W",
-                        quantity: Quantity::Power,
-                    });
-                }
-            }
-        }
-        Ok((plan.power.is_some() || plan.energy.is_some()).then_some(plan))
-    }
-
-    fn scan_sensors(
-        &mut self,
-        collection: &str,
-    ) -> Result<(Option<Locator>, Option<Locator>), Fail> {
-        let coll = self.get_json(collection)?;
-        let mut power: Vec<(String, bool)> = Vec::new();
-        let mut energy: Vec<(String, bool, &'static str)> = Vec::new();
-        let named = members(&coll).into_iter().filter(|m| {
-            let l = m.to_ascii_lowercase();
-            ["power", "energy", "pwr", "watt", "kwh"]
-                .iter()
-                .any(|k| l.contains(k))
-        });
-        for uri in named.take(MAX_SENSORS) {
-            // One broken sensor does not stop the search.
-            let Ok(s) = self.get_json(&uri) else { continue };
-            if !s.get("Reading").is_some_and(Value::is_number) {
-                continue;
-            }
-            let chassis_context =
-                s.get("PhysicalContext").and_then(Value::as_str) == Some("Chassis");
-            match s.get("ReadingType").and_then(Value::as_str) {
-                Some("Power") => power.push((uri, chassis_context)),
-                Some("EnergykWh") => energy.push((uri, chassis_context, "kW.h")),
-                Some("EnergyWh") => energy.push((uri, chassis_context, "W.h")),
-                Some("EnergyJoules") => energy.push((uri, chassis_context, "J")),
-                _ => {}
-            }
-        }
-        let power = pick(&power, |p| p.1).map(|(uri, _)| Locator {
-            uri: uri.clone(),
-            pointer: String::new(),
-            property: "Reading",
-            default_units: "W",
-            quantity: Quantity::Power,
-        });
-        let energy = pick(&energy, |e| e.1).map(|(uri, _, units)| Locator {
-            uri: uri.clone(),
-            pointer: String::new(),
-            property: "Reading",
-            default_units: units,
-            quantity: Quantity::Energy,
-        });
-        Ok((power, energy))
-    }
-
-    fn read_plan(&mut self, plan: &Plan) -> Result<Reading, Fail> {
-        let mut docs: Vec<(String, Value)> = Vec::new();
-        for loc in [plan.power.as_ref(), plan.energy.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            if !docs.iter().any(|(u, _)| *u == loc.uri) {
-                let doc = self.get_json(&loc.uri)?;
-                docs.push((loc.uri.clone(), doc));
-            }
-        }
-        let value = |loc: &Locator| -> Result<f64, Fail> {
-            let url = self.url_of(&loc.uri);
-            let doc = docs
-                .iter()
-                .find(|(u, _)| *u == loc.uri)
-                .map(|(_, d)| d)
-                .unwrap_or(&Value::Null);
-            extract(doc, loc).map_err(|e| {
-                Fail::rediscover(SourceError::new(format!("Redfish {url}: {e}")).with_fix(
-                    "the BMC's answer changed shape or units; it is looked up again at the next \
-                     poll, and if this persists, report the BMC model with this message",
-                ))
-            })
-        };
-        let watts = plan.power.as_ref().map(&value).transpose()?;
-        let energy_uj = match plan.energy.as_ref().map(&value).transpose()? {
-            None => None,
-            Some(j) if j.is_finite() && j >= 0.0 && j * 1e6 < u64::MAX as f64 => {
-                Some((j * 1e6).round() as u64)
-            }
-            Some(j) => {
-                return Err(Fail::rediscover(SourceError::new(format!(
-                    "Redfish {}: energy counter reads {j} J, not a non-negative number",
-                    plan.energy
-                        .as_ref()
-                        .map_or(String::new(), Locator::describe)
-                ))))
-            }
-        };
-        Ok(Reading { watts, energy_uj })
     }
 }
 
@@ -858,102 +687,6 @@ fn load_ca(path: &std::path::Path) -> Result<ureq::tls::RootCerts, SourceError> 
     Ok(ureq::tls::RootCerts::Specific(Arc::new(certs)))
 }
 
-/// `Members[].@odata.id` of a collection.
-fn members(coll: &Value) -> Vec<String> {
-    coll.get("Members")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.get("@odata.id").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The `@odata.id` of a link property.
-fn link(v: &Value, name: &str) -> Option<String> {
-    v.get(name)
-        .and_then(|l| l.get("@odata.id"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
-fn last_segment(uri: &str) -> &str {
-    uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri)
-}
-
-fn has_number(doc: &Value, pointer: &str, property: &str) -> bool {
-    doc.pointer(pointer)
-        .and_then(|o| o.get(property))
-        .is_some_and(Value::is_number)
-}
-
-/// Order of automatic chassis choice (lower first); `None`: never chosen automatically.
-fn chassis_rank(chassis_type: Option<&str>) -> Option<u8> {
-    match chassis_type {
-        Some("RackMount" | "StandAlone" | "Blade" | "Sled" | "Cartridge") => Some(0),
-        None | Some("Enclosure" | "Other") => Some(1),
-        Some(_) => None,
-    }
-}
-
-/// Among candidates, the one in chassis context, else the only one.
-fn pick<T>(items: &[T], chassis_context: impl Fn(&T) -> bool) -> Option<&T> {
-    items
-        .iter()
-        .find(|i| chassis_context(i))
-        .or_else(|| (items.len() == 1).then(|| &items[0]))
-}
-
-/// The reading at a locator, in watts (power) or joules (energy).
-fn extract(doc: &Value, loc: &Locator) -> Result<f64, String> {
-    let obj = doc.pointer(&loc.pointer).ok_or_else(|| {
-        format!(
-            "{} is missing",
-            if loc.pointer.is_empty() {
-                "the resource"
-            } else {
-                &loc.pointer
-            }
-        )
-    })?;
-    let reading = match obj.get(loc.property) {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .ok_or_else(|| format!("{} is not a number", loc.property))?,
-        Some(Value::Null) | None => {
-            return Err(format!(
-                "{} has no reading (null or absent)",
-                loc.describe()
-            ))
-        }
-        Some(other) => {
-            let shown: String = other.to_string().chars().take(40).collect();
-            return Err(format!("{} is {shown}, not a number", loc.describe()));
-        }
-    };
-    let units = obj
-        .get("ReadingUnits")
-        .and_then(Value::as_str)
-        .unwrap_or(loc.default_units);
-    let factor = match loc.quantity {
-        Quantity::Power => watts_per_unit(units).ok_or_else(|| {
-            format!(
-                "{} has ReadingUnits {units:?}, not a unit of power (W, kW or mW expected)",
-                loc.describe()
-            )
-        })?,
-        Quantity::Energy => joules_per_unit(units).ok_or_else(|| {
-            format!(
-                "{} has ReadingUnits {units:?}, not a unit of energy (kW.h, W.h or J expected)",
-                loc.describe()
-            )
-        })?,
-    };
-    Ok(reading * factor)
-}
-
 /// The first message of a Redfish error body, as ": message", or nothing.
 fn redfish_message(body: &str) -> String {
     let Ok(v) = serde_json::from_str::<Value>(body) else {
@@ -972,7 +705,6 @@ fn redfish_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn base_urls() {
@@ -991,66 +723,82 @@ mod tests {
     }
 
     #[test]
-    fn units_are_converted_or_refused() {
-        let loc = |units: &'static str, q| Locator {
-            uri: "/s".into(),
-            pointer: String::new(),
-            property: "Reading",
-            default_units: units,
-            quantity: q,
-        };
-        let p = loc("W", Quantity::Power);
-        assert_eq!(extract(&json!({"Reading": 245}), &p).unwrap(), 245.0);
+    fn origins_compare_scheme_host_and_port() {
+        let o = |u: &str| origin(u);
+        let bmc = o("https://bmc1");
+        assert_eq!(bmc, Some(("https".into(), "bmc1".into(), 443)));
+        assert_eq!(o("https://BMC1:443/redfish/v1/Chassis/1"), bmc);
+        assert_eq!(o("HTTPS://bmc1/x?y#z"), bmc);
+        for other in [
+            "http://bmc1/redfish/v1",
+            "https://bmc1:8443/redfish/v1",
+            "https://bmc2/redfish/v1",
+            "https://bmc1.evil.example/redfish/v1",
+        ] {
+            assert!(o(other).is_some() && o(other) != bmc, "{other}");
+        }
+        for not_a_url in [
+            "/redfish/v1",
+            "//bmc1/redfish/v1",
+            "ftp://bmc1/x",
+            "https://",
+            "https://user:pw@bmc1/x",
+            "https://bmc1:x/",
+            "https://bmc1:99999/",
+        ] {
+            assert_eq!(o(not_a_url), None, "{not_a_url}");
+        }
         assert_eq!(
-            extract(&json!({"Reading": 0.245, "ReadingUnits": "kW"}), &p).unwrap(),
-            245.0
+            o("https://[fd00::5]:8443/redfish"),
+            Some(("https".into(), "[fd00::5]".into(), 8443))
         );
         assert_eq!(
-            extract(&json!({"Reading": 245000, "ReadingUnits": "mW"}), &p).unwrap(),
-            245.0
-        );
-        // Megawatts are not milliwatts, and are not a node's unit either.
-        let e = extract(&json!({"Reading": 1, "ReadingUnits": "MW"}), &p).unwrap_err();
-        assert!(e.contains("\"MW\""), "{e}");
-        let e = extract(&json!({"Reading": 5, "ReadingUnits": "Cel"}), &p).unwrap_err();
-        assert!(e.contains("not a unit of power"), "{e}");
-        let e = extract(&json!({"Reading": null}), &p).unwrap_err();
-        assert!(e.contains("no reading"), "{e}");
-        let e = extract(&json!({"Reading": "245 W"}), &p).unwrap_err();
-        assert!(e.contains("not a number"), "{e}");
-        let en = loc("kW.h", Quantity::Energy);
-        assert_eq!(extract(&json!({"Reading": 2.5}), &en).unwrap(), 9e6);
-        assert_eq!(
-            extract(&json!({"Reading": 10, "ReadingUnits": "W.h"}), &en).unwrap(),
-            36000.0
-        );
-        assert!(extract(&json!({"Reading": 10, "ReadingUnits": "W"}), &en).is_err());
-    }
-
-    #[test]
-    fn legacy_power_control_path() {
-        let loc = Locator {
-            uri: "/redfish/v1/Chassis/1/Power".into(),
-            pointer: "/PowerControl/0".into(),
-            property: "PowerConsumedWatts",
-            default_units: "W",
-            quantity: Quantity::Power,
-        };
-        let doc = json!({"PowerControl": [{"PowerConsumedWatts": 312}]});
-        assert_eq!(extract(&doc, &loc).unwrap(), 312.0);
-        assert_eq!(
-            loc.describe(),
-            "/redfish/v1/Chassis/1/Power (PowerControl.0.PowerConsumedWatts)"
+            o("http://[fd00::5]"),
+            Some(("http".into(), "[fd00::5]".into(), 80))
         );
     }
 
     #[test]
-    fn chassis_choice_prefers_whole_nodes() {
-        assert_eq!(chassis_rank(Some("RackMount")), Some(0));
-        assert_eq!(chassis_rank(Some("Enclosure")), Some(1));
-        assert_eq!(chassis_rank(None), Some(1));
-        assert_eq!(chassis_rank(Some("Module")), None);
-        assert_eq!(chassis_rank(Some("Rack")), None);
+    fn only_links_on_the_bmcs_origin_are_followed() {
+        let m = RedfishMeter::new(RedfishOptions {
+            url: "https://10.0.0.5:8443".into(),
+            username: "monitor".into(),
+            password: PasswordSource::Value(Secret::new("pw")),
+            ca_file: None,
+            insecure_skip_verify: true,
+            auth: Auth::Session,
+            chassis_id: None,
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(
+            m.url_of("/redfish/v1/Chassis/1").unwrap(),
+            "https://10.0.0.5:8443/redfish/v1/Chassis/1"
+        );
+        assert_eq!(
+            m.url_of("https://10.0.0.5:8443/redfish/v1/Chassis/1")
+                .unwrap(),
+            "https://10.0.0.5:8443/redfish/v1/Chassis/1"
+        );
+        for foreign in [
+            "https://10.0.0.6:8443/redfish/v1/Chassis/1",
+            "https://10.0.0.5/redfish/v1/Chassis/1",
+            "http://10.0.0.5:8443/redfish/v1/Chassis/1",
+            "//10.0.0.6/redfish/v1",
+            "evil.example/redfish/v1",
+            ".evil.example/x",
+        ] {
+            let e = m.url_of(foreign).unwrap_err();
+            assert!(
+                e.message.contains(foreign) && e.message.contains("not followed"),
+                "{foreign}: {e}"
+            );
+            // The choke point refuses it too, before any connection.
+            let f = m.call(Verb::Get, foreign, None).err().expect("refused");
+            assert!(f.error.message.contains("not followed"), "{}", f.error);
+        }
+        let e = m.url_of("https://admin:hunter2@10.0.0.6/x").unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{e}");
     }
 
     #[test]
