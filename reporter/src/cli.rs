@@ -10,6 +10,7 @@ use crate::model::{self, kwh, Options, Report, ScopeKind};
 use crate::period::{iso, Period};
 use crate::prom::{Client, ClientOptions};
 use crate::render::{self, format_num, Renderer};
+use crate::sent::SendRecord;
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,11 +39,20 @@ enum Cmd {
     /// One job's energy in the terminal, like Slurm's seff.
     Job { job_id: String },
     /// Mail each recipient of the config's `recipients` the report it is entitled to.
-    Email {
-        /// Write one .eml file per message into --out instead of sending.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Email(EmailArgs),
+}
+
+#[derive(Args, Debug)]
+struct EmailArgs {
+    /// Write one .eml file per message into --out instead of sending.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send every message again, also those the period's send record lists as delivered.
+    #[arg(long)]
+    resend: bool,
+    /// Folder of the send record (one file per period) [default: $STATE_DIRECTORY, else --out].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +83,10 @@ struct ConnArgs {
     /// 3600); must exceed the scrape interval.
     #[arg(long, global = true, default_value = "1h")]
     lookback: String,
+    /// The most one answer of the server may hold, in MiB, before the report fails naming the
+    /// query (at least 1) [default: 64, or the config's prometheus.max_answer_mib].
+    #[arg(long, global = true)]
+    max_answer_mib: Option<u64>,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     no_progress: bool,
@@ -184,6 +198,15 @@ fn timeout(flag: Option<f64>, config: Option<f64>) -> Result<Duration, Fail> {
     Ok(Duration::from_secs_f64(secs.max(1.0)))
 }
 
+/// The cap on one answer: the flag, else the config, else the default; at least 1 MiB.
+fn max_answer_mib(flag: Option<u64>, config: Option<u64>) -> Result<u64, Fail> {
+    // The config's value is checked when it is loaded.
+    match flag {
+        Some(0) => Err(usage("--max-answer-mib 0: give at least 1 (MiB)")),
+        f => Ok(f.or(config).unwrap_or(crate::prom::DEFAULT_MAX_ANSWER_MIB)),
+    }
+}
+
 fn now() -> i64 {
     // SOURCE_DATE_EPOCH pins "generated at" for reproducible output (golden files).
     if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
@@ -235,6 +258,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         attempts: cli.conn.attempts,
         backoff: Duration::from_millis(500),
         progress: !cli.conn.no_progress,
+        max_answer_mib: max_answer_mib(cli.conn.max_answer_mib, p.max_answer_mib)?,
     };
     let client = Client::new(&opts).map_err(|e| usage(e.to_string()))?;
     let renderer = Renderer::new(cli.out.templates.as_deref()).map_err(|e| usage(e.to_string()))?;
@@ -259,13 +283,13 @@ fn run(cli: Cli) -> Result<(), Fail> {
             };
             job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
         }
-        Some(Cmd::Email { dry_run }) => {
+        Some(Cmd::Email(args)) => {
             let period = period_arg(&cli.sel)?
                 .ok_or_else(|| usage("give the period: --month YYYY-MM or --from/--to"))?;
             let ds = Collector::new(&client, scope(period, None))
                 .dataset()
                 .map_err(runtime)?;
-            email(&cli, &cfg, &renderer, &ds, *dry_run)
+            email(&cli, &cfg, &renderer, &ds, &period, args)
         }
         None => {
             let period = period_arg(&cli.sel)?
@@ -396,36 +420,21 @@ fn report_files(
     Ok(files)
 }
 
-/// Writes every file to a temporary name in `dir`, then renames them all: a failure leaves no
-/// half-written report behind.
+/// Writes the files into `dir` safely (see [`crate::output`]).
 fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Fail> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| runtime(format!("cannot create {}: {e}", dir.display())))?;
-    let mut temps = Vec::new();
-    for (name, bytes) in files {
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        if let Err(e) = std::fs::write(&tmp, bytes) {
-            let _ = std::fs::remove_file(&tmp);
-            for t in &temps {
-                let _ = std::fs::remove_file(t);
-            }
-            return Err(runtime(format!("cannot write {}: {e}", tmp.display())));
-        }
-        temps.push(tmp);
-    }
-    for (tmp, (name, _)) in temps.iter().zip(files) {
-        std::fs::rename(tmp, dir.join(name))
-            .map_err(|e| runtime(format!("cannot rename {} to {name}: {e}", tmp.display())))?;
-    }
-    Ok(())
+    crate::output::write_files(dir, files).map_err(runtime)
 }
 
+/// Mails every recipient its report. Every address is attempted; those that failed are listed at
+/// the end (exit 1). Deliveries go into the period's send record (see [`crate::sent`]), so that a
+/// re-run sends only what was not delivered, unless `--resend`.
 fn email(
     cli: &Cli,
     cfg: &Config,
     renderer: &Renderer,
     ds: &Dataset,
-    dry_run: bool,
+    period: &Period,
+    args: &EmailArgs,
 ) -> Result<(), Fail> {
     let rc = &cfg.recipients;
     let mut sends: Vec<(ScopeKind, &Vec<String>)> = Vec::new();
@@ -443,6 +452,7 @@ fn email(
             "no recipients: add recipients.admins, recipients.projects or recipients.users to the config",
         ));
     }
+    let dry_run = args.dry_run;
     let transport = if dry_run {
         None
     } else {
@@ -452,45 +462,65 @@ fn email(
     if dry_run && out.is_none() {
         return Err(usage("--dry-run writes .eml files: give --out DIR"));
     }
+    let record_dir = record_dir(args.state_dir.as_deref(), out.as_deref(), dry_run);
+    let mut record = SendRecord::open(record_dir.as_deref(), period, cli.sel.cluster.as_deref())
+        .map_err(runtime)?;
+    if !dry_run {
+        record.save().map_err(runtime)?;
+    }
+    let shown = record
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if record_dir.is_none() && !dry_run {
+        eprintln!("joulebook-report: warning: no send record (give --state-dir DIR, or --out DIR): a re-run sends every message again");
+    }
     let mut eml = Vec::new();
+    let (mut failed, mut total) = (Vec::new(), 0);
     for (kind, to) in sends {
-        let report = build(cli, cfg, ds, kind.clone()).for_display();
-        let pngs = charts(&report)?;
-        let images: BTreeMap<String, String> = pngs
+        let name = stem(&kind);
+        let todo: Vec<&String> = to
             .iter()
-            .map(|(n, _)| (n.to_string(), format!("cid:{n}")))
+            .filter(|a| {
+                let done = !args.resend && record.contains(&name, a);
+                if done {
+                    println!(
+                        "already sent {name} to {a} (recorded in {shown}; --resend sends it again)"
+                    );
+                }
+                !done
+            })
             .collect();
-        let scope = match &kind {
-            ScopeKind::Cluster => cfg.site_name.clone(),
-            ScopeKind::Project(p) => format!("project {p}"),
-            ScopeKind::User(u) => format!("user {u}"),
+        total += todo.len();
+        if todo.is_empty() {
+            continue;
+        }
+        let rendered = match mail_of(cli, cfg, renderer, ds, &kind) {
+            Ok(r) => r,
+            Err(Fail(_, e)) => {
+                failed.extend(todo.iter().map(|a| format!("{name} to {a}: {e}")));
+                continue;
+            }
         };
-        let rendered = mail::Rendered {
-            subject: cfg
-                .smtp
-                .subject
-                .replace("{period}", &report.period.label)
-                .replace("{scope}", &scope),
-            html: renderer
-                .render(render::HTML, &report, &images)
-                .map_err(|e| usage(e.to_string()))?,
-            text: renderer
-                .render(render::TXT, &report, &images)
-                .map_err(|e| usage(e.to_string()))?,
-            images: pngs.into_iter().map(|(n, p)| (n.to_string(), p)).collect(),
-        };
-        for addr in to {
-            let msg =
-                mail::message(&cfg.smtp.from, addr, &rendered).map_err(|e| usage(e.to_string()))?;
-            match &transport {
-                Some(t) => {
-                    mail::send(t, &msg, &cfg.smtp.host).map_err(runtime)?;
-                    println!("sent {} to {addr}", stem(&kind));
+        for addr in todo {
+            let sent =
+                mail::message(&cfg.smtp.from, addr, &rendered).and_then(|msg| match &transport {
+                    Some(t) => mail::send(t, &msg, &cfg.smtp.host),
+                    None => {
+                        let file = format!("{name}-to-{}.eml", stem_addr(addr));
+                        eml.push((file, msg.formatted()));
+                        Ok(())
+                    }
+                });
+            match sent {
+                Err(e) => failed.push(format!("{name} to {addr}: {e}")),
+                Ok(()) if !dry_run => {
+                    println!("sent {name} to {addr}");
+                    record.add(&name, addr, now()).map_err(|e| {
+                        runtime(format!("{e}; stopped after sending {name} to {addr}, so that a re-run does not send the same messages twice"))
+                    })?;
                 }
-                None => {
-                    let name = format!("{}-to-{}.eml", stem(&kind), stem_addr(addr));
-                    eml.push((name, msg.formatted()));
-                }
+                Ok(()) => {}
             }
         }
     }
@@ -500,7 +530,65 @@ fn email(
             println!("{}", dir.join(name).display());
         }
     }
-    Ok(())
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(runtime(format!(
+        "{} of {total} messages not delivered{}:\n  {}",
+        failed.len(),
+        if record_dir.is_some() && !dry_run {
+            format!(" (the others were, recorded in {shown}: a re-run sends only these)")
+        } else {
+            String::new()
+        },
+        failed.join("\n  ")
+    )))
+}
+
+/// The send record's folder: `--state-dir`, else systemd's `$STATE_DIRECTORY` (the unit's
+/// `StateDirectory=`), else `--out` (not with `--dry-run`, whose `--out` is the outbox).
+fn record_dir(flag: Option<&Path>, out: Option<&Path>, dry_run: bool) -> Option<PathBuf> {
+    let systemd = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .filter(|p| !p.as_os_str().is_empty());
+    flag.map(Path::to_path_buf)
+        .or(systemd)
+        .or_else(|| out.filter(|_| !dry_run).map(Path::to_path_buf))
+}
+
+/// One scope's message, rendered once for all its addresses.
+fn mail_of(
+    cli: &Cli,
+    cfg: &Config,
+    renderer: &Renderer,
+    ds: &Dataset,
+    kind: &ScopeKind,
+) -> Result<mail::Rendered, Fail> {
+    let report = build(cli, cfg, ds, kind.clone()).for_display();
+    let pngs = charts(&report)?;
+    let images: BTreeMap<String, String> = pngs
+        .iter()
+        .map(|(n, _)| (n.to_string(), format!("cid:{n}")))
+        .collect();
+    let scope = match kind {
+        ScopeKind::Cluster => cfg.site_name.clone(),
+        ScopeKind::Project(p) => format!("project {p}"),
+        ScopeKind::User(u) => format!("user {u}"),
+    };
+    Ok(mail::Rendered {
+        subject: cfg
+            .smtp
+            .subject
+            .replace("{period}", &report.period.label)
+            .replace("{scope}", &scope),
+        html: renderer
+            .render(render::HTML, &report, &images)
+            .map_err(|e| usage(e.to_string()))?,
+        text: renderer
+            .render(render::TXT, &report, &images)
+            .map_err(|e| usage(e.to_string()))?,
+        images: pngs.into_iter().map(|(n, p)| (n.to_string(), p)).collect(),
+    })
 }
 
 fn stem_addr(a: &str) -> String {

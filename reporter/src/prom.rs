@@ -3,6 +3,13 @@
 //! PromQL does not fit comfortably in a URL), with basic or bearer authentication, a site CA for
 //! TLS, and retries with exponential backoff for what a retry can fix (connection refused,
 //! timeouts, 5xx, 429, answers cut short). Errors say what to check and name the query.
+//!
+//! Bounds on what a server (or the users whose job names it stores) can make the reporter hold:
+//! one answer is read as a stream and stops at `max_answer_bytes` (an error naming the query and
+//! the cap, not retried); the values of the descriptive labels in [`CAPPED`] are cut to
+//! [`MAX_LABEL_CHARS`] characters, the last one `…`, as they are read, so every format shows the
+//! cut value. Labels that identify series (cluster, instance, job_id, component...) are kept
+//! whole: queries are built from them and series are joined on them.
 
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -11,6 +18,42 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Default cap on one answer's size (after any decompression), in MiB: ten times the largest
+/// answer of the 80,000-job benchmark month (README), while four answers in flight stay within the
+/// report unit's `MemoryMax=1G`.
+pub const DEFAULT_MAX_ANSWER_MIB: u64 = 64;
+
+/// The longest value of a [`CAPPED`] label kept, in characters (Unicode scalar values), the
+/// ellipsis included.
+pub const MAX_LABEL_CHARS: usize = 256;
+
+/// What replaces the cut end of a label value.
+pub const ELLIPSIS: char = '…';
+
+/// Labels set by the job's owner or describing hardware, shown in reports and never used to
+/// build a query or to join series: cut to [`MAX_LABEL_CHARS`].
+pub const CAPPED: &[&str] = &[
+    "user",
+    "account",
+    "partition",
+    "job_name",
+    "model",
+    "scheduler",
+];
+
+/// `value` cut to at most `max` characters, the last being [`ELLIPSIS`] when anything was cut.
+pub fn cap_chars(value: String, max: usize) -> String {
+    match value.char_indices().nth(max.saturating_sub(1)) {
+        Some((i, _)) if value[i..].chars().nth(1).is_some() => {
+            let mut v = value;
+            v.truncate(i);
+            v.push(ELLIPSIS);
+            v
+        }
+        _ => value,
+    }
+}
 
 /// Labels of one series, sorted by name, without `__name__` (engines differ on which functions
 /// keep the metric name: Prometheus 2.x keeps it through `last_over_time` and drops it through
@@ -59,6 +102,11 @@ impl FromIterator<(String, String)> for Labels {
             .into_iter()
             .filter(|(k, _)| k != "__name__")
             .map(|(k, v)| {
+                let v = if CAPPED.contains(&k.as_str()) {
+                    cap_chars(v, MAX_LABEL_CHARS)
+                } else {
+                    v
+                };
                 let key = match KNOWN.iter().find(|n| **n == k) {
                     Some(n) => Cow::Borrowed(*n),
                     None => Cow::Owned(k),
@@ -128,6 +176,12 @@ pub enum PromError {
         detail: String,
         query: String,
     },
+    #[error("{url} answered more than {cap_mib} MiB to one query, the cap on one answer (--max-answer-mib, or prometheus.max_answer_mib in the config)\nquery: {query}\nRaise the cap if the cluster and the period are that large; otherwise check what the server stores (series with huge label values?).")]
+    TooLarge {
+        url: String,
+        cap_mib: u64,
+        query: String,
+    },
     #[error("{url} refused the credentials (HTTP {status}). Check --basic-auth-user/--basic-auth-password-file or --bearer-token-file.")]
     Auth { url: String, status: u16 },
     #[error("the server rejected a query ({kind}): {message}\nquery: {query}")]
@@ -159,6 +213,8 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Show a progress line on stderr (only honoured when stderr is a terminal).
     pub progress: bool,
+    /// The most one answer may hold, in MiB (0: [`DEFAULT_MAX_ANSWER_MIB`]).
+    pub max_answer_mib: u64,
 }
 
 pub struct Client {
@@ -168,6 +224,7 @@ pub struct Client {
     auth: Option<String>,
     attempts: u32,
     backoff: Duration,
+    max_answer_mib: u64,
     progress: Progress,
     /// `JOULEBOOK_REPORT_TRACE=1`: print each query with its time and size on stderr.
     trace: bool,
@@ -247,6 +304,11 @@ impl Client {
             auth,
             attempts: o.attempts.max(1),
             backoff: o.backoff,
+            max_answer_mib: if o.max_answer_mib == 0 {
+                DEFAULT_MAX_ANSWER_MIB
+            } else {
+                o.max_answer_mib
+            },
             progress: Progress::new(o.progress && std::io::stderr().is_terminal()),
             trace: std::env::var_os("JOULEBOOK_REPORT_TRACE").is_some_and(|v| v == "1"),
         })
@@ -304,11 +366,11 @@ impl Client {
             }
             let started = std::time::Instant::now();
             match self.try_query(&url, query, time) {
-                Ok(d) => {
+                Ok((d, bytes)) => {
                     self.progress.done();
                     if self.trace {
                         eprintln!(
-                            "query {:.2} s, {} rows: {query}",
+                            "query {:.2} s, {} rows, {bytes} bytes: {query}",
                             started.elapsed().as_secs_f64(),
                             d.rows()
                         );
@@ -341,7 +403,8 @@ impl Client {
         })
     }
 
-    fn try_query(&self, url: &str, query: &str, time: i64) -> Result<Data, Attempt> {
+    /// One attempt: the answer and its size in bytes.
+    fn try_query(&self, url: &str, query: &str, time: i64) -> Result<(Data, u64), Attempt> {
         let mut req = self.agent.post(url);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
@@ -366,8 +429,9 @@ impl Client {
             // that is a query error (e.g. 422 is not here) is still worth one more try.
             return Err(Attempt::Retry(Retry::Other(format!("HTTP {status}"))));
         }
+        let cap = self.max_answer_mib.saturating_mul(1 << 20);
         let mut body = Counted {
-            inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
+            inner: resp.body_mut().with_config().limit(cap).reader(),
             bytes: 0,
         };
         let parsed: Result<Envelope, _> =
@@ -377,7 +441,7 @@ impl Client {
                 status: s,
                 data: Some(d),
                 ..
-            }) if s == "success" => Ok(d),
+            }) if s == "success" => Ok((d, body.bytes)),
             Ok(env) => Err(Attempt::Fatal(PromError::Query {
                 kind: env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
                 message: env.error.unwrap_or_default(),
@@ -387,6 +451,13 @@ impl Client {
                 // The body's reader wraps ureq's errors (the global timeout) in io::Error.
                 let io: std::io::Error = e.into();
                 Err(Attempt::Retry(match ureq::Error::from(io) {
+                    ureq::Error::BodyExceedsLimit(_) => {
+                        return Err(Attempt::Fatal(PromError::TooLarge {
+                            url: self.base.clone(),
+                            cap_mib: self.max_answer_mib,
+                            query: query.into(),
+                        }))
+                    }
                     e if timed_out(&e) => Retry::Timeout,
                     ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                         Retry::Cut(format!(
@@ -564,6 +635,24 @@ mod tests {
         assert_eq!(l.get("__name__"), None);
         let keys: Vec<&str> = l.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["instance", "job_id", "zz"]);
+    }
+
+    #[test]
+    fn descriptive_labels_are_capped_with_an_ellipsis_identity_labels_kept() {
+        let long = "é".repeat(10_000);
+        let json = serde_json::json!({"job_name": long, "user": "bob", "instance": long,
+            "account": "x".repeat(MAX_LABEL_CHARS)});
+        let l: Labels = serde_json::from_value(json).unwrap();
+        let name = l.get("job_name").unwrap();
+        assert_eq!(name.chars().count(), MAX_LABEL_CHARS);
+        assert!(name.ends_with('…') && name.starts_with("éé"), "{name}");
+        assert_eq!(l.get("user"), Some("bob"));
+        // Exactly the cap: kept as it is.
+        assert_eq!(l.get("account").unwrap(), "x".repeat(MAX_LABEL_CHARS));
+        assert_eq!(l.get("instance").unwrap().chars().count(), 10_000);
+        assert_eq!(cap_chars("abcd".into(), 3), "ab…");
+        assert_eq!(cap_chars("abc".into(), 3), "abc");
+        assert_eq!(cap_chars(String::new(), 3), "");
     }
 
     #[test]
