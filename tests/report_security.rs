@@ -95,10 +95,12 @@ fn links_planted_at_temporary_names_are_not_followed() {
         "--out",
         &out.path().to_string_lossy(),
     ]);
-    assert_eq!(
-        std::fs::read_to_string(&victim).expect("victim"),
-        "ssh-ed25519 AAAA admin\n",
-        "the reporter wrote through a planted link; {}",
+    let after = std::fs::read_to_string(&victim).expect("victim");
+    assert!(
+        after == "ssh-ed25519 AAAA admin\n",
+        "the reporter wrote through a planted link: the target now holds {} bytes starting {:?}; {}",
+        after.len(),
+        after.chars().take(80).collect::<String>(),
         text(&o)
     );
     ok(&o);
@@ -297,7 +299,7 @@ fn a_huge_answer_fails_at_the_cap_with_bounded_memory() {
             "{how}: the server got {read} bytes out"
         );
         assert!(
-            rss_kib < 120 * 1024,
+            rss_kib < 64 * 1024,
             "{how}: peak resident memory {rss_kib} KiB for a cap of {cap_mib} MiB"
         );
         eprintln!("{how}: cap {cap_mib} MiB, server sent {read} bytes, peak RSS {rss_kib} KiB");
@@ -334,7 +336,12 @@ fn long_label_values_are_cut_in_every_format() {
         .find(|j| j["job_id"] == "1001")
         .expect("job 1001");
     let name = job["name"].as_str().expect("a name");
-    assert_eq!(name.chars().count(), 256, "{name}");
+    assert_eq!(
+        name.chars().count(),
+        256,
+        "job 1001's name, starting {:?}",
+        name.chars().take(40).collect::<String>()
+    );
     assert!(name.starts_with("train-final-xxx") && name.ends_with('…'));
     let run_of_x = "x".repeat(300);
     for f in ["report.json", "report.md", "report.html"] {
@@ -356,10 +363,11 @@ fn long_label_values_are_cut_in_every_format() {
         .find(|l| l.starts_with("Name:"))
         .expect("a Name line");
     assert!(
-        line.contains(&format!("train-final-{}…", "x".repeat(256 - 13))),
-        "{line}"
+        line.contains(&format!("train-final-{}…", "x".repeat(256 - 13)))
+            && !line.contains(&run_of_x),
+        "the Name line is {} characters long",
+        line.chars().count()
     );
-    assert!(!line.contains(&run_of_x), "{line}");
 }
 
 /// The config of the mail test: four reports, five addresses.
