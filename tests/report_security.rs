@@ -207,6 +207,8 @@ fn huge_answer_server(total: u64) -> (String, Arc<Seen>) {
 
 /// Runs the reporter and reaps it with wait4: its output, exit code and peak resident memory
 /// (KiB). Killed if still running after `limit`.
+// Reaped by wait4 below, which std's `Child` cannot do (it gives no resource usage).
+#[allow(clippy::zombie_processes)]
 fn run_measured(args: &[&str], limit: Duration) -> (Output, u64) {
     let mut child = reporter()
         .args(args)
@@ -237,6 +239,7 @@ fn run_measured(args: &[&str], limit: Duration) -> (Output, u64) {
         }
         if started.elapsed() > limit {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("joulebook-report still running after {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));

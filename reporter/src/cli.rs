@@ -84,7 +84,7 @@ struct ConnArgs {
     #[arg(long, global = true, default_value = "1h")]
     lookback: String,
     /// The most one answer of the server may hold, in MiB, before the report fails naming the
-    /// query (at least 1) [default: 64, or the config's prometheus.max_answer_mib].
+    /// query (at least 1) [default: 128, or the config's prometheus.max_answer_mib].
     #[arg(long, global = true)]
     max_answer_mib: Option<u64>,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
@@ -817,5 +817,16 @@ mod tests {
             "report-user-.._a_b"
         );
         assert_eq!(stem(&ScopeKind::Cluster), "report");
+    }
+
+    #[test]
+    fn answer_cap_flag_wins_over_config_then_default() {
+        let cap = |f, c| max_answer_mib(f, c).map_err(|Fail(code, m)| (code, m));
+        assert_eq!(cap(None, None), Ok(crate::prom::DEFAULT_MAX_ANSWER_MIB));
+        assert_eq!(cap(None, Some(512)), Ok(512));
+        assert_eq!(cap(Some(8), Some(512)), Ok(8));
+        let (code, msg) = cap(Some(0), None).unwrap_err();
+        assert_eq!(code, 2);
+        assert!(msg.starts_with("--max-answer-mib 0"), "{msg}");
     }
 }
