@@ -84,7 +84,7 @@ struct ConnArgs {
     #[arg(long, global = true, default_value = "1h")]
     lookback: String,
     /// The most one answer of the server may hold, in MiB, before the report fails naming the
-    /// query (at least 1) [default: 128, or the config's prometheus.max_answer_mib].
+    /// query (at least 1) [default: 64, or the config's prometheus.max_answer_mib].
     #[arg(long, global = true)]
     max_answer_mib: Option<u64>,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
