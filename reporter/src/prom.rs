@@ -5,8 +5,9 @@
 //! timeouts, 5xx, 429, answers cut short). Errors say what to check and name the query.
 //!
 //! Bounds on what a server (or the users whose job names it stores) can make the reporter hold:
-//! one answer is read as a stream and stops at `max_answer_bytes` (an error naming the query and
-//! the cap, not retried); the values of the descriptive labels in [`CAPPED`] are cut to
+//! one answer is read as a stream and stops at `max_answer_mib` (an error naming the query and
+//! the cap, not retried), and what it holds once parsed is counted as it is read (series, labels,
+//! samples: [`charge`]) and stops at [`PARSED_FACTOR`] times that, whatever its shape; the values of the descriptive labels in [`CAPPED`] are cut to
 //! [`MAX_LABEL_CHARS`] characters, the last one `…`, as they are read, so every format shows the
 //! cut value. Labels that identify series (cluster, instance, job_id, component...) are kept
 //! whole: queries are built from them and series are joined on them.
@@ -19,12 +20,60 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// What one answer may take in memory once parsed, in multiples of the cap on its size: a
+/// job-energy row of 125 bytes takes about 360 once parsed, so such answers meet the size cap
+/// first, while rows that take more room than their text (short values, dozens of empty labels)
+/// are stopped by this one.
+pub const PARSED_FACTOR: u64 = 3;
+
+/// Estimated bytes of memory of one series, one label and one sample once parsed (the structs,
+/// the pointers and the allocator's overhead; a label's value and an unknown name add their
+/// length).
+const SERIES_COST: u64 = 64;
+const LABEL_COST: u64 = 64;
+const SAMPLE_COST: u64 = 16;
+
+/// The message of the serde error that stops a parse over its budget.
+const OVER_BUDGET: &str = "the answer takes more memory than its budget once parsed";
+
+thread_local! {
+    /// Estimated bytes the answer being parsed on this thread may still take; [`u64::MAX`] when
+    /// no answer is being parsed (tests deserializing labels directly).
+    static BUDGET: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// Counts `bytes` against the budget of the answer being parsed on this thread.
+fn charge<E: serde::de::Error>(bytes: u64) -> Result<(), E> {
+    BUDGET.with(|b| match b.get().checked_sub(bytes) {
+        Some(left) => {
+            b.set(left);
+            Ok(())
+        }
+        None => Err(E::custom(OVER_BUDGET)),
+    })
+}
+
+/// Sets this thread's parse budget for as long as it lives.
+struct Budget;
+
+impl Budget {
+    fn set(bytes: u64) -> Budget {
+        BUDGET.with(|b| b.set(bytes));
+        Budget
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        BUDGET.with(|b| b.set(u64::MAX));
+    }
+}
+
 /// Default cap on one answer's size (after any decompression), in MiB. The largest answer of the
 /// 80,000-job benchmark month is about 40 MB (the job-energy query: 317,000 rows of about 125
-/// bytes); an answer of the smallest rows takes about 3 times the cap once parsed (210 MB
-/// measured), so the 4 queries in flight by default stay under the report unit's `MemoryMax=1G`,
-/// which a month with larger answers would exceed anyway (the benchmark peaked at 448 MB). Rows
-/// crafted with dozens of empty labels take about 9 times (reporter/README.md, Security notes).
+/// bytes); with [`PARSED_FACTOR`], 4 answers in flight (the default `--parallelism`) stay under
+/// the report unit's `MemoryMax=1G`, which a month with larger answers would exceed anyway (the
+/// benchmark peaked at 448 MB).
 pub const DEFAULT_MAX_ANSWER_MIB: u64 = 64;
 
 /// The longest value of a [`CAPPED`] label kept, in characters (Unicode scalar values), the
@@ -132,8 +181,20 @@ impl<'de> Deserialize<'de> for Labels {
                 f.write_str("a map of label names to values")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Labels, A::Error> {
+                charge(SERIES_COST)?;
                 let mut pairs = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    let name = if KNOWN.contains(&k.as_str()) {
+                        0
+                    } else {
+                        k.len()
+                    };
+                    let value = if CAPPED.contains(&k.as_str()) {
+                        v.len().min(4 * MAX_LABEL_CHARS)
+                    } else {
+                        v.len()
+                    };
+                    charge(LABEL_COST + (name + value) as u64)?;
                     pairs.push((k, v));
                 }
                 Ok(pairs.into_iter().collect())
@@ -179,7 +240,7 @@ pub enum PromError {
         detail: String,
         query: String,
     },
-    #[error("{url} answered more than {cap_mib} MiB to one query, the cap on one answer (--max-answer-mib, or prometheus.max_answer_mib in the config)\nquery: {query}\nRaise the cap if the cluster and the period are that large; otherwise check what the server stores (series with huge label values?).")]
+    #[error("{url} answered more than {cap_mib} MiB to one query (or rows that take more than {} MiB once read), the cap on one answer (--max-answer-mib, or prometheus.max_answer_mib in the config)\nquery: {query}\nRaise the cap if the cluster and the period are that large; otherwise check what the server stores (series with huge label values?).", .cap_mib * PARSED_FACTOR)]
     TooLarge {
         url: String,
         cap_mib: u64,
@@ -329,10 +390,10 @@ impl Client {
                 .into_iter()
                 .map(|r| Sample {
                     labels: r.metric,
-                    value: parse_value(&r.value.1),
+                    value: r.value.1 .0,
                 })
                 .collect()),
-            Data::Scalar(_) | Data::Matrix(_) | Data::String(_) => Err(PromError::Query {
+            Data::Scalar | Data::Matrix(_) | Data::String => Err(PromError::Query {
                 kind: "unexpected result type".into(),
                 message: "expected an instant vector".into(),
                 query: query.into(),
@@ -347,7 +408,8 @@ impl Client {
                 .into_iter()
                 .map(|r| Series {
                     labels: r.metric,
-                    samples: r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect(),
+                    // Same size: collected in place, no second allocation.
+                    samples: r.values.into_iter().map(|(t, v)| (t, v.0)).collect(),
                 })
                 .collect()),
             _ => Err(PromError::Query {
@@ -433,6 +495,14 @@ impl Client {
             return Err(Attempt::Retry(Retry::Other(format!("HTTP {status}"))));
         }
         let cap = self.max_answer_mib.saturating_mul(1 << 20);
+        let _budget = Budget::set(cap.saturating_mul(PARSED_FACTOR));
+        let too_large = || {
+            Attempt::Fatal(PromError::TooLarge {
+                url: self.base.clone(),
+                cap_mib: self.max_answer_mib,
+                query: query.into(),
+            })
+        };
         let mut body = Counted {
             inner: resp.body_mut().with_config().limit(cap).reader(),
             bytes: 0,
@@ -454,13 +524,7 @@ impl Client {
                 // The body's reader wraps ureq's errors (the global timeout) in io::Error.
                 let io: std::io::Error = e.into();
                 Err(Attempt::Retry(match ureq::Error::from(io) {
-                    ureq::Error::BodyExceedsLimit(_) => {
-                        return Err(Attempt::Fatal(PromError::TooLarge {
-                            url: self.base.clone(),
-                            cap_mib: self.max_answer_mib,
-                            query: query.into(),
-                        }))
-                    }
+                    ureq::Error::BodyExceedsLimit(_) => return Err(too_large()),
                     e if timed_out(&e) => Retry::Timeout,
                     ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                         Retry::Cut(format!(
@@ -471,6 +535,7 @@ impl Client {
                     other => Retry::Other(format!("reading the answer: {other}")),
                 }))
             }
+            Err(e) if e.is_data() && e.to_string().starts_with(OVER_BUDGET) => Err(too_large()),
             // A complete body that ends inside the JSON: cut by the server or a proxy.
             Err(e) if e.is_eof() => Err(Attempt::Retry(Retry::Cut(format!(
                 "HTTP {status}, the JSON stops after {} bytes: {e}",
@@ -538,15 +603,67 @@ struct Envelope {
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+/// The `data` of an answer. Read by hand rather than as serde's adjacently tagged enum, which
+/// would buffer a `result` found before its `resultType` whole, outside the parse budget: here
+/// that order is an error (Prometheus and VictoriaMetrics write the type first).
 enum Data {
     Vector(Vec<VectorRow>),
     Matrix(Vec<MatrixRow>),
-    #[allow(dead_code)]
-    Scalar(serde_json::Value),
-    #[allow(dead_code)]
-    String(serde_json::Value),
+    /// Skipped, never kept: the reporter asks for vectors and matrices only.
+    Scalar,
+    String,
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
+        use serde::de::{Error, IgnoredAny};
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Data;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with resultType and result")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Data, A::Error> {
+                let mut kind: Option<String> = None;
+                let mut data = None;
+                while let Some(key) = m.next_key::<String>()? {
+                    match key.as_str() {
+                        "resultType" => kind = Some(m.next_value()?),
+                        "result" => {
+                            data = Some(match kind.as_deref() {
+                                Some("vector") => Data::Vector(m.next_value()?),
+                                Some("matrix") => Data::Matrix(m.next_value()?),
+                                Some("scalar") => {
+                                    m.next_value::<IgnoredAny>()?;
+                                    Data::Scalar
+                                }
+                                Some("string") => {
+                                    m.next_value::<IgnoredAny>()?;
+                                    Data::String
+                                }
+                                Some(other) => {
+                                    return Err(A::Error::unknown_variant(
+                                        other,
+                                        &["vector", "matrix", "scalar", "string"],
+                                    ))
+                                }
+                                None => {
+                                    return Err(A::Error::custom(
+                                        "\"result\" comes before \"resultType\"",
+                                    ))
+                                }
+                            })
+                        }
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                data.ok_or_else(|| A::Error::missing_field("result"))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl Data {
@@ -554,7 +671,7 @@ impl Data {
         match self {
             Data::Vector(v) => v.len(),
             Data::Matrix(m) => m.len(),
-            Data::Scalar(_) | Data::String(_) => 1,
+            Data::Scalar | Data::String => 1,
         }
     }
 }
@@ -562,13 +679,34 @@ impl Data {
 #[derive(Deserialize)]
 struct VectorRow {
     metric: Labels,
-    value: (f64, String),
+    value: (f64, Num),
 }
 
 #[derive(Deserialize)]
 struct MatrixRow {
     metric: Labels,
-    values: Vec<(f64, String)>,
+    values: Vec<(f64, Num)>,
+}
+
+/// A sample's value, written by Prometheus as a string ("1.5", "+Inf", "NaN"), parsed as it is
+/// read: no string is kept, and each one counts against the parse budget.
+struct Num(f64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sample value (a string such as \"1.5\" or \"+Inf\")")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Num, E> {
+                charge(SAMPLE_COST)?;
+                Ok(Num(parse_value(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// A one-line progress counter on stderr ("queries 12/40: job energy"), shown only on a terminal
@@ -656,6 +794,48 @@ mod tests {
         assert_eq!(cap_chars("abcd".into(), 3), "ab…");
         assert_eq!(cap_chars("abc".into(), 3), "abc");
         assert_eq!(cap_chars(String::new(), 3), "");
+    }
+
+    /// What an answer holds once parsed is bounded whatever its shape: rows of empty labels
+    /// (tiny text, large in memory) stop at the budget; an ordinary answer passes; a `result`
+    /// before its `resultType` is refused instead of buffered.
+    #[test]
+    fn parsing_is_bounded_by_the_budget() {
+        let rows = |labels: usize, n: usize| {
+            let metric: Vec<String> = (0..labels).map(|i| format!("\"l{i}\":\"\"")).collect();
+            let row = format!(
+                "{{\"metric\":{{{}}},\"value\":[1,\"2.5\"]}}",
+                metric.join(",")
+            );
+            format!(
+                "{{\"resultType\":\"vector\",\"result\":[{}]}}",
+                vec![row; n].join(",")
+            )
+        };
+        let text = rows(30, 1000);
+        let parse = |budget: u64, t: &str| {
+            let _b = Budget::set(budget);
+            serde_json::from_str::<Data>(t)
+        };
+        // About 300 bytes of text a row, about 2,000 bytes of memory.
+        let e = parse(3 * text.len() as u64, &text).err().unwrap();
+        assert!(e.is_data() && e.to_string().starts_with(OVER_BUDGET), "{e}");
+        let Ok(Data::Vector(v)) = parse(u64::MAX, &text) else {
+            panic!("no vector")
+        };
+        assert_eq!((v.len(), v[0].value.1 .0), (1000, 2.5));
+        // The benchmark's job-energy rows: 125 bytes of text, about 360 of memory.
+        let row = r#"{"metric":{"cluster":"big","component":"cpu","instance":"node123:9977","job_id":"12345"},"value":[1793491200,"1234567.891"]}"#;
+        let ordinary = format!(
+            "{{\"resultType\":\"vector\",\"result\":[{}]}}",
+            vec![row; 1000].join(",")
+        );
+        assert!(parse(PARSED_FACTOR * ordinary.len() as u64, &ordinary).is_ok());
+        // The budget is this thread's for the parse only.
+        assert_eq!(BUDGET.with(|b| b.get()), u64::MAX);
+        let reversed = r#"{"result":[],"resultType":"vector"}"#;
+        let e = parse(u64::MAX, reversed).err().unwrap();
+        assert!(e.to_string().contains("before"), "{e}");
     }
 
     #[test]
