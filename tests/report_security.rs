@@ -334,6 +334,45 @@ fn a_huge_answer_fails_at_the_cap_with_bounded_memory() {
     }
 }
 
+/// A server whose error message is 1 MiB long: the reporter shows the start of it, not the page.
+#[test]
+fn a_huge_error_message_is_cut() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let body = format!(
+            "{{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"{}\"}}",
+            "e".repeat(1 << 20)
+        );
+        for mut conn in listener.incoming().flatten() {
+            read_request(&mut conn);
+            let head = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(body.as_bytes());
+        }
+    });
+    let out = tempfile::tempdir().expect("out");
+    let o = run(&[
+        "--prometheus",
+        &url,
+        "--month",
+        "2026-10",
+        "--out",
+        &out.path().to_string_lossy(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", err.len());
+    assert!(
+        err.contains("rejected a query (bad_data): eeee") && err.contains("e…"),
+        "{}",
+        err.chars().take(300).collect::<String>()
+    );
+    assert!(err.len() < 4096, "{} bytes of error", err.len());
+}
+
 /// A job name of 10,000 characters stored in a real Prometheus: every format shows it cut to
 /// 256 characters ending in `…`, and so does the `job` subcommand.
 #[test]

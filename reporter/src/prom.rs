@@ -516,8 +516,12 @@ impl Client {
                 ..
             }) if s == "success" => Ok((d, body.bytes)),
             Ok(env) => Err(Attempt::Fatal(PromError::Query {
-                kind: env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
-                message: env.error.unwrap_or_default(),
+                kind: cap_chars(
+                    env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+                    MAX_LABEL_CHARS,
+                ),
+                // The server's own words, but not a page of them.
+                message: cap_chars(env.error.unwrap_or_default(), 2 * MAX_LABEL_CHARS),
                 query: query.into(),
             })),
             Err(e) if e.is_io() => {
