@@ -588,6 +588,8 @@ fn report_timer_mails_the_previous_month_on_the_first() {
     );
     assert_eq!(one(&s, "Service", "DynamicUser"), "yes");
     assert_eq!(one(&s, "Service", "CapabilityBoundingSet"), "");
+    // The send record of `email` (tests/report_security.rs reads it through $STATE_DIRECTORY).
+    assert_eq!(one(&s, "Service", "StateDirectory"), "joulebook-report");
 }
 
 /// systemd's own checks, on copies of the units whose ExecStart names the built binaries (it

@@ -11,6 +11,7 @@ pub mod promql;
 pub mod redfish_server;
 pub mod scenario;
 pub mod slurm;
+pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -288,6 +289,16 @@ impl Drop for Exporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `joulebook-report` with the reproducible "generated at" time of the golden files and without
+/// a server URL from the environment: add the arguments and run it.
+pub fn reporter() -> Command {
+    let mut c = Command::new(binary("joulebook-report"));
+    c.env("SOURCE_DATE_EPOCH", "1793491200")
+        .env_remove("JOULEBOOK_PROMETHEUS_URL")
+        .env_remove("STATE_DIRECTORY");
+    c
 }
 
 /// Parsed samples of the classic text format: `name{labels}` (as written) → value.

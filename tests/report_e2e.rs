@@ -8,6 +8,7 @@
 
 use joulebook_tests::prometheus::{backfill_openmetrics, VictoriaMetrics};
 use joulebook_tests::scenario::{self, Scenario};
+use joulebook_tests::smtp::SmtpSink;
 use joulebook_tests::{binary, free_port, http_get, repo_root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -477,30 +478,9 @@ fn screenshot(html: &Path, png: &Path) {
 }
 
 fn mail_to_smtp(prom_url: &str) {
-    let python = ["python3", "/usr/bin/python3"]
-        .into_iter()
-        .find(|p| Command::new(p).args(["-c", "import aiosmtpd"]).output().is_ok_and(|o| o.status.success()))
-        .unwrap_or_else(|| panic!("no python3 with aiosmtpd: install Debian's `python3-aiosmtpd` (scripts/install-test-deps)"));
+    let sink = SmtpSink::start(&[]);
+    let port = sink.port;
     let dir = tempfile::tempdir().expect("smtp dir");
-    let port = free_port();
-    let maildir = dir.path().join("received");
-    std::fs::create_dir_all(&maildir).expect("mkdir");
-    let mut child = Command::new(python)
-        .arg(repo_root().join("tests/fixtures/smtp_sink.py"))
-        .arg(port.to_string())
-        .arg(&maildir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start smtp sink");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "SMTP server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let cfg = dir.path().join("site.yaml");
     std::fs::write(
         &cfg,
@@ -518,8 +498,6 @@ fn mail_to_smtp(prom_url: &str) {
         &cfg.to_string_lossy(),
         "email",
     ]);
-    let _ = child.kill();
-    let _ = child.wait();
     ok(&o);
     // --dry-run writes the same messages as .eml files and sends nothing.
     let outbox = dir.path().join("outbox");
@@ -549,20 +527,7 @@ fn mail_to_smtp(prom_url: &str) {
             "report-user-alice-to-alice_example.org.eml"
         ]
     );
-    let mut msgs: Vec<(String, String)> = std::fs::read_dir(&maildir)
-        .expect("maildir")
-        .flatten()
-        .map(|e| {
-            let text = std::fs::read_to_string(e.path()).expect("message");
-            let to = text
-                .lines()
-                .find_map(|l| l.strip_prefix("X-RcptTo: "))
-                .unwrap_or_default()
-                .to_string();
-            (to, text)
-        })
-        .collect();
-    msgs.sort();
+    let msgs = sink.received();
     let to: Vec<&str> = msgs.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         to,

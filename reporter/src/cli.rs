@@ -5,7 +5,6 @@
 use crate::collect::{Collector, Scope};
 use crate::config::Config;
 use crate::data::Dataset;
-use crate::mail;
 use crate::model::{self, kwh, Options, Report, ScopeKind};
 use crate::period::{iso, Period};
 use crate::prom::{Client, ClientOptions};
@@ -14,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod email;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,11 +39,20 @@ enum Cmd {
     /// One job's energy in the terminal, like Slurm's seff.
     Job { job_id: String },
     /// Mail each recipient of the config's `recipients` the report it is entitled to.
-    Email {
-        /// Write one .eml file per message into --out instead of sending.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Email(EmailArgs),
+}
+
+#[derive(Args, Debug)]
+struct EmailArgs {
+    /// Write one .eml file per message into --out instead of sending.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send every message again, also those the period's send record lists as delivered.
+    #[arg(long)]
+    resend: bool,
+    /// Folder of the send record (one file per period) [default: $STATE_DIRECTORY, else --out].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +83,10 @@ struct ConnArgs {
     /// 3600); must exceed the scrape interval.
     #[arg(long, global = true, default_value = "1h")]
     lookback: String,
+    /// The most one answer of the server may hold, in MiB, before the report fails naming the
+    /// query (at least 1) [default: 64, or the config's prometheus.max_answer_mib].
+    #[arg(long, global = true)]
+    max_answer_mib: Option<u64>,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     no_progress: bool,
@@ -184,6 +198,15 @@ fn timeout(flag: Option<f64>, config: Option<f64>) -> Result<Duration, Fail> {
     Ok(Duration::from_secs_f64(secs.max(1.0)))
 }
 
+/// The cap on one answer: the flag, else the config, else the default; at least 1 MiB.
+fn max_answer_mib(flag: Option<u64>, config: Option<u64>) -> Result<u64, Fail> {
+    // The config's value is checked when it is loaded.
+    match flag {
+        Some(0) => Err(usage("--max-answer-mib 0: give at least 1 (MiB)")),
+        f => Ok(f.or(config).unwrap_or(crate::prom::DEFAULT_MAX_ANSWER_MIB)),
+    }
+}
+
 fn now() -> i64 {
     // SOURCE_DATE_EPOCH pins "generated at" for reproducible output (golden files).
     if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
@@ -235,6 +258,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         attempts: cli.conn.attempts,
         backoff: Duration::from_millis(500),
         progress: !cli.conn.no_progress,
+        max_answer_mib: max_answer_mib(cli.conn.max_answer_mib, p.max_answer_mib)?,
     };
     let client = Client::new(&opts).map_err(|e| usage(e.to_string()))?;
     let renderer = Renderer::new(cli.out.templates.as_deref()).map_err(|e| usage(e.to_string()))?;
@@ -259,13 +283,13 @@ fn run(cli: Cli) -> Result<(), Fail> {
             };
             job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
         }
-        Some(Cmd::Email { dry_run }) => {
+        Some(Cmd::Email(args)) => {
             let period = period_arg(&cli.sel)?
                 .ok_or_else(|| usage("give the period: --month YYYY-MM or --from/--to"))?;
             let ds = Collector::new(&client, scope(period, None))
                 .dataset()
                 .map_err(runtime)?;
-            email(&cli, &cfg, &renderer, &ds, *dry_run)
+            email::send_all(&cli, &cfg, &renderer, &ds, &period, args)
         }
         None => {
             let period = period_arg(&cli.sel)?
@@ -396,123 +420,9 @@ fn report_files(
     Ok(files)
 }
 
-/// Writes every file to a temporary name in `dir`, then renames them all: a failure leaves no
-/// half-written report behind.
+/// Writes the files into `dir` safely (see [`crate::output`]).
 fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Fail> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| runtime(format!("cannot create {}: {e}", dir.display())))?;
-    let mut temps = Vec::new();
-    for (name, bytes) in files {
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        if let Err(e) = std::fs::write(&tmp, bytes) {
-            let _ = std::fs::remove_file(&tmp);
-            for t in &temps {
-                let _ = std::fs::remove_file(t);
-            }
-            return Err(runtime(format!("cannot write {}: {e}", tmp.display())));
-        }
-        temps.push(tmp);
-    }
-    for (tmp, (name, _)) in temps.iter().zip(files) {
-        std::fs::rename(tmp, dir.join(name))
-            .map_err(|e| runtime(format!("cannot rename {} to {name}: {e}", tmp.display())))?;
-    }
-    Ok(())
-}
-
-fn email(
-    cli: &Cli,
-    cfg: &Config,
-    renderer: &Renderer,
-    ds: &Dataset,
-    dry_run: bool,
-) -> Result<(), Fail> {
-    let rc = &cfg.recipients;
-    let mut sends: Vec<(ScopeKind, &Vec<String>)> = Vec::new();
-    if !rc.admins.is_empty() {
-        sends.push((ScopeKind::Cluster, &rc.admins));
-    }
-    for (p, to) in &rc.projects {
-        sends.push((ScopeKind::Project(p.clone()), to));
-    }
-    for (u, to) in &rc.users {
-        sends.push((ScopeKind::User(u.clone()), to));
-    }
-    if sends.is_empty() {
-        return Err(usage(
-            "no recipients: add recipients.admins, recipients.projects or recipients.users to the config",
-        ));
-    }
-    let transport = if dry_run {
-        None
-    } else {
-        Some(mail::transport(&cfg.smtp).map_err(|e| usage(e.to_string()))?)
-    };
-    let out = cli.out.out.clone();
-    if dry_run && out.is_none() {
-        return Err(usage("--dry-run writes .eml files: give --out DIR"));
-    }
-    let mut eml = Vec::new();
-    for (kind, to) in sends {
-        let report = build(cli, cfg, ds, kind.clone()).for_display();
-        let pngs = charts(&report)?;
-        let images: BTreeMap<String, String> = pngs
-            .iter()
-            .map(|(n, _)| (n.to_string(), format!("cid:{n}")))
-            .collect();
-        let scope = match &kind {
-            ScopeKind::Cluster => cfg.site_name.clone(),
-            ScopeKind::Project(p) => format!("project {p}"),
-            ScopeKind::User(u) => format!("user {u}"),
-        };
-        let rendered = mail::Rendered {
-            subject: cfg
-                .smtp
-                .subject
-                .replace("{period}", &report.period.label)
-                .replace("{scope}", &scope),
-            html: renderer
-                .render(render::HTML, &report, &images)
-                .map_err(|e| usage(e.to_string()))?,
-            text: renderer
-                .render(render::TXT, &report, &images)
-                .map_err(|e| usage(e.to_string()))?,
-            images: pngs.into_iter().map(|(n, p)| (n.to_string(), p)).collect(),
-        };
-        for addr in to {
-            let msg =
-                mail::message(&cfg.smtp.from, addr, &rendered).map_err(|e| usage(e.to_string()))?;
-            match &transport {
-                Some(t) => {
-                    mail::send(t, &msg, &cfg.smtp.host).map_err(runtime)?;
-                    println!("sent {} to {addr}", stem(&kind));
-                }
-                None => {
-                    let name = format!("{}-to-{}.eml", stem(&kind), stem_addr(addr));
-                    eml.push((name, msg.formatted()));
-                }
-            }
-        }
-    }
-    if let Some(dir) = out.filter(|_| dry_run) {
-        write_all(&dir, &eml)?;
-        for (name, _) in &eml {
-            println!("{}", dir.join(name).display());
-        }
-    }
-    Ok(())
-}
-
-fn stem_addr(a: &str) -> String {
-    a.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::output::write_files(dir, files).map_err(runtime)
 }
 
 fn job_summary(client: &Client, scope: Scope, cfg: &Config, job_id: &str) -> Result<(), Fail> {
@@ -729,5 +639,16 @@ mod tests {
             "report-user-.._a_b"
         );
         assert_eq!(stem(&ScopeKind::Cluster), "report");
+    }
+
+    #[test]
+    fn answer_cap_flag_wins_over_config_then_default() {
+        let cap = |f, c| max_answer_mib(f, c).map_err(|Fail(code, m)| (code, m));
+        assert_eq!(cap(None, None), Ok(crate::prom::DEFAULT_MAX_ANSWER_MIB));
+        assert_eq!(cap(None, Some(512)), Ok(512));
+        assert_eq!(cap(Some(8), Some(512)), Ok(8));
+        let (code, msg) = cap(Some(0), None).unwrap_err();
+        assert_eq!(code, 2);
+        assert!(msg.starts_with("--max-answer-mib 0"), "{msg}");
     }
 }

@@ -169,6 +169,8 @@ pub struct PrometheusConf {
     pub bearer_token_file: Option<PathBuf>,
     /// Seconds per HTTP request.
     pub timeout_seconds: Option<f64>,
+    /// The most one answer may hold, in MiB (default `prom::DEFAULT_MAX_ANSWER_MIB`).
+    pub max_answer_mib: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -278,8 +280,46 @@ impl Config {
         if self.top_n == 0 {
             return Err(ConfigError("top_n: must be at least 1".into()));
         }
+        if self.prometheus.max_answer_mib == Some(0) {
+            return Err(ConfigError(
+                "prometheus.max_answer_mib: 0 must be at least 1 (MiB)".into(),
+            ));
+        }
+        self.validate_addresses()
+    }
+
+    /// Every address is checked before anything is sent: a typo must not stop the mail half way.
+    fn validate_addresses(&self) -> Result<(), ConfigError> {
+        check_address("smtp.from", &self.smtp.from)?;
+        let r = &self.recipients;
+        for (i, a) in r.admins.iter().enumerate() {
+            check_address(&format!("recipients.admins[{i}]"), a)?;
+        }
+        for (section, map) in [("projects", &r.projects), ("users", &r.users)] {
+            for (name, list) in map {
+                for (i, a) in list.iter().enumerate() {
+                    check_address(&format!("recipients.{section}.{name}[{i}]"), a)?;
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// `name@domain` or `Name <name@domain>`, as the message's `To:` takes it.
+fn check_address(key: &str, value: &str) -> Result<(), ConfigError> {
+    let bad = |why: String| {
+        ConfigError(format!(
+            "{key}: {value:?} is not a mail address ({why}); write name@example.org or \"Name <name@example.org>\""
+        ))
+    };
+    if value.chars().any(char::is_control) {
+        return Err(bad("it holds a control character".into()));
+    }
+    value
+        .parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -315,5 +355,25 @@ mod tests {
         assert_eq!(c.household.kwh_per_year, 4792.0);
         assert!(Config::parse("pue: {value: 0.5, source: x}").is_err());
         assert!(Config::parse("best_run: {job_name_pattern: '('}").is_err());
+    }
+
+    #[test]
+    fn bad_addresses_are_refused_with_the_key_and_value() {
+        let err = |text: &str| Config::parse(text).unwrap_err().0;
+        let e = err("recipients:\n  users: {alice: [alice@x.org, 'bob@']}\n");
+        assert!(e.starts_with("recipients.users.alice[1]: \"bob@\""), "{e}");
+        let e = err("recipients: {admins: [root]}");
+        assert!(e.starts_with("recipients.admins[0]: \"root\""), "{e}");
+        let e = err("recipients: {projects: {astro: [\"a@x.org\\nBcc: all@x.org\"]}}");
+        assert!(e.starts_with("recipients.projects.astro[0]:"), "{e}");
+        let e = err("smtp: {from: 'joulebook'}");
+        assert!(e.starts_with("smtp.from: \"joulebook\""), "{e}");
+        let e = err("prometheus: {max_answer_mib: 0}");
+        assert!(e.starts_with("prometheus.max_answer_mib"), "{e}");
+        let c = Config::parse(
+            "recipients: {admins: ['HPC admins <hpc@x.org>'], users: {bob: [bob@x.org]}}",
+        )
+        .unwrap();
+        assert_eq!(c.recipients.admins.len(), 1);
     }
 }

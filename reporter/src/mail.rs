@@ -88,10 +88,19 @@ pub fn transport(s: &Smtp) -> Result<SmtpTransport, MailError> {
     Ok(b.build())
 }
 
+/// Sends one message. The error says whether the server refused it (a bad or unknown address:
+/// a re-run will not help until it is fixed), deferred it (try again later), or could not be
+/// reached or spoken to (check the `smtp` settings).
 pub fn send(t: &SmtpTransport, m: &Message, host: &str) -> Result<(), MailError> {
     t.send(m).map(|_| ()).map_err(|e| {
-        MailError(format!(
-            "SMTP server {host} refused or failed: {e}. Check smtp.host, smtp.port, smtp.security and the credentials in the config."
-        ))
+        MailError(if e.is_permanent() {
+            format!("SMTP server {host} refused the message: {e}")
+        } else if e.is_transient() {
+            format!("SMTP server {host} deferred the message (a re-run may deliver it): {e}")
+        } else {
+            format!(
+                "SMTP server {host} failed: {e}. Check smtp.host, smtp.port, smtp.security and the credentials in the config."
+            )
+        })
     })
 }

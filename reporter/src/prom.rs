@@ -3,108 +3,30 @@
 //! PromQL does not fit comfortably in a URL), with basic or bearer authentication, a site CA for
 //! TLS, and retries with exponential backoff for what a retry can fix (connection refused,
 //! timeouts, 5xx, 429, answers cut short). Errors say what to check and name the query.
+//!
+//! Bounds on what a server (or the users whose job names it stores) can make the reporter hold:
+//! one answer is read as a stream and stops at `max_answer_mib` (an error naming the query and
+//! the cap, not retried), and what it holds once parsed at [`PARSED_FACTOR`] times that; label
+//! values shown in reports are cut ([`answer`]).
 
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Labels of one series, sorted by name, without `__name__` (engines differ on which functions
-/// keep the metric name: Prometheus 2.x keeps it through `last_over_time` and drops it through
-/// `resets`; series are matched across queries by their other labels).
-///
-/// Compact on purpose: a month's report holds a few hundred thousand of these at once, and a
-/// `BTreeMap<String, String>` costs about three times the memory. Well-known label names are
-/// not allocated.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(Cow<'static, str>, Box<str>)>);
+mod answer;
+pub use answer::{
+    cap_chars, Labels, Sample, Series, CAPPED, ELLIPSIS, MAX_LABEL_CHARS, PARSED_FACTOR,
+};
+use answer::{Budget, Data, Envelope, OVER_BUDGET};
 
-/// Label names shared by most series, kept as static strings.
-const KNOWN: &[&str] = &[
-    "cluster",
-    "instance",
-    "job",
-    "job_id",
-    "component",
-    "gpu_uuid",
-    "model",
-    "index",
-    "user",
-    "account",
-    "partition",
-    "job_name",
-    "scheduler",
-    "pci_bus_id",
-];
-
-impl Labels {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_ref())
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
-    }
-}
-
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(it: I) -> Labels {
-        let mut v: Vec<(Cow<'static, str>, Box<str>)> = it
-            .into_iter()
-            .filter(|(k, _)| k != "__name__")
-            .map(|(k, v)| {
-                let key = match KNOWN.iter().find(|n| **n == k) {
-                    Some(n) => Cow::Borrowed(*n),
-                    None => Cow::Owned(k),
-                };
-                (key, v.into_boxed_str())
-            })
-            .collect();
-        v.sort();
-        v.shrink_to_fit();
-        Labels(v)
-    }
-}
-
-impl<'de> Deserialize<'de> for Labels {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Labels;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of label names to values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Labels, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, String>()? {
-                    pairs.push((k, v));
-                }
-                Ok(pairs.into_iter().collect())
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// One series of an instant vector.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    pub labels: Labels,
-    pub value: f64,
-}
-
-/// One series of a range vector (raw samples): (Unix seconds, value).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Series {
-    pub labels: Labels,
-    pub samples: Vec<(f64, f64)>,
-}
+/// Default cap on one answer's size (after any decompression), in MiB. The largest answer of the
+/// 80,000-job benchmark month is about 40 MB (the job-energy query: 317,000 rows of about 125
+/// bytes); with [`PARSED_FACTOR`], 4 answers in flight (the default `--parallelism`) stay under
+/// the report unit's `MemoryMax=1G`, which a month with larger answers would exceed anyway (the
+/// benchmark peaked at 448 MB).
+pub const DEFAULT_MAX_ANSWER_MIB: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromError {
@@ -126,6 +48,12 @@ pub enum PromError {
         url: String,
         attempts: u32,
         detail: String,
+        query: String,
+    },
+    #[error("{url} answered more than {cap_mib} MiB to one query (or rows that take more than {} MiB once read), the cap on one answer (--max-answer-mib, or prometheus.max_answer_mib in the config)\nquery: {query}\nRaise the cap if the cluster and the period are that large; otherwise check what the server stores (series with huge label values?).", .cap_mib * PARSED_FACTOR)]
+    TooLarge {
+        url: String,
+        cap_mib: u64,
         query: String,
     },
     #[error("{url} refused the credentials (HTTP {status}). Check --basic-auth-user/--basic-auth-password-file or --bearer-token-file.")]
@@ -159,6 +87,8 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Show a progress line on stderr (only honoured when stderr is a terminal).
     pub progress: bool,
+    /// The most one answer may hold, in MiB (0: [`DEFAULT_MAX_ANSWER_MIB`]).
+    pub max_answer_mib: u64,
 }
 
 pub struct Client {
@@ -168,6 +98,7 @@ pub struct Client {
     auth: Option<String>,
     attempts: u32,
     backoff: Duration,
+    max_answer_mib: u64,
     progress: Progress,
     /// `JOULEBOOK_REPORT_TRACE=1`: print each query with its time and size on stderr.
     trace: bool,
@@ -247,6 +178,11 @@ impl Client {
             auth,
             attempts: o.attempts.max(1),
             backoff: o.backoff,
+            max_answer_mib: if o.max_answer_mib == 0 {
+                DEFAULT_MAX_ANSWER_MIB
+            } else {
+                o.max_answer_mib
+            },
             progress: Progress::new(o.progress && std::io::stderr().is_terminal()),
             trace: std::env::var_os("JOULEBOOK_REPORT_TRACE").is_some_and(|v| v == "1"),
         })
@@ -264,10 +200,10 @@ impl Client {
                 .into_iter()
                 .map(|r| Sample {
                     labels: r.metric,
-                    value: parse_value(&r.value.1),
+                    value: r.value.1 .0,
                 })
                 .collect()),
-            Data::Scalar(_) | Data::Matrix(_) | Data::String(_) => Err(PromError::Query {
+            Data::Scalar | Data::Matrix(_) | Data::String => Err(PromError::Query {
                 kind: "unexpected result type".into(),
                 message: "expected an instant vector".into(),
                 query: query.into(),
@@ -282,7 +218,8 @@ impl Client {
                 .into_iter()
                 .map(|r| Series {
                     labels: r.metric,
-                    samples: r.values.iter().map(|(t, v)| (*t, parse_value(v))).collect(),
+                    // Same size: collected in place, no second allocation.
+                    samples: r.values.into_iter().map(|(t, v)| (t, v.0)).collect(),
                 })
                 .collect()),
             _ => Err(PromError::Query {
@@ -304,11 +241,11 @@ impl Client {
             }
             let started = std::time::Instant::now();
             match self.try_query(&url, query, time) {
-                Ok(d) => {
+                Ok((d, bytes)) => {
                     self.progress.done();
                     if self.trace {
                         eprintln!(
-                            "query {:.2} s, {} rows: {query}",
+                            "query {:.2} s, {} rows, {bytes} bytes: {query}",
                             started.elapsed().as_secs_f64(),
                             d.rows()
                         );
@@ -341,7 +278,8 @@ impl Client {
         })
     }
 
-    fn try_query(&self, url: &str, query: &str, time: i64) -> Result<Data, Attempt> {
+    /// One attempt: the answer and its size in bytes.
+    fn try_query(&self, url: &str, query: &str, time: i64) -> Result<(Data, u64), Attempt> {
         let mut req = self.agent.post(url);
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
@@ -366,8 +304,17 @@ impl Client {
             // that is a query error (e.g. 422 is not here) is still worth one more try.
             return Err(Attempt::Retry(Retry::Other(format!("HTTP {status}"))));
         }
+        let cap = self.max_answer_mib.saturating_mul(1 << 20);
+        let _budget = Budget::set(cap.saturating_mul(PARSED_FACTOR));
+        let too_large = || {
+            Attempt::Fatal(PromError::TooLarge {
+                url: self.base.clone(),
+                cap_mib: self.max_answer_mib,
+                query: query.into(),
+            })
+        };
         let mut body = Counted {
-            inner: resp.body_mut().with_config().limit(u64::MAX).reader(),
+            inner: resp.body_mut().with_config().limit(cap).reader(),
             bytes: 0,
         };
         let parsed: Result<Envelope, _> =
@@ -377,16 +324,21 @@ impl Client {
                 status: s,
                 data: Some(d),
                 ..
-            }) if s == "success" => Ok(d),
+            }) if s == "success" => Ok((d, body.bytes)),
             Ok(env) => Err(Attempt::Fatal(PromError::Query {
-                kind: env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
-                message: env.error.unwrap_or_default(),
+                kind: cap_chars(
+                    env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+                    MAX_LABEL_CHARS,
+                ),
+                // The server's own words, but not a page of them.
+                message: cap_chars(env.error.unwrap_or_default(), 2 * MAX_LABEL_CHARS),
                 query: query.into(),
             })),
             Err(e) if e.is_io() => {
                 // The body's reader wraps ureq's errors (the global timeout) in io::Error.
                 let io: std::io::Error = e.into();
                 Err(Attempt::Retry(match ureq::Error::from(io) {
+                    ureq::Error::BodyExceedsLimit(_) => return Err(too_large()),
                     e if timed_out(&e) => Retry::Timeout,
                     ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                         Retry::Cut(format!(
@@ -397,6 +349,7 @@ impl Client {
                     other => Retry::Other(format!("reading the answer: {other}")),
                 }))
             }
+            Err(e) if e.is_data() && e.to_string().starts_with(OVER_BUDGET) => Err(too_large()),
             // A complete body that ends inside the JSON: cut by the server or a proxy.
             Err(e) if e.is_eof() => Err(Attempt::Retry(Retry::Cut(format!(
                 "HTTP {status}, the JSON stops after {} bytes: {e}",
@@ -444,57 +397,6 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
         self.bytes += n as u64;
         Ok(n)
     }
-}
-
-fn parse_value(s: &str) -> f64 {
-    // Prometheus writes +Inf, -Inf and NaN; f64::from_str reads "inf" and "NaN" but not "+Inf".
-    match s {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        _ => s.parse().unwrap_or(f64::NAN),
-    }
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    status: String,
-    data: Option<Data>,
-    #[serde(rename = "errorType")]
-    error_type: Option<String>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum Data {
-    Vector(Vec<VectorRow>),
-    Matrix(Vec<MatrixRow>),
-    #[allow(dead_code)]
-    Scalar(serde_json::Value),
-    #[allow(dead_code)]
-    String(serde_json::Value),
-}
-
-impl Data {
-    fn rows(&self) -> usize {
-        match self {
-            Data::Vector(v) => v.len(),
-            Data::Matrix(m) => m.len(),
-            Data::Scalar(_) | Data::String(_) => 1,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct VectorRow {
-    metric: Labels,
-    value: (f64, String),
-}
-
-#[derive(Deserialize)]
-struct MatrixRow {
-    metric: Labels,
-    values: Vec<(f64, String)>,
 }
 
 /// A one-line progress counter on stderr ("queries 12/40: job energy"), shown only on a terminal
@@ -547,29 +449,5 @@ impl Progress {
         if self.enabled {
             eprint!("\r\x1b[2K");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_are_sorted_without_name() {
-        let l: Labels =
-            serde_json::from_str(r#"{"job_id":"7","__name__":"x","instance":"n1","zz":"<q>"}"#)
-                .unwrap();
-        assert_eq!(l.get("instance"), Some("n1"));
-        assert_eq!(l.get("zz"), Some("<q>"));
-        assert_eq!(l.get("__name__"), None);
-        let keys: Vec<&str> = l.iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["instance", "job_id", "zz"]);
-    }
-
-    #[test]
-    fn prometheus_special_values() {
-        assert_eq!(parse_value("+Inf"), f64::INFINITY);
-        assert!(parse_value("NaN").is_nan());
-        assert_eq!(parse_value("1.5e3"), 1500.0);
     }
 }
