@@ -9,6 +9,7 @@ use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
 use crate::sampler::{publish, Sampler, Shared, Snapshot};
 use crate::server;
+use crate::sources::amdgpu::{self, AmdGpuOptions, AmdGpuSource};
 use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
@@ -106,6 +107,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     let rapl_opts = RaplOptions {
         sysfs: cfg.paths.sysfs.clone(),
         max_zone_watts: cfg.sources.rapl.max_zone_watts,
+        package_scope: rapl::msrs_are_package_scope(&node.cpu_vendor),
     };
     let powercap = rapl_opts.sysfs.join("class/powercap");
     // Which components RAPL measures, as found at start: the estimate fills in the others.
@@ -121,7 +123,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
             disabled.push(SourceKind::Rapl);
         }
         _ => {
-            match rapl::discover(&powercap) {
+            match rapl::discover(&powercap, rapl_opts.package_scope) {
                 Ok(zones) => {
                     measured_cpu = zones
                         .iter()
@@ -136,6 +138,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     }
 
     add_nvml(cfg, &mut sources, &mut disabled);
+    add_amdgpu(cfg, &mut sources, &mut disabled);
     add_bmc(cfg, &mut sources, &mut disabled);
 
     let e = &cfg.sources.estimate;
@@ -163,6 +166,21 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
         disabled.push(SourceKind::Estimate);
     }
     (sources, disabled)
+}
+
+/// The AMD GPU source: `auto` runs it when a GPU with a `gpu_metrics` table is present; `on`
+/// runs it anyway, so its absence is reported (down, with the fix).
+fn add_amdgpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    let c = &cfg.sources.amdgpu;
+    let present = amdgpu::discover_cards(&cfg.paths.sysfs).is_ok_and(|c| !c.is_empty());
+    match c.enabled {
+        Switch::Off => disabled.push(SourceKind::AmdGpu),
+        Switch::Auto if !present => disabled.push(SourceKind::AmdGpu),
+        _ => sources.push(Box::new(AmdGpuSource::new(AmdGpuOptions {
+            sysfs: cfg.paths.sysfs.clone(),
+            max_gpu_watts: c.max_gpu_watts,
+        }))),
+    }
 }
 
 fn add_nvml(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {

@@ -148,6 +148,27 @@ pub struct SourcesConfig {
     pub nvml: NvmlConfig,
     pub estimate: EstimateConfig,
     pub bmc: BmcConfig,
+    pub amdgpu: AmdGpuConfig,
+}
+
+/// AMD GPUs through the amdgpu driver's sysfs files (`sources::amdgpu`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmdGpuConfig {
+    /// `auto`: when an amdgpu GPU is present.
+    pub enabled: Switch,
+    /// Plausibility bound per GPU (an MI250X package counts as one), watts.
+    pub max_gpu_watts: f64,
+}
+
+impl Default for AmdGpuConfig {
+    fn default() -> Self {
+        AmdGpuConfig {
+            enabled: Switch::Auto,
+            // MI355X: 1400 W; the bound leaves room above the largest part sold in 2025.
+            max_gpu_watts: 2000.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -443,6 +464,7 @@ impl Default for SourcesConfig {
             nvml: NvmlConfig::default(),
             estimate: EstimateConfig::default(),
             bmc: BmcConfig::default(),
+            amdgpu: AmdGpuConfig::default(),
         }
     }
 }
@@ -578,6 +600,10 @@ impl Config {
             (
                 "sources.nvml.max_gpu_watts",
                 self.sources.nvml.max_gpu_watts,
+            ),
+            (
+                "sources.amdgpu.max_gpu_watts",
+                self.sources.amdgpu.max_gpu_watts,
             ),
             (
                 "sources.estimate.memory_watts_per_gb",

@@ -200,19 +200,21 @@ fn domain_name(d: Domain) -> &'static str {
         Domain::RaplDram => "rapl_dram",
         Domain::RaplPsys => "rapl_psys",
         Domain::Gpu => "gpu",
+        Domain::AmdGpu => "amdgpu",
         Domain::EstimatedCpu => "estimated_cpu",
         Domain::EstimatedDram => "estimated_dram",
         Domain::Bmc => "bmc",
     }
 }
 
-const DOMAINS: [Domain; 9] = [
+const DOMAINS: [Domain; 10] = [
     Domain::RaplPackage,
     Domain::RaplCore,
     Domain::RaplUncore,
     Domain::RaplDram,
     Domain::RaplPsys,
     Domain::Gpu,
+    Domain::AmdGpu,
     Domain::EstimatedCpu,
     Domain::EstimatedDram,
     Domain::Bmc,

@@ -64,6 +64,9 @@ struct Cli {
     /// [default: off].
     #[arg(long = "source.bmc", value_name = "SWITCH")]
     bmc: Option<Switch>,
+    /// AMD GPU source through the amdgpu driver's sysfs files: auto, on, off.
+    #[arg(long = "source.amdgpu", value_name = "SWITCH")]
+    amdgpu: Option<Switch>,
     /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
     #[arg(long = "nvml.library", value_name = "FILE")]
     nvml_library: Option<PathBuf>,
@@ -187,6 +190,7 @@ impl Cli {
         set!(self.nvml, cfg.sources.nvml.enabled);
         set!(self.estimate, cfg.sources.estimate.enabled);
         set!(self.bmc, cfg.sources.bmc.enabled);
+        set!(self.amdgpu, cfg.sources.amdgpu.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
         set!(

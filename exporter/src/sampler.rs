@@ -9,7 +9,7 @@
 use crate::energy::{Accumulator, DropReason, Step};
 use crate::node::NodeInfo;
 use crate::sources::bmc::BmcStatus;
-use crate::sources::{ChannelId, Domain, GpuInfo, Source, SourceError, SourceKind};
+use crate::sources::{ChannelId, DeviceInfo, Domain, GpuInfo, Source, SourceError, SourceKind};
 use joulebook_common::Component;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub channels: Vec<(ChannelId, f64)>,
     pub node: Vec<ComponentTotal>,
     pub gpus: Vec<GpuInfo>,
+    /// Devices of the sysfs sources (AMD and Intel GPUs, Grace, hwmon), sorted by channel.
+    pub devices: Vec<(SourceKind, DeviceInfo)>,
     pub health: Vec<(SourceKind, Health)>,
     pub node_info: NodeInfo,
     /// Node CPU TDP, watts, and where it came from.
@@ -146,6 +148,8 @@ pub struct Sampler {
     /// they stay monotonic when a component switches from estimated to measured.
     node: BTreeMap<Component, (Accumulator, Method, SourceKind)>,
     gpus: BTreeMap<String, GpuInfo>,
+    /// Devices of the sysfs sources, by channel, with their source.
+    devices: BTreeMap<ChannelId, (SourceKind, DeviceInfo)>,
     node_info: NodeInfo,
     cpu_tdp: Option<(f64, &'static str)>,
     estimate_tdp: Option<f64>,
@@ -179,6 +183,7 @@ impl Sampler {
             channels: BTreeMap::new(),
             node: BTreeMap::new(),
             gpus: BTreeMap::new(),
+            devices: BTreeMap::new(),
             node_info,
             cpu_tdp,
             estimate_tdp: None,
@@ -269,6 +274,9 @@ impl Sampler {
             }
             if let Some(tdp) = sample.estimate_tdp_watts {
                 self.estimate_tdp = Some(tdp);
+            }
+            for device in sample.devices {
+                self.devices.insert(device.channel.clone(), (kind, device));
             }
             for gpu in sample.gpus {
                 self.gpus.insert(gpu.uuid.clone(), gpu);
@@ -460,6 +468,7 @@ impl Sampler {
                 })
                 .collect(),
             gpus: self.gpus.values().cloned().collect(),
+            devices: self.devices.values().cloned().collect(),
             health,
             node_info: self.node_info.clone(),
             cpu_tdp_watts: self.cpu_tdp,

@@ -8,8 +8,11 @@
 //! [`crate::app::build_sources`] behind its configuration switch. A source whose hardware is slow
 //! (the BMC) reads it on its own thread and only hands over the latest result in `sample()`.
 
+pub mod amdgpu;
 pub mod bmc;
 pub mod estimate;
+pub mod gpu_metrics;
+pub mod hwmon;
 pub mod nvml;
 pub mod rapl;
 
@@ -25,17 +28,20 @@ pub enum SourceKind {
     Estimate,
     /// Whole-node power from the baseboard management controller (Redfish or IPMI DCMI).
     Bmc,
+    /// AMD GPUs through the amdgpu driver's sysfs files (`gpu_metrics`, hwmon).
+    AmdGpu,
     /// Not an energy source: job discovery from cgroups, reported with the same health metrics
     /// so one alert covers "no data" from any part of the exporter.
     Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 5] = [
+    pub const ALL: [SourceKind; 6] = [
         SourceKind::Rapl,
         SourceKind::Nvml,
         SourceKind::Estimate,
         SourceKind::Bmc,
+        SourceKind::AmdGpu,
         SourceKind::Jobs,
     ];
 
@@ -45,6 +51,7 @@ impl SourceKind {
             SourceKind::Nvml => "nvml",
             SourceKind::Estimate => "estimate",
             SourceKind::Bmc => "bmc",
+            SourceKind::AmdGpu => "amdgpu",
             SourceKind::Jobs => "jobs",
         }
     }
@@ -65,6 +72,8 @@ pub enum Domain {
     RaplDram,
     RaplPsys,
     Gpu,
+    /// An AMD GPU (an MI250X package on its primary die).
+    AmdGpu,
     EstimatedCpu,
     EstimatedDram,
     /// The whole node as its BMC measures it (wall or PSU input power: fans, disks, NICs and PSU
@@ -80,7 +89,7 @@ impl Domain {
         match self {
             Domain::RaplPackage | Domain::EstimatedCpu => Some(Component::Cpu),
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
-            Domain::Gpu => Some(Component::Gpu),
+            Domain::Gpu | Domain::AmdGpu => Some(Component::Gpu),
             // Bmc: the whole node, from which `other` is derived rather than added.
             Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys | Domain::Bmc => None,
         }
@@ -92,8 +101,8 @@ impl Domain {
     }
 }
 
-/// Identifies one energy counter: a domain and the device it belongs to (socket number, GPU UUID,
-/// or empty for node-wide domains).
+/// Identifies one energy counter: a domain and the device it belongs to (socket number, `S-die-D`
+/// for die D of socket S, GPU UUID, or empty for node-wide domains).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelId {
     pub domain: Domain,
@@ -106,6 +115,14 @@ impl ChannelId {
             domain,
             device: device.into(),
         }
+    }
+}
+
+/// A RAPL device's socket and die: `"1"` → (`"1"`, None), `"1-die-0"` → (`"1"`, Some(`"0"`)).
+pub fn socket_and_die(device: &str) -> (&str, Option<&str>) {
+    match device.split_once("-die-") {
+        Some((s, d)) => (s, Some(d)),
+        None => (device, None),
     }
 }
 
@@ -157,11 +174,28 @@ pub struct GpuInfo {
     pub energy_counter: bool,
 }
 
+/// A device measured by one of the sysfs sources (AMD and Intel GPUs, Grace, hwmon), published
+/// in `joulebook_energy_device_info`. NVIDIA GPUs have their own [`GpuInfo`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceInfo {
+    /// The channel its energy is published under (a device without energy of its own, like an
+    /// MI250X secondary die, still names the channel it would have).
+    pub channel: ChannelId,
+    /// The kernel's name for it (`card0`, a hwmon label).
+    pub name: String,
+    pub model: String,
+    /// How its energy is obtained: `counter`, `power_integration`, or where it is counted
+    /// instead (`primary_die`).
+    pub method: &'static str,
+}
+
 /// Everything a source returns from one sample.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {
     pub energy: Vec<EnergyReading>,
     pub gpus: Vec<GpuInfo>,
+    /// Devices of the sysfs sources.
+    pub devices: Vec<DeviceInfo>,
     /// For the estimate: the TDP it used, in watts.
     pub estimate_tdp_watts: Option<f64>,
     /// For the BMC: its last power reading, how its energy is obtained, and its gaps.
