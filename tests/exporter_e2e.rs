@@ -796,3 +796,55 @@ fn jobs_share_die_counters_by_socket() {
         s.must("joulebook_node_joules_total{component=\"cpu\"}")
     );
 }
+
+#[test]
+fn golden_intel_gpus() {
+    golden("intel-gpus");
+}
+
+/// Intel GPUs: the xe card counter (never also its package counter), the i915 device counter
+/// (never its GT's), nothing for the integrated GPU, and a driver reload absorbed.
+#[test]
+fn intel_gpus_count_one_counter_each_and_absorb_resets() {
+    let dir = copy_fixture("intel-gpus");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("intel_gpu", 2.0);
+    let xe = dir.path().join("sys/class/drm/card1/device/hwmon/hwmon6");
+    let i915 = dir.path().join("sys/class/drm/card2/device/hwmon");
+    write_value(&xe.join("energy1_input"), 120_000_000 + 30_000_000);
+    write_value(&xe.join("energy2_input"), 90_000_000 + 20_000_000);
+    write_value(&i915.join("hwmon7/energy1_input"), 300_000_000 + 10_000_000);
+    write_value(&i915.join("hwmon8/energy1_input"), 250_000_000 + 9_000_000);
+    e.wait_samples("intel_gpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.family("joulebook_intel_gpu_joules_total"),
+        [
+            (
+                "joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:3a:00.0\"}",
+                30.0
+            ),
+            (
+                "joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:4d:00.0\"}",
+                10.0
+            )
+        ]
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        40.0
+    );
+    // The xe driver reloads: its software sum starts again from 0.
+    write_value(&xe.join("energy1_input"), 5_000_000);
+    e.wait_samples("intel_gpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:3a:00.0\"}"),
+        35.0
+    );
+    assert_eq!(s.must("joulebook_wraps_total{source=\"intel_gpu\"}"), 1.0);
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        45.0
+    );
+}

@@ -218,6 +218,8 @@ metric!(
 // --- Devices read from sysfs (docs/sources.md).
 metric!(AMDGPU_ENERGY, "amdgpu", Joules, Counter, [l::GPU_UUID],
     "Energy of an AMD GPU (a whole MI250X package, on its primary die) from the amdgpu driver's gpu_metrics energy counter, or integrated hwmon power (see joulebook_energy_device_info).");
+metric!(INTEL_GPU_ENERGY, "intel_gpu", Joules, Counter, [l::GPU_UUID],
+    "Energy of an Intel discrete GPU from the xe or i915 driver's hwmon energy counter (the card's, else the package's; never both); gpu_uuid is the PCI address.");
 metric!(ENERGY_DEVICE_INFO, "energy_device", None, Info, [l::SOURCE, l::DEVICE, l::NAME, l::MODEL, l::METHOD],
     "A device measured by a sysfs source (amdgpu, ...): its kernel name, model, and method counter, power_integration or primary_die (counted on its package's primary die); value 1.");
 
@@ -454,6 +456,7 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_INFO,
     GPU_ENERGY_METHOD,
     AMDGPU_ENERGY,
+    INTEL_GPU_ENERGY,
     ENERGY_DEVICE_INFO,
     BMC_ENERGY,
     BMC_POWER,

@@ -12,6 +12,7 @@ use crate::server;
 use crate::sources::amdgpu::{self, AmdGpuOptions, AmdGpuSource};
 use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
+use crate::sources::intel_gpu::{self, IntelGpuOptions, IntelGpuSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
 use crate::sources::{Domain, Source, SourceError, SourceKind, SourceSample};
@@ -139,6 +140,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
 
     add_nvml(cfg, &mut sources, &mut disabled);
     add_amdgpu(cfg, &mut sources, &mut disabled);
+    add_intel_gpu(cfg, &mut sources, &mut disabled);
     add_bmc(cfg, &mut sources, &mut disabled);
 
     let e = &cfg.sources.estimate;
@@ -177,6 +179,20 @@ fn add_amdgpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut V
         Switch::Off => disabled.push(SourceKind::AmdGpu),
         Switch::Auto if !present => disabled.push(SourceKind::AmdGpu),
         _ => sources.push(Box::new(AmdGpuSource::new(AmdGpuOptions {
+            sysfs: cfg.paths.sysfs.clone(),
+            max_gpu_watts: c.max_gpu_watts,
+        }))),
+    }
+}
+
+/// The Intel GPU source, switched like [`add_amdgpu`].
+fn add_intel_gpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    let c = &cfg.sources.intel_gpu;
+    let present = intel_gpu::discover(&cfg.paths.sysfs).is_ok_and(|g| !g.is_empty());
+    match c.enabled {
+        Switch::Off => disabled.push(SourceKind::IntelGpu),
+        Switch::Auto if !present => disabled.push(SourceKind::IntelGpu),
+        _ => sources.push(Box::new(IntelGpuSource::new(IntelGpuOptions {
             sysfs: cfg.paths.sysfs.clone(),
             max_gpu_watts: c.max_gpu_watts,
         }))),

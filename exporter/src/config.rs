@@ -149,6 +149,27 @@ pub struct SourcesConfig {
     pub estimate: EstimateConfig,
     pub bmc: BmcConfig,
     pub amdgpu: AmdGpuConfig,
+    pub intel_gpu: IntelGpuConfig,
+}
+
+/// Intel discrete GPUs through the xe and i915 drivers' hwmon files (`sources::intel_gpu`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelGpuConfig {
+    /// `auto`: when an Intel GPU with an energy counter is present.
+    pub enabled: Switch,
+    /// Plausibility bound per GPU, watts.
+    pub max_gpu_watts: f64,
+}
+
+impl Default for IntelGpuConfig {
+    fn default() -> Self {
+        IntelGpuConfig {
+            enabled: Switch::Auto,
+            // Data Center GPU Max 1550: 600 W.
+            max_gpu_watts: 1200.0,
+        }
+    }
 }
 
 /// AMD GPUs through the amdgpu driver's sysfs files (`sources::amdgpu`).
@@ -465,6 +486,7 @@ impl Default for SourcesConfig {
             estimate: EstimateConfig::default(),
             bmc: BmcConfig::default(),
             amdgpu: AmdGpuConfig::default(),
+            intel_gpu: IntelGpuConfig::default(),
         }
     }
 }
@@ -604,6 +626,10 @@ impl Config {
             (
                 "sources.amdgpu.max_gpu_watts",
                 self.sources.amdgpu.max_gpu_watts,
+            ),
+            (
+                "sources.intel_gpu.max_gpu_watts",
+                self.sources.intel_gpu.max_gpu_watts,
             ),
             (
                 "sources.estimate.memory_watts_per_gb",

@@ -201,13 +201,14 @@ fn domain_name(d: Domain) -> &'static str {
         Domain::RaplPsys => "rapl_psys",
         Domain::Gpu => "gpu",
         Domain::AmdGpu => "amdgpu",
+        Domain::IntelGpu => "intel_gpu",
         Domain::EstimatedCpu => "estimated_cpu",
         Domain::EstimatedDram => "estimated_dram",
         Domain::Bmc => "bmc",
     }
 }
 
-const DOMAINS: [Domain; 10] = [
+const DOMAINS: [Domain; 11] = [
     Domain::RaplPackage,
     Domain::RaplCore,
     Domain::RaplUncore,
@@ -215,6 +216,7 @@ const DOMAINS: [Domain; 10] = [
     Domain::RaplPsys,
     Domain::Gpu,
     Domain::AmdGpu,
+    Domain::IntelGpu,
     Domain::EstimatedCpu,
     Domain::EstimatedDram,
     Domain::Bmc,

@@ -67,6 +67,9 @@ struct Cli {
     /// AMD GPU source through the amdgpu driver's sysfs files: auto, on, off.
     #[arg(long = "source.amdgpu", value_name = "SWITCH")]
     amdgpu: Option<Switch>,
+    /// Intel GPU source through the xe and i915 drivers' hwmon files: auto, on, off.
+    #[arg(long = "source.intel-gpu", value_name = "SWITCH")]
+    intel_gpu: Option<Switch>,
     /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
     #[arg(long = "nvml.library", value_name = "FILE")]
     nvml_library: Option<PathBuf>,
@@ -191,6 +194,7 @@ impl Cli {
         set!(self.estimate, cfg.sources.estimate.enabled);
         set!(self.bmc, cfg.sources.bmc.enabled);
         set!(self.amdgpu, cfg.sources.amdgpu.enabled);
+        set!(self.intel_gpu, cfg.sources.intel_gpu.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
         set!(

@@ -107,6 +107,7 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         (Domain::EstimatedDram, &names::ESTIMATED_DRAM),
         (Domain::Gpu, &names::GPU_ENERGY),
         (Domain::AmdGpu, &names::AMDGPU_ENERGY),
+        (Domain::IntelGpu, &names::INTEL_GPU_ENERGY),
         (Domain::Bmc, &names::BMC_ENERGY),
     ];
     for (domain, def) in domain_metrics {

@@ -13,6 +13,7 @@ pub mod bmc;
 pub mod estimate;
 pub mod gpu_metrics;
 pub mod hwmon;
+pub mod intel_gpu;
 pub mod nvml;
 pub mod rapl;
 
@@ -30,18 +31,21 @@ pub enum SourceKind {
     Bmc,
     /// AMD GPUs through the amdgpu driver's sysfs files (`gpu_metrics`, hwmon).
     AmdGpu,
+    /// Intel discrete GPUs through the xe and i915 drivers' hwmon energy counters.
+    IntelGpu,
     /// Not an energy source: job discovery from cgroups, reported with the same health metrics
     /// so one alert covers "no data" from any part of the exporter.
     Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 6] = [
+    pub const ALL: [SourceKind; 7] = [
         SourceKind::Rapl,
         SourceKind::Nvml,
         SourceKind::Estimate,
         SourceKind::Bmc,
         SourceKind::AmdGpu,
+        SourceKind::IntelGpu,
         SourceKind::Jobs,
     ];
 
@@ -52,6 +56,7 @@ impl SourceKind {
             SourceKind::Estimate => "estimate",
             SourceKind::Bmc => "bmc",
             SourceKind::AmdGpu => "amdgpu",
+            SourceKind::IntelGpu => "intel_gpu",
             SourceKind::Jobs => "jobs",
         }
     }
@@ -74,6 +79,8 @@ pub enum Domain {
     Gpu,
     /// An AMD GPU (an MI250X package on its primary die).
     AmdGpu,
+    /// An Intel discrete GPU (its card, else its package).
+    IntelGpu,
     EstimatedCpu,
     EstimatedDram,
     /// The whole node as its BMC measures it (wall or PSU input power: fans, disks, NICs and PSU
@@ -89,7 +96,7 @@ impl Domain {
         match self {
             Domain::RaplPackage | Domain::EstimatedCpu => Some(Component::Cpu),
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
-            Domain::Gpu | Domain::AmdGpu => Some(Component::Gpu),
+            Domain::Gpu | Domain::AmdGpu | Domain::IntelGpu => Some(Component::Gpu),
             // Bmc: the whole node, from which `other` is derived rather than added.
             Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys | Domain::Bmc => None,
         }
