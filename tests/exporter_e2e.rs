@@ -848,3 +848,45 @@ fn intel_gpus_count_one_counter_each_and_absorb_resets() {
         45.0
     );
 }
+
+#[test]
+fn golden_grace_hopper() {
+    golden("grace-hopper");
+}
+
+/// GH200: the Grace socket meter is the node's CPU (and its memory, so no DRAM estimate); the
+/// rails and the module are published beside it and added to nothing.
+#[test]
+fn grace_socket_is_the_cpu_and_the_module_is_never_added() {
+    let dir = copy_fixture("grace-hopper");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("grace", 5.0);
+    let s = e.samples();
+    let socket = s.must("joulebook_grace_socket_joules_total{socket=\"0\"}");
+    let module = s.must("joulebook_grace_module_joules_total{socket=\"0\"}");
+    assert!(socket > 0.0 && module > socket, "{socket} {module}");
+    // 140 W and 520 W over the same intervals.
+    assert!(
+        (module / socket - 520.0 / 140.0).abs() < 1e-6,
+        "{socket} {module}"
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        socket
+    );
+    assert_eq!(
+        s.get("joulebook_node_joules_total{component=\"gpu\"}"),
+        None
+    );
+    assert_eq!(
+        s.get("joulebook_node_joules_total{component=\"dram\"}"),
+        None
+    );
+    assert_eq!(
+        s.must(
+            "joulebook_node_component_info{component=\"cpu\",method=\"measured\",source=\"grace\"}"
+        ),
+        1.0
+    );
+    assert_eq!(s.must("joulebook_source_enabled{source=\"estimate\"}"), 0.0);
+}

@@ -220,6 +220,26 @@ metric!(AMDGPU_ENERGY, "amdgpu", Joules, Counter, [l::GPU_UUID],
     "Energy of an AMD GPU (a whole MI250X package, on its primary die) from the amdgpu driver's gpu_metrics energy counter, or integrated hwmon power (see joulebook_energy_device_info).");
 metric!(INTEL_GPU_ENERGY, "intel_gpu", Joules, Counter, [l::GPU_UUID],
     "Energy of an Intel discrete GPU from the xe or i915 driver's hwmon energy counter (the card's, else the package's; never both); gpu_uuid is the PCI address.");
+metric!(GRACE_SOCKET_ENERGY, "grace_socket", Joules, Counter, [l::SOCKET],
+    "Energy of an NVIDIA Grace socket (CPU and SysIO rails, LPDDR5X memory, regulator losses) from its ACPI power meter, integrated.");
+metric!(
+    GRACE_CPU_RAIL_ENERGY,
+    "grace_cpu_rail",
+    Joules,
+    Counter,
+    [l::SOCKET],
+    "Energy of a Grace socket's CPU rail (already included in grace_socket)."
+);
+metric!(
+    GRACE_SYSIO_RAIL_ENERGY,
+    "grace_sysio_rail",
+    Joules,
+    Counter,
+    [l::SOCKET],
+    "Energy of a Grace socket's SysIO rail (already included in grace_socket)."
+);
+metric!(GRACE_MODULE_ENERGY, "grace_module", Joules, Counter, [l::SOCKET],
+    "Energy of a Grace Hopper module (Grace socket, Hopper GPU and HBM); overlaps cpu and gpu, never added to the node total.");
 metric!(ENERGY_DEVICE_INFO, "energy_device", None, Info, [l::SOURCE, l::DEVICE, l::NAME, l::MODEL, l::METHOD],
     "A device measured by a sysfs source (amdgpu, ...): its kernel name, model, and method counter, power_integration or primary_die (counted on its package's primary die); value 1.");
 
@@ -457,6 +477,10 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_ENERGY_METHOD,
     AMDGPU_ENERGY,
     INTEL_GPU_ENERGY,
+    GRACE_SOCKET_ENERGY,
+    GRACE_CPU_RAIL_ENERGY,
+    GRACE_SYSIO_RAIL_ENERGY,
+    GRACE_MODULE_ENERGY,
     ENERGY_DEVICE_INFO,
     BMC_ENERGY,
     BMC_POWER,

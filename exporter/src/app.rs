@@ -12,6 +12,7 @@ use crate::server;
 use crate::sources::amdgpu::{self, AmdGpuOptions, AmdGpuSource};
 use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
+use crate::sources::grace::{self, GraceOptions, GraceSource};
 use crate::sources::intel_gpu::{self, IntelGpuOptions, IntelGpuSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
@@ -141,6 +142,11 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     add_nvml(cfg, &mut sources, &mut disabled);
     add_amdgpu(cfg, &mut sources, &mut disabled);
     add_intel_gpu(cfg, &mut sources, &mut disabled);
+    if add_grace(cfg, &mut sources, &mut disabled) {
+        // The Grace socket meter measures the CPU and its memory.
+        measured_cpu = true;
+        measured_dram = true;
+    }
     add_bmc(cfg, &mut sources, &mut disabled);
 
     let e = &cfg.sources.estimate;
@@ -197,6 +203,25 @@ fn add_intel_gpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mu
             max_gpu_watts: c.max_gpu_watts,
         }))),
     }
+}
+
+/// The Grace source, switched like [`add_amdgpu`]. True when it found a socket meter, which
+/// measures both the CPU and its LPDDR5X memory.
+fn add_grace(
+    cfg: &Config,
+    sources: &mut Vec<Box<dyn Source>>,
+    disabled: &mut Vec<SourceKind>,
+) -> bool {
+    let meters = grace::discover(&cfg.paths.sysfs);
+    match cfg.sources.grace.enabled {
+        Switch::Off => disabled.push(SourceKind::Grace),
+        Switch::Auto if meters.is_empty() => disabled.push(SourceKind::Grace),
+        _ => sources.push(Box::new(GraceSource::new(GraceOptions {
+            sysfs: cfg.paths.sysfs.clone(),
+        }))),
+    }
+    cfg.sources.grace.enabled != Switch::Off
+        && meters.iter().any(|m| m.domain == Domain::GraceSocket)
 }
 
 fn add_nvml(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {

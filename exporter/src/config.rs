@@ -150,6 +150,23 @@ pub struct SourcesConfig {
     pub bmc: BmcConfig,
     pub amdgpu: AmdGpuConfig,
     pub intel_gpu: IntelGpuConfig,
+    pub grace: GraceConfig,
+}
+
+/// NVIDIA Grace power meters (`sources::grace`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraceConfig {
+    /// `auto`: when a meter naming a Grace socket is present.
+    pub enabled: Switch,
+}
+
+impl Default for GraceConfig {
+    fn default() -> Self {
+        GraceConfig {
+            enabled: Switch::Auto,
+        }
+    }
 }
 
 /// Intel discrete GPUs through the xe and i915 drivers' hwmon files (`sources::intel_gpu`).
@@ -487,6 +504,7 @@ impl Default for SourcesConfig {
             bmc: BmcConfig::default(),
             amdgpu: AmdGpuConfig::default(),
             intel_gpu: IntelGpuConfig::default(),
+            grace: GraceConfig::default(),
         }
     }
 }

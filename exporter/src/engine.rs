@@ -202,13 +202,17 @@ fn domain_name(d: Domain) -> &'static str {
         Domain::Gpu => "gpu",
         Domain::AmdGpu => "amdgpu",
         Domain::IntelGpu => "intel_gpu",
+        Domain::GraceSocket => "grace_socket",
+        Domain::GraceCpuRail => "grace_cpu_rail",
+        Domain::GraceSysioRail => "grace_sysio_rail",
+        Domain::GraceModule => "grace_module",
         Domain::EstimatedCpu => "estimated_cpu",
         Domain::EstimatedDram => "estimated_dram",
         Domain::Bmc => "bmc",
     }
 }
 
-const DOMAINS: [Domain; 11] = [
+const DOMAINS: [Domain; 15] = [
     Domain::RaplPackage,
     Domain::RaplCore,
     Domain::RaplUncore,
@@ -217,6 +221,10 @@ const DOMAINS: [Domain; 11] = [
     Domain::Gpu,
     Domain::AmdGpu,
     Domain::IntelGpu,
+    Domain::GraceSocket,
+    Domain::GraceCpuRail,
+    Domain::GraceSysioRail,
+    Domain::GraceModule,
     Domain::EstimatedCpu,
     Domain::EstimatedDram,
     Domain::Bmc,

@@ -70,6 +70,9 @@ struct Cli {
     /// Intel GPU source through the xe and i915 drivers' hwmon files: auto, on, off.
     #[arg(long = "source.intel-gpu", value_name = "SWITCH")]
     intel_gpu: Option<Switch>,
+    /// NVIDIA Grace power meters (ACPI, hwmon): auto, on, off.
+    #[arg(long = "source.grace", value_name = "SWITCH")]
+    grace_meters: Option<Switch>,
     /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
     #[arg(long = "nvml.library", value_name = "FILE")]
     nvml_library: Option<PathBuf>,
@@ -195,6 +198,7 @@ impl Cli {
         set!(self.bmc, cfg.sources.bmc.enabled);
         set!(self.amdgpu, cfg.sources.amdgpu.enabled);
         set!(self.intel_gpu, cfg.sources.intel_gpu.enabled);
+        set!(self.grace_meters, cfg.sources.grace.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
         set!(

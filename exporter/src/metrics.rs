@@ -108,6 +108,10 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         (Domain::Gpu, &names::GPU_ENERGY),
         (Domain::AmdGpu, &names::AMDGPU_ENERGY),
         (Domain::IntelGpu, &names::INTEL_GPU_ENERGY),
+        (Domain::GraceSocket, &names::GRACE_SOCKET_ENERGY),
+        (Domain::GraceCpuRail, &names::GRACE_CPU_RAIL_ENERGY),
+        (Domain::GraceSysioRail, &names::GRACE_SYSIO_RAIL_ENERGY),
+        (Domain::GraceModule, &names::GRACE_MODULE_ENERGY),
         (Domain::Bmc, &names::BMC_ENERGY),
     ];
     for (domain, def) in domain_metrics {

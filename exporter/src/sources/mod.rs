@@ -12,6 +12,7 @@ pub mod amdgpu;
 pub mod bmc;
 pub mod estimate;
 pub mod gpu_metrics;
+pub mod grace;
 pub mod hwmon;
 pub mod intel_gpu;
 pub mod nvml;
@@ -33,19 +34,22 @@ pub enum SourceKind {
     AmdGpu,
     /// Intel discrete GPUs through the xe and i915 drivers' hwmon energy counters.
     IntelGpu,
+    /// NVIDIA Grace and Grace Hopper: the firmware's ACPI power meters.
+    Grace,
     /// Not an energy source: job discovery from cgroups, reported with the same health metrics
     /// so one alert covers "no data" from any part of the exporter.
     Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 7] = [
+    pub const ALL: [SourceKind; 8] = [
         SourceKind::Rapl,
         SourceKind::Nvml,
         SourceKind::Estimate,
         SourceKind::Bmc,
         SourceKind::AmdGpu,
         SourceKind::IntelGpu,
+        SourceKind::Grace,
         SourceKind::Jobs,
     ];
 
@@ -57,6 +61,7 @@ impl SourceKind {
             SourceKind::Bmc => "bmc",
             SourceKind::AmdGpu => "amdgpu",
             SourceKind::IntelGpu => "intel_gpu",
+            SourceKind::Grace => "grace",
             SourceKind::Jobs => "jobs",
         }
     }
@@ -81,6 +86,15 @@ pub enum Domain {
     AmdGpu,
     /// An Intel discrete GPU (its card, else its package).
     IntelGpu,
+    /// A Grace socket (CPU and SysIO rails, LPDDR5X, regulator losses).
+    GraceSocket,
+    /// The CPU rail of a Grace socket (inside [`Domain::GraceSocket`]).
+    GraceCpuRail,
+    /// The SysIO rail of a Grace socket (inside [`Domain::GraceSocket`]).
+    GraceSysioRail,
+    /// A Grace Hopper module: the Grace socket, the Hopper GPU and its HBM. Overlaps cpu and
+    /// gpu, so it adds to no component.
+    GraceModule,
     EstimatedCpu,
     EstimatedDram,
     /// The whole node as its BMC measures it (wall or PSU input power: fans, disks, NICs and PSU
@@ -94,11 +108,15 @@ impl Domain {
     /// (core and uncore are inside package; psys covers the whole platform).
     pub fn component(self) -> Option<Component> {
         match self {
-            Domain::RaplPackage | Domain::EstimatedCpu => Some(Component::Cpu),
+            Domain::RaplPackage | Domain::EstimatedCpu | Domain::GraceSocket => {
+                Some(Component::Cpu)
+            }
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
             Domain::Gpu | Domain::AmdGpu | Domain::IntelGpu => Some(Component::Gpu),
             // Bmc: the whole node, from which `other` is derived rather than added.
             Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys | Domain::Bmc => None,
+            // Inside the Grace socket, or overlapping it and the GPU.
+            Domain::GraceCpuRail | Domain::GraceSysioRail | Domain::GraceModule => None,
         }
     }
 
