@@ -890,3 +890,45 @@ fn grace_socket_is_the_cpu_and_the_module_is_never_added() {
     );
     assert_eq!(s.must("joulebook_source_enabled{source=\"estimate\"}"), 0.0);
 }
+
+/// Configured hwmon sensors on a RAPL node: amd_energy's socket counter is RAPL's own, so it is
+/// published with role none and never added; the node meter is published as the whole node.
+#[test]
+fn hwmon_sensors_never_count_rapl_twice() {
+    let dir = copy_fixture("amd-epyc");
+    joulebook_tests::copy_tree(&fixture("hwmon-meters"), dir.path());
+    let config = dir.path().join("exporter.yaml");
+    std::fs::write(
+        &config,
+        "sources:\n  hwmon:\n    sensors:\n\
+         \x20     - {id: esocket0, chip: amd_energy, file: energy9_input, label: Esocket0, role: cpu}\n\
+         \x20     - {id: node, chip: power_meter, file: power1_average, label: Node Power, role: node}\n",
+    )
+    .unwrap();
+    let config_arg = format!("--config.file={}", config.display());
+    let e = start(dir.path(), &["--sample.interval=100ms", &config_arg]);
+    e.wait_samples("hwmon", 2.0);
+    let amd_energy = dir.path().join("sys/class/hwmon/hwmon2/energy9_input");
+    write_value(&amd_energy, 5_000_000 + 40_000_000);
+    write_value(&pkg(dir.path(), 0), 5_000_000 + 40_000_000);
+    e.wait_samples("hwmon", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_hwmon_joules_total{sensor=\"esocket0\",role=\"none\"}"),
+        40.0
+    );
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
+        40.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        40.0
+    );
+    assert!(s.must("joulebook_hwmon_joules_total{sensor=\"node\",role=\"node\"}") > 0.0);
+    assert!(
+        e.log_text().contains("amd_energy duplicates RAPL"),
+        "{}",
+        e.log_text()
+    );
+}

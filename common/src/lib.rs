@@ -43,6 +43,10 @@ pub mod labels {
     pub const DEVICE: &str = "device";
     /// The kernel's name for a device (`card0`, a hwmon label).
     pub const NAME: &str = "name";
+    /// A hwmon sensor named in the configuration.
+    pub const SENSOR: &str = "sensor";
+    /// What a configured sensor measures: node, cpu, dram, gpu or none.
+    pub const ROLE: &str = "role";
 }
 
 /// The unit a metric is expressed in; it becomes part of the metric name.
@@ -240,6 +244,8 @@ metric!(
 );
 metric!(GRACE_MODULE_ENERGY, "grace_module", Joules, Counter, [l::SOCKET],
     "Energy of a Grace Hopper module (Grace socket, Hopper GPU and HBM); overlaps cpu and gpu, never added to the node total.");
+metric!(HWMON_ENERGY, "hwmon", Joules, Counter, [l::SENSOR, l::ROLE],
+    "Energy of a hwmon sensor named in the configuration; role cpu, dram or gpu adds to that component, node (a whole-node meter) and none to no component.");
 metric!(ENERGY_DEVICE_INFO, "energy_device", None, Info, [l::SOURCE, l::DEVICE, l::NAME, l::MODEL, l::METHOD],
     "A device measured by a sysfs source (amdgpu, ...): its kernel name, model, and method counter, power_integration or primary_die (counted on its package's primary die); value 1.");
 
@@ -481,6 +487,7 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GRACE_CPU_RAIL_ENERGY,
     GRACE_SYSIO_RAIL_ENERGY,
     GRACE_MODULE_ENERGY,
+    HWMON_ENERGY,
     ENERGY_DEVICE_INFO,
     BMC_ENERGY,
     BMC_POWER,

@@ -148,6 +148,16 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
         measured_dram = true;
     }
     add_bmc(cfg, &mut sources, &mut disabled);
+    let gpu_sources = [SourceKind::Nvml, SourceKind::AmdGpu, SourceKind::IntelGpu];
+    let measured_gpu = sources.iter().any(|s| gpu_sources.contains(&s.kind()));
+    let (hw_cpu, hw_dram) = add_hwmon(
+        cfg,
+        [measured_cpu, measured_dram, measured_gpu],
+        &mut sources,
+        &mut disabled,
+    );
+    measured_cpu |= hw_cpu;
+    measured_dram |= hw_dram;
 
     let e = &cfg.sources.estimate;
     let (cpu, dram) = match e.enabled {
@@ -222,6 +232,46 @@ fn add_grace(
     }
     cfg.sources.grace.enabled != Switch::Off
         && meters.iter().any(|m| m.domain == Domain::GraceSocket)
+}
+
+/// The configured hwmon sensors. `measured` says whether cpu, dram and gpu are already measured
+/// by another source: a sensor with that role would count them twice (out-of-tree `amd_energy`
+/// reports RAPL's own counters), so it is published with role `none` and a warning instead.
+/// Returns whether a sensor now measures cpu, and dram.
+fn add_hwmon(
+    cfg: &Config,
+    measured: [bool; 3],
+    sources: &mut Vec<Box<dyn Source>>,
+    disabled: &mut Vec<SourceKind>,
+) -> (bool, bool) {
+    use crate::sources::hwmon_sensors::{HwmonSource, Role};
+    let c = &cfg.sources.hwmon;
+    if c.enabled == Switch::Off || (c.enabled == Switch::Auto && c.sensors.is_empty()) {
+        disabled.push(SourceKind::Hwmon);
+        return (false, false);
+    }
+    let mut sensors = c.sensors.clone();
+    for s in &mut sensors {
+        let taken = match s.role {
+            Role::Cpu => measured[0],
+            Role::Dram => measured[1],
+            Role::Gpu => measured[2],
+            Role::Node | Role::None => false,
+        };
+        if taken {
+            tracing::warn!(
+                sensor = %s.id,
+                chip = %s.chip,
+                role = s.role.as_str(),
+                "another source already measures this component: the sensor is published with role none and not added (amd_energy duplicates RAPL)"
+            );
+            s.role = Role::None;
+        }
+    }
+    let cpu = sensors.iter().any(|s| s.role == Role::Cpu);
+    let dram = sensors.iter().any(|s| s.role == Role::Dram);
+    sources.push(Box::new(HwmonSource::new(cfg.paths.sysfs.clone(), sensors)));
+    (cpu, dram)
 }
 
 fn add_nvml(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {

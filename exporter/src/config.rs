@@ -151,6 +151,25 @@ pub struct SourcesConfig {
     pub amdgpu: AmdGpuConfig,
     pub intel_gpu: IntelGpuConfig,
     pub grace: GraceConfig,
+    pub hwmon: HwmonConfig,
+}
+
+/// hwmon sensors named by the administrator (`sources::hwmon_sensors`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HwmonConfig {
+    /// `auto`: when sensors are listed.
+    pub enabled: Switch,
+    pub sensors: Vec<crate::sources::hwmon_sensors::SensorConfig>,
+}
+
+impl Default for HwmonConfig {
+    fn default() -> Self {
+        HwmonConfig {
+            enabled: Switch::Auto,
+            sensors: Vec::new(),
+        }
+    }
 }
 
 /// NVIDIA Grace power meters (`sources::grace`).
@@ -505,6 +524,7 @@ impl Default for SourcesConfig {
             amdgpu: AmdGpuConfig::default(),
             intel_gpu: IntelGpuConfig::default(),
             grace: GraceConfig::default(),
+            hwmon: HwmonConfig::default(),
         }
     }
 }
@@ -659,6 +679,29 @@ impl Config {
                 return bad(k, format!("{v} must be a non-negative number"));
             }
         }
+        let sensors = &self.sources.hwmon.sensors;
+        for (i, s) in sensors.iter().enumerate() {
+            if let Err((key, why)) = crate::sources::hwmon_sensors::check(s) {
+                return bad(&format!("sources.hwmon.sensors[{i}].{key}"), why);
+            }
+            if sensors[..i].iter().any(|o| o.id == s.id) {
+                return bad(
+                    &format!("sources.hwmon.sensors[{i}].id"),
+                    format!("{:?} is used by an earlier sensor", s.id),
+                );
+            }
+        }
+        if sensors
+            .iter()
+            .filter(|s| s.role == crate::sources::hwmon_sensors::Role::Node)
+            .count()
+            > 1
+        {
+            return bad(
+                "sources.hwmon.sensors",
+                "more than one sensor has role node: one whole-node meter only".into(),
+            );
+        }
         if let Some(t) = self.sources.estimate.cpu_tdp_watts {
             if !(t.is_finite() && t > 0.0) {
                 return bad(
@@ -768,6 +811,39 @@ mod tests {
                 .sample_interval,
             Seconds(2.0)
         );
+    }
+
+    #[test]
+    fn hwmon_sensors_parse_and_their_errors_name_the_key() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("h.yaml");
+        let good = "sources:\n  hwmon:\n    sensors:\n      - id: pdu\n        chip: power_meter\n        file: power1_average\n        label: Node Power\n        role: node\n";
+        std::fs::write(&p, good).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(
+            c.sources.hwmon.sensors[0].label.as_deref(),
+            Some("Node Power")
+        );
+        assert_eq!(
+            c.sources.hwmon.sensors[0].role,
+            crate::sources::hwmon_sensors::Role::Node
+        );
+        std::fs::write(&p, good.replace("power1_average", "power1_max")).unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(
+            e.contains("sources.hwmon.sensors[0].file") && e.contains("power1_max"),
+            "{e}"
+        );
+        std::fs::write(&p, good.replace("role: node", "role: fans")).unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(e.contains("h.yaml") && e.contains("fans"), "{e}");
+        let twice = format!(
+            "{good}{}",
+            &good["sources:\n  hwmon:\n    sensors:\n".len()..]
+        );
+        std::fs::write(&p, twice).unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(e.contains("sensors[1].id") && e.contains("earlier"), "{e}");
     }
 
     #[test]

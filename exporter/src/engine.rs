@@ -206,13 +206,18 @@ fn domain_name(d: Domain) -> &'static str {
         Domain::GraceCpuRail => "grace_cpu_rail",
         Domain::GraceSysioRail => "grace_sysio_rail",
         Domain::GraceModule => "grace_module",
+        Domain::HwmonNode => "hwmon_node",
+        Domain::HwmonCpu => "hwmon_cpu",
+        Domain::HwmonDram => "hwmon_dram",
+        Domain::HwmonGpu => "hwmon_gpu",
+        Domain::HwmonOther => "hwmon_none",
         Domain::EstimatedCpu => "estimated_cpu",
         Domain::EstimatedDram => "estimated_dram",
         Domain::Bmc => "bmc",
     }
 }
 
-const DOMAINS: [Domain; 15] = [
+const DOMAINS: [Domain; 20] = [
     Domain::RaplPackage,
     Domain::RaplCore,
     Domain::RaplUncore,
@@ -225,6 +230,11 @@ const DOMAINS: [Domain; 15] = [
     Domain::GraceCpuRail,
     Domain::GraceSysioRail,
     Domain::GraceModule,
+    Domain::HwmonNode,
+    Domain::HwmonCpu,
+    Domain::HwmonDram,
+    Domain::HwmonGpu,
+    Domain::HwmonOther,
     Domain::EstimatedCpu,
     Domain::EstimatedDram,
     Domain::Bmc,

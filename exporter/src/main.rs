@@ -73,6 +73,9 @@ struct Cli {
     /// NVIDIA Grace power meters (ACPI, hwmon): auto, on, off.
     #[arg(long = "source.grace", value_name = "SWITCH")]
     grace_meters: Option<Switch>,
+    /// hwmon sensors named in the configuration file: auto (if any), on, off.
+    #[arg(long = "source.hwmon", value_name = "SWITCH")]
+    hwmon: Option<Switch>,
     /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
     #[arg(long = "nvml.library", value_name = "FILE")]
     nvml_library: Option<PathBuf>,
@@ -199,6 +202,7 @@ impl Cli {
         set!(self.amdgpu, cfg.sources.amdgpu.enabled);
         set!(self.intel_gpu, cfg.sources.intel_gpu.enabled);
         set!(self.grace_meters, cfg.sources.grace.enabled);
+        set!(self.hwmon, cfg.sources.hwmon.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
         set!(

@@ -2,6 +2,7 @@
 //! types; names and help texts come from `joulebook_common`, so they are defined once.
 
 use crate::sampler::{Shared, Snapshot};
+use crate::sources::hwmon_sensors::Role as HwmonRole;
 use crate::sources::{socket_and_die, Domain, SourceKind};
 use joulebook_common::{self as names, Kind, MetricDef};
 use prometheus_client::collector::Collector;
@@ -179,6 +180,17 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         }),
     )?;
 
+    counters(
+        enc,
+        &names::HWMON_ENERGY,
+        s.channels.iter().filter_map(|(id, j)| {
+            let role = HwmonRole::of(id.domain)?;
+            Some((
+                [(l::SENSOR, id.device.as_str()), (l::ROLE, role.as_str())],
+                *j,
+            ))
+        }),
+    )?;
     infos(
         enc,
         &names::ENERGY_DEVICE_INFO,

@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod gpu_metrics;
 pub mod grace;
 pub mod hwmon;
+pub mod hwmon_sensors;
 pub mod intel_gpu;
 pub mod nvml;
 pub mod rapl;
@@ -36,13 +37,15 @@ pub enum SourceKind {
     IntelGpu,
     /// NVIDIA Grace and Grace Hopper: the firmware's ACPI power meters.
     Grace,
+    /// hwmon sensors named in the configuration.
+    Hwmon,
     /// Not an energy source: job discovery from cgroups, reported with the same health metrics
     /// so one alert covers "no data" from any part of the exporter.
     Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 8] = [
+    pub const ALL: [SourceKind; 9] = [
         SourceKind::Rapl,
         SourceKind::Nvml,
         SourceKind::Estimate,
@@ -50,6 +53,7 @@ impl SourceKind {
         SourceKind::AmdGpu,
         SourceKind::IntelGpu,
         SourceKind::Grace,
+        SourceKind::Hwmon,
         SourceKind::Jobs,
     ];
 
@@ -62,6 +66,7 @@ impl SourceKind {
             SourceKind::AmdGpu => "amdgpu",
             SourceKind::IntelGpu => "intel_gpu",
             SourceKind::Grace => "grace",
+            SourceKind::Hwmon => "hwmon",
             SourceKind::Jobs => "jobs",
         }
     }
@@ -95,6 +100,13 @@ pub enum Domain {
     /// A Grace Hopper module: the Grace socket, the Hopper GPU and its HBM. Overlaps cpu and
     /// gpu, so it adds to no component.
     GraceModule,
+    /// A configured hwmon sensor by its role (`sources::hwmon_sensors`): a whole-node meter
+    /// (overlaps everything, adds to no component), a cpu, dram or gpu meter, or none.
+    HwmonNode,
+    HwmonCpu,
+    HwmonDram,
+    HwmonGpu,
+    HwmonOther,
     EstimatedCpu,
     EstimatedDram,
     /// The whole node as its BMC measures it (wall or PSU input power: fans, disks, NICs and PSU
@@ -108,9 +120,12 @@ impl Domain {
     /// (core and uncore are inside package; psys covers the whole platform).
     pub fn component(self) -> Option<Component> {
         match self {
-            Domain::RaplPackage | Domain::EstimatedCpu | Domain::GraceSocket => {
+            Domain::RaplPackage | Domain::EstimatedCpu | Domain::GraceSocket | Domain::HwmonCpu => {
                 Some(Component::Cpu)
             }
+            Domain::HwmonDram => Some(Component::Dram),
+            Domain::HwmonGpu => Some(Component::Gpu),
+            Domain::HwmonNode | Domain::HwmonOther => None,
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
             Domain::Gpu | Domain::AmdGpu | Domain::IntelGpu => Some(Component::Gpu),
             // Bmc: the whole node, from which `other` is derived rather than added.
