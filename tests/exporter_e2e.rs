@@ -932,3 +932,44 @@ fn hwmon_sensors_never_count_rapl_twice() {
         e.log_text()
     );
 }
+
+/// Jobs on an MI250X node: every component's jobs + unallocated equals the node, the GPU
+/// packages included (which job holds an AMD GPU is the job mapping's part; until a job holds
+/// one, its energy is unallocated, never lost).
+#[test]
+fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
+    let dir = copy_fixture("amd-mi250x");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    let mut args = job_args(root);
+    args.retain(|a| a != "--source.estimate=off");
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("amdgpu", 2.0);
+    set_gpu_counter(root, 0, 24, 1100);
+    set_gpu_counter(root, 2, 24, 2030);
+    e.wait_samples("amdgpu", 3.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_jobs_running"), 2.0);
+    for c in ["cpu", "dram", "gpu"] {
+        let jobs: f64 = s
+            .family("joulebook_job_joules_total")
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("component=\"{c}\"")))
+            .map(|(_, v)| v)
+            .sum();
+        let unallocated = s.must(&format!(
+            "joulebook_unallocated_joules_total{{component=\"{c}\"}}"
+        ));
+        let node = s.must(&format!("joulebook_node_joules_total{{component=\"{c}\"}}"));
+        assert!(
+            (jobs + unallocated - node).abs() < 1e-6,
+            "{c}: jobs {jobs} + unallocated {unallocated} != node {node}"
+        );
+    }
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        130.0
+    );
+}
