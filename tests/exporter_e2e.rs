@@ -926,6 +926,11 @@ fn hwmon_sensors_never_count_rapl_twice() {
         40.0
     );
     assert!(s.must("joulebook_hwmon_joules_total{sensor=\"node\",role=\"node\"}") > 0.0);
+    // Without a BMC, the node meter gives `other` (node − cpu − dram − gpu).
+    assert_eq!(
+        s.must("joulebook_node_component_info{component=\"other\",method=\"measured\",source=\"hwmon\"}"),
+        1.0
+    );
     assert!(
         e.log_text().contains("amd_energy duplicates RAPL"),
         "{}",

@@ -702,6 +702,18 @@ impl Config {
                 "more than one sensor has role node: one whole-node meter only".into(),
             );
         }
+        if self.sources.bmc.enabled != Switch::Off {
+            if let Some(i) = sensors
+                .iter()
+                .position(|s| s.role == crate::sources::hwmon_sensors::Role::Node)
+            {
+                return bad(
+                    &format!("sources.hwmon.sensors[{i}].role"),
+                    "node: the BMC is already this node's whole-node meter (one meter gives `other`)"
+                        .into(),
+                );
+            }
+        }
         if let Some(t) = self.sources.estimate.cpu_tdp_watts {
             if !(t.is_finite() && t > 0.0) {
                 return bad(

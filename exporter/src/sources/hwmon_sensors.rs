@@ -5,8 +5,9 @@
 //! - `cpu`, `dram`, `gpu`: adds to that node component. A component another source already
 //!   measures (RAPL, NVML, Grace...) is never added twice: `app::build_sources` turns such a
 //!   sensor into `none` with a warning. Out-of-tree `amd_energy` reports RAPL's own counters.
-//! - `node`: a whole-node meter (an ACPI power meter, a PDU driver); published, and, like the
-//!   BMC's, overlapping every component, so added to none.
+//! - `node`: a whole-node meter (an ACPI power meter, a PDU driver) on a node without a BMC
+//!   source: like the BMC's, it overlaps every component and adds to none, and the sampler
+//!   derives `other` from it (node minus cpu, dram and gpu over the span its readings cover).
 //! - `none`: published only.
 //!
 //! Chips are looked up by name, not by `hwmonN` number, which changes between boots.

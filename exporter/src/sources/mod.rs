@@ -101,7 +101,8 @@ pub enum Domain {
     /// gpu, so it adds to no component.
     GraceModule,
     /// A configured hwmon sensor by its role (`sources::hwmon_sensors`): a whole-node meter
-    /// (overlaps everything, adds to no component), a cpu, dram or gpu meter, or none.
+    /// (overlaps everything, adds to no component; `other` is derived from it when there is no
+    /// BMC), a cpu, dram or gpu meter, or none.
     HwmonNode,
     HwmonCpu,
     HwmonDram,
