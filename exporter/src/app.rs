@@ -190,10 +190,10 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
 /// runs it anyway, so its absence is reported (down, with the fix).
 fn add_amdgpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
     let c = &cfg.sources.amdgpu;
-    let present = amdgpu::discover_cards(&cfg.paths.sysfs).is_ok_and(|c| !c.is_empty());
+    let present = || amdgpu::discover_cards(&cfg.paths.sysfs).is_ok_and(|c| !c.is_empty());
     match c.enabled {
         Switch::Off => disabled.push(SourceKind::AmdGpu),
-        Switch::Auto if !present => disabled.push(SourceKind::AmdGpu),
+        Switch::Auto if !present() => disabled.push(SourceKind::AmdGpu),
         _ => sources.push(Box::new(AmdGpuSource::new(AmdGpuOptions {
             sysfs: cfg.paths.sysfs.clone(),
             max_gpu_watts: c.max_gpu_watts,
@@ -204,10 +204,10 @@ fn add_amdgpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut V
 /// The Intel GPU source, switched like [`add_amdgpu`].
 fn add_intel_gpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
     let c = &cfg.sources.intel_gpu;
-    let present = intel_gpu::discover(&cfg.paths.sysfs).is_ok_and(|g| !g.is_empty());
+    let present = || intel_gpu::discover(&cfg.paths.sysfs).is_ok_and(|g| !g.is_empty());
     match c.enabled {
         Switch::Off => disabled.push(SourceKind::IntelGpu),
-        Switch::Auto if !present => disabled.push(SourceKind::IntelGpu),
+        Switch::Auto if !present() => disabled.push(SourceKind::IntelGpu),
         _ => sources.push(Box::new(IntelGpuSource::new(IntelGpuOptions {
             sysfs: cfg.paths.sysfs.clone(),
             max_gpu_watts: c.max_gpu_watts,
