@@ -222,6 +222,8 @@ metric!(
 // --- Devices read from sysfs (docs/sources.md).
 metric!(AMDGPU_ENERGY, "amdgpu", Joules, Counter, [l::GPU_UUID],
     "Energy of an AMD GPU (a whole MI250X package, on its primary die) from the amdgpu driver's gpu_metrics energy counter, or integrated hwmon power (see joulebook_energy_device_info).");
+metric!(AMD_APU_ENERGY, "amd_apu", Joules, Counter, [l::GPU_UUID],
+    "Energy of an AMD APU's whole socket (MI300A: CPU cores, GPU and HBM) from its gpu_metrics counter; overlaps the CPU package, never added to the node total.");
 metric!(INTEL_GPU_ENERGY, "intel_gpu", Joules, Counter, [l::GPU_UUID],
     "Energy of an Intel discrete GPU from the xe or i915 driver's hwmon energy counter (the card's, else the package's; never both); gpu_uuid is the PCI address.");
 metric!(GRACE_SOCKET_ENERGY, "grace_socket", Joules, Counter, [l::SOCKET],
@@ -482,6 +484,7 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_INFO,
     GPU_ENERGY_METHOD,
     AMDGPU_ENERGY,
+    AMD_APU_ENERGY,
     INTEL_GPU_ENERGY,
     GRACE_SOCKET_ENERGY,
     GRACE_CPU_RAIL_ENERGY,

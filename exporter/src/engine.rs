@@ -201,6 +201,7 @@ fn domain_name(d: Domain) -> &'static str {
         Domain::RaplPsys => "rapl_psys",
         Domain::Gpu => "gpu",
         Domain::AmdGpu => "amdgpu",
+        Domain::AmdApu => "amd_apu",
         Domain::IntelGpu => "intel_gpu",
         Domain::GraceSocket => "grace_socket",
         Domain::GraceCpuRail => "grace_cpu_rail",
@@ -217,7 +218,7 @@ fn domain_name(d: Domain) -> &'static str {
     }
 }
 
-const DOMAINS: [Domain; 20] = [
+const DOMAINS: [Domain; 21] = [
     Domain::RaplPackage,
     Domain::RaplCore,
     Domain::RaplUncore,
@@ -225,6 +226,7 @@ const DOMAINS: [Domain; 20] = [
     Domain::RaplPsys,
     Domain::Gpu,
     Domain::AmdGpu,
+    Domain::AmdApu,
     Domain::IntelGpu,
     Domain::GraceSocket,
     Domain::GraceCpuRail,

@@ -14,6 +14,10 @@
 //!   the GPU's hwmon `power1_average` (else `power1_input`), in µW, is integrated instead; the
 //!   change is logged once and published as the method. A GPU stays on power integration until
 //!   the exporter restarts, so a counter that comes back is never mistaken for a jump.
+//! - MI300A is an APU: its socket counter covers its Zen 4 cores (which RAPL measures as the CPU
+//!   package) as well as the GPU and HBM. It is published as `amd_apu`, added to no component,
+//!   so the cores are never counted twice; the node's `gpu` has no MI300A share (with a BMC,
+//!   the socket minus RAPL's package lands in `other`).
 //! - MI250X: each package has two dies (GCDs), each its own PCI device. Only the primary die
 //!   reports power and energy, for the whole package; the secondary die's table holds zeros
 //!   (`aldebaran_ppt.c`). The package is counted once, on the primary die; the secondary die
@@ -30,6 +34,10 @@ use std::path::{Path, PathBuf};
 
 /// PCI device ids of MI200 (Aldebaran) dies, from `amdgpu_drv.c`'s `pciidlist`.
 const ALDEBARAN: [u16; 4] = [0x7408, 0x740C, 0x740F, 0x7410];
+
+/// MI300A, an APU (PCI ID database: "Aqua Vanjaram [Instinct MI300A]"): its socket counter
+/// covers the CPU cores too.
+const MI300A: u16 = 0x74a0;
 
 /// Samples with an unchanged counter while the GPU draws power before the counter is taken to
 /// be stuck (the SMU updates it every millisecond or so; 10 s at the default interval).
@@ -287,7 +295,13 @@ impl Source for AmdGpuSource {
         let gpus = self.gpus.get_or_insert_with(Vec::new);
         for gpu in gpus.iter_mut() {
             let (raw, problem) = sample_gpu(gpu, max_watts);
-            let channel = ChannelId::new(Domain::AmdGpu, gpu.id.clone());
+            // An APU's counter is its whole socket, CPU cores included: never added to gpu.
+            let domain = if gpu.device_id == MI300A {
+                Domain::AmdApu
+            } else {
+                Domain::AmdGpu
+            };
+            let channel = ChannelId::new(domain, gpu.id.clone());
             if let Some(raw) = raw {
                 sample.energy.push(EnergyReading {
                     channel: channel.clone(),
@@ -388,6 +402,22 @@ mod tests {
             }]
         );
         assert_eq!(methods(&s), [("4b7d2c5a1e3f6a08".to_string(), "counter")]);
+    }
+
+    #[test]
+    fn mi300a_socket_is_never_a_gpu_component() {
+        let t = tempfile::tempdir().unwrap();
+        card(
+            t.path(),
+            0,
+            0x74a0,
+            Some("ee"),
+            &build(1, 6, 1664, 65536, 550),
+            550_000_000,
+        );
+        let s = src(t.path()).sample().unwrap();
+        assert_eq!(s.energy[0].channel, ChannelId::new(Domain::AmdApu, "ee"));
+        assert_eq!(Domain::AmdApu.component(), None);
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub enum Domain {
     Gpu,
     /// An AMD GPU (an MI250X package on its primary die).
     AmdGpu,
+    /// An AMD APU's whole socket (MI300A: its Zen 4 cores, GPU and HBM). It overlaps the CPU
+    /// package RAPL measures, so it adds to no component.
+    AmdApu,
     /// An Intel discrete GPU (its card, else its package).
     IntelGpu,
     /// A Grace socket (CPU and SysIO rails, LPDDR5X, regulator losses).
@@ -126,7 +129,7 @@ impl Domain {
             }
             Domain::HwmonDram => Some(Component::Dram),
             Domain::HwmonGpu => Some(Component::Gpu),
-            Domain::HwmonNode | Domain::HwmonOther => None,
+            Domain::HwmonNode | Domain::HwmonOther | Domain::AmdApu => None,
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
             Domain::Gpu | Domain::AmdGpu | Domain::IntelGpu => Some(Component::Gpu),
             // Bmc: the whole node, from which `other` is derived rather than added.
