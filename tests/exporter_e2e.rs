@@ -577,3 +577,404 @@ fn restart_after_sigkill_or_sigterm_loses_nothing() {
         total / 2.0
     );
 }
+
+#[test]
+fn golden_intel_dies() {
+    golden("intel-clx-ap");
+}
+
+#[test]
+fn golden_amd_mirrored_dies() {
+    golden("amd-zen4-ccd");
+}
+
+#[test]
+fn golden_amd_mi250x() {
+    golden("amd-mi250x");
+}
+
+#[test]
+fn golden_amd_mi300x() {
+    golden("amd-mi300x");
+}
+
+fn powercap(dir: &Path, zone: &str) -> std::path::PathBuf {
+    dir.join("sys/class/powercap").join(zone).join("energy_uj")
+}
+
+/// Cascade Lake-AP: each die's counter is its own, so all are added; the die is a label.
+#[test]
+fn intel_dies_are_each_counted() {
+    let dir = copy_fixture("intel-clx-ap");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("rapl", 2.0);
+    // Fixture values: die i's package counter is (i + 1) × 100 J.
+    for (i, add_j) in [10u64, 20, 30, 40].into_iter().enumerate() {
+        let zone = format!("intel-rapl:{i}");
+        write_value(
+            &powercap(dir.path(), &zone),
+            (i as u64 + 1) * 100_000_000 + add_j * 1_000_000,
+        );
+    }
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"0\",die=\"1\"}"),
+        20.0
+    );
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"1\",die=\"1\"}"),
+        40.0
+    );
+    assert_eq!(s.family("joulebook_rapl_dram_joules_total").len(), 4);
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        100.0
+    );
+    assert_eq!(
+        s.must("joulebook_source_up{source=\"rapl\"}"),
+        1.0,
+        "{}",
+        e.log_text()
+    );
+}
+
+/// AMD per-CCD zones all read the package counter: each package is counted once.
+#[test]
+fn amd_mirrored_dies_count_the_package_once() {
+    let dir = copy_fixture("amd-zen4-ccd");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("rapl", 2.0);
+    // The kernel shows the same package counter in every CCD's zone (hex zone numbers).
+    for i in 0..16u64 {
+        let (base, add) = if i < 8 { (5, 50) } else { (7, 70) };
+        let zone = format!("intel-rapl:{i:x}");
+        write_value(&powercap(dir.path(), &zone), (base + add) * 1_000_000);
+    }
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.family("joulebook_rapl_package_joules_total"),
+        [
+            ("joulebook_rapl_package_joules_total{socket=\"0\"}", 50.0),
+            ("joulebook_rapl_package_joules_total{socket=\"1\"}", 70.0)
+        ]
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        120.0
+    );
+}
+
+/// Writes an amdgpu energy accumulator (2^-16 J a count) into a fixture's `gpu_metrics`, at the
+/// kernel's offset for the table's revision, the way sysfs changes: all at once.
+fn set_gpu_counter(dir: &Path, card: u32, offset: usize, joules: u64) {
+    let path = dir.join(format!("sys/class/drm/card{card}/device/gpu_metrics"));
+    let mut table = std::fs::read(&path).unwrap();
+    table[offset..offset + 8].copy_from_slice(&(joules * 65536).to_le_bytes());
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &table).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+/// MI250X: the package is counted once, on its primary die; a driver reload (counter back near
+/// 0) is absorbed; the GPU component is the sum of the packages.
+#[test]
+fn amd_mi250x_packages_once_and_resets_absorbed() {
+    let dir = copy_fixture("amd-mi250x");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("amdgpu", 2.0);
+    // gpu_metrics_v1_3: energy_accumulator at byte 24. Fixture: card0 1000 J, card2 2000 J.
+    set_gpu_counter(dir.path(), 0, 24, 1100);
+    set_gpu_counter(dir.path(), 2, 24, 2050);
+    e.wait_samples("amdgpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.family("joulebook_amdgpu_joules_total"),
+        [
+            (
+                "joulebook_amdgpu_joules_total{gpu_uuid=\"0a4c6f12d3b9e801\"}",
+                100.0
+            ),
+            (
+                "joulebook_amdgpu_joules_total{gpu_uuid=\"1b5d7023e4cafa11\"}",
+                50.0
+            )
+        ]
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        150.0
+    );
+    assert_eq!(
+        s.must("joulebook_energy_device_info{source=\"amdgpu\",device=\"0a4c6f12d3b9e802\",name=\"card1\",model=\"AMD Instinct MI250X\",method=\"primary_die\"}"),
+        1.0
+    );
+    // Driver reload: the counter restarts; the 10 J since the reset are added.
+    set_gpu_counter(dir.path(), 0, 24, 10);
+    e.wait_samples("amdgpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"0a4c6f12d3b9e801\"}"),
+        110.0
+    );
+    assert_eq!(s.must("joulebook_wraps_total{source=\"amdgpu\"}"), 1.0);
+    assert_eq!(s.must("joulebook_source_up{source=\"amdgpu\"}"), 1.0);
+}
+
+/// MI300X: v1_5 and v1_6 counters, an all-ones counter integrated from power1_input, and a
+/// compute partition that is not a GPU of its own.
+#[test]
+fn amd_mi300x_counters_and_power_fallback() {
+    let dir = copy_fixture("amd-mi300x");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("amdgpu", 2.0);
+    // v1_5: energy_accumulator at byte 88; the later v1_6: at byte 16.
+    set_gpu_counter(dir.path(), 0, 88, 5000 + 60);
+    set_gpu_counter(dir.path(), 1, 16, 7000 + 70);
+    e.wait_samples("amdgpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c2\"}"),
+        60.0
+    );
+    assert_eq!(
+        s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c3\"}"),
+        70.0
+    );
+    // 300 W integrated over the samples so far.
+    let integrated = s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c4\"}");
+    assert!(integrated > 0.0, "{integrated}");
+    assert_eq!(
+        s.family("joulebook_energy_device_info")
+            .iter()
+            .filter(|(k, _)| k.contains("method=\"power_integration\""))
+            .count(),
+        1
+    );
+    assert_eq!(
+        s.family("joulebook_energy_device_info").len(),
+        3,
+        "the partition is no GPU"
+    );
+}
+
+/// Jobs on a node whose packages have per-die counters: a die's energy belongs to its socket,
+/// so the split is the same as with one counter per socket, and jobs + unallocated = node.
+#[test]
+fn jobs_share_die_counters_by_socket() {
+    let dir = copy_fixture("intel-clx-ap");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("rapl", 2.0);
+    // Socket 0: +30 J and +50 J on its dies; socket 1: +60 J twice.
+    for (i, add_j) in [30u64, 50, 60, 60].into_iter().enumerate() {
+        let zone = format!("intel-rapl:{i}");
+        write_value(
+            &powercap(root, &zone),
+            (i as u64 + 1) * 100_000_000 + add_j * 1_000_000,
+        );
+    }
+    e.wait_samples("rapl", 2.0);
+    let s = e.samples();
+    let job = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"cpu\"}}"
+        ))
+    };
+    // As with one counter per socket: 4/8 of socket 0; 1/8 of socket 0 + 2/8 of socket 1.
+    assert_eq!(job("101"), 40.0);
+    assert_eq!(job("102"), 40.0);
+    let unallocated = s.must("joulebook_unallocated_joules_total{component=\"cpu\"}");
+    assert_eq!(unallocated, 120.0);
+    assert_eq!(
+        job("101") + job("102") + unallocated,
+        s.must("joulebook_node_joules_total{component=\"cpu\"}")
+    );
+}
+
+#[test]
+fn golden_intel_gpus() {
+    golden("intel-gpus");
+}
+
+/// Intel GPUs: the xe card counter (never also its package counter), the i915 device counter
+/// (never its GT's), nothing for the integrated GPU, and a driver reload absorbed.
+#[test]
+fn intel_gpus_count_one_counter_each_and_absorb_resets() {
+    let dir = copy_fixture("intel-gpus");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("intel_gpu", 2.0);
+    let xe = dir.path().join("sys/class/drm/card1/device/hwmon/hwmon6");
+    let i915 = dir.path().join("sys/class/drm/card2/device/hwmon");
+    write_value(&xe.join("energy1_input"), 120_000_000 + 30_000_000);
+    write_value(&xe.join("energy2_input"), 90_000_000 + 20_000_000);
+    write_value(&i915.join("hwmon7/energy1_input"), 300_000_000 + 10_000_000);
+    write_value(&i915.join("hwmon8/energy1_input"), 250_000_000 + 9_000_000);
+    e.wait_samples("intel_gpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.family("joulebook_intel_gpu_joules_total"),
+        [
+            (
+                "joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:3a:00.0\"}",
+                30.0
+            ),
+            (
+                "joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:4d:00.0\"}",
+                10.0
+            )
+        ]
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        40.0
+    );
+    // The xe driver reloads: its software sum starts again from 0.
+    write_value(&xe.join("energy1_input"), 5_000_000);
+    e.wait_samples("intel_gpu", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:3a:00.0\"}"),
+        35.0
+    );
+    assert_eq!(s.must("joulebook_wraps_total{source=\"intel_gpu\"}"), 1.0);
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        45.0
+    );
+}
+
+#[test]
+fn golden_grace_hopper() {
+    golden("grace-hopper");
+}
+
+/// GH200: the Grace socket meter is the node's CPU (and its memory, so no DRAM estimate); the
+/// rails and the module are published beside it and added to nothing.
+#[test]
+fn grace_socket_is_the_cpu_and_the_module_is_never_added() {
+    let dir = copy_fixture("grace-hopper");
+    let e = start(dir.path(), &["--sample.interval=100ms"]);
+    e.wait_samples("grace", 5.0);
+    let s = e.samples();
+    let socket = s.must("joulebook_grace_socket_joules_total{socket=\"0\"}");
+    let module = s.must("joulebook_grace_module_joules_total{socket=\"0\"}");
+    assert!(socket > 0.0 && module > socket, "{socket} {module}");
+    // 140 W and 520 W over the same intervals.
+    assert!(
+        (module / socket - 520.0 / 140.0).abs() < 1e-6,
+        "{socket} {module}"
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        socket
+    );
+    assert_eq!(
+        s.get("joulebook_node_joules_total{component=\"gpu\"}"),
+        None
+    );
+    assert_eq!(
+        s.get("joulebook_node_joules_total{component=\"dram\"}"),
+        None
+    );
+    assert_eq!(
+        s.must(
+            "joulebook_node_component_info{component=\"cpu\",method=\"measured\",source=\"grace\"}"
+        ),
+        1.0
+    );
+    assert_eq!(s.must("joulebook_source_enabled{source=\"estimate\"}"), 0.0);
+}
+
+/// Configured hwmon sensors on a RAPL node: amd_energy's socket counter is RAPL's own, so it is
+/// published with role none and never added; the node meter is published as the whole node.
+#[test]
+fn hwmon_sensors_never_count_rapl_twice() {
+    let dir = copy_fixture("amd-epyc");
+    joulebook_tests::copy_tree(&fixture("hwmon-meters"), dir.path());
+    let config = dir.path().join("exporter.yaml");
+    std::fs::write(
+        &config,
+        "sources:\n  hwmon:\n    sensors:\n\
+         \x20     - {id: esocket0, chip: amd_energy, file: energy9_input, label: Esocket0, role: cpu}\n\
+         \x20     - {id: node, chip: power_meter, file: power1_average, label: Node Power, role: node}\n",
+    )
+    .unwrap();
+    let config_arg = format!("--config.file={}", config.display());
+    let e = start(dir.path(), &["--sample.interval=100ms", &config_arg]);
+    e.wait_samples("hwmon", 2.0);
+    let amd_energy = dir.path().join("sys/class/hwmon/hwmon2/energy9_input");
+    write_value(&amd_energy, 5_000_000 + 40_000_000);
+    write_value(&pkg(dir.path(), 0), 5_000_000 + 40_000_000);
+    e.wait_samples("hwmon", 2.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_hwmon_joules_total{sensor=\"esocket0\",role=\"none\"}"),
+        40.0
+    );
+    assert_eq!(
+        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
+        40.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        40.0
+    );
+    assert!(s.must("joulebook_hwmon_joules_total{sensor=\"node\",role=\"node\"}") > 0.0);
+    // Without a BMC, the node meter gives `other` (node − cpu − dram − gpu).
+    assert_eq!(
+        s.must("joulebook_node_component_info{component=\"other\",method=\"measured\",source=\"hwmon\"}"),
+        1.0
+    );
+    assert!(
+        e.log_text().contains("amd_energy duplicates RAPL"),
+        "{}",
+        e.log_text()
+    );
+}
+
+/// Jobs on an MI250X node: every component's jobs + unallocated equals the node, the GPU
+/// packages included (which job holds an AMD GPU is the job mapping's part; until a job holds
+/// one, its energy is unallocated, never lost).
+#[test]
+fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
+    let dir = copy_fixture("amd-mi250x");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    let mut args = job_args(root);
+    args.retain(|a| a != "--source.estimate=off");
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("amdgpu", 2.0);
+    set_gpu_counter(root, 0, 24, 1100);
+    set_gpu_counter(root, 2, 24, 2030);
+    e.wait_samples("amdgpu", 3.0);
+    let s = e.samples();
+    assert_eq!(s.must("joulebook_jobs_running"), 2.0);
+    for c in ["cpu", "dram", "gpu"] {
+        let jobs: f64 = s
+            .family("joulebook_job_joules_total")
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("component=\"{c}\"")))
+            .map(|(_, v)| v)
+            .sum();
+        let unallocated = s.must(&format!(
+            "joulebook_unallocated_joules_total{{component=\"{c}\"}}"
+        ));
+        let node = s.must(&format!("joulebook_node_joules_total{{component=\"{c}\"}}"));
+        assert!(
+            (jobs + unallocated - node).abs() < 1e-6,
+            "{c}: jobs {jobs} + unallocated {unallocated} != node {node}"
+        );
+    }
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        130.0
+    );
+}

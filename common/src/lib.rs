@@ -17,6 +17,8 @@ pub const PREFIX: &str = "joulebook";
 /// Label names. `job` and `instance` are deliberately absent: Prometheus renames them on scrape.
 pub mod labels {
     pub const SOCKET: &str = "socket";
+    /// The die of a multi-die CPU package whose dies have their own RAPL counters.
+    pub const DIE: &str = "die";
     pub const COMPONENT: &str = "component";
     pub const METHOD: &str = "method";
     pub const SOURCE: &str = "source";
@@ -37,6 +39,14 @@ pub mod labels {
     pub const PARTITION: &str = "partition";
     pub const JOB_NAME: &str = "job_name";
     pub const PROTOCOL: &str = "protocol";
+    /// A device of a sysfs source: GPU id (unique_id or PCI address) or sensor id.
+    pub const DEVICE: &str = "device";
+    /// The kernel's name for a device (`card0`, a hwmon label).
+    pub const NAME: &str = "name";
+    /// A hwmon sensor named in the configuration.
+    pub const SENSOR: &str = "sensor";
+    /// What a configured sensor measures: node, cpu, dram, gpu or none.
+    pub const ROLE: &str = "role";
 }
 
 /// The unit a metric is expressed in; it becomes part of the metric name.
@@ -130,24 +140,24 @@ macro_rules! metric {
 use labels as l;
 
 // --- RAPL: one metric per domain, so that no sum double counts (package contains core and uncore).
-metric!(RAPL_PACKAGE, "rapl_package", Joules, Counter, [l::SOCKET],
+metric!(RAPL_PACKAGE, "rapl_package", Joules, Counter, [l::SOCKET, l::DIE],
     "Energy of a CPU package (socket) from RAPL, wrap-corrected, since the exporter first ran on this node.");
 metric!(
     RAPL_CORE,
     "rapl_core",
     Joules,
     Counter,
-    [l::SOCKET],
+    [l::SOCKET, l::DIE],
     "Energy of the cores of a package from RAPL (already included in rapl_package)."
 );
-metric!(RAPL_UNCORE, "rapl_uncore", Joules, Counter, [l::SOCKET],
+metric!(RAPL_UNCORE, "rapl_uncore", Joules, Counter, [l::SOCKET, l::DIE],
     "Energy of the uncore (integrated GPU, caches) of a package from RAPL (already included in rapl_package).");
 metric!(
     RAPL_DRAM,
     "rapl_dram",
     Joules,
     Counter,
-    [l::SOCKET],
+    [l::SOCKET, l::DIE],
     "Energy of the DRAM attached to a package from RAPL."
 );
 metric!(RAPL_PSYS, "rapl_psys", Joules, Counter, [],
@@ -208,6 +218,38 @@ metric!(
     [l::GPU_UUID, l::METHOD],
     "How a GPU's energy is obtained: counter (NVML total energy) or power_integration (fallback)."
 );
+
+// --- Devices read from sysfs (docs/sources.md).
+metric!(AMDGPU_ENERGY, "amdgpu", Joules, Counter, [l::GPU_UUID],
+    "Energy of an AMD GPU (a whole MI250X package, on its primary die) from the amdgpu driver's gpu_metrics energy counter, or integrated hwmon power (see joulebook_energy_device_info).");
+metric!(AMD_APU_ENERGY, "amd_apu", Joules, Counter, [l::GPU_UUID],
+    "Energy of an AMD APU's whole socket (MI300A: CPU cores, GPU and HBM) from its gpu_metrics counter; overlaps the CPU package, never added to the node total.");
+metric!(INTEL_GPU_ENERGY, "intel_gpu", Joules, Counter, [l::GPU_UUID],
+    "Energy of an Intel discrete GPU from the xe or i915 driver's hwmon energy counter (the card's, else the package's; never both); gpu_uuid is the PCI address.");
+metric!(GRACE_SOCKET_ENERGY, "grace_socket", Joules, Counter, [l::SOCKET],
+    "Energy of an NVIDIA Grace socket (CPU and SysIO rails, LPDDR5X memory, regulator losses) from its ACPI power meter, integrated.");
+metric!(
+    GRACE_CPU_RAIL_ENERGY,
+    "grace_cpu_rail",
+    Joules,
+    Counter,
+    [l::SOCKET],
+    "Energy of a Grace socket's CPU rail (already included in grace_socket)."
+);
+metric!(
+    GRACE_SYSIO_RAIL_ENERGY,
+    "grace_sysio_rail",
+    Joules,
+    Counter,
+    [l::SOCKET],
+    "Energy of a Grace socket's SysIO rail (already included in grace_socket)."
+);
+metric!(GRACE_MODULE_ENERGY, "grace_module", Joules, Counter, [l::SOCKET],
+    "Energy of a Grace Hopper module (Grace socket, Hopper GPU and HBM); overlaps cpu and gpu, never added to the node total.");
+metric!(HWMON_ENERGY, "hwmon", Joules, Counter, [l::SENSOR, l::ROLE],
+    "Energy of a hwmon sensor named in the configuration; role cpu, dram or gpu adds to that component, node (a whole-node meter) and none to no component.");
+metric!(ENERGY_DEVICE_INFO, "energy_device", None, Info, [l::SOURCE, l::DEVICE, l::NAME, l::MODEL, l::METHOD],
+    "A device measured by a sysfs source (amdgpu, ...): its kernel name, model, and method counter, power_integration or primary_die (counted on its package's primary die); value 1.");
 
 // --- The BMC: the whole node as its baseboard management controller measures it.
 metric!(BMC_ENERGY, "bmc", Joules, Counter, [],
@@ -441,6 +483,15 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_POWER_LIMIT,
     GPU_INFO,
     GPU_ENERGY_METHOD,
+    AMDGPU_ENERGY,
+    AMD_APU_ENERGY,
+    INTEL_GPU_ENERGY,
+    GRACE_SOCKET_ENERGY,
+    GRACE_CPU_RAIL_ENERGY,
+    GRACE_SYSIO_RAIL_ENERGY,
+    GRACE_MODULE_ENERGY,
+    HWMON_ENERGY,
+    ENERGY_DEVICE_INFO,
     BMC_ENERGY,
     BMC_POWER,
     BMC_ENERGY_METHOD,

@@ -162,8 +162,8 @@ fn spread(total: u64, topo: &Topology) -> Vec<u64> {
     v
 }
 
-/// Per-socket energies of a component: by socket number when every device is one, else the
-/// total spread over sockets.
+/// Per-socket energies of a component: by socket number when every device is one (a socket or a
+/// die of one), else the total spread over sockets.
 fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u64> {
     let Some(devices) = devices else {
         return Vec::new();
@@ -174,7 +174,8 @@ fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u6
     let mut all_sockets = true;
     for (dev, uj) in devices {
         total = total.saturating_add(*uj);
-        match dev.parse::<usize>() {
+        // A die's energy belongs to its socket.
+        match crate::sources::socket_and_die(dev).0.parse::<usize>() {
             Ok(s) if s < n => v[s] = v[s].saturating_add(*uj),
             _ => all_sockets = false,
         }

@@ -9,8 +9,11 @@ use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
 use crate::sampler::{publish, Sampler, Shared, Snapshot};
 use crate::server;
+use crate::sources::amdgpu::{self, AmdGpuOptions, AmdGpuSource};
 use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
+use crate::sources::grace::{self, GraceOptions, GraceSource};
+use crate::sources::intel_gpu::{self, IntelGpuOptions, IntelGpuSource};
 use crate::sources::nvml::{self, NvmlOptions, NvmlSource};
 use crate::sources::rapl::{self, RaplOptions, RaplSource};
 use crate::sources::{Domain, Source, SourceError, SourceKind, SourceSample};
@@ -106,6 +109,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     let rapl_opts = RaplOptions {
         sysfs: cfg.paths.sysfs.clone(),
         max_zone_watts: cfg.sources.rapl.max_zone_watts,
+        package_scope: rapl::msrs_are_package_scope(&node.cpu_vendor),
     };
     let powercap = rapl_opts.sysfs.join("class/powercap");
     // Which components RAPL measures, as found at start: the estimate fills in the others.
@@ -121,7 +125,7 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
             disabled.push(SourceKind::Rapl);
         }
         _ => {
-            match rapl::discover(&powercap) {
+            match rapl::discover(&powercap, rapl_opts.package_scope) {
                 Ok(zones) => {
                     measured_cpu = zones
                         .iter()
@@ -136,7 +140,24 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
     }
 
     add_nvml(cfg, &mut sources, &mut disabled);
+    add_amdgpu(cfg, &mut sources, &mut disabled);
+    add_intel_gpu(cfg, &mut sources, &mut disabled);
+    if add_grace(cfg, &mut sources, &mut disabled) {
+        // The Grace socket meter measures the CPU and its memory.
+        measured_cpu = true;
+        measured_dram = true;
+    }
     add_bmc(cfg, &mut sources, &mut disabled);
+    let gpu_sources = [SourceKind::Nvml, SourceKind::AmdGpu, SourceKind::IntelGpu];
+    let measured_gpu = sources.iter().any(|s| gpu_sources.contains(&s.kind()));
+    let (hw_cpu, hw_dram) = add_hwmon(
+        cfg,
+        [measured_cpu, measured_dram, measured_gpu],
+        &mut sources,
+        &mut disabled,
+    );
+    measured_cpu |= hw_cpu;
+    measured_dram |= hw_dram;
 
     let e = &cfg.sources.estimate;
     let (cpu, dram) = match e.enabled {
@@ -163,6 +184,94 @@ pub fn build_sources(cfg: &Config, node: &NodeInfo) -> (Vec<Box<dyn Source>>, Ve
         disabled.push(SourceKind::Estimate);
     }
     (sources, disabled)
+}
+
+/// The AMD GPU source: `auto` runs it when a GPU with a `gpu_metrics` table is present; `on`
+/// runs it anyway, so its absence is reported (down, with the fix).
+fn add_amdgpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    let c = &cfg.sources.amdgpu;
+    let present = || amdgpu::discover_cards(&cfg.paths.sysfs).is_ok_and(|c| !c.is_empty());
+    match c.enabled {
+        Switch::Off => disabled.push(SourceKind::AmdGpu),
+        Switch::Auto if !present() => disabled.push(SourceKind::AmdGpu),
+        _ => sources.push(Box::new(AmdGpuSource::new(AmdGpuOptions {
+            sysfs: cfg.paths.sysfs.clone(),
+            max_gpu_watts: c.max_gpu_watts,
+        }))),
+    }
+}
+
+/// The Intel GPU source, switched like [`add_amdgpu`].
+fn add_intel_gpu(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {
+    let c = &cfg.sources.intel_gpu;
+    let present = || intel_gpu::discover(&cfg.paths.sysfs).is_ok_and(|g| !g.is_empty());
+    match c.enabled {
+        Switch::Off => disabled.push(SourceKind::IntelGpu),
+        Switch::Auto if !present() => disabled.push(SourceKind::IntelGpu),
+        _ => sources.push(Box::new(IntelGpuSource::new(IntelGpuOptions {
+            sysfs: cfg.paths.sysfs.clone(),
+            max_gpu_watts: c.max_gpu_watts,
+        }))),
+    }
+}
+
+/// The Grace source, switched like [`add_amdgpu`]. True when it found a socket meter, which
+/// measures both the CPU and its LPDDR5X memory.
+fn add_grace(
+    cfg: &Config,
+    sources: &mut Vec<Box<dyn Source>>,
+    disabled: &mut Vec<SourceKind>,
+) -> bool {
+    let meters = grace::discover(&cfg.paths.sysfs);
+    match cfg.sources.grace.enabled {
+        Switch::Off => disabled.push(SourceKind::Grace),
+        Switch::Auto if meters.is_empty() => disabled.push(SourceKind::Grace),
+        _ => sources.push(Box::new(GraceSource::new(GraceOptions {
+            sysfs: cfg.paths.sysfs.clone(),
+        }))),
+    }
+    cfg.sources.grace.enabled != Switch::Off
+        && meters.iter().any(|m| m.domain == Domain::GraceSocket)
+}
+
+/// The configured hwmon sensors. `measured` says whether cpu, dram and gpu are already measured
+/// by another source: a sensor with that role would count them twice (out-of-tree `amd_energy`
+/// reports RAPL's own counters), so it is published with role `none` and a warning instead.
+/// Returns whether a sensor now measures cpu, and dram.
+fn add_hwmon(
+    cfg: &Config,
+    measured: [bool; 3],
+    sources: &mut Vec<Box<dyn Source>>,
+    disabled: &mut Vec<SourceKind>,
+) -> (bool, bool) {
+    use crate::sources::hwmon_sensors::{HwmonSource, Role};
+    let c = &cfg.sources.hwmon;
+    if c.enabled == Switch::Off || (c.enabled == Switch::Auto && c.sensors.is_empty()) {
+        disabled.push(SourceKind::Hwmon);
+        return (false, false);
+    }
+    let mut sensors = c.sensors.clone();
+    for s in &mut sensors {
+        let taken = match s.role {
+            Role::Cpu => measured[0],
+            Role::Dram => measured[1],
+            Role::Gpu => measured[2],
+            Role::Node | Role::None => false,
+        };
+        if taken {
+            tracing::warn!(
+                sensor = %s.id,
+                chip = %s.chip,
+                role = s.role.as_str(),
+                "another source already measures this component: the sensor is published with role none and not added (amd_energy duplicates RAPL)"
+            );
+            s.role = Role::None;
+        }
+    }
+    let cpu = sensors.iter().any(|s| s.role == Role::Cpu);
+    let dram = sensors.iter().any(|s| s.role == Role::Dram);
+    sources.push(Box::new(HwmonSource::new(cfg.paths.sysfs.clone(), sensors)));
+    (cpu, dram)
 }
 
 fn add_nvml(cfg: &Config, sources: &mut Vec<Box<dyn Source>>, disabled: &mut Vec<SourceKind>) {

@@ -150,6 +150,84 @@ pub struct SourcesConfig {
     pub nvml: NvmlConfig,
     pub estimate: EstimateConfig,
     pub bmc: BmcConfig,
+    pub amdgpu: AmdGpuConfig,
+    pub intel_gpu: IntelGpuConfig,
+    pub grace: GraceConfig,
+    pub hwmon: HwmonConfig,
+}
+
+/// hwmon sensors named by the administrator (`sources::hwmon_sensors`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HwmonConfig {
+    /// `auto`: when sensors are listed.
+    pub enabled: Switch,
+    pub sensors: Vec<crate::sources::hwmon_sensors::SensorConfig>,
+}
+
+impl Default for HwmonConfig {
+    fn default() -> Self {
+        HwmonConfig {
+            enabled: Switch::Auto,
+            sensors: Vec::new(),
+        }
+    }
+}
+
+/// NVIDIA Grace power meters (`sources::grace`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraceConfig {
+    /// `auto`: when a meter naming a Grace socket is present.
+    pub enabled: Switch,
+}
+
+impl Default for GraceConfig {
+    fn default() -> Self {
+        GraceConfig {
+            enabled: Switch::Auto,
+        }
+    }
+}
+
+/// Intel discrete GPUs through the xe and i915 drivers' hwmon files (`sources::intel_gpu`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelGpuConfig {
+    /// `auto`: when an Intel GPU with an energy counter is present.
+    pub enabled: Switch,
+    /// Plausibility bound per GPU, watts.
+    pub max_gpu_watts: f64,
+}
+
+impl Default for IntelGpuConfig {
+    fn default() -> Self {
+        IntelGpuConfig {
+            enabled: Switch::Auto,
+            // Data Center GPU Max 1550: 600 W.
+            max_gpu_watts: 1200.0,
+        }
+    }
+}
+
+/// AMD GPUs through the amdgpu driver's sysfs files (`sources::amdgpu`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmdGpuConfig {
+    /// `auto`: when an amdgpu GPU is present.
+    pub enabled: Switch,
+    /// Plausibility bound per GPU (an MI250X package counts as one), watts.
+    pub max_gpu_watts: f64,
+}
+
+impl Default for AmdGpuConfig {
+    fn default() -> Self {
+        AmdGpuConfig {
+            enabled: Switch::Auto,
+            // MI355X: 1400 W; the bound leaves room above the largest part sold in 2025.
+            max_gpu_watts: 2000.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -446,6 +524,10 @@ impl Default for SourcesConfig {
             nvml: NvmlConfig::default(),
             estimate: EstimateConfig::default(),
             bmc: BmcConfig::default(),
+            amdgpu: AmdGpuConfig::default(),
+            intel_gpu: IntelGpuConfig::default(),
+            grace: GraceConfig::default(),
+            hwmon: HwmonConfig::default(),
         }
     }
 }
@@ -590,6 +672,14 @@ impl Config {
                 self.sources.nvml.max_gpu_watts,
             ),
             (
+                "sources.amdgpu.max_gpu_watts",
+                self.sources.amdgpu.max_gpu_watts,
+            ),
+            (
+                "sources.intel_gpu.max_gpu_watts",
+                self.sources.intel_gpu.max_gpu_watts,
+            ),
+            (
                 "sources.estimate.memory_watts_per_gb",
                 self.sources.estimate.memory_watts_per_gb,
             ),
@@ -597,6 +687,41 @@ impl Config {
         for (k, v) in positive {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(k, format!("{v} must be a non-negative number"));
+            }
+        }
+        let sensors = &self.sources.hwmon.sensors;
+        for (i, s) in sensors.iter().enumerate() {
+            if let Err((key, why)) = crate::sources::hwmon_sensors::check(s) {
+                return bad(&format!("sources.hwmon.sensors[{i}].{key}"), why);
+            }
+            if sensors[..i].iter().any(|o| o.id == s.id) {
+                return bad(
+                    &format!("sources.hwmon.sensors[{i}].id"),
+                    format!("{:?} is used by an earlier sensor", s.id),
+                );
+            }
+        }
+        if sensors
+            .iter()
+            .filter(|s| s.role == crate::sources::hwmon_sensors::Role::Node)
+            .count()
+            > 1
+        {
+            return bad(
+                "sources.hwmon.sensors",
+                "more than one sensor has role node: one whole-node meter only".into(),
+            );
+        }
+        if self.sources.bmc.enabled != Switch::Off {
+            if let Some(i) = sensors
+                .iter()
+                .position(|s| s.role == crate::sources::hwmon_sensors::Role::Node)
+            {
+                return bad(
+                    &format!("sources.hwmon.sensors[{i}].role"),
+                    "node: the BMC is already this node's whole-node meter (one meter gives `other`)"
+                        .into(),
+                );
             }
         }
         if let Some(t) = self.sources.estimate.cpu_tdp_watts {
@@ -714,6 +839,39 @@ mod tests {
                 .sample_interval,
             Seconds(2.0)
         );
+    }
+
+    #[test]
+    fn hwmon_sensors_parse_and_their_errors_name_the_key() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("h.yaml");
+        let good = "sources:\n  hwmon:\n    sensors:\n      - id: pdu\n        chip: power_meter\n        file: power1_average\n        label: Node Power\n        role: node\n";
+        std::fs::write(&p, good).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(
+            c.sources.hwmon.sensors[0].label.as_deref(),
+            Some("Node Power")
+        );
+        assert_eq!(
+            c.sources.hwmon.sensors[0].role,
+            crate::sources::hwmon_sensors::Role::Node
+        );
+        std::fs::write(&p, good.replace("power1_average", "power1_max")).unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(
+            e.contains("sources.hwmon.sensors[0].file") && e.contains("power1_max"),
+            "{e}"
+        );
+        std::fs::write(&p, good.replace("role: node", "role: fans")).unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(e.contains("h.yaml") && e.contains("fans"), "{e}");
+        let twice = format!(
+            "{good}{}",
+            &good["sources:\n  hwmon:\n    sensors:\n".len()..]
+        );
+        std::fs::write(&p, twice).unwrap();
+        let e = Config::load(&p).unwrap_err().0;
+        assert!(e.contains("sensors[1].id") && e.contains("earlier"), "{e}");
     }
 
     #[test]

@@ -64,6 +64,18 @@ struct Cli {
     /// [default: off].
     #[arg(long = "source.bmc", value_name = "SWITCH")]
     bmc: Option<Switch>,
+    /// AMD GPU source through the amdgpu driver's sysfs files: auto, on, off.
+    #[arg(long = "source.amdgpu", value_name = "SWITCH")]
+    amdgpu: Option<Switch>,
+    /// Intel GPU source through the xe and i915 drivers' hwmon files: auto, on, off.
+    #[arg(long = "source.intel-gpu", value_name = "SWITCH")]
+    intel_gpu: Option<Switch>,
+    /// NVIDIA Grace power meters (ACPI, hwmon): auto, on, off.
+    #[arg(long = "source.grace", value_name = "SWITCH")]
+    grace_meters: Option<Switch>,
+    /// hwmon sensors named in the configuration file: auto (if any), on, off.
+    #[arg(long = "source.hwmon", value_name = "SWITCH")]
+    hwmon: Option<Switch>,
     /// Path of libnvidia-ml.so [default: the system's libnvidia-ml.so.1].
     #[arg(long = "nvml.library", value_name = "FILE")]
     nvml_library: Option<PathBuf>,
@@ -187,6 +199,10 @@ impl Cli {
         set!(self.nvml, cfg.sources.nvml.enabled);
         set!(self.estimate, cfg.sources.estimate.enabled);
         set!(self.bmc, cfg.sources.bmc.enabled);
+        set!(self.amdgpu, cfg.sources.amdgpu.enabled);
+        set!(self.intel_gpu, cfg.sources.intel_gpu.enabled);
+        set!(self.grace_meters, cfg.sources.grace.enabled);
+        set!(self.hwmon, cfg.sources.hwmon.enabled);
         set!(self.nvml_library.map(Some), cfg.sources.nvml.library);
         set!(self.state_file.map(Some), cfg.state.file);
         set!(

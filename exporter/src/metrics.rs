@@ -2,7 +2,8 @@
 //! types; names and help texts come from `joulebook_common`, so they are defined once.
 
 use crate::sampler::{Shared, Snapshot};
-use crate::sources::{Domain, SourceKind};
+use crate::sources::hwmon_sensors::Role as HwmonRole;
+use crate::sources::{socket_and_die, Domain, SourceKind};
 use joulebook_common::{self as names, Kind, MetricDef};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -106,6 +107,13 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
         (Domain::EstimatedCpu, &names::ESTIMATED_CPU),
         (Domain::EstimatedDram, &names::ESTIMATED_DRAM),
         (Domain::Gpu, &names::GPU_ENERGY),
+        (Domain::AmdGpu, &names::AMDGPU_ENERGY),
+        (Domain::AmdApu, &names::AMD_APU_ENERGY),
+        (Domain::IntelGpu, &names::INTEL_GPU_ENERGY),
+        (Domain::GraceSocket, &names::GRACE_SOCKET_ENERGY),
+        (Domain::GraceCpuRail, &names::GRACE_CPU_RAIL_ENERGY),
+        (Domain::GraceSysioRail, &names::GRACE_SYSIO_RAIL_ENERGY),
+        (Domain::GraceModule, &names::GRACE_MODULE_ENERGY),
         (Domain::Bmc, &names::BMC_ENERGY),
     ];
     for (domain, def) in domain_metrics {
@@ -114,9 +122,14 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             .iter()
             .filter(|(id, _)| id.domain == domain)
             .map(|(id, j)| {
-                let labels: Labels = match def.labels.first() {
-                    Some(label) => vec![(*label, id.device.as_str())],
-                    None => vec![],
+                let labels: Labels = match def.labels {
+                    [] => vec![],
+                    // RAPL: the socket, and the die where the dies have their own counters.
+                    [socket, die] => match socket_and_die(&id.device) {
+                        (s, Some(d)) => vec![(*socket, s), (*die, d)],
+                        (s, None) => vec![(*socket, s)],
+                    },
+                    [label, ..] => vec![(*label, id.device.as_str())],
                 };
                 (labels, *j)
             });
@@ -165,6 +178,31 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
                 "power_integration"
             };
             vec![(l::GPU_UUID, g.uuid.as_str()), (l::METHOD, method)]
+        }),
+    )?;
+
+    counters(
+        enc,
+        &names::HWMON_ENERGY,
+        s.channels.iter().filter_map(|(id, j)| {
+            let role = HwmonRole::of(id.domain)?;
+            Some((
+                [(l::SENSOR, id.device.as_str()), (l::ROLE, role.as_str())],
+                *j,
+            ))
+        }),
+    )?;
+    infos(
+        enc,
+        &names::ENERGY_DEVICE_INFO,
+        s.devices.iter().map(|(kind, d)| {
+            vec![
+                (l::SOURCE, kind.as_str()),
+                (l::DEVICE, d.channel.device.as_str()),
+                (l::NAME, d.name.as_str()),
+                (l::MODEL, d.model.as_str()),
+                (l::METHOD, d.method),
+            ]
         }),
     )?;
 

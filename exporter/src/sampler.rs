@@ -9,7 +9,7 @@
 use crate::energy::{Accumulator, DropReason, Step};
 use crate::node::NodeInfo;
 use crate::sources::bmc::BmcStatus;
-use crate::sources::{ChannelId, Domain, GpuInfo, Source, SourceError, SourceKind};
+use crate::sources::{ChannelId, DeviceInfo, Domain, GpuInfo, Source, SourceError, SourceKind};
 use joulebook_common::Component;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub channels: Vec<(ChannelId, f64)>,
     pub node: Vec<ComponentTotal>,
     pub gpus: Vec<GpuInfo>,
+    /// Devices of the sysfs sources (AMD and Intel GPUs, Grace, hwmon), sorted by channel.
+    pub devices: Vec<(SourceKind, DeviceInfo)>,
     pub health: Vec<(SourceKind, Health)>,
     pub node_info: NodeInfo,
     /// Node CPU TDP, watts, and where it came from.
@@ -136,8 +138,17 @@ struct OtherWindow {
     held_span_s: f64,
 }
 
+/// A whole-node hwmon meter (`sources.hwmon`, role `node`), which stands for the BMC when there
+/// is none: the seconds its integrated energy covers, from one reading to the next.
+#[derive(Clone, Debug, Default)]
+struct NodeMeter {
+    covered_s: f64,
+    last_t: Option<f64>,
+}
+
 pub struct Sampler {
     other_window: OtherWindow,
+    node_meter: Option<NodeMeter>,
     /// BMC updates where the BMC's energy was below cpu + dram + gpu, so `other` was clamped to 0.
     other_clamps: u64,
     slots: Vec<Slot>,
@@ -146,6 +157,8 @@ pub struct Sampler {
     /// they stay monotonic when a component switches from estimated to measured.
     node: BTreeMap<Component, (Accumulator, Method, SourceKind)>,
     gpus: BTreeMap<String, GpuInfo>,
+    /// Devices of the sysfs sources, by channel, with their source.
+    devices: BTreeMap<ChannelId, (SourceKind, DeviceInfo)>,
     node_info: NodeInfo,
     cpu_tdp: Option<(f64, &'static str)>,
     estimate_tdp: Option<f64>,
@@ -165,6 +178,7 @@ impl Sampler {
     ) -> Self {
         Sampler {
             other_window: OtherWindow::default(),
+            node_meter: None,
             other_clamps: 0,
             slots: sources
                 .into_iter()
@@ -179,6 +193,7 @@ impl Sampler {
             channels: BTreeMap::new(),
             node: BTreeMap::new(),
             gpus: BTreeMap::new(),
+            devices: BTreeMap::new(),
             node_info,
             cpu_tdp,
             estimate_tdp: None,
@@ -270,6 +285,9 @@ impl Sampler {
             if let Some(tdp) = sample.estimate_tdp_watts {
                 self.estimate_tdp = Some(tdp);
             }
+            for device in sample.devices {
+                self.devices.insert(device.channel.clone(), (kind, device));
+            }
             for gpu in sample.gpus {
                 self.gpus.insert(gpu.uuid.clone(), gpu);
             }
@@ -281,7 +299,15 @@ impl Sampler {
                         acc: Accumulator::default(),
                         source: kind,
                     });
-                match ch.acc.update(reading.raw, t) {
+                let step = ch.acc.update(reading.raw, t);
+                if reading.channel.domain == Domain::HwmonNode {
+                    let m = self.node_meter.get_or_insert_with(NodeMeter::default);
+                    let previous = m.last_t.replace(t);
+                    if let (Step::Added { .. }, Some(p)) = (step, previous) {
+                        m.covered_s += (t - p).max(0.0);
+                    }
+                }
+                match step {
                     Step::Baseline => {}
                     Step::Added { uj, wrapped } => {
                         if wrapped {
@@ -369,13 +395,21 @@ impl Sampler {
     /// back, over the whole span: `other` is then BMC − measured over the outage too, and the
     /// node's total equals the BMC's. A source that never comes back leaves `other` uncounted
     /// from then on (the JoulebookSourceDown alert says why).
+    ///
+    /// Without a BMC, a whole-node hwmon meter (role `node`) takes its place: its energy arrives
+    /// every cycle, covering the time since its previous reading, and the same rule applies.
     fn add_other(
         &mut self,
         added: &BTreeMap<ChannelId, u64>,
         delta: &mut CycleDelta,
         complete: bool,
     ) {
-        let Some(bmc) = &self.bmc else { return };
+        // The BMC, else a whole-node hwmon meter, is the node's meter.
+        let (covered, meter) = match (&self.bmc, &self.node_meter) {
+            (Some(b), _) => (b.covered_seconds_total, SourceKind::Bmc),
+            (None, Some(m)) => (m.covered_s, SourceKind::Hwmon),
+            (None, None) => return,
+        };
         let measured: u64 = [Component::Cpu, Component::Dram, Component::Gpu]
             .iter()
             .filter_map(|c| delta.by_component.get(c))
@@ -386,10 +420,9 @@ impl Sampler {
         w.elapsed_s += delta.interval_s;
         let bmc_uj = added
             .iter()
-            .filter(|(id, _)| id.domain == Domain::Bmc)
+            .filter(|(id, _)| matches!(id.domain, Domain::Bmc | Domain::HwmonNode))
             .map(|(_, uj)| *uj)
             .sum::<u64>();
-        let covered = bmc.covered_seconds_total;
         let Some(previous) = w.covered_s.replace(covered) else {
             // First BMC energy this process sees (after a restart, the energy of the BMC's
             // whole first span arrives at once): the span it covers is unknown, so `other`
@@ -426,7 +459,7 @@ impl Sampler {
         let entry = self
             .node
             .entry(Component::Other)
-            .or_insert_with(|| (Accumulator::default(), Method::Measured, SourceKind::Bmc));
+            .or_insert_with(|| (Accumulator::default(), Method::Measured, meter));
         entry.0 = Accumulator::resume(entry.0.total_uj().saturating_add(other));
         delta
             .by_component
@@ -460,6 +493,7 @@ impl Sampler {
                 })
                 .collect(),
             gpus: self.gpus.values().cloned().collect(),
+            devices: self.devices.values().cloned().collect(),
             health,
             node_info: self.node_info.clone(),
             cpu_tdp_watts: self.cpu_tdp,
@@ -753,6 +787,60 @@ mod tests {
             .node
             .iter()
             .any(|n| n.component == Component::Other && n.source == SourceKind::Bmc));
+    }
+
+    /// Without a BMC, a whole-node hwmon meter (role node) is the node's meter: `other` is its
+    /// energy minus the measured components over the span its readings cover, and comes from
+    /// the hwmon source; the meter itself adds to no component.
+    #[test]
+    fn a_hwmon_node_meter_gives_other_without_a_bmc() {
+        let rapl_steps = (0..6u64).map(|i| rapl(&[(0, i * 100_000_000)])).collect();
+        let meter = |w: f64| {
+            Ok(SourceSample {
+                energy: vec![EnergyReading {
+                    channel: ChannelId::new(Domain::HwmonNode, "node"),
+                    raw: RawEnergy::Power { watts: w },
+                }],
+                ..Default::default()
+            })
+        };
+        // 250 W, then the meter fails at t=3 (held), then 250 W again.
+        let meter_steps = (0..6u64)
+            .map(|i| match i {
+                3 => Err(SourceError::new("simulated read error")),
+                _ => meter(250.0),
+            })
+            .collect();
+        let mut s = sampler(vec![
+            (SourceKind::Rapl, rapl_steps),
+            (SourceKind::Hwmon, meter_steps),
+        ]);
+        let mut other = vec![];
+        for t in 0..6 {
+            let d = s.cycle(t as f64);
+            other.push(d.by_component.get(&Component::Other).map(|o| o[""]));
+        }
+        // 150 W a second; at t=4 the meter's 2 s since its last reading against RAPL's 2 s.
+        assert_eq!(
+            other,
+            vec![
+                None,
+                Some(150_000_000),
+                Some(150_000_000),
+                None,
+                Some(300_000_000),
+                Some(150_000_000)
+            ]
+        );
+        let snap = s.snapshot(0.0);
+        assert_eq!(
+            node_joules(&snap, Component::Cpu) + node_joules(&snap, Component::Other),
+            1250.0
+        );
+        assert!(snap
+            .node
+            .iter()
+            .any(|n| n.component == Component::Other && n.source == SourceKind::Hwmon));
     }
 
     /// RAPL at 100 W fails from t=3 to t=7 while its counter keeps counting; the BMC, at 150 W,

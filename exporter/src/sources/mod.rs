@@ -8,8 +8,14 @@
 //! [`crate::app::build_sources`] behind its configuration switch. A source whose hardware is slow
 //! (the BMC) reads it on its own thread and only hands over the latest result in `sample()`.
 
+pub mod amdgpu;
 pub mod bmc;
 pub mod estimate;
+pub mod gpu_metrics;
+pub mod grace;
+pub mod hwmon;
+pub mod hwmon_sensors;
+pub mod intel_gpu;
 pub mod nvml;
 pub mod rapl;
 
@@ -25,17 +31,29 @@ pub enum SourceKind {
     Estimate,
     /// Whole-node power from the baseboard management controller (Redfish or IPMI DCMI).
     Bmc,
+    /// AMD GPUs through the amdgpu driver's sysfs files (`gpu_metrics`, hwmon).
+    AmdGpu,
+    /// Intel discrete GPUs through the xe and i915 drivers' hwmon energy counters.
+    IntelGpu,
+    /// NVIDIA Grace and Grace Hopper: the firmware's ACPI power meters.
+    Grace,
+    /// hwmon sensors named in the configuration.
+    Hwmon,
     /// Not an energy source: job discovery from cgroups, reported with the same health metrics
     /// so one alert covers "no data" from any part of the exporter.
     Jobs,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 5] = [
+    pub const ALL: [SourceKind; 9] = [
         SourceKind::Rapl,
         SourceKind::Nvml,
         SourceKind::Estimate,
         SourceKind::Bmc,
+        SourceKind::AmdGpu,
+        SourceKind::IntelGpu,
+        SourceKind::Grace,
+        SourceKind::Hwmon,
         SourceKind::Jobs,
     ];
 
@@ -45,6 +63,10 @@ impl SourceKind {
             SourceKind::Nvml => "nvml",
             SourceKind::Estimate => "estimate",
             SourceKind::Bmc => "bmc",
+            SourceKind::AmdGpu => "amdgpu",
+            SourceKind::IntelGpu => "intel_gpu",
+            SourceKind::Grace => "grace",
+            SourceKind::Hwmon => "hwmon",
             SourceKind::Jobs => "jobs",
         }
     }
@@ -65,6 +87,30 @@ pub enum Domain {
     RaplDram,
     RaplPsys,
     Gpu,
+    /// An AMD GPU (an MI250X package on its primary die).
+    AmdGpu,
+    /// An AMD APU's whole socket (MI300A: its Zen 4 cores, GPU and HBM). It overlaps the CPU
+    /// package RAPL measures, so it adds to no component.
+    AmdApu,
+    /// An Intel discrete GPU (its card, else its package).
+    IntelGpu,
+    /// A Grace socket (CPU and SysIO rails, LPDDR5X, regulator losses).
+    GraceSocket,
+    /// The CPU rail of a Grace socket (inside [`Domain::GraceSocket`]).
+    GraceCpuRail,
+    /// The SysIO rail of a Grace socket (inside [`Domain::GraceSocket`]).
+    GraceSysioRail,
+    /// A Grace Hopper module: the Grace socket, the Hopper GPU and its HBM. Overlaps cpu and
+    /// gpu, so it adds to no component.
+    GraceModule,
+    /// A configured hwmon sensor by its role (`sources::hwmon_sensors`): a whole-node meter
+    /// (overlaps everything, adds to no component; `other` is derived from it when there is no
+    /// BMC), a cpu, dram or gpu meter, or none.
+    HwmonNode,
+    HwmonCpu,
+    HwmonDram,
+    HwmonGpu,
+    HwmonOther,
     EstimatedCpu,
     EstimatedDram,
     /// The whole node as its BMC measures it (wall or PSU input power: fans, disks, NICs and PSU
@@ -78,11 +124,18 @@ impl Domain {
     /// (core and uncore are inside package; psys covers the whole platform).
     pub fn component(self) -> Option<Component> {
         match self {
-            Domain::RaplPackage | Domain::EstimatedCpu => Some(Component::Cpu),
+            Domain::RaplPackage | Domain::EstimatedCpu | Domain::GraceSocket | Domain::HwmonCpu => {
+                Some(Component::Cpu)
+            }
+            Domain::HwmonDram => Some(Component::Dram),
+            Domain::HwmonGpu => Some(Component::Gpu),
+            Domain::HwmonNode | Domain::HwmonOther | Domain::AmdApu => None,
             Domain::RaplDram | Domain::EstimatedDram => Some(Component::Dram),
-            Domain::Gpu => Some(Component::Gpu),
+            Domain::Gpu | Domain::AmdGpu | Domain::IntelGpu => Some(Component::Gpu),
             // Bmc: the whole node, from which `other` is derived rather than added.
             Domain::RaplCore | Domain::RaplUncore | Domain::RaplPsys | Domain::Bmc => None,
+            // Inside the Grace socket, or overlapping it and the GPU.
+            Domain::GraceCpuRail | Domain::GraceSysioRail | Domain::GraceModule => None,
         }
     }
 
@@ -92,8 +145,8 @@ impl Domain {
     }
 }
 
-/// Identifies one energy counter: a domain and the device it belongs to (socket number, GPU UUID,
-/// or empty for node-wide domains).
+/// Identifies one energy counter: a domain and the device it belongs to (socket number, `S-die-D`
+/// for die D of socket S, GPU UUID, or empty for node-wide domains).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelId {
     pub domain: Domain,
@@ -106,6 +159,14 @@ impl ChannelId {
             domain,
             device: device.into(),
         }
+    }
+}
+
+/// A RAPL device's socket and die: `"1"` → (`"1"`, None), `"1-die-0"` → (`"1"`, Some(`"0"`)).
+pub fn socket_and_die(device: &str) -> (&str, Option<&str>) {
+    match device.split_once("-die-") {
+        Some((s, d)) => (s, Some(d)),
+        None => (device, None),
     }
 }
 
@@ -157,11 +218,28 @@ pub struct GpuInfo {
     pub energy_counter: bool,
 }
 
+/// A device measured by one of the sysfs sources (AMD and Intel GPUs, Grace, hwmon), published
+/// in `joulebook_energy_device_info`. NVIDIA GPUs have their own [`GpuInfo`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceInfo {
+    /// The channel its energy is published under (a device without energy of its own, like an
+    /// MI250X secondary die, still names the channel it would have).
+    pub channel: ChannelId,
+    /// The kernel's name for it (`card0`, a hwmon label).
+    pub name: String,
+    pub model: String,
+    /// How its energy is obtained: `counter`, `power_integration`, or where it is counted
+    /// instead (`primary_die`).
+    pub method: &'static str,
+}
+
 /// Everything a source returns from one sample.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {
     pub energy: Vec<EnergyReading>,
     pub gpus: Vec<GpuInfo>,
+    /// Devices of the sysfs sources.
+    pub devices: Vec<DeviceInfo>,
     /// For the estimate: the TDP it used, in watts.
     pub estimate_tdp_watts: Option<f64>,
     /// For the BMC: its last power reading, how its energy is obtained, and its gaps.

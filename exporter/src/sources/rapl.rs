@@ -6,6 +6,17 @@
 //! - `core`, `uncore`, `dram` (subzones `intel-rapl:N:M`): belong to their parent's socket.
 //!   Some servers expose `dram` as a top-level zone; it then takes the socket of its index.
 //! - `psys`: the platform zone; it overlaps the rest and is never added to the node total.
+//! - `package-N-die-M` (top level): die M of socket N. The kernel names zones so when the CPU
+//!   reports more than one die per package (`rapl_add_package_cpuslocked` in
+//!   `drivers/powercap/intel_rapl_common.c`). Two cases, told apart by the kernel's own rule
+//!   (`rapl_msrs_are_pkg_scope()`: the CPU vendor is AMD or Hygon):
+//!   - Intel (Cascade Lake-AP): the package energy MSR is per die, so each die is a distinct
+//!     counter; every die is counted, under its socket with a `die` label (device `N-die-M`),
+//!     and its `dram`/`core` subzones belong to that die.
+//!   - AMD and Hygon: the MSR is per package. Kernels with the CPUID 0x80000026 topology
+//!     (commit 63edbaa48a57) but without "powercap/intel_rapl: Fix the energy-pkg event for AMD
+//!     CPUs" (2024) register one zone per CCD, each reading the same package counter. Only the
+//!     lowest die of each package is kept, as the package (device `N`); the others mirror it.
 //! - `intel-rapl-mmio:N` repeats a package through MMIO. It is used only when no MSR zone
 //!   (`intel-rapl:`) covers the same domain and socket, so the same energy is never counted twice.
 //!
@@ -43,6 +54,9 @@ pub struct RaplOptions {
     /// glitch rather than added. 1000 W is about twice the TDP of the largest server CPUs sold in
     /// 2025 (AMD EPYC 9965 and Intel Xeon 6980P: 500 W), so no real reading is refused.
     pub max_zone_watts: f64,
+    /// The package energy counter is per package, not per die (AMD and Hygon CPUs): per-die
+    /// zones then mirror one counter. See [`msrs_are_package_scope`].
+    pub package_scope: bool,
 }
 
 impl Default for RaplOptions {
@@ -50,7 +64,24 @@ impl Default for RaplOptions {
         RaplOptions {
             sysfs: PathBuf::from("/sys"),
             max_zone_watts: 1000.0,
+            package_scope: false,
         }
+    }
+}
+
+/// The kernel's `rapl_msrs_are_pkg_scope()` (`drivers/powercap/intel_rapl_common.c`): AMD and
+/// Hygon CPUs have one package energy counter per package, Intel's multi-die parts one per die.
+/// `vendor` is `/proc/cpuinfo`'s `vendor_id`.
+pub fn msrs_are_package_scope(vendor: &str) -> bool {
+    matches!(vendor.trim(), "AuthenticAMD" | "HygonGenuine")
+}
+
+/// A package zone's name, `package-N` or `package-N-die-M`: (socket, die).
+fn parse_package(name: &str) -> Option<(u32, Option<u32>)> {
+    let rest = name.strip_prefix("package-")?;
+    match rest.split_once("-die-") {
+        Some((s, d)) => Some((s.parse().ok()?, Some(d.parse().ok()?))),
+        None => Some((rest.parse().ok()?, None)),
     }
 }
 
@@ -64,6 +95,9 @@ pub struct Zone {
     pub range_uj: u64,
     /// True for `intel-rapl-mmio` zones.
     pub mmio: bool,
+    /// The die of a `package-N-die-M` zone (and of its subzones), also where it is dropped
+    /// from the device because the dies mirror one package counter.
+    pub die: Option<u32>,
 }
 
 pub struct RaplSource {
@@ -167,7 +201,7 @@ impl RaplSource {
     fn ensure_zones(&mut self) -> Result<(), SourceError> {
         let due = self.samples % REDISCOVER_EVERY == 0;
         if self.zones.is_none() || due {
-            let zones = discover(&self.powercap_dir())?;
+            let zones = discover(&self.powercap_dir(), self.opts.package_scope)?;
             if let Some(old) = &self.zones {
                 if old
                     .iter()
@@ -244,8 +278,9 @@ fn parse_u64(path: &Path, buf: &str) -> Result<u64, SourceError> {
     })
 }
 
-/// Finds the RAPL zones under a powercap directory. Errors name the directory or file.
-pub fn discover(powercap: &Path) -> Result<Vec<Zone>, SourceError> {
+/// Finds the RAPL zones under a powercap directory. `package_scope`: per-die zones mirror one
+/// package counter (see [`RaplOptions::package_scope`]). Errors name the directory or file.
+pub fn discover(powercap: &Path, package_scope: bool) -> Result<Vec<Zone>, SourceError> {
     let entries =
         match fs::read_dir(powercap) {
             Ok(e) => e,
@@ -277,41 +312,9 @@ pub fn discover(powercap: &Path) -> Result<Vec<Zone>, SourceError> {
     for dir_name in &names {
         let mmio = dir_name.starts_with("intel-rapl-mmio:");
         let dir = powercap.join(dir_name);
-        let name_path = dir.join("name");
-        read_trimmed(&name_path, &mut buf)?;
+        read_trimmed(&dir.join("name"), &mut buf)?;
         let zone_name = buf.trim().to_string();
-        let indices: Vec<&str> = dir_name
-            .split_once(':')
-            .map(|(_, rest)| rest.split(':').collect())
-            .unwrap_or_default();
-        let domain_socket = match (zone_name.as_str(), indices.len()) {
-            ("psys", _) => Some((Domain::RaplPsys, String::new())),
-            (n, 1) if n.starts_with("package-") => n
-                .strip_prefix("package-")
-                .and_then(|s| s.parse::<u32>().ok())
-                .map(|s| (Domain::RaplPackage, s.to_string())),
-            ("dram", 1) => indices[0]
-                .parse::<u32>()
-                .ok()
-                .map(|s| (Domain::RaplDram, s.to_string())),
-            (sub @ ("core" | "uncore" | "dram"), 2) => {
-                // The parent's name gives the socket: intel-rapl:1 may be package-1 or psys.
-                let parent = powercap.join(dir_name.rsplit_once(':').map(|p| p.0).unwrap_or(""));
-                let mut pbuf = String::new();
-                read_trimmed(&parent.join("name"), &mut pbuf)?;
-                let domain = match sub {
-                    "core" => Domain::RaplCore,
-                    "uncore" => Domain::RaplUncore,
-                    _ => Domain::RaplDram,
-                };
-                pbuf.trim()
-                    .strip_prefix("package-")
-                    .and_then(|s| s.parse::<u32>().ok())
-                    .map(|s| (domain, s.to_string()))
-            }
-            _ => None,
-        };
-        let Some((domain, socket)) = domain_socket else {
+        let Some((domain, socket, die)) = classify(powercap, dir_name, &zone_name)? else {
             tracing::debug!(zone = %dir.display(), name = %zone_name, "ignoring unknown RAPL zone");
             continue;
         };
@@ -324,25 +327,29 @@ pub fn discover(powercap: &Path) -> Result<Vec<Zone>, SourceError> {
                 range_path.display()
             )));
         }
-        let channel = ChannelId::new(domain, socket);
-        // MSR zones win over their MMIO twins; directory names sort MSR first.
-        if let Some(existing) = found.iter().position(|z| z.channel == channel) {
-            if found[existing].mmio && !mmio {
-                found[existing] = Zone {
-                    channel,
-                    dir,
-                    range_uj,
-                    mmio,
-                };
-            }
-            continue;
-        }
-        found.push(Zone {
-            channel,
+        let device = match (socket, die) {
+            (None, _) => String::new(),
+            (Some(s), Some(d)) if !package_scope => format!("{s}-die-{d}"),
+            (Some(s), _) => s.to_string(),
+        };
+        let zone = Zone {
+            channel: ChannelId::new(domain, device),
             dir,
             range_uj,
             mmio,
-        });
+            die,
+        };
+        // One zone per channel: MSR zones win over their MMIO twins, and of dies mirroring one
+        // package counter the lowest die is kept (directory numbers do not follow die ids).
+        match found.iter().position(|z| z.channel == zone.channel) {
+            Some(i) => {
+                let old = &found[i];
+                if (old.mmio, old.die) > (zone.mmio, zone.die) {
+                    found[i] = zone;
+                }
+            }
+            None => found.push(zone),
+        }
     }
     if found.is_empty() {
         return Err(
@@ -353,6 +360,45 @@ pub fn discover(powercap: &Path) -> Result<Vec<Zone>, SourceError> {
     }
     found.sort_by(|a, b| a.channel.cmp(&b.channel));
     Ok(found)
+}
+
+/// A zone's domain, socket (none for psys) and die.
+type Classified = (Domain, Option<u32>, Option<u32>);
+
+/// A zone's domain, socket and die from its directory and `name`; `None` for zones not used.
+fn classify(
+    powercap: &Path,
+    dir_name: &str,
+    zone_name: &str,
+) -> Result<Option<Classified>, SourceError> {
+    let indices: Vec<&str> = dir_name
+        .split_once(':')
+        .map(|(_, rest)| rest.split(':').collect())
+        .unwrap_or_default();
+    Ok(match (zone_name, indices.len()) {
+        ("psys", _) => Some((Domain::RaplPsys, None, None)),
+        (n, 1) if n.starts_with("package-") => {
+            parse_package(n).map(|(s, d)| (Domain::RaplPackage, Some(s), d))
+        }
+        ("dram", 1) => indices[0]
+            .parse::<u32>()
+            .ok()
+            .map(|s| (Domain::RaplDram, Some(s), None)),
+        (sub @ ("core" | "uncore" | "dram"), 2) => {
+            // The parent's name gives the socket and die: intel-rapl:1 may be package-1,
+            // package-0-die-1 or psys.
+            let parent = powercap.join(dir_name.rsplit_once(':').map(|p| p.0).unwrap_or(""));
+            let mut pbuf = String::new();
+            read_trimmed(&parent.join("name"), &mut pbuf)?;
+            let domain = match sub {
+                "core" => Domain::RaplCore,
+                "uncore" => Domain::RaplUncore,
+                _ => Domain::RaplDram,
+            };
+            parse_package(pbuf.trim()).map(|(s, d)| (domain, Some(s), d))
+        }
+        _ => None,
+    })
 }
 
 impl Source for RaplSource {
@@ -432,6 +478,125 @@ mod tests {
                 max_watts: 1000.0
             }
         );
+    }
+
+    fn source(root: &Path, package_scope: bool) -> RaplSource {
+        RaplSource::new(RaplOptions {
+            sysfs: root.into(),
+            package_scope,
+            ..Default::default()
+        })
+    }
+
+    fn uj_by_channel(sample: &SourceSample) -> Vec<(String, u64)> {
+        sample
+            .energy
+            .iter()
+            .map(|r| match r.raw {
+                RawEnergy::Wrapping { uj, .. } => (r.channel.to_string(), uj),
+                ref other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Cascade Lake-AP: each die has its own package and dram counters; all are counted.
+    #[test]
+    fn intel_dies_are_distinct_counters() {
+        let t = tempfile::tempdir().unwrap();
+        for (i, (s, d)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+            let i = i as u64;
+            zone(
+                t.path(),
+                &format!("intel-rapl:{i}"),
+                &format!("package-{s}-die-{d}"),
+                100 + i,
+                1000,
+            );
+            zone(t.path(), &format!("intel-rapl:{i}:0"), "dram", 10 + i, 500);
+        }
+        let mut s = source(t.path(), false);
+        let sample = s.sample().unwrap();
+        assert_eq!(
+            uj_by_channel(&sample),
+            [
+                ("RaplPackage[0-die-0]".to_string(), 100),
+                ("RaplPackage[0-die-1]".to_string(), 101),
+                ("RaplPackage[1-die-0]".to_string(), 102),
+                ("RaplPackage[1-die-1]".to_string(), 103),
+                ("RaplDram[0-die-0]".to_string(), 10),
+                ("RaplDram[0-die-1]".to_string(), 11),
+                ("RaplDram[1-die-0]".to_string(), 12),
+                ("RaplDram[1-die-1]".to_string(), 13),
+            ]
+        );
+        assert_eq!(s.zones()[1].die, Some(1));
+    }
+
+    /// AMD with per-CCD zones (directory numbers in hex, as powercap names them): every die of a
+    /// socket reads the one package counter, so the package is kept once, from its lowest die,
+    /// whatever order the directories come in.
+    #[test]
+    fn amd_dies_mirror_one_package_counter() {
+        let t = tempfile::tempdir().unwrap();
+        // Registered in CPU hotplug order: die 1 of socket 0 before die 0.
+        let order = [
+            (0, 1),
+            (0, 0),
+            (0, 2),
+            (1, 0),
+            (1, 1),
+            (0, 3),
+            (1, 2),
+            (1, 3),
+        ];
+        for (i, (s, d)) in order.into_iter().enumerate() {
+            let uj = if s == 0 { 5000 } else { 7000 };
+            zone(
+                t.path(),
+                &format!("intel-rapl:{i:x}"),
+                &format!("package-{s}-die-{d}"),
+                uj,
+                1_000_000,
+            );
+            zone(
+                t.path(),
+                &format!("intel-rapl:{i:x}:0"),
+                "core",
+                100 * d,
+                1_000_000,
+            );
+        }
+        let mut s = source(t.path(), true);
+        let sample = s.sample().unwrap();
+        assert_eq!(
+            uj_by_channel(&sample),
+            [
+                ("RaplPackage[0]".to_string(), 5000),
+                ("RaplPackage[1]".to_string(), 7000),
+                ("RaplCore[0]".to_string(), 0),
+                ("RaplCore[1]".to_string(), 0),
+            ]
+        );
+        assert!(
+            s.zones().iter().all(|z| z.die == Some(0)),
+            "{:?}",
+            s.zones()
+        );
+        assert!(s.zones()[0].dir.ends_with("intel-rapl:1"));
+        // The same tree read as distinct dies (Intel) counts all eight.
+        let mut intel = source(t.path(), false);
+        assert_eq!(intel.sample().unwrap().energy.len(), 16);
+    }
+
+    #[test]
+    fn package_names_parse() {
+        assert_eq!(parse_package("package-3"), Some((3, None)));
+        assert_eq!(parse_package("package-1-die-7"), Some((1, Some(7))));
+        assert_eq!(parse_package("package-1-die-"), None);
+        assert_eq!(parse_package("package-x"), None);
+        assert!(msrs_are_package_scope("AuthenticAMD"));
+        assert!(msrs_are_package_scope("HygonGenuine\n"));
+        assert!(!msrs_are_package_scope("GenuineIntel"));
     }
 
     #[test]
