@@ -3,7 +3,8 @@
 //!
 //! Code map: [`prom`] speaks the HTTP API; [`collect`] holds every PromQL query and returns a
 //! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O);
-//! [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it; [`cli`] wires the commands.
+//! [`names`] names the nodes; [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it;
+//! [`cli`] wires the commands.
 
 pub mod charts;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod counter;
 pub mod data;
 pub mod mail;
 pub mod model;
+pub mod names;
 pub mod period;
 pub mod prom;
 pub mod render;

@@ -43,6 +43,9 @@ pub struct Report {
     pub has_data: bool,
     pub headline: Headline,
     pub components: Vec<ComponentRow>,
+    /// Components that no source on the cluster measures (no node series of them): shown as
+    /// not measured, not as 0 kWh.
+    pub unmeasured: Vec<String>,
     /// GPUs' share of the IT energy.
     pub gpu_share: f64,
     /// Unallocated energy; cluster reports only.
@@ -111,6 +114,8 @@ pub struct ComponentRow {
     pub component: String,
     pub energy_kwh: f64,
     pub share: f64,
+    /// False when no source on the cluster measures the component: its 0 kWh means nothing.
+    pub measured: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -126,7 +131,10 @@ pub struct Idle {
 #[derive(Clone, Debug, Serialize)]
 pub struct IdleNode {
     pub cluster: String,
+    /// The Prometheus target (`host:port`).
     pub instance: String,
+    /// The node as shown: its hostname, or the instance without the port (`names`).
+    pub node: String,
     pub unallocated_kwh: f64,
     /// Of the node's energy.
     pub share_of_node: f64,
@@ -137,6 +145,8 @@ pub struct IdleNode {
 pub struct IdleGpu {
     pub cluster: String,
     pub instance: String,
+    /// The node as shown, as in [`IdleNode::node`].
+    pub node: String,
     pub gpu_uuid: String,
     pub model: String,
     /// Share of the scrapes at which no job held the GPU.
@@ -182,7 +192,12 @@ pub struct Estimates {
     pub total: Option<EstimateRow>,
     pub projects: Vec<EstimateRow>,
     pub users: Vec<EstimateRow>,
+    /// Why some ML CO2 cells are n/a, when some are.
+    pub ml_co2_footnote: Option<String>,
 }
+
+/// The footnote of the ML CO2 cells that are n/a.
+pub const ML_CO2_NA: &str = "ML CO2 Impact counts GPU-hours × GPU power limit only: it does not apply to jobs that used no GPU, so it is n/a for CPU-only projects and users rather than 0 kWh.";
 
 /// Energy of the same jobs by each method, IT energy (PUE 1) so that they compare like for like.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -193,8 +208,9 @@ pub struct EstimateRow {
     pub green_algorithms_kwh: f64,
     /// Green Algorithms as its tool reports it: × PUE.
     pub green_algorithms_with_pue_kwh: f64,
-    /// GPU TDP × GPU-hours.
-    pub ml_co2_kwh: f64,
+    /// GPU TDP × GPU-hours; `None` (n/a) where the jobs used no GPU, to which the method does
+    /// not apply.
+    pub ml_co2_kwh: Option<f64>,
     /// Whole-node CPU + GPU energy during the job + 0.375 W/GB of the node's memory.
     pub codecarbon_kwh: f64,
     pub green_algorithms_ratio: Option<f64>,
@@ -359,6 +375,27 @@ fn share(a: f64, total: f64) -> f64 {
     }
 }
 
+/// Display names of every node of the dataset (its nodes and the nodes of its GPUs and jobs).
+pub fn display_names(ds: &Dataset) -> BTreeMap<(String, String), String> {
+    let mut keys: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
+    let jobs = ds.jobs.iter().flat_map(|j| {
+        j.placements
+            .iter()
+            .map(|p| (j.cluster.as_str(), p.instance.as_str()))
+    });
+    let gpus = ds
+        .gpus
+        .iter()
+        .map(|g| (g.cluster.as_str(), g.instance.as_str()));
+    for k in jobs.chain(gpus) {
+        keys.entry(k).or_default();
+    }
+    for n in &ds.nodes {
+        keys.insert((&n.cluster, &n.instance), n.hostname.as_deref());
+    }
+    crate::names::node_names(keys)
+}
+
 /// Per-(cluster, instance) average GPU power limit, watts.
 pub fn gpu_watts_by_node(ds: &Dataset) -> BTreeMap<(&str, &str), f64> {
     let mut acc: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
@@ -433,21 +470,29 @@ fn ranking(groups: &BTreeMap<String, Group>, total_j: f64) -> Ranking {
     }
 }
 
-fn estimate_row(name: &str, measured_j: f64, e: &JobEstimates, pue: f64) -> EstimateRow {
+/// `gpu_s`: the GPU-seconds of the jobs (ML CO2 applies only where they used GPUs).
+fn estimate_row(
+    name: &str,
+    measured_j: f64,
+    gpu_s: f64,
+    e: &JobEstimates,
+    pue: f64,
+) -> EstimateRow {
+    let gpus = gpu_s > 0.0;
     EstimateRow {
         name: name.to_string(),
         measured_kwh: kwh(measured_j),
         green_algorithms_kwh: kwh(e.green_algorithms),
         green_algorithms_with_pue_kwh: kwh(e.green_algorithms) * pue,
-        ml_co2_kwh: kwh(e.ml_co2),
+        ml_co2_kwh: gpus.then(|| kwh(e.ml_co2)),
         codecarbon_kwh: kwh(e.codecarbon),
         green_algorithms_ratio: ratio(e.green_algorithms, measured_j),
-        ml_co2_ratio: ratio(e.ml_co2, measured_j),
+        ml_co2_ratio: ratio(e.ml_co2, measured_j).filter(|_| gpus),
         codecarbon_ratio: ratio(e.codecarbon, measured_j),
     }
 }
 
-fn component_rows(b: &ByComponent) -> Vec<ComponentRow> {
+fn component_rows(b: &ByComponent, unmeasured: &[String]) -> Vec<ComponentRow> {
     let t = b.total();
     Component::ALL
         .iter()
@@ -455,6 +500,7 @@ fn component_rows(b: &ByComponent) -> Vec<ComponentRow> {
             component: c.as_str().to_string(),
             energy_kwh: kwh(b.get(*c)),
             share: share(b.get(*c), t),
+            measured: !unmeasured.iter().any(|u| u == c.as_str()),
         })
         .collect()
 }
@@ -591,6 +637,13 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .iter()
         .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
         .collect();
+    let names = display_names(ds);
+    let shown = |c: &str, i: &str| {
+        names
+            .get(&(c.to_string(), i.to_string()))
+            .cloned()
+            .unwrap_or_else(|| crate::names::host_of(i).to_string())
+    };
     let gpu_w = gpu_watts_by_node(ds);
     let est: Vec<JobEstimates> = jobs
         .iter()
@@ -633,16 +686,32 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             .iter()
             .map(|r| {
                 let g = &groups[&r.name];
-                estimate_row(&r.name, g.energy_j, &g.est, cfg.pue.value)
+                estimate_row(&r.name, g.energy_j, g.gpu_s, &g.est, cfg.pue.value)
             })
             .collect::<Vec<_>>()
     };
-    let estimates = Estimates {
-        total: (!jobs.is_empty())
-            .then(|| estimate_row("all jobs", jobs_total_j, &total_est, cfg.pue.value)),
+    let gpu_total_s = jobs.iter().map(|j| j.gpu_seconds).sum::<f64>();
+    let mut estimates = Estimates {
+        total: (!jobs.is_empty()).then(|| {
+            estimate_row(
+                "all jobs",
+                jobs_total_j,
+                gpu_total_s,
+                &total_est,
+                cfg.pue.value,
+            )
+        }),
         projects: est_rows(&proj_rank, &projects),
         users: est_rows(&user_rank, &users),
+        ml_co2_footnote: None,
     };
+    let na = |rows: &[EstimateRow]| rows.iter().any(|r| r.ml_co2_kwh.is_none());
+    if na(&estimates.projects)
+        || na(&estimates.users)
+        || estimates.total.iter().any(|t| t.ml_co2_kwh.is_none())
+    {
+        estimates.ml_co2_footnote = Some(ML_CO2_NA.into());
+    }
 
     // Development versus final run, per project.
     let pattern = cfg
@@ -699,6 +768,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             .map(|n| IdleNode {
                 cluster: n.cluster.clone(),
                 instance: n.instance.clone(),
+                node: shown(&n.cluster, &n.instance),
                 unallocated_kwh: kwh(n.unallocated.total()),
                 share_of_node: share(n.unallocated.total(), n.energy.total()),
                 node_kwh: kwh(n.energy.total()),
@@ -728,6 +798,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
                 IdleGpu {
                     cluster: g.cluster.clone(),
                     instance: g.instance.clone(),
+                    node: shown(&g.cluster, &g.instance),
                     gpu_uuid: g.gpu_uuid.clone(),
                     model: g.model.clone(),
                     unallocated_share: sh,
@@ -746,7 +817,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         Idle {
             unallocated_kwh: kwh(unallocated.total()),
             share: share(unallocated.total(), it_j),
-            by_component: component_rows(&unallocated),
+            by_component: component_rows(&unallocated, &ds.unmeasured),
             nodes,
             gpus,
         }
@@ -881,7 +952,8 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         generated_at: iso(opt.generated_at),
         has_data,
         headline,
-        components: component_rows(&it),
+        components: component_rows(&it, &ds.unmeasured),
+        unmeasured: ds.unmeasured.clone(),
         gpu_share: share(it.gpu, it_j),
         idle,
         projects: proj_rank,
@@ -915,7 +987,7 @@ mod tests {
             },
             core_seconds: core_s,
             placements: vec![Placement {
-                instance: "n1".into(),
+                instance: "n1:9977".into(),
                 core_seconds: core_s,
                 gpu_seconds: 0.0,
                 alloc_cpus: 4.0,
@@ -939,7 +1011,8 @@ mod tests {
             ],
             nodes: vec![NodeData {
                 cluster: String::new(),
-                instance: "n1".into(),
+                instance: "n1:9977".into(),
+                hostname: None,
                 energy: ByComponent {
                     cpu: 36e6,
                     ..ByComponent::default()
@@ -1031,6 +1104,66 @@ mod tests {
         assert_eq!(r.users.rows[0].rank_core_hours, 2.5);
         assert!(r.top_jobs.iter().all(|j| j.user.starts_with("User ")));
         assert!(r.users.spearman.is_some());
+    }
+
+    #[test]
+    fn ml_co2_is_na_without_gpus_with_its_footnote() {
+        let mut ds = dataset();
+        ds.jobs[3].gpu_seconds = 7200.0;
+        ds.jobs[3].placements[0].gpu_seconds = 7200.0;
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        let row = |n: &str| {
+            r.estimates
+                .projects
+                .iter()
+                .find(|e| e.name == n)
+                .cloned()
+                .expect("row")
+        };
+        // p ran CPU-only jobs: n/a, not 0 kWh; q used 2 GPU-hours at the default 200 W.
+        assert_eq!((row("p").ml_co2_kwh, row("p").ml_co2_ratio), (None, None));
+        assert!((row("q").ml_co2_kwh.unwrap_or(0.0) - 0.4).abs() < 1e-12);
+        assert_eq!(r.estimates.ml_co2_footnote.as_deref(), Some(ML_CO2_NA));
+        let all = r.estimates.total.expect("total");
+        assert!(all.ml_co2_kwh.is_some());
+        // Every job with a GPU: no footnote.
+        for j in &mut ds.jobs {
+            j.gpu_seconds = 3600.0;
+        }
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        assert!(r.estimates.ml_co2_footnote.is_none());
+    }
+
+    #[test]
+    fn unmeasured_components_and_node_names() {
+        let mut ds = dataset();
+        ds.unmeasured = vec!["other".into()];
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        let measured: Vec<(&str, bool)> = r
+            .components
+            .iter()
+            .map(|c| (c.component.as_str(), c.measured))
+            .collect();
+        assert_eq!(
+            measured,
+            [
+                ("cpu", true),
+                ("dram", true),
+                ("gpu", true),
+                ("other", false)
+            ]
+        );
+        let idle = r.idle.as_ref().expect("idle");
+        assert!(!idle.by_component[3].measured && idle.by_component[0].measured);
+        assert_eq!(r.unmeasured, ["other"]);
+        // The node without its port, or by the hostname its exporter publishes.
+        assert_eq!(
+            (idle.nodes[0].instance.as_str(), idle.nodes[0].node.as_str()),
+            ("n1:9977", "n1")
+        );
+        ds.nodes[0].hostname = Some("gpu01".into());
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        assert_eq!(r.idle.expect("idle").nodes[0].node, "gpu01");
     }
 
     #[test]
