@@ -695,6 +695,21 @@ fn mail_to_smtp(prom_url: &str) {
         admin.contains("cid:daily") && admin.contains("&lt;script&gt;"),
         "admin mail"
     );
+    // The mail shows what the files show: nodes by name, `other` not measured, ML CO2 n/a.
+    assert!(
+        admin.contains(">n1</td>") && !admin.contains(":9977"),
+        "{admin}"
+    );
+    assert!(admin.contains("not measured on this cluster"), "{admin}");
+    assert!(
+        admin.contains("† ML CO2 Impact counts GPU-hours"),
+        "{admin}"
+    );
+    let text = decode_parts(&msgs[0].1, "plain");
+    assert!(
+        text.contains("other: not measured on this cluster"),
+        "{text}"
+    );
 }
 
 /// The decoded text parts of a message whose subtype starts with `subtype` ("" for all), parsed
