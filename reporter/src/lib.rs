@@ -2,7 +2,8 @@
 //! renders a period's energy for a cluster, a project or a user (HTML, Markdown, JSON, mail).
 //!
 //! Code map: [`prom`] speaks the HTTP API; [`collect`] holds every PromQL query and returns a
-//! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O);
+//! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O), with
+//! [`methods`] (the estimation methods, constants and method notes);
 //! [`names`] names the nodes; [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it;
 //! [`cli`] wires the commands.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod counter;
 pub mod data;
 pub mod mail;
+pub mod methods;
 pub mod model;
 pub mod names;
 pub mod period;

@@ -6,6 +6,9 @@
 
 use crate::config::{CarbonIntensity, Config, Household};
 use crate::data::{ByComponent, Dataset, JobData, NodeData, Placement};
+pub use crate::methods::{
+    constants, gpu_watts_by_node, job_estimates, methods, Constant, JobEstimates,
+};
 use crate::period::{iso, Period};
 use crate::stats;
 use joulebook_common::Component;
@@ -261,14 +264,6 @@ pub struct JobRow {
     pub nodes: usize,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Constant {
-    pub name: String,
-    pub value: f64,
-    pub unit: String,
-    pub source: String,
-}
-
 impl Report {
     /// A copy holding only the rows the HTML, Markdown and text formats show (`top_n` of each
     /// table): templates receive the report as a generic value tree, and the full list of a
@@ -297,57 +292,6 @@ pub struct Options {
     pub cluster: Option<String>,
     pub generated_at: i64,
     pub anonymize_users: bool,
-}
-
-/// Per-job estimates, joules.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct JobEstimates {
-    pub green_algorithms: f64,
-    pub ml_co2: f64,
-    pub codecarbon: f64,
-}
-
-/// The estimation methods for one job, on the nodes it ran on. `period_s` is the window over
-/// which the nodes' energy was collected (their mean power stands for the power during the job).
-pub fn job_estimates(
-    job: &JobData,
-    nodes: &BTreeMap<(&str, &str), &NodeData>,
-    gpu_watts: &BTreeMap<(&str, &str), f64>,
-    cfg: &Config,
-    period_s: f64,
-) -> JobEstimates {
-    let e = &cfg.estimation;
-    let mut out = JobEstimates::default();
-    for p in &job.placements {
-        let node = nodes.get(&(job.cluster.as_str(), p.instance.as_str()));
-        let core_w = node
-            .and_then(|n| match (n.cpu_tdp_watts, n.physical_cores) {
-                (Some(t), Some(c)) if c > 0.0 && t > 0.0 => Some(t / c),
-                _ => None,
-            })
-            .unwrap_or(e.ga_core_w_default.value);
-        let gpu_w = gpu_watts
-            .get(&(job.cluster.as_str(), p.instance.as_str()))
-            .copied()
-            .unwrap_or(e.gpu_w_default.value);
-        let elapsed = p.elapsed_seconds();
-        let mem_gb = p.alloc_memory_bytes.unwrap_or(0.0) / 1e9;
-        out.green_algorithms += p.core_seconds * core_w
-            + p.gpu_seconds * gpu_w
-            + mem_gb * e.ga_memory_w_per_gb.value * elapsed;
-        out.ml_co2 += p.gpu_seconds * gpu_w;
-        if let Some(n) = node {
-            let node_power = if period_s > 0.0 {
-                (n.energy.cpu + n.energy.gpu) / period_s
-            } else {
-                0.0
-            };
-            let node_mem_gb = n.memory_bytes.unwrap_or(0.0) / 1e9;
-            out.codecarbon +=
-                elapsed * (node_power + node_mem_gb * e.codecarbon_memory_w_per_gb.value);
-        }
-    }
-    out
 }
 
 /// The job with the most energy (the lowest id on a tie), as a one-element list.
@@ -394,21 +338,6 @@ pub fn display_names(ds: &Dataset) -> BTreeMap<(String, String), String> {
         keys.insert((&n.cluster, &n.instance), n.hostname.as_deref());
     }
     crate::names::node_names(keys)
-}
-
-/// Per-(cluster, instance) average GPU power limit, watts.
-pub fn gpu_watts_by_node(ds: &Dataset) -> BTreeMap<(&str, &str), f64> {
-    let mut acc: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
-    for g in &ds.gpus {
-        if let Some(w) = g.power_limit_watts {
-            let e = acc
-                .entry((g.cluster.as_str(), g.instance.as_str()))
-                .or_default();
-            e.0 += w;
-            e.1 += 1.0;
-        }
-    }
-    acc.into_iter().map(|(k, (s, n))| (k, s / n)).collect()
 }
 
 struct Group {
@@ -503,81 +432,6 @@ fn component_rows(b: &ByComponent, unmeasured: &[String]) -> Vec<ComponentRow> {
             measured: !unmeasured.iter().any(|u| u == c.as_str()),
         })
         .collect()
-}
-
-/// Constants used, with units and sources, in the order printed.
-pub fn constants(cfg: &Config) -> Vec<Constant> {
-    let k = |name: &str, value: f64, unit: &str, source: &str| Constant {
-        name: name.into(),
-        value,
-        unit: unit.into(),
-        source: source.into(),
-    };
-    let ci = &cfg.carbon_intensity;
-    let e = &cfg.estimation;
-    let mut v = vec![
-        k("PUE", cfg.pue.value, "ratio", &cfg.pue.source),
-        k(
-            &format!("Carbon intensity ({}, {} {})", ci.zone, ci.scope, ci.year),
-            ci.value,
-            "g CO2e/kWh",
-            &ci.source,
-        ),
-        k(
-            &format!("Household ({})", cfg.household.description),
-            cfg.household.kwh_per_year,
-            "kWh/year",
-            &cfg.household.source,
-        ),
-    ];
-    if let Some(p) = &cfg.electricity_price {
-        v.push(k(
-            "Electricity price",
-            p.per_kwh,
-            &format!("{}/kWh", p.currency),
-            &p.source,
-        ));
-    }
-    v.extend([
-        k(
-            "Green Algorithms memory power",
-            e.ga_memory_w_per_gb.value,
-            "W/GB",
-            &e.ga_memory_w_per_gb.source,
-        ),
-        k(
-            "Green Algorithms core power where a node exports no TDP",
-            e.ga_core_w_default.value,
-            "W/core",
-            &e.ga_core_w_default.source,
-        ),
-        k(
-            "GPU TDP where a node exports no power limit",
-            e.gpu_w_default.value,
-            "W",
-            &e.gpu_w_default.source,
-        ),
-        k(
-            "CodeCarbon memory power",
-            e.codecarbon_memory_w_per_gb.value,
-            "W/GB",
-            &e.codecarbon_memory_w_per_gb.source,
-        ),
-    ]);
-    v
-}
-
-/// The method notes printed at the end of every format.
-pub fn methods(cfg: &Config) -> Vec<String> {
-    let e = &cfg.estimation;
-    vec![
-        "Energy in the period is, for each counter series, its value at the last sample at or before the end minus its value at the last sample at or before the start (a series that did not exist at the start counts from zero). No extrapolation: a job's energy is the exporter's final counter for it; energy between the last scrape before a boundary and the boundary falls in the next period.".into(),
-        "Counters that went down (exporter restarts) are computed from raw samples: a small drop is a resume from the exporter's saved state, a drop below half is a restart from zero and the segments add up.".into(),
-        format!("Green Algorithms: allocated core-hours × CPU TDP per physical core (node's exported TDP, else the default) + GPU-hours × GPU power limit + allocated memory (GB) × hours × {} W/GB; shown without PUE for the ratio, and with PUE as the tool reports it.", e.ga_memory_w_per_gb.value),
-        "ML CO2 Impact: GPU-hours × GPU power limit (TDP); no CPU, memory or PUE term.".into(),
-        format!("CodeCarbon-style (machine mode): the whole node's measured CPU and GPU power, averaged over the report period, during the job's elapsed time on each node, plus {} W/GB of the node's memory.", e.codecarbon_memory_w_per_gb.value),
-        "Equivalents, CO2e and cost use the facility energy (IT energy × PUE).".into(),
-    ]
 }
 
 /// Builds the report. `ds` holds the whole cluster (or the filtered cluster label); a project or
