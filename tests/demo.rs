@@ -1,7 +1,9 @@
 //! The README's first command, `deploy/demo/run`, on the small 12-hour scenario (the month-long demo
 //! scenario takes minutes, too long for every CI run): simulate, backfill, Prometheus with the
-//! rules, the exporter on this machine, the report in three formats, everything stopped at the
-//! end. Builds the release binaries; needs promtool and prometheus (scripts/install-test-deps).
+//! rules, the exporter on this machine, the report in three formats, the rules evaluated over the
+//! simulated period (alerts that fire), the mail as .eml, a summary naming every part,
+//! everything stopped at the end. Builds the release binaries; needs promtool, prometheus and
+//! python3-yaml (scripts/install-test-deps).
 
 use joulebook_tests::{free_port, repo_root};
 use std::process::Command;
@@ -36,10 +38,41 @@ fn the_demo_runs_the_whole_pipeline_and_stops_what_it_started() {
     );
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("Unallocated"), "{md}");
+    // The summary names every part of the pipeline once.
+    for part in [
+        "Report (HTML):",
+        "Report (Markdown):",
+        "Report (JSON):",
+        "Prometheus:",
+        "This machine:",
+        "Alerts:",
+        "/alerts",
+        "Dashboards:",
+        "dashboards/joulebook-",
+        "Mail:",
+        "aiosmtpd",
+        "email",
+        "Logs:",
+    ] {
+        assert!(text.contains(part), "the summary lacks {part:?}:\n{text}");
+    }
+    // The alerts evaluated over the simulated half day: the small cluster idles more than the
+    // threshold's share, and nothing else is wrong with it.
     assert!(
-        text.contains("Prometheus:") && text.contains("Report (HTML):"),
+        text.contains("JoulebookClusterIdleShareHigh fires on cluster testlab"),
         "{text}"
     );
+    assert!(
+        text.contains("never fired: JoulebookIdleGpuDrawingPower"),
+        "{text}"
+    );
+    assert!(text.contains("/graph?g0.expr="), "{text}");
+    // The month's mail, rendered for the admins.
+    let eml = std::fs::read_to_string(dir.path().join("demo/outbox/report-to-admin_localhost.eml"))
+        .unwrap_or_else(|e| panic!("no .eml: {e}\n{text}"));
+    assert!(eml.contains("To: admin@localhost"), "{eml}");
+    // Stdout is not a terminal here: no escape byte.
+    assert!(!text.as_bytes().contains(&0x1b), "escape bytes in:\n{text}");
     // Nothing it started is left running.
     let ps = Command::new("pgrep")
         .args(["-f", &dir.path().display().to_string()])

@@ -128,9 +128,14 @@ fn victoria_metrics(s: &Scenario) -> VictoriaMetrics {
 }
 
 fn report(args: &[&str]) -> Output {
+    report_at(args, scenario::OCT_END)
+}
+
+/// `report` with "now" at `now` (Unix seconds).
+fn report_at(args: &[&str], now: i64) -> Output {
     Command::new(binary("joulebook-report"))
         .args(args)
-        .env("SOURCE_DATE_EPOCH", "1793491200")
+        .env("SOURCE_DATE_EPOCH", now.to_string())
         .env_remove("JOULEBOOK_PROMETHEUS_URL")
         .output()
         .expect("run joulebook-report")
@@ -228,7 +233,13 @@ fn month_report_from_prometheus_matches_ground_truth() {
     // Cluster: the counters' figure exactly, and the physical energy within the stated bound.
     let it = r["headline"]["it_energy_j"].as_f64().expect("it_energy_j");
     for n in r["idle"]["nodes"].as_array().expect("nodes") {
-        let name = n["instance"].as_str().unwrap_or_default();
+        // Shown by host name: the instance without the scrape port.
+        let name = n["node"].as_str().unwrap_or_default();
+        assert_eq!(
+            n["instance"].as_str(),
+            Some(scenario::instance(name).as_str()),
+            "{n}"
+        );
         let got = n["node_kwh"].as_f64().unwrap_or(0.0) * 3.6e6;
         let want = s.node_energy_oct_by_node[name];
         assert!(
@@ -274,6 +285,53 @@ fn month_report_from_prometheus_matches_ground_truth() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).expect("html");
     golden("report-2026-10.md", &md);
     golden("report-2026-10.json", &json);
+
+    // Node names without the scrape port in every format (the golden files hold them too).
+    for (what, text) in [("markdown", &md), ("html", &html)] {
+        assert!(!text.contains(":9977"), "{what} shows a scrape port");
+        assert!(
+            text.contains("| n1 |") || text.contains(">n1</td>"),
+            "{what}"
+        );
+    }
+    for g in r["idle"]["gpus"].as_array().expect("gpus") {
+        assert!(!g["node"].as_str().unwrap_or(":").contains(':'), "{g}");
+    }
+    // ML CO2 is n/a, with its footnote, for CPU-only projects (proj-c ran no GPU job).
+    let proj_c = r["estimates"]["projects"]
+        .as_array()
+        .expect("estimate rows")
+        .iter()
+        .find(|e| e["name"] == "proj-c")
+        .expect("proj-c");
+    assert!(proj_c["ml_co2_kwh"].is_null() && proj_c["ml_co2_ratio"].is_null());
+    assert!(r["estimates"]["ml_co2_footnote"].is_string());
+    assert!(md.contains("| project proj-c | 17.9 | 24.4 | 1.36× | 38.0 | n/a † | n/a |"));
+    assert!(md.contains("\n† ML CO2 Impact counts GPU-hours"), "{md}");
+    assert!(html.contains("n/a&nbsp;†") && html.contains("† ML CO2 Impact counts GPU-hours"));
+    // `other`: no BMC on this cluster, nothing measures it.
+    let other = |rows: &Value| {
+        rows.as_array()
+            .expect("component rows")
+            .iter()
+            .find(|c| c["component"] == "other")
+            .cloned()
+            .expect("other")
+    };
+    assert_eq!(other(&r["components"])["measured"], false);
+    assert_eq!(other(&r["idle"]["by_component"])["measured"], false);
+    assert_eq!(
+        other(&r["components"])
+            .get("energy_kwh")
+            .and_then(Value::as_f64),
+        Some(0.0)
+    );
+    assert!(
+        md.contains("| other | not measured on this cluster | – |"),
+        "{md}"
+    );
+    assert!(html.contains("not measured on this cluster"));
+    assert_eq!(r["unmeasured"], serde_json::json!(["other"]));
 
     // Hostile names are escaped in every format.
     assert!(
@@ -379,6 +437,7 @@ fn month_report_from_prometheus_matches_ground_truth() {
         "nope",
     ]);
     assert_eq!(out.status.code(), Some(1));
+    job_found_without_dates(&prom.url(), &s);
 
     // An empty period says so.
     let edir2 = tempfile::tempdir().expect("out");
@@ -410,6 +469,34 @@ fn month_report_from_prometheus_matches_ground_truth() {
 
     // Mail through a real SMTP server.
     mail_to_smtp(&prom.url());
+}
+
+/// `job ID` without --from/--to finds the job's time range itself, long after the job (the
+/// reporter once searched only the last 31 days), on Prometheus and VictoriaMetrics alike.
+fn job_found_without_dates(url: &str, s: &Scenario) {
+    // Half a year after the data.
+    let later = scenario::OCT_END + 182 * 86_400;
+    let out = ok(&report_at(&["--prometheus", url, "job", "1009"], later));
+    let want = s.job_energy_oct["1009"] / 3.6e6;
+    assert!(
+        out.contains(&format!("{want:.3} kWh")),
+        "job 1009 found without dates should show {want:.3} kWh:\n{out}"
+    );
+    // Its nodes by name, `other` not measured, ML CO2 n/a for a CPU-only job.
+    assert!(out.contains("Nodes:                  1 (n"), "{out}");
+    assert!(!out.contains(":9977"), "{out}");
+    assert!(
+        out.contains("  other:                not measured on this cluster"),
+        "{out}"
+    );
+    assert!(out.contains("ML CO2:                 n/a"), "{out}");
+    // The window is the job's life, not the search's.
+    assert!(out.contains("Seen:                   2026-10-"), "{out}");
+    // A job that never ran is an error naming the search, with exit code 1.
+    let o = report_at(&["--prometheus", url, "job", "999999"], later);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("job 999999: no sample of it"), "{err}");
 }
 
 /// Every object key of `v` is a property of `schema` (recursively through arrays).
@@ -573,6 +660,21 @@ fn mail_to_smtp(prom_url: &str) {
         admin.contains("cid:daily") && admin.contains("&lt;script&gt;"),
         "admin mail"
     );
+    // The mail shows what the files show: nodes by name, `other` not measured, ML CO2 n/a.
+    assert!(
+        admin.contains(">n1</td>") && !admin.contains(":9977"),
+        "{admin}"
+    );
+    assert!(admin.contains("not measured on this cluster"), "{admin}");
+    assert!(
+        admin.contains("† ML CO2 Impact counts GPU-hours"),
+        "{admin}"
+    );
+    let text = decode_parts(&msgs[0].1, "plain");
+    assert!(
+        text.contains("other: not measured on this cluster"),
+        "{text}"
+    );
 }
 
 /// The decoded text parts of a message whose subtype starts with `subtype` ("" for all), parsed
@@ -604,6 +706,7 @@ fn victoria_metrics_gives_the_same_report() {
     let a = month_report(&vm.url(), d1.path(), &["--format", "json"]);
     let b = month_report(&prom.url(), d2.path(), &["--format", "json"]);
     assert_same(&a, &b, "$");
+    job_found_without_dates(&vm.url(), &s);
 }
 
 fn assert_same(a: &Value, b: &Value, path: &str) {

@@ -3,7 +3,7 @@
 
 use crate::accounting::AccountingOptions;
 use crate::attribution::CpuPolicy;
-use crate::config::{Config, CpuPolicyConfig, LogFormat, Switch};
+use crate::config::{Config, CpuPolicyConfig, Switch};
 use crate::engine::Engine;
 use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
@@ -21,26 +21,6 @@ use crate::state::{self, LoadOutcome};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-/// Sets up logging: readable on a terminal, JSON on request.
-pub fn init_logging(cfg: &Config) {
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The HTTP client's trace output dumps raw requests, which carry the BMC credentials: never
-    // let a global `debug` or `trace` switch it on.
-    for quiet in ["ureq=info", "ureq_proto=info", "rustls=info"] {
-        if let Ok(d) = quiet.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
 
 /// A source that could not be opened at start: it retries opening every `retry` and reports the
 /// last error meanwhile, so the source shows as down with its reason instead of vanishing.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod energy;
 pub mod engine;
 pub mod jobs;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod sampler;

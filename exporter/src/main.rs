@@ -252,7 +252,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    joulebook_exporter::app::init_logging(&cfg);
+    joulebook_exporter::logging::init(&cfg);
     match joulebook_exporter::app::run(cfg, security) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,8 +48,13 @@ fn png(buf: Vec<u8>) -> Result<Vec<u8>, ChartError> {
     Ok(out.into_inner())
 }
 
+/// Width of the strip right of the daily chart that holds its legend, pixels.
+const LEGEND_W: u32 = 120;
+
 /// Daily energy of allocated hardware by component with the unallocated energy stacked on top,
-/// kWh. `None` when the report has no days.
+/// kWh. `None` when the report has no days. The legend sits in a strip of its own right of the
+/// plot, where it can hide no bar whatever the data; components that nothing on the cluster
+/// measures are left out of it.
 pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
     if r.daily.is_empty() {
         return Ok(None);
@@ -59,6 +64,7 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
+        let (plot, side) = root.split_horizontally(W - LEGEND_W);
         let max = r
             .daily
             .iter()
@@ -67,7 +73,7 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
             .max(1e-9)
             * 1.1;
         let n = r.daily.len();
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(
                 "Energy per day (kWh): allocated by component, idle on top",
                 (FAMILY, 18),
@@ -90,6 +96,7 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
             .draw()
             .map_err(err)?;
         let names = ["cpu", "dram", "gpu", "other", "idle"];
+        let mut legend = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let color = COLORS[k];
             let bars = r.daily.iter().enumerate().map(|(i, d)| {
@@ -101,22 +108,23 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
                     color.filled(),
                 )
             });
-            chart
-                .draw_series(bars)
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
+            chart.draw_series(bars).map_err(err)?;
+            if !r.unmeasured.iter().any(|u| u == name) {
+                legend.push((*name, color));
+            }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FAMILY, 12))
-            .draw()
+        // Top down, as the bars stack: idle first.
+        for (row, (name, color)) in legend.iter().rev().enumerate() {
+            let y = 50 + 22 * row as i32;
+            side.draw(&Rectangle::new([(8, y - 6), (22, y + 6)], color.filled()))
+                .map_err(err)?;
+            side.draw(&Text::new(
+                name.to_string(),
+                (30, y - 7),
+                (FAMILY, 13).into_font(),
+            ))
             .map_err(err)?;
+        }
         root.present().map_err(err)?;
     }
     png(buf).map(Some)
@@ -201,4 +209,111 @@ pub fn projects(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
         root.present().map_err(err)?;
     }
     png(buf).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ByComponent, Dataset, DayData};
+    use crate::period::Period;
+
+    /// A month whose last days hold the tallest bars, where a legend in the upper right corner of
+    /// the plot used to sit.
+    fn report(unmeasured: &[&str]) -> Report {
+        let days: Vec<DayData> = (0..31)
+            .map(|i| {
+                let e = if i >= 28 { 40e6 } else { 10e6 };
+                DayData {
+                    period: Period {
+                        start: i * 86_400,
+                        end: (i + 1) * 86_400,
+                    },
+                    energy: ByComponent {
+                        cpu: e * 0.3,
+                        gpu: e * 0.7,
+                        ..ByComponent::default()
+                    },
+                    unallocated: ByComponent {
+                        gpu: e * 0.5,
+                        ..ByComponent::default()
+                    },
+                }
+            })
+            .collect();
+        let ds = Dataset {
+            period: Some(Period {
+                start: 0,
+                end: 31 * 86_400,
+            }),
+            days,
+            unmeasured: unmeasured.iter().map(|s| s.to_string()).collect(),
+            ..Dataset::default()
+        };
+        crate::model::build(
+            &ds,
+            &crate::config::Config::default(),
+            &crate::model::Options {
+                scope: crate::model::ScopeKind::Cluster,
+                cluster: None,
+                generated_at: 0,
+                anonymize_users: false,
+            },
+        )
+    }
+
+    fn pixels(png: &[u8]) -> image::RgbImage {
+        image::load_from_memory(png).expect("decodes").to_rgb8()
+    }
+
+    fn is(c: &image::Rgb<u8>, k: usize) -> bool {
+        let RGBColor(r, g, b) = COLORS[k];
+        c.0 == [r, g, b]
+    }
+
+    /// `JOULEBOOK_CHART_DUMP=FILE` writes the chart for a look.
+    #[test]
+    fn the_legend_hides_no_bar() {
+        let png = daily(&report(&[])).expect("chart").expect("days");
+        if let Some(p) = std::env::var_os("JOULEBOOK_CHART_DUMP") {
+            std::fs::write(p, &png).expect("dump");
+        }
+        let img = pixels(&png);
+        let plot_w = W - LEGEND_W;
+        let bar = |c: &image::Rgb<u8>| (0..5).any(|k| is(c, k));
+        // The last bar: the rightmost column of idle colour in the plot, a few pixels inside.
+        let x = (0..plot_w)
+            .rev()
+            .find(|x| (0..H).any(|y| is(img.get_pixel(*x, y), 4)))
+            .expect("an idle bar")
+            - 3;
+        let top = (0..H).find(|y| bar(img.get_pixel(x, *y))).expect("bar top");
+        let bottom = (top..H).find(|y| !bar(img.get_pixel(x, *y))).unwrap_or(H);
+        // From its top to the axis the bar is whole (a legend box would cut it), and it is the
+        // tallest: most of the plot's height.
+        assert!(
+            (bottom - top) as f64 > 0.6 * H as f64,
+            "last bar spans {top}..{bottom}"
+        );
+        // The legend's swatches are in the strip right of the plot, one per series.
+        for k in 0..5 {
+            assert!(swatch(&img, k), "series {k} missing from the legend");
+        }
+    }
+
+    /// Whether the legend strip holds a swatch (14 × 12 pixels) of series `k`; anti-aliased
+    /// text may share a few pixels with a colour, not a swatch's worth.
+    fn swatch(img: &image::RgbImage, k: usize) -> bool {
+        let n = (W - LEGEND_W..W)
+            .flat_map(|x| (0..H).map(move |y| (x, y)))
+            .filter(|(x, y)| is(img.get_pixel(*x, *y), k))
+            .count();
+        n >= 150
+    }
+
+    #[test]
+    fn unmeasured_components_are_not_in_the_legend() {
+        let img = pixels(&daily(&report(&["other"])).expect("chart").expect("days"));
+        assert!(!swatch(&img, 3), "other is not measured: no legend entry");
+        assert!(swatch(&img, 0) && swatch(&img, 4));
+    }
 }

@@ -273,12 +273,19 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Some(Cmd::Job { job_id }) => {
             let period = match period_arg(&cli.sel)? {
                 Some(p) => p,
+                // No dates: find the job's time range first.
                 None => {
-                    let end = now();
-                    Period {
-                        start: end - 31 * 86_400,
-                        end,
-                    }
+                    let t = now();
+                    let all = Period { start: t, end: t };
+                    Collector::new(&client, scope(all, Some(job_id.clone())))
+                        .locate_job(t)
+                        .map_err(runtime)?
+                        .ok_or_else(|| {
+                            runtime(format!(
+                                "job {job_id}: no sample of it on the server (searched the last {} days): check the id and --cluster",
+                                crate::collect::JOB_SEARCH_SPAN_S / 86_400
+                            ))
+                        })?
                 }
             };
             job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
@@ -458,8 +465,20 @@ fn job_summary(client: &Client, scope: Scope, cfg: &Config, job_id: &str) -> Res
         .collect();
     let gpu_w = model::gpu_watts_by_node(&ds);
     let est = model::job_estimates(job, &nodes, &gpu_w, cfg, narrow.period.seconds() as f64);
-    print!("{}", job_text(job, &est, cfg, &narrow.period));
+    let shown = JobShown {
+        names: model::display_names(&ds),
+        unmeasured: ds.unmeasured.clone(),
+    };
+    print!("{}", job_text(job, &est, cfg, &narrow.period, &shown));
     Ok(())
+}
+
+/// How the `job` subcommand names nodes and which components nothing measures.
+#[derive(Default)]
+pub struct JobShown {
+    /// (cluster, instance) → node name ([`model::display_names`]).
+    pub names: BTreeMap<(String, String), String>,
+    pub unmeasured: Vec<String>,
 }
 
 /// The `job` subcommand's text.
@@ -468,6 +487,7 @@ pub fn job_text(
     est: &model::JobEstimates,
     cfg: &Config,
     window: &Period,
+    shown: &JobShown,
 ) -> String {
     let line = |s: &str| -> String {
         s.chars()
@@ -494,7 +514,15 @@ pub fn job_text(
             job.placements.len(),
             job.placements
                 .iter()
-                .map(|p| line(&p.instance))
+                .map(|p| {
+                    let key = (job.cluster.clone(), p.instance.clone());
+                    line(
+                        shown
+                            .names
+                            .get(&key)
+                            .map_or(crate::names::host_of(&p.instance), String::as_str),
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -525,6 +553,10 @@ pub fn job_text(
         ),
     );
     for c in joulebook_common::Component::ALL {
+        if shown.unmeasured.iter().any(|u| u == c.as_str()) {
+            kv(&format!("  {c}:"), "not measured on this cluster".into());
+            continue;
+        }
         let v = job.energy.get(c);
         let share = if total > 0.0 { 100.0 * v / total } else { 0.0 };
         kv(
@@ -547,14 +579,21 @@ pub fn job_text(
             ratio(est.green_algorithms)
         ),
     );
-    kv(
-        "ML CO2:",
-        format!(
-            "{} kWh ({})",
-            format_num(kwh(est.ml_co2), 3),
-            ratio(est.ml_co2)
-        ),
-    );
+    if job.gpu_seconds > 0.0 {
+        kv(
+            "ML CO2:",
+            format!(
+                "{} kWh ({})",
+                format_num(kwh(est.ml_co2), 3),
+                ratio(est.ml_co2)
+            ),
+        );
+    } else {
+        kv(
+            "ML CO2:",
+            "n/a (GPU-hours × GPU TDP only: no GPU used)".into(),
+        );
+    }
     kv(
         "CodeCarbon-style:",
         format!(

@@ -35,6 +35,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// How far back the `job` subcommand looks for a job given without dates: ten years, beyond any
+/// retention.
+pub const JOB_SEARCH_SPAN_S: i64 = 3650 * 86_400;
+/// The window counted at each step of that search.
+pub const JOB_SEARCH_STEP_S: i64 = 31 * 86_400;
+
 /// Label added by Prometheus to every scraped series: the node.
 pub const INSTANCE: &str = "instance";
 /// Optional external or target label naming the cluster.
@@ -78,6 +84,8 @@ pub struct Collector<'a> {
     scope: Scope,
     resets_seen: AtomicUsize,
     notes: Mutex<Vec<String>>,
+    /// Components of the node counter series met.
+    components: Mutex<BTreeSet<String>>,
 }
 
 impl<'a> Collector<'a> {
@@ -87,6 +95,7 @@ impl<'a> Collector<'a> {
             scope,
             resets_seen: AtomicUsize::new(0),
             notes: Mutex::new(Vec::new()),
+            components: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -336,9 +345,9 @@ impl<'a> Collector<'a> {
         Ok(out)
     }
 
-    /// Node facts (TDP, cores, memory) by (cluster, instance).
+    /// Node facts (TDP, cores, memory, hostname) by (cluster, instance).
     pub fn node_facts(&self) -> Result<BTreeMap<(String, String), NodeData>, PromError> {
-        self.client.progress().stage("node facts", 3);
+        self.client.progress().stage("node facts", 4);
         let by = [CLUSTER, INSTANCE];
         let mut nodes: BTreeMap<(String, String), NodeData> = BTreeMap::new();
         for (m, f) in [
@@ -354,6 +363,12 @@ impl<'a> Collector<'a> {
                     1 => n.physical_cores = v,
                     _ => n.memory_bytes = v,
                 }
+            }
+        }
+        // The hostname each exporter publishes: the node's name in the reports.
+        for s in self.gauge_max(&c::NODE_INFO, &[CLUSTER, INSTANCE, l::HOSTNAME])? {
+            if let Some(h) = s.labels.get(l::HOSTNAME).filter(|h| !h.is_empty()) {
+                node_entry(&mut nodes, &s.labels).hostname = Some(h.to_string());
             }
         }
         Ok(nodes)
@@ -433,6 +448,9 @@ impl<'a> Collector<'a> {
             let per_series = self.chained(&fam, &days)?;
             for (labels, per_day) in per_series {
                 let comp = label(&labels, l::COMPONENT);
+                if !unalloc {
+                    self.seen_component(&comp);
+                }
                 let n = node_entry(nodes, &labels);
                 let mut known = true;
                 for (d, v) in out.iter_mut().zip(&per_day) {
@@ -543,6 +561,7 @@ impl<'a> Collector<'a> {
             gpus,
             days,
             notes: self.finish_notes(),
+            unmeasured: self.unmeasured(),
         })
     }
 
@@ -557,6 +576,7 @@ impl<'a> Collector<'a> {
         // Node energy over the window, for the CodeCarbon-style whole-node figure.
         for (lb, v) in self.chained(&c::NODE_ENERGY, &[self.scope.period])? {
             if instances.contains(label(&lb, INSTANCE).as_str()) {
+                self.seen_component(&label(&lb, l::COMPONENT));
                 let total = v.iter().sum();
                 node_entry(&mut nodes, &lb)
                     .energy
@@ -575,7 +595,43 @@ impl<'a> Collector<'a> {
             gpus,
             days: Vec::new(),
             notes: self.finish_notes(),
+            unmeasured: self.unmeasured(),
         })
+    }
+
+    /// The window holding a job's samples when no dates are given (the `job` subcommand): one
+    /// query over [`JOB_SEARCH_SPAN_S`] before `now` says whether the job exists at all, then
+    /// windows of [`JOB_SEARCH_STEP_S`] are counted back from `now` until the job's are found.
+    /// Every query reads the job's series only (found by their `job_id` in the index), so a
+    /// window without the job costs an index lookup. `None`: no sample of the job anywhere.
+    pub fn locate_job(&self, now: i64) -> Result<Option<Period>, PromError> {
+        let sel = self.sel(&c::JOB_CORE_SECONDS);
+        let exists = self.client.vector(
+            &format!("count(last_over_time({sel}[{JOB_SEARCH_SPAN_S}s]))"),
+            now,
+        )?;
+        if exists.iter().all(|s| s.value <= 0.0) {
+            return Ok(None);
+        }
+        let mut found: Option<Period> = None;
+        let mut end = now;
+        while end > now - JOB_SEARCH_SPAN_S {
+            let start = end - JOB_SEARCH_STEP_S;
+            let n = self.client.vector(
+                &format!("count(count_over_time({sel}[{JOB_SEARCH_STEP_S}s]))"),
+                end,
+            )?;
+            if n.iter().any(|s| s.value > 0.0) {
+                found = Some(Period {
+                    start,
+                    end: found.map_or(end, |f| f.end),
+                });
+            } else if found.is_some() {
+                break;
+            }
+            end = start;
+        }
+        Ok(found)
     }
 
     /// The first and last sample times of a job's core-seconds counter inside the scope's
@@ -590,6 +646,30 @@ impl<'a> Collector<'a> {
             hi = hi.max(t);
         }
         Ok((lo <= hi).then_some((lo, hi)))
+    }
+
+    fn seen_component(&self, comp: &str) {
+        if let Ok(mut s) = self.components.lock() {
+            s.insert(comp.to_string());
+        }
+    }
+
+    /// Components no node series had, if any node series was met.
+    fn unmeasured(&self) -> Vec<String> {
+        let seen = self
+            .components
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if seen.is_empty() {
+            return Vec::new();
+        }
+        c::Component::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .filter(|c| !seen.contains(*c))
+            .map(str::to_string)
+            .collect()
     }
 
     fn finish_notes(&self) -> Vec<String> {

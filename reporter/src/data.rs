@@ -118,6 +118,9 @@ pub struct JobData {
 pub struct NodeData {
     pub cluster: String,
     pub instance: String,
+    /// The hostname its exporter publishes (`joulebook_node_info`), if any.
+    #[serde(default)]
+    pub hostname: Option<String>,
     /// Node energy inside the period, joules.
     pub energy: ByComponent,
     /// Energy of hardware no job held, joules.
@@ -158,4 +161,8 @@ pub struct Dataset {
     pub days: Vec<DayData>,
     /// Caveats met while collecting (counter resets handled, counters without a base…).
     pub notes: Vec<String>,
+    /// Components that no node counter series has (no source on the cluster measures them,
+    /// e.g. `other` without BMCs); empty when no node series was found at all.
+    #[serde(default)]
+    pub unmeasured: Vec<String>,
 }

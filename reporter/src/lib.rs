@@ -2,9 +2,10 @@
 //! renders a period's energy for a cluster, a project or a user (HTML, Markdown, JSON, mail).
 //!
 //! Code map: [`prom`] speaks the HTTP API; [`collect`] holds every PromQL query and returns a
-//! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O);
-//! [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it; [`output`] writes files
-//! safely; [`cli`] wires the commands.
+//! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O), with
+//! [`methods`] (the estimation methods, constants and method notes);
+//! [`names`] names the nodes; [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it;
+//! [`output`] writes files safely; [`cli`] wires the commands.
 
 pub mod charts;
 pub mod cli;
@@ -13,7 +14,9 @@ pub mod config;
 pub mod counter;
 pub mod data;
 pub mod mail;
+pub mod methods;
 pub mod model;
+pub mod names;
 pub mod output;
 pub mod period;
 pub mod prom;

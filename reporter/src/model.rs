@@ -6,6 +6,9 @@
 
 use crate::config::{CarbonIntensity, Config, Household};
 use crate::data::{ByComponent, Dataset, JobData, NodeData, Placement};
+pub use crate::methods::{
+    constants, gpu_watts_by_node, job_estimates, methods, Constant, JobEstimates,
+};
 use crate::period::{iso, Period};
 use crate::stats;
 use joulebook_common::Component;
@@ -43,6 +46,9 @@ pub struct Report {
     pub has_data: bool,
     pub headline: Headline,
     pub components: Vec<ComponentRow>,
+    /// Components that no source on the cluster measures (no node series of them): shown as
+    /// not measured, not as 0 kWh.
+    pub unmeasured: Vec<String>,
     /// GPUs' share of the IT energy.
     pub gpu_share: f64,
     /// Unallocated energy; cluster reports only.
@@ -111,6 +117,8 @@ pub struct ComponentRow {
     pub component: String,
     pub energy_kwh: f64,
     pub share: f64,
+    /// False when no source on the cluster measures the component: its 0 kWh means nothing.
+    pub measured: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -126,7 +134,10 @@ pub struct Idle {
 #[derive(Clone, Debug, Serialize)]
 pub struct IdleNode {
     pub cluster: String,
+    /// The Prometheus target (`host:port`).
     pub instance: String,
+    /// The node as shown: its hostname, or the instance without the port (`names`).
+    pub node: String,
     pub unallocated_kwh: f64,
     /// Of the node's energy.
     pub share_of_node: f64,
@@ -137,6 +148,8 @@ pub struct IdleNode {
 pub struct IdleGpu {
     pub cluster: String,
     pub instance: String,
+    /// The node as shown, as in [`IdleNode::node`].
+    pub node: String,
     pub gpu_uuid: String,
     pub model: String,
     /// Share of the scrapes at which no job held the GPU.
@@ -182,7 +195,12 @@ pub struct Estimates {
     pub total: Option<EstimateRow>,
     pub projects: Vec<EstimateRow>,
     pub users: Vec<EstimateRow>,
+    /// Why some ML CO2 cells are n/a, when some are.
+    pub ml_co2_footnote: Option<String>,
 }
+
+/// The footnote of the ML CO2 cells that are n/a.
+pub const ML_CO2_NA: &str = "ML CO2 Impact counts GPU-hours × GPU power limit only: it does not apply to jobs that used no GPU, so it is n/a for CPU-only projects and users rather than 0 kWh.";
 
 /// Energy of the same jobs by each method, IT energy (PUE 1) so that they compare like for like.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -193,8 +211,9 @@ pub struct EstimateRow {
     pub green_algorithms_kwh: f64,
     /// Green Algorithms as its tool reports it: × PUE.
     pub green_algorithms_with_pue_kwh: f64,
-    /// GPU TDP × GPU-hours.
-    pub ml_co2_kwh: f64,
+    /// GPU TDP × GPU-hours; `None` (n/a) where the jobs used no GPU, to which the method does
+    /// not apply.
+    pub ml_co2_kwh: Option<f64>,
     /// Whole-node CPU + GPU energy during the job + 0.375 W/GB of the node's memory.
     pub codecarbon_kwh: f64,
     pub green_algorithms_ratio: Option<f64>,
@@ -245,14 +264,6 @@ pub struct JobRow {
     pub nodes: usize,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Constant {
-    pub name: String,
-    pub value: f64,
-    pub unit: String,
-    pub source: String,
-}
-
 impl Report {
     /// A copy holding only the rows the HTML, Markdown and text formats show (`top_n` of each
     /// table): templates receive the report as a generic value tree, and the full list of a
@@ -283,57 +294,6 @@ pub struct Options {
     pub anonymize_users: bool,
 }
 
-/// Per-job estimates, joules.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct JobEstimates {
-    pub green_algorithms: f64,
-    pub ml_co2: f64,
-    pub codecarbon: f64,
-}
-
-/// The estimation methods for one job, on the nodes it ran on. `period_s` is the window over
-/// which the nodes' energy was collected (their mean power stands for the power during the job).
-pub fn job_estimates(
-    job: &JobData,
-    nodes: &BTreeMap<(&str, &str), &NodeData>,
-    gpu_watts: &BTreeMap<(&str, &str), f64>,
-    cfg: &Config,
-    period_s: f64,
-) -> JobEstimates {
-    let e = &cfg.estimation;
-    let mut out = JobEstimates::default();
-    for p in &job.placements {
-        let node = nodes.get(&(job.cluster.as_str(), p.instance.as_str()));
-        let core_w = node
-            .and_then(|n| match (n.cpu_tdp_watts, n.physical_cores) {
-                (Some(t), Some(c)) if c > 0.0 && t > 0.0 => Some(t / c),
-                _ => None,
-            })
-            .unwrap_or(e.ga_core_w_default.value);
-        let gpu_w = gpu_watts
-            .get(&(job.cluster.as_str(), p.instance.as_str()))
-            .copied()
-            .unwrap_or(e.gpu_w_default.value);
-        let elapsed = p.elapsed_seconds();
-        let mem_gb = p.alloc_memory_bytes.unwrap_or(0.0) / 1e9;
-        out.green_algorithms += p.core_seconds * core_w
-            + p.gpu_seconds * gpu_w
-            + mem_gb * e.ga_memory_w_per_gb.value * elapsed;
-        out.ml_co2 += p.gpu_seconds * gpu_w;
-        if let Some(n) = node {
-            let node_power = if period_s > 0.0 {
-                (n.energy.cpu + n.energy.gpu) / period_s
-            } else {
-                0.0
-            };
-            let node_mem_gb = n.memory_bytes.unwrap_or(0.0) / 1e9;
-            out.codecarbon +=
-                elapsed * (node_power + node_mem_gb * e.codecarbon_memory_w_per_gb.value);
-        }
-    }
-    out
-}
-
 /// The job with the most energy (the lowest id on a tie), as a one-element list.
 fn largest(cands: Vec<&JobData>) -> Option<Vec<&JobData>> {
     cands
@@ -359,19 +319,25 @@ fn share(a: f64, total: f64) -> f64 {
     }
 }
 
-/// Per-(cluster, instance) average GPU power limit, watts.
-pub fn gpu_watts_by_node(ds: &Dataset) -> BTreeMap<(&str, &str), f64> {
-    let mut acc: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
-    for g in &ds.gpus {
-        if let Some(w) = g.power_limit_watts {
-            let e = acc
-                .entry((g.cluster.as_str(), g.instance.as_str()))
-                .or_default();
-            e.0 += w;
-            e.1 += 1.0;
-        }
+/// Display names of every node of the dataset (its nodes and the nodes of its GPUs and jobs).
+pub fn display_names(ds: &Dataset) -> BTreeMap<(String, String), String> {
+    let mut keys: BTreeMap<(&str, &str), Option<&str>> = BTreeMap::new();
+    let jobs = ds.jobs.iter().flat_map(|j| {
+        j.placements
+            .iter()
+            .map(|p| (j.cluster.as_str(), p.instance.as_str()))
+    });
+    let gpus = ds
+        .gpus
+        .iter()
+        .map(|g| (g.cluster.as_str(), g.instance.as_str()));
+    for k in jobs.chain(gpus) {
+        keys.entry(k).or_default();
     }
-    acc.into_iter().map(|(k, (s, n))| (k, s / n)).collect()
+    for n in &ds.nodes {
+        keys.insert((&n.cluster, &n.instance), n.hostname.as_deref());
+    }
+    crate::names::node_names(keys)
 }
 
 struct Group {
@@ -433,21 +399,29 @@ fn ranking(groups: &BTreeMap<String, Group>, total_j: f64) -> Ranking {
     }
 }
 
-fn estimate_row(name: &str, measured_j: f64, e: &JobEstimates, pue: f64) -> EstimateRow {
+/// `gpu_s`: the GPU-seconds of the jobs (ML CO2 applies only where they used GPUs).
+fn estimate_row(
+    name: &str,
+    measured_j: f64,
+    gpu_s: f64,
+    e: &JobEstimates,
+    pue: f64,
+) -> EstimateRow {
+    let gpus = gpu_s > 0.0;
     EstimateRow {
         name: name.to_string(),
         measured_kwh: kwh(measured_j),
         green_algorithms_kwh: kwh(e.green_algorithms),
         green_algorithms_with_pue_kwh: kwh(e.green_algorithms) * pue,
-        ml_co2_kwh: kwh(e.ml_co2),
+        ml_co2_kwh: gpus.then(|| kwh(e.ml_co2)),
         codecarbon_kwh: kwh(e.codecarbon),
         green_algorithms_ratio: ratio(e.green_algorithms, measured_j),
-        ml_co2_ratio: ratio(e.ml_co2, measured_j),
+        ml_co2_ratio: ratio(e.ml_co2, measured_j).filter(|_| gpus),
         codecarbon_ratio: ratio(e.codecarbon, measured_j),
     }
 }
 
-fn component_rows(b: &ByComponent) -> Vec<ComponentRow> {
+fn component_rows(b: &ByComponent, unmeasured: &[String]) -> Vec<ComponentRow> {
     let t = b.total();
     Component::ALL
         .iter()
@@ -455,83 +429,9 @@ fn component_rows(b: &ByComponent) -> Vec<ComponentRow> {
             component: c.as_str().to_string(),
             energy_kwh: kwh(b.get(*c)),
             share: share(b.get(*c), t),
+            measured: !unmeasured.iter().any(|u| u == c.as_str()),
         })
         .collect()
-}
-
-/// Constants used, with units and sources, in the order printed.
-pub fn constants(cfg: &Config) -> Vec<Constant> {
-    let k = |name: &str, value: f64, unit: &str, source: &str| Constant {
-        name: name.into(),
-        value,
-        unit: unit.into(),
-        source: source.into(),
-    };
-    let ci = &cfg.carbon_intensity;
-    let e = &cfg.estimation;
-    let mut v = vec![
-        k("PUE", cfg.pue.value, "ratio", &cfg.pue.source),
-        k(
-            &format!("Carbon intensity ({}, {} {})", ci.zone, ci.scope, ci.year),
-            ci.value,
-            "g CO2e/kWh",
-            &ci.source,
-        ),
-        k(
-            &format!("Household ({})", cfg.household.description),
-            cfg.household.kwh_per_year,
-            "kWh/year",
-            &cfg.household.source,
-        ),
-    ];
-    if let Some(p) = &cfg.electricity_price {
-        v.push(k(
-            "Electricity price",
-            p.per_kwh,
-            &format!("{}/kWh", p.currency),
-            &p.source,
-        ));
-    }
-    v.extend([
-        k(
-            "Green Algorithms memory power",
-            e.ga_memory_w_per_gb.value,
-            "W/GB",
-            &e.ga_memory_w_per_gb.source,
-        ),
-        k(
-            "Green Algorithms core power where a node exports no TDP",
-            e.ga_core_w_default.value,
-            "W/core",
-            &e.ga_core_w_default.source,
-        ),
-        k(
-            "GPU TDP where a node exports no power limit",
-            e.gpu_w_default.value,
-            "W",
-            &e.gpu_w_default.source,
-        ),
-        k(
-            "CodeCarbon memory power",
-            e.codecarbon_memory_w_per_gb.value,
-            "W/GB",
-            &e.codecarbon_memory_w_per_gb.source,
-        ),
-    ]);
-    v
-}
-
-/// The method notes printed at the end of every format.
-pub fn methods(cfg: &Config) -> Vec<String> {
-    let e = &cfg.estimation;
-    vec![
-        "Energy in the period is, for each counter series, its value at the last sample at or before the end minus its value at the last sample at or before the start (a series that did not exist at the start counts from zero). No extrapolation: a job's energy is the exporter's final counter for it; energy between the last scrape before a boundary and the boundary falls in the next period.".into(),
-        "Counters that went down (exporter restarts) are computed from raw samples: a small drop is a resume from the exporter's saved state, a drop below half is a restart from zero and the segments add up.".into(),
-        format!("Green Algorithms: allocated core-hours × CPU TDP per physical core (node's exported TDP, else the default) + GPU-hours × GPU power limit + allocated memory (GB) × hours × {} W/GB; shown without PUE for the ratio, and with PUE as the tool reports it.", e.ga_memory_w_per_gb.value),
-        "ML CO2 Impact: GPU-hours × GPU power limit (TDP); no CPU, memory or PUE term.".into(),
-        format!("CodeCarbon-style (machine mode): the whole node's measured CPU and GPU power, averaged over the report period, during the job's elapsed time on each node, plus {} W/GB of the node's memory.", e.codecarbon_memory_w_per_gb.value),
-        "Equivalents, CO2e and cost use the facility energy (IT energy × PUE).".into(),
-    ]
 }
 
 /// Builds the report. `ds` holds the whole cluster (or the filtered cluster label); a project or
@@ -591,6 +491,13 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .iter()
         .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
         .collect();
+    let names = display_names(ds);
+    let shown = |c: &str, i: &str| {
+        names
+            .get(&(c.to_string(), i.to_string()))
+            .cloned()
+            .unwrap_or_else(|| crate::names::host_of(i).to_string())
+    };
     let gpu_w = gpu_watts_by_node(ds);
     let est: Vec<JobEstimates> = jobs
         .iter()
@@ -633,16 +540,32 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             .iter()
             .map(|r| {
                 let g = &groups[&r.name];
-                estimate_row(&r.name, g.energy_j, &g.est, cfg.pue.value)
+                estimate_row(&r.name, g.energy_j, g.gpu_s, &g.est, cfg.pue.value)
             })
             .collect::<Vec<_>>()
     };
-    let estimates = Estimates {
-        total: (!jobs.is_empty())
-            .then(|| estimate_row("all jobs", jobs_total_j, &total_est, cfg.pue.value)),
+    let gpu_total_s = jobs.iter().map(|j| j.gpu_seconds).sum::<f64>();
+    let mut estimates = Estimates {
+        total: (!jobs.is_empty()).then(|| {
+            estimate_row(
+                "all jobs",
+                jobs_total_j,
+                gpu_total_s,
+                &total_est,
+                cfg.pue.value,
+            )
+        }),
         projects: est_rows(&proj_rank, &projects),
         users: est_rows(&user_rank, &users),
+        ml_co2_footnote: None,
     };
+    let na = |rows: &[EstimateRow]| rows.iter().any(|r| r.ml_co2_kwh.is_none());
+    if na(&estimates.projects)
+        || na(&estimates.users)
+        || estimates.total.iter().any(|t| t.ml_co2_kwh.is_none())
+    {
+        estimates.ml_co2_footnote = Some(ML_CO2_NA.into());
+    }
 
     // Development versus final run, per project.
     let pattern = cfg
@@ -699,6 +622,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             .map(|n| IdleNode {
                 cluster: n.cluster.clone(),
                 instance: n.instance.clone(),
+                node: shown(&n.cluster, &n.instance),
                 unallocated_kwh: kwh(n.unallocated.total()),
                 share_of_node: share(n.unallocated.total(), n.energy.total()),
                 node_kwh: kwh(n.energy.total()),
@@ -728,6 +652,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
                 IdleGpu {
                     cluster: g.cluster.clone(),
                     instance: g.instance.clone(),
+                    node: shown(&g.cluster, &g.instance),
                     gpu_uuid: g.gpu_uuid.clone(),
                     model: g.model.clone(),
                     unallocated_share: sh,
@@ -746,7 +671,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         Idle {
             unallocated_kwh: kwh(unallocated.total()),
             share: share(unallocated.total(), it_j),
-            by_component: component_rows(&unallocated),
+            by_component: component_rows(&unallocated, &ds.unmeasured),
             nodes,
             gpus,
         }
@@ -881,7 +806,8 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         generated_at: iso(opt.generated_at),
         has_data,
         headline,
-        components: component_rows(&it),
+        components: component_rows(&it, &ds.unmeasured),
+        unmeasured: ds.unmeasured.clone(),
         gpu_share: share(it.gpu, it_j),
         idle,
         projects: proj_rank,
@@ -915,7 +841,7 @@ mod tests {
             },
             core_seconds: core_s,
             placements: vec![Placement {
-                instance: "n1".into(),
+                instance: "n1:9977".into(),
                 core_seconds: core_s,
                 gpu_seconds: 0.0,
                 alloc_cpus: 4.0,
@@ -939,7 +865,8 @@ mod tests {
             ],
             nodes: vec![NodeData {
                 cluster: String::new(),
-                instance: "n1".into(),
+                instance: "n1:9977".into(),
+                hostname: None,
                 energy: ByComponent {
                     cpu: 36e6,
                     ..ByComponent::default()
@@ -1031,6 +958,66 @@ mod tests {
         assert_eq!(r.users.rows[0].rank_core_hours, 2.5);
         assert!(r.top_jobs.iter().all(|j| j.user.starts_with("User ")));
         assert!(r.users.spearman.is_some());
+    }
+
+    #[test]
+    fn ml_co2_is_na_without_gpus_with_its_footnote() {
+        let mut ds = dataset();
+        ds.jobs[3].gpu_seconds = 7200.0;
+        ds.jobs[3].placements[0].gpu_seconds = 7200.0;
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        let row = |n: &str| {
+            r.estimates
+                .projects
+                .iter()
+                .find(|e| e.name == n)
+                .cloned()
+                .expect("row")
+        };
+        // p ran CPU-only jobs: n/a, not 0 kWh; q used 2 GPU-hours at the default 200 W.
+        assert_eq!((row("p").ml_co2_kwh, row("p").ml_co2_ratio), (None, None));
+        assert!((row("q").ml_co2_kwh.unwrap_or(0.0) - 0.4).abs() < 1e-12);
+        assert_eq!(r.estimates.ml_co2_footnote.as_deref(), Some(ML_CO2_NA));
+        let all = r.estimates.total.expect("total");
+        assert!(all.ml_co2_kwh.is_some());
+        // Every job with a GPU: no footnote.
+        for j in &mut ds.jobs {
+            j.gpu_seconds = 3600.0;
+        }
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        assert!(r.estimates.ml_co2_footnote.is_none());
+    }
+
+    #[test]
+    fn unmeasured_components_and_node_names() {
+        let mut ds = dataset();
+        ds.unmeasured = vec!["other".into()];
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        let measured: Vec<(&str, bool)> = r
+            .components
+            .iter()
+            .map(|c| (c.component.as_str(), c.measured))
+            .collect();
+        assert_eq!(
+            measured,
+            [
+                ("cpu", true),
+                ("dram", true),
+                ("gpu", true),
+                ("other", false)
+            ]
+        );
+        let idle = r.idle.as_ref().expect("idle");
+        assert!(!idle.by_component[3].measured && idle.by_component[0].measured);
+        assert_eq!(r.unmeasured, ["other"]);
+        // The node without its port, or by the hostname its exporter publishes.
+        assert_eq!(
+            (idle.nodes[0].instance.as_str(), idle.nodes[0].node.as_str()),
+            ("n1:9977", "n1")
+        );
+        ds.nodes[0].hostname = Some("gpu01".into());
+        let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+        assert_eq!(r.idle.expect("idle").nodes[0].node, "gpu01");
     }
 
     #[test]
