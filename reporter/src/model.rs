@@ -792,7 +792,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         ScopeKind::User(u) => format!("user {u}"),
     };
     Report {
-        schema_version: 1,
+        schema_version: 2,
         title: format!("Energy report {}: {}", period.label(), scope_label),
         site: cfg.site_name.clone(),
         scope: opt.scope.clone(),
