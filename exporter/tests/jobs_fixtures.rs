@@ -6,7 +6,8 @@
 //! from its indices for GPUs 2 and 3, so a test resolving through the wrong one fails.
 
 use joulebook_exporter::jobs::{
-    CgroupMode, GpuMappingSource, GpuRef, Job, JobDiscovery, JobsOptions, ScanResult, Scheduler,
+    CgroupMode, GpuMappingSource, GpuRef, Job, JobDiscovery, JobsOptions, MetadataSource,
+    ScanResult, Scheduler,
 };
 use joulebook_tests::copy_tree;
 use std::path::{Path, PathBuf};
@@ -51,11 +52,22 @@ fn problems(r: &ScanResult, root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A job with everything unknown, to be filled in by the test.
+/// A job with everything unknown, to be filled in by the test. Its metadata is as its
+/// environment claims (the fixtures have no prolog records), unless the test says otherwise.
 fn job(scheduler: Scheduler, id: &str) -> Job {
     Job {
         id: id.to_string(),
+        metadata: MetadataSource::Environment,
         ..Job::empty(scheduler)
+    }
+}
+
+/// A job about which nothing comes from its environment: only the kernel's and the folders'
+/// word.
+fn attested(scheduler: Scheduler, id: &str) -> Job {
+    Job {
+        metadata: MetadataSource::Kernel,
+        ..job(scheduler, id)
     }
 }
 
@@ -289,7 +301,7 @@ fn user_slices_only_when_enabled_and_gpus_from_nvml_processes() {
         user: s("root"),
         cpu_usage_ns: Some(1_000),
         memory_limit_bytes: Some(1_073_741_824),
-        ..job(Scheduler::UserSlice, "user-0")
+        ..attested(Scheduler::UserSlice, "user-0")
     };
     let alice = Job {
         uid: Some(1000),
@@ -297,7 +309,7 @@ fn user_slices_only_when_enabled_and_gpus_from_nvml_processes() {
         cpu_usage_ns: Some(99_000),
         gpus: gpus(&[G3]),
         gpu_source: Some(GpuMappingSource::NvmlProcesses),
-        ..job(Scheduler::UserSlice, "user-1000")
+        ..attested(Scheduler::UserSlice, "user-1000")
     };
     assert_eq!(r.jobs, vec![root, alice]);
     assert_eq!(r.jobs[0].scheduler.as_str(), "user");
@@ -331,7 +343,7 @@ fn hybrid_reads_v1_controllers_and_falls_back_to_steps() {
         uid: Some(1000),
         user: s("alice"),
         cpu_usage_ns: Some(6_000),
-        ..job(Scheduler::UserSlice, "user-1000")
+        ..attested(Scheduler::UserSlice, "user-1000")
     };
     assert_eq!(r.jobs, vec![j601, alice]);
 }
@@ -345,7 +357,7 @@ fn a_job_without_processes_is_listed_and_its_metadata_read_once_a_process_appear
     let bare = Job {
         cpus: vec![0],
         cpu_usage_ns: Some(0),
-        ..job(Scheduler::Slurm, "701")
+        ..attested(Scheduler::Slurm, "701")
     };
     assert_eq!(r.jobs, vec![bare.clone()]);
     // Still nothing to read: still listed, nothing invented.
@@ -371,6 +383,7 @@ fn a_job_without_processes_is_listed_and_its_metadata_read_once_a_process_appear
         job_name: s("late-starter"),
         gpus: gpus(&[G2]),
         gpu_source: Some(GpuMappingSource::SlurmJobGpus),
+        metadata: MetadataSource::Environment,
         ..bare
     };
     assert_eq!(r.jobs, vec![started]);
@@ -409,7 +422,7 @@ fn mapping_directory_gives_gpus_held_idle() {
         cpu_usage_ns: Some(1_000_000),
         gpus: gpus(&[G2, G3]),
         gpu_source: Some(GpuMappingSource::MappingDir),
-        ..job(Scheduler::Slurm, "802")
+        ..attested(Scheduler::Slurm, "802")
     };
     assert_eq!(r.jobs, vec![j801, j802]);
 
@@ -442,7 +455,14 @@ fn hostile_names_are_kept_verbatim() {
     assert_eq!(j.account.as_deref(), Some("a\"b\\c{d}=e,f"));
     assert_eq!(j.partition.as_deref(), Some("p\r\nq\tr"));
     let long = &r.jobs[1];
-    assert_eq!(long.job_name.as_deref(), Some("A".repeat(20_000).as_str()));
+    // Cut at the label cap: a job's user chooses its length.
+    assert_eq!(
+        long.job_name.as_deref(),
+        Some(
+            "A".repeat(joulebook_exporter::jobs::MAX_LABEL_BYTES)
+                .as_str()
+        )
+    );
     assert_eq!(long.account.as_deref(), Some("ok"));
 }
 
@@ -455,7 +475,7 @@ fn garbage_files_are_reported_by_path_and_a_vanished_job_is_skipped_silently() {
     let j = Job {
         uid: Some(1000),
         user: s("alice"),
-        ..job(Scheduler::Slurm, "1001")
+        ..attested(Scheduler::Slurm, "1001")
     };
     assert_eq!(r.jobs, vec![j]);
     let c = "ROOT/sys/fs/cgroup";
@@ -473,13 +493,13 @@ fn garbage_files_are_reported_by_path_and_a_vanished_job_is_skipped_silently() {
 }
 
 #[test]
-fn without_an_inventory_indices_are_dropped_silently_and_uuids_kept() {
+fn without_an_inventory_no_gpu_is_counted_and_nothing_reported() {
     let pids: Vec<(String, u32)> = Vec::new();
     let r = JobDiscovery::new(JobsOptions::under_root(&fixture("slurm-v2"))).scan(&[], &pids);
     assert_eq!(r.problems, Vec::<String>::new());
-    assert_eq!(r.jobs[0].gpus, Vec::<String>::new());
-    assert_eq!(r.jobs[0].gpu_source, None);
-    assert_eq!(r.jobs[1].gpus, gpus(&[G1]));
+    for j in &r.jobs {
+        assert_eq!((j.gpus.len(), j.gpu_source), (0, None), "{}", j.id);
+    }
 }
 
 #[test]

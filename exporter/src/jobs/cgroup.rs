@@ -2,7 +2,8 @@
 //! and reading small files in a way that tells "this job just ended" from "this file is bad".
 //! The layouts are listed in the parent module's documentation.
 
-use super::{CgroupMode, JobKey, JobsError, Scheduler};
+use super::sluid::{is_sluid, Sluids};
+use super::{CgroupMode, JobId, JobKey, JobsError, Scheduler};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -130,6 +131,8 @@ pub(crate) struct Found {
     pub uid: Option<u32>,
     /// The user name written in the path (OAR 2 `<user>_<jobid>`).
     pub user: Option<String>,
+    /// The folder's SLUID (Slurm 26.05 folders named by it).
+    pub sluid: Option<String>,
     /// The job's folder in each v1 controller where it exists.
     pub v1: PerController<PathBuf>,
     /// The job's folder in the v2 hierarchy.
@@ -169,6 +172,9 @@ pub(crate) struct Listed<'a> {
     pub uid: Option<u32>,
     /// The user name written in the path (OAR 2 `<user>_<jobid>`).
     pub user: Option<&'a str>,
+    /// The folder's name when it is a Slurm 26.05 SLUID (`sEKNKTV3WPV500`); `key` then holds
+    /// the numeric id found for it (see [`Sluids`]).
+    pub sluid: Option<&'a str>,
     /// The folder holding the job's folder, and the job folder's name in it.
     pub parent: &'a Path,
     pub name: &'a str,
@@ -352,6 +358,7 @@ impl Lister {
         root: &Path,
         user_slices: bool,
         fds: &mut FdBudget,
+        sluids: &mut Sluids,
         problems: &mut Vec<String>,
         f: &mut dyn FnMut(&Listed<'_>),
     ) {
@@ -367,11 +374,12 @@ impl Lister {
             lister: self,
             h,
             fds,
+            sluids,
             problems,
         };
         let listed = ctx.list(root, Some(0), !v2, |name, ino| {
             let dir = || (root.join(name), Some(ino));
-            if !v2 && (name == "slurm" || name.starts_with("slurm_")) {
+            if !v2 && slurm_v1_scope(name).is_some() {
                 slurm.push(dir());
             } else if v2 && name == "system.slice" {
                 system = Some(dir());
@@ -439,6 +447,7 @@ struct ListCtx<'a> {
     lister: &'a mut Lister,
     h: usize,
     fds: &'a mut FdBudget,
+    sluids: &'a mut Sluids,
     problems: &'a mut Vec<String>,
 }
 
@@ -526,6 +535,11 @@ impl ListCtx<'_> {
 
     /// `slurm[_<node>]/uid_<uid>/job_<id>`, from the `slurm[_<node>]` folder.
     fn slurm_v1(&mut self, slurm: &Path, ino: Option<u64>, f: Sink<'_>) {
+        let scope = slurm
+            .file_name()
+            .and_then(OsStr::to_str)
+            .and_then(slurm_v1_scope)
+            .map_or(0, scope_of);
         let mut uid_dirs = Vec::new();
         self.list(slurm, ino, true, |name, ino| {
             if let Some(uid) = name.strip_prefix("uid_").and_then(parse_u32) {
@@ -536,9 +550,10 @@ impl ListCtx<'_> {
             self.list(dir, *ino, true, |name, ino| {
                 if let Some(id) = slurm_job_dir(name) {
                     f(&Listed {
-                        key: JobKey::new(Scheduler::Slurm, id),
+                        key: JobKey::new(Scheduler::Slurm, id).in_scope(scope),
                         uid: Some(*uid),
                         user: None,
+                        sluid: None,
                         parent: dir,
                         name,
                         ino,
@@ -548,27 +563,51 @@ impl ListCtx<'_> {
         }
     }
 
-    /// `system.slice/[<node>_]slurmstepd.scope/job_<id>`, from `system.slice`.
+    /// `system.slice/[<node>_]slurmstepd.scope/{job_<id>,<SLUID>}`, from `system.slice`. A
+    /// SLUID folder is listed once its numeric id is known (see [`Sluids`]); other folders
+    /// (`system`, anything unknown) are not jobs.
     fn slurm_v2(&mut self, system: &Path, ino: Option<u64>, f: Sink<'_>) {
         let mut scopes = Vec::new();
         self.list(system, ino, true, |name, ino| {
-            if is_slurmstepd_scope(name) {
-                scopes.push((system.join(name), Some(ino)));
+            if let Some(node) = slurmstepd_scope(name) {
+                scopes.push((system.join(name), Some(ino), scope_of(node)));
             }
         });
-        for (scope, ino) in &scopes {
-            self.list(scope, *ino, true, |name, ino| {
+        for (dir, ino, scope) in &scopes {
+            let mut sluid_dirs: Vec<(String, u64)> = Vec::new();
+            self.list(dir, *ino, true, |name, ino| {
                 if let Some(id) = slurm_job_dir(name) {
                     f(&Listed {
-                        key: JobKey::new(Scheduler::Slurm, id),
+                        key: JobKey::new(Scheduler::Slurm, id).in_scope(*scope),
                         uid: None,
                         user: None,
-                        parent: scope,
+                        sluid: None,
+                        parent: dir,
                         name,
                         ino,
                     });
+                } else if is_sluid(name) {
+                    sluid_dirs.push((name.to_string(), ino));
                 }
             });
+            for (name, ino) in &sluid_dirs {
+                let Some(id) = self.sluids.resolve(dir, name, *scope, *ino, self.problems) else {
+                    continue;
+                };
+                f(&Listed {
+                    key: JobKey {
+                        scheduler: Scheduler::Slurm,
+                        id,
+                        scope: *scope,
+                    },
+                    uid: None,
+                    user: None,
+                    sluid: Some(name),
+                    parent: dir,
+                    name,
+                    ino: *ino,
+                });
+            }
         }
     }
 
@@ -579,6 +618,7 @@ impl ListCtx<'_> {
                 f(&Listed {
                     key: JobKey::new(Scheduler::Oar, id),
                     uid: None,
+                    sluid: None,
                     user: Some(user),
                     parent: oar,
                     name,
@@ -603,6 +643,7 @@ impl ListCtx<'_> {
                         f(&Listed {
                             key: JobKey::new(Scheduler::Oar, id),
                             uid: Some(*uid),
+                            sluid: None,
                             user: None,
                             parent: dir,
                             name,
@@ -621,6 +662,7 @@ impl ListCtx<'_> {
                 f(&Listed {
                     key: JobKey::user_slice(uid),
                     uid: Some(uid),
+                    sluid: None,
                     user: None,
                     parent: users,
                     name,
@@ -802,12 +844,34 @@ fn slurm_job_dir(name: &str) -> Option<&str> {
     name.strip_prefix("job_").filter(|id| is_job_id(id))
 }
 
-/// `slurmstepd.scope` or `<node>_slurmstepd.scope`.
-fn is_slurmstepd_scope(name: &str) -> bool {
-    name == "slurmstepd.scope"
-        || name
-            .strip_suffix("_slurmstepd.scope")
-            .is_some_and(|node| !node.is_empty())
+/// `slurmstepd.scope` → `""`, `<node>_slurmstepd.scope` → node (Slurm cgroup v2).
+fn slurmstepd_scope(name: &str) -> Option<&str> {
+    if name == "slurmstepd.scope" {
+        return Some("");
+    }
+    name.strip_suffix("_slurmstepd.scope")
+        .filter(|node| !node.is_empty())
+}
+
+/// `slurm` → `""`, `slurm_<node>` → node (Slurm cgroup v1).
+fn slurm_v1_scope(name: &str) -> Option<&str> {
+    if name == "slurm" {
+        return Some("");
+    }
+    name.strip_prefix("slurm_").filter(|node| !node.is_empty())
+}
+
+/// The scope of a slurmd instance, from the node name in its folder's name: 0 without one,
+/// else a hash of the name (FNV-1a, never 0). The same node name gives the same scope in v1
+/// and v2, so a job seen in both hierarchies of a hybrid node stays one entry.
+pub(crate) fn scope_of(node: &str) -> u32 {
+    if node.is_empty() {
+        return 0;
+    }
+    let h = node.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h.max(1)
 }
 
 /// `<user>_<jobid>` → (user, id). User names may contain `_`, job ids may not.
@@ -835,24 +899,39 @@ fn user_slice(name: &str) -> Option<u32> {
 
 /// The job a cgroup path belongs to (a path from `/proc/<pid>/cgroup`, relative to its
 /// hierarchy's root), or `None` for a path outside any job. Steps, tasks and the extern step
-/// resolve to their job.
-pub(crate) fn job_of_cgroup_path(path: &str, user_slices: bool) -> Option<JobKey> {
+/// resolve to their job; a SLUID folder to the numeric id `sluid(scope, SLUID)` gives (the
+/// ids found by [`Sluids`]), else to nothing.
+pub(crate) fn job_of_cgroup_path(
+    path: &str,
+    user_slices: bool,
+    sluid: &dyn Fn(u32, &str) -> Option<JobId>,
+) -> Option<JobKey> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     for (i, seg) in segs.iter().enumerate() {
         let rest = &segs[i + 1..];
         // Slurm: a `job_<id>` below `slurm[_<node>]/uid_<uid>/` (v1) or below the stepd scope (v2).
-        if *seg == "slurm" || seg.starts_with("slurm_") {
+        if let Some(node) = slurm_v1_scope(seg) {
             if let (Some(uid), Some(job)) = (rest.first(), rest.get(1)) {
                 if uid.strip_prefix("uid_").and_then(parse_u32).is_some() {
                     if let Some(id) = slurm_job_dir(job) {
-                        return Some(JobKey::new(Scheduler::Slurm, id));
+                        return Some(JobKey::new(Scheduler::Slurm, id).in_scope(scope_of(node)));
                     }
                 }
             }
         }
-        if is_slurmstepd_scope(seg) {
-            if let Some(id) = rest.first().and_then(|j| slurm_job_dir(j)) {
-                return Some(JobKey::new(Scheduler::Slurm, id));
+        if let Some(node) = slurmstepd_scope(seg) {
+            let scope = scope_of(node);
+            if let Some(j) = rest.first() {
+                if let Some(id) = slurm_job_dir(j) {
+                    return Some(JobKey::new(Scheduler::Slurm, id).in_scope(scope));
+                }
+                if is_sluid(j) {
+                    return sluid(scope, j).map(|id| JobKey {
+                        scheduler: Scheduler::Slurm,
+                        id,
+                        scope,
+                    });
+                }
             }
         }
         if *seg == "oar" {
@@ -878,14 +957,18 @@ pub(crate) fn job_of_cgroup_path(path: &str, user_slices: bool) -> Option<JobKey
 
 /// Finds the job of a process from `/proc/<pid>/cgroup` (one line per hierarchy:
 /// `<id>:<controllers>:<path>`). A scheduler's job wins over a user slice.
-pub(crate) fn job_of_proc_cgroup(text: &str, user_slices: bool) -> Option<JobKey> {
+pub(crate) fn job_of_proc_cgroup(
+    text: &str,
+    user_slices: bool,
+    sluid: &dyn Fn(u32, &str) -> Option<JobId>,
+) -> Option<JobKey> {
     let mut fallback = None;
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(_), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        match job_of_cgroup_path(path, user_slices) {
+        match job_of_cgroup_path(path, user_slices, sluid) {
             Some(k) if k.scheduler != Scheduler::UserSlice => return Some(k),
             Some(k) => fallback = fallback.or(Some(k)),
             None => {}
@@ -1130,14 +1213,30 @@ mod tests {
         Some(JobKey::new(s, id))
     }
 
+    fn in_scope(s: Scheduler, id: &str, node: &str) -> Option<JobKey> {
+        Some(JobKey::new(s, id).in_scope(scope_of(node)))
+    }
+
+    /// A SLUID known to be job 9 in the scope without a node name.
+    fn sluids(scope: u32, s: &str) -> Option<JobId> {
+        (scope == 0 && s == "sEKNKTV3WPV500").then(|| JobId::new("9"))
+    }
+
     #[test]
     fn names() {
         assert_eq!(slurm_job_dir("job_42"), Some("42"));
         assert_eq!(slurm_job_dir("job_"), None);
         assert_eq!(slurm_job_dir("job_4x"), None);
-        assert!(is_slurmstepd_scope("slurmstepd.scope"));
-        assert!(is_slurmstepd_scope("node1_slurmstepd.scope"));
-        assert!(!is_slurmstepd_scope("_slurmstepd.scope"));
+        assert_eq!(slurmstepd_scope("slurmstepd.scope"), Some(""));
+        assert_eq!(slurmstepd_scope("node1_slurmstepd.scope"), Some("node1"));
+        assert_eq!(slurmstepd_scope("_slurmstepd.scope"), None);
+        assert_eq!(slurm_v1_scope("slurm"), Some(""));
+        assert_eq!(slurm_v1_scope("slurm_n1"), Some("n1"));
+        assert_eq!(slurm_v1_scope("slurm_"), None);
+        assert_eq!(slurm_v1_scope("slurmx"), None);
+        assert_eq!(scope_of(""), 0);
+        assert_ne!(scope_of("n1"), 0);
+        assert_ne!(scope_of("n1"), scope_of("n2"));
         assert_eq!(oar2_job_dir("bob_smith_302"), Some(("bob_smith", "302")));
         assert_eq!(oar2_job_dir("_302"), None);
         assert_eq!(oar2_job_dir("alice_x"), None);
@@ -1154,7 +1253,7 @@ mod tests {
         let cases = [
             (
                 "/slurm_node1/uid_1000/job_42/step_0/task_1",
-                key(Slurm, "42"),
+                in_scope(Slurm, "42", "node1"),
             ),
             ("/slurm/uid_0/job_2/step_batch", key(Slurm, "2")),
             ("/slurm/uid_0/job_2/step_extern", key(Slurm, "2")),
@@ -1164,8 +1263,17 @@ mod tests {
             ),
             (
                 "/system.slice/n1_slurmstepd.scope/job_7/step_extern/user/task_special",
-                key(Slurm, "7"),
+                in_scope(Slurm, "7", "n1"),
             ),
+            (
+                "/system.slice/slurmstepd.scope/sEKNKTV3WPV500/step_0/user/task_0",
+                key(Slurm, "9"),
+            ),
+            (
+                "/system.slice/n1_slurmstepd.scope/sEKNKTV3WPV500/step_0/user/task_0",
+                None,
+            ),
+            ("/system.slice/slurmstepd.scope/sUNKNOWN/step_0", None),
             ("/system.slice/slurmstepd.scope/system", None),
             ("/oar/alice_301", key(Oar, "301")),
             (
@@ -1180,10 +1288,10 @@ mod tests {
             ("/", None),
         ];
         for (path, want) in cases {
-            assert_eq!(job_of_cgroup_path(path, true), want, "{path}");
+            assert_eq!(job_of_cgroup_path(path, true, &sluids), want, "{path}");
         }
         assert_eq!(
-            job_of_cgroup_path("/user.slice/user-1000.slice", false),
+            job_of_cgroup_path("/user.slice/user-1000.slice", false, &sluids),
             None
         );
     }
@@ -1191,12 +1299,15 @@ mod tests {
     #[test]
     fn proc_cgroup_prefers_the_scheduler_over_the_user_slice() {
         let text = "12:freezer:/slurm_n1/uid_1000/job_5/step_0/task_0\n1:name=systemd:/user.slice/user-1000.slice/session-1.scope\n0::/user.slice/user-1000.slice/session-1.scope\n";
-        assert_eq!(job_of_proc_cgroup(text, true), key(Scheduler::Slurm, "5"));
+        assert_eq!(
+            job_of_proc_cgroup(text, true, &sluids),
+            in_scope(Scheduler::Slurm, "5", "n1")
+        );
         let text = "0::/user.slice/user-1000.slice/session-1.scope\n";
         assert_eq!(
-            job_of_proc_cgroup(text, true),
+            job_of_proc_cgroup(text, true, &sluids),
             key(Scheduler::UserSlice, "user-1000")
         );
-        assert_eq!(job_of_proc_cgroup("garbage", true), None);
+        assert_eq!(job_of_proc_cgroup("garbage", true, &sluids), None);
     }
 }

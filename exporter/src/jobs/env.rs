@@ -78,12 +78,16 @@ pub(crate) fn parse_environ(bytes: &[u8], scheduler: Scheduler, id: &str) -> Opt
             continue;
         };
         let (k, v) = (&entry[..eq], &entry[eq + 1..]);
-        // Only the first definition counts, as for getenv(3).
-        let set = |slot: &mut Option<String>| {
+        // Only the first definition counts, as for getenv(3). Values are cut where a label
+        // would be (GPU lists a little further): the job's user chooses their length.
+        let set_max = |slot: &mut Option<String>, max: usize| {
             if slot.is_none() && !v.is_empty() {
-                *slot = Some(String::from_utf8_lossy(v).into_owned());
+                let cut = &v[..v.len().min(max + 4)];
+                let text = String::from_utf8_lossy(cut);
+                *slot = Some(super::clip_to(&text, max).to_string());
             }
         };
+        let set = |slot: &mut Option<String>| set_max(slot, super::MAX_LABEL_BYTES);
         if keys.id.iter().any(|key| key.as_bytes() == k) {
             id_ok |= v == id.as_bytes();
         } else if k == keys.account.as_bytes() {
@@ -99,9 +103,9 @@ pub(crate) fn parse_environ(bytes: &[u8], scheduler: Scheduler, id: &str) -> Opt
         } else if k == keys.user.as_bytes() {
             set(&mut env.user);
         } else if k == b"CUDA_VISIBLE_DEVICES" {
-            set(&mut env.cuda_visible_devices);
+            set_max(&mut env.cuda_visible_devices, super::MAX_GPU_LIST_BYTES);
         } else if let Some(i) = keys.gpus.iter().position(|key| key.as_bytes() == k) {
-            set(&mut gpus[i]);
+            set_max(&mut gpus[i], super::MAX_GPU_LIST_BYTES);
         }
     }
     if !id_ok {

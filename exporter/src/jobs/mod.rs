@@ -73,7 +73,10 @@ pub(crate) use cgroup::read_again;
 mod cpuset;
 mod env;
 mod gpu;
+mod meta;
 mod passwd;
+mod record;
+mod sluid;
 
 pub use cpuset::{format_cpu_list, parse_cpu_list, CpuListError, MAX_CPU_ID};
 
@@ -82,6 +85,8 @@ use cgroup::{
 };
 use cpuset::shorten;
 use env::{EnvSearch, JobEnv};
+use record::Record;
+use sluid::Sluids;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
@@ -101,6 +106,10 @@ pub struct JobsOptions {
     pub mapping_dir: Option<PathBuf>,
     /// Directory of OAR job resources files (format: see [`GpuMappingSource::OarResources`]).
     pub oar_resources_dir: Option<PathBuf>,
+    /// Job records written by the scheduler's prolog (`--jobs.record-dir`, default
+    /// `/run/joulebook/jobs`; format: see the `record` module): the trusted source of a job's
+    /// user, account, partition, name and SLUID.
+    pub record_dir: Option<PathBuf>,
     /// Report each systemd `user-<uid>.slice` as a job `user-<uid>` (login nodes, workstations).
     pub user_slices: bool,
     /// Read each job's CPU time every this many scans, each job at its own scan of the period,
@@ -121,6 +130,7 @@ impl Default for JobsOptions {
             rootfs: PathBuf::from("/"),
             mapping_dir: None,
             oar_resources_dir: None,
+            record_dir: Some(PathBuf::from(DEFAULT_RECORD_DIR)),
             user_slices: false,
             cpu_time_every: 0,
         }
@@ -135,7 +145,58 @@ impl JobsOptions {
             cgroupfs: root.join("sys/fs/cgroup"),
             procfs: root.join("proc"),
             rootfs: root.to_path_buf(),
+            record_dir: Some(root.join(DEFAULT_RECORD_DIR.trim_start_matches('/'))),
             ..JobsOptions::default()
+        }
+    }
+}
+
+/// Where the prolog writes job records (see [`JobsOptions::record_dir`]).
+pub const DEFAULT_RECORD_DIR: &str = "/run/joulebook/jobs";
+
+/// The longest label value taken from a job (user, account, partition, job name, SLUID), in
+/// bytes: longer values are cut at a character boundary. A job's user chooses most of them;
+/// without a cap, 125 jobs with 128 KiB names took the exporter past 300 MB.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// The longest GPU list read from a job's environment, in bytes: 64 GPU UUIDs fit.
+pub const MAX_GPU_LIST_BYTES: usize = 4096;
+
+/// `s` cut to [`MAX_LABEL_BYTES`] at a character boundary.
+pub(crate) fn clip(s: &str) -> &str {
+    clip_to(s, MAX_LABEL_BYTES)
+}
+
+/// `s` cut to `max` bytes at a character boundary.
+pub(crate) fn clip_to(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
+}
+
+/// Where a job's published metadata came from, most trusted first (the `metadata` label).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MetadataSource {
+    /// The job record written by the scheduler's prolog (root).
+    Prolog,
+    /// Only what the kernel and the scheduler's folders attest: the uid owning the job's
+    /// processes or written in its cgroup path, and names from the user database.
+    #[default]
+    Kernel,
+    /// At least one published value (account, partition, name, uid or user) is only as the
+    /// job's own environment claims it.
+    Environment,
+}
+
+impl MetadataSource {
+    /// The value of the `metadata` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetadataSource::Prolog => "prolog",
+            MetadataSource::Kernel => "kernel",
+            MetadataSource::Environment => "environment",
         }
     }
 }
@@ -189,6 +250,8 @@ pub enum GpuMappingSource {
     /// subfolders are ignored, as dcgm-exporter ignores them. The only source that knows about
     /// a GPU allocated to a job and held idle when the job's environment is unreadable.
     MappingDir,
+    /// The `gpus` line of the job's record written by the prolog (see [`JobsOptions::record_dir`]).
+    JobRecord,
     /// joulebook's OAR job resources file `<oar_resources_dir>/<jobid>`, written by an OAR
     /// prolog: one GPU per line, an index (`0`) or a UUID (`GPU-…`); empty lines and lines
     /// starting with `#` are ignored.
@@ -211,6 +274,7 @@ impl GpuMappingSource {
     pub fn as_str(self) -> &'static str {
         match self {
             GpuMappingSource::MappingDir => "mapping_dir",
+            GpuMappingSource::JobRecord => "job_record",
             GpuMappingSource::OarResources => "oar_resources",
             GpuMappingSource::SlurmJobGpus => "slurm_job_gpus",
             GpuMappingSource::CudaVisibleDevices => "cuda_visible_devices",
@@ -242,6 +306,10 @@ pub struct Job {
     pub account: Option<String>,
     pub partition: Option<String>,
     pub job_name: Option<String>,
+    /// Slurm 26.05's job identifier, from the folder name or the prolog's record.
+    pub sluid: Option<String>,
+    /// Where `uid`, `user`, `account`, `partition` and `job_name` came from.
+    pub metadata: MetadataSource,
     /// Allocated logical CPU ids, ascending (`cpuset.effective_cpus` where present, else
     /// `cpuset.cpus`). Empty when no cpuset controller covers the job.
     pub cpus: Vec<u32>,
@@ -273,6 +341,8 @@ impl PartialEq for Job {
             account,
             partition,
             job_name,
+            sluid,
+            metadata,
             cpus,
             cpu_usage_ns,
             memory_limit_bytes,
@@ -287,6 +357,8 @@ impl PartialEq for Job {
             && *account == o.account
             && *partition == o.partition
             && *job_name == o.job_name
+            && *sluid == o.sluid
+            && *metadata == o.metadata
             && *cpus == o.cpus
             && *cpu_usage_ns == o.cpu_usage_ns
             && *memory_limit_bytes == o.memory_limit_bytes
@@ -307,6 +379,8 @@ impl Job {
             account: None,
             partition: None,
             job_name: None,
+            sluid: None,
+            metadata: MetadataSource::Kernel,
             cpus: Vec::new(),
             cpu_usage_ns: None,
             memory_limit_bytes: None,
@@ -317,8 +391,9 @@ impl Job {
     }
 }
 
-/// Sets `slot` to `value`, reusing the string already there.
+/// Sets `slot` to `value` (cut to [`MAX_LABEL_BYTES`]), reusing the string already there.
 fn set_text(slot: &mut Option<String>, value: Option<&str>) {
+    let value = value.map(clip);
     match (slot.as_mut(), value) {
         (Some(old), Some(v)) => {
             if old != v {
@@ -419,11 +494,16 @@ impl fmt::Debug for JobId {
     }
 }
 
-/// A job's identity across scans.
+/// A job's identity across scans: one job per (scheduler, scope, id). The scope tells the
+/// slurmd instances of one node apart (`slurm_<node>`, `<node>_slurmstepd.scope`; see
+/// [`cgroup::scope_of`]): the same id under two scopes is kept as two entries, each with its
+/// own folders and CPU time, and published as one job (see [`merge_scopes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct JobKey {
     pub scheduler: Scheduler,
     pub id: JobId,
+    /// 0: no node name in the path.
+    pub scope: u32,
 }
 
 impl JobKey {
@@ -431,7 +511,13 @@ impl JobKey {
         JobKey {
             scheduler,
             id: JobId::new(id.as_ref()),
+            scope: 0,
         }
+    }
+
+    /// The same job id under the slurmd scope `scope`.
+    pub(crate) fn in_scope(self, scope: u32) -> Self {
+        JobKey { scope, ..self }
     }
 
     /// The job `user-<uid>` of a systemd user slice.
@@ -445,6 +531,7 @@ impl JobKey {
         JobKey {
             scheduler: Scheduler::UserSlice,
             id: JobId::from_bytes(len, bytes),
+            scope: 0,
         }
     }
 
@@ -465,14 +552,18 @@ impl std::hash::Hash for JobKey {
         let (hi, lo) = self.id.words;
         state.write_u64((hi >> 64) as u64 ^ (self.scheduler as u64) << 56);
         state.write_u64(hi as u64);
-        state.write_u64(lo);
+        state.write_u64(lo ^ u64::from(self.scope));
     }
 }
 
 impl Ord for JobKey {
     /// Numeric order for decimal ids (shorter first), which also orders `user-<uid>` sensibly.
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.scheduler, self.id.words).cmp(&(other.scheduler, other.id.words))
+        (self.scheduler, self.id.words, self.scope).cmp(&(
+            other.scheduler,
+            other.id.words,
+            other.scope,
+        ))
     }
 }
 
@@ -507,6 +598,16 @@ struct JobCache {
     /// What the last search for the environment reported, repeated until one is found.
     env_problems: Vec<String>,
     next_env: u64,
+    /// The uid owning the job's processes (`/proc/<pid>/status`), looked for with the
+    /// environment when the path gives none.
+    kernel_uid: Option<u32>,
+    /// The prolog's record, once found; kept until the job ends.
+    record: Option<Record>,
+    /// Why the record could not be used, repeated until it can.
+    record_problem: Option<String>,
+    next_record: u64,
+    /// An environment contradicting an attested value was reported (once per job).
+    warned: bool,
     /// The entries of the OAR resources file, once read non-empty.
     oar_resources: Option<Vec<String>>,
     /// Why the OAR resources file could not be read, repeated until it is.
@@ -522,10 +623,11 @@ struct JobCache {
     /// The scan at which the CPU time is read next (see [`JobsOptions::cpu_time_every`]).
     next_usage: u64,
     /// The [`Job::revision`] of what was published last, and what it was derived from besides
-    /// the static data: whether the environment was found, the uid and whether a user name
-    /// came from the path, and the passwd file's generation.
+    /// the static data: whether the environment and the record were found, the uid from the
+    /// path or the processes, whether a user name came from the path, and the user database's
+    /// generation.
     revision: u64,
-    revision_inputs: (bool, Option<u32>, bool, u64),
+    revision_inputs: (bool, bool, Option<u32>, Option<u32>, bool, u64),
 }
 
 /// A job's data that only changes through `scontrol update` or while its cgroups are being set
@@ -588,6 +690,7 @@ impl JobCache {
             relayout: true,
             next_static: now,
             next_env: now,
+            next_record: now,
             next_oar: now,
             next_usage: now,
             ..JobCache::default()
@@ -610,6 +713,7 @@ impl JobCache {
             if self.listed_in != 0 {
                 fresh.found.uid = self.found.uid;
                 fresh.found.user = self.found.user.take();
+                fresh.found.sluid = self.found.sluid.take();
             }
         }
         *self = fresh;
@@ -873,6 +977,31 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
+/// The folder of the prolog's job records, watched with one `stat` per scan: a job without a
+/// record looks for one on its first scans, then only when the folder changed (the prolog
+/// and epilog replace files by renaming, which changes its modification time), so a node
+/// without the prolog pays no failed `open` per job.
+#[derive(Debug, Default)]
+struct RecordDir {
+    exists: bool,
+    stamp: Option<(std::time::SystemTime, u64)>,
+    changed: bool,
+}
+
+impl RecordDir {
+    fn refresh(&mut self, dir: Option<&Path>) {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = dir.and_then(|d| {
+            cgroup::counted(cgroup::Call::Stat);
+            let m = std::fs::metadata(d).ok()?;
+            Some((m.modified().ok()?, m.ino()))
+        });
+        self.exists = stamp.is_some();
+        self.changed = stamp != self.stamp;
+        self.stamp = stamp;
+    }
+}
+
 /// Discovers jobs; keeps per-job caches between scans.
 pub struct JobDiscovery {
     opts: JobsOptions,
@@ -889,7 +1018,13 @@ pub struct JobDiscovery {
     revisions: u64,
     listing: Listing,
     lister: Lister,
+    sluids: Sluids,
     fds: FdBudget,
+    /// How many of the last scan's problems are the source's own (see
+    /// [`JobDiscovery::source_problems`]).
+    source_problems: usize,
+    /// The record folder as of the last scan (see [`RecordDir`]).
+    records: RecordDir,
     /// Runs between the CPU-time reads of known jobs and the listing, so tests can make a job
     /// vanish mid-scan.
     #[cfg(test)]
@@ -913,7 +1048,11 @@ impl fmt::Debug for JobDiscovery {
 impl JobDiscovery {
     pub fn new(opts: JobsOptions) -> JobDiscovery {
         JobDiscovery {
-            passwd: passwd::Passwd::new(opts.rootfs.join("etc/passwd")),
+            sluids: Sluids::new(opts.procfs.clone(), opts.record_dir.clone()),
+            passwd: passwd::Passwd::new(
+                opts.rootfs.join("etc/passwd"),
+                opts.rootfs == Path::new("/"),
+            ),
             opts,
             hierarchy: None,
             cache: Cache::default(),
@@ -925,6 +1064,8 @@ impl JobDiscovery {
             listing: Listing::default(),
             lister: Lister::default(),
             fds: FdBudget::default(),
+            source_problems: 0,
+            records: RecordDir::default(),
             #[cfg(test)]
             before_listing: None,
             #[cfg(test)]
@@ -941,6 +1082,13 @@ impl JobDiscovery {
     /// The mode found by the last successful scan.
     pub fn mode(&self) -> Option<CgroupMode> {
         self.hierarchy.as_ref().map(|h| h.mode)
+    }
+
+    /// How many of the problems the last scan returned (the first ones) are the source's own:
+    /// no cgroup mount, a hierarchy or the user database that cannot be read. The others are
+    /// one job's bad data, which never marks the whole source down.
+    pub fn source_problems(&self) -> usize {
+        self.source_problems
     }
 
     /// One scan: the jobs running now. `gpus` is the NVML inventory; `gpu_pids` the
@@ -960,6 +1108,7 @@ impl JobDiscovery {
         jobs: &mut Vec<Job>,
     ) -> Vec<String> {
         let mut problems = Vec::new();
+        self.source_problems = 0;
         if self.hierarchy.is_none() {
             // Detected once: mounts do not change under a running exporter, and a node
             // without cgroups yet (early boot) is retried on the next scan.
@@ -967,6 +1116,7 @@ impl JobDiscovery {
                 Ok(h) => self.hierarchy = Some(h),
                 Err(e) => {
                     problems.push(e.to_string());
+                    self.source_problems = 1;
                     self.cache.clear();
                     jobs.clear();
                     return problems;
@@ -985,8 +1135,11 @@ impl JobDiscovery {
             buf,
             listing,
             lister,
+            sluids,
             fds,
             revisions,
+            source_problems,
+            records,
             ..
         } = self
         else {
@@ -1008,6 +1161,8 @@ impl JobDiscovery {
         // (Folders of the hierarchies listed only in full listings stay open, and watched,
         // until the next one.)
         lister.begin(now, relist);
+        sluids.begin(now);
+        records.refresh(opts.record_dir.as_deref());
         fds.held = lister.open_count();
         for e in cache.values_mut() {
             e.read_held_usage(now, every, buf);
@@ -1033,13 +1188,14 @@ impl JobDiscovery {
             *listed = true;
             let found = &mut listing.problems[h];
             found.clear();
-            lister.list_jobs(h, root, opts.user_slices, fds, found, &mut |l| {
+            lister.list_jobs(h, root, opts.user_slices, fds, sluids, found, &mut |l| {
                 note_listed(cache, now, h, l)
             });
         }
         for p in &listing.problems {
             problems.extend_from_slice(p);
         }
+        *source_problems = problems.len();
         if full {
             listing.choose(cache, now, hierarchy);
         }
@@ -1052,7 +1208,7 @@ impl JobDiscovery {
             Some(dir) => gpu::read_mapping_dir(dir, gpus, buf, &mut problems),
             None => HashMap::new(),
         };
-        let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, buf);
+        let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, sluids, buf);
         // For the jobs read by path below (new ones among them): the period as of this listing.
         let every = every_for(cache.len());
         let mut ctx = Ctx {
@@ -1066,6 +1222,7 @@ impl JobDiscovery {
             env_buf,
             fds,
             revisions,
+            records,
             gpus,
             mapping: &mapping,
             nvml: &nvml,
@@ -1101,6 +1258,7 @@ impl JobDiscovery {
             }
         }
         jobs.truncate(n);
+        merge_scopes(jobs);
         cache.order = Some(order);
         // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
         for key in &ended {
@@ -1131,6 +1289,48 @@ fn note_listed(cache: &mut Cache, now: u64, h: usize, l: &Listed<'_>) {
     if e.found.user.is_none() {
         e.found.user = l.user.map(str::to_string);
     }
+    if e.found.sluid.is_none() {
+        e.found.sluid = l.sluid.map(str::to_string);
+    }
+}
+
+/// Publishes the entries of one job id under several slurmd scopes (a job spanning the
+/// virtual nodes of a multiple-slurmd node) as one job: `jobs` is in key order, so they are
+/// neighbours. CPUs and GPUs are united, CPU time and memory limits added; the metadata of
+/// the first entry is kept. A merged job has revision 0 (compare everything).
+fn merge_scopes(jobs: &mut Vec<Job>) {
+    let same = |a: &Job, b: &Job| a.scheduler == b.scheduler && a.id == b.id;
+    if jobs.windows(2).all(|w| !same(&w[0], &w[1])) {
+        return;
+    }
+    let mut merged: Vec<Job> = Vec::with_capacity(jobs.len());
+    for j in jobs.drain(..) {
+        match merged.last_mut() {
+            Some(m) if same(m, &j) => {
+                m.cpus.extend_from_slice(&j.cpus);
+                m.cpus.sort_unstable();
+                m.cpus.dedup();
+                m.cpu_usage_ns = match (m.cpu_usage_ns, j.cpu_usage_ns) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    (a, b) => a.or(b),
+                };
+                m.memory_limit_bytes = match (m.memory_limit_bytes, j.memory_limit_bytes) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                };
+                m.gpus.extend(j.gpus);
+                m.gpus.sort_unstable();
+                m.gpus.dedup();
+                m.gpu_source = m
+                    .gpu_source
+                    .min(j.gpu_source)
+                    .or(m.gpu_source.or(j.gpu_source));
+                m.revision = 0;
+            }
+            _ => merged.push(j),
+        }
+    }
+    *jobs = merged;
 }
 
 /// Maps NVML's GPU processes to jobs through `/proc/<pid>/cgroup`.
@@ -1138,6 +1338,7 @@ fn nvml_jobs(
     procfs: &Path,
     gpu_pids: &[(String, u32)],
     user_slices: bool,
+    sluids: &Sluids,
     buf: &mut Vec<u8>,
 ) -> HashMap<JobKey, Vec<String>> {
     let mut map: HashMap<JobKey, Vec<String>> = HashMap::new();
@@ -1151,7 +1352,8 @@ fn nvml_jobs(
         let Ok(text) = std::str::from_utf8(buf.get(..n).unwrap_or_default()) else {
             continue;
         };
-        if let Some(key) = cgroup::job_of_proc_cgroup(text, user_slices) {
+        let sluid = |scope: u32, s: &str| sluids.id_of(scope, s);
+        if let Some(key) = cgroup::job_of_proc_cgroup(text, user_slices, &sluid) {
             let list = map.entry(key).or_default();
             if !list.contains(uuid) {
                 list.push(uuid.clone());
@@ -1185,11 +1387,12 @@ struct Ctx<'a> {
     now: u64,
     /// Scans between reads of a job's CPU time.
     every: u64,
-    passwd: &'a passwd::Passwd,
+    passwd: &'a mut passwd::Passwd,
     reader: &'a mut Reader,
     env_buf: &'a mut Vec<u8>,
     fds: &'a mut FdBudget,
     revisions: &'a mut u64,
+    records: &'a RecordDir,
     gpus: &'a [GpuRef],
     mapping: &'a HashMap<String, Vec<String>>,
     nvml: &'a HashMap<JobKey, Vec<String>>,
@@ -1266,11 +1469,19 @@ impl Ctx<'_> {
         }
         self.problems.extend_from_slice(&s.memory_problems);
 
+        if key.scheduler != Scheduler::UserSlice {
+            self.find_record(key, e);
+        }
+        // The uid owning the processes is read with the environment (the same pids), while
+        // that is looked for, when the path gives none.
+        let wants_uid = e.found.uid.is_none() && e.found.user.is_none() && e.kernel_uid.is_none();
         if e.env.is_none() && key.scheduler != Scheduler::UserSlice {
             let searched = now >= e.next_env;
             if searched {
                 e.env_problems.clear();
-                e.env = self.find_env(key, &e.found, &mut e.env_problems)?;
+                let (env, uid) = self.find_env(key, &e.found, wants_uid, &mut e.env_problems)?;
+                e.env = e.env.take().or(env);
+                e.kernel_uid = e.kernel_uid.or(uid);
                 e.next_env = self.retry_at(e.first_seen);
             }
             if searched || e.env.is_none() {
@@ -1280,11 +1491,14 @@ impl Ctx<'_> {
         let (gpus, gpu_source) = self.job_gpus(key, e)?;
 
         // What is published besides the CPU time and GPUs changes only with the static data
-        // (read again just now when due), the environment once found, the folders' uid and
-        // user name, and the passwd file: a new revision then, else `out` may already hold it.
+        // (read again just now when due), the environment and record once found, the uids of
+        // the path and the processes, the path's user name, and the user database: a new
+        // revision then, else `out` may already hold it.
         let inputs = (
             e.env.is_some(),
+            e.record.is_some(),
             e.found.uid,
+            e.kernel_uid,
             e.found.user.is_some(),
             self.passwd.generation(),
         );
@@ -1294,26 +1508,30 @@ impl Ctx<'_> {
             e.revision_inputs = inputs;
         }
         if out.revision != e.revision {
-            let env = e.env.as_ref();
-            let f = &e.found;
-            let uid = f
-                .uid
-                .or_else(|| env.and_then(|e| e.uid))
-                .or_else(|| f.user.as_deref().and_then(|u| self.passwd.uid(u)));
-            let user = f
-                .user
-                .as_deref()
-                .or_else(|| uid.and_then(|u| self.passwd.name(u)))
-                .or_else(|| env.and_then(|e| e.user.as_deref()));
-            let text = |f: fn(&JobEnv) -> &Option<String>| env.and_then(|e| f(e).as_deref());
+            let m = meta::resolve(
+                &e.found,
+                e.kernel_uid,
+                e.record.as_ref(),
+                e.env.as_ref(),
+                self.passwd,
+            );
+            if let (Some(c), false) = (&m.contradiction, e.warned) {
+                e.warned = true;
+                self.problems.push(format!(
+                    "{} job {}: {c}; the job's value is ignored",
+                    key.scheduler, key.id
+                ));
+            }
             out.id.clear();
             out.id.push_str(key.id.as_str());
             out.scheduler = key.scheduler;
-            out.uid = uid;
-            set_text(&mut out.user, user);
-            set_text(&mut out.account, text(|e| &e.account));
-            set_text(&mut out.partition, text(|e| &e.partition));
-            set_text(&mut out.job_name, text(|e| &e.job_name));
+            out.uid = m.uid;
+            set_text(&mut out.user, m.user);
+            set_text(&mut out.account, m.account);
+            set_text(&mut out.partition, m.partition);
+            set_text(&mut out.job_name, m.job_name);
+            set_text(&mut out.sluid, m.sluid);
+            out.metadata = m.source;
             match &e.statics {
                 Some(s) => {
                     out.cpus.clone_from(&s.cpus);
@@ -1523,14 +1741,47 @@ impl Ctx<'_> {
         }
     }
 
+    /// The prolog's record of the job, looked for like the environment until found (the
+    /// prolog may run after the folders appear), then kept.
+    fn find_record(&mut self, key: &JobKey, e: &mut JobCache) {
+        let Some(dir) = &self.opts.record_dir else {
+            return;
+        };
+        let young = self.now < e.first_seen + EAGER_SCANS;
+        let due = self.records.changed || (young && self.now >= e.next_record);
+        if e.record.is_none() && self.records.exists && due {
+            e.record_problem = None;
+            e.next_record = self.retry_at(e.first_seen);
+            match record::read(&dir.join(key.id.as_str()), self.env_buf) {
+                Ok(Some(r)) if r.job_id == key.id.as_str() => e.record = Some(r),
+                Ok(Some(r)) => {
+                    e.record_problem = Some(format!(
+                        "job record {}: names job {}, not {}",
+                        dir.join(key.id.as_str()).display(),
+                        r.job_id,
+                        key.id
+                    ))
+                }
+                Ok(None) => {}
+                Err(p) => e.record_problem = Some(p),
+            }
+        }
+        if let (None, Some(p)) = (&e.record, &e.record_problem) {
+            self.problems.push(p.clone());
+        }
+    }
+
     /// The job's environment, from the first of its processes whose environment carries the
-    /// job's id. `Ok(None)` when no process could be read yet (retried later).
+    /// job's id, and with `want_uid` the uid owning its first process that has one (any
+    /// process of the job's folders: the kernel's word, not the job's). `None`s when no
+    /// process could be read yet (retried later).
     fn find_env(
         &mut self,
         key: &JobKey,
         f: &Found,
+        want_uid: bool,
         problems: &mut Vec<String>,
-    ) -> Result<Option<JobEnv>, Vanished> {
+    ) -> Result<(Option<JobEnv>, Option<u32>), Vanished> {
         // Every hierarchy lists the same processes, but a controller may leave a job's folder
         // empty (OAR 2 puts processes in cpuset only): try the next until one has any.
         let mut pids = Vec::new();
@@ -1538,6 +1789,19 @@ impl Ctx<'_> {
             self.collect_pids(dir, 0, &mut pids, problems)?;
             if !pids.is_empty() {
                 break;
+            }
+        }
+        let mut uid = None;
+        if want_uid {
+            for pid in &pids {
+                let path = self.opts.procfs.join(pid.to_string()).join("status");
+                if let Some(u) = sluid::proc_uid(&path, self.env_buf) {
+                    uid = Some(u);
+                    // A root helper (a setuid program) is not who runs the job: look further.
+                    if u != 0 {
+                        break;
+                    }
+                }
             }
         }
         let mut search = EnvSearch::default();
@@ -1559,7 +1823,7 @@ impl Ctx<'_> {
                 ));
             }
         }
-        Ok(env)
+        Ok((env, uid))
     }
 
     /// Pids of the processes below `dir`, deepest folders first (tasks before their step's
@@ -1615,6 +1879,13 @@ impl Ctx<'_> {
         if key.scheduler != Scheduler::UserSlice && !self.mapping.is_empty() {
             if let Some(list) = self.mapping.get(key.id.as_str()) {
                 return found(list.clone(), S::MappingDir);
+            }
+        }
+        if let Some(v) = e.record.as_ref().and_then(|r| r.gpus.as_deref()) {
+            let what = || format!("the job record of {} job {}", key.scheduler, key.id);
+            let list = gpu::resolve_list(v, self.gpus, &what, self.problems);
+            if !list.is_empty() {
+                return found(list, S::JobRecord);
             }
         }
         if key.scheduler == Scheduler::Oar {
@@ -1836,8 +2107,10 @@ mod tests {
         let r = d.scan(&[], &[]);
         assert_eq!(r.problems, Vec::<String>::new());
         assert_eq!(ids(&r), vec!["101"]);
-        assert!(!d.cache.contains_key(&JobKey::new(Scheduler::Slurm, "102")));
-        assert!(d.cache.contains_key(&JobKey::new(Scheduler::Slurm, "101")));
+        let node1 =
+            |id: &str| JobKey::new(Scheduler::Slurm, id).in_scope(cgroup::scope_of("node1"));
+        assert!(!d.cache.contains_key(&node1("102")));
+        assert!(d.cache.contains_key(&node1("101")));
     }
 
     /// A v2 job removed entirely between listing and reading its environment.
@@ -2138,7 +2411,7 @@ mod tests {
         for file in ["cpuset.cpus", "cpuset.effective_cpus"] {
             std::fs::write(job.join(file), "0-5\n").expect("write");
         }
-        let key = JobKey::new(Scheduler::Slurm, "101");
+        let key = JobKey::new(Scheduler::Slurm, "101").in_scope(cgroup::scope_of("node1"));
         let due = d.cache.get(&key).expect("cached").next_static;
         assert!(due > 1 && due <= 1 + STATIC_REFRESH_SCANS, "{due}");
         // Into one list, reused as the engine does: the revision tells when to write again.
