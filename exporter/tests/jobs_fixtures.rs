@@ -108,6 +108,8 @@ fn each_fixture_has_the_expected_cgroup_mode() {
     for (name, mode) in [
         ("slurm-v1", CgroupMode::V1),
         ("slurm-v2", CgroupMode::V2),
+        ("slurm-sluid", CgroupMode::V2),
+        ("slurm-upgrade", CgroupMode::V2),
         ("oar2", CgroupMode::V1),
         ("oar3", CgroupMode::V2),
         ("user-slices", CgroupMode::V2),
@@ -218,6 +220,121 @@ fn slurm_v2_jobs_take_the_uid_from_the_environment() {
         ..job(Scheduler::Slurm, "202")
     };
     assert_eq!(r.jobs, vec![j201, j202]);
+}
+
+/// Slurm 26.05 names job folders by SLUID. Job 2001's id comes from its root-owned
+/// slurmstepd (`slurmstepd: [2001.batch]`), job 2002's from the prolog's record, which also
+/// wins over the job's forged environment (`SLURM_JOB_ACCOUNT=victim-project`, uid 0). A
+/// SLUID-shaped folder whose "slurmstepd" belongs to a user, and a folder of unknown shape,
+/// are not jobs.
+#[test]
+fn slurm_2605_sluid_folders_are_published_under_their_numeric_ids() {
+    let r = scan("slurm-sluid");
+    let j2001 = Job {
+        uid: Some(1000),
+        user: s("alice"),
+        account: s("astro"),
+        partition: s("gpu"),
+        job_name: s("sluid-batch"),
+        sluid: s("sEKNKTV3WPV500"),
+        cpus: vec![0, 1],
+        cpu_usage_ns: Some(3_000_000_000),
+        memory_limit_bytes: Some(4_294_967_296),
+        ..job(Scheduler::Slurm, "2001")
+    };
+    let j2002 = Job {
+        uid: Some(1002),
+        user: s("carol"),
+        account: s("bio"),
+        partition: s("batch"),
+        job_name: s("align"),
+        sluid: s("sEKNKTV3WPV6A0"),
+        metadata: MetadataSource::Prolog,
+        cpus: vec![2, 3],
+        cpu_usage_ns: Some(1_000_000_000),
+        ..job(Scheduler::Slurm, "2002")
+    };
+    assert_eq!(r.jobs, vec![j2001, j2002]);
+    // The forged environment is reported once, naming the attested value.
+    assert_eq!(
+        r.problems,
+        ["slurm job 2002: its environment claims uid \"0\", attested \"1002\"; the job's value is ignored"]
+    );
+}
+
+/// The forged SLUID folder is never a job; after its first scans it is reported, with the fix.
+#[test]
+fn a_sluid_folder_without_a_trusted_id_is_reported_not_counted() {
+    let root = fixture("slurm-sluid");
+    let mut d = JobDiscovery::new(JobsOptions::under_root(&root));
+    let mut last = ScanResult::default();
+    for _ in 0..12 {
+        last = d.scan(&inventory(), &[]);
+        assert_eq!(ids(&last), vec!["2001", "2002"]);
+    }
+    assert_eq!(
+        problems(&last, &root),
+        ["ROOT/sys/fs/cgroup/system.slice/slurmstepd.scope/sFORGED0: Slurm job folder named by its SLUID, and no job record nor root-owned slurmstepd names its job id: not counted as a job yet (fix: install the joulebook prolog, see docs/job-identity.md)"]
+    );
+}
+
+/// A node being upgraded to 26.05: a `job_<id>` job and a SLUID job side by side.
+#[test]
+fn an_upgrading_node_has_one_job_of_each_kind() {
+    let r = scan("slurm-upgrade");
+    assert_eq!(r.problems, Vec::<String>::new());
+    let j3001 = Job {
+        uid: Some(1000),
+        user: s("alice"),
+        account: s("physics"),
+        partition: s("cpu"),
+        job_name: s("before-upgrade"),
+        cpus: vec![0, 1, 2, 3],
+        cpu_usage_ns: Some(8_000_000_000),
+        ..job(Scheduler::Slurm, "3001")
+    };
+    let j3002 = Job {
+        uid: Some(1002),
+        user: s("carol"),
+        account: s("bio"),
+        partition: s("cpu"),
+        job_name: s("after-upgrade"),
+        sluid: s("sEKNKTV3WPV700"),
+        cpus: vec![4, 5, 6, 7],
+        cpu_usage_ns: Some(2_000_000_000),
+        ..job(Scheduler::Slurm, "3002")
+    };
+    assert_eq!(r.jobs, vec![j3001, j3002]);
+}
+
+/// Two slurmd on one node (`n1_slurmstepd.scope`, `n2_slurmstepd.scope`) each hold a part of
+/// job 5: neither part's CPUs or CPU time is lost, and the job is published once.
+#[test]
+fn one_job_id_under_two_slurmd_scopes_keeps_both_parts() {
+    let dir = copy_fixture("slurm-upgrade");
+    let system = dir.path().join("sys/fs/cgroup/system.slice");
+    for (scope, cpus, usec) in [("n1", "8-9", 1000), ("n2", "12", 500)] {
+        let job = system.join(format!("{scope}_slurmstepd.scope/job_5"));
+        write(&job.join("cgroup.procs"), b"");
+        write(
+            &job.join("cpuset.cpus.effective"),
+            format!("{cpus}\n").as_bytes(),
+        );
+        write(
+            &job.join("cpu.stat"),
+            format!("usage_usec {usec}\n").as_bytes(),
+        );
+        write(&job.join("memory.max"), b"1000\n");
+    }
+    let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+    for _ in 0..2 {
+        let r = d.scan(&inventory(), &[]);
+        let j5 = r.jobs.iter().find(|j| j.id == "5").expect("job 5");
+        assert_eq!(j5.cpus, vec![8, 9, 12]);
+        assert_eq!(j5.cpu_usage_ns, Some(1_500_000));
+        assert_eq!(j5.memory_limit_bytes, Some(2000));
+        assert_eq!(ids(&r), vec!["5", "3001", "3002"]);
+    }
 }
 
 #[test]
