@@ -601,11 +601,12 @@ struct JobCache {
     /// The uid owning the job's processes (`/proc/<pid>/status`), looked for with the
     /// environment when the path gives none.
     kernel_uid: Option<u32>,
-    /// The prolog's record, once found; kept until the job ends.
+    /// The prolog's record, once found; kept until the job ends or the record changes.
     record: Option<Record>,
+    /// The record file's inode number, as the folder's last listing showed it.
+    record_ino: Option<u64>,
     /// Why the record could not be used, repeated until it can.
     record_problem: Option<String>,
-    next_record: u64,
     /// An environment contradicting an attested value was reported (once per job).
     warned: bool,
     /// The entries of the OAR resources file, once read non-empty.
@@ -690,7 +691,6 @@ impl JobCache {
             relayout: true,
             next_static: now,
             next_env: now,
-            next_record: now,
             next_oar: now,
             next_usage: now,
             ..JobCache::default()
@@ -977,20 +977,24 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
-/// The folder of the prolog's job records, watched with one `stat` per scan: a job without a
-/// record looks for one on its first scans, then only when the folder changed (the prolog
-/// and epilog replace files by renaming, which changes its modification time), so a node
-/// without the prolog pays no failed `open` per job.
+/// The folder of the prolog's job records, watched with one `stat` per scan: the prolog and
+/// epilog replace and remove files by renaming and unlinking, which changes the folder's
+/// modification time, so a node without the prolog, or whose records did not change, pays no
+/// `open` per job.
+/// When it changed, it is listed (one `getdents64` pass) and only the jobs whose record file
+/// came, went or was replaced (another inode number) read theirs again.
 #[derive(Debug, Default)]
 struct RecordDir {
     exists: bool,
     stamp: Option<(std::time::SystemTime, u64)>,
     changed: bool,
+    /// The folder's entries (name → inode number) as of its last change.
+    entries: HashMap<String, u64>,
 }
 
 impl RecordDir {
     fn refresh(&mut self, dir: Option<&Path>) {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{DirEntryExt, MetadataExt};
         let stamp = dir.and_then(|d| {
             cgroup::counted(cgroup::Call::Stat);
             let m = std::fs::metadata(d).ok()?;
@@ -999,6 +1003,22 @@ impl RecordDir {
         self.exists = stamp.is_some();
         self.changed = stamp != self.stamp;
         self.stamp = stamp;
+        if self.changed {
+            self.entries.clear();
+            if let Some(list) = dir.and_then(|d| std::fs::read_dir(d).ok()) {
+                cgroup::counted(cgroup::Call::Open);
+                for e in list.flatten() {
+                    if let Ok(name) = e.file_name().into_string() {
+                        self.entries.insert(name, e.ino());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The inode number of the record of job `id`, as last listed.
+    fn ino(&self, id: &str) -> Option<u64> {
+        self.entries.get(id).copied()
     }
 }
 
@@ -1747,17 +1767,20 @@ impl Ctx<'_> {
         let Some(dir) = &self.opts.record_dir else {
             return;
         };
-        let young = self.now < e.first_seen + EAGER_SCANS;
-        let due = self.records.changed || (young && self.now >= e.next_record);
-        if e.record.is_none() && self.records.exists && due {
+        // The folder's listing is as of its last change: a job reads its record only when
+        // the file came, went or was replaced since it last did.
+        let ino = self.records.ino(key.id.as_str());
+        if ino != e.record_ino {
+            e.record = None;
+            e.record_ino = ino;
             e.record_problem = None;
-            e.next_record = self.retry_at(e.first_seen);
-            match record::read(&dir.join(key.id.as_str()), self.env_buf) {
+            let path = dir.join(key.id.as_str());
+            match record::read(&path, self.env_buf) {
                 Ok(Some(r)) if r.job_id == key.id.as_str() => e.record = Some(r),
                 Ok(Some(r)) => {
                     e.record_problem = Some(format!(
                         "job record {}: names job {}, not {}",
-                        dir.join(key.id.as_str()).display(),
+                        path.display(),
                         r.job_id,
                         key.id
                     ))
