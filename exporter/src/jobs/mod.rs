@@ -56,9 +56,15 @@
 //! |---|---|
 //! | Slurm, cgroup v1 | `slurm[_<node>]/uid_<uid>/job_<id>/step_<s>/task_<t>` |
 //! | Slurm, cgroup v2 | `system.slice/[<node>_]slurmstepd.scope/job_<id>/step_<s>/…` |
+//! | Slurm 26.05, cgroup v2 | `system.slice/[<node>_]slurmstepd.scope/<SLUID>/step_<s>/…` (id: see `sluid`) |
 //! | OAR 2 (v1) | `oar/<user>_<jobid>` |
 //! | OAR 3 (systemd, v2) | `oar.slice/oar-u<uid>.slice/oar-u<uid>-j<jobid>.slice` |
 //! | systemd user slices | `user.slice/user-<uid>.slice` (only with [`JobsOptions::user_slices`]) |
+//!
+//! A job is one per (scheduler, slurmd scope, id); the scopes of one id are published as one
+//! job. Its metadata comes from the most trusted source that gives it (the prolog's record, the
+//! kernel, the environment: see `meta` and docs/job-identity.md), and every label value taken
+//! from a job is cut at [`MAX_LABEL_BYTES`].
 //!
 //! A job whose folder disappears during the scan has ended: it is left out without a problem.
 //! The CPU time is read before the listing, so a job whose cgroup was removed since (its open
