@@ -236,21 +236,6 @@ fn parse_channel_key(k: &str) -> Option<(ChannelId, SourceKind)> {
     Some((ChannelId::new(domain, device), source))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_keys_round_trip() {
-        for d in DOMAINS {
-            let id = ChannelId::new(d, "GPU-1/2");
-            let k = channel_key(&id, SourceKind::Nvml);
-            assert_eq!(parse_channel_key(&k), Some((id, SourceKind::Nvml)));
-        }
-        assert_eq!(parse_channel_key("nope"), None);
-    }
-}
-
 /// New job-discovery problems logged per cycle, at most; the rest are counted in one line.
 const MAX_NEW_PROBLEM_LINES: usize = 20;
 
@@ -277,4 +262,19 @@ fn log_new_problems(logged: &mut BTreeSet<String>, problems: impl Iterator<Item 
         );
     }
     *logged = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_round_trip() {
+        for d in DOMAINS {
+            let id = ChannelId::new(d, "GPU-1/2");
+            let k = channel_key(&id, SourceKind::Nvml);
+            assert_eq!(parse_channel_key(&k), Some((id, SourceKind::Nvml)));
+        }
+        assert_eq!(parse_channel_key("nope"), None);
+    }
 }

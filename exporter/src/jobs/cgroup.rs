@@ -354,8 +354,7 @@ impl Lister {
     /// folders it holds are opened, so an absent layout costs no failed `open`.
     pub(crate) fn list_jobs(
         &mut self,
-        h: usize,
-        root: &Path,
+        (h, root): (usize, &Path),
         user_slices: bool,
         fds: &mut FdBudget,
         sluids: &mut Sluids,

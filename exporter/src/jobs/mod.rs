@@ -1214,7 +1214,7 @@ impl JobDiscovery {
             *listed = true;
             let found = &mut listing.problems[h];
             found.clear();
-            lister.list_jobs(h, root, opts.user_slices, fds, sluids, found, &mut |l| {
+            lister.list_jobs((h, root), opts.user_slices, fds, sluids, found, &mut |l| {
                 note_listed(cache, now, h, l)
             });
         }

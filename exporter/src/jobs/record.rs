@@ -87,10 +87,12 @@ pub(crate) fn parse(text: &str) -> Option<Record> {
         match k.trim() {
             "job_id" => {
                 let v = v.trim();
-                if id.is_none() && !v.is_empty() && v.len() <= 20 {
-                    if v.bytes().all(|b| b.is_ascii_digit()) {
-                        id = Some(v.to_string());
-                    }
+                if id.is_none()
+                    && !v.is_empty()
+                    && v.len() <= 20
+                    && v.bytes().all(|b| b.is_ascii_digit())
+                {
+                    id = Some(v.to_string());
                 }
             }
             "sluid" => set(&mut r.sluid),

@@ -103,9 +103,7 @@ impl Sluids {
         }
         let found = from_record(self.record_dir.as_deref(), name, &mut self.buf)
             .or_else(|| from_slurmstepd(&self.procfs, &scope_dir.join(name), &mut self.buf));
-        let Some(e) = self.known.get_mut(&ino) else {
-            return None;
-        };
+        let e = self.known.get_mut(&ino)?;
         e.tries += 1;
         e.id = found.map(|id| JobId::new(&id));
         if e.id.is_none() {
