@@ -17,3 +17,4 @@ pub mod period;
 pub mod prom;
 pub mod render;
 pub mod stats;
+pub mod trust;
