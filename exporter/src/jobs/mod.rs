@@ -74,23 +74,23 @@
 //! still listed with what could be read.
 
 mod cgroup;
-/// Also reads the RAPL source's `energy_uj` files, kept open the same way.
-pub(crate) use cgroup::read_again;
 mod cpuset;
 mod env;
 mod gpu;
+mod lister;
 mod meta;
 mod passwd;
+mod reader;
 mod record;
 mod sluid;
 
 pub use cpuset::{format_cpu_list, parse_cpu_list, CpuListError, MAX_CPU_ID};
 
-use cgroup::{
-    Controller, FdBudget, Found, Hierarchy, Listed, Lister, Reader, Vanished, HIERARCHIES, V2,
-};
+use cgroup::{Controller, FdBudget, Found, Hierarchy, HIERARCHIES, V2};
 use cpuset::shorten;
 use env::{EnvSearch, JobEnv};
+use lister::{Listed, Lister};
+use reader::{Reader, Vanished};
 use record::Record;
 use sluid::Sluids;
 use std::cmp::Ordering;
