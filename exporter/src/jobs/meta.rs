@@ -59,7 +59,9 @@ pub(crate) fn resolve<'a>(
     if let Some(r) = record {
         let uid = r.uid.or(path_uid);
         if let (Some(e), Some(a)) = (env.and_then(|e| e.uid), uid) {
-            note("uid", &e.to_string(), &a.to_string());
+            if e != a {
+                note("uid", &e.to_string(), &a.to_string());
+            }
         }
         for (claimed, attested, what) in [
             (env_text(|e| &e.account), r.account.as_deref(), "account"),
@@ -97,7 +99,10 @@ pub(crate) fn resolve<'a>(
     let mut source = MetadataSource::Kernel;
     let uid = match (path_uid, env.and_then(|e| e.uid)) {
         (Some(a), Some(e)) => {
-            note("uid", &e.to_string(), &a.to_string());
+            // Compared as numbers: formatting them costs two allocations per job.
+            if e != a {
+                note("uid", &e.to_string(), &a.to_string());
+            }
             Some(a)
         }
         (Some(a), None) => Some(a),
