@@ -2,16 +2,13 @@
 //! descriptors kept open between scans and watched with inotify (see [`Lister`]). Which names
 //! are jobs is the layouts' business (the name functions of `cgroup`); this module walks them.
 
-use super::cgroup::{
-    oar2_job_dir, oar3_job_slice, oar3_user_slice, parse_u32, scope_of, slurm_job_dir,
-    slurm_v1_scope, slurmstepd_scope, user_slice, FdBudget, HIERARCHIES, V2,
-};
-use super::sluid::{is_sluid, Sluids};
-use super::{JobKey, Scheduler};
+use super::cgroup::{FdBudget, HIERARCHIES, V2};
+use super::layout::slurm::slurm_v1_scope;
+use super::sluid::Sluids;
+use super::JobKey;
 use crate::fileio::{counted, is_gone, Call};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
@@ -294,16 +291,18 @@ impl Lister {
     }
 }
 
-/// One hierarchy's listing.
-struct ListCtx<'a> {
+/// One hierarchy's listing. The layouts (`super::layout`) walk their folders with
+/// [`ListCtx::list`].
+pub(super) struct ListCtx<'a> {
     lister: &'a mut Lister,
     h: usize,
     fds: &'a mut FdBudget,
-    sluids: &'a mut Sluids,
-    problems: &'a mut Vec<String>,
+    pub(super) sluids: &'a mut Sluids,
+    pub(super) problems: &'a mut Vec<String>,
 }
 
-type Sink<'a> = &'a mut dyn FnMut(&Listed<'_>);
+/// Where a layout hands each job folder it finds.
+pub(super) type Sink<'a> = &'a mut dyn FnMut(&Listed<'_>);
 
 impl ListCtx<'_> {
     /// Calls `f(name, inode)` for each entry of `dir` whose name is UTF-8 (`.` and `..` left
@@ -311,7 +310,7 @@ impl ListCtx<'_> {
     /// parent's listing, 0 for a root), the folder is kept open under it. A folder that does
     /// not exist is empty (Slurm creates `slurm_<node>/` only with the first job; a uid folder
     /// goes away with the user's last job); other errors are problems when `report` is set.
-    fn list(
+    pub(super) fn list(
         &mut self,
         dir: &Path,
         ino: Option<u64>,
@@ -383,145 +382,6 @@ impl ListCtx<'_> {
                 true
             }
         }
-    }
-
-    /// `slurm[_<node>]/uid_<uid>/job_<id>`, from the `slurm[_<node>]` folder.
-    fn slurm_v1(&mut self, slurm: &Path, ino: Option<u64>, f: Sink<'_>) {
-        let scope = slurm
-            .file_name()
-            .and_then(OsStr::to_str)
-            .and_then(slurm_v1_scope)
-            .map_or(0, scope_of);
-        let mut uid_dirs = Vec::new();
-        self.list(slurm, ino, true, |name, ino| {
-            if let Some(uid) = name.strip_prefix("uid_").and_then(parse_u32) {
-                uid_dirs.push((uid, slurm.join(name), Some(ino)));
-            }
-        });
-        for (uid, dir, ino) in &uid_dirs {
-            self.list(dir, *ino, true, |name, ino| {
-                if let Some(id) = slurm_job_dir(name) {
-                    f(&Listed {
-                        key: JobKey::new(Scheduler::Slurm, id).in_scope(scope),
-                        uid: Some(*uid),
-                        user: None,
-                        sluid: None,
-                        parent: dir,
-                        name,
-                        ino,
-                    });
-                }
-            });
-        }
-    }
-
-    /// `system.slice/[<node>_]slurmstepd.scope/{job_<id>,<SLUID>}`, from `system.slice`. A
-    /// SLUID folder is listed once its numeric id is known (see [`Sluids`]); other folders
-    /// (`system`, anything unknown) are not jobs.
-    fn slurm_v2(&mut self, system: &Path, ino: Option<u64>, f: Sink<'_>) {
-        let mut scopes = Vec::new();
-        self.list(system, ino, true, |name, ino| {
-            if let Some(node) = slurmstepd_scope(name) {
-                scopes.push((system.join(name), Some(ino), scope_of(node)));
-            }
-        });
-        for (dir, ino, scope) in &scopes {
-            let mut sluid_dirs: Vec<(String, u64)> = Vec::new();
-            self.list(dir, *ino, true, |name, ino| {
-                if let Some(id) = slurm_job_dir(name) {
-                    f(&Listed {
-                        key: JobKey::new(Scheduler::Slurm, id).in_scope(*scope),
-                        uid: None,
-                        user: None,
-                        sluid: None,
-                        parent: dir,
-                        name,
-                        ino,
-                    });
-                } else if is_sluid(name) {
-                    sluid_dirs.push((name.to_string(), ino));
-                }
-            });
-            for (name, ino) in &sluid_dirs {
-                let Some(id) = self.sluids.resolve(dir, name, *scope, *ino, self.problems) else {
-                    continue;
-                };
-                f(&Listed {
-                    key: JobKey {
-                        scheduler: Scheduler::Slurm,
-                        id,
-                        scope: *scope,
-                    },
-                    uid: None,
-                    user: None,
-                    sluid: Some(name),
-                    parent: dir,
-                    name,
-                    ino: *ino,
-                });
-            }
-        }
-    }
-
-    /// `oar/<user>_<jobid>`, from `oar`.
-    fn oar2(&mut self, oar: &Path, ino: Option<u64>, f: Sink<'_>) {
-        self.list(oar, ino, true, |name, ino| {
-            if let Some((user, id)) = oar2_job_dir(name) {
-                f(&Listed {
-                    key: JobKey::new(Scheduler::Oar, id),
-                    uid: None,
-                    sluid: None,
-                    user: Some(user),
-                    parent: oar,
-                    name,
-                    ino,
-                });
-            }
-        });
-    }
-
-    /// `oar.slice/oar-u<uid>.slice/oar-u<uid>-j<jobid>.slice`, from `oar.slice`.
-    fn oar3(&mut self, oar: &Path, ino: Option<u64>, f: Sink<'_>) {
-        let mut user_slices = Vec::new();
-        self.list(oar, ino, true, |name, ino| {
-            if let Some(uid) = oar3_user_slice(name) {
-                user_slices.push((uid, oar.join(name), Some(ino)));
-            }
-        });
-        for (uid, dir, ino) in &user_slices {
-            self.list(dir, *ino, true, |name, ino| {
-                if let Some((job_uid, id)) = oar3_job_slice(name) {
-                    if job_uid == *uid {
-                        f(&Listed {
-                            key: JobKey::new(Scheduler::Oar, id),
-                            uid: Some(*uid),
-                            sluid: None,
-                            user: None,
-                            parent: dir,
-                            name,
-                            ino,
-                        });
-                    }
-                }
-            });
-        }
-    }
-
-    /// `user.slice/user-<uid>.slice`, from `user.slice`.
-    fn user_slice_jobs(&mut self, users: &Path, ino: Option<u64>, f: Sink<'_>) {
-        self.list(users, ino, true, |name, ino| {
-            if let Some(uid) = user_slice(name) {
-                f(&Listed {
-                    key: JobKey::user_slice(uid),
-                    uid: Some(uid),
-                    sluid: None,
-                    user: None,
-                    parent: users,
-                    name,
-                    ino,
-                });
-            }
-        });
     }
 }
 

@@ -78,6 +78,7 @@ mod cgroup;
 mod cpuset;
 mod env;
 mod gpu;
+mod layout;
 mod lister;
 mod meta;
 mod model;
@@ -664,7 +665,7 @@ fn nvml_jobs(
             continue;
         };
         let sluid = |scope: u32, s: &str| sluids.id_of(scope, s);
-        if let Some(key) = cgroup::job_of_proc_cgroup(text, user_slices, &sluid) {
+        if let Some(key) = layout::job_of_proc_cgroup(text, user_slices, &sluid) {
             let list = map.entry(key).or_default();
             if !list.contains(uuid) {
                 list.push(uuid.clone());
@@ -726,7 +727,7 @@ mod tests {
         assert_eq!(r.problems, Vec::<String>::new());
         assert_eq!(ids(&r), vec!["101"]);
         let node1 =
-            |id: &str| JobKey::new(Scheduler::Slurm, id).in_scope(cgroup::scope_of("node1"));
+            |id: &str| JobKey::new(Scheduler::Slurm, id).in_scope(layout::slurm::scope_of("node1"));
         assert!(!d.cache.contains_key(&node1("102")));
         assert!(d.cache.contains_key(&node1("101")));
     }
@@ -1029,7 +1030,7 @@ mod tests {
         for file in ["cpuset.cpus", "cpuset.effective_cpus"] {
             std::fs::write(job.join(file), "0-5\n").expect("write");
         }
-        let key = JobKey::new(Scheduler::Slurm, "101").in_scope(cgroup::scope_of("node1"));
+        let key = JobKey::new(Scheduler::Slurm, "101").in_scope(layout::slurm::scope_of("node1"));
         let due = d.cache.get(&key).expect("cached").next_static;
         assert!(due > 1 && due <= 1 + STATIC_REFRESH_SCANS, "{due}");
         // Into one list, reused as the engine does: the revision tells when to write again.

@@ -350,7 +350,7 @@ impl fmt::Debug for JobId {
 
 /// A job's identity across scans: one job per (scheduler, scope, id). The scope tells the
 /// slurmd instances of one node apart (`slurm_<node>`, `<node>_slurmstepd.scope`; see
-/// [`super::cgroup::scope_of`]): the same id under two scopes is kept as two entries, each with its
+/// [`super::layout::slurm::scope_of`]): the same id under two scopes is kept as two entries, each with its
 /// own folders and CPU time, and published as one job (see [`super::merge_scopes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct JobKey {
