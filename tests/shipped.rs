@@ -45,7 +45,8 @@ impl ShippedEtc {
         let shipped = repo_root().join("deploy/etc/joulebook/exporter.yaml");
         let text = std::fs::read_to_string(&shipped).expect("deploy/etc/joulebook/exporter.yaml");
         assert!(
-            text.contains("config_file: /etc/joulebook/web.yml"),
+            text.lines()
+                .any(|l| l.trim() == "config_file: /etc/joulebook/web.yml"),
             "the shipped configuration names no web file"
         );
         let path = self.etc.join("exporter.yaml");
