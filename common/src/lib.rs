@@ -8,6 +8,8 @@
 //! them); add new ones instead.
 
 pub mod calendar;
+#[cfg(feature = "clidocs")]
+pub mod clidocs;
 
 use std::fmt;
 

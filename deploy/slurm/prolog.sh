@@ -9,7 +9,7 @@
 # Always exits 0: a failure is logged (syslog, tag joulebook-gpu-map) and never drains the node.
 # Run the Prolog at allocation (PrologFlags=Alloc) so that GPUs held by a job that has not
 # started a step yet are mapped too.
-helper=${JOULEBOOK_GPU_MAP_HELPER:-/usr/local/libexec/joulebook/joulebook-gpu-map}
+helper=${JOULEBOOK_GPU_MAP_HELPER:-/usr/libexec/joulebook/joulebook-gpu-map}
 if [ ! -r "$helper" ]; then
     logger -t joulebook-gpu-map "$helper is missing: GPU mapping not updated" 2>/dev/null
     echo "joulebook-gpu-map: $helper is missing: GPU mapping not updated" >&2

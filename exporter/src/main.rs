@@ -106,6 +106,9 @@ enum Command {
     /// attribution, writing timestamped metrics to backfill into Prometheus (see
     /// docs/simulate.md).
     Simulate(SimulateArgs),
+    /// Read a password on standard input (one line) and print its bcrypt hash (cost 10), for
+    /// `basic_auth_users` in the web configuration file.
+    HashPassword,
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,6 +175,30 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     }
 }
 
+/// `hash-password`: what the package's install script writes into the generated web config.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("joulebook-exporter hash-password: cannot read standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("joulebook-exporter hash-password: no password on standard input");
+        return ExitCode::from(2);
+    }
+    match bcrypt::hash(password, 10) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("joulebook-exporter hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 impl Cli {
     /// Flags override the file, which overrides the defaults.
     fn apply(self, cfg: &mut Config) {
@@ -219,9 +246,17 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // `joulebook-exporter generate-docs DIR` (hidden, for scripts/package): man pages, completions.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(dir) = joulebook_common::clidocs::requested(&args) {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        return ExitCode::from(joulebook_common::clidocs::run(cmd, &dir) as u8);
+    }
     let mut cli = Cli::parse();
-    if let Some(Command::Simulate(args)) = cli.command.take() {
-        return simulate(args);
+    match cli.command.take() {
+        Some(Command::Simulate(args)) => return simulate(args),
+        Some(Command::HashPassword) => return hash_password(),
+        None => {}
     }
     let check = cli.check_config;
     let mut cfg = match &cli.config_file {
