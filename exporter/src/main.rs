@@ -45,6 +45,9 @@ struct Cli {
     /// GPU → job mapping directory (dcgm-exporter's --hpc-job-mapping-dir format).
     #[arg(long = "jobs.gpu-mapping-dir", value_name = "DIR")]
     gpu_mapping_dir: Option<PathBuf>,
+    /// Job records written by the scheduler's prolog [default: /run/joulebook/jobs].
+    #[arg(long = "jobs.record-dir", value_name = "DIR")]
+    record_dir: Option<PathBuf>,
     /// How long a finished job's counters stay published [default: 180s].
     #[arg(long = "jobs.grace-period", value_name = "DURATION", value_parser = parse_duration)]
     grace: Option<f64>,
@@ -187,6 +190,7 @@ impl Cli {
         set!(self.rootfs, cfg.paths.rootfs);
         set!(self.jobs, cfg.jobs.enabled);
         set!(self.gpu_mapping_dir.map(Some), cfg.jobs.gpu_mapping_dir);
+        set!(self.record_dir.map(Some), cfg.jobs.record_dir);
         set!(
             self.grace.map(joulebook_exporter::config::Seconds),
             cfg.jobs.grace_period
