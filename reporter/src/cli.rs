@@ -87,6 +87,11 @@ struct ConnArgs {
     /// query (at least 1) [default: 64, or the config's prometheus.max_answer_mib].
     #[arg(long, global = true)]
     max_answer_mib: Option<u64>,
+    /// Nodes whose job series one round of job queries reads [default: all up to 1,500
+    /// node-days in the period, else as many as fit them]: bounds each answer and the memory
+    /// held for it on large clusters and long periods; the figures do not depend on it.
+    #[arg(long, global = true)]
+    nodes_per_query: Option<usize>,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     no_progress: bool,
@@ -271,6 +276,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         cluster: cli.sel.cluster.clone(),
         job_id,
         parallelism: cli.conn.parallelism.max(1),
+        nodes_per_query: cli.conn.nodes_per_query,
     };
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {
