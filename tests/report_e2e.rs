@@ -709,6 +709,31 @@ fn victoria_metrics_gives_the_same_report() {
     job_found_without_dates(&vm.url(), &s);
 }
 
+/// Job queries read a node at a time (`--nodes-per-query 1`, one round per node plus the round
+/// of the nodes without facts) or two at a time on VictoriaMetrics: the report is the one read
+/// in a single round, restarts' slow path and jobs on several nodes included (issue 17).
+#[test]
+fn job_queries_in_rounds_give_the_same_report() {
+    let s = scenario::generate();
+    let prom = prometheus(&s);
+    let vm = victoria_metrics(&s);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("out")).collect();
+    let whole = month_report(&prom.url(), dirs[0].path(), &["--format", "json"]);
+    let rounds = month_report(
+        &prom.url(),
+        dirs[1].path(),
+        &["--format", "json", "--nodes-per-query", "1"],
+    );
+    assert_same(&whole, &rounds, "$");
+    let vm_rounds = month_report(
+        &vm.url(),
+        dirs[2].path(),
+        &["--format", "json", "--nodes-per-query", "2"],
+    );
+    assert_same(&whole, &vm_rounds, "$");
+    assert!(whole["headline"]["jobs"].as_u64().unwrap_or(0) > 0);
+}
+
 fn assert_same(a: &Value, b: &Value, path: &str) {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
