@@ -21,7 +21,9 @@
 //! node. The server reads each job series about twice.
 //!
 //! Node and unallocated energy are collected per day (the daily chart) and per series:
-//! `last_over_time(X[1d])` and `resets(X[1d+LB]) > 0` at each day's end, chained here (each
+//! `resets(X[1d+LB])` (the day's one pass over the samples: the series present, and those that
+//! went down) and `last_over_time(X[LB])` at each day's end (read near the end only; a series
+//! silent there is read over the day, its node's series only), chained here (each
 //! day's base is the previous day's last value, so the days add up to the period exactly and a
 //! gap longer than the lookback inside the period loses nothing); a day whose counter went down
 //! is computed from that day's raw samples.
@@ -582,17 +584,43 @@ impl<'a> Collector<'a> {
         }
         let per_day = par_map(days, self.scope.parallelism, |d| {
             let len = d.seconds();
-            let last = self
+            // The one pass over the day's samples: which series had samples (and which went
+            // down), every one of them in the answer, 0 when it did not go down.
+            let seen: Vec<(Labels, f64)> = self
                 .client
-                .vector(&format!("last_over_time({sel}[{len}s])"), d.end)?
+                .vector(&format!("resets({sel}[{}s])", len + lb), d.end)?
                 .into_iter()
                 .map(|s| (s.labels, s.value))
                 .collect();
-            let reset = self
+            // Their last value, read near the day's end only; a series silent there (its node
+            // down or gone) is read over the whole day, its node's series only.
+            let near = lb.min(len);
+            let mut last: BTreeMap<Labels, f64> = self
                 .client
-                .vector(&format!("resets({sel}[{}s]) > 0", len + lb), d.end)?
+                .vector(&format!("last_over_time({sel}[{near}s])"), d.end)?
                 .into_iter()
-                .map(|s| s.labels)
+                .map(|s| (s.labels, s.value))
+                .collect();
+            let silent: BTreeSet<String> = seen
+                .iter()
+                .filter(|(k, _)| !last.contains_key(k))
+                .map(|(k, _)| regex_literal(&label(k, INSTANCE)))
+                .collect();
+            if !silent.is_empty() && near < len {
+                let alt = silent.into_iter().collect::<Vec<_>>().join("|");
+                let only = format!("{INSTANCE}=~{}", quote(&alt));
+                let whole = self.sel_in(m, Some(&only));
+                for s in self
+                    .client
+                    .vector(&format!("last_over_time({whole}[{len}s])"), d.end)?
+                {
+                    last.entry(s.labels).or_insert(s.value);
+                }
+            }
+            let reset = seen
+                .into_iter()
+                .filter(|(_, v)| *v > 0.0)
+                .map(|(k, _)| k)
                 .collect();
             Ok(Day { last, reset })
         })?;
