@@ -18,14 +18,58 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NODES: usize = 200;
-const JOBS: usize = 80_000;
 const USERS: usize = 300;
 const PROJECTS: usize = 40;
 const GPUS: usize = 2;
-const SCRAPE: i64 = 600;
-const START: i64 = OCT_START - 6 * 3600;
-const END: i64 = OCT_END + 6 * 3600;
+
+/// The simulated cluster: the test's defaults, or `JOULEBOOK_BENCH_*` for `bench/report-cost`.
+struct Shape {
+    nodes: usize,
+    jobs: usize,
+    scrape: i64,
+    start: i64,
+    end: i64,
+    /// Timestamps in milliseconds and no `# EOF` (Prometheus text, for VictoriaMetrics' import)
+    /// instead of OpenMetrics seconds (for promtool).
+    millis: bool,
+}
+
+impl Shape {
+    fn month() -> Shape {
+        Shape {
+            nodes: 200,
+            jobs: 80_000,
+            scrape: 600,
+            start: OCT_START - 6 * 3600,
+            end: OCT_END + 6 * 3600,
+            millis: false,
+        }
+    }
+
+    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,FORMAT}`: the period starts on 1 October 2026
+    /// and lasts DAYS days, with 6 hours of data either side.
+    fn from_env() -> Shape {
+        let var = |k: &str, d: i64| {
+            std::env::var(format!("JOULEBOOK_BENCH_{k}"))
+                .ok()
+                .map(|v| {
+                    v.parse::<i64>().unwrap_or_else(|_| {
+                        panic!("JOULEBOOK_BENCH_{k}={v:?}: expected an integer")
+                    })
+                })
+                .unwrap_or(d)
+        };
+        let days = var("DAYS", 31);
+        Shape {
+            nodes: var("NODES", 20) as usize,
+            jobs: var("JOBS", 8000) as usize,
+            scrape: var("SCRAPE", 600),
+            start: OCT_START - 6 * 3600,
+            end: OCT_START + days * 86_400 + 6 * 3600,
+            millis: std::env::var("JOULEBOOK_BENCH_FORMAT").as_deref() == Ok("prometheus"),
+        }
+    }
+}
 
 struct Job {
     id: usize,
@@ -49,13 +93,13 @@ impl Lcg {
     }
 }
 
-fn schedule() -> Vec<Job> {
+fn schedule(sh: &Shape) -> Vec<Job> {
     let mut rng = Lcg(42);
-    let per_node = JOBS / NODES;
-    let span = (END - START) as f64;
-    let mut jobs = Vec::with_capacity(JOBS);
-    for node in 0..NODES {
-        let mut t = START as f64;
+    let per_node = sh.jobs / sh.nodes;
+    let span = (sh.end - sh.start) as f64;
+    let mut jobs = Vec::with_capacity(sh.jobs);
+    for node in 0..sh.nodes {
+        let mut t = sh.start as f64;
         let mean = span / per_node as f64;
         for _ in 0..per_node {
             let d = mean * (0.2 + 1.2 * rng.next());
@@ -85,16 +129,29 @@ fn schedule() -> Vec<Job> {
     jobs
 }
 
-fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u64> {
+/// A sample's timestamp as written: seconds, or milliseconds for Prometheus text.
+struct Ts(i64, bool);
+impl std::fmt::Display for Ts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.1 {
+            write!(f, "{}000", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut lines = 0u64;
+    let (scrape, start, end, ms) = (sh.scrape, sh.start, sh.end, sh.millis);
     let node_l =
         |n: usize| format!("cluster=\"big\",instance=\"node{n:03}:9977\",job=\"joulebook\"");
-    let scrapes = || (START / SCRAPE + 1..=END / SCRAPE).map(|k| k * SCRAPE);
+    let scrapes = || (start / scrape + 1..=end / scrape).map(move |k| Ts(k * scrape, ms));
     // Node counters: a constant idle power plus the jobs'; the counters only need to be monotonic.
     for (m, share) in [(c::NODE_ENERGY, 1.0), (c::UNALLOCATED_ENERGY, 0.4)] {
         writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
-        for n in 0..NODES {
+        for n in 0..sh.nodes {
             for comp in c::Component::ALL {
                 let p = share
                     * match comp {
@@ -109,7 +166,7 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
                         w,
                         "{}{{{l},component=\"{comp}\"}} {} {t}",
                         m.name(),
-                        p * (t - START) as f64
+                        p * (t.0 - start) as f64
                     )?;
                     lines += 1;
                 }
@@ -122,7 +179,7 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
         (c::NODE_MEMORY, 512e9),
     ] {
         writeln!(w, "# TYPE {} gauge", m.name())?;
-        for n in 0..NODES {
+        for n in 0..sh.nodes {
             let l = node_l(n);
             for t in scrapes() {
                 writeln!(w, "{}{{{l}}} {v} {t}", m.name())?;
@@ -132,7 +189,7 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
     }
     for (m, info) in [(c::GPU_INFO, true), (c::GPU_POWER_LIMIT, false)] {
         writeln!(w, "# TYPE {} gauge", m.name())?;
-        for n in 0..NODES {
+        for n in 0..sh.nodes {
             let l = node_l(n);
             for g in 0..GPUS {
                 let extra = if info {
@@ -154,9 +211,11 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
     }
     // Job series from the first scrape after the start to two scrapes after the end.
     let job_scrapes = |j: &Job| {
-        ((j.start / SCRAPE + 1) * SCRAPE..=(j.end / SCRAPE + 2) * SCRAPE).step_by(SCRAPE as usize)
+        ((j.start / scrape + 1) * scrape..=(j.end / scrape + 2) * scrape)
+            .step_by(scrape as usize)
+            .map(move |t| Ts(t, ms))
     };
-    let elapsed = |j: &Job, t: i64| (t.min(j.end) - j.start) as f64;
+    let elapsed = |j: &Job, t: &Ts| (t.0.min(j.end) - j.start) as f64;
     writeln!(
         w,
         "# TYPE {} counter",
@@ -171,7 +230,7 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
                     "{}{{{l},job_id=\"{}\",component=\"{comp}\"}} {} {t}",
                     c::JOB_ENERGY.name(),
                     j.id,
-                    j.watts[ci] * elapsed(j, t)
+                    j.watts[ci] * elapsed(j, &t)
                 )?;
                 lines += 1;
             }
@@ -192,7 +251,7 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
                     "{}{{{l},job_id=\"{}\"}} {} {t}",
                     m.name(),
                     j.id,
-                    r * elapsed(j, t)
+                    r * elapsed(j, &t)
                 )?;
                 lines += 1;
             }
@@ -239,7 +298,9 @@ fn write_openmetrics(path: &std::path::Path, jobs: &[Job]) -> std::io::Result<u6
             }
         }
     }
-    writeln!(w, "# EOF")?;
+    if !ms {
+        writeln!(w, "# EOF")?;
+    }
     w.flush()?;
     Ok(lines)
 }
@@ -251,9 +312,10 @@ fn month_of_200_nodes_80000_jobs() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let t = Instant::now();
-    let jobs = schedule();
+    let shape = Shape::month();
+    let jobs = schedule(&shape);
     let om = dir.join("data.om");
-    let lines = write_openmetrics(&om, &jobs).expect("write openmetrics");
+    let lines = write_openmetrics(&om, &shape, &jobs).expect("write openmetrics");
     println!(
         "generated {lines} samples of {} jobs in {:?}",
         jobs.len(),
@@ -350,4 +412,18 @@ fn month_of_200_nodes_80000_jobs() {
     assert!(report["headline"]["jobs"].as_u64().unwrap_or(0) >= 79_000);
     assert!(wall < Duration::from_secs(60), "report took {wall:?}");
     assert!(rss_kb < 1024.0 * 1024.0, "report used {rss_kb} kB");
+}
+
+/// The data of `bench/report-cost`: writes the cluster that `JOULEBOOK_BENCH_*` describe to
+/// `JOULEBOOK_BENCH_OUT` (nothing else: the script loads it and runs the reporters).
+#[test]
+#[ignore = "data generator of bench/report-cost"]
+fn write_bench_data() {
+    let Some(out) = std::env::var_os("JOULEBOOK_BENCH_OUT") else {
+        panic!("set JOULEBOOK_BENCH_OUT (bench/report-cost does)");
+    };
+    let shape = Shape::from_env();
+    let jobs = schedule(&shape);
+    let lines = write_openmetrics(std::path::Path::new(&out), &shape, &jobs).expect("write data");
+    println!("samples={lines} jobs={}", jobs.len());
 }

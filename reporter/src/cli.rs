@@ -87,6 +87,11 @@ struct ConnArgs {
     /// query (at least 1) [default: 64, or the config's prometheus.max_answer_mib].
     #[arg(long, global = true)]
     max_answer_mib: Option<u64>,
+    /// Nodes whose job series one round of job queries reads [default: all up to 1,500
+    /// node-days in the period, else as many as fit them]: bounds each answer and the memory
+    /// held for it on large clusters and long periods; the figures do not depend on it.
+    #[arg(long, global = true)]
+    nodes_per_query: Option<usize>,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     no_progress: bool,
@@ -95,8 +100,11 @@ struct ConnArgs {
 #[derive(Args, Debug)]
 struct SelectArgs {
     /// Calendar month, YYYY-MM (UTC).
-    #[arg(long, global = true, conflicts_with_all = ["from", "to"])]
+    #[arg(long, global = true, conflicts_with_all = ["from", "to", "year"])]
     month: Option<String>,
+    /// Calendar year, YYYY (UTC), previous or current.
+    #[arg(long, global = true, conflicts_with_all = ["from", "to"])]
+    year: Option<String>,
     /// Start, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC).
     #[arg(long, global = true, requires = "to")]
     from: Option<String>,
@@ -268,6 +276,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         cluster: cli.sel.cluster.clone(),
         job_id,
         parallelism: cli.conn.parallelism.max(1),
+        nodes_per_query: cli.conn.nodes_per_query,
     };
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {
@@ -291,16 +300,18 @@ fn run(cli: Cli) -> Result<(), Fail> {
             job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
         }
         Some(Cmd::Email(args)) => {
-            let period = period_arg(&cli.sel)?
-                .ok_or_else(|| usage("give the period: --month YYYY-MM or --from/--to"))?;
+            let period = period_arg(&cli.sel)?.ok_or_else(|| {
+                usage("give the period: --month YYYY-MM, --year YYYY or --from/--to")
+            })?;
             let ds = Collector::new(&client, scope(period, None))
                 .dataset()
                 .map_err(runtime)?;
             email::send_all(&cli, &cfg, &renderer, &ds, &period, args)
         }
         None => {
-            let period = period_arg(&cli.sel)?
-                .ok_or_else(|| usage("give the period: --month YYYY-MM or --from/--to"))?;
+            let period = period_arg(&cli.sel)?.ok_or_else(|| {
+                usage("give the period: --month YYYY-MM, --year YYYY or --from/--to")
+            })?;
             let out = cli
                 .out
                 .out
@@ -327,6 +338,9 @@ fn run(cli: Cli) -> Result<(), Fail> {
 }
 
 fn period_arg(sel: &SelectArgs) -> Result<Option<Period>, Fail> {
+    if let Some(y) = &sel.year {
+        return Period::year(y).map(Some).map_err(|e| usage(e.to_string()));
+    }
     match (&sel.month, &sel.from, &sel.to) {
         (Some(m), _, _) => Period::month(m).map(Some).map_err(|e| usage(e.to_string())),
         (None, Some(f), Some(t)) => Period::between(f, t)

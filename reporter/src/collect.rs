@@ -21,7 +21,9 @@
 //! node. The server reads each job series about twice.
 //!
 //! Node and unallocated energy are collected per day (the daily chart) and per series:
-//! `last_over_time(X[1d])` and `resets(X[1d+LB]) > 0` at each day's end, chained here (each
+//! `resets(X[1d+LB])` (the day's one pass over the samples: the series present, and those that
+//! went down) and `last_over_time(X[LB])` at each day's end (read near the end only; a series
+//! silent there is read over the day, its node's series only), chained here (each
 //! day's base is the previous day's last value, so the days add up to the period exactly and a
 //! gap longer than the lookback inside the period loses nothing); a day whose counter went down
 //! is computed from that day's raw samples.
@@ -57,6 +59,61 @@ pub struct Scope {
     pub job_id: Option<String>,
     /// Concurrent queries.
     pub parallelism: usize,
+    /// Nodes whose job series one round of job queries reads (`--nodes-per-query`); `None`:
+    /// [`auto_nodes_per_query`].
+    pub nodes_per_query: Option<usize>,
+}
+
+/// Node-days of job series that one round of job queries reads when `--nodes-per-query` is not
+/// given: at 25 jobs a node a day about 37,000 jobs, whose job-energy answer (about 125 bytes a
+/// row, a row per component) stays well under the default 64 MiB cap on one answer.
+pub const NODE_DAYS_PER_QUERY: i64 = 1_500;
+
+/// Nodes per round of job queries for a period of `seconds`: all of them (one round, the queries
+/// unchanged) up to [`NODE_DAYS_PER_QUERY`] node-days, else as many as fit it, at least one.
+pub fn auto_nodes_per_query(nodes: usize, seconds: i64) -> usize {
+    let days = (seconds + 86_399) / 86_400;
+    let per = (NODE_DAYS_PER_QUERY / days.max(1)).max(1) as usize;
+    if nodes <= per {
+        usize::MAX
+    } else {
+        per
+    }
+}
+
+/// Escapes a string for an RE2 regular expression (then quoted with [`quote`]).
+fn regex_literal(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(ch) {
+            o.push('\\');
+        }
+        o.push(ch);
+    }
+    o
+}
+
+/// The instance matchers of the rounds of job queries: `instances` in groups of `per`, then one
+/// round for every other instance (jobs on a node whose facts are missing), so the rounds
+/// partition the job series whatever the list holds. One round, no matcher, when `per` covers
+/// them all.
+pub fn shard_matchers(instances: &[String], per: usize) -> Vec<Option<String>> {
+    if instances.len() <= per {
+        return vec![None];
+    }
+    let alt = |group: &[String]| {
+        group
+            .iter()
+            .map(|i| regex_literal(i))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let mut out: Vec<Option<String>> = instances
+        .chunks(per.max(1))
+        .map(|g| Some(format!("{INSTANCE}=~{}", quote(&alt(g)))))
+        .collect();
+    out.push(Some(format!("{INSTANCE}!~{}", quote(&alt(instances)))));
+    out
 }
 
 /// Escapes a PromQL double-quoted string.
@@ -112,7 +169,12 @@ impl<'a> Collector<'a> {
 
     /// `name{cluster="…",job_id="…"}` with the scope's filters.
     fn sel(&self, m: &MetricDef) -> String {
-        let mut ms = Vec::new();
+        self.sel_in(m, None)
+    }
+
+    /// [`Collector::sel`] with one more matcher (a round of job queries: [`shard_matchers`]).
+    fn sel_in(&self, m: &MetricDef, shard: Option<&str>) -> String {
+        let mut ms: Vec<String> = shard.map(str::to_string).into_iter().collect();
         if let Some(cl) = &self.scope.cluster {
             ms.push(format!("{CLUSTER}={}", quote(cl)));
         }
@@ -151,7 +213,45 @@ impl<'a> Collector<'a> {
     /// Cost: the server reads each job series about twice (its last value over the period, and
     /// one shared `resets` pass over every job counter family); the subtraction of the starting
     /// value happens here, per series. Independent queries run in parallel.
-    pub fn jobs(&self) -> Result<Vec<JobData>, PromError> {
+    ///
+    /// Rounds: the job series of `instances` (the nodes met, see [`shard_matchers`]) are read a
+    /// group of nodes at a time when the period holds more than [`NODE_DAYS_PER_QUERY`] node-days,
+    /// so that no answer grows with the cluster and only one round's answers are held at once;
+    /// every series of a (node, job) falls in one round, and a job on several nodes sums its
+    /// placements across rounds as it does within one.
+    pub fn jobs(&self, instances: &[String]) -> Result<Vec<JobData>, PromError> {
+        let per = match (&self.scope.job_id, self.scope.nodes_per_query) {
+            (Some(_), _) => usize::MAX,
+            (None, Some(n)) => n.max(1),
+            (None, None) => auto_nodes_per_query(instances.len(), self.r()),
+        };
+        let mut jobs: BTreeMap<(String, String), JobData> = BTreeMap::new();
+        let mut places: BTreeMap<(String, String, String), Placement> = BTreeMap::new();
+        for shard in shard_matchers(instances, per) {
+            self.jobs_round(shard.as_deref(), &mut jobs, &mut places)?;
+        }
+        for ((cl, id, _), pl) in places {
+            if let Some(j) = jobs.get_mut(&(cl, id)) {
+                j.core_seconds += pl.core_seconds;
+                j.gpu_seconds += pl.gpu_seconds;
+                j.placements.push(pl);
+            }
+        }
+        // A job whose series only lingered through its grace period did nothing in the period.
+        Ok(jobs
+            .into_values()
+            .filter(|j| j.energy.total() > 0.0 || j.core_seconds > 0.0)
+            .collect())
+    }
+
+    /// One round of [`Collector::jobs`]: the job series matching `shard` (all when `None`),
+    /// added to `jobs` and `places`.
+    fn jobs_round(
+        &self,
+        shard: Option<&str>,
+        jobs: &mut BTreeMap<(String, String), JobData>,
+        places: &mut BTreeMap<(String, String, String), Placement>,
+    ) -> Result<(), PromError> {
         let r = self.r();
         let lb = self.scope.lookback;
         let range = self.range();
@@ -172,7 +272,7 @@ impl<'a> Collector<'a> {
         };
         let mut queries: Vec<String> = Vec::new();
         for m in &counters {
-            let (by, sel) = (by_of(m), self.sel(m));
+            let (by, sel) = (by_of(m), self.sel_in(m, shard));
             queries.push(format!("sum by ({by}) (last_over_time({sel}[{r}s]))"));
             queries.push(format!(
                 "sum by ({by}) (last_over_time({sel}[{lb}s] offset {r}s))"
@@ -186,14 +286,14 @@ impl<'a> Collector<'a> {
         queries.push(format!(
             "sum by ({}) (resets({}[{}s])) > 0",
             series_by.join(", "),
-            self.sel(&c::JOB_ENERGY),
+            self.sel_in(&c::JOB_ENERGY, shard),
             r + lb
         ));
         for m in [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY] {
             queries.push(format!(
                 "max by ({}) (max_over_time({}[{range}]))",
                 series_by.join(", "),
-                self.sel(&m)
+                self.sel_in(&m, shard)
             ));
         }
         queries.push(format!(
@@ -205,7 +305,7 @@ impl<'a> Collector<'a> {
             l::PARTITION,
             l::JOB_NAME,
             l::METADATA,
-            self.sel(&c::JOB_INFO),
+            self.sel_in(&c::JOB_INFO, shard),
         ));
         self.client.progress().stage("jobs", queries.len());
         let end = self.scope.period.end;
@@ -241,8 +341,6 @@ impl<'a> Collector<'a> {
         let alloc_mem = next();
         let info = next();
 
-        let mut jobs: BTreeMap<(String, String), JobData> = BTreeMap::new();
-        let mut places: BTreeMap<(String, String, String), Placement> = BTreeMap::new();
         for (f, rows) in per_family.into_iter().enumerate() {
             for (lb, v) in rows {
                 let k = place_key(&lb);
@@ -282,13 +380,6 @@ impl<'a> Collector<'a> {
                 pl.alloc_memory_bytes = Some(s.value);
             }
         }
-        for ((cl, id, _), pl) in places {
-            if let Some(j) = jobs.get_mut(&(cl, id)) {
-                j.core_seconds += pl.core_seconds;
-                j.gpu_seconds += pl.gpu_seconds;
-                j.placements.push(pl);
-            }
-        }
         for s in info {
             let k = (label(&s.labels, CLUSTER), label(&s.labels, l::JOB_ID));
             if let Some(j) = jobs.get_mut(&k) {
@@ -300,11 +391,7 @@ impl<'a> Collector<'a> {
                 j.metadata = label(&s.labels, l::METADATA);
             }
         }
-        // A job whose series only lingered through its grace period did nothing in the period.
-        Ok(jobs
-            .into_values()
-            .filter(|j| j.energy.total() > 0.0 || j.core_seconds > 0.0)
-            .collect())
+        Ok(())
     }
 
     /// The period's increase of every series of `m` on one (cluster, instance, job) from raw
@@ -497,17 +584,43 @@ impl<'a> Collector<'a> {
         }
         let per_day = par_map(days, self.scope.parallelism, |d| {
             let len = d.seconds();
-            let last = self
+            // The one pass over the day's samples: which series had samples (and which went
+            // down), every one of them in the answer, 0 when it did not go down.
+            let seen: Vec<(Labels, f64)> = self
                 .client
-                .vector(&format!("last_over_time({sel}[{len}s])"), d.end)?
+                .vector(&format!("resets({sel}[{}s])", len + lb), d.end)?
                 .into_iter()
                 .map(|s| (s.labels, s.value))
                 .collect();
-            let reset = self
+            // Their last value, read near the day's end only; a series silent there (its node
+            // down or gone) is read over the whole day, its node's series only.
+            let near = lb.min(len);
+            let mut last: BTreeMap<Labels, f64> = self
                 .client
-                .vector(&format!("resets({sel}[{}s]) > 0", len + lb), d.end)?
+                .vector(&format!("last_over_time({sel}[{near}s])"), d.end)?
                 .into_iter()
-                .map(|s| s.labels)
+                .map(|s| (s.labels, s.value))
+                .collect();
+            let silent: BTreeSet<String> = seen
+                .iter()
+                .filter(|(k, _)| !last.contains_key(k))
+                .map(|(k, _)| regex_literal(&label(k, INSTANCE)))
+                .collect();
+            if !silent.is_empty() && near < len {
+                let alt = silent.into_iter().collect::<Vec<_>>().join("|");
+                let only = format!("{INSTANCE}=~{}", quote(&alt));
+                let whole = self.sel_in(m, Some(&only));
+                for s in self
+                    .client
+                    .vector(&format!("last_over_time({whole}[{len}s])"), d.end)?
+                {
+                    last.entry(s.labels).or_insert(s.value);
+                }
+            }
+            let reset = seen
+                .into_iter()
+                .filter(|(_, v)| *v > 0.0)
+                .map(|(k, _)| k)
                 .collect();
             Ok(Day { last, reset })
         })?;
@@ -554,7 +667,14 @@ impl<'a> Collector<'a> {
         let mut nodes = self.node_facts()?;
         let days = self.node_energy(&mut nodes)?;
         let gpus = self.gpus()?;
-        let jobs = self.jobs()?;
+        // Each name once, though several clusters may use it: a round matches it in all of them.
+        let instances: Vec<String> = nodes
+            .keys()
+            .map(|(_, i)| i.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let jobs = self.jobs(&instances)?;
         self.client.progress().finish();
         Ok(Dataset {
             period: Some(self.scope.period),
@@ -570,7 +690,7 @@ impl<'a> Collector<'a> {
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
     pub fn job_dataset(&self) -> Result<Dataset, PromError> {
         let mut nodes = self.node_facts()?;
-        let jobs = self.jobs()?;
+        let jobs = self.jobs(&[])?;
         let instances: BTreeSet<&str> = jobs
             .iter()
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
@@ -768,6 +888,36 @@ mod tests {
     fn quoting() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(quote("x\ny"), r#""x\ny""#);
+    }
+
+    #[test]
+    fn rounds_of_job_queries_partition_the_instances() {
+        let names: Vec<String> = ["a.x:9977", "b", "c", "d", "e"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(shard_matchers(&names, 5), vec![None]);
+        assert_eq!(shard_matchers(&names, usize::MAX), vec![None]);
+        let m = shard_matchers(&names, 2);
+        assert_eq!(
+            m,
+            vec![
+                Some(r#"instance=~"a\\.x:9977|b""#.to_string()),
+                Some(r#"instance=~"c|d""#.to_string()),
+                Some(r#"instance=~"e""#.to_string()),
+                Some(r#"instance!~"a\\.x:9977|b|c|d|e""#.to_string()),
+            ]
+        );
+        assert_eq!(regex_literal("n(1)|[2]*"), r"n\(1\)\|\[2\]\*");
+    }
+
+    #[test]
+    fn rounds_follow_node_days() {
+        // A month of 40 nodes is one round; of 1,000 nodes, rounds of 48; a year, of 4.
+        assert_eq!(auto_nodes_per_query(40, 31 * 86_400), usize::MAX);
+        assert_eq!(auto_nodes_per_query(1_000, 31 * 86_400), 48);
+        assert_eq!(auto_nodes_per_query(1_000, 365 * 86_400), 4);
+        assert_eq!(auto_nodes_per_query(10, 3_650 * 86_400), 1);
     }
 
     #[test]

@@ -64,6 +64,36 @@ impl Period {
         Ok(Period { start, end })
     }
 
+    /// A calendar year, `YYYY`, or `previous` / `current` (UTC): `--year`.
+    pub fn year(s: &str) -> Result<Period, PeriodError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Period::year_at(s, now)
+    }
+
+    /// [`Period::year`], with `previous` and `current` relative to `now` (Unix seconds).
+    pub fn year_at(s: &str, now: i64) -> Result<Period, PeriodError> {
+        let this = civil_from_days(now.div_euclid(86_400)).0;
+        let y = match s {
+            "current" => this,
+            "previous" => this - 1,
+            _ => s
+                .parse::<i64>()
+                .ok()
+                .filter(|y| (1970..=9999).contains(y))
+                .ok_or_else(|| {
+                    PeriodError(format!(
+                        "--year {s:?}: expected YYYY (for example 2026), previous or current"
+                    ))
+                })?,
+        };
+        Ok(Period {
+            start: days_from_civil(y, 1, 1) * 86_400,
+            end: days_from_civil(y + 1, 1, 1) * 86_400,
+        })
+    }
+
     /// `--from`/`--to`: each `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM[:SS]Z`.
     pub fn between(from: &str, to: &str) -> Result<Period, PeriodError> {
         let start = parse_instant(from).map_err(|e| PeriodError(format!("--from: {e}")))?;
@@ -98,6 +128,9 @@ impl Period {
                 if p == *self {
                     return format!("{y:04}-{m:02}");
                 }
+            }
+            if Period::year(&format!("{y:04}")).is_ok_and(|p| p == *self) {
+                return format!("{y:04}");
             }
         }
         format!("{} → {}", short(self.start), short(self.end))
@@ -213,6 +246,25 @@ mod tests {
             Period::month("2026-02").unwrap()
         );
         assert!(Period::month("oct").is_err());
+    }
+
+    #[test]
+    fn years() {
+        let p = Period::year("2026").unwrap();
+        assert_eq!(iso(p.start), "2026-01-01T00:00:00Z");
+        assert_eq!(iso(p.end), "2027-01-01T00:00:00Z");
+        assert_eq!(p.days().len(), 365);
+        assert_eq!(p.label(), "2026");
+        assert_eq!(Period::year("2024").unwrap().days().len(), 366);
+        let jan = days_from_civil(2027, 1, 1) * 86_400 + 6 * 3600;
+        assert_eq!(Period::year_at("previous", jan).unwrap(), p);
+        assert_eq!(
+            Period::year_at("current", jan).unwrap(),
+            Period::year("2027").unwrap()
+        );
+        let e = Period::year("26").unwrap_err().to_string();
+        assert!(e.starts_with("--year \"26\""), "{e}");
+        assert!(Period::year("2026-10").is_err());
     }
 
     #[test]
