@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 /// (about 4 minutes for a 280 W AMD socket), and costs a negligible share of one core (the
 /// README's benchmark section gives the measured cost per cycle).
 pub const DEFAULT_INTERVAL_S: f64 = 1.0;
+/// Default `sample_idle_interval`, seconds: the longest wait between samples while no job runs.
+pub const DEFAULT_IDLE_INTERVAL_S: f64 = 30.0;
 
 /// A duration written as seconds (`1.5`) or with a unit (`500ms`, `2s`, `1m`, `1h`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +117,10 @@ pub enum LogFormat {
 pub struct Config {
     pub web: WebConfig,
     pub sample_interval: Seconds,
+    /// The longest wait between samples while no job runs and every job folder is watched (or
+    /// jobs are off); `sample_interval` applies while jobs run, and is the floor. A job folder
+    /// created or removed wakes the sampler at once. At most `sample_interval`: a fixed schedule.
+    pub sample_idle_interval: Seconds,
     pub paths: PathsConfig,
     pub sources: SourcesConfig,
     pub jobs: JobsConfig,
@@ -487,6 +493,7 @@ impl Default for Config {
         Config {
             web: WebConfig::default(),
             sample_interval: Seconds(DEFAULT_INTERVAL_S),
+            sample_idle_interval: Seconds(DEFAULT_IDLE_INTERVAL_S),
             paths: PathsConfig::default(),
             sources: SourcesConfig::default(),
             jobs: JobsConfig::default(),
@@ -650,6 +657,13 @@ impl Config {
             return bad(
                 "sample_interval",
                 format!("{i} s is outside 50ms..60s (default 1s)"),
+            );
+        }
+        let idle = self.sample_idle_interval.0;
+        if !(0.05..=600.0).contains(&idle) {
+            return bad(
+                "sample_idle_interval",
+                format!("{idle} s is outside 50ms..10m (default 30s)"),
             );
         }
         if parse_listen_address(&self.web.listen_address).is_err() {
@@ -824,6 +838,19 @@ mod tests {
     fn empty_file_is_the_defaults() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_idle_interval_is_checked_and_named() {
+        let c = Config::parse("sample_idle_interval: 2m\n").unwrap();
+        assert_eq!(c.sample_idle_interval, Seconds(120.0));
+        assert!(c.validate().is_ok());
+        let (key, msg) = Config::parse("sample_idle_interval: 1h\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(key, "sample_idle_interval");
+        assert!(msg.contains("3600 s is outside"), "{msg}");
     }
 
     #[test]

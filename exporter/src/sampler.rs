@@ -9,7 +9,9 @@
 use crate::energy::{Accumulator, DropReason, Step};
 use crate::node::NodeInfo;
 use crate::sources::bmc::BmcStatus;
-use crate::sources::{ChannelId, DeviceInfo, Domain, GpuInfo, Source, SourceError, SourceKind};
+use crate::sources::{
+    ChannelId, DeviceInfo, Domain, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
+};
 use joulebook_common::Component;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -163,6 +165,9 @@ pub struct Sampler {
     cpu_tdp: Option<(f64, &'static str)>,
     estimate_tdp: Option<f64>,
     interval_s: f64,
+    /// The longest wait until the next cycle that the last cycle's readings allow (see
+    /// [`Sampler::sources_limit_s`]).
+    sources_limit_s: f64,
     last_t: Option<f64>,
     disabled: Vec<SourceKind>,
     bmc: Option<BmcStatus>,
@@ -198,6 +203,7 @@ impl Sampler {
             cpu_tdp,
             estimate_tdp: None,
             interval_s,
+            sources_limit_s: interval_s,
             last_t: None,
             disabled,
             bmc: None,
@@ -245,6 +251,7 @@ impl Sampler {
     pub fn cycle(&mut self, t: f64) -> CycleDelta {
         let interval_s = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
         self.last_t = Some(t);
+        let mut limit = f64::INFINITY;
         // Whether every source that measures a component read all of it this cycle.
         let mut complete = true;
         // Deltas per channel this cycle.
@@ -291,7 +298,12 @@ impl Sampler {
             for gpu in sample.gpus {
                 self.gpus.insert(gpu.uuid.clone(), gpu);
             }
+            if kind == SourceKind::Bmc {
+                // Its `other` is matched to our cycles over the BMC's own spans: keep them short.
+                limit = limit.min(self.interval_s);
+            }
             for reading in sample.energy {
+                limit = limit.min(longest_wait_s(&reading.raw, self.interval_s));
                 let ch = self
                     .channels
                     .entry(reading.channel.clone())
@@ -327,7 +339,19 @@ impl Sampler {
                 }
             }
         }
+        // A source down may come back with any counter: until it reads again, no long wait.
+        self.sources_limit_s = if complete { limit } else { self.interval_s };
         self.add_node(&added, interval_s, complete)
+    }
+
+    /// The longest wait until the next cycle that the sources allow, from the last cycle's
+    /// readings: a quarter of the fastest wrap of each wrapping counter at its plausibility bound
+    /// (`max_energy_range_uj` ÷ the zone's maximum power), so that at most one wrap can happen
+    /// between two readings, with room for a late cycle; the sampling interval for channels that
+    /// integrate power (their accuracy depends on it) and for the BMC; no limit for counters that
+    /// do not wrap. Before the first cycle, and after one where a source failed: the interval.
+    pub fn sources_limit_s(&self) -> f64 {
+        self.sources_limit_s
     }
 
     /// Adds one cycle's channel deltas to the node components. Measured channels win over the
@@ -548,6 +572,21 @@ impl Sampler {
 }
 
 /// One log line per transition to down (or change of reason), with the fix.
+/// A channel's part of [`Sampler::sources_limit_s`].
+fn longest_wait_s(raw: &RawEnergy, interval_s: f64) -> f64 {
+    match *raw {
+        RawEnergy::Wrapping {
+            range_uj,
+            max_watts,
+            ..
+        } if max_watts.is_finite() && max_watts > 0.0 && range_uj > 0 => {
+            range_uj as f64 / 1e6 / max_watts / 4.0
+        }
+        RawEnergy::Wrapping { .. } | RawEnergy::Power { .. } => interval_s,
+        RawEnergy::Resetting { .. } => f64::INFINITY,
+    }
+}
+
 fn log_down(kind: SourceKind, e: &SourceError) {
     match &e.fix {
         Some(fix) => tracing::warn!(source = %kind, error = %e.message, fix = %fix, "source down"),
