@@ -500,7 +500,7 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
     let sampler_shared = shared.clone();
     let pace = crate::tick::Pace {
         interval_s: interval,
-        idle_interval_s: cfg.sample_idle_interval.0,
+        idle_interval_s: cfg.sample_idle_interval.map_or(interval, |s| s.0),
         sources_limit_s: interval,
         busy: true,
     };
@@ -594,7 +594,8 @@ fn sample_loop(
         engine.cycle(t, unix);
         pace.busy = engine.jobs_busy();
         pace.sources_limit_s = engine.sampler.sources_limit_s();
-        let wait = crate::tick::next_wait(pace);
+        let due_s = crate::tick::next_due_s(t, pace);
+        let wait = Duration::from_secs_f64((due_s - t).max(0.0));
         // What the health check allows beyond the sampling interval: the wait after this cycle
         // (longer than it while idle) and, with a state file, the save interval.
         let beyond_s = (wait.as_secs_f64() - pace.interval_s).max(0.0);
@@ -618,7 +619,7 @@ fn sample_loop(
                 }
             }
         }
-        let due = start + Duration::from_secs_f64(t) + wait;
+        let due = start + Duration::from_secs_f64(due_s);
         woken = crate::tick::wait_woken(
             due.saturating_duration_since(Instant::now()),
             stop,

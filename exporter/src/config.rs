@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 /// (about 4 minutes for a 280 W AMD socket), and costs a negligible share of one core (the
 /// README's benchmark section gives the measured cost per cycle).
 pub const DEFAULT_INTERVAL_S: f64 = 1.0;
-/// Default `sample_idle_interval`, seconds: the longest wait between samples while no job runs.
-pub const DEFAULT_IDLE_INTERVAL_S: f64 = 30.0;
 
 /// A duration written as seconds (`1.5`) or with a unit (`500ms`, `2s`, `1m`, `1h`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,8 +117,10 @@ pub struct Config {
     pub sample_interval: Seconds,
     /// The longest wait between samples while no job runs and every job folder is watched (or
     /// jobs are off); `sample_interval` applies while jobs run, and is the floor. A job folder
-    /// created or removed wakes the sampler at once. At most `sample_interval`: a fixed schedule.
-    pub sample_idle_interval: Seconds,
+    /// created or removed wakes the sampler at once. Unset (the default) or at most
+    /// `sample_interval`: every `sample_interval`, as before the key existed. The shipped
+    /// configuration sets 30s.
+    pub sample_idle_interval: Option<Seconds>,
     pub paths: PathsConfig,
     pub sources: SourcesConfig,
     pub jobs: JobsConfig,
@@ -493,7 +493,7 @@ impl Default for Config {
         Config {
             web: WebConfig::default(),
             sample_interval: Seconds(DEFAULT_INTERVAL_S),
-            sample_idle_interval: Seconds(DEFAULT_IDLE_INTERVAL_S),
+            sample_idle_interval: None,
             paths: PathsConfig::default(),
             sources: SourcesConfig::default(),
             jobs: JobsConfig::default(),
@@ -659,12 +659,13 @@ impl Config {
                 format!("{i} s is outside 50ms..60s (default 1s)"),
             );
         }
-        let idle = self.sample_idle_interval.0;
-        if !(0.05..=600.0).contains(&idle) {
-            return bad(
-                "sample_idle_interval",
-                format!("{idle} s is outside 50ms..10m (default 30s)"),
-            );
+        if let Some(Seconds(idle)) = self.sample_idle_interval {
+            if !(0.05..=600.0).contains(&idle) {
+                return bad(
+                    "sample_idle_interval",
+                    format!("{idle} s is outside 50ms..10m (30s in the shipped configuration)"),
+                );
+            }
         }
         if parse_listen_address(&self.web.listen_address).is_err() {
             return bad(
@@ -843,7 +844,8 @@ mod tests {
     #[test]
     fn the_idle_interval_is_checked_and_named() {
         let c = Config::parse("sample_idle_interval: 2m\n").unwrap();
-        assert_eq!(c.sample_idle_interval, Seconds(120.0));
+        assert_eq!(c.sample_idle_interval, Some(Seconds(120.0)));
+        assert_eq!(Config::default().sample_idle_interval, None);
         assert!(c.validate().is_ok());
         let (key, msg) = Config::parse("sample_idle_interval: 1h\n")
             .unwrap()

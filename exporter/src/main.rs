@@ -55,7 +55,7 @@ struct Cli {
     #[arg(long = "sample.interval", value_name = "DURATION", value_parser = parse_duration)]
     interval: Option<f64>,
     /// Longest wait between samples while no job runs (a job starting or ending wakes the
-    /// sampler at once) [default: 30s].
+    /// sampler at once) [default: the sample interval; 30s in the shipped configuration].
     #[arg(long = "sample.idle-interval", value_name = "DURATION", value_parser = parse_duration)]
     idle_interval: Option<f64>,
     /// RAPL source: auto (if present), on (insist), off.
@@ -204,7 +204,8 @@ impl Cli {
             cfg.sample_interval
         );
         set!(
-            self.idle_interval.map(joulebook_exporter::config::Seconds),
+            self.idle_interval
+                .map(|s| Some(joulebook_exporter::config::Seconds(s))),
             cfg.sample_idle_interval
         );
         set!(self.rapl, cfg.sources.rapl.enabled);

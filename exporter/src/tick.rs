@@ -112,6 +112,18 @@ pub struct Pace {
     pub busy: bool,
 }
 
+/// When the next cycle is due, seconds on the loop's clock, after one that started at `t`: on
+/// the fixed grid of `interval_s` (as [`wait_next`]: a cycle woken early by an event does not
+/// move it, missed ticks are skipped) when the wait is the interval, `t` + the wait otherwise.
+pub fn next_due_s(t: f64, p: Pace) -> f64 {
+    let wait = next_wait(p).as_secs_f64();
+    if wait <= p.interval_s && p.interval_s > 0.0 {
+        ((t / p.interval_s).floor() + 1.0) * p.interval_s
+    } else {
+        t + wait
+    }
+}
+
 /// The wait after a cycle: `interval_s` while busy, otherwise the idle interval capped by the
 /// sources; never below `interval_s`.
 pub fn next_wait(p: Pace) -> Duration {
@@ -170,6 +182,11 @@ mod tests {
             ..p
         };
         assert_eq!(next_wait(slow), Duration::from_secs(2));
+        // On the grid while busy, also after an early cycle; from the cycle while idle.
+        let busy = Pace { busy: true, ..p };
+        assert_eq!(next_due_s(7.0004, busy), 8.0);
+        assert_eq!(next_due_s(7.6, busy), 8.0);
+        assert_eq!(next_due_s(7.6, p), 37.6);
     }
 
     #[test]
