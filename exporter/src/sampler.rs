@@ -345,9 +345,10 @@ impl Sampler {
     }
 
     /// The longest wait until the next cycle that the sources allow, from the last cycle's
-    /// readings: a quarter of the fastest wrap of each wrapping counter at its plausibility bound
-    /// (`max_energy_range_uj` ÷ the zone's maximum power), so that at most one wrap can happen
-    /// between two readings, with room for a late cycle; the sampling interval for channels that
+    /// readings: half the fastest wrap of each wrapping counter at its plausibility bound
+    /// (`max_energy_range_uj` ÷ the zone's maximum power, `sources.rapl.max_zone_watts`), so
+    /// that at most one wrap can happen between two readings even if a cycle comes a whole wait
+    /// late (the accumulator restarts a counter that may have wrapped twice); the sampling interval for channels that
     /// integrate power (their accuracy depends on it) and for the BMC; no limit for counters that
     /// do not wrap. Before the first cycle, and after one where a source failed: the interval.
     pub fn sources_limit_s(&self) -> f64 {
@@ -580,7 +581,7 @@ fn longest_wait_s(raw: &RawEnergy, interval_s: f64) -> f64 {
             max_watts,
             ..
         } if max_watts.is_finite() && max_watts > 0.0 && range_uj > 0 => {
-            range_uj as f64 / 1e6 / max_watts / 4.0
+            range_uj as f64 / 1e6 / max_watts / 2.0
         }
         RawEnergy::Wrapping { .. } | RawEnergy::Power { .. } => interval_s,
         RawEnergy::Resetting { .. } => f64::INFINITY,
@@ -666,6 +667,61 @@ mod tests {
             .iter()
             .find(|n| n.component == c)
             .map_or(0.0, |n| n.joules)
+    }
+
+    #[test]
+    fn the_sources_bound_the_wait_by_their_fastest_wrap() {
+        // A 10 kJ counter at a 500 W bound wraps in 20 s at the fastest: 10 s between reads.
+        let zone = |range_uj| {
+            Ok(SourceSample {
+                energy: vec![EnergyReading {
+                    channel: ChannelId::new(Domain::RaplDram, "0"),
+                    raw: RawEnergy::Wrapping {
+                        uj: 0,
+                        range_uj,
+                        max_watts: 500.0,
+                    },
+                }],
+                ..Default::default()
+            })
+        };
+        let mut s = sampler(vec![
+            (SourceKind::Rapl, vec![zone(10_000_000_000)]),
+            (SourceKind::Hwmon, vec![zone(40_000_000_000)]),
+        ]);
+        assert_eq!(
+            s.sources_limit_s(),
+            1.0,
+            "the interval before the first cycle"
+        );
+        s.cycle(0.0);
+        assert_eq!(s.sources_limit_s(), 10.0, "the fastest of the zones");
+        let mut s = sampler(vec![(SourceKind::Estimate, vec![estimate(50.0)])]);
+        s.cycle(0.0);
+        assert_eq!(
+            s.sources_limit_s(),
+            1.0,
+            "power is integrated every interval"
+        );
+        let nvml = Ok(SourceSample {
+            energy: vec![EnergyReading {
+                channel: ChannelId::new(Domain::Gpu, "GPU-1"),
+                raw: RawEnergy::Resetting {
+                    uj: 5,
+                    max_watts: 700.0,
+                },
+            }],
+            ..Default::default()
+        });
+        let mut s = sampler(vec![(SourceKind::Nvml, vec![nvml])]);
+        s.cycle(0.0);
+        assert_eq!(
+            s.sources_limit_s(),
+            f64::INFINITY,
+            "a 64-bit counter sets no bound"
+        );
+        s.cycle(1.0);
+        assert_eq!(s.sources_limit_s(), 1.0, "a source down: the interval");
     }
 
     #[test]

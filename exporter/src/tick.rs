@@ -105,7 +105,7 @@ pub struct Pace {
     pub interval_s: f64,
     /// `sample_idle_interval`: the longest wait while no job runs.
     pub idle_interval_s: f64,
-    /// The longest wait the sources allow (a quarter of the fastest wrap of a RAPL counter;
+    /// The longest wait the sources allow (half the fastest wrap of a RAPL counter;
     /// `interval_s` for sources that integrate power); infinite when they set none.
     pub sources_limit_s: f64,
     /// Jobs ran at the last scan, or a job start or end would go unseen (folders not watched).
@@ -169,12 +169,12 @@ mod tests {
         };
         assert_eq!(next_wait(p), Duration::from_secs(30));
         assert_eq!(next_wait(Pace { busy: true, ..p }), Duration::from_secs(1));
-        // A RAPL zone wrapping every 65.5 s at its bound: a quarter of it.
+        // A RAPL DRAM zone of 39.4 kJ at a 1000 W bound wraps in 39.4 s: half of it.
         let wrap = Pace {
-            sources_limit_s: 16.4,
+            sources_limit_s: 19.7,
             ..p
         };
-        assert_eq!(next_wait(wrap), Duration::from_secs_f64(16.4));
+        assert_eq!(next_wait(wrap), Duration::from_secs_f64(19.7));
         // Never below the sampling interval.
         let slow = Pace {
             interval_s: 2.0,
