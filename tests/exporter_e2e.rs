@@ -540,7 +540,7 @@ fn an_idle_node_sleeps_and_a_job_start_wakes_the_sampler() {
     let mut args = job_args(root);
     args.extend([
         "--sample.interval=100ms".into(),
-        "--sample.idle-interval=10m".into(),
+        "--sample.idle-interval=2m".into(),
     ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let e = Exporter::start(&refs);
