@@ -525,6 +525,60 @@ fn jobs_get_their_allocation_share_and_the_rest_is_unallocated() {
     assert_eq!(job_value(&e.samples(), "102"), None);
 }
 
+/// `sample_idle_interval`: an idle node is sampled rarely; a job's folders appearing wake the
+/// sampler at once, the energy drawn before them stays unallocated, and while jobs run the
+/// sampler keeps to `sample_interval`.
+#[test]
+fn an_idle_node_sleeps_and_a_job_start_wakes_the_sampler() {
+    let dir = slurm_node();
+    let root = dir.path();
+    let ctrls = ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"];
+    let cg = |c: &str, d: &str| root.join("sys/fs/cgroup").join(c).join(d);
+    for c in ctrls {
+        std::fs::rename(cg(c, "slurm_node1"), cg(c, "later")).unwrap();
+    }
+    let mut args = job_args(root);
+    args.extend([
+        "--sample.interval=100ms".into(),
+        "--sample.idle-interval=2m".into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    let rapl = "joulebook_samples_total{source=\"rapl\"}";
+    let idle = e.samples().must(rapl);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Without jobs, no 100 ms cycles (15 in this time), only the wrap bound's (about 33 s).
+    assert_eq!(e.samples().must(rapl), idle);
+    assert_eq!(e.samples().must("joulebook_jobs_running"), 0.0);
+    // +80 J on socket 0 while idle, then the jobs start.
+    write_value(&pkg(root, 0), 123_456_789 + 80_000_000);
+    for c in ctrls {
+        std::fs::rename(cg(c, "later"), cg(c, "slurm_node1")).unwrap();
+    }
+    let started = std::time::Instant::now();
+    while e.samples().get("joulebook_jobs_running") != Some(2.0) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "no wake-up on the job start; log:\n{}",
+            e.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = e.samples();
+    assert_eq!(
+        job_value(&s, "101"),
+        Some(0.0),
+        "nothing from before its start"
+    );
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"cpu\"}"),
+        s.must("joulebook_node_joules_total{component=\"cpu\"}")
+    );
+    assert!(s.must("joulebook_node_joules_total{component=\"cpu\"}") >= 80.0);
+    // Jobs run: back to 100 ms.
+    e.wait_samples("rapl", 5.0);
+}
+
 fn job_value(s: &joulebook_tests::Samples, id: &str) -> Option<f64> {
     s.get(&format!(
         "joulebook_job_joules_total{{job_id=\"{id}\",component=\"cpu\"}}"

@@ -495,11 +495,18 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
         every_s: cfg.state.save_interval.0,
     });
 
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (stop_rx, stop_tx) = crate::tick::Stop::new()
+        .map_err(|e| format!("cannot make the sampler's stop channel: {e}"))?;
     let sampler_shared = shared.clone();
+    let pace = crate::tick::Pace {
+        interval_s: interval,
+        idle_interval_s: cfg.sample_idle_interval.map_or(interval, |s| s.0),
+        sources_limit_s: interval,
+        busy: true,
+    };
     let sampler_thread = std::thread::Builder::new()
         .name("sampler".into())
-        .spawn(move || sample_loop(&mut engine, &sampler_shared, interval, &stop_rx, persist))
+        .spawn(move || sample_loop(&mut engine, &sampler_shared, pace, &stop_rx, persist))
         .map_err(|e| format!("cannot start the sampler thread: {e}"))?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -527,7 +534,7 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
         let _ = server.await;
         Ok::<(), String>(())
     });
-    let _ = stop_tx.send(());
+    stop_tx.stop();
     let _ = sampler_thread.join();
     if let Some((tx, handle)) = saver {
         drop(tx);
@@ -560,29 +567,48 @@ async fn wait_for_signal() {
     }
 }
 
-/// Samples on a fixed schedule (missed ticks are skipped, not bunched) until told to stop; saves
-/// the state every `persist.every_s` and once more at the end.
+/// Samples until told to stop: every `sample_interval` while jobs run (or could start unseen),
+/// otherwise after the idle interval that the sources allow (`tick::next_wait`), and at once
+/// when a job folder is created or removed. On such an event with no job at the last scan, a
+/// cycle without a scan first closes the interval with the energy unallocated, so the new job
+/// is charged from its start only; with jobs running, the event's cycle shortens the interval
+/// that a starting or ending job is charged for. Saves the state every `persist.every_s` at
+/// most (at the next cycle after it), and once more at the end.
 fn sample_loop(
     engine: &mut Engine,
     shared: &Shared,
-    interval_s: f64,
-    stop: &mpsc::Receiver<()>,
+    mut pace: crate::tick::Pace,
+    stop: &crate::tick::Stop,
     persist: Option<Persist>,
 ) {
+    use crate::tick::Woken;
     let start = Instant::now();
-    let interval = Duration::from_secs_f64(interval_s);
-    let mut tick: u32 = 0;
     let mut last_save = f64::NEG_INFINITY;
+    let mut woken = Woken::Timeout;
     loop {
         let t = start.elapsed().as_secs_f64();
         let unix = server::now_unix();
+        if woken == Woken::Event {
+            engine.cycle_before_jobs(t, unix);
+        }
         engine.cycle(t, unix);
+        pace.busy = engine.jobs_busy();
+        pace.sources_limit_s = engine.sampler.sources_limit_s();
+        let due_s = crate::tick::next_due_s(t, pace);
+        let wait = Duration::from_secs_f64((due_s - t).max(0.0));
+        // What the health check allows beyond the sampling interval: the wait after this cycle
+        // (longer than it while idle) and, with a state file, the save interval.
+        let beyond_s = (wait.as_secs_f64() - pace.interval_s).max(0.0);
         match &persist {
-            None => publish(shared, Arc::new(engine.snapshot(unix))),
+            None => {
+                let mut snap = engine.snapshot(unix);
+                snap.publish_every_s = beyond_s;
+                publish(shared, Arc::new(snap));
+            }
             Some(p) => {
                 if t - last_save >= p.every_s {
                     let mut snap = engine.snapshot(unix);
-                    snap.publish_every_s = p.every_s;
+                    snap.publish_every_s = p.every_s + beyond_s;
                     let snap = Arc::new(snap);
                     let st = engine.to_state(&p.hostname, p.boot_id.clone(), unix);
                     // A full channel means the writer is still busy: skip, the next save comes
@@ -593,7 +619,13 @@ fn sample_loop(
                 }
             }
         }
-        if !crate::tick::wait_next(start, interval, &mut tick, stop) {
+        let due = start + Duration::from_secs_f64(due_s);
+        woken = crate::tick::wait_woken(
+            due.saturating_duration_since(Instant::now()),
+            stop,
+            engine.job_events(),
+        );
+        if woken == Woken::Stop {
             break;
         }
     }

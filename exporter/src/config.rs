@@ -115,6 +115,12 @@ pub enum LogFormat {
 pub struct Config {
     pub web: WebConfig,
     pub sample_interval: Seconds,
+    /// The longest wait between samples while no job runs and every job folder is watched (or
+    /// jobs are off); `sample_interval` applies while jobs run, and is the floor. A job folder
+    /// created or removed wakes the sampler at once. Unset (the default) or at most
+    /// `sample_interval`: every `sample_interval`, as before the key existed. The shipped
+    /// configuration sets 30s.
+    pub sample_idle_interval: Option<Seconds>,
     pub paths: PathsConfig,
     pub sources: SourcesConfig,
     pub jobs: JobsConfig,
@@ -487,6 +493,7 @@ impl Default for Config {
         Config {
             web: WebConfig::default(),
             sample_interval: Seconds(DEFAULT_INTERVAL_S),
+            sample_idle_interval: None,
             paths: PathsConfig::default(),
             sources: SourcesConfig::default(),
             jobs: JobsConfig::default(),
@@ -651,6 +658,16 @@ impl Config {
                 "sample_interval",
                 format!("{i} s is outside 50ms..60s (default 1s)"),
             );
+        }
+        if let Some(Seconds(idle)) = self.sample_idle_interval {
+            // At most 2 min: with a scrape and a rule evaluation (60 s each) it stays below the
+            // sampler-stale alert's 300 s (deploy/prometheus/rules/joulebook-alerts.yml).
+            if !(0.05..=120.0).contains(&idle) {
+                return bad(
+                    "sample_idle_interval",
+                    format!("{idle} s is outside 50ms..2m (30s in the shipped configuration)"),
+                );
+            }
         }
         if parse_listen_address(&self.web.listen_address).is_err() {
             return bad(
@@ -824,6 +841,20 @@ mod tests {
     fn empty_file_is_the_defaults() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_idle_interval_is_checked_and_named() {
+        let c = Config::parse("sample_idle_interval: 2m\n").unwrap();
+        assert_eq!(c.sample_idle_interval, Some(Seconds(120.0)));
+        assert_eq!(Config::default().sample_idle_interval, None);
+        assert!(c.validate().is_ok());
+        let (key, msg) = Config::parse("sample_idle_interval: 1h\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(key, "sample_idle_interval");
+        assert!(msg.contains("3600 s is outside"), "{msg}");
     }
 
     #[test]

@@ -102,6 +102,37 @@ impl Engine {
         acc.update(unix, t, &delta, &self.jobs);
     }
 
+    /// Whether the sampler must keep to `sample_interval` (see `tick::Pace::busy`): jobs ran
+    /// at the last scan, or a job could start unseen (discovery without complete watches).
+    pub fn jobs_busy(&self) -> bool {
+        self.accounting.is_some()
+            && (!self.jobs.is_empty()
+                || self
+                    .discovery
+                    .as_ref()
+                    .is_none_or(|d| d.event_fd().is_none()))
+    }
+
+    /// What wakes the sampler for a job start or end: see [`JobDiscovery::event_fd`].
+    pub fn job_events(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.discovery.as_ref()?.event_fd()
+    }
+
+    /// A cycle without a scan, for a wake-up by a job folder event while the last scan found no
+    /// job: the energy since the last cycle goes to unallocated, since no job ran in it, so a job
+    /// that has just started gets nothing from before its start. Does nothing and returns false
+    /// when the last scan found jobs (their CPU time would have to be read: use [`Engine::cycle`]).
+    pub fn cycle_before_jobs(&mut self, t: f64, unix: f64) -> bool {
+        if !self.jobs.is_empty() {
+            return false;
+        }
+        let delta = self.sampler.cycle(t);
+        if let Some(acc) = &mut self.accounting {
+            acc.update(unix, t, &delta, &[]);
+        }
+        true
+    }
+
     /// One simulated cycle: the jobs are given instead of scanned.
     pub fn cycle_with_jobs(&mut self, t: f64, unix: f64, jobs: &[Job]) {
         let delta = self.sampler.cycle(t);
@@ -300,5 +331,113 @@ mod tests {
             assert_eq!(parse_channel_key(&k), Some((id, SourceKind::Nvml)));
         }
         assert_eq!(parse_channel_key("nope"), None);
+    }
+}
+
+/// The live schedule's wake-up on a job start (`app::sample_loop`): a cycle without a scan closes
+/// the idle interval before the scan that finds the new job.
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use crate::accounting::AccountingOptions;
+    use crate::node::NodeInfo;
+    use crate::sources::{EnergyReading, RawEnergy, Source, SourceSample};
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// One RAPL package counter, set by the test.
+    struct Meter(Arc<AtomicU64>);
+
+    impl crate::sources::Source for Meter {
+        fn kind(&self) -> SourceKind {
+            SourceKind::Rapl
+        }
+        fn sample(&mut self) -> Result<crate::sources::SourceSample, SourceError> {
+            Ok(SourceSample {
+                energy: vec![EnergyReading {
+                    channel: ChannelId::new(Domain::RaplPackage, "0"),
+                    raw: RawEnergy::Wrapping {
+                        uj: self.0.load(Ordering::SeqCst),
+                        range_uj: 1 << 40,
+                        max_watts: 500.0,
+                    },
+                }],
+                ..Default::default()
+            })
+        }
+    }
+
+    const CONTROLLERS: [&str; 5] = ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"];
+
+    /// Moves every controller's `slurm_node1` folder from `from` to `to` (under the tree root).
+    fn move_jobs(root: &Path, from: &str, to: &str) {
+        for c in CONTROLLERS {
+            let cg = root.join("sys/fs/cgroup").join(c);
+            std::fs::rename(cg.join(from), cg.join(to)).expect("rename");
+        }
+    }
+
+    /// Job 101's CPU energy and the unallocated CPU energy, J, after an idle node (30 s) sees
+    /// the job start, with the event's cycle without a scan (`pre`) or without it.
+    fn job_start(pre: bool) -> (f64, f64, f64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        joulebook_tests::copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cgroup/slurm-v1"),
+            dir.path(),
+        );
+        move_jobs(dir.path(), "slurm_node1", "later");
+        let uj = Arc::new(AtomicU64::new(0));
+        let mut node = NodeInfo::default();
+        node.cpus_by_socket.insert(0, (0..8).collect());
+        let sources: Vec<Box<dyn Source>> = vec![Box::new(Meter(uj.clone()))];
+        let sampler = Sampler::new(sources, vec![], node, None, 1.0);
+        let mut e = Engine::new(
+            sampler,
+            Some(crate::jobs::JobsOptions::under_root(dir.path())),
+            Some(AccountingOptions::default()),
+        );
+        e.cycle(0.0, 0.0);
+        uj.store(1_000_000, Ordering::SeqCst);
+        e.cycle(1.0, 1.0);
+        assert!(!e.jobs_busy(), "an idle node with watched folders");
+        // 30 s later the job's folders appear (100 W meanwhile); the event wakes the sampler.
+        uj.store(31_000_000, Ordering::SeqCst);
+        move_jobs(dir.path(), "later", "slurm_node1");
+        if pre {
+            assert!(e.cycle_before_jobs(31.0, 31.0));
+            uj.store(31_010_000, Ordering::SeqCst);
+        }
+        e.cycle(31.1, 31.1);
+        assert!(e.jobs_busy(), "jobs run");
+        assert!(!e.cycle_before_jobs(31.2, 31.2), "refused while jobs run");
+        let acc = e.accounting().expect("accounting");
+        let job = acc
+            .jobs()
+            .get("101")
+            .expect("job 101")
+            .joules(Component::Cpu);
+        let un = acc.unallocated_uj()[crate::attribution::component_index(Component::Cpu)];
+        let node_j = e
+            .sampler
+            .channel_joules(&ChannelId::new(Domain::RaplPackage, "0"));
+        (job, un as f64 / 1e6, node_j.unwrap_or(0.0))
+    }
+
+    #[test]
+    fn a_job_started_on_an_idle_node_gets_nothing_from_before_its_start() {
+        let (job, unallocated, node) = job_start(true);
+        assert!(
+            job < 0.01,
+            "job 101 got {job} J of the 10 mJ since its start"
+        );
+        // Jobs + unallocated = node (job 102 starts too and shares the last 10 mJ).
+        assert!(
+            unallocated >= 31.0 - 0.01 && unallocated <= node,
+            "{unallocated} of {node}"
+        );
+        // Without the cycle before the scan, the job is charged for the idle 30 s.
+        let (job, _, _) = job_start(false);
+        assert!(job > 1.0, "{job} J");
     }
 }

@@ -54,6 +54,10 @@ struct Cli {
     /// Interval between samples: seconds or with a unit (500ms, 2s) [default: 1s].
     #[arg(long = "sample.interval", value_name = "DURATION", value_parser = parse_duration)]
     interval: Option<f64>,
+    /// Longest wait between samples while no job runs (a job starting or ending wakes the
+    /// sampler at once) [default: the sample interval; 30s in the shipped configuration].
+    #[arg(long = "sample.idle-interval", value_name = "DURATION", value_parser = parse_duration)]
+    idle_interval: Option<f64>,
     /// RAPL source: auto (if present), on (insist), off.
     #[arg(long = "source.rapl", value_name = "SWITCH")]
     rapl: Option<Switch>,
@@ -225,6 +229,11 @@ impl Cli {
         set!(
             self.interval.map(joulebook_exporter::config::Seconds),
             cfg.sample_interval
+        );
+        set!(
+            self.idle_interval
+                .map(|s| Some(joulebook_exporter::config::Seconds(s))),
+            cfg.sample_idle_interval
         );
         set!(self.rapl, cfg.sources.rapl.enabled);
         set!(self.nvml, cfg.sources.nvml.enabled);

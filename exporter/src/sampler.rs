@@ -9,7 +9,9 @@
 use crate::energy::{Accumulator, DropReason, Step};
 use crate::node::NodeInfo;
 use crate::sources::bmc::BmcStatus;
-use crate::sources::{ChannelId, DeviceInfo, Domain, GpuInfo, Source, SourceError, SourceKind};
+use crate::sources::{
+    ChannelId, DeviceInfo, Domain, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
+};
 use joulebook_common::Component;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -163,6 +165,9 @@ pub struct Sampler {
     cpu_tdp: Option<(f64, &'static str)>,
     estimate_tdp: Option<f64>,
     interval_s: f64,
+    /// The longest wait until the next cycle that the last cycle's readings allow (see
+    /// [`Sampler::sources_limit_s`]).
+    sources_limit_s: f64,
     last_t: Option<f64>,
     disabled: Vec<SourceKind>,
     bmc: Option<BmcStatus>,
@@ -198,6 +203,7 @@ impl Sampler {
             cpu_tdp,
             estimate_tdp: None,
             interval_s,
+            sources_limit_s: interval_s,
             last_t: None,
             disabled,
             bmc: None,
@@ -245,6 +251,7 @@ impl Sampler {
     pub fn cycle(&mut self, t: f64) -> CycleDelta {
         let interval_s = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
         self.last_t = Some(t);
+        let mut limit = f64::INFINITY;
         // Whether every source that measures a component read all of it this cycle.
         let mut complete = true;
         // Deltas per channel this cycle.
@@ -291,7 +298,12 @@ impl Sampler {
             for gpu in sample.gpus {
                 self.gpus.insert(gpu.uuid.clone(), gpu);
             }
+            if kind == SourceKind::Bmc {
+                // Its `other` is matched to our cycles over the BMC's own spans: keep them short.
+                limit = limit.min(self.interval_s);
+            }
             for reading in sample.energy {
+                limit = limit.min(longest_wait_s(&reading.raw, self.interval_s));
                 let ch = self
                     .channels
                     .entry(reading.channel.clone())
@@ -327,7 +339,20 @@ impl Sampler {
                 }
             }
         }
+        // A source down may come back with any counter: until it reads again, no long wait.
+        self.sources_limit_s = if complete { limit } else { self.interval_s };
         self.add_node(&added, interval_s, complete)
+    }
+
+    /// The longest wait until the next cycle that the sources allow, from the last cycle's
+    /// readings: half the fastest wrap of each wrapping counter at its plausibility bound
+    /// (`max_energy_range_uj` ÷ the zone's maximum power, `sources.rapl.max_zone_watts`), so
+    /// that at most one wrap can happen between two readings even if a cycle comes a whole wait
+    /// late (the accumulator restarts a counter that may have wrapped twice); the sampling interval for channels that
+    /// integrate power (their accuracy depends on it) and for the BMC; no limit for counters that
+    /// do not wrap. Before the first cycle, and after one where a source failed: the interval.
+    pub fn sources_limit_s(&self) -> f64 {
+        self.sources_limit_s
     }
 
     /// Adds one cycle's channel deltas to the node components. Measured channels win over the
@@ -548,6 +573,21 @@ impl Sampler {
 }
 
 /// One log line per transition to down (or change of reason), with the fix.
+/// A channel's part of [`Sampler::sources_limit_s`].
+fn longest_wait_s(raw: &RawEnergy, interval_s: f64) -> f64 {
+    match *raw {
+        RawEnergy::Wrapping {
+            range_uj,
+            max_watts,
+            ..
+        } if max_watts.is_finite() && max_watts > 0.0 && range_uj > 0 => {
+            range_uj as f64 / 1e6 / max_watts / 2.0
+        }
+        RawEnergy::Wrapping { .. } | RawEnergy::Power { .. } => interval_s,
+        RawEnergy::Resetting { .. } => f64::INFINITY,
+    }
+}
+
 fn log_down(kind: SourceKind, e: &SourceError) {
     match &e.fix {
         Some(fix) => tracing::warn!(source = %kind, error = %e.message, fix = %fix, "source down"),
@@ -627,6 +667,61 @@ mod tests {
             .iter()
             .find(|n| n.component == c)
             .map_or(0.0, |n| n.joules)
+    }
+
+    #[test]
+    fn the_sources_bound_the_wait_by_their_fastest_wrap() {
+        // A 10 kJ counter at a 500 W bound wraps in 20 s at the fastest: 10 s between reads.
+        let zone = |range_uj| {
+            Ok(SourceSample {
+                energy: vec![EnergyReading {
+                    channel: ChannelId::new(Domain::RaplDram, "0"),
+                    raw: RawEnergy::Wrapping {
+                        uj: 0,
+                        range_uj,
+                        max_watts: 500.0,
+                    },
+                }],
+                ..Default::default()
+            })
+        };
+        let mut s = sampler(vec![
+            (SourceKind::Rapl, vec![zone(10_000_000_000)]),
+            (SourceKind::Hwmon, vec![zone(40_000_000_000)]),
+        ]);
+        assert_eq!(
+            s.sources_limit_s(),
+            1.0,
+            "the interval before the first cycle"
+        );
+        s.cycle(0.0);
+        assert_eq!(s.sources_limit_s(), 10.0, "the fastest of the zones");
+        let mut s = sampler(vec![(SourceKind::Estimate, vec![estimate(50.0)])]);
+        s.cycle(0.0);
+        assert_eq!(
+            s.sources_limit_s(),
+            1.0,
+            "power is integrated every interval"
+        );
+        let nvml = Ok(SourceSample {
+            energy: vec![EnergyReading {
+                channel: ChannelId::new(Domain::Gpu, "GPU-1"),
+                raw: RawEnergy::Resetting {
+                    uj: 5,
+                    max_watts: 700.0,
+                },
+            }],
+            ..Default::default()
+        });
+        let mut s = sampler(vec![(SourceKind::Nvml, vec![nvml])]);
+        s.cycle(0.0);
+        assert_eq!(
+            s.sources_limit_s(),
+            f64::INFINITY,
+            "a 64-bit counter sets no bound"
+        );
+        s.cycle(1.0);
+        assert_eq!(s.sources_limit_s(), 1.0, "a source down: the interval");
     }
 
     #[test]

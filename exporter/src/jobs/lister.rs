@@ -58,6 +58,9 @@ pub(crate) struct Lister {
     /// The scan that last listed each hierarchy.
     listed: [u64; HIERARCHIES],
     watcher: Watcher,
+    /// A folder listed on this scan was not watched (no watch, no descriptor to keep, an error):
+    /// an entry made in it would show only at the next listing, not as an event.
+    unwatched: bool,
 }
 
 #[derive(Debug)]
@@ -281,6 +284,22 @@ impl Lister {
         });
         self.scan = scan;
         self.relist = relist;
+        self.unwatched = false;
+    }
+
+    /// The inotify queue to wait on for job starts and ends, when every folder listed on this
+    /// scan, and every folder kept open, is watched: a job folder created or removed under any
+    /// of them then makes it readable. `None` otherwise (no inotify, a folder beyond the watch
+    /// limit or the descriptor budget, a folder that could not be listed): callers must then
+    /// look on a schedule.
+    pub(crate) fn event_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        let all = !self.unwatched && self.open.values().all(|d| d.wd.is_some());
+        self.watcher
+            .inotify
+            .as_ref()
+            .filter(|_| all)
+            .map(AsFd::as_fd)
     }
 
     /// Takes in the changes reported since the last call: the folders in which something was
@@ -323,6 +342,7 @@ impl ListCtx<'_> {
             scan,
             relist,
             watcher,
+            unwatched,
             ..
         } = &mut *self.lister;
         let key = ino.map(|i| (self.h, i));
@@ -336,6 +356,7 @@ impl ListCtx<'_> {
                 }
                 if (&d.file).seek(SeekFrom::Start(0)).is_ok() {
                     counted(Call::Rewind);
+                    *unwatched |= d.wd.is_none();
                     d.used = *scan;
                     d.entries = list_cached(&d.file, buf, d.wd.is_some(), f);
                     return true;
@@ -354,6 +375,7 @@ impl ListCtx<'_> {
             Ok(file) => file,
             Err(e) if is_gone(&e) => return true,
             Err(e) => {
+                *unwatched = true;
                 if report {
                     self.problems
                         .push(format!("cannot list {}: {e}", dir.display()));
@@ -365,6 +387,7 @@ impl ListCtx<'_> {
             Some(key) if self.fds.take() => {
                 // Watched before it is listed: an entry made in between shows as an event.
                 let wd = watcher.watch(dir, key);
+                *unwatched |= wd.is_none();
                 let entries = list_cached(&file, buf, wd.is_some(), f);
                 open.insert(
                     key,
@@ -378,6 +401,7 @@ impl ListCtx<'_> {
                 true
             }
             _ => {
+                *unwatched = true;
                 list_open(&file, buf, f);
                 true
             }

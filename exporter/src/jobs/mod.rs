@@ -396,6 +396,14 @@ impl JobDiscovery {
         self.hierarchy.as_ref().map(|h| h.mode)
     }
 
+    /// What to wait on for a job folder created or removed, when the last scan watched every
+    /// folder it listed (see `Lister::event_fd`); `None` when starts and ends are seen only by
+    /// scanning.
+    pub fn event_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.hierarchy.as_ref()?;
+        self.lister.event_fd()
+    }
+
     /// How many of the problems the last scan returned (the first ones) are the source's own:
     /// no cgroup mount, a hierarchy or the user database that cannot be read. The others are
     /// one job's bad data, which never marks the whole source down.
@@ -1233,6 +1241,41 @@ mod tests {
             d.scan(&[], &[]);
         }
         assert_eq!(d.lister.open_count(), open_dirs - 5);
+    }
+
+    /// The sampler sleeps on the event descriptor between scans: a job folder made or removed
+    /// must wake it, and a scan must take the events in, so that it sleeps again.
+    #[test]
+    fn a_job_folder_made_or_removed_wakes_the_event_descriptor() {
+        use crate::tick::{wait_woken, Stop, Woken};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("slurm-v1"), dir.path());
+        let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+        let (stop, _keep) = Stop::new().expect("stop");
+        let wait = |d: &JobDiscovery, ms| {
+            let fd = d.event_fd().expect("every folder watched");
+            wait_woken(Duration::from_millis(ms), &stop, Some(fd))
+        };
+        d.scan(&[], &[]);
+        d.scan(&[], &[]);
+        assert_eq!(wait(&d, 0), Woken::Timeout);
+        let uid = dir
+            .path()
+            .join("sys/fs/cgroup/cpu,cpuacct/slurm_node1/uid_1000");
+        std::fs::create_dir(uid.join("job_105")).expect("mkdir");
+        assert_eq!(wait(&d, 5000), Woken::Event);
+        d.scan(&[], &[]);
+        assert_eq!(wait(&d, 0), Woken::Timeout);
+        std::fs::remove_dir(uid.join("job_105")).expect("rmdir");
+        assert_eq!(wait(&d, 5000), Woken::Event);
+        d.scan(&[], &[]);
+        assert_eq!(wait(&d, 0), Woken::Timeout);
+        // A new user's first job: the uid folder appears in a watched folder.
+        std::fs::create_dir_all(uid.with_file_name("uid_1002/job_106")).expect("mkdir");
+        assert_eq!(wait(&d, 5000), Woken::Event);
+        d.scan(&[], &[]);
+        assert_eq!(wait(&d, 0), Woken::Timeout);
     }
 
     /// A job found only in a controller other than the one listed on every scan (mixed
