@@ -67,11 +67,11 @@ jb_units_removed() {
     done
 }
 
-# Purge of the exporter: generated secrets, state, runtime folder.
+# Purge of the exporter: generated secrets, state, the runtime folders the prolog writes.
 jb_exporter_purged() {
     rm -f /etc/joulebook/web.yml /etc/joulebook/prometheus.password
     rm -rf /var/lib/joulebook /var/lib/private/joulebook
-    rm -rf /run/joulebook/gpu-map
+    rm -rf /run/joulebook/gpu-map /run/joulebook/jobs
     rmdir /run/joulebook /etc/joulebook 2>/dev/null || true
 }
 
