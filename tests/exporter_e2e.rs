@@ -999,3 +999,56 @@ fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
         130.0
     );
 }
+
+/// AMD GPUs held by jobs: job 101 names its die by ROCm UUID (`ROCR_VISIBLE_DEVICES`), job 102's
+/// cgroup allows the render node of card2 (`c 226:130`); each gets its package's energy, and
+/// jobs + unallocated = node for the GPUs as for every component.
+#[test]
+fn amd_gpus_go_to_the_jobs_holding_them() {
+    let dir = copy_fixture("amd-mi250x");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES=0\0\
+         ROCR_VISIBLE_DEVICES=GPU-0A4C6F12D3B9E801\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+        "c 1:3 rwm\nc 226:130 rw\nc 195:255 rwm\n",
+    )
+    .unwrap();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("amdgpu", 2.0);
+    set_gpu_counter(root, 0, 24, 1100);
+    set_gpu_counter(root, 2, 24, 2030);
+    e.wait_samples("amdgpu", 3.0);
+    let s = e.samples();
+    let info = s.family("joulebook_job_gpu_info");
+    assert_eq!(
+        info.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [
+            "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"0a4c6f12d3b9e801\"}",
+            "joulebook_job_gpu_info{job_id=\"102\",gpu_uuid=\"1b5d7023e4cafa11\"}",
+        ]
+    );
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 100.0);
+    assert_eq!(gpu("102"), 30.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        0.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        130.0
+    );
+}

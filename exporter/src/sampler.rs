@@ -507,21 +507,37 @@ impl Sampler {
         }
     }
 
-    /// The GPU inventory for job discovery: UUID, NVML index and device minor number.
+    /// The GPU inventory for job discovery: NVML's GPUs (UUID, index, device minor), then the
+    /// AMD and Intel sources' (id, index in PCI order, DRM minors).
     pub fn gpu_refs(&self) -> Vec<crate::jobs::GpuRef> {
         let minors: BTreeMap<String, u32> = self
             .slots
             .iter()
             .flat_map(|s| s.source.gpu_minors())
             .collect();
-        self.gpus
-            .values()
+        let nvml = self.gpus.values().map(|g| crate::jobs::GpuRef {
+            uuid: g.uuid.clone(),
+            index: g.index,
+            minor: minors.get(&g.uuid).copied(),
+            ..Default::default()
+        });
+        // The sysfs GPU sources' GPUs (AMD, Intel), after NVML's.
+        let drm = self
+            .slots
+            .iter()
+            .flat_map(|s| s.source.drm_gpus())
             .map(|g| crate::jobs::GpuRef {
-                uuid: g.uuid.clone(),
+                uuid: g.id,
                 index: g.index,
-                minor: minors.get(&g.uuid).copied(),
-            })
-            .collect()
+                minor: None,
+                vendor: match g.vendor {
+                    "amd" => crate::jobs::GpuVendor::Amd,
+                    _ => crate::jobs::GpuVendor::Intel,
+                },
+                drm_minors: g.drm_minors,
+                alias: g.alias,
+            });
+        nvml.chain(drm).collect()
     }
 
     /// (GPU UUID, pid) of the processes on the GPUs, from every GPU source.
