@@ -1000,9 +1000,10 @@ fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
     );
 }
 
-/// AMD GPUs held by jobs: job 101 names its die by ROCm UUID (`ROCR_VISIBLE_DEVICES`), job 102's
-/// cgroup allows the render node of card2 (`c 226:130`); each gets its package's energy, and
-/// jobs + unallocated = node for the GPUs as for every component.
+/// AMD GPUs held by jobs: job 101 names both dies of package 0 by ROCm UUID
+/// (`ROCR_VISIBLE_DEVICES`) and gets the package's energy; job 102's cgroup allows the render
+/// node of card2 (`c 226:130`), package 1's primary die, and gets half the package: the other
+/// half, its secondary die's, is held by no job and unallocated. Jobs + unallocated = node.
 #[test]
 fn amd_gpus_go_to_the_jobs_holding_them() {
     let dir = copy_fixture("amd-mi250x");
@@ -1011,7 +1012,7 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
     std::fs::write(
         root.join("proc/2001/environ"),
         "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES=0\0\
-         ROCR_VISIBLE_DEVICES=GPU-0A4C6F12D3B9E801\0",
+         ROCR_VISIBLE_DEVICES=GPU-0A4C6F12D3B9E801,GPU-0a4c6f12d3b9e802\0",
     )
     .unwrap();
     std::fs::write(
@@ -1033,6 +1034,7 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
         info.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
         [
             "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"0a4c6f12d3b9e801\"}",
+            "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"0a4c6f12d3b9e802\"}",
             "joulebook_job_gpu_info{job_id=\"102\",gpu_uuid=\"1b5d7023e4cafa11\"}",
         ]
     );
@@ -1042,10 +1044,10 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
         ))
     };
     assert_eq!(gpu("101"), 100.0);
-    assert_eq!(gpu("102"), 30.0);
+    assert_eq!(gpu("102"), 15.0);
     assert_eq!(
         s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
-        0.0
+        15.0
     );
     assert_eq!(
         s.must("joulebook_node_joules_total{component=\"gpu\"}"),

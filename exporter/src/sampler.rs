@@ -115,6 +115,8 @@ pub fn publish(shared: &Shared, snap: Arc<Snapshot>) {
 pub struct CycleDelta {
     pub by_component: BTreeMap<Component, BTreeMap<String, u64>>,
     pub interval_s: f64,
+    /// GPUs whose energy belongs to parts that jobs hold apart (MIG instances, MI250X dies).
+    pub gpu_partitions: Vec<crate::sources::GpuPartitions>,
 }
 
 struct Slot {
@@ -341,6 +343,11 @@ impl Sampler {
     ) -> CycleDelta {
         let mut delta = CycleDelta {
             interval_s,
+            gpu_partitions: self
+                .slots
+                .iter()
+                .flat_map(|s| s.source.gpu_partitions())
+                .collect(),
             ..Default::default()
         };
         for component in Component::ALL {

@@ -26,8 +26,8 @@
 use super::gpu_metrics::{self, Energy};
 use super::hwmon;
 use super::{
-    ChannelId, DeviceInfo, Domain, DrmGpu, EnergyReading, RawEnergy, Source, SourceError,
-    SourceKind, SourceSample,
+    ChannelId, DeviceInfo, Domain, DrmGpu, EnergyReading, GpuPart, GpuPartitions, RawEnergy,
+    Source, SourceError, SourceKind, SourceSample,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -343,6 +343,31 @@ impl Source for AmdGpuSource {
             });
         }
         Ok(sample)
+    }
+
+    /// MI250X packages: the primary die's energy is the package's, shared with the secondary die
+    /// (one half each: the two dies are alike). A secondary die's primary is the die before it
+    /// in PCI address order, as the two dies of a package sit on consecutive buses behind one
+    /// switch (LUMI's and Frontier's nodes: c1/c6, c9/ce, d1/d6, d9/de).
+    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
+        let mut dies: Vec<&Gpu> = self.gpus.iter().flatten().collect();
+        dies.sort_by(|a, b| a.pci.cmp(&b.pci));
+        dies.windows(2)
+            .filter(|w| {
+                w[1].mode == Some(Mode::SecondaryDie)
+                    && ALDEBARAN.contains(&w[0].device_id)
+                    && !matches!(w[0].mode, Some(Mode::SecondaryDie) | None)
+            })
+            .map(|w| GpuPartitions {
+                device: w[0].id.clone(),
+                total_weight: 2,
+                parts: vec![GpuPart {
+                    id: w[1].id.clone(),
+                    weight: 1,
+                    activity: None,
+                }],
+            })
+            .collect()
     }
 
     /// Every die and GPU found (an MI250X's secondary die too: jobs name it), APUs included.

@@ -253,6 +253,29 @@ pub struct DrmGpu {
     pub alias: Option<String>,
 }
 
+/// A measured device whose energy belongs to parts that jobs hold apart: an NVIDIA GPU's MIG
+/// instances, an AMD GPU's compute partitions, an MI250X package's two dies. Split by
+/// [`crate::partition`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuPartitions {
+    /// The channel's device (the id the energy is measured under).
+    pub device: String,
+    /// The device's whole weight (all its SMs); what its parts do not weigh stays the device's.
+    pub total_weight: u64,
+    pub parts: Vec<GpuPart>,
+}
+
+/// One part of a [`GpuPartitions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuPart {
+    /// The id jobs name it by (`MIG-…`, a die's id).
+    pub id: String,
+    /// Its share of the device: streaming multiprocessors, compute units, 1 per die.
+    pub weight: u64,
+    /// Its measured activity over the last interval, where the device reports it.
+    pub activity: Option<u64>,
+}
+
 /// Everything a source returns from one sample.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {
@@ -329,6 +352,11 @@ pub trait Source: Send {
 
     /// For the sysfs GPU sources: the GPUs found, for the GPU → job mapping.
     fn drm_gpus(&self) -> Vec<DrmGpu> {
+        Vec::new()
+    }
+
+    /// For GPU sources: the devices whose energy is split between parts (MIG, dies).
+    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
         Vec::new()
     }
 }
