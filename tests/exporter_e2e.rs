@@ -1054,3 +1054,76 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
         130.0
     );
 }
+
+/// MIG through the real nvml-wrapper path: an A100 (98 SMs) with a 3g instance (42 SMs) held by
+/// job 101 (its MIG UUID in `CUDA_VISIBLE_DEVICES`) and a 2g instance (28 SMs) held by job 102
+/// (mapping file `0.2`: GPU 0, GPU instance 2); the 28 SMs in no instance are unallocated. The
+/// parts add up to the GPU's energy exactly.
+#[test]
+fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
+    use joulebook_tests::fake_nvml::{
+        build_fake_nvml, write_state, FakeGpu, FakeNvmlState, FakeValue,
+    };
+    let dir = slurm_node();
+    let root = dir.path();
+    let lib = build_fake_nvml(root);
+    let state_path = root.join("nvml.state");
+    let mig_a = "MIG-aaaaaaaa-1111-5000-8000-000000000000";
+    let mig_b = "MIG-bbbbbbbb-2222-5000-8000-000000000000";
+    let mut state = FakeNvmlState {
+        gpus: vec![FakeGpu::a100_mig(
+            0,
+            1_000_000,
+            &[(1, 42, mig_a), (2, 28, mig_b)],
+        )],
+        ..Default::default()
+    };
+    write_state(&state_path, &state);
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        format!("SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES={mig_a}\0"),
+    )
+    .unwrap();
+    let map = root.join("run/gpu-map");
+    std::fs::create_dir_all(&map).unwrap();
+    std::fs::write(map.join("0.2"), "102\n").unwrap();
+    let mut args = job_args(root);
+    args.retain(|a| a != "--source.nvml=off");
+    args.extend([
+        "--source.nvml=on".to_string(),
+        format!("--nvml.library={}", lib.display()),
+        format!("--jobs.gpu-mapping-dir={}", map.display()),
+        "--sample.interval=100ms".into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start_with_env(&refs, &[("FAKE_NVML_STATE", state_path.as_path())]);
+    e.wait_samples("nvml", 3.0);
+    // +98 J.
+    state.gpus[0].energy_mj = FakeValue::Value(1_098_000);
+    write_state(&state_path, &state);
+    e.wait_samples("nvml", 3.0);
+    let s = e.samples();
+    let info = s.family("joulebook_job_gpu_info");
+    assert_eq!(
+        info.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [
+            format!("joulebook_job_gpu_info{{job_id=\"101\",gpu_uuid=\"{mig_a}\"}}"),
+            format!("joulebook_job_gpu_info{{job_id=\"102\",gpu_uuid=\"{mig_b}\"}}"),
+        ]
+    );
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 42.0);
+    assert_eq!(gpu("102"), 28.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        28.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        98.0
+    );
+}

@@ -133,11 +133,13 @@ mod tests {
                     id: "MIG-1".into(),
                     weight: 42,
                     activity: Some(10),
+                    instance: None,
                 },
                 GpuPart {
                     id: "MIG-2".into(),
                     weight: 28,
                     activity: Some(30),
+                    instance: None,
                 },
             ],
         };
@@ -226,7 +228,7 @@ mod tests {
             let layout = GpuPartitions {
                 device: "GPU-x".into(),
                 total_weight: held.iter().sum::<u64>() + rest,
-                parts: held.iter().enumerate().map(|(i, &w)| GpuPart { id: format!("MIG-{i}"), weight: w, activity: None }).collect(),
+                parts: held.iter().enumerate().map(|(i, &w)| GpuPart { id: format!("MIG-{i}"), weight: w, activity: None, instance: None }).collect(),
             };
             let mut s = Splitter::default();
             for &e in &energies {

@@ -543,8 +543,26 @@ impl Sampler {
                 },
                 drm_minors: g.drm_minors,
                 alias: g.alias,
+                mig: None,
             });
-        nvml.chain(drm).collect()
+        // MIG instances of NVML's GPUs (their parts with a GPU instance id).
+        let mig: Vec<crate::jobs::GpuRef> = self
+            .slots
+            .iter()
+            .flat_map(|s| s.source.gpu_partitions())
+            .filter_map(|l| Some((self.gpus.get(&l.device)?.index, l.parts)))
+            .flat_map(|(index, parts)| {
+                parts.into_iter().filter_map(move |p| {
+                    Some(crate::jobs::GpuRef {
+                        uuid: p.id,
+                        index,
+                        mig: Some(p.instance?),
+                        ..Default::default()
+                    })
+                })
+            })
+            .collect();
+        nvml.chain(drm).chain(mig).collect()
     }
 
     /// (GPU UUID, pid) of the processes on the GPUs, from every GPU source.

@@ -24,14 +24,22 @@ const NVIDIA_CONTROL_MINORS: [u32; 2] = [254, 255];
 pub(crate) enum GpuToken<'a> {
     Index(u32),
     Uuid(&'a str),
+    /// `N.M`: GPU instance M of GPU N (a MIG instance; the physical GPU N where N has no
+    /// instance M).
+    Instance(u32, u32),
 }
 
-/// Classifies one entry: a decimal index, or a `GPU-…` / `MIG-…` UUID. Anything else (Slurm's
-/// `NoDevFiles`, `-1`, empty) is `None`.
+/// Classifies one entry: a decimal index, `N.M` (a MIG instance), or a `GPU-…` / `MIG-…` UUID.
+/// Anything else (Slurm's `NoDevFiles`, `-1`, empty) is `None`.
 pub(crate) fn token(s: &str) -> Option<GpuToken<'_>> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok().map(GpuToken::Index);
+    }
+    if let Some((n, m)) = s.split_once('.') {
+        if is_digits(n) && is_digits(m) {
+            return Some(GpuToken::Instance(n.parse().ok()?, m.parse().ok()?));
+        }
     }
     if (s.starts_with("GPU-") || s.starts_with("MIG-")) && s.len() > 4 {
         return Some(GpuToken::Uuid(s));
@@ -98,11 +106,16 @@ pub(crate) fn resolve_of<'a>(
     let mut unknown = 0usize;
     let mut first: Option<String> = None;
     for t in tokens {
+        let physical = |i: u32, g: &&GpuRef| {
+            g.index == i && g.mig.is_none() && vendor.is_none_or(|v| g.vendor == v)
+        };
         let g = match t {
-            GpuToken::Index(i) => gpus
-                .iter()
-                .find(|g| g.index == i && vendor.is_none_or(|v| g.vendor == v)),
+            GpuToken::Index(i) => gpus.iter().find(|g| physical(i, g)),
             GpuToken::Uuid(u) => gpus.iter().find(|g| g.is_named(u)),
+            GpuToken::Instance(n, m) => gpus
+                .iter()
+                .find(|g| g.index == n && g.mig == Some(m) && g.vendor == GpuVendor::Nvidia)
+                .or_else(|| gpus.iter().find(|g| physical(n, g))),
         };
         match g {
             Some(g) => {
@@ -115,6 +128,7 @@ pub(crate) fn resolve_of<'a>(
                 if first.is_none() {
                     first = Some(match t {
                         GpuToken::Index(i) => format!("GPU index {i}"),
+                        GpuToken::Instance(n, m) => format!("GPU instance {n}.{m}"),
                         GpuToken::Uuid(u) => format!("GPU {:?}", super::clip_to(u, 80)),
                     });
                 }
@@ -190,9 +204,10 @@ fn read_text<'b>(path: &Path, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
 /// (also `DCGM_HPC_JOB_MAPPING_DIR`), as a scheduler prolog writes it and its epilog removes it:
 ///
 /// - one regular file per GPU, named by the GPU's index (`0`, `1`, …: decimal digits only);
-///   dcgm-exporter ≥ 4 also accepts `<gpu>.<instance>` for a MIG instance, which joulebook
-///   attributes to the physical GPU `<gpu>`, since energy is only measured per physical GPU;
-///   as a joulebook extension a file may be named by the GPU's UUID (`GPU-…`);
+///   dcgm-exporter ≥ 4 also accepts `<gpu>.<instance>` for a MIG instance (GPU instance id
+///   `<instance>` of GPU `<gpu>`), which is that instance where NVML lists it, else the
+///   physical GPU `<gpu>`; as a joulebook extension a file may be named by the GPU's UUID
+///   (`GPU-…`, `MIG-…`);
 /// - the content is the ids of the jobs using that GPU, one per line (several lines when the
 ///   GPU is shared); surrounding whitespace and empty lines are ignored;
 /// - any other name (`README`, `.tmp` files of an atomic write) and subdirectories are ignored,
@@ -224,14 +239,8 @@ pub(crate) fn read_mapping_dir(
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let tok = match name.split_once('.') {
-            // `<gpu>.<instance>`: a MIG instance of GPU `<gpu>`.
-            Some((gpu, inst)) if is_digits(gpu) && is_digits(inst) && !name.starts_with("GPU-") => {
-                token(gpu)
-            }
-            _ if is_digits(name) || name.starts_with("GPU-") => token(name),
-            _ => None,
-        };
+        // `<gpu>`, `<gpu>.<instance>` (a MIG instance of GPU `<gpu>`), or a UUID.
+        let tok = token(name);
         let Some(tok) = tok else { continue };
         let path = entry.path();
         // The listing's entry type; a symbolic link is followed, as `is_dir` would.
@@ -401,7 +410,8 @@ mod tests {
         assert_eq!(token(" 3 "), Some(GpuToken::Index(3)));
         assert_eq!(token("GPU-abc"), Some(GpuToken::Uuid("GPU-abc")));
         assert_eq!(token("MIG-abc"), Some(GpuToken::Uuid("MIG-abc")));
-        for junk in ["NoDevFiles", "-1", "", "GPU-", "+1", "1.0"] {
+        assert_eq!(token("1.0"), Some(GpuToken::Instance(1, 0)));
+        for junk in ["NoDevFiles", "-1", "", "GPU-", "+1", "1.", ".1", "1.0.2"] {
             assert_eq!(token(junk), None, "{junk}");
         }
         assert!(all_uuids("GPU-a,GPU-b"));
@@ -555,6 +565,34 @@ mod tests {
         assert_eq!(
             parse_devices_list("c 226:* rw\n"),
             Ok(DeviceAccess::Unconstrained)
+        );
+    }
+
+    #[test]
+    fn mig_instances_by_uuid_and_by_gpu_dot_instance() {
+        let mut g = inv();
+        for (gi, uuid) in [(1, "MIG-a"), (2, "MIG-b")] {
+            g.push(GpuRef {
+                uuid: uuid.into(),
+                index: 0,
+                mig: Some(gi),
+                ..Default::default()
+            });
+        }
+        let mut problems = Vec::new();
+        let what = || "M".to_string();
+        assert_eq!(
+            resolve_list("0.2,MIG-a", &g, &what, &mut problems),
+            ["MIG-a", "MIG-b"]
+        );
+        // An index alone is the physical GPU; an instance NVML does not list is its GPU.
+        assert_eq!(resolve_list("0", &g, &what, &mut problems), ["GPU-0"]);
+        assert_eq!(resolve_list("1.3", &g, &what, &mut problems), ["GPU-1"]);
+        assert!(problems.is_empty());
+        assert!(resolve_list("9.1", &g, &what, &mut problems).is_empty());
+        assert_eq!(
+            problems,
+            ["M names GPU instance 9.1, which is not in this node's GPU inventory"]
         );
     }
 

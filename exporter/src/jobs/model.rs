@@ -98,8 +98,9 @@ pub enum CgroupMode {
 pub enum GpuMappingSource {
     /// dcgm-exporter's `--hpc-job-mapping-dir` format, written by the scheduler's prolog:
     /// one regular file per GPU, named by its index (`0`, `1`, …; decimal digits only), or
-    /// `<index>.<instance>` for a MIG instance (attributed to the physical GPU `<index>`), or —
-    /// a joulebook extension — by its UUID (`GPU-…`). The file holds the ids of the jobs using
+    /// `<index>.<instance>` for a MIG instance (GPU instance `<instance>` of GPU `<index>`; the
+    /// physical GPU where NVML lists no such instance), or — a joulebook extension — by its
+    /// UUID (`GPU-…`, `MIG-…`). The file holds the ids of the jobs using
     /// the GPU, one per line; whitespace and empty lines are ignored. Other names and
     /// subfolders are ignored, as dcgm-exporter ignores them. The only source that knows about
     /// a GPU allocated to a job and held idle when the job's environment is unreadable.
@@ -298,6 +299,9 @@ pub struct GpuRef {
     pub drm_minors: Vec<u32>,
     /// Another UUID runtimes give it (ROCm's `GPU-<unique_id>`), matched like `uuid`.
     pub alias: Option<String>,
+    /// A MIG instance: its GPU instance id (`uuid` is its `MIG-…` UUID, `index` its physical
+    /// GPU's). Named by UUID or as `<index>.<instance>`, never by an index alone.
+    pub mig: Option<u32>,
 }
 
 impl GpuRef {

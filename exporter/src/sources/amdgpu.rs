@@ -365,6 +365,7 @@ impl Source for AmdGpuSource {
                     id: w[1].id.clone(),
                     weight: 1,
                     activity: None,
+                    instance: None,
                 }],
             })
             .collect()

@@ -274,6 +274,8 @@ pub struct GpuPart {
     pub weight: u64,
     /// Its measured activity over the last interval, where the device reports it.
     pub activity: Option<u64>,
+    /// A MIG instance's GPU instance id (the `M` of `N.M` in the mapping directory).
+    pub instance: Option<u32>,
 }
 
 /// Everything a source returns from one sample.
