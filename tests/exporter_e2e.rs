@@ -1127,3 +1127,49 @@ fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
         98.0
     );
 }
+
+/// Intel GPUs held by jobs: job 101's `ZE_AFFINITY_MASK=0.1` (tile 1 of Level Zero device 0, the
+/// first discrete GPU in PCI order) and job 102's cgroup allowing `renderD130` (card2). Each gets
+/// its card's energy; jobs + unallocated = node.
+#[test]
+fn intel_gpus_go_to_the_jobs_holding_them() {
+    let dir = copy_fixture("intel-gpus");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES=0\0ZE_AFFINITY_MASK=0.1\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+        "c 1:3 rwm\nc 226:130 rw\n",
+    )
+    .unwrap();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("intel_gpu", 2.0);
+    let xe = root.join("sys/class/drm/card1/device/hwmon/hwmon6");
+    let i915 = root.join("sys/class/drm/card2/device/hwmon");
+    write_value(&xe.join("energy1_input"), 120_000_000 + 30_000_000);
+    write_value(&i915.join("hwmon7/energy1_input"), 300_000_000 + 10_000_000);
+    e.wait_samples("intel_gpu", 3.0);
+    let s = e.samples();
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 30.0);
+    assert_eq!(gpu("102"), 10.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        0.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        40.0
+    );
+}
