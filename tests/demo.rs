@@ -36,6 +36,11 @@ fn the_demo_runs_the_whole_pipeline_and_stops_what_it_started() {
         json.contains("testlab"),
         "the report is about the simulated cluster"
     );
+    // The mixed cluster: the AMD node's GPUs are in the report's GPU section by model.
+    assert!(
+        json.contains("AMD Instinct MI300X"),
+        "no AMD GPU in the report"
+    );
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("Unallocated"), "{md}");
     // The summary names every part of the pipeline once.

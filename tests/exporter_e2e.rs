@@ -1053,3 +1053,177 @@ fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
         130.0
     );
 }
+
+/// AMD GPUs held by jobs: job 101 names both dies of package 0 by ROCm UUID
+/// (`ROCR_VISIBLE_DEVICES`) and gets the package's energy; job 102's cgroup allows the render
+/// node of card2 (`c 226:130`), package 1's primary die, and gets half the package: the other
+/// half, its secondary die's, is held by no job and unallocated. Jobs + unallocated = node.
+#[test]
+fn amd_gpus_go_to_the_jobs_holding_them() {
+    let dir = copy_fixture("amd-mi250x");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES=0\0\
+         ROCR_VISIBLE_DEVICES=GPU-0A4C6F12D3B9E801,GPU-0a4c6f12d3b9e802\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+        "c 1:3 rwm\nc 226:130 rw\nc 195:255 rwm\n",
+    )
+    .unwrap();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("amdgpu", 2.0);
+    set_gpu_counter(root, 0, 24, 1100);
+    set_gpu_counter(root, 2, 24, 2030);
+    e.wait_samples("amdgpu", 3.0);
+    let s = e.samples();
+    let info = s.family("joulebook_job_gpu_info");
+    assert_eq!(
+        info.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [
+            "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"0a4c6f12d3b9e801\"}",
+            "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"0a4c6f12d3b9e802\"}",
+            "joulebook_job_gpu_info{job_id=\"102\",gpu_uuid=\"1b5d7023e4cafa11\"}",
+        ]
+    );
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 100.0);
+    assert_eq!(gpu("102"), 15.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        15.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        130.0
+    );
+}
+
+/// MIG through the real nvml-wrapper path: an A100 (98 SMs) with a 3g instance (42 SMs) held by
+/// job 101 (its MIG UUID in `CUDA_VISIBLE_DEVICES`) and a 2g instance (28 SMs) held by job 102
+/// (mapping file `0.2`: GPU 0, GPU instance 2); the 28 SMs in no instance are unallocated. The
+/// parts add up to the GPU's energy exactly.
+#[test]
+fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
+    use joulebook_tests::fake_nvml::{
+        build_fake_nvml, write_state, FakeGpu, FakeNvmlState, FakeValue,
+    };
+    let dir = slurm_node();
+    let root = dir.path();
+    let lib = build_fake_nvml(root);
+    let state_path = root.join("nvml.state");
+    let mig_a = "MIG-aaaaaaaa-1111-5000-8000-000000000000";
+    let mig_b = "MIG-bbbbbbbb-2222-5000-8000-000000000000";
+    let mut state = FakeNvmlState {
+        gpus: vec![FakeGpu::a100_mig(
+            0,
+            1_000_000,
+            &[(1, 42, mig_a), (2, 28, mig_b)],
+        )],
+        ..Default::default()
+    };
+    write_state(&state_path, &state);
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        format!("SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES={mig_a}\0"),
+    )
+    .unwrap();
+    let map = root.join("run/gpu-map");
+    std::fs::create_dir_all(&map).unwrap();
+    std::fs::write(map.join("0.2"), "102\n").unwrap();
+    let mut args = job_args(root);
+    args.retain(|a| a != "--source.nvml=off");
+    args.extend([
+        "--source.nvml=on".to_string(),
+        format!("--nvml.library={}", lib.display()),
+        format!("--jobs.gpu-mapping-dir={}", map.display()),
+        "--sample.interval=100ms".into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start_with_env(&refs, &[("FAKE_NVML_STATE", state_path.as_path())]);
+    e.wait_samples("nvml", 3.0);
+    // +98 J.
+    state.gpus[0].energy_mj = FakeValue::Value(1_098_000);
+    write_state(&state_path, &state);
+    e.wait_samples("nvml", 3.0);
+    let s = e.samples();
+    let info = s.family("joulebook_job_gpu_info");
+    assert_eq!(
+        info.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [
+            format!("joulebook_job_gpu_info{{job_id=\"101\",gpu_uuid=\"{mig_a}\"}}"),
+            format!("joulebook_job_gpu_info{{job_id=\"102\",gpu_uuid=\"{mig_b}\"}}"),
+        ]
+    );
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 42.0);
+    assert_eq!(gpu("102"), 28.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        28.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        98.0
+    );
+}
+
+/// Intel GPUs held by jobs: job 101's `ZE_AFFINITY_MASK=0.1` (tile 1 of Level Zero device 0, the
+/// first discrete GPU in PCI order) and job 102's cgroup allowing `renderD130` (card2). Each gets
+/// its card's energy; jobs + unallocated = node.
+#[test]
+fn intel_gpus_go_to_the_jobs_holding_them() {
+    let dir = copy_fixture("intel-gpus");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES=0\0ZE_AFFINITY_MASK=0.1\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+        "c 1:3 rwm\nc 226:130 rw\n",
+    )
+    .unwrap();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("intel_gpu", 2.0);
+    let xe = root.join("sys/class/drm/card1/device/hwmon/hwmon6");
+    let i915 = root.join("sys/class/drm/card2/device/hwmon");
+    write_value(&xe.join("energy1_input"), 120_000_000 + 30_000_000);
+    write_value(&i915.join("hwmon7/energy1_input"), 300_000_000 + 10_000_000);
+    e.wait_samples("intel_gpu", 3.0);
+    let s = e.samples();
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 30.0);
+    assert_eq!(gpu("102"), 10.0);
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        0.0
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        40.0
+    );
+}

@@ -78,6 +78,23 @@ pub struct FakeGpu {
     pub graphics_pids: Vec<u32>,
     /// Fell off the bus: every call on this GPU returns `NVML_ERROR_GPU_IS_LOST`.
     pub lost: bool,
+    /// `nvmlDeviceGetAttributes_v2`'s `multiprocessorCount`; `None`: not supported.
+    pub sms: Option<u32>,
+    /// MIG mode (`nvmlDeviceGetMigMode`); `None`: a GPU without MIG (not supported).
+    pub mig: Option<bool>,
+    /// Its MIG devices, by MIG device index.
+    pub mig_instances: Vec<FakeMig>,
+}
+
+/// A MIG device of a fake GPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeMig {
+    /// `nvmlDeviceGetGpuInstanceId`.
+    pub gpu_instance: u32,
+    /// Its `multiprocessorCount`.
+    pub sms: u32,
+    /// `MIG-…`.
+    pub uuid: String,
 }
 
 impl FakeGpu {
@@ -94,6 +111,28 @@ impl FakeGpu {
             compute_pids: Vec::new(),
             graphics_pids: Vec::new(),
             lost: false,
+            sms: None,
+            mig: None,
+            mig_instances: Vec::new(),
+        }
+    }
+
+    /// An A100 (98 SMs, 7 slices of 14) in MIG mode with the given instances
+    /// (GPU instance id, SMs, UUID).
+    pub fn a100_mig(n: u32, energy_mj: u64, instances: &[(u32, u32, &str)]) -> FakeGpu {
+        FakeGpu {
+            name: "NVIDIA A100-SXM4-80GB".into(),
+            sms: Some(98),
+            mig: Some(true),
+            mig_instances: instances
+                .iter()
+                .map(|&(gpu_instance, sms, uuid)| FakeMig {
+                    gpu_instance,
+                    sms,
+                    uuid: uuid.into(),
+                })
+                .collect(),
+            ..FakeGpu::h100(n, energy_mj)
         }
     }
 }
@@ -132,6 +171,15 @@ impl FakeNvmlState {
             let _ = writeln!(s, "graphics_pids={}", pids(&g.graphics_pids));
             if g.lost {
                 let _ = writeln!(s, "lost=1");
+            }
+            if let Some(sms) = g.sms {
+                let _ = writeln!(s, "sms={sms}");
+            }
+            if let Some(mig) = g.mig {
+                let _ = writeln!(s, "mig={}", u8::from(mig));
+            }
+            for m in &g.mig_instances {
+                let _ = writeln!(s, "mig_instance={} {} {}", m.gpu_instance, m.sms, m.uuid);
             }
         }
         s
@@ -191,6 +239,11 @@ mod tests {
             "nvmlShutdown",
             "nvmlDeviceGetTotalEnergyConsumption",
             "nvmlDeviceGetPciInfo_v3",
+            "nvmlDeviceGetMigMode",
+            "nvmlDeviceGetMaxMigDeviceCount",
+            "nvmlDeviceGetMigDeviceHandleByIndex",
+            "nvmlDeviceGetGpuInstanceId",
+            "nvmlDeviceGetAttributes_v2",
         ] {
             assert!(
                 bytes.windows(symbol.len()).any(|w| w == symbol.as_bytes()),

@@ -585,3 +585,30 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.yaml"));
 }
+
+/// The mixed cluster: the AMD node's GPUs are measured by the amdgpu source (no NVML there), and
+/// jobs on it are charged GPU energy.
+#[test]
+fn the_amd_node_measures_its_gpus_and_charges_its_jobs() {
+    let run = small();
+    let lines = samples(&run.text);
+    let on_amd = |l: &&Line| l.labels.get("instance").map(String::as_str) == Some("mi30001:9977");
+    let amd: Vec<&Line> = lines.iter().filter(on_amd).collect();
+    assert!(
+        amd.iter()
+            .any(|l| l.name == "joulebook_amdgpu_joules_total" && l.value > 0.0),
+        "no amdgpu energy on mi30001"
+    );
+    assert!(
+        !amd.iter().any(|l| l.name == "joulebook_gpu_joules_total"),
+        "NVML series on the AMD node"
+    );
+    assert!(
+        amd.iter().any(|l| l.name == "joulebook_job_joules_total"
+            && l.labels["component"] == "gpu"
+            && l.value > 0.0),
+        "no job charged GPU energy on mi30001"
+    );
+    assert!(amd.iter().any(|l| l.name == "joulebook_energy_device_info"
+        && l.labels.get("model").map(String::as_str) == Some("AMD Instinct MI300X")));
+}

@@ -134,6 +134,8 @@ pub struct Accounting {
     /// Energy of jobs already dropped after their grace period, µJ: with it, jobs + unallocated
     /// can be checked against the node's totals at any time.
     retired: [u64; 4],
+    /// Remainders of the GPUs split between their parts (MIG instances, dies).
+    splitter: crate::partition::Splitter,
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -287,6 +289,7 @@ impl Accounting {
             retired: [0; 4],
             cpu_deltas: Vec::new(),
             order: Vec::new(),
+            splitter: Default::default(),
         }
     }
 
@@ -377,7 +380,15 @@ impl Accounting {
         let node_delta = NodeDelta {
             cpu_by_socket: by_socket(c.get(&Component::Cpu), &self.topology),
             dram_by_socket: by_socket(c.get(&Component::Dram), &self.topology),
-            gpu_by_uuid: c.get(&Component::Gpu).cloned().unwrap_or_default(),
+            gpu_by_uuid: {
+                let mut g = c.get(&Component::Gpu).cloned().unwrap_or_default();
+                self.splitter.apply(
+                    &mut g,
+                    &delta.gpu_partitions,
+                    self.opts.policy == CpuPolicy::UsageAboveBaseline,
+                );
+                g
+            },
             other: c
                 .get(&Component::Other)
                 .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),

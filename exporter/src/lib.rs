@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod partition;
 pub mod sampler;
 pub mod server;
 pub mod simulate;

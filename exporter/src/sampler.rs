@@ -117,6 +117,8 @@ pub fn publish(shared: &Shared, snap: Arc<Snapshot>) {
 pub struct CycleDelta {
     pub by_component: BTreeMap<Component, BTreeMap<String, u64>>,
     pub interval_s: f64,
+    /// GPUs whose energy belongs to parts that jobs hold apart (MIG instances, MI250X dies).
+    pub gpu_partitions: Vec<crate::sources::GpuPartitions>,
 }
 
 struct Slot {
@@ -366,6 +368,11 @@ impl Sampler {
     ) -> CycleDelta {
         let mut delta = CycleDelta {
             interval_s,
+            gpu_partitions: self
+                .slots
+                .iter()
+                .flat_map(|s| s.source.gpu_partitions())
+                .collect(),
             ..Default::default()
         };
         for component in Component::ALL {
@@ -532,21 +539,55 @@ impl Sampler {
         }
     }
 
-    /// The GPU inventory for job discovery: UUID, NVML index and device minor number.
+    /// The GPU inventory for job discovery: NVML's GPUs (UUID, index, device minor), then the
+    /// AMD and Intel sources' (id, index in PCI order, DRM minors).
     pub fn gpu_refs(&self) -> Vec<crate::jobs::GpuRef> {
         let minors: BTreeMap<String, u32> = self
             .slots
             .iter()
             .flat_map(|s| s.source.gpu_minors())
             .collect();
-        self.gpus
-            .values()
+        let nvml = self.gpus.values().map(|g| crate::jobs::GpuRef {
+            uuid: g.uuid.clone(),
+            index: g.index,
+            minor: minors.get(&g.uuid).copied(),
+            ..Default::default()
+        });
+        // The sysfs GPU sources' GPUs (AMD, Intel), after NVML's.
+        let drm = self
+            .slots
+            .iter()
+            .flat_map(|s| s.source.drm_gpus())
             .map(|g| crate::jobs::GpuRef {
-                uuid: g.uuid.clone(),
+                uuid: g.id,
                 index: g.index,
-                minor: minors.get(&g.uuid).copied(),
+                minor: None,
+                vendor: match g.vendor {
+                    "amd" => crate::jobs::GpuVendor::Amd,
+                    _ => crate::jobs::GpuVendor::Intel,
+                },
+                drm_minors: g.drm_minors,
+                alias: g.alias,
+                mig: None,
+            });
+        // MIG instances of NVML's GPUs (their parts with a GPU instance id).
+        let mig: Vec<crate::jobs::GpuRef> = self
+            .slots
+            .iter()
+            .flat_map(|s| s.source.gpu_partitions())
+            .filter_map(|l| Some((self.gpus.get(&l.device)?.index, l.parts)))
+            .flat_map(|(index, parts)| {
+                parts.into_iter().filter_map(move |p| {
+                    Some(crate::jobs::GpuRef {
+                        uuid: p.id,
+                        index,
+                        mig: Some(p.instance?),
+                        ..Default::default()
+                    })
+                })
             })
-            .collect()
+            .collect();
+        nvml.chain(drm).chain(mig).collect()
     }
 
     /// (GPU UUID, pid) of the processes on the GPUs, from every GPU source.

@@ -24,6 +24,7 @@ fn inventory() -> Vec<GpuRef> {
             uuid: uuid.to_string(),
             index,
             minor: Some(minor),
+            ..Default::default()
         })
         .collect()
 }
@@ -518,7 +519,7 @@ fn mapping_directory_gives_gpus_held_idle() {
     assert_eq!(
         problems(&r, &root),
         vec![
-            "GPU mapping file ROOT/run/dcgm-job-map/7 names GPU index 7, which NVML does not list on this node"
+            "GPU mapping file ROOT/run/dcgm-job-map/7 names GPU index 7, which is not in this node's GPU inventory"
         ]
     );
     let j801 = Job {
@@ -603,7 +604,7 @@ fn garbage_files_are_reported_by_path_and_a_vanished_job_is_skipped_silently() {
             format!("{c}/cpuset/{j}/cpuset.cpus: expected a CPU list such as \"0-3,8\", found \"zz-3\\n\" (not a CPU number)"),
             format!("{c}/cpuacct/{j}/cpuacct.usage: expected a CPU time in nanoseconds, found \"lots\\n\""),
             format!("{c}/memory/{j}/memory.limit_in_bytes: expected a byte count or \"max\", found \"-1\\n\""),
-            "SLURM_JOB_GPUS of slurm job 1001 names GPU index 7, which NVML does not list on this node".to_string(),
+            "SLURM_JOB_GPUS of slurm job 1001 names GPU index 7, which is not in this node's GPU inventory".to_string(),
             format!("{c}/devices/{j}/devices.list: expected lines such as \"c 195:0 rwm\", found \"garbage\""),
         ]
     );

@@ -114,7 +114,7 @@ proptest! {
             let mut opts = JobsOptions::under_root(&root);
             opts.mapping_dir = Some(root.join("run/dcgm-job-map"));
             let mut d = JobDiscovery::new(opts);
-            let gpus: Vec<GpuRef> = (0..4).map(|i| GpuRef { uuid: format!("GPU-{i}"), index: i, minor: Some(i) }).collect();
+            let gpus: Vec<GpuRef> = (0..4).map(|i| GpuRef { uuid: format!("GPU-{i}"), index: i, minor: Some(i), ..Default::default() }).collect();
             for _ in 0..2 {
                 let r = d.scan(&gpus, &[("GPU-0".into(), 2001)]);
                 for p in &r.problems {

@@ -8,7 +8,10 @@
  *   nvmlDeviceGetName, nvmlDeviceGetPciInfo_v3, nvmlDeviceGetMinorNumber,
  *   nvmlDeviceGetTotalEnergyConsumption, nvmlDeviceGetPowerUsage,
  *   nvmlDeviceGetEnforcedPowerLimit, nvmlDeviceGetComputeRunningProcesses_v3,
- *   nvmlDeviceGetGraphicsRunningProcesses_v3
+ *   nvmlDeviceGetGraphicsRunningProcesses_v3, and for MIG: nvmlDeviceGetMigMode,
+ *   nvmlDeviceGetMaxMigDeviceCount, nvmlDeviceGetMigDeviceHandleByIndex,
+ *   nvmlDeviceGetGpuInstanceId, nvmlDeviceGetAttributes_v2 (multiprocessorCount), and
+ *   nvmlDeviceGetUUID on a MIG device handle
  *
  * Build: cc -shared -fPIC -O1 -o libnvidia-ml.so.1 fake_nvml.c
  *
@@ -45,6 +48,13 @@
  *   graphics_pids=P,P,...  nvmlDeviceGetGraphicsRunningProcesses_v3 (default none)
  *   lost=1                 every call on this GPU returns NVML_ERROR_GPU_IS_LOST ("fell off the
  *                          bus"); getting its handle still works, as it does with the real library
+ *   sms=N                  nvmlDeviceGetAttributes_v2's multiprocessorCount (default !not_supported)
+ *   mig=0|1                nvmlDeviceGetMigMode's current mode (default: !not_supported, a GPU
+ *                          without MIG); nvmlDeviceGetMaxMigDeviceCount is 7 when set
+ *   mig_instance=GI SMS UUID  one MIG device (at most 7, in order: MIG device index 0, 1, ...):
+ *                          its GPU instance id, its multiprocessorCount and its UUID (MIG-...).
+ *                          A MIG device handle is 0x10000 + 16 * GPU index + MIG index; the calls
+ *                          above on it answer for the instance.
  *
  * Example:
  *   init=ok
@@ -104,6 +114,8 @@ typedef struct {
 } nvmlProcessInfo_t;
 
 #define MAX_GPUS 16
+#define MAX_MIG 7
+#define MIG_HANDLE_BASE 0x10000
 #define MAX_PIDS 64
 #define STR_LEN 96
 
@@ -115,10 +127,26 @@ typedef struct {
 } field_t;
 
 typedef struct {
+    unsigned int gi, sms;
+    char uuid[STR_LEN];
+} mig_t;
+
+typedef struct {
     field_t uuid, name, bus_id, minor, energy_mj, power_mw, limit_mw;
     field_t compute_pids, graphics_pids;
+    field_t sms, mig;
     int lost;
+    int mig_count;
+    mig_t migs[MAX_MIG];
 } gpu_t;
+
+/* nvmlDeviceAttributes_t, as in nvml.h. */
+typedef struct {
+    unsigned int multiprocessorCount, sharedCopyEngineCount, sharedDecoderCount,
+        sharedEncoderCount, sharedJpegCount, sharedOfaCount, gpuInstanceSliceCount,
+        computeInstanceSliceCount;
+    unsigned long long memorySizeMB;
+} nvmlDeviceAttributes_t;
 
 typedef struct {
     int ok; /* 0 when the state file is missing or unreadable */
@@ -197,6 +225,8 @@ static void default_gpu(gpu_t *g, int index) {
     set_err(&g->limit_mw, NVML_ERROR_NOT_SUPPORTED);
     set_str(&g->compute_pids, "");
     set_str(&g->graphics_pids, "");
+    set_err(&g->sms, NVML_ERROR_NOT_SUPPORTED);
+    set_err(&g->mig, NVML_ERROR_NOT_SUPPORTED);
 }
 
 static void load_state(state_t *st) {
@@ -245,6 +275,12 @@ static void load_state(state_t *st) {
         else if (strcmp(key, "compute_pids") == 0) set_value(&g->compute_pids, value);
         else if (strcmp(key, "graphics_pids") == 0) set_value(&g->graphics_pids, value);
         else if (strcmp(key, "lost") == 0) g->lost = strcmp(value, "0") != 0;
+        else if (strcmp(key, "sms") == 0) set_value(&g->sms, value);
+        else if (strcmp(key, "mig") == 0) set_value(&g->mig, value);
+        else if (strcmp(key, "mig_instance") == 0 && g->mig_count < MAX_MIG) {
+            mig_t *m = &g->migs[g->mig_count];
+            if (sscanf(value, "%u %u %95s", &m->gi, &m->sms, m->uuid) == 3) g->mig_count++;
+        }
     }
     fclose(f);
 }
@@ -257,9 +293,17 @@ static nvmlReturn_t copy_out(const char *s, char *out, unsigned int length) {
     return NVML_SUCCESS;
 }
 
-/* Loads the state and finds the GPU behind a handle; sets *ret when the call must fail. */
-static gpu_t *lookup(state_t *st, nvmlDevice_t device, nvmlReturn_t *ret) {
+/* Loads the state and finds the GPU behind a handle; sets *ret when the call must fail. A MIG
+ * device handle finds its parent GPU and sets *mig to the instance (else *mig is NULL). */
+static gpu_t *lookup_mig(state_t *st, nvmlDevice_t device, nvmlReturn_t *ret, mig_t **mig) {
     uintptr_t index = (uintptr_t)device;
+    uintptr_t k = 0;
+    int is_mig = index >= MIG_HANDLE_BASE;
+    if (is_mig) {
+        k = (index - MIG_HANDLE_BASE) % 16;
+        index = (index - MIG_HANDLE_BASE) / 16 + 1;
+    }
+    *mig = NULL;
     load_state(st);
     if (init_refcount <= 0) {
         *ret = NVML_ERROR_UNINITIALIZED;
@@ -277,8 +321,26 @@ static gpu_t *lookup(state_t *st, nvmlDevice_t device, nvmlReturn_t *ret) {
         *ret = NVML_ERROR_GPU_IS_LOST;
         return NULL;
     }
+    if (is_mig) {
+        if (k >= (uintptr_t)st->gpus[index - 1].mig_count) {
+            *ret = NVML_ERROR_INVALID_ARGUMENT;
+            return NULL;
+        }
+        *mig = &st->gpus[index - 1].migs[k];
+    }
     *ret = NVML_SUCCESS;
     return &st->gpus[index - 1];
+}
+
+/* A physical GPU's handle only. */
+static gpu_t *lookup(state_t *st, nvmlDevice_t device, nvmlReturn_t *ret) {
+    mig_t *mig;
+    gpu_t *g = lookup_mig(st, device, ret, &mig);
+    if (g != NULL && mig != NULL) {
+        *ret = NVML_ERROR_NOT_SUPPORTED;
+        return NULL;
+    }
+    return g;
 }
 
 static nvmlReturn_t do_init(void) {
@@ -387,7 +449,75 @@ static nvmlReturn_t get_uint(nvmlDevice_t device, size_t offset, unsigned int *o
 }
 
 nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
+    if ((uintptr_t)device >= MIG_HANDLE_BASE) {
+        state_t st;
+        nvmlReturn_t ret;
+        mig_t *mig;
+        if (lookup_mig(&st, device, &ret, &mig) == NULL) return ret;
+        return copy_out(mig->uuid, uuid, length);
+    }
     return get_string(device, offsetof(gpu_t, uuid), uuid, length);
+}
+
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *current, unsigned int *pending) {
+    unsigned int mode = 0;
+    nvmlReturn_t ret = get_uint(device, offsetof(gpu_t, mig), &mode);
+    if (ret != NVML_SUCCESS) return ret;
+    if (current == NULL || pending == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    *current = mode;
+    *pending = mode;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) {
+    unsigned int mode = 0;
+    nvmlReturn_t ret = get_uint(device, offsetof(gpu_t, mig), &mode);
+    if (ret != NVML_SUCCESS) return ret;
+    if (count == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    *count = MAX_MIG;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                 nvmlDevice_t *mig) {
+    state_t st;
+    nvmlReturn_t ret;
+    gpu_t *g = lookup(&st, device, &ret);
+    if (g == NULL) return ret;
+    if (g->mig.err != NVML_SUCCESS) return g->mig.err;
+    if (mig == NULL || index >= MAX_MIG) return NVML_ERROR_INVALID_ARGUMENT;
+    /* As the real library: an index without a MIG device is not found. */
+    if (g->mig.num == 0 || index >= (unsigned int)g->mig_count) return NVML_ERROR_NOT_FOUND;
+    *mig = (nvmlDevice_t)(uintptr_t)(MIG_HANDLE_BASE + 16 * ((uintptr_t)device - 1) + index);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id) {
+    state_t st;
+    nvmlReturn_t ret;
+    mig_t *mig;
+    if (lookup_mig(&st, device, &ret, &mig) == NULL) return ret;
+    if (mig == NULL) return NVML_ERROR_NOT_SUPPORTED;
+    if (id == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    *id = mig->gi;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttributes_t *attrs) {
+    state_t st;
+    nvmlReturn_t ret;
+    mig_t *mig;
+    gpu_t *g = lookup_mig(&st, device, &ret, &mig);
+    if (g == NULL) return ret;
+    if (attrs == NULL) return NVML_ERROR_INVALID_ARGUMENT;
+    memset(attrs, 0, sizeof *attrs);
+    if (mig != NULL) {
+        attrs->multiprocessorCount = mig->sms;
+        return NVML_SUCCESS;
+    }
+    if (g->sms.err != NVML_SUCCESS) return g->sms.err;
+    attrs->multiprocessorCount = (unsigned int)g->sms.num;
+    return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {

@@ -92,7 +92,7 @@ impl Statics {
 /// What a `devices.list` read found (the job's, else its steps').
 #[derive(Debug)]
 pub(super) struct Devices {
-    pub(super) minors: Vec<u32>,
+    pub(super) minors: Vec<(u32, u32)>,
     pub(super) problems: Vec<String>,
     pub(super) path: PathBuf,
 }

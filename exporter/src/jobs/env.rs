@@ -26,6 +26,15 @@ pub(crate) struct JobEnv {
     /// `CUDA_VISIBLE_DEVICES`: indices that may be renumbered from 0 inside a device-constrained
     /// job, or `GPU-…` UUIDs.
     pub cuda_visible_devices: Option<String>,
+    /// `ROCR_VISIBLE_DEVICES` (AMD: indices among the AMD GPUs the job sees, or ROCm's
+    /// `GPU-<unique_id>` UUIDs), as Slurm sets it for AMD GPUs.
+    pub rocr_visible_devices: Option<String>,
+    /// `HIP_VISIBLE_DEVICES` (AMD: indices), used without `ROCR_VISIBLE_DEVICES` only (with
+    /// it, HIP numbers the GPUs ROCr left visible).
+    pub hip_visible_devices: Option<String>,
+    /// `ZE_AFFINITY_MASK` (Intel Level Zero: `N` or `N.M`, tile M of device N), as Slurm sets
+    /// it for Intel GPUs.
+    pub ze_affinity_mask: Option<String>,
 }
 
 /// The variables read per scheduler, and the one whose value must equal the job id: a process
@@ -117,6 +126,12 @@ pub(crate) fn parse_environ(bytes: &[u8], scheduler: Scheduler, id: &str) -> Opt
             set(&mut env.user);
         } else if k == b"CUDA_VISIBLE_DEVICES" {
             set_list(&mut env.cuda_visible_devices);
+        } else if k == b"ROCR_VISIBLE_DEVICES" {
+            set_list(&mut env.rocr_visible_devices);
+        } else if k == b"HIP_VISIBLE_DEVICES" {
+            set_list(&mut env.hip_visible_devices);
+        } else if k == b"ZE_AFFINITY_MASK" {
+            set_list(&mut env.ze_affinity_mask);
         } else if let Some(i) = keys.gpus.iter().position(|key| key.as_bytes() == k) {
             set_list(&mut gpus[i]);
         }
@@ -213,6 +228,20 @@ mod tests {
             parse_environ(&environ(&["PATH=/bin"]), Scheduler::Slurm, "42"),
             None
         );
+    }
+
+    #[test]
+    fn amd_and_intel_runtime_variables() {
+        let e = environ(&[
+            "SLURM_JOB_ID=7",
+            "ROCR_VISIBLE_DEVICES=0,1",
+            "HIP_VISIBLE_DEVICES=1",
+            "ZE_AFFINITY_MASK=0.1",
+        ]);
+        let env = parse_environ(&e, Scheduler::Slurm, "7").expect("env");
+        assert_eq!(env.rocr_visible_devices.as_deref(), Some("0,1"));
+        assert_eq!(env.hip_visible_devices.as_deref(), Some("1"));
+        assert_eq!(env.ze_affinity_mask.as_deref(), Some("0.1"));
     }
 
     #[test]

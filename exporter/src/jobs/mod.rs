@@ -93,8 +93,8 @@ pub use cpuset::{format_cpu_list, parse_cpu_list, CpuListError, MAX_CPU_ID};
 use model::set_text;
 pub(crate) use model::{clip, clip_to, JobId, JobKey};
 pub use model::{
-    CgroupMode, GpuMappingSource, GpuRef, Job, JobsError, MetadataSource, ScanResult, Scheduler,
-    DEFAULT_RECORD_DIR, MAX_GPU_LIST_BYTES, MAX_LABEL_BYTES,
+    CgroupMode, GpuMappingSource, GpuRef, GpuVendor, Job, JobsError, MetadataSource, ScanResult,
+    Scheduler, DEFAULT_RECORD_DIR, MAX_GPU_LIST_BYTES, MAX_LABEL_BYTES,
 };
 use read::Ctx;
 

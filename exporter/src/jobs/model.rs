@@ -98,8 +98,9 @@ pub enum CgroupMode {
 pub enum GpuMappingSource {
     /// dcgm-exporter's `--hpc-job-mapping-dir` format, written by the scheduler's prolog:
     /// one regular file per GPU, named by its index (`0`, `1`, …; decimal digits only), or
-    /// `<index>.<instance>` for a MIG instance (attributed to the physical GPU `<index>`), or —
-    /// a joulebook extension — by its UUID (`GPU-…`). The file holds the ids of the jobs using
+    /// `<index>.<instance>` for a MIG instance (GPU instance `<instance>` of GPU `<index>`; the
+    /// physical GPU where NVML lists no such instance), or — a joulebook extension — by its
+    /// UUID (`GPU-…`, `MIG-…`). The file holds the ids of the jobs using
     /// the GPU, one per line; whitespace and empty lines are ignored. Other names and
     /// subfolders are ignored, as dcgm-exporter ignores them. The only source that knows about
     /// a GPU allocated to a job and held idle when the job's environment is unreadable.
@@ -118,7 +119,16 @@ pub enum GpuMappingSource {
     CudaVisibleDevices,
     /// The cgroup v1 `devices.list` of the job: `c 195:<minor> …` lines, matched to
     /// [`GpuRef::minor`]; `/dev/nvidiactl` (255) and `/dev/nvidia-modeset` (254) are not GPUs.
+    /// `c 226:<minor> …` lines (`/dev/dri/card<N>`, `renderD<M>`) are matched to
+    /// [`GpuRef::drm_minors`] (AMD and Intel GPUs).
     DevicesList,
+    /// `ROCR_VISIBLE_DEVICES` (else `HIP_VISIBLE_DEVICES`) in the job's environment: AMD GPUs,
+    /// by index among the node's AMD GPUs (used, like CUDA's, only when `devices.list` names
+    /// no GPU) or by ROCm UUID (`GPU-<unique_id>`).
+    RocrVisibleDevices,
+    /// `ZE_AFFINITY_MASK` in the job's environment: Intel GPUs by index (`N`, or `N.M` for a
+    /// tile of device N), used only when `devices.list` names no GPU.
+    ZeAffinityMask,
     /// NVML's running processes, each mapped to a job through `/proc/<pid>/cgroup`. Misses a
     /// GPU that a job holds without running anything on it.
     NvmlProcesses,
@@ -133,6 +143,8 @@ impl GpuMappingSource {
             GpuMappingSource::SlurmJobGpus => "slurm_job_gpus",
             GpuMappingSource::CudaVisibleDevices => "cuda_visible_devices",
             GpuMappingSource::DevicesList => "devices_list",
+            GpuMappingSource::RocrVisibleDevices => "rocr_visible_devices",
+            GpuMappingSource::ZeAffinityMask => "ze_affinity_mask",
             GpuMappingSource::NvmlProcesses => "nvml_processes",
         }
     }
@@ -259,14 +271,48 @@ pub(super) fn set_text(slot: &mut Option<String>, value: Option<&str>) {
     }
 }
 
-/// One GPU of the node's inventory, from NVML.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who made a GPU: says which runtime variable numbers it and which device files it has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GpuVendor {
+    /// From NVML: `CUDA_VISIBLE_DEVICES`, `/dev/nvidia<minor>` (major 195).
+    #[default]
+    Nvidia,
+    /// From the amdgpu source: `ROCR_VISIBLE_DEVICES`, `HIP_VISIBLE_DEVICES`, `/dev/dri` (226).
+    Amd,
+    /// From the Intel GPU source: `ZE_AFFINITY_MASK`, `/dev/dri` (226).
+    Intel,
+}
+
+/// One GPU of the node's inventory: NVML's GPUs, then the AMD and Intel sources'.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GpuRef {
+    /// The id its energy is published under (`gpu_uuid`): NVML's UUID, AMD's `unique_id` (else
+    /// PCI address), Intel's PCI address.
     pub uuid: String,
-    /// NVML index (what `SLURM_JOB_GPUS` and the mapping directory's file names use).
+    /// Index among the GPUs of its vendor (what `SLURM_JOB_GPUS`, the runtime variables and the
+    /// mapping directory's file names use): NVML's index; PCI order for AMD and Intel.
     pub index: u32,
     /// Minor number of `/dev/nvidia<minor>` (what `devices.list` uses).
     pub minor: Option<u32>,
+    pub vendor: GpuVendor,
+    /// Minors of its `/dev/dri` devices (major 226: `card<N>`, `renderD<M>`), AMD and Intel.
+    pub drm_minors: Vec<u32>,
+    /// Another UUID runtimes give it (ROCm's `GPU-<unique_id>`), matched like `uuid`.
+    pub alias: Option<String>,
+    /// A MIG instance: its GPU instance id (`uuid` is its `MIG-…` UUID, `index` its physical
+    /// GPU's). Named by UUID or as `<index>.<instance>`, never by an index alone.
+    pub mig: Option<u32>,
+}
+
+impl GpuRef {
+    /// True when `u` names this GPU (its id or its alias; ROCm prints hex digits in either case).
+    pub(crate) fn is_named(&self, u: &str) -> bool {
+        self.uuid == u
+            || self
+                .alias
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(u))
+    }
 }
 
 /// The result of one scan.

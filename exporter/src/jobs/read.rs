@@ -539,8 +539,33 @@ impl Ctx<'_> {
                     return found(list, S::SlurmJobGpus);
                 }
             }
-            if let Some(v) = &env.cuda_visible_devices {
-                if !gpu::all_uuids(v) {
+            // The runtimes' variables, each numbering its vendor's GPUs (Slurm sets all three
+            // on every node, to the same indices; the others' name no GPU here, silently).
+            let (rocr, rocr_var) = match (&env.rocr_visible_devices, &env.hip_visible_devices) {
+                (Some(v), _) => (Some(v), "ROCR_VISIBLE_DEVICES"),
+                (None, h) => (h.as_ref(), "HIP_VISIBLE_DEVICES"),
+            };
+            let runtimes = [
+                (
+                    env.cuda_visible_devices.as_ref(),
+                    GpuVendor::Nvidia,
+                    "CUDA_VISIBLE_DEVICES",
+                    S::CudaVisibleDevices,
+                ),
+                (rocr, GpuVendor::Amd, rocr_var, S::RocrVisibleDevices),
+                (
+                    env.ze_affinity_mask.as_ref(),
+                    GpuVendor::Intel,
+                    "ZE_AFFINITY_MASK",
+                    S::ZeAffinityMask,
+                ),
+            ];
+            for (v, vendor, var, source) in runtimes {
+                let Some(v) = v else { continue };
+                if !self.gpus.iter().any(|g| g.vendor == vendor) {
+                    continue;
+                }
+                if !gpu::all_uuids(v) && devices.is_none() {
                     // Indices may be renumbered from 0 in a constrained job: the devices list,
                     // when it names GPUs, is exact.
                     let d = self.devices_gpus(&e.found, &mut e.devices)?;
@@ -550,9 +575,9 @@ impl Ctx<'_> {
                     devices = Some(d);
                 }
                 let list =
-                    gpu::resolve_list(v, self.gpus, &what("CUDA_VISIBLE_DEVICES"), self.problems);
+                    gpu::resolve_vendor_list(v, vendor, self.gpus, &what(var), self.problems);
                 if !list.is_empty() {
-                    return found(list, S::CudaVisibleDevices);
+                    return found(list, source);
                 }
             }
         }
@@ -686,7 +711,7 @@ impl Ctx<'_> {
         &mut self,
         dir: &Path,
         problems: &mut Vec<String>,
-    ) -> Result<Option<Vec<u32>>, Vanished> {
+    ) -> Result<Option<Vec<(u32, u32)>>, Vanished> {
         let Some(text) = self.reader.read(dir, "devices.list", problems)? else {
             return Ok(None);
         };

@@ -11,13 +11,13 @@
 //! ([`RawEnergy::Wrapping`]) and NVML-like total-energy counters in mJ ([`RawEnergy::Resetting`]),
 //! both starting at a random offset as real counters do.
 
-use super::scenario::{ExtraZone, NodeGroup};
+use super::scenario::{ExtraZone, GpuMaker, NodeGroup};
 use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
 use crate::sources::{
-    ChannelId, Domain, EnergyReading, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
-    SourceSample,
+    ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, RawEnergy, Source, SourceError,
+    SourceKind, SourceSample,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -112,7 +112,10 @@ impl NodeModel {
             .map(|spec| {
                 (0..spec.count)
                     .map(|i| GpuModel {
-                        uuid: gpu_uuid(&spec.uuid_prefix, cluster, node, i),
+                        uuid: match spec.vendor {
+                            GpuMaker::Nvidia => gpu_uuid(&spec.uuid_prefix, cluster, node, i),
+                            GpuMaker::Amd => amd_unique_id(cluster, node, i),
+                        },
                         index: i,
                         model: spec.model.clone(),
                         // Bus ids as on a 4- or 8-GPU HGX board: one PCIe bus per GPU.
@@ -259,6 +262,15 @@ impl NodeModel {
     }
 }
 
+/// A stable AMD GPU id as the amdgpu source publishes it: a `unique_id`, 16 hex digits.
+pub fn amd_unique_id(cluster: &str, node: &str, index: u32) -> String {
+    gpu_uuid("x", cluster, node, index)
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect()
+}
+
 /// A stable, UUID-shaped GPU id: `<prefix>-` and 32 hex digits from SHA-256 of cluster, node and
 /// index, formatted 8-4-4-4-12 as NVML prints them.
 pub fn gpu_uuid(prefix: &str, cluster: &str, node: &str, index: u32) -> String {
@@ -391,6 +403,55 @@ impl Source for NvmlSim {
             .gpus
             .iter()
             .map(|g| (g.uuid.clone(), g.index))
+            .collect()
+    }
+}
+
+/// amdgpu-like source: each GPU's `gpu_metrics` energy accumulator (2^-16 J counts, reported in
+/// µJ, a counter that resets on a driver reload, like NVML's) and the device list.
+pub struct AmdGpuSim {
+    pub model: Shared,
+}
+
+impl Source for AmdGpuSim {
+    fn kind(&self) -> SourceKind {
+        SourceKind::AmdGpu
+    }
+
+    fn sample(&mut self) -> Result<SourceSample, SourceError> {
+        let m = lock(&self.model);
+        m.failing(SourceKind::AmdGpu)?;
+        let mut out = SourceSample::default();
+        for g in &m.gpus {
+            let channel = ChannelId::new(Domain::AmdGpu, g.uuid.clone());
+            out.energy.push(EnergyReading {
+                channel: channel.clone(),
+                raw: RawEnergy::Resetting {
+                    uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
+                    max_watts: POWER_LIMIT_HEADROOM * g.limit_w,
+                },
+            });
+            out.devices.push(DeviceInfo {
+                channel,
+                name: format!("card{}", g.index),
+                model: g.model.clone(),
+                method: "counter",
+            });
+        }
+        Ok(out)
+    }
+
+    fn drm_gpus(&self) -> Vec<crate::sources::DrmGpu> {
+        lock(&self.model)
+            .gpus
+            .iter()
+            .map(|g| crate::sources::DrmGpu {
+                id: g.uuid.clone(),
+                vendor: "amd",
+                index: g.index,
+                drm_minors: vec![g.index, 128 + g.index],
+                alias: Some(format!("GPU-{}", g.uuid)),
+            })
             .collect()
     }
 }

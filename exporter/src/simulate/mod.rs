@@ -211,6 +211,14 @@ fn sub_seed(seed: u64, stream: u64) -> u64 {
 }
 
 impl Node {
+    /// True when the node's GPUs are AMD's.
+    fn amd_gpus(&self, s: &Scenario) -> bool {
+        s.node_groups[self.spec.group]
+            .gpus
+            .as_ref()
+            .is_some_and(|g| g.vendor == scenario::GpuMaker::Amd)
+    }
+
     fn new_engine(&self, s: &Scenario) -> Engine {
         let mut sources: Vec<Box<dyn Source>> = vec![Box::new(hardware::RaplSim {
             model: self.model.clone(),
@@ -219,6 +227,12 @@ impl Node {
         if self.gpu_uuids.is_empty() {
             // A CPU node's exporter finds no NVIDIA driver: nvml is disabled, as in `auto` mode.
             disabled.push(SourceKind::Nvml);
+        } else if self.amd_gpus(s) {
+            // An AMD node: its GPUs are the amdgpu source's; no NVIDIA driver.
+            disabled.push(SourceKind::Nvml);
+            sources.push(Box::new(hardware::AmdGpuSim {
+                model: self.model.clone(),
+            }));
         } else {
             sources.push(Box::new(hardware::NvmlSim {
                 model: self.model.clone(),

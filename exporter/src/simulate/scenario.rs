@@ -289,6 +289,19 @@ pub struct Gpus {
     /// Enforced power limit; default: `max_watts`. Power is capped at it.
     #[serde(default)]
     pub power_limit_watts: Option<f64>,
+    /// `nvidia` (NVML, the default) or `amd` (the amdgpu driver's energy counter: ids are
+    /// `unique_id`s, 16 hex digits).
+    #[serde(default)]
+    pub vendor: GpuMaker,
+}
+
+/// Who made a node's GPUs: which source measures them.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMaker {
+    #[default]
+    Nvidia,
+    Amd,
 }
 
 fn gpu_prefix() -> String {
@@ -1334,7 +1347,7 @@ mod tests {
             assert!(!s.nodes().is_empty(), "{f}");
         }
         let demo = Scenario::load(&root.join("deploy/demo/scenario.yaml")).unwrap();
-        assert_eq!(demo.nodes().len(), 12);
+        assert_eq!(demo.nodes().len(), 14);
         let users: usize = (0..demo.projects.len())
             .map(|p| demo.users_of(p).len())
             .sum();

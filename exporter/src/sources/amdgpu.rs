@@ -26,8 +26,8 @@
 use super::gpu_metrics::{self, Energy};
 use super::hwmon;
 use super::{
-    ChannelId, DeviceInfo, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind,
-    SourceSample,
+    ChannelId, DeviceInfo, Domain, DrmGpu, EnergyReading, GpuPart, GpuPartitions, RawEnergy,
+    Source, SourceError, SourceKind, SourceSample,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,11 @@ struct Gpu {
     card: String,
     model: String,
     device_id: u16,
+    /// PCI address, the job mapping's index order.
+    pci: String,
+    drm_minors: Vec<u32>,
+    /// ROCm's name for it, `GPU-<unique_id>`, when it has a `unique_id`.
+    rocm_uuid: Option<String>,
     metrics: PathBuf,
     power: Option<PathBuf>,
     mode: Option<Mode>,
@@ -172,7 +177,16 @@ impl AmdGpuSource {
                 let power = hwmon::hwmon_dirs(&dev.join("hwmon"))
                     .iter()
                     .find_map(|h| hwmon::power_file(h));
+                let n = card
+                    .strip_prefix("card")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let unique = fs::read_to_string(dev.join("unique_id")).unwrap_or_default();
+                let unique = unique.trim();
                 Gpu {
+                    pci: pci_address(&dev).unwrap_or_else(|| id.clone()),
+                    drm_minors: super::drm_minors(&dev, n),
+                    rocm_uuid: (!unique.is_empty()).then(|| format!("GPU-{unique}")),
                     id,
                     card,
                     model,
@@ -329,6 +343,53 @@ impl Source for AmdGpuSource {
             });
         }
         Ok(sample)
+    }
+
+    /// MI250X packages: the primary die's energy is the package's, shared with the secondary die
+    /// (one half each: the two dies are alike). A secondary die's primary is the die before it
+    /// in PCI address order, as the two dies of a package sit on consecutive buses behind one
+    /// switch (LUMI's and Frontier's nodes: c1/c6, c9/ce, d1/d6, d9/de).
+    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
+        let mut dies: Vec<&Gpu> = self.gpus.iter().flatten().collect();
+        dies.sort_by(|a, b| a.pci.cmp(&b.pci));
+        dies.windows(2)
+            .filter(|w| {
+                w[1].mode == Some(Mode::SecondaryDie)
+                    && ALDEBARAN.contains(&w[0].device_id)
+                    && !matches!(w[0].mode, Some(Mode::SecondaryDie) | None)
+            })
+            .map(|w| GpuPartitions {
+                device: w[0].id.clone(),
+                total_weight: 2,
+                parts: vec![GpuPart {
+                    id: w[1].id.clone(),
+                    weight: 1,
+                    activity: None,
+                    instance: None,
+                }],
+            })
+            .collect()
+    }
+
+    /// Every die and GPU found (an MI250X's secondary die too: jobs name it), APUs included.
+    fn drm_gpus(&self) -> Vec<DrmGpu> {
+        let mut out: Vec<(String, DrmGpu)> = self
+            .gpus
+            .iter()
+            .flatten()
+            .map(|g| {
+                let d = DrmGpu {
+                    id: g.id.clone(),
+                    vendor: "amd",
+                    index: 0,
+                    drm_minors: g.drm_minors.clone(),
+                    alias: g.rocm_uuid.clone(),
+                };
+                (g.pci.clone(), d)
+            })
+            .collect();
+        super::index_by_pci(&mut out);
+        out.into_iter().map(|(_, d)| d).collect()
     }
 }
 

@@ -16,8 +16,8 @@
 
 use super::hwmon;
 use super::{
-    ChannelId, DeviceInfo, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind,
-    SourceSample,
+    ChannelId, DeviceInfo, Domain, DrmGpu, EnergyReading, RawEnergy, Source, SourceError,
+    SourceKind, SourceSample,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ pub struct IntelGpu {
     pub counter: String,
     pub energy: PathBuf,
     pub model: String,
+    /// Minors of its DRM devices (major 226), for cgroup device lists.
+    pub drm_minors: Vec<u32>,
 }
 
 /// The `energyN_input` of an xe hwmon to count: the `card` channel, else `pkg`. Without labels
@@ -74,7 +76,7 @@ pub fn discover(sysfs: &Path) -> Result<Vec<IntelGpu>, SourceError> {
         .collect();
     cards.sort();
     let mut out: Vec<IntelGpu> = Vec::new();
-    for (_, card) in cards {
+    for (n, card) in cards {
         let dev = drm.join(&card).join("device");
         let vendor = fs::read_to_string(dev.join("vendor")).unwrap_or_default();
         if vendor.trim() != "0x8086" {
@@ -110,6 +112,7 @@ pub fn discover(sysfs: &Path) -> Result<Vec<IntelGpu>, SourceError> {
             card,
             counter,
             energy,
+            drm_minors: super::drm_minors(&dev, n),
         });
     }
     Ok(out)
@@ -176,6 +179,26 @@ impl Source for IntelGpuSource {
             self.gpus = None;
         }
         Ok(sample)
+    }
+
+    fn drm_gpus(&self) -> Vec<DrmGpu> {
+        let mut out: Vec<(String, DrmGpu)> = self
+            .gpus
+            .iter()
+            .flatten()
+            .map(|g| {
+                let d = DrmGpu {
+                    id: g.pci.clone(),
+                    vendor: "intel",
+                    index: 0,
+                    drm_minors: g.drm_minors.clone(),
+                    alias: None,
+                };
+                (g.pci.clone(), d)
+            })
+            .collect();
+        super::index_by_pci(&mut out);
+        out.into_iter().map(|(_, d)| d).collect()
     }
 }
 

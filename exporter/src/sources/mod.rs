@@ -22,6 +22,7 @@ pub mod rapl;
 use crate::energy::DropReason;
 use joulebook_common::Component;
 use std::fmt;
+use std::path::Path;
 
 /// The sources the exporter knows, as named in the `source` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -233,6 +234,50 @@ pub struct DeviceInfo {
     pub method: &'static str,
 }
 
+/// A GPU of a sysfs source (AMD, Intel) as job discovery needs it, to map a job's GPU list to
+/// the channel its energy is published under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrmGpu {
+    /// The channel's device (the `gpu_uuid` label): AMD's `unique_id` or PCI address, Intel's
+    /// PCI address.
+    pub id: String,
+    /// `amd` or `intel`: which runtime's variables (`ROCR_VISIBLE_DEVICES`,
+    /// `ZE_AFFINITY_MASK`) number it.
+    pub vendor: &'static str,
+    /// Position among the source's GPUs in PCI address order: the order in which ROCm and Level
+    /// Zero enumerate devices, and in which Slurm's `AutoDetect` lists them.
+    pub index: u32,
+    /// Minors of its DRM character devices (major 226): `/dev/dri/cardN` and `renderD<M>`.
+    pub drm_minors: Vec<u32>,
+    /// Another name runtimes give it: ROCm's `GPU-<unique_id>`.
+    pub alias: Option<String>,
+}
+
+/// A measured device whose energy belongs to parts that jobs hold apart: an NVIDIA GPU's MIG
+/// instances, an AMD GPU's compute partitions, an MI250X package's two dies. Split by
+/// [`crate::partition`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuPartitions {
+    /// The channel's device (the id the energy is measured under).
+    pub device: String,
+    /// The device's whole weight (all its SMs); what its parts do not weigh stays the device's.
+    pub total_weight: u64,
+    pub parts: Vec<GpuPart>,
+}
+
+/// One part of a [`GpuPartitions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuPart {
+    /// The id jobs name it by (`MIG-…`, a die's id).
+    pub id: String,
+    /// Its share of the device: streaming multiprocessors, compute units, 1 per die.
+    pub weight: u64,
+    /// Its measured activity over the last interval, where the device reports it.
+    pub activity: Option<u64>,
+    /// A MIG instance's GPU instance id (the `M` of `N.M` in the mapping directory).
+    pub instance: Option<u32>,
+}
+
 /// Everything a source returns from one sample.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceSample {
@@ -305,5 +350,93 @@ pub trait Source: Send {
     /// lists.
     fn gpu_minors(&self) -> Vec<(String, u32)> {
         Vec::new()
+    }
+
+    /// For the sysfs GPU sources: the GPUs found, for the GPU → job mapping.
+    fn drm_gpus(&self) -> Vec<DrmGpu> {
+        Vec::new()
+    }
+
+    /// For GPU sources: the devices whose energy is split between parts (MIG, dies).
+    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
+        Vec::new()
+    }
+}
+
+/// Major number of the DRM character devices (`/dev/dri/card*`, `/dev/dri/renderD*`).
+pub const DRM_MAJOR: u32 = 226;
+
+/// The DRM minors of a GPU's PCI device `dev` (`<sysfs>/class/drm/cardN/device`): the `dev`
+/// files under `dev/drm/` (one folder per minor: `card1`, `renderD129`), else card `n`'s minor
+/// and its render node's, `128 + n`, as `drm_minor_alloc()` (`drm_drv.c`) numbers a device's
+/// render minor in the legacy range (base 128) at the same index as its primary.
+pub fn drm_minors(dev: &Path, n: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(dev.join("drm"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            let (major, minor) = text.trim().split_once(':')?;
+            (major.parse::<u32>().ok()? == DRM_MAJOR).then_some(())?;
+            minor.parse().ok()
+        })
+        .collect();
+    if out.is_empty() {
+        out = vec![n, 128 + n];
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// PCI address order, the index of a [`DrmGpu`].
+pub fn index_by_pci(gpus: &mut [(String, DrmGpu)]) {
+    gpus.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (_, g)) in gpus.iter_mut().enumerate() {
+        g.index = i as u32;
+    }
+}
+
+#[cfg(test)]
+mod drm_tests {
+    use super::*;
+
+    #[test]
+    fn drm_minors_from_the_device_else_the_card_number() {
+        let t = tempfile::tempdir().unwrap();
+        let dev = t.path().join("card1/device");
+        for (name, dev_no) in [("card1", "226:1"), ("renderD129", "226:129")] {
+            std::fs::create_dir_all(dev.join("drm").join(name)).unwrap();
+            std::fs::write(
+                dev.join("drm").join(name).join("dev"),
+                format!("{dev_no}\n"),
+            )
+            .unwrap();
+        }
+        // A folder without a `dev` file (the kernel's `drm/` holds only minors) is skipped.
+        std::fs::create_dir_all(dev.join("drm/other")).unwrap();
+        assert_eq!(drm_minors(&dev, 7), [1, 129]);
+        assert_eq!(drm_minors(&t.path().join("card3/device"), 3), [3, 131]);
+        let mut g: Vec<(String, DrmGpu)> = ["0000:c6:00.0", "0000:11:00.0"]
+            .into_iter()
+            .map(|pci| {
+                let d = DrmGpu {
+                    id: pci.into(),
+                    vendor: "amd",
+                    index: 9,
+                    drm_minors: vec![],
+                    alias: None,
+                };
+                (pci.to_string(), d)
+            })
+            .collect();
+        index_by_pci(&mut g);
+        assert_eq!(
+            g.iter()
+                .map(|(_, d)| (d.id.as_str(), d.index))
+                .collect::<Vec<_>>(),
+            [("0000:11:00.0", 0), ("0000:c6:00.0", 1)]
+        );
     }
 }

@@ -25,8 +25,8 @@
 //! a fake `libnvidia-ml.so` built from `tests/fake-nvml/fake_nvml.c`.
 
 use super::{
-    ChannelId, Domain, EnergyReading, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
-    SourceSample,
+    ChannelId, Domain, EnergyReading, GpuInfo, GpuPart, GpuPartitions, RawEnergy, Source,
+    SourceError, SourceKind, SourceSample,
 };
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
@@ -95,6 +95,31 @@ trait GpuBackend: Send {
     fn compute_pids(&self, index: u32) -> NvmlResult<Vec<u32>>;
     /// Pids of the processes with a graphics context on the GPU.
     fn graphics_pids(&self, index: u32) -> NvmlResult<Vec<u32>>;
+    /// The GPU's MIG instances while MIG is on; `None` for a GPU without MIG or with it off.
+    fn mig_layout(&self, _index: u32) -> NvmlResult<Option<MigLayout>> {
+        Ok(None)
+    }
+}
+
+/// A MIG-enabled GPU: its streaming multiprocessors and its instances'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigLayout {
+    /// `nvmlDeviceGetAttributes_v2`'s `multiprocessorCount` of the physical GPU (0 when it
+    /// cannot say: then the instances' sum).
+    pub total_sms: u32,
+    /// (MIG UUID, GPU instance id, SMs), by MIG device index.
+    pub instances: Vec<(String, u32, u32)>,
+}
+
+/// `nvmlDeviceGetGpuInstanceId`, which nvml-wrapper 0.13 loads but does not wrap.
+fn gpu_instance_id(nvml: &Nvml, device: &nvml_wrapper::Device<'_>) -> NvmlResult<u32> {
+    let sym = nvml_wrapper::error::nvml_sym(nvml.lib().nvmlDeviceGetGpuInstanceId.as_ref())?;
+    let mut id: std::os::raw::c_uint = 0;
+    // SAFETY: the function as nvml.h declares it, called with a handle of a device of `nvml`
+    // (alive for this call) and a valid out pointer.
+    let code = unsafe { sym(device.handle(), &mut id) };
+    nvml_wrapper::error::nvml_try(code)?;
+    Ok(id)
 }
 
 /// The real backend: nvml-wrapper over the loaded library. Device handles are looked up for
@@ -150,6 +175,35 @@ impl GpuBackend for NvmlBackend {
             .device_by_index(index)?
             .running_graphics_processes()?;
         Ok(processes.into_iter().map(|p| p.pid).collect())
+    }
+
+    fn mig_layout(&self, index: u32) -> NvmlResult<Option<MigLayout>> {
+        let device = self.nvml.device_by_index(index)?;
+        match device.mig_mode() {
+            Ok(m) if m.current == 1 => {}
+            Ok(_) => return Ok(None),
+            Err(e) if means_no_energy_counter(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut instances = Vec::new();
+        for i in 0..device.mig_device_count()? {
+            let mig = match device.mig_device_by_index(i) {
+                Ok(m) => m,
+                // No MIG device at this index.
+                Err(NvmlError::NotFound | NvmlError::InvalidArg) => continue,
+                Err(e) => return Err(e),
+            };
+            instances.push((
+                mig.uuid()?,
+                gpu_instance_id(&self.nvml, &mig)?,
+                mig.attributes()?.multiprocessor_count,
+            ));
+        }
+        let total_sms = device.attributes().map_or(0, |a| a.multiprocessor_count);
+        Ok(Some(MigLayout {
+            total_sms,
+            instances,
+        }))
     }
 }
 
@@ -265,6 +319,26 @@ fn means_no_energy_counter(e: &NvmlError) -> bool {
     )
 }
 
+/// A MIG GPU's instances as the parts of its energy, weighted by their SMs; the SMs no instance
+/// holds stay the physical GPU's.
+fn mig_partitions(uuid: &str, l: MigLayout) -> GpuPartitions {
+    let held: u64 = l.instances.iter().map(|i| u64::from(i.2)).sum();
+    GpuPartitions {
+        device: uuid.to_string(),
+        total_weight: u64::from(l.total_sms).max(held),
+        parts: l
+            .instances
+            .into_iter()
+            .map(|(id, gi, sms)| GpuPart {
+                id,
+                weight: u64::from(sms),
+                activity: None,
+                instance: Some(gi),
+            })
+            .collect(),
+    }
+}
+
 fn milli_to_unit(milli: u32) -> f64 {
     f64::from(milli) / 1000.0
 }
@@ -277,6 +351,8 @@ struct GpuReader {
     known: HashMap<String, KnownGpu>,
     /// UUID last seen at each index, to name a GPU whose UUID can no longer be read.
     uuid_by_index: HashMap<u32, String>,
+    /// The MIG-enabled GPUs of the last sample, split between their instances by SMs.
+    mig: Vec<GpuPartitions>,
 }
 
 impl GpuReader {
@@ -285,9 +361,19 @@ impl GpuReader {
             .device_count()
             .map_err(|e| nvml_failed("nvmlDeviceGetCount_v2", &e))?;
         let mut sample = SourceSample::default();
+        self.mig.clear();
         for index in 0..count {
             match self.read_gpu(backend, index) {
                 Ok((reading, info)) => {
+                    match backend.mig_layout(index) {
+                        Ok(Some(l)) => self.mig.push(mig_partitions(&info.uuid, l)),
+                        Ok(None) => {}
+                        // Its energy stays the physical GPU's (unallocated unless a job holds
+                        // the whole GPU): never lost.
+                        Err(e) => {
+                            tracing::debug!(gpu = %info.uuid, error = %e, "MIG instances unreadable")
+                        }
+                    }
                     sample.energy.push(reading);
                     sample.gpus.push(info);
                 }
@@ -503,6 +589,7 @@ impl NvmlSource {
                 max_gpu_watts,
                 known: HashMap::new(),
                 uuid_by_index: HashMap::new(),
+                mig: Vec::new(),
             },
         })
     }
@@ -613,6 +700,10 @@ impl Source for NvmlSource {
 
     fn gpu_minors(&self) -> Vec<(String, u32)> {
         self.gpu_minor_numbers()
+    }
+
+    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
+        self.reader.mig.clone()
     }
 }
 
