@@ -621,12 +621,8 @@ impl Config {
         let cfg = Config::parse(&text)
             .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.0)))?;
         cfg.validate().map_err(|(key, msg)| {
-            let line = line_of_key(&text, &key)
-                .map(|l| format!(" line {l}:"))
-                .unwrap_or_default();
-            ConfigError(format!(
-                "config file {}:{line} {key}: {msg}",
-                path.display()
+            ConfigError(crate::yaml_key::key_error(
+                "config", path, &text, &key, &msg,
             ))
         })?;
         Ok(cfg)
@@ -794,14 +790,6 @@ impl Config {
     }
 }
 
-/// The 1-based line where the last segment of a dotted key is first written, if any.
-pub(crate) fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let last = dotted.rsplit('.').next()?;
-    text.lines()
-        .position(|l| l.trim_start().starts_with(&format!("{last}:")))
-        .map(|i| i + 1)
-}
-
 /// `:9977` (all interfaces), `127.0.0.1:9977`, `[::1]:9977`.
 pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
     let full = if s.starts_with(':') {
@@ -872,6 +860,47 @@ mod tests {
         std::fs::write(&p, twice).unwrap();
         let e = Config::load(&p).unwrap_err().0;
         assert!(e.contains("sensors[1].id") && e.contains("earlier"), "{e}");
+    }
+
+    /// The line named is the key's own, never a same-named key of an earlier item or section
+    /// (the locator once matched only the last part of the dotted key).
+    #[test]
+    fn error_lines_point_at_the_key_under_its_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("h.yaml");
+        let sensor = "      - id: pdu\n        chip: power_meter\n        file: power1_average\n        role: node\n";
+        let head = "sources:\n  hwmon:\n    sensors:\n";
+        // Lines 4-7 are the first sensor, 8-11 the second.
+        let cases = [
+            (
+                format!("{head}{sensor}{sensor}"),
+                "sources.hwmon.sensors[1].id",
+                8,
+            ),
+            (
+                format!(
+                    "{head}{sensor}{}",
+                    sensor.replace("power1_average", "power1_max")
+                ),
+                "sources.hwmon.sensors[1].file",
+                10,
+            ),
+            (
+                format!(
+                    "{head}{sensor}  bmc:\n    enabled: on\n    kind: ipmi\n    ipmi_command: [x]\n"
+                ),
+                "sources.hwmon.sensors[0].role",
+                7,
+            ),
+        ];
+        for (text, key, line) in cases {
+            std::fs::write(&p, &text).unwrap();
+            let e = Config::load(&p).unwrap_err().0;
+            assert!(
+                e.contains(&format!("h.yaml: line {line}: {key}:")),
+                "{key}: {e}\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub mod sources;
 pub mod state;
 pub mod tick;
 pub mod webconfig;
+pub mod yaml_key;

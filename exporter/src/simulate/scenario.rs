@@ -1155,67 +1155,7 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
     (h < 24 && m < 60).then_some(h * 3600 + m * 60)
 }
 
-/// The 1-based line of a dotted key such as `node_groups[1].gpus.max_watts`: each segment is
-/// looked for after the line of the one before, and `[i]` skips to the i-th list item. When a
-/// segment cannot be found (a flow mapping `{...}`, say) the line of the deepest one found is
-/// given; `None` when not even the first is there.
-pub fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let is_item = |l: &str| l.trim_start().starts_with("- ");
-    // The deepest line found so far, where the next search starts, and the least indentation
-    // the next key may have.
-    let mut found: Option<usize> = None;
-    let mut from = 0usize;
-    let mut min_indent = 0usize;
-    for seg in dotted.split('.') {
-        let (name, index) = match seg.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        let key = format!("{name}:");
-        let Some(line) = (from..lines.len()).find(|&i| {
-            let l = lines[i];
-            let body = l.trim_start().trim_start_matches("- ").trim_start();
-            indent(l) >= min_indent && body.starts_with(&key)
-        }) else {
-            return found.map(|p| p + 1);
-        };
-        found = Some(line);
-        from = line + 1;
-        min_indent = indent(lines[line]) + 1;
-        let Some(i) = index else { continue };
-        // The list under `line`: its items start with "- " at one indentation.
-        let mut dash = None;
-        let mut count = 0;
-        let mut item = None;
-        for (j, l) in lines.iter().enumerate().skip(line + 1) {
-            if l.trim().is_empty() || l.trim_start().starts_with('#') {
-                continue;
-            }
-            let at = indent(l);
-            if at + 1 < min_indent || (at + 1 == min_indent && !is_item(l)) {
-                break;
-            }
-            if is_item(l) && dash.is_none_or(|d| d == at) {
-                dash = Some(at);
-                if count == i {
-                    item = Some(j);
-                    break;
-                }
-                count += 1;
-            }
-        }
-        let Some(item) = item else {
-            return found.map(|p| p + 1);
-        };
-        // The item's keys: on the dash line itself, then indented past the dash.
-        found = Some(item);
-        from = item;
-        min_indent = indent(lines[item]);
-    }
-    found.map(|p| p + 1)
-}
+pub use crate::yaml_key::line_of_key;
 
 pub use joulebook_common::calendar::{civil_from_days, days_from_civil};
 
@@ -1399,16 +1339,5 @@ mod tests {
                 .position(|l| l.contains("rapl_range_uj"))
                 .map(|i| i + 1)
         );
-    }
-
-    #[test]
-    fn lines_of_nested_keys() {
-        let text = "cluster: x\nnode_groups:\n  - name: a\n    count: 1\n  - name: b\n    count: 2\n    gpus:\n      count: 4\n      max_watts: 3\n";
-        assert_eq!(line_of_key(text, "cluster"), Some(1));
-        assert_eq!(line_of_key(text, "node_groups[0].count"), Some(4));
-        assert_eq!(line_of_key(text, "node_groups[1].name"), Some(5));
-        assert_eq!(line_of_key(text, "node_groups[1].count"), Some(6));
-        assert_eq!(line_of_key(text, "node_groups[1].gpus.max_watts"), Some(9));
-        assert_eq!(line_of_key(text, "nothing"), None);
     }
 }
