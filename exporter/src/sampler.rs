@@ -308,7 +308,7 @@ impl Sampler {
                     }
                 }
                 match step {
-                    Step::Baseline => {}
+                    Step::Baseline | Step::Gap { .. } => {}
                     Step::Added { uj, wrapped } => {
                         if wrapped {
                             slot.health.wraps += 1;

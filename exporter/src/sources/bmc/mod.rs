@@ -49,7 +49,7 @@ pub mod redfish;
 use super::{
     ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
 };
-use crate::energy::DropReason;
+use crate::energy::{DropReason, PowerIntegral, Step};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -167,20 +167,6 @@ pub struct BmcStatus {
     pub covered_seconds_total: f64,
 }
 
-/// One step of the [`Integrator`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Step {
-    /// The reading starts (or restarts) the integration.
-    Baseline,
-    /// This many microjoules were added to the total.
-    Added { uj: u64 },
-    /// The previous successful reading is more than `max_gap` old: nothing was added for these
-    /// seconds, and the integration restarts from this reading.
-    Gap { seconds: f64 },
-    /// The reading was discarded; the total is unchanged.
-    Dropped(DropReason),
-}
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Value {
     Power(f64),
@@ -205,8 +191,8 @@ pub struct Integrator {
     max_gap_s: f64,
     max_watts: f64,
     total_uj: u64,
-    /// Sub-microjoule remainder of power integration, carried so nothing is lost to rounding.
-    carry_uj: f64,
+    /// Power integration and its sub-microjoule remainder.
+    integral: PowerIntegral,
     last: Option<Last>,
     method: Option<Method>,
     closed_gaps_s: f64,
@@ -225,7 +211,7 @@ impl Integrator {
             max_gap_s,
             max_watts,
             total_uj: 0,
-            carry_uj: 0.0,
+            integral: PowerIntegral::default(),
             last: None,
             method: None,
             closed_gaps_s: 0.0,
@@ -335,13 +321,10 @@ impl Integrator {
         match (prev.value, value) {
             (Value::Power(p), Value::Power(w)) => {
                 self.last = Some(this);
-                let exact = (p + w) / 2.0 * dt * 1e6 + self.carry_uj;
-                let whole = exact.floor();
-                self.carry_uj = exact - whole;
-                let uj = whole as u64;
+                let uj = self.integral.trapezoid_uj(p, w, dt);
                 self.total_uj = self.total_uj.saturating_add(uj);
                 self.cover(t);
-                Ok(Step::Added { uj })
+                Ok(Step::Added { uj, wrapped: false })
             }
             (Value::Counter { uj: p, since }, Value::Counter { uj: c, .. }) => {
                 if c == p {
@@ -349,7 +332,10 @@ impl Integrator {
                         t,
                         value: Value::Counter { uj: p, since },
                     });
-                    return Ok(Step::Added { uj: 0 });
+                    return Ok(Step::Added {
+                        uj: 0,
+                        wrapped: false,
+                    });
                 }
                 // A counter that went down was reset: its value is the energy since the reset.
                 let delta = if c > p { c - p } else { c };
@@ -360,7 +346,10 @@ impl Integrator {
                 }
                 self.total_uj = self.total_uj.saturating_add(delta);
                 self.cover(t);
-                Ok(Step::Added { uj: delta })
+                Ok(Step::Added {
+                    uj: delta,
+                    wrapped: c < p,
+                })
             }
             _ => {
                 self.last = Some(this);
@@ -650,12 +639,18 @@ mod tests {
         assert_eq!(i.feed(&power(200.0), 0.0).unwrap(), Step::Baseline);
         assert_eq!(
             i.feed(&power(200.0), 5.0).unwrap(),
-            Step::Added { uj: 1_000_000_000 }
+            Step::Added {
+                uj: 1_000_000_000,
+                wrapped: false
+            }
         );
         // Uneven interval (a slow answer): the trapezoid uses the real 7.5 s.
         assert_eq!(
             i.feed(&power(300.0), 12.5).unwrap(),
-            Step::Added { uj: 1_875_000_000 }
+            Step::Added {
+                uj: 1_875_000_000,
+                wrapped: false
+            }
         );
         assert_eq!(i.total_uj(), 2_875_000_000);
         assert_eq!(i.method(), Some(Method::PowerIntegration));
@@ -683,7 +678,10 @@ mod tests {
         // A gap of exactly max_gap is still integrated.
         assert_eq!(
             i.feed(&power(100.0), 50.0).unwrap(),
-            Step::Added { uj: 1_500_000_000 }
+            Step::Added {
+                uj: 1_500_000_000,
+                wrapped: false
+            }
         );
     }
 
@@ -712,13 +710,19 @@ mod tests {
         );
         assert_eq!(
             i.feed(&counter(3_603_600_000_000, 300.0), 5.0).unwrap(),
-            Step::Added { uj: 3_600_000_000 }
+            Step::Added {
+                uj: 3_600_000_000,
+                wrapped: false
+            }
         );
         assert_eq!(i.method(), Some(Method::Counter));
         // Reset by an administrator: the new value is the energy since the reset.
         assert_eq!(
             i.feed(&counter(1_000_000, 300.0), 10.0).unwrap(),
-            Step::Added { uj: 1_000_000 }
+            Step::Added {
+                uj: 1_000_000,
+                wrapped: true
+            }
         );
         assert_eq!(i.total_uj(), 3_601_000_000);
     }
@@ -736,7 +740,10 @@ mod tests {
         }
         assert_eq!(
             i.feed(&counter(2 * kwh, 500.0), t + 5.0).unwrap(),
-            Step::Added { uj: kwh }
+            Step::Added {
+                uj: kwh,
+                wrapped: false
+            }
         );
         // A jump of 1000 kWh in five seconds is a glitch.
         assert_eq!(
@@ -764,7 +771,10 @@ mod tests {
         );
         assert_eq!(
             i.feed(&power(100.0), 10.0).unwrap(),
-            Step::Added { uj: 1_000_000_000 }
+            Step::Added {
+                uj: 1_000_000_000,
+                wrapped: false
+            }
         );
     }
 
@@ -792,7 +802,10 @@ mod tests {
         assert_eq!(i.total_uj(), 0);
         assert_eq!(
             i.feed(&counter(6_000_000, 100.0), 10.0).unwrap(),
-            Step::Added { uj: 1_000_000 }
+            Step::Added {
+                uj: 1_000_000,
+                wrapped: false
+            }
         );
     }
 
