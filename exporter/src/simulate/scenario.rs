@@ -606,7 +606,16 @@ impl Scenario {
 
     /// Checks values; returns the dotted key and what is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |k: String, m: String| Err((k, m));
+        let (start, end) = self.validate_timing()?;
+        let (names, nodes) = self.validate_nodes()?;
+        self.validate_projects()?;
+        self.validate_jobs(&nodes, start, end)?;
+        self.validate_calendar(&names, start, end)?;
+        self.validate_loads_and_faults(&names, &nodes, start, end)
+    }
+
+    /// The cluster name, intervals and period; returns the period (start, end), Unix seconds.
+    fn validate_timing(&self) -> Result<(f64, f64), (String, String)> {
         check_name("cluster", &self.cluster)?;
         let step = self.sample_interval();
         let scrape = self.scrape_interval.0;
@@ -646,8 +655,12 @@ impl Scenario {
                 ),
             );
         }
-        let (start, end) = (self.start.0, self.start.0 + d);
+        Ok((self.start.0, self.start.0 + d))
+    }
 
+    /// Node groups; returns the node names and the nodes.
+    fn validate_nodes(&self) -> Result<(BTreeSet<String>, Vec<NodeSpec>), (String, String)> {
+        let step = self.sample_interval();
         if self.node_groups.is_empty() {
             return bad("node_groups".into(), "at least one node group".into());
         }
@@ -738,7 +751,11 @@ impl Scenario {
                 );
             }
         }
+        Ok((names, nodes))
+    }
 
+    /// Projects and their users.
+    fn validate_projects(&self) -> Result<(), (String, String)> {
         if self.projects.is_empty() {
             return bad("projects".into(), "at least one project".into());
         }
@@ -802,7 +819,16 @@ impl Scenario {
                 }
             }
         }
+        Ok(())
+    }
 
+    /// The job mix: count or arrival rate, classes, explicit jobs.
+    fn validate_jobs(
+        &self,
+        nodes: &[NodeSpec],
+        start: f64,
+        end: f64,
+    ) -> Result<(), (String, String)> {
         let j = &self.jobs;
         match (j.count, j.arrivals_per_hour) {
             (Some(_), Some(_)) => {
@@ -950,6 +976,16 @@ impl Scenario {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Arrival shape, maintenance windows and exporter restarts.
+    fn validate_calendar(
+        &self,
+        names: &BTreeSet<String>,
+        start: f64,
+        end: f64,
+    ) -> Result<(), (String, String)> {
         if let Some(n) = &self.arrivals.night {
             for (f, v) in [("from", &n.from), ("to", &n.to)] {
                 if parse_hhmm(v).is_none() {
@@ -990,6 +1026,17 @@ impl Scenario {
                 return bad(format!("restarts[{i}].downtime"), "must be > 0".into());
             }
         }
+        Ok(())
+    }
+
+    /// Load outside jobs and faults.
+    fn validate_loads_and_faults(
+        &self,
+        names: &BTreeSet<String>,
+        nodes: &[NodeSpec],
+        start: f64,
+        end: f64,
+    ) -> Result<(), (String, String)> {
         let in_period = |at: f64, d: f64| d > 0.0 && at >= start && at + d <= end;
         for (i, l) in self.stray_load.iter().enumerate() {
             let k = |f: &str| format!("stray_load[{i}].{f}");
@@ -1119,6 +1166,10 @@ impl NodeGroup {
 
 /// Names end up in label values and node names: keep them to a safe set so that no escaping is
 /// ever needed where the simulator writes them itself.
+fn bad<T>(key: String, msg: String) -> Result<T, (String, String)> {
+    Err((key, msg))
+}
+
 fn check_name(key: &str, v: &str) -> Result<(), (String, String)> {
     let ok = !v.is_empty()
         && v.len() <= 64
