@@ -97,7 +97,17 @@ fn infos<L: EncodeLabelSet + Clone + std::hash::Hash + Eq>(
 
 /// Encodes a snapshot. Separate from the collector so tests and benchmarks can call it directly.
 pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
-    use names::labels as l;
+    encode_channels(s, enc)?;
+    encode_gpus(s, enc)?;
+    encode_devices(s, enc)?;
+    encode_bmc(s, enc)?;
+    encode_node(s, enc)?;
+    encode_jobs(s, enc)?;
+    encode_health(s, enc)
+}
+
+/// The energy counters of each source's channels, by domain.
+fn encode_channels(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
     let domain_metrics = [
         (Domain::RaplPackage, &names::RAPL_PACKAGE),
         (Domain::RaplCore, &names::RAPL_CORE),
@@ -138,7 +148,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
     if let Some(tdp) = s.estimate_tdp_watts {
         gauges(enc, &names::ESTIMATED_CPU_TDP, [(NO_LABELS, tdp)])?;
     }
+    Ok(())
+}
 
+/// GPU power, limits, identities and energy methods.
+fn encode_gpus(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     gauges(
         enc,
         &names::GPU_POWER,
@@ -180,7 +195,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             vec![(l::GPU_UUID, g.uuid.as_str()), (l::METHOD, method)]
         }),
     )?;
+    Ok(())
+}
 
+/// hwmon sensors and the energy devices found.
+fn encode_devices(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     counters(
         enc,
         &names::HWMON_ENERGY,
@@ -205,7 +225,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             ]
         }),
     )?;
+    Ok(())
+}
 
+/// The BMC's power, method, gaps and clamps.
+fn encode_bmc(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     if let Some(b) = &s.bmc {
         if let Some(w) = b.power_watts {
             gauges(enc, &names::BMC_POWER, [(NO_LABELS, w)])?;
@@ -231,7 +256,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             [(NO_LABELS, s.other_clamps as f64)],
         )?;
     }
+    Ok(())
+}
 
+/// Node energy per component and the node's static facts.
+fn encode_node(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     counters(
         enc,
         &names::NODE_ENERGY,
@@ -283,9 +313,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
     if let Some((tdp, _)) = s.cpu_tdp_watts {
         gauges(enc, &names::NODE_CPU_TDP, [(NO_LABELS, tdp)])?;
     }
+    Ok(())
+}
 
-    encode_jobs(s, enc)?;
-
+/// Source health, build, interval and last sample time.
+fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     let health = &s.health;
     let src = |k: &SourceKind| vec![(l::SOURCE, k.as_str())];
     gauges(
