@@ -10,6 +10,7 @@
 //! the package to install; nothing is skipped.
 
 use joulebook_tests::promql::{self, Origin};
+use joulebook_tests::shipped::ShippedEtc;
 use joulebook_tests::{binary, copy_fixture, copy_tree, fixture, repo_root, Exporter};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -330,6 +331,9 @@ fn scrape_config_is_valid_and_complete() {
         .find(|j| j["job_name"] == "joulebook")
         .expect("a scrape job named joulebook (the alerts read up{job=\"joulebook\"})");
     assert_eq!(job["honor_labels"], Value::Bool(false));
+    // The shipped nodes answer only with the credentials of their web.yml (docs/install.md).
+    assert_eq!(job["basic_auth"]["username"], "prometheus");
+    assert!(job["basic_auth"]["password_file"].is_string());
     let interval = job["scrape_interval"].as_str().unwrap();
     let secs: u64 = interval.trim_end_matches('s').parse().unwrap();
     assert!((15..=60).contains(&secs), "{interval}");
@@ -519,7 +523,7 @@ fn exporter_unit_flags_exist_and_example_config_is_valid() {
     let u = parse_unit(&deploy("systemd/joulebook-exporter.service"));
     let exec = one(&u, "Service", "ExecStart");
     let mut parts = exec.split_whitespace();
-    assert_eq!(parts.next(), Some("/usr/local/bin/joulebook-exporter"));
+    assert_eq!(parts.next(), Some("/usr/bin/joulebook-exporter"));
     let flags: Vec<(String, String)> = parts
         .map(|f| {
             let (k, v) = f.split_once('=').unwrap_or((f, ""));
@@ -548,8 +552,9 @@ fn exporter_unit_flags_exist_and_example_config_is_valid() {
         )),
         "{state} is not in the StateDirectory"
     );
-    // The same command line, on the example configuration.
-    let example = deploy("etc/joulebook/exporter.yaml");
+    // The same command line, on the example configuration and the web file the package makes.
+    let etc = ShippedEtc::new();
+    let example = etc.exporter_yaml();
     let mut args: Vec<String> = flags
         .iter()
         .map(|(k, v)| {
@@ -572,6 +577,10 @@ fn exporter_unit_flags_exist_and_example_config_is_valid() {
         "{out}"
     );
     assert!(out.contains("file: /var/lib/joulebook/state.json"), "{out}");
+    assert!(
+        out.contains(&format!("config_file: {}", etc.web.display())),
+        "{out}"
+    );
 }
 
 #[test]
@@ -584,7 +593,7 @@ fn report_timer_mails_the_previous_month_on_the_first() {
     assert_eq!(one(&s, "Service", "Type"), "oneshot");
     assert_eq!(
         one(&s, "Service", "ExecStart"),
-        "/usr/local/bin/joulebook-report email --config /etc/joulebook/report.yaml --month previous"
+        "/usr/bin/joulebook-report email --config /etc/joulebook/report.yaml --month previous"
     );
     assert_eq!(one(&s, "Service", "DynamicUser"), "yes");
     assert_eq!(one(&s, "Service", "CapabilityBoundingSet"), "");
@@ -604,11 +613,11 @@ fn systemd_analyze_verifies_the_units() {
     ] {
         let t = read(&deploy("systemd").join(name))
             .replace(
-                "/usr/local/bin/joulebook-exporter",
+                "/usr/bin/joulebook-exporter",
                 binary("joulebook-exporter").to_str().unwrap(),
             )
             .replace(
-                "/usr/local/bin/joulebook-report",
+                "/usr/bin/joulebook-report",
                 binary("joulebook-report").to_str().unwrap(),
             );
         std::fs::write(dir.path().join(name), t).unwrap();
@@ -621,7 +630,9 @@ fn systemd_analyze_verifies_the_units() {
     .iter()
     .map(|n| dir.path().join(n).display().to_string())
     .collect();
-    let mut args = vec!["verify"];
+    // --man=no: the units' Documentation= pages exist once the package is installed
+    // (scripts/test-packages verifies the installed units with them).
+    let mut args = vec!["verify", "--man=no"];
     args.extend(units.iter().map(String::as_str));
     let o = run("systemd-analyze", "systemd", &args, None);
     assert!(
@@ -704,17 +715,24 @@ fn map_of(entries: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
 struct MapDir {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
+    records: PathBuf,
 }
 
 impl MapDir {
     fn new() -> MapDir {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run/joulebook/gpu-map");
-        MapDir { _tmp: tmp, dir }
+        let records = tmp.path().join("run/joulebook/jobs");
+        MapDir {
+            _tmp: tmp,
+            dir,
+            records,
+        }
     }
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("JOULEBOOK_GPU_MAP_DIR", self.dir.display().to_string()),
+            ("JOULEBOOK_RECORD_DIR", self.records.display().to_string()),
             ("JOULEBOOK_GPU_MAP_HELPER", helper().display().to_string()),
         ]
     }
@@ -729,8 +747,12 @@ impl MapDir {
         sh(&deploy(&format!("slurm/{script}")), &[], &env)
     }
     fn helper(&self, args: &[&str]) -> (i32, String) {
+        self.helper_with(args, &[])
+    }
+    fn helper_with(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String) {
         let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend_from_slice(extra);
         sh(&helper(), args, &env)
     }
 }
@@ -775,6 +797,61 @@ fn slurm_prolog_and_epilog_write_and_remove_the_mapping() {
             ("GPU-0a1b2c3d-0000-4000-8000-000000000000", &["104"])
         ])
     );
+}
+
+/// The prolog records what slurmd put in its environment, cleaned (no control characters, 256
+/// bytes at most), with the SLUID linked to the record; the epilog removes both.
+#[test]
+fn slurm_prolog_writes_the_job_record_and_the_epilog_removes_it() {
+    let m = MapDir::new();
+    let long = "x".repeat(1000);
+    let mut env = m.env();
+    for (k, v) in [
+        ("SLURM_JOB_ID", "4242"),
+        ("SLURM_JOB_SLUID", "sEKNKTV3WPV500"),
+        ("SLURM_JOB_USER", "alice"),
+        ("SLURM_JOB_UID", "1000"),
+        ("SLURM_JOB_ACCOUNT", "physics"),
+        ("SLURM_JOB_PARTITION", "gpu"),
+        ("SLURM_JOB_NAME", "two\nlines\u{7}=x"),
+        ("SLURM_JOB_GPUS", "0,1"),
+        ("SLURM_JOB_COMMENT", long.as_str()),
+    ] {
+        env.push((k, v.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, err) = sh(&deploy("slurm/prolog.sh"), &[], &env);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let record = m.records.join("4242");
+    assert_eq!(
+        read(&record),
+        "job_id=4242\nsluid=sEKNKTV3WPV500\nuser=alice\nuid=1000\naccount=physics\npartition=gpu\njob_name=twolines=x\ngpus=0,1\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&record).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let link = m.records.join("sEKNKTV3WPV500");
+    assert_eq!(std::fs::read_link(&link).unwrap(), PathBuf::from("4242"));
+    // A value past 256 bytes is cut; a bad SLUID or uid is left out.
+    let (code, _) = m.helper_with(
+        &["record", "7"],
+        &[
+            ("JOULEBOOK_JOB_NAME", long.as_str()),
+            ("JOULEBOOK_JOB_SLUID", "s../../x"),
+            ("JOULEBOOK_JOB_UID", "0;id"),
+        ],
+    );
+    assert_eq!(code, 0);
+    let text = read(&m.records.join("7"));
+    assert!(
+        text.contains(&format!("job_name={}\n", "x".repeat(256))),
+        "{text}"
+    );
+    assert!(!text.contains("sluid=") && !text.contains("uid="), "{text}");
+    // The epilog removes the record and its link, and nothing else.
+    assert_eq!(m.slurm("epilog.sh", "4242", None).0, 0);
+    assert!(!record.exists() && !link.is_symlink());
+    assert!(m.records.join("7").exists());
 }
 
 #[test]
@@ -960,9 +1037,11 @@ fn the_exporter_reads_the_mapping_the_prolog_wrote() {
     copy_tree(&fixture("cgroup/idle-gpu"), root.path());
     let r = root.path();
     let map = r.join("run/joulebook/gpu-map");
+    let records = r.join("run/joulebook/jobs");
     let m = MapDir {
         _tmp: tempfile::tempdir().unwrap(),
         dir: map.clone(),
+        records: records.clone(),
     };
     assert_eq!(m.slurm("prolog.sh", "801", Some("1")).0, 0);
     assert_eq!(m.slurm("prolog.sh", "802", Some("2,3")).0, 0);
@@ -989,6 +1068,7 @@ fn the_exporter_reads_the_mapping_the_prolog_wrote() {
             "--source.nvml=on",
             &format!("--nvml.library={}", lib.display()),
             &format!("--jobs.gpu-mapping-dir={}", map.display()),
+            &format!("--jobs.record-dir={}", records.display()),
             "--sample.interval=100ms",
         ],
         &[("FAKE_NVML_STATE", state_path.as_path())],
@@ -1017,6 +1097,12 @@ fn the_exporter_reads_the_mapping_the_prolog_wrote() {
         s.family("joulebook_job_gpu_info")
     );
     assert_eq!(s.must("joulebook_job_allocated_gpus{job_id=\"802\"}"), 2.0);
+    // The prolog's records are the jobs' metadata.
+    let info = s.family("joulebook_job_info");
+    assert_eq!(info.len(), 2, "{info:#?}");
+    for (labels, _) in &info {
+        assert!(labels.contains("metadata=\"prolog\""), "{labels}");
+    }
 
     // Job 802's epilog: its GPUs are unallocated from the next cycle on.
     assert_eq!(m.slurm("epilog.sh", "802", None).0, 0);

@@ -427,20 +427,41 @@ fn job_args(root: &Path) -> Vec<String> {
     a
 }
 
-/// The Intel node with the Slurm v1 jobs, after its first sample: job series at 0, metadata
-/// from the jobs' environments.
-#[test]
-fn golden_slurm_jobs() {
-    let dir = slurm_node();
+/// The Intel node with the jobs of cgroup fixture `jobs`, after its first sample: job series
+/// at 0, metadata from the prolog's records, the kernel and the jobs' environments.
+fn golden_jobs(jobs: &str) {
+    let dir = copy_fixture("intel-2s");
+    joulebook_tests::copy_tree(&fixture(&format!("cgroup/{jobs}")), dir.path());
     let mut args = job_args(dir.path());
     args.push("--sample.interval=60s".into());
+    args.push(format!(
+        "--jobs.record-dir={}",
+        dir.path().join("run/joulebook/jobs").display()
+    ));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let e = Exporter::start(&refs);
     check_golden(
-        "slurm jobs",
-        &fixture("cgroup/slurm-v1").join("metrics.golden"),
+        jobs,
+        &fixture(&format!("cgroup/{jobs}")).join("metrics.golden"),
         &e.scrape(),
     );
+}
+
+#[test]
+fn golden_slurm_jobs() {
+    golden_jobs("slurm-v1");
+}
+
+/// Slurm 26.05: jobs in SLUID folders, published under their numeric ids with their SLUIDs.
+#[test]
+fn golden_slurm_sluid_jobs() {
+    golden_jobs("slurm-sluid");
+}
+
+/// A node upgraded to 26.05 while a `job_<id>` job still runs.
+#[test]
+fn golden_slurm_upgrade_jobs() {
+    golden_jobs("slurm-upgrade");
 }
 
 fn pkg(root: &Path, socket: u32) -> std::path::PathBuf {

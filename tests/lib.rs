@@ -10,6 +10,7 @@ pub mod prometheus;
 pub mod promql;
 pub mod redfish_server;
 pub mod scenario;
+pub mod shipped;
 pub mod slurm;
 pub mod smtp;
 

@@ -101,6 +101,11 @@ impl SlurmCluster {
         self.dir().join("jobs")
     }
 
+    /// Where the cluster's Prolog (deploy/slurm/prolog.sh) writes the job records.
+    pub fn records_dir(&self) -> PathBuf {
+        self.dir().join("records")
+    }
+
     /// The node's name, `hostname -s`, as in `slurm_<node>` of the cgroup paths.
     pub fn node_name(&self) -> String {
         self.node.clone()

@@ -151,3 +151,74 @@ fn exporter_attributes_energy_to_real_slurm_jobs() {
     });
     cluster.scancel(&busy);
 }
+
+/// With the Prolog installed (tests/slurm/slurm-up installs deploy/slurm's), a job of `nobody`
+/// that rewrites its environment (`exec env SLURM_JOB_ACCOUNT=victim-project SLURM_JOB_UID=0
+/// ...`) is still published with the scheduler's user and account, marked as coming from the
+/// Prolog.
+#[test]
+fn a_job_rewriting_its_environment_keeps_the_schedulers_user_and_account() {
+    let cluster = SlurmCluster::start();
+    let forger = cluster.sbatch(&[
+        "--uid=nobody",
+        "-c",
+        "1",
+        "-J",
+        "forger",
+        "-A",
+        "chemistry",
+        "--wrap",
+        "exec env SLURM_JOB_ACCOUNT=victim-project SLURM_JOB_UID=0 SLURM_JOB_USER=root SLURM_JOB_PARTITION=vip sleep 600",
+    ]);
+    cluster.wait_for_cgroup(&forger, Duration::from_secs(30));
+    let record = cluster.records_dir().join(&forger);
+    let text = std::fs::read_to_string(&record)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", record.display(), cluster.logs()));
+    assert!(text.contains("account=chemistry\n"), "{text}");
+
+    let sys = tempfile::tempdir().unwrap();
+    let e = Exporter::start(&[
+        &format!("--path.sysfs={}", sys.path().display()),
+        "--source.nvml=off",
+        "--jobs.enabled=on",
+        &format!("--jobs.record-dir={}", cluster.records_dir().display()),
+        "--sample.interval=200ms",
+    ]);
+    let s = wait_until(&e, "the job", |s| {
+        s.family("joulebook_job_info")
+            .iter()
+            .any(|(k, _)| k.contains(&format!("job_id=\"{forger}\"")))
+    });
+    let info = s.family("joulebook_job_info");
+    let (labels, _) = info
+        .iter()
+        .find(|(k, _)| k.contains(&format!("job_id=\"{forger}\"")))
+        .expect("job_info");
+    for want in [
+        "user=\"nobody\"",
+        "uid=\"65534\"",
+        "account=\"chemistry\"",
+        "partition=\"debug\"",
+        "metadata=\"prolog\"",
+    ] {
+        assert!(
+            labels.contains(want),
+            "{labels} lacks {want}\n{}",
+            e.log_text()
+        );
+    }
+    // The forged environment is reported once, naming the job.
+    let log = e.log_text();
+    assert!(
+        log.contains(&format!("slurm job {forger}: its environment claims")),
+        "{log}"
+    );
+    cluster.scancel(&forger);
+    cluster.wait_for_cgroup_gone(&forger, Duration::from_secs(20));
+    // The Epilog removes the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while record.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!record.exists(), "{} left behind", record.display());
+}

@@ -8,6 +8,8 @@
 //! them); add new ones instead.
 
 pub mod calendar;
+#[cfg(feature = "clidocs")]
+pub mod clidocs;
 
 use std::fmt;
 
@@ -38,6 +40,13 @@ pub mod labels {
     pub const ACCOUNT: &str = "account";
     pub const PARTITION: &str = "partition";
     pub const JOB_NAME: &str = "job_name";
+    /// Slurm 26.05's job identifier (SLUID), where the layout or the prolog gives one.
+    pub const SLUID: &str = "sluid";
+    /// The numeric uid that the prolog or the kernel attests (also for users the node's user
+    /// database cannot name).
+    pub const UID: &str = "uid";
+    /// Where a job's metadata came from: prolog, kernel or environment.
+    pub const METADATA: &str = "metadata";
     pub const PROTOCOL: &str = "protocol";
     /// A device of a sysfs source: GPU id (unique_id or PCI address) or sensor id.
     pub const DEVICE: &str = "device";
@@ -332,7 +341,10 @@ metric!(
         l::USER,
         l::ACCOUNT,
         l::PARTITION,
-        l::JOB_NAME
+        l::JOB_NAME,
+        l::SLUID,
+        l::UID,
+        l::METADATA
     ],
     "A job on this node and its metadata; value 1. Join on job_id."
 );

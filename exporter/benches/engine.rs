@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use joulebook_exporter::accounting::AccountingOptions;
 use joulebook_exporter::engine::Engine;
-use joulebook_exporter::jobs::{Job, Scheduler};
+use joulebook_exporter::jobs::{Job, MetadataSource, Scheduler};
 use joulebook_exporter::metrics::{self, Format};
 use joulebook_exporter::node::NodeInfo;
 use joulebook_exporter::sampler::Sampler;
@@ -65,6 +65,8 @@ fn jobs(n: usize) -> Vec<Job> {
             account: Some(format!("project{}", j % 12)),
             partition: Some("cpu".into()),
             job_name: Some(format!("job-{j}")),
+            sluid: None,
+            metadata: MetadataSource::Prolog,
             cpus: vec![(j % 128) as u32],
             cpu_usage_ns: Some(j as u64 * 1000),
             memory_limit_bytes: Some(4 << 30),

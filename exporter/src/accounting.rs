@@ -72,6 +72,11 @@ pub struct JobMeta {
     pub account: String,
     pub partition: String,
     pub job_name: String,
+    pub sluid: String,
+    /// The attested numeric uid, decimal; empty when unknown (anonymised as the user is).
+    pub uid: String,
+    /// [`crate::jobs::MetadataSource`]: prolog, kernel or environment.
+    pub metadata: String,
 }
 
 /// One job's counters and current allocation. What changes rarely (metadata, CPUs, GPUs) is
@@ -97,11 +102,18 @@ pub struct JobRecord {
     ended_mono: Option<f64>,
     /// The metadata as discovered, before anonymisation: `meta` is rebuilt (and re-hashed) only
     /// when this changes, not every cycle.
-    raw_meta: Arc<[Option<String>; 4]>,
+    raw_meta: Arc<RawMeta>,
     /// The [`Job::revision`] that `raw_meta` and `cpus` were last compared with: the same
     /// non-zero revision again means the same values, not compared again.
     revision: u64,
 }
+
+/// What `meta` is derived from: user, account, partition, job name, SLUID, uid, source.
+type RawMeta = (
+    [Option<String>; 5],
+    Option<u32>,
+    crate::jobs::MetadataSource,
+);
 
 impl JobRecord {
     pub fn joules(&self, c: Component) -> f64 {
@@ -199,6 +211,9 @@ fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
         account: job.account.clone().unwrap_or_default(),
         partition: job.partition.clone().unwrap_or_default(),
         job_name: name(&job.job_name),
+        sluid: job.sluid.clone().unwrap_or_default(),
+        uid: name(&job.uid.map(|u| u.to_string())),
+        metadata: job.metadata.as_str().to_string(),
     }
 }
 
@@ -212,11 +227,19 @@ fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s:
     }
     rec.ended_mono = None;
     if job.revision == 0 || job.revision != rec.revision {
-        let raw = [&job.user, &job.account, &job.partition, &job.job_name];
-        let same = rec.raw_meta.iter().zip(raw).all(|(a, b)| a == b);
+        let raw = [
+            &job.user,
+            &job.account,
+            &job.partition,
+            &job.job_name,
+            &job.sluid,
+        ];
+        let (old, uid, source) = &*rec.raw_meta;
+        let same =
+            old.iter().zip(raw).all(|(a, b)| a == b) && *uid == job.uid && *source == job.metadata;
         if !same || rec.meta.scheduler.is_empty() {
             rec.meta = Arc::new(meta_of(opts, job));
-            rec.raw_meta = Arc::new(raw.map(Clone::clone));
+            rec.raw_meta = Arc::new((raw.map(Clone::clone), job.uid, job.metadata));
         }
         if *rec.cpus != *job.cpus {
             rec.cpus = Arc::from(job.cpus.as_slice());
@@ -434,6 +457,9 @@ impl Accounting {
                     account: js.meta.get("account").cloned().unwrap_or_default(),
                     partition: js.meta.get("partition").cloned().unwrap_or_default(),
                     job_name: js.meta.get("job_name").cloned().unwrap_or_default(),
+                    sluid: js.meta.get("sluid").cloned().unwrap_or_default(),
+                    uid: js.meta.get("uid").cloned().unwrap_or_default(),
+                    metadata: js.meta.get("metadata").cloned().unwrap_or_default(),
                 }),
                 ..Default::default()
             };
@@ -472,6 +498,9 @@ impl Accounting {
                 ("account", &m.account),
                 ("partition", &m.partition),
                 ("job_name", &m.job_name),
+                ("sluid", &m.sluid),
+                ("uid", &m.uid),
+                ("metadata", &m.metadata),
             ] {
                 js.meta.insert(k.to_string(), v.clone());
             }
@@ -505,6 +534,8 @@ mod tests {
             account: Some("physics".into()),
             partition: Some("gpu".into()),
             job_name: Some("train".into()),
+            sluid: None,
+            metadata: crate::jobs::MetadataSource::Prolog,
             cpus: cpus.to_vec(),
             cpu_usage_ns: Some(cpu_ns),
             memory_limit_bytes: None,

@@ -292,6 +292,7 @@ pub fn jobs_options(cfg: &Config) -> (Option<JobsOptions>, Option<AccountingOpti
         rootfs: cfg.paths.rootfs.clone(),
         mapping_dir: j.gpu_mapping_dir.clone(),
         oar_resources_dir: j.oar_resources_dir.clone(),
+        record_dir: j.record_dir.clone(),
         user_slices: j.user_slices,
         // The usage policy splits each cycle's energy by that cycle's CPU time: read it on
         // every scan. The allocation policy only feeds it to the CPU-seconds counter.

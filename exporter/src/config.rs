@@ -279,6 +279,8 @@ pub struct JobsConfig {
     pub gpu_mapping_dir: Option<PathBuf>,
     /// OAR job resources: `<dir>/<jobid>` listing GPU indices or UUIDs, one per line.
     pub oar_resources_dir: Option<PathBuf>,
+    /// Job records written by the scheduler's prolog (docs/job-identity.md).
+    pub record_dir: Option<PathBuf>,
     /// Treat each user's systemd slice as that user's job (lab machines without a scheduler).
     pub user_slices: bool,
     /// How long a finished job's counters stay published.
@@ -297,6 +299,7 @@ impl Default for JobsConfig {
             enabled: Switch::Auto,
             gpu_mapping_dir: None,
             oar_resources_dir: None,
+            record_dir: Some(PathBuf::from(crate::jobs::DEFAULT_RECORD_DIR)),
             user_slices: false,
             grace_period: Seconds(crate::accounting::DEFAULT_GRACE_S),
             cpu_policy: CpuPolicyConfig::Allocation,

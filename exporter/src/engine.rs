@@ -17,7 +17,9 @@ pub struct Engine {
     discovery: Option<JobDiscovery>,
     accounting: Option<Accounting>,
     jobs_health: Health,
-    /// Problems already logged, so a bad file is reported once, not every second.
+    /// The problems of the last scan, each logged when it first appeared: a bad file is
+    /// reported once while it stays bad, not every second, and the set never holds more than
+    /// one scan's problems (a problem that goes and comes back is logged again).
     logged: BTreeSet<String>,
     /// The jobs of the last scan, overwritten by the next one (no allocation per job).
     jobs: Vec<Job>,
@@ -83,19 +85,15 @@ impl Engine {
                         h.last_error = Some(e);
                     }
                     (Some(_), first) => {
-                        for p in &problems {
-                            if self.logged.insert(p.clone()) {
-                                tracing::warn!(source = "jobs", problem = %p, "job discovery problem");
-                            }
-                        }
-                        if self.logged.len() > 10_000 {
-                            self.logged.clear();
-                        }
-                        if !h.up && h.last_error.is_some() && first.is_none() {
+                        log_new_problems(&mut self.logged, problems.iter().cloned());
+                        // Only the source's own problems (a hierarchy that cannot be listed)
+                        // mark it down: one job's bad data never does.
+                        let down = problems.get(..d.source_problems()).and_then(<[_]>::first);
+                        if !h.up && h.last_error.is_some() && down.is_none() {
                             tracing::info!(source = "jobs", "source is up again");
                         }
-                        h.up = first.is_none();
-                        h.last_error = first.map(|p| SourceError::new(p.clone()));
+                        h.up = down.is_none();
+                        h.last_error = down.or(first).map(|p| SourceError::new(p.clone()));
                     }
                 }
             }
@@ -260,6 +258,34 @@ fn parse_channel_key(k: &str) -> Option<(ChannelId, SourceKind)> {
     let source = SourceKind::ALL.into_iter().find(|x| x.as_str() == source)?;
     let domain = DOMAINS.into_iter().find(|d| domain_name(*d) == domain)?;
     Some((ChannelId::new(domain, device), source))
+}
+
+/// New job-discovery problems logged per cycle, at most; the rest are counted in one line.
+const MAX_NEW_PROBLEM_LINES: usize = 20;
+
+/// Logs the problems of this scan that the last one did not have (at most
+/// [`MAX_NEW_PROBLEM_LINES`], then one line with the count of the others), and keeps this
+/// scan's set for the next.
+fn log_new_problems(logged: &mut BTreeSet<String>, problems: impl Iterator<Item = String>) {
+    let now: BTreeSet<String> = problems.collect();
+    let mut shown = 0;
+    let mut more = 0;
+    for p in now.difference(logged) {
+        if shown < MAX_NEW_PROBLEM_LINES {
+            tracing::warn!(source = "jobs", problem = %p, "job discovery problem");
+            shown += 1;
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        tracing::warn!(
+            source = "jobs",
+            count = more,
+            "more job discovery problems not logged"
+        );
+    }
+    *logged = now;
 }
 
 #[cfg(test)]

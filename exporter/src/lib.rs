@@ -8,6 +8,7 @@ pub mod attribution;
 pub mod config;
 pub mod energy;
 pub mod engine;
+pub(crate) mod fileio;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;

@@ -45,6 +45,9 @@ struct Cli {
     /// GPU → job mapping directory (dcgm-exporter's --hpc-job-mapping-dir format).
     #[arg(long = "jobs.gpu-mapping-dir", value_name = "DIR")]
     gpu_mapping_dir: Option<PathBuf>,
+    /// Job records written by the scheduler's prolog [default: /run/joulebook/jobs].
+    #[arg(long = "jobs.record-dir", value_name = "DIR")]
+    record_dir: Option<PathBuf>,
     /// How long a finished job's counters stay published [default: 180s].
     #[arg(long = "jobs.grace-period", value_name = "DURATION", value_parser = parse_duration)]
     grace: Option<f64>,
@@ -103,6 +106,9 @@ enum Command {
     /// attribution, writing timestamped metrics to backfill into Prometheus (see
     /// docs/simulate.md).
     Simulate(SimulateArgs),
+    /// Read a password on standard input (one line) and print its bcrypt hash (cost 10), for
+    /// `basic_auth_users` in the web configuration file.
+    HashPassword,
 }
 
 #[derive(clap::Args, Debug)]
@@ -169,6 +175,30 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     }
 }
 
+/// `hash-password`: what the package's install script writes into the generated web config.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("joulebook-exporter hash-password: cannot read standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("joulebook-exporter hash-password: no password on standard input");
+        return ExitCode::from(2);
+    }
+    match bcrypt::hash(password, 10) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("joulebook-exporter hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 impl Cli {
     /// Flags override the file, which overrides the defaults.
     fn apply(self, cfg: &mut Config) {
@@ -187,6 +217,7 @@ impl Cli {
         set!(self.rootfs, cfg.paths.rootfs);
         set!(self.jobs, cfg.jobs.enabled);
         set!(self.gpu_mapping_dir.map(Some), cfg.jobs.gpu_mapping_dir);
+        set!(self.record_dir.map(Some), cfg.jobs.record_dir);
         set!(
             self.grace.map(joulebook_exporter::config::Seconds),
             cfg.jobs.grace_period
@@ -215,9 +246,17 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // `joulebook-exporter generate-docs DIR` (hidden, for scripts/package): man pages, completions.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(dir) = joulebook_common::clidocs::requested(&args) {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        return ExitCode::from(joulebook_common::clidocs::run(cmd, &dir) as u8);
+    }
     let mut cli = Cli::parse();
-    if let Some(Command::Simulate(args)) = cli.command.take() {
-        return simulate(args);
+    match cli.command.take() {
+        Some(Command::Simulate(args)) => return simulate(args),
+        Some(Command::HashPassword) => return hash_password(),
+        None => {}
     }
     let check = cli.check_config;
     let mut cfg = match &cli.config_file {

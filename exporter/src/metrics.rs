@@ -426,6 +426,9 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
                 (l::ACCOUNT, m.account.as_str()),
                 (l::PARTITION, m.partition.as_str()),
                 (l::JOB_NAME, m.job_name.as_str()),
+                (l::SLUID, m.sluid.as_str()),
+                (l::UID, m.uid.as_str()),
+                (l::METADATA, m.metadata.as_str()),
             ]
         }),
     )?;

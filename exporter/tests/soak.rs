@@ -4,7 +4,7 @@
 
 use joulebook_exporter::accounting::AccountingOptions;
 use joulebook_exporter::engine::Engine;
-use joulebook_exporter::jobs::{Job, Scheduler};
+use joulebook_exporter::jobs::{Job, MetadataSource, Scheduler};
 use joulebook_exporter::metrics::{self, Format};
 use joulebook_exporter::node::NodeInfo;
 use joulebook_exporter::sampler::Sampler;
@@ -90,6 +90,8 @@ fn twenty_thousand_jobs_churn_without_growth() {
                     account: Some(format!("project{}", next_id % 20)),
                     partition: Some("cpu".into()),
                     job_name: Some(format!("job-{next_id}")),
+                    sluid: None,
+                    metadata: MetadataSource::Prolog,
                     cpus: vec![cpu],
                     cpu_usage_ns: Some(0),
                     memory_limit_bytes: None,

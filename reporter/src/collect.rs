@@ -197,13 +197,14 @@ impl<'a> Collector<'a> {
             ));
         }
         queries.push(format!(
-            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{range}]))",
+            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{range}]))",
             l::JOB_ID,
             l::SCHEDULER,
             l::USER,
             l::ACCOUNT,
             l::PARTITION,
             l::JOB_NAME,
+            l::METADATA,
             self.sel(&c::JOB_INFO),
         ));
         self.client.progress().stage("jobs", queries.len());
@@ -296,6 +297,7 @@ impl<'a> Collector<'a> {
                 j.account = label(&s.labels, l::ACCOUNT);
                 j.partition = label(&s.labels, l::PARTITION);
                 j.job_name = label(&s.labels, l::JOB_NAME);
+                j.metadata = label(&s.labels, l::METADATA);
             }
         }
         // A job whose series only lingered through its grace period did nothing in the period.

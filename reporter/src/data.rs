@@ -103,6 +103,10 @@ pub struct JobData {
     pub account: String,
     pub partition: String,
     pub job_name: String,
+    /// Where the exporter took the job's metadata from (`prolog`, `kernel`, `environment`;
+    /// empty from exporters before it was published): see [`crate::trust`].
+    #[serde(default)]
+    pub metadata: String,
     /// Energy inside the period, joules, summed over the job's nodes.
     pub energy: ByComponent,
     /// Seconds inside the period, summed over nodes.

@@ -23,3 +23,4 @@ pub mod prom;
 pub mod render;
 pub mod sent;
 pub mod stats;
+pub mod trust;

@@ -556,6 +556,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     );
 
     let mut notes = ds.notes.clone();
+    notes.extend(crate::trust::claimed_project_note(&ds.jobs));
     if cluster_scope && it_j > 0.0 {
         let accounted = jobs_total_j + unallocated.total();
         let gap = (accounted - it_j) / it_j;

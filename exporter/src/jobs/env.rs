@@ -78,10 +78,27 @@ pub(crate) fn parse_environ(bytes: &[u8], scheduler: Scheduler, id: &str) -> Opt
             continue;
         };
         let (k, v) = (&entry[..eq], &entry[eq + 1..]);
-        // Only the first definition counts, as for getenv(3).
-        let set = |slot: &mut Option<String>| {
+        // Only the first definition counts, as for getenv(3). Values are cut where a label
+        // would be (GPU lists a little further): the job's user chooses their length.
+        let set_max = |slot: &mut Option<String>, max: usize| {
             if slot.is_none() && !v.is_empty() {
-                *slot = Some(String::from_utf8_lossy(v).into_owned());
+                let cut = &v[..v.len().min(max + 4)];
+                let text = String::from_utf8_lossy(cut);
+                *slot = Some(super::clip_to(&text, max).to_string());
+            }
+        };
+        let set = |slot: &mut Option<String>| set_max(slot, super::MAX_LABEL_BYTES);
+        // A GPU list is cut after its last whole entry: a cut entry could name another GPU.
+        let set_list = |slot: &mut Option<String>| {
+            if slot.is_none() && !v.is_empty() {
+                let max = super::MAX_GPU_LIST_BYTES;
+                let cut = if v.len() > max {
+                    let head = &v[..max];
+                    &head[..head.iter().rposition(|&b| b == b',').unwrap_or(0)]
+                } else {
+                    v
+                };
+                *slot = Some(String::from_utf8_lossy(cut).into_owned());
             }
         };
         if keys.id.iter().any(|key| key.as_bytes() == k) {
@@ -99,9 +116,9 @@ pub(crate) fn parse_environ(bytes: &[u8], scheduler: Scheduler, id: &str) -> Opt
         } else if k == keys.user.as_bytes() {
             set(&mut env.user);
         } else if k == b"CUDA_VISIBLE_DEVICES" {
-            set(&mut env.cuda_visible_devices);
+            set_list(&mut env.cuda_visible_devices);
         } else if let Some(i) = keys.gpus.iter().position(|key| key.as_bytes() == k) {
-            set(&mut gpus[i]);
+            set_list(&mut gpus[i]);
         }
     }
     if !id_ok {
@@ -228,6 +245,31 @@ mod tests {
         let env = parse_environ(&e, Scheduler::Slurm, "1").expect("env");
         assert_eq!(env.job_name.as_deref(), Some("a\"b\nc<script>\u{fffd}=x"));
         assert_eq!(env.account, None);
+    }
+
+    /// Values are cut: labels at 256 bytes, GPU lists after their last whole entry within
+    /// 4 KiB (a cut "1000" must not become GPU 1).
+    #[test]
+    fn flooded_values_are_cut() {
+        let list: Vec<String> = (1000..3000).map(|i| i.to_string()).collect();
+        let name = "N".repeat(100_000);
+        let env = parse_environ(
+            &environ(&[
+                "SLURM_JOB_ID=1",
+                &format!("SLURM_JOB_NAME={name}"),
+                &format!("SLURM_JOB_GPUS={}", list.join(",")),
+            ]),
+            Scheduler::Slurm,
+            "1",
+        )
+        .expect("env");
+        assert_eq!(
+            env.job_name.map(|n| n.len()),
+            Some(super::super::MAX_LABEL_BYTES)
+        );
+        let (_, gpus) = env.slurm_gpus.expect("gpus");
+        assert!(gpus.len() <= super::super::MAX_GPU_LIST_BYTES);
+        assert!(gpus.split(',').all(|g| g.len() == 4), "{gpus}");
     }
 
     #[test]

@@ -45,9 +45,10 @@ pub(crate) fn all_uuids(list: &str) -> bool {
     any
 }
 
-/// Resolves tokens to UUIDs in `out`. `what` names where they came from, for the problem
-/// message. With an empty inventory (NVML absent: its own source reports that) indices cannot
-/// be resolved and are dropped silently, while UUIDs are kept as given.
+/// Resolves tokens to UUIDs in `out`: only GPUs of the node's inventory, so a job counts at
+/// most the GPUs the node has, and none on a node without NVML (its own source reports that;
+/// nothing is said here). `what` names where the tokens came from: the unknown ones are
+/// reported in one problem per list, however many there are.
 pub(crate) fn resolve<'a>(
     tokens: impl IntoIterator<Item = GpuToken<'a>>,
     gpus: &[GpuRef],
@@ -55,30 +56,44 @@ pub(crate) fn resolve<'a>(
     out: &mut Vec<String>,
     problems: &mut Vec<String>,
 ) {
+    if gpus.is_empty() {
+        return;
+    }
+    let mut unknown = 0usize;
+    let mut first: Option<String> = None;
     for t in tokens {
-        match t {
-            GpuToken::Index(i) => match gpus.iter().find(|g| g.index == i) {
-                Some(g) => out.push(g.uuid.clone()),
-                None if gpus.is_empty() => {}
-                None => problems.push(format!(
-                    "{} names GPU index {i}, which NVML does not list on this node",
-                    what()
-                )),
-            },
-            GpuToken::Uuid(u) => {
-                if gpus.is_empty() || gpus.iter().any(|g| g.uuid == u) {
-                    out.push(u.to_string());
-                } else {
-                    problems.push(format!(
-                        "{} names GPU {u:?}, which NVML does not list on this node",
-                        what()
-                    ));
+        let g = match t {
+            GpuToken::Index(i) => gpus.iter().find(|g| g.index == i),
+            GpuToken::Uuid(u) => gpus.iter().find(|g| g.uuid == u),
+        };
+        match g {
+            Some(g) => {
+                if !out.contains(&g.uuid) {
+                    out.push(g.uuid.clone());
+                }
+            }
+            None => {
+                unknown += 1;
+                if first.is_none() {
+                    first = Some(match t {
+                        GpuToken::Index(i) => format!("GPU index {i}"),
+                        GpuToken::Uuid(u) => format!("GPU {:?}", super::clip_to(u, 80)),
+                    });
                 }
             }
         }
     }
+    if let Some(first) = first {
+        let others = match unknown {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        problems.push(format!(
+            "{} names {first}{others}, which NVML does not list on this node",
+            what()
+        ));
+    }
     out.sort_unstable();
-    out.dedup();
 }
 
 /// Resolves a comma-separated list (an environment variable).
@@ -327,16 +342,29 @@ mod tests {
         let mut problems = Vec::new();
         let got = resolve_list("2,0,GPU-1,7,GPU-x", &inv(), &|| "X".into(), &mut problems);
         assert_eq!(got, vec!["GPU-0", "GPU-1", "GPU-2"]);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(
-            problems[0].starts_with("X names GPU index 7"),
-            "{problems:?}"
+        assert_eq!(
+            problems,
+            ["X names GPU index 7 and 1 more, which NVML does not list on this node"]
         );
-        // Without an inventory: UUIDs kept, indices dropped, nothing reported.
+        // Without an inventory: nothing kept, nothing reported (NVML's source says why).
         problems.clear();
         let got = resolve_list("0,GPU-x", &[], &|| "X".into(), &mut problems);
-        assert_eq!(got, vec!["GPU-x"]);
+        assert!(got.is_empty());
         assert!(problems.is_empty());
+    }
+
+    /// 10,001 unknown GPUs: one problem, a GPU at most once.
+    #[test]
+    fn a_flood_of_unknown_gpus_is_one_problem() {
+        let list: Vec<String> = (0..10_001).map(|i| (i + 100).to_string()).collect();
+        let list = format!("0,0,0,{}", list.join(","));
+        let mut problems = Vec::new();
+        let got = resolve_list(&list, &inv(), &|| "X".into(), &mut problems);
+        assert_eq!(got, vec!["GPU-0"]);
+        assert_eq!(
+            problems,
+            ["X names GPU index 100 and 10000 more, which NVML does not list on this node"]
+        );
     }
 
     #[test]

@@ -56,9 +56,15 @@
 //! |---|---|
 //! | Slurm, cgroup v1 | `slurm[_<node>]/uid_<uid>/job_<id>/step_<s>/task_<t>` |
 //! | Slurm, cgroup v2 | `system.slice/[<node>_]slurmstepd.scope/job_<id>/step_<s>/…` |
+//! | Slurm 26.05, cgroup v2 | `system.slice/[<node>_]slurmstepd.scope/<SLUID>/step_<s>/…` (id: see `sluid`) |
 //! | OAR 2 (v1) | `oar/<user>_<jobid>` |
 //! | OAR 3 (systemd, v2) | `oar.slice/oar-u<uid>.slice/oar-u<uid>-j<jobid>.slice` |
 //! | systemd user slices | `user.slice/user-<uid>.slice` (only with [`JobsOptions::user_slices`]) |
+//!
+//! A job is one per (scheduler, slurmd scope, id); the scopes of one id are published as one
+//! job. Its metadata comes from the most trusted source that gives it (the prolog's record, the
+//! kernel, the environment: see `meta` and docs/job-identity.md), and every label value taken
+//! from a job is cut at [`MAX_LABEL_BYTES`].
 //!
 //! A job whose folder disappears during the scan has ended: it is left out without a problem.
 //! The CPU time is read before the listing, so a job whose cgroup was removed since (its open
@@ -67,22 +73,37 @@
 //! Bad content is reported in [`ScanResult::problems`] with the file's path, and the job is
 //! still listed with what could be read.
 
+mod cache;
 mod cgroup;
-/// Also reads the RAPL source's `energy_uj` files, kept open the same way.
-pub(crate) use cgroup::read_again;
 mod cpuset;
 mod env;
 mod gpu;
+mod layout;
+mod lister;
+mod meta;
+mod model;
 mod passwd;
+mod read;
+mod reader;
+mod record;
+mod sluid;
 
+use cache::{next_in_phase, parse_usage, Cache, Devices, JobCache, Statics, UsageFile, UsageRead};
 pub use cpuset::{format_cpu_list, parse_cpu_list, CpuListError, MAX_CPU_ID};
-
-use cgroup::{
-    Controller, FdBudget, Found, Hierarchy, Listed, Lister, Reader, Vanished, HIERARCHIES, V2,
+use model::set_text;
+pub(crate) use model::{clip, clip_to, JobId, JobKey};
+pub use model::{
+    CgroupMode, GpuMappingSource, GpuRef, Job, JobsError, MetadataSource, ScanResult, Scheduler,
+    DEFAULT_RECORD_DIR, MAX_GPU_LIST_BYTES, MAX_LABEL_BYTES,
 };
+use read::Ctx;
+
+use cgroup::{Controller, FdBudget, Found, Hierarchy, HIERARCHIES, V2};
 use cpuset::shorten;
 use env::{EnvSearch, JobEnv};
-use std::cmp::Ordering;
+use lister::{Listed, Lister};
+use reader::{Reader, Vanished};
+use sluid::Sluids;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -101,6 +122,10 @@ pub struct JobsOptions {
     pub mapping_dir: Option<PathBuf>,
     /// Directory of OAR job resources files (format: see [`GpuMappingSource::OarResources`]).
     pub oar_resources_dir: Option<PathBuf>,
+    /// Job records written by the scheduler's prolog (`--jobs.record-dir`, default
+    /// `/run/joulebook/jobs`; format: see the `record` module): the trusted source of a job's
+    /// user, account, partition, name and SLUID.
+    pub record_dir: Option<PathBuf>,
     /// Report each systemd `user-<uid>.slice` as a job `user-<uid>` (login nodes, workstations).
     pub user_slices: bool,
     /// Read each job's CPU time every this many scans, each job at its own scan of the period,
@@ -121,6 +146,7 @@ impl Default for JobsOptions {
             rootfs: PathBuf::from("/"),
             mapping_dir: None,
             oar_resources_dir: None,
+            record_dir: Some(PathBuf::from(DEFAULT_RECORD_DIR)),
             user_slices: false,
             cpu_time_every: 0,
         }
@@ -135,544 +161,8 @@ impl JobsOptions {
             cgroupfs: root.join("sys/fs/cgroup"),
             procfs: root.join("proc"),
             rootfs: root.to_path_buf(),
+            record_dir: Some(root.join(DEFAULT_RECORD_DIR.trim_start_matches('/'))),
             ..JobsOptions::default()
-        }
-    }
-}
-
-/// Who runs the job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Scheduler {
-    Slurm,
-    Oar,
-    /// A systemd user slice, reported as a job when [`JobsOptions::user_slices`] is on.
-    UserSlice,
-}
-
-impl Scheduler {
-    /// The value of the `scheduler` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheduler::Slurm => "slurm",
-            Scheduler::Oar => "oar",
-            Scheduler::UserSlice => "user",
-        }
-    }
-}
-
-impl fmt::Display for Scheduler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which cgroup hierarchies the node mounts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CgroupMode {
-    /// Controller folders (`cpuset/`, `cpu,cpuacct/`, `memory/`, …) under the root.
-    V1,
-    /// The unified hierarchy at the root (`cgroup.controllers` there).
-    V2,
-    /// v1 controllers plus the unified hierarchy at `unified/` (systemd's hybrid mode).
-    Hybrid,
-}
-
-/// Where a job's GPUs came from, most trusted first. The first source that names at least one
-/// GPU of the inventory wins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum GpuMappingSource {
-    /// dcgm-exporter's `--hpc-job-mapping-dir` format, written by the scheduler's prolog:
-    /// one regular file per GPU, named by its index (`0`, `1`, …; decimal digits only), or
-    /// `<index>.<instance>` for a MIG instance (attributed to the physical GPU `<index>`), or —
-    /// a joulebook extension — by its UUID (`GPU-…`). The file holds the ids of the jobs using
-    /// the GPU, one per line; whitespace and empty lines are ignored. Other names and
-    /// subfolders are ignored, as dcgm-exporter ignores them. The only source that knows about
-    /// a GPU allocated to a job and held idle when the job's environment is unreadable.
-    MappingDir,
-    /// joulebook's OAR job resources file `<oar_resources_dir>/<jobid>`, written by an OAR
-    /// prolog: one GPU per line, an index (`0`) or a UUID (`GPU-…`); empty lines and lines
-    /// starting with `#` are ignored.
-    OarResources,
-    /// `SLURM_JOB_GPUS` (or `SLURM_STEP_GPUS`) in the job's environment: global indices or UUIDs.
-    SlurmJobGpus,
-    /// `CUDA_VISIBLE_DEVICES` in the job's environment. Inside a device-constrained job Slurm
-    /// renumbers it from 0, so an index list is used only when the job's `devices.list` names
-    /// no GPU; a UUID list is always exact.
-    CudaVisibleDevices,
-    /// The cgroup v1 `devices.list` of the job: `c 195:<minor> …` lines, matched to
-    /// [`GpuRef::minor`]; `/dev/nvidiactl` (255) and `/dev/nvidia-modeset` (254) are not GPUs.
-    DevicesList,
-    /// NVML's running processes, each mapped to a job through `/proc/<pid>/cgroup`. Misses a
-    /// GPU that a job holds without running anything on it.
-    NvmlProcesses,
-}
-
-impl GpuMappingSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GpuMappingSource::MappingDir => "mapping_dir",
-            GpuMappingSource::OarResources => "oar_resources",
-            GpuMappingSource::SlurmJobGpus => "slurm_job_gpus",
-            GpuMappingSource::CudaVisibleDevices => "cuda_visible_devices",
-            GpuMappingSource::DevicesList => "devices_list",
-            GpuMappingSource::NvmlProcesses => "nvml_processes",
-        }
-    }
-}
-
-impl fmt::Display for GpuMappingSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One running job. Text fields come verbatim from the system (a job name may hold quotes,
-/// newlines or markup): escape them wherever they are rendered. Compared without
-/// [`Job::revision`], which is bookkeeping, not a value.
-#[derive(Clone, Debug, Eq)]
-pub struct Job {
-    /// The scheduler's job id; `user-<uid>` for a user slice.
-    pub id: String,
-    pub scheduler: Scheduler,
-    /// From the cgroup path (Slurm v1 `uid_<uid>`, OAR 3 `u<uid>`, user slices), else
-    /// `SLURM_JOB_UID`, else `/etc/passwd` for OAR 2's user name.
-    pub uid: Option<u32>,
-    /// From the path (OAR 2), else `/etc/passwd`, else `SLURM_JOB_USER` / `OAR_USER`.
-    pub user: Option<String>,
-    pub account: Option<String>,
-    pub partition: Option<String>,
-    pub job_name: Option<String>,
-    /// Allocated logical CPU ids, ascending (`cpuset.effective_cpus` where present, else
-    /// `cpuset.cpus`). Empty when no cpuset controller covers the job.
-    pub cpus: Vec<u32>,
-    /// CPU time used by the job's processes since the job started, in nanoseconds
-    /// (`cpuacct.usage`, or `cpu.stat` `usage_usec` × 1000).
-    pub cpu_usage_ns: Option<u64>,
-    /// Memory limit in bytes, only when one is set (`None` for v2 `max` and v1 values ≥ 2^62).
-    pub memory_limit_bytes: Option<u64>,
-    /// UUIDs of the GPUs the job holds, sorted.
-    pub gpus: Vec<String>,
-    /// Which source named the GPUs; `None` when no GPU was found.
-    pub gpu_source: Option<GpuMappingSource>,
-    /// Job discovery's mark of the values of `id`, `scheduler`, `uid`, `user`, `account`,
-    /// `partition`, `job_name`, `cpus` and `memory_limit_bytes`: two jobs with the same
-    /// non-zero revision hold the same values in those fields, so a consumer that kept them
-    /// need not compare them again (a revision is never given to another job or to changed
-    /// values). 0: unknown, compare.
-    pub revision: u64,
-}
-
-impl PartialEq for Job {
-    fn eq(&self, o: &Self) -> bool {
-        // Destructured, so that a field added later cannot be forgotten here.
-        let Job {
-            id,
-            scheduler,
-            uid,
-            user,
-            account,
-            partition,
-            job_name,
-            cpus,
-            cpu_usage_ns,
-            memory_limit_bytes,
-            gpus,
-            gpu_source,
-            revision: _,
-        } = self;
-        *id == o.id
-            && *scheduler == o.scheduler
-            && *uid == o.uid
-            && *user == o.user
-            && *account == o.account
-            && *partition == o.partition
-            && *job_name == o.job_name
-            && *cpus == o.cpus
-            && *cpu_usage_ns == o.cpu_usage_ns
-            && *memory_limit_bytes == o.memory_limit_bytes
-            && *gpus == o.gpus
-            && *gpu_source == o.gpu_source
-    }
-}
-
-impl Job {
-    /// A job with an empty id and nothing known: a slot for [`JobDiscovery::scan_into`], or a
-    /// start for a test's job.
-    pub fn empty(scheduler: Scheduler) -> Job {
-        Job {
-            id: String::new(),
-            scheduler,
-            uid: None,
-            user: None,
-            account: None,
-            partition: None,
-            job_name: None,
-            cpus: Vec::new(),
-            cpu_usage_ns: None,
-            memory_limit_bytes: None,
-            gpus: Vec::new(),
-            gpu_source: None,
-            revision: 0,
-        }
-    }
-}
-
-/// Sets `slot` to `value`, reusing the string already there.
-fn set_text(slot: &mut Option<String>, value: Option<&str>) {
-    match (slot.as_mut(), value) {
-        (Some(old), Some(v)) => {
-            if old != v {
-                old.clear();
-                old.push_str(v);
-            }
-        }
-        (_, v) => *slot = v.map(str::to_string),
-    }
-}
-
-/// One GPU of the node's inventory, from NVML.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GpuRef {
-    pub uuid: String,
-    /// NVML index (what `SLURM_JOB_GPUS` and the mapping directory's file names use).
-    pub index: u32,
-    /// Minor number of `/dev/nvidia<minor>` (what `devices.list` uses).
-    pub minor: Option<u32>,
-}
-
-/// The result of one scan.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScanResult {
-    /// The jobs running now, ordered by scheduler, then job id (numerically).
-    pub jobs: Vec<Job>,
-    /// What could not be read or understood, each message naming the file.
-    pub problems: Vec<String>,
-}
-
-/// The cgroup filesystem cannot be used at all.
-#[derive(Debug, thiserror::Error)]
-pub enum JobsError {
-    #[error("no cgroup filesystem under {path}: found neither cgroup.controllers (cgroup v2) nor controller folders such as cpuset/, cpuacct/, memory/ (cgroup v1) (fix: point --path.cgroupfs at the cgroup mount)")]
-    NotCgroupFs { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A job id stored inline, so that finding or keeping a job costs no allocation: Slurm and OAR
-/// ids are at most 20 decimal digits (longer names are not taken for jobs), a user slice's
-/// `user-<uid>` at most 15 bytes. The length and the bytes are also kept as big-endian integers,
-/// which compare as (length, bytes) do (the bytes past the id's length are zero): a search
-/// among a thousand jobs then compares two integers per step instead of calling `memcmp`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct JobId {
-    bytes: [u8; JobId::CAP],
-    words: (u128, u64),
-}
-
-impl JobId {
-    const CAP: usize = 22;
-
-    /// `id`, cut to [`JobId::CAP`] bytes (callers pass ids already checked to be shorter).
-    fn new(id: &str) -> JobId {
-        let mut n = id.len().min(Self::CAP);
-        while !id.is_char_boundary(n) {
-            n -= 1;
-        }
-        let mut bytes = [0; Self::CAP];
-        bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-        Self::from_bytes(n as u8, bytes)
-    }
-
-    fn from_bytes(len: u8, bytes: [u8; JobId::CAP]) -> JobId {
-        let mut hi = [0; 16];
-        let mut lo = [0; 8];
-        hi[0] = len;
-        hi[1..].copy_from_slice(&bytes[..15]);
-        lo[..Self::CAP - 15].copy_from_slice(&bytes[15..]);
-        JobId {
-            bytes,
-            words: (u128::from_be_bytes(hi), u64::from_be_bytes(lo)),
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        self.bytes
-            .get(..(self.words.0 >> 120) as usize)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or_default()
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-/// A job's identity across scans.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct JobKey {
-    pub scheduler: Scheduler,
-    pub id: JobId,
-}
-
-impl JobKey {
-    pub(crate) fn new(scheduler: Scheduler, id: impl AsRef<str>) -> Self {
-        JobKey {
-            scheduler,
-            id: JobId::new(id.as_ref()),
-        }
-    }
-
-    /// The job `user-<uid>` of a systemd user slice.
-    pub(crate) fn user_slice(uid: u32) -> Self {
-        use std::io::Write;
-        let mut bytes = [0; JobId::CAP];
-        let mut rest: &mut [u8] = &mut bytes;
-        // At most 15 bytes: always fits.
-        let _ = write!(rest, "user-{uid}");
-        let len = (JobId::CAP - rest.len()) as u8;
-        JobKey {
-            scheduler: Scheduler::UserSlice,
-            id: JobId::from_bytes(len, bytes),
-        }
-    }
-
-    /// A hash of the id (FNV-1a), to spread periodic work over the scans of a period.
-    fn hash(&self) -> u64 {
-        self.id
-            .bytes
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            })
-    }
-}
-
-impl std::hash::Hash for JobKey {
-    /// From the words alone, which hold the whole id (length included).
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let (hi, lo) = self.id.words;
-        state.write_u64((hi >> 64) as u64 ^ (self.scheduler as u64) << 56);
-        state.write_u64(hi as u64);
-        state.write_u64(lo);
-    }
-}
-
-impl Ord for JobKey {
-    /// Numeric order for decimal ids (shorter first), which also orders `user-<uid>` sensibly.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.scheduler, self.id.words).cmp(&(other.scheduler, other.id.words))
-    }
-}
-
-impl PartialOrd for JobKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// What is kept about a job between scans.
-#[derive(Debug, Default)]
-struct JobCache {
-    /// The job's folders, as last listed or probed.
-    found: Found,
-    /// The inode number of the job's folder in each hierarchy where it was listed or probed: a
-    /// different one is a new job with the same id.
-    ino: [Option<u64>; HIERARCHIES],
-    /// The last scan that listed the job, and the hierarchies that listed it then (bits).
-    seen: u64,
-    listed_in: u8,
-    /// The scan that first listed this job (this folder).
-    first_seen: u64,
-    /// [`JobKey::hash`]: places the job's periodic reads within their period.
-    hash: u64,
-    /// The folders changed since the job's data was read: read it all again.
-    relayout: bool,
-    /// CPUs and memory limit; `None` until read, then read again at `next_static`.
-    statics: Option<Statics>,
-    next_static: u64,
-    /// `None` until one of the job's processes could be read; then kept until the job ends.
-    env: Option<JobEnv>,
-    /// What the last search for the environment reported, repeated until one is found.
-    env_problems: Vec<String>,
-    next_env: u64,
-    /// The entries of the OAR resources file, once read non-empty.
-    oar_resources: Option<Vec<String>>,
-    /// Why the OAR resources file could not be read, repeated until it is.
-    oar_problem: Option<String>,
-    next_oar: u64,
-    /// The GPU minors that `devices.list` allows: read when first needed, dropped with the
-    /// static data.
-    devices: Option<Devices>,
-    /// Where the CPU time is read from.
-    usage: UsageFile,
-    /// The CPU time read on this scan; `None` until read.
-    usage_now: Option<UsageRead>,
-    /// The scan at which the CPU time is read next (see [`JobsOptions::cpu_time_every`]).
-    next_usage: u64,
-    /// The [`Job::revision`] of what was published last, and what it was derived from besides
-    /// the static data: whether the environment was found, the uid and whether a user name
-    /// came from the path, and the passwd file's generation.
-    revision: u64,
-    revision_inputs: (bool, Option<u32>, bool, u64),
-}
-
-/// A job's data that only changes through `scontrol update` or while its cgroups are being set
-/// up, with the problems its reading found (repeated on every scan, as if it was read each time).
-#[derive(Debug, Default)]
-struct Statics {
-    cpus: Vec<u32>,
-    /// Which file gave the CPUs, so that the next read opens only that one...
-    cpus_file: Option<usize>,
-    /// ... which is then kept open, as the memory limit's file, and read again with `pread`.
-    cpus_held: Option<std::fs::File>,
-    cpus_problems: Vec<String>,
-    memory_limit_bytes: Option<u64>,
-    memory_held: Option<std::fs::File>,
-    memory_problems: Vec<String>,
-}
-
-impl Statics {
-    /// Open files kept (they count against the descriptor budget).
-    fn held(&self) -> usize {
-        usize::from(self.cpus_held.is_some()) + usize::from(self.memory_held.is_some())
-    }
-}
-
-/// What a `devices.list` read found (the job's, else its steps').
-#[derive(Debug)]
-struct Devices {
-    minors: Vec<u32>,
-    problems: Vec<String>,
-    path: PathBuf,
-}
-
-/// Where a job's CPU time is read.
-#[derive(Debug, Default)]
-enum UsageFile {
-    /// By path on each read: not opened yet, no descriptor to spare, the sum over the steps
-    /// (the job folder lacks the file), or nothing to read.
-    #[default]
-    ByPath,
-    /// The job folder's file, kept open and read again with `pread`.
-    Held {
-        file: std::fs::File,
-        path: PathBuf,
-        v2: bool,
-    },
-}
-
-/// One reading of a job's CPU time, with what it reported.
-#[derive(Clone, Debug, Default)]
-struct UsageRead {
-    ns: Option<u64>,
-    problems: Vec<String>,
-}
-
-impl JobCache {
-    fn new(now: u64, hash: u64) -> JobCache {
-        JobCache {
-            first_seen: now,
-            hash,
-            relayout: true,
-            next_static: now,
-            next_env: now,
-            next_oar: now,
-            next_usage: now,
-            ..JobCache::default()
-        }
-    }
-
-    /// The same id in a new folder: a new job (a requeued job gets new cgroups; ids come back
-    /// after a reset of Slurm's counter). Starts afresh, keeping what this scan listed so far.
-    fn restart(&mut self, now: u64) {
-        let mut fresh = JobCache::new(now, self.hash);
-        if self.seen == now {
-            fresh.seen = now;
-            fresh.listed_in = self.listed_in;
-            for h in 0..HIERARCHIES {
-                if self.listed_in & (1 << h) != 0 {
-                    fresh.ino[h] = self.ino[h];
-                    *fresh.found.slot(h) = self.found.slot(h).take();
-                }
-            }
-            if self.listed_in != 0 {
-                fresh.found.uid = self.found.uid;
-                fresh.found.user = self.found.user.take();
-            }
-        }
-        *self = fresh;
-    }
-
-    /// Reads the CPU time again from the open file, if due; otherwise the read is left to
-    /// [`Ctx::read_job`] (by path).
-    fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) {
-        if self.usage_now.is_some() && now < self.next_usage {
-            return;
-        }
-        self.usage_now = None;
-        self.next_usage = next_in_phase(now, self.hash % every, every);
-        let UsageFile::Held { file, path, v2 } = &self.usage else {
-            return;
-        };
-        cgroup::counted(cgroup::Call::Pread);
-        match cgroup::read_again(file, buf) {
-            Ok(text) => self.usage_now = Some(parse_usage(text, *v2, path)),
-            // Gone (ENODEV: the cgroup was removed) or failing: read by path, which tells
-            // whether the job ended or the file is bad.
-            Err(_) => self.usage = UsageFile::ByPath,
-        }
-    }
-}
-
-/// The first scan after `now` whose number is `phase` modulo `period`: spreads periodic work
-/// over the scans of a period.
-fn next_in_phase(now: u64, phase: u64, period: u64) -> u64 {
-    let period = period.max(1);
-    let t = now + 1;
-    t + (phase + period - t % period) % period
-}
-
-/// Parses `cpuacct.usage` (ns) or v2 `cpu.stat` (`usage_usec`).
-fn parse_usage(text: &str, v2: bool, path: &Path) -> UsageRead {
-    let ns = if v2 {
-        text.lines()
-            .find_map(|l| l.strip_prefix("usage_usec "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|us| us.saturating_mul(1000))
-    } else {
-        text.trim().parse::<u64>().ok()
-    };
-    match ns {
-        Some(ns) => UsageRead {
-            ns: Some(ns),
-            problems: Vec::new(),
-        },
-        None => {
-            let what = if v2 {
-                "a usage_usec line"
-            } else {
-                "a CPU time in nanoseconds"
-            };
-            UsageRead {
-                ns: None,
-                problems: vec![format!(
-                    "{}: expected {what}, found {:?}",
-                    path.display(),
-                    shorten(text)
-                )],
-            }
         }
     }
 }
@@ -779,97 +269,48 @@ impl Listing {
     }
 }
 
-/// The jobs known. Found by hashing the key (one multiplication, see [`KeyHasher`]): every
-/// listed job is looked up on every scan, which in an ordered map cost hundreds of comparisons
-/// per job. The output order is kept beside, sorted again only when a job came or went.
-/// Boxed: a pass over the jobs touches only the parts of each entry that it reads.
+/// The folder of the prolog's job records, watched with one `stat` per scan: the prolog and
+/// epilog replace and remove files by renaming and unlinking, which changes the folder's
+/// modification time, so a node without the prolog, or whose records did not change, pays no
+/// `open` per job.
+/// When it changed, it is listed (one `getdents64` pass) and only the jobs whose record file
+/// came, went or was replaced (another inode number) read theirs again.
 #[derive(Debug, Default)]
-struct Cache {
-    map: HashMap<JobKey, Box<JobCache>, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// The keys in output order; `None` after a job was added or removed.
-    order: Option<Vec<JobKey>>,
+struct RecordDir {
+    exists: bool,
+    stamp: Option<(std::time::SystemTime, u64)>,
+    changed: bool,
+    /// The folder's entries (name → inode number) as of its last change.
+    entries: HashMap<String, u64>,
 }
 
-impl Cache {
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    #[cfg(test)]
-    fn contains_key(&self, key: &JobKey) -> bool {
-        self.map.contains_key(key)
-    }
-
-    #[cfg(test)]
-    fn get(&self, key: &JobKey) -> Option<&JobCache> {
-        self.map.get(key).map(|e| &**e)
-    }
-
-    fn values(&self) -> impl Iterator<Item = &JobCache> {
-        self.map.values().map(|e| &**e)
-    }
-
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut JobCache> {
-        self.map.values_mut().map(|e| &mut **e)
-    }
-
-    fn clear(&mut self) {
-        self.map.clear();
-        self.order = None;
-    }
-
-    /// The entry of `key`, made with `new` if absent.
-    fn entry(&mut self, key: JobKey, new: impl FnOnce() -> JobCache) -> &mut JobCache {
-        let order = &mut self.order;
-        self.map.entry(key).or_insert_with(|| {
-            *order = None;
-            Box::new(new())
-        })
-    }
-
-    fn remove(&mut self, key: &JobKey) {
-        if self.map.remove(key).is_some() {
-            self.order = None;
-        }
-    }
-
-    /// The keys in output order (job ids in numeric order, by scheduler).
-    fn order(&mut self) -> Vec<JobKey> {
-        match self.order.take() {
-            Some(order) => order,
-            None => {
-                let mut keys: Vec<JobKey> = self.map.keys().copied().collect();
-                keys.sort_unstable();
-                keys
+impl RecordDir {
+    fn refresh(&mut self, dir: Option<&Path>) {
+        use std::os::unix::fs::{DirEntryExt, MetadataExt};
+        let stamp = dir.and_then(|d| {
+            cgroup::counted(cgroup::Call::Stat);
+            let m = std::fs::metadata(d).ok()?;
+            Some((m.modified().ok()?, m.ino()))
+        });
+        self.exists = stamp.is_some();
+        self.changed = stamp != self.stamp;
+        self.stamp = stamp;
+        if self.changed {
+            self.entries.clear();
+            if let Some(list) = dir.and_then(|d| std::fs::read_dir(d).ok()) {
+                cgroup::counted(cgroup::Call::Open);
+                for e in list.flatten() {
+                    if let Ok(name) = e.file_name().into_string() {
+                        self.entries.insert(name, e.ino());
+                    }
+                }
             }
         }
     }
-}
 
-/// Hashes a [`JobKey`] from its precomputed words with one multiplication (the constant of
-/// rustc's FxHasher). Job folders are made by the scheduler (root), so their names are not a
-/// way to force collisions; a collision would only cost time anyway.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    /// The inode number of the record of job `id`, as last listed.
+    fn ino(&self, id: &str) -> Option<u64> {
+        self.entries.get(id).copied()
     }
 }
 
@@ -889,7 +330,13 @@ pub struct JobDiscovery {
     revisions: u64,
     listing: Listing,
     lister: Lister,
+    sluids: Sluids,
     fds: FdBudget,
+    /// How many of the last scan's problems are the source's own (see
+    /// [`JobDiscovery::source_problems`]).
+    source_problems: usize,
+    /// The record folder as of the last scan (see [`RecordDir`]).
+    records: RecordDir,
     /// Runs between the CPU-time reads of known jobs and the listing, so tests can make a job
     /// vanish mid-scan.
     #[cfg(test)]
@@ -913,7 +360,11 @@ impl fmt::Debug for JobDiscovery {
 impl JobDiscovery {
     pub fn new(opts: JobsOptions) -> JobDiscovery {
         JobDiscovery {
-            passwd: passwd::Passwd::new(opts.rootfs.join("etc/passwd")),
+            sluids: Sluids::new(opts.procfs.clone(), opts.record_dir.clone()),
+            passwd: passwd::Passwd::new(
+                opts.rootfs.join("etc/passwd"),
+                opts.rootfs == Path::new("/"),
+            ),
             opts,
             hierarchy: None,
             cache: Cache::default(),
@@ -925,6 +376,8 @@ impl JobDiscovery {
             listing: Listing::default(),
             lister: Lister::default(),
             fds: FdBudget::default(),
+            source_problems: 0,
+            records: RecordDir::default(),
             #[cfg(test)]
             before_listing: None,
             #[cfg(test)]
@@ -941,6 +394,13 @@ impl JobDiscovery {
     /// The mode found by the last successful scan.
     pub fn mode(&self) -> Option<CgroupMode> {
         self.hierarchy.as_ref().map(|h| h.mode)
+    }
+
+    /// How many of the problems the last scan returned (the first ones) are the source's own:
+    /// no cgroup mount, a hierarchy or the user database that cannot be read. The others are
+    /// one job's bad data, which never marks the whole source down.
+    pub fn source_problems(&self) -> usize {
+        self.source_problems
     }
 
     /// One scan: the jobs running now. `gpus` is the NVML inventory; `gpu_pids` the
@@ -960,6 +420,7 @@ impl JobDiscovery {
         jobs: &mut Vec<Job>,
     ) -> Vec<String> {
         let mut problems = Vec::new();
+        self.source_problems = 0;
         if self.hierarchy.is_none() {
             // Detected once: mounts do not change under a running exporter, and a node
             // without cgroups yet (early boot) is retried on the next scan.
@@ -967,6 +428,7 @@ impl JobDiscovery {
                 Ok(h) => self.hierarchy = Some(h),
                 Err(e) => {
                     problems.push(e.to_string());
+                    self.source_problems = 1;
                     self.cache.clear();
                     jobs.clear();
                     return problems;
@@ -985,8 +447,11 @@ impl JobDiscovery {
             buf,
             listing,
             lister,
+            sluids,
             fds,
             revisions,
+            source_problems,
+            records,
             ..
         } = self
         else {
@@ -1008,6 +473,8 @@ impl JobDiscovery {
         // (Folders of the hierarchies listed only in full listings stay open, and watched,
         // until the next one.)
         lister.begin(now, relist);
+        sluids.begin(now);
+        records.refresh(opts.record_dir.as_deref());
         fds.held = lister.open_count();
         for e in cache.values_mut() {
             e.read_held_usage(now, every, buf);
@@ -1033,13 +500,14 @@ impl JobDiscovery {
             *listed = true;
             let found = &mut listing.problems[h];
             found.clear();
-            lister.list_jobs(h, root, opts.user_slices, fds, found, &mut |l| {
+            lister.list_jobs((h, root), opts.user_slices, fds, sluids, found, &mut |l| {
                 note_listed(cache, now, h, l)
             });
         }
         for p in &listing.problems {
             problems.extend_from_slice(p);
         }
+        *source_problems = problems.len();
         if full {
             listing.choose(cache, now, hierarchy);
         }
@@ -1052,7 +520,7 @@ impl JobDiscovery {
             Some(dir) => gpu::read_mapping_dir(dir, gpus, buf, &mut problems),
             None => HashMap::new(),
         };
-        let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, buf);
+        let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, sluids, buf);
         // For the jobs read by path below (new ones among them): the period as of this listing.
         let every = every_for(cache.len());
         let mut ctx = Ctx {
@@ -1066,6 +534,7 @@ impl JobDiscovery {
             env_buf,
             fds,
             revisions,
+            records,
             gpus,
             mapping: &mapping,
             nvml: &nvml,
@@ -1101,6 +570,7 @@ impl JobDiscovery {
             }
         }
         jobs.truncate(n);
+        merge_scopes(jobs);
         cache.order = Some(order);
         // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
         for key in &ended {
@@ -1131,6 +601,48 @@ fn note_listed(cache: &mut Cache, now: u64, h: usize, l: &Listed<'_>) {
     if e.found.user.is_none() {
         e.found.user = l.user.map(str::to_string);
     }
+    if e.found.sluid.is_none() {
+        e.found.sluid = l.sluid.map(str::to_string);
+    }
+}
+
+/// Publishes the entries of one job id under several slurmd scopes (a job spanning the
+/// virtual nodes of a multiple-slurmd node) as one job: `jobs` is in key order, so they are
+/// neighbours. CPUs and GPUs are united, CPU time and memory limits added; the metadata of
+/// the first entry is kept. A merged job has revision 0 (compare everything).
+fn merge_scopes(jobs: &mut Vec<Job>) {
+    let same = |a: &Job, b: &Job| a.scheduler == b.scheduler && a.id == b.id;
+    if jobs.windows(2).all(|w| !same(&w[0], &w[1])) {
+        return;
+    }
+    let mut merged: Vec<Job> = Vec::with_capacity(jobs.len());
+    for j in jobs.drain(..) {
+        match merged.last_mut() {
+            Some(m) if same(m, &j) => {
+                m.cpus.extend_from_slice(&j.cpus);
+                m.cpus.sort_unstable();
+                m.cpus.dedup();
+                m.cpu_usage_ns = match (m.cpu_usage_ns, j.cpu_usage_ns) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    (a, b) => a.or(b),
+                };
+                m.memory_limit_bytes = match (m.memory_limit_bytes, j.memory_limit_bytes) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                };
+                m.gpus.extend(j.gpus);
+                m.gpus.sort_unstable();
+                m.gpus.dedup();
+                m.gpu_source = m
+                    .gpu_source
+                    .min(j.gpu_source)
+                    .or(m.gpu_source.or(j.gpu_source));
+                m.revision = 0;
+            }
+            _ => merged.push(j),
+        }
+    }
+    *jobs = merged;
 }
 
 /// Maps NVML's GPU processes to jobs through `/proc/<pid>/cgroup`.
@@ -1138,6 +650,7 @@ fn nvml_jobs(
     procfs: &Path,
     gpu_pids: &[(String, u32)],
     user_slices: bool,
+    sluids: &Sluids,
     buf: &mut Vec<u8>,
 ) -> HashMap<JobKey, Vec<String>> {
     let mut map: HashMap<JobKey, Vec<String>> = HashMap::new();
@@ -1151,7 +664,8 @@ fn nvml_jobs(
         let Ok(text) = std::str::from_utf8(buf.get(..n).unwrap_or_default()) else {
             continue;
         };
-        if let Some(key) = cgroup::job_of_proc_cgroup(text, user_slices) {
+        let sluid = |scope: u32, s: &str| sluids.id_of(scope, s);
+        if let Some(key) = layout::job_of_proc_cgroup(text, user_slices, &sluid) {
             let list = map.entry(key).or_default();
             if !list.contains(uuid) {
                 list.push(uuid.clone());
@@ -1174,630 +688,6 @@ fn cpus_of(
         problems.push(format!("{}: {e}", path.display()));
         Vec::new()
     })
-}
-
-/// What one scan's per-job reads share.
-struct Ctx<'a> {
-    opts: &'a JobsOptions,
-    hierarchy: &'a Hierarchy,
-    /// The hierarchies listed on this scan.
-    listed_now: [bool; HIERARCHIES],
-    now: u64,
-    /// Scans between reads of a job's CPU time.
-    every: u64,
-    passwd: &'a passwd::Passwd,
-    reader: &'a mut Reader,
-    env_buf: &'a mut Vec<u8>,
-    fds: &'a mut FdBudget,
-    revisions: &'a mut u64,
-    gpus: &'a [GpuRef],
-    mapping: &'a HashMap<String, Vec<String>>,
-    nvml: &'a HashMap<JobKey, Vec<String>>,
-    problems: &'a mut Vec<String>,
-}
-
-/// A CPU time reading of one folder.
-enum Usage {
-    Ns(u64),
-    /// The file is not there (fall back to the steps).
-    Absent,
-    /// The file is there but unusable (already reported).
-    Bad,
-}
-
-impl Ctx<'_> {
-    /// The job as of this scan. Reads, in this order (the order of the problems): CPUs, CPU
-    /// time, memory limit, environment, GPUs; each only when due, else from the cache.
-    /// Writes the job into `out` (another job's slot of the previous scan: every field is
-    /// overwritten, and only once nothing can fail any more).
-    fn read_job(&mut self, key: &JobKey, e: &mut JobCache, out: &mut Job) -> Result<(), Vanished> {
-        let now = self.now;
-        if e.relayout {
-            e.relayout = false;
-            e.next_static = now;
-            if let Some(s) = &mut e.statics {
-                // Files of folders that may have changed: open them again.
-                s.cpus_held = None;
-                s.memory_held = None;
-            }
-            e.devices = None;
-            e.usage = UsageFile::ByPath;
-            e.usage_now = None;
-        }
-        let statics_due = e.statics.is_none() || now >= e.next_static;
-        if statics_due {
-            self.probe_folders(e);
-        }
-        let s = e.statics.get_or_insert_with(Statics::default);
-        if statics_due {
-            s.cpus_problems.clear();
-            (s.cpus, s.cpus_file) = self.cpus(
-                &e.found,
-                s.cpus_file,
-                &mut s.cpus_held,
-                &mut s.cpus_problems,
-            )?;
-        }
-        self.problems.extend_from_slice(&s.cpus_problems);
-
-        if e.usage_now.is_none() {
-            e.usage_now = Some(self.usage_by_path(&e.found, &mut e.usage)?);
-            e.next_usage = next_in_phase(now, e.hash % self.every, self.every);
-        }
-        let mut cpu_usage_ns = None;
-        if let Some(u) = &e.usage_now {
-            self.problems.extend_from_slice(&u.problems);
-            cpu_usage_ns = u.ns;
-        }
-
-        let s = e.statics.get_or_insert_with(Statics::default);
-        if statics_due {
-            s.memory_problems.clear();
-            s.memory_limit_bytes =
-                self.memory_limit(&e.found, &mut s.memory_held, &mut s.memory_problems)?;
-            e.devices = None;
-            let young = e.first_seen > 1 && now < e.first_seen + YOUNG_SCANS;
-            e.next_static = if young {
-                now + 1
-            } else {
-                let period = STATIC_REFRESH_SCANS;
-                next_in_phase(now, e.hash % period, period)
-            };
-        }
-        self.problems.extend_from_slice(&s.memory_problems);
-
-        if e.env.is_none() && key.scheduler != Scheduler::UserSlice {
-            let searched = now >= e.next_env;
-            if searched {
-                e.env_problems.clear();
-                e.env = self.find_env(key, &e.found, &mut e.env_problems)?;
-                e.next_env = self.retry_at(e.first_seen);
-            }
-            if searched || e.env.is_none() {
-                self.problems.extend_from_slice(&e.env_problems);
-            }
-        }
-        let (gpus, gpu_source) = self.job_gpus(key, e)?;
-
-        // What is published besides the CPU time and GPUs changes only with the static data
-        // (read again just now when due), the environment once found, the folders' uid and
-        // user name, and the passwd file: a new revision then, else `out` may already hold it.
-        let inputs = (
-            e.env.is_some(),
-            e.found.uid,
-            e.found.user.is_some(),
-            self.passwd.generation(),
-        );
-        if statics_due || e.revision == 0 || inputs != e.revision_inputs {
-            *self.revisions += 1;
-            e.revision = *self.revisions;
-            e.revision_inputs = inputs;
-        }
-        if out.revision != e.revision {
-            let env = e.env.as_ref();
-            let f = &e.found;
-            let uid = f
-                .uid
-                .or_else(|| env.and_then(|e| e.uid))
-                .or_else(|| f.user.as_deref().and_then(|u| self.passwd.uid(u)));
-            let user = f
-                .user
-                .as_deref()
-                .or_else(|| uid.and_then(|u| self.passwd.name(u)))
-                .or_else(|| env.and_then(|e| e.user.as_deref()));
-            let text = |f: fn(&JobEnv) -> &Option<String>| env.and_then(|e| f(e).as_deref());
-            out.id.clear();
-            out.id.push_str(key.id.as_str());
-            out.scheduler = key.scheduler;
-            out.uid = uid;
-            set_text(&mut out.user, user);
-            set_text(&mut out.account, text(|e| &e.account));
-            set_text(&mut out.partition, text(|e| &e.partition));
-            set_text(&mut out.job_name, text(|e| &e.job_name));
-            match &e.statics {
-                Some(s) => {
-                    out.cpus.clone_from(&s.cpus);
-                    out.memory_limit_bytes = s.memory_limit_bytes;
-                }
-                None => {
-                    out.cpus.clear();
-                    out.memory_limit_bytes = None;
-                }
-            }
-            out.revision = e.revision;
-        }
-        out.cpu_usage_ns = cpu_usage_ns;
-        out.gpus = gpus;
-        out.gpu_source = gpu_source;
-        Ok(())
-    }
-
-    /// When to look again for something a job does not have yet (its environment, its OAR
-    /// resources file).
-    fn retry_at(&self, first_seen: u64) -> u64 {
-        if self.now < first_seen + EAGER_SCANS {
-            self.now + 1
-        } else {
-            self.now + RETRY_SCANS
-        }
-    }
-
-    /// A v1 job's folders in the controllers not listed on this scan: the same path below
-    /// each controller's root as below the one that listed it.
-    fn probe_folders(&mut self, e: &mut JobCache) {
-        let h = self.hierarchy;
-        let Some(rel) = Controller::ALL.iter().find_map(|c| {
-            let dir = e.found.v1[*c as usize].as_deref()?;
-            dir.strip_prefix(h.v1[*c as usize].as_deref()?).ok()
-        }) else {
-            return;
-        };
-        let rel = rel.to_path_buf();
-        for c in Controller::ALL {
-            let i = c as usize;
-            if self.listed_now[i] || e.found.v1[i].is_some() {
-                continue;
-            }
-            let Some(root) = &h.v1[i] else {
-                continue;
-            };
-            let path = root.join(&rel);
-            if let Some(ino) = cgroup::probe(&path) {
-                e.found.v1[i] = Some(path);
-                e.ino[i] = Some(ino);
-                // Another folder may give the CPU time now (cpuacct wins over v2).
-                e.usage = UsageFile::ByPath;
-                e.usage_now = None;
-                e.devices = None;
-            }
-        }
-    }
-
-    /// The job's CPUs: from `hint` (the file that gave them last time) when it is still there,
-    /// else the first present of the job folder's files, else the union over its steps.
-    fn cpus(
-        &mut self,
-        f: &Found,
-        hint: Option<usize>,
-        held: &mut Option<std::fs::File>,
-        problems: &mut Vec<String>,
-    ) -> Result<(Vec<u32>, Option<usize>), Vanished> {
-        let (dir, files): (&Path, &[&str]) = if let Some(d) = &f.v1[Controller::Cpuset as usize] {
-            (d, &["cpuset.effective_cpus", "cpuset.cpus"])
-        } else if let Some(d) = &f.v2 {
-            (d, &["cpuset.cpus.effective", "cpuset.cpus"])
-        } else {
-            return Ok((Vec::new(), None));
-        };
-        if let Some(file) = hint.and_then(|i| files.get(i)) {
-            if let Some(text) = self.reader.read_held(dir, file, held, self.fds, problems)? {
-                return Ok((
-                    cpus_of(parse_cpu_list(text), self.reader.path(), problems),
-                    hint,
-                ));
-            }
-        }
-        *held = None;
-        for (i, file) in files.iter().enumerate() {
-            if let Some(cpus) = self.cpus_at(dir, std::slice::from_ref(file), problems)? {
-                return Ok((cpus, Some(i)));
-            }
-        }
-        let mut all = Vec::new();
-        for sub in cgroup::subdirs(dir)? {
-            // A step that ended meanwhile just adds nothing.
-            if let Ok(Some(cpus)) = self.cpus_at(&sub, files, problems) {
-                all.extend(cpus);
-            }
-        }
-        all.sort_unstable();
-        all.dedup();
-        Ok((all, None))
-    }
-
-    /// The first of `files` present in `dir`, parsed; `None` when none is present.
-    fn cpus_at(
-        &mut self,
-        dir: &Path,
-        files: &[&str],
-        problems: &mut Vec<String>,
-    ) -> Result<Option<Vec<u32>>, Vanished> {
-        for file in files {
-            let Some(text) = self.reader.read(dir, file, problems)? else {
-                continue;
-            };
-            return Ok(Some(cpus_of(
-                parse_cpu_list(text),
-                self.reader.path(),
-                problems,
-            )));
-        }
-        Ok(None)
-    }
-
-    /// The CPU time read by path (the first read, or after the open file failed): the job
-    /// folder's file, kept open for the next scans when a descriptor is to spare, else the sum
-    /// over the steps.
-    fn usage_by_path(&mut self, f: &Found, held: &mut UsageFile) -> Result<UsageRead, Vanished> {
-        *held = UsageFile::ByPath;
-        let mut r = UsageRead::default();
-        let (dir, v2) = if let Some(d) = &f.v1[Controller::Cpuacct as usize] {
-            (d, false)
-        } else if let Some(d) = &f.v2 {
-            (d, true)
-        } else {
-            return Ok(r);
-        };
-        let file = if v2 { "cpu.stat" } else { "cpuacct.usage" };
-        if let Some((text, path, file)) = self.reader.read_keep(dir, file, &mut r.problems)? {
-            // Bad content too is read again from the open file: it is reported each scan.
-            let parsed = parse_usage(text, v2, path);
-            if self.fds.take() {
-                *held = UsageFile::Held {
-                    file,
-                    path: path.to_path_buf(),
-                    v2,
-                };
-            }
-            r.problems.extend(parsed.problems);
-            r.ns = parsed.ns;
-            return Ok(r);
-        }
-        let mut sum: Option<u64> = None;
-        for sub in cgroup::subdirs(dir)? {
-            if let Ok(Usage::Ns(ns)) = self.usage_at(&sub, v2, &mut r.problems) {
-                sum = Some(sum.unwrap_or(0).saturating_add(ns));
-            }
-        }
-        r.ns = sum;
-        Ok(r)
-    }
-
-    fn usage_at(
-        &mut self,
-        dir: &Path,
-        v2: bool,
-        problems: &mut Vec<String>,
-    ) -> Result<Usage, Vanished> {
-        let file = if v2 { "cpu.stat" } else { "cpuacct.usage" };
-        let Some((text, path, _)) = self.reader.read_keep(dir, file, problems)? else {
-            return Ok(Usage::Absent);
-        };
-        let parsed = parse_usage(text, v2, path);
-        problems.extend(parsed.problems);
-        Ok(parsed.ns.map_or(Usage::Bad, Usage::Ns))
-    }
-
-    fn memory_limit(
-        &mut self,
-        f: &Found,
-        held: &mut Option<std::fs::File>,
-        problems: &mut Vec<String>,
-    ) -> Result<Option<u64>, Vanished> {
-        let (dir, file) = if let Some(d) = &f.v1[Controller::Memory as usize] {
-            (d, "memory.limit_in_bytes")
-        } else if let Some(d) = &f.v2 {
-            (d, "memory.max")
-        } else {
-            return Ok(None);
-        };
-        let Some(text) = self.reader.read_held(dir, file, held, self.fds, problems)? else {
-            return Ok(None);
-        };
-        let v = text.trim();
-        if v == "max" {
-            return Ok(None);
-        }
-        match v.parse::<u64>() {
-            Ok(b) if b >= V1_NO_LIMIT => Ok(None),
-            Ok(b) => Ok(Some(b)),
-            Err(_) => {
-                let shown = shorten(text).to_string();
-                let msg = format!(
-                    "{}: expected a byte count or \"max\", found {shown:?}",
-                    self.reader.path().display(),
-                );
-                problems.push(msg);
-                Ok(None)
-            }
-        }
-    }
-
-    /// The job's environment, from the first of its processes whose environment carries the
-    /// job's id. `Ok(None)` when no process could be read yet (retried later).
-    fn find_env(
-        &mut self,
-        key: &JobKey,
-        f: &Found,
-        problems: &mut Vec<String>,
-    ) -> Result<Option<JobEnv>, Vanished> {
-        // Every hierarchy lists the same processes, but a controller may leave a job's folder
-        // empty (OAR 2 puts processes in cpuset only): try the next until one has any.
-        let mut pids = Vec::new();
-        for dir in f.v2.iter().chain(f.v1.iter().flatten()) {
-            self.collect_pids(dir, 0, &mut pids, problems)?;
-            if !pids.is_empty() {
-                break;
-            }
-        }
-        let mut search = EnvSearch::default();
-        let env = env::find_job_env(
-            &self.opts.procfs,
-            &pids,
-            key.scheduler,
-            key.id.as_str(),
-            self.env_buf,
-            &mut search,
-        );
-        if env.is_none() {
-            if let Some(path) = search.denied {
-                problems.push(format!(
-                    "cannot read {}: permission denied, so {} job {} has no account, partition or name (fix: run the exporter as root or with CAP_SYS_PTRACE)",
-                    path.display(),
-                    key.scheduler,
-                    key.id
-                ));
-            }
-        }
-        Ok(env)
-    }
-
-    /// Pids of the processes below `dir`, deepest folders first (tasks before their step's
-    /// slurmstepd), at most [`MAX_ENV_CANDIDATES`].
-    fn collect_pids(
-        &mut self,
-        dir: &Path,
-        depth: usize,
-        out: &mut Vec<u32>,
-        problems: &mut Vec<String>,
-    ) -> Result<(), Vanished> {
-        let subs = match cgroup::subdirs(dir) {
-            Ok(s) => s,
-            Err(Vanished) if depth == 0 => return Err(Vanished),
-            Err(Vanished) => return Ok(()),
-        };
-        if depth < MAX_PROC_DEPTH {
-            for sub in subs {
-                if out.len() >= MAX_ENV_CANDIDATES {
-                    return Ok(());
-                }
-                // A step that ended meanwhile holds no processes.
-                let _ = self.collect_pids(&sub, depth + 1, out, problems);
-            }
-        }
-        for file in ["cgroup.procs", "tasks"] {
-            let text = match self.reader.read(dir, file, problems) {
-                Ok(Some(t)) => t,
-                Ok(None) => continue,
-                Err(Vanished) if depth == 0 => return Err(Vanished),
-                Err(Vanished) => return Ok(()),
-            };
-            for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-                if out.len() >= MAX_ENV_CANDIDATES {
-                    break;
-                }
-                if !out.contains(&pid) {
-                    out.push(pid);
-                }
-            }
-            break;
-        }
-        Ok(())
-    }
-
-    fn job_gpus(
-        &mut self,
-        key: &JobKey,
-        e: &mut JobCache,
-    ) -> Result<(Vec<String>, Option<GpuMappingSource>), Vanished> {
-        use GpuMappingSource as S;
-        let found = |list: Vec<String>, s: S| Ok((list, Some(s)));
-        if key.scheduler != Scheduler::UserSlice && !self.mapping.is_empty() {
-            if let Some(list) = self.mapping.get(key.id.as_str()) {
-                return found(list.clone(), S::MappingDir);
-            }
-        }
-        if key.scheduler == Scheduler::Oar {
-            let list = self.oar_resources(key, e);
-            if !list.is_empty() {
-                return found(list, S::OarResources);
-            }
-        }
-        let mut devices: Option<Vec<String>> = None;
-        if let Some(env) = &e.env {
-            // Builds the message lazily: only a problem pays for the formatting.
-            let what =
-                |var: &'static str| move || format!("{var} of {} job {}", key.scheduler, key.id);
-            if let Some((var, v)) = &env.slurm_gpus {
-                let list = gpu::resolve_list(v, self.gpus, &what(var), self.problems);
-                if !list.is_empty() {
-                    return found(list, S::SlurmJobGpus);
-                }
-            }
-            if let Some(v) = &env.cuda_visible_devices {
-                if !gpu::all_uuids(v) {
-                    // Indices may be renumbered from 0 in a constrained job: the devices list,
-                    // when it names GPUs, is exact.
-                    let d = self.devices_gpus(&e.found, &mut e.devices)?;
-                    if !d.is_empty() {
-                        return found(d, S::DevicesList);
-                    }
-                    devices = Some(d);
-                }
-                let list =
-                    gpu::resolve_list(v, self.gpus, &what("CUDA_VISIBLE_DEVICES"), self.problems);
-                if !list.is_empty() {
-                    return found(list, S::CudaVisibleDevices);
-                }
-            }
-        }
-        let d = match devices {
-            Some(d) => d,
-            None => self.devices_gpus(&e.found, &mut e.devices)?,
-        };
-        if !d.is_empty() {
-            return found(d, S::DevicesList);
-        }
-        // (No hashing of the key when NVML sees no process.)
-        if let Some(list) = Some(self.nvml)
-            .filter(|m| !m.is_empty())
-            .and_then(|m| m.get(key))
-        {
-            return found(list.clone(), S::NvmlProcesses);
-        }
-        Ok((Vec::new(), None))
-    }
-
-    /// GPUs from the OAR resources file, read once per job (an absent file is looked for
-    /// again: the prolog may be late).
-    fn oar_resources(&mut self, key: &JobKey, e: &mut JobCache) -> Vec<String> {
-        let Some(dir) = &self.opts.oar_resources_dir else {
-            return Vec::new();
-        };
-        let path = dir.join(key.id.as_str());
-        if e.oar_resources.is_none() && self.now >= e.next_oar {
-            e.oar_problem = None;
-            e.next_oar = self.retry_at(e.first_seen);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    let entries = gpu::parse_oar_resources(&text);
-                    if !entries.is_empty() {
-                        e.oar_resources = Some(entries);
-                    }
-                }
-                Err(err) if cgroup::is_gone(&err) => {}
-                Err(err) => {
-                    e.oar_problem = Some(format!(
-                        "cannot read OAR resources file {}: {err}",
-                        path.display()
-                    ));
-                }
-            }
-        }
-        let Some(entries) = &e.oar_resources else {
-            if let Some(p) = &e.oar_problem {
-                self.problems.push(p.clone());
-            }
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let mut bad = Vec::new();
-        let tokens = entries.iter().filter_map(|e| {
-            let t = gpu::token(e);
-            if t.is_none() {
-                bad.push(e.as_str());
-            }
-            t
-        });
-        gpu::resolve(
-            tokens,
-            self.gpus,
-            &|| format!("OAR resources file {}", path.display()),
-            &mut out,
-            self.problems,
-        );
-        for b in bad {
-            self.problems.push(format!(
-                "OAR resources file {}: expected a GPU index or GPU-… UUID per line, found {:?}",
-                path.display(),
-                shorten(b)
-            ));
-        }
-        out
-    }
-
-    /// GPUs from the v1 `devices.list` at the job level, else the union over its steps. The
-    /// file is read when first needed and again after each read of the static data; not at all
-    /// without a GPU inventory (NVML off or absent), when no minor could name a GPU.
-    fn devices_gpus(
-        &mut self,
-        f: &Found,
-        cached: &mut Option<Devices>,
-    ) -> Result<Vec<String>, Vanished> {
-        let Some(dir) = &f.v1[Controller::Devices as usize] else {
-            return Ok(Vec::new());
-        };
-        if self.gpus.is_empty() {
-            return Ok(Vec::new());
-        }
-        if cached.is_none() {
-            {
-                let mut problems = Vec::new();
-                let mut minors = match self.minors_at(dir, &mut problems)? {
-                    Some(m) => m,
-                    None => {
-                        let mut all = Vec::new();
-                        for sub in cgroup::subdirs(dir)? {
-                            if let Ok(Some(m)) = self.minors_at(&sub, &mut problems) {
-                                all.extend(m);
-                            }
-                        }
-                        all
-                    }
-                };
-                minors.sort_unstable();
-                minors.dedup();
-                *cached = Some(Devices {
-                    minors,
-                    problems,
-                    path: dir.join("devices.list"),
-                });
-            }
-        }
-        let Some(d) = cached.as_ref() else {
-            return Ok(Vec::new());
-        };
-        self.problems.extend_from_slice(&d.problems);
-        Ok(gpu::resolve_minors(
-            &d.minors,
-            self.gpus,
-            &|| d.path.display().to_string(),
-            self.problems,
-        ))
-    }
-
-    /// The GPU minors a `devices.list` allows; `None` when the file is absent.
-    fn minors_at(
-        &mut self,
-        dir: &Path,
-        problems: &mut Vec<String>,
-    ) -> Result<Option<Vec<u32>>, Vanished> {
-        let Some(text) = self.reader.read(dir, "devices.list", problems)? else {
-            return Ok(None);
-        };
-        match gpu::parse_devices_list(text) {
-            Ok(gpu::DeviceAccess::Minors(m)) => Ok(Some(m)),
-            Ok(gpu::DeviceAccess::Unconstrained) => Ok(Some(Vec::new())),
-            Err(line) => {
-                problems.push(format!(
-                    "{}: expected lines such as \"c 195:0 rwm\", found {:?}",
-                    self.reader.path().display(),
-                    shorten(&line)
-                ));
-                Ok(Some(Vec::new()))
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1836,8 +726,10 @@ mod tests {
         let r = d.scan(&[], &[]);
         assert_eq!(r.problems, Vec::<String>::new());
         assert_eq!(ids(&r), vec!["101"]);
-        assert!(!d.cache.contains_key(&JobKey::new(Scheduler::Slurm, "102")));
-        assert!(d.cache.contains_key(&JobKey::new(Scheduler::Slurm, "101")));
+        let node1 =
+            |id: &str| JobKey::new(Scheduler::Slurm, id).in_scope(layout::slurm::scope_of("node1"));
+        assert!(!d.cache.contains_key(&node1("102")));
+        assert!(d.cache.contains_key(&node1("101")));
     }
 
     /// A v2 job removed entirely between listing and reading its environment.
@@ -2138,7 +1030,7 @@ mod tests {
         for file in ["cpuset.cpus", "cpuset.effective_cpus"] {
             std::fs::write(job.join(file), "0-5\n").expect("write");
         }
-        let key = JobKey::new(Scheduler::Slurm, "101");
+        let key = JobKey::new(Scheduler::Slurm, "101").in_scope(layout::slurm::scope_of("node1"));
         let due = d.cache.get(&key).expect("cached").next_static;
         assert!(due > 1 && due <= 1 + STATIC_REFRESH_SCANS, "{due}");
         // Into one list, reused as the engine does: the revision tells when to write again.

@@ -25,7 +25,7 @@ pub mod workload;
 use crate::accounting::AccountingOptions;
 use crate::attribution::component_index;
 use crate::engine::Engine;
-use crate::jobs::{GpuMappingSource, Job, Scheduler};
+use crate::jobs::{GpuMappingSource, Job, MetadataSource, Scheduler};
 use crate::node::NodeInfo;
 use crate::sampler::{Sampler, Snapshot};
 use crate::sources::estimate::TdpOrigin;
@@ -553,6 +553,9 @@ fn admit_jobs(
             account: Some(projects[job.project].clone()),
             partition: Some(job.partition.clone()),
             job_name: Some(job.name.clone()),
+            sluid: None,
+            // The scenario is the scheduler's own word.
+            metadata: MetadataSource::Prolog,
             cpus: p.cpus.clone(),
             cpu_usage_ns: Some(0),
             memory_limit_bytes: Some(memory),

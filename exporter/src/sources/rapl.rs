@@ -35,7 +35,7 @@
 use super::{
     ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
 };
-use crate::jobs::read_again;
+use crate::fileio::read_again;
 use std::fs;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
