@@ -11,12 +11,12 @@
 //! not at all (the scan sees it at the cycle's end), so a job's energy is off by at most one
 //! sampling interval of its share at each end (1 s by default).
 
+use crate::attribution::CycleDelta;
 use crate::attribution::{
     attribute_each, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
-use crate::sampler::CycleDelta;
 use crate::state::{JobState, State};
 use joulebook_common::Component;
 use serde::{Deserialize, Serialize};

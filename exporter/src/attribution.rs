@@ -81,6 +81,14 @@ const DRAM: usize = component_index(Component::Dram);
 const GPU: usize = component_index(Component::Gpu);
 const OTHER: usize = component_index(Component::Other);
 
+/// Energy added to each node component during one cycle, in microjoules, with its per-device
+/// split (socket number or GPU UUID). This is what per-job attribution divides.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleDelta {
+    pub by_component: BTreeMap<Component, BTreeMap<String, u64>>,
+    pub interval_s: f64,
+}
+
 /// The node's energy in one sample interval, in microjoules.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeDelta {

@@ -4,7 +4,23 @@
 //! the hardware counted, with no floating-point drift. They are converted to joules only when
 //! published.
 
-use crate::sources::RawEnergy;
+/// A raw energy reading, as the hardware gives it. The sampler turns these into joules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RawEnergy {
+    /// A cumulative counter in microjoules that wraps to 0 after `range_uj` (RAPL's
+    /// `energy_uj` / `max_energy_range_uj`). `max_watts` bounds the plausible delta.
+    Wrapping {
+        uj: u64,
+        range_uj: u64,
+        max_watts: f64,
+    },
+    /// A cumulative counter in microjoules that only resets (to near 0) when the driver reloads
+    /// (NVML total energy, converted from mJ).
+    Resetting { uj: u64, max_watts: f64 },
+    /// Instantaneous power, integrated by the sampler with the trapezoidal rule (pre-Volta GPUs,
+    /// estimates).
+    Power { watts: f64 },
+}
 
 /// Why a delta was discarded instead of added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,7 +1,7 @@
 //! Turns a [`Snapshot`] into Prometheus metrics. The only module that knows prometheus-client's
 //! types; names and help texts come from `joulebook_common`, so they are defined once.
 
-use crate::sampler::{Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 use crate::sources::hwmon_sensors::Role as HwmonRole;
 use crate::sources::{socket_and_die, Domain, SourceKind};
 use joulebook_common::{self as names, Kind, MetricDef};
@@ -14,12 +14,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt::Error;
 
-/// Version and revision published in `joulebook_build_info`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const REVISION: &str = match option_env!("JOULEBOOK_REVISION") {
-    Some(r) => r,
-    None => "unknown",
-};
+use crate::build_info::{REVISION, VERSION};
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 const NO_LABELS: [(&str, &str); 0] = [];
@@ -482,7 +477,7 @@ pub struct SnapshotCollector {
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
-        encode_snapshot(&crate::sampler::latest(&self.shared), &mut encoder)
+        encode_snapshot(&crate::snapshot::latest(&self.shared), &mut encoder)
     }
 }
 

@@ -27,7 +27,8 @@ use crate::attribution::component_index;
 use crate::engine::Engine;
 use crate::jobs::{GpuMappingSource, Job, MetadataSource, Scheduler};
 use crate::node::NodeInfo;
-use crate::sampler::{Sampler, Snapshot};
+use crate::sampler::Sampler;
+use crate::snapshot::Snapshot;
 use crate::sources::estimate::TdpOrigin;
 use crate::sources::{Source, SourceKind};
 use crate::state::{self, LoadOutcome};
@@ -147,7 +148,7 @@ struct Node {
     gpu_uuids: Vec<String>,
     model: hardware::Shared,
     engine: Option<Engine>,
-    shared: crate::sampler::Shared,
+    shared: crate::snapshot::Shared,
     registry: prometheus_client::registry::Registry,
     /// (start tick, job, placement index), by start tick.
     timeline: Vec<(u64, usize, usize)>,
@@ -430,7 +431,7 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
     let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 1 + i as u64));
     let model = hardware::NodeModel::new(g, &s.cluster, &spec.name, || rng.random::<u64>());
     let gpu_uuids = model.gpus.iter().map(|g| g.uuid.clone()).collect();
-    let shared: crate::sampler::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
+    let shared: crate::snapshot::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
     let registry = crate::metrics::registry(shared.clone());
     let mut restarts: Vec<(u64, u64)> = s
         .restarts

@@ -13,7 +13,7 @@
 //! checks bounded in all and per client address), `limit` (the rate limit, with a budget of its
 //! own for authenticated requests). This module reads the file, and reloads it when it changes.
 
-use crate::config::Seconds;
+use crate::duration::Seconds;
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ServerConfig;
 use serde::Deserialize;

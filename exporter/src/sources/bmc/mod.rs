@@ -46,6 +46,7 @@
 pub mod ipmi;
 pub mod redfish;
 
+pub use super::bmc_status::{BmcStatus, Method, Protocol};
 use super::{
     ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
 };
@@ -82,41 +83,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Joules in one kilowatt-hour.
 pub const JOULES_PER_KWH: f64 = 3.6e6;
 
-/// The protocol the BMC is read with, as published in `joulebook_bmc_energy_method_info`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Redfish,
-    Ipmi,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Redfish => "redfish",
-            Protocol::Ipmi => "ipmi",
-        }
-    }
-}
-
-/// How the BMC's energy is obtained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// The BMC's own energy counter (Redfish `EnergykWh`).
-    Counter,
-    /// Power readings integrated with the trapezoidal rule.
-    PowerIntegration,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Counter => "counter",
-            Method::PowerIntegration => "power_integration",
-        }
-    }
-}
-
 /// Which method to use (configuration key `energy_method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,22 +115,6 @@ pub trait Meter: Send {
 
     /// Called once when the source stops (Redfish logs out of its session).
     fn close(&mut self) {}
-}
-
-/// What the BMC source publishes besides its energy channel.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BmcStatus {
-    pub protocol: Protocol,
-    /// How the energy is obtained; `None` before the first reading.
-    pub method: Option<Method>,
-    /// The last power reading, watts; `None` while the BMC is down or its last reading is older
-    /// than `max_gap`.
-    pub power_watts: Option<f64>,
-    /// Seconds over which no energy was counted because readings were more than `max_gap` apart.
-    pub gap_seconds_total: f64,
-    /// Seconds the counted energy covers (the time between integrated readings): with it, the
-    /// sampler compares the BMC's energy with what RAPL and NVML measured over the same span.
-    pub covered_seconds_total: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
