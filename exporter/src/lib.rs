@@ -21,6 +21,8 @@ pub mod simulate;
 pub mod snapshot;
 pub mod sources;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 pub mod tick;
 pub mod webconfig;
 pub mod yaml_key;
