@@ -174,29 +174,29 @@ fn spread(total: u64, topo: &Topology) -> Vec<u64> {
     v
 }
 
-/// Per-socket energies of a component: by socket number when every device is one (a socket or a
-/// die of one), else the total spread over sockets.
+/// Per-socket energies of a component: a device that names a socket of the topology (a socket
+/// or a die of one) keeps its energy on that socket; the energy of the others (a node-wide
+/// estimate, a sensor named in the configuration) is spread over sockets by their CPUs.
 fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u64> {
     let Some(devices) = devices else {
         return Vec::new();
     };
     let n = topo.cpus_by_socket.len().max(1);
     let mut v = vec![0u64; n];
-    let mut total = 0u64;
-    let mut all_sockets = true;
+    let mut unplaced = 0u64;
     for (dev, uj) in devices {
-        total = total.saturating_add(*uj);
         // A die's energy belongs to its socket.
         match crate::sources::socket_and_die(dev).0.parse::<usize>() {
             Ok(s) if s < n => v[s] = v[s].saturating_add(*uj),
-            _ => all_sockets = false,
+            _ => unplaced = unplaced.saturating_add(*uj),
         }
     }
-    if all_sockets {
-        v
-    } else {
-        spread(total, topo)
+    if unplaced > 0 {
+        for (x, y) in v.iter_mut().zip(spread(unplaced, topo)) {
+            *x = x.saturating_add(y);
+        }
     }
+    v
 }
 
 fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
@@ -512,6 +512,28 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device that is not a socket number once spread every socket's energy over all sockets
+    /// by CPU count: socket 0's 900 J would have gone half to socket 1's jobs.
+    #[test]
+    fn a_device_that_is_no_socket_spreads_only_its_own_energy() {
+        let topo = Topology {
+            cpus_by_socket: vec![vec![0, 1], vec![2, 3]],
+            memory_bytes: 0,
+        };
+        let devices = BTreeMap::from([
+            ("0".to_string(), 900),
+            ("1-die-0".to_string(), 100),
+            ("pdu".to_string(), 50),
+            ("7".to_string(), 10),
+        ]);
+        assert_eq!(by_socket(Some(&devices), &topo), vec![900 + 30, 100 + 30]);
+        let sockets = BTreeMap::from([("0".to_string(), 5), ("1".to_string(), 7)]);
+        assert_eq!(by_socket(Some(&sockets), &topo), vec![5, 7]);
+        let estimate = BTreeMap::from([(String::new(), 11)]);
+        assert_eq!(by_socket(Some(&estimate), &topo), vec![5, 6]);
+        assert_eq!(by_socket(None, &topo), Vec::<u64>::new());
+    }
     use crate::jobs::Scheduler;
     use proptest::prelude::*;
 
