@@ -1,8 +1,8 @@
 //! Test: the modules of this crate import one another without a cycle, so each has a place in
 //! one order from the lowest (`energy`, `node`, `sources`…) to the highest (`app`). A module is a
 //! top-level file or folder of `src/`, with `sources/bmc` on its own; an import is a
-//! `crate::module` path outside comments and `#[cfg(test)]` code, or `bmc::` in the rest of
-//! `sources`.
+//! `crate::module` path outside comments, `#[cfg(test)]` code and `tests.rs` files, or `bmc::`
+//! in the rest of `sources`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -71,6 +71,10 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     files(src, &mut all);
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for p in all {
+        // A module's tests (`x/tests.rs`) are test code, like `#[cfg(test)]` in a file.
+        if p.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
         let Some(m) = module_of(p.strip_prefix(src).unwrap_or(&p)) else {
             continue;
         };
