@@ -9,7 +9,7 @@
 //! Slurm node generated here.
 
 use joulebook_tests::fake_nvml::{build_fake_nvml, write_state, FakeGpu, FakeNvmlState};
-use joulebook_tests::{copy_fixture, write_value, Exporter, Samples};
+use joulebook_tests::{copy_fixture, environ, write_file, write_value, Exporter, Samples};
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,40 +22,27 @@ const MAX_RSS_BYTES: u64 = 48 << 20;
 /// The state file with them: 125 jobs of capped labels.
 const MAX_STATE_BYTES: u64 = 256 << 10;
 
-fn write(path: &Path, content: &[u8]) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, content).expect("write");
-}
-
-fn environ(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (k, val) in pairs {
-        v.extend_from_slice(format!("{k}={val}\0").as_bytes());
-    }
-    v
-}
-
 /// A Slurm cgroup v2 job `id` on `cpus`, with one process `pid` of `uid` and its environment.
 fn job(root: &Path, id: u32, cpus: &str, pid: u32, uid: u32, env: &[(&str, &str)]) {
     let dir = root.join(format!(
         "sys/fs/cgroup/system.slice/slurmstepd.scope/job_{id}"
     ));
-    write(&dir.join("cgroup.procs"), b"");
-    write(
+    write_file(&dir.join("cgroup.procs"), b"");
+    write_file(
         &dir.join("cpuset.cpus.effective"),
         format!("{cpus}\n").as_bytes(),
     );
-    write(&dir.join("cpu.stat"), b"usage_usec 1000\n");
-    write(&dir.join("memory.max"), b"max\n");
-    write(
+    write_file(&dir.join("cpu.stat"), b"usage_usec 1000\n");
+    write_file(&dir.join("memory.max"), b"max\n");
+    write_file(
         &dir.join("step_0/user/task_0/cgroup.procs"),
         format!("{pid}\n").as_bytes(),
     );
     let id = id.to_string();
     let mut all = vec![("SLURM_JOB_ID", id.as_str())];
     all.extend_from_slice(env);
-    write(&root.join(format!("proc/{pid}/environ")), &environ(&all));
-    write(
+    write_file(&root.join(format!("proc/{pid}/environ")), &environ(&all));
+    write_file(
         &root.join(format!("proc/{pid}/status")),
         format!("Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n").as_bytes(),
     );
@@ -65,11 +52,11 @@ fn job(root: &Path, id: u32, cpus: &str, pid: u32, uid: u32, env: &[(&str, &str)
 fn hostile_node() -> tempfile::TempDir {
     let dir = copy_fixture("intel-2s");
     let root = dir.path();
-    write(
+    write_file(
         &root.join("sys/fs/cgroup/cgroup.controllers"),
         b"cpuset cpu memory\n",
     );
-    write(
+    write_file(
         &root.join("etc/passwd"),
         b"root:x:0:0::/:/bin/sh\nalice:x:1000:1000::/:/bin/sh\nmallory:x:1001:1001::/:/bin/sh\n",
     );

@@ -83,6 +83,20 @@ pub fn write_value(path: &Path, value: u64) {
     std::fs::rename(&tmp, path).expect("rename counter file");
 }
 
+/// Writes a file, creating its folders (fixture trees built by a test).
+pub fn write_file(path: &Path, content: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, content).expect("write");
+}
+
+/// A process environment as `/proc/PID/environ` holds it: `KEY=VALUE` pairs, each ended by NUL.
+pub fn environ(pairs: &[(&str, &str)]) -> Vec<u8> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| format!("{k}={v}\0").into_bytes())
+        .collect()
+}
+
 /// A free TCP port on 127.0.0.1 (released before return; a race with other tests is unlikely).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -10,37 +10,8 @@ use joulebook_exporter::jobs::{Job, MetadataSource, Scheduler};
 use joulebook_exporter::metrics::{self, Format};
 use joulebook_exporter::node::NodeInfo;
 use joulebook_exporter::sampler::Sampler;
-use joulebook_exporter::sources::{
-    ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
-};
+use joulebook_exporter::testing::FakeRapl;
 use std::sync::{Arc, RwLock};
-
-/// Two packages drawing 200 W each, read as RAPL counters.
-struct FakeRapl {
-    uj: u64,
-}
-
-impl Source for FakeRapl {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Rapl
-    }
-    fn sample(&mut self) -> Result<SourceSample, SourceError> {
-        self.uj += 200_000_000;
-        Ok(SourceSample {
-            energy: (0..2)
-                .map(|s| EnergyReading {
-                    channel: ChannelId::new(Domain::RaplPackage, s.to_string()),
-                    raw: RawEnergy::Wrapping {
-                        uj: self.uj % 262_143_328_850,
-                        range_uj: 262_143_328_850,
-                        max_watts: 1000.0,
-                    },
-                })
-                .collect(),
-            ..Default::default()
-        })
-    }
-}
 
 fn node() -> NodeInfo {
     let mut n = NodeInfo {
@@ -81,7 +52,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     for n in [1usize, 64, 1000] {
         let sampler = Sampler::new(
-            vec![Box::new(FakeRapl { uj: 0 })],
+            vec![Box::new(FakeRapl::new(2, 200_000_000))],
             vec![],
             node(),
             None,

@@ -11,10 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 fn fixture() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/intel-2s"
-    ))
+    joulebook_tests::fixture("intel-2s")
 }
 
 fn sampler() -> Sampler {

@@ -7,8 +7,9 @@ use crate::config::{Config, CpuPolicyConfig, Switch};
 use crate::engine::Engine;
 use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
-use crate::sampler::{publish, Sampler, Shared, Snapshot};
+use crate::sampler::Sampler;
 use crate::server;
+use crate::snapshot::{publish, Shared, Snapshot};
 use crate::sources::amdgpu::{self, AmdGpuOptions, AmdGpuSource};
 use crate::sources::bmc::{self, ipmi, redfish, BmcOptions, Protocol, ProtocolOptions};
 use crate::sources::estimate::{self, EstimateOptions, EstimateSource};
@@ -517,7 +518,7 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr} (--web.listen-address): {e}"))?;
-        tracing::info!(address = %addr, interval_s = interval, version = crate::metrics::VERSION, web = %security.summary(), "joulebook exporter listening");
+        tracing::info!(address = %addr, interval_s = interval, version = crate::build_info::VERSION, web = %security.summary(), "joulebook exporter listening");
         for w in &security.warnings {
             tracing::warn!("web config: {w}");
         }

@@ -81,6 +81,16 @@ const DRAM: usize = component_index(Component::Dram);
 const GPU: usize = component_index(Component::Gpu);
 const OTHER: usize = component_index(Component::Other);
 
+/// Energy added to each node component during one cycle, in microjoules, with its per-device
+/// split (socket number or GPU UUID). This is what per-job attribution divides.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleDelta {
+    pub by_component: BTreeMap<Component, BTreeMap<String, u64>>,
+    pub interval_s: f64,
+    /// GPUs whose energy belongs to parts that jobs hold apart (MIG instances, MI250X dies).
+    pub gpu_partitions: Vec<crate::sources::GpuPartitions>,
+}
+
 /// The node's energy in one sample interval, in microjoules.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeDelta {
@@ -400,81 +410,24 @@ pub fn attribute_each(
     };
 
     // Unit weights per socket and for the whole node, then what each CPU gives each holder.
-    let mut cpus_in_socket = vec![0u64; sockets];
-    for &s in &socket_of {
-        cpus_in_socket[s as usize] += 1;
-    }
-    let mut unit_socket: Vec<Unit> = cpus_in_socket
-        .iter()
-        .map(|&n| Unit::new(n as usize))
-        .collect();
-    let mut unit_node = Unit::new(n_cpus);
-    for (p, &h) in holders.iter().enumerate() {
-        unit_socket[socket_of[p] as usize].include(h);
-        unit_node.include(h);
-    }
-    // (socket, weight per holder on the socket, weight per holder on the node), together so
-    // that pass 2 reads one place per CPU.
-    let per_holder: Vec<(usize, u64, u64)> = holders
-        .iter()
-        .zip(&socket_of)
-        .map(|(&h, &s)| match h {
-            0 => (s as usize, 0, 0),
-            h => (
-                s as usize,
-                unit_socket[s as usize].unit / u64::from(h),
-                unit_node.unit / u64::from(h),
-            ),
-        })
-        .collect();
+    let (cpus_in_socket, unit_socket, unit_node, per_holder) =
+        unit_weights(&holders, &socket_of, sockets, n_cpus);
 
     // Pass 2: each job's allocation weight per socket and on the whole node, and how many of
     // its CPUs are on each socket. The sum over jobs of a socket's weights is at most (CPUs of
     // the socket × unit), which fits in u64 by the cap. Dense positions follow the topology,
     // socket by socket, so a job's cpuset (usually listed in order) comes in runs of one socket:
     // runs are summed in registers and written once, rather than read-modify-written per CPU.
-    let mut w_socket = vec![0u64; n_jobs * sockets];
-    let mut own_cpus = vec![0u64; n_jobs * sockets];
-    let mut w_node = vec![0u64; n_jobs];
-    for (j, node_weight) in w_node.iter_mut().enumerate() {
-        let ws = &mut w_socket[j * sockets..(j + 1) * sockets];
-        let own = &mut own_cpus[j * sockets..(j + 1) * sockets];
-        let (mut run_socket, mut run_weight, mut run_cpus) = (usize::MAX, 0u64, 0u64);
-        let mut on_node = 0u64;
-        for &p in &positions[starts[j]..starts[j + 1]] {
-            let (s, on_socket, node) = per_holder[p as usize];
-            if s != run_socket {
-                if let (Some(w), Some(n)) = (ws.get_mut(run_socket), own.get_mut(run_socket)) {
-                    *w += run_weight;
-                    *n += run_cpus;
-                }
-                (run_socket, run_weight, run_cpus) = (s, 0, 0);
-            }
-            run_weight += on_socket;
-            run_cpus += 1;
-            on_node += node;
-        }
-        if let (Some(w), Some(n)) = (ws.get_mut(run_socket), own.get_mut(run_socket)) {
-            *w += run_weight;
-            *n += run_cpus;
-        }
-        *node_weight = on_node;
-    }
+    let (w_socket, own_cpus, w_node) =
+        job_weights(&positions, &starts, &per_holder, n_jobs, sockets);
 
     // For the usage policy, CPU time per job per socket (ns): the job's time apportioned by how
     // many of its CPUs are on each socket. Rounding down loses under 1 ns per job and socket, in
     // a weight, not in energy.
-    let mut time_on = vec![0u64; n_jobs * sockets];
-    if policy == CpuPolicy::UsageAboveBaseline {
-        for (j, job) in jobs.iter().enumerate() {
-            let mine = (starts[j + 1] - starts[j]) as u128;
-            for s in 0..sockets {
-                let k = j * sockets + s;
-                // own ≤ mine, so the result is ≤ cpu_time_delta_ns.
-                time_on[k] = part(job.cpu_time_delta_ns, u128::from(own_cpus[k]), mine);
-            }
-        }
-    }
+    let time_on = match policy {
+        CpuPolicy::Allocation => vec![0u64; n_jobs * sockets],
+        CpuPolicy::UsageAboveBaseline => cpu_time_by_socket(jobs, &starts, &own_cpus, sockets),
+    };
 
     let mut out = vec![[0u64; 4]; n_jobs];
     let mut unallocated = [0u64; 4];
@@ -583,6 +536,109 @@ pub fn attribute_each(
     }
 
     (out, unallocated)
+}
+
+/// Unit weights per socket and for the whole node, then what each CPU gives each holder:
+/// the CPUs of each socket, the units, and per CPU (socket, weight per holder on the socket,
+/// weight per holder on the node), together so that pass 2 reads one place per CPU.
+#[allow(clippy::type_complexity)]
+fn unit_weights(
+    holders: &[u32],
+    socket_of: &[u32],
+    sockets: usize,
+    n_cpus: usize,
+) -> (Vec<u64>, Vec<Unit>, Unit, Vec<(usize, u64, u64)>) {
+    let mut cpus_in_socket = vec![0u64; sockets];
+    for &s in socket_of {
+        cpus_in_socket[s as usize] += 1;
+    }
+    let mut unit_socket: Vec<Unit> = cpus_in_socket
+        .iter()
+        .map(|&n| Unit::new(n as usize))
+        .collect();
+    let mut unit_node = Unit::new(n_cpus);
+    for (p, &h) in holders.iter().enumerate() {
+        unit_socket[socket_of[p] as usize].include(h);
+        unit_node.include(h);
+    }
+    // (socket, weight per holder on the socket, weight per holder on the node), together so
+    // that pass 2 reads one place per CPU.
+    let per_holder: Vec<(usize, u64, u64)> = holders
+        .iter()
+        .zip(socket_of)
+        .map(|(&h, &s)| match h {
+            0 => (s as usize, 0, 0),
+            h => (
+                s as usize,
+                unit_socket[s as usize].unit / u64::from(h),
+                unit_node.unit / u64::from(h),
+            ),
+        })
+        .collect();
+    (cpus_in_socket, unit_socket, unit_node, per_holder)
+}
+
+/// Pass 2: each job's allocation weight per socket and on the whole node, and how many of
+/// its CPUs are on each socket. The sum over jobs of a socket's weights is at most (CPUs of
+/// the socket × unit), which fits in u64 by the cap. Dense positions follow the topology,
+/// socket by socket, so a job's cpuset (usually listed in order) comes in runs of one socket:
+/// runs are summed in registers and written once, rather than read-modify-written per CPU.
+fn job_weights(
+    positions: &[u32],
+    starts: &[usize],
+    per_holder: &[(usize, u64, u64)],
+    n_jobs: usize,
+    sockets: usize,
+) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let mut w_socket = vec![0u64; n_jobs * sockets];
+    let mut own_cpus = vec![0u64; n_jobs * sockets];
+    let mut w_node = vec![0u64; n_jobs];
+    for (j, node_weight) in w_node.iter_mut().enumerate() {
+        let ws = &mut w_socket[j * sockets..(j + 1) * sockets];
+        let own = &mut own_cpus[j * sockets..(j + 1) * sockets];
+        let (mut run_socket, mut run_weight, mut run_cpus) = (usize::MAX, 0u64, 0u64);
+        let mut on_node = 0u64;
+        for &p in &positions[starts[j]..starts[j + 1]] {
+            let (s, on_socket, node) = per_holder[p as usize];
+            if s != run_socket {
+                if let (Some(w), Some(n)) = (ws.get_mut(run_socket), own.get_mut(run_socket)) {
+                    *w += run_weight;
+                    *n += run_cpus;
+                }
+                (run_socket, run_weight, run_cpus) = (s, 0, 0);
+            }
+            run_weight += on_socket;
+            run_cpus += 1;
+            on_node += node;
+        }
+        if let (Some(w), Some(n)) = (ws.get_mut(run_socket), own.get_mut(run_socket)) {
+            *w += run_weight;
+            *n += run_cpus;
+        }
+        *node_weight = on_node;
+    }
+    (w_socket, own_cpus, w_node)
+}
+
+/// For the usage policy, CPU time per job per socket (ns): the job's time apportioned by how
+/// many of its CPUs are on each socket. Rounding down loses under 1 ns per job and socket, in
+/// a weight, not in energy.
+fn cpu_time_by_socket(
+    jobs: &[JobShare],
+    starts: &[usize],
+    own_cpus: &[u64],
+    sockets: usize,
+) -> Vec<u64> {
+    let mut time_on = vec![0u64; jobs.len() * sockets];
+    for (j, job) in jobs.iter().enumerate() {
+        let mine = (starts[j + 1] - starts[j]) as u128;
+        for s in 0..sockets {
+            let k = j * sockets + s;
+            // own ≤ mine, so the result is ≤ cpu_time_delta_ns.
+            time_on[k] = part(job.cpu_time_delta_ns, u128::from(own_cpus[k]), mine);
+        }
+    }
+    time_on
 }
 
 /// Learns each socket's idle package power, for [`CpuPolicy::UsageAboveBaseline`].

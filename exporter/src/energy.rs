@@ -4,7 +4,23 @@
 //! the hardware counted, with no floating-point drift. They are converted to joules only when
 //! published.
 
-use crate::sources::RawEnergy;
+/// A raw energy reading, as the hardware gives it. The sampler turns these into joules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RawEnergy {
+    /// A cumulative counter in microjoules that wraps to 0 after `range_uj` (RAPL's
+    /// `energy_uj` / `max_energy_range_uj`). `max_watts` bounds the plausible delta.
+    Wrapping {
+        uj: u64,
+        range_uj: u64,
+        max_watts: f64,
+    },
+    /// A cumulative counter in microjoules that only resets (to near 0) when the driver reloads
+    /// (NVML total energy, converted from mJ).
+    Resetting { uj: u64, max_watts: f64 },
+    /// Instantaneous power, integrated by the sampler with the trapezoidal rule (pre-Volta GPUs,
+    /// estimates).
+    Power { watts: f64 },
+}
 
 /// Why a delta was discarded instead of added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,15 +43,40 @@ impl DropReason {
     }
 }
 
-/// What one update did to an accumulator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What one reading did to an energy total ([`Accumulator`], the BMC's `Integrator`).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Step {
-    /// First reading of the channel: it only sets the baseline.
+    /// First reading of the channel (or the first after a restart): it only sets the baseline.
     Baseline,
     /// `uj` microjoules were added; `wrapped` is true when a counter wrap or reset was corrected.
     Added { uj: u64, wrapped: bool },
+    /// The previous reading is too old (the BMC's `max_gap`): nothing was added for these
+    /// seconds, and the integration restarts from this reading.
+    Gap { seconds: f64 },
     /// The reading was discarded; the baseline moved to it so the next delta is right.
     Dropped(DropReason),
+}
+
+/// Power integrated into whole microjoules (or another integer unit) with the remainder below
+/// one unit carried to the next interval, so that rounding never loses or invents energy.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PowerIntegral {
+    carry: f64,
+}
+
+impl PowerIntegral {
+    /// The whole units of `exact` plus the remainder carried so far; keeps the new remainder.
+    pub fn whole(&mut self, exact: f64) -> u64 {
+        let exact = exact + self.carry;
+        let whole = exact.floor();
+        self.carry = exact - whole;
+        whole as u64
+    }
+
+    /// Microjoules of the trapezoid between power readings `from_w` and `to_w`, `dt` s apart.
+    pub fn trapezoid_uj(&mut self, from_w: f64, to_w: f64, dt: f64) -> u64 {
+        self.whole((from_w + to_w) / 2.0 * dt * 1e6)
+    }
 }
 
 /// Slack on the plausibility bound, in seconds, for jitter between the reading and the clock.
@@ -64,8 +105,8 @@ pub struct Accumulator {
     last_watts: Option<f64>,
     /// Time of the last reading, in seconds on the sampler's clock.
     last_t: Option<f64>,
-    /// Sub-microjoule remainder of power integration, carried so nothing is lost to rounding.
-    carry_uj: f64,
+    /// Power integration and its sub-microjoule remainder.
+    integral: PowerIntegral,
     /// The baseline came from a state file: the first delta spans the exporter's downtime and is
     /// trusted only if the counter cannot have wrapped more than once meanwhile.
     resumed: bool,
@@ -186,10 +227,7 @@ impl Accumulator {
                 let (Some(prev), Some(dt)) = (prev, dt) else {
                     return Step::Baseline;
                 };
-                let exact = (prev + watts) / 2.0 * dt * 1e6 + self.carry_uj;
-                let whole = exact.floor();
-                self.carry_uj = exact - whole;
-                let uj = whole as u64;
+                let uj = self.integral.trapezoid_uj(prev, watts, dt);
                 self.total_uj = self.total_uj.saturating_add(uj);
                 Step::Added { uj, wrapped: false }
             }
@@ -307,6 +345,17 @@ mod tests {
             b.update(RawEnergy::Power { watts: w }, i as f64);
         }
         assert!((b.total_uj() as i64 - 1000).abs() <= 1, "{}", b.total_uj());
+    }
+
+    #[test]
+    fn the_power_integral_carries_its_remainder() {
+        let mut p = PowerIntegral::default();
+        // 0.4 + 0.4 + 0.4 units: nothing, nothing, then the whole unit the three make.
+        assert_eq!((p.whole(0.4), p.whole(0.4), p.whole(0.4)), (0, 0, 1));
+        let mut p = PowerIntegral::default();
+        let sum: u64 = (0..1000).map(|_| p.trapezoid_uj(0.5e-6, 1.0e-6, 1.0)).sum();
+        assert_eq!(sum, 750);
+        assert_eq!(p.trapezoid_uj(100.0, 200.0, 2.0), 300_000_000);
     }
 
     #[test]

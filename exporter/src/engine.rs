@@ -5,7 +5,8 @@
 
 use crate::accounting::{Accounting, AccountingOptions};
 use crate::jobs::{Job, JobDiscovery, JobsOptions};
-use crate::sampler::{Health, Method, Sampler, Snapshot};
+use crate::sampler::Sampler;
+use crate::snapshot::{Health, Method, Snapshot};
 use crate::sources::{ChannelId, Domain, SourceError, SourceKind};
 use crate::state::State;
 use joulebook_common::Component;

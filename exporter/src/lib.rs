@@ -5,7 +5,9 @@
 pub mod accounting;
 pub mod app;
 pub mod attribution;
+pub mod build_info;
 pub mod config;
+pub mod duration;
 pub mod energy;
 pub mod engine;
 pub(crate) mod fileio;
@@ -17,7 +19,14 @@ pub mod partition;
 pub mod sampler;
 pub mod server;
 pub mod simulate;
+pub mod snapshot;
 pub mod sources;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 pub mod tick;
 pub mod webconfig;
+pub mod yaml_key;
+
+#[cfg(test)]
+mod import_graph;

@@ -1,7 +1,7 @@
 //! Turns a [`Snapshot`] into Prometheus metrics. The only module that knows prometheus-client's
 //! types; names and help texts come from `joulebook_common`, so they are defined once.
 
-use crate::sampler::{Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 use crate::sources::hwmon_sensors::Role as HwmonRole;
 use crate::sources::{socket_and_die, Domain, SourceKind};
 use joulebook_common::{self as names, Kind, MetricDef};
@@ -14,12 +14,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt::Error;
 
-/// Version and revision published in `joulebook_build_info`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const REVISION: &str = match option_env!("JOULEBOOK_REVISION") {
-    Some(r) => r,
-    None => "unknown",
-};
+use crate::build_info::{REVISION, VERSION};
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 const NO_LABELS: [(&str, &str); 0] = [];
@@ -97,7 +92,17 @@ fn infos<L: EncodeLabelSet + Clone + std::hash::Hash + Eq>(
 
 /// Encodes a snapshot. Separate from the collector so tests and benchmarks can call it directly.
 pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
-    use names::labels as l;
+    encode_channels(s, enc)?;
+    encode_gpus(s, enc)?;
+    encode_devices(s, enc)?;
+    encode_bmc(s, enc)?;
+    encode_node(s, enc)?;
+    encode_jobs(s, enc)?;
+    encode_health(s, enc)
+}
+
+/// The energy counters of each source's channels, by domain.
+fn encode_channels(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
     let domain_metrics = [
         (Domain::RaplPackage, &names::RAPL_PACKAGE),
         (Domain::RaplCore, &names::RAPL_CORE),
@@ -138,7 +143,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
     if let Some(tdp) = s.estimate_tdp_watts {
         gauges(enc, &names::ESTIMATED_CPU_TDP, [(NO_LABELS, tdp)])?;
     }
+    Ok(())
+}
 
+/// GPU power, limits, identities and energy methods.
+fn encode_gpus(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     gauges(
         enc,
         &names::GPU_POWER,
@@ -180,7 +190,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             vec![(l::GPU_UUID, g.uuid.as_str()), (l::METHOD, method)]
         }),
     )?;
+    Ok(())
+}
 
+/// hwmon sensors and the energy devices found.
+fn encode_devices(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     counters(
         enc,
         &names::HWMON_ENERGY,
@@ -205,7 +220,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             ]
         }),
     )?;
+    Ok(())
+}
 
+/// The BMC's power, method, gaps and clamps.
+fn encode_bmc(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     if let Some(b) = &s.bmc {
         if let Some(w) = b.power_watts {
             gauges(enc, &names::BMC_POWER, [(NO_LABELS, w)])?;
@@ -231,7 +251,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
             [(NO_LABELS, s.other_clamps as f64)],
         )?;
     }
+    Ok(())
+}
 
+/// Node energy per component and the node's static facts.
+fn encode_node(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     counters(
         enc,
         &names::NODE_ENERGY,
@@ -283,9 +308,12 @@ pub fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), 
     if let Some((tdp, _)) = s.cpu_tdp_watts {
         gauges(enc, &names::NODE_CPU_TDP, [(NO_LABELS, tdp)])?;
     }
+    Ok(())
+}
 
-    encode_jobs(s, enc)?;
-
+/// Source health, build, interval and last sample time.
+fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
+    use names::labels as l;
     let health = &s.health;
     let src = |k: &SourceKind| vec![(l::SOURCE, k.as_str())];
     gauges(
@@ -449,7 +477,7 @@ pub struct SnapshotCollector {
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
-        encode_snapshot(&crate::sampler::latest(&self.shared), &mut encoder)
+        encode_snapshot(&crate::snapshot::latest(&self.shared), &mut encoder)
     }
 }
 

@@ -27,7 +27,7 @@
 //!   after connecting to send its request; Prometheus sends it at once.
 
 use crate::metrics::{self, Format};
-use crate::sampler::{Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 use crate::webconfig::{AuthOutcome, Budget, LiveWebConfig, WebSecurity, REALM};
 use http_body_util::Full;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -459,7 +459,7 @@ async fn route(
         // Open to load balancers and liveness probes, which rarely speak basic auth; it tells
         // only whether the sampler runs.
         if healthz {
-            let snap = crate::sampler::latest(&state.shared);
+            let snap = crate::snapshot::latest(&state.shared);
             let (ok, why) = health(&snap);
             let status = if ok {
                 StatusCode::OK
@@ -483,7 +483,7 @@ async fn route(
         "/" => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            landing_page(&crate::sampler::latest(&state.shared)),
+            landing_page(&crate::snapshot::latest(&state.shared)),
         ),
         _ => text(
             StatusCode::NOT_FOUND,
@@ -614,7 +614,7 @@ fn landing_page(s: &Snapshot) -> String {
     }
     let mut comps = String::new();
     for n in &s.node {
-        let mark = if n.method == crate::sampler::Method::Estimated {
+        let mark = if n.method == crate::snapshot::Method::Estimated {
             " <b>(ESTIMATE, not a measurement)</b>"
         } else {
             ""
@@ -636,7 +636,7 @@ fn landing_page(s: &Snapshot) -> String {
 <h2>Sources</h2><table><tr><th>source</th><th>status</th><th>samples</th><th>detail</th></tr>\n{rows}</table>\n\
 <h2>Node energy since the exporter first ran here</h2><table><tr><th>component</th><th>energy</th><th>method</th><th>source</th></tr>\n{comps}</table>\n\
 </body></html>\n",
-        version = metrics::VERSION,
+        version = crate::build_info::VERSION,
         host = html_escape(&s.node_info.hostname),
         cpu = html_escape(&s.node_info.cpu_model),
         interval = s.interval_s,

@@ -513,9 +513,7 @@ fn bmc_source_in_the_sampler_publishes_its_metrics_and_feeds_other() {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/ipmi")
-        .join(name)
+    joulebook_tests::fixture("ipmi").join(name)
 }
 
 /// A fake tool in `dir` that prints a fixture when called with the expected arguments.

@@ -30,9 +30,7 @@ fn inventory() -> Vec<GpuRef> {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/cgroup")
-        .join(name)
+    joulebook_tests::fixture("cgroup").join(name)
 }
 
 fn scan_with(opts: JobsOptions, gpu_pids: &[(&str, u32)]) -> ScanResult {

@@ -10,6 +10,7 @@ use joulebook_exporter::sources::bmc::ipmi::parse_dcmi;
 use joulebook_exporter::sources::estimate::parse_proc_stat;
 use joulebook_exporter::sources::rapl::{RaplOptions, RaplSource};
 use joulebook_exporter::sources::Source;
+use joulebook_tests::fixture;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -49,12 +50,6 @@ fn copy(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &t).unwrap();
         }
     }
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
 }
 
 /// Every regular file under `root`, relative.

@@ -8,37 +8,8 @@ use joulebook_exporter::jobs::{Job, MetadataSource, Scheduler};
 use joulebook_exporter::metrics::{self, Format};
 use joulebook_exporter::node::NodeInfo;
 use joulebook_exporter::sampler::Sampler;
-use joulebook_exporter::sources::{
-    ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
-};
+use joulebook_exporter::testing::FakeRapl;
 use std::sync::{Arc, RwLock};
-
-/// One package at 250 W, sampled every 10 virtual seconds, wrapping every ~17 minutes.
-struct Package {
-    uj: u64,
-}
-
-const RANGE: u64 = 262_143_328_850;
-
-impl Source for Package {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Rapl
-    }
-    fn sample(&mut self) -> Result<SourceSample, SourceError> {
-        self.uj = (self.uj + 2_500_000_000) % RANGE;
-        Ok(SourceSample {
-            energy: vec![EnergyReading {
-                channel: ChannelId::new(Domain::RaplPackage, "0"),
-                raw: RawEnergy::Wrapping {
-                    uj: self.uj,
-                    range_uj: RANGE,
-                    max_watts: 1000.0,
-                },
-            }],
-            ..Default::default()
-        })
-    }
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -59,7 +30,9 @@ fn twenty_thousand_jobs_churn_without_growth() {
         ..Default::default()
     };
     node.cpus_by_socket.insert(0, (0..64).collect());
-    let sampler = Sampler::new(vec![Box::new(Package { uj: 0 })], vec![], node, None, 10.0);
+    // One package at 250 W, sampled every 10 virtual seconds, wrapping every ~17 minutes.
+    let rapl = FakeRapl::new(1, 2_500_000_000);
+    let sampler = Sampler::new(vec![Box::new(rapl)], vec![], node, None, 10.0);
     let grace = 60.0;
     let mut engine = Engine::new(
         sampler,

@@ -450,21 +450,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .collect();
     let cluster_scope = opt.scope == ScopeKind::Cluster;
 
-    // User names as shown: real, or "User N" in order of energy.
-    let mut user_energy: BTreeMap<&str, f64> = BTreeMap::new();
-    for j in &jobs {
-        *user_energy.entry(j.user.as_str()).or_default() += j.energy.total();
-    }
-    let alias: BTreeMap<String, String> = if opt.anonymize_users {
-        let mut us: Vec<(&str, f64)> = user_energy.iter().map(|(u, e)| (*u, *e)).collect();
-        us.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        us.iter()
-            .enumerate()
-            .map(|(i, (u, _))| (u.to_string(), format!("User {}", i + 1)))
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
+    let alias = user_aliases(&jobs, opt.anonymize_users);
     let show_user = |u: &str| alias.get(u).cloned().unwrap_or_else(|| u.to_string());
 
     let node_energy = ds
@@ -535,238 +521,39 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     let jobs_total_j = job_energy.total();
     let proj_rank = ranking(&projects, jobs_total_j);
     let user_rank = ranking(&users, jobs_total_j);
-    let est_rows = |rank: &Ranking, groups: &BTreeMap<String, Group>| {
-        rank.rows
-            .iter()
-            .map(|r| {
-                let g = &groups[&r.name];
-                estimate_row(&r.name, g.energy_j, g.gpu_s, &g.est, cfg.pue.value)
-            })
-            .collect::<Vec<_>>()
-    };
-    let gpu_total_s = jobs.iter().map(|j| j.gpu_seconds).sum::<f64>();
-    let mut estimates = Estimates {
-        total: (!jobs.is_empty()).then(|| {
-            estimate_row(
-                "all jobs",
-                jobs_total_j,
-                gpu_total_s,
-                &total_est,
-                cfg.pue.value,
-            )
-        }),
-        projects: est_rows(&proj_rank, &projects),
-        users: est_rows(&user_rank, &users),
-        ml_co2_footnote: None,
-    };
-    let na = |rows: &[EstimateRow]| rows.iter().any(|r| r.ml_co2_kwh.is_none());
-    if na(&estimates.projects)
-        || na(&estimates.users)
-        || estimates.total.iter().any(|t| t.ml_co2_kwh.is_none())
-    {
-        estimates.ml_co2_footnote = Some(ML_CO2_NA.into());
-    }
+    let estimates = estimates(
+        &jobs,
+        [(&proj_rank, &projects), (&user_rank, &users)],
+        &total_est,
+        jobs_total_j,
+        cfg,
+    );
 
-    // Development versus final run, per project.
-    let pattern = cfg
-        .best_run
-        .job_name_pattern
-        .as_deref()
-        .and_then(|p| regex::Regex::new(p).ok());
-    let mut dev_vs_final = Vec::new();
-    for p in projects.keys() {
-        let pj: Vec<&&JobData> = jobs.iter().filter(|j| &j.account == p).collect();
-        let total: f64 = pj.iter().map(|j| j.energy.total()).sum();
-        let all: Vec<&JobData> = pj.iter().map(|j| **j).collect();
-        let (chosen, by): (Vec<&JobData>, &str) = if let Some(ids) = cfg.best_run.jobs.get(p) {
-            (
-                all.iter()
-                    .filter(|j| ids.contains(&j.job_id))
-                    .copied()
-                    .collect(),
-                "configured",
-            )
-        } else if let Some(found) = pattern.as_ref().and_then(|re| {
-            largest(
-                all.iter()
-                    .filter(|j| re.is_match(&j.job_name))
-                    .copied()
-                    .collect(),
-            )
-        }) {
-            (found, "pattern")
-        } else {
-            (largest(all.clone()).unwrap_or_default(), "largest job")
-        };
-        let fin: f64 = chosen.iter().map(|j| j.energy.total()).sum();
-        dev_vs_final.push(DevRow {
-            project: p.clone(),
-            total_kwh: kwh(total),
-            final_kwh: kwh(fin),
-            final_jobs: chosen.iter().map(|j| j.job_id.clone()).collect(),
-            chosen_by: by.into(),
-            ratio: ratio(total, fin),
-        });
-    }
-    dev_vs_final.sort_by(|a, b| {
-        b.total_kwh
-            .total_cmp(&a.total_kwh)
-            .then_with(|| a.project.cmp(&b.project))
-    });
+    let dev_vs_final = dev_vs_final(&jobs, &projects, cfg);
 
     // Idle waste (cluster only: no project or user owns the idle hardware).
-    let idle = cluster_scope.then(|| {
-        let mut nodes: Vec<IdleNode> = ds
-            .nodes
-            .iter()
-            .map(|n| IdleNode {
-                cluster: n.cluster.clone(),
-                instance: n.instance.clone(),
-                node: shown(&n.cluster, &n.instance),
-                unallocated_kwh: kwh(n.unallocated.total()),
-                share_of_node: share(n.unallocated.total(), n.energy.total()),
-                node_kwh: kwh(n.energy.total()),
-            })
-            .collect();
-        nodes.sort_by(|a, b| {
-            b.unallocated_kwh
-                .total_cmp(&a.unallocated_kwh)
-                .then_with(|| a.instance.cmp(&b.instance))
-        });
-        // Each GPU's unallocated scrapes, to split its node's unallocated GPU energy.
-        let idle_samples =
-            |g: &crate::data::GpuData| (g.samples_present - g.samples_allocated).max(0.0);
-        let mut node_idle: BTreeMap<(&str, &str), f64> = BTreeMap::new();
-        for g in &ds.gpus {
-            *node_idle
-                .entry((g.cluster.as_str(), g.instance.as_str()))
-                .or_default() += idle_samples(g);
-        }
-        let mut gpus: Vec<IdleGpu> = ds
-            .gpus
-            .iter()
-            .map(|g| {
-                let key = (g.cluster.as_str(), g.instance.as_str());
-                let node_unalloc = nodes_by_key.get(&key).map_or(0.0, |n| n.unallocated.gpu);
-                let sh = share(idle_samples(g), g.samples_present);
-                IdleGpu {
-                    cluster: g.cluster.clone(),
-                    instance: g.instance.clone(),
-                    node: shown(&g.cluster, &g.instance),
-                    gpu_uuid: g.gpu_uuid.clone(),
-                    model: g.model.clone(),
-                    unallocated_share: sh,
-                    unallocated_hours: sh * period_s / 3600.0,
-                    unallocated_kwh_estimate: kwh(
-                        node_unalloc * share(idle_samples(g), node_idle[&key])
-                    ),
-                }
-            })
-            .collect();
-        gpus.sort_by(|a, b| {
-            b.unallocated_kwh_estimate
-                .total_cmp(&a.unallocated_kwh_estimate)
-                .then_with(|| a.gpu_uuid.cmp(&b.gpu_uuid))
-        });
-        Idle {
-            unallocated_kwh: kwh(unallocated.total()),
-            share: share(unallocated.total(), it_j),
-            by_component: component_rows(&unallocated, &ds.unmeasured),
-            nodes,
-            gpus,
-        }
-    });
+    let idle = cluster_scope
+        .then(|| idle_section(ds, &nodes_by_key, &shown, &unallocated, it_j, period_s));
 
     let daily = if cluster_scope {
-        ds.days
-            .iter()
-            .map(|d| {
-                let alloc = d.energy.minus(&d.unallocated);
-                DayRow {
-                    date: crate::period::date(d.period.start),
-                    cpu_kwh: kwh(alloc.cpu),
-                    dram_kwh: kwh(alloc.dram),
-                    gpu_kwh: kwh(alloc.gpu),
-                    other_kwh: kwh(alloc.other),
-                    idle_kwh: kwh(d.unallocated.total()),
-                    total_kwh: kwh(d.energy.total()),
-                }
-            })
-            .collect()
+        daily_rows(ds)
     } else {
         Vec::new()
     };
 
-    let mut top_jobs: Vec<JobRow> = jobs
-        .iter()
-        .map(|j| JobRow {
-            cluster: j.cluster.clone(),
-            job_id: j.job_id.clone(),
-            user: show_user(&j.user),
-            project: j.account.clone(),
-            name: j.job_name.clone(),
-            partition: j.partition.clone(),
-            energy_kwh: kwh(j.energy.total()),
-            energy_j: j.energy.total(),
-            energy_by_component_j: j.energy,
-            share: share(j.energy.total(), jobs_total_j),
-            core_hours: j.core_seconds / 3600.0,
-            gpu_hours: j.gpu_seconds / 3600.0,
-            nodes: j.placements.len(),
-        })
-        .collect();
-    top_jobs.sort_by(|a, b| {
-        b.energy_j
-            .total_cmp(&a.energy_j)
-            .then_with(|| a.job_id.cmp(&b.job_id))
-    });
+    let top_jobs = top_job_rows(&jobs, &show_user, jobs_total_j);
 
-    let facility_kwh = kwh(it_j) * cfg.pue.value;
     let days = period_s / 86_400.0;
-    let per_day = if days > 0.0 { facility_kwh / days } else { 0.0 };
-    let hh = cfg.household.kwh_per_year;
-    let headline = Headline {
-        it_energy_kwh: kwh(it_j),
-        it_energy_j: it_j,
-        facility_energy_kwh: facility_kwh,
-        pue: cfg.pue.value,
-        co2e_kg: facility_kwh * cfg.carbon_intensity.value / 1000.0,
-        carbon_intensity: cfg.carbon_intensity.clone(),
-        cost: cfg.electricity_price.as_ref().map(|p| Cost {
-            amount: facility_kwh * p.per_kwh,
-            currency: p.currency.clone(),
-            per_kwh: p.per_kwh,
-            source: p.source.clone(),
-        }),
-        households_for_a_year: facility_kwh / hh,
-        facility_kwh_per_day: per_day,
-        households_daily: per_day / (hh / 365.0),
-        household: cfg.household.clone(),
-        jobs: jobs.len(),
-        core_hours: jobs.iter().map(|j| j.core_seconds).sum::<f64>() / 3600.0,
-        gpu_hours: jobs.iter().map(|j| j.gpu_seconds).sum::<f64>() / 3600.0,
-        nodes: if cluster_scope {
-            ds.nodes.iter().filter(|n| n.energy.total() > 0.0).count()
-        } else {
-            let mut s: Vec<(&str, &str)> = jobs
-                .iter()
-                .flat_map(|j| {
-                    j.placements
-                        .iter()
-                        .map(|p: &Placement| (j.cluster.as_str(), p.instance.as_str()))
-                })
-                .collect();
-            s.sort();
-            s.dedup();
-            s.len()
-        },
-        jobs_energy_kwh: kwh(jobs_total_j),
-        unallocated_kwh: if cluster_scope {
-            kwh(unallocated.total())
-        } else {
-            0.0
-        },
-    };
+    let headline = headline(
+        ds,
+        &jobs,
+        cfg,
+        cluster_scope,
+        it_j,
+        jobs_total_j,
+        &unallocated,
+        days,
+    );
 
     let mut notes = ds.notes.clone();
     notes.extend(crate::trust::claimed_project_note(&ds.jobs));
@@ -822,6 +609,300 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         methods: methods(cfg),
         notes,
     }
+}
+
+/// The estimates of other tools for all jobs, by project and by user (ranked as `ranks`).
+fn estimates(
+    jobs: &[&JobData],
+    ranks: [(&Ranking, &BTreeMap<String, Group>); 2],
+    total_est: &JobEstimates,
+    jobs_total_j: f64,
+    cfg: &Config,
+) -> Estimates {
+    let est_rows = |rank: &Ranking, groups: &BTreeMap<String, Group>| {
+        rank.rows
+            .iter()
+            .map(|r| {
+                let g = &groups[&r.name];
+                estimate_row(&r.name, g.energy_j, g.gpu_s, &g.est, cfg.pue.value)
+            })
+            .collect::<Vec<_>>()
+    };
+    let gpu_total_s = jobs.iter().map(|j| j.gpu_seconds).sum::<f64>();
+    let mut estimates = Estimates {
+        total: (!jobs.is_empty()).then(|| {
+            estimate_row(
+                "all jobs",
+                jobs_total_j,
+                gpu_total_s,
+                total_est,
+                cfg.pue.value,
+            )
+        }),
+        projects: est_rows(ranks[0].0, ranks[0].1),
+        users: est_rows(ranks[1].0, ranks[1].1),
+        ml_co2_footnote: None,
+    };
+    let na = |rows: &[EstimateRow]| rows.iter().any(|r| r.ml_co2_kwh.is_none());
+    if na(&estimates.projects)
+        || na(&estimates.users)
+        || estimates.total.iter().any(|t| t.ml_co2_kwh.is_none())
+    {
+        estimates.ml_co2_footnote = Some(ML_CO2_NA.into());
+    }
+    estimates
+}
+
+/// The headline figures: IT and facility energy, CO2e, cost, comparisons, counts.
+#[allow(clippy::too_many_arguments)]
+fn headline(
+    ds: &Dataset,
+    jobs: &[&JobData],
+    cfg: &Config,
+    cluster_scope: bool,
+    it_j: f64,
+    jobs_total_j: f64,
+    unallocated: &ByComponent,
+    days: f64,
+) -> Headline {
+    let facility_kwh = kwh(it_j) * cfg.pue.value;
+    let per_day = if days > 0.0 { facility_kwh / days } else { 0.0 };
+    let hh = cfg.household.kwh_per_year;
+    Headline {
+        it_energy_kwh: kwh(it_j),
+        it_energy_j: it_j,
+        facility_energy_kwh: facility_kwh,
+        pue: cfg.pue.value,
+        co2e_kg: facility_kwh * cfg.carbon_intensity.value / 1000.0,
+        carbon_intensity: cfg.carbon_intensity.clone(),
+        cost: cfg.electricity_price.as_ref().map(|p| Cost {
+            amount: facility_kwh * p.per_kwh,
+            currency: p.currency.clone(),
+            per_kwh: p.per_kwh,
+            source: p.source.clone(),
+        }),
+        households_for_a_year: facility_kwh / hh,
+        facility_kwh_per_day: per_day,
+        households_daily: per_day / (hh / 365.0),
+        household: cfg.household.clone(),
+        jobs: jobs.len(),
+        core_hours: jobs.iter().map(|j| j.core_seconds).sum::<f64>() / 3600.0,
+        gpu_hours: jobs.iter().map(|j| j.gpu_seconds).sum::<f64>() / 3600.0,
+        nodes: if cluster_scope {
+            ds.nodes.iter().filter(|n| n.energy.total() > 0.0).count()
+        } else {
+            let mut s: Vec<(&str, &str)> = jobs
+                .iter()
+                .flat_map(|j| {
+                    j.placements
+                        .iter()
+                        .map(|p: &Placement| (j.cluster.as_str(), p.instance.as_str()))
+                })
+                .collect();
+            s.sort();
+            s.dedup();
+            s.len()
+        },
+        jobs_energy_kwh: kwh(jobs_total_j),
+        unallocated_kwh: if cluster_scope {
+            kwh(unallocated.total())
+        } else {
+            0.0
+        },
+    }
+}
+
+/// User names as shown: real, or "User N" in order of energy (anonymised).
+fn user_aliases(jobs: &[&JobData], anonymize: bool) -> BTreeMap<String, String> {
+    let mut user_energy: BTreeMap<&str, f64> = BTreeMap::new();
+    for j in jobs {
+        *user_energy.entry(j.user.as_str()).or_default() += j.energy.total();
+    }
+    if anonymize {
+        let mut us: Vec<(&str, f64)> = user_energy.iter().map(|(u, e)| (*u, *e)).collect();
+        us.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        us.iter()
+            .enumerate()
+            .map(|(i, (u, _))| (u.to_string(), format!("User {}", i + 1)))
+            .collect()
+    } else {
+        BTreeMap::new()
+    }
+}
+
+/// Development versus final run, per project.
+fn dev_vs_final(
+    jobs: &[&JobData],
+    projects: &BTreeMap<String, Group>,
+    cfg: &Config,
+) -> Vec<DevRow> {
+    let pattern = cfg
+        .best_run
+        .job_name_pattern
+        .as_deref()
+        .and_then(|p| regex::Regex::new(p).ok());
+    let mut dev_vs_final = Vec::new();
+    for p in projects.keys() {
+        let pj: Vec<&&JobData> = jobs.iter().filter(|j| &j.account == p).collect();
+        let total: f64 = pj.iter().map(|j| j.energy.total()).sum();
+        let all: Vec<&JobData> = pj.iter().map(|j| **j).collect();
+        let (chosen, by): (Vec<&JobData>, &str) = if let Some(ids) = cfg.best_run.jobs.get(p) {
+            (
+                all.iter()
+                    .filter(|j| ids.contains(&j.job_id))
+                    .copied()
+                    .collect(),
+                "configured",
+            )
+        } else if let Some(found) = pattern.as_ref().and_then(|re| {
+            largest(
+                all.iter()
+                    .filter(|j| re.is_match(&j.job_name))
+                    .copied()
+                    .collect(),
+            )
+        }) {
+            (found, "pattern")
+        } else {
+            (largest(all.clone()).unwrap_or_default(), "largest job")
+        };
+        let fin: f64 = chosen.iter().map(|j| j.energy.total()).sum();
+        dev_vs_final.push(DevRow {
+            project: p.clone(),
+            total_kwh: kwh(total),
+            final_kwh: kwh(fin),
+            final_jobs: chosen.iter().map(|j| j.job_id.clone()).collect(),
+            chosen_by: by.into(),
+            ratio: ratio(total, fin),
+        });
+    }
+    dev_vs_final.sort_by(|a, b| {
+        b.total_kwh
+            .total_cmp(&a.total_kwh)
+            .then_with(|| a.project.cmp(&b.project))
+    });
+    dev_vs_final
+}
+
+/// Idle waste: unallocated energy by node, and each GPU's unallocated time and estimated energy.
+fn idle_section(
+    ds: &Dataset,
+    nodes_by_key: &BTreeMap<(&str, &str), &NodeData>,
+    shown: &dyn Fn(&str, &str) -> String,
+    unallocated: &ByComponent,
+    it_j: f64,
+    period_s: f64,
+) -> Idle {
+    let mut nodes: Vec<IdleNode> = ds
+        .nodes
+        .iter()
+        .map(|n| IdleNode {
+            cluster: n.cluster.clone(),
+            instance: n.instance.clone(),
+            node: shown(&n.cluster, &n.instance),
+            unallocated_kwh: kwh(n.unallocated.total()),
+            share_of_node: share(n.unallocated.total(), n.energy.total()),
+            node_kwh: kwh(n.energy.total()),
+        })
+        .collect();
+    nodes.sort_by(|a, b| {
+        b.unallocated_kwh
+            .total_cmp(&a.unallocated_kwh)
+            .then_with(|| a.instance.cmp(&b.instance))
+    });
+    // Each GPU's unallocated scrapes, to split its node's unallocated GPU energy.
+    let idle_samples =
+        |g: &crate::data::GpuData| (g.samples_present - g.samples_allocated).max(0.0);
+    let mut node_idle: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for g in &ds.gpus {
+        *node_idle
+            .entry((g.cluster.as_str(), g.instance.as_str()))
+            .or_default() += idle_samples(g);
+    }
+    let mut gpus: Vec<IdleGpu> = ds
+        .gpus
+        .iter()
+        .map(|g| {
+            let key = (g.cluster.as_str(), g.instance.as_str());
+            let node_unalloc = nodes_by_key.get(&key).map_or(0.0, |n| n.unallocated.gpu);
+            let sh = share(idle_samples(g), g.samples_present);
+            IdleGpu {
+                cluster: g.cluster.clone(),
+                instance: g.instance.clone(),
+                node: shown(&g.cluster, &g.instance),
+                gpu_uuid: g.gpu_uuid.clone(),
+                model: g.model.clone(),
+                unallocated_share: sh,
+                unallocated_hours: sh * period_s / 3600.0,
+                unallocated_kwh_estimate: kwh(
+                    node_unalloc * share(idle_samples(g), node_idle[&key])
+                ),
+            }
+        })
+        .collect();
+    gpus.sort_by(|a, b| {
+        b.unallocated_kwh_estimate
+            .total_cmp(&a.unallocated_kwh_estimate)
+            .then_with(|| a.gpu_uuid.cmp(&b.gpu_uuid))
+    });
+    Idle {
+        unallocated_kwh: kwh(unallocated.total()),
+        share: share(unallocated.total(), it_j),
+        by_component: component_rows(unallocated, &ds.unmeasured),
+        nodes,
+        gpus,
+    }
+}
+
+/// Allocated energy per component, unallocated and total of each day.
+fn daily_rows(ds: &Dataset) -> Vec<DayRow> {
+    ds.days
+        .iter()
+        .map(|d| {
+            let alloc = d.energy.minus(&d.unallocated);
+            DayRow {
+                date: crate::period::date(d.period.start),
+                cpu_kwh: kwh(alloc.cpu),
+                dram_kwh: kwh(alloc.dram),
+                gpu_kwh: kwh(alloc.gpu),
+                other_kwh: kwh(alloc.other),
+                idle_kwh: kwh(d.unallocated.total()),
+                total_kwh: kwh(d.energy.total()),
+            }
+        })
+        .collect()
+}
+
+/// Every job of the scope, most energy first.
+fn top_job_rows(
+    jobs: &[&JobData],
+    show_user: &dyn Fn(&str) -> String,
+    jobs_total_j: f64,
+) -> Vec<JobRow> {
+    let mut top_jobs: Vec<JobRow> = jobs
+        .iter()
+        .map(|j| JobRow {
+            cluster: j.cluster.clone(),
+            job_id: j.job_id.clone(),
+            user: show_user(&j.user),
+            project: j.account.clone(),
+            name: j.job_name.clone(),
+            partition: j.partition.clone(),
+            energy_kwh: kwh(j.energy.total()),
+            energy_j: j.energy.total(),
+            energy_by_component_j: j.energy,
+            share: share(j.energy.total(), jobs_total_j),
+            core_hours: j.core_seconds / 3600.0,
+            gpu_hours: j.gpu_seconds / 3600.0,
+            nodes: j.placements.len(),
+        })
+        .collect();
+    top_jobs.sort_by(|a, b| {
+        b.energy_j
+            .total_cmp(&a.energy_j)
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+    top_jobs
 }
 
 #[cfg(test)]

@@ -701,12 +701,10 @@ fn cpus_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use joulebook_tests::copy_tree;
+    use joulebook_tests::{copy_tree, environ, write_file};
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/cgroup")
-            .join(name)
+        joulebook_tests::fixture("cgroup").join(name)
     }
 
     fn ids(r: &ScanResult) -> Vec<&str> {
@@ -788,54 +786,42 @@ mod tests {
         assert_send::<JobDiscovery>();
     }
 
-    fn write(path: &Path, content: &[u8]) {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, content).expect("write");
-    }
-
-    fn environ(pairs: &[(&str, &str)]) -> Vec<u8> {
-        pairs
-            .iter()
-            .flat_map(|(k, v)| format!("{k}={v}\0").into_bytes())
-            .collect()
-    }
-
     /// A Slurm cgroup v1 node with `n` jobs, as `bench/make-slurm-node` writes it: each job in
     /// the five controllers, one process with a job environment.
     fn slurm_v1_node(root: &Path, n: u32) {
         let cg = root.join("sys/fs/cgroup");
         for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
-            write(&cg.join(ctrl).join("cgroup.procs"), b"1\n");
+            write_file(&cg.join(ctrl).join("cgroup.procs"), b"1\n");
         }
         for j in 0..n {
             let (id, uid, pid) = (100_000 + j, 1000 + j % 7, 10_000 + j);
             let base = format!("slurm_n1/uid_{uid}/job_{id}");
-            write(
+            write_file(
                 &cg.join("cpuset").join(&base).join("cpuset.cpus"),
                 format!("{}\n", j % 64).as_bytes(),
             );
-            write(
+            write_file(
                 &cg.join("cpuset")
                     .join(&base)
                     .join("step_batch/cgroup.procs"),
                 format!("{pid}\n").as_bytes(),
             );
-            write(
+            write_file(
                 &cg.join("cpu,cpuacct").join(&base).join("cpuacct.usage"),
                 format!("{}\n", u64::from(j) * 1000).as_bytes(),
             );
-            write(
+            write_file(
                 &cg.join("memory").join(&base).join("memory.limit_in_bytes"),
                 b"4294967296\n",
             );
-            write(
+            write_file(
                 &cg.join("devices").join(&base).join("devices.list"),
                 b"a *:* rwm\n",
             );
             for ctrl in ["cpu,cpuacct", "memory", "devices", "freezer"] {
-                write(&cg.join(ctrl).join(&base).join("cgroup.procs"), b"");
+                write_file(&cg.join(ctrl).join(&base).join("cgroup.procs"), b"");
             }
-            write(
+            write_file(
                 &root.join(format!("proc/{pid}/environ")),
                 &environ(&[
                     ("SLURM_JOB_ID", &id.to_string()),
@@ -972,7 +958,7 @@ mod tests {
         for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
             std::fs::create_dir_all(cg.join(ctrl).join(new_job)).expect("mkdir");
         }
-        write(
+        write_file(
             &cg.join("cpu,cpuacct").join(new_job).join("cpuacct.usage"),
             b"5\n",
         );
@@ -1067,7 +1053,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         slurm_v1_node(dir.path(), 3);
         let passwd = dir.path().join("etc/passwd");
-        write(&passwd, b"ann:x:1000:1000::/home/ann:/bin/sh\n");
+        write_file(&passwd, b"ann:x:1000:1000::/home/ann:/bin/sh\n");
         let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
         let mut jobs = Vec::new();
         d.scan_into(&[], &[], &mut jobs);
@@ -1078,7 +1064,7 @@ mod tests {
         assert_eq!(jobs.iter().map(|j| j.revision).collect::<Vec<_>>(), first);
 
         // Renamed: a longer file, so its stamp changes whatever the clock's resolution.
-        write(&passwd, b"annabel:x:1000:1000::/home/annabel:/bin/sh\n");
+        write_file(&passwd, b"annabel:x:1000:1000::/home/annabel:/bin/sh\n");
         d.scan_into(&[], &[], &mut jobs);
         assert_eq!(jobs[0].user.as_deref(), Some("annabel"));
         assert_ne!(jobs[0].revision, first[0]);
@@ -1099,7 +1085,7 @@ mod tests {
         assert!(late.is_dir());
         assert_eq!(jobs[0].job_name, None);
         let before = jobs[0].revision;
-        write(
+        write_file(
             &env,
             &environ(&[("SLURM_JOB_ID", "100000"), ("SLURM_JOB_NAME", "late")]),
         );
@@ -1121,8 +1107,8 @@ mod tests {
         d.scan(&[], &[]);
         let cg = dir.path().join("sys/fs/cgroup");
         let job = "slurm_node1/uid_1000/job_103";
-        write(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"");
-        write(
+        write_file(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"");
+        write_file(
             &cg.join("cpu,cpuacct").join(job).join("cpuacct.usage"),
             b"0\n",
         );
@@ -1130,11 +1116,11 @@ mod tests {
         let j = r.jobs.iter().find(|j| j.id == "103").expect("job 103");
         assert_eq!((j.cpus.clone(), j.memory_limit_bytes), (vec![], None));
         // The memory controller's folder appears after the others, then the values.
-        write(
+        write_file(
             &cg.join("memory").join(job).join("memory.limit_in_bytes"),
             b"1048576\n",
         );
-        write(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"6-7\n");
+        write_file(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"6-7\n");
         let r = d.scan(&[], &[]);
         let j = r.jobs.iter().find(|j| j.id == "103").expect("job 103");
         assert_eq!(
@@ -1158,10 +1144,10 @@ mod tests {
         // The old folder moves away (still there, so the new one cannot get its inode number).
         let scope = root.join("sys/fs/cgroup/system.slice/node1_slurmstepd.scope");
         std::fs::rename(scope.join("job_201"), scope.join("old_201")).expect("mv");
-        write(&scope.join("job_201/cpu.stat"), b"usage_usec 5\n");
-        write(&scope.join("job_201/cpuset.cpus.effective"), b"7\n");
-        write(&scope.join("job_201/step_0/cgroup.procs"), b"3999\n");
-        write(
+        write_file(&scope.join("job_201/cpu.stat"), b"usage_usec 5\n");
+        write_file(&scope.join("job_201/cpuset.cpus.effective"), b"7\n");
+        write_file(&scope.join("job_201/step_0/cgroup.procs"), b"3999\n");
+        write_file(
             &root.join("proc/3999/environ"),
             &environ(&[("SLURM_JOB_ID", "201"), ("SLURM_JOB_NAME", "second-life")]),
         );
@@ -1204,8 +1190,8 @@ mod tests {
         let task = dir
             .path()
             .join("sys/fs/cgroup/system.slice/slurmstepd.scope/job_701/step_0/user/task_0");
-        write(&task.join("cgroup.procs"), b"7101\n");
-        write(
+        write_file(&task.join("cgroup.procs"), b"7101\n");
+        write_file(
             &dir.path().join("proc/7101/environ"),
             &environ(&[("SLURM_JOB_ID", "701"), ("SLURM_JOB_NAME", "late")]),
         );
@@ -1289,7 +1275,7 @@ mod tests {
         let freezer = dir
             .path()
             .join("sys/fs/cgroup/freezer/slurm_node1/uid_1000/job_104");
-        write(&freezer.join("cgroup.procs"), b"");
+        write_file(&freezer.join("cgroup.procs"), b"");
         let found_at = (2..=1 + FULL_LISTING_SCANS)
             .find(|_| ids(&d.scan(&[], &[])).contains(&"104"))
             .expect("found within a full listing period");

@@ -12,6 +12,7 @@
 //! both starting at a random offset as real counters do.
 
 use super::scenario::{ExtraZone, GpuMaker, NodeGroup};
+use crate::energy::PowerIntegral;
 use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Clone, Debug, Default)]
 struct Counter {
     total: u64,
-    carry: f64,
+    integral: PowerIntegral,
     /// What the last interval added, in the counter's unit.
     last: u64,
 }
@@ -33,10 +34,7 @@ struct Counter {
 impl Counter {
     /// Adds `watts × dt`, in units of `per_joule` per joule (1e6 for µJ, 1e3 for mJ).
     fn add(&mut self, watts: f64, dt: f64, per_joule: f64) {
-        let exact = watts * dt * per_joule + self.carry;
-        let whole = exact.floor();
-        self.carry = exact - whole;
-        self.last = whole as u64;
+        self.last = self.integral.whole(watts * dt * per_joule);
         self.total += self.last;
     }
 }

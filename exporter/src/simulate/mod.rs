@@ -27,7 +27,8 @@ use crate::attribution::component_index;
 use crate::engine::Engine;
 use crate::jobs::{GpuMappingSource, Job, MetadataSource, Scheduler};
 use crate::node::NodeInfo;
-use crate::sampler::{Sampler, Snapshot};
+use crate::sampler::Sampler;
+use crate::snapshot::Snapshot;
 use crate::sources::estimate::TdpOrigin;
 use crate::sources::{Source, SourceKind};
 use crate::state::{self, LoadOutcome};
@@ -147,7 +148,7 @@ struct Node {
     gpu_uuids: Vec<String>,
     model: hardware::Shared,
     engine: Option<Engine>,
-    shared: crate::sampler::Shared,
+    shared: crate::snapshot::Shared,
     registry: prometheus_client::registry::Registry,
     /// (start tick, job, placement index), by start tick.
     timeline: Vec<(u64, usize, usize)>,
@@ -279,11 +280,6 @@ impl Node {
 pub fn run(opts: &Options) -> Result<Summary, SimError> {
     let s = Scenario::load(&opts.scenario).map_err(SimError::Scenario)?;
     let seed = opts.seed.or(s.seed).unwrap_or(0);
-    let io = |what: &str, p: &Path| {
-        let p = p.display().to_string();
-        let what = what.to_string();
-        move |e: std::io::Error| SimError::Run(format!("{what} {p}: {e}"))
-    };
 
     let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 0));
     let mut jobs = workload::generate(&s, &mut rng);
@@ -293,7 +289,6 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
     let per_scrape = (s.scrape_interval.0 / step).round() as u64;
     let horizon = (s.duration.0 / step).round() as u64;
     let start = s.start.0;
-    let port = joulebook_common::DEFAULT_PORT;
 
     // Parts: one per (job, node it runs on).
     let mut parts: Vec<Vec<Part>> = jobs
@@ -320,81 +315,11 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
         std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
         state_dir.0 = Some(dir);
     }
-    let mut nodes: Vec<Node> = Vec::with_capacity(specs.len());
-    for (i, spec) in specs.into_iter().enumerate() {
-        let g = &s.node_groups[spec.group];
-        let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 1 + i as u64));
-        let model = hardware::NodeModel::new(g, &s.cluster, &spec.name, || rng.random::<u64>());
-        let gpu_uuids = model.gpus.iter().map(|g| g.uuid.clone()).collect();
-        let shared: crate::sampler::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
-        let registry = crate::metrics::registry(shared.clone());
-        let mut restarts: Vec<(u64, u64)> = s
-            .restarts
-            .iter()
-            .filter(|r| r.node == spec.name)
-            .map(|r| {
-                let down = ((r.at.0 - start) / step).floor() as u64;
-                let up = ((r.at.0 + r.downtime.0 - start) / step).ceil() as u64;
-                (down, up.max(down + 1))
-            })
-            .collect();
-        restarts.sort_unstable();
-        // Ticks whose interval (ending at the tick) lies in [at, at + d).
-        let ticks = |at: f64, d: f64| {
-            let first = ((at - start) / step).floor() as u64 + 1;
-            let last = (((at + d - start) / step).ceil() as u64).max(first);
-            (first, last)
-        };
-        let stray = s
-            .stray_load
-            .iter()
-            .filter(|l| l.node == spec.name)
-            .map(|l| {
-                let (a, b) = ticks(l.start.0, l.duration.0);
-                (a, b, l.cpu_util, l.gpu_util)
-            })
-            .collect();
-        let faults = s
-            .faults
-            .iter()
-            .filter(|f| f.node == spec.name)
-            .map(|f| {
-                let (a, b) = ticks(f.start.0, f.duration.map_or(0.0, |d| d.0));
-                let source = f.source.map(|x| match x {
-                    scenario::FaultSource::Rapl => SourceKind::Rapl,
-                    scenario::FaultSource::Nvml => SourceKind::Nvml,
-                    scenario::FaultSource::Bmc => SourceKind::Bmc,
-                });
-                (a, b, f.kind, source)
-            })
-            .collect();
-        nodes.push(Node {
-            target: format!(
-                "instance=\"{}:{port}\",job=\"joulebook\",cluster=\"{}\"",
-                spec.name, s.cluster
-            ),
-            info: node_info(&spec.name, g),
-            tdp: g.package_watts.max * f64::from(g.sockets),
-            gpu_uuids,
-            model: Arc::new(Mutex::new(model)),
-            engine: None,
-            shared,
-            registry,
-            timeline: Vec::new(),
-            next: 0,
-            active: Vec::new(),
-            jobs: Vec::new(),
-            restarts,
-            stray,
-            faults,
-            next_restart: 0,
-            rng,
-            last_node: [0; 4],
-            last_unallocated: [0; 4],
-            last_cycle_unix: start,
-            spec,
-        });
-    }
+    let mut nodes: Vec<Node> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| new_node(&s, seed, i, spec, step))
+        .collect();
     for n in &mut nodes {
         n.engine = Some(n.new_engine(&s));
     }
@@ -430,110 +355,12 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
         let unix = start + t;
         let day = (((unix - step / 2.0 - day0) / 86400.0).floor().max(0.0) as usize).min(last_day);
         for n in nodes.iter_mut() {
-            // Jobs that ran through the previous tick leave; jobs that started before this one
-            // join, so the set is the jobs running during the interval that ends now.
-            if n.active.iter().any(|a| a.end_tick < k) {
-                let mut i = 0;
-                while i < n.active.len() {
-                    if n.active[i].end_tick < k {
-                        n.active.remove(i);
-                        n.jobs.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            while n.next < n.timeline.len() && n.timeline[n.next].0 < k {
-                let (_, j, pi) = n.timeline[n.next];
-                n.next += 1;
-                let job = &jobs[j];
-                let p = &job.placement[pi];
-                let g = &s.node_groups[n.spec.group];
-                let mut cpus_on_socket = vec![0u32; g.sockets as usize];
-                for (sock, cpus) in &n.info.cpus_by_socket {
-                    cpus_on_socket[*sock as usize] = p
-                        .cpus
-                        .iter()
-                        .filter(|c| cpus.binary_search(c).is_ok())
-                        .count() as u32;
-                }
-                // Memory per CPU, as Slurm's DefMemPerCPU: never more than the node together.
-                let memory = (u128::from(g.memory.0) * p.cpus.len() as u128
-                    / u128::from(g.logical_cpus().max(1))) as u64;
-                let mut gpus: Vec<String> = p
-                    .gpus
-                    .iter()
-                    .map(|i| n.gpu_uuids[*i as usize].clone())
-                    .collect();
-                gpus.sort();
-                n.jobs.push(Job {
-                    id: job.id.to_string(),
-                    scheduler: Scheduler::Slurm,
-                    uid: uids.get(&job.user).copied(),
-                    user: Some(job.user.clone()),
-                    account: Some(projects[job.project].clone()),
-                    partition: Some(job.partition.clone()),
-                    job_name: Some(job.name.clone()),
-                    sluid: None,
-                    // The scenario is the scheduler's own word.
-                    metadata: MetadataSource::Prolog,
-                    cpus: p.cpus.clone(),
-                    cpu_usage_ns: Some(0),
-                    memory_limit_bytes: Some(memory),
-                    gpu_source: (!gpus.is_empty()).then_some(GpuMappingSource::MappingDir),
-                    gpus,
-                    revision: 0,
-                });
-                n.active.push(Active {
-                    job: j,
-                    part: pi,
-                    end_tick: job.end_tick().unwrap_or(u64::MAX),
-                    cpus_on_socket,
-                    gpus: p.gpus.clone(),
-                    memory,
-                    cpu_ns: 0.0,
-                });
-            }
+            admit_jobs(n, k, &jobs, &s, &uids, &projects);
             if k > 0 {
                 advance(n, k, &jobs, &mut parts, &s, step);
             }
-            let mut stalled = false;
-            {
-                let mut m = n.model.lock().unwrap_or_else(|p| p.into_inner());
-                m.down.clear();
-                for &(a, b, kind, source) in &n.faults {
-                    match kind {
-                        scenario::FaultKind::SourceDown if (a..=b).contains(&k) => {
-                            m.down.extend(source);
-                        }
-                        scenario::FaultKind::SamplerStall => stalled |= (a..=b).contains(&k),
-                        scenario::FaultKind::GpuCounterJump if a == k => {
-                            m.gpu_jump_mj += GPU_COUNTER_JUMP_MJ;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            // The exporter comes back: a new process resumes from its state file.
-            if n.engine.is_none() {
-                if let Some(&(_, up)) = n.restarts.get(n.next_restart) {
-                    if k == up {
-                        let mut e = n.new_engine(&s);
-                        let path = state_path(&state_dir, n);
-                        match state::load(&path, &n.spec.name) {
-                            LoadOutcome::Loaded(st) => e.resume(&st, unix, t, Some(BOOT_ID)),
-                            other => {
-                                return Err(SimError::Run(format!(
-                                    "the state file of {} could not be loaded: {other:?}",
-                                    n.spec.name
-                                )))
-                            }
-                        }
-                        n.engine = Some(e);
-                        n.next_restart += 1;
-                    }
-                }
-            }
+            let stalled = apply_faults(n, k);
+            resume_if_due(n, k, &s, &state_dir, unix, t)?;
             let Some(engine) = n.engine.as_mut() else {
                 if k % per_scrape == 0 {
                     writer
@@ -589,14 +416,7 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
 
     if let Some(path) = &opts.truth {
         let t = build_truth(&s, seed, &jobs, &parts, &nodes, &days);
-        let file = std::fs::File::create(path).map_err(io("cannot create", path))?;
-        let mut w = BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut w, &t)
-            .map_err(|e| SimError::Run(format!("cannot write {}: {e}", path.display())))?;
-        use std::io::Write;
-        w.write_all(b"\n")
-            .and_then(|_| w.flush())
-            .map_err(io("cannot write", path))?;
+        write_truth(path, &t)?;
     }
     Ok(Summary {
         seed,
@@ -607,6 +427,233 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
         samples,
         bytes,
     })
+}
+
+/// An I/O error as a run error: `WHAT PATH: ERROR`.
+fn io(what: &str, p: &Path) -> impl Fn(std::io::Error) -> SimError {
+    let p = p.display().to_string();
+    let what = what.to_string();
+    move |e: std::io::Error| SimError::Run(format!("{what} {p}: {e}"))
+}
+
+/// One node of the scenario: its hardware model (seeded by its index), exporter target,
+/// restarts, load outside jobs and faults in ticks. Its engine is made by the caller.
+fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Node {
+    let start = s.start.0;
+    let port = joulebook_common::DEFAULT_PORT;
+    let g = &s.node_groups[spec.group];
+    let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 1 + i as u64));
+    let model = hardware::NodeModel::new(g, &s.cluster, &spec.name, || rng.random::<u64>());
+    let gpu_uuids = model.gpus.iter().map(|g| g.uuid.clone()).collect();
+    let shared: crate::snapshot::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
+    let registry = crate::metrics::registry(shared.clone());
+    let mut restarts: Vec<(u64, u64)> = s
+        .restarts
+        .iter()
+        .filter(|r| r.node == spec.name)
+        .map(|r| {
+            let down = ((r.at.0 - start) / step).floor() as u64;
+            let up = ((r.at.0 + r.downtime.0 - start) / step).ceil() as u64;
+            (down, up.max(down + 1))
+        })
+        .collect();
+    restarts.sort_unstable();
+    // Ticks whose interval (ending at the tick) lies in [at, at + d).
+    let ticks = |at: f64, d: f64| {
+        let first = ((at - start) / step).floor() as u64 + 1;
+        let last = (((at + d - start) / step).ceil() as u64).max(first);
+        (first, last)
+    };
+    let stray = s
+        .stray_load
+        .iter()
+        .filter(|l| l.node == spec.name)
+        .map(|l| {
+            let (a, b) = ticks(l.start.0, l.duration.0);
+            (a, b, l.cpu_util, l.gpu_util)
+        })
+        .collect();
+    let faults = s
+        .faults
+        .iter()
+        .filter(|f| f.node == spec.name)
+        .map(|f| {
+            let (a, b) = ticks(f.start.0, f.duration.map_or(0.0, |d| d.0));
+            let source = f.source.map(|x| match x {
+                scenario::FaultSource::Rapl => SourceKind::Rapl,
+                scenario::FaultSource::Nvml => SourceKind::Nvml,
+                scenario::FaultSource::Bmc => SourceKind::Bmc,
+            });
+            (a, b, f.kind, source)
+        })
+        .collect();
+    Node {
+        target: format!(
+            "instance=\"{}:{port}\",job=\"joulebook\",cluster=\"{}\"",
+            spec.name, s.cluster
+        ),
+        info: node_info(&spec.name, g),
+        tdp: g.package_watts.max * f64::from(g.sockets),
+        gpu_uuids,
+        model: Arc::new(Mutex::new(model)),
+        engine: None,
+        shared,
+        registry,
+        timeline: Vec::new(),
+        next: 0,
+        active: Vec::new(),
+        jobs: Vec::new(),
+        restarts,
+        stray,
+        faults,
+        next_restart: 0,
+        rng,
+        last_node: [0; 4],
+        last_unallocated: [0; 4],
+        last_cycle_unix: start,
+        spec,
+    }
+}
+
+/// The jobs running during the interval that ends at tick `k`.
+fn admit_jobs(
+    n: &mut Node,
+    k: u64,
+    jobs: &[SimJob],
+    s: &Scenario,
+    uids: &BTreeMap<String, u32>,
+    projects: &[String],
+) {
+    // Jobs that ran through the previous tick leave; jobs that started before this one
+    // join, so the set is the jobs running during the interval that ends now.
+    if n.active.iter().any(|a| a.end_tick < k) {
+        let mut i = 0;
+        while i < n.active.len() {
+            if n.active[i].end_tick < k {
+                n.active.remove(i);
+                n.jobs.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    while n.next < n.timeline.len() && n.timeline[n.next].0 < k {
+        let (_, j, pi) = n.timeline[n.next];
+        n.next += 1;
+        let job = &jobs[j];
+        let p = &job.placement[pi];
+        let g = &s.node_groups[n.spec.group];
+        let mut cpus_on_socket = vec![0u32; g.sockets as usize];
+        for (sock, cpus) in &n.info.cpus_by_socket {
+            cpus_on_socket[*sock as usize] = p
+                .cpus
+                .iter()
+                .filter(|c| cpus.binary_search(c).is_ok())
+                .count() as u32;
+        }
+        // Memory per CPU, as Slurm's DefMemPerCPU: never more than the node together.
+        let memory = (u128::from(g.memory.0) * p.cpus.len() as u128
+            / u128::from(g.logical_cpus().max(1))) as u64;
+        let mut gpus: Vec<String> = p
+            .gpus
+            .iter()
+            .map(|i| n.gpu_uuids[*i as usize].clone())
+            .collect();
+        gpus.sort();
+        n.jobs.push(Job {
+            id: job.id.to_string(),
+            scheduler: Scheduler::Slurm,
+            uid: uids.get(&job.user).copied(),
+            user: Some(job.user.clone()),
+            account: Some(projects[job.project].clone()),
+            partition: Some(job.partition.clone()),
+            job_name: Some(job.name.clone()),
+            sluid: None,
+            // The scenario is the scheduler's own word.
+            metadata: MetadataSource::Prolog,
+            cpus: p.cpus.clone(),
+            cpu_usage_ns: Some(0),
+            memory_limit_bytes: Some(memory),
+            gpu_source: (!gpus.is_empty()).then_some(GpuMappingSource::MappingDir),
+            gpus,
+            revision: 0,
+        });
+        n.active.push(Active {
+            job: j,
+            part: pi,
+            end_tick: job.end_tick().unwrap_or(u64::MAX),
+            cpus_on_socket,
+            gpus: p.gpus.clone(),
+            memory,
+            cpu_ns: 0.0,
+        });
+    }
+}
+
+/// Applies the node's faults at tick `k` to its hardware; true while its sampler stalls.
+fn apply_faults(n: &Node, k: u64) -> bool {
+    let mut stalled = false;
+    {
+        let mut m = n.model.lock().unwrap_or_else(|p| p.into_inner());
+        m.down.clear();
+        for &(a, b, kind, source) in &n.faults {
+            match kind {
+                scenario::FaultKind::SourceDown if (a..=b).contains(&k) => {
+                    m.down.extend(source);
+                }
+                scenario::FaultKind::SamplerStall => stalled |= (a..=b).contains(&k),
+                scenario::FaultKind::GpuCounterJump if a == k => {
+                    m.gpu_jump_mj += GPU_COUNTER_JUMP_MJ;
+                }
+                _ => {}
+            }
+        }
+    }
+    stalled
+}
+
+/// The exporter comes back at its restart's tick: a new process resumes from its state file.
+fn resume_if_due(
+    n: &mut Node,
+    k: u64,
+    s: &Scenario,
+    state_dir: &TempDir,
+    unix: f64,
+    t: f64,
+) -> Result<(), SimError> {
+    if n.engine.is_none() {
+        if let Some(&(_, up)) = n.restarts.get(n.next_restart) {
+            if k == up {
+                let mut e = n.new_engine(s);
+                let path = state_path(state_dir, n);
+                match state::load(&path, &n.spec.name) {
+                    LoadOutcome::Loaded(st) => e.resume(&st, unix, t, Some(BOOT_ID)),
+                    other => {
+                        return Err(SimError::Run(format!(
+                            "the state file of {} could not be loaded: {other:?}",
+                            n.spec.name
+                        )))
+                    }
+                }
+                n.engine = Some(e);
+                n.next_restart += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ground truth as pretty JSON.
+fn write_truth(path: &Path, t: &truth::Truth) -> Result<(), SimError> {
+    let file = std::fs::File::create(path).map_err(io("cannot create", path))?;
+    let mut w = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut w, t)
+        .map_err(|e| SimError::Run(format!("cannot write {}: {e}", path.display())))?;
+    use std::io::Write;
+    w.write_all(b"\n")
+        .and_then(|_| w.flush())
+        .map_err(io("cannot write", path))?;
+    Ok(())
 }
 
 fn state_path(dir: &TempDir, n: &Node) -> PathBuf {
@@ -750,9 +797,92 @@ fn build_truth(
                 .any(|n| node_components(s, &n.spec).contains(c))
         })
         .collect();
-    let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
 
     let mut totals = Totals::default();
+    let node_truths = node_truths(s, parts, nodes, &all, &mut totals);
+    totals.jobs_submitted = jobs.len() as u64;
+
+    let mut accounts: BTreeMap<String, GroupTruth> = BTreeMap::new();
+    let mut users: BTreeMap<String, GroupTruth> = BTreeMap::new();
+    let mut account_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let mut user_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let mut job_truths = Vec::with_capacity(jobs.len());
+    for (j, job) in jobs.iter().enumerate() {
+        let (truth, uj) = job_truth(s, job, &parts[j], nodes, horizon);
+        let started = job.start_tick.is_some();
+        let finished = job.end_tick().is_some_and(|e| e <= horizon);
+        if started {
+            totals.jobs_started += 1;
+            if finished {
+                totals.jobs_finished += 1;
+            } else {
+                totals.jobs_running_at_end += 1;
+            }
+        } else {
+            totals.jobs_never_started += 1;
+        }
+        for (map, key, sums) in [
+            (&mut accounts, &truth.account, &mut account_uj),
+            (&mut users, &job.user, &mut user_uj),
+        ] {
+            let g = map.entry(key.clone()).or_default();
+            g.jobs += 1;
+            g.core_seconds += truth.core_seconds;
+            g.gpu_seconds += truth.gpu_seconds;
+            add_uj(sums.entry(key.clone()).or_default(), &uj);
+        }
+        job_truths.push(truth);
+    }
+    for (map, sums) in [(&mut accounts, &account_uj), (&mut users, &user_uj)] {
+        for (k, g) in map.iter_mut() {
+            if let Some(uj) = sums.get(k) {
+                g.energy_j = energy(uj, &all);
+                g.total_j = uj.iter().sum::<u64>() as f64 / 1e6;
+            }
+        }
+    }
+    let days = day_truths(s, days, &all);
+    Truth {
+        schema: SCHEMA,
+        cluster: s.cluster.clone(),
+        seed,
+        start: scenario::rfc3339(start),
+        start_unix: start as i64,
+        end_unix: (start + s.duration.0) as i64,
+        scrape_interval_s: s.scrape_interval.0,
+        sample_interval_s: step,
+        grace_period_s: s.grace_period(),
+        components: all.iter().map(|c| c.as_str().to_string()).collect(),
+        final_run_patterns: s
+            .projects
+            .iter()
+            .filter_map(|p| {
+                p.final_runs
+                    .as_ref()
+                    .map(|f| (p.name.clone(), f.pattern.clone()))
+            })
+            .collect(),
+        totals,
+        nodes: node_truths,
+        accounts,
+        users,
+        days,
+        jobs: job_truths,
+    }
+}
+
+/// Each node's energy, and the cluster totals of node, unallocated, hardware and job energy.
+fn node_truths(
+    s: &Scenario,
+    parts: &[Vec<Part>],
+    nodes: &[Node],
+    all: &[Component],
+    totals: &mut truth::Totals,
+) -> Vec<truth::NodeTruth> {
+    use truth::*;
+    let step = s.sample_interval();
+    let start = s.start.0;
+    let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
     let (mut t_node, mut t_un, mut t_hw, mut t_jobs) = ([0u64; 4], [0u64; 4], [0u64; 4], [0u64; 4]);
     let mut node_jobs = vec![[0u64; 4]; nodes.len()];
     for p in parts.iter().flatten() {
@@ -790,112 +920,98 @@ fn build_truth(
                 .collect(),
         });
     }
-    totals.node_j = energy(&t_node, &all);
-    totals.unallocated_j = energy(&t_un, &all);
-    totals.hardware_j = energy(&t_hw, &all);
-    totals.jobs_j = energy(&t_jobs, &all);
-    totals.jobs_submitted = jobs.len() as u64;
+    totals.node_j = energy(&t_node, all);
+    totals.unallocated_j = energy(&t_un, all);
+    totals.hardware_j = energy(&t_hw, all);
+    totals.jobs_j = energy(&t_jobs, all);
+    node_truths
+}
 
-    let mut accounts: BTreeMap<String, GroupTruth> = BTreeMap::new();
-    let mut users: BTreeMap<String, GroupTruth> = BTreeMap::new();
-    let mut account_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
-    let mut user_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
-    let mut job_truths = Vec::with_capacity(jobs.len());
-    for (j, job) in jobs.iter().enumerate() {
-        let account = s.projects[job.project].name.clone();
-        let mut uj = [0u64; 4];
-        let mut model = [0f64; 4];
-        let (mut core_s, mut gpu_s, mut cpu_s) = (0.0, 0.0, 0.0);
-        let mut by_node = BTreeMap::new();
-        let mut comps: Vec<Component> = Vec::new();
-        let mut affected = false;
-        for p in &parts[j] {
-            let nc = node_components(s, &nodes[p.node].spec);
-            for c in &nc {
-                if !comps.contains(c) {
-                    comps.push(*c);
-                }
-            }
-            add_uj(&mut uj, &p.uj);
-            for (m, x) in model.iter_mut().zip(p.model_uj) {
-                *m += x;
-            }
-            core_s += p.core_s;
-            gpu_s += p.gpu_s;
-            cpu_s += p.cpu_s;
-            by_node.insert(nodes[p.node].spec.name.clone(), energy(&p.uj, &nc));
-            if let (Some(st), Some(en)) = (job.start_tick, job.end_tick()) {
-                affected |= nodes[p.node]
-                    .restarts
-                    .iter()
-                    .any(|&(d, u)| st < u && en > d);
+/// One job's truth, and its energy per component, µJ.
+fn job_truth(
+    s: &Scenario,
+    job: &SimJob,
+    parts: &[Part],
+    nodes: &[Node],
+    horizon: u64,
+) -> (truth::JobTruth, [u64; 4]) {
+    use truth::*;
+    let step = s.sample_interval();
+    let start = s.start.0;
+    let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
+    let account = s.projects[job.project].name.clone();
+    let mut uj = [0u64; 4];
+    let mut model = [0f64; 4];
+    let (mut core_s, mut gpu_s, mut cpu_s) = (0.0, 0.0, 0.0);
+    let mut by_node = BTreeMap::new();
+    let mut comps: Vec<Component> = Vec::new();
+    let mut affected = false;
+    for p in parts {
+        let nc = node_components(s, &nodes[p.node].spec);
+        for c in &nc {
+            if !comps.contains(c) {
+                comps.push(*c);
             }
         }
-        comps.sort_by_key(|c| component_index(*c));
-        let started = job.start_tick.is_some();
-        let finished = job.end_tick().is_some_and(|e| e <= horizon);
-        if started {
-            totals.jobs_started += 1;
-            if finished {
-                totals.jobs_finished += 1;
-            } else {
-                totals.jobs_running_at_end += 1;
-            }
-        } else {
-            totals.jobs_never_started += 1;
+        add_uj(&mut uj, &p.uj);
+        for (m, x) in model.iter_mut().zip(p.model_uj) {
+            *m += x;
         }
-        let total_uj: u64 = uj.iter().sum();
-        for (map, key, sums) in [
-            (&mut accounts, &account, &mut account_uj),
-            (&mut users, &job.user, &mut user_uj),
-        ] {
-            let g = map.entry(key.clone()).or_default();
-            g.jobs += 1;
-            g.core_seconds += core_s;
-            g.gpu_seconds += gpu_s;
-            add_uj(sums.entry(key.clone()).or_default(), &uj);
-        }
-        let first = job.placement.first();
-        job_truths.push(JobTruth {
-            id: job.id.to_string(),
-            user: job.user.clone(),
-            account,
-            partition: job.partition.clone(),
-            name: job.name.clone(),
-            class: s.jobs.classes[job.class].name.clone(),
-            final_run: job.final_run,
-            submit_unix: start + job.submit_s,
-            start_unix: job.start_tick.map(unix_of),
-            end_unix: job.end_tick().filter(|e| *e <= horizon).map(unix_of),
-            nodes: job
-                .placement
+        core_s += p.core_s;
+        gpu_s += p.gpu_s;
+        cpu_s += p.cpu_s;
+        by_node.insert(nodes[p.node].spec.name.clone(), energy(&p.uj, &nc));
+        if let (Some(st), Some(en)) = (job.start_tick, job.end_tick()) {
+            affected |= nodes[p.node]
+                .restarts
                 .iter()
-                .map(|p| nodes[p.node].spec.name.clone())
-                .collect(),
-            cpus_per_node: first.map_or(0, |p| p.cpus.len() as u32),
-            gpus_per_node: first.map_or(0, |p| p.gpus.len() as u32),
-            energy_j: energy(&uj, &comps),
-            total_j: total_uj as f64 / 1e6,
-            core_seconds: core_s,
-            gpu_seconds: gpu_s,
-            cpu_seconds: cpu_s,
-            by_node,
-            model_energy_j: energy_f(&model, &comps),
-            affected_by_restart: affected,
-        });
-    }
-    for (map, sums) in [(&mut accounts, &account_uj), (&mut users, &user_uj)] {
-        for (k, g) in map.iter_mut() {
-            if let Some(uj) = sums.get(k) {
-                g.energy_j = energy(uj, &all);
-                g.total_j = uj.iter().sum::<u64>() as f64 / 1e6;
-            }
+                .any(|&(d, u)| st < u && en > d);
         }
     }
+    comps.sort_by_key(|c| component_index(*c));
+    let total_uj: u64 = uj.iter().sum();
+    let first = job.placement.first();
+    let truth = JobTruth {
+        id: job.id.to_string(),
+        user: job.user.clone(),
+        account,
+        partition: job.partition.clone(),
+        name: job.name.clone(),
+        class: s.jobs.classes[job.class].name.clone(),
+        final_run: job.final_run,
+        submit_unix: start + job.submit_s,
+        start_unix: job.start_tick.map(unix_of),
+        end_unix: job.end_tick().filter(|e| *e <= horizon).map(unix_of),
+        nodes: job
+            .placement
+            .iter()
+            .map(|p| nodes[p.node].spec.name.clone())
+            .collect(),
+        cpus_per_node: first.map_or(0, |p| p.cpus.len() as u32),
+        gpus_per_node: first.map_or(0, |p| p.gpus.len() as u32),
+        energy_j: energy(&uj, &comps),
+        total_j: total_uj as f64 / 1e6,
+        core_seconds: core_s,
+        gpu_seconds: gpu_s,
+        cpu_seconds: cpu_s,
+        by_node,
+        model_energy_j: energy_f(&model, &comps),
+        affected_by_restart: affected,
+    };
+    (truth, uj)
+}
+
+/// Node, job and unallocated energy of each day.
+fn day_truths(
+    s: &Scenario,
+    days: &[([u64; 4], [u64; 4])],
+    all: &[Component],
+) -> Vec<truth::DayTruth> {
+    use truth::*;
+    let start = s.start.0;
     // Midnight (UTC) of the first day, Unix seconds.
     let day0 = (start / 86400.0).floor() * 86400.0;
-    let days = days
-        .iter()
+    days.iter()
         .enumerate()
         .map(|(i, (node, un))| {
             let mut jobs_uj = [0u64; 4];
@@ -904,37 +1020,10 @@ fn build_truth(
             }
             DayTruth {
                 date: scenario::date_of(day0 + i as f64 * 86400.0),
-                node_j: energy(node, &all),
-                jobs_j: energy(&jobs_uj, &all),
-                unallocated_j: energy(un, &all),
+                node_j: energy(node, all),
+                jobs_j: energy(&jobs_uj, all),
+                unallocated_j: energy(un, all),
             }
         })
-        .collect();
-    Truth {
-        schema: SCHEMA,
-        cluster: s.cluster.clone(),
-        seed,
-        start: scenario::rfc3339(start),
-        start_unix: start as i64,
-        end_unix: (start + s.duration.0) as i64,
-        scrape_interval_s: s.scrape_interval.0,
-        sample_interval_s: step,
-        grace_period_s: s.grace_period(),
-        components: all.iter().map(|c| c.as_str().to_string()).collect(),
-        final_run_patterns: s
-            .projects
-            .iter()
-            .filter_map(|p| {
-                p.final_runs
-                    .as_ref()
-                    .map(|f| (p.name.clone(), f.pattern.clone()))
-            })
-            .collect(),
-        totals,
-        nodes: node_truths,
-        accounts,
-        users,
-        days,
-        jobs: job_truths,
-    }
+        .collect()
 }

@@ -619,7 +619,16 @@ impl Scenario {
 
     /// Checks values; returns the dotted key and what is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |k: String, m: String| Err((k, m));
+        let (start, end) = self.validate_timing()?;
+        let (names, nodes) = self.validate_nodes()?;
+        self.validate_projects()?;
+        self.validate_jobs(&nodes, start, end)?;
+        self.validate_calendar(&names, start, end)?;
+        self.validate_loads_and_faults(&names, &nodes, start, end)
+    }
+
+    /// The cluster name, intervals and period; returns the period (start, end), Unix seconds.
+    fn validate_timing(&self) -> Result<(f64, f64), (String, String)> {
         check_name("cluster", &self.cluster)?;
         let step = self.sample_interval();
         let scrape = self.scrape_interval.0;
@@ -659,8 +668,12 @@ impl Scenario {
                 ),
             );
         }
-        let (start, end) = (self.start.0, self.start.0 + d);
+        Ok((self.start.0, self.start.0 + d))
+    }
 
+    /// Node groups; returns the node names and the nodes.
+    fn validate_nodes(&self) -> Result<(BTreeSet<String>, Vec<NodeSpec>), (String, String)> {
+        let step = self.sample_interval();
         if self.node_groups.is_empty() {
             return bad("node_groups".into(), "at least one node group".into());
         }
@@ -751,7 +764,11 @@ impl Scenario {
                 );
             }
         }
+        Ok((names, nodes))
+    }
 
+    /// Projects and their users.
+    fn validate_projects(&self) -> Result<(), (String, String)> {
         if self.projects.is_empty() {
             return bad("projects".into(), "at least one project".into());
         }
@@ -815,7 +832,16 @@ impl Scenario {
                 }
             }
         }
+        Ok(())
+    }
 
+    /// The job mix: count or arrival rate, classes, explicit jobs.
+    fn validate_jobs(
+        &self,
+        nodes: &[NodeSpec],
+        start: f64,
+        end: f64,
+    ) -> Result<(), (String, String)> {
         let j = &self.jobs;
         match (j.count, j.arrivals_per_hour) {
             (Some(_), Some(_)) => {
@@ -963,6 +989,16 @@ impl Scenario {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Arrival shape, maintenance windows and exporter restarts.
+    fn validate_calendar(
+        &self,
+        names: &BTreeSet<String>,
+        start: f64,
+        end: f64,
+    ) -> Result<(), (String, String)> {
         if let Some(n) = &self.arrivals.night {
             for (f, v) in [("from", &n.from), ("to", &n.to)] {
                 if parse_hhmm(v).is_none() {
@@ -1003,6 +1039,17 @@ impl Scenario {
                 return bad(format!("restarts[{i}].downtime"), "must be > 0".into());
             }
         }
+        Ok(())
+    }
+
+    /// Load outside jobs and faults.
+    fn validate_loads_and_faults(
+        &self,
+        names: &BTreeSet<String>,
+        nodes: &[NodeSpec],
+        start: f64,
+        end: f64,
+    ) -> Result<(), (String, String)> {
         let in_period = |at: f64, d: f64| d > 0.0 && at >= start && at + d <= end;
         for (i, l) in self.stray_load.iter().enumerate() {
             let k = |f: &str| format!("stray_load[{i}].{f}");
@@ -1132,6 +1179,10 @@ impl NodeGroup {
 
 /// Names end up in label values and node names: keep them to a safe set so that no escaping is
 /// ever needed where the simulator writes them itself.
+fn bad<T>(key: String, msg: String) -> Result<T, (String, String)> {
+    Err((key, msg))
+}
+
 fn check_name(key: &str, v: &str) -> Result<(), (String, String)> {
     let ok = !v.is_empty()
         && v.len() <= 64
@@ -1168,67 +1219,7 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
     (h < 24 && m < 60).then_some(h * 3600 + m * 60)
 }
 
-/// The 1-based line of a dotted key such as `node_groups[1].gpus.max_watts`: each segment is
-/// looked for after the line of the one before, and `[i]` skips to the i-th list item. When a
-/// segment cannot be found (a flow mapping `{...}`, say) the line of the deepest one found is
-/// given; `None` when not even the first is there.
-pub fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let is_item = |l: &str| l.trim_start().starts_with("- ");
-    // The deepest line found so far, where the next search starts, and the least indentation
-    // the next key may have.
-    let mut found: Option<usize> = None;
-    let mut from = 0usize;
-    let mut min_indent = 0usize;
-    for seg in dotted.split('.') {
-        let (name, index) = match seg.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        let key = format!("{name}:");
-        let Some(line) = (from..lines.len()).find(|&i| {
-            let l = lines[i];
-            let body = l.trim_start().trim_start_matches("- ").trim_start();
-            indent(l) >= min_indent && body.starts_with(&key)
-        }) else {
-            return found.map(|p| p + 1);
-        };
-        found = Some(line);
-        from = line + 1;
-        min_indent = indent(lines[line]) + 1;
-        let Some(i) = index else { continue };
-        // The list under `line`: its items start with "- " at one indentation.
-        let mut dash = None;
-        let mut count = 0;
-        let mut item = None;
-        for (j, l) in lines.iter().enumerate().skip(line + 1) {
-            if l.trim().is_empty() || l.trim_start().starts_with('#') {
-                continue;
-            }
-            let at = indent(l);
-            if at + 1 < min_indent || (at + 1 == min_indent && !is_item(l)) {
-                break;
-            }
-            if is_item(l) && dash.is_none_or(|d| d == at) {
-                dash = Some(at);
-                if count == i {
-                    item = Some(j);
-                    break;
-                }
-                count += 1;
-            }
-        }
-        let Some(item) = item else {
-            return found.map(|p| p + 1);
-        };
-        // The item's keys: on the dash line itself, then indented past the dash.
-        found = Some(item);
-        from = item;
-        min_indent = indent(lines[item]);
-    }
-    found.map(|p| p + 1)
-}
+pub use crate::yaml_key::line_of_key;
 
 pub use joulebook_common::calendar::{civil_from_days, days_from_civil};
 
@@ -1412,16 +1403,5 @@ mod tests {
                 .position(|l| l.contains("rapl_range_uj"))
                 .map(|i| i + 1)
         );
-    }
-
-    #[test]
-    fn lines_of_nested_keys() {
-        let text = "cluster: x\nnode_groups:\n  - name: a\n    count: 1\n  - name: b\n    count: 2\n    gpus:\n      count: 4\n      max_watts: 3\n";
-        assert_eq!(line_of_key(text, "cluster"), Some(1));
-        assert_eq!(line_of_key(text, "node_groups[0].count"), Some(4));
-        assert_eq!(line_of_key(text, "node_groups[1].name"), Some(5));
-        assert_eq!(line_of_key(text, "node_groups[1].count"), Some(6));
-        assert_eq!(line_of_key(text, "node_groups[1].gpus.max_watts"), Some(9));
-        assert_eq!(line_of_key(text, "nothing"), None);
     }
 }

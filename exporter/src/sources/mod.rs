@@ -10,6 +10,7 @@
 
 pub mod amdgpu;
 pub mod bmc;
+pub mod bmc_status;
 pub mod estimate;
 pub mod gpu_metrics;
 pub mod grace;
@@ -20,6 +21,8 @@ pub mod nvml;
 pub mod rapl;
 
 use crate::energy::DropReason;
+/// Defined with the arithmetic that reads it; sources produce it.
+pub use crate::energy::RawEnergy;
 use joulebook_common::Component;
 use std::fmt;
 use std::path::Path;
@@ -181,24 +184,6 @@ impl fmt::Display for ChannelId {
     }
 }
 
-/// A raw energy reading, as the hardware gives it. The sampler turns these into joules.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum RawEnergy {
-    /// A cumulative counter in microjoules that wraps to 0 after `range_uj` (RAPL's
-    /// `energy_uj` / `max_energy_range_uj`). `max_watts` bounds the plausible delta.
-    Wrapping {
-        uj: u64,
-        range_uj: u64,
-        max_watts: f64,
-    },
-    /// A cumulative counter in microjoules that only resets (to near 0) when the driver reloads
-    /// (NVML total energy, converted from mJ).
-    Resetting { uj: u64, max_watts: f64 },
-    /// Instantaneous power, integrated by the sampler with the trapezoidal rule (pre-Volta GPUs,
-    /// estimates).
-    Power { watts: f64 },
-}
-
 /// One channel's reading in a sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EnergyReading {
@@ -288,7 +273,7 @@ pub struct SourceSample {
     /// For the estimate: the TDP it used, in watts.
     pub estimate_tdp_watts: Option<f64>,
     /// For the BMC: its last power reading, how its energy is obtained, and its gaps.
-    pub bmc: Option<bmc::BmcStatus>,
+    pub bmc: Option<bmc_status::BmcStatus>,
     /// Readings the source itself discarded since its last sample (sources that integrate
     /// internally, like the BMC, check plausibility against their own timestamps). Counted in
     /// `joulebook_samples_dropped_total`; not problems, so the source stays up.

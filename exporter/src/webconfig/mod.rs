@@ -13,7 +13,7 @@
 //! checks bounded in all and per client address), `limit` (the rate limit, with a budget of its
 //! own for authenticated requests). This module reads the file, and reloads it when it changes.
 
-use crate::config::{line_of_key, Seconds};
+use crate::duration::Seconds;
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ServerConfig;
 use serde::Deserialize;
@@ -189,15 +189,13 @@ impl WebSecurity {
             Problem::Syntax(m) => {
                 WebConfigError(format!("web config file {}: {m}", path.display()))
             }
-            Problem::Key(key, m) => {
-                let line = line_of_key(&text, &key)
-                    .map(|l| format!(" line {l}:"))
-                    .unwrap_or_default();
-                WebConfigError(format!(
-                    "web config file {}:{line} {key}: {m}",
-                    path.display()
-                ))
-            }
+            Problem::Key(key, m) => WebConfigError(crate::yaml_key::key_error(
+                "web config",
+                path,
+                &text,
+                &key,
+                &m,
+            )),
         })?;
         sec.files.insert(0, path.to_path_buf());
         Ok(sec)

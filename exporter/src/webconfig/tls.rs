@@ -191,6 +191,64 @@ pub(super) fn build_tls(
     dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Arc<ServerConfig>>, Problem> {
+    let Some(ServerIdentity {
+        chain,
+        private,
+        cert,
+        key,
+        key_key,
+    }) = server_identity(t, dir)?
+    else {
+        return Ok(None);
+    };
+    let versions = protocol_versions(t, warnings)?;
+    let (auth, ca, ca_key, sans) = client_auth(t, dir, warnings)?;
+    let provider = Arc::new(build_provider(t, warnings)?);
+    let verifier = client_verifier(auth, &ca, ca_key, sans, &provider)?;
+
+    let builder =
+        match ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions) {
+            Ok(b) => b,
+            Err(e) => {
+                return bad(
+                    "tls_server_config.cipher_suites",
+                    format!("no cipher suite left for the TLS versions allowed: {e}"),
+                )
+            }
+        };
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = match builder.with_single_cert(chain, private) {
+        Ok(c) => c,
+        Err(e) => {
+            return bad(
+                key_key,
+                format!(
+                    "{} and {} do not make a usable certificate and key: {e}",
+                    cert.1, key.1
+                ),
+            )
+        }
+    };
+    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// The server's certificate chain and private key, with where each came from.
+struct ServerIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    private: PrivateKeyDer<'static>,
+    cert: (Vec<u8>, String),
+    key: (Vec<u8>, String),
+    /// The key that names the private key, for errors.
+    key_key: &'static str,
+}
+
+/// The certificate and key; `None` for plain HTTP (neither set).
+fn server_identity(t: &TlsFile, dir: &Path) -> Result<Option<ServerIdentity>, Problem> {
     let cert = pem_source(&t.cert, &t.cert_file, "cert", "cert_file", dir)?;
     let key = pem_source(&t.key, &t.key_file, "key", "key_file", dir)?;
     let (cert, key) = match (cert, key) {
@@ -239,7 +297,20 @@ pub(super) fn build_tls(
         Ok(k) => k,
         Err(e) => return bad(key_key, format!("{}: no PEM private key: {e}", key.1)),
     };
+    Ok(Some(ServerIdentity {
+        chain,
+        private,
+        cert,
+        key,
+        key_key,
+    }))
+}
 
+/// The TLS versions offered: TLS 1.2 and 1.3 within min_version..max_version.
+fn protocol_versions(
+    t: &TlsFile,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, Problem> {
     let min = match &t.min_version {
         Some(v) => tls_version(v, "tls_server_config.min_version")?,
         None => 12,
@@ -273,7 +344,25 @@ pub(super) fn build_tls(
     if min <= 12 {
         versions.push(&rustls::version::TLS12);
     }
+    Ok(versions)
+}
 
+/// How clients authenticate: the client_auth_type, the client CA (PEM and origin), the key that
+/// names it, and the allowed SANs.
+#[allow(clippy::type_complexity)]
+fn client_auth(
+    t: &TlsFile,
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<
+    (
+        ClientAuth,
+        Option<(Vec<u8>, String)>,
+        &'static str,
+        Vec<String>,
+    ),
+    Problem,
+> {
     let auth = match t.client_auth_type.as_deref() {
         None | Some("") | Some("NoClientCert") => ClientAuth::NoClientCert,
         Some("RequestClientCert") => ClientAuth::RequestClientCert,
@@ -335,8 +424,17 @@ pub(super) fn build_tls(
              use RequireAndVerifyClientCert to authenticate clients"
         ));
     }
+    Ok((auth, ca, ca_key, sans))
+}
 
-    let provider = Arc::new(build_provider(t, warnings)?);
+/// The client certificate verifier for `auth`, with the SAN check when SANs are listed.
+fn client_verifier(
+    auth: ClientAuth,
+    ca: &Option<(Vec<u8>, String)>,
+    ca_key: &str,
+    sans: Vec<String>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, Problem> {
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match auth {
         ClientAuth::NoClientCert => None,
         ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
@@ -369,43 +467,13 @@ pub(super) fn build_tls(
             }
         }
     };
-    let verifier = match (verifier, sans.is_empty()) {
+    Ok(match (verifier, sans.is_empty()) {
         (Some(v), false) => Some(Arc::new(SanCheck {
             inner: v,
             allowed: sans,
         }) as Arc<dyn ClientCertVerifier>),
         (v, _) => v,
-    };
-
-    let builder =
-        match ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions) {
-            Ok(b) => b,
-            Err(e) => {
-                return bad(
-                    "tls_server_config.cipher_suites",
-                    format!("no cipher suite left for the TLS versions allowed: {e}"),
-                )
-            }
-        };
-    let builder = match verifier {
-        Some(v) => builder.with_client_cert_verifier(v),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = match builder.with_single_cert(chain, private) {
-        Ok(c) => c,
-        Err(e) => {
-            return bad(
-                key_key,
-                format!(
-                    "{} and {} do not make a usable certificate and key: {e}",
-                    cert.1, key.1
-                ),
-            )
-        }
-    };
-    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    })
 }
 
 /// `RequestClientCert` and `RequireAnyClientCert`: asks for a certificate and checks only that

@@ -517,9 +517,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> String {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/ipmi")
-            .join(name);
+        let p = joulebook_tests::fixture("ipmi").join(name);
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         String::from_utf8_lossy(&bytes).into_owned()
     }

@@ -358,7 +358,7 @@ impl RedfishMeter {
             .max_redirects(0)
             // The BMC is on the management network: never through a proxy from the environment.
             .proxy(None)
-            .user_agent(format!("joulebook-exporter/{}", crate::metrics::VERSION))
+            .user_agent(format!("joulebook-exporter/{}", crate::build_info::VERSION))
             .build()
             .into();
         Ok(RedfishMeter {

@@ -1,0 +1,279 @@
+use super::*;
+
+/// A device that is not a socket number once spread every socket's energy over all sockets
+/// by CPU count: socket 0's 900 J would have gone half to socket 1's jobs.
+#[test]
+fn a_device_that_is_no_socket_spreads_only_its_own_energy() {
+    let topo = Topology {
+        cpus_by_socket: vec![vec![0, 1], vec![2, 3]],
+        memory_bytes: 0,
+    };
+    let devices = BTreeMap::from([
+        ("0".to_string(), 900),
+        ("1-die-0".to_string(), 100),
+        ("pdu".to_string(), 50),
+        ("7".to_string(), 10),
+    ]);
+    assert_eq!(by_socket(Some(&devices), &topo), vec![900 + 30, 100 + 30]);
+    let sockets = BTreeMap::from([("0".to_string(), 5), ("1".to_string(), 7)]);
+    assert_eq!(by_socket(Some(&sockets), &topo), vec![5, 7]);
+    let estimate = BTreeMap::from([(String::new(), 11)]);
+    assert_eq!(by_socket(Some(&estimate), &topo), vec![5, 6]);
+    assert_eq!(by_socket(None, &topo), Vec::<u64>::new());
+}
+use crate::jobs::Scheduler;
+use proptest::prelude::*;
+
+fn node() -> NodeInfo {
+    let mut n = NodeInfo {
+        memory_bytes: 64 << 30,
+        ..Default::default()
+    };
+    n.cpus_by_socket.insert(0, (0..4).collect());
+    n.cpus_by_socket.insert(1, (4..8).collect());
+    n
+}
+
+fn job(id: &str, cpus: &[u32], gpus: &[&str], cpu_ns: u64) -> Job {
+    Job {
+        id: id.into(),
+        scheduler: Scheduler::Slurm,
+        uid: Some(1000),
+        user: Some("alice".into()),
+        account: Some("physics".into()),
+        partition: Some("gpu".into()),
+        job_name: Some("train".into()),
+        sluid: None,
+        metadata: crate::jobs::MetadataSource::Prolog,
+        cpus: cpus.to_vec(),
+        cpu_usage_ns: Some(cpu_ns),
+        memory_limit_bytes: None,
+        gpus: gpus.iter().map(|s| s.to_string()).collect(),
+        gpu_source: None,
+        revision: 0,
+    }
+}
+
+fn delta(cpu: &[(&str, u64)], gpu: &[(&str, u64)], interval_s: f64) -> CycleDelta {
+    let mut d = CycleDelta {
+        interval_s,
+        ..Default::default()
+    };
+    d.by_component.insert(
+        Component::Cpu,
+        cpu.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    );
+    if !gpu.is_empty() {
+        d.by_component.insert(
+            Component::Gpu,
+            gpu.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        );
+    }
+    d
+}
+
+#[test]
+fn jobs_get_their_share_and_the_rest_is_idle_waste() {
+    let mut a = Accounting::new(AccountingOptions::default(), &node());
+    let jobs = [job("1", &[0, 1], &["GPU-a"], 0), job("2", &[4], &[], 0)];
+    a.update(
+        0.0,
+        0.0,
+        &delta(
+            &[("0", 400), ("1", 800)],
+            &[("GPU-a", 300), ("GPU-b", 100)],
+            1.0,
+        ),
+        &jobs,
+    );
+    let j1 = &a.jobs()["1"];
+    let j2 = &a.jobs()["2"];
+    assert_eq!(j1.uj, [200, 0, 300, 0]);
+    assert_eq!(j2.uj, [200, 0, 0, 0]);
+    // Socket 0: 2 of 4 CPUs free (200); socket 1: 3 of 4 free (600); GPU-b idle (100).
+    assert_eq!(a.unallocated_uj(), [800, 0, 100, 0]);
+    assert_eq!(j1.core_seconds, 2.0);
+    assert_eq!(j1.gpu_seconds, 1.0);
+    assert_eq!(j1.meta.account, "physics");
+}
+
+/// Metadata and CPUs are compared only when the job's revision is new (or unknown, 0): a
+/// new revision with new values replaces them.
+#[test]
+fn a_new_revision_updates_the_record_and_an_unknown_one_is_compared() {
+    let mut a = Accounting::new(AccountingOptions::default(), &node());
+    let d = delta(&[("0", 400)], &[], 1.0);
+    let mut j = Job {
+        revision: 5,
+        ..job("1", &[0], &[], 0)
+    };
+    a.update(0.0, 0.0, &d, std::slice::from_ref(&j));
+    let user = |a: &Accounting| a.jobs()["1"].meta.user.clone();
+    assert_eq!(user(&a), "alice");
+    j.revision = 6;
+    j.user = Some("bob".into());
+    j.cpus = vec![0, 1];
+    a.update(1.0, 1.0, &d, std::slice::from_ref(&j));
+    assert_eq!(user(&a), "bob");
+    assert_eq!(&*a.jobs()["1"].cpus, &[0, 1]);
+    j.revision = 0;
+    j.user = Some("carol".into());
+    a.update(2.0, 2.0, &d, std::slice::from_ref(&j));
+    assert_eq!(user(&a), "carol");
+}
+
+#[test]
+fn jobs_in_any_order_and_a_repeated_id_reach_their_records() {
+    let mut a = Accounting::new(AccountingOptions::default(), &node());
+    // Numeric order ("9" before "10") is not the map's; "3" is listed twice.
+    let jobs = [
+        job("9", &[0], &[], 0),
+        job("10", &[1], &[], 0),
+        job("3", &[4], &[], 0),
+        job("3", &[5], &[], 0),
+    ];
+    for t in 0..3 {
+        a.update(
+            t as f64,
+            t as f64,
+            &delta(&[("0", 400), ("1", 400)], &[], 1.0),
+            &jobs,
+        );
+    }
+    assert_eq!(a.jobs()["9"].uj[0], 300);
+    assert_eq!(a.jobs()["10"].uj[0], 300);
+    assert_eq!(a.jobs()["3"].uj[0], 600);
+    assert_eq!(a.jobs()["3"].core_seconds, 6.0);
+    assert_eq!(a.accounted_uj()[0], 2400);
+    assert_eq!(a.running(), 3);
+    a.update(3.0, 3.0, &delta(&[("0", 400)], &[], 1.0), &jobs[1..2]);
+    assert_eq!(a.running(), 1);
+    assert_eq!(a.jobs()["9"].ended_at, Some(3.0));
+    assert_eq!(a.jobs()["10"].ended_at, None);
+}
+
+#[test]
+fn estimated_cpu_is_spread_over_sockets() {
+    let mut a = Accounting::new(AccountingOptions::default(), &node());
+    a.update(
+        0.0,
+        0.0,
+        &delta(&[("", 800)], &[], 1.0),
+        &[job("1", &[0, 1, 2, 3], &[], 0)],
+    );
+    assert_eq!(a.jobs()["1"].uj[0], 400);
+    assert_eq!(a.unallocated_uj()[0], 400);
+}
+
+#[test]
+fn finished_jobs_stay_for_the_grace_period_then_go() {
+    let mut a = Accounting::new(
+        AccountingOptions {
+            grace_s: 10.0,
+            ..Default::default()
+        },
+        &node(),
+    );
+    a.update(
+        0.0,
+        0.0,
+        &delta(&[("0", 100)], &[], 1.0),
+        &[job("1", &[0], &[], 5)],
+    );
+    a.update(
+        1.0,
+        1.0,
+        &delta(&[("0", 100)], &[], 1.0),
+        &[job("1", &[0], &[], 2_000_000_005)],
+    );
+    assert_eq!(a.jobs()["1"].cpu_seconds, 2.0);
+    a.update(2.0, 2.0, &delta(&[("0", 100)], &[], 1.0), &[]);
+    assert_eq!(a.jobs()["1"].ended_at, Some(2.0));
+    assert_eq!(a.jobs()["1"].uj[0], 50);
+    // The wall clock jumps back an hour: the grace period runs on the monotonic clock.
+    a.update(-3600.0, 12.0, &delta(&[("0", 100)], &[], 1.0), &[]);
+    assert!(a.jobs().contains_key("1"));
+    a.update(-3600.0, 12.5, &delta(&[("0", 100)], &[], 1.0), &[]);
+    assert!(!a.jobs().contains_key("1"));
+    assert_eq!(a.accounted_uj()[0], 500);
+}
+
+#[test]
+fn anonymisation() {
+    let mut a = Accounting::new(
+        AccountingOptions {
+            anonymize: Anonymize::Hash,
+            salt: "s".into(),
+            ..Default::default()
+        },
+        &node(),
+    );
+    a.update(0.0, 0.0, &delta(&[], &[], 1.0), &[job("1", &[0], &[], 0)]);
+    let m = &a.jobs()["1"].meta;
+    assert_eq!(m.user.len(), 16);
+    assert_ne!(m.user, "alice");
+    assert_eq!(m.user, hash_name("s", "alice"));
+    assert_eq!(m.account, "physics");
+}
+
+#[test]
+fn state_round_trip_keeps_counters() {
+    let mut a = Accounting::new(AccountingOptions::default(), &node());
+    a.update(
+        0.0,
+        0.0,
+        &delta(&[("0", 400)], &[], 1.0),
+        &[job("7", &[0, 1], &[], 0)],
+    );
+    let mut st = State::new("h");
+    a.save_into(&mut st);
+    let mut b = Accounting::new(AccountingOptions::default(), &node());
+    b.resume(&st, 5.0, 5.0);
+    assert_eq!(b.jobs()["7"].uj, a.jobs()["7"].uj);
+    assert_eq!(b.jobs()["7"].ended_at, Some(5.0));
+    assert_eq!(b.jobs()["7"].meta.user, "alice");
+    // The job is still running: the next scan reopens it and it keeps counting.
+    b.update(
+        6.0,
+        6.0,
+        &delta(&[("0", 400)], &[], 1.0),
+        &[job("7", &[0, 1], &[], 0)],
+    );
+    assert_eq!(b.jobs()["7"].uj[0], 400);
+    assert_eq!(b.jobs()["7"].ended_at, None);
+    assert_eq!(b.unallocated_uj()[0], 400);
+}
+
+proptest! {
+    /// Over random job churn, at every cycle and for every component, what the jobs and
+    /// unallocated gained equals what the node gained; no counter ever decreases.
+    #[test]
+    fn jobs_plus_unallocated_equal_the_node(
+        cycles in proptest::collection::vec(
+            (proptest::collection::vec((0u32..6, proptest::collection::vec(0u32..10, 0..4), 0u8..3), 0..5),
+             0u64..1_000_000, 0u64..1_000_000, 0u64..500_000, 0u64..500_000),
+            1..40),
+    ) {
+        let mut a = Accounting::new(AccountingOptions { grace_s: 3.0, ..Default::default() }, &node());
+        let mut node_total = [0u64; 4];
+        let mut last: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        for (t, (jobs, s0, s1, g0, g1)) in cycles.into_iter().enumerate() {
+            let mut seen = std::collections::BTreeSet::new();
+            let running: Vec<Job> = jobs.into_iter().filter(|(id, _, _)| seen.insert(*id)).map(|(id, cpus, g)| {
+                let gpus: Vec<&str> = match g { 0 => vec![], 1 => vec!["GPU-0"], _ => vec!["GPU-0", "GPU-1"] };
+                job(&id.to_string(), &cpus, &gpus, t as u64 * 1000)
+            }).collect();
+            let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g0), ("GPU-1", g1)], 1.0);
+            node_total[0] += s0 + s1;
+            node_total[2] += g0 + g1;
+            a.update(t as f64, t as f64, &d, &running);
+            prop_assert_eq!(a.accounted_uj(), node_total);
+            for (id, rec) in a.jobs() {
+                if let Some(prev) = last.get(&**id) {
+                    for (now, before) in rec.uj.iter().zip(prev) { prop_assert!(now >= before); }
+                }
+            }
+            last = a.jobs().iter().map(|(k, v)| (k.to_string(), v.uj)).collect();
+        }
+    }
+}
