@@ -1,5 +1,5 @@
 //! `joulebook-exporter simulate`, end to end: the built binary on `fixtures/simulate/small.yaml`
-//! (half a day, three nodes, wraps, a restart, a 2-node job, a job shorter than a scrape).
+//! (half a day, five nodes with AMD and MIG GPUs, wraps, a restart, a 2-node job, a job shorter than a scrape).
 //!
 //! - the same seed gives the same bytes, another seed other bytes;
 //! - in the output, at every node and timestamp, jobs + unallocated = node per component, to the
@@ -492,7 +492,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
     let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let restart = "restarts:\n  - {node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}\n";
-    let cases: [(&str, String, &[&str]); 10] = [
+    let cases: [(&str, String, &[&str]); 12] = [
         (
             "unknown key",
             good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
@@ -554,6 +554,16 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
             &["node_groups[0].bmc.other_watts"],
         ),
         (
+            "a MIG instance of 5 slices",
+            good.replace("mig: [3, 2]", "mig: [5, 2]"),
+            &["node_groups[3].gpus.mig", "5"],
+        ),
+        (
+            "MIG on an AMD GPU",
+            good.replace("vendor: amd,", "vendor: amd, mig: [3],"),
+            &["node_groups[2].gpus.mig", "NVIDIA"],
+        ),
+        (
             "a job that fits nowhere",
             good.replace("cores: [1, 2, 4]", "cores: [1, 2, 64]"),
             &["jobs.classes[3].cores", "64"],
@@ -611,4 +621,100 @@ fn the_amd_node_measures_its_gpus_and_charges_its_jobs() {
     );
     assert!(amd.iter().any(|l| l.name == "joulebook_energy_device_info"
         && l.labels.get("model").map(String::as_str) == Some("AMD Instinct MI300X")));
+}
+
+#[test]
+fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() {
+    // small.yaml's mig01: one A100 as a 3g and a 2g instance (slot order of the truth's
+    // gpu_uuids); 2 of its 7 slices are in no instance, so no job is ever charged them.
+    let run = small();
+    let node = run.truth["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "mig01")
+        .expect("mig01 in the truth");
+    let slices: BTreeMap<String, i64> = node["gpu_uuids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .zip([3, 2])
+        .collect();
+    assert_eq!(slices.len(), 2);
+    assert!(slices.keys().all(|u| u.starts_with("MIG-")), "{slices:?}");
+    let lines = samples(&run.text);
+    let on_mig: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.labels.get("instance").map(String::as_str) == Some("mig01:9977"))
+        .collect();
+    // Per timestamp: the GPU's energy, the unallocated GPU energy, each job's GPU energy and the
+    // instances each job holds.
+    let mut gpu: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut free: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut job: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut held: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for l in &on_mig {
+        let comp = l.labels.get("component").map(String::as_str);
+        match l.name.as_str() {
+            "joulebook_node_joules_total" if comp == Some("gpu") => {
+                gpu.insert(l.ts, uj(l.value));
+            }
+            "joulebook_unallocated_joules_total" if comp == Some("gpu") => {
+                free.insert(l.ts, uj(l.value));
+            }
+            "joulebook_job_joules_total" if comp == Some("gpu") => {
+                job.insert((l.labels["job_id"].clone(), l.ts), uj(l.value));
+            }
+            "joulebook_job_gpu_info" => {
+                held.entry(l.labels["job_id"].clone())
+                    .or_default()
+                    .insert(l.labels["gpu_uuid"].clone());
+            }
+            _ => {}
+        }
+    }
+    assert!(!held.is_empty(), "no job held a MIG instance on mig01");
+    for (id, uuids) in &held {
+        assert!(
+            uuids.iter().all(|u| slices.contains_key(u)),
+            "job {id} holds {uuids:?}, not mig01's instances"
+        );
+    }
+    // Between two scrapes: the free slices' 2/7 of the GPU stay unallocated, and a job gets at
+    // most its instances' share (a job charged the whole GPU would get 7/7). A few µJ of
+    // carried remainders per sample either way.
+    let slack = 10;
+    let ts: Vec<i64> = gpu.keys().copied().collect();
+    let mut charged = false;
+    for w in ts.windows(2) {
+        let d = gpu[&w[1]] - gpu[&w[0]];
+        let u = free[&w[1]] - free[&w[0]];
+        assert!(
+            7 * u >= 2 * d - 7 * slack,
+            "at {}: unallocated {u} of {d} µJ",
+            w[1]
+        );
+        for (id, uuids) in &held {
+            let (Some(a), Some(b)) = (job.get(&(id.clone(), w[0])), job.get(&(id.clone(), w[1])))
+            else {
+                continue;
+            };
+            let s: i64 = uuids.iter().map(|u| slices[u]).sum();
+            assert!(
+                7 * (b - a) <= s * d + 7 * slack,
+                "at {}: job {id} ({s} slices) got {} of {d} µJ",
+                w[1],
+                b - a
+            );
+            charged |= b > a;
+        }
+    }
+    assert!(charged, "no job on mig01 was charged GPU energy");
+    let e = node["energy_j"]["gpu"].as_f64().unwrap();
+    let un = node["unallocated_j"]["gpu"].as_f64().unwrap();
+    assert!(
+        e > 0.0 && un >= 2.0 / 7.0 * e - 1e-3,
+        "mig01: {un} of {e} J unallocated"
+    );
 }
