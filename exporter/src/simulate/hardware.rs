@@ -604,6 +604,41 @@ mod tests {
     }
 
     #[test]
+    fn a_mig_gpu_is_held_by_instance_and_reported_as_partitions() {
+        let mut s = crate::simulate::scenario::Scenario::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/simulate/small.yaml"),
+        )
+        .unwrap();
+        let g = s.node_groups.remove(3);
+        assert_eq!(g.name, "mig");
+        let model = NodeModel::new(&g, "c", "mig01", || 0);
+        let slots = model.slots();
+        assert_eq!(slots.len(), 2);
+        assert!(slots.iter().all(|x| x.id.starts_with("MIG-") && x.gpu == 0));
+        assert_eq!(slots[0].share, 3.0 / 7.0);
+        assert_eq!(slots[1].share, 2.0 / 7.0);
+        let nvml = NvmlSim {
+            model: Arc::new(Mutex::new(model)),
+        };
+        let p = nvml.gpu_partitions();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].total_weight, 98);
+        let parts: Vec<(&str, u64, Option<u32>)> = p[0]
+            .parts
+            .iter()
+            .map(|x| (x.id.as_str(), x.weight, x.instance))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (slots[0].id.as_str(), 42, Some(1)),
+                (slots[1].id.as_str(), 28, Some(2))
+            ]
+        );
+    }
+
+    #[test]
     fn uuids_look_like_nvml() {
         let u = gpu_uuid("GPU", "c", "gpu01", 3);
         assert_eq!(u.len(), 40);
