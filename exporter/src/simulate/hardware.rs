@@ -605,12 +605,12 @@ mod tests {
 
     #[test]
     fn a_mig_gpu_is_held_by_instance_and_reported_as_partitions() {
-        let mut s = crate::simulate::scenario::Scenario::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../tests/fixtures/simulate/small.yaml"),
+        let g: crate::simulate::scenario::NodeGroup = serde_saphyr::from_str(
+            "name: mig\ncount: 1\nsockets: 1\ncores_per_socket: 8\nmemory: 64GiB\n\
+             cpu_model: Xeon\npackage_watts: {idle: 60, max: 205}\n\
+             gpus: {count: 1, model: A100, idle_watts: 55, max_watts: 400, mig: [3, 2]}\n",
         )
         .unwrap();
-        let g = s.node_groups.remove(3);
         assert_eq!(g.name, "mig");
         let model = NodeModel::new(&g, "c", "mig01", || 0);
         let slots = model.slots();
