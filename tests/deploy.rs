@@ -1028,6 +1028,73 @@ fn oar_prologue_maps_this_nodes_gpudevices_to_uuids() {
     assert!(err.contains("invalid OAR job id"), "{err}");
 }
 
+/// OAR on an AMD node: a `gpudevice` that no NVIDIA GPU has is a DRM minor (card or render
+/// node), resolved to ROCm's `GPU-<unique_id>` through the amdgpu device's `unique_id`; a minor
+/// with no such device, or a `unique_id` that is no hex id, is logged and not mapped.
+#[test]
+fn oar_prologue_maps_amd_drm_minors_to_rocm_uuids() {
+    let m = MapDir::new();
+    let root = m._tmp.path();
+    let drm = root.join("class-drm");
+    for (name, id) in [
+        ("card1", "a1b2c3d4e5f60718\n"),
+        ("renderD130", "0123456789ABCDEF\n"),
+        ("card3", "../../etc\n"),
+    ] {
+        let d = drm.join(name).join("device");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("unique_id"), id).unwrap();
+    }
+    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
+    let host = host.trim();
+    let res = root.join("43_resources");
+    std::fs::write(
+        &res,
+        format!(
+            "besteffort = 'NO' , gpudevice = '1' , host = '{host}' , resource_id = '1'\n\
+             besteffort = 'NO' , gpudevice = '130' , host = '{host}' , resource_id = '2'\n\
+             besteffort = 'NO' , gpudevice = '3' , host = '{host}' , resource_id = '3'\n\
+             besteffort = 'NO' , gpudevice = '7' , host = '{host}' , resource_id = '4'\n\
+             besteffort = 'NO' , gpudevice = '1' , host = 'another-node' , resource_id = '5'\n"
+        ),
+    )
+    .unwrap();
+    let mut env = m.env();
+    env.push((
+        "JOULEBOOK_NVIDIA_PROC",
+        root.join("no-nvidia").display().to_string(),
+    ));
+    env.push(("JOULEBOOK_DRM_CLASS", drm.display().to_string()));
+    env.push(("JOULEBOOK_OAR_RESOURCES", res.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, err) = sh(
+        &deploy("oar/prologue"),
+        &["43", "alice", "/tmp/nodes"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        mapping(&m.dir),
+        map_of(&[
+            ("GPU-0123456789ABCDEF", &["43"]),
+            ("GPU-a1b2c3d4e5f60718", &["43"])
+        ])
+    );
+    for minor in ["3", "7"] {
+        assert!(
+            err.contains(&format!("DRM minor {minor} under")),
+            "minor {minor} not logged: {err}"
+        );
+    }
+    let (code, err) = sh(
+        &deploy("oar/epilogue"),
+        &["43", "alice", "/tmp/nodes"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mapping(&m.dir), map_of(&[]));
+}
+
 /// The built exporter reads what the Slurm prolog wrote: jobs 801 and 802 of the idle-gpu
 /// fixture (cgroup v2) hold GPUs 1 and 2, 3 of the fake NVML; after 802's epilog, it holds none.
 #[test]

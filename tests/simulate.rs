@@ -1,5 +1,5 @@
 //! `joulebook-exporter simulate`, end to end: the built binary on `fixtures/simulate/small.yaml`
-//! (half a day, three nodes, wraps, a restart, a 2-node job, a job shorter than a scrape).
+//! (half a day, four nodes with an AMD GPU node, wraps, a restart, a 2-node job, a job shorter than a scrape).
 //!
 //! - the same seed gives the same bytes, another seed other bytes;
 //! - in the output, at every node and timestamp, jobs + unallocated = node per component, to the
@@ -135,6 +135,50 @@ fn small() -> &'static Run {
     })
 }
 
+/// A MIG node for small.yaml (`mig01`, node_groups[3]): its A100 is split into a 3g and a 2g
+/// instance, which jobs hold; its 2 other slices are in no instance.
+const MIG_GROUP: &str = "
+  - name: mig
+    count: 1
+    partition: gpu
+    sockets: 1
+    cores_per_socket: 8
+    threads_per_core: 1
+    memory: 64GiB
+    cpu_model: \"Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\"
+    package_watts: {idle: 60, max: 205}
+    gpus: {count: 1, model: \"NVIDIA A100-SXM4-40GB\", idle_watts: 55, max_watts: 400, mig: [3, 2]}
+";
+
+/// small.yaml with [`MIG_GROUP`] as its last node group.
+fn with_mig(small: &str) -> String {
+    let at = small.find("\nprojects:").expect("small.yaml has projects");
+    format!("{}{MIG_GROUP}{}", &small[..at], &small[at..])
+}
+
+/// small.yaml with a MIG node, simulated once. The MIG node is kept out of small.yaml itself:
+/// tests/demo.rs runs the alert rules over small.yaml, and JoulebookIdleGpuDrawingPower
+/// cannot yet tell a MIG GPU whose instances jobs hold from an idle one.
+fn mig() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let text = std::fs::read_to_string(fixture("simulate/small.yaml")).expect("small.yaml");
+        let scenario = dir.path().join("mig.yaml");
+        std::fs::write(&scenario, with_mig(&text)).expect("write mig.yaml");
+        let (out, truth) = simulate(&scenario, dir.path(), "m", &[]);
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(&truth).expect("truth file")).expect("JSON");
+        let text = std::fs::read_to_string(&out).expect("output");
+        Run {
+            _dir: dir,
+            out,
+            truth,
+            text,
+        }
+    })
+}
+
 fn samples(text: &str) -> Vec<Line> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -194,7 +238,11 @@ fn the_file_is_what_promtool_needs() {
 
 #[test]
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
-    let run = small();
+    jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(small());
+    jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(mig());
+}
+
+fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     let lines = samples(&run.text);
     let restarts: BTreeMap<String, Vec<i64>> = run.truth["nodes"]
         .as_array()
@@ -290,7 +338,11 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
 
 #[test]
 fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
-    let run = small();
+    every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(small());
+    every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(mig());
+}
+
+fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(run: &Run) {
     let lines = samples(&run.text);
     let mut final_j: BTreeMap<(String, String, String), f64> = BTreeMap::new();
     let mut info: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -492,7 +544,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
     let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let restart = "restarts:\n  - {node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}\n";
-    let cases: [(&str, String, &[&str]); 10] = [
+    let cases: [(&str, String, &[&str]); 12] = [
         (
             "unknown key",
             good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
@@ -554,6 +606,16 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
             &["node_groups[0].bmc.other_watts"],
         ),
         (
+            "a MIG instance of 5 slices",
+            with_mig(&good).replace("mig: [3, 2]", "mig: [5, 2]"),
+            &["node_groups[3].gpus.mig", "5"],
+        ),
+        (
+            "MIG on an AMD GPU",
+            good.replace("vendor: amd,", "vendor: amd, mig: [3],"),
+            &["node_groups[2].gpus.mig", "NVIDIA"],
+        ),
+        (
             "a job that fits nowhere",
             good.replace("cores: [1, 2, 4]", "cores: [1, 2, 64]"),
             &["jobs.classes[3].cores", "64"],
@@ -611,4 +673,100 @@ fn the_amd_node_measures_its_gpus_and_charges_its_jobs() {
     );
     assert!(amd.iter().any(|l| l.name == "joulebook_energy_device_info"
         && l.labels.get("model").map(String::as_str) == Some("AMD Instinct MI300X")));
+}
+
+#[test]
+fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() {
+    // MIG_GROUP's mig01: one A100 as a 3g and a 2g instance (slot order of the truth's
+    // gpu_uuids); 2 of its 7 slices are in no instance, so no job is ever charged them.
+    let run = mig();
+    let node = run.truth["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "mig01")
+        .expect("mig01 in the truth");
+    let slices: BTreeMap<String, i64> = node["gpu_uuids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .zip([3, 2])
+        .collect();
+    assert_eq!(slices.len(), 2);
+    assert!(slices.keys().all(|u| u.starts_with("MIG-")), "{slices:?}");
+    let lines = samples(&run.text);
+    let on_mig: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.labels.get("instance").map(String::as_str) == Some("mig01:9977"))
+        .collect();
+    // Per timestamp: the GPU's energy, the unallocated GPU energy, each job's GPU energy and the
+    // instances each job holds.
+    let mut gpu: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut free: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut job: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut held: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for l in &on_mig {
+        let comp = l.labels.get("component").map(String::as_str);
+        match l.name.as_str() {
+            "joulebook_node_joules_total" if comp == Some("gpu") => {
+                gpu.insert(l.ts, uj(l.value));
+            }
+            "joulebook_unallocated_joules_total" if comp == Some("gpu") => {
+                free.insert(l.ts, uj(l.value));
+            }
+            "joulebook_job_joules_total" if comp == Some("gpu") => {
+                job.insert((l.labels["job_id"].clone(), l.ts), uj(l.value));
+            }
+            "joulebook_job_gpu_info" => {
+                held.entry(l.labels["job_id"].clone())
+                    .or_default()
+                    .insert(l.labels["gpu_uuid"].clone());
+            }
+            _ => {}
+        }
+    }
+    assert!(!held.is_empty(), "no job held a MIG instance on mig01");
+    for (id, uuids) in &held {
+        assert!(
+            uuids.iter().all(|u| slices.contains_key(u)),
+            "job {id} holds {uuids:?}, not mig01's instances"
+        );
+    }
+    // Between two scrapes: the free slices' 2/7 of the GPU stay unallocated, and a job gets at
+    // most its instances' share (a job charged the whole GPU would get 7/7). A few µJ of
+    // carried remainders per sample either way.
+    let slack = 10;
+    let ts: Vec<i64> = gpu.keys().copied().collect();
+    let mut charged = false;
+    for w in ts.windows(2) {
+        let d = gpu[&w[1]] - gpu[&w[0]];
+        let u = free[&w[1]] - free[&w[0]];
+        assert!(
+            7 * u >= 2 * d - 7 * slack,
+            "at {}: unallocated {u} of {d} µJ",
+            w[1]
+        );
+        for (id, uuids) in &held {
+            let (Some(a), Some(b)) = (job.get(&(id.clone(), w[0])), job.get(&(id.clone(), w[1])))
+            else {
+                continue;
+            };
+            let s: i64 = uuids.iter().map(|u| slices[u]).sum();
+            assert!(
+                7 * (b - a) <= s * d + 7 * slack,
+                "at {}: job {id} ({s} slices) got {} of {d} µJ",
+                w[1],
+                b - a
+            );
+            charged |= b > a;
+        }
+    }
+    assert!(charged, "no job on mig01 was charged GPU energy");
+    let e = node["energy_j"]["gpu"].as_f64().unwrap();
+    let un = node["unallocated_j"]["gpu"].as_f64().unwrap();
+    assert!(
+        e > 0.0 && un >= 2.0 / 7.0 * e - 1e-3,
+        "mig01: {un} of {e} J unallocated"
+    );
 }

@@ -17,8 +17,8 @@ use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
 use crate::sources::{
-    ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, RawEnergy, Source, SourceError,
-    SourceKind, SourceSample,
+    ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, GpuPart, GpuPartitions, RawEnergy,
+    Source, SourceError, SourceKind, SourceSample,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -53,6 +53,31 @@ pub struct GpuModel {
     offset_mj: u64,
     energy_mj: Counter,
     pub power_w: f64,
+    /// Its MIG instances (with `gpus.mig`); empty: a whole GPU.
+    pub mig: Vec<MigInstance>,
+}
+
+/// A MIG instance of a simulated GPU.
+#[derive(Clone, Debug)]
+pub struct MigInstance {
+    pub uuid: String,
+    /// Its GPU instance id (the `M` of `N.M`).
+    pub gi: u32,
+    pub slices: u32,
+}
+
+/// Streaming multiprocessors per MIG slice, as on an A100 (a 1g instance has 14 SMs, the 7g
+/// instance 98: NVIDIA's MIG user guide, "A100 MIG profiles"). The split needs only the ratio.
+pub const SMS_PER_SLICE: u64 = 14;
+
+/// What a job can hold on a node: a whole GPU or a MIG instance, with its share of its GPU.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub id: String,
+    /// Index of its physical GPU.
+    pub gpu: usize,
+    /// Its share of that GPU's energy (1 for a whole GPU, slices / 7 for an instance).
+    pub share: f64,
 }
 
 /// The state of one node's hardware.
@@ -127,6 +152,18 @@ impl NodeModel {
                         power_w: spec
                             .idle_watts
                             .min(spec.power_limit_watts.unwrap_or(f64::MAX)),
+                        mig: spec
+                            .mig
+                            .iter()
+                            .flatten()
+                            .enumerate()
+                            .map(|(j, &slices)| MigInstance {
+                                uuid: gpu_uuid("MIG", cluster, &format!("{node}/{i}"), j as u32),
+                                // NVML numbers GPU instances from 1 upwards in creation order.
+                                gi: j as u32 + 1,
+                                slices,
+                            })
+                            .collect(),
                     })
                     .collect()
             })
@@ -257,6 +294,29 @@ impl NodeModel {
 
     pub fn has_dram(&self) -> bool {
         self.dram.is_some()
+    }
+
+    /// What jobs can hold, in the order the scheduler numbers them: each GPU, or each GPU's
+    /// MIG instances.
+    pub fn slots(&self) -> Vec<Slot> {
+        let mut out = Vec::new();
+        for (g, gpu) in self.gpus.iter().enumerate() {
+            if gpu.mig.is_empty() {
+                out.push(Slot {
+                    id: gpu.uuid.clone(),
+                    gpu: g,
+                    share: 1.0,
+                });
+            }
+            for m in &gpu.mig {
+                out.push(Slot {
+                    id: m.uuid.clone(),
+                    gpu: g,
+                    share: f64::from(m.slices) / f64::from(super::scenario::MIG_SLICES),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -403,6 +463,29 @@ impl Source for NvmlSim {
             .map(|g| (g.uuid.clone(), g.index))
             .collect()
     }
+
+    /// The MIG GPUs, split between their instances by SMs, as the live source reports them.
+    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
+        lock(&self.model)
+            .gpus
+            .iter()
+            .filter(|g| !g.mig.is_empty())
+            .map(|g| GpuPartitions {
+                device: g.uuid.clone(),
+                total_weight: u64::from(super::scenario::MIG_SLICES) * SMS_PER_SLICE,
+                parts: g
+                    .mig
+                    .iter()
+                    .map(|m| GpuPart {
+                        id: m.uuid.clone(),
+                        weight: u64::from(m.slices) * SMS_PER_SLICE,
+                        activity: None,
+                        instance: Some(m.gi),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
 /// amdgpu-like source: each GPU's `gpu_metrics` energy accumulator (2^-16 J counts, reported in
@@ -518,6 +601,41 @@ mod tests {
             c.add(1.0 / 3.0, 1.0, 1e3);
         }
         assert!(c.total == 999 || c.total == 1000);
+    }
+
+    #[test]
+    fn a_mig_gpu_is_held_by_instance_and_reported_as_partitions() {
+        let g: crate::simulate::scenario::NodeGroup = serde_saphyr::from_str(
+            "name: mig\ncount: 1\nsockets: 1\ncores_per_socket: 8\nmemory: 64GiB\n\
+             cpu_model: Xeon\npackage_watts: {idle: 60, max: 205}\n\
+             gpus: {count: 1, model: A100, idle_watts: 55, max_watts: 400, mig: [3, 2]}\n",
+        )
+        .unwrap();
+        assert_eq!(g.name, "mig");
+        let model = NodeModel::new(&g, "c", "mig01", || 0);
+        let slots = model.slots();
+        assert_eq!(slots.len(), 2);
+        assert!(slots.iter().all(|x| x.id.starts_with("MIG-") && x.gpu == 0));
+        assert_eq!(slots[0].share, 3.0 / 7.0);
+        assert_eq!(slots[1].share, 2.0 / 7.0);
+        let nvml = NvmlSim {
+            model: Arc::new(Mutex::new(model)),
+        };
+        let p = nvml.gpu_partitions();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].total_weight, 98);
+        let parts: Vec<(&str, u64, Option<u32>)> = p[0]
+            .parts
+            .iter()
+            .map(|x| (x.id.as_str(), x.weight, x.instance))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (slots[0].id.as_str(), 42, Some(1)),
+                (slots[1].id.as_str(), 28, Some(2))
+            ]
+        );
     }
 
     #[test]

@@ -146,6 +146,8 @@ struct Node {
     info: NodeInfo,
     tdp: f64,
     gpu_uuids: Vec<String>,
+    /// Per entry of `gpu_uuids`: its physical GPU and its share of it (MIG instances).
+    slots: Vec<(usize, f64)>,
     model: hardware::Shared,
     engine: Option<Engine>,
     shared: crate::snapshot::Shared,
@@ -444,7 +446,11 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
     let g = &s.node_groups[spec.group];
     let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, 1 + i as u64));
     let model = hardware::NodeModel::new(g, &s.cluster, &spec.name, || rng.random::<u64>());
-    let gpu_uuids = model.gpus.iter().map(|g| g.uuid.clone()).collect();
+    let (gpu_uuids, slots) = model
+        .slots()
+        .into_iter()
+        .map(|s| (s.id, (s.gpu, s.share)))
+        .unzip();
     let shared: crate::snapshot::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
     let registry = crate::metrics::registry(shared.clone());
     let mut restarts: Vec<(u64, u64)> = s
@@ -495,6 +501,7 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
         info: node_info(&spec.name, g),
         tdp: g.package_watts.max * f64::from(g.sockets),
         gpu_uuids,
+        slots,
         model: Arc::new(Mutex::new(model)),
         engine: None,
         shared,
@@ -669,7 +676,9 @@ fn advance(n: &mut Node, k: u64, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &S
     let mut model = n.model.lock().unwrap_or_else(|p| p.into_inner());
     let per_socket = f64::from(model.cpus_per_socket.max(1));
     let mut busy = vec![0.0; model.sockets];
-    let mut gpu_util: Vec<Option<f64>> = vec![None; model.gpus.len()];
+    let slots = &n.slots;
+    // Utilisation of what each job holds (a GPU or a MIG instance).
+    let mut slot_util: Vec<Option<f64>> = vec![None; slots.len()];
     let mut cpu_eff = Vec::with_capacity(n.active.len());
     for a in &n.active {
         let job = &jobs[a.job];
@@ -681,7 +690,7 @@ fn advance(n: &mut Node, k: u64, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &S
             busy[s] += f64::from(*c) / per_socket * cu;
         }
         for g in &a.gpus {
-            if let Some(slot) = gpu_util.get_mut(*g as usize) {
+            if let Some(slot) = slot_util.get_mut(*g as usize) {
                 *slot = Some(gu);
             }
         }
@@ -692,9 +701,16 @@ fn advance(n: &mut Node, k: u64, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &S
             for x in &mut busy {
                 *x += cpu;
             }
-            for slot in gpu_util.iter_mut().filter(|g| g.is_none()) {
+            for slot in slot_util.iter_mut().filter(|g| g.is_none()) {
                 *slot = Some(gpu);
             }
+        }
+    }
+    // A GPU's utilisation: its instances' by their share; `None` while no job holds any part.
+    let mut gpu_util: Vec<Option<f64>> = vec![None; model.gpus.len()];
+    for (&(g, share), u) in slots.iter().zip(&slot_util) {
+        if let (Some(u), Some(slot)) = (u, gpu_util.get_mut(g)) {
+            *slot.get_or_insert(0.0) += share * u;
         }
     }
     model.step(dt, &busy, &gpu_util);
@@ -713,7 +729,9 @@ fn advance(n: &mut Node, k: u64, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &S
             }
         }
         for g in &a.gpus {
-            part.model_uj[2] += gpu[*g as usize] as f64;
+            if let Some(&(g, share)) = slots.get(*g as usize) {
+                part.model_uj[2] += gpu[g] as f64 * share;
+            }
         }
         // Other: by allocated CPUs of the whole node, as the exporter splits it.
         let node_cpus = per_socket * a.cpus_on_socket.len() as f64;

@@ -293,6 +293,11 @@ pub struct Gpus {
     /// `unique_id`s, 16 hex digits).
     #[serde(default)]
     pub vendor: GpuMaker,
+    /// MIG: every GPU is split into instances of these many slices of 7 (`[3, 4]`: a 3g and a
+    /// 4g instance; 1, 2, 3, 4 or 7 each, at most 7 together; NVIDIA only). Jobs then hold
+    /// instances (by MIG UUID), not whole GPUs; slices in no instance are held by no job.
+    #[serde(default)]
+    pub mig: Option<Vec<u32>>,
 }
 
 /// Who made a node's GPUs: which source measures them.
@@ -303,6 +308,9 @@ pub enum GpuMaker {
     Nvidia,
     Amd,
 }
+
+/// Slices of a MIG-capable GPU (A100, H100): an instance holds 1, 2, 3, 4 or all 7.
+pub const MIG_SLICES: u32 = 7;
 
 fn gpu_prefix() -> String {
     "GPU".into()
@@ -750,6 +758,24 @@ impl Scenario {
                         "letters, digits, - and _ only".into(),
                     );
                 }
+                if let Some(mig) = &gpu.mig {
+                    if gpu.vendor != GpuMaker::Nvidia {
+                        return bad(k("gpus.mig"), "MIG is NVIDIA's: drop `vendor`".into());
+                    }
+                    if let Some(x) = mig.iter().find(|x| ![1, 2, 3, 4, 7].contains(*x)) {
+                        return bad(
+                            k("gpus.mig"),
+                            format!("{x}: an instance is 1, 2, 3, 4 or 7 slices"),
+                        );
+                    }
+                    let sum: u32 = mig.iter().sum();
+                    if mig.is_empty() || sum > MIG_SLICES {
+                        return bad(
+                            k("gpus.mig"),
+                            format!("{mig:?}: 1 to {MIG_SLICES} slices in all"),
+                        );
+                    }
+                }
             }
         }
         let nodes = self.nodes();
@@ -1160,8 +1186,11 @@ impl NodeGroup {
     pub fn logical_cpus(&self) -> u32 {
         self.physical_cores() * self.threads_per_core
     }
+    /// The GPUs jobs can hold: whole GPUs, or with `gpus.mig` every GPU's instances.
     pub fn gpu_count(&self) -> u32 {
-        self.gpus.as_ref().map_or(0, |g| g.count)
+        self.gpus.as_ref().map_or(0, |g| {
+            g.count * g.mig.as_ref().map_or(1, |m| m.len() as u32)
+        })
     }
     pub fn cpu_vendor(&self) -> String {
         if let Some(v) = &self.cpu_vendor {
