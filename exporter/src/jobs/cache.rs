@@ -1,7 +1,7 @@
 //! What is kept about each job between scans ([`JobCache`]: its folders, files kept open,
 //! static data and when to read each thing again) and the map of the jobs known ([`Cache`]).
 
-use super::cgroup::{self, Found, HIERARCHIES};
+use super::cgroup::{self, Found, PerSlot, Slot};
 use super::cpuset::shorten;
 use super::env::JobEnv;
 use super::record::Record;
@@ -16,7 +16,7 @@ pub(super) struct JobCache {
     pub(super) found: Found,
     /// The inode number of the job's folder in each hierarchy where it was listed or probed: a
     /// different one is a new job with the same id.
-    pub(super) ino: [Option<u64>; HIERARCHIES],
+    pub(super) ino: PerSlot<Option<u64>>,
     /// The last scan that listed the job, and the hierarchies that listed it then (bits).
     pub(super) seen: u64,
     pub(super) listed_in: u8,
@@ -140,9 +140,9 @@ impl JobCache {
         if self.seen == now {
             fresh.seen = now;
             fresh.listed_in = self.listed_in;
-            for h in 0..HIERARCHIES {
-                if self.listed_in & (1 << h) != 0 {
-                    fresh.ino[h] = self.ino[h];
+            for h in Slot::ALL {
+                if self.listed_in & h.bit() != 0 {
+                    fresh.ino[h.index()] = self.ino[h.index()];
                     *fresh.found.slot(h) = self.found.slot(h).take();
                 }
             }

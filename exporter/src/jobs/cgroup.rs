@@ -139,27 +139,61 @@ pub(crate) struct Found {
     pub v2: Option<PathBuf>,
 }
 
-/// Hierarchies by index: the v1 controllers (`Controller as usize`), then the v2 hierarchy.
-pub(crate) const HIERARCHIES: usize = 6;
-/// The index of the v2 hierarchy.
-pub(crate) const V2: usize = 5;
+/// One hierarchy: a v1 controller's folder or the v2 hierarchy. Per-hierarchy arrays
+/// ([`PerSlot`]) and bit sets are indexed by [`Slot::index`]: the v1 controllers in
+/// [`Controller`] order, then v2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    V1(Controller),
+    V2,
+}
+
+impl Slot {
+    /// How many hierarchies there are.
+    pub(crate) const COUNT: usize = Controller::ALL.len() + 1;
+    /// Every hierarchy, in index order.
+    pub(crate) const ALL: [Slot; Slot::COUNT] = [
+        Slot::V1(Controller::Freezer),
+        Slot::V1(Controller::Cpuset),
+        Slot::V1(Controller::Cpuacct),
+        Slot::V1(Controller::Memory),
+        Slot::V1(Controller::Devices),
+        Slot::V2,
+    ];
+
+    /// The hierarchy's index in a [`PerSlot`] array.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Slot::V1(c) => c as usize,
+            Slot::V2 => Controller::ALL.len(),
+        }
+    }
+
+    /// The hierarchy's bit in a set of hierarchies (`JobCache::listed_in`).
+    pub(crate) const fn bit(self) -> u8 {
+        1 << self.index()
+    }
+}
+
+/// Per-hierarchy slots, indexed by [`Slot::index`].
+pub(crate) type PerSlot<T> = [T; Slot::COUNT];
 
 impl Found {
-    /// The job's folder in hierarchy `h` (a [`Controller`] index or [`V2`]).
-    pub(crate) fn slot(&mut self, h: usize) -> &mut Option<PathBuf> {
-        match self.v1.get_mut(h) {
-            Some(slot) => slot,
-            None => &mut self.v2,
+    /// The job's folder in hierarchy `h`.
+    pub(crate) fn slot(&mut self, h: Slot) -> &mut Option<PathBuf> {
+        match h {
+            Slot::V1(c) => &mut self.v1[c as usize],
+            Slot::V2 => &mut self.v2,
         }
     }
 }
 
 impl Hierarchy {
-    /// The root of hierarchy `h` (a [`Controller`] index or [`V2`]), if mounted.
-    pub(crate) fn root(&self, h: usize) -> Option<&Path> {
-        match self.v1.get(h) {
-            Some(root) => root.as_deref(),
-            None => self.v2.as_deref(),
+    /// The root of hierarchy `h`, if mounted.
+    pub(crate) fn root(&self, h: Slot) -> Option<&Path> {
+        match h {
+            Slot::V1(c) => self.v1[c as usize].as_deref(),
+            Slot::V2 => self.v2.as_deref(),
         }
     }
 }
@@ -258,4 +292,21 @@ pub(crate) fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, Vanished> {
         .collect();
     dirs.sort();
     Ok(dirs.into_iter().map(|(_, p)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_hierarchy_has_its_own_index_and_bit() {
+        for (i, s) in Slot::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i, "{s:?}");
+        }
+        for c in Controller::ALL {
+            assert_eq!(Slot::V1(c).index(), c as usize, "{c:?}");
+        }
+        let bits: u8 = Slot::ALL.iter().map(|s| s.bit()).fold(0, |a, b| a | b);
+        assert_eq!(bits.count_ones() as usize, Slot::COUNT);
+    }
 }

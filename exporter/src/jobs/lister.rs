@@ -2,7 +2,7 @@
 //! descriptors kept open between scans and watched with inotify (see [`Lister`]). Which names
 //! are jobs is the layouts' business (the name functions of `cgroup`); this module walks them.
 
-use super::cgroup::{FdBudget, HIERARCHIES, V2};
+use super::cgroup::{FdBudget, PerSlot, Slot};
 use super::layout::slurm::slurm_v1_scope;
 use super::sluid::Sluids;
 use super::JobKey;
@@ -50,13 +50,13 @@ pub(crate) struct Listed<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Lister {
     /// Open folders by (hierarchy, inode number); a hierarchy's root by (hierarchy, 0).
-    open: HashMap<(usize, u64), OpenDir>,
+    open: HashMap<(Slot, u64), OpenDir>,
     buf: Vec<u8>,
     scan: u64,
     /// This scan lists every folder, watched or not.
     relist: bool,
     /// The scan that last listed each hierarchy.
-    listed: [u64; HIERARCHIES],
+    listed: PerSlot<u64>,
     watcher: Watcher,
     /// A folder listed on this scan was not watched (no watch, no descriptor to keep, an error):
     /// an entry made in it would show only at the next listing, not as an event.
@@ -105,7 +105,7 @@ struct Watcher {
     inotify: Option<Inotify>,
     unavailable: bool,
     /// Which open folder each watch is on.
-    folders: HashMap<WatchDescriptor, (usize, u64)>,
+    folders: HashMap<WatchDescriptor, (Slot, u64)>,
     events: Vec<u8>,
 }
 
@@ -120,7 +120,7 @@ fn watch_mask() -> WatchMask {
 
 impl Watcher {
     /// Watches the folder at `path`, kept open under `key`; `None` if it cannot be watched.
-    fn watch(&mut self, path: &Path, key: (usize, u64)) -> Option<WatchDescriptor> {
+    fn watch(&mut self, path: &Path, key: (Slot, u64)) -> Option<WatchDescriptor> {
         if self.inotify.is_none() && !self.unavailable {
             match Inotify::init() {
                 Ok(i) => self.inotify = Some(i),
@@ -153,7 +153,7 @@ impl Watcher {
 
     /// Reads the events queued since the last call: a folder with an event loses its cached
     /// entries, so it is listed again; an overflowed queue (or an error) clears them all.
-    fn drain(&mut self, open: &mut HashMap<(usize, u64), OpenDir>) {
+    fn drain(&mut self, open: &mut HashMap<(Slot, u64), OpenDir>) {
         let Some(inotify) = self.inotify.as_mut() else {
             return;
         };
@@ -202,22 +202,20 @@ impl Lister {
         self.open.len()
     }
 
-    /// Calls `f` for each job folder of every supported layout under one hierarchy root (`h`
-    /// is a [`Controller`] index or [`V2`]). The root is listed once and only the layout
+    /// Calls `f` for each job folder of every supported layout under the root of hierarchy
+    /// `h`. The root is listed once and only the layout
     /// folders it holds are opened, so an absent layout costs no failed `open`.
     pub(crate) fn list_jobs(
         &mut self,
-        (h, root): (usize, &Path),
+        (h, root): (Slot, &Path),
         user_slices: bool,
         fds: &mut FdBudget,
         sluids: &mut Sluids,
         problems: &mut Vec<String>,
         f: &mut dyn FnMut(&Listed<'_>),
     ) {
-        let v2 = h == V2;
-        if let Some(at) = self.listed.get_mut(h) {
-            *at = self.scan;
-        }
+        let v2 = h == Slot::V2;
+        self.listed[h.index()] = self.scan;
         // The layout folders directly under the root, in the order the layouts are listed.
         let mut slurm = Vec::new();
         let (mut system, mut oar, mut users) = (None, None, None);
@@ -274,7 +272,7 @@ impl Lister {
         let watcher = &mut self.watcher;
         let listed = &self.listed;
         self.open.retain(|&(h, _), d| {
-            let kept = listed.get(h).is_none_or(|&at| d.used >= at);
+            let kept = d.used >= listed[h.index()];
             if !kept {
                 if let Some(wd) = d.wd.take() {
                     watcher.forget(wd);
@@ -314,7 +312,7 @@ impl Lister {
 /// [`ListCtx::list`].
 pub(super) struct ListCtx<'a> {
     lister: &'a mut Lister,
-    h: usize,
+    h: Slot,
     fds: &'a mut FdBudget,
     pub(super) sluids: &'a mut Sluids,
     pub(super) problems: &'a mut Vec<String>,

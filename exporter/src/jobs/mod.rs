@@ -98,7 +98,7 @@ pub use model::{
 };
 use read::Ctx;
 
-use cgroup::{Controller, FdBudget, Found, Hierarchy, HIERARCHIES, V2};
+use cgroup::{Controller, FdBudget, Found, Hierarchy, PerSlot, Slot};
 use cpuset::shorten;
 use env::{EnvSearch, JobEnv};
 use lister::{Listed, Lister};
@@ -212,13 +212,13 @@ const LISTING_PREFERENCE: [Controller; 5] = [
 /// did not (jobs still being set up or torn down, or mixed settings), plus the v2 hierarchy.
 #[derive(Debug, Default)]
 struct Listing {
-    every_scan: [bool; HIERARCHIES],
+    every_scan: PerSlot<bool>,
     /// The scan of the last full listing; 0 before the first.
     last_full: u64,
     /// Full listings so far.
     full_listings: u64,
     /// What the last listing of each hierarchy reported (repeated while it is not listed).
-    problems: [Vec<String>; HIERARCHIES],
+    problems: PerSlot<Vec<String>>,
 }
 
 impl Listing {
@@ -226,7 +226,10 @@ impl Listing {
         let has_v1 = h.v1.iter().any(Option::is_some);
         self.last_full == 0
             || now.saturating_sub(self.last_full) >= FULL_LISTING_SCANS
-            || (has_v1 && !self.every_scan[..V2].iter().any(|&b| b))
+            || (has_v1
+                && !Controller::ALL
+                    .iter()
+                    .any(|c| self.every_scan[Slot::V1(*c).index()]))
     }
 
     /// After a full listing: which hierarchies to list until the next.
@@ -237,13 +240,13 @@ impl Listing {
                 .filter(|e| e.seen == now)
                 .map(|e| e.listed_in)
         };
-        let mut count = [0usize; V2];
+        let mut count = [0usize; Controller::ALL.len()];
         for bits in listed() {
-            for (c, n) in count.iter_mut().enumerate() {
-                *n += usize::from(bits & (1 << c) != 0);
+            for (c, n) in Controller::ALL.into_iter().zip(count.iter_mut()) {
+                *n += usize::from(bits & Slot::V1(c).bit() != 0);
             }
         }
-        self.every_scan = [false; HIERARCHIES];
+        self.every_scan = [false; Slot::COUNT];
         let mut primary: Option<Controller> = None;
         for c in LISTING_PREFERENCE {
             if count[c as usize] > primary.map_or(0, |p| count[p as usize]) {
@@ -251,19 +254,19 @@ impl Listing {
             }
         }
         if let Some(p) = primary {
-            self.every_scan[p as usize] = true;
+            self.every_scan[Slot::V1(p).index()] = true;
             for bits in listed() {
-                if bits & (1 << p as usize) == 0 {
+                if bits & Slot::V1(p).bit() == 0 {
                     if let Some(c) = LISTING_PREFERENCE
                         .iter()
-                        .find(|c| bits & (1 << **c as usize) != 0)
+                        .find(|c| bits & Slot::V1(**c).bit() != 0)
                     {
-                        self.every_scan[*c as usize] = true;
+                        self.every_scan[Slot::V1(*c).index()] = true;
                     }
                 }
             }
         }
-        self.every_scan[V2] = h.v2.is_some();
+        self.every_scan[Slot::V2.index()] = h.v2.is_some();
         self.last_full = now;
         self.full_listings += 1;
     }
@@ -497,16 +500,16 @@ impl JobDiscovery {
         // 2. Which jobs exist: list the hierarchies (see `Listing`); a full listing reads
         // every folder again, the others replay the folders in which nothing changed.
         lister.refresh();
-        let mut listed_now = [false; HIERARCHIES];
-        for (h, listed) in listed_now.iter_mut().enumerate() {
+        let mut listed_now = [false; Slot::COUNT];
+        for h in Slot::ALL {
             let Some(root) = hierarchy.root(h) else {
                 continue;
             };
-            if !full && !listing.every_scan[h] {
+            if !full && !listing.every_scan[h.index()] {
                 continue;
             }
-            *listed = true;
-            let found = &mut listing.problems[h];
+            listed_now[h.index()] = true;
+            let found = &mut listing.problems[h.index()];
             found.clear();
             lister.list_jobs((h, root), opts.user_slices, fds, sluids, found, &mut |l| {
                 note_listed(cache, now, h, l)
@@ -563,9 +566,10 @@ impl JobDiscovery {
             }
             // A hierarchy listed on this scan that no longer lists the job: its folder there
             // is gone.
-            for (h, listed) in listed_now.iter().enumerate() {
-                if *listed && e.listed_in & (1 << h) == 0 && e.found.slot(h).take().is_some() {
-                    e.ino[h] = None;
+            for h in Slot::ALL {
+                let listed = listed_now[h.index()];
+                if listed && e.listed_in & h.bit() == 0 && e.found.slot(h).take().is_some() {
+                    e.ino[h.index()] = None;
                     e.relayout = true;
                 }
             }
@@ -589,17 +593,17 @@ impl JobDiscovery {
 }
 
 /// Records one listed job folder in the cache.
-fn note_listed(cache: &mut Cache, now: u64, h: usize, l: &Listed<'_>) {
+fn note_listed(cache: &mut Cache, now: u64, h: Slot, l: &Listed<'_>) {
     let e = cache.entry(l.key, || JobCache::new(now, l.key.hash()));
     if e.seen != now {
         e.seen = now;
         e.listed_in = 0;
     }
-    if e.ino[h].is_some_and(|ino| ino != l.ino) {
+    if e.ino[h.index()].is_some_and(|ino| ino != l.ino) {
         e.restart(now);
     }
-    e.listed_in |= 1 << h;
-    e.ino[h] = Some(l.ino);
+    e.listed_in |= h.bit();
+    e.ino[h.index()] = Some(l.ino);
     let slot = e.found.slot(h);
     if slot.is_none() {
         *slot = Some(l.parent.join(l.name));
@@ -1281,7 +1285,7 @@ mod tests {
             .expect("found within a full listing period");
         assert!(found_at <= 1 + FULL_LISTING_SCANS);
         // Listed on every scan from then on, like the controller that holds the most jobs.
-        assert!(d.listing.every_scan[Controller::Freezer as usize]);
+        assert!(d.listing.every_scan[Slot::V1(Controller::Freezer).index()]);
         std::fs::remove_dir_all(&freezer).expect("rm");
         assert_eq!(ids(&d.scan(&[], &[])), vec!["101", "102"]);
     }

@@ -9,7 +9,7 @@ pub(super) struct Ctx<'a> {
     pub(super) opts: &'a JobsOptions,
     pub(super) hierarchy: &'a Hierarchy,
     /// The hierarchies listed on this scan.
-    pub(super) listed_now: [bool; HIERARCHIES],
+    pub(super) listed_now: PerSlot<bool>,
     pub(super) now: u64,
     /// Scans between reads of a job's CPU time.
     pub(super) every: u64,
@@ -204,7 +204,7 @@ impl Ctx<'_> {
         let rel = rel.to_path_buf();
         for c in Controller::ALL {
             let i = c as usize;
-            if self.listed_now[i] || e.found.v1[i].is_some() {
+            if self.listed_now[Slot::V1(c).index()] || e.found.v1[i].is_some() {
                 continue;
             }
             let Some(root) = &h.v1[i] else {
@@ -213,7 +213,7 @@ impl Ctx<'_> {
             let path = root.join(&rel);
             if let Some(ino) = cgroup::probe(&path) {
                 e.found.v1[i] = Some(path);
-                e.ino[i] = Some(ino);
+                e.ino[Slot::V1(c).index()] = Some(ino);
                 // Another folder may give the CPU time now (cpuacct wins over v2).
                 e.usage = UsageFile::ByPath;
                 e.usage_now = None;
