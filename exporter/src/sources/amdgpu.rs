@@ -373,23 +373,22 @@ impl Source for AmdGpuSource {
 
     /// Every die and GPU found (an MI250X's secondary die too: jobs name it), APUs included.
     fn drm_gpus(&self) -> Vec<DrmGpu> {
-        let mut out: Vec<(String, DrmGpu)> = self
-            .gpus
-            .iter()
-            .flatten()
-            .map(|g| {
-                let d = DrmGpu {
-                    id: g.id.clone(),
-                    vendor: "amd",
-                    index: 0,
-                    drm_minors: g.drm_minors.clone(),
-                    alias: g.rocm_uuid.clone(),
-                };
-                (g.pci.clone(), d)
-            })
-            .collect();
-        super::index_by_pci(&mut out);
-        out.into_iter().map(|(_, d)| d).collect()
+        super::indexed_by_pci(
+            self.gpus
+                .iter()
+                .flatten()
+                .map(|g| {
+                    let d = DrmGpu {
+                        id: g.id.clone(),
+                        vendor: "amd",
+                        index: 0,
+                        drm_minors: g.drm_minors.clone(),
+                        alias: g.rocm_uuid.clone(),
+                    };
+                    (g.pci.clone(), d)
+                })
+                .collect(),
+        )
     }
 }
 

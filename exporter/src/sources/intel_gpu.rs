@@ -182,23 +182,22 @@ impl Source for IntelGpuSource {
     }
 
     fn drm_gpus(&self) -> Vec<DrmGpu> {
-        let mut out: Vec<(String, DrmGpu)> = self
-            .gpus
-            .iter()
-            .flatten()
-            .map(|g| {
-                let d = DrmGpu {
-                    id: g.pci.clone(),
-                    vendor: "intel",
-                    index: 0,
-                    drm_minors: g.drm_minors.clone(),
-                    alias: None,
-                };
-                (g.pci.clone(), d)
-            })
-            .collect();
-        super::index_by_pci(&mut out);
-        out.into_iter().map(|(_, d)| d).collect()
+        super::indexed_by_pci(
+            self.gpus
+                .iter()
+                .flatten()
+                .map(|g| {
+                    let d = DrmGpu {
+                        id: g.pci.clone(),
+                        vendor: "intel",
+                        index: 0,
+                        drm_minors: g.drm_minors.clone(),
+                        alias: None,
+                    };
+                    (g.pci.clone(), d)
+                })
+                .collect(),
+        )
     }
 }
 

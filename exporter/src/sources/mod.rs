@@ -375,12 +375,16 @@ pub fn drm_minors(dev: &Path, n: u32) -> Vec<u32> {
     out
 }
 
-/// PCI address order, the index of a [`DrmGpu`].
-pub fn index_by_pci(gpus: &mut [(String, DrmGpu)]) {
+/// The index of a [`DrmGpu`] is its PCI address order: takes each GPU with its PCI address and returns them in that order, numbered from 0.
+pub fn indexed_by_pci(mut gpus: Vec<(String, DrmGpu)>) -> Vec<DrmGpu> {
     gpus.sort_by(|a, b| a.0.cmp(&b.0));
-    for (i, (_, g)) in gpus.iter_mut().enumerate() {
-        g.index = i as u32;
-    }
+    gpus.into_iter()
+        .enumerate()
+        .map(|(i, (_, g))| DrmGpu {
+            index: i as u32,
+            ..g
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -403,7 +407,7 @@ mod drm_tests {
         std::fs::create_dir_all(dev.join("drm/other")).unwrap();
         assert_eq!(drm_minors(&dev, 7), [1, 129]);
         assert_eq!(drm_minors(&t.path().join("card3/device"), 3), [3, 131]);
-        let mut g: Vec<(String, DrmGpu)> = ["0000:c6:00.0", "0000:11:00.0"]
+        let g: Vec<(String, DrmGpu)> = ["0000:c6:00.0", "0000:11:00.0"]
             .into_iter()
             .map(|pci| {
                 let d = DrmGpu {
@@ -416,10 +420,10 @@ mod drm_tests {
                 (pci.to_string(), d)
             })
             .collect();
-        index_by_pci(&mut g);
+        let g = indexed_by_pci(g);
         assert_eq!(
             g.iter()
-                .map(|(_, d)| (d.id.as_str(), d.index))
+                .map(|d| (d.id.as_str(), d.index))
                 .collect::<Vec<_>>(),
             [("0000:11:00.0", 0), ("0000:c6:00.0", 1)]
         );
