@@ -122,16 +122,8 @@ fn small() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let (out, truth) = simulate(&fixture("simulate/small.yaml"), dir.path(), "a", &[]);
-        let truth: Value =
-            serde_json::from_slice(&std::fs::read(&truth).expect("truth file")).expect("JSON");
-        let text = std::fs::read_to_string(&out).expect("output");
-        Run {
-            _dir: dir,
-            out,
-            truth,
-            text,
-        }
+        let scenario = fixture("simulate/small.yaml");
+        simulated(dir, &scenario, "a")
     })
 }
 
@@ -166,17 +158,22 @@ fn mig() -> &'static Run {
         let text = std::fs::read_to_string(fixture("simulate/small.yaml")).expect("small.yaml");
         let scenario = dir.path().join("mig.yaml");
         std::fs::write(&scenario, with_mig(&text)).expect("write mig.yaml");
-        let (out, truth) = simulate(&scenario, dir.path(), "m", &[]);
-        let truth: Value =
-            serde_json::from_slice(&std::fs::read(&truth).expect("truth file")).expect("JSON");
-        let text = std::fs::read_to_string(&out).expect("output");
-        Run {
-            _dir: dir,
-            out,
-            truth,
-            text,
-        }
+        simulated(dir, &scenario, "m")
     })
+}
+
+/// Simulates `scenario` into `dir` and keeps its output, truth and folder.
+fn simulated(dir: tempfile::TempDir, scenario: &Path, tag: &str) -> Run {
+    let (out, truth) = simulate(scenario, dir.path(), tag, &[]);
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(&truth).expect("truth file")).expect("JSON");
+    let text = std::fs::read_to_string(&out).expect("output");
+    Run {
+        _dir: dir,
+        out,
+        truth,
+        text,
+    }
 }
 
 fn samples(text: &str) -> Vec<Line> {
