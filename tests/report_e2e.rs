@@ -872,6 +872,28 @@ fn month_in_a_time_zone_has_local_days() {
         ],
     );
     assert_same(&flag_wins, &r, "$");
+
+    // The job summary prints its window in the zone.
+    let out = ok(&report(&[
+        "--prometheus",
+        &url,
+        "--from",
+        "2026-10-15",
+        "--to",
+        "2026-10-25",
+        "--timezone",
+        "Europe/Paris",
+        "job",
+        "1009",
+    ]));
+    let seen = out
+        .lines()
+        .find(|l| l.starts_with("Seen:"))
+        .expect("a Seen line");
+    assert!(
+        !seen.contains('Z') && seen.matches("+02:00").count() == 2,
+        "{seen}"
+    );
 }
 
 /// A time zone that is not in the IANA database is a usage error (exit 2) naming the flag or the
