@@ -95,10 +95,8 @@ impl Zone {
 
     /// The local date of Unix seconds, `YYYY-MM-DD`.
     pub fn date(&self, t: i64) -> String {
-        match Timestamp::from_second(t) {
-            Ok(ts) => self.tz.to_datetime(ts).date().to_string(),
-            Err(_) => format!("{t} (Unix seconds)"),
-        }
+        self.local(t)
+            .map_or_else(|| format!("{t} (Unix seconds)"), |dt| dt.date().to_string())
     }
 
     fn local(&self, t: i64) -> Option<DateTime> {
