@@ -66,6 +66,19 @@ impl Zone {
     /// A zone by its IANA name (`Europe/Paris`, `UTC`; any case). The error quotes the value; the
     /// caller names the flag or key in front of it.
     pub fn named(name: &str) -> Result<Zone, String> {
+        // The database's other names of UTC print `Z` too.
+        const UTC: [&str; 7] = [
+            "Etc/UTC",
+            "Etc/UCT",
+            "Etc/Universal",
+            "Etc/Zulu",
+            "UCT",
+            "Universal",
+            "Zulu",
+        ];
+        if UTC.iter().any(|u| u.eq_ignore_ascii_case(name)) {
+            return Ok(Zone::utc());
+        }
         let tz = TimeZone::get(name)
             .ok()
             .filter(|tz| !tz.is_unknown())

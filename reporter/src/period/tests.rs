@@ -270,6 +270,10 @@ fn zones_by_name() {
     let t = at("2026-01-15T10:00:00Z");
     assert_eq!(Zone::named("UTC").unwrap().iso(t), "2026-01-15T10:00:00Z");
     assert_eq!(Zone::named("utc").unwrap().iso(t), "2026-01-15T10:00:00Z");
+    assert_eq!(
+        Zone::named("Etc/UTC").unwrap().iso(t),
+        "2026-01-15T10:00:00Z"
+    );
     // London in winter is at +00:00, but it is not UTC.
     let london = Zone::named("Europe/London").unwrap();
     assert_eq!(london.iso(t), "2026-01-15T10:00:00+00:00");
