@@ -243,10 +243,7 @@ fn now() -> i64 {
     {
         return t;
     }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    wall_clock()
 }
 
 fn run(cli: Cli) -> Result<(), Fail> {
