@@ -1,29 +1,46 @@
-//! Civil dates (proleptic Gregorian, UTC) to and from day numbers, for the simulator's scenario
-//! times and the reporter's months, without a date library: Howard Hinnant's `days_from_civil`
-//! and `civil_from_days` (public domain, <https://howardhinnant.github.io/date_algorithms.html>).
+//! Civil dates (proleptic Gregorian) to and from days since 1970-01-01, for the simulator's
+//! scenario times. The arithmetic is jiff's (`jiff::civil::Date`); jiff's dates run from year
+//! -9999 to 9999, and a day number beyond them gives the nearest end of that range.
 
-/// Days since 1970-01-01 of a civil date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+use jiff::civil::Date;
+use jiff::SignedDuration;
+
+const DAY: i64 = 86_400;
+const EPOCH: Date = jiff::civil::date(1970, 1, 1);
+
+/// Days since 1970-01-01 of a civil date; `None` for a date that does not exist (2025-02-30,
+/// month 13) or lies outside years -9999..=9999.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    let date = Date::new(
+        i16::try_from(y).ok()?,
+        i8::try_from(m).ok()?,
+        i8::try_from(d).ok()?,
+    )
+    .ok()?;
+    Some(date.duration_since(EPOCH).as_secs().div_euclid(DAY))
 }
 
-/// The civil date (year, month, day) of a day number: the inverse of [`days_from_civil`].
+/// The civil date (year, month, day) of a day number: the inverse of [`days_from_civil`], clamped
+/// to jiff's range (-9999-01-01 to 9999-12-31).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let (lo, hi) = (first_day(), last_day());
+    let z = z.clamp(lo, hi);
+    let date = EPOCH
+        .checked_add(SignedDuration::from_secs(z * DAY))
+        .unwrap_or(if z == lo { Date::MIN } else { Date::MAX });
+    (
+        i64::from(date.year()),
+        date.month() as u32,
+        date.day() as u32,
+    )
+}
+
+fn first_day() -> i64 {
+    Date::MIN.duration_since(EPOCH).as_secs() / DAY
+}
+
+fn last_day() -> i64 {
+    Date::MAX.duration_since(EPOCH).as_secs() / DAY
 }
 
 #[cfg(test)]
@@ -32,13 +49,27 @@ mod tests {
 
     #[test]
     fn known_dates_and_round_trips() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
+        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
         assert_eq!(civil_from_days(19_783), (2024, 3, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
         for z in -800_000..800_000 {
             let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
+            assert_eq!(days_from_civil(y, m, d), Some(z));
         }
+    }
+
+    #[test]
+    fn impossible_dates_are_none_and_far_days_clamp() {
+        assert_eq!(days_from_civil(2025, 2, 29), None);
+        assert_eq!(days_from_civil(2025, 4, 31), None);
+        assert_eq!(days_from_civil(2025, 13, 1), None);
+        assert_eq!(days_from_civil(2025, 0, 1), None);
+        assert_eq!(days_from_civil(10_000, 1, 1), None);
+        assert_eq!(civil_from_days(i64::MAX), (9999, 12, 31));
+        assert_eq!(civil_from_days(i64::MIN), (-9999, 1, 1));
+        assert_eq!(civil_from_days(last_day()), (9999, 12, 31));
+        assert_eq!(civil_from_days(first_day()), (-9999, 1, 1));
     }
 }

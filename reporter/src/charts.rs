@@ -257,6 +257,7 @@ mod tests {
                 cluster: None,
                 generated_at: 0,
                 anonymize_users: false,
+                zone: crate::period::Zone::utc(),
             },
         )
     }

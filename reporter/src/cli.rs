@@ -6,7 +6,7 @@ use crate::collect::{Collector, Scope};
 use crate::config::Config;
 use crate::data::Dataset;
 use crate::model::{self, kwh, Options, Report, ScopeKind};
-use crate::period::{iso, Period};
+use crate::period::{Period, Zone};
 use crate::prom::{Client, ClientOptions};
 use crate::render::{self, format_num, Renderer};
 use clap::{Args, Parser, Subcommand};
@@ -99,13 +99,14 @@ struct ConnArgs {
 
 #[derive(Args, Debug)]
 struct SelectArgs {
-    /// Calendar month, YYYY-MM (UTC).
+    /// Calendar month, YYYY-MM, previous or current (in --timezone).
     #[arg(long, global = true, conflicts_with_all = ["from", "to", "year"])]
     month: Option<String>,
-    /// Calendar year, YYYY (UTC), previous or current.
+    /// Calendar year, YYYY, previous or current (in --timezone).
     #[arg(long, global = true, conflicts_with_all = ["from", "to"])]
     year: Option<String>,
-    /// Start, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC).
+    /// Start, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (in --timezone), or with Z or an offset
+    /// (2026-10-03T12:00:00+02:00).
     #[arg(long, global = true, requires = "to")]
     from: Option<String>,
     /// End (excluded), same forms as --from.
@@ -120,6 +121,10 @@ struct SelectArgs {
     /// Report on one user's jobs.
     #[arg(long, global = true)]
     user: Option<String>,
+    /// The site's time zone, an IANA name such as Europe/Paris: months, days and every time the
+    /// report prints [default: the config's timezone, else UTC].
+    #[arg(long, global = true)]
+    timezone: Option<String>,
     /// Site constants, recipients and SMTP (YAML).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -215,6 +220,21 @@ fn max_answer_mib(flag: Option<u64>, config: Option<u64>) -> Result<u64, Fail> {
     }
 }
 
+/// The site's zone: the flag, else the config's `timezone` (checked when it is loaded), else UTC.
+fn site_zone(flag: Option<&str>, cfg: &Config) -> Result<Zone, Fail> {
+    match flag {
+        Some(name) => Zone::named(name).map_err(|e| usage(format!("--timezone {e}"))),
+        None => Zone::named(&cfg.timezone).map_err(|e| usage(format!("timezone: {e}"))),
+    }
+}
+
+/// The system clock, for `previous` and `current` periods.
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn now() -> i64 {
     // SOURCE_DATE_EPOCH pins "generated at" for reproducible output (golden files).
     if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
@@ -223,10 +243,7 @@ fn now() -> i64 {
     {
         return t;
     }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    wall_clock()
 }
 
 fn run(cli: Cli) -> Result<(), Fail> {
@@ -234,6 +251,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Some(p) => Config::load(p).map_err(|e| usage(e.to_string()))?,
         None => Config::default(),
     };
+    let zone = site_zone(cli.sel.timezone.as_deref(), &cfg)?;
     let lookback = parse_duration(&cli.conn.lookback).map_err(usage)?;
     let url = cli
         .conn
@@ -272,6 +290,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
     let renderer = Renderer::new(cli.out.templates.as_deref()).map_err(|e| usage(e.to_string()))?;
     let scope = |period: Period, job_id: Option<String>| Scope {
         period,
+        zone: zone.clone(),
         lookback,
         cluster: cli.sel.cluster.clone(),
         job_id,
@@ -280,7 +299,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
     };
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {
-            let period = match period_arg(&cli.sel)? {
+            let period = match period_arg(&cli.sel, &zone)? {
                 Some(p) => p,
                 // No dates: find the job's time range first.
                 None => {
@@ -300,16 +319,16 @@ fn run(cli: Cli) -> Result<(), Fail> {
             job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
         }
         Some(Cmd::Email(args)) => {
-            let period = period_arg(&cli.sel)?.ok_or_else(|| {
+            let period = period_arg(&cli.sel, &zone)?.ok_or_else(|| {
                 usage("give the period: --month YYYY-MM, --year YYYY or --from/--to")
             })?;
             let ds = Collector::new(&client, scope(period, None))
                 .dataset()
                 .map_err(runtime)?;
-            email::send_all(&cli, &cfg, &renderer, &ds, &period, args)
+            email::send_all(&cli, &cfg, &renderer, &ds, &period, &zone, args)
         }
         None => {
-            let period = period_arg(&cli.sel)?.ok_or_else(|| {
+            let period = period_arg(&cli.sel, &zone)?.ok_or_else(|| {
                 usage("give the period: --month YYYY-MM, --year YYYY or --from/--to")
             })?;
             let out = cli
@@ -326,7 +345,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 (_, Some(u)) => ScopeKind::User(u.clone()),
                 _ => ScopeKind::Cluster,
             };
-            let report = build(&cli, &cfg, &ds, kind);
+            let report = build(&cli, &cfg, &ds, kind, &zone);
             let files = report_files(&renderer, &report, &formats, &stem(&report.scope))?;
             write_all(&out, &files)?;
             for (name, _) in &files {
@@ -337,13 +356,20 @@ fn run(cli: Cli) -> Result<(), Fail> {
     }
 }
 
-fn period_arg(sel: &SelectArgs) -> Result<Option<Period>, Fail> {
+fn period_arg(sel: &SelectArgs, zone: &Zone) -> Result<Option<Period>, Fail> {
     if let Some(y) = &sel.year {
-        return Period::year(y).map(Some).map_err(|e| usage(e.to_string()));
+        return zone
+            .year(y, wall_clock())
+            .map(Some)
+            .map_err(|e| usage(e.to_string()));
     }
     match (&sel.month, &sel.from, &sel.to) {
-        (Some(m), _, _) => Period::month(m).map(Some).map_err(|e| usage(e.to_string())),
-        (None, Some(f), Some(t)) => Period::between(f, t)
+        (Some(m), _, _) => zone
+            .month(m, wall_clock())
+            .map(Some)
+            .map_err(|e| usage(e.to_string())),
+        (None, Some(f), Some(t)) => zone
+            .between(f, t)
             .map(Some)
             .map_err(|e| usage(e.to_string())),
         _ => Ok(None),
@@ -367,7 +393,7 @@ fn formats(list: &[String]) -> Result<Vec<String>, Fail> {
     Ok(out)
 }
 
-fn build(cli: &Cli, cfg: &Config, ds: &Dataset, kind: ScopeKind) -> Report {
+fn build(cli: &Cli, cfg: &Config, ds: &Dataset, kind: ScopeKind, zone: &Zone) -> Report {
     model::build(
         ds,
         cfg,
@@ -376,6 +402,7 @@ fn build(cli: &Cli, cfg: &Config, ds: &Dataset, kind: ScopeKind) -> Report {
             cluster: cli.sel.cluster.clone(),
             generated_at: now(),
             anonymize_users: cli.sel.anonymize_users || cfg.anonymize_users,
+            zone: zone.clone(),
         },
     )
 }
@@ -454,8 +481,8 @@ fn job_summary(client: &Client, scope: Scope, cfg: &Config, job_id: &str) -> Res
     let Some((first, last)) = life else {
         return Err(runtime(format!(
             "job {job_id} has no samples between {} and {}: check the id, --cluster, or give --from/--to around the job's dates",
-            iso(scope.period.start),
-            iso(scope.period.end)
+            scope.zone.iso(scope.period.start),
+            scope.zone.iso(scope.period.end)
         )));
     };
     let mut narrow = scope.clone();
@@ -483,7 +510,10 @@ fn job_summary(client: &Client, scope: Scope, cfg: &Config, job_id: &str) -> Res
         names: model::display_names(&ds),
         unmeasured: ds.unmeasured.clone(),
     };
-    print!("{}", job_text(job, &est, cfg, &narrow.period, &shown));
+    print!(
+        "{}",
+        job_text(job, &est, cfg, &narrow.period, &narrow.zone, &shown)
+    );
     Ok(())
 }
 
@@ -501,6 +531,7 @@ pub fn job_text(
     est: &model::JobEstimates,
     cfg: &Config,
     window: &Period,
+    zone: &Zone,
     shown: &JobShown,
 ) -> String {
     let line = |s: &str| -> String {
@@ -543,7 +574,7 @@ pub fn job_text(
     );
     kv(
         "Seen:",
-        format!("{} to {}", iso(window.start), iso(window.end)),
+        format!("{} to {}", zone.iso(window.start), zone.iso(window.end)),
     );
     let cores = job.placements.iter().map(|p| p.alloc_cpus).sum::<f64>();
     kv("Cores:", format_num(cores, 0));
@@ -683,6 +714,29 @@ mod tests {
         }
         let (_, msg) = secs(None, Some(-3.0)).unwrap_err();
         assert!(msg.starts_with("prometheus.timeout_seconds -3"), "{msg}");
+    }
+
+    #[test]
+    fn timezone_flag_wins_over_config_and_a_bad_name_names_its_source() {
+        let name = |flag: Option<&str>, cfg: &Config| {
+            site_zone(flag, cfg)
+                .map(|z| z.name().to_string())
+                .map_err(|Fail(code, m)| (code, m))
+        };
+        let mut cfg = Config::default();
+        assert_eq!(name(None, &cfg), Ok("UTC".into()));
+        cfg.timezone = "Europe/Paris".into();
+        assert_eq!(name(None, &cfg), Ok("Europe/Paris".into()));
+        assert_eq!(
+            name(Some("america/new_york"), &cfg),
+            Ok("America/New_York".into())
+        );
+        let (code, msg) = name(Some("Europe/Pariss"), &cfg).unwrap_err();
+        assert_eq!(code, 2);
+        assert!(
+            msg.starts_with("--timezone \"Europe/Pariss\" is not a time zone"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@
 
 use crate::counter;
 use crate::data::{Dataset, DayData, GpuData, JobData, NodeData, Placement};
-use crate::period::Period;
+use crate::period::{Period, Zone};
 use crate::prom::{Client, Labels, PromError, Sample};
 use joulebook_common::{self as c, labels as l, MetricDef};
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +52,8 @@ pub const CLUSTER: &str = "cluster";
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub period: Period,
+    /// The site's time zone: the days are its local days.
+    pub zone: Zone,
     /// Seconds searched before `S` for a counter's starting value; longer than the scrape interval.
     pub lookback: i64,
     pub cluster: Option<String>,
@@ -575,7 +577,7 @@ impl<'a> Collector<'a> {
         &self,
         nodes: &mut BTreeMap<(String, String), NodeData>,
     ) -> Result<Vec<DayData>, PromError> {
-        let days = self.scope.period.days();
+        let days = self.scope.zone.days(&self.scope.period);
         let mut out: Vec<DayData> = days
             .iter()
             .map(|d| DayData {

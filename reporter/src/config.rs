@@ -192,6 +192,8 @@ pub struct Config {
     pub top_n: usize,
     /// Replace user names by "User 1", "User 2"… (public reports).
     pub anonymize_users: bool,
+    /// The site's time zone (IANA name): months, days and printed times; `--timezone` wins.
+    pub timezone: String,
 }
 
 impl Default for Config {
@@ -222,6 +224,7 @@ impl Default for Config {
             prometheus: PrometheusConf::default(),
             top_n: 10,
             anonymize_users: false,
+            timezone: "UTC".into(),
         }
     }
 }
@@ -277,6 +280,8 @@ impl Config {
             regex::Regex::new(p)
                 .map_err(|e| ConfigError(format!("best_run.job_name_pattern: {e}")))?;
         }
+        crate::period::Zone::named(&self.timezone)
+            .map_err(|e| ConfigError(format!("timezone: {e}")))?;
         if self.top_n == 0 {
             return Err(ConfigError("top_n: must be at least 1".into()));
         }
@@ -333,6 +338,9 @@ mod tests {
         assert_eq!(c.pue.value, 1.56);
         assert_eq!(c.carbon_intensity.value, 44.2);
         assert_eq!(c.household.kwh_per_year, 4792.0);
+        assert_eq!(c.timezone, "UTC");
+        let c = Config::parse("timezone: Europe/Paris").unwrap();
+        assert_eq!(c.timezone, "Europe/Paris");
     }
 
     #[test]
@@ -370,6 +378,11 @@ mod tests {
         assert!(e.starts_with("smtp.from: \"joulebook\""), "{e}");
         let e = err("prometheus: {max_answer_mib: 0}");
         assert!(e.starts_with("prometheus.max_answer_mib"), "{e}");
+        let e = err("timezone: Europe/Pariss");
+        assert!(
+            e.starts_with("timezone: \"Europe/Pariss\" is not a time zone"),
+            "{e}"
+        );
         let c = Config::parse(
             "recipients: {admins: ['HPC admins <hpc@x.org>'], users: {bob: [bob@x.org]}}",
         )

@@ -9,7 +9,7 @@ use crate::data::{ByComponent, Dataset, JobData, NodeData, Placement};
 pub use crate::methods::{
     constants, gpu_watts_by_node, job_estimates, methods, Constant, JobEstimates,
 };
-use crate::period::{iso, Period};
+use crate::period::{Period, Zone};
 use crate::stats;
 use joulebook_common::Component;
 use serde::Serialize;
@@ -292,6 +292,8 @@ pub struct Options {
     pub cluster: Option<String>,
     pub generated_at: i64,
     pub anonymize_users: bool,
+    /// The site's time zone, of every date and time the report prints.
+    pub zone: Zone,
 }
 
 /// The job with the most energy (the lowest id on a tie), as a one-element list.
@@ -536,7 +538,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .then(|| idle_section(ds, &nodes_by_key, &shown, &unallocated, it_j, period_s));
 
     let daily = if cluster_scope {
-        daily_rows(ds)
+        daily_rows(ds, &opt.zone)
     } else {
         Vec::new()
     };
@@ -581,17 +583,17 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     };
     Report {
         schema_version: 2,
-        title: format!("Energy report {}: {}", period.label(), scope_label),
+        title: format!("Energy report {}: {}", opt.zone.label(&period), scope_label),
         site: cfg.site_name.clone(),
         scope: opt.scope.clone(),
         cluster: opt.cluster.clone(),
         period: PeriodInfo {
-            start: iso(period.start),
-            end: iso(period.end),
-            label: period.label(),
+            start: opt.zone.iso(period.start),
+            end: opt.zone.iso(period.end),
+            label: opt.zone.label(&period),
             days,
         },
-        generated_at: iso(opt.generated_at),
+        generated_at: opt.zone.iso(opt.generated_at),
         has_data,
         headline,
         components: component_rows(&it, &ds.unmeasured),
@@ -855,13 +857,13 @@ fn idle_section(
 }
 
 /// Allocated energy per component, unallocated and total of each day.
-fn daily_rows(ds: &Dataset) -> Vec<DayRow> {
+fn daily_rows(ds: &Dataset, zone: &Zone) -> Vec<DayRow> {
     ds.days
         .iter()
         .map(|d| {
             let alloc = d.energy.minus(&d.unallocated);
             DayRow {
-                date: crate::period::date(d.period.start),
+                date: zone.date(d.period.start),
                 cpu_kwh: kwh(alloc.cpu),
                 dram_kwh: kwh(alloc.dram),
                 gpu_kwh: kwh(alloc.gpu),
@@ -971,6 +973,7 @@ mod tests {
             cluster: None,
             generated_at: 0,
             anonymize_users: false,
+            zone: Zone::utc(),
         }
     }
 

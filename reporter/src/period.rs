@@ -1,11 +1,15 @@
-//! Report periods and the few calendar computations they need (UTC only, proleptic Gregorian).
-//!
-//! Written by hand rather than pulling a date crate: the reporter needs month boundaries, day
-//! boundaries and ISO-8601 formatting of Unix seconds, nothing more.
+//! Report periods in the site's time zone (`timezone:` in the config, `--timezone`; UTC by
+//! default). Rules: a period is a half-open interval of Unix seconds; its months, years and days
+//! are the zone's civil ones, so a day lasts 23 or 25 hours across a daylight-saving change and
+//! the days of a period add up to it exactly; every time printed carries its offset (RFC 3339,
+//! `Z` in UTC). Calendar arithmetic and the IANA rules are jiff's (the database it reads:
+//! reporter/Cargo.toml).
 
-use std::fmt;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
+use jiff::{Timestamp, ToSpan};
 
-/// A half-open interval of time `(start, end]`, in Unix seconds (UTC).
+/// A half-open interval of time `(start, end]`, in Unix seconds.
 ///
 /// Energy "in the period" is a counter's value at the last sample at or before `end` minus its
 /// value at the last sample at or before `start` (see `reporter/README.md`).
@@ -26,78 +30,174 @@ impl Period {
     pub fn seconds(&self) -> i64 {
         self.end - self.start
     }
+}
 
-    /// A calendar month, `YYYY-MM`, or `previous` / `current` (UTC), which is what a monthly
-    /// timer needs: on the 1st of each month it reports the month just ended.
-    pub fn month(s: &str) -> Result<Period, PeriodError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Period::month_at(s, now)
+/// In UTC, `2026-10-01T00:00:00Z to 2026-11-01T00:00:00Z`, whatever the site's zone.
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} to {}", iso_utc(self.start), iso_utc(self.end))
+    }
+}
+
+/// The site's time zone: the calendar of its periods and the clock of the times a report prints.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    tz: TimeZone,
+    name: String,
+    /// Times print with `Z` rather than `+00:00`.
+    utc: bool,
+}
+
+impl Default for Zone {
+    fn default() -> Zone {
+        Zone::utc()
+    }
+}
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone {
+            tz: TimeZone::UTC,
+            name: "UTC".into(),
+            utc: true,
+        }
     }
 
-    /// [`Period::month`], with `previous` and `current` relative to `now` (Unix seconds).
-    pub fn month_at(s: &str, now: i64) -> Result<Period, PeriodError> {
-        if s == "previous" || s == "current" {
-            let (y, m, _) = civil_from_days(now.div_euclid(86_400));
-            let (y, m) = match (s, m) {
-                ("current", _) => (y, m),
-                (_, 1) => (y - 1, 12),
-                _ => (y, m - 1),
-            };
-            return Period::month(&format!("{y:04}-{m:02}"));
+    /// A zone by its IANA name (`Europe/Paris`, `UTC`; any case). The error quotes the value; the
+    /// caller names the flag or key in front of it.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        // The database's other names of UTC print `Z` too.
+        const UTC: [&str; 7] = [
+            "Etc/UTC",
+            "Etc/UCT",
+            "Etc/Universal",
+            "Etc/Zulu",
+            "UCT",
+            "Universal",
+            "Zulu",
+        ];
+        if UTC.iter().any(|u| u.eq_ignore_ascii_case(name)) {
+            return Ok(Zone::utc());
         }
+        let tz = TimeZone::get(name)
+            .ok()
+            .filter(|tz| !tz.is_unknown())
+            .ok_or_else(|| {
+                format!(
+                    "{name:?} is not a time zone of the IANA database: write a name such as Europe/Paris, America/New_York or UTC"
+                )
+            })?;
+        let utc = tz.to_fixed_offset().is_ok_and(|o| o == Offset::UTC);
+        let name = tz.iana_name().unwrap_or(name).to_string();
+        Ok(Zone { tz, name, utc })
+    }
+
+    /// The zone's IANA name, as the database spells it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Unix seconds as RFC 3339 in the zone: `2026-10-01T00:00:00+02:00`, `…Z` in UTC.
+    pub fn iso(&self, t: i64) -> String {
+        match Timestamp::from_second(t) {
+            Ok(ts) if self.utc => ts.to_string(),
+            Ok(ts) => ts.display_with_offset(self.tz.to_offset(ts)).to_string(),
+            Err(_) => format!("{t} (Unix seconds)"),
+        }
+    }
+
+    /// The local date of Unix seconds, `YYYY-MM-DD`.
+    pub fn date(&self, t: i64) -> String {
+        self.local(t)
+            .map_or_else(|| format!("{t} (Unix seconds)"), |dt| dt.date().to_string())
+    }
+
+    fn local(&self, t: i64) -> Option<DateTime> {
+        Timestamp::from_second(t)
+            .ok()
+            .map(|ts| self.tz.to_datetime(ts))
+    }
+
+    /// The first instant of a local day (its midnight, or the end of a gap that swallows it).
+    fn day_start(&self, d: Date) -> Option<i64> {
+        let z = d.to_zoned_datetime(self.tz.clone()).ok()?;
+        Some(z.timestamp().as_second())
+    }
+
+    fn span(&self, from: Date, to: Date) -> Option<Period> {
+        Some(Period {
+            start: self.day_start(from)?,
+            end: self.day_start(to)?,
+        })
+    }
+
+    /// A calendar month, `YYYY-MM`, or `previous` / `current` relative to `now` (Unix seconds),
+    /// which is what a monthly timer needs: on the 1st it reports the month just ended.
+    pub fn month(&self, s: &str, now: i64) -> Result<Period, PeriodError> {
         let bad = || {
             PeriodError(format!(
                 "--month {s:?}: expected YYYY-MM (for example 2026-10), previous or current"
             ))
         };
-        let (y, m) = s.split_once('-').ok_or_else(bad)?;
-        let y: i64 = y.parse().map_err(|_| bad())?;
-        let m: u32 = m.parse().map_err(|_| bad())?;
-        if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) {
-            return Err(bad());
-        }
-        let start = days_from_civil(y, m, 1) * 86_400;
-        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-        let end = days_from_civil(ny, nm, 1) * 86_400;
-        Ok(Period { start, end })
+        let first = match s {
+            "previous" | "current" => {
+                let this = self.local(now).ok_or_else(bad)?.date().first_of_month();
+                if s == "current" {
+                    this
+                } else {
+                    this.checked_sub(1.month()).map_err(|_| bad())?
+                }
+            }
+            _ => {
+                let (y, m) = s.split_once('-').ok_or_else(bad)?;
+                let y: i16 = y.parse().map_err(|_| bad())?;
+                let m: i8 = m.parse().map_err(|_| bad())?;
+                if !(1970..=9999).contains(&y) {
+                    return Err(bad());
+                }
+                Date::new(y, m, 1).map_err(|_| bad())?
+            }
+        };
+        let next = first.checked_add(1.month()).map_err(|_| bad())?;
+        self.span(first, next).ok_or_else(bad)
     }
 
-    /// A calendar year, `YYYY`, or `previous` / `current` (UTC): `--year`.
-    pub fn year(s: &str) -> Result<Period, PeriodError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Period::year_at(s, now)
-    }
-
-    /// [`Period::year`], with `previous` and `current` relative to `now` (Unix seconds).
-    pub fn year_at(s: &str, now: i64) -> Result<Period, PeriodError> {
-        let this = civil_from_days(now.div_euclid(86_400)).0;
+    /// A calendar year, `YYYY`, or `previous` / `current` relative to `now`: `--year`.
+    pub fn year(&self, s: &str, now: i64) -> Result<Period, PeriodError> {
+        let bad = || {
+            PeriodError(format!(
+                "--year {s:?}: expected YYYY (for example 2026), previous or current"
+            ))
+        };
         let y = match s {
-            "current" => this,
-            "previous" => this - 1,
+            "current" | "previous" => {
+                let this = self.local(now).ok_or_else(bad)?.year();
+                if s == "current" {
+                    this
+                } else {
+                    this - 1
+                }
+            }
             _ => s
-                .parse::<i64>()
+                .parse::<i16>()
                 .ok()
                 .filter(|y| (1970..=9999).contains(y))
-                .ok_or_else(|| {
-                    PeriodError(format!(
-                        "--year {s:?}: expected YYYY (for example 2026), previous or current"
-                    ))
-                })?,
+                .ok_or_else(bad)?,
         };
-        Ok(Period {
-            start: days_from_civil(y, 1, 1) * 86_400,
-            end: days_from_civil(y + 1, 1, 1) * 86_400,
-        })
+        let first = Date::new(y, 1, 1).map_err(|_| bad())?;
+        let next = first.checked_add(1.year()).map_err(|_| bad())?;
+        self.span(first, next).ok_or_else(bad)
     }
 
-    /// `--from`/`--to`: each `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM[:SS]Z`.
-    pub fn between(from: &str, to: &str) -> Result<Period, PeriodError> {
-        let start = parse_instant(from).map_err(|e| PeriodError(format!("--from: {e}")))?;
-        let end = parse_instant(to).map_err(|e| PeriodError(format!("--to: {e}")))?;
+    /// `--from`/`--to`: each `YYYY-MM-DD` (the local midnight), `YYYY-MM-DDTHH:MM[:SS]` (local
+    /// time), either with `Z` or an offset (`+02:00`), or Unix seconds.
+    pub fn between(&self, from: &str, to: &str) -> Result<Period, PeriodError> {
+        let start = self
+            .instant(from)
+            .map_err(|e| PeriodError(format!("--from {from:?}: {e}")))?;
+        let end = self
+            .instant(to)
+            .map_err(|e| PeriodError(format!("--to {to:?}: {e}")))?;
         if end <= start {
             return Err(PeriodError(format!(
                 "--to {to} is not after --from {from}: give an end later than the start"
@@ -106,184 +206,128 @@ impl Period {
         Ok(Period { start, end })
     }
 
-    /// Slices of at most one day aligned on UTC midnights (the first and last may be shorter):
-    /// the days of the daily chart. Their sum is the period.
-    pub fn days(&self) -> Vec<Period> {
+    fn instant(&self, s: &str) -> Result<i64, String> {
+        let bad = || {
+            format!(
+                "expected YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] ({} time), either with Z or an offset (+02:00), or Unix seconds",
+                self.name
+            )
+        };
+        if let Ok(n) = s.parse::<i64>() {
+            Timestamp::from_second(n).map_err(|_| bad())?;
+            return Ok(n);
+        }
+        if !s.contains(['T', 't', ' ']) {
+            let d: Date = s.parse().map_err(|_| bad())?;
+            return self.day_start(d).ok_or_else(bad);
+        }
+        let ts = match s.parse::<Timestamp>() {
+            Ok(ts) => ts,
+            Err(_) => {
+                let dt: DateTime = s.parse().map_err(|_| bad())?;
+                self.unambiguous(dt)?
+            }
+        };
+        if ts.subsec_nanosecond() != 0 {
+            return Err("give whole seconds".into());
+        }
+        Ok(ts.as_second())
+    }
+
+    /// A local time that happens exactly once in the zone.
+    fn unambiguous(&self, dt: DateTime) -> Result<Timestamp, String> {
+        let amb = self.tz.to_ambiguous_timestamp(dt);
+        let (day, hm) = (dt.date(), dt.time().strftime("%H:%M:%S"));
+        match amb.offset() {
+            AmbiguousOffset::Unambiguous { offset } => offset
+                .to_timestamp(dt)
+                .map_err(|e| format!("out of range ({e})")),
+            AmbiguousOffset::Gap { before, after } => Err(format!(
+                "there is no {hm} in {} on {day} (clocks go from {} to {}): give a time that exists",
+                self.name,
+                offset_text(before),
+                offset_text(after)
+            )),
+            AmbiguousOffset::Fold { before, after } => Err(format!(
+                "{hm} happens twice in {} on {day} (at {} and {}): add the offset, e.g. {day}T{hm}{}",
+                self.name,
+                offset_text(before),
+                offset_text(after),
+                offset_text(before)
+            )),
+        }
+    }
+
+    /// Slices of at most one local day, cut at local midnights (the first and last may be
+    /// shorter; a day may be 23 or 25 hours): the days of the daily chart. Their sum is the period.
+    pub fn days(&self, p: &Period) -> Vec<Period> {
         let mut out = Vec::new();
-        let mut t = self.start;
-        while t < self.end {
-            let next = ((t.div_euclid(86_400)) + 1) * 86_400;
-            let e = next.min(self.end);
+        let mut t = p.start;
+        while t < p.end {
+            let next = self
+                .local(t)
+                .and_then(|dt| dt.date().tomorrow().ok())
+                .and_then(|d| self.day_start(d))
+                .filter(|&n| n > t)
+                .unwrap_or(p.end);
+            let e = next.min(p.end);
             out.push(Period { start: t, end: e });
             t = e;
         }
         out
     }
 
-    /// A short human label: `2026-10` for a whole month, else `2026-10-03 → 2026-10-09 12:00`.
-    pub fn label(&self) -> String {
-        let (y, m, d) = civil_from_days(self.start.div_euclid(86_400));
-        if self.start % 86_400 == 0 && d == 1 {
-            if let Ok(p) = Period::month(&format!("{y:04}-{m:02}")) {
-                if p == *self {
+    /// A short human label: `2026-10` for a whole month, `2026` for a whole year, else
+    /// `2026-10-03 → 2026-10-09 12:00` (a time shown carries its offset outside UTC).
+    pub fn label(&self, p: &Period) -> String {
+        if let Some(d) = self.local(p.start).map(|dt| dt.date()) {
+            if d.day() == 1 && self.day_start(d) == Some(p.start) {
+                let (y, m) = (d.year(), d.month());
+                if self.month(&format!("{y:04}-{m:02}"), 0).ok() == Some(*p) {
                     return format!("{y:04}-{m:02}");
                 }
-            }
-            if Period::year(&format!("{y:04}")).is_ok_and(|p| p == *self) {
-                return format!("{y:04}");
+                if self.year(&format!("{y:04}"), 0).ok() == Some(*p) {
+                    return format!("{y:04}");
+                }
             }
         }
-        format!("{} → {}", short(self.start), short(self.end))
+        format!("{} → {}", self.short(p.start), self.short(p.end))
+    }
+
+    /// `YYYY-MM-DD` at the start of a local day, else `YYYY-MM-DD HH:MM` (and the offset).
+    fn short(&self, t: i64) -> String {
+        let Some(dt) = self.local(t) else {
+            return self.iso(t);
+        };
+        if self.day_start(dt.date()) == Some(t) {
+            return dt.date().to_string();
+        }
+        let hm = dt.strftime("%Y-%m-%d %H:%M").to_string();
+        match Timestamp::from_second(t) {
+            Ok(ts) if !self.utc => format!("{hm}{}", offset_text(self.tz.to_offset(ts))),
+            _ => hm,
+        }
     }
 }
 
-impl fmt::Display for Period {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} to {}", iso(self.start), iso(self.end))
-    }
-}
-
-fn short(t: i64) -> String {
-    let s = iso(t);
-    if t % 86_400 == 0 {
-        s[..10].to_string()
+/// An offset as RFC 3339 writes it: `+02:00`, `-03:30` (seconds only where it has some).
+fn offset_text(o: Offset) -> String {
+    let s = o.seconds();
+    let sign = if s < 0 { '-' } else { '+' };
+    let a = s.unsigned_abs();
+    let (h, m, sec) = (a / 3600, a / 60 % 60, a % 60);
+    if sec == 0 {
+        format!("{sign}{h:02}:{m:02}")
     } else {
-        s[..16].replace('T', " ")
+        format!("{sign}{h:02}:{m:02}:{sec:02}")
     }
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn iso(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` whatever the site's zone: for names and records that
+/// must not depend on it (the send record).
+pub fn iso_utc(t: i64) -> String {
+    Zone::utc().iso(t)
 }
-
-/// Unix seconds as `YYYY-MM-DD`.
-pub fn date(t: i64) -> String {
-    iso(t)[..10].to_string()
-}
-
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]Z` or a plain number of Unix seconds.
-pub fn parse_instant(s: &str) -> Result<i64, String> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(n);
-    }
-    let bad = || format!("{s:?}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)");
-    let (d, time) = match s.split_once('T') {
-        Some((d, t)) => (d, Some(t.strip_suffix('Z').ok_or_else(bad)?)),
-        None => (s, None),
-    };
-    let mut parts = d.split('-');
-    let y: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let m: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let day: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=days_in_month(y, m)).contains(&day)
-    {
-        return Err(bad());
-    }
-    let mut secs = 0;
-    if let Some(t) = time {
-        let f: Vec<&str> = t.split(':').collect();
-        if !(2..=3).contains(&f.len()) {
-            return Err(bad());
-        }
-        let h: i64 = f[0].parse().map_err(|_| bad())?;
-        let mi: i64 = f[1].parse().map_err(|_| bad())?;
-        let se: i64 = f.get(2).map_or(Ok(0), |x| x.parse()).map_err(|_| bad())?;
-        if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0..60).contains(&se) {
-            return Err(bad());
-        }
-        secs = h * 3600 + mi * 60 + se;
-    }
-    Ok(days_from_civil(y, m, day) * 86_400 + secs)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-pub use joulebook_common::calendar::{civil_from_days, days_from_civil};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn months() {
-        let p = Period::month("2026-10").unwrap();
-        assert_eq!(iso(p.start), "2026-10-01T00:00:00Z");
-        assert_eq!(iso(p.end), "2026-11-01T00:00:00Z");
-        assert_eq!(p.days().len(), 31);
-        assert_eq!(p.label(), "2026-10");
-        let p = Period::month("2024-12").unwrap();
-        assert_eq!(iso(p.end), "2025-01-01T00:00:00Z");
-        assert_eq!(Period::month("2024-02").unwrap().days().len(), 29);
-        assert!(Period::month("2024-13").is_err());
-        // 2027-01-01T06:00Z: the previous month is December 2026.
-        let jan = days_from_civil(2027, 1, 1) * 86_400 + 6 * 3600;
-        assert_eq!(
-            Period::month_at("previous", jan).unwrap(),
-            Period::month("2026-12").unwrap()
-        );
-        assert_eq!(
-            Period::month_at("current", jan).unwrap(),
-            Period::month("2027-01").unwrap()
-        );
-        let mar = days_from_civil(2026, 3, 1) * 86_400;
-        assert_eq!(
-            Period::month_at("previous", mar).unwrap(),
-            Period::month("2026-02").unwrap()
-        );
-        assert!(Period::month("oct").is_err());
-    }
-
-    #[test]
-    fn years() {
-        let p = Period::year("2026").unwrap();
-        assert_eq!(iso(p.start), "2026-01-01T00:00:00Z");
-        assert_eq!(iso(p.end), "2027-01-01T00:00:00Z");
-        assert_eq!(p.days().len(), 365);
-        assert_eq!(p.label(), "2026");
-        assert_eq!(Period::year("2024").unwrap().days().len(), 366);
-        let jan = days_from_civil(2027, 1, 1) * 86_400 + 6 * 3600;
-        assert_eq!(Period::year_at("previous", jan).unwrap(), p);
-        assert_eq!(
-            Period::year_at("current", jan).unwrap(),
-            Period::year("2027").unwrap()
-        );
-        let e = Period::year("26").unwrap_err().to_string();
-        assert!(e.starts_with("--year \"26\""), "{e}");
-        assert!(Period::year("2026-10").is_err());
-    }
-
-    #[test]
-    fn between_and_days() {
-        let p = Period::between("2026-10-03T12:00Z", "2026-10-05").unwrap();
-        let d = p.days();
-        assert_eq!(d.len(), 2);
-        assert_eq!(d[0].seconds(), 43_200);
-        assert_eq!(d.iter().map(Period::seconds).sum::<i64>(), p.seconds());
-        assert!(Period::between("2026-10-05", "2026-10-03").is_err());
-        assert!(parse_instant("2026-02-30").is_err());
-        assert_eq!(p.label(), "2026-10-03 12:00 → 2026-10-05");
-    }
-
-    #[test]
-    fn civil_roundtrip() {
-        for z in -1000..40_000 {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@
 //! after every delivery: a crash can at most send the message in flight a second time.
 
 use crate::output::write_files;
-use crate::period::{iso, Period};
+use crate::period::{iso_utc as iso, Period};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

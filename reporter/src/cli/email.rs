@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::data::Dataset;
 use crate::mail;
 use crate::model::ScopeKind;
-use crate::period::Period;
+use crate::period::{Period, Zone};
 use crate::render::{self, Renderer};
 use crate::sent::SendRecord;
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ pub(super) fn send_all(
     renderer: &Renderer,
     ds: &Dataset,
     period: &Period,
+    zone: &Zone,
     args: &EmailArgs,
 ) -> Result<(), Fail> {
     let rc = &cfg.recipients;
@@ -83,7 +84,7 @@ pub(super) fn send_all(
         if todo.is_empty() {
             continue;
         }
-        let rendered = match mail_of(cli, cfg, renderer, ds, &kind) {
+        let rendered = match mail_of(cli, cfg, renderer, ds, &kind, zone) {
             Ok(r) => r,
             Err(Fail(_, e)) => {
                 failed.extend(todo.iter().map(|a| format!("{name} to {a}: {e}")));
@@ -151,8 +152,9 @@ fn mail_of(
     renderer: &Renderer,
     ds: &Dataset,
     kind: &ScopeKind,
+    zone: &Zone,
 ) -> Result<mail::Rendered, Fail> {
-    let report = build(cli, cfg, ds, kind.clone()).for_display();
+    let report = build(cli, cfg, ds, kind.clone(), zone).for_display();
     let pngs = charts(&report)?;
     let images: BTreeMap<String, String> = pngs
         .iter()
