@@ -13,12 +13,12 @@
 
 use crate::attribution::CycleDelta;
 use crate::attribution::{
-    attribute_each, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
+    attribute_each, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
 use crate::state::{JobState, State};
-use joulebook_common::Component;
+use joulebook_common::{Component, PerComponent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,8 +85,8 @@ pub struct JobMeta {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobRecord {
     pub meta: Arc<JobMeta>,
-    /// Energy by component (indexed as [`component_index`]), µJ.
-    pub uj: [u64; 4],
+    /// Energy by component, µJ.
+    pub uj: PerComponent<u64>,
     pub cpu_seconds: f64,
     pub core_seconds: f64,
     pub gpu_seconds: f64,
@@ -117,7 +117,7 @@ type RawMeta = (
 
 impl JobRecord {
     pub fn joules(&self, c: Component) -> f64 {
-        self.uj[component_index(c)] as f64 / 1e6
+        self.uj[c] as f64 / 1e6
     }
 }
 
@@ -128,12 +128,12 @@ pub struct Accounting {
     /// id order (kept to reuse their memory).
     cpu_deltas: Vec<u64>,
     order: Vec<usize>,
-    unallocated: [u64; 4],
+    unallocated: PerComponent<u64>,
     baseline: BaselineTracker,
     topology: Topology,
     /// Energy of jobs already dropped after their grace period, µJ: with it, jobs + unallocated
     /// can be checked against the node's totals at any time.
-    retired: [u64; 4],
+    retired: PerComponent<u64>,
     /// Remainders of the GPUs split between their parts (MIG instances, dies).
     splitter: crate::partition::Splitter,
 }
@@ -283,10 +283,10 @@ impl Accounting {
         Accounting {
             opts,
             jobs: BTreeMap::new(),
-            unallocated: [0; 4],
+            unallocated: PerComponent::default(),
             baseline,
             topology: topology(node),
-            retired: [0; 4],
+            retired: PerComponent::default(),
             cpu_deltas: Vec::new(),
             order: Vec::new(),
             splitter: Default::default(),
@@ -298,19 +298,16 @@ impl Accounting {
     }
 
     /// Unallocated energy by component, µJ.
-    pub fn unallocated_uj(&self) -> [u64; 4] {
+    pub fn unallocated_uj(&self) -> PerComponent<u64> {
         self.unallocated
     }
 
     /// Energy of all jobs ever seen (published or retired) plus unallocated, µJ per component:
     /// equals the node's energy gained since accounting started.
-    pub fn accounted_uj(&self) -> [u64; 4] {
-        let mut t = self.unallocated;
-        for (i, total) in t.iter_mut().enumerate() {
-            *total = total.saturating_add(self.retired[i]);
-            for j in self.jobs.values() {
-                *total = total.saturating_add(j.uj[i]);
-            }
+    pub fn accounted_uj(&self) -> PerComponent<u64> {
+        let mut t = self.unallocated.saturating_add(self.retired);
+        for j in self.jobs.values() {
+            t.saturating_add_assign(&j.uj);
         }
         t
     }
@@ -378,10 +375,10 @@ impl Accounting {
 
         let c = &delta.by_component;
         let node_delta = NodeDelta {
-            cpu_by_socket: by_socket(c.get(&Component::Cpu), &self.topology),
-            dram_by_socket: by_socket(c.get(&Component::Dram), &self.topology),
+            cpu_by_socket: by_socket(c.cpu.as_ref(), &self.topology),
+            dram_by_socket: by_socket(c.dram.as_ref(), &self.topology),
             gpu_by_uuid: {
-                let mut g = c.get(&Component::Gpu).cloned().unwrap_or_default();
+                let mut g = c.gpu.clone().unwrap_or_default();
                 self.splitter.apply(
                     &mut g,
                     &delta.gpu_partitions,
@@ -390,7 +387,8 @@ impl Accounting {
                 g
             },
             other: c
-                .get(&Component::Other)
+                .other
+                .as_ref()
                 .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),
             interval_s: delta.interval_s,
         };
@@ -419,23 +417,17 @@ impl Accounting {
         // Shares of the same id (listed twice) add up in the same record, as merged.
         for (r, uj) in record.into_iter().zip(by_job) {
             if let Some(rec) = recs.get_mut(r) {
-                for (acc, add) in rec.uj.iter_mut().zip(uj) {
-                    *acc = acc.saturating_add(add);
-                }
+                rec.uj.saturating_add_assign(&uj);
             }
         }
-        for (acc, add) in self.unallocated.iter_mut().zip(unallocated) {
-            *acc = acc.saturating_add(add);
-        }
+        self.unallocated.saturating_add_assign(&unallocated);
 
         // Finished jobs are dropped after the grace period.
         let grace = self.opts.grace_s;
         let retired = &mut self.retired;
         self.jobs.retain(|_, rec| match rec.ended_mono {
             Some(end) if t_mono - end > grace => {
-                for (r, uj) in retired.iter_mut().zip(rec.uj) {
-                    *r = r.saturating_add(uj);
-                }
+                retired.saturating_add_assign(&rec.uj);
                 false
             }
             _ => true,
@@ -448,7 +440,7 @@ impl Accounting {
     pub fn resume(&mut self, state: &State, now: f64, t_mono: f64) {
         for c in Component::ALL {
             if let Some(uj) = state.unallocated.get(c.as_str()) {
-                self.unallocated[component_index(c)] = *uj;
+                self.unallocated[c] = *uj;
             }
         }
         for (id, js) in &state.jobs {
@@ -476,7 +468,7 @@ impl Accounting {
             };
             for c in Component::ALL {
                 if let Some(uj) = js.joules_uj.get(c.as_str()) {
-                    rec.uj[component_index(c)] = *uj;
+                    rec.uj[c] = *uj;
                 }
             }
             self.jobs.insert(Arc::from(id.as_str()), rec);
@@ -488,7 +480,7 @@ impl Accounting {
         for c in Component::ALL {
             state
                 .unallocated
-                .insert(c.as_str().to_string(), self.unallocated[component_index(c)]);
+                .insert(c.as_str().to_string(), self.unallocated[c]);
         }
         for (id, rec) in &self.jobs {
             let mut js = JobState {
@@ -499,8 +491,7 @@ impl Accounting {
                 ..Default::default()
             };
             for c in Component::ALL {
-                js.joules_uj
-                    .insert(c.as_str().to_string(), rec.uj[component_index(c)]);
+                js.joules_uj.insert(c.as_str().to_string(), rec.uj[c]);
             }
             let m = &rec.meta;
             for (k, v) in [

@@ -61,30 +61,21 @@ mod split;
 pub use baseline::BaselineTracker;
 pub use split::{attribute, attribute_each};
 
-use joulebook_common::Component;
+use joulebook_common::{Component, PerComponent};
 use std::collections::BTreeMap;
 
-/// Index of a component in the `[u64; 4]` arrays of [`Attribution`]: the order of
-/// [`Component::ALL`] (cpu, dram, gpu, other).
-pub const fn component_index(c: Component) -> usize {
-    match c {
-        Component::Cpu => 0,
-        Component::Dram => 1,
-        Component::Gpu => 2,
-        Component::Other => 3,
-    }
-}
-
-const CPU: usize = component_index(Component::Cpu);
-const DRAM: usize = component_index(Component::Dram);
-const GPU: usize = component_index(Component::Gpu);
-const OTHER: usize = component_index(Component::Other);
+/// Short names for the components in the split's arithmetic and its tests.
+const CPU: Component = Component::Cpu;
+const DRAM: Component = Component::Dram;
+const GPU: Component = Component::Gpu;
+const OTHER: Component = Component::Other;
 
 /// Energy added to each node component during one cycle, in microjoules, with its per-device
 /// split (socket number or GPU UUID). This is what per-job attribution divides.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CycleDelta {
-    pub by_component: BTreeMap<Component, BTreeMap<String, u64>>,
+    /// Per component, µJ by device; `None` for a component no source measures.
+    pub by_component: PerComponent<Option<BTreeMap<String, u64>>>,
     pub interval_s: f64,
     /// GPUs whose energy belongs to parts that jobs hold apart (MIG instances, MI250X dies).
     pub gpu_partitions: Vec<crate::sources::GpuPartitions>,
@@ -106,16 +97,15 @@ pub struct NodeDelta {
 }
 
 impl NodeDelta {
-    /// The node's energy per component (indexed as [`component_index`]), µJ. Saturates at
-    /// `u64::MAX`.
-    pub fn component_totals(&self) -> [u64; 4] {
+    /// The node's energy per component, µJ. Saturates at `u64::MAX`.
+    pub fn component_totals(&self) -> PerComponent<u64> {
         let sum = |v: &mut dyn Iterator<Item = u64>| v.fold(0u64, u64::saturating_add);
-        let mut t = [0; 4];
-        t[CPU] = sum(&mut self.cpu_by_socket.iter().copied());
-        t[DRAM] = sum(&mut self.dram_by_socket.iter().copied());
-        t[GPU] = sum(&mut self.gpu_by_uuid.values().copied());
-        t[OTHER] = self.other;
-        t
+        PerComponent {
+            cpu: sum(&mut self.cpu_by_socket.iter().copied()),
+            dram: sum(&mut self.dram_by_socket.iter().copied()),
+            gpu: sum(&mut self.gpu_by_uuid.values().copied()),
+            other: self.other,
+        }
     }
 }
 
@@ -160,11 +150,11 @@ pub struct Baselines {
     pub idle_watts_by_socket: Vec<Option<f64>>,
 }
 
-/// The result for one interval: µJ per job and unallocated, indexed as [`component_index`].
+/// The result for one interval: µJ per job and unallocated, per component.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attribution {
-    pub jobs: BTreeMap<String, [u64; 4]>,
-    pub unallocated: [u64; 4],
+    pub jobs: BTreeMap<String, PerComponent<u64>>,
+    pub unallocated: PerComponent<u64>,
 }
 
 #[cfg(test)]

@@ -154,11 +154,7 @@ impl Engine {
                 .iter()
                 .map(|(id, r)| (id.clone(), r.clone()))
                 .collect();
-            let un = acc.unallocated_uj();
-            s.unallocated = Component::ALL
-                .iter()
-                .map(|c| (*c, un[crate::attribution::component_index(*c)] as f64 / 1e6))
-                .collect();
+            s.unallocated = acc.unallocated_uj().joules();
             s.jobs_running = Some(acc.running());
         } else {
             s.health.push((SourceKind::Jobs, Health::default()));
@@ -418,7 +414,7 @@ mod schedule_tests {
             .get("101")
             .expect("job 101")
             .joules(Component::Cpu);
-        let un = acc.unallocated_uj()[crate::attribution::component_index(Component::Cpu)];
+        let un = acc.unallocated_uj().cpu;
         let node_j = e
             .sampler
             .channel_joules(&ChannelId::new(Domain::RaplPackage, "0"));

@@ -383,7 +383,6 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error>
 
 /// Per-job and unallocated series. Job energy is published for the components the node has.
 fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
-    use crate::attribution::component_index;
     use names::labels as l;
     if s.jobs_running.is_none() {
         return Ok(());
@@ -396,7 +395,7 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
             components.iter().map(move |c| {
                 (
                     [(l::JOB_ID, &**id), (l::COMPONENT, c.as_str())],
-                    r.uj[component_index(*c)] as f64 / 1e6,
+                    r.uj[*c] as f64 / 1e6,
                 )
             })
         }),

@@ -14,7 +14,7 @@ use crate::sources::bmc::BmcStatus;
 use crate::sources::{
     ChannelId, DeviceInfo, Domain, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
 };
-use joulebook_common::Component;
+use joulebook_common::{Component, PerComponent};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -56,7 +56,7 @@ pub struct Sampler {
     channels: BTreeMap<ChannelId, Channel>,
     /// Node component totals (µJ). Kept apart from the channels, and fed with per-cycle deltas, so
     /// they stay monotonic when a component switches from estimated to measured.
-    node: BTreeMap<Component, (Accumulator, Method, SourceKind)>,
+    node: PerComponent<Option<(Accumulator, Method, SourceKind)>>,
     gpus: BTreeMap<String, GpuInfo>,
     /// Devices of the sysfs sources, by channel, with their source.
     devices: BTreeMap<ChannelId, (SourceKind, DeviceInfo)>,
@@ -95,7 +95,7 @@ impl Sampler {
                 })
                 .collect(),
             channels: BTreeMap::new(),
-            node: BTreeMap::new(),
+            node: PerComponent::default(),
             gpus: BTreeMap::new(),
             devices: BTreeMap::new(),
             node_info,
@@ -125,7 +125,7 @@ impl Sampler {
             self.channels.insert(id, Channel { acc, source });
         }
         for (c, m, s, uj) in node {
-            self.node.insert(c, (Accumulator::resume(uj), m, s));
+            self.node[c] = Some((Accumulator::resume(uj), m, s));
         }
     }
 
@@ -142,7 +142,7 @@ impl Sampler {
     pub fn node_totals(&self) -> impl Iterator<Item = (Component, Method, SourceKind, u64)> + '_ {
         self.node
             .iter()
-            .map(|(c, (acc, m, s))| (*c, *m, *s, acc.total_uj()))
+            .filter_map(|(c, n)| n.as_ref().map(|(acc, m, s)| (c, *m, *s, acc.total_uj())))
     }
 
     /// One sampling cycle at monotonic time `t` (seconds). Returns what each node component
@@ -294,14 +294,12 @@ impl Sampler {
                 Method::Estimated
             };
             let total: u64 = by_device.values().sum();
-            let entry = self
-                .node
-                .entry(component)
-                .or_insert_with(|| (Accumulator::default(), method, source));
+            let entry = self.node[component]
+                .get_or_insert_with(|| (Accumulator::default(), method, source));
             entry.0 = Accumulator::resume(entry.0.total_uj().saturating_add(total));
             entry.1 = method;
             entry.2 = source;
-            delta.by_component.insert(component, by_device);
+            delta.by_component[component] = Some(by_device);
         }
         self.add_other(added, &mut delta, complete);
         delta
@@ -341,7 +339,7 @@ impl Sampler {
         };
         let measured: u64 = [Component::Cpu, Component::Dram, Component::Gpu]
             .iter()
-            .filter_map(|c| delta.by_component.get(c))
+            .filter_map(|c| delta.by_component[*c].as_ref())
             .flat_map(|m| m.values())
             .sum();
         let w = &mut self.other_window;
@@ -385,14 +383,10 @@ impl Sampler {
         };
         w.measured_uj = 0;
         w.elapsed_s = 0.0;
-        let entry = self
-            .node
-            .entry(Component::Other)
-            .or_insert_with(|| (Accumulator::default(), Method::Measured, meter));
+        let entry = self.node[Component::Other]
+            .get_or_insert_with(|| (Accumulator::default(), Method::Measured, meter));
         entry.0 = Accumulator::resume(entry.0.total_uj().saturating_add(other));
-        delta
-            .by_component
-            .insert(Component::Other, [(String::new(), other)].into());
+        delta.by_component.other = Some([(String::new(), other)].into());
     }
 
     pub fn snapshot(&self, unix_now: f64) -> Snapshot {
@@ -414,11 +408,13 @@ impl Sampler {
             node: self
                 .node
                 .iter()
-                .map(|(c, (acc, method, source))| ComponentTotal {
-                    component: *c,
-                    joules: acc.joules(),
-                    method: *method,
-                    source: *source,
+                .filter_map(|(c, n)| {
+                    n.as_ref().map(|(acc, method, source)| ComponentTotal {
+                        component: c,
+                        joules: acc.joules(),
+                        method: *method,
+                        source: *source,
+                    })
                 })
                 .collect(),
             gpus: self.gpus.values().cloned().collect(),

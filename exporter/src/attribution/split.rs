@@ -14,6 +14,7 @@
 use super::{
     Attribution, Baselines, CpuPolicy, JobShare, NodeDelta, Topology, CPU, DRAM, GPU, OTHER,
 };
+use joulebook_common::{Component, PerComponent};
 
 /// Marks a CPU id that is not in the topology.
 const NONE: u32 = u32::MAX;
@@ -205,14 +206,10 @@ pub fn attribute(
     if !jobs.is_sorted_by_key(|j| j.id) {
         order.sort_unstable_by_key(|&j| jobs[j].id);
     }
-    let mut merged: Vec<(&str, [u64; 4])> = Vec::with_capacity(jobs.len());
+    let mut merged: Vec<(&str, PerComponent<u64>)> = Vec::with_capacity(jobs.len());
     for j in order {
         match merged.last_mut() {
-            Some((id, sum)) if *id == jobs[j].id => {
-                for k in 0..4 {
-                    sum[k] = sum[k].saturating_add(out[j][k]);
-                }
-            }
+            Some((id, sum)) if *id == jobs[j].id => sum.saturating_add_assign(&out[j]),
             _ => merged.push((jobs[j].id, out[j])),
         }
     }
@@ -234,7 +231,7 @@ pub fn attribute_each(
     jobs: &[JobShare],
     policy: CpuPolicy,
     baselines: &Baselines,
-) -> (Vec<[u64; 4]>, [u64; 4]) {
+) -> (Vec<PerComponent<u64>>, PerComponent<u64>) {
     let n_jobs = jobs.len();
     let sockets = topo
         .cpus_by_socket
@@ -276,13 +273,13 @@ pub fn attribute_each(
         CpuPolicy::UsageAboveBaseline => cpu_time_by_socket(jobs, &starts, &own_cpus, sockets),
     };
 
-    let mut out = vec![[0u64; 4]; n_jobs];
-    let mut unallocated = [0u64; 4];
+    let mut out = vec![PerComponent::<u64>::default(); n_jobs];
+    let mut unallocated = PerComponent::<u64>::default();
 
     // Splits `energy` by `weight(j)` over `total`, adding to component `k`; the rest is
     // unallocated.
-    let mut split = |out: &mut [[u64; 4]],
-                     k: usize,
+    let mut split = |out: &mut [PerComponent<u64>],
+                     k: Component,
                      energy: u64,
                      total: u128,
                      weight: &dyn Fn(usize) -> u128| {

@@ -4,6 +4,7 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 use super::*;
+use joulebook_common::PerComponent;
 use proptest::prelude::*;
 
 fn topo(sockets: &[std::ops::Range<u32>], memory_bytes: u64) -> Topology {
@@ -42,7 +43,7 @@ fn alloc(d: &NodeDelta, t: &Topology, jobs: &[JobShare]) -> Attribution {
 /// The invariant: per component, jobs + unallocated = node, exactly.
 fn assert_exact(d: &NodeDelta, a: &Attribution) {
     let node = d.component_totals();
-    for k in 0..4 {
+    for k in Component::ALL {
         let jobs: u128 = a.jobs.values().map(|v| u128::from(v[k])).sum();
         assert_eq!(
             jobs + u128::from(a.unallocated[k]),
@@ -52,19 +53,12 @@ fn assert_exact(d: &NodeDelta, a: &Attribution) {
     }
 }
 
-fn got(a: &Attribution, id: &str) -> [u64; 4] {
+fn got(a: &Attribution, id: &str) -> PerComponent<u64> {
     a.jobs[id]
 }
 
 fn uuids(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
-}
-
-#[test]
-fn component_index_follows_component_all() {
-    for (i, c) in Component::ALL.into_iter().enumerate() {
-        assert_eq!(component_index(c), i);
-    }
 }
 
 #[test]
@@ -189,13 +183,13 @@ fn sockets_outside_the_topology_are_unallocated() {
 fn no_jobs_or_empty_topology_means_everything_unallocated() {
     let d = delta(&[1000, 7], &[5], &[("G", 9)], 11);
     let a = alloc(&d, &topo(&[0..4, 4..8], 1 << 30), &[]);
-    assert_eq!(a.unallocated, [1007, 5, 9, 11]);
+    assert_eq!(a.unallocated, PerComponent::from([1007, 5, 9, 11]));
     assert!(a.jobs.is_empty());
     let a = alloc(&d, &Topology::default(), &[job("j", &[0], &[])]);
-    assert_eq!(a.unallocated, [1007, 5, 9, 11]);
+    assert_eq!(a.unallocated, PerComponent::from([1007, 5, 9, 11]));
     assert_eq!(
         got(&a, "j"),
-        [0; 4],
+        PerComponent::default(),
         "a job that got nothing is still listed"
     );
 }
@@ -509,7 +503,7 @@ fn reference_allocation(
     d: &NodeDelta,
     topo: &Topology,
     jobs: &[JobShare],
-) -> BTreeMap<String, [f64; 4]> {
+) -> BTreeMap<String, PerComponent<f64>> {
     use std::collections::{BTreeSet, HashMap};
     let mut socket_of: HashMap<u32, usize> = HashMap::new();
     for (s, cpus) in topo.cpus_by_socket.iter().enumerate() {
@@ -550,9 +544,9 @@ fn reference_allocation(
         })
         .flatten()
         .map(|sum| sum.max(topo.memory_bytes as f64));
-    let mut out: BTreeMap<String, [f64; 4]> = BTreeMap::new();
+    let mut out: BTreeMap<String, PerComponent<f64>> = BTreeMap::new();
     for (j, job) in jobs.iter().enumerate() {
-        let mut e = [0f64; 4];
+        let mut e = PerComponent::<f64>::default();
         for &c in &cpu_sets[j] {
             let s = socket_of[&c];
             let share = 1.0 / holders(c) / in_socket[s];
@@ -569,10 +563,8 @@ fn reference_allocation(
         for g in &gpu_sets[j] {
             e[GPU] += d.gpu_by_uuid[*g] as f64 / gpu_holders(g);
         }
-        let slot = out.entry(job.id.to_string()).or_insert([0.0; 4]);
-        for k in 0..4 {
-            slot[k] += e[k];
-        }
+        let slot = out.entry(job.id.to_string()).or_default();
+        *slot = slot.plus(&e);
     }
     out
 }
@@ -586,7 +578,7 @@ proptest! {
     /// listed, and cumulative per-job totals never decrease.
     #[test]
     fn jobs_plus_unallocated_is_the_node_exactly((topo, pool, samples) in scenario()) {
-        let mut cumulative: BTreeMap<String, [u128; 4]> = BTreeMap::new();
+        let mut cumulative: BTreeMap<String, PerComponent<u128>> = BTreeMap::new();
         for sample in &samples {
             let d = NodeDelta {
                 cpu_by_socket: sample.cpu.clone(),
@@ -627,8 +619,8 @@ proptest! {
                 let entries = |id: &str| jobs.iter().filter(|j| j.id == id).count() as f64;
                 let splits = (topo.cpus_by_socket.len() + d.dram_by_socket.len() + GPU_POOL + 1) as f64;
                 for (id, exact) in &reference {
-                    for (k, (&got, &exact)) in a.jobs[id].iter().zip(exact).enumerate() {
-                        let got = got as f64;
+                    for (k, &got) in a.jobs[id].iter() {
+                        let (got, exact) = (got as f64, exact[k]);
                         let slack = 1e-9 * exact + 1e-3;
                         prop_assert!(got <= exact + slack, "{} {}: {} > {}", id, k, got, exact);
                         prop_assert!(got + entries(id) * splits + slack >= exact, "{} {}: {} << {}", id, k, got, exact);
@@ -636,7 +628,7 @@ proptest! {
                 }
             }
             let node = d.component_totals();
-            for k in 0..4 {
+            for k in Component::ALL {
                 let jobs_sum: u128 = a.jobs.values().map(|v| u128::from(v[k])).sum();
                 prop_assert_eq!(jobs_sum + u128::from(a.unallocated[k]), u128::from(node[k]));
             }
@@ -644,8 +636,8 @@ proptest! {
             let listed: std::collections::BTreeSet<&str> = a.jobs.keys().map(String::as_str).collect();
             prop_assert_eq!(expected, listed);
             for (id, e) in &a.jobs {
-                let total = cumulative.entry(id.clone()).or_insert([0; 4]);
-                for k in 0..4 {
+                let total = cumulative.entry(id.clone()).or_default();
+                for k in Component::ALL {
                     let before = total[k];
                     total[k] += u128::from(e[k]);
                     prop_assert!(total[k] >= before);
@@ -678,7 +670,7 @@ proptest! {
             interval_s: 1.0,
         };
         let a = attribute(&d, &topo, &[job("j", &cpus, &gpus)], CpuPolicy::Allocation, &Baselines::default());
-        prop_assert_eq!(a.unallocated, [0; 4]);
+        prop_assert_eq!(a.unallocated, PerComponent::default());
         prop_assert_eq!(a.jobs["j"], d.component_totals());
     }
 }

@@ -20,6 +20,7 @@ use crate::sources::{
     ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, GpuPart, GpuPartitions, RawEnergy,
     Source, SourceError, SourceKind, SourceSample,
 };
+use joulebook_common::PerComponent;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One integrated counter: total in its unit since the simulation started, and the remainder.
@@ -249,7 +250,12 @@ impl NodeModel {
     /// The whole node's energy as its BMC measures it, µJ since the simulation started: the
     /// counters of the modelled components plus `other`.
     pub fn bmc_uj(&self) -> u64 {
-        let [cpu, dram, gpu, other] = self.totals_uj();
+        let PerComponent {
+            cpu,
+            dram,
+            gpu,
+            other,
+        } = self.totals_uj();
         cpu + dram + gpu + other
     }
 
@@ -274,17 +280,17 @@ impl NodeModel {
     }
 
     /// Energy since the start by component (cpu, dram, gpu, other), µJ.
-    pub fn totals_uj(&self) -> [u64; 4] {
-        [
-            self.pkg_uj.iter().map(|c| c.total).sum(),
-            if self.dram.is_some() {
+    pub fn totals_uj(&self) -> PerComponent<u64> {
+        PerComponent {
+            cpu: self.pkg_uj.iter().map(|c| c.total).sum(),
+            dram: if self.dram.is_some() {
                 self.dram_uj.iter().map(|c| c.total).sum()
             } else {
                 0
             },
-            self.gpus.iter().map(|g| g.energy_mj.total * 1000).sum(),
-            self.other_uj.total,
-        ]
+            gpu: self.gpus.iter().map(|g| g.energy_mj.total * 1000).sum(),
+            other: self.other_uj.total,
+        }
     }
 
     /// `other` of the last step, µJ (0 without a BMC).
