@@ -17,10 +17,11 @@ use crate::attribution::{
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
+use crate::sources::DeviceKey;
 use crate::state::{JobState, State};
 use joulebook_common::{Component, PerComponent};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// How user and job names leave the node.
@@ -136,6 +137,8 @@ pub struct Accounting {
     retired: PerComponent<u64>,
     /// Remainders of the GPUs split between their parts (MIG instances, dies).
     splitter: crate::partition::Splitter,
+    /// Sockets measured but missing from the topology, already logged.
+    unknown_sockets: BTreeSet<u32>,
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -176,10 +179,15 @@ fn spread(total: u64, topo: &Topology) -> Vec<u64> {
     v
 }
 
-/// Per-socket energies of a component: a device that names a socket of the topology (a socket
-/// or a die of one) keeps its energy on that socket; the energy of the others (a node-wide
-/// estimate, a sensor named in the configuration) is spread over sockets by their CPUs.
-fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u64> {
+/// Per-socket energies of a component: a socket of the topology, or a die of one, keeps its
+/// energy on that socket; the energy of the others (the node: an estimate; a sensor named in the
+/// configuration; a socket the topology lacks, added to `unknown` for the caller to log) is
+/// spread over sockets by their CPUs.
+fn by_socket(
+    devices: Option<&BTreeMap<DeviceKey, u64>>,
+    topo: &Topology,
+    unknown: &mut Vec<u32>,
+) -> Vec<u64> {
     let Some(devices) = devices else {
         return Vec::new();
     };
@@ -187,10 +195,20 @@ fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u6
     let mut v = vec![0u64; n];
     let mut unplaced = 0u64;
     for (dev, uj) in devices {
-        // A die's energy belongs to its socket.
-        match crate::sources::socket_and_die(dev).0.parse::<usize>() {
-            Ok(s) if s < n => v[s] = v[s].saturating_add(*uj),
-            _ => unplaced = unplaced.saturating_add(*uj),
+        let socket = match dev {
+            // A die's energy belongs to its socket.
+            DeviceKey::Socket(s) | DeviceKey::Die { socket: s, .. } => {
+                let known = (*s as usize) < n;
+                if !known {
+                    unknown.push(*s);
+                }
+                known.then_some(*s as usize)
+            }
+            DeviceKey::Node | DeviceKey::Sensor(_) | DeviceKey::Gpu(_) => None,
+        };
+        match socket {
+            Some(s) => v[s] = v[s].saturating_add(*uj),
+            None => unplaced = unplaced.saturating_add(*uj),
         }
     }
     if unplaced > 0 {
@@ -290,6 +308,7 @@ impl Accounting {
             cpu_deltas: Vec::new(),
             order: Vec::new(),
             splitter: Default::default(),
+            unknown_sockets: BTreeSet::new(),
         }
     }
 
@@ -374,11 +393,18 @@ impl Accounting {
         self.order = order;
 
         let c = &delta.by_component;
+        let mut unknown = Vec::new();
         let node_delta = NodeDelta {
-            cpu_by_socket: by_socket(c.cpu.as_ref(), &self.topology),
-            dram_by_socket: by_socket(c.dram.as_ref(), &self.topology),
+            cpu_by_socket: by_socket(c.cpu.as_ref(), &self.topology, &mut unknown),
+            dram_by_socket: by_socket(c.dram.as_ref(), &self.topology, &mut unknown),
             gpu_by_uuid: {
-                let mut g = c.gpu.clone().unwrap_or_default();
+                // Jobs name their GPUs by the id a GPU key prints.
+                let mut g: BTreeMap<String, u64> = c
+                    .gpu
+                    .iter()
+                    .flatten()
+                    .map(|(k, uj)| (k.to_string(), *uj))
+                    .collect();
                 self.splitter.apply(
                     &mut g,
                     &delta.gpu_partitions,
@@ -392,6 +418,15 @@ impl Accounting {
                 .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),
             interval_s: delta.interval_s,
         };
+        for s in unknown {
+            if self.unknown_sockets.insert(s) {
+                tracing::warn!(
+                    socket = s,
+                    sockets = self.topology.cpus_by_socket.len(),
+                    "energy of a socket missing from the CPU topology is split over all sockets by CPUs"
+                );
+            }
+        }
         if self.opts.policy == CpuPolicy::UsageAboveBaseline {
             self.baseline
                 .observe(t_mono, &node_delta.cpu_by_socket, delta.interval_s);

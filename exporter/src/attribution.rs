@@ -61,6 +61,7 @@ mod split;
 pub use baseline::BaselineTracker;
 pub use split::{attribute, attribute_each};
 
+use crate::sources::DeviceKey;
 use joulebook_common::{Component, PerComponent};
 use std::collections::BTreeMap;
 
@@ -71,11 +72,11 @@ const GPU: Component = Component::Gpu;
 const OTHER: Component = Component::Other;
 
 /// Energy added to each node component during one cycle, in microjoules, with its per-device
-/// split (socket number or GPU UUID). This is what per-job attribution divides.
+/// split (socket, die, GPU, sensor, node). This is what per-job attribution divides.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CycleDelta {
     /// Per component, µJ by device; `None` for a component no source measures.
-    pub by_component: PerComponent<Option<BTreeMap<String, u64>>>,
+    pub by_component: PerComponent<Option<BTreeMap<DeviceKey, u64>>>,
     pub interval_s: f64,
     /// GPUs whose energy belongs to parts that jobs hold apart (MIG instances, MI250X dies).
     pub gpu_partitions: Vec<crate::sources::GpuPartitions>,

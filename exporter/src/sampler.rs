@@ -12,7 +12,7 @@ use crate::node::NodeInfo;
 use crate::snapshot::{ComponentTotal, Health, Method, Snapshot};
 use crate::sources::bmc::BmcStatus;
 use crate::sources::{
-    ChannelId, DeviceInfo, Domain, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
+    ChannelId, DeviceInfo, DeviceKey, Domain, GpuInfo, RawEnergy, Source, SourceError, SourceKind,
 };
 use joulebook_common::{Component, PerComponent};
 use std::collections::BTreeMap;
@@ -276,7 +276,7 @@ impl Sampler {
             let measured = self.channels.iter().any(|(id, _)| {
                 id.domain.component() == Some(component) && !id.domain.is_estimate()
             });
-            let mut by_device: BTreeMap<String, u64> = BTreeMap::new();
+            let mut by_device: BTreeMap<DeviceKey, u64> = BTreeMap::new();
             let mut source = None;
             for (id, ch) in &self.channels {
                 if id.domain.component() != Some(component) || id.domain.is_estimate() == measured {
@@ -386,7 +386,7 @@ impl Sampler {
         let entry = self.node[Component::Other]
             .get_or_insert_with(|| (Accumulator::default(), Method::Measured, meter));
         entry.0 = Accumulator::resume(entry.0.total_uj().saturating_add(other));
-        delta.by_component.other = Some([(String::new(), other)].into());
+        delta.by_component.other = Some([(DeviceKey::Node, other)].into());
     }
 
     pub fn snapshot(&self, unix_now: f64) -> Snapshot {

@@ -1,7 +1,8 @@
 use super::*;
 
 /// A device that is not a socket number once spread every socket's energy over all sockets
-/// by CPU count: socket 0's 900 J would have gone half to socket 1's jobs.
+/// by CPU count: socket 0's 900 J would have gone half to socket 1's jobs. Now only the node, a
+/// sensor and a socket the topology lacks (reported for the log) are spread, each only its own.
 #[test]
 fn a_device_that_is_no_socket_spreads_only_its_own_energy() {
     let topo = Topology {
@@ -9,19 +10,27 @@ fn a_device_that_is_no_socket_spreads_only_its_own_energy() {
         memory_bytes: 0,
     };
     let devices = BTreeMap::from([
-        ("0".to_string(), 900),
-        ("1-die-0".to_string(), 100),
-        ("pdu".to_string(), 50),
-        ("7".to_string(), 10),
+        (DeviceKey::Socket(0), 900),
+        (DeviceKey::Die { socket: 1, die: 0 }, 100),
+        (DeviceKey::sensor("pdu"), 50),
+        (DeviceKey::Socket(7), 10),
     ]);
-    assert_eq!(by_socket(Some(&devices), &topo), vec![900 + 30, 100 + 30]);
-    let sockets = BTreeMap::from([("0".to_string(), 5), ("1".to_string(), 7)]);
-    assert_eq!(by_socket(Some(&sockets), &topo), vec![5, 7]);
-    let estimate = BTreeMap::from([(String::new(), 11)]);
-    assert_eq!(by_socket(Some(&estimate), &topo), vec![5, 6]);
-    assert_eq!(by_socket(None, &topo), Vec::<u64>::new());
+    let mut unknown = Vec::new();
+    assert_eq!(
+        by_socket(Some(&devices), &topo, &mut unknown),
+        vec![900 + 30, 100 + 30]
+    );
+    assert_eq!(unknown, [7]);
+    let mut unknown = Vec::new();
+    let sockets = BTreeMap::from([(DeviceKey::Socket(0), 5), (DeviceKey::Socket(1), 7)]);
+    assert_eq!(by_socket(Some(&sockets), &topo, &mut unknown), vec![5, 7]);
+    let estimate = BTreeMap::from([(DeviceKey::Node, 11)]);
+    assert_eq!(by_socket(Some(&estimate), &topo, &mut unknown), vec![5, 6]);
+    assert_eq!(by_socket(None, &topo, &mut unknown), Vec::<u64>::new());
+    assert!(unknown.is_empty());
 }
 use crate::jobs::Scheduler;
+use crate::sources::Domain;
 use proptest::prelude::*;
 
 fn node() -> NodeInfo {
@@ -59,9 +68,15 @@ fn delta(cpu: &[(&str, u64)], gpu: &[(&str, u64)], interval_s: f64) -> CycleDelt
         interval_s,
         ..Default::default()
     };
-    d.by_component.cpu = Some(cpu.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+    let keys = |domain, devices: &[(&str, u64)]| {
+        devices
+            .iter()
+            .map(|(k, v)| (DeviceKey::parse(domain, k), *v))
+            .collect()
+    };
+    d.by_component.cpu = Some(keys(Domain::RaplPackage, cpu));
     if !gpu.is_empty() {
-        d.by_component.gpu = Some(gpu.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+        d.by_component.gpu = Some(keys(Domain::Gpu, gpu));
     }
     d
 }

@@ -269,7 +269,7 @@ fn other_is_bmc_minus_measured_over_the_same_span() {
     for t in 0..16 {
         let d = s.cycle(t as f64);
         if let Some(o) = d.by_component.other.as_ref() {
-            other.push((t, o[""]));
+            other.push((t, o[&DeviceKey::Node]));
         }
     }
     // At t=6: 750 J − 100 W × 5 s = 250 J. At t=11 the same. At t=15: 300 J over 4 s of
@@ -313,7 +313,7 @@ fn a_hwmon_node_meter_gives_other_without_a_bmc() {
     let mut other = vec![];
     for t in 0..6 {
         let d = s.cycle(t as f64);
-        other.push(d.by_component.other.as_ref().map(|o| o[""]));
+        other.push(d.by_component.other.as_ref().map(|o| o[&DeviceKey::Node]));
     }
     // 150 W a second; at t=4 the meter's 2 s since its last reading against RAPL's 2 s.
     assert_eq!(
@@ -357,7 +357,7 @@ fn a_source_down_does_not_count_its_energy_twice() {
     let mut other = vec![];
     for t in 0..12 {
         let d = s.cycle(t as f64);
-        other.push(d.by_component.other.as_ref().map(|o| o[""]));
+        other.push(d.by_component.other.as_ref().map(|o| o[&DeviceKey::Node]));
     }
     // t=3..7 are held; at t=8 RAPL's 600 J catch-up arrives and the held 6 s of BMC close
     // at 6 × 50 W.

@@ -16,6 +16,7 @@ use crate::energy::PowerIntegral;
 use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
+use crate::sources::DeviceKey;
 use crate::sources::{
     ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, GpuPart, GpuPartitions, RawEnergy,
     Source, SourceError, SourceKind, SourceSample,
@@ -376,7 +377,7 @@ impl Source for RaplSim {
         let mut energy = Vec::with_capacity(2 * m.sockets);
         for s in 0..m.sockets {
             energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::RaplPackage, s.to_string()),
+                channel: ChannelId::of(Domain::RaplPackage, DeviceKey::Socket(s as u32)),
                 raw: RawEnergy::Wrapping {
                     uj: (m.pkg_offset[s] + m.pkg_uj[s].total) % m.range_uj,
                     range_uj: m.range_uj,
@@ -385,7 +386,7 @@ impl Source for RaplSim {
             });
             if m.dram.is_some() {
                 energy.push(EnergyReading {
-                    channel: ChannelId::new(Domain::RaplDram, s.to_string()),
+                    channel: ChannelId::of(Domain::RaplDram, DeviceKey::Socket(s as u32)),
                     raw: RawEnergy::Wrapping {
                         uj: (m.dram_offset[s] + m.dram_uj[s].total) % m.dram_range_uj,
                         range_uj: m.dram_range_uj,
@@ -399,7 +400,7 @@ impl Source for RaplSim {
             ] {
                 if m.extra.contains(&zone) {
                     energy.push(EnergyReading {
-                        channel: ChannelId::new(domain, s.to_string()),
+                        channel: ChannelId::of(domain, DeviceKey::Socket(s as u32)),
                         raw: RawEnergy::Wrapping {
                             uj: (m.extra_offset + counter.total) % m.range_uj,
                             range_uj: m.range_uj,
@@ -411,7 +412,7 @@ impl Source for RaplSim {
         }
         if m.extra.contains(&ExtraZone::Psys) {
             energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::RaplPsys, String::new()),
+                channel: ChannelId::of(Domain::RaplPsys, DeviceKey::Node),
                 raw: RawEnergy::Wrapping {
                     uj: (m.extra_offset + m.psys_uj.total) % m.range_uj,
                     range_uj: m.range_uj,

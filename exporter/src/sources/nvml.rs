@@ -493,7 +493,7 @@ impl GpuReader {
         };
         self.known.insert(uuid.clone(), KnownGpu { mode, ..known });
         let reading = EnergyReading {
-            channel: ChannelId::new(Domain::Gpu, uuid),
+            channel: ChannelId::of(Domain::Gpu, super::DeviceKey::gpu(uuid)),
             raw,
         };
         Ok((reading, info))
