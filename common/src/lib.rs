@@ -10,7 +10,9 @@
 pub mod calendar;
 #[cfg(feature = "clidocs")]
 pub mod clidocs;
+mod component;
 
+pub use component::PerComponent;
 use std::fmt;
 
 /// Prefix of every joulebook metric.

@@ -13,14 +13,15 @@
 
 use crate::attribution::CycleDelta;
 use crate::attribution::{
-    attribute_each, component_index, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
+    attribute_each, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
+use crate::sources::DeviceKey;
 use crate::state::{JobState, State};
-use joulebook_common::Component;
+use joulebook_common::{Component, PerComponent};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// How user and job names leave the node.
@@ -85,8 +86,8 @@ pub struct JobMeta {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobRecord {
     pub meta: Arc<JobMeta>,
-    /// Energy by component (indexed as [`component_index`]), µJ.
-    pub uj: [u64; 4],
+    /// Energy by component, µJ.
+    pub uj: PerComponent<u64>,
     pub cpu_seconds: f64,
     pub core_seconds: f64,
     pub gpu_seconds: f64,
@@ -117,7 +118,7 @@ type RawMeta = (
 
 impl JobRecord {
     pub fn joules(&self, c: Component) -> f64 {
-        self.uj[component_index(c)] as f64 / 1e6
+        self.uj[c] as f64 / 1e6
     }
 }
 
@@ -128,14 +129,16 @@ pub struct Accounting {
     /// id order (kept to reuse their memory).
     cpu_deltas: Vec<u64>,
     order: Vec<usize>,
-    unallocated: [u64; 4],
+    unallocated: PerComponent<u64>,
     baseline: BaselineTracker,
     topology: Topology,
     /// Energy of jobs already dropped after their grace period, µJ: with it, jobs + unallocated
     /// can be checked against the node's totals at any time.
-    retired: [u64; 4],
+    retired: PerComponent<u64>,
     /// Remainders of the GPUs split between their parts (MIG instances, dies).
     splitter: crate::partition::Splitter,
+    /// Sockets measured but missing from the topology, already logged.
+    unknown_sockets: BTreeSet<u32>,
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -176,10 +179,15 @@ fn spread(total: u64, topo: &Topology) -> Vec<u64> {
     v
 }
 
-/// Per-socket energies of a component: a device that names a socket of the topology (a socket
-/// or a die of one) keeps its energy on that socket; the energy of the others (a node-wide
-/// estimate, a sensor named in the configuration) is spread over sockets by their CPUs.
-fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u64> {
+/// Per-socket energies of a component: a socket of the topology, or a die of one, keeps its
+/// energy on that socket; the energy of the others (the node: an estimate; a sensor named in the
+/// configuration; a socket the topology lacks, added to `unknown` for the caller to log) is
+/// spread over sockets by their CPUs.
+fn by_socket(
+    devices: Option<&BTreeMap<DeviceKey, u64>>,
+    topo: &Topology,
+    unknown: &mut Vec<u32>,
+) -> Vec<u64> {
     let Some(devices) = devices else {
         return Vec::new();
     };
@@ -187,10 +195,20 @@ fn by_socket(devices: Option<&BTreeMap<String, u64>>, topo: &Topology) -> Vec<u6
     let mut v = vec![0u64; n];
     let mut unplaced = 0u64;
     for (dev, uj) in devices {
-        // A die's energy belongs to its socket.
-        match crate::sources::socket_and_die(dev).0.parse::<usize>() {
-            Ok(s) if s < n => v[s] = v[s].saturating_add(*uj),
-            _ => unplaced = unplaced.saturating_add(*uj),
+        let socket = match dev {
+            // A die's energy belongs to its socket.
+            DeviceKey::Socket(s) | DeviceKey::Die { socket: s, .. } => {
+                let known = (*s as usize) < n;
+                if !known {
+                    unknown.push(*s);
+                }
+                known.then_some(*s as usize)
+            }
+            DeviceKey::Node | DeviceKey::Sensor(_) | DeviceKey::Gpu(_) => None,
+        };
+        match socket {
+            Some(s) => v[s] = v[s].saturating_add(*uj),
+            None => unplaced = unplaced.saturating_add(*uj),
         }
     }
     if unplaced > 0 {
@@ -283,13 +301,14 @@ impl Accounting {
         Accounting {
             opts,
             jobs: BTreeMap::new(),
-            unallocated: [0; 4],
+            unallocated: PerComponent::default(),
             baseline,
             topology: topology(node),
-            retired: [0; 4],
+            retired: PerComponent::default(),
             cpu_deltas: Vec::new(),
             order: Vec::new(),
             splitter: Default::default(),
+            unknown_sockets: BTreeSet::new(),
         }
     }
 
@@ -298,19 +317,16 @@ impl Accounting {
     }
 
     /// Unallocated energy by component, µJ.
-    pub fn unallocated_uj(&self) -> [u64; 4] {
+    pub fn unallocated_uj(&self) -> PerComponent<u64> {
         self.unallocated
     }
 
     /// Energy of all jobs ever seen (published or retired) plus unallocated, µJ per component:
     /// equals the node's energy gained since accounting started.
-    pub fn accounted_uj(&self) -> [u64; 4] {
-        let mut t = self.unallocated;
-        for (i, total) in t.iter_mut().enumerate() {
-            *total = total.saturating_add(self.retired[i]);
-            for j in self.jobs.values() {
-                *total = total.saturating_add(j.uj[i]);
-            }
+    pub fn accounted_uj(&self) -> PerComponent<u64> {
+        let mut t = self.unallocated.saturating_add(self.retired);
+        for j in self.jobs.values() {
+            t.saturating_add_assign(&j.uj);
         }
         t
     }
@@ -377,11 +393,18 @@ impl Accounting {
         self.order = order;
 
         let c = &delta.by_component;
+        let mut unknown = Vec::new();
         let node_delta = NodeDelta {
-            cpu_by_socket: by_socket(c.get(&Component::Cpu), &self.topology),
-            dram_by_socket: by_socket(c.get(&Component::Dram), &self.topology),
+            cpu_by_socket: by_socket(c.cpu.as_ref(), &self.topology, &mut unknown),
+            dram_by_socket: by_socket(c.dram.as_ref(), &self.topology, &mut unknown),
             gpu_by_uuid: {
-                let mut g = c.get(&Component::Gpu).cloned().unwrap_or_default();
+                // Jobs name their GPUs by the id a GPU key prints.
+                let mut g: BTreeMap<String, u64> = c
+                    .gpu
+                    .iter()
+                    .flatten()
+                    .map(|(k, uj)| (k.to_string(), *uj))
+                    .collect();
                 self.splitter.apply(
                     &mut g,
                     &delta.gpu_partitions,
@@ -390,10 +413,20 @@ impl Accounting {
                 g
             },
             other: c
-                .get(&Component::Other)
+                .other
+                .as_ref()
                 .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),
             interval_s: delta.interval_s,
         };
+        for s in unknown {
+            if self.unknown_sockets.insert(s) {
+                tracing::warn!(
+                    socket = s,
+                    sockets = self.topology.cpus_by_socket.len(),
+                    "energy of a socket missing from the CPU topology is split over all sockets by CPUs"
+                );
+            }
+        }
         if self.opts.policy == CpuPolicy::UsageAboveBaseline {
             self.baseline
                 .observe(t_mono, &node_delta.cpu_by_socket, delta.interval_s);
@@ -419,23 +452,17 @@ impl Accounting {
         // Shares of the same id (listed twice) add up in the same record, as merged.
         for (r, uj) in record.into_iter().zip(by_job) {
             if let Some(rec) = recs.get_mut(r) {
-                for (acc, add) in rec.uj.iter_mut().zip(uj) {
-                    *acc = acc.saturating_add(add);
-                }
+                rec.uj.saturating_add_assign(&uj);
             }
         }
-        for (acc, add) in self.unallocated.iter_mut().zip(unallocated) {
-            *acc = acc.saturating_add(add);
-        }
+        self.unallocated.saturating_add_assign(&unallocated);
 
         // Finished jobs are dropped after the grace period.
         let grace = self.opts.grace_s;
         let retired = &mut self.retired;
         self.jobs.retain(|_, rec| match rec.ended_mono {
             Some(end) if t_mono - end > grace => {
-                for (r, uj) in retired.iter_mut().zip(rec.uj) {
-                    *r = r.saturating_add(uj);
-                }
+                retired.saturating_add_assign(&rec.uj);
                 false
             }
             _ => true,
@@ -448,7 +475,7 @@ impl Accounting {
     pub fn resume(&mut self, state: &State, now: f64, t_mono: f64) {
         for c in Component::ALL {
             if let Some(uj) = state.unallocated.get(c.as_str()) {
-                self.unallocated[component_index(c)] = *uj;
+                self.unallocated[c] = *uj;
             }
         }
         for (id, js) in &state.jobs {
@@ -476,7 +503,7 @@ impl Accounting {
             };
             for c in Component::ALL {
                 if let Some(uj) = js.joules_uj.get(c.as_str()) {
-                    rec.uj[component_index(c)] = *uj;
+                    rec.uj[c] = *uj;
                 }
             }
             self.jobs.insert(Arc::from(id.as_str()), rec);
@@ -488,7 +515,7 @@ impl Accounting {
         for c in Component::ALL {
             state
                 .unallocated
-                .insert(c.as_str().to_string(), self.unallocated[component_index(c)]);
+                .insert(c.as_str().to_string(), self.unallocated[c]);
         }
         for (id, rec) in &self.jobs {
             let mut js = JobState {
@@ -499,8 +526,7 @@ impl Accounting {
                 ..Default::default()
             };
             for c in Component::ALL {
-                js.joules_uj
-                    .insert(c.as_str().to_string(), rec.uj[component_index(c)]);
+                js.joules_uj.insert(c.as_str().to_string(), rec.uj[c]);
             }
             let m = &rec.meta;
             for (k, v) in [

@@ -154,11 +154,7 @@ impl Engine {
                 .iter()
                 .map(|(id, r)| (id.clone(), r.clone()))
                 .collect();
-            let un = acc.unallocated_uj();
-            s.unallocated = Component::ALL
-                .iter()
-                .map(|c| (*c, un[crate::attribution::component_index(*c)] as f64 / 1e6))
-                .collect();
+            s.unallocated = acc.unallocated_uj().joules();
             s.jobs_running = Some(acc.running());
         } else {
             s.health.push((SourceKind::Jobs, Health::default()));
@@ -323,6 +319,7 @@ fn log_new_problems(logged: &mut BTreeSet<String>, problems: impl Iterator<Item 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::DeviceKey;
 
     #[test]
     fn channel_keys_round_trip() {
@@ -332,6 +329,64 @@ mod tests {
             assert_eq!(parse_channel_key(&k), Some((id, SourceKind::Nvml)));
         }
         assert_eq!(parse_channel_key("nope"), None);
+    }
+
+    /// The state file's channel keys as the string-keyed code wrote them (`source/domain/device`)
+    /// load as typed devices, and the typed devices are saved under the same keys.
+    #[test]
+    fn state_keys_of_every_device_kind_load_typed_and_save_the_same() {
+        let gpu = "GPU-8f6d1c2e-0a4b-4c3d-9e1f-2a3b4c5d6e7f";
+        let cases = [
+            (
+                "rapl/rapl_package/0",
+                Domain::RaplPackage,
+                DeviceKey::Socket(0),
+            ),
+            ("rapl/rapl_dram/12", Domain::RaplDram, DeviceKey::Socket(12)),
+            (
+                "rapl/rapl_package/1-die-1",
+                Domain::RaplPackage,
+                DeviceKey::Die { socket: 1, die: 1 },
+            ),
+            ("rapl/rapl_psys/", Domain::RaplPsys, DeviceKey::Node),
+            (
+                "grace/grace_socket/1",
+                Domain::GraceSocket,
+                DeviceKey::Socket(1),
+            ),
+            (
+                "nvml/gpu/GPU-8f6d1c2e-0a4b-4c3d-9e1f-2a3b4c5d6e7f",
+                Domain::Gpu,
+                DeviceKey::gpu(gpu),
+            ),
+            ("amdgpu/amdgpu/1234", Domain::AmdGpu, DeviceKey::gpu("1234")),
+            (
+                "intel_gpu/intel_gpu/0000:4d:00.0",
+                Domain::IntelGpu,
+                DeviceKey::gpu("0000:4d:00.0"),
+            ),
+            (
+                "hwmon/hwmon_node/node",
+                Domain::HwmonNode,
+                DeviceKey::sensor("node"),
+            ),
+            (
+                "hwmon/hwmon_cpu/0",
+                Domain::HwmonCpu,
+                DeviceKey::sensor("0"),
+            ),
+            (
+                "estimate/estimated_cpu/",
+                Domain::EstimatedCpu,
+                DeviceKey::Node,
+            ),
+            ("bmc/bmc/", Domain::Bmc, DeviceKey::Node),
+        ];
+        for (key, domain, device) in cases {
+            let (id, source) = parse_channel_key(key).expect(key);
+            assert_eq!(id, ChannelId::of(domain, device), "{key}");
+            assert_eq!(channel_key(&id, source), key);
+        }
     }
 }
 
@@ -418,7 +473,7 @@ mod schedule_tests {
             .get("101")
             .expect("job 101")
             .joules(Component::Cpu);
-        let un = acc.unallocated_uj()[crate::attribution::component_index(Component::Cpu)];
+        let un = acc.unallocated_uj().cpu;
         let node_j = e
             .sampler
             .channel_joules(&ChannelId::new(Domain::RaplPackage, "0"));

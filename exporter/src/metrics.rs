@@ -3,7 +3,7 @@
 
 use crate::snapshot::{Shared, Snapshot};
 use crate::sources::hwmon_sensors::Role as HwmonRole;
-use crate::sources::{socket_and_die, Domain, SourceKind};
+use crate::sources::{Domain, SourceKind};
 use joulebook_common::{self as names, Kind, MetricDef};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -12,11 +12,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
+use std::borrow::Cow;
 use std::fmt::Error;
 
 use crate::build_info::{REVISION, VERSION};
 
-type Labels<'a> = Vec<(&'static str, &'a str)>;
 const NO_LABELS: [(&str, &str); 0] = [];
 
 fn unit(def: &MetricDef) -> Option<Unit> {
@@ -127,14 +127,20 @@ fn encode_channels(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Erro
             .iter()
             .filter(|(id, _)| id.domain == domain)
             .map(|(id, j)| {
-                let labels: Labels = match def.labels {
+                let labels: Vec<(&str, Cow<str>)> = match def.labels {
                     [] => vec![],
                     // RAPL: the socket, and the die where the dies have their own counters.
-                    [socket, die] => match socket_and_die(&id.device) {
-                        (s, Some(d)) => vec![(*socket, s), (*die, d)],
-                        (s, None) => vec![(*socket, s)],
+                    [socket, die] => match (id.device.socket(), id.device.die()) {
+                        (Some(s), Some(d)) => {
+                            vec![
+                                (*socket, s.to_string().into()),
+                                (*die, d.to_string().into()),
+                            ]
+                        }
+                        (Some(s), None) => vec![(*socket, s.to_string().into())],
+                        (None, _) => vec![(*socket, id.device.label())],
                     },
-                    [label, ..] => vec![(*label, id.device.as_str())],
+                    [label, ..] => vec![(*label, id.device.label())],
                 };
                 (labels, *j)
             });
@@ -202,7 +208,10 @@ fn encode_devices(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error
         s.channels.iter().filter_map(|(id, j)| {
             let role = HwmonRole::of(id.domain)?;
             Some((
-                [(l::SENSOR, id.device.as_str()), (l::ROLE, role.as_str())],
+                [
+                    (l::SENSOR, id.device.label()),
+                    (l::ROLE, role.as_str().into()),
+                ],
                 *j,
             ))
         }),
@@ -212,11 +221,11 @@ fn encode_devices(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error
         &names::ENERGY_DEVICE_INFO,
         s.devices.iter().map(|(kind, d)| {
             vec![
-                (l::SOURCE, kind.as_str()),
-                (l::DEVICE, d.channel.device.as_str()),
-                (l::NAME, d.name.as_str()),
-                (l::MODEL, d.model.as_str()),
-                (l::METHOD, d.method),
+                (l::SOURCE, Cow::from(kind.as_str())),
+                (l::DEVICE, d.channel.device.label()),
+                (l::NAME, d.name.as_str().into()),
+                (l::MODEL, d.model.as_str().into()),
+                (l::METHOD, d.method.into()),
             ]
         }),
     )?;
@@ -383,7 +392,6 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error>
 
 /// Per-job and unallocated series. Job energy is published for the components the node has.
 fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
-    use crate::attribution::component_index;
     use names::labels as l;
     if s.jobs_running.is_none() {
         return Ok(());
@@ -396,7 +404,7 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
             components.iter().map(move |c| {
                 (
                     [(l::JOB_ID, &**id), (l::COMPONENT, c.as_str())],
-                    r.uj[component_index(*c)] as f64 / 1e6,
+                    r.uj[*c] as f64 / 1e6,
                 )
             })
         }),

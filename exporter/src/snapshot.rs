@@ -7,7 +7,7 @@ use crate::energy::DropReason;
 use crate::node::NodeInfo;
 use crate::sources::bmc::BmcStatus;
 use crate::sources::{ChannelId, DeviceInfo, GpuInfo, SourceError, SourceKind};
-use joulebook_common::Component;
+use joulebook_common::{Component, PerComponent};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -75,8 +75,8 @@ pub struct Snapshot {
     /// Jobs published (running, or ended within the grace period), by id.
     /// A record's clone shares its strings (see [`crate::accounting::JobRecord`]).
     pub jobs: Vec<(std::sync::Arc<str>, crate::accounting::JobRecord)>,
-    /// Unallocated energy by component, joules (empty when jobs are off).
-    pub unallocated: Vec<(Component, f64)>,
+    /// Unallocated energy by component, joules (zeros when jobs are off).
+    pub unallocated: PerComponent<f64>,
     /// Jobs running at the last cycle; `None` when job accounting is off.
     pub jobs_running: Option<usize>,
     /// The BMC's last status (power, energy method, gaps), when a BMC source runs.

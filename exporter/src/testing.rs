@@ -3,7 +3,7 @@
 
 use crate::energy::RawEnergy;
 use crate::sources::{
-    ChannelId, Domain, EnergyReading, Source, SourceError, SourceKind, SourceSample,
+    ChannelId, DeviceKey, Domain, EnergyReading, Source, SourceError, SourceKind, SourceSample,
 };
 
 /// The range of a common RAPL package counter, µJ (`max_energy_range_uj` of many Intel CPUs).
@@ -37,7 +37,7 @@ impl Source for FakeRapl {
         Ok(SourceSample {
             energy: (0..self.sockets)
                 .map(|s| EnergyReading {
-                    channel: ChannelId::new(Domain::RaplPackage, s.to_string()),
+                    channel: ChannelId::of(Domain::RaplPackage, DeviceKey::Socket(s)),
                     raw: RawEnergy::Wrapping {
                         uj: self.uj,
                         range_uj: RAPL_RANGE_UJ,

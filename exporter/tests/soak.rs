@@ -91,7 +91,7 @@ fn twenty_thousand_jobs_churn_without_growth() {
         // The invariant, cumulatively: everything the node drew went to a job or to unallocated.
         let snap = engine.snapshot(1.8e9 + t);
         let node_uj = (snap.node[0].joules * 1e6).round() as u64;
-        assert_eq!(acc.accounted_uj()[0], node_uj, "cycle {cycle}");
+        assert_eq!(acc.accounted_uj().cpu, node_uj, "cycle {cycle}");
         if cycle == 200 {
             rss_after_warmup = rss_kib();
         }

@@ -3,71 +3,11 @@
 //! tested without a server.
 
 use crate::period::Period;
-use joulebook_common::Component;
 use serde::{Deserialize, Serialize};
 
-/// A value per energy component. Joules unless a field says otherwise.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ByComponent {
-    pub cpu: f64,
-    pub dram: f64,
-    pub gpu: f64,
-    pub other: f64,
-}
-
-impl ByComponent {
-    pub fn get(&self, c: Component) -> f64 {
-        match c {
-            Component::Cpu => self.cpu,
-            Component::Dram => self.dram,
-            Component::Gpu => self.gpu,
-            Component::Other => self.other,
-        }
-    }
-
-    pub fn get_mut(&mut self, c: Component) -> &mut f64 {
-        match c {
-            Component::Cpu => &mut self.cpu,
-            Component::Dram => &mut self.dram,
-            Component::Gpu => &mut self.gpu,
-            Component::Other => &mut self.other,
-        }
-    }
-
-    /// The component named by a `component` label; unknown names are ignored (a newer exporter
-    /// may add components; they are reported once the reporter knows them).
-    pub fn add(&mut self, name: &str, v: f64) -> bool {
-        match Component::ALL.iter().find(|c| c.as_str() == name) {
-            Some(c) => {
-                *self.get_mut(*c) += v;
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn total(&self) -> f64 {
-        self.cpu + self.dram + self.gpu + self.other
-    }
-
-    pub fn plus(&self, o: &ByComponent) -> ByComponent {
-        ByComponent {
-            cpu: self.cpu + o.cpu,
-            dram: self.dram + o.dram,
-            gpu: self.gpu + o.gpu,
-            other: self.other + o.other,
-        }
-    }
-
-    pub fn minus(&self, o: &ByComponent) -> ByComponent {
-        ByComponent {
-            cpu: self.cpu - o.cpu,
-            dram: self.dram - o.dram,
-            gpu: self.gpu - o.gpu,
-            other: self.other - o.other,
-        }
-    }
-}
+/// A value per energy component, joules unless a field says otherwise; serialised as
+/// `{cpu, dram, gpu, other}`.
+pub type ByComponent = joulebook_common::PerComponent<f64>;
 
 /// A job's share of one node (instance) during the period.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 use super::*;
 
 /// A device that is not a socket number once spread every socket's energy over all sockets
-/// by CPU count: socket 0's 900 J would have gone half to socket 1's jobs.
+/// by CPU count: socket 0's 900 J would have gone half to socket 1's jobs. Now only the node, a
+/// sensor and a socket the topology lacks (reported for the log) are spread, each only its own.
 #[test]
 fn a_device_that_is_no_socket_spreads_only_its_own_energy() {
     let topo = Topology {
@@ -9,19 +10,27 @@ fn a_device_that_is_no_socket_spreads_only_its_own_energy() {
         memory_bytes: 0,
     };
     let devices = BTreeMap::from([
-        ("0".to_string(), 900),
-        ("1-die-0".to_string(), 100),
-        ("pdu".to_string(), 50),
-        ("7".to_string(), 10),
+        (DeviceKey::Socket(0), 900),
+        (DeviceKey::Die { socket: 1, die: 0 }, 100),
+        (DeviceKey::sensor("pdu"), 50),
+        (DeviceKey::Socket(7), 10),
     ]);
-    assert_eq!(by_socket(Some(&devices), &topo), vec![900 + 30, 100 + 30]);
-    let sockets = BTreeMap::from([("0".to_string(), 5), ("1".to_string(), 7)]);
-    assert_eq!(by_socket(Some(&sockets), &topo), vec![5, 7]);
-    let estimate = BTreeMap::from([(String::new(), 11)]);
-    assert_eq!(by_socket(Some(&estimate), &topo), vec![5, 6]);
-    assert_eq!(by_socket(None, &topo), Vec::<u64>::new());
+    let mut unknown = Vec::new();
+    assert_eq!(
+        by_socket(Some(&devices), &topo, &mut unknown),
+        vec![900 + 30, 100 + 30]
+    );
+    assert_eq!(unknown, [7]);
+    let mut unknown = Vec::new();
+    let sockets = BTreeMap::from([(DeviceKey::Socket(0), 5), (DeviceKey::Socket(1), 7)]);
+    assert_eq!(by_socket(Some(&sockets), &topo, &mut unknown), vec![5, 7]);
+    let estimate = BTreeMap::from([(DeviceKey::Node, 11)]);
+    assert_eq!(by_socket(Some(&estimate), &topo, &mut unknown), vec![5, 6]);
+    assert_eq!(by_socket(None, &topo, &mut unknown), Vec::<u64>::new());
+    assert!(unknown.is_empty());
 }
 use crate::jobs::Scheduler;
+use crate::sources::Domain;
 use proptest::prelude::*;
 
 fn node() -> NodeInfo {
@@ -59,15 +68,15 @@ fn delta(cpu: &[(&str, u64)], gpu: &[(&str, u64)], interval_s: f64) -> CycleDelt
         interval_s,
         ..Default::default()
     };
-    d.by_component.insert(
-        Component::Cpu,
-        cpu.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-    );
+    let keys = |domain, devices: &[(&str, u64)]| {
+        devices
+            .iter()
+            .map(|(k, v)| (DeviceKey::parse(domain, k), *v))
+            .collect()
+    };
+    d.by_component.cpu = Some(keys(Domain::RaplPackage, cpu));
     if !gpu.is_empty() {
-        d.by_component.insert(
-            Component::Gpu,
-            gpu.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        );
+        d.by_component.gpu = Some(keys(Domain::Gpu, gpu));
     }
     d
 }
@@ -88,10 +97,10 @@ fn jobs_get_their_share_and_the_rest_is_idle_waste() {
     );
     let j1 = &a.jobs()["1"];
     let j2 = &a.jobs()["2"];
-    assert_eq!(j1.uj, [200, 0, 300, 0]);
-    assert_eq!(j2.uj, [200, 0, 0, 0]);
+    assert_eq!(j1.uj, PerComponent::from([200, 0, 300, 0]));
+    assert_eq!(j2.uj, PerComponent::from([200, 0, 0, 0]));
     // Socket 0: 2 of 4 CPUs free (200); socket 1: 3 of 4 free (600); GPU-b idle (100).
-    assert_eq!(a.unallocated_uj(), [800, 0, 100, 0]);
+    assert_eq!(a.unallocated_uj(), PerComponent::from([800, 0, 100, 0]));
     assert_eq!(j1.core_seconds, 2.0);
     assert_eq!(j1.gpu_seconds, 1.0);
     assert_eq!(j1.meta.account, "physics");
@@ -140,11 +149,11 @@ fn jobs_in_any_order_and_a_repeated_id_reach_their_records() {
             &jobs,
         );
     }
-    assert_eq!(a.jobs()["9"].uj[0], 300);
-    assert_eq!(a.jobs()["10"].uj[0], 300);
-    assert_eq!(a.jobs()["3"].uj[0], 600);
+    assert_eq!(a.jobs()["9"].uj.cpu, 300);
+    assert_eq!(a.jobs()["10"].uj.cpu, 300);
+    assert_eq!(a.jobs()["3"].uj.cpu, 600);
     assert_eq!(a.jobs()["3"].core_seconds, 6.0);
-    assert_eq!(a.accounted_uj()[0], 2400);
+    assert_eq!(a.accounted_uj().cpu, 2400);
     assert_eq!(a.running(), 3);
     a.update(3.0, 3.0, &delta(&[("0", 400)], &[], 1.0), &jobs[1..2]);
     assert_eq!(a.running(), 1);
@@ -161,8 +170,8 @@ fn estimated_cpu_is_spread_over_sockets() {
         &delta(&[("", 800)], &[], 1.0),
         &[job("1", &[0, 1, 2, 3], &[], 0)],
     );
-    assert_eq!(a.jobs()["1"].uj[0], 400);
-    assert_eq!(a.unallocated_uj()[0], 400);
+    assert_eq!(a.jobs()["1"].uj.cpu, 400);
+    assert_eq!(a.unallocated_uj().cpu, 400);
 }
 
 #[test]
@@ -189,13 +198,13 @@ fn finished_jobs_stay_for_the_grace_period_then_go() {
     assert_eq!(a.jobs()["1"].cpu_seconds, 2.0);
     a.update(2.0, 2.0, &delta(&[("0", 100)], &[], 1.0), &[]);
     assert_eq!(a.jobs()["1"].ended_at, Some(2.0));
-    assert_eq!(a.jobs()["1"].uj[0], 50);
+    assert_eq!(a.jobs()["1"].uj.cpu, 50);
     // The wall clock jumps back an hour: the grace period runs on the monotonic clock.
     a.update(-3600.0, 12.0, &delta(&[("0", 100)], &[], 1.0), &[]);
     assert!(a.jobs().contains_key("1"));
     a.update(-3600.0, 12.5, &delta(&[("0", 100)], &[], 1.0), &[]);
     assert!(!a.jobs().contains_key("1"));
-    assert_eq!(a.accounted_uj()[0], 500);
+    assert_eq!(a.accounted_uj().cpu, 500);
 }
 
 #[test]
@@ -239,9 +248,9 @@ fn state_round_trip_keeps_counters() {
         &delta(&[("0", 400)], &[], 1.0),
         &[job("7", &[0, 1], &[], 0)],
     );
-    assert_eq!(b.jobs()["7"].uj[0], 400);
+    assert_eq!(b.jobs()["7"].uj.cpu, 400);
     assert_eq!(b.jobs()["7"].ended_at, None);
-    assert_eq!(b.unallocated_uj()[0], 400);
+    assert_eq!(b.unallocated_uj().cpu, 400);
 }
 
 proptest! {
@@ -255,8 +264,8 @@ proptest! {
             1..40),
     ) {
         let mut a = Accounting::new(AccountingOptions { grace_s: 3.0, ..Default::default() }, &node());
-        let mut node_total = [0u64; 4];
-        let mut last: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+        let mut node_total = PerComponent::<u64>::default();
+        let mut last: BTreeMap<String, PerComponent<u64>> = BTreeMap::new();
         for (t, (jobs, s0, s1, g0, g1)) in cycles.into_iter().enumerate() {
             let mut seen = std::collections::BTreeSet::new();
             let running: Vec<Job> = jobs.into_iter().filter(|(id, _, _)| seen.insert(*id)).map(|(id, cpus, g)| {
@@ -264,13 +273,13 @@ proptest! {
                 job(&id.to_string(), &cpus, &gpus, t as u64 * 1000)
             }).collect();
             let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g0), ("GPU-1", g1)], 1.0);
-            node_total[0] += s0 + s1;
-            node_total[2] += g0 + g1;
+            node_total.cpu += s0 + s1;
+            node_total.gpu += g0 + g1;
             a.update(t as f64, t as f64, &d, &running);
             prop_assert_eq!(a.accounted_uj(), node_total);
             for (id, rec) in a.jobs() {
                 if let Some(prev) = last.get(&**id) {
-                    for (now, before) in rec.uj.iter().zip(prev) { prop_assert!(now >= before); }
+                    for (c, now) in rec.uj.iter() { prop_assert!(*now >= prev[c]); }
                 }
             }
             last = a.jobs().iter().map(|(k, v)| (k.to_string(), v.uj)).collect();

@@ -16,10 +16,12 @@ use crate::energy::PowerIntegral;
 use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
+use crate::sources::DeviceKey;
 use crate::sources::{
     ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, GpuPart, GpuPartitions, RawEnergy,
     Source, SourceError, SourceKind, SourceSample,
 };
+use joulebook_common::PerComponent;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One integrated counter: total in its unit since the simulation started, and the remainder.
@@ -249,7 +251,12 @@ impl NodeModel {
     /// The whole node's energy as its BMC measures it, µJ since the simulation started: the
     /// counters of the modelled components plus `other`.
     pub fn bmc_uj(&self) -> u64 {
-        let [cpu, dram, gpu, other] = self.totals_uj();
+        let PerComponent {
+            cpu,
+            dram,
+            gpu,
+            other,
+        } = self.totals_uj();
         cpu + dram + gpu + other
     }
 
@@ -274,17 +281,17 @@ impl NodeModel {
     }
 
     /// Energy since the start by component (cpu, dram, gpu, other), µJ.
-    pub fn totals_uj(&self) -> [u64; 4] {
-        [
-            self.pkg_uj.iter().map(|c| c.total).sum(),
-            if self.dram.is_some() {
+    pub fn totals_uj(&self) -> PerComponent<u64> {
+        PerComponent {
+            cpu: self.pkg_uj.iter().map(|c| c.total).sum(),
+            dram: if self.dram.is_some() {
                 self.dram_uj.iter().map(|c| c.total).sum()
             } else {
                 0
             },
-            self.gpus.iter().map(|g| g.energy_mj.total * 1000).sum(),
-            self.other_uj.total,
-        ]
+            gpu: self.gpus.iter().map(|g| g.energy_mj.total * 1000).sum(),
+            other: self.other_uj.total,
+        }
     }
 
     /// `other` of the last step, µJ (0 without a BMC).
@@ -370,7 +377,7 @@ impl Source for RaplSim {
         let mut energy = Vec::with_capacity(2 * m.sockets);
         for s in 0..m.sockets {
             energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::RaplPackage, s.to_string()),
+                channel: ChannelId::of(Domain::RaplPackage, DeviceKey::Socket(s as u32)),
                 raw: RawEnergy::Wrapping {
                     uj: (m.pkg_offset[s] + m.pkg_uj[s].total) % m.range_uj,
                     range_uj: m.range_uj,
@@ -379,7 +386,7 @@ impl Source for RaplSim {
             });
             if m.dram.is_some() {
                 energy.push(EnergyReading {
-                    channel: ChannelId::new(Domain::RaplDram, s.to_string()),
+                    channel: ChannelId::of(Domain::RaplDram, DeviceKey::Socket(s as u32)),
                     raw: RawEnergy::Wrapping {
                         uj: (m.dram_offset[s] + m.dram_uj[s].total) % m.dram_range_uj,
                         range_uj: m.dram_range_uj,
@@ -393,7 +400,7 @@ impl Source for RaplSim {
             ] {
                 if m.extra.contains(&zone) {
                     energy.push(EnergyReading {
-                        channel: ChannelId::new(domain, s.to_string()),
+                        channel: ChannelId::of(domain, DeviceKey::Socket(s as u32)),
                         raw: RawEnergy::Wrapping {
                             uj: (m.extra_offset + counter.total) % m.range_uj,
                             range_uj: m.range_uj,
@@ -405,7 +412,7 @@ impl Source for RaplSim {
         }
         if m.extra.contains(&ExtraZone::Psys) {
             energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::RaplPsys, String::new()),
+                channel: ChannelId::of(Domain::RaplPsys, DeviceKey::Node),
                 raw: RawEnergy::Wrapping {
                     uj: (m.extra_offset + m.psys_uj.total) % m.range_uj,
                     range_uj: m.range_uj,

@@ -23,7 +23,6 @@ pub mod truth;
 pub mod workload;
 
 use crate::accounting::AccountingOptions;
-use crate::attribution::component_index;
 use crate::engine::Engine;
 use crate::jobs::{GpuMappingSource, Job, MetadataSource, Scheduler};
 use crate::node::NodeInfo;
@@ -32,7 +31,7 @@ use crate::snapshot::Snapshot;
 use crate::sources::estimate::TdpOrigin;
 use crate::sources::{Source, SourceKind};
 use crate::state::{self, LoadOutcome};
-use joulebook_common::Component;
+use joulebook_common::{Component, PerComponent};
 use output::{OutFormat, Writer};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -132,12 +131,12 @@ struct Active {
 struct Part {
     node: usize,
     /// The exporter's counters for the job on this node, µJ.
-    uj: [u64; 4],
+    uj: PerComponent<u64>,
     core_s: f64,
     gpu_s: f64,
     cpu_s: f64,
     /// The model's share, µJ (floats).
-    model_uj: [f64; 4],
+    model_uj: PerComponent<f64>,
 }
 
 struct Node {
@@ -166,8 +165,8 @@ struct Node {
     faults: Vec<(u64, u64, scenario::FaultKind, Option<SourceKind>)>,
     next_restart: usize,
     rng: ChaCha8Rng,
-    last_node: [u64; 4],
-    last_unallocated: [u64; 4],
+    last_node: PerComponent<u64>,
+    last_unallocated: PerComponent<u64>,
     /// Unix time of the exporter's last sampling cycle (what a scrape shows as
     /// `joulebook_last_sample_timestamp_seconds`; older than the scrape while the sampler stalls).
     last_cycle_unix: f64,
@@ -263,12 +262,12 @@ impl Node {
         )
     }
 
-    fn node_totals(&self) -> ([u64; 4], [u64; 4]) {
-        let mut node = [0u64; 4];
-        let mut un = [0u64; 4];
+    fn node_totals(&self) -> (PerComponent<u64>, PerComponent<u64>) {
+        let mut node = PerComponent::<u64>::default();
+        let mut un = PerComponent::<u64>::default();
         if let Some(e) = &self.engine {
             for (c, _, _, uj) in e.sampler.node_totals() {
-                node[component_index(c)] = uj;
+                node[c] = uj;
             }
             if let Some(acc) = e.accounting() {
                 un = acc.unallocated_uj();
@@ -345,7 +344,13 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
     // Midnight (UTC) of the first day, Unix seconds.
     let day0 = (start / 86400.0).floor() * 86400.0;
     let last_day = ((start + s.duration.0 - step / 2.0 - day0) / 86400.0).floor() as usize;
-    let mut days = vec![([0u64; 4], [0u64; 4]); last_day + 1];
+    let mut days = vec![
+        (
+            PerComponent::<u64>::default(),
+            PerComponent::<u64>::default()
+        );
+        last_day + 1
+    ];
 
     let file = std::fs::File::create(&opts.out).map_err(io("cannot create", &opts.out))?;
     let mut writer = Writer::new(BufWriter::with_capacity(1 << 20, file), opts.format);
@@ -390,7 +395,7 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
                 }
             }
             let (node_uj, un_uj) = n.node_totals();
-            for c in 0..4 {
+            for c in Component::ALL {
                 days[day].0[c] += node_uj[c].saturating_sub(n.last_node[c]);
                 days[day].1[c] += un_uj[c].saturating_sub(n.last_unallocated[c]);
             }
@@ -515,8 +520,8 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
         faults,
         next_restart: 0,
         rng,
-        last_node: [0; 4],
-        last_unallocated: [0; 4],
+        last_node: PerComponent::default(),
+        last_unallocated: PerComponent::default(),
         last_cycle_unix: start,
         spec,
     }
@@ -723,19 +728,19 @@ fn advance(n: &mut Node, k: u64, jobs: &[SimJob], parts: &mut [Vec<Part>], s: &S
         let part = &mut parts[a.job][a.part];
         for (sock, c) in a.cpus_on_socket.iter().enumerate() {
             let share = f64::from(*c) / per_socket;
-            part.model_uj[0] += pkg[sock] as f64 * share;
+            part.model_uj.cpu += pkg[sock] as f64 * share;
             if has_dram {
-                part.model_uj[1] += dram[sock] as f64 * a.memory as f64 / node_memory;
+                part.model_uj.dram += dram[sock] as f64 * a.memory as f64 / node_memory;
             }
         }
         for g in &a.gpus {
             if let Some(&(g, share)) = slots.get(*g as usize) {
-                part.model_uj[2] += gpu[g] as f64 * share;
+                part.model_uj.gpu += gpu[g] as f64 * share;
             }
         }
         // Other: by allocated CPUs of the whole node, as the exporter splits it.
         let node_cpus = per_socket * a.cpus_on_socket.len() as f64;
-        part.model_uj[3] += other * f64::from(a.cpus_on_socket.iter().sum::<u32>()) / node_cpus;
+        part.model_uj.other += other * f64::from(a.cpus_on_socket.iter().sum::<u32>()) / node_cpus;
         let logical: u32 = a.cpus_on_socket.iter().sum();
         a.cpu_ns += f64::from(logical) * cu * dt * 1e9;
     }
@@ -766,17 +771,17 @@ fn write_scrape<W: std::io::Write>(
     writer.scrape(&text, &n.target, unix as i64)
 }
 
-fn energy(uj: &[u64; 4], components: &[Component]) -> Energy {
+fn energy(uj: &PerComponent<u64>, components: &[Component]) -> Energy {
     components
         .iter()
-        .map(|c| (c.as_str().to_string(), uj[component_index(*c)] as f64 / 1e6))
+        .map(|c| (c.as_str().to_string(), uj[*c] as f64 / 1e6))
         .collect()
 }
 
-fn energy_f(uj: &[f64; 4], components: &[Component]) -> Energy {
+fn energy_f(uj: &PerComponent<f64>, components: &[Component]) -> Energy {
     components
         .iter()
-        .map(|c| (c.as_str().to_string(), uj[component_index(*c)] / 1e6))
+        .map(|c| (c.as_str().to_string(), uj[*c] / 1e6))
         .collect()
 }
 
@@ -801,7 +806,7 @@ fn build_truth(
     jobs: &[SimJob],
     parts: &[Vec<Part>],
     nodes: &[Node],
-    days: &[([u64; 4], [u64; 4])],
+    days: &[(PerComponent<u64>, PerComponent<u64>)],
 ) -> truth::Truth {
     use truth::*;
     let step = s.sample_interval();
@@ -822,8 +827,8 @@ fn build_truth(
 
     let mut accounts: BTreeMap<String, GroupTruth> = BTreeMap::new();
     let mut users: BTreeMap<String, GroupTruth> = BTreeMap::new();
-    let mut account_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
-    let mut user_uj: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    let mut account_uj: BTreeMap<String, PerComponent<u64>> = BTreeMap::new();
+    let mut user_uj: BTreeMap<String, PerComponent<u64>> = BTreeMap::new();
     let mut job_truths = Vec::with_capacity(jobs.len());
     for (j, job) in jobs.iter().enumerate() {
         let (truth, uj) = job_truth(s, job, &parts[j], nodes, horizon);
@@ -855,7 +860,7 @@ fn build_truth(
         for (k, g) in map.iter_mut() {
             if let Some(uj) = sums.get(k) {
                 g.energy_j = energy(uj, &all);
-                g.total_j = uj.iter().sum::<u64>() as f64 / 1e6;
+                g.total_j = uj.values().sum::<u64>() as f64 / 1e6;
             }
         }
     }
@@ -901,8 +906,8 @@ fn node_truths(
     let step = s.sample_interval();
     let start = s.start.0;
     let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
-    let (mut t_node, mut t_un, mut t_hw, mut t_jobs) = ([0u64; 4], [0u64; 4], [0u64; 4], [0u64; 4]);
-    let mut node_jobs = vec![[0u64; 4]; nodes.len()];
+    let [mut t_node, mut t_un, mut t_hw, mut t_jobs] = [PerComponent::<u64>::default(); 4];
+    let mut node_jobs = vec![PerComponent::<u64>::default(); nodes.len()];
     for p in parts.iter().flatten() {
         add_uj(&mut node_jobs[p.node], &p.uj);
     }
@@ -952,14 +957,14 @@ fn job_truth(
     parts: &[Part],
     nodes: &[Node],
     horizon: u64,
-) -> (truth::JobTruth, [u64; 4]) {
+) -> (truth::JobTruth, PerComponent<u64>) {
     use truth::*;
     let step = s.sample_interval();
     let start = s.start.0;
     let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
     let account = s.projects[job.project].name.clone();
-    let mut uj = [0u64; 4];
-    let mut model = [0f64; 4];
+    let mut uj = PerComponent::<u64>::default();
+    let mut model = PerComponent::<f64>::default();
     let (mut core_s, mut gpu_s, mut cpu_s) = (0.0, 0.0, 0.0);
     let mut by_node = BTreeMap::new();
     let mut comps: Vec<Component> = Vec::new();
@@ -972,9 +977,7 @@ fn job_truth(
             }
         }
         add_uj(&mut uj, &p.uj);
-        for (m, x) in model.iter_mut().zip(p.model_uj) {
-            *m += x;
-        }
+        model = model.plus(&p.model_uj);
         core_s += p.core_s;
         gpu_s += p.gpu_s;
         cpu_s += p.cpu_s;
@@ -986,8 +989,8 @@ fn job_truth(
                 .any(|&(d, u)| st < u && en > d);
         }
     }
-    comps.sort_by_key(|c| component_index(*c));
-    let total_uj: u64 = uj.iter().sum();
+    comps.sort();
+    let total_uj: u64 = uj.values().sum();
     let first = job.placement.first();
     let truth = JobTruth {
         id: job.id.to_string(),
@@ -1022,7 +1025,7 @@ fn job_truth(
 /// Node, job and unallocated energy of each day.
 fn day_truths(
     s: &Scenario,
-    days: &[([u64; 4], [u64; 4])],
+    days: &[(PerComponent<u64>, PerComponent<u64>)],
     all: &[Component],
 ) -> Vec<truth::DayTruth> {
     use truth::*;
@@ -1032,10 +1035,7 @@ fn day_truths(
     days.iter()
         .enumerate()
         .map(|(i, (node, un))| {
-            let mut jobs_uj = [0u64; 4];
-            for c in 0..4 {
-                jobs_uj[c] = node[c].saturating_sub(un[c]);
-            }
+            let jobs_uj = node.zip_with(*un, u64::saturating_sub);
             DayTruth {
                 date: scenario::date_of(day0 + i as f64 * 86400.0),
                 node_j: energy(node, all),

@@ -8,6 +8,7 @@
 //! multi-node job). `hardware_j` and `model_energy_j` come from the hardware model alone, as an
 //! independent check of the sampler and the attribution.
 
+use joulebook_common::PerComponent;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -128,9 +129,7 @@ pub struct DayTruth {
     pub unallocated_j: Energy,
 }
 
-/// Adds `add` (µJ by component index) into `into` (µJ).
-pub fn add_uj(into: &mut [u64; 4], add: &[u64; 4]) {
-    for (a, b) in into.iter_mut().zip(add) {
-        *a += b;
-    }
+/// Adds `add` (µJ by component) into `into` (µJ).
+pub fn add_uj(into: &mut PerComponent<u64>, add: &PerComponent<u64>) {
+    *into = into.zip_with(*add, |a, b| a + b);
 }

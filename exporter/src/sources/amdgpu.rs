@@ -315,7 +315,7 @@ impl Source for AmdGpuSource {
             } else {
                 Domain::AmdGpu
             };
-            let channel = ChannelId::new(domain, gpu.id.clone());
+            let channel = ChannelId::of(domain, super::DeviceKey::gpu(gpu.id.as_str()));
             if let Some(raw) = raw {
                 sample.energy.push(EnergyReading {
                     channel: channel.clone(),
@@ -426,7 +426,7 @@ mod tests {
     fn methods(s: &SourceSample) -> Vec<(String, &'static str)> {
         s.devices
             .iter()
-            .map(|d| (d.channel.device.clone(), d.method))
+            .map(|d| (d.channel.device.to_string(), d.method))
             .collect()
     }
 

@@ -179,13 +179,13 @@ impl Source for EstimateSource {
         if self.opts.cpu {
             let watts = self.cpu_watts()?;
             energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::EstimatedCpu, ""),
+                channel: ChannelId::of(Domain::EstimatedCpu, super::DeviceKey::Node),
                 raw: RawEnergy::Power { watts },
             });
         }
         if self.opts.dram {
             energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::EstimatedDram, ""),
+                channel: ChannelId::of(Domain::EstimatedDram, super::DeviceKey::Node),
                 raw: RawEnergy::Power {
                     watts: self.memory_watts,
                 },

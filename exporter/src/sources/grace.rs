@@ -120,7 +120,7 @@ impl Source for GraceSource {
         }
         let mut sample = SourceSample::default();
         for m in &self.meters {
-            let channel = ChannelId::new(m.domain, m.socket.to_string());
+            let channel = ChannelId::of(m.domain, super::DeviceKey::Socket(m.socket));
             match hwmon::read_u64(&m.power) {
                 Ok(uw) => sample.energy.push(EnergyReading {
                     channel: channel.clone(),

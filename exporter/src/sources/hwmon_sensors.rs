@@ -180,7 +180,7 @@ impl Source for HwmonSource {
             if path.is_none() {
                 *path = locate(&self.sysfs, s);
             }
-            let channel = ChannelId::new(s.role.domain(), s.id.clone());
+            let channel = ChannelId::of(s.role.domain(), super::DeviceKey::sensor(s.id.as_str()));
             let energy = file_kind(&s.file) == Some(true);
             let Some(p) = path.as_ref() else {
                 sample.problems.push(

@@ -157,7 +157,7 @@ impl Source for IntelGpuSource {
         }
         let mut sample = SourceSample::default();
         for g in self.gpus.as_deref().unwrap_or(&[]) {
-            let channel = ChannelId::new(Domain::IntelGpu, g.pci.clone());
+            let channel = ChannelId::of(Domain::IntelGpu, super::DeviceKey::gpu(g.pci.as_str()));
             match hwmon::read_u64(&g.energy) {
                 Ok(uj) => sample.energy.push(EnergyReading {
                     channel: channel.clone(),
@@ -252,7 +252,7 @@ mod tests {
         let uj: Vec<(String, RawEnergy)> = s
             .energy
             .iter()
-            .map(|r| (r.channel.device.clone(), r.raw))
+            .map(|r| (r.channel.device.to_string(), r.raw))
             .collect();
         assert_eq!(
             uj,

@@ -11,6 +11,7 @@
 pub mod amdgpu;
 pub mod bmc;
 pub mod bmc_status;
+mod device;
 pub mod estimate;
 pub mod gpu_metrics;
 pub mod grace;
@@ -23,6 +24,7 @@ pub mod rapl;
 use crate::energy::DropReason;
 /// Defined with the arithmetic that reads it; sources produce it.
 pub use crate::energy::RawEnergy;
+pub use device::DeviceKey;
 use joulebook_common::Component;
 use std::fmt;
 use std::path::Path;
@@ -149,34 +151,33 @@ impl Domain {
     }
 }
 
-/// Identifies one energy counter: a domain and the device it belongs to (socket number, `S-die-D`
-/// for die D of socket S, GPU UUID, or empty for node-wide domains).
+/// Identifies one energy counter: a domain and the device it belongs to (socket, die of a
+/// socket, GPU, sensor, or the node for node-wide domains).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelId {
     pub domain: Domain,
-    pub device: String,
+    pub device: DeviceKey,
 }
 
 impl ChannelId {
-    pub fn new(domain: Domain, device: impl Into<String>) -> Self {
+    /// The channel whose device prints as `device` under `domain` ([`DeviceKey::parse`]): for
+    /// keys read back from text (the state file) and tests. Sources build the key they know.
+    pub fn new(domain: Domain, device: impl AsRef<str>) -> Self {
         ChannelId {
             domain,
-            device: device.into(),
+            device: DeviceKey::parse(domain, device.as_ref()),
         }
     }
-}
 
-/// A RAPL device's socket and die: `"1"` → (`"1"`, None), `"1-die-0"` → (`"1"`, Some(`"0"`)).
-pub fn socket_and_die(device: &str) -> (&str, Option<&str>) {
-    match device.split_once("-die-") {
-        Some((s, d)) => (s, Some(d)),
-        None => (device, None),
+    /// A channel of a typed device.
+    pub fn of(domain: Domain, device: DeviceKey) -> Self {
+        ChannelId { domain, device }
     }
 }
 
 impl fmt::Display for ChannelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.device.is_empty() {
+        if self.device == DeviceKey::Node {
             write!(f, "{:?}", self.domain)
         } else {
             write!(f, "{:?}[{}]", self.domain, self.device)

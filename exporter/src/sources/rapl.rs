@@ -328,12 +328,12 @@ pub fn discover(powercap: &Path, package_scope: bool) -> Result<Vec<Zone>, Sourc
             )));
         }
         let device = match (socket, die) {
-            (None, _) => String::new(),
-            (Some(s), Some(d)) if !package_scope => format!("{s}-die-{d}"),
-            (Some(s), _) => s.to_string(),
+            (None, _) => super::DeviceKey::Node,
+            (Some(socket), Some(die)) if !package_scope => super::DeviceKey::Die { socket, die },
+            (Some(s), _) => super::DeviceKey::Socket(s),
         };
         let zone = Zone {
-            channel: ChannelId::new(domain, device),
+            channel: ChannelId::of(domain, device),
             dir,
             range_uj,
             mmio,

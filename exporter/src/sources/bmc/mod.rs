@@ -531,7 +531,7 @@ impl Source for BmcSource {
         };
         let energy = if st.started {
             vec![EnergyReading {
-                channel: ChannelId::new(Domain::Bmc, ""),
+                channel: ChannelId::of(Domain::Bmc, super::DeviceKey::Node),
                 // max_watts 0: the source already bounded each reading against its own
                 // timestamps (see the module documentation).
                 raw: RawEnergy::Resetting {
