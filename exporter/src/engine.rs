@@ -160,6 +160,7 @@ impl Engine {
                 .map(|c| (*c, un[crate::attribution::component_index(*c)] as f64 / 1e6))
                 .collect();
             s.jobs_running = Some(acc.running());
+            s.owners = acc.owners().iter().map(|(k, o)| (k, o.clone())).collect();
         } else {
             s.health.push((SourceKind::Jobs, Health::default()));
             s.health.sort_by_key(|(k, _)| *k);

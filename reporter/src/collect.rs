@@ -404,7 +404,6 @@ impl<'a> Collector<'a> {
                 pl.alloc_memory_bytes = Some(s.value);
             }
         }
-        drop(key);
         for s in info {
             let k = (
                 names.get(labels_str(&s.labels, CLUSTER)),
