@@ -334,6 +334,100 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
 }
 
 #[test]
+fn owner_counters_are_the_sums_of_their_jobs_counters() {
+    owner_counters_are_the_sums_of_their_jobs_counters_in(small());
+    owner_counters_are_the_sums_of_their_jobs_counters_in(mig());
+}
+
+/// At every node and timestamp, each (account, user) pair's energy counter equals the sum of the
+/// last values of its jobs' counters on that node, to the microjoule, per component (so owners +
+/// unallocated = node too), and its core-seconds the sum of its jobs' (to float rounding).
+fn owner_counters_are_the_sums_of_their_jobs_counters_in(run: &Run) {
+    type Pair = (String, String);
+    let lines = samples(&run.text);
+    // Per (instance, job): its pair, from joulebook_job_info.
+    let mut owner_of: BTreeMap<(String, String), Pair> = BTreeMap::new();
+    for l in lines.iter().filter(|l| l.name == "joulebook_job_info") {
+        let pair = (l.labels["account"].clone(), l.labels["user"].clone());
+        owner_of.insert(
+            (l.labels["instance"].clone(), l.labels["job_id"].clone()),
+            pair,
+        );
+    }
+    // Last value of every job and owner series so far, by (instance, pair, component).
+    let mut jobs: BTreeMap<(String, String, String), (Pair, i64)> = BTreeMap::new();
+    let mut job_core: BTreeMap<(String, String), (Pair, f64)> = BTreeMap::new();
+    let mut owners: BTreeMap<(String, Pair, String), i64> = BTreeMap::new();
+    let mut owner_core: BTreeMap<(String, Pair), f64> = BTreeMap::new();
+    let mut by_time: BTreeMap<(String, i64), Vec<&Line>> = BTreeMap::new();
+    for l in &lines {
+        by_time
+            .entry((l.labels["instance"].clone(), l.ts))
+            .or_default()
+            .push(l);
+    }
+    let (mut checked, mut pairs_seen) = (0, std::collections::BTreeSet::new());
+    for ((inst, ts), ls) in &by_time {
+        for l in ls {
+            let pair = || (l.labels["account"].clone(), l.labels["user"].clone());
+            let job_pair = || owner_of[&(inst.clone(), l.labels["job_id"].clone())].clone();
+            match l.name.as_str() {
+                "joulebook_job_joules_total" => {
+                    let k = (
+                        inst.clone(),
+                        l.labels["job_id"].clone(),
+                        l.labels["component"].clone(),
+                    );
+                    jobs.insert(k, (job_pair(), uj(l.value)));
+                }
+                "joulebook_job_core_seconds_total" => {
+                    job_core.insert(
+                        (inst.clone(), l.labels["job_id"].clone()),
+                        (job_pair(), l.value),
+                    );
+                }
+                "joulebook_owner_joules_total" => {
+                    owners.insert(
+                        (inst.clone(), pair(), l.labels["component"].clone()),
+                        uj(l.value),
+                    );
+                }
+                "joulebook_owner_core_seconds_total" => {
+                    owner_core.insert((inst.clone(), pair()), l.value);
+                }
+                _ => {}
+            }
+        }
+        for ((i, pair, comp), v) in owners.iter().filter(|((i, _, _), _)| i == inst) {
+            let sum: i64 = jobs
+                .iter()
+                .filter(|((ji, _, c), (p, _))| ji == i && c == comp && p == pair)
+                .map(|(_, (_, v))| v)
+                .sum();
+            assert_eq!(
+                *v, sum,
+                "{i} at {ts}, {pair:?} {comp}: owner {v} != its jobs {sum}"
+            );
+            pairs_seen.insert(pair.clone());
+            checked += 1;
+        }
+        for ((i, pair), v) in owner_core.iter().filter(|((i, _), _)| i == inst) {
+            let sum: f64 = job_core
+                .iter()
+                .filter(|((ji, _), (p, _))| ji == i && p == pair)
+                .map(|(_, (_, v))| v)
+                .sum();
+            assert!(
+                (v - sum).abs() <= 1e-6 * sum.max(1.0),
+                "{i} at {ts}, {pair:?}: {v} != {sum}"
+            );
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+    assert!(pairs_seen.len() >= 2, "{pairs_seen:?}");
+}
+
+#[test]
 fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(small());
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(mig());
