@@ -246,8 +246,9 @@ impl<'a> Collector<'a> {
             }
         }
         // A job whose series only lingered through its grace period did nothing in the period.
-        // Moved out one by one (the map's nodes freed as they go) into a list of exact size.
-        let mut out = Vec::new();
+        // Moved out one by one (the map's nodes freed as they go) into a list sized once, not
+        // grown by doubling beside the map.
+        let mut out = Vec::with_capacity(jobs.len());
         while let Some((_, mut j)) = jobs.pop_first() {
             if j.energy.total() > 0.0 || j.core_seconds > 0.0 {
                 j.placements.shrink_to_fit();
