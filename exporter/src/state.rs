@@ -2,7 +2,7 @@
 //!
 //! Prometheus counters must never go down; an exporter that restarted from zero would make every
 //! `increase()` over the restart wrong for node and job energy alike. So the exporter saves its
-//! totals (µJ per channel, component, job and unallocated, plus health counters) to one small
+//! totals (µJ per channel, component, job, owner and unallocated, plus health counters) to one small
 //! JSON file, and resumes from it at start.
 //!
 //! Two promises:
