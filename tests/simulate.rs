@@ -334,6 +334,100 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
 }
 
 #[test]
+fn owner_counters_are_the_sums_of_their_jobs_counters() {
+    owner_counters_are_the_sums_of_their_jobs_counters_in(small());
+    owner_counters_are_the_sums_of_their_jobs_counters_in(mig());
+}
+
+/// At every node and timestamp, each (account, user) pair's energy counter equals the sum of the
+/// last values of its jobs' counters on that node, to the microjoule, per component (so owners +
+/// unallocated = node too), and its core-seconds the sum of its jobs' (to float rounding).
+fn owner_counters_are_the_sums_of_their_jobs_counters_in(run: &Run) {
+    type Pair = (String, String);
+    let lines = samples(&run.text);
+    // Per (instance, job): its pair, from joulebook_job_info.
+    let mut owner_of: BTreeMap<(String, String), Pair> = BTreeMap::new();
+    for l in lines.iter().filter(|l| l.name == "joulebook_job_info") {
+        let pair = (l.labels["account"].clone(), l.labels["user"].clone());
+        owner_of.insert(
+            (l.labels["instance"].clone(), l.labels["job_id"].clone()),
+            pair,
+        );
+    }
+    // Last value of every job and owner series so far, by (instance, pair, component).
+    let mut jobs: BTreeMap<(String, String, String), (Pair, i64)> = BTreeMap::new();
+    let mut job_core: BTreeMap<(String, String), (Pair, f64)> = BTreeMap::new();
+    let mut owners: BTreeMap<(String, Pair, String), i64> = BTreeMap::new();
+    let mut owner_core: BTreeMap<(String, Pair), f64> = BTreeMap::new();
+    let mut by_time: BTreeMap<(String, i64), Vec<&Line>> = BTreeMap::new();
+    for l in &lines {
+        by_time
+            .entry((l.labels["instance"].clone(), l.ts))
+            .or_default()
+            .push(l);
+    }
+    let (mut checked, mut pairs_seen) = (0, std::collections::BTreeSet::new());
+    for ((inst, ts), ls) in &by_time {
+        for l in ls {
+            let pair = || (l.labels["account"].clone(), l.labels["user"].clone());
+            let job_pair = || owner_of[&(inst.clone(), l.labels["job_id"].clone())].clone();
+            match l.name.as_str() {
+                "joulebook_job_joules_total" => {
+                    let k = (
+                        inst.clone(),
+                        l.labels["job_id"].clone(),
+                        l.labels["component"].clone(),
+                    );
+                    jobs.insert(k, (job_pair(), uj(l.value)));
+                }
+                "joulebook_job_core_seconds_total" => {
+                    job_core.insert(
+                        (inst.clone(), l.labels["job_id"].clone()),
+                        (job_pair(), l.value),
+                    );
+                }
+                "joulebook_owner_joules_total" => {
+                    owners.insert(
+                        (inst.clone(), pair(), l.labels["component"].clone()),
+                        uj(l.value),
+                    );
+                }
+                "joulebook_owner_core_seconds_total" => {
+                    owner_core.insert((inst.clone(), pair()), l.value);
+                }
+                _ => {}
+            }
+        }
+        for ((i, pair, comp), v) in owners.iter().filter(|((i, _, _), _)| i == inst) {
+            let sum: i64 = jobs
+                .iter()
+                .filter(|((ji, _, c), (p, _))| ji == i && c == comp && p == pair)
+                .map(|(_, (_, v))| v)
+                .sum();
+            assert_eq!(
+                *v, sum,
+                "{i} at {ts}, {pair:?} {comp}: owner {v} != its jobs {sum}"
+            );
+            pairs_seen.insert(pair.clone());
+            checked += 1;
+        }
+        for ((i, pair), v) in owner_core.iter().filter(|((i, _), _)| i == inst) {
+            let sum: f64 = job_core
+                .iter()
+                .filter(|((ji, _), (p, _))| ji == i && p == pair)
+                .map(|(_, (_, v))| v)
+                .sum();
+            assert!(
+                (v - sum).abs() <= 1e-6 * sum.max(1.0),
+                "{i} at {ts}, {pair:?}: {v} != {sum}"
+            );
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+    assert!(pairs_seen.len() >= 2, "{pairs_seen:?}");
+}
+
+#[test]
 fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(small());
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(mig());
@@ -501,6 +595,84 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
         assert!((v - want).abs() <= 1e-6 * want, "{l:?}: {v} vs {want}");
     }
     drop(prom);
+}
+
+/// The per-owner counters, read by PromQL from a real Prometheus, give the same project and user
+/// totals (energy, core- and GPU-hours) as the reporter's sums over the jobs of the same data.
+#[test]
+fn owner_counters_give_the_reports_project_and_user_totals() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = dir.path().join("tsdb");
+    backfill_openmetrics(&run.out, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    let out = dir.path().join("report");
+    let o = Command::new(binary("joulebook-report"))
+        .args([
+            "--prometheus",
+            &prom.url(),
+            "--from",
+            "2025-03-03",
+            "--to",
+            "2025-03-04",
+        ])
+        .args(["--format", "json", "--out"])
+        .arg(&out)
+        .env_remove("JOULEBOOK_PROMETHEUS_URL")
+        .output()
+        .expect("run joulebook-report");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    // The counters start at 0 with the simulation and never go down (the restart resumes from
+    // the state file): their largest value is the period's increase.
+    let end = run.truth["end_unix"].as_i64().unwrap();
+    let total = |metric: &str, by: &str| -> BTreeMap<String, f64> {
+        let q = format!("sum by ({by}) (max_over_time({metric}[1d]))");
+        prom.query(&q, end)
+            .into_iter()
+            .map(|(l, v)| (l.get(by).cloned().unwrap_or_default(), v))
+            .collect()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-9);
+    let mut compared = 0;
+    for (section, by) in [("projects", "account"), ("users", "user")] {
+        let energy = total("joulebook_owner_joules_total", by);
+        let core = total("joulebook_owner_core_seconds_total", by);
+        let gpu = total("joulebook_owner_gpu_seconds_total", by);
+        let jobs = total("joulebook_owner_jobs_total", by);
+        let rows = report[section]["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), energy.len(), "{section}: {energy:?}");
+        for r in rows {
+            let name = r["name"].as_str().unwrap();
+            let kwh = r["energy_kwh"].as_f64().unwrap();
+            assert!(
+                close(energy[name] / 3.6e6, kwh),
+                "{section} {name}: {energy:?} vs {kwh} kWh"
+            );
+            let ch = r["core_hours"].as_f64().unwrap();
+            assert!(
+                close(core[name] / 3600.0, ch),
+                "{section} {name}: core {core:?} vs {ch}"
+            );
+            let gh = r["gpu_hours"].as_f64().unwrap();
+            assert!(
+                close(gpu[name] / 3600.0, gh),
+                "{section} {name}: gpu {gpu:?} vs {gh}"
+            );
+            // A job on several nodes starts once on each; a job that did nothing is not listed.
+            assert!(
+                jobs[name] >= r["jobs"].as_f64().unwrap(),
+                "{section} {name}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 4, "{compared}");
 }
 
 #[test]

@@ -415,6 +415,43 @@ metric!(
     "Jobs running on this node at the last sample."
 );
 
+// --- Per owner: cumulative totals per (account, user) on each node, the same deltas as the job
+// counters, so project and user totals read a few series per node (exporter/src/owners.rs).
+metric!(OWNER_ENERGY, "owner", Joules, Counter, [l::ACCOUNT, l::USER, l::COMPONENT],
+    "Energy attributed to the jobs of an (account, user) pair on this node, by component; the sum of their job counters.");
+metric!(
+    OWNER_CPU_SECONDS,
+    "owner_cpu",
+    Seconds,
+    Counter,
+    [l::ACCOUNT, l::USER],
+    "CPU time used by the jobs of an (account, user) pair on this node."
+);
+metric!(
+    OWNER_CORE_SECONDS,
+    "owner_core",
+    Seconds,
+    Counter,
+    [l::ACCOUNT, l::USER],
+    "Allocated CPUs times elapsed time of the jobs of an (account, user) pair on this node."
+);
+metric!(
+    OWNER_GPU_SECONDS,
+    "owner_gpu",
+    Seconds,
+    Counter,
+    [l::ACCOUNT, l::USER],
+    "Allocated GPUs times elapsed time of the jobs of an (account, user) pair on this node."
+);
+metric!(
+    OWNER_JOBS,
+    "owner_jobs",
+    None,
+    Counter,
+    [l::ACCOUNT, l::USER],
+    "Jobs of an (account, user) pair that started on this node."
+);
+
 // --- Health of the exporter itself.
 metric!(SOURCE_UP, "source_up", None, Gauge, [l::SOURCE],
     "1 if the source's last sample succeeded, 0 if it is down (the log says why and how to fix it).");
@@ -529,6 +566,11 @@ pub const ALL_METRICS: &[MetricDef] = &[
     JOB_ALLOCATED_GPUS,
     JOB_ALLOCATED_MEMORY,
     JOBS_RUNNING,
+    OWNER_ENERGY,
+    OWNER_CPU_SECONDS,
+    OWNER_CORE_SECONDS,
+    OWNER_GPU_SECONDS,
+    OWNER_JOBS,
     SOURCE_UP,
     SOURCE_ENABLED,
     SAMPLE_DURATION,

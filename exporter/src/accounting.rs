@@ -17,6 +17,7 @@ use crate::attribution::{
 };
 use crate::jobs::Job;
 use crate::node::NodeInfo;
+use crate::owners::{Gain, Owners};
 use crate::sources::DeviceKey;
 use crate::state::{JobState, State};
 use joulebook_common::{Component, PerComponent};
@@ -107,6 +108,8 @@ pub struct JobRecord {
     /// The [`Job::revision`] that `raw_meta` and `cpus` were last compared with: the same
     /// non-zero revision again means the same values, not compared again.
     revision: u64,
+    /// Counted in its owner's jobs ([`crate::owners`]) already.
+    counted: bool,
 }
 
 /// What `meta` is derived from: user, account, partition, job name, SLUID, uid, source.
@@ -139,6 +142,8 @@ pub struct Accounting {
     splitter: crate::partition::Splitter,
     /// Sockets measured but missing from the topology, already logged.
     unknown_sockets: BTreeSet<u32>,
+    /// Per (account, user) totals, fed with the same deltas as the jobs.
+    owners: Owners,
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -309,7 +314,13 @@ impl Accounting {
             order: Vec::new(),
             splitter: Default::default(),
             unknown_sockets: BTreeSet::new(),
+            owners: Owners::default(),
         }
+    }
+
+    /// Per (account, user) totals.
+    pub fn owners(&self) -> &Owners {
+        &self.owners
     }
 
     pub fn jobs(&self) -> &BTreeMap<Arc<str>, JobRecord> {
@@ -449,12 +460,26 @@ impl Accounting {
             self.opts.policy,
             &self.baseline.baselines(),
         );
-        // Shares of the same id (listed twice) add up in the same record, as merged.
-        for (r, uj) in record.into_iter().zip(by_job) {
+        // Shares of the same id (listed twice) add up in the same record, as merged. Each
+        // share's gain goes to the record's owner too: the same integers, the same increments.
+        for (j, (r, uj)) in record.into_iter().zip(by_job).enumerate() {
             if let Some(rec) = recs.get_mut(r) {
                 rec.uj.saturating_add_assign(&uj);
+                let started = !rec.counted;
+                rec.counted = true;
+                let (n_cpus, n_gpus) = (running[j].cpus.len(), running[j].gpus.len());
+                let gain = Gain {
+                    uj: &uj,
+                    cpu_seconds: self.cpu_deltas[j] as f64 / 1e9,
+                    core_seconds: n_cpus as f64 * delta.interval_s,
+                    gpu_seconds: n_gpus as f64 * delta.interval_s,
+                    started,
+                };
+                let m = &rec.meta;
+                self.owners.add((&m.account, &m.user), gain, now, t_mono);
             }
         }
+        self.owners.expire(t_mono);
         self.unallocated.saturating_add_assign(&unallocated);
 
         // Finished jobs are dropped after the grace period.
@@ -480,6 +505,8 @@ impl Accounting {
         }
         for (id, js) in &state.jobs {
             let mut rec = JobRecord {
+                // Counted in its owner's jobs before the restart.
+                counted: true,
                 cpu_seconds: js.cpu_seconds,
                 core_seconds: js.core_seconds,
                 gpu_seconds: js.gpu_seconds,
@@ -508,6 +535,7 @@ impl Accounting {
             }
             self.jobs.insert(Arc::from(id.as_str()), rec);
         }
+        self.owners.resume(&state.owners, now, t_mono);
     }
 
     /// Writes the counters into a state to be saved.
@@ -543,6 +571,7 @@ impl Accounting {
             }
             state.jobs.insert(id.to_string(), js);
         }
+        state.owners = self.owners.save();
     }
 }
 

@@ -156,6 +156,7 @@ impl Engine {
                 .collect();
             s.unallocated = acc.unallocated_uj().joules();
             s.jobs_running = Some(acc.running());
+            s.owners = acc.owners().iter().map(|(k, o)| (k, o.clone())).collect();
         } else {
             s.health.push((SourceKind::Jobs, Health::default()));
             s.health.sort_by_key(|(k, _)| *k);

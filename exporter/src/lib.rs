@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod owners;
 pub mod partition;
 pub mod sampler;
 pub mod server;

@@ -474,6 +474,45 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
         &names::JOBS_RUNNING,
         s.jobs_running.map(|n| (NO_LABELS, n as f64)),
     )?;
+    encode_owners(s, &components, enc)
+}
+
+/// Per (account, user) totals, energy for the components the node has (as the jobs').
+fn encode_owners(
+    s: &Snapshot,
+    components: &[joulebook_common::Component],
+    enc: &mut DescriptorEncoder,
+) -> Result<(), Error> {
+    use names::labels as l;
+    counters(
+        enc,
+        &names::OWNER_ENERGY,
+        s.owners.iter().flat_map(|((a, u), o)| {
+            components.iter().map(move |c| {
+                (
+                    [
+                        (l::ACCOUNT, &**a),
+                        (l::USER, &**u),
+                        (l::COMPONENT, c.as_str()),
+                    ],
+                    o.uj[*c] as f64 / 1e6,
+                )
+            })
+        }),
+    )?;
+    let per_owner = |f: fn(&crate::owners::OwnerTotals) -> f64| {
+        s.owners
+            .iter()
+            .map(move |((a, u), o)| ([(l::ACCOUNT, &**a), (l::USER, &**u)], f(o)))
+    };
+    counters(enc, &names::OWNER_CPU_SECONDS, per_owner(|o| o.cpu_seconds))?;
+    counters(
+        enc,
+        &names::OWNER_CORE_SECONDS,
+        per_owner(|o| o.core_seconds),
+    )?;
+    counters(enc, &names::OWNER_GPU_SECONDS, per_owner(|o| o.gpu_seconds))?;
+    counters(enc, &names::OWNER_JOBS, per_owner(|o| o.jobs as f64))?;
     Ok(())
 }
 

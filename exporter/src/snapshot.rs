@@ -77,6 +77,8 @@ pub struct Snapshot {
     pub jobs: Vec<(std::sync::Arc<str>, crate::accounting::JobRecord)>,
     /// Unallocated energy by component, joules (zeros when jobs are off).
     pub unallocated: PerComponent<f64>,
+    /// Per (account, user) totals (empty when jobs are off): [`crate::owners`].
+    pub owners: Vec<(crate::owners::OwnerKey, crate::owners::OwnerTotals)>,
     /// Jobs running at the last cycle; `None` when job accounting is off.
     pub jobs_running: Option<usize>,
     /// The BMC's last status (power, energy method, gaps), when a BMC source runs.

@@ -2,7 +2,7 @@
 //!
 //! Prometheus counters must never go down; an exporter that restarted from zero would make every
 //! `increase()` over the restart wrong for node and job energy alike. So the exporter saves its
-//! totals (µJ per channel, component, job and unallocated, plus health counters) to one small
+//! totals (µJ per channel, component, job, owner and unallocated, plus health counters) to one small
 //! JSON file, and resumes from it at start.
 //!
 //! Two promises:
@@ -72,6 +72,9 @@ pub struct State {
     /// the energy drawn while the exporter was down is recovered from the hardware counters.
     #[serde(default)]
     pub raw: BTreeMap<String, u64>,
+    /// Per (account, user) totals ([`crate::owners`]).
+    #[serde(default)]
+    pub owners: Vec<OwnerState>,
 }
 
 impl State {
@@ -89,6 +92,7 @@ impl State {
             jobs: BTreeMap::new(),
             counters: BTreeMap::new(),
             raw: BTreeMap::new(),
+            owners: Vec::new(),
         }
     }
 
@@ -111,8 +115,42 @@ impl State {
                 }
             }
         }
+        for (i, o) in self.owners.iter().enumerate() {
+            for (name, v) in [
+                ("cpu_seconds", o.cpu_seconds),
+                ("core_seconds", o.core_seconds),
+                ("gpu_seconds", o.gpu_seconds),
+                ("last_active_unix", o.last_active_unix),
+            ] {
+                if !v.is_finite() {
+                    return Some((format!("owners[{i}].{name}"), v));
+                }
+            }
+        }
         None
     }
+}
+
+/// What the exporter keeps per (account, user) pair ([`crate::owners`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnerState {
+    pub account: String,
+    pub user: String,
+    /// Energy of the pair's jobs per component, µJ.
+    #[serde(default)]
+    pub joules_uj: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    #[serde(default)]
+    pub core_seconds: f64,
+    #[serde(default)]
+    pub gpu_seconds: f64,
+    /// Jobs started under the pair.
+    #[serde(default)]
+    pub jobs: u64,
+    /// Last time a job of the pair ran, seconds since the Unix epoch.
+    #[serde(default)]
+    pub last_active_unix: f64,
 }
 
 /// What the exporter keeps per job.
@@ -219,6 +257,8 @@ impl std::error::Error for StateError {
 }
 
 /// What [`load`] found.
+// Made once per start and moved once: the size of `State` beside the other variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub enum LoadOutcome {
     /// No state file: a first start.

@@ -346,6 +346,8 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 _ => ScopeKind::Cluster,
             };
             let report = build(&cli, &cfg, &ds, kind, &zone);
+            // The report owns (or shares) all it shows: the collected jobs go before rendering.
+            drop(ds);
             let files = report_files(&renderer, &report, &formats, &stem(&report.scope))?;
             write_all(&out, &files)?;
             for (name, _) in &files {
@@ -560,7 +562,7 @@ pub fn job_text(
             job.placements
                 .iter()
                 .map(|p| {
-                    let key = (job.cluster.clone(), p.instance.clone());
+                    let key = (job.cluster.to_string(), p.instance.to_string());
                     line(
                         shown
                             .names

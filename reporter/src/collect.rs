@@ -29,7 +29,7 @@
 //! is computed from that day's raw samples.
 
 use crate::counter;
-use crate::data::{Dataset, DayData, GpuData, JobData, NodeData, Placement};
+use crate::data::{Dataset, DayData, GpuData, Interner, JobData, Name, NodeData, Placement};
 use crate::period::{Period, Zone};
 use crate::prom::{Client, Labels, PromError, Sample};
 use joulebook_common::{self as c, labels as l, MetricDef};
@@ -135,8 +135,15 @@ pub fn quote(s: &str) -> String {
 }
 
 fn label(labels: &Labels, name: &str) -> String {
-    labels.get(name).map(str::to_string).unwrap_or_default()
+    labels_str(labels, name).to_string()
 }
+
+fn labels_str<'l>(labels: &'l Labels, name: &str) -> &'l str {
+    labels.get(name).unwrap_or_default()
+}
+
+/// (cluster, job_id, instance) of a job's series on one node.
+type PlaceKey = (Name, Name, Name);
 
 pub struct Collector<'a> {
     client: &'a Client,
@@ -227,10 +234,11 @@ impl<'a> Collector<'a> {
             (None, Some(n)) => n.max(1),
             (None, None) => auto_nodes_per_query(instances.len(), self.r()),
         };
-        let mut jobs: BTreeMap<(String, String), JobData> = BTreeMap::new();
-        let mut places: BTreeMap<(String, String, String), Placement> = BTreeMap::new();
+        let mut names = Interner::default();
+        let mut jobs: BTreeMap<(Name, Name), JobData> = BTreeMap::new();
+        let mut places: BTreeMap<PlaceKey, Placement> = BTreeMap::new();
         for shard in shard_matchers(instances, per) {
-            self.jobs_round(shard.as_deref(), &mut jobs, &mut places)?;
+            self.jobs_round(shard.as_deref(), &mut names, &mut jobs, &mut places)?;
         }
         for ((cl, id, _), pl) in places {
             if let Some(j) = jobs.get_mut(&(cl, id)) {
@@ -240,10 +248,17 @@ impl<'a> Collector<'a> {
             }
         }
         // A job whose series only lingered through its grace period did nothing in the period.
-        Ok(jobs
-            .into_values()
-            .filter(|j| j.energy.total() > 0.0 || j.core_seconds > 0.0)
-            .collect())
+        // Moved out one by one (the map's nodes freed as they go) into a list sized once, not
+        // grown by doubling beside the map.
+        let mut out = Vec::with_capacity(jobs.len());
+        while let Some((_, mut j)) = jobs.pop_first() {
+            if j.energy.total() > 0.0 || j.core_seconds > 0.0 {
+                j.placements.shrink_to_fit();
+                out.push(j);
+            }
+        }
+        out.shrink_to_fit();
+        Ok(out)
     }
 
     /// One round of [`Collector::jobs`]: the job series matching `shard` (all when `None`),
@@ -251,8 +266,9 @@ impl<'a> Collector<'a> {
     fn jobs_round(
         &self,
         shard: Option<&str>,
-        jobs: &mut BTreeMap<(String, String), JobData>,
-        places: &mut BTreeMap<(String, String, String), Placement>,
+        names: &mut Interner,
+        jobs: &mut BTreeMap<(Name, Name), JobData>,
+        places: &mut BTreeMap<PlaceKey, Placement>,
     ) -> Result<(), PromError> {
         let r = self.r();
         let lb = self.scope.lookback;
@@ -343,9 +359,18 @@ impl<'a> Collector<'a> {
         let alloc_mem = next();
         let info = next();
 
+        // Job ids repeat across this round's answers only: interned for the round.
+        let mut ids = Interner::default();
+        let mut key = |lb: &Labels| -> PlaceKey {
+            (
+                names.get(labels_str(lb, CLUSTER)),
+                ids.get(labels_str(lb, l::JOB_ID)),
+                names.get(labels_str(lb, INSTANCE)),
+            )
+        };
         for (f, rows) in per_family.into_iter().enumerate() {
             for (lb, v) in rows {
-                let k = place_key(&lb);
+                let k = key(&lb);
                 let job = jobs
                     .entry((k.0.clone(), k.1.clone()))
                     .or_insert_with(|| JobData {
@@ -373,24 +398,28 @@ impl<'a> Collector<'a> {
             }
         }
         for s in alloc_cpus {
-            if let Some(pl) = places.get_mut(&place_key(&s.labels)) {
+            if let Some(pl) = places.get_mut(&key(&s.labels)) {
                 pl.alloc_cpus = s.value;
             }
         }
         for s in alloc_mem {
-            if let Some(pl) = places.get_mut(&place_key(&s.labels)) {
+            if let Some(pl) = places.get_mut(&key(&s.labels)) {
                 pl.alloc_memory_bytes = Some(s.value);
             }
         }
         for s in info {
-            let k = (label(&s.labels, CLUSTER), label(&s.labels, l::JOB_ID));
+            let k = (
+                names.get(labels_str(&s.labels, CLUSTER)),
+                Name::from(labels_str(&s.labels, l::JOB_ID)),
+            );
             if let Some(j) = jobs.get_mut(&k) {
-                j.scheduler = label(&s.labels, l::SCHEDULER);
-                j.user = label(&s.labels, l::USER);
-                j.account = label(&s.labels, l::ACCOUNT);
-                j.partition = label(&s.labels, l::PARTITION);
-                j.job_name = label(&s.labels, l::JOB_NAME);
-                j.metadata = label(&s.labels, l::METADATA);
+                let mut get = |n: &str| names.get(labels_str(&s.labels, n));
+                j.scheduler = get(l::SCHEDULER);
+                j.user = get(l::USER);
+                j.account = get(l::ACCOUNT);
+                j.partition = get(l::PARTITION);
+                j.job_name = get(l::JOB_NAME);
+                j.metadata = get(l::METADATA);
             }
         }
         Ok(())

@@ -3,7 +3,112 @@
 //! tested without a server.
 
 use crate::period::Period;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// A shared, immutable string: the labels a report repeats for every job (cluster, user,
+/// account, partition, node...) are held once, through an [`Interner`], and cloned by reference
+/// count into the report's rows. Serializes as the plain string, so outputs do not change.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, o: &str) -> bool {
+        &*self.0 == o
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, o: &&str) -> bool {
+        &*self.0 == *o
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, o: &String) -> bool {
+        &*self.0 == o.as_str()
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+        String::deserialize(d).map(Name::from)
+    }
+}
+
+/// One [`Name`] per distinct string met: what a collection holds grows with the distinct
+/// users, projects, nodes... not with the jobs that repeat them.
+#[derive(Debug, Default)]
+pub struct Interner(HashSet<Name>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(n) = self.0.get(s) {
+            return n.clone();
+        }
+        let n = Name::from(s);
+        self.0.insert(n.clone());
+        n
+    }
+}
 
 /// A value per energy component, joules unless a field says otherwise; serialised as
 /// `{cpu, dram, gpu, other}`.
@@ -12,7 +117,7 @@ pub type ByComponent = joulebook_common::PerComponent<f64>;
 /// A job's share of one node (instance) during the period.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
-    pub instance: String,
+    pub instance: Name,
     /// Allocated CPUs × elapsed, seconds, inside the period.
     pub core_seconds: f64,
     /// Allocated GPUs × elapsed, seconds, inside the period.
@@ -35,18 +140,21 @@ impl Placement {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Its strings are [`Name`]s: the repeated ones interned by the collection, so a job holds
+/// pointers, not copies (what a long period holds is about a job's numbers).
 pub struct JobData {
-    pub cluster: String,
-    pub job_id: String,
-    pub scheduler: String,
-    pub user: String,
-    pub account: String,
-    pub partition: String,
-    pub job_name: String,
+    pub cluster: Name,
+    pub job_id: Name,
+    pub scheduler: Name,
+    pub user: Name,
+    pub account: Name,
+    pub partition: Name,
+    pub job_name: Name,
     /// Where the exporter took the job's metadata from (`prolog`, `kernel`, `environment`;
     /// empty from exporters before it was published): see [`crate::trust`].
     #[serde(default)]
-    pub metadata: String,
+    pub metadata: Name,
     /// Energy inside the period, joules, summed over the job's nodes.
     pub energy: ByComponent,
     /// Seconds inside the period, summed over nodes.

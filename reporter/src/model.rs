@@ -5,7 +5,7 @@
 //! (kilograms CO2e), `share` (a fraction between 0 and 1), `ratio` (dimensionless).
 
 use crate::config::{CarbonIntensity, Config, Household};
-use crate::data::{ByComponent, Dataset, JobData, NodeData, Placement};
+use crate::data::{ByComponent, Dataset, JobData, Name, NodeData, Placement};
 pub use crate::methods::{
     constants, gpu_watts_by_node, job_estimates, methods, Constant, JobEstimates,
 };
@@ -248,12 +248,12 @@ pub struct DayRow {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct JobRow {
-    pub cluster: String,
-    pub job_id: String,
-    pub user: String,
-    pub project: String,
-    pub name: String,
-    pub partition: String,
+    pub cluster: Name,
+    pub job_id: Name,
+    pub user: Name,
+    pub project: Name,
+    pub name: Name,
+    pub partition: Name,
     pub energy_kwh: f64,
     /// Exact sum of the job's counters, joules.
     pub energy_j: f64,
@@ -268,10 +268,60 @@ impl Report {
     /// A copy holding only the rows the HTML, Markdown and text formats show (`top_n` of each
     /// table): templates receive the report as a generic value tree, and the full list of a
     /// large cluster's jobs would cost hundreds of megabytes there for nothing.
+    /// The job list is copied `top_n` rows only (not whole, then cut): it is the one table
+    /// that grows with the jobs.
     pub fn for_display(&self) -> Report {
         let n = self.top_n;
-        let mut r = self.clone();
-        r.top_jobs.truncate(n);
+        let Report {
+            schema_version,
+            title,
+            site,
+            scope,
+            cluster,
+            period,
+            generated_at,
+            has_data,
+            headline,
+            components,
+            unmeasured,
+            gpu_share,
+            idle,
+            projects,
+            users,
+            estimates,
+            dev_vs_final,
+            daily,
+            top_jobs,
+            top_n,
+            constants,
+            methods,
+            notes,
+        } = self;
+        let mut r = Report {
+            schema_version: *schema_version,
+            title: title.clone(),
+            site: site.clone(),
+            scope: scope.clone(),
+            cluster: cluster.clone(),
+            period: period.clone(),
+            generated_at: generated_at.clone(),
+            has_data: *has_data,
+            headline: headline.clone(),
+            components: components.clone(),
+            unmeasured: unmeasured.clone(),
+            gpu_share: *gpu_share,
+            idle: idle.clone(),
+            projects: projects.clone(),
+            users: users.clone(),
+            estimates: estimates.clone(),
+            dev_vs_final: dev_vs_final.clone(),
+            daily: daily.clone(),
+            top_jobs: top_jobs.iter().take(n).cloned().collect(),
+            top_n: *top_n,
+            constants: constants.clone(),
+            methods: methods.clone(),
+            notes: notes.clone(),
+        };
         r.projects.rows.truncate(n);
         r.users.rows.truncate(n);
         r.estimates.projects.truncate(n);
@@ -498,16 +548,26 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     let mut total_est = JobEstimates::default();
     for (j, e) in jobs.iter().zip(&est) {
         for (map, key) in [
-            (&mut projects, j.account.clone()),
-            (&mut users, show_user(&j.user)),
+            (&mut projects, j.account.as_str()),
+            (
+                &mut users,
+                alias.get(j.user.as_str()).map_or(&*j.user, String::as_str),
+            ),
         ] {
-            let g = map.entry(key).or_insert(Group {
-                energy_j: 0.0,
-                jobs: 0,
-                core_s: 0.0,
-                gpu_s: 0.0,
-                est: JobEstimates::default(),
-            });
+            // Looked up before a key is made: one allocation per project or user, not per job.
+            if !map.contains_key(key) {
+                map.insert(
+                    key.to_string(),
+                    Group {
+                        energy_j: 0.0,
+                        jobs: 0,
+                        core_s: 0.0,
+                        gpu_s: 0.0,
+                        est: JobEstimates::default(),
+                    },
+                );
+            }
+            let Some(g) = map.get_mut(key) else { continue };
             g.energy_j += j.energy.total();
             g.jobs += 1;
             g.core_s += j.core_seconds;
@@ -751,7 +811,7 @@ fn dev_vs_final(
         let (chosen, by): (Vec<&JobData>, &str) = if let Some(ids) = cfg.best_run.jobs.get(p) {
             (
                 all.iter()
-                    .filter(|j| ids.contains(&j.job_id))
+                    .filter(|j| ids.iter().any(|i| j.job_id == *i))
                     .copied()
                     .collect(),
                 "configured",
@@ -773,7 +833,7 @@ fn dev_vs_final(
             project: p.clone(),
             total_kwh: kwh(total),
             final_kwh: kwh(fin),
-            final_jobs: chosen.iter().map(|j| j.job_id.clone()).collect(),
+            final_jobs: chosen.iter().map(|j| j.job_id.to_string()).collect(),
             chosen_by: by.into(),
             ratio: ratio(total, fin),
         });
@@ -881,12 +941,17 @@ fn top_job_rows(
     show_user: &dyn Fn(&str) -> String,
     jobs_total_j: f64,
 ) -> Vec<JobRow> {
+    // The rows share the jobs' strings; a shown (anonymised) user name is made once per user.
+    let mut shown: BTreeMap<&str, Name> = BTreeMap::new();
     let mut top_jobs: Vec<JobRow> = jobs
         .iter()
         .map(|j| JobRow {
             cluster: j.cluster.clone(),
             job_id: j.job_id.clone(),
-            user: show_user(&j.user),
+            user: shown
+                .entry(&j.user)
+                .or_insert_with(|| Name::from(show_user(&j.user)))
+                .clone(),
             project: j.account.clone(),
             name: j.job_name.clone(),
             partition: j.partition.clone(),
@@ -914,7 +979,7 @@ mod tests {
 
     fn job(id: &str, user: &str, account: &str, name: &str, joules: f64, core_s: f64) -> JobData {
         JobData {
-            cluster: String::new(),
+            cluster: Name::default(),
             job_id: id.into(),
             user: user.into(),
             account: account.into(),

@@ -277,6 +277,10 @@ proptest! {
             node_total.gpu += g0 + g1;
             a.update(t as f64, t as f64, &d, &running);
             prop_assert_eq!(a.accounted_uj(), node_total);
+            // The owners' counters gain exactly what the jobs gain: owners + unallocated = node.
+            let mut by_owner = a.owners().accounted_uj();
+            by_owner.saturating_add_assign(&a.unallocated_uj());
+            prop_assert_eq!(by_owner, node_total);
             for (id, rec) in a.jobs() {
                 if let Some(prev) = last.get(&**id) {
                     for (c, now) in rec.uj.iter() { prop_assert!(*now >= prev[c]); }
@@ -285,4 +289,77 @@ proptest! {
             last = a.jobs().iter().map(|(k, v)| (k.to_string(), v.uj)).collect();
         }
     }
+}
+
+/// Energy, CPU-, core- and GPU-seconds, jobs.
+type Sums = (PerComponent<u64>, f64, f64, f64, u64);
+
+/// The per-owner counters are the sums of their jobs' counters (energy to the µJ, seconds and
+/// jobs started), a job is counted once however long it runs, and they survive a restart through
+/// the state file.
+#[test]
+fn owner_totals_are_the_sums_of_their_jobs() {
+    let opts = AccountingOptions {
+        grace_s: 1e9,
+        ..Default::default()
+    };
+    let mut a = Accounting::new(opts.clone(), &node());
+    let mut bob = job("9", &[4, 5], &["GPU-1"], 0);
+    bob.user = Some("bob".into());
+    for t in 0..5u64 {
+        let d = delta(
+            &[("0", 1_000 + t), ("1", 777)],
+            &[("GPU-0", 50), ("GPU-1", 60)],
+            1.0,
+        );
+        let mut running = vec![job("7", &[0, 1], &["GPU-0"], t * 1_000_000), bob.clone()];
+        if t >= 2 {
+            running.push(job("8", &[2], &[], t * 3_000_000));
+        }
+        bob.cpu_usage_ns = bob.cpu_usage_ns.map(|n| n + 250_000_000);
+        a.update(t as f64, t as f64, &d, &running);
+    }
+    let check = |a: &Accounting| {
+        let mut want: BTreeMap<(String, String), Sums> = BTreeMap::new();
+        for rec in a.jobs().values() {
+            let w = want
+                .entry((rec.meta.account.clone(), rec.meta.user.clone()))
+                .or_default();
+            w.0.saturating_add_assign(&rec.uj);
+            w.1 += rec.cpu_seconds;
+            w.2 += rec.core_seconds;
+            w.3 += rec.gpu_seconds;
+            w.4 += 1;
+        }
+        let got: BTreeMap<(String, String), Sums> = a
+            .owners()
+            .iter()
+            .map(|((acc, u), o)| {
+                let v = (o.uj, o.cpu_seconds, o.core_seconds, o.gpu_seconds, o.jobs);
+                ((acc.to_string(), u.to_string()), v)
+            })
+            .collect();
+        assert_eq!(got, want);
+    };
+    check(&a);
+    let alice = a.owners().get("physics", "alice").unwrap();
+    assert_eq!(alice.jobs, 2);
+    assert_eq!(alice.core_seconds, 2.0 * 5.0 + 3.0);
+    assert!(alice.uj.cpu > 0 && alice.uj.gpu > 0);
+    assert_eq!(a.owners().get("physics", "bob").unwrap().cpu_seconds, 1.0);
+
+    let mut st = State::new("n1");
+    a.save_into(&mut st);
+    let mut b = Accounting::new(opts, &node());
+    b.resume(&st, 10.0, 3.0);
+    check(&b);
+    // Resumed jobs are not counted again when they run on.
+    b.update(
+        11.0,
+        4.0,
+        &delta(&[("0", 10)], &[], 1.0),
+        &[job("7", &[0, 1], &["GPU-0"], 0)],
+    );
+    assert_eq!(b.owners().get("physics", "alice").unwrap().jobs, 2);
+    check(&b);
 }

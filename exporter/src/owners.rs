@@ -1,0 +1,283 @@
+//! Per-owner totals: cumulative counters per (account, user) on this node (energy by component,
+//! CPU time, core- and GPU-seconds, jobs), so that a report sums a few series per node instead of
+//! every job's. Fed by [`crate::accounting`] with exactly the deltas its job counters get, in the
+//! same cycle, so the energy is equal to the µJ: what all owners gained (live and expired) equals
+//! what all jobs gained (published and retired), at every cycle; the seconds are the same f64
+//! increments (equal up to the rounding of a different summation order).
+//!
+//! Bounds: account and user can come from a job's environment (untrusted), so at most
+//! [`MAX_OWNERS`] pairs are kept; the jobs of any further pair count under [`OVERFLOW`], so no
+//! energy is lost. A pair with no running job for [`EXPIRY_S`] is dropped: its series goes stale,
+//! and if the pair comes back its counters start again from zero, which a reader sees as a
+//! counter reset (a drop to less than half: `reporter/src/counter.rs`).
+
+use crate::state::OwnerState;
+use joulebook_common::{Component, PerComponent};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most (account, user) pairs kept on one node.
+pub const MAX_OWNERS: usize = 512;
+
+/// Account and user of the pair that takes the jobs of pairs beyond [`MAX_OWNERS`].
+pub const OVERFLOW: &str = "(other)";
+
+/// Seconds without a running job after which a pair is dropped (one day).
+pub const EXPIRY_S: f64 = 86_400.0;
+
+/// (account, user), as published on the job's `joulebook_job_info`.
+pub type OwnerKey = (Arc<str>, Arc<str>);
+
+/// One pair's counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnerTotals {
+    /// Energy by component, µJ.
+    pub uj: PerComponent<u64>,
+    pub cpu_seconds: f64,
+    pub core_seconds: f64,
+    pub gpu_seconds: f64,
+    /// Jobs that started (first ran) on this node under the pair.
+    pub jobs: u64,
+    /// Last cycle with a running job of the pair, on the sampler's monotonic clock (for the
+    /// expiry, immune to clock jumps) and in Unix time (for the state file).
+    last_active_mono: f64,
+    last_active_unix: f64,
+}
+
+/// What one running job gained in one cycle.
+pub struct Gain<'a> {
+    pub uj: &'a PerComponent<u64>,
+    pub cpu_seconds: f64,
+    pub core_seconds: f64,
+    pub gpu_seconds: f64,
+    /// The job's first cycle on this node.
+    pub started: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Owners {
+    /// By account, then user (two levels, so a job's pair is found by its strings).
+    map: BTreeMap<Arc<str>, BTreeMap<Arc<str>, OwnerTotals>>,
+    len: usize,
+    /// Energy of the pairs dropped after [`EXPIRY_S`], µJ: with it, owners can be checked
+    /// against the jobs at any time.
+    expired: PerComponent<u64>,
+}
+
+impl Owners {
+    /// The pairs, by account then user.
+    pub fn iter(&self) -> impl Iterator<Item = (OwnerKey, &OwnerTotals)> {
+        self.map
+            .iter()
+            .flat_map(|(a, us)| us.iter().map(move |(u, o)| ((a.clone(), u.clone()), o)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, account: &str, user: &str) -> Option<&OwnerTotals> {
+        self.map.get(account).and_then(|us| us.get(user))
+    }
+
+    /// Energy of every pair ever kept (live and expired), µJ per component.
+    pub fn accounted_uj(&self) -> PerComponent<u64> {
+        let mut t = self.expired;
+        for (_, o) in self.iter() {
+            t.saturating_add_assign(&o.uj);
+        }
+        t
+    }
+
+    /// The pair's counters, created at zero when new; [`OVERFLOW`]'s when [`MAX_OWNERS`] pairs
+    /// are kept. Looked up by the strings: a known pair (every cycle of every running job)
+    /// costs one lookup and allocates nothing.
+    fn entry(&mut self, account: &str, user: &str) -> Option<&mut OwnerTotals> {
+        let known = self.get(account, user).is_some();
+        let (account, user) = if known || self.len < MAX_OWNERS {
+            (account, user)
+        } else {
+            (OVERFLOW, OVERFLOW)
+        };
+        if !known {
+            self.create(account, user);
+        }
+        self.map.get_mut(account)?.get_mut(user)
+    }
+
+    /// Creates the pair at zero unless it exists.
+    fn create(&mut self, account: &str, user: &str) {
+        if self.get(account, user).is_some() {
+            return;
+        }
+        self.len += 1;
+        if !self.map.contains_key(account) {
+            self.map.insert(Arc::from(account), BTreeMap::new());
+        }
+        if let Some(users) = self.map.get_mut(account) {
+            users.insert(Arc::from(user), OwnerTotals::default());
+        }
+    }
+
+    /// Adds one running job's gain of one cycle to its pair (its published account and user).
+    pub fn add(&mut self, (account, user): (&str, &str), g: Gain<'_>, now: f64, t_mono: f64) {
+        let Some(o) = self.entry(account, user) else {
+            return;
+        };
+        o.uj.saturating_add_assign(g.uj);
+        o.cpu_seconds += g.cpu_seconds;
+        o.core_seconds += g.core_seconds;
+        o.gpu_seconds += g.gpu_seconds;
+        o.jobs += u64::from(g.started);
+        o.last_active_mono = t_mono;
+        o.last_active_unix = now;
+    }
+
+    /// Drops the pairs without a running job for [`EXPIRY_S`].
+    pub fn expire(&mut self, t_mono: f64) {
+        let expired = &mut self.expired;
+        let len = &mut self.len;
+        for us in self.map.values_mut() {
+            us.retain(|_, o| {
+                if t_mono - o.last_active_mono > EXPIRY_S {
+                    expired.saturating_add_assign(&o.uj);
+                    *len -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.map.retain(|_, us| !us.is_empty());
+    }
+
+    /// Restores the pairs of a state file (at most [`MAX_OWNERS`]; the time already spent idle
+    /// before the restart counts towards the expiry).
+    pub fn resume(&mut self, saved: &[OwnerState], now: f64, t_mono: f64) {
+        for s in saved.iter().take(MAX_OWNERS) {
+            let mut o = OwnerTotals {
+                cpu_seconds: s.cpu_seconds,
+                core_seconds: s.core_seconds,
+                gpu_seconds: s.gpu_seconds,
+                jobs: s.jobs,
+                last_active_mono: t_mono - (now - s.last_active_unix).clamp(0.0, 1e9),
+                last_active_unix: s.last_active_unix,
+                ..Default::default()
+            };
+            for c in Component::ALL {
+                if let Some(uj) = s.joules_uj.get(c.as_str()) {
+                    o.uj[c] = *uj;
+                }
+            }
+            self.create(&s.account, &s.user);
+            if let Some(slot) = self.map.get_mut(s.account.as_str()) {
+                slot.insert(Arc::from(s.user.as_str()), o);
+            }
+        }
+    }
+
+    /// The pairs, to be saved.
+    pub fn save(&self) -> Vec<OwnerState> {
+        self.iter()
+            .map(|((account, user), o)| OwnerState {
+                account: account.to_string(),
+                user: user.to_string(),
+                joules_uj: Component::ALL
+                    .iter()
+                    .map(|c| (c.as_str().to_string(), o.uj[*c]))
+                    .collect(),
+                cpu_seconds: o.cpu_seconds,
+                core_seconds: o.core_seconds,
+                gpu_seconds: o.gpu_seconds,
+                jobs: o.jobs,
+                last_active_unix: o.last_active_unix,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gain(uj: &PerComponent<u64>, started: bool) -> Gain<'_> {
+        Gain {
+            uj,
+            cpu_seconds: 1.0,
+            core_seconds: 2.0,
+            gpu_seconds: 0.5,
+            started,
+        }
+    }
+
+    #[test]
+    fn pairs_beyond_the_bound_count_under_overflow_and_nothing_is_lost() {
+        let mut o = Owners::default();
+        for i in 0..MAX_OWNERS + 10 {
+            o.add(
+                ("a", &format!("u{i}")),
+                gain(&[1, 0, 0, 0].into(), true),
+                0.0,
+                0.0,
+            );
+        }
+        assert_eq!(o.len(), MAX_OWNERS + 1);
+        assert_eq!(o.iter().count(), MAX_OWNERS + 1);
+        let over = o.get(OVERFLOW, OVERFLOW).unwrap();
+        assert_eq!((over.uj.cpu, over.jobs), (10, 10));
+        assert_eq!(o.accounted_uj(), [(MAX_OWNERS + 10) as u64, 0, 0, 0].into());
+    }
+
+    #[test]
+    fn an_idle_pair_expires_after_a_day_and_keeps_the_check_exact() {
+        let mut o = Owners::default();
+        o.add(("p", "alice"), gain(&[5, 6, 7, 8].into(), true), 0.0, 100.0);
+        o.add(
+            ("q", "bob"),
+            gain(&[1, 1, 1, 1].into(), true),
+            0.0,
+            100.0 + EXPIRY_S,
+        );
+        o.expire(100.0 + EXPIRY_S);
+        assert_eq!(o.len(), 2, "not idle for more than the expiry yet");
+        o.expire(101.0 + EXPIRY_S);
+        assert_eq!(o.len(), 1);
+        assert!(o.get("q", "bob").is_some());
+        assert_eq!(o.accounted_uj(), [6, 7, 8, 9].into());
+    }
+
+    #[test]
+    fn save_and_resume_keep_counters_and_idle_time() {
+        let mut o = Owners::default();
+        o.add(
+            ("p", "alice"),
+            gain(&[5, 6, 7, 8].into(), true),
+            910.0,
+            50.0,
+        );
+        o.add(
+            ("p", "alice"),
+            gain(&[1, 0, 0, 0].into(), false),
+            960.0,
+            60.0,
+        );
+        let saved = o.save();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].last_active_unix, 960.0);
+        let mut r = Owners::default();
+        // Restarted at Unix 2,000, monotonic 7: idle 1,040 s so far.
+        r.resume(&saved, 2_000.0, 7.0);
+        let t = r.get("p", "alice").unwrap();
+        assert_eq!(t.uj, [6, 6, 7, 8].into());
+        assert_eq!((t.jobs, t.core_seconds, t.cpu_seconds), (1, 4.0, 2.0));
+        r.expire(7.0 + EXPIRY_S - 1_040.0);
+        assert_eq!(r.len(), 1);
+        r.expire(7.0 + EXPIRY_S - 1_039.0);
+        assert!(r.is_empty());
+        assert_eq!(r.iter().count(), 0);
+    }
+}
