@@ -289,8 +289,9 @@ pub struct Gpus {
     /// Enforced power limit; default: `max_watts`. Power is capped at it.
     #[serde(default)]
     pub power_limit_watts: Option<f64>,
-    /// `nvidia` (NVML, the default) or `amd` (the amdgpu driver's energy counter: ids are
-    /// `unique_id`s, 16 hex digits).
+    /// `nvidia` (NVML, the default), `amd` (the amdgpu driver's energy counter: ids are
+    /// `unique_id`s, 16 hex digits) or `intel` (the xe driver's hwmon `card` counter: ids are
+    /// PCI addresses).
     #[serde(default)]
     pub vendor: GpuMaker,
     /// MIG: every GPU is split into instances of these many slices of 7 (`[3, 4]`: a 3g and a
@@ -307,6 +308,7 @@ pub enum GpuMaker {
     #[default]
     Nvidia,
     Amd,
+    Intel,
 }
 
 /// Slices of a MIG-capable GPU (A100, H100): an instance holds 1, 2, 3, 4 or all 7.
@@ -532,6 +534,9 @@ pub enum FaultKind {
 pub enum FaultSource {
     Rapl,
     Nvml,
+    Amdgpu,
+    #[serde(rename = "intel_gpu")]
+    IntelGpu,
     Bmc,
 }
 
@@ -1125,9 +1130,11 @@ impl Scenario {
             }
             if f.kind == FaultKind::SourceDown {
                 let has = match f.source {
-                    None => return bad(k("source"), "rapl, nvml or bmc".into()),
+                    None => return bad(k("source"), "rapl, nvml, amdgpu, intel_gpu or bmc".into()),
                     Some(FaultSource::Rapl) => true,
-                    Some(FaultSource::Nvml) => g.gpu_count() > 0,
+                    Some(FaultSource::Nvml) => g.gpu_maker() == Some(GpuMaker::Nvidia),
+                    Some(FaultSource::Amdgpu) => g.gpu_maker() == Some(GpuMaker::Amd),
+                    Some(FaultSource::IntelGpu) => g.gpu_maker() == Some(GpuMaker::Intel),
                     Some(FaultSource::Bmc) => g.bmc.is_some(),
                 };
                 if !has {
@@ -1191,6 +1198,10 @@ impl NodeGroup {
         self.gpus.as_ref().map_or(0, |g| {
             g.count * g.mig.as_ref().map_or(1, |m| m.len() as u32)
         })
+    }
+    /// Who made its GPUs; `None` without GPUs.
+    pub fn gpu_maker(&self) -> Option<GpuMaker> {
+        self.gpus.as_ref().map(|g| g.vendor)
     }
     pub fn cpu_vendor(&self) -> String {
         if let Some(v) = &self.cpu_vendor {
