@@ -1095,6 +1095,165 @@ fn oar_prologue_maps_amd_drm_minors_to_rocm_uuids() {
     assert_eq!(mapping(&m.dir), map_of(&[]));
 }
 
+/// OAR on an Intel node: a `gpudevice` that is an Intel GPU's DRM minor (card or render node)
+/// becomes the GPU's index as the exporter numbers Intel GPUs (those with an xe or i915 energy
+/// counter, in PCI address order: the integrated GPU is none); an unknown minor is logged. On a
+/// node that also has an AMD GPU, whose indices would collide, nothing Intel is mapped.
+#[test]
+fn oar_prologue_maps_intel_drm_minors_to_exporter_indices() {
+    let m = MapDir::new();
+    let root = m._tmp.path();
+    let drm = root.join("class-drm");
+    intel_drm(&drm);
+    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
+    let host = host.trim();
+    let res = root.join("44_resources");
+    std::fs::write(
+        &res,
+        format!(
+            "besteffort = 'NO' , gpudevice = '129' , host = '{host}' , resource_id = '1'\n\
+             besteffort = 'NO' , gpudevice = '2' , host = '{host}' , resource_id = '2'\n\
+             besteffort = 'NO' , gpudevice = '0' , host = '{host}' , resource_id = '3'\n\
+             besteffort = 'NO' , gpudevice = '7' , host = '{host}' , resource_id = '4'\n"
+        ),
+    )
+    .unwrap();
+    let mut env = m.env();
+    env.push((
+        "JOULEBOOK_NVIDIA_PROC",
+        root.join("no-nvidia").display().to_string(),
+    ));
+    env.push(("JOULEBOOK_DRM_CLASS", drm.display().to_string()));
+    env.push(("JOULEBOOK_OAR_RESOURCES", res.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let prologue = deploy("oar/prologue");
+    let (code, err) = sh(&prologue, &["44", "alice", "/tmp/nodes"], &env);
+    assert_eq!(code, 0, "{err}");
+    // 0000:3a:00.0 is Intel GPU 0, 0000:9a:00.0 (renderD129) Intel GPU 1.
+    assert_eq!(mapping(&m.dir), map_of(&[("0", &["44"]), ("1", &["44"])]));
+    for minor in ["0", "7"] {
+        assert!(
+            err.contains(&format!("DRM minor {minor} under")),
+            "minor {minor} not logged: {err}"
+        );
+    }
+    let (code, err) = sh(&deploy("oar/epilogue"), &["44"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mapping(&m.dir), map_of(&[]));
+
+    // An AMD GPU on the same node: index 0 would name it first, so Intel minors are not mapped.
+    let amd = drm.join("card5/device");
+    std::fs::create_dir_all(&amd).unwrap();
+    std::fs::write(amd.join("vendor"), "0x1002\n").unwrap();
+    let (code, err) = sh(&prologue, &["44", "alice", "/tmp/nodes"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mapping(&m.dir), map_of(&[]));
+    assert!(err.contains("also has NVIDIA or AMD GPUs"), "{err}");
+}
+
+/// Intel GPUs under the DRM class folder `drm`: (DRM device, PCI address, hwmon driver) for the
+/// xe card 0000:9a:00.0 and its render node, the i915 card 0000:3a:00.0, and the integrated GPU
+/// 0000:00:02.0 (no hwmon); and a connector, which repeats its card's name.
+fn intel_drm(drm: &Path) {
+    let devices = [
+        ("card0", "0000:00:02.0", None),
+        ("card1", "0000:9a:00.0", Some("xe")),
+        ("renderD129", "0000:9a:00.0", Some("xe")),
+        ("card2", "0000:3a:00.0", Some("i915")),
+    ];
+    for (name, pci, hwmon) in devices {
+        let d = drm.join(name).join("device");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("vendor"), "0x8086\n").unwrap();
+        std::fs::write(
+            d.join("uevent"),
+            format!("DRIVER=xe\nPCI_CLASS=38000\nPCI_SLOT_NAME={pci}\n"),
+        )
+        .unwrap();
+        if let Some(driver) = hwmon {
+            let h = d.join("hwmon/hwmon4");
+            std::fs::create_dir_all(&h).unwrap();
+            std::fs::write(h.join("name"), format!("{driver}\n")).unwrap();
+            std::fs::write(h.join("energy1_input"), "123456\n").unwrap();
+        }
+    }
+    std::fs::create_dir_all(drm.join("card1-DP-1/device")).unwrap();
+}
+
+/// The built exporter numbers Intel GPUs as the OAR prologue does: the prologue maps the render
+/// node 129 (the xe card 0000:9a:00.0) to index 1, and the exporter's intel_gpu source charges
+/// job 801 that GPU, by PCI address.
+#[test]
+fn the_exporter_reads_the_intel_mapping_the_oar_prologue_wrote() {
+    let root = copy_fixture("no-powercap");
+    copy_tree(&fixture("cgroup/idle-gpu"), root.path());
+    let r = root.path();
+    intel_drm(&r.join("sys/class/drm"));
+    let m = MapDir {
+        _tmp: tempfile::tempdir().unwrap(),
+        dir: r.join("run/joulebook/gpu-map"),
+        records: r.join("run/joulebook/jobs"),
+    };
+    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
+    let res = r.join("801_resources");
+    std::fs::write(
+        &res,
+        format!(
+            "gpudevice = '129' , host = '{}' , resource_id = '1'\n",
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let mut env = m.env();
+    env.push((
+        "JOULEBOOK_NVIDIA_PROC",
+        r.join("no-nvidia").display().to_string(),
+    ));
+    env.push((
+        "JOULEBOOK_DRM_CLASS",
+        r.join("sys/class/drm").display().to_string(),
+    ));
+    env.push(("JOULEBOOK_OAR_RESOURCES", res.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, err) = sh(
+        &deploy("oar/prologue"),
+        &["801", "alice", "/tmp/nodes"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mapping(&m.dir), map_of(&[("1", &["801"])]));
+    let e = Exporter::start(&[
+        &format!("--path.sysfs={}", r.join("sys").display()),
+        &format!("--path.procfs={}", r.join("proc").display()),
+        &format!("--path.cgroupfs={}", r.join("sys/fs/cgroup").display()),
+        &format!("--path.rootfs={}", r.display()),
+        "--jobs.enabled=on",
+        "--source.nvml=off",
+        "--source.intel-gpu=on",
+        &format!("--jobs.gpu-mapping-dir={}", m.dir.display()),
+        &format!("--jobs.record-dir={}", m.records.display()),
+        "--sample.interval=100ms",
+    ]);
+    e.wait_samples("jobs", 2.0);
+    let s = e.samples();
+    let held = s.family("joulebook_job_gpu_info");
+    assert_eq!(
+        held.iter()
+            .map(|(l, _)| *l)
+            .filter(|l| l.contains("job_id=\"801\""))
+            .count(),
+        1,
+        "{held:#?}\n{}",
+        e.log_text()
+    );
+    assert_eq!(
+        s.get("joulebook_job_gpu_info{job_id=\"801\",gpu_uuid=\"0000:9a:00.0\"}"),
+        Some(1.0),
+        "{held:#?}\n{}",
+        e.log_text()
+    );
+}
+
 /// The built exporter reads what the Slurm prolog wrote: jobs 801 and 802 of the idle-gpu
 /// fixture (cgroup v2) hold GPUs 1 and 2, 3 of the fake NVML; after 802's epilog, it holds none.
 #[test]

@@ -662,14 +662,26 @@ fn node() -> Value {
     l.add(
         timeseries(
             "GPU energy rate",
-            "From NVML's total-energy counter (or integrated power on pre-Volta GPUs).",
+            "NVIDIA: NVML's total-energy counter (or integrated power on pre-Volta GPUs). AMD: the amdgpu driver's energy accumulator (an MI250X package on its primary die). Intel: the xe/i915 hwmon counter.",
             "watt",
             false,
-            vec![q(
-                "A",
-                &format!("rate(joulebook_gpu_joules_total{{{CN}}}[$__rate_interval]) * on (cluster, instance, gpu_uuid) group_left (index) joulebook_gpu_info{{{CN}}}"),
-                "{{instance}} GPU {{index}}",
-            )],
+            vec![
+                q(
+                    "A",
+                    &format!("rate(joulebook_gpu_joules_total{{{CN}}}[$__rate_interval]) * on (cluster, instance, gpu_uuid) group_left (index) joulebook_gpu_info{{{CN}}}"),
+                    "{{instance}} GPU {{index}}",
+                ),
+                q(
+                    "B",
+                    &format!("rate(joulebook_amdgpu_joules_total{{{CN}}}[$__rate_interval])"),
+                    "{{instance}} AMD {{gpu_uuid}}",
+                ),
+                q(
+                    "C",
+                    &format!("rate(joulebook_intel_gpu_joules_total{{{CN}}}[$__rate_interval])"),
+                    "{{instance}} Intel {{gpu_uuid}}",
+                ),
+            ],
         ),
         12,
         9,

@@ -162,6 +162,38 @@ fn mig() -> &'static Run {
     })
 }
 
+/// An Intel GPU node for small.yaml (`xe01`, node_groups[3]): two Data Center GPU Max 1550,
+/// named as the intel_gpu source names them (`Intel GPU <PCI device id>`; 0x0bd5 is the Max
+/// 1550 in the kernel's `xe_pciids.h`, PVC ids), at most 600 W each (Intel's rated board power
+/// of the Max 1550); the idle draw is an illustrative figure.
+const INTEL_GROUP: &str = "
+  - name: xe
+    count: 1
+    partition: gpu
+    sockets: 2
+    cores_per_socket: 4
+    threads_per_core: 2
+    memory: 64GiB
+    cpu_model: \"Intel(R) Xeon(R) Platinum 8480+\"
+    package_watts: {idle: 80, max: 350}
+    dram_watts: {idle: 5, max: 20}
+    gpus: {count: 2, model: \"Intel GPU 0x0bd5\", vendor: intel, idle_watts: 100, max_watts: 600}
+";
+
+/// small.yaml with an Intel GPU node, simulated once.
+fn intel() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let text = std::fs::read_to_string(fixture("simulate/small.yaml")).expect("small.yaml");
+        let at = text.find("\nprojects:").expect("small.yaml has projects");
+        let scenario = dir.path().join("intel.yaml");
+        let with_intel = format!("{}{INTEL_GROUP}{}", &text[..at], &text[at..]);
+        std::fs::write(&scenario, with_intel).expect("write intel.yaml");
+        simulated(dir, &scenario, "i")
+    })
+}
+
 /// Simulates `scenario` into `dir` and keeps its output, truth and folder.
 fn simulated(dir: tempfile::TempDir, scenario: &Path, tag: &str) -> Run {
     let (out, truth) = simulate(scenario, dir.path(), tag, &[]);
@@ -237,6 +269,7 @@ fn the_file_is_what_promtool_needs() {
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
     jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(small());
     jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(mig());
+    jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(intel());
 }
 
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
@@ -431,6 +464,7 @@ fn owner_counters_are_the_sums_of_their_jobs_counters_in(run: &Run) {
 fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(small());
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(mig());
+    every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(intel());
 }
 
 fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(run: &Run) {
@@ -713,7 +747,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
     let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let restart = "restarts:\n  - {node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}\n";
-    let cases: [(&str, String, &[&str]); 12] = [
+    let cases: [(&str, String, &[&str]); 13] = [
         (
             "unknown key",
             good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
@@ -783,6 +817,14 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
             "MIG on an AMD GPU",
             good.replace("vendor: amd,", "vendor: amd, mig: [3],"),
             &["node_groups[2].gpus.mig", "NVIDIA"],
+        ),
+        (
+            "an NVML fault on the AMD node",
+            good.replace(
+                restart,
+                &format!("{restart}faults:\n  - {{node: mi30001, kind: source_down, source: nvml, start: 2025-03-03T09:00:00Z, duration: 10m}}\n"),
+            ),
+            &["faults[0].source", "mi30001"],
         ),
         (
             "a job that fits nowhere",
@@ -937,5 +979,85 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
     assert!(
         e > 0.0 && un >= 2.0 / 7.0 * e - 1e-3,
         "mig01: {un} of {e} J unallocated"
+    );
+}
+
+/// The Intel node: its GPUs are measured by the intel_gpu source as the live source publishes
+/// them (PCI addresses, the xe `card` counter, no NVML), each GPU's counter ends at what the
+/// hardware drew, and its jobs hold its GPUs by PCI address and are charged their energy.
+#[test]
+fn the_intel_node_measures_its_gpus_and_charges_its_jobs() {
+    let run = intel();
+    let node = run.truth["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "xe01")
+        .expect("xe01 in the truth");
+    let ids: Vec<&str> = node["gpu_uuids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["0000:18:00.0", "0000:28:00.0"]);
+    let lines = samples(&run.text);
+    let xe: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.labels.get("instance").map(String::as_str) == Some("xe01:9977"))
+        .collect();
+    assert!(
+        !xe.iter().any(|l| l.name.starts_with("joulebook_gpu_")),
+        "NVML series on the Intel node"
+    );
+    // Each GPU's last counter value; their sum is the node's GPU energy, as the truth has it.
+    let mut last: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    for l in xe
+        .iter()
+        .filter(|l| l.name == "joulebook_intel_gpu_joules_total")
+    {
+        let e = last
+            .entry(l.labels["gpu_uuid"].clone())
+            .or_insert((l.ts, l.value));
+        assert!(
+            l.value >= e.1,
+            "the counter of {} went back",
+            l.labels["gpu_uuid"]
+        );
+        *e = (l.ts, l.value);
+    }
+    let got: Vec<&str> = last.keys().map(String::as_str).collect();
+    assert_eq!(got, ids);
+    let sum: f64 = last.values().map(|(_, v)| v).sum();
+    let truth = node["energy_j"]["gpu"].as_f64().unwrap();
+    assert!(truth > 0.0);
+    assert_eq!(
+        uj(sum),
+        uj(truth),
+        "xe01: intel_gpu {sum} J vs truth {truth} J"
+    );
+    for id in &ids {
+        assert!(
+            xe.iter().any(|l| l.name == "joulebook_energy_device_info"
+                && l.labels.get("device").map(String::as_str) == Some(id)
+                && l.labels.get("model").map(String::as_str) == Some("Intel GPU 0x0bd5")
+                && l.labels
+                    .get("name")
+                    .is_some_and(|n| n.ends_with("(xe card)"))),
+            "no device info for {id}"
+        );
+    }
+    let held: Vec<&str> = xe
+        .iter()
+        .filter(|l| l.name == "joulebook_job_gpu_info")
+        .map(|l| l.labels["gpu_uuid"].as_str())
+        .collect();
+    assert!(!held.is_empty(), "no job held an Intel GPU");
+    assert!(held.iter().all(|u| ids.contains(u)), "{held:?}");
+    assert!(
+        xe.iter().any(|l| l.name == "joulebook_job_joules_total"
+            && l.labels["component"] == "gpu"
+            && l.value > 0.0),
+        "no job charged GPU energy on xe01"
     );
 }

@@ -14,15 +14,16 @@
 use super::scenario::{ExtraZone, GpuMaker, NodeGroup};
 use crate::energy::PowerIntegral;
 use crate::sources::bmc::{BmcStatus, Method as BmcMethod, Protocol};
-use crate::sources::nvml::POWER_LIMIT_HEADROOM;
 use crate::sources::rapl::RaplOptions;
 use crate::sources::DeviceKey;
 use crate::sources::{
-    ChannelId, DeviceInfo, Domain, EnergyReading, GpuInfo, GpuPart, GpuPartitions, RawEnergy,
-    Source, SourceError, SourceKind, SourceSample,
+    ChannelId, Domain, EnergyReading, RawEnergy, Source, SourceError, SourceKind, SourceSample,
 };
 use joulebook_common::PerComponent;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+mod gpus;
+pub use gpus::{AmdGpuSim, IntelGpuSim, NvmlSim};
 
 /// One integrated counter: total in its unit since the simulation started, and the remainder.
 #[derive(Clone, Debug, Default)]
@@ -140,6 +141,7 @@ impl NodeModel {
                         uuid: match spec.vendor {
                             GpuMaker::Nvidia => gpu_uuid(&spec.uuid_prefix, cluster, node, i),
                             GpuMaker::Amd => amd_unique_id(cluster, node, i),
+                            GpuMaker::Intel => intel_pci_address(i),
                         },
                         index: i,
                         model: spec.model.clone(),
@@ -336,6 +338,13 @@ pub fn amd_unique_id(cluster: &str, node: &str, index: u32) -> String {
         .collect()
 }
 
+/// An Intel GPU's id as the intel_gpu source publishes it: its PCI address as the kernel's
+/// `PCI_SLOT_NAME` writes it (`0000:18:00.0`), one bus per GPU (14 to a PCI domain, so that 64
+/// GPUs stay distinct).
+pub fn intel_pci_address(index: u32) -> String {
+    format!("{:04x}:{:02x}:00.0", index / 14, 0x18 + 0x10 * (index % 14))
+}
+
 /// A stable, UUID-shaped GPU id: `<prefix>-` and 32 hex digits from SHA-256 of cluster, node and
 /// index, formatted 8-4-4-4-12 as NVML prints them.
 pub fn gpu_uuid(prefix: &str, cluster: &str, node: &str, index: u32) -> String {
@@ -424,123 +433,6 @@ impl Source for RaplSim {
             energy,
             ..Default::default()
         })
-    }
-}
-
-/// NVML-like source: each GPU's total-energy counter (mJ, reported in µJ), power and limit.
-pub struct NvmlSim {
-    pub model: Shared,
-}
-
-impl Source for NvmlSim {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Nvml
-    }
-
-    fn sample(&mut self) -> Result<SourceSample, SourceError> {
-        let m = lock(&self.model);
-        m.failing(SourceKind::Nvml)?;
-        let mut out = SourceSample::default();
-        for g in &m.gpus {
-            out.energy.push(EnergyReading {
-                channel: ChannelId::new(Domain::Gpu, g.uuid.clone()),
-                raw: RawEnergy::Resetting {
-                    uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
-                    // As the live NVML source: the enforced limit with headroom.
-                    max_watts: POWER_LIMIT_HEADROOM * g.limit_w,
-                },
-            });
-            out.gpus.push(GpuInfo {
-                uuid: g.uuid.clone(),
-                index: g.index,
-                model: g.model.clone(),
-                pci_bus_id: g.pci_bus_id.clone(),
-                power_watts: Some(g.power_w),
-                power_limit_watts: Some(g.limit_w),
-                energy_counter: true,
-            });
-        }
-        Ok(out)
-    }
-
-    fn gpu_minors(&self) -> Vec<(String, u32)> {
-        lock(&self.model)
-            .gpus
-            .iter()
-            .map(|g| (g.uuid.clone(), g.index))
-            .collect()
-    }
-
-    /// The MIG GPUs, split between their instances by SMs, as the live source reports them.
-    fn gpu_partitions(&self) -> Vec<GpuPartitions> {
-        lock(&self.model)
-            .gpus
-            .iter()
-            .filter(|g| !g.mig.is_empty())
-            .map(|g| GpuPartitions {
-                device: g.uuid.clone(),
-                total_weight: u64::from(super::scenario::MIG_SLICES) * SMS_PER_SLICE,
-                parts: g
-                    .mig
-                    .iter()
-                    .map(|m| GpuPart {
-                        id: m.uuid.clone(),
-                        weight: u64::from(m.slices) * SMS_PER_SLICE,
-                        activity: None,
-                        instance: Some(m.gi),
-                    })
-                    .collect(),
-            })
-            .collect()
-    }
-}
-
-/// amdgpu-like source: each GPU's `gpu_metrics` energy accumulator (2^-16 J counts, reported in
-/// µJ, a counter that resets on a driver reload, like NVML's) and the device list.
-pub struct AmdGpuSim {
-    pub model: Shared,
-}
-
-impl Source for AmdGpuSim {
-    fn kind(&self) -> SourceKind {
-        SourceKind::AmdGpu
-    }
-
-    fn sample(&mut self) -> Result<SourceSample, SourceError> {
-        let m = lock(&self.model);
-        m.failing(SourceKind::AmdGpu)?;
-        let mut out = SourceSample::default();
-        for g in &m.gpus {
-            let channel = ChannelId::new(Domain::AmdGpu, g.uuid.clone());
-            out.energy.push(EnergyReading {
-                channel: channel.clone(),
-                raw: RawEnergy::Resetting {
-                    uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
-                    max_watts: POWER_LIMIT_HEADROOM * g.limit_w,
-                },
-            });
-            out.devices.push(DeviceInfo {
-                channel,
-                name: format!("card{}", g.index),
-                model: g.model.clone(),
-                method: "counter",
-            });
-        }
-        Ok(out)
-    }
-
-    fn drm_gpus(&self) -> Vec<crate::sources::DrmGpu> {
-        lock(&self.model)
-            .gpus
-            .iter()
-            .map(|g| crate::sources::DrmGpu {
-                id: g.uuid.clone(),
-                vendor: "amd",
-                index: g.index,
-                drm_minors: vec![g.index, 128 + g.index],
-                alias: Some(format!("GPU-{}", g.uuid)),
-            })
-            .collect()
     }
 }
 

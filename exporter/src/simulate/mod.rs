@@ -213,14 +213,6 @@ fn sub_seed(seed: u64, stream: u64) -> u64 {
 }
 
 impl Node {
-    /// True when the node's GPUs are AMD's.
-    fn amd_gpus(&self, s: &Scenario) -> bool {
-        s.node_groups[self.spec.group]
-            .gpus
-            .as_ref()
-            .is_some_and(|g| g.vendor == scenario::GpuMaker::Amd)
-    }
-
     fn new_engine(&self, s: &Scenario) -> Engine {
         let mut sources: Vec<Box<dyn Source>> = vec![Box::new(hardware::RaplSim {
             model: self.model.clone(),
@@ -229,16 +221,18 @@ impl Node {
         if self.gpu_uuids.is_empty() {
             // A CPU node's exporter finds no NVIDIA driver: nvml is disabled, as in `auto` mode.
             disabled.push(SourceKind::Nvml);
-        } else if self.amd_gpus(s) {
-            // An AMD node: its GPUs are the amdgpu source's; no NVIDIA driver.
-            disabled.push(SourceKind::Nvml);
-            sources.push(Box::new(hardware::AmdGpuSim {
-                model: self.model.clone(),
-            }));
         } else {
-            sources.push(Box::new(hardware::NvmlSim {
-                model: self.model.clone(),
-            }));
+            let model = self.model.clone();
+            let gpus: Box<dyn Source> = match s.node_groups[self.spec.group].gpu_maker() {
+                None | Some(scenario::GpuMaker::Nvidia) => Box::new(hardware::NvmlSim { model }),
+                // AMD and Intel nodes: the amdgpu or intel_gpu source; no NVIDIA driver.
+                Some(scenario::GpuMaker::Amd) => Box::new(hardware::AmdGpuSim { model }),
+                Some(scenario::GpuMaker::Intel) => Box::new(hardware::IntelGpuSim { model }),
+            };
+            if gpus.kind() != SourceKind::Nvml {
+                disabled.push(SourceKind::Nvml);
+            }
+            sources.push(gpus);
         }
         if s.node_groups[self.spec.group].bmc.is_some() {
             sources.push(Box::new(hardware::BmcSim::new(self.model.clone())));
@@ -493,6 +487,8 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
             let source = f.source.map(|x| match x {
                 scenario::FaultSource::Rapl => SourceKind::Rapl,
                 scenario::FaultSource::Nvml => SourceKind::Nvml,
+                scenario::FaultSource::Amdgpu => SourceKind::AmdGpu,
+                scenario::FaultSource::IntelGpu => SourceKind::IntelGpu,
                 scenario::FaultSource::Bmc => SourceKind::Bmc,
             });
             (a, b, f.kind, source)
