@@ -207,3 +207,81 @@ fn a_corrupt_state_file_is_set_aside_and_an_unwritable_one_does_not_stop_serving
         "{log}"
     );
 }
+
+/// The sequence number of slot `i` of a slotted state file, and where its payload starts
+/// (layout in exporter/src/state/slots.rs: a 4 KiB header whose bytes 24..32 give the slot
+/// size; per slot magic, sequence, length, checksum, payload).
+fn slot(bytes: &[u8], i: usize) -> (u64, usize) {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let start = 4096 + i * word(24) as usize;
+    (word(start + 8), start + 56)
+}
+
+/// A power cut in the middle of a save: the slot being written is torn (here: a byte of the
+/// newest slot's state flipped). The exporter resumes from the other slot, says which slot of
+/// which file was bad, and serves; with both slots bad the file is set aside.
+#[test]
+fn a_torn_state_slot_resumes_from_the_other_and_both_torn_set_the_file_aside() {
+    let dir = node();
+    let root = dir.path();
+    let state = root.join("state.json");
+    let pkg0 = root.join("sys/class/powercap/intel-rapl:0/energy_uj");
+    let args = [
+        format!("--state.file={}", state.display()),
+        "--state.save-interval=100ms".into(),
+    ];
+    let mut e = start(root, &args);
+    e.wait_samples("rapl", 2.0);
+    write_value(&pkg0, 123_456_789 + 40_000_000);
+    e.wait_samples("rapl", 4.0);
+    let published = e
+        .samples()
+        .must("joulebook_node_joules_total{component=\"cpu\"}");
+    assert!(published > 0.0);
+    assert!(e.signal_and_wait("TERM").success());
+
+    let mut bytes = std::fs::read(&state).unwrap();
+    assert!(bytes.starts_with(b"joulebook-state slots 1\n"));
+    let (newest, older) = if slot(&bytes, 0).0 > slot(&bytes, 1).0 {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let at = slot(&bytes, newest).1 + 20;
+    bytes[at] ^= 0x55;
+    std::fs::write(&state, &bytes).unwrap();
+    let e = start(root, &args);
+    e.wait_samples("rapl", 2.0);
+    let log = e.log_text();
+    assert!(
+        log.contains("state file had a bad slot")
+            && log.contains(&state.display().to_string())
+            && log.contains(&format!("slot {newest}: checksum mismatch")),
+        "{log}"
+    );
+    // The older slot holds what was published a save earlier: the totals go on from there.
+    let s = e.samples();
+    check_invariant(&s);
+    assert!(s.must("joulebook_node_joules_total{component=\"cpu\"}") > 0.0);
+    drop(e);
+
+    let mut bytes = std::fs::read(&state).unwrap();
+    for i in [newest, older] {
+        let at = slot(&bytes, i).1 + 20;
+        bytes[at] ^= 0x55;
+    }
+    std::fs::write(&state, &bytes).unwrap();
+    let e = start(root, &args);
+    e.wait_samples("rapl", 2.0);
+    let log = e.log_text();
+    assert!(
+        log.contains("set aside") && log.contains("no valid slot"),
+        "{log}"
+    );
+    assert_eq!(
+        e.samples()
+            .must("joulebook_node_joules_total{component=\"cpu\"}"),
+        0.0,
+        "counters start again from zero"
+    );
+}

@@ -19,8 +19,9 @@ const FLOOD_BYTES: usize = 128 * 1024;
 /// What the exporter may use at its peak with them (resident set, `VmHWM`): the whole flood is
 /// 64 MiB of environment, and none of it may stay.
 const MAX_RSS_BYTES: u64 = 48 << 20;
-/// The state file with them: 125 jobs of capped labels.
-const MAX_STATE_BYTES: u64 = 256 << 10;
+/// The state file with them: 125 jobs of capped labels, in two slots (the state about 135 KiB of
+/// compact JSON, each slot a quarter larger) after a 4 KiB header.
+const MAX_STATE_BYTES: u64 = (4 << 10) + 2 * (200 << 10);
 
 /// A Slurm cgroup v2 job `id` on `cpus`, with one process `pid` of `uid` and its environment.
 fn job(root: &Path, id: u32, cpus: &str, pid: u32, uid: u32, env: &[(&str, &str)]) {

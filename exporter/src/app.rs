@@ -341,6 +341,10 @@ fn load_state(engine: &mut Engine, path: &std::path::Path, hostname: &str, boot:
             engine.resume(&st, server::now_unix(), 0.0, boot);
             tracing::info!(file = %path.display(), jobs = st.jobs.len(), "counters resumed from the state file");
         }
+        LoadOutcome::Recovered { state: st, note } => {
+            engine.resume(&st, server::now_unix(), 0.0, boot);
+            tracing::warn!(file = %path.display(), jobs = st.jobs.len(), %note, "state file had a bad slot (a save interrupted by a crash?): counters resumed from the other");
+        }
         LoadOutcome::SetAside { reason, moved_to } => tracing::warn!(
             file = %path.display(),
             moved_to = %moved_to.display(),
@@ -369,8 +373,9 @@ fn spawn_state_writer(
         .name("state-writer".into())
         .spawn(move || {
             let mut last_error: Option<String> = None;
+            let mut saver = state::Saver::new(path.clone());
             while let Ok((st, snap)) = rx.recv() {
-                let saved = state::save_atomic(&path, &st);
+                let saved = saver.save(&st);
                 publish(&shared, snap);
                 match saved {
                     Ok(()) => {

@@ -2,18 +2,22 @@
 //!
 //! Prometheus counters must never go down; an exporter that restarted from zero would make every
 //! `increase()` over the restart wrong for node and job energy alike. So the exporter saves its
-//! totals (µJ per channel, component, job, owner and unallocated, plus health counters) to one small
-//! JSON file, and resumes from it at start.
+//! totals (µJ per channel, component, job, owner and unallocated, plus health counters) as JSON
+//! to one small file, and resumes from it at start.
 //!
 //! Two promises:
 //!
-//! * **A save never destroys the previous state.** [`save_atomic`] writes a temporary file in the
-//!   same directory, fsyncs it, renames it over the target (atomic on POSIX filesystems) and
-//!   fsyncs the directory so the rename itself is durable. A crash, power cut or full disk at any
-//!   point leaves either the old file or the new one, never a mix. A temporary file left by a
-//!   crash is never read (only the exact path is) and is removed by the next save.
+//! * **A save never destroys the previous state.** The exporter's [`Saver`] keeps two slots in
+//!   one preallocated file and overwrites only the one not holding the last save, with one
+//!   `pwrite` and `fdatasync`, each slot checksummed ([`slots`] has the layout and rules).
+//!   Creating or resizing that file, and [`save_atomic`] (plain JSON, as older exporters wrote
+//!   and the simulator writes), write a temporary file in the same directory, fsync it, rename
+//!   it over the target (atomic on POSIX filesystems) and fsync the directory so the rename
+//!   itself is durable. A crash, power cut or full disk at any point leaves the old state or the
+//!   new one, never a mix. A temporary file left by a crash is never read (only the exact path
+//!   is) and is removed by the next save.
 //! * **A bad file is never reused and never crashes the exporter.** [`load`] checks that the file
-//!   parses, has the right `format` magic and `version`, and was written by this host (a state
+//!   (either layout) parses, has the right `format` magic and `version`, and was written by this host (a state
 //!   file copied with a disk image must not give one node another node's totals). Anything else is
 //!   renamed to `<name>.bad-<unix-time>` and reported, so an administrator can look at it, and the
 //!   exporter starts from zero.
@@ -28,6 +32,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+mod slots;
+pub use slots::Saver;
 
 /// The `format` field of every state file, so that no other JSON file is mistaken for one.
 pub const FORMAT: &str = "joulebook-state";
@@ -224,7 +231,7 @@ impl fmt::Display for StateError {
                 error,
             } => write!(
                 f,
-                "cannot save state file {}: {action} failed: {error}; the previous state file is unchanged",
+                "cannot save state file {}: {action} failed: {error}; the previously saved state is intact",
                 path.display()
             ),
             StateError::NotDurable { path, error } => write!(
@@ -265,6 +272,9 @@ pub enum LoadOutcome {
     Missing,
     /// A valid state file of this host.
     Loaded(State),
+    /// A valid state from a slotted file one of whose slots is bad (`note` names it and the save
+    /// resumed from): after a power cut during a save, the other slot holds the last saved state.
+    Recovered { state: State, note: String },
     /// The file was unusable (`reason`) and was renamed to `moved_to`; start from zero.
     SetAside { reason: String, moved_to: PathBuf },
     /// The file was unusable (`reason`) and could not even be renamed (the reason says why):
@@ -393,8 +403,18 @@ pub fn load(path: &Path, hostname: &str) -> LoadOutcome {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return LoadOutcome::Missing,
         Err(e) => return set_aside(path, format!("cannot read it: {e}")),
     };
-    match check(&bytes, hostname) {
-        Ok(state) => LoadOutcome::Loaded(state),
+    if !bytes.starts_with(slots::FILE_MAGIC) {
+        return match check(&bytes, hostname) {
+            Ok(state) => LoadOutcome::Loaded(state),
+            Err(reason) => set_aside(path, reason),
+        };
+    }
+    match slots::newest_payload(&bytes) {
+        Ok((payload, note)) => match (check(payload, hostname), note) {
+            (Ok(state), None) => LoadOutcome::Loaded(state),
+            (Ok(state), Some(note)) => LoadOutcome::Recovered { state, note },
+            (Err(reason), _) => set_aside(path, reason),
+        },
         Err(reason) => set_aside(path, reason),
     }
 }

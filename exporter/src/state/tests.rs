@@ -1,9 +1,9 @@
 use super::*;
 use proptest::prelude::*;
 
-const HOST: &str = "node-17";
+pub(super) const HOST: &str = "node-17";
 
-fn sample_state() -> State {
+pub(super) fn sample_state() -> State {
     let mut s = State::new(HOST);
     s.saved_at_unix = 1_750_000_000.25;
     s.boot_id = Some("0f3c9a52-0d7b-4bde-9b8e-2a1f5c0e7d11".into());
@@ -29,7 +29,7 @@ fn sample_state() -> State {
 }
 
 /// Names of the files in `dir`, sorted.
-fn files(dir: &Path) -> Vec<String> {
+pub(super) fn files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -38,7 +38,7 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
-fn expect_set_aside(outcome: LoadOutcome, path: &Path, original: &[u8]) -> String {
+pub(super) fn expect_set_aside(outcome: LoadOutcome, path: &Path, original: &[u8]) -> String {
     match outcome {
         LoadOutcome::SetAside { reason, moved_to } => {
             assert!(!path.exists(), "the bad file must be moved away");
