@@ -72,6 +72,11 @@ pub struct State {
     /// the energy drawn while the exporter was down is recovered from the hardware counters.
     #[serde(default)]
     pub raw: BTreeMap<String, u64>,
+    /// Unix time since which the counters above have only grown: when they last started from
+    /// zero (published as `joulebook_counters_start_time_seconds`). `None` in files written before
+    /// it existed: the resuming exporter then uses its own start time, which is true from then on.
+    #[serde(default)]
+    pub counters_start_unix: Option<f64>,
 }
 
 impl State {
@@ -89,6 +94,7 @@ impl State {
             jobs: BTreeMap::new(),
             counters: BTreeMap::new(),
             raw: BTreeMap::new(),
+            counters_start_unix: None,
         }
     }
 
@@ -97,6 +103,9 @@ impl State {
     fn non_finite(&self) -> Option<(String, f64)> {
         if !self.saved_at_unix.is_finite() {
             return Some(("saved_at_unix".into(), self.saved_at_unix));
+        }
+        if let Some(v) = self.counters_start_unix.filter(|v| !v.is_finite()) {
+            return Some(("counters_start_unix".into(), v));
         }
         for (id, job) in &self.jobs {
             let fields = [
