@@ -263,8 +263,20 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     let mut jobs_at: BTreeMap<Key, Vec<(String, String, i64)>> = BTreeMap::new();
     let mut last: BTreeMap<String, (i64, f64)> = BTreeMap::new();
     let mut wraps = 0.0f64;
+    // The restart marker of each instance: set by its first cycle, kept through every restart
+    // (the simulator's exporters resume from their state file).
+    let mut marker: BTreeMap<String, f64> = BTreeMap::new();
     for l in &lines {
         let inst = l.labels["instance"].clone();
+        if l.name == "joulebook_counters_start_time_seconds" {
+            let first = *marker.entry(inst.clone()).or_insert(l.value);
+            assert_eq!(l.value, first, "{inst}: the marker moved at {}", l.ts);
+            assert!(
+                l.value > 0.0 && l.value <= l.ts as f64,
+                "{inst}: {}",
+                l.value
+            );
+        }
         let series = format!("{}{:?}", l.name, l.labels);
         let counter = l.name.ends_with("_total");
         if let Some((ts, prev)) = last.insert(series.clone(), (l.ts, l.value)) {
@@ -308,6 +320,11 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     assert!(
         wraps > 100.0,
         "the small RAPL ranges should wrap often: {wraps}"
+    );
+    assert_eq!(
+        marker.keys().collect::<Vec<_>>(),
+        restarts.keys().collect::<Vec<_>>(),
+        "every node publishes the marker"
     );
     let mut job_last: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     let mut checked = 0;
