@@ -18,7 +18,8 @@
 //! started later only the first). The (node, job) pairs whose energy counter went down (an
 //! exporter restart) are computed from their raw samples by [`crate::counter::increase`], which
 //! tells a resume from the state file from a reset to zero; one restart touches the jobs of one
-//! node. The server reads each job series about twice.
+//! node. The server reads each job series once, and the energy series of nodes whose counters may
+//! have gone down (see below) a second time.
 //!
 //! Node and unallocated energy are collected per day (the daily chart) and per series:
 //! `resets(X[1d+LB])` (the day's one pass over the samples: the series present, and those that
@@ -252,9 +253,10 @@ impl<'a> Collector<'a> {
 
     /// Jobs with their energy, time and placements inside the period.
     ///
-    /// Cost: the server reads each job series about twice (its last value over the period, and
-    /// one shared `resets` pass over every job counter family); the subtraction of the starting
-    /// value happens here, per series. Independent queries run in parallel.
+    /// Cost: the server reads each job series once (its last value over the period), and the
+    /// energy series of the nodes not left out by `starts` a second time (the `resets` pass);
+    /// the subtraction of the starting value happens here, per series. Independent queries run
+    /// in parallel.
     ///
     /// Rounds: the job series of `instances` (the nodes met, see [`shard_matchers`]) are read a
     /// group of nodes at a time when the period holds more than [`NODE_DAYS_PER_QUERY`] node-days,
