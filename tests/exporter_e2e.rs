@@ -28,6 +28,7 @@ fn mask_volatile(text: &str) -> String {
     let volatile = [
         "joulebook_sample_duration_seconds",
         "joulebook_last_sample_timestamp_seconds",
+        "joulebook_counters_start_time_seconds",
     ];
     let mut out = String::new();
     for line in text.lines() {
@@ -587,9 +588,11 @@ fn job_value(s: &joulebook_tests::Samples, id: &str) -> Option<f64> {
 
 /// Kills the exporter (SIGKILL, then SIGTERM) mid-job and restarts it on the same state file: no
 /// counter goes back, and the energy drawn while it was down is recovered from the hardware
-/// counters (same boot).
+/// counters (same boot). The restart marker stays through every resume and moves when the state
+/// file is gone (the counters start from zero).
 #[test]
 fn restart_after_sigkill_or_sigterm_loses_nothing() {
+    let marker = "joulebook_counters_start_time_seconds";
     let dir = slurm_node();
     let root = dir.path();
     std::fs::create_dir_all(root.join("proc/sys/kernel/random")).unwrap();
@@ -604,10 +607,17 @@ fn restart_after_sigkill_or_sigterm_loses_nothing() {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut socket0 = 123_456_789u64;
     let mut total = 0.0;
+    let mut first_start = None;
     for (round, signal) in ["KILL", "TERM", "KILL"].iter().enumerate() {
         let mut e = Exporter::start(&refs);
         e.wait_samples("rapl", 3.0);
         let before = e.samples();
+        let m = before.must(marker);
+        assert_eq!(
+            *first_start.get_or_insert(m),
+            m,
+            "round {round}: the marker moved"
+        );
         if round > 0 {
             // Everything published before the kill is still there, plus the 8 J drawn meanwhile.
             assert_eq!(
@@ -650,6 +660,24 @@ fn restart_after_sigkill_or_sigterm_loses_nothing() {
     assert_eq!(
         s.must("joulebook_job_joules_total{job_id=\"101\",component=\"cpu\"}"),
         total / 2.0
+    );
+    let first_start = first_start.unwrap_or_default();
+    assert_eq!(s.must(marker), first_start);
+    // Without the state file the counters start from zero, and the marker says when.
+    let mut e = e;
+    assert!(e.signal_and_wait("TERM").success());
+    std::fs::remove_file(&state).unwrap();
+    let e = Exporter::start(&refs);
+    e.wait_samples("rapl", 3.0);
+    let s = e.samples();
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
+        0.0
+    );
+    assert!(
+        s.must(marker) > first_start,
+        "{} after {first_start}",
+        s.must(marker)
     );
 }
 

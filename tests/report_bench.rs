@@ -173,10 +173,13 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
             }
         }
     }
+    // The restart marker: the counters above started from zero at the data's start, as a fresh
+    // exporter's would (no restart in the benchmark).
     for (m, v) in [
         (c::NODE_PHYSICAL_CORES, 64.0),
         (c::NODE_CPU_TDP, 560.0),
         (c::NODE_MEMORY, 512e9),
+        (c::COUNTERS_START_TIME, start as f64),
     ] {
         writeln!(w, "# TYPE {} gauge", m.name())?;
         for n in 0..sh.nodes {

@@ -6,7 +6,9 @@
 //! Includes: a job crossing each month boundary, a job shorter than one scrape interval, a job on
 //! two nodes, an exporter restart that resumes from its state file (counters dip a little) and
 //! one that lost it (counters restart from zero), and hostile names (`<script>`, quotes, pipes,
-//! newlines).
+//! newlines). Each node publishes the restart marker (`joulebook_counters_start_time_seconds`: a
+//! week before the data, moved by the restart without state) unless made by
+//! [`generate_without_marker`] (exporters older than it).
 
 use joulebook_common as c;
 use std::collections::BTreeMap;
@@ -350,7 +352,17 @@ impl Counter {
     }
 }
 
+/// The scenario as today's exporter publishes it, with the restart marker.
 pub fn generate() -> Scenario {
+    generate_with(true)
+}
+
+/// The scenario as exporters older than the restart marker publish it.
+pub fn generate_without_marker() -> Scenario {
+    generate_with(false)
+}
+
+fn generate_with(marker: bool) -> Scenario {
     let nodes = nodes();
     let jobs = jobs();
     let restarts = restarts();
@@ -377,6 +389,9 @@ pub fn generate() -> Scenario {
     let mut max_node_power: BTreeMap<&str, f64> = BTreeMap::new();
     let mut lost = 0.0;
     let mut down_until: BTreeMap<&str, i64> = BTreeMap::new();
+    // When each node's counters last started from zero: a resume keeps it.
+    let mut counters_start: BTreeMap<&str, i64> =
+        nodes.iter().map(|n| (n.name, T0 - 7 * D)).collect();
 
     let mut t = T0;
     while t <= T1 {
@@ -384,6 +399,9 @@ pub fn generate() -> Scenario {
         for r in &restarts {
             if t == r.at - r.at.rem_euclid(STEP) {
                 down_until.insert(r.node, r.at + r.down);
+                if !r.keep_state {
+                    counters_start.insert(r.node, r.at + r.down);
+                }
                 for (k, ctr) in counters.iter_mut() {
                     if !k.contains(&format!("instance=\"{}\"", instance(r.node))) {
                         continue;
@@ -537,6 +555,11 @@ pub fn generate() -> Scenario {
                 let g = |m: &c::MetricDef, extra: &[(&str, &str)]| {
                     format!("{}{{{}}}", m.name(), labels(n.name, extra))
                 };
+                if marker {
+                    let m = c::COUNTERS_START_TIME;
+                    let v = counters_start.get(n.name).copied().unwrap_or(T0) as f64;
+                    push(&mut series, g(&m, &[]), "gauge", m.name(), ts, v);
+                }
                 for (m, v) in [
                     (c::NODE_PHYSICAL_CORES, n.cores),
                     (c::NODE_CPU_TDP, n.tdp),

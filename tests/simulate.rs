@@ -18,7 +18,7 @@
 use joulebook_tests::prometheus::{backfill_openmetrics, Prometheus, VictoriaMetrics};
 use joulebook_tests::{binary, fixture};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -265,6 +265,63 @@ fn the_file_is_what_promtool_needs() {
     }
 }
 
+/// A restart that lost its state file (`lose_state`): the node's counters start again from zero
+/// and its restart marker moves to the first cycle after it; the other nodes' markers stay.
+#[test]
+fn restart_without_state_moves_the_restart_marker() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let text = std::fs::read_to_string(fixture("simulate/small.yaml")).expect("small.yaml");
+    let text = text
+        .replace("duration: 12h", "duration: 4h")
+        .replace("  - {start: 2025-03-03T12:00:00Z, duration: 1h}\n", "")
+        .replace("maintenance:\n", "")
+        .replace("downtime: 30s}", "downtime: 30s, lose_state: true}");
+    assert!(
+        text.contains("lose_state: true"),
+        "small.yaml's restart changed"
+    );
+    let scenario = dir.path().join("lost.yaml");
+    std::fs::write(&scenario, text).expect("write lost.yaml");
+    let (out, truth) = simulate(&scenario, dir.path(), "l", &[]);
+    let truth: Value = serde_json::from_slice(&std::fs::read(truth).expect("truth")).expect("JSON");
+    let up = truth["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "cpu01")
+        .and_then(|n| n["restarts"][0]["up_unix"].as_f64())
+        .expect("cpu01's restart");
+    let lines = samples(&std::fs::read_to_string(out).expect("output"));
+    let mut markers: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut cpu_energy: Vec<(i64, f64)> = Vec::new();
+    for l in &lines {
+        let inst = l.labels["instance"].clone();
+        if l.name == "joulebook_counters_start_time_seconds" {
+            markers.entry(inst).or_default().insert(l.value as u64);
+        } else if inst == "cpu01:9977"
+            && l.name == "joulebook_node_joules_total"
+            && l.labels["component"] == "cpu"
+        {
+            cpu_energy.push((l.ts, l.value));
+        }
+    }
+    let cpu01 = &markers["cpu01:9977"];
+    assert_eq!(cpu01.len(), 2, "{markers:?}");
+    assert_eq!(
+        cpu01.last().copied(),
+        Some(up as u64),
+        "moved to the first cycle after"
+    );
+    assert!(markers
+        .iter()
+        .filter(|(i, _)| *i != "cpu01:9977")
+        .all(|(_, m)| m.len() == 1));
+    assert!(
+        cpu_energy.windows(2).any(|w| w[1].1 < w[0].1 / 2.0),
+        "the counters started again from zero"
+    );
+}
+
 #[test]
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
     jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(small());
@@ -296,8 +353,20 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     let mut jobs_at: BTreeMap<Key, Vec<(String, String, i64)>> = BTreeMap::new();
     let mut last: BTreeMap<String, (i64, f64)> = BTreeMap::new();
     let mut wraps = 0.0f64;
+    // The restart marker of each instance: set by its first cycle, kept through every restart
+    // (the simulator's exporters resume from their state file).
+    let mut marker: BTreeMap<String, f64> = BTreeMap::new();
     for l in &lines {
         let inst = l.labels["instance"].clone();
+        if l.name == "joulebook_counters_start_time_seconds" {
+            let first = *marker.entry(inst.clone()).or_insert(l.value);
+            assert_eq!(l.value, first, "{inst}: the marker moved at {}", l.ts);
+            assert!(
+                l.value > 0.0 && l.value <= l.ts as f64,
+                "{inst}: {}",
+                l.value
+            );
+        }
         let series = format!("{}{:?}", l.name, l.labels);
         let counter = l.name.ends_with("_total");
         if let Some((ts, prev)) = last.insert(series.clone(), (l.ts, l.value)) {
@@ -341,6 +410,11 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     assert!(
         wraps > 100.0,
         "the small RAPL ranges should wrap often: {wraps}"
+    );
+    assert_eq!(
+        marker.keys().collect::<Vec<_>>(),
+        restarts.keys().collect::<Vec<_>>(),
+        "every node publishes the marker"
     );
     let mut job_last: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     let mut checked = 0;

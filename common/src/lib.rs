@@ -514,6 +514,8 @@ metric!(
     [],
     "Unix time of the last completed sampling cycle."
 );
+metric!(COUNTERS_START_TIME, "counters_start_time", Seconds, Gauge, [],
+    "Unix time since which this node's cumulative counters have only grown: when they last started from zero (first start, or a start without a usable state file), kept across resumes from the state file.");
 
 metric!(OTHER_CLAMPS, "other_clamps", None, Counter, [],
     "BMC updates where the BMC's energy was below cpu + dram + gpu, so the other component was clamped to 0.");
@@ -580,6 +582,7 @@ pub const ALL_METRICS: &[MetricDef] = &[
     BUILD_INFO,
     SAMPLE_INTERVAL,
     LAST_SAMPLE_TIMESTAMP,
+    COUNTERS_START_TIME,
 ];
 
 /// The components of a node's energy. `sum by (component)` of the node counter is the node.

@@ -24,6 +24,9 @@ pub struct Engine {
     logged: BTreeSet<String>,
     /// The jobs of the last scan, overwritten by the next one (no allocation per job).
     jobs: Vec<Job>,
+    /// Unix time since which the counters have only grown (`joulebook_counters_start_time_seconds`):
+    /// kept from the state file by [`Engine::resume`], else the first cycle's time (a start from 0).
+    counters_start_unix: Option<f64>,
 }
 
 impl Engine {
@@ -45,7 +48,13 @@ impl Engine {
             sampler,
             logged: BTreeSet::new(),
             jobs: Vec::new(),
+            counters_start_unix: None,
         }
+    }
+
+    /// Called by every cycle: counters not resumed from a state file start from zero now.
+    fn counters_started(&mut self, unix: f64) {
+        self.counters_start_unix.get_or_insert(unix);
     }
 
     pub fn accounting(&self) -> Option<&Accounting> {
@@ -54,6 +63,7 @@ impl Engine {
 
     /// One live cycle: sample, scan the jobs, attribute.
     pub fn cycle(&mut self, t: f64, unix: f64) {
+        self.counters_started(unix);
         let delta = self.sampler.cycle(t);
         let Some(acc) = &mut self.accounting else {
             return;
@@ -127,6 +137,7 @@ impl Engine {
         if !self.jobs.is_empty() {
             return false;
         }
+        self.counters_started(unix);
         let delta = self.sampler.cycle(t);
         if let Some(acc) = &mut self.accounting {
             acc.update(unix, t, &delta, &[]);
@@ -136,6 +147,7 @@ impl Engine {
 
     /// One simulated cycle: the jobs are given instead of scanned.
     pub fn cycle_with_jobs(&mut self, t: f64, unix: f64, jobs: &[Job]) {
+        self.counters_started(unix);
         let delta = self.sampler.cycle(t);
         if let Some(acc) = &mut self.accounting {
             self.jobs_health.samples += 1;
@@ -146,6 +158,7 @@ impl Engine {
 
     pub fn snapshot(&self, unix: f64) -> Snapshot {
         let mut s = self.sampler.snapshot(unix);
+        s.counters_start_unix = self.counters_start_unix.unwrap_or(0.0);
         if let Some(acc) = &self.accounting {
             s.health.push((SourceKind::Jobs, self.jobs_health.clone()));
             s.health.sort_by_key(|(k, _)| *k);
@@ -169,6 +182,7 @@ impl Engine {
         let mut st = State::new(hostname);
         st.saved_at_unix = unix;
         st.boot_id = boot_id;
+        st.counters_start_unix = self.counters_start_unix;
         for (id, source, uj, raw) in self.sampler.channel_totals() {
             let key = channel_key(id, source);
             if let Some(raw) = raw {
@@ -189,7 +203,12 @@ impl Engine {
     /// Restores totals from a state file written by [`Engine::to_state`]. Raw hardware readings
     /// are reused only when the node has not rebooted since (same boot id): counters restart
     /// at boot.
+    ///
+    /// The counters continue from the file's totals, which are at least what was published
+    /// (a snapshot is published only once its state is saved), so they have not gone down and
+    /// the file's `counters_start_unix` is kept; a file without it gives the resume time.
     pub fn resume(&mut self, st: &State, unix: f64, t: f64, boot_id: Option<&str>) {
+        self.counters_start_unix = Some(st.counters_start_unix.unwrap_or(unix));
         let same_boot = boot_id.is_some() && st.boot_id.as_deref() == boot_id;
         let age = unix - st.saved_at_unix;
         let channels = st.channels.iter().filter_map(|(k, uj)| {
@@ -479,6 +498,44 @@ mod schedule_tests {
             .sampler
             .channel_joules(&ChannelId::new(Domain::RaplPackage, "0"));
         (job, un as f64 / 1e6, node_j.unwrap_or(0.0))
+    }
+
+    fn metered_engine() -> Engine {
+        let mut node = NodeInfo::default();
+        node.cpus_by_socket.insert(0, (0..8).collect());
+        let uj = Arc::new(AtomicU64::new(5_000_000));
+        let sources: Vec<Box<dyn Source>> = vec![Box::new(Meter(uj))];
+        Engine::new(Sampler::new(sources, vec![], node, None, 1.0), None, None)
+    }
+
+    /// `joulebook_counters_start_time_seconds`: set by the first cycle of counters that start
+    /// from zero, kept by a resume from the state file, the resume time for a file without it.
+    #[test]
+    fn counters_start_time_survives_a_resume_and_moves_on_a_start_from_zero() {
+        let mut e = metered_engine();
+        assert_eq!(e.snapshot(0.0).counters_start_unix, 0.0, "before any cycle");
+        e.cycle(0.0, 1_000.5);
+        e.cycle(1.0, 1_001.5);
+        assert_eq!(e.snapshot(1_001.5).counters_start_unix, 1_000.5);
+        let st = e.to_state("n1", None, 1_001.5);
+        assert_eq!(st.counters_start_unix, Some(1_000.5));
+
+        let mut resumed = metered_engine();
+        resumed.resume(&st, 2_000.0, 0.0, None);
+        resumed.cycle(0.0, 2_000.0);
+        assert_eq!(resumed.snapshot(2_000.0).counters_start_unix, 1_000.5);
+
+        let mut old_file = st.clone();
+        old_file.counters_start_unix = None;
+        let mut from_old = metered_engine();
+        from_old.resume(&old_file, 3_000.0, 0.0, None);
+        from_old.cycle(0.0, 3_001.0);
+        assert_eq!(from_old.snapshot(3_001.0).counters_start_unix, 3_000.0);
+
+        // No usable state file: the counters start from zero, and the time moves.
+        let mut fresh = metered_engine();
+        fresh.cycle(0.0, 4_000.0);
+        assert_eq!(fresh.snapshot(4_000.0).counters_start_unix, 4_000.0);
     }
 
     #[test]

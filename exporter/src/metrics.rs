@@ -387,6 +387,13 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error>
             [(NO_LABELS, s.last_sample_unix)],
         )?;
     }
+    if s.counters_start_unix > 0.0 {
+        gauges(
+            enc,
+            &names::COUNTERS_START_TIME,
+            [(NO_LABELS, s.counters_start_unix)],
+        )?;
+    }
     Ok(())
 }
 

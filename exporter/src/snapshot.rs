@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub interval_s: f64,
     /// Unix time of the last completed cycle (0 before the first).
     pub last_sample_unix: f64,
+    /// Unix time since which the counters have only grown (0 before the first cycle).
+    pub counters_start_unix: f64,
     /// When the snapshot was taken, on the monotonic clock (for /healthz, immune to clock jumps).
     pub taken_at: Option<std::time::Instant>,
     /// How often snapshots are published, seconds, beyond the sampling interval (the state save

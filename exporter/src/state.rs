@@ -82,6 +82,11 @@ pub struct State {
     /// Per (account, user) totals ([`crate::owners`]).
     #[serde(default)]
     pub owners: Vec<OwnerState>,
+    /// Unix time since which the counters above have only grown: when they last started from
+    /// zero (published as `joulebook_counters_start_time_seconds`). `None` in files written before
+    /// it existed: the resuming exporter then uses its own start time, which is true from then on.
+    #[serde(default)]
+    pub counters_start_unix: Option<f64>,
 }
 
 impl State {
@@ -100,6 +105,7 @@ impl State {
             counters: BTreeMap::new(),
             raw: BTreeMap::new(),
             owners: Vec::new(),
+            counters_start_unix: None,
         }
     }
 
@@ -108,6 +114,9 @@ impl State {
     fn non_finite(&self) -> Option<(String, f64)> {
         if !self.saved_at_unix.is_finite() {
             return Some(("saved_at_unix".into(), self.saved_at_unix));
+        }
+        if let Some(v) = self.counters_start_unix.filter(|v| !v.is_finite()) {
+            return Some(("counters_start_unix".into(), v));
         }
         for (id, job) in &self.jobs {
             let fields = [

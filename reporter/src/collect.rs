@@ -18,7 +18,8 @@
 //! started later only the first). The (node, job) pairs whose energy counter went down (an
 //! exporter restart) are computed from their raw samples by [`crate::counter::increase`], which
 //! tells a resume from the state file from a reset to zero; one restart touches the jobs of one
-//! node. The server reads each job series about twice.
+//! node. The server reads each job series once, and the energy series of nodes whose counters may
+//! have gone down (see below) a second time.
 //!
 //! Node and unallocated energy are collected per day (the daily chart) and per series:
 //! `resets(X[1d+LB])` (the day's one pass over the samples: the series present, and those that
@@ -27,11 +28,18 @@
 //! day's base is the previous day's last value, so the days add up to the period exactly and a
 //! gap longer than the lookback inside the period loses nothing); a day whose counter went down
 //! is computed from that day's raw samples.
+//!
+//! The `resets` passes (job counters over the period, node counters over each day) read every
+//! sample; they are skipped for the nodes whose restart marker says their counters only grew
+//! since before the window ([`crate::starts`]): their `last − base` is exact. On a day, a skipped
+//! node's series missing near the day's end are those known at the period's start or at any
+//! day's end (an exporter keeps publishing a series once it exists), read over that day.
 
 use crate::counter;
 use crate::data::{Dataset, DayData, GpuData, Interner, JobData, Name, NodeData, Placement};
 use crate::period::{Period, Zone};
 use crate::prom::{Client, Labels, PromError, Sample};
+use crate::starts::CounterStarts;
 use joulebook_common::{self as c, labels as l, MetricDef};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,6 +189,41 @@ impl<'a> Collector<'a> {
         self.sel_in(m, None)
     }
 
+    /// The matcher leaving out the nodes whose counters only grew since `from` (no `resets`
+    /// pass needed), with `shard`'s; `None` when both are empty.
+    fn unless_grown(starts: &CounterStarts, from: i64, shard: Option<&str>) -> Option<String> {
+        let grown = starts.grown_since(from);
+        let skip = (!grown.is_empty()).then(|| {
+            let alt: Vec<String> = grown.iter().map(|i| regex_literal(i)).collect();
+            format!("{INSTANCE}!~{}", quote(&alt.join("|")))
+        });
+        match (shard, skip) {
+            (Some(a), Some(b)) => Some(format!("{a},{b}")),
+            (a, b) => a.map(str::to_string).or(b),
+        }
+    }
+
+    /// The restart marker of every node near the period's end ([`crate::starts`]).
+    pub fn counter_starts(
+        &self,
+        nodes: &BTreeMap<(String, String), NodeData>,
+    ) -> Result<CounterStarts, PromError> {
+        let rows = self.at_end(&format!(
+            "max by ({CLUSTER}, {INSTANCE}) (last_over_time({}[{}s]))",
+            self.sel(&c::COUNTERS_START_TIME),
+            self.scope.lookback
+        ))?;
+        Ok(CounterStarts::new(
+            rows.into_iter().map(|s| {
+                (
+                    (label(&s.labels, CLUSTER), label(&s.labels, INSTANCE)),
+                    s.value,
+                )
+            }),
+            nodes.keys().cloned(),
+        ))
+    }
+
     /// [`Collector::sel`] with one more matcher (a round of job queries: [`shard_matchers`]).
     fn sel_in(&self, m: &MetricDef, shard: Option<&str>) -> String {
         let mut ms: Vec<String> = shard.map(str::to_string).into_iter().collect();
@@ -219,16 +262,21 @@ impl<'a> Collector<'a> {
 
     /// Jobs with their energy, time and placements inside the period.
     ///
-    /// Cost: the server reads each job series about twice (its last value over the period, and
-    /// one shared `resets` pass over every job counter family); the subtraction of the starting
-    /// value happens here, per series. Independent queries run in parallel.
+    /// Cost: the server reads each job series once (its last value over the period), and the
+    /// energy series of the nodes not left out by `starts` a second time (the `resets` pass);
+    /// the subtraction of the starting value happens here, per series. Independent queries run
+    /// in parallel.
     ///
     /// Rounds: the job series of `instances` (the nodes met, see [`shard_matchers`]) are read a
     /// group of nodes at a time when the period holds more than [`NODE_DAYS_PER_QUERY`] node-days,
     /// so that no answer grows with the cluster and only one round's answers are held at once;
     /// every series of a (node, job) falls in one round, and a job on several nodes sums its
     /// placements across rounds as it does within one.
-    pub fn jobs(&self, instances: &[String]) -> Result<Vec<JobData>, PromError> {
+    pub fn jobs(
+        &self,
+        instances: &[String],
+        starts: &CounterStarts,
+    ) -> Result<Vec<JobData>, PromError> {
         let per = match (&self.scope.job_id, self.scope.nodes_per_query) {
             (Some(_), _) => usize::MAX,
             (None, Some(n)) => n.max(1),
@@ -238,7 +286,7 @@ impl<'a> Collector<'a> {
         let mut jobs: BTreeMap<(Name, Name), JobData> = BTreeMap::new();
         let mut places: BTreeMap<PlaceKey, Placement> = BTreeMap::new();
         for shard in shard_matchers(instances, per) {
-            self.jobs_round(shard.as_deref(), &mut names, &mut jobs, &mut places)?;
+            self.jobs_round(shard.as_deref(), starts, &mut names, &mut jobs, &mut places)?;
         }
         for ((cl, id, _), pl) in places {
             if let Some(j) = jobs.get_mut(&(cl, id)) {
@@ -266,6 +314,7 @@ impl<'a> Collector<'a> {
     fn jobs_round(
         &self,
         shard: Option<&str>,
+        starts: &CounterStarts,
         names: &mut Interner,
         jobs: &mut BTreeMap<(Name, Name), JobData>,
         places: &mut BTreeMap<PlaceKey, Placement>,
@@ -300,11 +349,13 @@ impl<'a> Collector<'a> {
         // a restart resets all the counters of one exporter at once, so the job's time
         // counters on that node are then taken from raw samples too. (One query over all the
         // families would be cheaper still, but Prometheus refuses `resets` over several
-        // metric names: their label sets collide once the names are dropped.)
+        // metric names: their label sets collide once the names are dropped.) Nodes whose
+        // counters only grew since before the window are left out: nothing of theirs went down.
+        let unless = Self::unless_grown(starts, self.scope.period.start - lb, shard);
         queries.push(format!(
             "sum by ({}) (resets({}[{}s])) > 0",
             series_by.join(", "),
-            self.sel_in(&c::JOB_ENERGY, shard),
+            self.sel_in(&c::JOB_ENERGY, unless.as_deref()),
             r + lb
         ));
         for m in [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY] {
@@ -605,6 +656,7 @@ impl<'a> Collector<'a> {
     pub fn node_energy(
         &self,
         nodes: &mut BTreeMap<(String, String), NodeData>,
+        starts: &CounterStarts,
     ) -> Result<Vec<DayData>, PromError> {
         let days = self.scope.zone.days(&self.scope.period);
         let mut out: Vec<DayData> = days
@@ -615,7 +667,7 @@ impl<'a> Collector<'a> {
             })
             .collect();
         for (fam, unalloc) in [(c::NODE_ENERGY, false), (c::UNALLOCATED_ENERGY, true)] {
-            let per_series = self.chained(&fam, &days)?;
+            let per_series = self.chained(&fam, &days, starts)?;
             for (labels, per_day) in per_series {
                 let comp = label(&labels, l::COMPONENT);
                 if !unalloc {
@@ -640,11 +692,13 @@ impl<'a> Collector<'a> {
         Ok(out)
     }
 
-    /// Per series of `m`, its increase in each of `days`.
+    /// Per series of `m`, its increase in each of `days`; the `resets` pass skips the nodes
+    /// whose counters only grew since before the day (`starts`).
     fn chained(
         &self,
         m: &MetricDef,
         days: &[Period],
+        starts: &CounterStarts,
     ) -> Result<Vec<(Labels, Vec<f64>)>, PromError> {
         let lb = self.scope.lookback;
         let sel = self.sel(m);
@@ -663,48 +717,85 @@ impl<'a> Collector<'a> {
             last: BTreeMap<Labels, f64>,
             reset: BTreeSet<Labels>,
         }
-        let per_day = par_map(days, self.scope.parallelism, |d| {
+        /// A day's `resets` answer (the series seen, and how often each went down) and last
+        /// values near its end.
+        struct NearEnd {
+            seen: Vec<(Labels, f64)>,
+            last: BTreeMap<Labels, f64>,
+        }
+        let near_end = par_map(days, self.scope.parallelism, |d| {
             let len = d.seconds();
             // The one pass over the day's samples: which series had samples (and which went
-            // down), every one of them in the answer, 0 when it did not go down.
+            // down), every one of them in the answer, 0 when it did not go down; not for the
+            // nodes whose counters only grew since before the day.
+            let unless = Self::unless_grown(starts, d.start - lb, None);
             let seen: Vec<(Labels, f64)> = self
                 .client
-                .vector(&format!("resets({sel}[{}s])", len + lb), d.end)?
+                .vector(
+                    &format!(
+                        "resets({}[{}s])",
+                        self.sel_in(m, unless.as_deref()),
+                        len + lb
+                    ),
+                    d.end,
+                )?
                 .into_iter()
                 .map(|s| (s.labels, s.value))
                 .collect();
-            // Their last value, read near the day's end only; a series silent there (its node
-            // down or gone) is read over the whole day, its node's series only.
+            // Every series' last value, read near the day's end only.
             let near = lb.min(len);
-            let mut last: BTreeMap<Labels, f64> = self
+            let last: BTreeMap<Labels, f64> = self
                 .client
                 .vector(&format!("last_over_time({sel}[{near}s])"), d.end)?
                 .into_iter()
                 .map(|s| (s.labels, s.value))
                 .collect();
-            let silent: BTreeSet<String> = seen
-                .iter()
-                .filter(|(k, _)| !last.contains_key(k))
-                .map(|(k, _)| regex_literal(&label(k, INSTANCE)))
-                .collect();
-            if !silent.is_empty() && near < len {
-                let alt = silent.into_iter().collect::<Vec<_>>().join("|");
-                let only = format!("{INSTANCE}=~{}", quote(&alt));
-                let whole = self.sel_in(m, Some(&only));
-                for s in self
-                    .client
-                    .vector(&format!("last_over_time({whole}[{len}s])"), d.end)?
-                {
-                    last.entry(s.labels).or_insert(s.value);
-                }
-            }
-            let reset = seen
-                .into_iter()
-                .filter(|(_, v)| *v > 0.0)
-                .map(|(k, _)| k)
-                .collect();
-            Ok(Day { last, reset })
+            Ok(NearEnd { seen, last })
         })?;
+        // The series of the nodes without a pass that a day may hold: those known anywhere.
+        let mut known: BTreeSet<Labels> = base.keys().cloned().collect();
+        for n in &near_end {
+            known.extend(n.last.keys().cloned());
+        }
+        let items: Vec<(&Period, NearEnd)> = days.iter().zip(near_end).collect();
+        let per_day = par_map(
+            &items,
+            self.scope.parallelism,
+            |(d, NearEnd { seen, last })| {
+                // A series silent near the day's end (its node down or gone) is read over the
+                // whole day, its node's series only.
+                let (len, near, from) = (d.seconds(), lb.min(d.seconds()), d.start - lb);
+                let mut last = last.clone();
+                let silent: BTreeSet<String> = seen
+                    .iter()
+                    .map(|(k, _)| k)
+                    .chain(
+                        known
+                            .iter()
+                            .filter(|k| starts.has_grown_since(&label(k, INSTANCE), from)),
+                    )
+                    .filter(|k| !last.contains_key(*k))
+                    .map(|k| regex_literal(&label(k, INSTANCE)))
+                    .collect();
+                if !silent.is_empty() && near < len {
+                    let alt = silent.into_iter().collect::<Vec<_>>().join("|");
+                    let only = format!("{INSTANCE}=~{}", quote(&alt));
+                    let whole = self.sel_in(m, Some(&only));
+                    for s in self
+                        .client
+                        .vector(&format!("last_over_time({whole}[{len}s])"), d.end)?
+                    {
+                        last.entry(s.labels).or_insert(s.value);
+                    }
+                }
+                let reset = seen
+                    .iter()
+                    .filter(|(_, v)| *v > 0.0)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                Ok(Day { last, reset })
+            },
+        )?;
         let mut keys: BTreeSet<Labels> = base.keys().cloned().collect();
         for d in &per_day {
             keys.extend(d.last.keys().cloned());
@@ -746,7 +837,8 @@ impl<'a> Collector<'a> {
     /// Everything a report needs.
     pub fn dataset(&self) -> Result<Dataset, PromError> {
         let mut nodes = self.node_facts()?;
-        let days = self.node_energy(&mut nodes)?;
+        let starts = self.counter_starts(&nodes)?;
+        let days = self.node_energy(&mut nodes, &starts)?;
         let gpus = self.gpus()?;
         // Each name once, though several clusters may use it: a round matches it in all of them.
         let instances: Vec<String> = nodes
@@ -755,7 +847,7 @@ impl<'a> Collector<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let jobs = self.jobs(&instances)?;
+        let jobs = self.jobs(&instances, &starts)?;
         self.client.progress().finish();
         Ok(Dataset {
             period: Some(self.scope.period),
@@ -771,13 +863,17 @@ impl<'a> Collector<'a> {
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
     pub fn job_dataset(&self) -> Result<Dataset, PromError> {
         let mut nodes = self.node_facts()?;
-        let jobs = self.jobs(&[])?;
+        let jobs = self.jobs(&[], &CounterStarts::default())?;
         let instances: BTreeSet<&str> = jobs
             .iter()
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
             .collect();
         // Node energy over the window, for the CodeCarbon-style whole-node figure.
-        for (lb, v) in self.chained(&c::NODE_ENERGY, &[self.scope.period])? {
+        for (lb, v) in self.chained(
+            &c::NODE_ENERGY,
+            &[self.scope.period],
+            &CounterStarts::default(),
+        )? {
             if instances.contains(label(&lb, INSTANCE).as_str()) {
                 self.seen_component(&label(&lb, l::COMPONENT));
                 let total = v.iter().sum();

@@ -3,7 +3,8 @@
 //!
 //! Code map: [`prom`] speaks the HTTP API; [`collect`] holds every PromQL query and returns a
 //! [`data::Dataset`]; [`model`] turns it into a [`model::Report`] (all arithmetic, no I/O), with
-//! [`methods`] (the estimation methods, constants and method notes);
+//! [`methods`] (the estimation methods, constants and method notes); [`starts`] reads the restart
+//! marker (which nodes' counters need no `resets` pass);
 //! [`names`] names the nodes; [`render`] formats it; [`charts`] draws PNGs; [`mail`] sends it;
 //! [`output`] writes files safely; [`cli`] wires the commands.
 
@@ -22,5 +23,6 @@ pub mod period;
 pub mod prom;
 pub mod render;
 pub mod sent;
+pub mod starts;
 pub mod stats;
 pub mod trust;

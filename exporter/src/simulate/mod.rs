@@ -36,7 +36,7 @@ use output::{OutFormat, Writer};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use scenario::{NodeSpec, Scenario, ScenarioError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -159,6 +159,8 @@ struct Node {
     jobs: Vec<Job>,
     /// (tick of the last cycle before the stop, tick of the first cycle after).
     restarts: Vec<(u64, u64)>,
+    /// The ticks of `restarts` after which the exporter starts without its state file.
+    fresh_starts: BTreeSet<u64>,
     /// Load outside jobs: (first tick, last tick, cpu busy share, gpu utilisation).
     stray: Vec<(u64, u64, f64, f64)>,
     /// Faults: (first tick, last tick, what).
@@ -452,6 +454,7 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
         .unzip();
     let shared: crate::snapshot::Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
     let registry = crate::metrics::registry(shared.clone());
+    let mut fresh_starts = BTreeSet::new();
     let mut restarts: Vec<(u64, u64)> = s
         .restarts
         .iter()
@@ -459,7 +462,11 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
         .map(|r| {
             let down = ((r.at.0 - start) / step).floor() as u64;
             let up = ((r.at.0 + r.downtime.0 - start) / step).ceil() as u64;
-            (down, up.max(down + 1))
+            let up = up.max(down + 1);
+            if r.lose_state {
+                fresh_starts.insert(up);
+            }
+            (down, up)
         })
         .collect();
     restarts.sort_unstable();
@@ -512,6 +519,7 @@ fn new_node(s: &Scenario, seed: u64, i: usize, spec: NodeSpec, step: f64) -> Nod
         active: Vec::new(),
         jobs: Vec::new(),
         restarts,
+        fresh_starts,
         stray,
         faults,
         next_restart: 0,
@@ -635,6 +643,7 @@ fn resume_if_due(
                 let mut e = n.new_engine(s);
                 let path = state_path(state_dir, n);
                 match state::load(&path, &n.spec.name) {
+                    _ if n.fresh_starts.contains(&up) => {}
                     LoadOutcome::Loaded(st) => e.resume(&st, unix, t, Some(BOOT_ID)),
                     other => {
                         return Err(SimError::Run(format!(

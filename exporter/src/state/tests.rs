@@ -25,6 +25,7 @@ pub(super) fn sample_state() -> State {
     );
     s.jobs.insert("4243".into(), JobState::default());
     s.counters.insert("counter_wraps{source=rapl}".into(), 3);
+    s.counters_start_unix = Some(1_749_990_000.5);
     s
 }
 
@@ -306,6 +307,10 @@ fn non_finite_numbers_are_refused_before_writing() {
         save_atomic(&path, &bad),
         Err(StateError::NotFinite { .. })
     ));
+    bad = good.clone();
+    bad.counters_start_unix = Some(f64::NAN);
+    let err = save_atomic(&path, &bad).unwrap_err();
+    assert!(err.to_string().contains("counters_start_unix"), "{err}");
     assert_eq!(load(&path, HOST), LoadOutcome::Loaded(good));
 }
 

@@ -13,13 +13,19 @@ pub struct Window {
     pub duration: Span,
 }
 
-/// The exporter of `node` stops at `at` and starts again `downtime` later, with its state file.
+/// The exporter of `node` stops at `at` and starts again `downtime` later, with its state file
+/// unless `lose_state`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Restart {
     pub node: String,
     pub at: Instant,
     pub downtime: Span,
+    /// The state file is lost meanwhile: the exporter starts again from zero, its counters and
+    /// `joulebook_counters_start_time_seconds` with it (and the truth's figures of the node and
+    /// its jobs are its counters since).
+    #[serde(default)]
+    pub lose_state: bool,
 }
 
 /// Load on `node` outside any job from `start` for `duration`: every socket busier by
