@@ -785,6 +785,20 @@ fn amd_mi250x_packages_once_and_resets_absorbed() {
         s.must("joulebook_energy_device_info{source=\"amdgpu\",device=\"0a4c6f12d3b9e802\",name=\"card1\",model=\"AMD Instinct MI250X\",method=\"primary_die\"}"),
         1.0
     );
+    // Each secondary die is published as a part of its package's primary die.
+    assert_eq!(
+        s.family("joulebook_gpu_part_info"),
+        [
+            (
+                "joulebook_gpu_part_info{gpu_uuid=\"0a4c6f12d3b9e802\",parent_gpu_uuid=\"0a4c6f12d3b9e801\"}",
+                1.0
+            ),
+            (
+                "joulebook_gpu_part_info{gpu_uuid=\"1b5d7023e4cafa12\",parent_gpu_uuid=\"1b5d7023e4cafa11\"}",
+                1.0
+            )
+        ]
+    );
     // Driver reload: the counter restarts; the 10 J since the reset are added.
     set_gpu_counter(dir.path(), 0, 24, 10);
     e.wait_samples("amdgpu", 2.0);

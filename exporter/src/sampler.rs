@@ -423,6 +423,11 @@ impl Sampler {
                 .collect(),
             gpus: self.gpus.values().cloned().collect(),
             devices: self.devices.values().cloned().collect(),
+            partitions: self
+                .slots
+                .iter()
+                .flat_map(|s| s.source.gpu_partitions())
+                .collect(),
             health,
             node_info: self.node_info.clone(),
             cpu_tdp_watts: self.cpu_tdp,
