@@ -1123,6 +1123,71 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
     );
 }
 
+/// MI300X compute partitions (DPX): card0 is two KFD nodes of 152 CUs each; job 101 holds its
+/// own partition (ROCm index 0), job 102 the other one (its cgroup allows the partition's render
+/// node, `c 226:136`, on the amdgpu_xcp device). card0's energy is counted once and split in
+/// halves; card1 and card2, held by no job, are unallocated. Jobs + unallocated = node.
+#[test]
+fn mi300_partitions_go_to_the_jobs_holding_them() {
+    let dir = copy_fixture("amd-mi300x");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0ROCR_VISIBLE_DEVICES=0\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+        "c 1:3 rwm\nc 226:136 rw\n",
+    )
+    .unwrap();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("amdgpu", 2.0);
+    // v1_5: energy_accumulator at byte 88 (card0); v1_6: at byte 16 (card1).
+    set_gpu_counter(root, 0, 88, 5000 + 60);
+    set_gpu_counter(root, 1, 16, 7000 + 70);
+    e.wait_samples("amdgpu", 3.0);
+    let s = e.samples();
+    assert_eq!(
+        s.family("joulebook_job_gpu_info")
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>(),
+        [
+            "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"7e2d9c3b51a0f4c2\"}",
+            "joulebook_job_gpu_info{job_id=\"102\",gpu_uuid=\"7e2d9c3b51a0f4c2-p1\"}",
+        ]
+    );
+    assert_eq!(
+        s.must("joulebook_gpu_part_info{gpu_uuid=\"7e2d9c3b51a0f4c2-p1\",parent_gpu_uuid=\"7e2d9c3b51a0f4c2\"}"),
+        1.0
+    );
+    // Counted once: the partition has no energy series of its own.
+    assert_eq!(s.family("joulebook_amdgpu_joules_total").len(), 3);
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 30.0);
+    assert_eq!(gpu("102"), 30.0);
+    let node = s.must("joulebook_node_joules_total{component=\"gpu\"}");
+    let card2 = s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c4\"}");
+    let unallocated = s.must("joulebook_unallocated_joules_total{component=\"gpu\"}");
+    assert!(
+        (node - (130.0 + card2)).abs() < 1e-6,
+        "{node} vs 130 + {card2}"
+    );
+    assert!(
+        (unallocated - (70.0 + card2)).abs() < 1e-6,
+        "unallocated {unallocated} vs 70 + {card2}"
+    );
+}
+
 /// MIG through the real nvml-wrapper path: an A100 (98 SMs) with a 3g instance (42 SMs) held by
 /// job 101 (its MIG UUID in `CUDA_VISIBLE_DEVICES`) and a 2g instance (28 SMs) held by job 102
 /// (mapping file `0.2`: GPU 0, GPU instance 2); the 28 SMs in no instance are unallocated. The
