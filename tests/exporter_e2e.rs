@@ -1194,6 +1194,56 @@ fn mi300_partitions_go_to_the_jobs_holding_them() {
 /// parts add up to the GPU's energy exactly.
 #[test]
 fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
+    mig_split_with(&|root| {
+        let map = root.join("run/gpu-map");
+        std::fs::create_dir_all(&map).unwrap();
+        std::fs::write(map.join("0.2"), "102\n").unwrap();
+        vec![format!("--jobs.gpu-mapping-dir={}", map.display())]
+    });
+}
+
+/// The same split with job 102 found through its cgroup v1 device list, as Slurm writes it on a
+/// MIG node: the GPU's `/dev/nvidia0` and the capability devices of GPU instance 2
+/// (`gpu0/gi2/access` 21 and `gpu0/gi2/ci0/access` 22 in the driver's `mig-minors`, under the
+/// `nvidia-caps` major of /proc/devices). It holds the instance, not the whole GPU.
+#[test]
+fn mig_instances_are_found_by_their_capability_devices() {
+    mig_split_with(&|root| {
+        std::fs::write(
+            root.join("proc/devices"),
+            "Character devices:\n  1 mem\n195 nvidia\n236 nvidia-caps\n510 nvidia-uvm\n\n\
+             Block devices:\n  8 sd\n",
+        )
+        .unwrap();
+        // The driver's table: every minor it reserves, 32 GPUs × 15 GPU instances × 8 compute
+        // instances (NVIDIA MIG User Guide, "Device Nodes and Capabilities").
+        let mut minors = String::from("config 1\nmonitor 2\n");
+        let mut m = 3;
+        for gpu in 0..32 {
+            for gi in 0..15 {
+                minors.push_str(&format!("gpu{gpu}/gi{gi}/access {m}\n"));
+                m += 1;
+                for ci in 0..8 {
+                    minors.push_str(&format!("gpu{gpu}/gi{gi}/ci{ci}/access {m}\n"));
+                    m += 1;
+                }
+            }
+        }
+        let caps = root.join("proc/driver/nvidia-caps");
+        std::fs::create_dir_all(&caps).unwrap();
+        std::fs::write(caps.join("mig-minors"), minors).unwrap();
+        std::fs::write(
+            root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+            "c 1:3 rwm\nc 195:255 rwm\nc 195:0 rwm\nc 236:21 r\nc 236:22 r\n",
+        )
+        .unwrap();
+        Vec::new()
+    });
+}
+
+/// A100 with two MIG instances; job 101 names its instance by UUID, `setup` maps job 102 to
+/// the other one and returns the exporter's extra flags.
+fn mig_split_with(setup: &dyn Fn(&Path) -> Vec<String>) {
     use joulebook_tests::fake_nvml::{
         build_fake_nvml, write_state, FakeGpu, FakeNvmlState, FakeValue,
     };
@@ -1217,17 +1267,14 @@ fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
         format!("SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES={mig_a}\0"),
     )
     .unwrap();
-    let map = root.join("run/gpu-map");
-    std::fs::create_dir_all(&map).unwrap();
-    std::fs::write(map.join("0.2"), "102\n").unwrap();
     let mut args = job_args(root);
     args.retain(|a| a != "--source.nvml=off");
     args.extend([
         "--source.nvml=on".to_string(),
         format!("--nvml.library={}", lib.display()),
-        format!("--jobs.gpu-mapping-dir={}", map.display()),
         "--sample.interval=100ms".into(),
     ]);
+    args.extend(setup(root));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let e = Exporter::start_with_env(&refs, &[("FAKE_NVML_STATE", state_path.as_path())]);
     e.wait_samples("nvml", 3.0);

@@ -470,7 +470,7 @@ impl Sampler {
                 },
                 drm_minors: g.drm_minors,
                 alias: g.alias,
-                mig: None,
+                ..Default::default()
             });
         // MIG instances of NVML's GPUs (their parts with a GPU instance id).
         let mig: Vec<crate::jobs::GpuRef> = self
