@@ -96,19 +96,9 @@ struct Gpu {
     unchanged: u32,
     /// Compute partitions beyond the first (the GPU's own), from the KFD topology; empty when
     /// the GPU is not partitioned.
-    partitions: Vec<Partition>,
+    partitions: Vec<kfd::Partition>,
     /// The first partition's compute units (the GPU's own share) when partitioned.
     own_cus: u64,
-}
-
-/// A compute partition of a GPU that jobs hold apart: its id, DRM minors and compute units.
-#[derive(Clone, Debug, PartialEq)]
-struct Partition {
-    id: String,
-    /// Its PCI-like address in ROCm's order: the GPU's, then `/k`.
-    key: String,
-    drm_minors: Vec<u32>,
-    compute_units: u64,
 }
 
 pub struct AmdGpuSource {
@@ -224,53 +214,18 @@ impl AmdGpuSource {
         // Partitions may change between discoveries (the mode is switched at run time).
         let nodes = kfd::gpu_nodes(&self.opts.sysfs);
         for g in &mut gpus {
-            partition(g, &nodes, &self.opts.sysfs);
+            let unique = g.rocm_uuid.as_deref().and_then(|u| u.strip_prefix("GPU-"));
+            let gpu = kfd::GpuKey {
+                id: &g.id,
+                unique_id: unique,
+                pci: &g.pci,
+                drm_minors: &g.drm_minors,
+            };
+            (g.own_cus, g.partitions) = kfd::partitions(&nodes, &gpu, &self.opts.sysfs);
         }
         self.gpus = Some(gpus);
         Ok(())
     }
-}
-
-/// Sets `gpu`'s compute partitions from the KFD nodes that share its `unique_id` (else its PCI
-/// address), in node order. One node (or none) is an unpartitioned GPU.
-fn partition(gpu: &mut Gpu, nodes: &[kfd::KfdNode], sysfs: &Path) {
-    let unique = gpu
-        .rocm_uuid
-        .as_deref()
-        .and_then(|u| u.strip_prefix("GPU-"));
-    let mine: Vec<&kfd::KfdNode> = nodes
-        .iter()
-        .filter(|n| match (unique, &n.unique_id) {
-            (Some(u), Some(k)) => u == k,
-            _ => n.pci == gpu.pci,
-        })
-        .collect();
-    gpu.partitions.clear();
-    gpu.own_cus = 0;
-    if mine.len() < 2 {
-        return;
-    }
-    // The GPU's own partition: the node whose render node is the PCI device's, else the first.
-    let own = mine
-        .iter()
-        .position(|n| gpu.drm_minors.contains(&n.render_minor))
-        .unwrap_or(0);
-    gpu.own_cus = mine[own].compute_units;
-    gpu.partitions = mine
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != own)
-        .map(|(k, n)| {
-            let dev = sysfs.join(format!("class/drm/renderD{}/device", n.render_minor));
-            Partition {
-                id: format!("{}-p{k}", gpu.id),
-                key: format!("{}/{k}", gpu.pci),
-                drm_minors: super::drm_minors(&dev, n.render_minor.saturating_sub(128)),
-                compute_units: n.compute_units,
-            }
-        })
-        .collect();
-    tracing::debug!(gpu = %gpu.id, partitions = mine.len(), "AMD GPU compute partitions");
 }
 
 /// One GPU's reading: its energy (if it has its own) and a problem, if any.

@@ -1,8 +1,8 @@
 //! The AMD GPUs of the KFD topology (`<sysfs>/class/kfd/kfd/topology/nodes/N/properties`), the
 //! agents ROCm enumerates, in node order. An MI300 in a compute partition mode (DPX, QPX, CPX)
 //! is one KFD node per partition, each with its own DRM render node and its share of the
-//! compute units, all with the physical GPU's `unique_id`; this module only reads them, and
-//! the amdgpu source groups them with their GPU.
+//! compute units, all with the physical GPU's `unique_id`. This module reads them and groups
+//! them with their GPU ([`partitions`]); the amdgpu source measures the GPU.
 //!
 //! Format (`kfd_topology.c`, `node_show`): one `name value` line each, integers in decimal;
 //! `unique_id` is the same 64-bit id that amdgpu's sysfs `unique_id` prints in hex;
@@ -25,6 +25,65 @@ pub struct KfdNode {
     pub render_minor: u32,
     /// Its compute units: `simd_count / simd_per_cu`.
     pub compute_units: u64,
+}
+
+/// A compute partition of a GPU beyond its first, which jobs hold apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// `<GPU id>-p<k>`, k its position among the GPU's nodes.
+    pub id: String,
+    /// Its place in ROCm's order: the GPU's PCI address, then `/k`.
+    pub key: String,
+    /// Its DRM minors (card and render node of its `amdgpu_xcp` device).
+    pub drm_minors: Vec<u32>,
+    pub compute_units: u64,
+}
+
+/// What identifies a GPU of the amdgpu source among the KFD nodes.
+pub struct GpuKey<'a> {
+    pub id: &'a str,
+    /// amdgpu's `unique_id` (hex), if any.
+    pub unique_id: Option<&'a str>,
+    pub pci: &'a str,
+    /// The PCI device's DRM minors: its own partition's render node is among them.
+    pub drm_minors: &'a [u32],
+}
+
+/// The compute partitions of `gpu`: the nodes that share its `unique_id` (else its PCI
+/// address), in node order. Returns its own partition's compute units and the others; `(0,
+/// [])` for an unpartitioned GPU (one node, or none).
+pub fn partitions(nodes: &[KfdNode], gpu: &GpuKey<'_>, sysfs: &Path) -> (u64, Vec<Partition>) {
+    let mine: Vec<&KfdNode> = nodes
+        .iter()
+        .filter(|n| match (gpu.unique_id, &n.unique_id) {
+            (Some(u), Some(k)) => u == k,
+            _ => n.pci == gpu.pci,
+        })
+        .collect();
+    if mine.len() < 2 {
+        return (0, Vec::new());
+    }
+    // The GPU's own partition: the node whose render node is the PCI device's, else the first.
+    let own = mine
+        .iter()
+        .position(|n| gpu.drm_minors.contains(&n.render_minor))
+        .unwrap_or(0);
+    let parts = mine
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != own)
+        .map(|(k, n)| {
+            let dev = sysfs.join(format!("class/drm/renderD{}/device", n.render_minor));
+            Partition {
+                id: format!("{}-p{k}", gpu.id),
+                key: format!("{}/{k}", gpu.pci),
+                drm_minors: super::drm_minors(&dev, n.render_minor.saturating_sub(128)),
+                compute_units: n.compute_units,
+            }
+        })
+        .collect();
+    tracing::debug!(gpu = %gpu.id, partitions = mine.len(), "AMD GPU compute partitions");
+    (mine[own].compute_units, parts)
 }
 
 /// The GPU nodes of the topology, by node number. A missing topology (no `amdkfd`, a
