@@ -813,6 +813,20 @@ fn amd_mi250x_packages_once_and_resets_absorbed() {
         s.must("joulebook_energy_device_info{source=\"amdgpu\",device=\"0a4c6f12d3b9e802\",name=\"card1\",model=\"AMD Instinct MI250X\",method=\"primary_die\"}"),
         1.0
     );
+    // Each secondary die is published as a part of its package's primary die.
+    assert_eq!(
+        s.family("joulebook_gpu_part_info"),
+        [
+            (
+                "joulebook_gpu_part_info{gpu_uuid=\"0a4c6f12d3b9e802\",parent_gpu_uuid=\"0a4c6f12d3b9e801\"}",
+                1.0
+            ),
+            (
+                "joulebook_gpu_part_info{gpu_uuid=\"1b5d7023e4cafa12\",parent_gpu_uuid=\"1b5d7023e4cafa11\"}",
+                1.0
+            )
+        ]
+    );
     // Driver reload: the counter restarts; the 10 J since the reset are added.
     set_gpu_counter(dir.path(), 0, 24, 10);
     e.wait_samples("amdgpu", 2.0);
@@ -1137,12 +1151,127 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
     );
 }
 
+/// MI300X compute partitions (DPX): card0 is two KFD nodes of 152 CUs each; job 101 holds its
+/// own partition (ROCm index 0), job 102 the other one (its cgroup allows the partition's render
+/// node, `c 226:136`, on the amdgpu_xcp device). card0's energy is counted once and split in
+/// halves; card1 and card2, held by no job, are unallocated. Jobs + unallocated = node.
+#[test]
+fn mi300_partitions_go_to_the_jobs_holding_them() {
+    let dir = copy_fixture("amd-mi300x");
+    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let root = dir.path();
+    std::fs::write(
+        root.join("proc/2001/environ"),
+        "SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0ROCR_VISIBLE_DEVICES=0\0",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+        "c 1:3 rwm\nc 226:136 rw\n",
+    )
+    .unwrap();
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = Exporter::start(&refs);
+    e.wait_samples("amdgpu", 2.0);
+    // v1_5: energy_accumulator at byte 88 (card0); v1_6: at byte 16 (card1).
+    set_gpu_counter(root, 0, 88, 5000 + 60);
+    set_gpu_counter(root, 1, 16, 7000 + 70);
+    e.wait_samples("amdgpu", 3.0);
+    let s = e.samples();
+    assert_eq!(
+        s.family("joulebook_job_gpu_info")
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>(),
+        [
+            "joulebook_job_gpu_info{job_id=\"101\",gpu_uuid=\"7e2d9c3b51a0f4c2\"}",
+            "joulebook_job_gpu_info{job_id=\"102\",gpu_uuid=\"7e2d9c3b51a0f4c2-p1\"}",
+        ]
+    );
+    assert_eq!(
+        s.must("joulebook_gpu_part_info{gpu_uuid=\"7e2d9c3b51a0f4c2-p1\",parent_gpu_uuid=\"7e2d9c3b51a0f4c2\"}"),
+        1.0
+    );
+    // Counted once: the partition has no energy series of its own.
+    assert_eq!(s.family("joulebook_amdgpu_joules_total").len(), 3);
+    let gpu = |id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ))
+    };
+    assert_eq!(gpu("101"), 30.0);
+    assert_eq!(gpu("102"), 30.0);
+    let node = s.must("joulebook_node_joules_total{component=\"gpu\"}");
+    let card2 = s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c4\"}");
+    let unallocated = s.must("joulebook_unallocated_joules_total{component=\"gpu\"}");
+    assert!(
+        (node - (130.0 + card2)).abs() < 1e-6,
+        "{node} vs 130 + {card2}"
+    );
+    assert!(
+        (unallocated - (70.0 + card2)).abs() < 1e-6,
+        "unallocated {unallocated} vs 70 + {card2}"
+    );
+}
+
 /// MIG through the real nvml-wrapper path: an A100 (98 SMs) with a 3g instance (42 SMs) held by
 /// job 101 (its MIG UUID in `CUDA_VISIBLE_DEVICES`) and a 2g instance (28 SMs) held by job 102
 /// (mapping file `0.2`: GPU 0, GPU instance 2); the 28 SMs in no instance are unallocated. The
 /// parts add up to the GPU's energy exactly.
 #[test]
 fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
+    mig_split_with(&|root| {
+        let map = root.join("run/gpu-map");
+        std::fs::create_dir_all(&map).unwrap();
+        std::fs::write(map.join("0.2"), "102\n").unwrap();
+        vec![format!("--jobs.gpu-mapping-dir={}", map.display())]
+    });
+}
+
+/// The same split with job 102 found through its cgroup v1 device list, as Slurm writes it on a
+/// MIG node: the GPU's `/dev/nvidia0` and the capability devices of GPU instance 2
+/// (`gpu0/gi2/access` 21 and `gpu0/gi2/ci0/access` 22 in the driver's `mig-minors`, under the
+/// `nvidia-caps` major of /proc/devices). It holds the instance, not the whole GPU.
+#[test]
+fn mig_instances_are_found_by_their_capability_devices() {
+    mig_split_with(&|root| {
+        std::fs::write(
+            root.join("proc/devices"),
+            "Character devices:\n  1 mem\n195 nvidia\n236 nvidia-caps\n510 nvidia-uvm\n\n\
+             Block devices:\n  8 sd\n",
+        )
+        .unwrap();
+        // The driver's table: every minor it reserves, 32 GPUs × 15 GPU instances × 8 compute
+        // instances (NVIDIA MIG User Guide, "Device Nodes and Capabilities").
+        let mut minors = String::from("config 1\nmonitor 2\n");
+        let mut m = 3;
+        for gpu in 0..32 {
+            for gi in 0..15 {
+                minors.push_str(&format!("gpu{gpu}/gi{gi}/access {m}\n"));
+                m += 1;
+                for ci in 0..8 {
+                    minors.push_str(&format!("gpu{gpu}/gi{gi}/ci{ci}/access {m}\n"));
+                    m += 1;
+                }
+            }
+        }
+        let caps = root.join("proc/driver/nvidia-caps");
+        std::fs::create_dir_all(&caps).unwrap();
+        std::fs::write(caps.join("mig-minors"), minors).unwrap();
+        std::fs::write(
+            root.join("sys/fs/cgroup/devices/slurm_node1/uid_1001/job_102/devices.list"),
+            "c 1:3 rwm\nc 195:255 rwm\nc 195:0 rwm\nc 236:21 r\nc 236:22 r\n",
+        )
+        .unwrap();
+        Vec::new()
+    });
+}
+
+/// A100 with two MIG instances; job 101 names its instance by UUID, `setup` maps job 102 to
+/// the other one and returns the exporter's extra flags.
+fn mig_split_with(setup: &dyn Fn(&Path) -> Vec<String>) {
     use joulebook_tests::fake_nvml::{
         build_fake_nvml, write_state, FakeGpu, FakeNvmlState, FakeValue,
     };
@@ -1166,17 +1295,14 @@ fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
         format!("SLURM_JOB_ID=101\0SLURM_JOB_UID=1000\0CUDA_VISIBLE_DEVICES={mig_a}\0"),
     )
     .unwrap();
-    let map = root.join("run/gpu-map");
-    std::fs::create_dir_all(&map).unwrap();
-    std::fs::write(map.join("0.2"), "102\n").unwrap();
     let mut args = job_args(root);
     args.retain(|a| a != "--source.nvml=off");
     args.extend([
         "--source.nvml=on".to_string(),
         format!("--nvml.library={}", lib.display()),
-        format!("--jobs.gpu-mapping-dir={}", map.display()),
         "--sample.interval=100ms".into(),
     ]);
+    args.extend(setup(root));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let e = Exporter::start_with_env(&refs, &[("FAKE_NVML_STATE", state_path.as_path())]);
     e.wait_samples("nvml", 3.0);

@@ -127,42 +127,7 @@ fn small() -> &'static Run {
     })
 }
 
-/// A MIG node for small.yaml (`mig01`, node_groups[3]): its A100 is split into a 3g and a 2g
-/// instance, which jobs hold; its 2 other slices are in no instance.
-const MIG_GROUP: &str = "
-  - name: mig
-    count: 1
-    partition: gpu
-    sockets: 1
-    cores_per_socket: 8
-    threads_per_core: 1
-    memory: 64GiB
-    cpu_model: \"Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\"
-    package_watts: {idle: 60, max: 205}
-    gpus: {count: 1, model: \"NVIDIA A100-SXM4-40GB\", idle_watts: 55, max_watts: 400, mig: [3, 2]}
-";
-
-/// small.yaml with [`MIG_GROUP`] as its last node group.
-fn with_mig(small: &str) -> String {
-    let at = small.find("\nprojects:").expect("small.yaml has projects");
-    format!("{}{MIG_GROUP}{}", &small[..at], &small[at..])
-}
-
-/// small.yaml with a MIG node, simulated once. The MIG node is kept out of small.yaml itself:
-/// tests/demo.rs runs the alert rules over small.yaml, and JoulebookIdleGpuDrawingPower
-/// cannot yet tell a MIG GPU whose instances jobs hold from an idle one.
-fn mig() -> &'static Run {
-    static RUN: OnceLock<Run> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temporary folder");
-        let text = std::fs::read_to_string(fixture("simulate/small.yaml")).expect("small.yaml");
-        let scenario = dir.path().join("mig.yaml");
-        std::fs::write(&scenario, with_mig(&text)).expect("write mig.yaml");
-        simulated(dir, &scenario, "m")
-    })
-}
-
-/// An Intel GPU node for small.yaml (`xe01`, node_groups[3]): two Data Center GPU Max 1550,
+/// An Intel GPU node for small.yaml (`xe01`, its last node group): two Data Center GPU Max 1550,
 /// named as the intel_gpu source names them (`Intel GPU <PCI device id>`; 0x0bd5 is the Max
 /// 1550 in the kernel's `xe_pciids.h`, PVC ids), at most 600 W each (Intel's rated board power
 /// of the Max 1550); the idle draw is an illustrative figure.
@@ -325,7 +290,6 @@ fn restart_without_state_moves_the_restart_marker() {
 #[test]
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
     jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(small());
-    jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(mig());
     jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(intel());
 }
 
@@ -443,7 +407,7 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
 #[test]
 fn owner_counters_are_the_sums_of_their_jobs_counters() {
     owner_counters_are_the_sums_of_their_jobs_counters_in(small());
-    owner_counters_are_the_sums_of_their_jobs_counters_in(mig());
+    owner_counters_are_the_sums_of_their_jobs_counters_in(intel());
 }
 
 /// At every node and timestamp, each (account, user) pair's energy counter equals the sum of the
@@ -537,7 +501,6 @@ fn owner_counters_are_the_sums_of_their_jobs_counters_in(run: &Run) {
 #[test]
 fn every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware() {
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(small());
-    every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(mig());
     every_job_ends_at_its_truth_and_the_truth_agrees_with_the_hardware_in(intel());
 }
 
@@ -884,7 +847,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
         ),
         (
             "a MIG instance of 5 slices",
-            with_mig(&good).replace("mig: [3, 2]", "mig: [5, 2]"),
+            good.replace("mig: [3, 2]", "mig: [5, 2]"),
             &["node_groups[3].gpus.mig", "5"],
         ),
         (
@@ -962,9 +925,9 @@ fn the_amd_node_measures_its_gpus_and_charges_its_jobs() {
 
 #[test]
 fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() {
-    // MIG_GROUP's mig01: one A100 as a 3g and a 2g instance (slot order of the truth's
+    // small.yaml's mig01: one A100 as a 3g and a 2g instance (slot order of the truth's
     // gpu_uuids); 2 of its 7 slices are in no instance, so no job is ever charged them.
-    let run = mig();
+    let run = small();
     let node = run.truth["nodes"]
         .as_array()
         .unwrap()
@@ -991,6 +954,8 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
     let mut free: BTreeMap<i64, i64> = BTreeMap::new();
     let mut job: BTreeMap<(String, i64), i64> = BTreeMap::new();
     let mut held: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut physical = std::collections::BTreeSet::new();
+    let mut parts = std::collections::BTreeSet::new();
     for l in &on_mig {
         let comp = l.labels.get("component").map(String::as_str);
         match l.name.as_str() {
@@ -1008,10 +973,28 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
                     .or_default()
                     .insert(l.labels["gpu_uuid"].clone());
             }
+            "joulebook_gpu_info" => {
+                physical.insert(l.labels["gpu_uuid"].clone());
+            }
+            "joulebook_gpu_part_info" => {
+                parts.insert((
+                    l.labels["gpu_uuid"].clone(),
+                    l.labels["parent_gpu_uuid"].clone(),
+                ));
+            }
             _ => {}
         }
     }
     assert!(!held.is_empty(), "no job held a MIG instance on mig01");
+    // Each instance is published as a part of the one physical GPU (what the idle-GPU alert
+    // joins on), and nothing else is.
+    assert_eq!(physical.len(), 1, "{physical:?}");
+    let gpu_uuid = physical.iter().next().unwrap();
+    let expected: std::collections::BTreeSet<(String, String)> = slices
+        .keys()
+        .map(|u| (u.clone(), gpu_uuid.clone()))
+        .collect();
+    assert_eq!(parts, expected);
     for (id, uuids) in &held {
         assert!(
             uuids.iter().all(|u| slices.contains_key(u)),

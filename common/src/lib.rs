@@ -58,6 +58,9 @@ pub mod labels {
     pub const SENSOR: &str = "sensor";
     /// What a configured sensor measures: node, cpu, dram, gpu or none.
     pub const ROLE: &str = "role";
+    /// The measured device (its `gpu_uuid`) that a part of it (a MIG instance, an AMD compute
+    /// partition, an MI250X secondary die) belongs to.
+    pub const PARENT_GPU_UUID: &str = "parent_gpu_uuid";
 }
 
 /// The unit a metric is expressed in; it becomes part of the metric name.
@@ -228,6 +231,14 @@ metric!(
     Info,
     [l::GPU_UUID, l::METHOD],
     "How a GPU's energy is obtained: counter (NVML total energy) or power_integration (fallback)."
+);
+metric!(
+    GPU_PART_INFO,
+    "gpu_part",
+    None,
+    Info,
+    [l::GPU_UUID, l::PARENT_GPU_UUID],
+    "A part of a measured GPU that jobs hold apart (MIG instance, AMD compute partition, MI250X secondary die): gpu_uuid as jobs name it, parent_gpu_uuid the device whose energy it shares; value 1."
 );
 
 // --- Devices read from sysfs (docs/sources.md).
@@ -536,6 +547,7 @@ pub const ALL_METRICS: &[MetricDef] = &[
     GPU_POWER_LIMIT,
     GPU_INFO,
     GPU_ENERGY_METHOD,
+    GPU_PART_INFO,
     AMDGPU_ENERGY,
     AMD_APU_ENERGY,
     INTEL_GPU_ENERGY,

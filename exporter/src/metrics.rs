@@ -196,6 +196,19 @@ fn encode_gpus(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
             vec![(l::GPU_UUID, g.uuid.as_str()), (l::METHOD, method)]
         }),
     )?;
+    // What links a part jobs hold (MIG instance, AMD partition, MI250X die) to its device.
+    infos(
+        enc,
+        &names::GPU_PART_INFO,
+        s.partitions.iter().flat_map(|d| {
+            d.parts.iter().map(move |p| {
+                [
+                    (l::GPU_UUID, p.id.as_str()),
+                    (l::PARENT_GPU_UUID, d.device.as_str()),
+                ]
+            })
+        }),
+    )?;
     Ok(())
 }
 

@@ -419,6 +419,11 @@ impl Sampler {
                 .collect(),
             gpus: self.gpus.values().cloned().collect(),
             devices: self.devices.values().cloned().collect(),
+            partitions: self
+                .slots
+                .iter()
+                .flat_map(|s| s.source.gpu_partitions())
+                .collect(),
             health,
             node_info: self.node_info.clone(),
             cpu_tdp_watts: self.cpu_tdp,
@@ -461,7 +466,7 @@ impl Sampler {
                 },
                 drm_minors: g.drm_minors,
                 alias: g.alias,
-                mig: None,
+                ..Default::default()
             });
         // MIG instances of NVML's GPUs (their parts with a GPU instance id).
         let mig: Vec<crate::jobs::GpuRef> = self

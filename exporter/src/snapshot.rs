@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub gpus: Vec<GpuInfo>,
     /// Devices of the sysfs sources (AMD and Intel GPUs, Grace, hwmon), sorted by channel.
     pub devices: Vec<(SourceKind, DeviceInfo)>,
+    /// Devices whose energy is split between parts jobs hold apart (MIG, AMD partitions, dies).
+    pub partitions: Vec<crate::sources::GpuPartitions>,
     pub health: Vec<(SourceKind, Health)>,
     pub node_info: NodeInfo,
     /// Node CPU TDP, watts, and where it came from.

@@ -306,14 +306,19 @@ pub(crate) enum DeviceAccess {
     /// `a *:* rwm` (the default), `c 195:* …` or `c 226:* …`: every device (of a kind) is
     /// allowed, which tells nothing about which GPUs the job was given.
     Unconstrained,
-    /// (major, minor) of the GPU devices explicitly allowed, sorted: `/dev/nvidia<N>` (195)
-    /// and `/dev/dri/card<N>`, `/dev/dri/renderD<N>` (226).
+    /// (major, minor) of the GPU devices explicitly allowed, sorted: `/dev/nvidia<N>` (195),
+    /// `/dev/dri/card<N>`, `/dev/dri/renderD<N>` (226) and, with its major given,
+    /// `/dev/nvidia-caps/nvidia-cap<N>` (MIG instances).
     Minors(Vec<(u32, u32)>),
 }
 
 /// Parses `devices.list`: lines `<type> <major>:<minor> <access>`. Unparsable lines are
-/// returned as an error with the offending line.
-pub(crate) fn parse_devices_list(text: &str) -> Result<DeviceAccess, String> {
+/// returned as an error with the offending line. `caps_major`: the major of `nvidia-caps`, on
+/// a node with MIG instances.
+pub(crate) fn parse_devices_list(
+    text: &str,
+    caps_major: Option<u32>,
+) -> Result<DeviceAccess, String> {
     let mut minors = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let mut parts = line.split_ascii_whitespace();
@@ -339,6 +344,9 @@ pub(crate) fn parse_devices_list(text: &str) -> Result<DeviceAccess, String> {
             "*" => NVIDIA_MAJOR,
             m => match m.parse::<u32>() {
                 Ok(m @ (NVIDIA_MAJOR | DRM_MAJOR)) => m,
+                // Every capability allowed names no instance in particular.
+                Ok(m) if Some(m) == caps_major && minor == "*" => continue,
+                Ok(m) if Some(m) == caps_major => m,
                 Ok(_) => continue,
                 Err(_) => return Err(line.to_string()),
             },
@@ -359,9 +367,11 @@ pub(crate) fn parse_devices_list(text: &str) -> Result<DeviceAccess, String> {
 }
 
 /// Resolves (major, minor) pairs to GPU ids: NVIDIA's through [`GpuRef::minor`], DRM's through
-/// [`GpuRef::drm_minors`]. A DRM minor no GPU has (an integrated GPU, a display) is not one of
-/// the inventory's GPUs and is skipped silently; an NVIDIA minor is reported unless the
-/// inventory knows no minor at all (NVML absent or unable to tell).
+/// [`GpuRef::drm_minors`], MIG capabilities through [`GpuRef::caps`]. A DRM minor no GPU has
+/// (an integrated GPU, a display) is not one of the inventory's GPUs and is skipped silently;
+/// an NVIDIA minor is reported unless the inventory knows no minor at all (NVML absent or
+/// unable to tell). A job allowed a MIG instance's capability holds that instance, not its
+/// GPU: the GPU's `/dev/nvidia<N>` is allowed to every job on one of its instances.
 pub(crate) fn resolve_minors(
     minors: &[(u32, u32)],
     gpus: &[GpuRef],
@@ -369,7 +379,15 @@ pub(crate) fn resolve_minors(
     problems: &mut Vec<String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    let mut parents = Vec::new();
     for &(major, m) in minors {
+        if major != DRM_MAJOR && major != NVIDIA_MAJOR {
+            if let Some(g) = gpus.iter().find(|g| g.caps.contains(&(major, m))) {
+                out.push(g.uuid.clone());
+                parents.push(g.index);
+            }
+            continue;
+        }
         if major == DRM_MAJOR {
             if let Some(g) = gpus.iter().find(|g| g.drm_minors.contains(&m)) {
                 out.push(g.uuid.clone());
@@ -385,6 +403,11 @@ pub(crate) fn resolve_minors(
             )),
         }
     }
+    out.retain(|u| {
+        !gpus.iter().any(|g| {
+            g.uuid == *u && g.mig.is_none() && g.minor.is_some() && parents.contains(&g.index)
+        })
+    });
     out.sort_unstable();
     out.dedup();
     out
@@ -452,20 +475,23 @@ mod tests {
     #[test]
     fn devices_list() {
         assert_eq!(
-            parse_devices_list("a *:* rwm\n"),
+            parse_devices_list("a *:* rwm\n", None),
             Ok(DeviceAccess::Unconstrained)
         );
         assert_eq!(
-            parse_devices_list("c 1:3 rwm\nc 195:255 rwm\nc 195:254 rwm\nc 195:2 rw\nc 195:0 rwm\nb 8:0 r\nc 510:0 rwm\nc *:* m\n"),
+            parse_devices_list("c 1:3 rwm\nc 195:255 rwm\nc 195:254 rwm\nc 195:2 rw\nc 195:0 rwm\nb 8:0 r\nc 510:0 rwm\nc *:* m\n", None),
             Ok(DeviceAccess::Minors(vec![(195, 0), (195, 2)]))
         );
         assert_eq!(
-            parse_devices_list("c 195:* rwm\n"),
+            parse_devices_list("c 195:* rwm\n", None),
             Ok(DeviceAccess::Unconstrained)
         );
-        assert_eq!(parse_devices_list(""), Ok(DeviceAccess::Minors(vec![])));
-        assert!(parse_devices_list("c 195:x rwm").is_err());
-        assert!(parse_devices_list("garbage").is_err());
+        assert_eq!(
+            parse_devices_list("", None),
+            Ok(DeviceAccess::Minors(vec![]))
+        );
+        assert!(parse_devices_list("c 195:x rwm", None).is_err());
+        assert!(parse_devices_list("garbage", None).is_err());
         let mut problems = Vec::new();
         assert_eq!(
             resolve_minors(
@@ -551,7 +577,7 @@ mod tests {
     fn drm_render_nodes_name_amd_and_intel_gpus() {
         let list =
             "c 1:3 rwm\nc 226:129 rw\nc 226:130 rwm\nc 226:200 rw\nc 195:10 rwm\nc 195:255 rwm\n";
-        let Ok(DeviceAccess::Minors(m)) = parse_devices_list(list) else {
+        let Ok(DeviceAccess::Minors(m)) = parse_devices_list(list, None) else {
             panic!("not parsed");
         };
         assert_eq!(m, [(195, 10), (226, 129), (226, 130), (226, 200)]);
@@ -563,8 +589,51 @@ mod tests {
         // A DRM minor of no inventory GPU (an integrated GPU, a display) is not reported.
         assert!(problems.is_empty());
         assert_eq!(
-            parse_devices_list("c 226:* rw\n"),
+            parse_devices_list("c 226:* rw\n", None),
             Ok(DeviceAccess::Unconstrained)
+        );
+    }
+
+    /// Slurm on a MIG node allows a job its instance's capability devices (major 236 here,
+    /// `nvidia-caps` in /proc/devices) with the GPU's /dev/nvidia10: the job holds the instance.
+    #[test]
+    fn mig_capability_minors_name_the_instance_not_its_gpu() {
+        let mut g = inv();
+        g.push(GpuRef {
+            uuid: "MIG-a".into(),
+            index: 0,
+            mig: Some(1),
+            caps: vec![(236, 12), (236, 13)],
+            ..Default::default()
+        });
+        g.push(GpuRef {
+            uuid: "MIG-b".into(),
+            index: 0,
+            mig: Some(2),
+            caps: vec![(236, 21), (236, 22)],
+            ..Default::default()
+        });
+        let list = "c 195:255 rwm\nc 195:10 rwm\nc 236:12 r\nc 236:13 r\nc 195:11 rwm\nc 237:1 r\n";
+        let Ok(DeviceAccess::Minors(m)) = parse_devices_list(list, Some(236)) else {
+            panic!("not parsed");
+        };
+        assert_eq!(m, [(195, 10), (195, 11), (236, 12), (236, 13)]);
+        let mut problems = Vec::new();
+        // GPU-0 (minor 10) is MIG-a's GPU; GPU-1 (minor 11) is held whole.
+        assert_eq!(
+            resolve_minors(&m, &g, &|| "D".into(), &mut problems),
+            ["GPU-1", "MIG-a"]
+        );
+        assert!(problems.is_empty());
+        // Without the caps major (no MIG on the node) those lines are other devices.
+        let Ok(DeviceAccess::Minors(m)) = parse_devices_list(list, None) else {
+            panic!("not parsed");
+        };
+        assert_eq!(m, [(195, 10), (195, 11)]);
+        // Every capability allowed names no instance.
+        assert_eq!(
+            parse_devices_list("c 236:* r\n", Some(236)),
+            Ok(DeviceAccess::Minors(vec![]))
         );
     }
 

@@ -82,6 +82,7 @@ mod layout;
 mod lister;
 mod meta;
 mod model;
+mod nvcaps;
 mod passwd;
 mod read;
 mod reader;
@@ -340,6 +341,8 @@ pub struct JobDiscovery {
     source_problems: usize,
     /// The record folder as of the last scan (see [`RecordDir`]).
     records: RecordDir,
+    /// MIG capability minors, for device lists (see [`nvcaps`]).
+    mig_caps: nvcaps::MigCaps,
     /// Runs between the CPU-time reads of known jobs and the listing, so tests can make a job
     /// vanish mid-scan.
     #[cfg(test)]
@@ -381,6 +384,7 @@ impl JobDiscovery {
             fds: FdBudget::default(),
             source_problems: 0,
             records: RecordDir::default(),
+            mig_caps: nvcaps::MigCaps::default(),
             #[cfg(test)]
             before_listing: None,
             #[cfg(test)]
@@ -448,6 +452,14 @@ impl JobDiscovery {
         }
         self.scans += 1;
         let now = self.scans;
+        // On a MIG node, each instance's capability devices, which device lists name.
+        let with_caps;
+        let gpus = if gpus.iter().any(|g| g.mig.is_some()) {
+            with_caps = self.mig_caps.enrich(&self.opts.procfs, gpus);
+            &with_caps[..]
+        } else {
+            gpus
+        };
         let JobDiscovery {
             opts,
             hierarchy: Some(hierarchy),

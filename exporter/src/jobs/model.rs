@@ -302,6 +302,9 @@ pub struct GpuRef {
     /// A MIG instance: its GPU instance id (`uuid` is its `MIG-…` UUID, `index` its physical
     /// GPU's). Named by UUID or as `<index>.<instance>`, never by an index alone.
     pub mig: Option<u32>,
+    /// A MIG instance's capability devices, (major, minor) of `/dev/nvidia-caps/nvidia-cap<N>`
+    /// (set by job discovery from `mig-minors`, see `nvcaps`).
+    pub caps: Vec<(u32, u32)>,
 }
 
 impl GpuRef {

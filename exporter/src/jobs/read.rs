@@ -715,7 +715,8 @@ impl Ctx<'_> {
         let Some(text) = self.reader.read(dir, "devices.list", problems)? else {
             return Ok(None);
         };
-        match gpu::parse_devices_list(text) {
+        let caps_major = self.gpus.iter().find_map(|g| g.caps.first()).map(|c| c.0);
+        match gpu::parse_devices_list(text, caps_major) {
             Ok(gpu::DeviceAccess::Minors(m)) => Ok(Some(m)),
             Ok(gpu::DeviceAccess::Unconstrained) => Ok(Some(Vec::new())),
             Err(line) => {

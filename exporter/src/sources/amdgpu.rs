@@ -6,6 +6,10 @@
 //!   counted once. MI300 compute partitions (CPX, DPX...) appear as extra DRM devices on
 //!   `amdgpu_xcp` platform devices with no `gpu_metrics` of their own: the physical GPU's PCI
 //!   device carries the one energy counter, so a partition is never counted apart from it.
+//!   The KFD topology ([`kfd`]) lists each partition with the GPU's `unique_id` (else PCI
+//!   address), its render node and compute units: the first (the PCI device's own) is the GPU's
+//!   id, each other one a part `<id>-p<k>` that jobs hold by its DRM minors or ROCm index, and
+//!   the GPU's energy is split between them by compute units ([`crate::partition`]).
 //! - Energy: the table's energy accumulator ([`gpu_metrics`], 2^-16 J a count), returned as a
 //!   resetting counter in µJ (it restarts when the driver reloads). Used on the revisions whose
 //!   unit the kernel states (v1_4 and later: MI300 series, `smu_v13_0_6_ppt.c`) and on MI200
@@ -25,6 +29,7 @@
 
 use super::gpu_metrics::{self, Energy};
 use super::hwmon;
+use super::kfd;
 use super::{
     ChannelId, DeviceInfo, Domain, DrmGpu, EnergyReading, GpuPart, GpuPartitions, RawEnergy,
     Source, SourceError, SourceKind, SourceSample,
@@ -89,6 +94,11 @@ struct Gpu {
     mode: Option<Mode>,
     last_counter: Option<u64>,
     unchanged: u32,
+    /// Compute partitions beyond the first (the GPU's own), from the KFD topology; empty when
+    /// the GPU is not partitioned.
+    partitions: Vec<kfd::Partition>,
+    /// The first partition's compute units (the GPU's own share) when partitioned.
+    own_cus: u64,
 }
 
 pub struct AmdGpuSource {
@@ -161,7 +171,7 @@ impl AmdGpuSource {
             .with_fix("load the amdgpu driver (modprobe amdgpu), or switch sources.amdgpu off"));
         }
         let old = self.gpus.take().unwrap_or_default();
-        let gpus = cards
+        let mut gpus: Vec<Gpu> = cards
             .into_iter()
             .map(|(id, card, dev)| {
                 // A GPU seen before keeps its mode and counter history.
@@ -196,9 +206,23 @@ impl AmdGpuSource {
                     mode: None,
                     last_counter: None,
                     unchanged: 0,
+                    partitions: Vec::new(),
+                    own_cus: 0,
                 }
             })
             .collect();
+        // Partitions may change between discoveries (the mode is switched at run time).
+        let nodes = kfd::gpu_nodes(&self.opts.sysfs);
+        for g in &mut gpus {
+            let unique = g.rocm_uuid.as_deref().and_then(|u| u.strip_prefix("GPU-"));
+            let gpu = kfd::GpuKey {
+                id: &g.id,
+                unique_id: unique,
+                pci: &g.pci,
+                drm_minors: &g.drm_minors,
+            };
+            (g.own_cus, g.partitions) = kfd::partitions(&nodes, &gpu, &self.opts.sysfs);
+        }
         self.gpus = Some(gpus);
         Ok(())
     }
@@ -352,7 +376,26 @@ impl Source for AmdGpuSource {
     fn gpu_partitions(&self) -> Vec<GpuPartitions> {
         let mut dies: Vec<&Gpu> = self.gpus.iter().flatten().collect();
         dies.sort_by(|a, b| a.pci.cmp(&b.pci));
-        dies.windows(2)
+        // MI300 compute partitions: by compute units; the GPU's own partition keeps its share.
+        let partitioned = dies
+            .iter()
+            .filter(|g| !g.partitions.is_empty())
+            .map(|g| GpuPartitions {
+                device: g.id.clone(),
+                total_weight: g.own_cus + g.partitions.iter().map(|p| p.compute_units).sum::<u64>(),
+                parts: g
+                    .partitions
+                    .iter()
+                    .map(|p| GpuPart {
+                        id: p.id.clone(),
+                        weight: p.compute_units,
+                        activity: None,
+                        instance: None,
+                    })
+                    .collect(),
+            });
+        let packages = dies
+            .windows(2)
             .filter(|w| {
                 w[1].mode == Some(Mode::SecondaryDie)
                     && ALDEBARAN.contains(&w[0].device_id)
@@ -367,12 +410,25 @@ impl Source for AmdGpuSource {
                     activity: None,
                     instance: None,
                 }],
-            })
-            .collect()
+            });
+        partitioned.chain(packages).collect()
     }
 
-    /// Every die and GPU found (an MI250X's secondary die too: jobs name it), APUs included.
+    /// Every die and GPU found (an MI250X's secondary die too: jobs name it), APUs included,
+    /// and each compute partition after its GPU, as ROCm numbers them.
     fn drm_gpus(&self) -> Vec<DrmGpu> {
+        let parts = self.gpus.iter().flatten().flat_map(|g| {
+            g.partitions.iter().map(|p| {
+                let d = DrmGpu {
+                    id: p.id.clone(),
+                    vendor: "amd",
+                    index: 0,
+                    drm_minors: p.drm_minors.clone(),
+                    alias: None,
+                };
+                (p.key.clone(), d)
+            })
+        });
         super::indexed_by_pci(
             self.gpus
                 .iter()
@@ -387,6 +443,7 @@ impl Source for AmdGpuSource {
                     };
                     (g.pci.clone(), d)
                 })
+                .chain(parts)
                 .collect(),
         )
     }
@@ -462,6 +519,92 @@ mod tests {
             }]
         );
         assert_eq!(methods(&s), [("4b7d2c5a1e3f6a08".to_string(), "counter")]);
+    }
+
+    /// A KFD topology node of a GPU partition, as `kfd_topology.c` writes it (values as on a
+    /// real MI300X in CPX mode, ROCm/k8s-device-plugin testdata/topo-mi300-cpx; `simd_count` is
+    /// 152 per XCD there, so 608 for a DPX partition of 4 XCDs).
+    pub fn kfd_node(root: &Path, node: u32, unique: u64, location: u32, render: u32, simds: u32) {
+        let dir = root.join(format!("class/kfd/kfd/topology/nodes/{node}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("properties"),
+            format!(
+                "cpu_cores_count 0\nsimd_count {simds}\nsimd_per_cu 4\ndevice_id 29857\n\
+                 location_id {location}\ndomain 0\ndrm_render_minor {render}\n\
+                 unique_id {unique}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn mi300_dpx_partitions_share_the_gpu_by_compute_units() {
+        let t = tempfile::tempdir().unwrap();
+        card(
+            t.path(),
+            0,
+            0x74a1,
+            Some("4b7d2c5a1e3f6a08"),
+            &build(1, 5, 360, 65536 * 10, 700),
+            700_000_000,
+        );
+        card(
+            t.path(),
+            1,
+            0x74a1,
+            Some("4b7d2c5a1e3f6a09"),
+            &build(1, 5, 360, 65536 * 20, 700),
+            700_000_000,
+        );
+        // DPX: card0's two partitions are KFD nodes 1 and 2 (function 0 and 1 of 0000:10:00),
+        // the second with render node 136 on an amdgpu_xcp device (card8); card1 is one node.
+        let u = u64::from_str_radix("4b7d2c5a1e3f6a08", 16).unwrap();
+        kfd_node(t.path(), 1, u, 0x1000, 128, 608);
+        kfd_node(t.path(), 2, u, 0x1001, 136, 608);
+        kfd_node(t.path(), 3, u + 1, 0x1100, 129, 1216);
+        let xcp = t.path().join("class/drm/renderD136/device/drm");
+        for (name, dev) in [("card8", "226:8"), ("renderD136", "226:136")] {
+            fs::create_dir_all(xcp.join(name)).unwrap();
+            fs::write(xcp.join(name).join("dev"), format!("{dev}\n")).unwrap();
+        }
+        let mut s = src(t.path());
+        let out = s.sample().unwrap();
+        // The energy is counted once, on the GPU.
+        assert_eq!(out.energy.len(), 2);
+        assert_eq!(out.energy[0].channel.device, "4b7d2c5a1e3f6a08");
+        assert_eq!(
+            s.gpu_partitions(),
+            [GpuPartitions {
+                device: "4b7d2c5a1e3f6a08".into(),
+                total_weight: 304,
+                parts: vec![GpuPart {
+                    id: "4b7d2c5a1e3f6a08-p1".into(),
+                    weight: 152,
+                    activity: None,
+                    instance: None,
+                }],
+            }]
+        );
+        // ROCm's order: the partition comes right after its GPU; jobs hold it by its minors.
+        let drm: Vec<(String, u32, Vec<u32>)> = s
+            .drm_gpus()
+            .into_iter()
+            .map(|g| (g.id, g.index, g.drm_minors))
+            .collect();
+        assert_eq!(
+            drm,
+            [
+                ("4b7d2c5a1e3f6a08".to_string(), 0, vec![0, 128]),
+                ("4b7d2c5a1e3f6a08-p1".to_string(), 1, vec![8, 136]),
+                ("4b7d2c5a1e3f6a09".to_string(), 2, vec![1, 129]),
+            ]
+        );
+        // Back to SPX (one node): no partition is left.
+        fs::remove_dir_all(t.path().join("class/kfd/kfd/topology/nodes/2")).unwrap();
+        s.discover().unwrap();
+        assert!(s.gpu_partitions().is_empty());
+        assert_eq!(s.drm_gpus().len(), 2);
     }
 
     #[test]

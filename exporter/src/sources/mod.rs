@@ -18,6 +18,7 @@ pub mod grace;
 pub mod hwmon;
 pub mod hwmon_sensors;
 pub mod intel_gpu;
+pub mod kfd;
 pub mod nvml;
 pub mod rapl;
 

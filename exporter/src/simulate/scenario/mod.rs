@@ -193,7 +193,7 @@ mod tests {
             assert!(!s.nodes().is_empty(), "{f}");
         }
         let demo = Scenario::load(&root.join("deploy/demo/scenario.yaml")).unwrap();
-        assert_eq!(demo.nodes().len(), 14);
+        assert_eq!(demo.nodes().len(), 15);
         let users: usize = (0..demo.projects.len())
             .map(|p| demo.users_of(p).len())
             .sum();
