@@ -1,5 +1,5 @@
 //! The Grafana dashboards of `dashboards/`, generated. The JSON files are committed (so admins
-//! import them without building anything) and `tests/deploy.rs` checks that they equal what this
+//! import them without building anything) and `tests/deploy/dashboards.rs` checks that they equal what this
 //! module generates; after editing it, refresh them with
 //! `JOULEBOOK_UPDATE_GOLDEN=1 cargo test -p joulebook-tests --test deploy dashboards`.
 //! dashboards/README.md says why they are generated.
