@@ -252,8 +252,16 @@ impl Cache {
         self.map.values().map(|e| &**e)
     }
 
-    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut JobCache> {
-        self.map.values_mut().map(|e| &mut **e)
+    /// Step 1 of a scan: each known job's CPU time read again from its open file, if due (see
+    /// [`JobCache::read_held_usage`]). Returns how many files the jobs hold open.
+    pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) -> usize {
+        let mut held = 0;
+        for e in self.map.values_mut() {
+            e.read_held_usage(now, every, buf);
+            held += usize::from(matches!(e.usage, UsageFile::Held { .. }))
+                + e.statics.as_ref().map_or(0, Statics::held);
+        }
+        held
     }
 
     pub(super) fn clear(&mut self) {
