@@ -6,9 +6,45 @@ use super::*;
 /// A root holding the two-socket Intel powercap tree and the Slurm cgroup v1 fixture (jobs 101 on
 /// CPUs 0-3, all on socket 0; job 102 on CPUs 4,5 (socket 1) and 8 (socket 0)).
 fn slurm_node() -> tempfile::TempDir {
-    let dir = copy_fixture("intel-2s");
+    slurm_node_on("intel-2s")
+}
+
+/// A root holding hardware fixture `hw` and the Slurm cgroup v1 fixture (jobs 101 and 102).
+fn slurm_node_on(hw: &str) -> tempfile::TempDir {
+    let dir = copy_fixture(hw);
     joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
     dir
+}
+
+/// The exporter reading the jobs under `root`, sampling every 100 ms.
+fn start_jobs(root: &Path) -> Exporter {
+    let mut args = job_args(root);
+    args.push("--sample.interval=100ms".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Exporter::start(&refs)
+}
+
+/// The GPU energy published for each of `jobs` (id, joules), unallocated and for the node.
+fn assert_gpu_split(
+    s: &joulebook_tests::Samples,
+    jobs: &[(&str, f64)],
+    unallocated: f64,
+    node: f64,
+) {
+    for (id, joules) in jobs {
+        let got = s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
+        ));
+        assert_eq!(got, *joules, "job {id}");
+    }
+    assert_eq!(
+        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
+        unallocated
+    );
+    assert_eq!(
+        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
+        node
+    );
 }
 
 #[test]
@@ -200,13 +236,9 @@ fn restart_after_sigkill_or_sigterm_loses_nothing() {
 /// so the split is the same as with one counter per socket, and jobs + unallocated = node.
 #[test]
 fn jobs_share_die_counters_by_socket() {
-    let dir = copy_fixture("intel-clx-ap");
-    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let dir = slurm_node_on("intel-clx-ap");
     let root = dir.path();
-    let mut args = job_args(root);
-    args.push("--sample.interval=100ms".into());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let e = Exporter::start(&refs);
+    let e = start_jobs(root);
     e.wait_samples("rapl", 2.0);
     // Socket 0: +30 J and +50 J on its dies; socket 1: +60 J twice.
     for (i, add_j) in [30u64, 50, 60, 60].into_iter().enumerate() {
@@ -239,8 +271,7 @@ fn jobs_share_die_counters_by_socket() {
 /// one, its energy is unallocated, never lost).
 #[test]
 fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
-    let dir = copy_fixture("amd-mi250x");
-    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let dir = slurm_node_on("amd-mi250x");
     let root = dir.path();
     let mut args = job_args(root);
     args.retain(|a| a != "--source.estimate=off");
@@ -281,8 +312,7 @@ fn jobs_and_unallocated_add_up_on_an_amd_gpu_node() {
 /// half, its secondary die's, is held by no job and unallocated. Jobs + unallocated = node.
 #[test]
 fn amd_gpus_go_to_the_jobs_holding_them() {
-    let dir = copy_fixture("amd-mi250x");
-    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let dir = slurm_node_on("amd-mi250x");
     let root = dir.path();
     std::fs::write(
         root.join("proc/2001/environ"),
@@ -295,10 +325,7 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
         "c 1:3 rwm\nc 226:130 rw\nc 195:255 rwm\n",
     )
     .unwrap();
-    let mut args = job_args(root);
-    args.push("--sample.interval=100ms".into());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let e = Exporter::start(&refs);
+    let e = start_jobs(root);
     e.wait_samples("amdgpu", 2.0);
     set_gpu_counter(root, 0, 24, 1100);
     set_gpu_counter(root, 2, 24, 2030);
@@ -313,21 +340,7 @@ fn amd_gpus_go_to_the_jobs_holding_them() {
             "joulebook_job_gpu_info{job_id=\"102\",gpu_uuid=\"1b5d7023e4cafa11\"}",
         ]
     );
-    let gpu = |id: &str| {
-        s.must(&format!(
-            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
-        ))
-    };
-    assert_eq!(gpu("101"), 100.0);
-    assert_eq!(gpu("102"), 15.0);
-    assert_eq!(
-        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
-        15.0
-    );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
-        130.0
-    );
+    assert_gpu_split(&s, &[("101", 100.0), ("102", 15.0)], 15.0, 130.0);
 }
 
 /// MIG through the real nvml-wrapper path: an A100 (98 SMs) with a 3g instance (42 SMs) held by
@@ -386,21 +399,7 @@ fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
             format!("joulebook_job_gpu_info{{job_id=\"102\",gpu_uuid=\"{mig_b}\"}}"),
         ]
     );
-    let gpu = |id: &str| {
-        s.must(&format!(
-            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
-        ))
-    };
-    assert_eq!(gpu("101"), 42.0);
-    assert_eq!(gpu("102"), 28.0);
-    assert_eq!(
-        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
-        28.0
-    );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
-        98.0
-    );
+    assert_gpu_split(&s, &[("101", 42.0), ("102", 28.0)], 28.0, 98.0);
 }
 
 /// Intel GPUs held by jobs: job 101's `ZE_AFFINITY_MASK=0.1` (tile 1 of Level Zero device 0, the
@@ -408,8 +407,7 @@ fn mig_instances_share_their_gpu_by_streaming_multiprocessors() {
 /// its card's energy; jobs + unallocated = node.
 #[test]
 fn intel_gpus_go_to_the_jobs_holding_them() {
-    let dir = copy_fixture("intel-gpus");
-    joulebook_tests::copy_tree(&fixture("cgroup/slurm-v1"), dir.path());
+    let dir = slurm_node_on("intel-gpus");
     let root = dir.path();
     std::fs::write(
         root.join("proc/2001/environ"),
@@ -421,10 +419,7 @@ fn intel_gpus_go_to_the_jobs_holding_them() {
         "c 1:3 rwm\nc 226:130 rw\n",
     )
     .unwrap();
-    let mut args = job_args(root);
-    args.push("--sample.interval=100ms".into());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let e = Exporter::start(&refs);
+    let e = start_jobs(root);
     e.wait_samples("intel_gpu", 2.0);
     let xe = root.join("sys/class/drm/card1/device/hwmon/hwmon6");
     let i915 = root.join("sys/class/drm/card2/device/hwmon");
@@ -432,19 +427,5 @@ fn intel_gpus_go_to_the_jobs_holding_them() {
     write_value(&i915.join("hwmon7/energy1_input"), 300_000_000 + 10_000_000);
     e.wait_samples("intel_gpu", 3.0);
     let s = e.samples();
-    let gpu = |id: &str| {
-        s.must(&format!(
-            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"gpu\"}}"
-        ))
-    };
-    assert_eq!(gpu("101"), 30.0);
-    assert_eq!(gpu("102"), 10.0);
-    assert_eq!(
-        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
-        0.0
-    );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
-        40.0
-    );
+    assert_gpu_split(&s, &[("101", 30.0), ("102", 10.0)], 0.0, 40.0);
 }
