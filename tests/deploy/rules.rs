@@ -1,5 +1,6 @@
 //! Prometheus: the rule files (promtool check and unit tests, alerts' labels, thresholds,
-//! recording rule names), the metrics they read, the scrape configuration and Alertmanager's routes.
+//! recording rule names), the metrics they read, the scrape configuration, Alertmanager's
+//! routes.
 
 use super::*;
 

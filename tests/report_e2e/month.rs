@@ -37,18 +37,30 @@ fn month_report_from_prometheus_matches_ground_truth() {
     let prom = prometheus(&s);
     let dir = tempfile::tempdir().expect("out");
     let r = month_report(&prom.url(), dir.path(), &[]);
+    figures_match_the_counters(&r, &s);
+    formats_are_documented_and_golden(&r, dir.path());
+    names_are_escaped_and_no_file_is_left(&r, dir.path());
+    project_and_anonymised_reports(&prom.url());
+    job_command(&prom.url(), &s);
+    job_found_without_dates(&prom.url(), &s);
+    empty_period_says_so(&prom.url());
+    keep_for_a_look(dir.path());
+    mail_to_smtp(&prom.url());
+}
 
+/// Jobs, nodes, the cluster and its days: the exporter's counters inside October.
+fn figures_match_the_counters(r: &Value, s: &Scenario) {
     // Each job: exactly the exporter's counters inside October (short job, boundary crossings,
     // both restarts included).
     for (id, want) in &s.job_energy_oct {
-        let got = job(&r, id)["energy_j"].as_f64().expect("energy_j");
+        let got = job(r, id)["energy_j"].as_f64().expect("energy_j");
         assert!(
             close(got, *want, 1e-9),
             "job {id}: report {got} J, counters {want} J"
         );
     }
     for (id, want) in &s.job_core_seconds_oct {
-        let got = job(&r, id)["core_hours"].as_f64().expect("core_hours") * 3600.0;
+        let got = job(r, id)["core_hours"].as_f64().expect("core_hours") * 3600.0;
         assert!(
             close(got, *want, 1e-9),
             "job {id}: report {got} core-s, counters {want}"
@@ -96,18 +108,27 @@ fn month_report_from_prometheus_matches_ground_truth() {
         "days {days} kWh vs month {it} J"
     );
     assert_eq!(r["daily"].as_array().map(Vec::len), Some(31));
+}
 
+/// A file of the report written into `dir`.
+fn read_out(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The JSON schema, the golden files, and what each format says of node names, ML CO2 and the
+/// unmeasured `other` component.
+fn formats_are_documented_and_golden(r: &Value, dir: &Path) {
     // Every field is documented in the JSON Schema.
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("reporter/report.schema.json")).expect("schema"),
     )
     .expect("schema parses");
-    documented(&r, &schema, "$");
+    documented(r, &schema, "$");
 
     // Golden Markdown and JSON.
-    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("md");
-    let json = std::fs::read_to_string(dir.path().join("report.json")).expect("json");
-    let html = std::fs::read_to_string(dir.path().join("report.html")).expect("html");
+    let md = read_out(dir, "report.md");
+    let json = read_out(dir, "report.json");
+    let html = read_out(dir, "report.html");
     golden("report-2026-10.md", &md);
     golden("report-2026-10.json", &json);
 
@@ -157,7 +178,12 @@ fn month_report_from_prometheus_matches_ground_truth() {
     );
     assert!(html.contains("not measured on this cluster"));
     assert_eq!(r["unmeasured"], serde_json::json!(["other"]));
+}
 
+/// Hostile names escaped in every format, the charts written, no temporary file left.
+fn names_are_escaped_and_no_file_is_left(r: &Value, dir: &Path) {
+    let md = read_out(dir, "report.md");
+    let html = read_out(dir, "report.html");
     // Hostile names are escaped in every format.
     assert!(
         !md.contains("<script>") && md.contains("&lt;script&gt;"),
@@ -175,23 +201,26 @@ fn month_report_from_prometheus_matches_ground_truth() {
         .iter()
         .any(|j| j["user"] == "<script>alert(1)</script>"));
     for png in ["report-daily.png", "report-projects.png"] {
-        let b = std::fs::read(dir.path().join(png)).expect(png);
+        let b = std::fs::read(dir.join(png)).expect(png);
         assert!(b.starts_with(b"\x89PNG"), "{png} is a PNG");
         assert!(html.contains(png), "html references {png}");
     }
     // No temporary file left.
-    for e in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+    for e in std::fs::read_dir(dir).expect("dir").flatten() {
         assert!(
             !e.file_name().to_string_lossy().starts_with('.'),
             "leftover {:?}",
             e.file_name()
         );
     }
+}
 
+/// A project's report and a report with anonymised users.
+fn project_and_anonymised_reports(url: &str) {
     // A project report holds that project's jobs only.
     let pdir = tempfile::tempdir().expect("out");
     let p = month_report(
-        &prom.url(),
+        url,
         pdir.path(),
         &["--project", "proj-a", "--format", "json"],
     );
@@ -207,7 +236,7 @@ fn month_report_from_prometheus_matches_ground_truth() {
     // Anonymised users.
     let adir = tempfile::tempdir().expect("out");
     let a = month_report(
-        &prom.url(),
+        url,
         adir.path(),
         &["--anonymize-users", "--format", "json,md"],
     );
@@ -218,18 +247,26 @@ fn month_report_from_prometheus_matches_ground_truth() {
         .expect("rows")
         .iter()
         .all(|u| u["name"].as_str().is_some_and(|n| n.starts_with("User "))));
+}
 
-    // The job subcommand.
-    let out = ok(&report(&[
+/// `job ID` over 15–25 October.
+fn job_in_october(url: &str, id: &str) -> Output {
+    report(&[
         "--prometheus",
-        &prom.url(),
+        url,
         "--from",
         "2026-10-15",
         "--to",
         "2026-10-25",
         "job",
-        "1009",
-    ]));
+        id,
+    ])
+}
+
+/// The job subcommand: a job's energy and estimates; an unknown job fails.
+fn job_command(url: &str, s: &Scenario) {
+    // The job subcommand.
+    let out = ok(&job_in_october(url, "1009"));
     let want = s.job_energy_oct["1009"] / 3.6e6;
     assert!(
         out.contains(&format!("{want:.3} kWh")),
@@ -240,35 +277,18 @@ fn month_report_from_prometheus_matches_ground_truth() {
         "{out}"
     );
     // ML CO2 of the two-node job uses each node's GPU power limit: 24 h × (700 W + 400 W).
-    let out = ok(&report(&[
-        "--prometheus",
-        &prom.url(),
-        "--from",
-        "2026-10-15",
-        "--to",
-        "2026-10-25",
-        "job",
-        "1008",
-    ]));
+    let out = ok(&job_in_october(url, "1008"));
     assert!(out.contains("ML CO2:                 26.400 kWh"), "{out}");
-    let out = report(&[
-        "--prometheus",
-        &prom.url(),
-        "--from",
-        "2026-10-15",
-        "--to",
-        "2026-10-25",
-        "job",
-        "nope",
-    ]);
+    let out = job_in_october(url, "nope");
     assert_eq!(out.status.code(), Some(1));
-    job_found_without_dates(&prom.url(), &s);
+}
 
+fn empty_period_says_so(url: &str) {
     // An empty period says so.
     let edir2 = tempfile::tempdir().expect("out");
     let o = report(&[
         "--prometheus",
-        &prom.url(),
+        url,
         "--month",
         "2025-01",
         "--out",
@@ -277,23 +297,18 @@ fn month_report_from_prometheus_matches_ground_truth() {
     ok(&o);
     let empty_md = std::fs::read_to_string(edir2.path().join("report.md")).expect("md");
     assert!(empty_md.contains("No data"), "{empty_md}");
+}
 
-    // Screenshot of the HTML in headless Chromium, kept for a look.
+/// Screenshot of the HTML in headless Chromium, the page and its charts kept in the artefacts.
+fn keep_for_a_look(dir: &Path) {
     screenshot(
-        &dir.path().join("report.html"),
+        &dir.join("report.html"),
         &artefacts().join("report-2026-10.png"),
     );
-    std::fs::copy(
-        dir.path().join("report.html"),
-        artefacts().join("report.html"),
-    )
-    .expect("copy");
+    std::fs::copy(dir.join("report.html"), artefacts().join("report.html")).expect("copy");
     for png in ["report-daily.png", "report-projects.png"] {
-        std::fs::copy(dir.path().join(png), artefacts().join(png)).expect("copy");
+        std::fs::copy(dir.join(png), artefacts().join(png)).expect("copy");
     }
-
-    // Mail through a real SMTP server.
-    mail_to_smtp(&prom.url());
 }
 
 /// Every object key of `v` is a property of `schema` (recursively through arrays).
