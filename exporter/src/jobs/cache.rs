@@ -133,6 +133,20 @@ impl JobCache {
         }
     }
 
+    /// The job's folders changed (found in another hierarchy, or gone from one): its files are
+    /// opened again and its static data read again on this scan.
+    pub(super) fn reopen(&mut self, now: u64) {
+        self.next_static = now;
+        if let Some(s) = &mut self.statics {
+            // Files of folders that may have changed: open them again.
+            s.cpus_held = None;
+            s.memory_held = None;
+        }
+        self.devices = None;
+        self.usage = UsageFile::ByPath;
+        self.usage_now = None;
+    }
+
     /// The same id in a new folder: a new job (a requeued job gets new cgroups; ids come back
     /// after a reset of Slurm's counter). Starts afresh, keeping what this scan listed so far.
     pub(super) fn restart(&mut self, now: u64) {
