@@ -5,6 +5,7 @@
 
 use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape, Trap};
 use joulebook_tests::{binary, fixture, promtool_check_metrics, Exporter};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,25 +19,9 @@ fn bmc_down_then_up_in_the_running_exporter() {
         password: PASSWORD.into(),
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, server.ca_pem()).unwrap();
-    let pw = dir.path().join("bmc.pass");
     // A stale password in the file: 401 until the administrator fixes the file.
-    std::fs::write(&pw, "stale-password\n").unwrap();
-    let cfg = dir.path().join("joulebook.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "sample_interval: 200ms\nsources:\n  nvml:\n    enabled: off\n  bmc:\n    enabled: on\n    \
-             url: {}\n    username: monitor\n    password_file: {}\n    ca_file: {}\n    \
-             poll_interval: 1s\n    timeout: 2s\n",
-            server.url(),
-            pw.display(),
-            ca.display()
-        ),
-    )
-    .unwrap();
+    let (dir, cfg) = redfish_config(&server, "stale-password");
+    let pw = dir.path().join("bmc.pass");
 
     let out = Command::new(binary("joulebook-exporter"))
         .args(["--config.file", cfg.to_str().unwrap(), "--check-config"])
@@ -189,24 +174,7 @@ fn redfish_session_elsewhere_is_never_deleted_there() {
         foreign_session: Some(trap.url()),
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, server.ca_pem()).unwrap();
-    let pw = dir.path().join("bmc.pass");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    let cfg = dir.path().join("joulebook.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "sample_interval: 200ms\nsources:\n  nvml:\n    enabled: off\n  bmc:\n    enabled: on\n    \
-             url: {}\n    username: monitor\n    password_file: {}\n    ca_file: {}\n    \
-             poll_interval: 1s\n    timeout: 2s\n",
-            server.url(),
-            pw.display(),
-            ca.display()
-        ),
-    )
-    .unwrap();
+    let (_dir, cfg) = redfish_config(&server, PASSWORD);
     let root = fixture("intel-2s");
     let mut e = Exporter::start(&[
         "--config.file",
@@ -226,4 +194,28 @@ fn redfish_session_elsewhere_is_never_deleted_there() {
         log.contains(&link) && log.contains("not be deleted at shutdown"),
         "{log}"
     );
+}
+
+/// A configuration reading the Redfish BMC `server` (its CA trusted, `password` in the password
+/// file `bmc.pass`) every second; the folder holding it, and its path.
+fn redfish_config(server: &RedfishServer, password: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let pw = dir.path().join("bmc.pass");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let cfg = dir.path().join("joulebook.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "sample_interval: 200ms\nsources:\n  nvml:\n    enabled: off\n  bmc:\n    enabled: on\n    \
+             url: {}\n    username: monitor\n    password_file: {}\n    ca_file: {}\n    \
+             poll_interval: 1s\n    timeout: 2s\n",
+            server.url(),
+            pw.display(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    (dir, cfg)
 }
