@@ -8,16 +8,10 @@ fn unreachable_server_fails_cleanly_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("out");
     let port = free_port();
     let t = Instant::now();
-    let o = report(&[
-        "--prometheus",
+    let o = report_october(
         &format!("http://127.0.0.1:{port}"),
-        "--month",
-        "2026-10",
-        "--attempts",
-        "3",
-        "--out",
-        &dir.path().to_string_lossy(),
-    ]);
+        &["--attempts", "3", "--out", &dir.path().to_string_lossy()],
+    );
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -45,16 +39,10 @@ fn bad_config_and_usage_exit_2_with_the_key_and_line() {
     let dir = tempfile::tempdir().expect("cfg");
     let cfg = dir.path().join("site.yaml");
     std::fs::write(&cfg, "site_name: x\npeu:\n  value: 1.2\n").expect("write");
-    let o = report(&[
-        "--prometheus",
+    let o = report_october(
         "http://127.0.0.1:1",
-        "--month",
-        "2026-10",
-        "--out",
-        "x",
-        "--config",
-        &cfg.to_string_lossy(),
-    ]);
+        &["--out", "x", "--config", &cfg.to_string_lossy()],
+    );
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("site.yaml") && err.contains("peu"), "{err}");
@@ -87,16 +75,10 @@ fn failing_server_is_retried_then_reported() {
         }
     });
     let dir = tempfile::tempdir().expect("out");
-    let o = report(&[
-        "--prometheus",
+    let o = report_october(
         &format!("http://127.0.0.1:{port}"),
-        "--month",
-        "2026-10",
-        "--attempts",
-        "3",
-        "--out",
-        &dir.path().to_string_lossy(),
-    ]);
+        &["--attempts", "3", "--out", &dir.path().to_string_lossy()],
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -15,30 +15,21 @@ pub(super) fn mail_to_smtp(prom_url: &str) {
         ),
     )
     .expect("config");
-    let o = report(&[
-        "--prometheus",
-        prom_url,
-        "--month",
-        "2026-10",
-        "--config",
-        &cfg.to_string_lossy(),
-        "email",
-    ]);
+    let o = report_october(prom_url, &["--config", &cfg.to_string_lossy(), "email"]);
     ok(&o);
     // --dry-run writes the same messages as .eml files and sends nothing.
     let outbox = dir.path().join("outbox");
-    ok(&report(&[
-        "--prometheus",
+    ok(&report_october(
         prom_url,
-        "--month",
-        "2026-10",
-        "--config",
-        &cfg.to_string_lossy(),
-        "--out",
-        &outbox.to_string_lossy(),
-        "email",
-        "--dry-run",
-    ]));
+        &[
+            "--config",
+            &cfg.to_string_lossy(),
+            "--out",
+            &outbox.to_string_lossy(),
+            "email",
+            "--dry-run",
+        ],
+    ));
     let mut eml: Vec<String> = std::fs::read_dir(&outbox)
         .expect("outbox")
         .flatten()

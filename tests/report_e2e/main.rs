@@ -140,6 +140,13 @@ fn report(args: &[&str]) -> Output {
     report_at(args, scenario::OCT_END)
 }
 
+/// `report` on October 2026 from the server at `url`, with the further `args`.
+fn report_october(url: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--prometheus", url, "--month", "2026-10"];
+    all.extend_from_slice(args);
+    report(&all)
+}
+
 /// `report` with "now" at `now` (Unix seconds).
 fn report_at(args: &[&str], now: i64) -> Output {
     Command::new(binary("joulebook-report"))

@@ -109,40 +109,38 @@ fn tls_with_site_ca_and_basic_auth() {
 
     let o_dir = out.path().join("x").to_string_lossy().to_string();
     let wrong = d.join("wrong").to_string_lossy().to_string();
-    let o = report(&[
-        "--prometheus",
+    let o = report_october(
         &url,
-        "--month",
-        "2026-10",
-        "--out",
-        &o_dir,
-        "--ca-file",
-        &ca,
-        "--basic-auth-user",
-        "reader",
-        "--basic-auth-password-file",
-        &wrong,
-    ]);
+        &[
+            "--out",
+            &o_dir,
+            "--ca-file",
+            &ca,
+            "--basic-auth-user",
+            "reader",
+            "--basic-auth-password-file",
+            &wrong,
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("refused the credentials"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = report(&[
-        "--prometheus",
+    let o = report_october(
         &url,
-        "--month",
-        "2026-10",
-        "--out",
-        &o_dir,
-        "--attempts",
-        "1",
-        "--basic-auth-user",
-        "reader",
-        "--basic-auth-password-file",
-        &pw,
-    ]);
+        &[
+            "--out",
+            &o_dir,
+            "--attempts",
+            "1",
+            "--basic-auth-user",
+            "reader",
+            "--basic-auth-password-file",
+            &pw,
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "an unknown CA must be refused");
     assert!(!Path::new(&o_dir).exists(), "nothing written on failure");
 }
