@@ -195,6 +195,21 @@ fn filter_line(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     ))
 }
 
+/// The cluster report of `ds` with the default configuration, for the tests of the formats.
+#[cfg(test)]
+pub(crate) fn cluster_report(ds: &crate::data::Dataset) -> Report {
+    crate::model::build(
+        ds,
+        &crate::config::Config::default(),
+        &crate::model::Options {
+            scope: crate::model::ScopeKind::Cluster,
+            cluster: None,
+            generated_at: 0,
+            anonymize_users: false,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,16 +224,7 @@ mod tests {
     }
 
     fn empty_report() -> Report {
-        crate::model::build(
-            &crate::data::Dataset::default(),
-            &crate::config::Config::default(),
-            &crate::model::Options {
-                scope: crate::model::ScopeKind::Cluster,
-                cluster: None,
-                generated_at: 0,
-                anonymize_users: false,
-            },
-        )
+        cluster_report(&crate::data::Dataset::default())
     }
 
     #[test]
