@@ -69,104 +69,11 @@ fn dashboards_import_cleanly_and_query_what_exists() {
             d["title"].as_str().unwrap().starts_with("joulebook / "),
             "{name}"
         );
-        // The datasource input, and what the dashboard requires.
-        let inputs = d["__inputs"].as_array().expect("__inputs");
-        assert_eq!(inputs.len(), 1);
-        assert_eq!(inputs[0]["name"], "DS_PROMETHEUS");
-        assert_eq!(inputs[0]["type"], "datasource");
-        assert_eq!(inputs[0]["pluginId"], "prometheus");
-        let requires: BTreeSet<(String, String)> = d["__requires"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["type"].as_str().unwrap().into(),
-                    r["id"].as_str().unwrap().into(),
-                )
-            })
-            .collect();
-        assert!(requires.contains(&("grafana".into(), "grafana".into())));
-        assert!(requires.contains(&("datasource".into(), "prometheus".into())));
+        let requires = check_import_input(&name, &d);
         let panels = promql::panels(&d);
-        let mut ids = BTreeSet::new();
-        for p in &panels {
-            let id = p["id"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name}: panel without id"));
-            assert!(ids.insert(id), "{name}: panel id {id} reused");
-            let t = p["type"].as_str().unwrap();
-            if t != "row" {
-                assert!(
-                    requires.contains(&("panel".into(), t.into())),
-                    "{name}: panel type {t} not in __requires"
-                );
-                assert!(
-                    !p["targets"].as_array().unwrap().is_empty(),
-                    "{name}: {} has no query",
-                    p["title"]
-                );
-            }
-            let g = &p["gridPos"];
-            assert!(
-                g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24,
-                "{name}: {} overflows",
-                p["title"]
-            );
-        }
-        // Every datasource reference is the import input.
-        let mut refs = Vec::new();
-        datasources(&d["panels"], &mut refs);
-        datasources(&d["templating"], &mut refs);
-        assert!(!refs.is_empty());
-        for r in refs {
-            assert_eq!(r["uid"], "${DS_PROMETHEUS}", "{name}: datasource {r}");
-            assert_eq!(r["type"], "prometheus", "{name}: datasource {r}");
-        }
-        // Variables: defined before use, label_values() queries, used only in =~ matchers.
-        let vars: Vec<&Value> = d["templating"]["list"].as_array().unwrap().iter().collect();
-        let defined: BTreeSet<String> = vars
-            .iter()
-            .map(|v| v["name"].as_str().unwrap().to_string())
-            .collect();
-        assert!(defined.contains("cluster"), "{name}: no cluster variable");
-        let mut queries: Vec<String> = panels
-            .iter()
-            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
-            .filter_map(|t| t["expr"].as_str().map(str::to_string))
-            .collect();
-        for v in &vars {
-            if v["type"] == "query" {
-                let q = v["query"]["query"].as_str().unwrap();
-                assert!(
-                    promql::label_values_query(q).is_some(),
-                    "{name}: variable {} is not label_values(): {q}",
-                    v["name"]
-                );
-                queries.push(q.to_string());
-            }
-        }
-        for q in &queries {
-            for var in promql::variables_used(q) {
-                assert!(defined.contains(&var), "{name}: ${var} is not defined: {q}");
-                // In a matcher, always =~ (a multi-value variable is a regex; the extractor's
-                // `.*` matches only with =~).
-                for bad in [format!("=\"${var}\""), format!("!=\"${var}\"")] {
-                    assert!(!q.contains(&bad), "{name}: use =~ with ${var}: {q}");
-                }
-            }
-        }
-        // The CO2 intensity variable says where its default comes from.
-        for v in &vars {
-            if v["name"] == "co2_intensity" {
-                let desc = v["description"].as_str().unwrap();
-                assert!(
-                    desc.contains(v["query"].as_str().unwrap())
-                        && desc.contains("Our World in Data"),
-                    "{desc}"
-                );
-            }
-        }
+        check_panels(&name, &panels, &requires);
+        check_datasources(&name, &d);
+        check_variables(&name, &d, &panels);
     }
     // The variables the brief names exist where they matter.
     let var_names = |file: &str| -> BTreeSet<String> {
@@ -184,6 +91,118 @@ fn dashboards_import_cleanly_and_query_what_exists() {
     let jobs = var_names("joulebook-jobs.json");
     for v in ["cluster", "project", "user", "job_id"] {
         assert!(jobs.contains(v), "joulebook-jobs.json: no {v} variable");
+    }
+}
+
+/// The dashboard's one datasource input, and what it requires (type, id).
+fn check_import_input(name: &str, d: &Value) -> BTreeSet<(String, String)> {
+    // The datasource input, and what the dashboard requires.
+    let inputs = d["__inputs"].as_array().expect("__inputs");
+    assert_eq!(inputs.len(), 1, "{name}: one datasource input");
+    assert_eq!(inputs[0]["name"], "DS_PROMETHEUS");
+    assert_eq!(inputs[0]["type"], "datasource");
+    assert_eq!(inputs[0]["pluginId"], "prometheus");
+    let requires: BTreeSet<(String, String)> = d["__requires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["type"].as_str().unwrap().into(),
+                r["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(requires.contains(&("grafana".into(), "grafana".into())));
+    assert!(requires.contains(&("datasource".into(), "prometheus".into())));
+    requires
+}
+
+/// Panel ids unique, panel types required, a query in each, and each within the 24 columns.
+fn check_panels(name: &str, panels: &[&Value], requires: &BTreeSet<(String, String)>) {
+    let mut ids = BTreeSet::new();
+    for p in panels {
+        let id = p["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: panel without id"));
+        assert!(ids.insert(id), "{name}: panel id {id} reused");
+        let t = p["type"].as_str().unwrap();
+        if t != "row" {
+            assert!(
+                requires.contains(&("panel".into(), t.into())),
+                "{name}: panel type {t} not in __requires"
+            );
+            assert!(
+                !p["targets"].as_array().unwrap().is_empty(),
+                "{name}: {} has no query",
+                p["title"]
+            );
+        }
+        let g = &p["gridPos"];
+        assert!(
+            g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24,
+            "{name}: {} overflows",
+            p["title"]
+        );
+    }
+}
+
+/// Every datasource reference is the import input.
+fn check_datasources(name: &str, d: &Value) {
+    let mut refs = Vec::new();
+    datasources(&d["panels"], &mut refs);
+    datasources(&d["templating"], &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        assert_eq!(r["uid"], "${DS_PROMETHEUS}", "{name}: datasource {r}");
+        assert_eq!(r["type"], "prometheus", "{name}: datasource {r}");
+    }
+}
+
+/// Variables: defined before use, label_values() queries, used only in =~ matchers; the CO2
+/// intensity's default sourced.
+fn check_variables(name: &str, d: &Value, panels: &[&Value]) {
+    let vars: Vec<&Value> = d["templating"]["list"].as_array().unwrap().iter().collect();
+    let defined: BTreeSet<String> = vars
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(defined.contains("cluster"), "{name}: no cluster variable");
+    let mut queries: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    for v in &vars {
+        if v["type"] == "query" {
+            let q = v["query"]["query"].as_str().unwrap();
+            assert!(
+                promql::label_values_query(q).is_some(),
+                "{name}: variable {} is not label_values(): {q}",
+                v["name"]
+            );
+            queries.push(q.to_string());
+        }
+    }
+    for q in &queries {
+        for var in promql::variables_used(q) {
+            assert!(defined.contains(&var), "{name}: ${var} is not defined: {q}");
+            // In a matcher, always =~ (a multi-value variable is a regex; the extractor's
+            // `.*` matches only with =~).
+            for bad in [format!("=\"${var}\""), format!("!=\"${var}\"")] {
+                assert!(!q.contains(&bad), "{name}: use =~ with ${var}: {q}");
+            }
+        }
+    }
+    // The CO2 intensity variable says where its default comes from.
+    for v in &vars {
+        if v["name"] == "co2_intensity" {
+            let desc = v["description"].as_str().unwrap();
+            assert!(
+                desc.contains(v["query"].as_str().unwrap()) && desc.contains("Our World in Data"),
+                "{desc}"
+            );
+        }
     }
 }
 
