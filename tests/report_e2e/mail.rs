@@ -54,7 +54,14 @@ pub(super) fn mail_to_smtp(prom_url: &str) {
             "lead-a@example.org"
         ]
     );
-    for (to, m) in &msgs {
+    messages_are_complete_and_each_its_own(&msgs);
+}
+
+/// Each message has its plain, HTML and inline chart parts; alice's holds her jobs only; the
+/// admin's shows what the files show (escaped names, nodes by name, `other` not measured, ML
+/// CO2 n/a).
+fn messages_are_complete_and_each_its_own(msgs: &[(String, String)]) {
+    for (to, m) in msgs {
         assert!(
             m.contains("multipart/alternative"),
             "{to}: not multipart/alternative"
