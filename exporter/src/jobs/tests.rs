@@ -3,11 +3,7 @@
 
 use super::listing::FULL_LISTING_SCANS;
 use super::*;
-use joulebook_tests::{copy_tree, environ, write_file};
-
-fn fixture(name: &str) -> PathBuf {
-    joulebook_tests::fixture("cgroup").join(name)
-}
+use joulebook_tests::{cgroup_fixture, copy_tree, environ, write_file};
 
 fn ids(r: &ScanResult) -> Vec<&str> {
     r.jobs.iter().map(|j| j.id.as_str()).collect()
@@ -19,7 +15,7 @@ fn ids(r: &ScanResult) -> Vec<&str> {
 #[test]
 fn a_cgroup_vanishing_mid_read_is_skipped_without_a_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     let r = d.scan(&[], &[]);
     assert_eq!(ids(&r), vec!["101", "102"]);
@@ -44,7 +40,7 @@ fn a_cgroup_vanishing_mid_read_is_skipped_without_a_problem() {
 #[test]
 fn a_v2_job_vanishing_before_its_processes_are_read_is_skipped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("no-procs"), dir.path());
+    copy_tree(&cgroup_fixture("no-procs"), dir.path());
     let job = dir
         .path()
         .join("sys/fs/cgroup/system.slice/slurmstepd.scope/job_701");
@@ -60,7 +56,7 @@ fn a_v2_job_vanishing_before_its_processes_are_read_is_skipped() {
 #[test]
 fn ended_jobs_leave_the_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("oar3"), dir.path());
+    copy_tree(&cgroup_fixture("oar3"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     d.scan(&[], &[]);
     assert!(d.cache.values().all(|c| c.env.is_some()));
@@ -317,7 +313,7 @@ fn cpu_time_read_every_k_scans_is_at_most_k_scans_old() {
 #[test]
 fn a_cpuset_change_is_picked_up_within_the_refresh_period() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     assert_eq!(d.scan(&[], &[]).jobs[0].cpus, vec![0, 1, 2, 3]);
     let job = dir
@@ -404,7 +400,7 @@ fn revisions_change_with_the_values_they_mark() {
 #[test]
 fn a_new_job_being_set_up_is_read_again_on_its_first_scans() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     d.scan(&[], &[]);
     let cg = dir.path().join("sys/fs/cgroup");
@@ -437,7 +433,7 @@ fn a_new_job_being_set_up_is_read_again_on_its_first_scans() {
 fn a_reused_job_id_in_a_new_folder_reads_fresh_metadata() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    copy_tree(&fixture("slurm-v2"), root);
+    copy_tree(&cgroup_fixture("slurm-v2"), root);
     let mut d = JobDiscovery::new(JobsOptions::under_root(root));
     let r = d.scan(&[], &[]);
     assert_eq!(r.jobs[0].job_name.as_deref(), Some("v2-job"));
@@ -469,7 +465,7 @@ fn a_reused_job_id_in_a_new_folder_reads_fresh_metadata() {
 #[test]
 fn a_job_without_processes_gets_its_metadata_once_a_process_appears() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("no-procs"), dir.path());
+    copy_tree(&cgroup_fixture("no-procs"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     for _ in 0..EAGER_SCANS + 7 {
         assert_eq!(d.scan(&[], &[]).jobs[0].job_name, None);
@@ -505,7 +501,7 @@ fn a_job_without_processes_gets_its_metadata_once_a_process_appears() {
 #[test]
 fn an_ended_job_leaves_the_cache_and_closes_its_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     for _ in 0..3 {
         d.scan(&[], &[]);
@@ -538,7 +534,7 @@ fn a_job_folder_made_or_removed_wakes_the_event_descriptor() {
     use crate::tick::{wait_woken, Stop, Woken};
     use std::time::Duration;
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     let (stop, _keep) = Stop::new().expect("stop");
     let wait = |d: &JobDiscovery, ms| {
@@ -571,7 +567,7 @@ fn a_job_folder_made_or_removed_wakes_the_event_descriptor() {
 #[test]
 fn a_job_in_another_controller_only_is_found_by_the_full_listing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     d.scan(&[], &[]);
     let freezer = dir
@@ -592,7 +588,7 @@ fn a_job_in_another_controller_only_is_found_by_the_full_listing() {
 #[test]
 fn without_descriptors_to_spare_files_are_read_by_path() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture("slurm-v1"), dir.path());
+    copy_tree(&cgroup_fixture("slurm-v1"), dir.path());
     let mut kept = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     let mut by_path = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     by_path.fds = FdBudget::fixed(0);
