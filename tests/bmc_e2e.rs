@@ -5,7 +5,7 @@
 
 use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape, Trap};
 use joulebook_tests::{binary, fixture, promtool_check_metrics, Exporter};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -34,13 +34,7 @@ fn bmc_down_then_up_in_the_running_exporter() {
         "{printed}"
     );
 
-    let root = fixture("intel-2s");
-    let e = Exporter::start(&[
-        "--config.file",
-        cfg.to_str().unwrap(),
-        &format!("--path.sysfs={}", root.join("sys").display()),
-        &format!("--path.procfs={}", root.join("proc").display()),
-    ]);
+    let e = start_on_intel_node(&cfg);
     let wait = |what: &str, ok: &dyn Fn(&joulebook_tests::Samples) -> bool| {
         e.wait_for(what, Duration::from_secs(8), ok)
     };
@@ -137,13 +131,7 @@ fn ipmi_command_secrets_never_shown() {
         &String::from_utf8_lossy(&out.stderr),
     );
 
-    let root = fixture("intel-2s");
-    let e = Exporter::start(&[
-        "--config.file",
-        cfg.to_str().unwrap(),
-        &format!("--path.sysfs={}", root.join("sys").display()),
-        &format!("--path.procfs={}", root.join("proc").display()),
-    ]);
+    let e = start_on_intel_node(&cfg);
     e.wait_for("bmc never marked down", Duration::from_secs(8), |s| {
         s.get("joulebook_source_up{source=\"bmc\"}") == Some(0.0)
     });
@@ -175,13 +163,7 @@ fn redfish_session_elsewhere_is_never_deleted_there() {
         ..Default::default()
     });
     let (_dir, cfg) = redfish_config(&server, PASSWORD);
-    let root = fixture("intel-2s");
-    let mut e = Exporter::start(&[
-        "--config.file",
-        cfg.to_str().unwrap(),
-        &format!("--path.sysfs={}", root.join("sys").display()),
-        &format!("--path.procfs={}", root.join("proc").display()),
-    ]);
+    let mut e = start_on_intel_node(&cfg);
     e.wait_for("no BMC power", Duration::from_secs(8), |s| {
         s.get("joulebook_bmc_power_watts") == Some(250.0)
     });
@@ -218,4 +200,15 @@ fn redfish_config(server: &RedfishServer, password: &str) -> (tempfile::TempDir,
     )
     .unwrap();
     (dir, cfg)
+}
+
+/// The exporter with configuration `cfg` on the two-socket Intel fixture.
+fn start_on_intel_node(cfg: &Path) -> Exporter {
+    let root = fixture("intel-2s");
+    Exporter::start(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        &format!("--path.sysfs={}", root.join("sys").display()),
+        &format!("--path.procfs={}", root.join("proc").display()),
+    ])
 }
