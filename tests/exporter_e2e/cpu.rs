@@ -25,9 +25,14 @@ fn intel_zones_are_mapped_without_double_counting() {
         ),
         1.0
     );
-    assert_eq!(s.must("joulebook_node_sockets"), 2.0);
-    assert_eq!(s.must("joulebook_node_physical_cores"), 8.0);
-    assert_eq!(s.must("joulebook_node_logical_cpus"), 16.0);
+    assert_values(
+        &s,
+        &[
+            ("joulebook_node_sockets", 2.0),
+            ("joulebook_node_physical_cores", 8.0),
+            ("joulebook_node_logical_cpus", 16.0),
+        ],
+    );
     // Xeon Gold 6248 is 150 W per socket in the built-in table.
     assert_eq!(s.must("joulebook_node_cpu_tdp_watts"), 300.0);
 }
@@ -65,18 +70,17 @@ fn counter_wrap_is_corrected_exactly_by_the_running_exporter() {
     write_value(&energy, 79_000_000);
     e.wait_samples("rapl", 2.0);
     let s = e.samples();
-    assert_eq!(
-        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
-        80.0
-    );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
-        80.0
-    );
-    assert_eq!(s.must("joulebook_wraps_total{source=\"rapl\"}"), 1.0);
-    assert_eq!(
-        s.must("joulebook_samples_dropped_total{source=\"rapl\",reason=\"implausible\"}"),
-        0.0
+    assert_values(
+        &s,
+        &[
+            ("joulebook_rapl_package_joules_total{socket=\"0\"}", 80.0),
+            ("joulebook_node_joules_total{component=\"cpu\"}", 80.0),
+            ("joulebook_wraps_total{source=\"rapl\"}", 1.0),
+            (
+                "joulebook_samples_dropped_total{source=\"rapl\",reason=\"implausible\"}",
+                0.0,
+            ),
+        ],
     );
 }
 
@@ -96,10 +100,12 @@ fn garbage_marks_the_source_down_and_loses_nothing() {
     std::fs::write(&energy, "not-a-number\n").unwrap();
     e.wait_samples("rapl", 3.0);
     let s = e.samples();
-    assert_eq!(s.must("joulebook_source_up{source=\"rapl\"}"), 0.0);
-    assert_eq!(
-        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
-        0.0
+    assert_values(
+        &s,
+        &[
+            ("joulebook_source_up{source=\"rapl\"}", 0.0),
+            ("joulebook_rapl_package_joules_total{socket=\"0\"}", 0.0),
+        ],
     );
     let log = e.log_text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("source down")).collect();
@@ -114,10 +120,12 @@ fn garbage_marks_the_source_down_and_loses_nothing() {
     write_value(&energy, 140_000_000);
     e.wait_samples("rapl", 2.0);
     let s = e.samples();
-    assert_eq!(s.must("joulebook_source_up{source=\"rapl\"}"), 1.0);
-    assert_eq!(
-        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
-        40.0
+    assert_values(
+        &s,
+        &[
+            ("joulebook_source_up{source=\"rapl\"}", 1.0),
+            ("joulebook_rapl_package_joules_total{socket=\"0\"}", 40.0),
+        ],
     );
     assert!(e.log_text().contains("source is up again"));
 }
@@ -138,13 +146,18 @@ fn intel_dies_are_each_counted() {
     }
     e.wait_samples("rapl", 2.0);
     let s = e.samples();
-    assert_eq!(
-        s.must("joulebook_rapl_package_joules_total{socket=\"0\",die=\"1\"}"),
-        20.0
-    );
-    assert_eq!(
-        s.must("joulebook_rapl_package_joules_total{socket=\"1\",die=\"1\"}"),
-        40.0
+    assert_values(
+        &s,
+        &[
+            (
+                "joulebook_rapl_package_joules_total{socket=\"0\",die=\"1\"}",
+                20.0,
+            ),
+            (
+                "joulebook_rapl_package_joules_total{socket=\"1\",die=\"1\"}",
+                40.0,
+            ),
+        ],
     );
     assert_eq!(s.family("joulebook_rapl_dram_joules_total").len(), 4);
     assert_eq!(
@@ -245,17 +258,16 @@ fn hwmon_sensors_never_count_rapl_twice() {
     write_value(&pkg(dir.path(), 0), 5_000_000 + 40_000_000);
     e.wait_samples("hwmon", 2.0);
     let s = e.samples();
-    assert_eq!(
-        s.must("joulebook_hwmon_joules_total{sensor=\"esocket0\",role=\"none\"}"),
-        40.0
-    );
-    assert_eq!(
-        s.must("joulebook_rapl_package_joules_total{socket=\"0\"}"),
-        40.0
-    );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"cpu\"}"),
-        40.0
+    assert_values(
+        &s,
+        &[
+            (
+                "joulebook_hwmon_joules_total{sensor=\"esocket0\",role=\"none\"}",
+                40.0,
+            ),
+            ("joulebook_rapl_package_joules_total{socket=\"0\"}", 40.0),
+            ("joulebook_node_joules_total{component=\"cpu\"}", 40.0),
+        ],
     );
     assert!(s.must("joulebook_hwmon_joules_total{sensor=\"node\",role=\"node\"}") > 0.0);
     // Without a BMC, the node meter gives `other` (node − cpu − dram − gpu).

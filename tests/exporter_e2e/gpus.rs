@@ -125,24 +125,28 @@ fn amd_mi250x_packages_once_and_resets_absorbed() {
             )
         ]
     );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
-        150.0
-    );
-    assert_eq!(
-        s.must("joulebook_energy_device_info{source=\"amdgpu\",device=\"0a4c6f12d3b9e802\",name=\"card1\",model=\"AMD Instinct MI250X\",method=\"primary_die\"}"),
-        1.0
+    assert_values(
+        &s,
+        &[
+            ("joulebook_node_joules_total{component=\"gpu\"}", 150.0),
+            ("joulebook_energy_device_info{source=\"amdgpu\",device=\"0a4c6f12d3b9e802\",name=\"card1\",model=\"AMD Instinct MI250X\",method=\"primary_die\"}", 1.0),
+        ],
     );
     // Driver reload: the counter restarts; the 10 J since the reset are added.
     set_gpu_counter(dir.path(), 0, 24, 10);
     e.wait_samples("amdgpu", 2.0);
     let s = e.samples();
-    assert_eq!(
-        s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"0a4c6f12d3b9e801\"}"),
-        110.0
+    assert_values(
+        &s,
+        &[
+            (
+                "joulebook_amdgpu_joules_total{gpu_uuid=\"0a4c6f12d3b9e801\"}",
+                110.0,
+            ),
+            ("joulebook_wraps_total{source=\"amdgpu\"}", 1.0),
+            ("joulebook_source_up{source=\"amdgpu\"}", 1.0),
+        ],
     );
-    assert_eq!(s.must("joulebook_wraps_total{source=\"amdgpu\"}"), 1.0);
-    assert_eq!(s.must("joulebook_source_up{source=\"amdgpu\"}"), 1.0);
 }
 
 /// MI300X: v1_5 and v1_6 counters, an all-ones counter integrated from power1_input, and a
@@ -157,13 +161,18 @@ fn amd_mi300x_counters_and_power_fallback() {
     set_gpu_counter(dir.path(), 1, 16, 7000 + 70);
     e.wait_samples("amdgpu", 2.0);
     let s = e.samples();
-    assert_eq!(
-        s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c2\"}"),
-        60.0
-    );
-    assert_eq!(
-        s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c3\"}"),
-        70.0
+    assert_values(
+        &s,
+        &[
+            (
+                "joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c2\"}",
+                60.0,
+            ),
+            (
+                "joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c3\"}",
+                70.0,
+            ),
+        ],
     );
     // 300 W integrated over the samples so far.
     let integrated = s.must("joulebook_amdgpu_joules_total{gpu_uuid=\"7e2d9c3b51a0f4c4\"}");
@@ -218,13 +227,15 @@ fn intel_gpus_count_one_counter_each_and_absorb_resets() {
     write_value(&xe.join("energy1_input"), 5_000_000);
     e.wait_samples("intel_gpu", 2.0);
     let s = e.samples();
-    assert_eq!(
-        s.must("joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:3a:00.0\"}"),
-        35.0
-    );
-    assert_eq!(s.must("joulebook_wraps_total{source=\"intel_gpu\"}"), 1.0);
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
-        45.0
+    assert_values(
+        &s,
+        &[
+            (
+                "joulebook_intel_gpu_joules_total{gpu_uuid=\"0000:3a:00.0\"}",
+                35.0,
+            ),
+            ("joulebook_wraps_total{source=\"intel_gpu\"}", 1.0),
+            ("joulebook_node_joules_total{component=\"gpu\"}", 45.0),
+        ],
     );
 }

@@ -37,13 +37,15 @@ fn assert_gpu_split(
         ));
         assert_eq!(got, *joules, "job {id}");
     }
-    assert_eq!(
-        s.must("joulebook_unallocated_joules_total{component=\"gpu\"}"),
-        unallocated
-    );
-    assert_eq!(
-        s.must("joulebook_node_joules_total{component=\"gpu\"}"),
-        node
+    assert_values(
+        s,
+        &[
+            (
+                "joulebook_unallocated_joules_total{component=\"gpu\"}",
+                unallocated,
+            ),
+            ("joulebook_node_joules_total{component=\"gpu\"}", node),
+        ],
     );
 }
 
@@ -78,8 +80,13 @@ fn jobs_get_their_allocation_share_and_the_rest_is_unallocated() {
     );
     let node = s.must("joulebook_node_joules_total{component=\"cpu\"}");
     assert_eq!(job("101", "cpu") + job("102", "cpu") + 120.0, node);
-    assert_eq!(s.must("joulebook_job_allocated_cpus{job_id=\"102\"}"), 3.0);
-    assert_eq!(s.must("joulebook_jobs_running"), 2.0);
+    assert_values(
+        &s,
+        &[
+            ("joulebook_job_allocated_cpus{job_id=\"102\"}", 3.0),
+            ("joulebook_jobs_running", 2.0),
+        ],
+    );
     let info: Vec<_> = s.family("joulebook_job_info");
     assert_eq!(info.len(), 2, "{info:?}");
     assert!(

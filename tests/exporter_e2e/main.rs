@@ -61,3 +61,10 @@ fn set_gpu_counter(dir: &Path, card: u32, offset: usize, joules: u64) {
     std::fs::write(&tmp, &table).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
 }
+
+/// Each of `want`'s series has its value in `s`.
+fn assert_values(s: &joulebook_tests::Samples, want: &[(&str, f64)]) {
+    for (series, value) in want {
+        assert_eq!(s.must(series), *value, "{series}");
+    }
+}
