@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// The energy published for the GPU of `uuid`.
+fn gpu_joules(s: &joulebook_tests::Samples, uuid: &str) -> f64 {
+    s.must(&format!(
+        "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid}\"}}"
+    ))
+}
+
 /// The binary against the fake libnvidia-ml built from C: GPUs by UUID with their info, exact
 /// energy from the total-energy counter, a GPU falling off the bus while the other is still read,
 /// and a counter reset (driver reload) absorbed without losing energy.
@@ -66,18 +73,8 @@ fn gpus_through_the_real_nvml_code_path() {
     e.wait_samples("nvml", 2.0);
     let s = e.samples();
     assert_eq!(s.must("joulebook_source_up{source=\"nvml\"}"), 0.0);
-    assert_eq!(
-        s.must(&format!(
-            "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid0}\"}}"
-        )),
-        30.0
-    );
-    assert_eq!(
-        s.must(&format!(
-            "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid1}\"}}"
-        )),
-        30.0
-    );
+    assert_eq!(gpu_joules(&s, &uuid0), 30.0);
+    assert_eq!(gpu_joules(&s, &uuid1), 30.0);
     assert!(e.log_text().contains(&uuid1), "{}", e.log_text());
 
     // Back on the bus after a driver reload: its counter restarted near 0 (7 J since reload).
@@ -87,12 +84,7 @@ fn gpus_through_the_real_nvml_code_path() {
     e.wait_samples("nvml", 2.0);
     let s = e.samples();
     assert_eq!(s.must("joulebook_source_up{source=\"nvml\"}"), 1.0);
-    assert_eq!(
-        s.must(&format!(
-            "joulebook_gpu_joules_total{{gpu_uuid=\"{uuid1}\"}}"
-        )),
-        37.0
-    );
+    assert_eq!(gpu_joules(&s, &uuid1), 37.0);
     assert_eq!(
         s.must("joulebook_node_joules_total{component=\"gpu\"}"),
         67.0
