@@ -167,6 +167,15 @@ impl JobsOptions {
             ..JobsOptions::default()
         }
     }
+
+    /// Scans between two reads of a job's CPU time with `jobs` jobs known (see
+    /// [`JobsOptions::cpu_time_every`]).
+    fn cpu_time_period(&self, jobs: usize) -> u64 {
+        match self.cpu_time_every {
+            0 => jobs.div_ceil(AUTO_CPU_TIME_READS).max(1) as u64,
+            k => u64::from(k),
+        }
+    }
 }
 
 /// CPU-time files read per scan, about, with [`JobsOptions::cpu_time_every`] at 0.
@@ -405,11 +414,7 @@ impl JobDiscovery {
         // 1. The CPU time of the jobs already known, from their open files. Read before the
         // listing: a job whose folder is removed after its read is not listed below and is
         // left out, so a value from a removed folder is never reported.
-        let every_for = |jobs: usize| match opts.cpu_time_every {
-            0 => jobs.div_ceil(AUTO_CPU_TIME_READS).max(1) as u64,
-            k => u64::from(k),
-        };
-        let every = every_for(cache.len());
+        let every = opts.cpu_time_period(cache.len());
         let full = listing.full_due(now, hierarchy);
         let relist = full && listing.full_listings % FULL_LISTINGS_PER_RELIST == 0;
         // (Folders of the hierarchies listed only in full listings stay open, and watched,
@@ -432,9 +437,7 @@ impl JobDiscovery {
                 note_listed(cache, now, h, l)
             });
         });
-        for p in &listing.problems {
-            problems.extend_from_slice(p);
-        }
+        problems.extend(listing.problems.iter().flatten().cloned());
         *source_problems = problems.len();
         if full {
             listing.choose(cache, now, hierarchy);
@@ -450,7 +453,7 @@ impl JobDiscovery {
         };
         let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, sluids, buf);
         // For the jobs read by path below (new ones among them): the period as of this listing.
-        let every = every_for(cache.len());
+        let every = opts.cpu_time_period(cache.len());
         let mut ctx = Ctx {
             opts,
             hierarchy,
