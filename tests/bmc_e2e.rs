@@ -5,6 +5,7 @@
 
 use joulebook_tests::redfish_server::{Bmc, RedfishServer, Shape, Trap};
 use joulebook_tests::{binary, fixture, promtool_check_metrics, Exporter};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,25 +19,9 @@ fn bmc_down_then_up_in_the_running_exporter() {
         password: PASSWORD.into(),
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, server.ca_pem()).unwrap();
-    let pw = dir.path().join("bmc.pass");
     // A stale password in the file: 401 until the administrator fixes the file.
-    std::fs::write(&pw, "stale-password\n").unwrap();
-    let cfg = dir.path().join("joulebook.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "sample_interval: 200ms\nsources:\n  nvml:\n    enabled: off\n  bmc:\n    enabled: on\n    \
-             url: {}\n    username: monitor\n    password_file: {}\n    ca_file: {}\n    \
-             poll_interval: 1s\n    timeout: 2s\n",
-            server.url(),
-            pw.display(),
-            ca.display()
-        ),
-    )
-    .unwrap();
+    let (dir, cfg) = redfish_config(&server, "stale-password");
+    let pw = dir.path().join("bmc.pass");
 
     let out = Command::new(binary("joulebook-exporter"))
         .args(["--config.file", cfg.to_str().unwrap(), "--check-config"])
@@ -49,13 +34,7 @@ fn bmc_down_then_up_in_the_running_exporter() {
         "{printed}"
     );
 
-    let root = fixture("intel-2s");
-    let e = Exporter::start(&[
-        "--config.file",
-        cfg.to_str().unwrap(),
-        &format!("--path.sysfs={}", root.join("sys").display()),
-        &format!("--path.procfs={}", root.join("proc").display()),
-    ]);
+    let e = start_on_intel_node(&cfg);
     let wait = |what: &str, ok: &dyn Fn(&joulebook_tests::Samples) -> bool| {
         e.wait_for(what, Duration::from_secs(8), ok)
     };
@@ -152,13 +131,7 @@ fn ipmi_command_secrets_never_shown() {
         &String::from_utf8_lossy(&out.stderr),
     );
 
-    let root = fixture("intel-2s");
-    let e = Exporter::start(&[
-        "--config.file",
-        cfg.to_str().unwrap(),
-        &format!("--path.sysfs={}", root.join("sys").display()),
-        &format!("--path.procfs={}", root.join("proc").display()),
-    ]);
+    let e = start_on_intel_node(&cfg);
     e.wait_for("bmc never marked down", Duration::from_secs(8), |s| {
         s.get("joulebook_source_up{source=\"bmc\"}") == Some(0.0)
     });
@@ -189,11 +162,30 @@ fn redfish_session_elsewhere_is_never_deleted_there() {
         foreign_session: Some(trap.url()),
         ..Default::default()
     });
+    let (_dir, cfg) = redfish_config(&server, PASSWORD);
+    let mut e = start_on_intel_node(&cfg);
+    e.wait_for("no BMC power", Duration::from_secs(8), |s| {
+        s.get("joulebook_bmc_power_watts") == Some(250.0)
+    });
+    assert!(e.signal_and_wait("TERM").success(), "{}", e.log_text());
+    assert_eq!(trap.connections(), 0, "a request reached the other host");
+    assert_eq!(server.log().sessions_deleted, 0);
+    let log = e.log_text();
+    let link = format!("{}/redfish/v1/SessionService/Sessions/1", trap.url());
+    assert!(
+        log.contains(&link) && log.contains("not be deleted at shutdown"),
+        "{log}"
+    );
+}
+
+/// A configuration reading the Redfish BMC `server` (its CA trusted, `password` in the password
+/// file `bmc.pass`) every second; the folder holding it, and its path.
+fn redfish_config(server: &RedfishServer, password: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, server.ca_pem()).unwrap();
     let pw = dir.path().join("bmc.pass");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
     let cfg = dir.path().join("joulebook.yaml");
     std::fs::write(
         &cfg,
@@ -207,23 +199,16 @@ fn redfish_session_elsewhere_is_never_deleted_there() {
         ),
     )
     .unwrap();
+    (dir, cfg)
+}
+
+/// The exporter with configuration `cfg` on the two-socket Intel fixture.
+fn start_on_intel_node(cfg: &Path) -> Exporter {
     let root = fixture("intel-2s");
-    let mut e = Exporter::start(&[
+    Exporter::start(&[
         "--config.file",
         cfg.to_str().unwrap(),
         &format!("--path.sysfs={}", root.join("sys").display()),
         &format!("--path.procfs={}", root.join("proc").display()),
-    ]);
-    e.wait_for("no BMC power", Duration::from_secs(8), |s| {
-        s.get("joulebook_bmc_power_watts") == Some(250.0)
-    });
-    assert!(e.signal_and_wait("TERM").success(), "{}", e.log_text());
-    assert_eq!(trap.connections(), 0, "a request reached the other host");
-    assert_eq!(server.log().sessions_deleted, 0);
-    let log = e.log_text();
-    let link = format!("{}/redfish/v1/SessionService/Sessions/1", trap.url());
-    assert!(
-        log.contains(&link) && log.contains("not be deleted at shutdown"),
-        "{log}"
-    );
+    ])
 }

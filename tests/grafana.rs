@@ -1,5 +1,5 @@
 //! The Grafana dashboards of `dashboards/`, generated. The JSON files are committed (so admins
-//! import them without building anything) and `tests/deploy.rs` checks that they equal what this
+//! import them without building anything) and `tests/deploy/dashboards.rs` checks that they equal what this
 //! module generates; after editing it, refresh them with
 //! `JOULEBOOK_UPDATE_GOLDEN=1 cargo test -p joulebook-tests --test deploy dashboards`.
 //! dashboards/README.md says why they are generated.
@@ -372,6 +372,24 @@ const CN: &str = r#"cluster=~"$cluster", instance=~"$node""#;
 
 fn cluster_overview() -> Value {
     let mut l = Layout::new();
+    cluster_overview_headline(&mut l);
+    l.row("Power");
+    cluster_overview_power(&mut l);
+    l.row("Idle waste");
+    cluster_overview_idle_waste(&mut l);
+    l.row("GPU share and CO2e");
+    cluster_overview_gpu_share_and_co2e(&mut l);
+    dashboard(
+        "joulebook-cluster",
+        "joulebook / Cluster overview",
+        "Power and energy of the cluster by component, the share held by no job (idle waste), the GPU share and CO2e.",
+        vec![var_cluster(), var_co2()],
+        l,
+    )
+}
+
+/// The headline figures: power, energy, unallocated share, GPU share, CO2e.
+fn cluster_overview_headline(l: &mut Layout) {
     l.add(
         stat(
             "Power now",
@@ -446,7 +464,10 @@ fn cluster_overview() -> Value {
         5,
         4,
     );
-    l.row("Power");
+}
+
+/// The row "Power".
+fn cluster_overview_power(l: &mut Layout) {
     l.add(
         timeseries(
             "Power by component",
@@ -476,7 +497,10 @@ fn cluster_overview() -> Value {
         12,
         9,
     );
-    l.row("Idle waste");
+}
+
+/// The row "Idle waste".
+fn cluster_overview_idle_waste(l: &mut Layout) {
     l.add(
         timeseries(
             "Unallocated power by component",
@@ -533,7 +557,10 @@ fn cluster_overview() -> Value {
         12,
         8,
     );
-    l.row("GPU share and CO2e");
+}
+
+/// The row "GPU share and CO2e".
+fn cluster_overview_gpu_share_and_co2e(l: &mut Layout) {
     l.add(
         timeseries(
             "Share of power by component",
@@ -564,17 +591,30 @@ fn cluster_overview() -> Value {
         12,
         8,
     );
-    dashboard(
-        "joulebook-cluster",
-        "joulebook / Cluster overview",
-        "Power and energy of the cluster by component, the share held by no job (idle waste), the GPU share and CO2e.",
-        vec![var_cluster(), var_co2()],
-        l,
-    )
 }
 
 fn node() -> Value {
     let mut l = Layout::new();
+    node_power(&mut l);
+    l.row("RAPL");
+    node_rapl(&mut l);
+    l.row("GPUs");
+    node_gpus(&mut l);
+    l.row("BMC against RAPL + GPU");
+    node_bmc_against_rapl_gpu(&mut l);
+    l.row("Jobs on the node");
+    node_jobs_on_the_node(&mut l);
+    dashboard(
+        "joulebook-node",
+        "joulebook / Node",
+        "One node: its components, RAPL domains, GPUs and the jobs holding them, the BMC against RAPL + GPU, and its idle baseline.",
+        vec![var_cluster(), var_node()],
+        l,
+    )
+}
+
+/// The node's power by component and against its idle baseline.
+fn node_power(l: &mut Layout) {
     l.add(
         timeseries(
             "Node power by component",
@@ -609,7 +649,10 @@ fn node() -> Value {
         12,
         9,
     );
-    l.row("RAPL");
+}
+
+/// The row "RAPL".
+fn node_rapl(l: &mut Layout) {
     let rapl = |domain: &str| {
         format!(
             "sum by (instance, socket) (rate(joulebook_rapl_{domain}_joules_total{{{CN}}}[$__rate_interval]))"
@@ -636,7 +679,10 @@ fn node() -> Value {
         24,
         9,
     );
-    l.row("GPUs");
+}
+
+/// The row "GPUs".
+fn node_gpus(l: &mut Layout) {
     l.add(
         timeseries(
             "GPU power",
@@ -704,7 +750,10 @@ fn node() -> Value {
         24,
         8,
     );
-    l.row("BMC against RAPL + GPU");
+}
+
+/// The row "BMC against RAPL + GPU".
+fn node_bmc_against_rapl_gpu(l: &mut Layout) {
     l.add(
         timeseries(
             "BMC against RAPL + GPU",
@@ -728,7 +777,10 @@ fn node() -> Value {
         24,
         9,
     );
-    l.row("Jobs on the node");
+}
+
+/// The row "Jobs on the node".
+fn node_jobs_on_the_node(l: &mut Layout) {
     l.add(
         timeseries(
             "Power by job",
@@ -758,13 +810,6 @@ fn node() -> Value {
         12,
         9,
     );
-    dashboard(
-        "joulebook-node",
-        "joulebook / Node",
-        "One node: its components, RAPL domains, GPUs and the jobs holding them, the BMC against RAPL + GPU, and its idle baseline.",
-        vec![var_cluster(), var_node()],
-        l,
-    )
 }
 
 /// Job energy over the range joined with its metadata (`max_over_time` keeps jobs that ended
@@ -777,6 +822,22 @@ fn job_join(counter: &str, by: &str) -> String {
 
 fn jobs() -> Value {
     let mut l = Layout::new();
+    jobs_rankings(&mut l);
+    l.row("Over time");
+    jobs_over_time(&mut l);
+    l.row("One job ($job_id)");
+    jobs_one_job_job_id(&mut l);
+    dashboard(
+        "joulebook-jobs",
+        "joulebook / Projects, users and jobs",
+        "Top consumers by measured energy, against core-hours and GPU-hours, and one job's energy over time.",
+        vec![var_cluster(), var_project(), var_user(), var_job_id()],
+        l,
+    )
+}
+
+/// Top projects, users and jobs over the range.
+fn jobs_rankings(l: &mut Layout) {
     let consumers = |by: &str, title: &str, label: &str| {
         table(
             title,
@@ -812,7 +873,10 @@ fn jobs() -> Value {
         24,
         9,
     );
-    l.row("Over time");
+}
+
+/// The row "Over time".
+fn jobs_over_time(l: &mut Layout) {
     l.add(
         timeseries(
             "Power by project",
@@ -845,7 +909,10 @@ fn jobs() -> Value {
         12,
         9,
     );
-    l.row("One job ($job_id)");
+}
+
+/// The row "One job ($job_id)".
+fn jobs_one_job_job_id(l: &mut Layout) {
     l.add(
         timeseries(
             "Job power by component",
@@ -907,17 +974,23 @@ fn jobs() -> Value {
         24,
         6,
     );
-    dashboard(
-        "joulebook-jobs",
-        "joulebook / Projects, users and jobs",
-        "Top consumers by measured energy, against core-hours and GPU-hours, and one job's energy over time.",
-        vec![var_cluster(), var_project(), var_user(), var_job_id()],
-        l,
-    )
 }
 
 fn estimates() -> Value {
     let mut l = Layout::new();
+    estimates_over_time(&mut l);
+    estimates_by_project(&mut l);
+    dashboard(
+        "joulebook-estimates",
+        "joulebook / Estimation methods vs measurement",
+        "Green Algorithms and ML CO2 Impact computed live from the jobs' allocations, against the energy measured and attributed to the same jobs.",
+        vec![var_cluster(), var_project()],
+        l,
+    )
+}
+
+/// The estimates against the measurement over time, in total and by component.
+fn estimates_over_time(l: &mut Layout) {
     l.add(
         timeseries(
             "Estimates against measurement",
@@ -978,6 +1051,10 @@ fn estimates() -> Value {
         24,
         9,
     );
+}
+
+/// The estimates against the measurement by project, over the range and now.
+fn estimates_by_project(l: &mut Layout) {
     let sum_range = |rule: &str, extra: &str| {
         format!(
             r#"sum by (account) (sum_over_time({rule}{{{C}, account=~"$project"{extra}}}[$__range]))"#
@@ -1024,17 +1101,25 @@ fn estimates() -> Value {
         24,
         9,
     );
-    dashboard(
-        "joulebook-estimates",
-        "joulebook / Estimation methods vs measurement",
-        "Green Algorithms and ML CO2 Impact computed live from the jobs' allocations, against the energy measured and attributed to the same jobs.",
-        vec![var_cluster(), var_project()],
-        l,
-    )
 }
 
 fn exporter_health() -> Value {
     let mut l = Layout::new();
+    exporter_health_status(&mut l);
+    exporter_health_inventory(&mut l);
+    exporter_health_sampling(&mut l);
+    exporter_health_faults(&mut l);
+    dashboard(
+        "joulebook-exporter",
+        "joulebook / Exporter health",
+        "Are the exporters up, their sources healthy, and what does sampling cost.",
+        vec![var_cluster(), var_node()],
+        l,
+    )
+}
+
+/// The stat row: exporters up and down, sources down, samples dropped.
+fn exporter_health_status(l: &mut Layout) {
     l.add(
         stat(
             "Exporters up",
@@ -1087,6 +1172,10 @@ fn exporter_health() -> Value {
         6,
         4,
     );
+}
+
+/// Each node's sources and build.
+fn exporter_health_inventory(l: &mut Layout) {
     l.add(
         table(
             "Sources",
@@ -1112,6 +1201,10 @@ fn exporter_health() -> Value {
         12,
         9,
     );
+}
+
+/// What sampling costs and how often it runs; wraps and resets corrected.
+fn exporter_health_sampling(l: &mut Layout) {
     l.add(
         timeseries(
             "Sampling cost",
@@ -1164,6 +1257,10 @@ fn exporter_health() -> Value {
         12,
         8,
     );
+}
+
+/// Dropped samples, the age of the last sample, the jobs each exporter sees.
+fn exporter_health_faults(l: &mut Layout) {
     l.add(
         timeseries(
             "Dropped samples",
@@ -1204,13 +1301,6 @@ fn exporter_health() -> Value {
         12,
         8,
     );
-    dashboard(
-        "joulebook-exporter",
-        "joulebook / Exporter health",
-        "Are the exporters up, their sources healthy, and what does sampling cost.",
-        vec![var_cluster(), var_node()],
-        l,
-    )
 }
 
 /// Every dashboard: (file name under dashboards/, JSON).

@@ -50,6 +50,11 @@ pub fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(name)
 }
 
+/// A cgroup fixture tree, `tests/fixtures/cgroup/<name>` (job discovery tests).
+pub fn cgroup_fixture(name: &str) -> PathBuf {
+    fixture("cgroup").join(name)
+}
+
 /// Copies a fixture into a fresh temporary folder, so a test can change its files.
 pub fn copy_fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary folder");

@@ -122,22 +122,9 @@ pub fn variables_used(expr: &str) -> BTreeSet<String> {
     used
 }
 
-/// PromQL keywords and aggregation modifiers that look like identifiers.
+/// PromQL keywords that look like identifiers, besides the modifiers of [`LABEL_LISTS`].
 const KEYWORDS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "bool",
-    "atan2",
-    "inf",
-    "nan",
+    "and", "or", "unless", "offset", "bool", "atan2", "inf", "nan",
 ];
 
 /// Aggregation operators: `sum by (x) (...)` puts a label list between the name and its call.

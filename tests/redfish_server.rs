@@ -495,28 +495,36 @@ fn resource(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
             "Members@odata.count": ids.len(),
         })
     };
-    let scale = match bmc.power_units.as_str() {
-        "kW" => 1e-3,
-        "mW" => 1e3,
-        _ => 1.0,
-    };
     let v = match (bmc.shape, path.trim_end_matches('/')) {
         (_, "/redfish/v1") => json!({"@odata.id": "/redfish/v1", "RedfishVersion": "1.17.0",
             "Chassis": link("/redfish/v1/Chassis")}),
         (Shape::Legacy, "/redfish/v1/Chassis") => {
             chassis(&["System.Embedded.1", "Enclosure.Internal.0-1"])
         }
-        (Shape::Legacy, "/redfish/v1/Chassis/System.Embedded.1") => json!({
+        (Shape::Modern, "/redfish/v1/Chassis") => chassis(&["HGX_GPU_Baseboard_0", "1"]),
+        (Shape::Sensors, "/redfish/v1/Chassis") => chassis(&["1"]),
+        (Shape::Legacy, path) => return legacy(path, bmc),
+        (Shape::Modern, path) => return modern(path, bmc),
+        (Shape::Sensors, path) => return sensors(path, bmc),
+    };
+    Some(v)
+}
+
+/// The resources of [`Shape::Legacy`] below the chassis list.
+fn legacy(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match path {
+        "/redfish/v1/Chassis/System.Embedded.1" => json!({
             "@odata.id": "/redfish/v1/Chassis/System.Embedded.1", "Id": "System.Embedded.1",
             "ChassisType": "RackMount",
             "Power": link("/redfish/v1/Chassis/System.Embedded.1/Power"),
             "Thermal": link("/redfish/v1/Chassis/System.Embedded.1/Thermal"),
         }),
-        (Shape::Legacy, "/redfish/v1/Chassis/Enclosure.Internal.0-1") => json!({
+        "/redfish/v1/Chassis/Enclosure.Internal.0-1" => json!({
             "@odata.id": "/redfish/v1/Chassis/Enclosure.Internal.0-1", "Id": "Enclosure.Internal.0-1",
             "ChassisType": "Enclosure",
         }),
-        (Shape::Legacy, "/redfish/v1/Chassis/System.Embedded.1/Power") => json!({
+        "/redfish/v1/Chassis/System.Embedded.1/Power" => json!({
             "@odata.id": "/redfish/v1/Chassis/System.Embedded.1/Power",
             "PowerControl": [{
                 "@odata.id": "/redfish/v1/Chassis/System.Embedded.1/Power#/PowerControl/0",
@@ -524,26 +532,33 @@ fn resource(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
                 "PowerConsumedWatts": bmc.watts, "PowerCapacityWatts": 1600,
             }],
         }),
-        (Shape::Modern, "/redfish/v1/Chassis") => chassis(&["HGX_GPU_Baseboard_0", "1"]),
-        (Shape::Modern, "/redfish/v1/Chassis/HGX_GPU_Baseboard_0") => json!({
+        _ => return None,
+    })
+}
+
+/// The resources of [`Shape::Modern`] below the chassis list.
+fn modern(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match path {
+        "/redfish/v1/Chassis/HGX_GPU_Baseboard_0" => json!({
             "@odata.id": "/redfish/v1/Chassis/HGX_GPU_Baseboard_0", "Id": "HGX_GPU_Baseboard_0",
             "ChassisType": "Module",
             "EnvironmentMetrics": link("/redfish/v1/Chassis/HGX_GPU_Baseboard_0/EnvironmentMetrics"),
         }),
-        (Shape::Modern, "/redfish/v1/Chassis/HGX_GPU_Baseboard_0/EnvironmentMetrics") => json!({
+        "/redfish/v1/Chassis/HGX_GPU_Baseboard_0/EnvironmentMetrics" => json!({
             "@odata.id": "/redfish/v1/Chassis/HGX_GPU_Baseboard_0/EnvironmentMetrics",
             "PowerWatts": {"Reading": 5600.0},
         }),
-        (Shape::Modern, "/redfish/v1/Chassis/1") => json!({
+        "/redfish/v1/Chassis/1" => json!({
             "@odata.id": "/redfish/v1/Chassis/1", "Id": "1", "ChassisType": "RackMount",
             "PowerSubsystem": link("/redfish/v1/Chassis/1/PowerSubsystem"),
             "EnvironmentMetrics": link("/redfish/v1/Chassis/1/EnvironmentMetrics"),
         }),
-        (Shape::Modern, "/redfish/v1/Chassis/1/PowerSubsystem") => json!({
+        "/redfish/v1/Chassis/1/PowerSubsystem" => json!({
             "@odata.id": "/redfish/v1/Chassis/1/PowerSubsystem",
             "CapacityWatts": 2400, "PowerSupplies": link("/redfish/v1/Chassis/1/PowerSubsystem/PowerSupplies"),
         }),
-        (Shape::Modern, "/redfish/v1/Chassis/1/EnvironmentMetrics") => {
+        "/redfish/v1/Chassis/1/EnvironmentMetrics" => {
             let mut v = json!({
                 "@odata.id": "/redfish/v1/Chassis/1/EnvironmentMetrics",
                 "PowerWatts": {"DataSourceUri": "/redfish/v1/Chassis/1/Sensors/TotalPower", "Reading": bmc.watts},
@@ -553,36 +568,48 @@ fn resource(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
             }
             v
         }
-        (Shape::Sensors, "/redfish/v1/Chassis") => chassis(&["1"]),
-        (Shape::Sensors, "/redfish/v1/Chassis/1") => json!({
+        _ => return None,
+    })
+}
+
+/// The resources of [`Shape::Sensors`] below the chassis list.
+fn sensors(path: &str, bmc: &Bmc) -> Option<serde_json::Value> {
+    use serde_json::json;
+    // The power sensors' readings in `Bmc::power_units`.
+    let scale = match bmc.power_units.as_str() {
+        "kW" => 1e-3,
+        "mW" => 1e3,
+        _ => 1.0,
+    };
+    Some(match path {
+        "/redfish/v1/Chassis/1" => json!({
             "@odata.id": "/redfish/v1/Chassis/1", "Id": "1", "ChassisType": "RackMount",
             "Sensors": link("/redfish/v1/Chassis/1/Sensors"),
         }),
-        (Shape::Sensors, "/redfish/v1/Chassis/1/Sensors") => {
+        "/redfish/v1/Chassis/1/Sensors" => {
             let mut ids = vec!["CPU1_Temp", "PSU1_InputPower", "TotalPower"];
             if bmc.energy_kwh.is_some() {
                 ids.push("TotalEnergy");
             }
             json!({"@odata.id": "/redfish/v1/Chassis/1/Sensors",
-                "Members": ids.iter().map(|i| link(&format!("/redfish/v1/Chassis/1/Sensors/{i}"))).collect::<Vec<_>>()})
+            "Members": ids.iter().map(|i| link(&format!("/redfish/v1/Chassis/1/Sensors/{i}"))).collect::<Vec<_>>()})
         }
-        (Shape::Sensors, "/redfish/v1/Chassis/1/Sensors/CPU1_Temp") => json!({
+        "/redfish/v1/Chassis/1/Sensors/CPU1_Temp" => json!({
             "@odata.id": "/redfish/v1/Chassis/1/Sensors/CPU1_Temp", "ReadingType": "Temperature",
             "Reading": 48.0, "ReadingUnits": "Cel", "PhysicalContext": "CPU",
         }),
-        (Shape::Sensors, "/redfish/v1/Chassis/1/Sensors/PSU1_InputPower") => json!({
+        "/redfish/v1/Chassis/1/Sensors/PSU1_InputPower" => json!({
             "@odata.id": "/redfish/v1/Chassis/1/Sensors/PSU1_InputPower", "ReadingType": "Power",
             "Reading": bmc.watts / 2.0 * scale, "ReadingUnits": bmc.power_units, "PhysicalContext": "PowerSupply",
         }),
-        (Shape::Sensors, "/redfish/v1/Chassis/1/Sensors/TotalPower") => json!({
+        "/redfish/v1/Chassis/1/Sensors/TotalPower" => json!({
             "@odata.id": "/redfish/v1/Chassis/1/Sensors/TotalPower", "ReadingType": "Power",
             "Reading": bmc.watts * scale, "ReadingUnits": bmc.power_units, "PhysicalContext": "Chassis",
         }),
-        (Shape::Sensors, "/redfish/v1/Chassis/1/Sensors/TotalEnergy") => json!({
+        "/redfish/v1/Chassis/1/Sensors/TotalEnergy" => json!({
             "@odata.id": "/redfish/v1/Chassis/1/Sensors/TotalEnergy", "ReadingType": "EnergykWh",
             "Reading": bmc.energy_kwh, "ReadingUnits": "kW.h", "PhysicalContext": "Chassis",
         }),
         _ => return None,
-    };
-    Some(v)
+    })
 }

@@ -143,12 +143,45 @@ impl std::fmt::Display for Ts {
 
 fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let lines = write_node_counters(&mut w, sh)?
+        + write_node_gauges(&mut w, sh)?
+        + write_job_counters(&mut w, sh, jobs)?
+        + write_job_gauges(&mut w, sh, jobs)?;
+    if !sh.millis {
+        writeln!(w, "# EOF")?;
+    }
+    w.flush()?;
+    Ok(lines)
+}
+
+/// The labels of node `n`.
+fn node_labels(n: usize) -> String {
+    format!("cluster=\"big\",instance=\"node{n:03}:9977\",job=\"joulebook\"")
+}
+
+/// Every scrape of the period.
+fn scrapes(sh: &Shape) -> impl Iterator<Item = Ts> {
+    let (scrape, ms) = (sh.scrape, sh.millis);
+    (sh.start / scrape + 1..=sh.end / scrape).map(move |k| Ts(k * scrape, ms))
+}
+
+/// A job's series run from the first scrape after its start to two scrapes after its end.
+fn job_scrapes(sh: &Shape, j: &Job) -> impl Iterator<Item = Ts> {
+    let (scrape, ms) = (sh.scrape, sh.millis);
+    ((j.start / scrape + 1) * scrape..=(j.end / scrape + 2) * scrape)
+        .step_by(scrape as usize)
+        .map(move |t| Ts(t, ms))
+}
+
+/// Seconds job `j` has run at scrape `t`.
+fn elapsed(j: &Job, t: &Ts) -> f64 {
+    (t.0.min(j.end) - j.start) as f64
+}
+
+/// Node counters: a constant idle power plus the jobs'; the counters only need to be monotonic.
+fn write_node_counters(w: &mut impl Write, sh: &Shape) -> std::io::Result<u64> {
     let mut lines = 0u64;
-    let (scrape, start, end, ms) = (sh.scrape, sh.start, sh.end, sh.millis);
-    let node_l =
-        |n: usize| format!("cluster=\"big\",instance=\"node{n:03}:9977\",job=\"joulebook\"");
-    let scrapes = || (start / scrape + 1..=end / scrape).map(move |k| Ts(k * scrape, ms));
-    // Node counters: a constant idle power plus the jobs'; the counters only need to be monotonic.
+    let start = sh.start;
     for (m, share) in [(c::NODE_ENERGY, 1.0), (c::UNALLOCATED_ENERGY, 0.4)] {
         writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
         for n in 0..sh.nodes {
@@ -160,8 +193,8 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
                         c::Component::Gpu => 500.0,
                         c::Component::Other => 0.0,
                     };
-                let l = node_l(n);
-                for t in scrapes() {
+                let l = node_labels(n);
+                for t in scrapes(sh) {
                     writeln!(
                         w,
                         "{}{{{l},component=\"{comp}\"}} {} {t}",
@@ -173,8 +206,15 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
             }
         }
     }
+    Ok(lines)
+}
+
+/// The nodes' and their GPUs' gauges.
+fn write_node_gauges(w: &mut impl Write, sh: &Shape) -> std::io::Result<u64> {
+    let mut lines = 0u64;
     // The restart marker: the counters above started from zero at the data's start, as a fresh
     // exporter's would (no restart in the benchmark).
+    let start = sh.start;
     for (m, v) in [
         (c::NODE_PHYSICAL_CORES, 64.0),
         (c::NODE_CPU_TDP, 560.0),
@@ -183,8 +223,8 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
     ] {
         writeln!(w, "# TYPE {} gauge", m.name())?;
         for n in 0..sh.nodes {
-            let l = node_l(n);
-            for t in scrapes() {
+            let l = node_labels(n);
+            for t in scrapes(sh) {
                 writeln!(w, "{}{{{l}}} {v} {t}", m.name())?;
                 lines += 1;
             }
@@ -193,7 +233,7 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
     for (m, info) in [(c::GPU_INFO, true), (c::GPU_POWER_LIMIT, false)] {
         writeln!(w, "# TYPE {} gauge", m.name())?;
         for n in 0..sh.nodes {
-            let l = node_l(n);
+            let l = node_labels(n);
             for g in 0..GPUS {
                 let extra = if info {
                     format!(",index=\"{g}\",model=\"NVIDIA A100-SXM4-80GB\",pci_bus_id=\"0000:0{g}:00.0\"")
@@ -201,7 +241,7 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
                     String::new()
                 };
                 let v = if info { 1.0 } else { 400.0 };
-                for t in scrapes() {
+                for t in scrapes(sh) {
                     writeln!(
                         w,
                         "{}{{{l},gpu_uuid=\"GPU-{n:03}-{g}\"{extra}}} {v} {t}",
@@ -212,22 +252,21 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
             }
         }
     }
-    // Job series from the first scrape after the start to two scrapes after the end.
-    let job_scrapes = |j: &Job| {
-        ((j.start / scrape + 1) * scrape..=(j.end / scrape + 2) * scrape)
-            .step_by(scrape as usize)
-            .map(move |t| Ts(t, ms))
-    };
-    let elapsed = |j: &Job, t: &Ts| (t.0.min(j.end) - j.start) as f64;
+    Ok(lines)
+}
+
+/// The jobs' energy and seconds.
+fn write_job_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
+    let mut lines = 0u64;
     writeln!(
         w,
         "# TYPE {} counter",
         c::JOB_ENERGY.name().trim_end_matches("_total")
     )?;
     for j in jobs {
-        let l = node_l(j.node);
+        let l = node_labels(j.node);
         for (ci, comp) in c::Component::ALL.iter().enumerate() {
-            for t in job_scrapes(j) {
+            for t in job_scrapes(sh, j) {
                 writeln!(
                     w,
                     "{}{{{l},job_id=\"{}\",component=\"{comp}\"}} {} {t}",
@@ -246,9 +285,9 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
     ] {
         writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
         for j in jobs {
-            let l = node_l(j.node);
+            let l = node_labels(j.node);
             let r = [j.cpus, j.gpus as f64, 0.7 * j.cpus][rate];
-            for t in job_scrapes(j) {
+            for t in job_scrapes(sh, j) {
                 writeln!(
                     w,
                     "{}{{{l},job_id=\"{}\"}} {} {t}",
@@ -260,12 +299,18 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
             }
         }
     }
+    Ok(lines)
+}
+
+/// The jobs' info, allocations and GPUs.
+fn write_job_gauges(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
+    let mut lines = 0u64;
     writeln!(w, "# TYPE {} gauge", c::JOB_INFO.name())?;
     for j in jobs {
-        let l = node_l(j.node);
+        let l = node_labels(j.node);
         let user = (j.id * 7919) % USERS;
         let project = user % PROJECTS;
-        for t in job_scrapes(j) {
+        for t in job_scrapes(sh, j) {
             writeln!(w, "{}{{{l},job_id=\"{}\",scheduler=\"slurm\",user=\"user{user:03}\",account=\"proj{project:02}\",partition=\"gpu\",job_name=\"run-{}\"}} 1 {t}", c::JOB_INFO.name(), j.id, j.id % 97)?;
             lines += 1;
         }
@@ -277,9 +322,9 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
     ] {
         writeln!(w, "# TYPE {} gauge", m.name())?;
         for j in jobs {
-            let l = node_l(j.node);
+            let l = node_labels(j.node);
             let v = [j.cpus, j.gpus as f64, j.cpus * 4e9][k];
-            for t in job_scrapes(j) {
+            for t in job_scrapes(sh, j) {
                 writeln!(w, "{}{{{l},job_id=\"{}\"}} {v} {t}", m.name(), j.id)?;
                 lines += 1;
             }
@@ -287,9 +332,9 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
     }
     writeln!(w, "# TYPE {} gauge", c::JOB_GPU_INFO.name())?;
     for j in jobs {
-        let l = node_l(j.node);
+        let l = node_labels(j.node);
         for g in 0..j.gpus {
-            for t in job_scrapes(j) {
+            for t in job_scrapes(sh, j) {
                 writeln!(
                     w,
                     "{}{{{l},job_id=\"{}\",gpu_uuid=\"GPU-{:03}-{g}\"}} 1 {t}",
@@ -301,10 +346,6 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
             }
         }
     }
-    if !ms {
-        writeln!(w, "# EOF")?;
-    }
-    w.flush()?;
     Ok(lines)
 }
 

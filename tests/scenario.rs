@@ -366,43 +366,93 @@ fn generate_with(marker: bool) -> Scenario {
     let nodes = nodes();
     let jobs = jobs();
     let restarts = restarts();
-    // No BMC on this cluster: nothing measures `other`, and the exporter publishes no series of it
-    // (the reports say so rather than show 0 kWh).
-    let comps = &c::Component::ALL[..3];
-    // key → series
-    let mut series: BTreeMap<String, SeriesBuf> = BTreeMap::new();
-    let mut counters: BTreeMap<String, Counter> = BTreeMap::new();
-    let push = |series: &mut BTreeMap<String, SeriesBuf>,
-                name: String,
-                kind: &'static str,
-                family: String,
-                t: i64,
-                v: f64| {
-        let s = series.entry(name).or_insert_with(|| SeriesBuf {
-            kind,
-            family,
-            samples: vec![],
-        });
-        s.samples.push((t, v));
+    let mut sim = Sim {
+        marker,
+        // When each node's counters last started from zero: a resume keeps it.
+        counters_start: nodes.iter().map(|n| (n.name, T0 - 7 * D)).collect(),
+        ..Sim::default()
     };
-    let mut physical_oct = 0.0;
-    let mut max_node_power: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut lost = 0.0;
-    let mut down_until: BTreeMap<&str, i64> = BTreeMap::new();
-    // When each node's counters last started from zero: a resume keeps it.
-    let mut counters_start: BTreeMap<&str, i64> =
-        nodes.iter().map(|n| (n.name, T0 - 7 * D)).collect();
-
     let mut t = T0;
     while t <= T1 {
-        // 1. Restarts starting now.
-        for r in &restarts {
-            if t == r.at - r.at.rem_euclid(STEP) {
-                down_until.insert(r.node, r.at + r.down);
-                if !r.keep_state {
-                    counters_start.insert(r.node, r.at + r.down);
+        sim.restarts_at(t, &restarts);
+        for n in &nodes {
+            sim.energy_of_step(t, n, &jobs);
+        }
+        let tn = t + STEP;
+        sim.save_states(tn, &restarts);
+        if tn % SCRAPE == 0 {
+            for n in &nodes {
+                if sim.is_down(n.name, tn) {
+                    continue;
                 }
-                for (k, ctr) in counters.iter_mut() {
+                sim.scrape_counters(tn, n, &jobs);
+                sim.scrape_node_gauges(tn, n);
+                sim.scrape_job_gauges(tn, n, &jobs);
+            }
+        }
+        t = tn;
+    }
+    sim.scenario(&nodes, &jobs)
+}
+
+/// The key of gauge `m` of `node` with the `extra` labels.
+fn gauge(node: &str, m: &c::MetricDef, extra: &[(&str, &str)]) -> String {
+    format!("{}{{{}}}", m.name(), labels(node, extra))
+}
+
+/// No BMC on this cluster: nothing measures `other`, and the exporter publishes no series of it
+/// (the reports say so rather than show 0 kWh).
+fn measured() -> &'static [c::Component] {
+    &c::Component::ALL[..3]
+}
+
+fn push(
+    series: &mut BTreeMap<String, SeriesBuf>,
+    name: String,
+    kind: &'static str,
+    family: String,
+    t: i64,
+    v: f64,
+) {
+    let s = series.entry(name).or_insert_with(|| SeriesBuf {
+        kind,
+        family,
+        samples: vec![],
+    });
+    s.samples.push((t, v));
+}
+
+/// The simulated exporters of the cluster, a step at a time: their counters (key → state), the
+/// series they published, and the physical truth beside them.
+#[derive(Default)]
+struct Sim {
+    series: BTreeMap<String, SeriesBuf>,
+    counters: BTreeMap<String, Counter>,
+    physical_oct: f64,
+    max_node_power: BTreeMap<&'static str, f64>,
+    lost: f64,
+    down_until: BTreeMap<&'static str, i64>,
+    /// Whether the exporters publish the restart marker, and when each node's counters last
+    /// started from zero.
+    marker: bool,
+    counters_start: BTreeMap<&'static str, i64>,
+}
+
+impl Sim {
+    /// Whether `node`'s exporter is down at `t` (restarting).
+    fn is_down(&self, node: &str, t: i64) -> bool {
+        self.down_until.get(node).is_some_and(|u| t < *u)
+    }
+
+    /// Step 1: the restarts starting at `t`.
+    fn restarts_at(&mut self, t: i64, restarts: &[Restart]) {
+        for r in restarts {
+            if t == r.at - r.at.rem_euclid(STEP) {
+                self.down_until.insert(r.node, r.at + r.down);
+                if !r.keep_state {
+                    self.counters_start.insert(r.node, r.at + r.down);
+                }
+                for (k, ctr) in self.counters.iter_mut() {
                     if !k.contains(&format!("instance=\"{}\"", instance(r.node))) {
                         continue;
                     }
@@ -412,11 +462,11 @@ fn generate_with(marker: bool) -> Scenario {
                         let before = ctr.exported;
                         ctr.exported = ctr.saved;
                         if k.starts_with(&c::NODE_ENERGY.name()) {
-                            lost += before - ctr.saved;
+                            self.lost += before - ctr.saved;
                         }
                     } else {
                         if k.starts_with(&c::NODE_ENERGY.name()) {
-                            lost += ctr.exported - ctr.seg_end.unwrap_or(0.0);
+                            self.lost += ctr.exported - ctr.seg_end.unwrap_or(0.0);
                         }
                         ctr.close_segment();
                         ctr.exported = 0.0;
@@ -424,307 +474,339 @@ fn generate_with(marker: bool) -> Scenario {
                 }
             }
         }
-        // 2. Energy of this step.
-        for n in &nodes {
-            let down = down_until.get(n.name).is_some_and(|u| t < *u);
-            let running: Vec<&Job> = jobs
-                .iter()
-                .filter(|j| j.nodes.contains(&n.name) && t >= j.start && t < j.end)
-                .collect();
-            let used_cpus: f64 = running.iter().map(|j| j.cpus).sum();
-            let used_gpus: usize = running.iter().map(|j| j.gpus).sum();
-            let free = (1.0 - used_cpus / n.cores).max(0.0);
-            let mut node_p = [0.0; 4];
-            for (ci, _) in comps.iter().enumerate() {
-                let unalloc = if ci == 2 {
-                    n.idle[2] * (n.gpus.len() - used_gpus) as f64
-                } else {
-                    n.idle[ci] * free
-                };
-                node_p[ci] += unalloc;
-                let key = format!(
-                    "{}{{{}}}",
-                    c::UNALLOCATED_ENERGY.name(),
-                    labels(n.name, &[(c::labels::COMPONENT, comps[ci].as_str())])
-                );
-                if !down {
-                    counters.entry(key).or_default().exported += unalloc * STEP as f64;
-                }
+    }
+
+    /// Step 2: the energy of node `n` in the step starting at `t`, by component: the jobs' and the
+    /// unallocated idle power, counted by its exporter unless it is down.
+    fn energy_of_step(&mut self, t: i64, n: &Node, jobs: &[Job]) {
+        let comps = measured();
+        let down = self.is_down(n.name, t);
+        let running: Vec<&Job> = jobs
+            .iter()
+            .filter(|j| j.nodes.contains(&n.name) && t >= j.start && t < j.end)
+            .collect();
+        let used_cpus: f64 = running.iter().map(|j| j.cpus).sum();
+        let used_gpus: usize = running.iter().map(|j| j.gpus).sum();
+        let free = (1.0 - used_cpus / n.cores).max(0.0);
+        let mut node_p = [0.0; 4];
+        for (ci, _) in comps.iter().enumerate() {
+            let unalloc = if ci == 2 {
+                n.idle[2] * (n.gpus.len() - used_gpus) as f64
+            } else {
+                n.idle[ci] * free
+            };
+            node_p[ci] += unalloc;
+            let key = format!(
+                "{}{{{}}}",
+                c::UNALLOCATED_ENERGY.name(),
+                labels(n.name, &[(c::labels::COMPONENT, comps[ci].as_str())])
+            );
+            if !down {
+                self.counters.entry(key).or_default().exported += unalloc * STEP as f64;
             }
-            for j in &running {
-                let idle_share = j.cpus / n.cores;
-                for (ci, comp) in comps.iter().enumerate() {
-                    let p = j.power[ci]
-                        + if ci == 2 {
-                            n.idle[2] * j.gpus as f64
-                        } else {
-                            n.idle[ci] * idle_share
-                        };
-                    node_p[ci] += p;
-                    let key = format!(
-                        "{}{{{}}}",
-                        c::JOB_ENERGY.name(),
-                        labels(
-                            n.name,
-                            &[
-                                (c::labels::JOB_ID, j.id),
-                                (c::labels::COMPONENT, comp.as_str())
-                            ]
-                        )
-                    );
-                    if !down {
-                        counters.entry(key).or_default().exported += p * STEP as f64;
-                    }
-                }
-                for (m, rate) in [
-                    (c::JOB_CORE_SECONDS, j.cpus),
-                    (c::JOB_GPU_SECONDS, j.gpus as f64),
-                    (c::JOB_CPU_SECONDS, j.cpus * 0.8),
-                ] {
-                    let key = format!(
-                        "{}{{{}}}",
-                        m.name(),
-                        labels(n.name, &[(c::labels::JOB_ID, j.id)])
-                    );
-                    if !down {
-                        counters.entry(key).or_default().exported += rate * STEP as f64;
-                    }
-                }
-            }
-            let total: f64 = node_p.iter().sum();
-            let mp = max_node_power.entry(n.name).or_default();
-            *mp = mp.max(total);
-            if (OCT_START..OCT_END).contains(&t) {
-                physical_oct += total * STEP as f64;
-            }
+        }
+        for j in &running {
+            let idle_share = j.cpus / n.cores;
             for (ci, comp) in comps.iter().enumerate() {
+                let p = j.power[ci]
+                    + if ci == 2 {
+                        n.idle[2] * j.gpus as f64
+                    } else {
+                        n.idle[ci] * idle_share
+                    };
+                node_p[ci] += p;
                 let key = format!(
                     "{}{{{}}}",
-                    c::NODE_ENERGY.name(),
-                    labels(n.name, &[(c::labels::COMPONENT, comp.as_str())])
+                    c::JOB_ENERGY.name(),
+                    labels(
+                        n.name,
+                        &[
+                            (c::labels::JOB_ID, j.id),
+                            (c::labels::COMPONENT, comp.as_str())
+                        ]
+                    )
                 );
-                let ctr = counters.entry(key).or_default();
                 if !down {
-                    ctr.exported += node_p[ci] * STEP as f64;
-                } else if (OCT_START..OCT_END).contains(&t) {
-                    lost += node_p[ci] * STEP as f64;
+                    self.counters.entry(key).or_default().exported += p * STEP as f64;
+                }
+            }
+            for (m, rate) in [
+                (c::JOB_CORE_SECONDS, j.cpus),
+                (c::JOB_GPU_SECONDS, j.gpus as f64),
+                (c::JOB_CPU_SECONDS, j.cpus * 0.8),
+            ] {
+                let key = format!(
+                    "{}{{{}}}",
+                    m.name(),
+                    labels(n.name, &[(c::labels::JOB_ID, j.id)])
+                );
+                if !down {
+                    self.counters.entry(key).or_default().exported += rate * STEP as f64;
                 }
             }
         }
-        let tn = t + STEP;
-        // 3. State saves: every counter's saved value trails by the save lag of the next restart.
-        for r in &restarts {
+        let total: f64 = node_p.iter().sum();
+        let mp = self.max_node_power.entry(n.name).or_default();
+        *mp = mp.max(total);
+        if (OCT_START..OCT_END).contains(&t) {
+            self.physical_oct += total * STEP as f64;
+        }
+        for (ci, comp) in comps.iter().enumerate() {
+            let key = format!(
+                "{}{{{}}}",
+                c::NODE_ENERGY.name(),
+                labels(n.name, &[(c::labels::COMPONENT, comp.as_str())])
+            );
+            let ctr = self.counters.entry(key).or_default();
+            if !down {
+                ctr.exported += node_p[ci] * STEP as f64;
+            } else if (OCT_START..OCT_END).contains(&t) {
+                self.lost += node_p[ci] * STEP as f64;
+            }
+        }
+    }
+
+    /// Step 3, state saves: each counter's saved value trails by the next restart's save lag.
+    fn save_states(&mut self, tn: i64, restarts: &[Restart]) {
+        for r in restarts {
             if r.keep_state && tn == (r.at - r.save_lag).div_euclid(STEP) * STEP {
-                for (k, ctr) in counters.iter_mut() {
+                for (k, ctr) in self.counters.iter_mut() {
                     if k.contains(&format!("instance=\"{}\"", instance(r.node))) {
                         ctr.saved = ctr.exported;
                     }
                 }
             }
         }
-        // 4. Scrape.
-        if tn % SCRAPE == 0 {
-            let ts = tn;
-            for n in &nodes {
-                if down_until.get(n.name).is_some_and(|u| ts < *u) {
+    }
+
+    /// Step 4, a scrape: node `n`'s counters at `ts`.
+    fn scrape_counters(&mut self, ts: i64, n: &Node, jobs: &[Job]) {
+        let inst = format!("instance=\"{}\"", instance(n.name));
+        for (k, ctr) in self.counters.iter_mut() {
+            if !k.contains(&inst) {
+                continue;
+            }
+            // A job's series exists from its start to a grace period after its end.
+            if let Some(j) = jobs
+                .iter()
+                .find(|j| k.contains(&format!("job_id=\"{}\"", j.id)))
+            {
+                if ts <= j.start || ts > j.end + GRACE_SCRAPES * SCRAPE {
                     continue;
                 }
-                let inst = format!("instance=\"{}\"", instance(n.name));
-                for (k, ctr) in counters.iter_mut() {
-                    if !k.contains(&inst) {
-                        continue;
-                    }
-                    // A job's series exists from its start to a grace period after its end.
-                    if let Some(j) = jobs
-                        .iter()
-                        .find(|j| k.contains(&format!("job_id=\"{}\"", j.id)))
-                    {
-                        if ts <= j.start || ts > j.end + GRACE_SCRAPES * SCRAPE {
-                            continue;
-                        }
-                    }
-                    ctr.scraped(ts);
-                    let family = k
-                        .split('{')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_end_matches("_total")
-                        .to_string();
-                    push(&mut series, k.clone(), "counter", family, ts, ctr.exported);
-                }
-                let g = |m: &c::MetricDef, extra: &[(&str, &str)]| {
-                    format!("{}{{{}}}", m.name(), labels(n.name, extra))
-                };
-                if marker {
-                    let m = c::COUNTERS_START_TIME;
-                    let v = counters_start.get(n.name).copied().unwrap_or(T0) as f64;
-                    push(&mut series, g(&m, &[]), "gauge", m.name(), ts, v);
-                }
-                for (m, v) in [
-                    (c::NODE_PHYSICAL_CORES, n.cores),
-                    (c::NODE_CPU_TDP, n.tdp),
-                    (c::NODE_MEMORY, n.memory),
-                ] {
-                    push(&mut series, g(&m, &[]), "gauge", m.name(), ts, v);
-                }
-                for (i, (uuid, model, limit)) in n.gpus.iter().enumerate() {
-                    let idx = i.to_string();
+            }
+            ctr.scraped(ts);
+            let family = k
+                .split('{')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches("_total")
+                .to_string();
+            push(
+                &mut self.series,
+                k.clone(),
+                "counter",
+                family,
+                ts,
+                ctr.exported,
+            );
+        }
+    }
+
+    /// Node `n`'s gauges: its hardware and GPUs.
+    fn scrape_node_gauges(&mut self, ts: i64, n: &Node) {
+        if self.marker {
+            let m = c::COUNTERS_START_TIME;
+            let v = self.counters_start.get(n.name).copied().unwrap_or(T0) as f64;
+            push(
+                &mut self.series,
+                gauge(n.name, &m, &[]),
+                "gauge",
+                m.name(),
+                ts,
+                v,
+            );
+        }
+        for (m, v) in [
+            (c::NODE_PHYSICAL_CORES, n.cores),
+            (c::NODE_CPU_TDP, n.tdp),
+            (c::NODE_MEMORY, n.memory),
+        ] {
+            push(
+                &mut self.series,
+                gauge(n.name, &m, &[]),
+                "gauge",
+                m.name(),
+                ts,
+                v,
+            );
+        }
+        for (i, (uuid, model, limit)) in n.gpus.iter().enumerate() {
+            let idx = i.to_string();
+            push(
+                &mut self.series,
+                gauge(
+                    n.name,
+                    &c::GPU_INFO,
+                    &[
+                        (c::labels::GPU_UUID, uuid),
+                        (c::labels::INDEX, &idx),
+                        (c::labels::MODEL, model),
+                        (c::labels::PCI_BUS_ID, "0000:00:00.0"),
+                    ],
+                ),
+                "gauge",
+                c::GPU_INFO.name(),
+                ts,
+                1.0,
+            );
+            push(
+                &mut self.series,
+                gauge(n.name, &c::GPU_POWER_LIMIT, &[(c::labels::GPU_UUID, uuid)]),
+                "gauge",
+                c::GPU_POWER_LIMIT.name(),
+                ts,
+                *limit,
+            );
+        }
+    }
+
+    /// The gauges of the jobs on node `n` (from their start to the grace period after their end):
+    /// info, allocation, GPUs.
+    fn scrape_job_gauges(&mut self, ts: i64, n: &Node, jobs: &[Job]) {
+        let mut gpu_next = 0;
+        for j in jobs.iter().filter(|j| j.nodes.contains(&n.name)) {
+            if ts <= j.start || ts > j.end + GRACE_SCRAPES * SCRAPE {
+                continue;
+            }
+            let id = [(c::labels::JOB_ID, j.id)];
+            push(
+                &mut self.series,
+                gauge(
+                    n.name,
+                    &c::JOB_INFO,
+                    &[
+                        (c::labels::JOB_ID, j.id),
+                        (c::labels::SCHEDULER, "slurm"),
+                        (c::labels::USER, j.user),
+                        (c::labels::ACCOUNT, j.account),
+                        (c::labels::PARTITION, "gpu"),
+                        (c::labels::JOB_NAME, j.name),
+                    ],
+                ),
+                "gauge",
+                c::JOB_INFO.name(),
+                ts,
+                1.0,
+            );
+            push(
+                &mut self.series,
+                gauge(n.name, &c::JOB_ALLOCATED_CPUS, &id),
+                "gauge",
+                c::JOB_ALLOCATED_CPUS.name(),
+                ts,
+                j.cpus,
+            );
+            push(
+                &mut self.series,
+                gauge(n.name, &c::JOB_ALLOCATED_GPUS, &id),
+                "gauge",
+                c::JOB_ALLOCATED_GPUS.name(),
+                ts,
+                j.gpus as f64,
+            );
+            push(
+                &mut self.series,
+                gauge(n.name, &c::JOB_ALLOCATED_MEMORY, &id),
+                "gauge",
+                c::JOB_ALLOCATED_MEMORY.name(),
+                ts,
+                j.mem,
+            );
+            for k in 0..j.gpus {
+                if let Some((uuid, _, _)) = n.gpus.get(gpu_next + k) {
                     push(
-                        &mut series,
-                        g(
-                            &c::GPU_INFO,
-                            &[
-                                (c::labels::GPU_UUID, uuid),
-                                (c::labels::INDEX, &idx),
-                                (c::labels::MODEL, model),
-                                (c::labels::PCI_BUS_ID, "0000:00:00.0"),
-                            ],
+                        &mut self.series,
+                        gauge(
+                            n.name,
+                            &c::JOB_GPU_INFO,
+                            &[(c::labels::JOB_ID, j.id), (c::labels::GPU_UUID, uuid)],
                         ),
                         "gauge",
-                        c::GPU_INFO.name(),
+                        c::JOB_GPU_INFO.name(),
                         ts,
                         1.0,
                     );
-                    push(
-                        &mut series,
-                        g(&c::GPU_POWER_LIMIT, &[(c::labels::GPU_UUID, uuid)]),
-                        "gauge",
-                        c::GPU_POWER_LIMIT.name(),
-                        ts,
-                        *limit,
-                    );
-                }
-                let mut gpu_next = 0;
-                for j in jobs.iter().filter(|j| j.nodes.contains(&n.name)) {
-                    if ts <= j.start || ts > j.end + GRACE_SCRAPES * SCRAPE {
-                        continue;
-                    }
-                    let id = [(c::labels::JOB_ID, j.id)];
-                    push(
-                        &mut series,
-                        g(
-                            &c::JOB_INFO,
-                            &[
-                                (c::labels::JOB_ID, j.id),
-                                (c::labels::SCHEDULER, "slurm"),
-                                (c::labels::USER, j.user),
-                                (c::labels::ACCOUNT, j.account),
-                                (c::labels::PARTITION, "gpu"),
-                                (c::labels::JOB_NAME, j.name),
-                            ],
-                        ),
-                        "gauge",
-                        c::JOB_INFO.name(),
-                        ts,
-                        1.0,
-                    );
-                    push(
-                        &mut series,
-                        g(&c::JOB_ALLOCATED_CPUS, &id),
-                        "gauge",
-                        c::JOB_ALLOCATED_CPUS.name(),
-                        ts,
-                        j.cpus,
-                    );
-                    push(
-                        &mut series,
-                        g(&c::JOB_ALLOCATED_GPUS, &id),
-                        "gauge",
-                        c::JOB_ALLOCATED_GPUS.name(),
-                        ts,
-                        j.gpus as f64,
-                    );
-                    push(
-                        &mut series,
-                        g(&c::JOB_ALLOCATED_MEMORY, &id),
-                        "gauge",
-                        c::JOB_ALLOCATED_MEMORY.name(),
-                        ts,
-                        j.mem,
-                    );
-                    for k in 0..j.gpus {
-                        if let Some((uuid, _, _)) = n.gpus.get(gpu_next + k) {
-                            push(
-                                &mut series,
-                                g(
-                                    &c::JOB_GPU_INFO,
-                                    &[(c::labels::JOB_ID, j.id), (c::labels::GPU_UUID, uuid)],
-                                ),
-                                "gauge",
-                                c::JOB_GPU_INFO.name(),
-                                ts,
-                                1.0,
-                            );
-                        }
-                    }
-                    if ts <= j.end {
-                        gpu_next += j.gpus;
-                    }
                 }
             }
+            if ts <= j.end {
+                gpu_next += j.gpus;
+            }
         }
-        t = tn;
     }
 
-    // Ground truth per job and for the nodes.
-    let mut job_energy_oct = BTreeMap::new();
-    let mut job_core_seconds_oct = BTreeMap::new();
-    let mut node_energy_oct = 0.0;
-    let mut node_energy_oct_by_node = BTreeMap::new();
-    for (k, ctr) in &counters {
-        let v = ctr.oct();
-        if k.starts_with(&c::NODE_ENERGY.name()) {
-            node_energy_oct += v;
-            for n in &nodes {
-                if k.contains(&format!("instance=\"{}\"", instance(n.name))) {
-                    *node_energy_oct_by_node
-                        .entry(n.name.to_string())
-                        .or_insert(0.0) += v;
+    /// The ground truth and the exposition text.
+    fn scenario(&self, nodes: &[Node], jobs: &[Job]) -> Scenario {
+        // Ground truth per job and for the nodes.
+        let mut job_energy_oct = BTreeMap::new();
+        let mut job_core_seconds_oct = BTreeMap::new();
+        let mut node_energy_oct = 0.0;
+        let mut node_energy_oct_by_node = BTreeMap::new();
+        for (k, ctr) in &self.counters {
+            let v = ctr.oct();
+            if k.starts_with(&c::NODE_ENERGY.name()) {
+                node_energy_oct += v;
+                for n in nodes {
+                    if k.contains(&format!("instance=\"{}\"", instance(n.name))) {
+                        *node_energy_oct_by_node
+                            .entry(n.name.to_string())
+                            .or_insert(0.0) += v;
+                    }
+                }
+            }
+            if let Some(j) = jobs
+                .iter()
+                .find(|j| k.contains(&format!("job_id=\"{}\"", j.id)))
+            {
+                if k.starts_with(&c::JOB_ENERGY.name()) {
+                    *job_energy_oct.entry(j.id.to_string()).or_insert(0.0) += v;
+                } else if k.starts_with(&c::JOB_CORE_SECONDS.name()) {
+                    *job_core_seconds_oct.entry(j.id.to_string()).or_insert(0.0) += v;
                 }
             }
         }
-        if let Some(j) = jobs
-            .iter()
-            .find(|j| k.contains(&format!("job_id=\"{}\"", j.id)))
-        {
-            if k.starts_with(&c::JOB_ENERGY.name()) {
-                *job_energy_oct.entry(j.id.to_string()).or_insert(0.0) += v;
-            } else if k.starts_with(&c::JOB_CORE_SECONDS.name()) {
-                *job_core_seconds_oct.entry(j.id.to_string()).or_insert(0.0) += v;
+        let bound = self
+            .max_node_power
+            .values()
+            .map(|p| 2.0 * p * SCRAPE as f64)
+            .sum::<f64>()
+            + self.lost;
+        // Exposition, grouped by family.
+        let mut by_family: BTreeMap<&str, Vec<(&String, &SeriesBuf)>> = BTreeMap::new();
+        for (k, s) in &self.series {
+            by_family.entry(s.family.as_str()).or_default().push((k, s));
+        }
+        let mut om = String::new();
+        let mut pt = String::new();
+        for (fam, list) in by_family {
+            let _ = writeln!(om, "# TYPE {fam} {}", list[0].1.kind);
+            for (k, s) in list {
+                for (ts, v) in &s.samples {
+                    let _ = writeln!(om, "{k} {v} {ts}");
+                    let _ = writeln!(pt, "{k} {v} {}", ts * 1000);
+                }
             }
         }
-    }
-    let bound = max_node_power
-        .values()
-        .map(|p| 2.0 * p * SCRAPE as f64)
-        .sum::<f64>()
-        + lost;
-
-    // Exposition, grouped by family.
-    let mut by_family: BTreeMap<&str, Vec<(&String, &SeriesBuf)>> = BTreeMap::new();
-    for (k, s) in &series {
-        by_family.entry(s.family.as_str()).or_default().push((k, s));
-    }
-    let mut om = String::new();
-    let mut pt = String::new();
-    for (fam, list) in by_family {
-        let _ = writeln!(om, "# TYPE {fam} {}", list[0].1.kind);
-        for (k, s) in list {
-            for (ts, v) in &s.samples {
-                let _ = writeln!(om, "{k} {v} {ts}");
-                let _ = writeln!(pt, "{k} {v} {}", ts * 1000);
-            }
+        om.push_str("# EOF\n");
+        Scenario {
+            openmetrics: om,
+            prom_text_ms: pt,
+            job_energy_oct,
+            job_core_seconds_oct,
+            node_energy_oct,
+            node_energy_oct_by_node,
+            node_energy_physical_oct: self.physical_oct,
+            node_energy_bound: bound,
         }
-    }
-    om.push_str("# EOF\n");
-    Scenario {
-        openmetrics: om,
-        prom_text_ms: pt,
-        job_energy_oct,
-        job_core_seconds_oct,
-        node_energy_oct,
-        node_energy_oct_by_node,
-        node_energy_physical_oct: physical_oct,
-        node_energy_bound: bound,
     }
 }

@@ -220,16 +220,23 @@ fn tls_and_basic_auth() {
     assert_eq!(again.status, Some(200), "{again:?}");
     assert!(t.elapsed() < first + Duration::from_secs(2));
 
-    // Wrong password, unknown user, no credentials, another scheme: 401 with the challenge.
+    refused_without_the_right_credentials(&e, &ca, &metrics);
+    served_over_tls_only(&e, &ca, &right, &metrics);
+    reload_keeps_or_replaces_the_settings(&e, &web, &ca, &right, &metrics);
+}
+
+/// Wrong password, unknown user, no credentials, another scheme: 401 with the challenge, one
+/// throttled log line without the password; the landing page closed, /healthz open.
+fn refused_without_the_right_credentials(e: &Exporter, ca: &str, metrics: &str) {
     for (what, args) in [
         ("wrong password", vec!["-u", "prometheus:n0t-the-password"]),
         ("unknown user", vec!["-u", "mallory:wrong"]),
         ("no credentials", vec![]),
         ("bearer token", vec!["-H", "Authorization: Bearer abc"]),
     ] {
-        let mut a = vec!["--cacert", ca.as_str()];
+        let mut a = vec!["--cacert", ca];
         a.extend(args);
-        a.push(&metrics);
+        a.push(metrics);
         let c = curl(&a);
         assert_eq!(c.status, Some(401), "{what}: {c:?}");
         assert!(
@@ -253,23 +260,23 @@ fn tls_and_basic_auth() {
         "{log}"
     );
     // The landing page needs credentials too (it names the host and the files read).
-    let c = curl(&["--cacert", &ca, &https(&e, "/")]);
+    let c = curl(&["--cacert", ca, &https(e, "/")]);
     assert_eq!(c.status, Some(401), "{c:?}");
     // /healthz is open: load balancers and liveness probes rarely speak basic auth.
-    let c = curl(&["--cacert", &ca, &https(&e, "/healthz")]);
+    let c = curl(&["--cacert", ca, &https(e, "/healthz")]);
     assert_eq!(c.status, Some(200), "{c:?}");
+}
 
+/// Only TLS with the CA made here: curl without it refuses the certificate; plain HTTP on the
+/// port gets Go's 400 and never metrics, over curl or a raw socket.
+fn served_over_tls_only(e: &Exporter, ca: &str, right: &str, metrics: &str) {
     // Without our CA, curl refuses the certificate: it really is the one we made.
-    let c = curl(&["-u", &right, &metrics]);
+    let c = curl(&["-u", right, metrics]);
     assert_ne!(c.exit, 0, "{c:?}");
     assert_refused(&c, "unknown CA");
 
     // Plain HTTP on the TLS port: Go's 400, never metrics in clear.
-    let c = curl(&[
-        "-u",
-        &right,
-        &format!("http://127.0.0.1:{}/metrics", e.port),
-    ]);
+    let c = curl(&["-u", right, &format!("http://127.0.0.1:{}/metrics", e.port)]);
     assert_eq!(c.status, Some(400), "{c:?}");
     assert!(c.body.contains("HTTPS"), "{c:?}");
     assert_refused(&c, "plain HTTP");
@@ -282,26 +289,34 @@ fn tls_and_basic_auth() {
     let _ = s.read_to_end(&mut got);
     let got = String::from_utf8_lossy(&got);
     assert!(!got.contains("joulebook_"), "{got}");
-    let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+    let ok = curl(&["--cacert", ca, "-u", right, metrics]);
     assert_eq!(ok.status, Some(200), "{ok:?}");
     assert!(e.log_text().contains("TLS"), "{}", e.log_text());
+}
 
-    // Reload: a broken file keeps the previous settings (and says so), a good one is picked up
-    // within a few seconds, as exporter-toolkit picks up changes. Files are checked when a
-    // connection arrives, so the loops connect.
-    std::fs::write(&web, "basic_auth_users:\n  grafana: not-a-hash\n").expect("rewrite");
+/// Reload: a broken file keeps the previous settings (and says so), a good one is picked up
+/// within a few seconds, as exporter-toolkit picks up changes. Files are checked when a
+/// connection arrives, so the loops connect.
+fn reload_keeps_or_replaces_the_settings(
+    e: &Exporter,
+    web: &Path,
+    ca: &str,
+    right: &str,
+    metrics: &str,
+) {
+    std::fs::write(web, "basic_auth_users:\n  grafana: not-a-hash\n").expect("rewrite");
     let t = Instant::now();
     while !e.log_text().contains("keeping the previous web settings") {
         assert!(t.elapsed() < Duration::from_secs(10), "{}", e.log_text());
-        let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+        let ok = curl(&["--cacert", ca, "-u", right, metrics]);
         assert_eq!(ok.status, Some(200), "the previous settings stay: {ok:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ok = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+    let ok = curl(&["--cacert", ca, "-u", right, metrics]);
     assert_eq!(ok.status, Some(200), "the previous settings stay: {ok:?}");
     let hash2 = bcrypt::hash("another password", 4).expect("bcrypt hash");
     std::fs::write(
-        &web,
+        web,
         format!(
             "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n\
              basic_auth_users:\n  grafana: \"{hash2}\"\n"
@@ -310,7 +325,7 @@ fn tls_and_basic_auth() {
     .expect("rewrite");
     let t = Instant::now();
     loop {
-        let c = curl(&["--cacert", &ca, "-u", "grafana:another password", &metrics]);
+        let c = curl(&["--cacert", ca, "-u", "grafana:another password", metrics]);
         if c.status == Some(200) {
             break;
         }
@@ -321,7 +336,7 @@ fn tls_and_basic_auth() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let old = curl(&["--cacert", &ca, "-u", &right, &metrics]);
+    let old = curl(&["--cacert", ca, "-u", right, metrics]);
     assert_eq!(old.status, Some(401), "a removed user: {old:?}");
 }
 
@@ -606,32 +621,7 @@ fn many_and_slow_connections_do_not_starve_scrapes_or_sampling() {
     let rss_before = vm_rss_kb(pid);
     let (s0, t0) = (samples_total(&e), Instant::now());
 
-    // 200 connections: 150 slowloris, 30 silent, 20 that send a request and never read.
-    let mut slow = Vec::new();
-    let mut silent = Vec::new();
-    let mut deaf = Vec::new();
-    for i in 0..200 {
-        // Beyond the 64 slots and the kernel's backlog of 128, a connect waits for the server to
-        // drain the backlog (the kernel retries the SYN after 1 s, then 3 s).
-        let s = match TcpStream::connect_timeout(&addr, Duration::from_secs(8)) {
-            Ok(s) => s,
-            Err(err) => panic!("connection {i}: {err}"),
-        };
-        s.set_write_timeout(Some(Duration::from_millis(200))).ok();
-        match i % 10 {
-            0 => {
-                let mut s = s;
-                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-                deaf.push(s);
-            }
-            1 | 2 => silent.push(s),
-            _ => {
-                let mut s = s;
-                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n");
-                slow.push(s);
-            }
-        }
-    }
+    let (mut slow, silent, deaf) = hostile_connections(addr);
     // Trickle one header byte per connection every 200 ms while a normal client scrapes.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -702,8 +692,50 @@ fn many_and_slow_connections_do_not_starve_scrapes_or_sampling() {
         t0.elapsed()
     );
 
-    // A lone slowloris connection, with no pressure to evict it, is cut by the header timeout
-    // (10 s), not left open.
+    lone_slowloris_is_cut_by_the_header_timeout(addr);
+    let (status, _, _) = timed_scrape(e.port, Duration::from_secs(5));
+    assert_eq!(status, 200);
+    assert!(
+        test_start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        test_start.elapsed()
+    );
+}
+
+/// 200 connections: 150 slowloris (a request line, then nothing yet), 30 silent, 20 that send a
+/// request and never read; returned as (slow, silent, deaf).
+fn hostile_connections(addr: SocketAddr) -> (Vec<TcpStream>, Vec<TcpStream>, Vec<TcpStream>) {
+    let mut slow = Vec::new();
+    let mut silent = Vec::new();
+    let mut deaf = Vec::new();
+    for i in 0..200 {
+        // Beyond the 64 slots and the kernel's backlog of 128, a connect waits for the server to
+        // drain the backlog (the kernel retries the SYN after 1 s, then 3 s).
+        let s = match TcpStream::connect_timeout(&addr, Duration::from_secs(8)) {
+            Ok(s) => s,
+            Err(err) => panic!("connection {i}: {err}"),
+        };
+        s.set_write_timeout(Some(Duration::from_millis(200))).ok();
+        match i % 10 {
+            0 => {
+                let mut s = s;
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                deaf.push(s);
+            }
+            1 | 2 => silent.push(s),
+            _ => {
+                let mut s = s;
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n");
+                slow.push(s);
+            }
+        }
+    }
+    (slow, silent, deaf)
+}
+
+/// A lone slowloris connection, with no pressure to evict it, is cut by the header timeout
+/// (10 s), not left open.
+fn lone_slowloris_is_cut_by_the_header_timeout(addr: SocketAddr) {
     let mut lone = TcpStream::connect(addr).expect("connect");
     lone.set_write_timeout(Some(Duration::from_millis(500)))
         .ok();
@@ -722,13 +754,6 @@ fn many_and_slow_connections_do_not_starve_scrapes_or_sampling() {
     assert!(
         closed_after >= Duration::from_secs(9),
         "closed too early: {closed_after:?}"
-    );
-    let (status, _, _) = timed_scrape(e.port, Duration::from_secs(5));
-    assert_eq!(status, 200);
-    assert!(
-        test_start.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        test_start.elapsed()
     );
 }
 

@@ -575,6 +575,11 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A validation failure: the dotted key and what is wrong.
+fn bad(key: &str, why: String) -> Result<(), (String, String)> {
+    Err((key.to_string(), why))
+}
+
 impl Config {
     /// Reads and validates a YAML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -597,9 +602,21 @@ impl Config {
         serde_saphyr::from_str(text).map_err(|e| ConfigError(e.to_string()))
     }
 
-    /// Checks values; returns the dotted key and what is wrong.
+    /// Checks values; returns the dotted key and what is wrong (the first problem, in the order
+    /// of the sections).
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |k: &str, m: String| Err((k.to_string(), m));
+        self.validate_sampling_and_web()?;
+        self.validate_sources()?;
+        self.validate_state_and_jobs()?;
+        self.sources.bmc.validate()?;
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return bad("log.level", format!("{:?}: {e}", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The sampling intervals and the web server's address and cache.
+    fn validate_sampling_and_web(&self) -> Result<(), (String, String)> {
         let i = self.sample_interval.0;
         if !(0.05..=60.0).contains(&i) {
             return bad(
@@ -630,6 +647,11 @@ impl Config {
                 format!("{ttl} s is outside 1s..24h (default 5m)"),
             );
         }
+        Ok(())
+    }
+
+    /// The sources' bounds, the hwmon sensors and the estimate.
+    fn validate_sources(&self) -> Result<(), (String, String)> {
         let positive = [
             (
                 "sources.rapl.max_zone_watts",
@@ -657,6 +679,28 @@ impl Config {
                 return bad(k, format!("{v} must be a non-negative number"));
             }
         }
+        self.validate_hwmon_sensors()?;
+        if let Some(t) = self.sources.estimate.cpu_tdp_watts {
+            if !(t.is_finite() && t > 0.0) {
+                return bad(
+                    "sources.estimate.cpu_tdp_watts",
+                    format!("{t} must be a positive number of watts"),
+                );
+            }
+        }
+        let f = self.sources.estimate.idle_fraction;
+        if !(0.0..=1.0).contains(&f) {
+            return bad(
+                "sources.estimate.idle_fraction",
+                format!("{f} must be between 0 and 1"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Each hwmon sensor valid and named once; one whole-node meter at most (a sensor of role
+    /// node, or the BMC).
+    fn validate_hwmon_sensors(&self) -> Result<(), (String, String)> {
         let sensors = &self.sources.hwmon.sensors;
         for (i, s) in sensors.iter().enumerate() {
             if let Err((key, why)) = crate::sources::hwmon_sensors::check(s) {
@@ -692,21 +736,11 @@ impl Config {
                 );
             }
         }
-        if let Some(t) = self.sources.estimate.cpu_tdp_watts {
-            if !(t.is_finite() && t > 0.0) {
-                return bad(
-                    "sources.estimate.cpu_tdp_watts",
-                    format!("{t} must be a positive number of watts"),
-                );
-            }
-        }
-        let f = self.sources.estimate.idle_fraction;
-        if !(0.0..=1.0).contains(&f) {
-            return bad(
-                "sources.estimate.idle_fraction",
-                format!("{f} must be between 0 and 1"),
-            );
-        }
+        Ok(())
+    }
+
+    /// State saving and per-job accounting.
+    fn validate_state_and_jobs(&self) -> Result<(), (String, String)> {
         let si = self.state.save_interval.0;
         if !(0.05..=3600.0).contains(&si) {
             return bad(
@@ -737,10 +771,6 @@ impl Config {
                  recovered by hashing candidate names"
                     .into(),
             );
-        }
-        self.sources.bmc.validate()?;
-        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
-            return bad("log.level", format!("{:?}: {e}", self.log.level));
         }
         Ok(())
     }

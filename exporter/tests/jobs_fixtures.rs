@@ -9,8 +9,8 @@ use joulebook_exporter::jobs::{
     CgroupMode, GpuMappingSource, GpuRef, Job, JobDiscovery, JobsOptions, MetadataSource,
     ScanResult, Scheduler,
 };
-use joulebook_tests::copy_tree;
-use std::path::{Path, PathBuf};
+use joulebook_tests::{cgroup_fixture, copy_tree, environ, write_file};
+use std::path::Path;
 
 const G0: &str = "GPU-00000000-0000-0000-0000-000000000000";
 const G1: &str = "GPU-11111111-1111-1111-1111-111111111111";
@@ -29,17 +29,13 @@ fn inventory() -> Vec<GpuRef> {
         .collect()
 }
 
-fn fixture(name: &str) -> PathBuf {
-    joulebook_tests::fixture("cgroup").join(name)
-}
-
 fn scan_with(opts: JobsOptions, gpu_pids: &[(&str, u32)]) -> ScanResult {
     let pids: Vec<(String, u32)> = gpu_pids.iter().map(|(u, p)| (u.to_string(), *p)).collect();
     JobDiscovery::new(opts).scan(&inventory(), &pids)
 }
 
 fn scan(name: &str) -> ScanResult {
-    scan_with(JobsOptions::under_root(&fixture(name)), &[])
+    scan_with(JobsOptions::under_root(&cgroup_fixture(name)), &[])
 }
 
 /// Problems with the fixture root replaced by `ROOT`, so they can be compared exactly.
@@ -85,21 +81,8 @@ fn ids(r: &ScanResult) -> Vec<&str> {
 /// Copies a fixture into a temporary folder, keeping symlinks as symlinks.
 fn copy_fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&fixture(name), dir.path());
+    copy_tree(&cgroup_fixture(name), dir.path());
     dir
-}
-
-fn write(path: &Path, content: &[u8]) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, content).expect("write");
-}
-
-fn environ(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (k, val) in pairs {
-        v.extend_from_slice(format!("{k}={val}\0").as_bytes());
-    }
-    v
 }
 
 #[test]
@@ -118,7 +101,7 @@ fn each_fixture_has_the_expected_cgroup_mode() {
         ("hostile", CgroupMode::V1),
         ("garbage", CgroupMode::V1),
     ] {
-        let d = JobDiscovery::new(JobsOptions::under_root(&fixture(name)));
+        let d = JobDiscovery::new(JobsOptions::under_root(&cgroup_fixture(name)));
         assert_eq!(d.detect_mode().expect(name), mode, "{name}");
     }
 }
@@ -189,7 +172,10 @@ fn slurm_v1_two_jobs_with_steps_and_gpus_from_env_and_devices_list() {
 fn slurm_v2_jobs_take_the_uid_from_the_environment() {
     // NVML sees job 202's process on GPU 2, but the job's own CUDA_VISIBLE_DEVICES (a UUID)
     // is more trusted.
-    let r = scan_with(JobsOptions::under_root(&fixture("slurm-v2")), &[(G2, 3101)]);
+    let r = scan_with(
+        JobsOptions::under_root(&cgroup_fixture("slurm-v2")),
+        &[(G2, 3101)],
+    );
     assert_eq!(r.problems, Vec::<String>::new());
     let j201 = Job {
         uid: Some(1000),
@@ -264,7 +250,7 @@ fn slurm_2605_sluid_folders_are_published_under_their_numeric_ids() {
 /// The forged SLUID folder is never a job; after its first scans it is reported, with the fix.
 #[test]
 fn a_sluid_folder_without_a_trusted_id_is_reported_not_counted() {
-    let root = fixture("slurm-sluid");
+    let root = cgroup_fixture("slurm-sluid");
     let mut d = JobDiscovery::new(JobsOptions::under_root(&root));
     let mut last = ScanResult::default();
     for _ in 0..12 {
@@ -314,16 +300,16 @@ fn one_job_id_under_two_slurmd_scopes_keeps_both_parts() {
     let system = dir.path().join("sys/fs/cgroup/system.slice");
     for (scope, cpus, usec) in [("n1", "8-9", 1000), ("n2", "12", 500)] {
         let job = system.join(format!("{scope}_slurmstepd.scope/job_5"));
-        write(&job.join("cgroup.procs"), b"");
-        write(
+        write_file(&job.join("cgroup.procs"), b"");
+        write_file(
             &job.join("cpuset.cpus.effective"),
             format!("{cpus}\n").as_bytes(),
         );
-        write(
+        write_file(
             &job.join("cpu.stat"),
             format!("usage_usec {usec}\n").as_bytes(),
         );
-        write(&job.join("memory.max"), b"1000\n");
+        write_file(&job.join("memory.max"), b"1000\n");
     }
     let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
     for _ in 0..2 {
@@ -338,7 +324,7 @@ fn one_job_id_under_two_slurmd_scopes_keeps_both_parts() {
 
 #[test]
 fn oar2_cpuset_jobs_with_user_names_in_the_path() {
-    let root = fixture("oar2");
+    let root = cgroup_fixture("oar2");
     let opts = JobsOptions {
         oar_resources_dir: Some(root.join("var/lib/oar/joulebook-gpus")),
         ..JobsOptions::under_root(&root)
@@ -407,7 +393,7 @@ fn user_slices_only_when_enabled_and_gpus_from_nvml_processes() {
     assert!(scan("user-slices").jobs.is_empty());
     let opts = JobsOptions {
         user_slices: true,
-        ..JobsOptions::under_root(&fixture("user-slices"))
+        ..JobsOptions::under_root(&cgroup_fixture("user-slices"))
     };
     // 500 is sshd (no job), 424242 has exited.
     let r = scan_with(opts, &[(G3, 6001), (G0, 500), (G1, 424_242)]);
@@ -435,7 +421,7 @@ fn user_slices_only_when_enabled_and_gpus_from_nvml_processes() {
 fn hybrid_reads_v1_controllers_and_falls_back_to_steps() {
     let opts = JobsOptions {
         user_slices: true,
-        ..JobsOptions::under_root(&fixture("hybrid"))
+        ..JobsOptions::under_root(&cgroup_fixture("hybrid"))
     };
     let r = scan_with(opts, &[(G0, 7001)]);
     assert_eq!(r.problems, Vec::<String>::new());
@@ -482,8 +468,8 @@ fn a_job_without_processes_is_listed_and_its_metadata_read_once_a_process_appear
     let task = dir
         .path()
         .join("sys/fs/cgroup/system.slice/slurmstepd.scope/job_701/step_0/user/task_0");
-    write(&task.join("cgroup.procs"), b"7101\n");
-    write(
+    write_file(&task.join("cgroup.procs"), b"7101\n");
+    write_file(
         &dir.path().join("proc/7101/environ"),
         &environ(&[
             ("SLURM_JOB_ID", "701"),
@@ -507,7 +493,7 @@ fn a_job_without_processes_is_listed_and_its_metadata_read_once_a_process_appear
 
 #[test]
 fn mapping_directory_gives_gpus_held_idle() {
-    let root = fixture("idle-gpu");
+    let root = cgroup_fixture("idle-gpu");
     let opts = JobsOptions {
         mapping_dir: Some(root.join("run/dcgm-job-map")),
         ..JobsOptions::under_root(&root)
@@ -584,7 +570,7 @@ fn hostile_names_are_kept_verbatim() {
 
 #[test]
 fn garbage_files_are_reported_by_path_and_a_vanished_job_is_skipped_silently() {
-    let root = fixture("garbage");
+    let root = cgroup_fixture("garbage");
     let r = scan("garbage");
     // job_1002 is a folder that is listed but gone when read (a dangling link): it ended.
     assert_eq!(ids(&r), vec!["1001"]);
@@ -611,7 +597,8 @@ fn garbage_files_are_reported_by_path_and_a_vanished_job_is_skipped_silently() {
 #[test]
 fn without_an_inventory_no_gpu_is_counted_and_nothing_reported() {
     let pids: Vec<(String, u32)> = Vec::new();
-    let r = JobDiscovery::new(JobsOptions::under_root(&fixture("slurm-v2"))).scan(&[], &pids);
+    let r =
+        JobDiscovery::new(JobsOptions::under_root(&cgroup_fixture("slurm-v2"))).scan(&[], &pids);
     assert_eq!(r.problems, Vec::<String>::new());
     for j in &r.jobs {
         assert_eq!((j.gpus.len(), j.gpu_source), (0, None), "{}", j.id);
@@ -629,16 +616,16 @@ fn jobs_start_and_end_between_scans_and_the_environment_is_cached_per_job() {
 
     // 202 ends, 203 starts; 201's process rewrites its environment (the cached one stays).
     std::fs::remove_dir_all(scope.join("job_202")).expect("rm");
-    write(&scope.join("job_203/cpu.stat"), b"usage_usec 1\n");
-    write(
+    write_file(&scope.join("job_203/cpu.stat"), b"usage_usec 1\n");
+    write_file(
         &scope.join("job_203/step_0/user/task_0/cgroup.procs"),
         b"3301\n",
     );
-    write(
+    write_file(
         &root.join("proc/3301/environ"),
         &environ(&[("SLURM_JOB_ID", "203"), ("SLURM_JOB_NAME", "new")]),
     );
-    write(
+    write_file(
         &root.join("proc/3001/environ"),
         &environ(&[("SLURM_JOB_ID", "201"), ("SLURM_JOB_NAME", "renamed")]),
     );
@@ -671,7 +658,7 @@ fn passwd_is_reloaded_when_it_changes() {
         d.scan(&inventory(), &[]).jobs[0].user.as_deref(),
         Some("alice")
     );
-    write(
+    write_file(
         &dir.path().join("etc/passwd"),
         b"root:x:0:0::/root:/bin/sh\nalice2:x:1000:1000::/home/alice2:/bin/sh\n",
     );
@@ -706,23 +693,23 @@ fn a_thousand_jobs_are_scanned_and_environments_are_not_reread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let cg = root.join("sys/fs/cgroup");
-    write(&cg.join("cgroup.controllers"), b"cpuset cpu memory\n");
+    write_file(&cg.join("cgroup.controllers"), b"cpuset cpu memory\n");
     for i in 0..1000u32 {
         let job = cg.join(format!("system.slice/slurmstepd.scope/job_{}", 10_000 + i));
-        write(
+        write_file(
             &job.join("cpuset.cpus.effective"),
             format!("{}\n", i % 64).as_bytes(),
         );
-        write(
+        write_file(
             &job.join("cpu.stat"),
             format!("usage_usec {i}\n").as_bytes(),
         );
-        write(&job.join("memory.max"), b"max\n");
-        write(
+        write_file(&job.join("memory.max"), b"max\n");
+        write_file(
             &job.join("step_0/user/task_0/cgroup.procs"),
             format!("{}\n", 100_000 + i).as_bytes(),
         );
-        write(
+        write_file(
             &root.join(format!("proc/{}/environ", 100_000 + i)),
             &environ(&[
                 ("SLURM_JOB_ID", &(10_000 + i).to_string()),
@@ -752,7 +739,7 @@ fn a_thousand_jobs_are_scanned_and_environments_are_not_reread() {
 fn environ_fixtures_are_nul_separated() {
     // Guards against an editor or a git setting turning the binary files into text.
     let mut n = 0;
-    let mut stack = vec![fixture("")];
+    let mut stack = vec![cgroup_fixture("")];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).expect("read") {
             let e = e.expect("entry");

@@ -249,17 +249,7 @@ mod tests {
             unmeasured: unmeasured.iter().map(|s| s.to_string()).collect(),
             ..Dataset::default()
         };
-        crate::model::build(
-            &ds,
-            &crate::config::Config::default(),
-            &crate::model::Options {
-                scope: crate::model::ScopeKind::Cluster,
-                cluster: None,
-                generated_at: 0,
-                anonymize_users: false,
-                zone: crate::period::Zone::utc(),
-            },
-        )
+        crate::render::cluster_report(&ds)
     }
 
     fn pixels(png: &[u8]) -> image::RgbImage {

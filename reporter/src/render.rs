@@ -195,6 +195,22 @@ fn filter_line(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     ))
 }
 
+/// The cluster report of `ds` with the default configuration, for the tests of the formats.
+#[cfg(test)]
+pub(crate) fn cluster_report(ds: &crate::data::Dataset) -> Report {
+    crate::model::build(
+        ds,
+        &crate::config::Config::default(),
+        &crate::model::Options {
+            scope: crate::model::ScopeKind::Cluster,
+            cluster: None,
+            generated_at: 0,
+            anonymize_users: false,
+            zone: crate::period::Zone::utc(),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,17 +225,7 @@ mod tests {
     }
 
     fn empty_report() -> Report {
-        crate::model::build(
-            &crate::data::Dataset::default(),
-            &crate::config::Config::default(),
-            &crate::model::Options {
-                scope: crate::model::ScopeKind::Cluster,
-                cluster: None,
-                generated_at: 0,
-                anonymize_users: false,
-                zone: crate::period::Zone::utc(),
-            },
-        )
+        cluster_report(&crate::data::Dataset::default())
     }
 
     #[test]

@@ -133,6 +133,20 @@ impl JobCache {
         }
     }
 
+    /// The job's folders changed (found in another hierarchy, or gone from one): its files are
+    /// opened again and its static data read again on this scan.
+    pub(super) fn reopen(&mut self, now: u64) {
+        self.next_static = now;
+        if let Some(s) = &mut self.statics {
+            // Files of folders that may have changed: open them again.
+            s.cpus_held = None;
+            s.memory_held = None;
+        }
+        self.devices = None;
+        self.usage = UsageFile::ByPath;
+        self.usage_now = None;
+    }
+
     /// The same id in a new folder: a new job (a requeued job gets new cgroups; ids come back
     /// after a reset of Slurm's counter). Starts afresh, keeping what this scan listed so far.
     pub(super) fn restart(&mut self, now: u64) {
@@ -252,8 +266,16 @@ impl Cache {
         self.map.values().map(|e| &**e)
     }
 
-    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut JobCache> {
-        self.map.values_mut().map(|e| &mut **e)
+    /// Step 1 of a scan: each known job's CPU time read again from its open file, if due (see
+    /// [`JobCache::read_held_usage`]). Returns how many files the jobs hold open.
+    pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) -> usize {
+        let mut held = 0;
+        for e in self.map.values_mut() {
+            e.read_held_usage(now, every, buf);
+            held += usize::from(matches!(e.usage, UsageFile::Held { .. }))
+                + e.statics.as_ref().map_or(0, Statics::held);
+        }
+        held
     }
 
     pub(super) fn clear(&mut self) {

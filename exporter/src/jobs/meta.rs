@@ -36,7 +36,6 @@ pub(crate) fn resolve<'a>(
     env: Option<&'a JobEnv>,
     passwd: &'a mut Passwd,
 ) -> Meta<'a> {
-    let env_text = |f: fn(&JobEnv) -> &Option<String>| env.and_then(|e| f(e).as_deref());
     let sluid = found
         .sluid
         .as_deref()
@@ -46,62 +45,112 @@ pub(crate) fn resolve<'a>(
         .uid
         .or(kernel_uid)
         .or_else(|| found.user.as_deref().and_then(|u| passwd.uid(u)));
-    let mut contradiction = None;
-    let mut note = |what: &str, claimed: &str, attested: &str| {
-        if contradiction.is_none() && claimed != attested {
-            contradiction = Some(format!(
+    let known = Known {
+        path_user: found.user.as_deref(),
+        path_uid,
+        sluid,
+        env,
+        passwd,
+    };
+    match record {
+        Some(r) => from_record(r, known),
+        None => from_kernel(known),
+    }
+}
+
+/// What both cases start from: the path's user, the attested uid, the SLUID, the environment.
+struct Known<'a> {
+    path_user: Option<&'a str>,
+    path_uid: Option<u32>,
+    sluid: Option<&'a str>,
+    env: Option<&'a JobEnv>,
+    passwd: &'a mut Passwd,
+}
+
+/// `user`, else the user database's name of `uid`.
+fn named<'a>(passwd: &'a mut Passwd, user: Option<&'a str>, uid: Option<u32>) -> Option<&'a str> {
+    match (user, uid) {
+        (Some(u), _) => Some(u),
+        (None, Some(uid)) => passwd.name(uid),
+        (None, None) => None,
+    }
+}
+
+/// A text value of the environment, if any.
+fn env_text(env: Option<&JobEnv>, f: fn(&JobEnv) -> &Option<String>) -> Option<&str> {
+    env.and_then(|e| f(e).as_deref())
+}
+
+/// The first value the environment claims against an attested one.
+#[derive(Default)]
+struct Contradiction(Option<String>);
+
+impl Contradiction {
+    fn note(&mut self, what: &str, claimed: &str, attested: &str) {
+        if self.0.is_none() && claimed != attested {
+            self.0 = Some(format!(
                 "its environment claims {what} {:?}, attested {:?}",
                 super::clip(claimed),
                 super::clip(attested)
             ));
         }
-    };
-    if let Some(r) = record {
-        let uid = r.uid.or(path_uid);
-        if let (Some(e), Some(a)) = (env.and_then(|e| e.uid), uid) {
-            if e != a {
-                note("uid", &e.to_string(), &a.to_string());
-            }
-        }
-        for (claimed, attested, what) in [
-            (env_text(|e| &e.account), r.account.as_deref(), "account"),
-            (
-                env_text(|e| &e.partition),
-                r.partition.as_deref(),
-                "partition",
-            ),
-            (env_text(|e| &e.user), r.user.as_deref(), "user"),
-        ] {
-            if let (Some(c), Some(a)) = (claimed, attested) {
-                note(what, c, a);
-            }
-        }
-        let user = match (r.user.as_deref(), found.user.as_deref()) {
-            (Some(u), _) | (None, Some(u)) => Some(u),
-            (None, None) => None,
-        };
-        let user = match (user, uid) {
-            (Some(u), _) => Some(u),
-            (None, Some(uid)) => passwd.name(uid),
-            (None, None) => None,
-        };
-        return Meta {
-            uid,
-            user,
-            account: r.account.as_deref(),
-            partition: r.partition.as_deref(),
-            job_name: r.job_name.as_deref(),
-            sluid,
-            source: MetadataSource::Prolog,
-            contradiction,
-        };
     }
+}
+
+/// A job with a prolog's record: the record's values, the path's user and the attested uid
+/// where it has none.
+fn from_record<'a>(r: &'a Record, k: Known<'a>) -> Meta<'a> {
+    let mut contradiction = Contradiction::default();
+    let uid = r.uid.or(k.path_uid);
+    if let (Some(e), Some(a)) = (k.env.and_then(|e| e.uid), uid) {
+        if e != a {
+            contradiction.note("uid", &e.to_string(), &a.to_string());
+        }
+    }
+    for (claimed, attested, what) in [
+        (
+            env_text(k.env, |e| &e.account),
+            r.account.as_deref(),
+            "account",
+        ),
+        (
+            env_text(k.env, |e| &e.partition),
+            r.partition.as_deref(),
+            "partition",
+        ),
+        (env_text(k.env, |e| &e.user), r.user.as_deref(), "user"),
+    ] {
+        if let (Some(c), Some(a)) = (claimed, attested) {
+            contradiction.note(what, c, a);
+        }
+    }
+    let user = match (r.user.as_deref(), k.path_user) {
+        (Some(u), _) | (None, Some(u)) => Some(u),
+        (None, None) => None,
+    };
+    let user = named(k.passwd, user, uid);
+    Meta {
+        uid,
+        user,
+        account: r.account.as_deref(),
+        partition: r.partition.as_deref(),
+        job_name: r.job_name.as_deref(),
+        sluid: k.sluid,
+        source: MetadataSource::Prolog,
+        contradiction: contradiction.0,
+    }
+}
+
+/// A job without a record: what the kernel and the path attest, then the environment for what
+/// they do not give (marked so).
+fn from_kernel(k: Known<'_>) -> Meta<'_> {
+    let mut contradiction = Contradiction::default();
     let mut source = MetadataSource::Kernel;
-    let uid = match (path_uid, env.and_then(|e| e.uid)) {
+    let uid = match (k.path_uid, k.env.and_then(|e| e.uid)) {
         (Some(a), Some(e)) => {
             // Compared as numbers: formatting them costs two allocations per job.
             if e != a {
-                note("uid", &e.to_string(), &a.to_string());
+                contradiction.note("uid", &e.to_string(), &a.to_string());
             }
             Some(a)
         }
@@ -112,18 +161,13 @@ pub(crate) fn resolve<'a>(
         }
         (None, None) => None,
     };
-    let attested_uid = path_uid.is_some();
-    let path_user = found.user.as_deref();
-    let db_user = match (path_user, uid) {
-        (Some(u), _) => Some(u),
-        (None, Some(uid)) => passwd.name(uid),
-        (None, None) => None,
-    };
-    let env_user = env_text(|e| &e.user);
+    let attested_uid = k.path_uid.is_some();
+    let db_user = named(k.passwd, k.path_user, uid);
+    let env_user = env_text(k.env, |e| &e.user);
     let user = match (db_user, env_user) {
         (Some(u), Some(e)) => {
             if attested_uid {
-                note("user", e, u);
+                contradiction.note("user", e, u);
             }
             Some(u)
         }
@@ -137,9 +181,9 @@ pub(crate) fn resolve<'a>(
         }
         (None, None) => None,
     };
-    let account = env_text(|e| &e.account);
-    let partition = env_text(|e| &e.partition);
-    let job_name = env_text(|e| &e.job_name);
+    let account = env_text(k.env, |e| &e.account);
+    let partition = env_text(k.env, |e| &e.partition);
+    let job_name = env_text(k.env, |e| &e.job_name);
     if account.is_some() || partition.is_some() || job_name.is_some() {
         source = MetadataSource::Environment;
     }
@@ -149,9 +193,9 @@ pub(crate) fn resolve<'a>(
         account,
         partition,
         job_name,
-        sluid,
+        sluid: k.sluid,
         source,
-        contradiction,
+        contradiction: contradiction.0,
     }
 }
 

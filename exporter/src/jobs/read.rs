@@ -48,15 +48,7 @@ impl Ctx<'_> {
         let now = self.now;
         if e.relayout {
             e.relayout = false;
-            e.next_static = now;
-            if let Some(s) = &mut e.statics {
-                // Files of folders that may have changed: open them again.
-                s.cpus_held = None;
-                s.memory_held = None;
-            }
-            e.devices = None;
-            e.usage = UsageFile::ByPath;
-            e.usage_now = None;
+            e.reopen(now);
         }
         let statics_due = e.statics.is_none() || now >= e.next_static;
         if statics_due {
@@ -100,6 +92,20 @@ impl Ctx<'_> {
         }
         self.problems.extend_from_slice(&s.memory_problems);
 
+        self.find_metadata(key, e)?;
+        let (gpus, gpu_source) = self.job_gpus(key, e)?;
+
+        self.write_metadata(key, e, statics_due, out);
+        out.cpu_usage_ns = cpu_usage_ns;
+        out.gpus = gpus;
+        out.gpu_source = gpu_source;
+        Ok(())
+    }
+
+    /// The prolog's record and the environment (with the uid owning the processes), each
+    /// while not found yet and when due; repeats the problems of the last search.
+    fn find_metadata(&mut self, key: &JobKey, e: &mut JobCache) -> Result<(), Vanished> {
+        let now = self.now;
         if key.scheduler != Scheduler::UserSlice {
             self.find_record(key, e);
         }
@@ -119,8 +125,11 @@ impl Ctx<'_> {
                 self.problems.extend_from_slice(&e.env_problems);
             }
         }
-        let (gpus, gpu_source) = self.job_gpus(key, e)?;
+        Ok(())
+    }
 
+    /// Writes the job's metadata, CPUs and memory limit into `out` when its revision changed.
+    fn write_metadata(&mut self, key: &JobKey, e: &mut JobCache, statics_due: bool, out: &mut Job) {
         // What is published besides the CPU time and GPUs changes only with the static data
         // (read again just now when due), the environment and record once found, the uids of
         // the path and the processes, the path's user name, and the user database: a new
@@ -175,10 +184,6 @@ impl Ctx<'_> {
             }
             out.revision = e.revision;
         }
-        out.cpu_usage_ns = cpu_usage_ns;
-        out.gpus = gpus;
-        out.gpu_source = gpu_source;
-        Ok(())
     }
 
     /// When to look again for something a job does not have yet (its environment, its OAR

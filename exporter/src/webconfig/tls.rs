@@ -642,30 +642,29 @@ mod tests {
         )
         .unwrap();
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
-        assert!(load("  cipher_suites: [AES128]\n")
-            .unwrap_err()
-            .contains("cipher_suites"));
-        assert!(load("  curve_preferences: [CurveP999]\n")
-            .unwrap_err()
-            .contains("curve_preferences"));
-        assert!(load("  max_version: TLS11\n")
-            .unwrap_err()
-            .contains("max_version"));
-        assert!(load("  min_version: TLS13\n  max_version: TLS12\n")
-            .unwrap_err()
-            .contains("min_version"));
-        assert!(load("  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n")
-            .unwrap_err()
-            .contains("cipher_suites"));
-        assert!(load("  client_auth_type: RequireAndVerifyClientCert\n")
-            .unwrap_err()
-            .contains("client_ca_file"));
-        assert!(load("  client_ca_file: c.pem\n")
-            .unwrap_err()
-            .contains("NoClientCert"));
-        assert!(load("  client_auth_type: Sometimes\n")
-            .unwrap_err()
-            .contains("client_auth_type"));
+        // Each refused setting: the error names the key to fix.
+        for (extra, named) in [
+            ("  cipher_suites: [AES128]\n", "cipher_suites"),
+            ("  curve_preferences: [CurveP999]\n", "curve_preferences"),
+            ("  max_version: TLS11\n", "max_version"),
+            (
+                "  min_version: TLS13\n  max_version: TLS12\n",
+                "min_version",
+            ),
+            (
+                "  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
+                "cipher_suites",
+            ),
+            (
+                "  client_auth_type: RequireAndVerifyClientCert\n",
+                "client_ca_file",
+            ),
+            ("  client_ca_file: c.pem\n", "NoClientCert"),
+            ("  client_auth_type: Sometimes\n", "client_auth_type"),
+        ] {
+            let e = load(extra).unwrap_err();
+            assert!(e.contains(named), "{extra:?}: {e}");
+        }
         assert!(
             load("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: c.pem\n")
                 .is_ok()
