@@ -526,7 +526,7 @@ metric!(
     "Unix time of the last completed sampling cycle."
 );
 metric!(COUNTERS_START_TIME, "counters_start_time", Seconds, Gauge, [],
-    "Unix time since which this node's cumulative counters have only grown: when they last started from zero (first start, or a start without a usable state file), kept across resumes from the state file.");
+    "Unix time since which this node's cumulative counters (all but the owner counters, which start again from zero when a pair returns after expiring) have only grown: when they last started from zero (first start, or a start without a usable state file), kept across resumes from the state file.");
 
 metric!(OTHER_CLAMPS, "other_clamps", None, Counter, [],
     "BMC updates where the BMC's energy was below cpu + dram + gpu, so the other component was clamped to 0.");

@@ -10,6 +10,9 @@
 //! energy is lost. A pair with no running job for [`EXPIRY_S`] is dropped: its series goes stale,
 //! and if the pair comes back its counters start again from zero, which a reader sees as a
 //! counter reset (a drop to less than half: `reporter/src/counter.rs`).
+//! So the owner counters are outside the restart marker's promise
+//! (`joulebook_counters_start_time_seconds` covers every other counter): a reader of them keeps
+//! its `resets` pass.
 
 use crate::state::OwnerState;
 use joulebook_common::{Component, PerComponent};
