@@ -22,6 +22,27 @@ fn sh(script: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
+/// This host's name, as OAR's resource lines give it.
+fn host() -> String {
+    let out = Command::new("uname").arg("-n").output().expect("uname -n");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// An OAR resources file: one line per (`gpudevice`, host).
+fn write_oar_resources(path: &Path, devices: &[(&str, &str)]) {
+    let lines: String = devices
+        .iter()
+        .enumerate()
+        .map(|(i, (dev, host))| {
+            format!(
+                "besteffort = 'NO' , gpudevice = '{dev}' , host = '{host}' , resource_id = '{}'\n",
+                i + 1
+            )
+        })
+        .collect();
+    std::fs::write(path, lines).unwrap();
+}
+
 /// The mapping directory as the exporter sees it: GPU file → job ids (dot files ignored).
 fn mapping(dir: &Path) -> BTreeMap<String, Vec<String>> {
     let mut m = BTreeMap::new();
@@ -70,6 +91,19 @@ impl MapDir {
             ("JOULEBOOK_RECORD_DIR", self.records.display().to_string()),
             ("JOULEBOOK_GPU_MAP_HELPER", helper().display().to_string()),
         ]
+    }
+    /// An OAR prologue or epilogue (`script`, with `args`) on a node without NVIDIA GPUs whose
+    /// DRM class is `drm` and whose job resources are the file `resources`.
+    fn oar_drm(&self, script: &str, args: &[&str], drm: &Path, resources: &Path) -> (i32, String) {
+        let mut env = self.env();
+        env.push((
+            "JOULEBOOK_NVIDIA_PROC",
+            "/nonexistent/no-nvidia".to_string(),
+        ));
+        env.push(("JOULEBOOK_DRM_CLASS", drm.display().to_string()));
+        env.push(("JOULEBOOK_OAR_RESOURCES", resources.display().to_string()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        sh(&deploy(script), args, &env)
     }
     /// The Slurm Prolog as slurmd runs it.
     fn slurm(&self, script: &str, job: &str, gpus: Option<&str>) -> (i32, String) {
@@ -380,33 +414,19 @@ fn oar_prologue_maps_amd_drm_minors_to_rocm_uuids() {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("unique_id"), id).unwrap();
     }
-    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
-    let host = host.trim();
+    let host = host();
     let res = root.join("43_resources");
-    std::fs::write(
+    write_oar_resources(
         &res,
-        format!(
-            "besteffort = 'NO' , gpudevice = '1' , host = '{host}' , resource_id = '1'\n\
-             besteffort = 'NO' , gpudevice = '130' , host = '{host}' , resource_id = '2'\n\
-             besteffort = 'NO' , gpudevice = '3' , host = '{host}' , resource_id = '3'\n\
-             besteffort = 'NO' , gpudevice = '7' , host = '{host}' , resource_id = '4'\n\
-             besteffort = 'NO' , gpudevice = '1' , host = 'another-node' , resource_id = '5'\n"
-        ),
-    )
-    .unwrap();
-    let mut env = m.env();
-    env.push((
-        "JOULEBOOK_NVIDIA_PROC",
-        root.join("no-nvidia").display().to_string(),
-    ));
-    env.push(("JOULEBOOK_DRM_CLASS", drm.display().to_string()));
-    env.push(("JOULEBOOK_OAR_RESOURCES", res.display().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (code, err) = sh(
-        &deploy("oar/prologue"),
-        &["43", "alice", "/tmp/nodes"],
-        &env,
+        &[
+            ("1", &host),
+            ("130", &host),
+            ("3", &host),
+            ("7", &host),
+            ("1", "another-node"),
+        ],
     );
+    let (code, err) = m.oar_drm("oar/prologue", &["43", "alice", "/tmp/nodes"], &drm, &res);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         mapping(&m.dir),
@@ -421,11 +441,7 @@ fn oar_prologue_maps_amd_drm_minors_to_rocm_uuids() {
             "minor {minor} not logged: {err}"
         );
     }
-    let (code, err) = sh(
-        &deploy("oar/epilogue"),
-        &["43", "alice", "/tmp/nodes"],
-        &env,
-    );
+    let (code, err) = m.oar_drm("oar/epilogue", &["43", "alice", "/tmp/nodes"], &drm, &res);
     assert_eq!(code, 0, "{err}");
     assert_eq!(mapping(&m.dir), map_of(&[]));
 }
@@ -525,29 +541,15 @@ fn oar_prologue_maps_intel_drm_minors_to_exporter_indices() {
     let root = m._tmp.path();
     let drm = root.join("class-drm");
     intel_drm(&drm);
-    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
-    let host = host.trim();
+    let host = host();
     let res = root.join("44_resources");
-    std::fs::write(
+    write_oar_resources(
         &res,
-        format!(
-            "besteffort = 'NO' , gpudevice = '129' , host = '{host}' , resource_id = '1'\n\
-             besteffort = 'NO' , gpudevice = '2' , host = '{host}' , resource_id = '2'\n\
-             besteffort = 'NO' , gpudevice = '0' , host = '{host}' , resource_id = '3'\n\
-             besteffort = 'NO' , gpudevice = '7' , host = '{host}' , resource_id = '4'\n"
-        ),
-    )
-    .unwrap();
-    let mut env = m.env();
-    env.push((
-        "JOULEBOOK_NVIDIA_PROC",
-        root.join("no-nvidia").display().to_string(),
-    ));
-    env.push(("JOULEBOOK_DRM_CLASS", drm.display().to_string()));
-    env.push(("JOULEBOOK_OAR_RESOURCES", res.display().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let prologue = deploy("oar/prologue");
-    let (code, err) = sh(&prologue, &["44", "alice", "/tmp/nodes"], &env);
+        &[("129", &host), ("2", &host), ("0", &host), ("7", &host)],
+    );
+    let prologue =
+        |m: &MapDir| m.oar_drm("oar/prologue", &["44", "alice", "/tmp/nodes"], &drm, &res);
+    let (code, err) = prologue(&m);
     assert_eq!(code, 0, "{err}");
     // 0000:3a:00.0 is Intel GPU 0, 0000:9a:00.0 (renderD129) Intel GPU 1.
     assert_eq!(mapping(&m.dir), map_of(&[("0", &["44"]), ("1", &["44"])]));
@@ -557,7 +559,7 @@ fn oar_prologue_maps_intel_drm_minors_to_exporter_indices() {
             "minor {minor} not logged: {err}"
         );
     }
-    let (code, err) = sh(&deploy("oar/epilogue"), &["44"], &env);
+    let (code, err) = m.oar_drm("oar/epilogue", &["44"], &drm, &res);
     assert_eq!(code, 0, "{err}");
     assert_eq!(mapping(&m.dir), map_of(&[]));
 
@@ -565,7 +567,7 @@ fn oar_prologue_maps_intel_drm_minors_to_exporter_indices() {
     let amd = drm.join("card5/device");
     std::fs::create_dir_all(&amd).unwrap();
     std::fs::write(amd.join("vendor"), "0x1002\n").unwrap();
-    let (code, err) = sh(&prologue, &["44", "alice", "/tmp/nodes"], &env);
+    let (code, err) = prologue(&m);
     assert_eq!(code, 0, "{err}");
     assert_eq!(mapping(&m.dir), map_of(&[]));
     assert!(err.contains("also has NVIDIA or AMD GPUs"), "{err}");
@@ -614,32 +616,10 @@ fn the_exporter_reads_the_intel_mapping_the_oar_prologue_wrote() {
         dir: r.join("run/joulebook/gpu-map"),
         records: r.join("run/joulebook/jobs"),
     };
-    let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout).unwrap();
     let res = r.join("801_resources");
-    std::fs::write(
-        &res,
-        format!(
-            "gpudevice = '129' , host = '{}' , resource_id = '1'\n",
-            host.trim()
-        ),
-    )
-    .unwrap();
-    let mut env = m.env();
-    env.push((
-        "JOULEBOOK_NVIDIA_PROC",
-        r.join("no-nvidia").display().to_string(),
-    ));
-    env.push((
-        "JOULEBOOK_DRM_CLASS",
-        r.join("sys/class/drm").display().to_string(),
-    ));
-    env.push(("JOULEBOOK_OAR_RESOURCES", res.display().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (code, err) = sh(
-        &deploy("oar/prologue"),
-        &["801", "alice", "/tmp/nodes"],
-        &env,
-    );
+    write_oar_resources(&res, &[("129", &host())]);
+    let drm = r.join("sys/class/drm");
+    let (code, err) = m.oar_drm("oar/prologue", &["801", "alice", "/tmp/nodes"], &drm, &res);
     assert_eq!(code, 0, "{err}");
     assert_eq!(mapping(&m.dir), map_of(&[("1", &["801"])]));
     let e = Exporter::start(&[

@@ -5,7 +5,7 @@
 //! what the exporter's own code does with them. Ids and DRM minors (`cardN`, `renderD128+N`)
 //! are what jobs hold and what the OAR prologue and `jobs::gpu` map runtime variables to.
 
-use super::{lock, Shared, SMS_PER_SLICE};
+use super::{lock, GpuModel, Shared, SMS_PER_SLICE};
 use crate::config::IntelGpuConfig;
 use crate::simulate::scenario::MIG_SLICES;
 use crate::sources::nvml::POWER_LIMIT_HEADROOM;
@@ -94,40 +94,13 @@ impl Source for AmdGpuSim {
     }
 
     fn sample(&mut self) -> Result<SourceSample, SourceError> {
-        let m = lock(&self.model);
-        m.failing(SourceKind::AmdGpu)?;
-        let mut out = SourceSample::default();
-        for g in &m.gpus {
-            let channel = ChannelId::new(Domain::AmdGpu, g.uuid.clone());
-            out.energy.push(EnergyReading {
-                channel: channel.clone(),
-                raw: RawEnergy::Resetting {
-                    uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
-                    max_watts: POWER_LIMIT_HEADROOM * g.limit_w,
-                },
-            });
-            out.devices.push(DeviceInfo {
-                channel,
-                name: format!("card{}", g.index),
-                model: g.model.clone(),
-                method: "counter",
-            });
-        }
-        Ok(out)
+        drm_sample(&self.model, SourceKind::AmdGpu, Domain::AmdGpu, |g| {
+            (POWER_LIMIT_HEADROOM * g.limit_w, format!("card{}", g.index))
+        })
     }
 
     fn drm_gpus(&self) -> Vec<DrmGpu> {
-        lock(&self.model)
-            .gpus
-            .iter()
-            .map(|g| DrmGpu {
-                id: g.uuid.clone(),
-                vendor: "amd",
-                index: g.index,
-                drm_minors: vec![g.index, 128 + g.index],
-                alias: Some(format!("GPU-{}", g.uuid)),
-            })
-            .collect()
+        drm_gpus(&self.model, "amd", |g| Some(format!("GPU-{}", g.uuid)))
     }
 }
 
@@ -144,41 +117,64 @@ impl Source for IntelGpuSim {
     }
 
     fn sample(&mut self) -> Result<SourceSample, SourceError> {
-        let m = lock(&self.model);
-        m.failing(SourceKind::IntelGpu)?;
         let max_watts = IntelGpuConfig::default().max_gpu_watts;
-        let mut out = SourceSample::default();
-        for g in &m.gpus {
-            let channel = ChannelId::new(Domain::IntelGpu, g.uuid.clone());
-            out.energy.push(EnergyReading {
-                channel: channel.clone(),
-                raw: RawEnergy::Resetting {
-                    uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
-                    max_watts,
-                },
-            });
-            out.devices.push(DeviceInfo {
-                channel,
-                // As the live source names it: the card and the counter read.
-                name: format!("card{} (xe card)", g.index),
-                model: g.model.clone(),
-                method: "counter",
-            });
-        }
-        Ok(out)
+        // As the live source names a device: the card and the counter read.
+        drm_sample(&self.model, SourceKind::IntelGpu, Domain::IntelGpu, |g| {
+            (max_watts, format!("card{} (xe card)", g.index))
+        })
     }
 
     fn drm_gpus(&self) -> Vec<DrmGpu> {
-        lock(&self.model)
-            .gpus
-            .iter()
-            .map(|g| DrmGpu {
-                id: g.uuid.clone(),
-                vendor: "intel",
-                index: g.index,
-                drm_minors: vec![g.index, 128 + g.index],
-                alias: None,
-            })
-            .collect()
+        drm_gpus(&self.model, "intel", |_| None)
     }
+}
+
+/// A DRM GPU source's sample: each GPU's counter (µJ, resetting on a driver reload) bounded by
+/// the watts `bound` gives, and its device entry under the name `bound` gives.
+fn drm_sample(
+    model: &Shared,
+    kind: SourceKind,
+    domain: Domain,
+    bound: impl Fn(&GpuModel) -> (f64, String),
+) -> Result<SourceSample, SourceError> {
+    let m = lock(model);
+    m.failing(kind)?;
+    let mut out = SourceSample::default();
+    for g in &m.gpus {
+        let (max_watts, name) = bound(g);
+        let channel = ChannelId::new(domain, g.uuid.clone());
+        out.energy.push(EnergyReading {
+            channel: channel.clone(),
+            raw: RawEnergy::Resetting {
+                uj: (g.offset_mj + g.energy_mj.total + m.gpu_jump_mj).saturating_mul(1000),
+                max_watts,
+            },
+        });
+        out.devices.push(DeviceInfo {
+            channel,
+            name,
+            model: g.model.clone(),
+            method: "counter",
+        });
+    }
+    Ok(out)
+}
+
+/// A DRM GPU source's GPUs as jobs hold them: id, index, `cardN` and `renderD128+N`.
+fn drm_gpus(
+    model: &Shared,
+    vendor: &'static str,
+    alias: impl Fn(&GpuModel) -> Option<String>,
+) -> Vec<DrmGpu> {
+    lock(model)
+        .gpus
+        .iter()
+        .map(|g| DrmGpu {
+            id: g.uuid.clone(),
+            vendor,
+            index: g.index,
+            drm_minors: vec![g.index, 128 + g.index],
+            alias: alias(g),
+        })
+        .collect()
 }
