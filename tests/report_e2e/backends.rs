@@ -52,30 +52,17 @@ fn node_silent_at_a_day_end_loses_nothing() {
     let s = scenario::generate();
     let prom = prometheus(&s);
     let run = |lookback: &str| {
-        let dir = tempfile::tempdir().expect("out");
-        let out = dir.path().to_string_lossy().to_string();
-        ok(&report(&[
-            "--prometheus",
+        json_report(
             &prom.url(),
-            "--from",
-            "2026-10-01",
-            "--to",
-            "2026-10-20T12:20:00Z",
-            "--lookback",
-            lookback,
-            "--format",
-            "json",
-            "--out",
-            &out,
-        ]));
-        let json = std::fs::read_dir(dir.path())
-            .expect("out dir")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "json"))
-            .expect("a JSON report");
-        serde_json::from_str::<Value>(&std::fs::read_to_string(json).expect("read"))
-            .expect("parse json")
+            &[
+                "--from",
+                "2026-10-01",
+                "--to",
+                "2026-10-20T12:20:00Z",
+                "--lookback",
+                lookback,
+            ],
+        )
     };
     let (short, long) = (run("700s"), run("1h"));
     assert!(short["headline"]["it_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0);
@@ -198,30 +185,17 @@ fn node_without_resets_pass_silent_at_a_day_end_loses_nothing() {
     let with = prometheus_opts(&data(true), None, true);
     let without_marker = prometheus_opts(&data(false), None, false);
     let run = |url: &str| {
-        let dir = tempfile::tempdir().expect("out");
-        let out = dir.path().to_string_lossy().to_string();
-        ok(&report(&[
-            "--prometheus",
+        json_report(
             url,
-            "--from",
-            "2026-10-01",
-            "--to",
-            "2026-10-04",
-            "--lookback",
-            "700s",
-            "--format",
-            "json",
-            "--out",
-            &out,
-        ]));
-        let json = std::fs::read_dir(dir.path())
-            .expect("out dir")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "json"))
-            .expect("a JSON report");
-        serde_json::from_str::<Value>(&std::fs::read_to_string(json).expect("read"))
-            .expect("parse json")
+            &[
+                "--from",
+                "2026-10-01",
+                "--to",
+                "2026-10-04",
+                "--lookback",
+                "700s",
+            ],
+        )
     };
     let (fast, slow) = (run(&with.url()), run(&without_marker.url()));
     assert_same(&fast, &slow, "$");

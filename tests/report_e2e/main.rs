@@ -271,3 +271,14 @@ fn assert_same(a: &Value, b: &Value, path: &str) {
         _ => assert_eq!(a, b, "{path}"),
     }
 }
+
+/// The JSON report of `args` (with `--format json` and a fresh `--out`).
+fn json_report(url: &str, args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("out");
+    let out = dir.path().to_string_lossy().to_string();
+    let mut all = vec!["--prometheus", url, "--format", "json", "--out", &out];
+    all.extend_from_slice(args);
+    ok(&report(&all));
+    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("parse json")
+}

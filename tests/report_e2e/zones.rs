@@ -3,17 +3,6 @@
 
 use super::*;
 
-/// The JSON report of `args` (with `--format json` and a fresh `--out`).
-fn json_report(url: &str, args: &[&str]) -> Value {
-    let dir = tempfile::tempdir().expect("out");
-    let out = dir.path().to_string_lossy().to_string();
-    let mut all = vec!["--prometheus", url, "--format", "json", "--out", &out];
-    all.extend_from_slice(args);
-    ok(&report(&all));
-    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("parse json")
-}
-
 fn it_joules(r: &Value) -> f64 {
     r["headline"]["it_energy_j"].as_f64().expect("it_energy_j")
 }
