@@ -258,6 +258,33 @@ impl Node {
         )
     }
 
+    /// Copies the accounting's running totals of this node's active jobs into their parts.
+    fn record_parts(&self, parts: &mut [Vec<Part>]) {
+        let Some(acc) = self.engine.as_ref().and_then(|e| e.accounting()) else {
+            return;
+        };
+        for (job, a) in self.jobs.iter().zip(&self.active) {
+            if let Some(r) = acc.jobs().get(job.id.as_str()) {
+                let part = &mut parts[a.job][a.part];
+                part.uj = r.uj;
+                part.core_s = r.core_seconds;
+                part.gpu_s = r.gpu_seconds;
+                part.cpu_s = r.cpu_seconds;
+            }
+        }
+    }
+
+    /// Adds this cycle's node and unallocated energy to the day's (node, unallocated) sums.
+    fn add_day(&mut self, day: &mut (PerComponent<u64>, PerComponent<u64>)) {
+        let (node_uj, un_uj) = self.node_totals();
+        for c in Component::ALL {
+            day.0[c] += node_uj[c].saturating_sub(self.last_node[c]);
+            day.1[c] += un_uj[c].saturating_sub(self.last_unallocated[c]);
+        }
+        self.last_node = node_uj;
+        self.last_unallocated = un_uj;
+    }
+
     fn node_totals(&self) -> (PerComponent<u64>, PerComponent<u64>) {
         let mut node = PerComponent::<u64>::default();
         let mut un = PerComponent::<u64>::default();
@@ -287,55 +314,11 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
     let horizon = (s.duration.0 / step).round() as u64;
     let start = s.start.0;
 
-    // Parts: one per (job, node it runs on).
-    let mut parts: Vec<Vec<Part>> = jobs
-        .iter()
-        .map(|j| {
-            j.placement
-                .iter()
-                .map(|p| Part {
-                    node: p.node,
-                    ..Default::default()
-                })
-                .collect()
-        })
-        .collect();
-
-    let specs = s.nodes();
-    let mut state_dir = TempDir(None);
-    if !s.restarts.is_empty() {
-        let dir = std::env::temp_dir().join(format!(
-            "joulebook-simulate-{}-{}",
-            std::process::id(),
-            seed
-        ));
-        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
-        state_dir.0 = Some(dir);
-    }
-    let mut nodes: Vec<Node> = specs
-        .into_iter()
-        .enumerate()
-        .map(|(i, spec)| new_node(&s, seed, i, spec, step))
-        .collect();
-    for n in &mut nodes {
-        n.engine = Some(n.new_engine(&s));
-    }
-    for (j, job) in jobs.iter().enumerate() {
-        if let Some(st) = job.start_tick {
-            for (pi, p) in job.placement.iter().enumerate() {
-                nodes[p.node].timeline.push((st, j, pi));
-            }
-        }
-    }
-    for n in &mut nodes {
-        n.timeline.sort_unstable();
-    }
+    let mut parts = new_parts(&jobs);
+    let state_dir = state_dir(&s, seed)?;
+    let mut nodes = new_nodes(&s, seed, step, &jobs);
     let projects: Vec<String> = s.projects.iter().map(|p| p.name.clone()).collect();
-    let uids: BTreeMap<String, u32> = (0..s.projects.len())
-        .flat_map(|p| s.users_of(p).into_iter().map(|(u, _)| u))
-        .enumerate()
-        .map(|(i, u)| (u, FIRST_UID + i as u32))
-        .collect();
+    let uids = uids(&s);
 
     // Midnight (UTC) of the first day, Unix seconds.
     let day0 = (start / 86400.0).floor() * 86400.0;
@@ -379,35 +362,12 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
                 engine.cycle_with_jobs(t, unix, &n.jobs);
                 n.last_cycle_unix = unix;
             }
-            if let Some(acc) = engine.accounting() {
-                for (job, a) in n.jobs.iter().zip(&n.active) {
-                    if let Some(r) = acc.jobs().get(job.id.as_str()) {
-                        let part = &mut parts[a.job][a.part];
-                        part.uj = r.uj;
-                        part.core_s = r.core_seconds;
-                        part.gpu_s = r.gpu_seconds;
-                        part.cpu_s = r.cpu_seconds;
-                    }
-                }
-            }
-            let (node_uj, un_uj) = n.node_totals();
-            for c in Component::ALL {
-                days[day].0[c] += node_uj[c].saturating_sub(n.last_node[c]);
-                days[day].1[c] += un_uj[c].saturating_sub(n.last_unallocated[c]);
-            }
-            n.last_node = node_uj;
-            n.last_unallocated = un_uj;
+            n.record_parts(&mut parts);
+            n.add_day(&mut days[day]);
             if k % per_scrape == 0 {
                 write_scrape(n, &mut writer, unix, opts.format).map_err(&write_err)?;
             }
-            if n.restarts.get(n.next_restart).is_some_and(|r| r.0 == k) {
-                // The exporter stops after this cycle; what it saved is what it published.
-                let path = state_path(&state_dir, n);
-                if let Some(e) = n.engine.take() {
-                    let st = e.to_state(&n.spec.name, Some(BOOT_ID.into()), unix);
-                    state::save_atomic(&path, &st).map_err(|e| SimError::Run(e.to_string()))?;
-                }
-            }
+            stop_if_due(n, k, &state_dir, unix)?;
         }
         if k % per_scrape == 0 {
             scrapes += 1;
@@ -430,6 +390,81 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
         samples,
         bytes,
     })
+}
+
+/// The parts of each job: one per node it runs on.
+fn new_parts(jobs: &[SimJob]) -> Vec<Vec<Part>> {
+    jobs.iter()
+        .map(|j| {
+            j.placement
+                .iter()
+                .map(|p| Part {
+                    node: p.node,
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each user's uid, numbered from [`FIRST_UID`] in the order of the projects' users.
+fn uids(s: &Scenario) -> BTreeMap<String, u32> {
+    (0..s.projects.len())
+        .flat_map(|p| s.users_of(p).into_iter().map(|(u, _)| u))
+        .enumerate()
+        .map(|(i, u)| (u, FIRST_UID + i as u32))
+        .collect()
+}
+
+/// The folder of the state files, when the scenario restarts exporters (removed on drop).
+fn state_dir(s: &Scenario, seed: u64) -> Result<TempDir, SimError> {
+    let mut state_dir = TempDir(None);
+    if !s.restarts.is_empty() {
+        let dir = std::env::temp_dir().join(format!(
+            "joulebook-simulate-{}-{}",
+            std::process::id(),
+            seed
+        ));
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        state_dir.0 = Some(dir);
+    }
+    Ok(state_dir)
+}
+
+/// The scenario's nodes, each with its engine and its timeline of job starts (sorted).
+fn new_nodes(s: &Scenario, seed: u64, step: f64, jobs: &[SimJob]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = s
+        .nodes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| new_node(s, seed, i, spec, step))
+        .collect();
+    for n in &mut nodes {
+        n.engine = Some(n.new_engine(s));
+    }
+    for (j, job) in jobs.iter().enumerate() {
+        if let Some(st) = job.start_tick {
+            for (pi, p) in job.placement.iter().enumerate() {
+                nodes[p.node].timeline.push((st, j, pi));
+            }
+        }
+    }
+    for n in &mut nodes {
+        n.timeline.sort_unstable();
+    }
+    nodes
+}
+
+/// At a restart's tick the exporter stops after this cycle; what it saved is what it published.
+fn stop_if_due(n: &mut Node, k: u64, state_dir: &TempDir, unix: f64) -> Result<(), SimError> {
+    if n.restarts.get(n.next_restart).is_some_and(|r| r.0 == k) {
+        let path = state_path(state_dir, n);
+        if let Some(e) = n.engine.take() {
+            let st = e.to_state(&n.spec.name, Some(BOOT_ID.into()), unix);
+            state::save_atomic(&path, &st).map_err(|e| SimError::Run(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// An I/O error as a run error: `WHAT PATH: ERROR`.
