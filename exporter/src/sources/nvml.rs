@@ -431,33 +431,7 @@ impl GpuReader {
         };
         let power = backend.power_mw(index);
 
-        let mut mode = known.mode;
-        let counter = match mode {
-            Some(EnergyMode::Power) => None,
-            Some(EnergyMode::Counter) => Some(
-                backend
-                    .total_energy_mj(index)
-                    .map_err(fault("nvmlDeviceGetTotalEnergyConsumption"))?,
-            ),
-            None => match backend.total_energy_mj(index) {
-                Ok(mj) => {
-                    mode = Some(EnergyMode::Counter);
-                    Some(mj)
-                }
-                Err(e) if means_no_energy_counter(&e) => {
-                    mode = Some(EnergyMode::Power);
-                    tracing::warn!(
-                        gpu_uuid = %uuid,
-                        index,
-                        model = %known.model,
-                        "GPU has no total-energy counter (pre-Volta; NVML says: {e}); its energy \
-                         is integrated from power samples instead, which is less accurate"
-                    );
-                    None
-                }
-                Err(e) => return Err(fault("nvmlDeviceGetTotalEnergyConsumption")(e)),
-            },
-        };
+        let (counter, mode) = energy_counter(backend, index, &uuid, &known)?;
 
         let (raw, power_watts) = match counter {
             Some(mj) => {
@@ -705,6 +679,52 @@ impl Source for NvmlSource {
     fn gpu_partitions(&self) -> Vec<GpuPartitions> {
         self.reader.mig.clone()
     }
+}
+
+/// The GPU's total-energy counter (mJ) when it has one, and its energy mode: as `known` says,
+/// or found on the first read (a GPU without a counter is integrated from power samples).
+fn energy_counter(
+    backend: &dyn GpuBackend,
+    index: u32,
+    uuid: &str,
+    known: &KnownGpu,
+) -> Result<(Option<u64>, Option<EnergyMode>), GpuFault> {
+    let fault = |call: &'static str| {
+        move |error| GpuFault {
+            index,
+            uuid: Some(uuid.to_string()),
+            call,
+            error,
+        }
+    };
+    let mut mode = known.mode;
+    let counter = match mode {
+        Some(EnergyMode::Power) => None,
+        Some(EnergyMode::Counter) => Some(
+            backend
+                .total_energy_mj(index)
+                .map_err(fault("nvmlDeviceGetTotalEnergyConsumption"))?,
+        ),
+        None => match backend.total_energy_mj(index) {
+            Ok(mj) => {
+                mode = Some(EnergyMode::Counter);
+                Some(mj)
+            }
+            Err(e) if means_no_energy_counter(&e) => {
+                mode = Some(EnergyMode::Power);
+                tracing::warn!(
+                    gpu_uuid = %uuid,
+                    index,
+                    model = %known.model,
+                    "GPU has no total-energy counter (pre-Volta; NVML says: {e}); its energy \
+                     is integrated from power samples instead, which is less accurate"
+                );
+                None
+            }
+            Err(e) => return Err(fault("nvmlDeviceGetTotalEnergyConsumption")(e)),
+        },
+    };
+    Ok((counter, mode))
 }
 
 #[cfg(test)]
