@@ -78,7 +78,7 @@ struct Job {
     end: i64,
     cpus: f64,
     gpus: usize,
-    watts: [f64; 4],
+    watts: c::PerComponent<f64>,
 }
 
 /// A small deterministic generator (no dependency, same data every run).
@@ -116,12 +116,12 @@ fn schedule(sh: &Shape) -> Vec<Job> {
                 end: (t + busy) as i64,
                 cpus: (4 + (rng.next() * 60.0) as usize) as f64,
                 gpus,
-                watts: [
+                watts: c::PerComponent::from([
                     50.0 + 150.0 * rng.next(),
                     5.0 + 20.0 * rng.next(),
                     gpus as f64 * 300.0 * rng.next(),
                     0.0,
-                ],
+                ]),
             });
             t += d;
         }
@@ -265,14 +265,14 @@ fn write_job_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::
     )?;
     for j in jobs {
         let l = node_labels(j.node);
-        for (ci, comp) in c::Component::ALL.iter().enumerate() {
+        for comp in c::Component::ALL {
             for t in job_scrapes(sh, j) {
                 writeln!(
                     w,
                     "{}{{{l},job_id=\"{}\",component=\"{comp}\"}} {} {t}",
                     c::JOB_ENERGY.name(),
                     j.id,
-                    j.watts[ci] * elapsed(j, &t)
+                    j.watts[comp] * elapsed(j, &t)
                 )?;
                 lines += 1;
             }

@@ -44,7 +44,7 @@ pub struct Node {
     pub tdp: f64,
     pub memory: f64,
     /// Idle power by component (cpu, dram, gpu per GPU, other), W.
-    pub idle: [f64; 4],
+    pub idle: c::PerComponent<f64>,
 }
 
 pub struct Job {
@@ -59,7 +59,7 @@ pub struct Job {
     pub gpus: usize,
     pub mem: f64,
     /// Power per node by component (cpu, dram, gpu, other), W.
-    pub power: [f64; 4],
+    pub power: c::PerComponent<f64>,
 }
 
 /// A restart of a node's exporter: down from `at` for `down` seconds; `keep_state` resumes
@@ -83,7 +83,7 @@ pub fn nodes() -> Vec<Node> {
             cores: 64.0,
             tdp: 560.0,
             memory: 512e9,
-            idle: [90.0, 15.0, 70.0, 0.0],
+            idle: [90.0, 15.0, 70.0, 0.0].into(),
         },
         Node {
             name: "n2",
@@ -94,7 +94,7 @@ pub fn nodes() -> Vec<Node> {
             cores: 32.0,
             tdp: 400.0,
             memory: 256e9,
-            idle: [70.0, 10.0, 50.0, 0.0],
+            idle: [70.0, 10.0, 50.0, 0.0].into(),
         },
         Node {
             name: "n3",
@@ -102,7 +102,7 @@ pub fn nodes() -> Vec<Node> {
             cores: 32.0,
             tdp: 360.0,
             memory: 128e9,
-            idle: [60.0, 8.0, 0.0, 0.0],
+            idle: [60.0, 8.0, 0.0, 0.0].into(),
         },
     ]
 }
@@ -120,7 +120,7 @@ pub fn jobs() -> Vec<Job> {
             cpus,
             gpus,
             mem: cpus * 4e9,
-            power,
+            power: c::PerComponent::from(power),
         };
     vec![
         j(
@@ -488,18 +488,18 @@ impl Sim {
         let used_cpus: f64 = running.iter().map(|j| j.cpus).sum();
         let used_gpus: usize = running.iter().map(|j| j.gpus).sum();
         let free = (1.0 - used_cpus / n.cores).max(0.0);
-        let mut node_p = [0.0; 4];
-        for (ci, _) in comps.iter().enumerate() {
-            let unalloc = if ci == 2 {
-                n.idle[2] * (n.gpus.len() - used_gpus) as f64
+        let mut node_p = c::PerComponent::<f64>::default();
+        for &comp in comps {
+            let unalloc = if comp == c::Component::Gpu {
+                n.idle[comp] * (n.gpus.len() - used_gpus) as f64
             } else {
-                n.idle[ci] * free
+                n.idle[comp] * free
             };
-            node_p[ci] += unalloc;
+            node_p[comp] += unalloc;
             let key = format!(
                 "{}{{{}}}",
                 c::UNALLOCATED_ENERGY.name(),
-                labels(n.name, &[(c::labels::COMPONENT, comps[ci].as_str())])
+                labels(n.name, &[(c::labels::COMPONENT, comp.as_str())])
             );
             if !down {
                 self.counters.entry(key).or_default().exported += unalloc * STEP as f64;
@@ -507,14 +507,14 @@ impl Sim {
         }
         for j in &running {
             let idle_share = j.cpus / n.cores;
-            for (ci, comp) in comps.iter().enumerate() {
-                let p = j.power[ci]
-                    + if ci == 2 {
-                        n.idle[2] * j.gpus as f64
+            for &comp in comps {
+                let p = j.power[comp]
+                    + if comp == c::Component::Gpu {
+                        n.idle[comp] * j.gpus as f64
                     } else {
-                        n.idle[ci] * idle_share
+                        n.idle[comp] * idle_share
                     };
-                node_p[ci] += p;
+                node_p[comp] += p;
                 let key = format!(
                     "{}{{{}}}",
                     c::JOB_ENERGY.name(),
@@ -545,13 +545,13 @@ impl Sim {
                 }
             }
         }
-        let total: f64 = node_p.iter().sum();
+        let total: f64 = node_p.values().sum();
         let mp = self.max_node_power.entry(n.name).or_default();
         *mp = mp.max(total);
         if (OCT_START..OCT_END).contains(&t) {
             self.physical_oct += total * STEP as f64;
         }
-        for (ci, comp) in comps.iter().enumerate() {
+        for &comp in comps {
             let key = format!(
                 "{}{{{}}}",
                 c::NODE_ENERGY.name(),
@@ -559,9 +559,9 @@ impl Sim {
             );
             let ctr = self.counters.entry(key).or_default();
             if !down {
-                ctr.exported += node_p[ci] * STEP as f64;
+                ctr.exported += node_p[comp] * STEP as f64;
             } else if (OCT_START..OCT_END).contains(&t) {
-                self.lost += node_p[ci] * STEP as f64;
+                self.lost += node_p[comp] * STEP as f64;
             }
         }
     }
