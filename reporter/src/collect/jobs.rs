@@ -145,14 +145,8 @@ impl Collector<'_> {
             ));
         }
         queries.push(format!(
-            "max by ({CLUSTER}, {}, {}, {}, {}, {}, {}, {}) (last_over_time({}[{range}]))",
-            l::JOB_ID,
-            l::SCHEDULER,
-            l::USER,
-            l::ACCOUNT,
-            l::PARTITION,
-            l::JOB_NAME,
-            l::METADATA,
+            "max by ({CLUSTER}, {}) (last_over_time({}[{range}]))",
+            INFO_LABELS.join(", "),
             self.sel_in(&c::JOB_INFO, shard),
         ));
         queries
@@ -254,6 +248,17 @@ const JOB_COUNTERS: [MetricDef; 4] = [
     c::JOB_CORE_SECONDS,
     c::JOB_GPU_SECONDS,
     c::JOB_CPU_SECONDS,
+];
+
+/// The labels of the job info series read, besides the cluster.
+const INFO_LABELS: [&str; 7] = [
+    l::JOB_ID,
+    l::SCHEDULER,
+    l::USER,
+    l::ACCOUNT,
+    l::PARTITION,
+    l::JOB_NAME,
+    l::METADATA,
 ];
 
 /// The jobs and their placements met so far, over the rounds.

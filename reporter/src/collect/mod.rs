@@ -278,16 +278,7 @@ impl<'a> Collector<'a> {
             .into_iter()
             .collect();
         let jobs = self.jobs(&instances, &starts)?;
-        self.client.progress().finish();
-        Ok(Dataset {
-            period: Some(self.scope.period),
-            jobs,
-            nodes: nodes.into_values().collect(),
-            gpus,
-            days,
-            notes: self.finish_notes(),
-            unmeasured: self.unmeasured(),
-        })
+        Ok(self.finish(jobs, nodes, gpus, days))
     }
 
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
@@ -316,16 +307,27 @@ impl<'a> Collector<'a> {
         // GPU power limits of those nodes, for the Green Algorithms and ML CO2 estimates.
         let mut gpus = self.gpus()?;
         gpus.retain(|g| instances.contains(g.instance.as_str()));
+        Ok(self.finish(jobs, nodes, gpus, Vec::new()))
+    }
+
+    /// The collected figures with the notes and unmeasured components met; progress ends.
+    fn finish(
+        &self,
+        jobs: Vec<JobData>,
+        nodes: BTreeMap<(String, String), NodeData>,
+        gpus: Vec<GpuData>,
+        days: Vec<DayData>,
+    ) -> Dataset {
         self.client.progress().finish();
-        Ok(Dataset {
+        Dataset {
             period: Some(self.scope.period),
             jobs,
             nodes: nodes.into_values().collect(),
             gpus,
-            days: Vec::new(),
+            days,
             notes: self.finish_notes(),
             unmeasured: self.unmeasured(),
-        })
+        }
     }
 
     fn seen_component(&self, comp: &str) {
