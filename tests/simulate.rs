@@ -295,23 +295,8 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
 
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     let lines = samples(&run.text);
-    let restarts: BTreeMap<String, Vec<i64>> = run.truth["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let ups = n["restarts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["up_unix"].as_i64().unwrap())
-                .collect();
-            (format!("{}:9977", n["name"].as_str().unwrap()), ups)
-        })
-        .collect();
-    // Per instance and timestamp: node and unallocated by component; the last value of every
-    // job seen so far.
-    type Key = (String, i64);
+    let restarts = restart_ups(run);
+    // Per instance and timestamp: node and unallocated by component; the job values scraped.
     let mut node: BTreeMap<Key, BTreeMap<String, i64>> = BTreeMap::new();
     let mut unallocated: BTreeMap<Key, BTreeMap<String, i64>> = BTreeMap::new();
     let mut jobs_at: BTreeMap<Key, Vec<(String, String, i64)>> = BTreeMap::new();
@@ -380,9 +365,41 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
         restarts.keys().collect::<Vec<_>>(),
         "every node publishes the marker"
     );
+    let checked = assert_balanced(&node, &unallocated, &jobs_at);
+    assert!(checked > 2000, "{checked}");
+}
+
+/// (instance, Unix seconds) of a scrape.
+type Key = (String, i64);
+
+/// The Unix seconds at which each instance's exporter came back from a restart, by instance.
+fn restart_ups(run: &Run) -> BTreeMap<String, Vec<i64>> {
+    run.truth["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ups = n["restarts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["up_unix"].as_i64().unwrap())
+                .collect();
+            (format!("{}:9977", n["name"].as_str().unwrap()), ups)
+        })
+        .collect()
+}
+
+/// Asserts jobs (the last value of every job seen so far) + unallocated = node at every scrape
+/// of every instance, per component; returns how many were checked.
+fn assert_balanced(
+    node: &BTreeMap<Key, BTreeMap<String, i64>>,
+    unallocated: &BTreeMap<Key, BTreeMap<String, i64>>,
+    jobs_at: &BTreeMap<Key, Vec<(String, String, i64)>>,
+) -> usize {
     let mut job_last: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     let mut checked = 0;
-    for ((inst, ts), comps) in &node {
+    for ((inst, ts), comps) in node {
         for (job, comp, v) in jobs_at.get(&(inst.clone(), *ts)).into_iter().flatten() {
             job_last.insert((inst.clone(), job.clone(), comp.clone()), *v);
         }
@@ -401,7 +418,7 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
             checked += 1;
         }
     }
-    assert!(checked > 2000, "{checked}");
+    checked
 }
 
 #[test]
