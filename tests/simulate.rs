@@ -965,43 +965,14 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
         .iter()
         .filter(|l| l.labels.get("instance").map(String::as_str) == Some("mig01:9977"))
         .collect();
-    // Per timestamp: the GPU's energy, the unallocated GPU energy, each job's GPU energy and the
-    // instances each job holds.
-    let mut gpu: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut free: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut job: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    let mut held: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut physical = std::collections::BTreeSet::new();
-    let mut parts = std::collections::BTreeSet::new();
-    for l in &on_mig {
-        let comp = l.labels.get("component").map(String::as_str);
-        match l.name.as_str() {
-            "joulebook_node_joules_total" if comp == Some("gpu") => {
-                gpu.insert(l.ts, uj(l.value));
-            }
-            "joulebook_unallocated_joules_total" if comp == Some("gpu") => {
-                free.insert(l.ts, uj(l.value));
-            }
-            "joulebook_job_joules_total" if comp == Some("gpu") => {
-                job.insert((l.labels["job_id"].clone(), l.ts), uj(l.value));
-            }
-            "joulebook_job_gpu_info" => {
-                held.entry(l.labels["job_id"].clone())
-                    .or_default()
-                    .insert(l.labels["gpu_uuid"].clone());
-            }
-            "joulebook_gpu_info" => {
-                physical.insert(l.labels["gpu_uuid"].clone());
-            }
-            "joulebook_gpu_part_info" => {
-                parts.insert((
-                    l.labels["gpu_uuid"].clone(),
-                    l.labels["parent_gpu_uuid"].clone(),
-                ));
-            }
-            _ => {}
-        }
-    }
+    let MigScrapes {
+        gpu,
+        free,
+        job,
+        held,
+        physical,
+        parts,
+    } = MigScrapes::of(&on_mig);
     assert!(!held.is_empty(), "no job held a MIG instance on mig01");
     // Each instance is published as a part of the one physical GPU (what the idle-GPU alert
     // joins on), and nothing else is.
@@ -1054,6 +1025,56 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
         e > 0.0 && un >= 2.0 / 7.0 * e - 1e-3,
         "mig01: {un} of {e} J unallocated"
     );
+}
+
+/// mig01's scrapes, per timestamp: the GPU's energy, the unallocated GPU energy, each job's GPU
+/// energy; the instances each job holds, the physical GPUs and the (part, parent) pairs.
+#[derive(Default)]
+struct MigScrapes {
+    gpu: BTreeMap<i64, i64>,
+    free: BTreeMap<i64, i64>,
+    job: BTreeMap<(String, i64), i64>,
+    held: BTreeMap<String, std::collections::BTreeSet<String>>,
+    physical: std::collections::BTreeSet<String>,
+    parts: std::collections::BTreeSet<(String, String)>,
+}
+
+impl MigScrapes {
+    fn of(lines: &[&Line]) -> MigScrapes {
+        let mut m = MigScrapes::default();
+        for l in lines {
+            let comp = l.labels.get("component").map(String::as_str);
+            match l.name.as_str() {
+                "joulebook_node_joules_total" if comp == Some("gpu") => {
+                    m.gpu.insert(l.ts, uj(l.value));
+                }
+                "joulebook_unallocated_joules_total" if comp == Some("gpu") => {
+                    m.free.insert(l.ts, uj(l.value));
+                }
+                "joulebook_job_joules_total" if comp == Some("gpu") => {
+                    m.job
+                        .insert((l.labels["job_id"].clone(), l.ts), uj(l.value));
+                }
+                "joulebook_job_gpu_info" => {
+                    m.held
+                        .entry(l.labels["job_id"].clone())
+                        .or_default()
+                        .insert(l.labels["gpu_uuid"].clone());
+                }
+                "joulebook_gpu_info" => {
+                    m.physical.insert(l.labels["gpu_uuid"].clone());
+                }
+                "joulebook_gpu_part_info" => {
+                    m.parts.insert((
+                        l.labels["gpu_uuid"].clone(),
+                        l.labels["parent_gpu_uuid"].clone(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        m
+    }
 }
 
 /// The Intel node: its GPUs are measured by the intel_gpu source as the live source publishes
