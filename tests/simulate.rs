@@ -800,8 +800,39 @@ fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
 fn bad_scenarios_exit_2_naming_file_line_and_key() {
     let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let cases = bad_scenarios(&good);
+    for (what, text, expect) in cases {
+        assert_ne!(text, good, "{what}: the replacement did not apply");
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, text).unwrap();
+        let o = Command::new(binary("joulebook-exporter"))
+            .args(["simulate", "--scenario"])
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.path().join("x.om"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("bad.yaml"), "{what}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{what}: expected {e:?} in {err}");
+        }
+    }
+    let o = Command::new(binary("joulebook-exporter"))
+        .args(["simulate", "--scenario", "/nonexistent/s.yaml", "--out"])
+        .arg(dir.path().join("x.om"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.yaml"));
+}
+
+/// Bad variants of the scenario `good` (small.yaml): what is wrong, the text, and what the error
+/// must name.
+fn bad_scenarios(good: &str) -> [(&'static str, String, &'static [&'static str]); 13] {
     let restart = "restarts:\n  - {node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}\n";
-    let cases: [(&str, String, &[&str]); 13] = [
+    [
         (
             "unknown key",
             good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
@@ -885,32 +916,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
             good.replace("cores: [1, 2, 4]", "cores: [1, 2, 64]"),
             &["jobs.classes[3].cores", "64"],
         ),
-    ];
-    for (what, text, expect) in cases {
-        assert_ne!(text, good, "{what}: the replacement did not apply");
-        let path = dir.path().join("bad.yaml");
-        std::fs::write(&path, text).unwrap();
-        let o = Command::new(binary("joulebook-exporter"))
-            .args(["simulate", "--scenario"])
-            .arg(&path)
-            .arg("--out")
-            .arg(dir.path().join("x.om"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        assert!(err.contains("bad.yaml"), "{what}: {err}");
-        for e in expect {
-            assert!(err.contains(e), "{what}: expected {e:?} in {err}");
-        }
-    }
-    let o = Command::new(binary("joulebook-exporter"))
-        .args(["simulate", "--scenario", "/nonexistent/s.yaml", "--out"])
-        .arg(dir.path().join("x.om"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.yaml"));
+    ]
 }
 
 /// The mixed cluster: the AMD node's GPUs are measured by the amdgpu source (no NVML there), and
