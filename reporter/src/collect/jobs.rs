@@ -146,7 +146,7 @@ impl Collector<'_> {
         }
         queries.push(format!(
             "max by ({CLUSTER}, {}) (last_over_time({}[{range}]))",
-            INFO_LABELS.join(", "),
+            info_labels(),
             self.sel_in(&c::JOB_INFO, shard),
         ));
         queries
@@ -250,16 +250,17 @@ const JOB_COUNTERS: [MetricDef; 4] = [
     c::JOB_CPU_SECONDS,
 ];
 
-/// The labels of the job info series read, besides the cluster.
-const INFO_LABELS: [&str; 7] = [
-    l::JOB_ID,
-    l::SCHEDULER,
-    l::USER,
-    l::ACCOUNT,
-    l::PARTITION,
-    l::JOB_NAME,
-    l::METADATA,
-];
+/// The labels of the job info series read, besides the cluster: all but the ids a report does
+/// not show (SLUID, uid).
+fn info_labels() -> String {
+    c::JOB_INFO
+        .labels
+        .iter()
+        .filter(|n| ![l::SLUID, l::UID].contains(n))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The jobs and their placements met so far, over the rounds.
 #[derive(Default)]
