@@ -175,32 +175,16 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                     i += 1;
                 }
             }
-            '"' | '\'' | '`' => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' && c != '`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
+            '"' | '\'' | '`' => i = skip_quoted(&chars, i),
             '{' | '[' => {
                 // Label matchers and range/subquery durations hold no metric name.
                 let close = if c == '{' { '}' } else { ']' };
                 i += 1;
                 while i < chars.len() && chars[i] != close {
-                    if chars[i] == '"' || chars[i] == '\'' {
-                        let q = chars[i];
-                        i += 1;
-                        while i < chars.len() && chars[i] != q {
-                            if chars[i] == '\\' {
-                                i += 1;
-                            }
-                            i += 1;
-                        }
-                    }
-                    i += 1;
+                    i = match chars[i] {
+                        '"' | '\'' => skip_quoted(&chars, i),
+                        _ => i + 1,
+                    };
                 }
                 i += 1;
             }
@@ -258,6 +242,19 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// The index after the string that opens at `chars[i]` (`\` escapes, except in backquotes).
+fn skip_quoted(chars: &[char], mut i: usize) -> usize {
+    let q = chars[i];
+    i += 1;
+    while i < chars.len() && chars[i] != q {
+        if chars[i] == '\\' && q != '`' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i + 1
 }
 
 #[derive(Deserialize)]

@@ -319,8 +319,31 @@ fn every_dashboard_and_rule_expression_returns_data_from_a_simulated_month() {
         empty.join("\n")
     );
 
-    // Each alert fires where month.yaml gives it a reason to, and nowhere else (Prometheus would
-    // fire it: its condition holds for the rule's `for`).
+    assert_alerts_fire_where_expected(&fired);
+
+    // The recorded series agree with the data they come from: the month's node energy from the
+    // backfilled power rule equals the exporter's counters (within the rate's extrapolation).
+    let node_j: f64 = truth["totals"]["node_j"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    let recorded = prom.query(
+        &format!("sum(sum_over_time(cluster:joulebook_node_power_watts:rate5m[{days}d])) * 300"),
+        end,
+    );
+    let from_rule = recorded[0].1;
+    assert!(
+        (from_rule - node_j).abs() < 0.02 * node_j,
+        "energy from the recorded power {from_rule} J vs the truth {node_j} J"
+    );
+}
+
+/// Each alert fired (`fired`: the labels of its firing series, by alert) where month.yaml gives it
+/// a reason to, and nowhere else (Prometheus would fire it: its condition holds for the rule's
+/// `for`).
+fn assert_alerts_fire_where_expected(fired: &BTreeMap<String, Vec<Labels>>) {
     let want: [(&str, &[&str]); 7] = [
         ("JoulebookIdleGpuDrawingPower", &["ws01"]),
         ("JoulebookIdleNodeAboveBaseline", &["ws01"]),
@@ -356,22 +379,4 @@ fn every_dashboard_and_rule_expression_returns_data_from_a_simulated_month() {
         .chain(["JoulebookClusterIdleShareHigh".to_string()])
         .collect();
     assert_eq!(listed, checked, "an alert without an expectation here");
-
-    // The recorded series agree with the data they come from: the month's node energy from the
-    // backfilled power rule equals the exporter's counters (within the rate's extrapolation).
-    let node_j: f64 = truth["totals"]["node_j"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_f64().unwrap())
-        .sum();
-    let recorded = prom.query(
-        &format!("sum(sum_over_time(cluster:joulebook_node_power_watts:rate5m[{days}d])) * 300"),
-        end,
-    );
-    let from_rule = recorded[0].1;
-    assert!(
-        (from_rule - node_j).abs() < 0.02 * node_j,
-        "energy from the recorded power {from_rule} J vs the truth {node_j} J"
-    );
 }

@@ -12,10 +12,11 @@
 //! 1 GB.
 
 use joulebook_common as c;
+use joulebook_tests::prometheus::{backfill_openmetrics, Prometheus};
 use joulebook_tests::scenario::{OCT_END, OCT_START};
-use joulebook_tests::{binary, free_port, http_get, repo_root};
+use joulebook_tests::{binary, repo_root};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USERS: usize = 300;
@@ -78,7 +79,7 @@ struct Job {
     end: i64,
     cpus: f64,
     gpus: usize,
-    watts: [f64; 4],
+    watts: c::PerComponent<f64>,
 }
 
 /// A small deterministic generator (no dependency, same data every run).
@@ -116,12 +117,12 @@ fn schedule(sh: &Shape) -> Vec<Job> {
                 end: (t + busy) as i64,
                 cpus: (4 + (rng.next() * 60.0) as usize) as f64,
                 gpus,
-                watts: [
+                watts: c::PerComponent::from([
                     50.0 + 150.0 * rng.next(),
                     5.0 + 20.0 * rng.next(),
                     gpus as f64 * 300.0 * rng.next(),
                     0.0,
-                ],
+                ]),
             });
             t += d;
         }
@@ -265,14 +266,14 @@ fn write_job_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::
     )?;
     for j in jobs {
         let l = node_labels(j.node);
-        for (ci, comp) in c::Component::ALL.iter().enumerate() {
+        for comp in c::Component::ALL {
             for t in job_scrapes(sh, j) {
                 writeln!(
                     w,
                     "{}{{{l},job_id=\"{}\",component=\"{comp}\"}} {} {t}",
                     c::JOB_ENERGY.name(),
                     j.id,
-                    j.watts[ci] * elapsed(j, &t)
+                    j.watts[comp] * elapsed(j, &t)
                 )?;
                 lines += 1;
             }
@@ -367,46 +368,10 @@ fn month_of_200_nodes_80000_jobs() {
     );
     let t = Instant::now();
     let data = dir.join("tsdb");
-    let out = Command::new("promtool")
-        .args([
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "--max-block-duration=768h",
-        ])
-        .arg(&om)
-        .arg(&data)
-        .output()
-        .expect("promtool (Debian `prometheus`)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    backfill_openmetrics(&om, &data);
     let _ = std::fs::remove_file(&om);
     println!("backfilled in {:?}", t.elapsed());
-    let port = free_port();
-    std::fs::write(dir.join("prometheus.yml"), "global: {}\n").expect("config");
-    let mut prom = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--storage.tsdb.retention.time=3650d")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
-        .spawn()
-        .expect("prometheus");
-    let start = Instant::now();
-    while http_get(&format!("http://127.0.0.1:{port}/-/ready"), None).map(|r| r.0) != Ok(200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "prometheus not ready"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let prom = Prometheus::start(&data, &[]);
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
         .arg("-v")
@@ -417,21 +382,14 @@ fn month_of_200_nodes_80000_jobs() {
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(|| binary("joulebook-report")),
         )
-        .args([
-            "--prometheus",
-            &format!("http://127.0.0.1:{port}"),
-            "--month",
-            "2026-10",
-            "--format",
-            "json,md,html",
-        ])
+        .args(["--prometheus", &prom.url(), "--month", "2026-10"])
+        .args(["--format", "json,md,html"])
         .arg("--out")
         .arg(dir.join("out"))
         .output()
         .expect("GNU time (Debian `time`)");
     let wall = t.elapsed();
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let rss_kb: f64 = err

@@ -44,7 +44,7 @@ pub struct Node {
     pub tdp: f64,
     pub memory: f64,
     /// Idle power by component (cpu, dram, gpu per GPU, other), W.
-    pub idle: [f64; 4],
+    pub idle: c::PerComponent<f64>,
 }
 
 pub struct Job {
@@ -59,7 +59,7 @@ pub struct Job {
     pub gpus: usize,
     pub mem: f64,
     /// Power per node by component (cpu, dram, gpu, other), W.
-    pub power: [f64; 4],
+    pub power: c::PerComponent<f64>,
 }
 
 /// A restart of a node's exporter: down from `at` for `down` seconds; `keep_state` resumes
@@ -83,7 +83,7 @@ pub fn nodes() -> Vec<Node> {
             cores: 64.0,
             tdp: 560.0,
             memory: 512e9,
-            idle: [90.0, 15.0, 70.0, 0.0],
+            idle: [90.0, 15.0, 70.0, 0.0].into(),
         },
         Node {
             name: "n2",
@@ -94,7 +94,7 @@ pub fn nodes() -> Vec<Node> {
             cores: 32.0,
             tdp: 400.0,
             memory: 256e9,
-            idle: [70.0, 10.0, 50.0, 0.0],
+            idle: [70.0, 10.0, 50.0, 0.0].into(),
         },
         Node {
             name: "n3",
@@ -102,12 +102,13 @@ pub fn nodes() -> Vec<Node> {
             cores: 32.0,
             tdp: 360.0,
             memory: 128e9,
-            idle: [60.0, 8.0, 0.0, 0.0],
+            idle: [60.0, 8.0, 0.0, 0.0].into(),
         },
     ]
 }
 
 pub fn jobs() -> Vec<Job> {
+    // Power per node: W of cpu, dram, gpu, other.
     let j =
         |id, user, account, name, nodes: Vec<&'static str>, start, end, cpus, gpus, power| Job {
             id,
@@ -120,130 +121,22 @@ pub fn jobs() -> Vec<Job> {
             cpus,
             gpus,
             mem: cpus * 4e9,
-            power,
+            power: c::PerComponent::from(power),
         };
-    vec![
-        j(
-            "1001",
-            "alice",
-            "proj-a",
-            "train-final",
-            vec!["n1"],
-            OCT_START + 2 * D + 10 * H,
-            OCT_START + 4 * D + 10 * H,
-            32.0,
-            2,
-            [150.0, 20.0, 1100.0, 0.0],
-        ),
-        j(
-            "1002",
-            "alice",
-            "proj-a",
-            "dev-sweep",
-            vec!["n1"],
-            OCT_START + 5 * D + 123,
-            OCT_START + 8 * D + 77,
-            16.0,
-            1,
-            [80.0, 10.0, 300.0, 0.0],
-        ),
-        j(
-            "1003",
-            "bob",
-            "proj-a",
-            "dev",
-            vec!["n2"],
-            OCT_START + 9 * D,
-            OCT_START + 11 * D + 5 * H,
-            8.0,
-            1,
-            [60.0, 8.0, 250.0, 0.0],
-        ),
-        j(
-            "1004",
-            "<script>alert(1)</script>",
-            "proj|pipe",
-            "x|y\n<b>\"q\" *z*",
-            vec!["n3"],
-            OCT_START + D + 1800,
-            OCT_START + 3 * D,
-            16.0,
-            0,
-            [120.0, 12.0, 0.0, 0.0],
-        ),
-        j(
-            "1005",
-            "carol",
-            "proj-b",
-            "crossing-start",
-            vec!["n3"],
-            OCT_START - 4 * H - 300,
-            OCT_START + 6 * H + 100,
-            8.0,
-            0,
-            [70.0, 6.0, 0.0, 0.0],
-        ),
-        j(
-            "1006",
-            "carol",
-            "proj-b",
-            "crossing-end",
-            vec!["n2"],
-            OCT_END - 6 * H + 250,
-            OCT_END + 4 * H,
-            8.0,
-            1,
-            [60.0, 6.0, 200.0, 0.0],
-        ),
-        j(
-            "1007",
-            "dave",
-            "proj-b",
-            "short",
-            vec!["n3"],
-            OCT_START + 14 * D + 12 * H + 120,
-            OCT_START + 14 * D + 12 * H + 360,
-            4.0,
-            0,
-            [50.0, 4.0, 0.0, 0.0],
-        ),
-        j(
-            "1008",
-            "dave",
-            "proj-b",
-            "two-nodes",
-            vec!["n1", "n2"],
-            OCT_START + 22 * D,
-            OCT_START + 23 * D,
-            16.0,
-            1,
-            [90.0, 10.0, 280.0, 0.0],
-        ),
-        j(
-            "1009",
-            "erin",
-            "proj-c",
-            "final-run",
-            vec!["n3"],
-            OCT_START + 18 * D,
-            OCT_START + 21 * D,
-            24.0,
-            0,
-            [160.0, 15.0, 0.0, 0.0],
-        ),
-        j(
-            "1010",
-            "erin",
-            "proj-c",
-            "dev1",
-            vec!["n3"],
-            OCT_START + 24 * D,
-            OCT_START + 25 * D,
-            8.0,
-            0,
-            [50.0, 5.0, 0.0, 0.0],
-        ),
-    ]
+    #[rustfmt::skip]
+    let jobs = vec![
+        j("1001", "alice", "proj-a", "train-final", vec!["n1"], OCT_START + 2 * D + 10 * H, OCT_START + 4 * D + 10 * H, 32.0, 2, [150.0, 20.0, 1100.0, 0.0]),
+        j("1002", "alice", "proj-a", "dev-sweep", vec!["n1"], OCT_START + 5 * D + 123, OCT_START + 8 * D + 77, 16.0, 1, [80.0, 10.0, 300.0, 0.0]),
+        j("1003", "bob", "proj-a", "dev", vec!["n2"], OCT_START + 9 * D, OCT_START + 11 * D + 5 * H, 8.0, 1, [60.0, 8.0, 250.0, 0.0]),
+        j("1004", "<script>alert(1)</script>", "proj|pipe", "x|y\n<b>\"q\" *z*", vec!["n3"], OCT_START + D + 1800, OCT_START + 3 * D, 16.0, 0, [120.0, 12.0, 0.0, 0.0]),
+        j("1005", "carol", "proj-b", "crossing-start", vec!["n3"], OCT_START - 4 * H - 300, OCT_START + 6 * H + 100, 8.0, 0, [70.0, 6.0, 0.0, 0.0]),
+        j("1006", "carol", "proj-b", "crossing-end", vec!["n2"], OCT_END - 6 * H + 250, OCT_END + 4 * H, 8.0, 1, [60.0, 6.0, 200.0, 0.0]),
+        j("1007", "dave", "proj-b", "short", vec!["n3"], OCT_START + 14 * D + 12 * H + 120, OCT_START + 14 * D + 12 * H + 360, 4.0, 0, [50.0, 4.0, 0.0, 0.0]),
+        j("1008", "dave", "proj-b", "two-nodes", vec!["n1", "n2"], OCT_START + 22 * D, OCT_START + 23 * D, 16.0, 1, [90.0, 10.0, 280.0, 0.0]),
+        j("1009", "erin", "proj-c", "final-run", vec!["n3"], OCT_START + 18 * D, OCT_START + 21 * D, 24.0, 0, [160.0, 15.0, 0.0, 0.0]),
+        j("1010", "erin", "proj-c", "dev1", vec!["n3"], OCT_START + 24 * D, OCT_START + 25 * D, 8.0, 0, [50.0, 5.0, 0.0, 0.0]),
+    ];
+    jobs
 }
 
 pub fn restarts() -> Vec<Restart> {
@@ -488,18 +381,18 @@ impl Sim {
         let used_cpus: f64 = running.iter().map(|j| j.cpus).sum();
         let used_gpus: usize = running.iter().map(|j| j.gpus).sum();
         let free = (1.0 - used_cpus / n.cores).max(0.0);
-        let mut node_p = [0.0; 4];
-        for (ci, _) in comps.iter().enumerate() {
-            let unalloc = if ci == 2 {
-                n.idle[2] * (n.gpus.len() - used_gpus) as f64
+        let mut node_p = c::PerComponent::<f64>::default();
+        for &comp in comps {
+            let unalloc = if comp == c::Component::Gpu {
+                n.idle[comp] * (n.gpus.len() - used_gpus) as f64
             } else {
-                n.idle[ci] * free
+                n.idle[comp] * free
             };
-            node_p[ci] += unalloc;
+            node_p[comp] += unalloc;
             let key = format!(
                 "{}{{{}}}",
                 c::UNALLOCATED_ENERGY.name(),
-                labels(n.name, &[(c::labels::COMPONENT, comps[ci].as_str())])
+                labels(n.name, &[(c::labels::COMPONENT, comp.as_str())])
             );
             if !down {
                 self.counters.entry(key).or_default().exported += unalloc * STEP as f64;
@@ -507,14 +400,14 @@ impl Sim {
         }
         for j in &running {
             let idle_share = j.cpus / n.cores;
-            for (ci, comp) in comps.iter().enumerate() {
-                let p = j.power[ci]
-                    + if ci == 2 {
-                        n.idle[2] * j.gpus as f64
+            for &comp in comps {
+                let p = j.power[comp]
+                    + if comp == c::Component::Gpu {
+                        n.idle[comp] * j.gpus as f64
                     } else {
-                        n.idle[ci] * idle_share
+                        n.idle[comp] * idle_share
                     };
-                node_p[ci] += p;
+                node_p[comp] += p;
                 let key = format!(
                     "{}{{{}}}",
                     c::JOB_ENERGY.name(),
@@ -545,13 +438,13 @@ impl Sim {
                 }
             }
         }
-        let total: f64 = node_p.iter().sum();
+        let total: f64 = node_p.values().sum();
         let mp = self.max_node_power.entry(n.name).or_default();
         *mp = mp.max(total);
         if (OCT_START..OCT_END).contains(&t) {
             self.physical_oct += total * STEP as f64;
         }
-        for (ci, comp) in comps.iter().enumerate() {
+        for &comp in comps {
             let key = format!(
                 "{}{{{}}}",
                 c::NODE_ENERGY.name(),
@@ -559,9 +452,9 @@ impl Sim {
             );
             let ctr = self.counters.entry(key).or_default();
             if !down {
-                ctr.exported += node_p[ci] * STEP as f64;
+                ctr.exported += node_p[comp] * STEP as f64;
             } else if (OCT_START..OCT_END).contains(&t) {
-                self.lost += node_p[ci] * STEP as f64;
+                self.lost += node_p[comp] * STEP as f64;
             }
         }
     }

@@ -295,23 +295,8 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow() {
 
 fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
     let lines = samples(&run.text);
-    let restarts: BTreeMap<String, Vec<i64>> = run.truth["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let ups = n["restarts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["up_unix"].as_i64().unwrap())
-                .collect();
-            (format!("{}:9977", n["name"].as_str().unwrap()), ups)
-        })
-        .collect();
-    // Per instance and timestamp: node and unallocated by component; the last value of every
-    // job seen so far.
-    type Key = (String, i64);
+    let restarts = restart_ups(run);
+    // Per instance and timestamp: node and unallocated by component; the job values scraped.
     let mut node: BTreeMap<Key, BTreeMap<String, i64>> = BTreeMap::new();
     let mut unallocated: BTreeMap<Key, BTreeMap<String, i64>> = BTreeMap::new();
     let mut jobs_at: BTreeMap<Key, Vec<(String, String, i64)>> = BTreeMap::new();
@@ -380,9 +365,41 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
         restarts.keys().collect::<Vec<_>>(),
         "every node publishes the marker"
     );
+    let checked = assert_balanced(&node, &unallocated, &jobs_at);
+    assert!(checked > 2000, "{checked}");
+}
+
+/// (instance, Unix seconds) of a scrape.
+type Key = (String, i64);
+
+/// The Unix seconds at which each instance's exporter came back from a restart, by instance.
+fn restart_ups(run: &Run) -> BTreeMap<String, Vec<i64>> {
+    run.truth["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let ups = n["restarts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["up_unix"].as_i64().unwrap())
+                .collect();
+            (format!("{}:9977", n["name"].as_str().unwrap()), ups)
+        })
+        .collect()
+}
+
+/// Asserts jobs (the last value of every job seen so far) + unallocated = node at every scrape
+/// of every instance, per component; returns how many were checked.
+fn assert_balanced(
+    node: &BTreeMap<Key, BTreeMap<String, i64>>,
+    unallocated: &BTreeMap<Key, BTreeMap<String, i64>>,
+    jobs_at: &BTreeMap<Key, Vec<(String, String, i64)>>,
+) -> usize {
     let mut job_last: BTreeMap<(String, String, String), i64> = BTreeMap::new();
     let mut checked = 0;
-    for ((inst, ts), comps) in &node {
+    for ((inst, ts), comps) in node {
         for (job, comp, v) in jobs_at.get(&(inst.clone(), *ts)).into_iter().flatten() {
             job_last.insert((inst.clone(), job.clone(), comp.clone()), *v);
         }
@@ -401,7 +418,7 @@ fn jobs_plus_unallocated_equal_the_node_and_counters_only_grow_in(run: &Run) {
             checked += 1;
         }
     }
-    assert!(checked > 2000, "{checked}");
+    checked
 }
 
 #[test]
@@ -783,8 +800,39 @@ fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
 fn bad_scenarios_exit_2_naming_file_line_and_key() {
     let good = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let cases = bad_scenarios(&good);
+    for (what, text, expect) in cases {
+        assert_ne!(text, good, "{what}: the replacement did not apply");
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, text).unwrap();
+        let o = Command::new(binary("joulebook-exporter"))
+            .args(["simulate", "--scenario"])
+            .arg(&path)
+            .arg("--out")
+            .arg(dir.path().join("x.om"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains("bad.yaml"), "{what}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{what}: expected {e:?} in {err}");
+        }
+    }
+    let o = Command::new(binary("joulebook-exporter"))
+        .args(["simulate", "--scenario", "/nonexistent/s.yaml", "--out"])
+        .arg(dir.path().join("x.om"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.yaml"));
+}
+
+/// Bad variants of the scenario `good` (small.yaml): what is wrong, the text, and what the error
+/// must name.
+fn bad_scenarios(good: &str) -> [(&'static str, String, &'static [&'static str]); 13] {
     let restart = "restarts:\n  - {node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}\n";
-    let cases: [(&str, String, &[&str]); 13] = [
+    [
         (
             "unknown key",
             good.replace("    sockets: 2\n", "    sockets: 2\n    sokets: 3\n"),
@@ -868,32 +916,7 @@ fn bad_scenarios_exit_2_naming_file_line_and_key() {
             good.replace("cores: [1, 2, 4]", "cores: [1, 2, 64]"),
             &["jobs.classes[3].cores", "64"],
         ),
-    ];
-    for (what, text, expect) in cases {
-        assert_ne!(text, good, "{what}: the replacement did not apply");
-        let path = dir.path().join("bad.yaml");
-        std::fs::write(&path, text).unwrap();
-        let o = Command::new(binary("joulebook-exporter"))
-            .args(["simulate", "--scenario"])
-            .arg(&path)
-            .arg("--out")
-            .arg(dir.path().join("x.om"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        assert!(err.contains("bad.yaml"), "{what}: {err}");
-        for e in expect {
-            assert!(err.contains(e), "{what}: expected {e:?} in {err}");
-        }
-    }
-    let o = Command::new(binary("joulebook-exporter"))
-        .args(["simulate", "--scenario", "/nonexistent/s.yaml", "--out"])
-        .arg(dir.path().join("x.om"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/s.yaml"));
+    ]
 }
 
 /// The mixed cluster: the AMD node's GPUs are measured by the amdgpu source (no NVML there), and
@@ -948,43 +971,14 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
         .iter()
         .filter(|l| l.labels.get("instance").map(String::as_str) == Some("mig01:9977"))
         .collect();
-    // Per timestamp: the GPU's energy, the unallocated GPU energy, each job's GPU energy and the
-    // instances each job holds.
-    let mut gpu: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut free: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut job: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    let mut held: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut physical = std::collections::BTreeSet::new();
-    let mut parts = std::collections::BTreeSet::new();
-    for l in &on_mig {
-        let comp = l.labels.get("component").map(String::as_str);
-        match l.name.as_str() {
-            "joulebook_node_joules_total" if comp == Some("gpu") => {
-                gpu.insert(l.ts, uj(l.value));
-            }
-            "joulebook_unallocated_joules_total" if comp == Some("gpu") => {
-                free.insert(l.ts, uj(l.value));
-            }
-            "joulebook_job_joules_total" if comp == Some("gpu") => {
-                job.insert((l.labels["job_id"].clone(), l.ts), uj(l.value));
-            }
-            "joulebook_job_gpu_info" => {
-                held.entry(l.labels["job_id"].clone())
-                    .or_default()
-                    .insert(l.labels["gpu_uuid"].clone());
-            }
-            "joulebook_gpu_info" => {
-                physical.insert(l.labels["gpu_uuid"].clone());
-            }
-            "joulebook_gpu_part_info" => {
-                parts.insert((
-                    l.labels["gpu_uuid"].clone(),
-                    l.labels["parent_gpu_uuid"].clone(),
-                ));
-            }
-            _ => {}
-        }
-    }
+    let MigScrapes {
+        gpu,
+        free,
+        job,
+        held,
+        physical,
+        parts,
+    } = MigScrapes::of(&on_mig);
     assert!(!held.is_empty(), "no job held a MIG instance on mig01");
     // Each instance is published as a part of the one physical GPU (what the idle-GPU alert
     // joins on), and nothing else is.
@@ -1037,6 +1031,56 @@ fn the_mig_node_splits_its_gpu_by_instance_and_leaves_free_slices_unallocated() 
         e > 0.0 && un >= 2.0 / 7.0 * e - 1e-3,
         "mig01: {un} of {e} J unallocated"
     );
+}
+
+/// mig01's scrapes, per timestamp: the GPU's energy, the unallocated GPU energy, each job's GPU
+/// energy; the instances each job holds, the physical GPUs and the (part, parent) pairs.
+#[derive(Default)]
+struct MigScrapes {
+    gpu: BTreeMap<i64, i64>,
+    free: BTreeMap<i64, i64>,
+    job: BTreeMap<(String, i64), i64>,
+    held: BTreeMap<String, std::collections::BTreeSet<String>>,
+    physical: std::collections::BTreeSet<String>,
+    parts: std::collections::BTreeSet<(String, String)>,
+}
+
+impl MigScrapes {
+    fn of(lines: &[&Line]) -> MigScrapes {
+        let mut m = MigScrapes::default();
+        for l in lines {
+            let comp = l.labels.get("component").map(String::as_str);
+            match l.name.as_str() {
+                "joulebook_node_joules_total" if comp == Some("gpu") => {
+                    m.gpu.insert(l.ts, uj(l.value));
+                }
+                "joulebook_unallocated_joules_total" if comp == Some("gpu") => {
+                    m.free.insert(l.ts, uj(l.value));
+                }
+                "joulebook_job_joules_total" if comp == Some("gpu") => {
+                    m.job
+                        .insert((l.labels["job_id"].clone(), l.ts), uj(l.value));
+                }
+                "joulebook_job_gpu_info" => {
+                    m.held
+                        .entry(l.labels["job_id"].clone())
+                        .or_default()
+                        .insert(l.labels["gpu_uuid"].clone());
+                }
+                "joulebook_gpu_info" => {
+                    m.physical.insert(l.labels["gpu_uuid"].clone());
+                }
+                "joulebook_gpu_part_info" => {
+                    m.parts.insert((
+                        l.labels["gpu_uuid"].clone(),
+                        l.labels["parent_gpu_uuid"].clone(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        m
+    }
 }
 
 /// The Intel node: its GPUs are measured by the intel_gpu source as the live source publishes

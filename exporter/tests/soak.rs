@@ -23,6 +23,27 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Job `n` of the churn: one CPU, its user and project among 300 and 20.
+fn churn_job(n: u64, cpu: u32) -> Job {
+    Job {
+        id: format!("{}", 1_000_000 + n),
+        scheduler: Scheduler::Slurm,
+        uid: Some(1000),
+        user: Some(format!("user{}", n % 300)),
+        account: Some(format!("project{}", n % 20)),
+        partition: Some("cpu".into()),
+        job_name: Some(format!("job-{n}")),
+        sluid: None,
+        metadata: MetadataSource::Prolog,
+        cpus: vec![cpu],
+        cpu_usage_ns: Some(0),
+        memory_limit_bytes: None,
+        gpus: vec![],
+        gpu_source: None,
+        revision: 0,
+    }
+}
+
 #[test]
 fn twenty_thousand_jobs_churn_without_growth() {
     let mut node = NodeInfo {
@@ -55,23 +76,7 @@ fn twenty_thousand_jobs_churn_without_growth() {
         let busy: Vec<u32> = running.iter().flat_map(|(j, _)| j.cpus.clone()).collect();
         for cpu in 0..64u32 {
             if next_id < total_jobs && !busy.contains(&cpu) {
-                let job = Job {
-                    id: format!("{}", 1_000_000 + next_id),
-                    scheduler: Scheduler::Slurm,
-                    uid: Some(1000),
-                    user: Some(format!("user{}", next_id % 300)),
-                    account: Some(format!("project{}", next_id % 20)),
-                    partition: Some("cpu".into()),
-                    job_name: Some(format!("job-{next_id}")),
-                    sluid: None,
-                    metadata: MetadataSource::Prolog,
-                    cpus: vec![cpu],
-                    cpu_usage_ns: Some(0),
-                    memory_limit_bytes: None,
-                    gpus: vec![],
-                    gpu_source: None,
-                    revision: 0,
-                };
+                let job = churn_job(next_id, cpu);
                 running.push((job, cycle + 10 + next_id % 41));
                 next_id += 1;
             }

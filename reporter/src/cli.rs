@@ -5,16 +5,20 @@
 use crate::collect::{Collector, Scope};
 use crate::config::Config;
 use crate::data::Dataset;
-use crate::model::{self, kwh, Options, Report, ScopeKind};
+use crate::model::{self, Options, Report, ScopeKind};
 use crate::period::{Period, Zone};
 use crate::prom::{Client, ClientOptions};
-use crate::render::{self, format_num, Renderer};
+use crate::render::{self, Renderer};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod email;
+mod job;
+
+use job::job_summary;
+pub use job::{job_text, JobShown};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -253,39 +257,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
     };
     let zone = site_zone(cli.sel.timezone.as_deref(), &cfg)?;
     let lookback = parse_duration(&cli.conn.lookback).map_err(usage)?;
-    let url = cli
-        .conn
-        .prometheus
-        .clone()
-        .or_else(|| cfg.prometheus.url.clone())
-        .ok_or_else(|| {
-            usage("no server: give --prometheus URL (or prometheus.url in the config, or JOULEBOOK_PROMETHEUS_URL)")
-        })?;
-    let p = &cfg.prometheus;
-    let opts = ClientOptions {
-        url,
-        ca_file: cli.conn.ca_file.clone().or_else(|| p.ca_file.clone()),
-        basic_user: cli
-            .conn
-            .basic_auth_user
-            .clone()
-            .or_else(|| p.username.clone()),
-        basic_password_file: cli
-            .conn
-            .basic_auth_password_file
-            .clone()
-            .or_else(|| p.password_file.clone()),
-        bearer_token_file: cli
-            .conn
-            .bearer_token_file
-            .clone()
-            .or_else(|| p.bearer_token_file.clone()),
-        timeout: timeout(cli.conn.timeout, p.timeout_seconds)?,
-        attempts: cli.conn.attempts,
-        backoff: Duration::from_millis(500),
-        progress: !cli.conn.no_progress,
-        max_answer_mib: max_answer_mib(cli.conn.max_answer_mib, p.max_answer_mib)?,
-    };
+    let opts = client_options(&cli, &cfg)?;
     let client = Client::new(&opts).map_err(|e| usage(e.to_string()))?;
     let renderer = Renderer::new(cli.out.templates.as_deref()).map_err(|e| usage(e.to_string()))?;
     let scope = |period: Period, job_id: Option<String>| Scope {
@@ -356,6 +328,44 @@ fn run(cli: Cli) -> Result<(), Fail> {
             Ok(())
         }
     }
+}
+
+/// The server's URL, TLS and credentials: each flag, else its key in the config.
+fn client_options(cli: &Cli, cfg: &Config) -> Result<ClientOptions, Fail> {
+    let url = cli
+        .conn
+        .prometheus
+        .clone()
+        .or_else(|| cfg.prometheus.url.clone())
+        .ok_or_else(|| {
+            usage("no server: give --prometheus URL (or prometheus.url in the config, or JOULEBOOK_PROMETHEUS_URL)")
+        })?;
+    let p = &cfg.prometheus;
+    let opts = ClientOptions {
+        url,
+        ca_file: cli.conn.ca_file.clone().or_else(|| p.ca_file.clone()),
+        basic_user: cli
+            .conn
+            .basic_auth_user
+            .clone()
+            .or_else(|| p.username.clone()),
+        basic_password_file: cli
+            .conn
+            .basic_auth_password_file
+            .clone()
+            .or_else(|| p.password_file.clone()),
+        bearer_token_file: cli
+            .conn
+            .bearer_token_file
+            .clone()
+            .or_else(|| p.bearer_token_file.clone()),
+        timeout: timeout(cli.conn.timeout, p.timeout_seconds)?,
+        attempts: cli.conn.attempts,
+        backoff: Duration::from_millis(500),
+        progress: !cli.conn.no_progress,
+        max_answer_mib: max_answer_mib(cli.conn.max_answer_mib, p.max_answer_mib)?,
+    };
+    Ok(opts)
 }
 
 fn period_arg(sel: &SelectArgs, zone: &Zone) -> Result<Option<Period>, Fail> {
@@ -473,216 +483,6 @@ fn report_files(
 /// Writes the files into `dir` safely (see [`crate::output`]).
 fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Fail> {
     crate::output::write_files(dir, files).map_err(runtime)
-}
-
-fn job_summary(client: &Client, scope: Scope, cfg: &Config, job_id: &str) -> Result<(), Fail> {
-    // Narrow the window to the job's life so that the node's mean power (CodeCarbon-style) is
-    // the power while the job ran.
-    let wide = Collector::new(client, scope.clone());
-    let life = wide.job_lifetime().map_err(runtime)?;
-    let Some((first, last)) = life else {
-        return Err(runtime(format!(
-            "job {job_id} has no samples between {} and {}: check the id, --cluster, or give --from/--to around the job's dates",
-            scope.zone.iso(scope.period.start),
-            scope.zone.iso(scope.period.end)
-        )));
-    };
-    let mut narrow = scope.clone();
-    // From one lookback before the first sample (the counter's zero) to the last sample.
-    narrow.period = Period {
-        start: (first as i64 - 1).max(scope.period.start),
-        end: last.ceil() as i64,
-    };
-    let ds = Collector::new(client, narrow.clone())
-        .job_dataset()
-        .map_err(runtime)?;
-    let Some(job) = ds.jobs.iter().find(|j| j.job_id == job_id) else {
-        return Err(runtime(format!(
-            "job {job_id}: no energy or core-seconds found"
-        )));
-    };
-    let nodes = ds
-        .nodes
-        .iter()
-        .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
-        .collect();
-    let gpu_w = model::gpu_watts_by_node(&ds);
-    let est = model::job_estimates(job, &nodes, &gpu_w, cfg, narrow.period.seconds() as f64);
-    let shown = JobShown {
-        names: model::display_names(&ds),
-        unmeasured: ds.unmeasured.clone(),
-    };
-    print!(
-        "{}",
-        job_text(job, &est, cfg, &narrow.period, &narrow.zone, &shown)
-    );
-    Ok(())
-}
-
-/// How the `job` subcommand names nodes and which components nothing measures.
-#[derive(Default)]
-pub struct JobShown {
-    /// (cluster, instance) → node name ([`model::display_names`]).
-    pub names: BTreeMap<(String, String), String>,
-    pub unmeasured: Vec<String>,
-}
-
-/// The `job` subcommand's text.
-pub fn job_text(
-    job: &crate::data::JobData,
-    est: &model::JobEstimates,
-    cfg: &Config,
-    window: &Period,
-    zone: &Zone,
-    shown: &JobShown,
-) -> String {
-    let line = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
-    };
-    let total = job.energy.total();
-    let mut o = String::new();
-    let mut kv = |k: &str, v: String| o.push_str(&format!("{k:<24}{v}\n"));
-    kv("Job ID:", line(&job.job_id));
-    if !job.cluster.is_empty() {
-        kv("Cluster:", line(&job.cluster));
-    }
-    kv(
-        "User/Project:",
-        format!("{}/{}", line(&job.user), line(&job.account)),
-    );
-    kv("Name:", line(&job.job_name));
-    kv("Partition:", line(&job.partition));
-    kv(
-        "Nodes:",
-        format!(
-            "{} ({})",
-            job.placements.len(),
-            job.placements
-                .iter()
-                .map(|p| {
-                    let key = (job.cluster.to_string(), p.instance.to_string());
-                    line(
-                        shown
-                            .names
-                            .get(&key)
-                            .map_or(crate::names::host_of(&p.instance), String::as_str),
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    kv(
-        "Seen:",
-        format!("{} to {}", zone.iso(window.start), zone.iso(window.end)),
-    );
-    let cores = job.placements.iter().map(|p| p.alloc_cpus).sum::<f64>();
-    kv("Cores:", format_num(cores, 0));
-    kv("Core-hours:", format_num(job.core_seconds / 3600.0, 2));
-    kv("GPU-hours:", format_num(job.gpu_seconds / 3600.0, 2));
-    if job.core_seconds > 0.0 {
-        kv(
-            "CPU efficiency:",
-            format!(
-                "{} % of core-walltime",
-                format_num(100.0 * job.cpu_seconds / job.core_seconds, 1)
-            ),
-        );
-    }
-    kv(
-        "Energy (measured):",
-        format!(
-            "{} kWh ({} J)",
-            format_num(kwh(total), 3),
-            format_num(total, 0)
-        ),
-    );
-    for c in joulebook_common::Component::ALL {
-        if shown.unmeasured.iter().any(|u| u == c.as_str()) {
-            kv(&format!("  {c}:"), "not measured on this cluster".into());
-            continue;
-        }
-        let v = job.energy.get(c);
-        let share = if total > 0.0 { 100.0 * v / total } else { 0.0 };
-        kv(
-            &format!("  {c}:"),
-            format!("{} kWh ({} %)", format_num(kwh(v), 3), format_num(share, 1)),
-        );
-    }
-    let ratio = |e: f64| {
-        if total > 0.0 {
-            format!("{}× measured", format_num(e / total, 2))
-        } else {
-            "n/a".into()
-        }
-    };
-    kv(
-        "Green Algorithms:",
-        format!(
-            "{} kWh ({})",
-            format_num(kwh(est.green_algorithms), 3),
-            ratio(est.green_algorithms)
-        ),
-    );
-    if job.gpu_seconds > 0.0 {
-        kv(
-            "ML CO2:",
-            format!(
-                "{} kWh ({})",
-                format_num(kwh(est.ml_co2), 3),
-                ratio(est.ml_co2)
-            ),
-        );
-    } else {
-        kv(
-            "ML CO2:",
-            "n/a (GPU-hours × GPU TDP only: no GPU used)".into(),
-        );
-    }
-    kv(
-        "CodeCarbon-style:",
-        format!(
-            "{} kWh ({})",
-            format_num(kwh(est.codecarbon), 3),
-            ratio(est.codecarbon)
-        ),
-    );
-    let facility = kwh(total) * cfg.pue.value;
-    let ci = &cfg.carbon_intensity;
-    kv(
-        "Facility energy:",
-        format!("{} kWh (PUE {})", format_num(facility, 3), cfg.pue.value),
-    );
-    kv(
-        "Emissions:",
-        format!(
-            "{} g CO2e ({} g/kWh, {} {} {}, {})",
-            format_num(facility * ci.value, 1),
-            ci.value,
-            ci.zone,
-            ci.scope,
-            ci.year,
-            ci.source
-        ),
-    );
-    kv(
-        "Household-days:",
-        format!(
-            "{} ({} kWh/year, {})",
-            format_num(facility / (cfg.household.kwh_per_year / 365.0), 2),
-            cfg.household.kwh_per_year,
-            cfg.household.source
-        ),
-    );
-    if let Some(p) = &cfg.electricity_price {
-        kv(
-            "Cost:",
-            format!("{} {}", format_num(facility * p.per_kwh, 2), p.currency),
-        );
-    }
-    o
 }
 
 #[cfg(test)]

@@ -66,7 +66,12 @@ fn month_in_a_time_zone_has_local_days() {
         assert!(close(day, w, 1e-9), "day {} J, {from} to {to} {w} J", i + 1);
     }
 
-    // The config's key, and the flag over it.
+    zone_by_config_key_and_flag_over_it(&url, &r);
+    job_window_in_zone(&url);
+}
+
+/// The config's `timezone` gives report `r` (Paris) as the flag does; the flag wins over it.
+fn zone_by_config_key_and_flag_over_it(url: &str, r: &Value) {
     let cfg_dir = tempfile::tempdir().expect("cfg");
     let cfg = |zone: &str| {
         let p = cfg_dir
@@ -76,11 +81,11 @@ fn month_in_a_time_zone_has_local_days() {
         p.to_string_lossy().to_string()
     };
     let paris = cfg("Europe/Paris");
-    let by_key = json_report(&url, &["--month", "2026-10", "--config", &paris]);
-    assert_same(&by_key, &r, "$");
+    let by_key = json_report(url, &["--month", "2026-10", "--config", &paris]);
+    assert_same(&by_key, r, "$");
     let new_york = cfg("America/New_York");
     let flag_wins = json_report(
-        &url,
+        url,
         &[
             "--month",
             "2026-10",
@@ -90,12 +95,14 @@ fn month_in_a_time_zone_has_local_days() {
             "Europe/Paris",
         ],
     );
-    assert_same(&flag_wins, &r, "$");
+    assert_same(&flag_wins, r, "$");
+}
 
-    // The job summary prints its window in the zone.
+/// The job summary prints its window in the zone.
+fn job_window_in_zone(url: &str) {
     let out = ok(&report(&[
         "--prometheus",
-        &url,
+        url,
         "--from",
         "2026-10-15",
         "--to",

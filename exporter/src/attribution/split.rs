@@ -273,36 +273,12 @@ pub fn attribute_each(
         CpuPolicy::UsageAboveBaseline => cpu_time_by_socket(jobs, &starts, &own_cpus, sockets),
     };
 
-    let mut out = vec![PerComponent::<u64>::default(); n_jobs];
-    let mut unallocated = PerComponent::<u64>::default();
-
-    // Splits `energy` by `weight(j)` over `total`, adding to component `k`; the rest is
-    // unallocated.
-    let mut split = |out: &mut [PerComponent<u64>],
-                     k: Component,
-                     energy: u64,
-                     total: u128,
-                     weight: &dyn Fn(usize) -> u128| {
-        let mut given = 0u64;
-        if total > 0 {
-            for (j, o) in out.iter_mut().enumerate() {
-                let e = part(energy, weight(j), total);
-                o[k] = o[k].saturating_add(e);
-                given += e;
-            }
-        }
-        unallocated[k] = unallocated[k].saturating_add(energy - given);
+    let mut acc = Split {
+        out: vec![PerComponent::<u64>::default(); n_jobs],
+        unallocated: PerComponent::<u64>::default(),
     };
 
-    // Whether DRAM goes by memory: every job has a limit and the node's memory is known.
-    let memory_total: Option<u128> = (n_jobs > 0 && topo.memory_bytes > 0)
-        .then(|| {
-            jobs.iter()
-                .map(|j| j.memory_bytes.map(u128::from))
-                .sum::<Option<u128>>()
-        })
-        .flatten()
-        .map(|limits| limits.max(u128::from(topo.memory_bytes)));
+    let memory_total = memory_total(jobs, topo);
 
     for s in 0..sockets {
         let alloc_total = u128::from(cpus_in_socket[s]) * u128::from(unit_socket[s].unit);
@@ -319,31 +295,76 @@ pub fn attribute_each(
             ),
         };
         match baseline {
-            None => split(&mut out, CPU, cpu, alloc_total, &alloc),
+            None => acc.add(CPU, cpu, alloc_total, &alloc),
             Some(base) => {
-                split(&mut out, CPU, base, alloc_total, &alloc);
+                acc.add(CPU, base, alloc_total, &alloc);
                 let used = |j: usize| u128::from(time_on[j * sockets + s]);
                 let used_total: u128 = (0..n_jobs).map(used).sum();
-                split(&mut out, CPU, cpu - base, used_total, &used);
+                acc.add(CPU, cpu - base, used_total, &used);
             }
         }
 
         // DRAM.
         let dram = delta.dram_by_socket.get(s).copied().unwrap_or(0);
         match memory_total {
-            Some(total) => split(&mut out, DRAM, dram, total, &|j| {
+            Some(total) => acc.add(DRAM, dram, total, &|j| {
                 u128::from(jobs[j].memory_bytes.unwrap_or(0))
             }),
-            None => split(&mut out, DRAM, dram, alloc_total, &alloc),
+            None => acc.add(DRAM, dram, alloc_total, &alloc),
         }
     }
 
     // Other: by allocated CPUs of the whole node.
     let node_total = n_cpus as u128 * u128::from(unit_node.unit);
-    split(&mut out, OTHER, delta.other, node_total, &|j| {
-        u128::from(w_node[j])
-    });
+    acc.add(OTHER, delta.other, node_total, &|j| u128::from(w_node[j]));
 
+    split_gpus(delta, jobs, &mut acc.out, &mut acc.unallocated);
+    (acc.out, acc.unallocated)
+}
+
+/// Energy per job (in the order of the shares) and unallocated, as it is split.
+struct Split {
+    out: Vec<PerComponent<u64>>,
+    unallocated: PerComponent<u64>,
+}
+
+impl Split {
+    /// Splits `energy` by `weight(j)` over `total`, adding to component `k` of each job; the
+    /// rest is unallocated.
+    fn add(&mut self, k: Component, energy: u64, total: u128, weight: &dyn Fn(usize) -> u128) {
+        let mut given = 0u64;
+        if total > 0 {
+            for (j, o) in self.out.iter_mut().enumerate() {
+                let e = part(energy, weight(j), total);
+                o[k] = o[k].saturating_add(e);
+                given += e;
+            }
+        }
+        self.unallocated[k] = self.unallocated[k].saturating_add(energy - given);
+    }
+}
+
+/// The memory DRAM is split by, when it goes by memory: every job has a limit and the node's
+/// memory is known (the sum of the limits, at least the node's memory).
+fn memory_total(jobs: &[JobShare], topo: &Topology) -> Option<u128> {
+    (!jobs.is_empty() && topo.memory_bytes > 0)
+        .then(|| {
+            jobs.iter()
+                .map(|j| j.memory_bytes.map(u128::from))
+                .sum::<Option<u128>>()
+        })
+        .flatten()
+        .map(|limits| limits.max(u128::from(topo.memory_bytes)))
+}
+
+/// Each GPU's energy split evenly among the jobs that hold it (the remainder and unheld GPUs
+/// unallocated).
+fn split_gpus(
+    delta: &NodeDelta,
+    jobs: &[JobShare],
+    out: &mut [PerComponent<u64>],
+    unallocated: &mut PerComponent<u64>,
+) {
     // GPUs: positions follow the BTreeMap's order, so a binary search finds a UUID.
     let gpus: Vec<(&str, u64)> = delta
         .gpu_by_uuid
@@ -378,8 +399,6 @@ pub fn attribute_each(
         };
         unallocated[GPU] = unallocated[GPU].saturating_add(energy - given);
     }
-
-    (out, unallocated)
 }
 
 /// Unit weights per socket and for the whole node, then what each CPU gives each holder:

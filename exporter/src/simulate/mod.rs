@@ -41,7 +41,6 @@ use std::fmt;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use truth::Energy;
 use workload::SimJob;
 
 /// What `simulate` is asked to do.
@@ -258,6 +257,33 @@ impl Node {
         )
     }
 
+    /// Copies the accounting's running totals of this node's active jobs into their parts.
+    fn record_parts(&self, parts: &mut [Vec<Part>]) {
+        let Some(acc) = self.engine.as_ref().and_then(|e| e.accounting()) else {
+            return;
+        };
+        for (job, a) in self.jobs.iter().zip(&self.active) {
+            if let Some(r) = acc.jobs().get(job.id.as_str()) {
+                let part = &mut parts[a.job][a.part];
+                part.uj = r.uj;
+                part.core_s = r.core_seconds;
+                part.gpu_s = r.gpu_seconds;
+                part.cpu_s = r.cpu_seconds;
+            }
+        }
+    }
+
+    /// Adds this cycle's node and unallocated energy to the day's (node, unallocated) sums.
+    fn add_day(&mut self, day: &mut (PerComponent<u64>, PerComponent<u64>)) {
+        let (node_uj, un_uj) = self.node_totals();
+        for c in Component::ALL {
+            day.0[c] += node_uj[c].saturating_sub(self.last_node[c]);
+            day.1[c] += un_uj[c].saturating_sub(self.last_unallocated[c]);
+        }
+        self.last_node = node_uj;
+        self.last_unallocated = un_uj;
+    }
+
     fn node_totals(&self) -> (PerComponent<u64>, PerComponent<u64>) {
         let mut node = PerComponent::<u64>::default();
         let mut un = PerComponent::<u64>::default();
@@ -287,55 +313,11 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
     let horizon = (s.duration.0 / step).round() as u64;
     let start = s.start.0;
 
-    // Parts: one per (job, node it runs on).
-    let mut parts: Vec<Vec<Part>> = jobs
-        .iter()
-        .map(|j| {
-            j.placement
-                .iter()
-                .map(|p| Part {
-                    node: p.node,
-                    ..Default::default()
-                })
-                .collect()
-        })
-        .collect();
-
-    let specs = s.nodes();
-    let mut state_dir = TempDir(None);
-    if !s.restarts.is_empty() {
-        let dir = std::env::temp_dir().join(format!(
-            "joulebook-simulate-{}-{}",
-            std::process::id(),
-            seed
-        ));
-        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
-        state_dir.0 = Some(dir);
-    }
-    let mut nodes: Vec<Node> = specs
-        .into_iter()
-        .enumerate()
-        .map(|(i, spec)| new_node(&s, seed, i, spec, step))
-        .collect();
-    for n in &mut nodes {
-        n.engine = Some(n.new_engine(&s));
-    }
-    for (j, job) in jobs.iter().enumerate() {
-        if let Some(st) = job.start_tick {
-            for (pi, p) in job.placement.iter().enumerate() {
-                nodes[p.node].timeline.push((st, j, pi));
-            }
-        }
-    }
-    for n in &mut nodes {
-        n.timeline.sort_unstable();
-    }
+    let mut parts = new_parts(&jobs);
+    let state_dir = state_dir(&s, seed)?;
+    let mut nodes = new_nodes(&s, seed, step, &jobs);
     let projects: Vec<String> = s.projects.iter().map(|p| p.name.clone()).collect();
-    let uids: BTreeMap<String, u32> = (0..s.projects.len())
-        .flat_map(|p| s.users_of(p).into_iter().map(|(u, _)| u))
-        .enumerate()
-        .map(|(i, u)| (u, FIRST_UID + i as u32))
-        .collect();
+    let uids = uids(&s);
 
     // Midnight (UTC) of the first day, Unix seconds.
     let day0 = (start / 86400.0).floor() * 86400.0;
@@ -379,35 +361,12 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
                 engine.cycle_with_jobs(t, unix, &n.jobs);
                 n.last_cycle_unix = unix;
             }
-            if let Some(acc) = engine.accounting() {
-                for (job, a) in n.jobs.iter().zip(&n.active) {
-                    if let Some(r) = acc.jobs().get(job.id.as_str()) {
-                        let part = &mut parts[a.job][a.part];
-                        part.uj = r.uj;
-                        part.core_s = r.core_seconds;
-                        part.gpu_s = r.gpu_seconds;
-                        part.cpu_s = r.cpu_seconds;
-                    }
-                }
-            }
-            let (node_uj, un_uj) = n.node_totals();
-            for c in Component::ALL {
-                days[day].0[c] += node_uj[c].saturating_sub(n.last_node[c]);
-                days[day].1[c] += un_uj[c].saturating_sub(n.last_unallocated[c]);
-            }
-            n.last_node = node_uj;
-            n.last_unallocated = un_uj;
+            n.record_parts(&mut parts);
+            n.add_day(&mut days[day]);
             if k % per_scrape == 0 {
                 write_scrape(n, &mut writer, unix, opts.format).map_err(&write_err)?;
             }
-            if n.restarts.get(n.next_restart).is_some_and(|r| r.0 == k) {
-                // The exporter stops after this cycle; what it saved is what it published.
-                let path = state_path(&state_dir, n);
-                if let Some(e) = n.engine.take() {
-                    let st = e.to_state(&n.spec.name, Some(BOOT_ID.into()), unix);
-                    state::save_atomic(&path, &st).map_err(|e| SimError::Run(e.to_string()))?;
-                }
-            }
+            stop_if_due(n, k, &state_dir, unix)?;
         }
         if k % per_scrape == 0 {
             scrapes += 1;
@@ -418,8 +377,8 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
     writer.finish().map_err(&write_err)?;
 
     if let Some(path) = &opts.truth {
-        let t = build_truth(&s, seed, &jobs, &parts, &nodes, &days);
-        write_truth(path, &t)?;
+        let t = truth::build_truth(&s, seed, &jobs, &parts, &nodes, &days);
+        truth::write_truth(path, &t)?;
     }
     Ok(Summary {
         seed,
@@ -430,6 +389,81 @@ pub fn run(opts: &Options) -> Result<Summary, SimError> {
         samples,
         bytes,
     })
+}
+
+/// The parts of each job: one per node it runs on.
+fn new_parts(jobs: &[SimJob]) -> Vec<Vec<Part>> {
+    jobs.iter()
+        .map(|j| {
+            j.placement
+                .iter()
+                .map(|p| Part {
+                    node: p.node,
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each user's uid, numbered from [`FIRST_UID`] in the order of the projects' users.
+fn uids(s: &Scenario) -> BTreeMap<String, u32> {
+    (0..s.projects.len())
+        .flat_map(|p| s.users_of(p).into_iter().map(|(u, _)| u))
+        .enumerate()
+        .map(|(i, u)| (u, FIRST_UID + i as u32))
+        .collect()
+}
+
+/// The folder of the state files, when the scenario restarts exporters (removed on drop).
+fn state_dir(s: &Scenario, seed: u64) -> Result<TempDir, SimError> {
+    let mut state_dir = TempDir(None);
+    if !s.restarts.is_empty() {
+        let dir = std::env::temp_dir().join(format!(
+            "joulebook-simulate-{}-{}",
+            std::process::id(),
+            seed
+        ));
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        state_dir.0 = Some(dir);
+    }
+    Ok(state_dir)
+}
+
+/// The scenario's nodes, each with its engine and its timeline of job starts (sorted).
+fn new_nodes(s: &Scenario, seed: u64, step: f64, jobs: &[SimJob]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = s
+        .nodes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| new_node(s, seed, i, spec, step))
+        .collect();
+    for n in &mut nodes {
+        n.engine = Some(n.new_engine(s));
+    }
+    for (j, job) in jobs.iter().enumerate() {
+        if let Some(st) = job.start_tick {
+            for (pi, p) in job.placement.iter().enumerate() {
+                nodes[p.node].timeline.push((st, j, pi));
+            }
+        }
+    }
+    for n in &mut nodes {
+        n.timeline.sort_unstable();
+    }
+    nodes
+}
+
+/// At a restart's tick the exporter stops after this cycle; what it saved is what it published.
+fn stop_if_due(n: &mut Node, k: u64, state_dir: &TempDir, unix: f64) -> Result<(), SimError> {
+    if n.restarts.get(n.next_restart).is_some_and(|r| r.0 == k) {
+        let path = state_path(state_dir, n);
+        if let Some(e) = n.engine.take() {
+            let st = e.to_state(&n.spec.name, Some(BOOT_ID.into()), unix);
+            state::save_atomic(&path, &st).map_err(|e| SimError::Run(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// An I/O error as a run error: `WHAT PATH: ERROR`.
@@ -660,19 +694,6 @@ fn resume_if_due(
     Ok(())
 }
 
-/// The ground truth as pretty JSON.
-fn write_truth(path: &Path, t: &truth::Truth) -> Result<(), SimError> {
-    let file = std::fs::File::create(path).map_err(io("cannot create", path))?;
-    let mut w = BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut w, t)
-        .map_err(|e| SimError::Run(format!("cannot write {}: {e}", path.display())))?;
-    use std::io::Write;
-    w.write_all(b"\n")
-        .and_then(|_| w.flush())
-        .map_err(io("cannot write", path))?;
-    Ok(())
-}
-
 fn state_path(dir: &TempDir, n: &Node) -> PathBuf {
     dir.0
         .as_deref()
@@ -774,279 +795,4 @@ fn write_scrape<W: std::io::Write>(
         .map_err(|_| std::io::Error::other("encoding the snapshot failed"))?;
     writer.scrape(&format!("{UP_HELP}up 1\n"), &n.target, unix as i64)?;
     writer.scrape(&text, &n.target, unix as i64)
-}
-
-fn energy(uj: &PerComponent<u64>, components: &[Component]) -> Energy {
-    components
-        .iter()
-        .map(|c| (c.as_str().to_string(), uj[*c] as f64 / 1e6))
-        .collect()
-}
-
-fn energy_f(uj: &PerComponent<f64>, components: &[Component]) -> Energy {
-    components
-        .iter()
-        .map(|c| (c.as_str().to_string(), uj[*c] / 1e6))
-        .collect()
-}
-
-/// The components a node publishes: cpu always, dram with a DRAM zone, gpu with GPUs, other
-/// with a BMC.
-fn node_components(s: &Scenario, spec: &NodeSpec) -> Vec<Component> {
-    let g = &s.node_groups[spec.group];
-    MODELLED
-        .into_iter()
-        .filter(|c| match c {
-            Component::Dram => g.dram_watts.is_some(),
-            Component::Gpu => g.gpu_count() > 0,
-            Component::Other => g.bmc.is_some(),
-            _ => true,
-        })
-        .collect()
-}
-
-fn build_truth(
-    s: &Scenario,
-    seed: u64,
-    jobs: &[SimJob],
-    parts: &[Vec<Part>],
-    nodes: &[Node],
-    days: &[(PerComponent<u64>, PerComponent<u64>)],
-) -> truth::Truth {
-    use truth::*;
-    let step = s.sample_interval();
-    let start = s.start.0;
-    let horizon = (s.duration.0 / step).round() as u64;
-    let all: Vec<Component> = MODELLED
-        .into_iter()
-        .filter(|c| {
-            nodes
-                .iter()
-                .any(|n| node_components(s, &n.spec).contains(c))
-        })
-        .collect();
-
-    let mut totals = Totals::default();
-    let node_truths = node_truths(s, parts, nodes, &all, &mut totals);
-    totals.jobs_submitted = jobs.len() as u64;
-
-    let mut accounts: BTreeMap<String, GroupTruth> = BTreeMap::new();
-    let mut users: BTreeMap<String, GroupTruth> = BTreeMap::new();
-    let mut account_uj: BTreeMap<String, PerComponent<u64>> = BTreeMap::new();
-    let mut user_uj: BTreeMap<String, PerComponent<u64>> = BTreeMap::new();
-    let mut job_truths = Vec::with_capacity(jobs.len());
-    for (j, job) in jobs.iter().enumerate() {
-        let (truth, uj) = job_truth(s, job, &parts[j], nodes, horizon);
-        let started = job.start_tick.is_some();
-        let finished = job.end_tick().is_some_and(|e| e <= horizon);
-        if started {
-            totals.jobs_started += 1;
-            if finished {
-                totals.jobs_finished += 1;
-            } else {
-                totals.jobs_running_at_end += 1;
-            }
-        } else {
-            totals.jobs_never_started += 1;
-        }
-        for (map, key, sums) in [
-            (&mut accounts, &truth.account, &mut account_uj),
-            (&mut users, &job.user, &mut user_uj),
-        ] {
-            let g = map.entry(key.clone()).or_default();
-            g.jobs += 1;
-            g.core_seconds += truth.core_seconds;
-            g.gpu_seconds += truth.gpu_seconds;
-            add_uj(sums.entry(key.clone()).or_default(), &uj);
-        }
-        job_truths.push(truth);
-    }
-    for (map, sums) in [(&mut accounts, &account_uj), (&mut users, &user_uj)] {
-        for (k, g) in map.iter_mut() {
-            if let Some(uj) = sums.get(k) {
-                g.energy_j = energy(uj, &all);
-                g.total_j = uj.values().sum::<u64>() as f64 / 1e6;
-            }
-        }
-    }
-    let days = day_truths(s, days, &all);
-    Truth {
-        schema: SCHEMA,
-        cluster: s.cluster.clone(),
-        seed,
-        start: scenario::rfc3339(start),
-        start_unix: start as i64,
-        end_unix: (start + s.duration.0) as i64,
-        scrape_interval_s: s.scrape_interval.0,
-        sample_interval_s: step,
-        grace_period_s: s.grace_period(),
-        components: all.iter().map(|c| c.as_str().to_string()).collect(),
-        final_run_patterns: s
-            .projects
-            .iter()
-            .filter_map(|p| {
-                p.final_runs
-                    .as_ref()
-                    .map(|f| (p.name.clone(), f.pattern.clone()))
-            })
-            .collect(),
-        totals,
-        nodes: node_truths,
-        accounts,
-        users,
-        days,
-        jobs: job_truths,
-    }
-}
-
-/// Each node's energy, and the cluster totals of node, unallocated, hardware and job energy.
-fn node_truths(
-    s: &Scenario,
-    parts: &[Vec<Part>],
-    nodes: &[Node],
-    all: &[Component],
-    totals: &mut truth::Totals,
-) -> Vec<truth::NodeTruth> {
-    use truth::*;
-    let step = s.sample_interval();
-    let start = s.start.0;
-    let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
-    let [mut t_node, mut t_un, mut t_hw, mut t_jobs] = [PerComponent::<u64>::default(); 4];
-    let mut node_jobs = vec![PerComponent::<u64>::default(); nodes.len()];
-    for p in parts.iter().flatten() {
-        add_uj(&mut node_jobs[p.node], &p.uj);
-    }
-    let mut node_truths = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let comps = node_components(s, &n.spec);
-        let hw = n
-            .model
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .totals_uj();
-        add_uj(&mut t_node, &n.last_node);
-        add_uj(&mut t_un, &n.last_unallocated);
-        add_uj(&mut t_hw, &hw);
-        add_uj(&mut t_jobs, &node_jobs[i]);
-        node_truths.push(NodeTruth {
-            name: n.spec.name.clone(),
-            instance: format!("{}:{}", n.spec.name, joulebook_common::DEFAULT_PORT),
-            group: s.node_groups[n.spec.group].name.clone(),
-            partition: n.spec.partition.clone(),
-            gpu_uuids: n.gpu_uuids.clone(),
-            energy_j: energy(&n.last_node, &comps),
-            unallocated_j: energy(&n.last_unallocated, &comps),
-            jobs_j: energy(&node_jobs[i], &comps),
-            hardware_j: energy(&hw, &comps),
-            restarts: n
-                .restarts
-                .iter()
-                .map(|(d, u)| RestartTruth {
-                    down_unix: unix_of(*d),
-                    up_unix: unix_of(*u),
-                })
-                .collect(),
-        });
-    }
-    totals.node_j = energy(&t_node, all);
-    totals.unallocated_j = energy(&t_un, all);
-    totals.hardware_j = energy(&t_hw, all);
-    totals.jobs_j = energy(&t_jobs, all);
-    node_truths
-}
-
-/// One job's truth, and its energy per component, µJ.
-fn job_truth(
-    s: &Scenario,
-    job: &SimJob,
-    parts: &[Part],
-    nodes: &[Node],
-    horizon: u64,
-) -> (truth::JobTruth, PerComponent<u64>) {
-    use truth::*;
-    let step = s.sample_interval();
-    let start = s.start.0;
-    let unix_of = |tick: u64| (start + tick as f64 * step) as i64;
-    let account = s.projects[job.project].name.clone();
-    let mut uj = PerComponent::<u64>::default();
-    let mut model = PerComponent::<f64>::default();
-    let (mut core_s, mut gpu_s, mut cpu_s) = (0.0, 0.0, 0.0);
-    let mut by_node = BTreeMap::new();
-    let mut comps: Vec<Component> = Vec::new();
-    let mut affected = false;
-    for p in parts {
-        let nc = node_components(s, &nodes[p.node].spec);
-        for c in &nc {
-            if !comps.contains(c) {
-                comps.push(*c);
-            }
-        }
-        add_uj(&mut uj, &p.uj);
-        model = model.plus(&p.model_uj);
-        core_s += p.core_s;
-        gpu_s += p.gpu_s;
-        cpu_s += p.cpu_s;
-        by_node.insert(nodes[p.node].spec.name.clone(), energy(&p.uj, &nc));
-        if let (Some(st), Some(en)) = (job.start_tick, job.end_tick()) {
-            affected |= nodes[p.node]
-                .restarts
-                .iter()
-                .any(|&(d, u)| st < u && en > d);
-        }
-    }
-    comps.sort();
-    let total_uj: u64 = uj.values().sum();
-    let first = job.placement.first();
-    let truth = JobTruth {
-        id: job.id.to_string(),
-        user: job.user.clone(),
-        account,
-        partition: job.partition.clone(),
-        name: job.name.clone(),
-        class: s.jobs.classes[job.class].name.clone(),
-        final_run: job.final_run,
-        submit_unix: start + job.submit_s,
-        start_unix: job.start_tick.map(unix_of),
-        end_unix: job.end_tick().filter(|e| *e <= horizon).map(unix_of),
-        nodes: job
-            .placement
-            .iter()
-            .map(|p| nodes[p.node].spec.name.clone())
-            .collect(),
-        cpus_per_node: first.map_or(0, |p| p.cpus.len() as u32),
-        gpus_per_node: first.map_or(0, |p| p.gpus.len() as u32),
-        energy_j: energy(&uj, &comps),
-        total_j: total_uj as f64 / 1e6,
-        core_seconds: core_s,
-        gpu_seconds: gpu_s,
-        cpu_seconds: cpu_s,
-        by_node,
-        model_energy_j: energy_f(&model, &comps),
-        affected_by_restart: affected,
-    };
-    (truth, uj)
-}
-
-/// Node, job and unallocated energy of each day.
-fn day_truths(
-    s: &Scenario,
-    days: &[(PerComponent<u64>, PerComponent<u64>)],
-    all: &[Component],
-) -> Vec<truth::DayTruth> {
-    use truth::*;
-    let start = s.start.0;
-    // Midnight (UTC) of the first day, Unix seconds.
-    let day0 = (start / 86400.0).floor() * 86400.0;
-    days.iter()
-        .enumerate()
-        .map(|(i, (node, un))| {
-            let jobs_uj = node.zip_with(*un, u64::saturating_sub);
-            DayTruth {
-                date: scenario::date_of(day0 + i as f64 * 86400.0),
-                node_j: energy(node, all),
-                jobs_j: energy(&jobs_uj, all),
-                unallocated_j: energy(un, all),
-            }
-        })
-        .collect()
 }

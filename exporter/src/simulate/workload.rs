@@ -5,7 +5,7 @@
 //! `e` runs during the intervals `(s, e]`: the sampler cycles at ticks `s+1 ..= e` see it, which
 //! is what the exporter would see of a job whose cgroup exists from `s` to `e`.
 
-use super::scenario::{parse_hhmm, Choice, Range, Scenario};
+use super::scenario::{parse_hhmm, Choice, NodeSpec, Range, Scenario};
 use rand::{Rng, RngExt};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -299,6 +299,21 @@ struct NodeFree {
 }
 
 impl NodeFree {
+    /// Node `n`, all free.
+    fn of(s: &Scenario, n: &NodeSpec) -> NodeFree {
+        let g = &s.node_groups[n.group];
+        NodeFree {
+            partition: n.partition.clone(),
+            sockets: g.sockets,
+            cores_per_socket: g.cores_per_socket,
+            threads: g.threads_per_core,
+            core_free: vec![true; g.physical_cores() as usize],
+            free_cores: g.physical_cores(),
+            gpu_free: vec![true; g.gpu_count() as usize],
+            free_gpus: g.gpu_count(),
+        }
+    }
+
     /// Lowest-numbered free cores (socket 0 first) and GPUs, as Slurm's block distribution does.
     fn take(&mut self, cores: u32, gpus: u32) -> (Vec<u32>, Vec<u32>) {
         let per_thread = self.sockets * self.cores_per_socket;
@@ -349,6 +364,51 @@ impl NodeFree {
     }
 }
 
+/// Maintenance windows in ticks: [first tick inside, first tick after].
+fn maintenance_ticks(s: &Scenario, step: f64) -> Vec<(u64, u64)> {
+    s.maintenance
+        .iter()
+        .map(|w| {
+            let a = ((w.start.0 - s.start.0) / step).floor().max(0.0) as u64;
+            let b = ((w.start.0 + w.duration.0 - s.start.0) / step)
+                .ceil()
+                .max(0.0) as u64;
+            (a, b)
+        })
+        .collect()
+}
+
+/// The job's placement on the first of `members` (its partition's nodes) with room for it, its
+/// resources taken; `None` (nothing taken) when fewer nodes than it needs have room.
+fn place(job: &SimJob, members: &[usize], free: &mut [NodeFree]) -> Option<Vec<Placement>> {
+    let chosen: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&n| {
+            free[n].partition == job.partition
+                && free[n].free_cores >= job.cores
+                && free[n].free_gpus >= job.gpus
+        })
+        .take(job.nodes as usize)
+        .collect();
+    if chosen.len() < job.nodes as usize {
+        return None;
+    }
+    let (cores, gpus) = (job.cores, job.gpus);
+    let placement = chosen
+        .into_iter()
+        .map(|n| {
+            let (cpus, g) = free[n].take(cores, gpus);
+            Placement {
+                node: n,
+                cpus,
+                gpus: g,
+            }
+        })
+        .collect();
+    Some(placement)
+}
+
 /// Places the jobs: at every tick where a job arrives or ends (or a maintenance window closes),
 /// ended jobs free their resources, then the queue is scanned in submit order and every job
 /// that fits starts on the first nodes of its partition that have room (first fit, no
@@ -359,38 +419,12 @@ pub fn schedule(s: &Scenario, jobs: &mut [SimJob]) {
     let step = s.sample_interval();
     let horizon = (s.duration.0 / step).round() as u64;
     let nodes = s.nodes();
-    let mut free: Vec<NodeFree> = nodes
-        .iter()
-        .map(|n| {
-            let g = &s.node_groups[n.group];
-            NodeFree {
-                partition: n.partition.clone(),
-                sockets: g.sockets,
-                cores_per_socket: g.cores_per_socket,
-                threads: g.threads_per_core,
-                core_free: vec![true; g.physical_cores() as usize],
-                free_cores: g.physical_cores(),
-                gpu_free: vec![true; g.gpu_count() as usize],
-                free_gpus: g.gpu_count(),
-            }
-        })
-        .collect();
+    let mut free: Vec<NodeFree> = nodes.iter().map(|n| NodeFree::of(s, n)).collect();
     let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
         by_partition.entry(n.partition.clone()).or_default().push(i);
     }
-    // Maintenance windows in ticks: [first tick inside, first tick after].
-    let windows: Vec<(u64, u64)> = s
-        .maintenance
-        .iter()
-        .map(|w| {
-            let a = ((w.start.0 - s.start.0) / step).floor().max(0.0) as u64;
-            let b = ((w.start.0 + w.duration.0 - s.start.0) / step)
-                .ceil()
-                .max(0.0) as u64;
-            (a, b)
-        })
-        .collect();
+    let windows = maintenance_ticks(s, step);
 
     let submit_tick = |j: &SimJob| (j.submit_s / step).ceil() as u64;
     let mut next_arrival = 0usize;
@@ -455,31 +489,9 @@ pub fn schedule(s: &Scenario, jobs: &mut [SimJob]) {
                 if windows.iter().any(|&(a, b)| tick < b && end > a) {
                     continue;
                 }
-                let chosen: Vec<usize> = members
-                    .iter()
-                    .copied()
-                    .filter(|&n| {
-                        free[n].partition == *partition
-                            && free[n].free_cores >= job.cores
-                            && free[n].free_gpus >= job.gpus
-                    })
-                    .take(job.nodes as usize)
-                    .collect();
-                if chosen.len() < job.nodes as usize {
+                let Some(placement) = place(job, members, &mut free) else {
                     continue;
-                }
-                let (cores, gpus) = (job.cores, job.gpus);
-                let placement = chosen
-                    .into_iter()
-                    .map(|n| {
-                        let (cpus, g) = free[n].take(cores, gpus);
-                        Placement {
-                            node: n,
-                            cpus,
-                            gpus: g,
-                        }
-                    })
-                    .collect();
+                };
                 let job = &mut jobs[j];
                 job.placement = placement;
                 job.start_tick = Some(tick);

@@ -162,19 +162,19 @@ impl GpuBackend for NvmlBackend {
     }
 
     fn compute_pids(&self, index: u32) -> NvmlResult<Vec<u32>> {
-        let processes = self
-            .nvml
-            .device_by_index(index)?
-            .running_compute_processes()?;
-        Ok(processes.into_iter().map(|p| p.pid).collect())
+        Ok(pids(
+            self.nvml
+                .device_by_index(index)?
+                .running_compute_processes()?,
+        ))
     }
 
     fn graphics_pids(&self, index: u32) -> NvmlResult<Vec<u32>> {
-        let processes = self
-            .nvml
-            .device_by_index(index)?
-            .running_graphics_processes()?;
-        Ok(processes.into_iter().map(|p| p.pid).collect())
+        Ok(pids(
+            self.nvml
+                .device_by_index(index)?
+                .running_graphics_processes()?,
+        ))
     }
 
     fn mig_layout(&self, index: u32) -> NvmlResult<Option<MigLayout>> {
@@ -431,33 +431,7 @@ impl GpuReader {
         };
         let power = backend.power_mw(index);
 
-        let mut mode = known.mode;
-        let counter = match mode {
-            Some(EnergyMode::Power) => None,
-            Some(EnergyMode::Counter) => Some(
-                backend
-                    .total_energy_mj(index)
-                    .map_err(fault("nvmlDeviceGetTotalEnergyConsumption"))?,
-            ),
-            None => match backend.total_energy_mj(index) {
-                Ok(mj) => {
-                    mode = Some(EnergyMode::Counter);
-                    Some(mj)
-                }
-                Err(e) if means_no_energy_counter(&e) => {
-                    mode = Some(EnergyMode::Power);
-                    tracing::warn!(
-                        gpu_uuid = %uuid,
-                        index,
-                        model = %known.model,
-                        "GPU has no total-energy counter (pre-Volta; NVML says: {e}); its energy \
-                         is integrated from power samples instead, which is less accurate"
-                    );
-                    None
-                }
-                Err(e) => return Err(fault("nvmlDeviceGetTotalEnergyConsumption")(e)),
-            },
-        };
+        let (counter, mode) = energy_counter(backend, index, &uuid, &known)?;
 
         let (raw, power_watts) = match counter {
             Some(mj) => {
@@ -645,40 +619,41 @@ impl NvmlSource {
     /// mapping GPUs to jobs. A GPU whose list cannot be read contributes nothing; empty while
     /// NVML is down.
     pub fn running_processes(&self) -> Vec<(String, u32)> {
-        let mut out = Vec::new();
-        let Some(backend) = self.backend.as_deref() else {
-            return out;
-        };
-        let Ok(count) = backend.device_count() else {
-            return out;
-        };
-        for index in 0..count {
-            let Ok(uuid) = backend.uuid(index) else {
-                continue;
-            };
+        self.per_gpu(|backend, index, uuid| {
             let mut pids = backend.compute_pids(index).unwrap_or_default();
             pids.extend(backend.graphics_pids(index).unwrap_or_default());
             pids.sort_unstable();
             pids.dedup();
-            out.extend(pids.into_iter().map(|pid| (uuid.clone(), pid)));
-        }
-        out
+            pids.into_iter().map(|pid| (uuid.clone(), pid)).collect()
+        })
     }
 
     /// `(GPU UUID, minor number)`: GPU `uuid` is `/dev/nvidia<minor>`, which is how cgroup device
     /// lists and Slurm name GPUs. GPUs whose number cannot be read are left out; empty while
     /// NVML is down.
     pub fn gpu_minor_numbers(&self) -> Vec<(String, u32)> {
-        let mut out = Vec::new();
+        self.per_gpu(|backend, index, uuid| {
+            backend
+                .minor_number(index)
+                .map(|minor| (uuid, minor))
+                .into_iter()
+                .collect()
+        })
+    }
+
+    /// The items `f(backend, index, uuid)` of every GPU whose UUID can be read, in index order;
+    /// empty while NVML is down.
+    fn per_gpu<T>(&self, mut f: impl FnMut(&dyn GpuBackend, u32, String) -> Vec<T>) -> Vec<T> {
         let Some(backend) = self.backend.as_deref() else {
-            return out;
+            return Vec::new();
         };
         let Ok(count) = backend.device_count() else {
-            return out;
+            return Vec::new();
         };
+        let mut out = Vec::new();
         for index in 0..count {
-            if let (Ok(uuid), Ok(minor)) = (backend.uuid(index), backend.minor_number(index)) {
-                out.push((uuid, minor));
+            if let Ok(uuid) = backend.uuid(index) {
+                out.extend(f(backend, index, uuid));
             }
         }
         out
@@ -705,6 +680,57 @@ impl Source for NvmlSource {
     fn gpu_partitions(&self) -> Vec<GpuPartitions> {
         self.reader.mig.clone()
     }
+}
+
+/// The process ids of a GPU's process list.
+fn pids(processes: Vec<nvml_wrapper::struct_wrappers::device::ProcessInfo>) -> Vec<u32> {
+    processes.into_iter().map(|p| p.pid).collect()
+}
+
+/// The GPU's total-energy counter (mJ) when it has one, and its energy mode: as `known` says,
+/// or found on the first read (a GPU without a counter is integrated from power samples).
+fn energy_counter(
+    backend: &dyn GpuBackend,
+    index: u32,
+    uuid: &str,
+    known: &KnownGpu,
+) -> Result<(Option<u64>, Option<EnergyMode>), GpuFault> {
+    let fault = |call: &'static str| {
+        move |error| GpuFault {
+            index,
+            uuid: Some(uuid.to_string()),
+            call,
+            error,
+        }
+    };
+    let mut mode = known.mode;
+    let counter = match mode {
+        Some(EnergyMode::Power) => None,
+        Some(EnergyMode::Counter) => Some(
+            backend
+                .total_energy_mj(index)
+                .map_err(fault("nvmlDeviceGetTotalEnergyConsumption"))?,
+        ),
+        None => match backend.total_energy_mj(index) {
+            Ok(mj) => {
+                mode = Some(EnergyMode::Counter);
+                Some(mj)
+            }
+            Err(e) if means_no_energy_counter(&e) => {
+                mode = Some(EnergyMode::Power);
+                tracing::warn!(
+                    gpu_uuid = %uuid,
+                    index,
+                    model = %known.model,
+                    "GPU has no total-energy counter (pre-Volta; NVML says: {e}); its energy \
+                     is integrated from power samples instead, which is less accurate"
+                );
+                None
+            }
+            Err(e) => return Err(fault("nvmlDeviceGetTotalEnergyConsumption")(e)),
+        },
+    };
+    Ok((counter, mode))
 }
 
 #[cfg(test)]

@@ -25,22 +25,7 @@ pub(super) fn send_all(
     zone: &Zone,
     args: &EmailArgs,
 ) -> Result<(), Fail> {
-    let rc = &cfg.recipients;
-    let mut sends: Vec<(ScopeKind, &Vec<String>)> = Vec::new();
-    if !rc.admins.is_empty() {
-        sends.push((ScopeKind::Cluster, &rc.admins));
-    }
-    for (p, to) in &rc.projects {
-        sends.push((ScopeKind::Project(p.clone()), to));
-    }
-    for (u, to) in &rc.users {
-        sends.push((ScopeKind::User(u.clone()), to));
-    }
-    if sends.is_empty() {
-        return Err(usage(
-            "no recipients: add recipients.admins, recipients.projects or recipients.users to the config",
-        ));
-    }
+    let sends = sends(cfg)?;
     let dry_run = args.dry_run;
     let transport = if dry_run {
         None
@@ -122,16 +107,45 @@ pub(super) fn send_all(
     if failed.is_empty() {
         return Ok(());
     }
-    Err(runtime(format!(
+    let recorded = (record_dir.is_some() && !dry_run).then_some(shown.as_str());
+    Err(undelivered(&failed, total, recorded))
+}
+
+/// Each report to mail and its addresses (admins: the cluster's), from `recipients` in the
+/// config; none is a usage error.
+fn sends(cfg: &Config) -> Result<Vec<(ScopeKind, &Vec<String>)>, Fail> {
+    let rc = &cfg.recipients;
+    let mut sends: Vec<(ScopeKind, &Vec<String>)> = Vec::new();
+    if !rc.admins.is_empty() {
+        sends.push((ScopeKind::Cluster, &rc.admins));
+    }
+    for (p, to) in &rc.projects {
+        sends.push((ScopeKind::Project(p.clone()), to));
+    }
+    for (u, to) in &rc.users {
+        sends.push((ScopeKind::User(u.clone()), to));
+    }
+    if sends.is_empty() {
+        return Err(usage(
+            "no recipients: add recipients.admins, recipients.projects or recipients.users to the config",
+        ));
+    }
+    Ok(sends)
+}
+
+/// The error listing the `failed` deliveries of `total`; `recorded`: the send record's path,
+/// where the others were recorded.
+fn undelivered(failed: &[String], total: usize, recorded: Option<&str>) -> Fail {
+    runtime(format!(
         "{} of {total} messages not delivered{}:\n  {}",
         failed.len(),
-        if record_dir.is_some() && !dry_run {
-            format!(" (the others were, recorded in {shown}: a re-run sends only these)")
-        } else {
-            String::new()
+        match recorded {
+            Some(shown) =>
+                format!(" (the others were, recorded in {shown}: a re-run sends only these)"),
+            None => String::new(),
         },
         failed.join("\n  ")
-    )))
+    ))
 }
 
 /// The send record's folder: `--state-dir`, else systemd's `$STATE_DIRECTORY` (the unit's

@@ -1,0 +1,359 @@
+//! The jobs' figures over the period (module doc of `collect`: last − base per series, raw
+//! samples for the (node, job) pairs whose counters went down), and the search of a job's window.
+
+use super::*;
+
+impl Collector<'_> {
+    /// Jobs with their energy, time and placements inside the period.
+    ///
+    /// Cost: the server reads each job series once (its last value over the period), and the
+    /// energy series of the nodes not left out by `starts` a second time (the `resets` pass);
+    /// the subtraction of the starting value happens here, per series. Independent queries run
+    /// in parallel.
+    ///
+    /// Rounds: the job series of `instances` (the nodes met, see [`shard_matchers`]) are read a
+    /// group of nodes at a time when the period holds more than [`NODE_DAYS_PER_QUERY`] node-days,
+    /// so that no answer grows with the cluster and only one round's answers are held at once;
+    /// every series of a (node, job) falls in one round, and a job on several nodes sums its
+    /// placements across rounds as it does within one.
+    pub fn jobs(
+        &self,
+        instances: &[String],
+        starts: &CounterStarts,
+    ) -> Result<Vec<JobData>, PromError> {
+        let per = match (&self.scope.job_id, self.scope.nodes_per_query) {
+            (Some(_), _) => usize::MAX,
+            (None, Some(n)) => n.max(1),
+            (None, None) => auto_nodes_per_query(instances.len(), self.r()),
+        };
+        let mut acc = Jobs::default();
+        for shard in shard_matchers(instances, per) {
+            self.jobs_round(shard.as_deref(), starts, &mut acc)?;
+        }
+        let Jobs {
+            mut jobs, places, ..
+        } = acc;
+        for ((cl, id, _), pl) in places {
+            if let Some(j) = jobs.get_mut(&(cl, id)) {
+                j.core_seconds += pl.core_seconds;
+                j.gpu_seconds += pl.gpu_seconds;
+                j.placements.push(pl);
+            }
+        }
+        // A job whose series only lingered through its grace period did nothing in the period.
+        // Moved out one by one (the map's nodes freed as they go) into a list sized once, not
+        // grown by doubling beside the map.
+        let mut out = Vec::with_capacity(jobs.len());
+        while let Some((_, mut j)) = jobs.pop_first() {
+            if j.energy.total() > 0.0 || j.core_seconds > 0.0 {
+                j.placements.shrink_to_fit();
+                out.push(j);
+            }
+        }
+        out.shrink_to_fit();
+        Ok(out)
+    }
+
+    /// One round of [`Collector::jobs`]: the job series matching `shard` (all when `None`),
+    /// added to `acc`.
+    fn jobs_round(
+        &self,
+        shard: Option<&str>,
+        starts: &CounterStarts,
+        acc: &mut Jobs,
+    ) -> Result<(), PromError> {
+        let queries = self.job_queries(shard, starts);
+        self.client.progress().stage("jobs", queries.len());
+        let end = self.scope.period.end;
+        let mut results = par_map(&queries, self.scope.parallelism, |q| {
+            self.client.vector(q, end)
+        })?
+        .into_iter();
+        let mut next = || results.next().unwrap_or_default();
+
+        // Per series: last − base, and the flagged series from raw samples.
+        let lasts: Vec<(Vec<Sample>, Vec<Sample>)> =
+            JOB_COUNTERS.iter().map(|_| (next(), next())).collect();
+        let flagged: BTreeSet<(String, String, String)> =
+            next().into_iter().map(|s| place_key(&s.labels)).collect();
+        let mut per_family: Vec<Vec<(Labels, f64)>> = Vec::new();
+        for (m, (last, base)) in JOB_COUNTERS.iter().zip(lasts) {
+            let base: BTreeMap<Labels, f64> =
+                base.into_iter().map(|s| (s.labels, s.value)).collect();
+            let mut rows: Vec<(Labels, f64)> = last
+                .into_iter()
+                .filter(|s| !flagged.contains(&place_key(&s.labels)))
+                .map(|s| {
+                    let b = base.get(&s.labels).copied();
+                    (s.labels, counter::increase(b, [s.value]))
+                })
+                .collect();
+            for k in &flagged {
+                rows.extend(self.slow_series(m, k)?);
+            }
+            per_family.push(rows);
+        }
+        // Job ids repeat across this round's answers only: interned for the round.
+        let mut ids = Interner::default();
+        acc.add_counters(&mut ids, per_family, |s| self.note(s));
+        let (alloc_cpus, alloc_mem, info) = (next(), next(), next());
+        acc.add_facts(&mut ids, alloc_cpus, alloc_mem, info);
+        Ok(())
+    }
+
+    /// A round's queries, answered in this order: last and base of each of [`JOB_COUNTERS`],
+    /// the (node, job) pairs whose energy went down, allocated CPUs, allocated memory, job info.
+    fn job_queries(&self, shard: Option<&str>, starts: &CounterStarts) -> Vec<String> {
+        let r = self.r();
+        let lb = self.scope.lookback;
+        let range = self.range();
+        let series_by = [CLUSTER, INSTANCE, l::JOB_ID];
+        let by_of = |m: &MetricDef| {
+            let mut by = series_by.join(", ");
+            if m.labels.contains(&l::COMPONENT) {
+                by.push_str(", ");
+                by.push_str(l::COMPONENT);
+            }
+            by
+        };
+        let mut queries: Vec<String> = Vec::new();
+        for m in &JOB_COUNTERS {
+            let (by, sel) = (by_of(m), self.sel_in(m, shard));
+            queries.push(format!("sum by ({by}) (last_over_time({sel}[{r}s]))"));
+            queries.push(format!(
+                "sum by ({by}) (last_over_time({sel}[{lb}s] offset {r}s))"
+            ));
+        }
+        // One pass over the energy counters finds every (node, job) whose counters went down:
+        // a restart resets all the counters of one exporter at once, so the job's time
+        // counters on that node are then taken from raw samples too. (One query over all the
+        // families would be cheaper still, but Prometheus refuses `resets` over several
+        // metric names: their label sets collide once the names are dropped.) Nodes whose
+        // counters only grew since before the window are left out: nothing of theirs went down.
+        let unless = Self::unless_grown(starts, self.scope.period.start - lb, shard);
+        queries.push(format!(
+            "sum by ({}) (resets({}[{}s])) > 0",
+            series_by.join(", "),
+            self.sel_in(&c::JOB_ENERGY, unless.as_deref()),
+            r + lb
+        ));
+        for m in [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY] {
+            queries.push(format!(
+                "max by ({}) (max_over_time({}[{range}]))",
+                series_by.join(", "),
+                self.sel_in(&m, shard)
+            ));
+        }
+        queries.push(format!(
+            "max by ({CLUSTER}, {}) (last_over_time({}[{range}]))",
+            info_labels(),
+            self.sel_in(&c::JOB_INFO, shard),
+        ));
+        queries
+    }
+
+    /// The period's increase of every series of `m` on one (cluster, instance, job) from raw
+    /// samples: the slow path for counters that went down.
+    fn slow_series(
+        &self,
+        m: &MetricDef,
+        (cluster, job_id, instance): &(String, String, String),
+    ) -> Result<Vec<(Labels, f64)>, PromError> {
+        let (r, lb, end) = (self.r(), self.scope.lookback, self.scope.period.end);
+        let sel = format!(
+            "{}{{{CLUSTER}={},{INSTANCE}={},{}={}}}",
+            m.name(),
+            quote(cluster),
+            quote(instance),
+            l::JOB_ID,
+            quote(job_id)
+        );
+        let base: BTreeMap<Labels, f64> = self
+            .client
+            .vector(&format!("last_over_time({sel}[{lb}s] offset {r}s)"), end)?
+            .into_iter()
+            .map(|s| (s.labels, s.value))
+            .collect();
+        let start = (end - r) as f64;
+        let mut out = Vec::new();
+        for series in self.client.matrix(&format!("{sel}[{r}s]"), end)? {
+            let b = base.get(&series.labels).copied();
+            let v = counter::increase(
+                b,
+                series
+                    .samples
+                    .iter()
+                    .filter(|(t, _)| *t > start)
+                    .map(|(_, v)| *v),
+            );
+            out.push((series.labels, v));
+        }
+        self.resets_seen.fetch_add(out.len(), Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// The window holding a job's samples when no dates are given (the `job` subcommand): one
+    /// query over [`JOB_SEARCH_SPAN_S`] before `now` says whether the job exists at all, then
+    /// windows of [`JOB_SEARCH_STEP_S`] are counted back from `now` until the job's are found.
+    /// Every query reads the job's series only (found by their `job_id` in the index), so a
+    /// window without the job costs an index lookup. `None`: no sample of the job anywhere.
+    pub fn locate_job(&self, now: i64) -> Result<Option<Period>, PromError> {
+        let sel = self.sel(&c::JOB_CORE_SECONDS);
+        let exists = self.client.vector(
+            &format!("count(last_over_time({sel}[{JOB_SEARCH_SPAN_S}s]))"),
+            now,
+        )?;
+        if exists.iter().all(|s| s.value <= 0.0) {
+            return Ok(None);
+        }
+        let mut found: Option<Period> = None;
+        let mut end = now;
+        while end > now - JOB_SEARCH_SPAN_S {
+            let start = end - JOB_SEARCH_STEP_S;
+            let n = self.client.vector(
+                &format!("count(count_over_time({sel}[{JOB_SEARCH_STEP_S}s]))"),
+                end,
+            )?;
+            if n.iter().any(|s| s.value > 0.0) {
+                found = Some(Period {
+                    start,
+                    end: found.map_or(end, |f| f.end),
+                });
+            } else if found.is_some() {
+                break;
+            }
+            end = start;
+        }
+        Ok(found)
+    }
+
+    /// The first and last sample times of a job's core-seconds counter inside the scope's
+    /// period (Unix seconds), to narrow the `job` subcommand's window to the job's life.
+    pub fn job_lifetime(&self) -> Result<Option<(f64, f64)>, PromError> {
+        let q = format!("{}[{}s]", self.sel(&c::JOB_CORE_SECONDS), self.r());
+        let raw = self.client.matrix(&q, self.scope.period.end)?;
+        let ts = raw.iter().flat_map(|s| s.samples.iter().map(|(t, _)| *t));
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for t in ts {
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+        Ok((lo <= hi).then_some((lo, hi)))
+    }
+}
+
+/// The job counters read per series, in the order [`Jobs::add_counters`] takes their rows.
+const JOB_COUNTERS: [MetricDef; 4] = [
+    c::JOB_ENERGY,
+    c::JOB_CORE_SECONDS,
+    c::JOB_GPU_SECONDS,
+    c::JOB_CPU_SECONDS,
+];
+
+/// The labels of the job info series read, besides the cluster: all but the ids a report does
+/// not show (SLUID, uid).
+fn info_labels() -> String {
+    c::JOB_INFO
+        .labels
+        .iter()
+        .filter(|n| ![l::SLUID, l::UID].contains(n))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The jobs and their placements met so far, over the rounds.
+#[derive(Default)]
+pub(super) struct Jobs {
+    /// Cluster and node names, interned across rounds.
+    names: Interner,
+    jobs: BTreeMap<(Name, Name), JobData>,
+    places: BTreeMap<PlaceKey, Placement>,
+}
+
+impl Jobs {
+    fn key(&mut self, ids: &mut Interner, lb: &Labels) -> PlaceKey {
+        (
+            self.names.get(labels_str(lb, CLUSTER)),
+            ids.get(labels_str(lb, l::JOB_ID)),
+            self.names.get(labels_str(lb, INSTANCE)),
+        )
+    }
+
+    /// Adds each family's increase per series (rows in the order of [`JOB_COUNTERS`]).
+    fn add_counters(
+        &mut self,
+        ids: &mut Interner,
+        per_family: Vec<Vec<(Labels, f64)>>,
+        note: impl Fn(String),
+    ) {
+        for (f, rows) in per_family.into_iter().enumerate() {
+            for (lb, v) in rows {
+                let k = self.key(ids, &lb);
+                let job = self
+                    .jobs
+                    .entry((k.0.clone(), k.1.clone()))
+                    .or_insert_with(|| JobData {
+                        cluster: k.0.clone(),
+                        job_id: k.1.clone(),
+                        ..JobData::default()
+                    });
+                let pl = self.places.entry(k.clone()).or_insert_with(|| Placement {
+                    instance: k.2.clone(),
+                    ..Placement::default()
+                });
+                match f {
+                    0 => {
+                        if !job.energy.add(&label(&lb, l::COMPONENT), v) {
+                            note(format!(
+                                "energy of unknown component {:?} ignored",
+                                label(&lb, l::COMPONENT)
+                            ));
+                        }
+                    }
+                    1 => pl.core_seconds += v,
+                    2 => pl.gpu_seconds += v,
+                    _ => job.cpu_seconds += v,
+                }
+            }
+        }
+    }
+
+    /// Adds the placements' allocations and the jobs' info labels of the jobs already met.
+    fn add_facts(
+        &mut self,
+        ids: &mut Interner,
+        alloc_cpus: Vec<Sample>,
+        alloc_mem: Vec<Sample>,
+        info: Vec<Sample>,
+    ) {
+        for s in alloc_cpus {
+            let k = self.key(ids, &s.labels);
+            if let Some(pl) = self.places.get_mut(&k) {
+                pl.alloc_cpus = s.value;
+            }
+        }
+        for s in alloc_mem {
+            let k = self.key(ids, &s.labels);
+            if let Some(pl) = self.places.get_mut(&k) {
+                pl.alloc_memory_bytes = Some(s.value);
+            }
+        }
+        let names = &mut self.names;
+        for s in info {
+            let k = (
+                names.get(labels_str(&s.labels, CLUSTER)),
+                Name::from(labels_str(&s.labels, l::JOB_ID)),
+            );
+            if let Some(j) = self.jobs.get_mut(&k) {
+                let mut get = |n: &str| names.get(labels_str(&s.labels, n));
+                j.scheduler = get(l::SCHEDULER);
+                j.user = get(l::USER);
+                j.account = get(l::ACCOUNT);
+                j.partition = get(l::PARTITION);
+                j.job_name = get(l::JOB_NAME);
+                j.metadata = get(l::METADATA);
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Projects and users ranked by energy (with the rank they would have by core-hours), and the
+//! energy other tools would estimate for them. A group's figures are sums over its jobs.
+
+use super::{kwh, ratio, share, EstimateRow, Estimates, Mover, RankRow, Ranking, ML_CO2_NA};
+use crate::config::Config;
+use crate::data::JobData;
+use crate::methods::JobEstimates;
+use crate::stats;
+use std::collections::BTreeMap;
+
+/// The jobs grouped by project and by user (as shown), and the estimates of all of them.
+pub(super) struct Groups {
+    pub projects: BTreeMap<String, Group>,
+    pub users: BTreeMap<String, Group>,
+    pub total: JobEstimates,
+}
+
+impl Groups {
+    /// `est`: each job's estimates; `alias`: shown user names (anonymised), by user.
+    pub fn of(jobs: &[&JobData], est: &[JobEstimates], alias: &BTreeMap<String, String>) -> Groups {
+        let mut projects: BTreeMap<String, Group> = BTreeMap::new();
+        let mut users: BTreeMap<String, Group> = BTreeMap::new();
+        let mut total = JobEstimates::default();
+        for (j, e) in jobs.iter().zip(est) {
+            let user = alias.get(j.user.as_str()).map_or(&*j.user, String::as_str);
+            for (map, key) in [(&mut projects, j.account.as_str()), (&mut users, user)] {
+                // Looked up before a key is made: one allocation per project or user, not per job.
+                if !map.contains_key(key) {
+                    map.insert(key.to_string(), Group::default());
+                }
+                let Some(g) = map.get_mut(key) else { continue };
+                g.energy_j += j.energy.total();
+                g.jobs += 1;
+                g.core_s += j.core_seconds;
+                g.gpu_s += j.gpu_seconds;
+                add(&mut g.est, e);
+            }
+            add(&mut total, e);
+        }
+        Groups {
+            projects,
+            users,
+            total,
+        }
+    }
+}
+
+fn add(sum: &mut JobEstimates, e: &JobEstimates) {
+    sum.green_algorithms += e.green_algorithms;
+    sum.ml_co2 += e.ml_co2;
+    sum.codecarbon += e.codecarbon;
+}
+
+#[derive(Default)]
+pub(super) struct Group {
+    energy_j: f64,
+    jobs: usize,
+    core_s: f64,
+    gpu_s: f64,
+    est: JobEstimates,
+}
+
+pub(super) fn ranking(groups: &BTreeMap<String, Group>, total_j: f64) -> Ranking {
+    let names: Vec<&String> = groups.keys().collect();
+    let energy: Vec<f64> = groups.values().map(|g| g.energy_j).collect();
+    let core: Vec<f64> = groups.values().map(|g| g.core_s).collect();
+    let (re, rc) = (stats::ranks_desc(&energy), stats::ranks_desc(&core));
+    let mut rows: Vec<RankRow> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let g = &groups[*n];
+            RankRow {
+                name: (*n).clone(),
+                energy_kwh: kwh(g.energy_j),
+                share: share(g.energy_j, total_j),
+                jobs: g.jobs,
+                core_hours: g.core_s / 3600.0,
+                gpu_hours: g.gpu_s / 3600.0,
+                rank_energy: re[i],
+                rank_core_hours: rc[i],
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.rank_energy
+            .total_cmp(&b.rank_energy)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let mut movers: Vec<Mover> = rows
+        .iter()
+        .filter(|r| r.rank_core_hours != r.rank_energy)
+        .map(|r| Mover {
+            name: r.name.clone(),
+            rank_energy: r.rank_energy,
+            rank_core_hours: r.rank_core_hours,
+            shift: r.rank_core_hours - r.rank_energy,
+        })
+        .collect();
+    movers.sort_by(|a, b| {
+        b.shift
+            .abs()
+            .total_cmp(&a.shift.abs())
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    movers.truncate(5);
+    Ranking {
+        spearman: stats::spearman(&energy, &core),
+        rows,
+        movers,
+    }
+}
+
+/// The estimates of other tools for all jobs, by project and by user (ranked as `ranks`).
+pub(super) fn estimates(
+    jobs: &[&JobData],
+    ranks: [(&Ranking, &BTreeMap<String, Group>); 2],
+    total_est: &JobEstimates,
+    jobs_total_j: f64,
+    cfg: &Config,
+) -> Estimates {
+    let est_rows = |rank: &Ranking, groups: &BTreeMap<String, Group>| {
+        rank.rows
+            .iter()
+            .map(|r| {
+                let g = &groups[&r.name];
+                estimate_row(&r.name, g.energy_j, g.gpu_s, &g.est, cfg.pue.value)
+            })
+            .collect::<Vec<_>>()
+    };
+    let gpu_total_s = jobs.iter().map(|j| j.gpu_seconds).sum::<f64>();
+    let mut estimates = Estimates {
+        total: (!jobs.is_empty()).then(|| {
+            estimate_row(
+                "all jobs",
+                jobs_total_j,
+                gpu_total_s,
+                total_est,
+                cfg.pue.value,
+            )
+        }),
+        projects: est_rows(ranks[0].0, ranks[0].1),
+        users: est_rows(ranks[1].0, ranks[1].1),
+        ml_co2_footnote: None,
+    };
+    let na = |rows: &[EstimateRow]| rows.iter().any(|r| r.ml_co2_kwh.is_none());
+    if na(&estimates.projects)
+        || na(&estimates.users)
+        || estimates.total.iter().any(|t| t.ml_co2_kwh.is_none())
+    {
+        estimates.ml_co2_footnote = Some(ML_CO2_NA.into());
+    }
+    estimates
+}
+
+/// `gpu_s`: the GPU-seconds of the jobs (ML CO2 applies only where they used GPUs).
+fn estimate_row(
+    name: &str,
+    measured_j: f64,
+    gpu_s: f64,
+    e: &JobEstimates,
+    pue: f64,
+) -> EstimateRow {
+    let gpus = gpu_s > 0.0;
+    EstimateRow {
+        name: name.to_string(),
+        measured_kwh: kwh(measured_j),
+        green_algorithms_kwh: kwh(e.green_algorithms),
+        green_algorithms_with_pue_kwh: kwh(e.green_algorithms) * pue,
+        ml_co2_kwh: gpus.then(|| kwh(e.ml_co2)),
+        codecarbon_kwh: kwh(e.codecarbon),
+        green_algorithms_ratio: ratio(e.green_algorithms, measured_j),
+        ml_co2_ratio: ratio(e.ml_co2, measured_j).filter(|_| gpus),
+        codecarbon_ratio: ratio(e.codecarbon, measured_j),
+    }
+}
