@@ -213,6 +213,8 @@ struct RecordDir {
     exists: bool,
     stamp: Option<(std::time::SystemTime, u64)>,
     changed: bool,
+    /// Counts the listings: 0 before the first (no entries).
+    generation: u64,
     /// The folder's entries (name → inode number) as of its last change.
     entries: HashMap<String, u64>,
 }
@@ -229,6 +231,7 @@ impl RecordDir {
         self.changed = stamp != self.stamp;
         self.stamp = stamp;
         if self.changed {
+            self.generation += 1;
             self.entries.clear();
             if let Some(list) = dir.and_then(|d| std::fs::read_dir(d).ok()) {
                 cgroup::counted(cgroup::Call::Open);

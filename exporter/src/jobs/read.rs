@@ -385,7 +385,14 @@ impl Ctx<'_> {
         };
         // The folder's listing is as of its last change: a job reads its record only when
         // the file came, went or was replaced since it last did.
-        let ino = self.records.ino(key.id.as_str());
+        // (A listing already looked at by this job, or none at all, changes nothing.)
+        let seen = e.record_generation == self.records.generation;
+        e.record_generation = self.records.generation;
+        let ino = if seen {
+            e.record_ino
+        } else {
+            self.records.ino(key.id.as_str())
+        };
         if ino != e.record_ino {
             e.record = None;
             e.record_ino = ino;
