@@ -138,6 +138,12 @@ pub struct Accounting {
     /// The [`Job::revision`]s of the last update's running jobs: the same non-zero ones again,
     /// in the same order, are the same ids, which have records and keep `order`.
     revisions: Vec<u64>,
+    /// The walk of the records against the running jobs, per record in the map's order: how
+    /// many running jobs (in `order`) to pass over, then how many are its own. Reused while the
+    /// jobs (`revisions`) and the records (`records_changed`) are the last update's.
+    walk: Vec<(u32, u32)>,
+    /// A record was added or removed since `walk` was made.
+    records_changed: bool,
     unallocated: PerComponent<u64>,
     baseline: BaselineTracker,
     topology: Topology,
@@ -338,6 +344,8 @@ impl Accounting {
             cpu_deltas: Vec::new(),
             order: Vec::new(),
             revisions: Vec::new(),
+            walk: Vec::new(),
+            records_changed: true,
             splitter: Default::default(),
             unknown_sockets: BTreeSet::new(),
             owners: Owners::default(),
@@ -405,17 +413,36 @@ impl Accounting {
         let mut k = 0;
         // The earliest end among the finished jobs, for their expiry below.
         let mut first_end = f64::INFINITY;
-        for (id, rec) in self.jobs.iter_mut() {
-            // (Every running id has a record by now: nothing is skipped here.)
-            while k < order.len() && id_cmp(&running[order[k]].id, id).is_lt() {
-                k += 1;
-            }
-            let first = k;
-            while k < order.len() && id_eq(&running[order[k]].id, id) {
-                let j = order[k];
+        // The same jobs and records as in the last update: the same walk, without comparing
+        // an id (the ids' bytes are not even touched).
+        let reuse = same_jobs && !self.records_changed && self.walk.len() == self.jobs.len();
+        if !reuse {
+            self.walk.clear();
+        }
+        self.records_changed = false;
+        for (i, (id, rec)) in self.jobs.iter_mut().enumerate() {
+            let (skip, n) = if reuse {
+                self.walk.get(i).copied().unwrap_or_default()
+            } else {
+                // (Every running id has a record by now: nothing is skipped here.)
+                let start = k;
+                while k < order.len() && id_cmp(&running[order[k]].id, id).is_lt() {
+                    k += 1;
+                }
+                let first = k;
+                while k < order.len() && id_eq(&running[order[k]].id, id) {
+                    k += 1;
+                }
+                let step = ((first - start) as u32, (k - first) as u32);
+                k = start;
+                self.walk.push(step);
+                step
+            };
+            let first = (k + skip as usize).min(order.len());
+            k = (first + n as usize).min(order.len());
+            for &j in &order[first..k] {
                 self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], delta.interval_s);
                 record[j] = recs.len();
-                k += 1;
             }
             if k > first {
                 // (Running: `refresh` cleared its end.)
@@ -519,6 +546,7 @@ impl Accounting {
             return;
         }
         let retired = &mut self.retired;
+        self.records_changed = true;
         self.jobs.retain(|_, rec| match rec.ended_mono {
             Some(end) if t_mono - end > grace => {
                 retired.saturating_add_assign(&rec.uj);
@@ -540,6 +568,7 @@ impl Accounting {
                 new_ids.push(j);
             }
         }
+        self.records_changed |= !new_ids.is_empty();
         for j in new_ids {
             self.jobs
                 .entry(Arc::from(running[j].id.as_str()))
@@ -587,6 +616,7 @@ impl Accounting {
                 }
             }
             self.jobs.insert(Arc::from(id.as_str()), rec);
+            self.records_changed = true;
         }
         self.owners.resume(&state.owners, now, t_mono);
     }
