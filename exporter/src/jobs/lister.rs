@@ -297,15 +297,12 @@ impl Lister {
     ) {
         let v2 = h == Slot::V2;
         self.listed[h.index()] = self.scan;
-        if let (false, Some(saved)) = (self.relist, &self.saved[h.index()]) {
-            counted(Call::Replay);
-            let scan = self.scan;
+        if self.replays_whole(h) {
             // The folders the saved listing went through stay open (see `begin`).
-            self.open
-                .iter_mut()
-                .filter(|(k, _)| k.0 == h)
-                .for_each(|(_, d)| d.used = scan);
-            saved.replay(f);
+            self.keep_listing(h);
+            if let Some(saved) = &self.saved[h.index()] {
+                saved.replay(f);
+            }
             return;
         }
         self.saved[h.index()] = None;
@@ -401,6 +398,25 @@ impl Lister {
             .as_ref()
             .filter(|_| all)
             .map(AsFd::as_fd)
+    }
+
+    /// Whether [`Lister::list_jobs`] would replay hierarchy `h`'s saved listing whole now (no
+    /// event in it since, no full listing due): call after [`Lister::refresh`].
+    pub(crate) fn replays_whole(&self, h: Slot) -> bool {
+        !self.relist && self.saved[h.index()].is_some()
+    }
+
+    /// What [`Lister::list_jobs`] does to hierarchy `h` when it [replays it
+    /// whole](Lister::replays_whole), without handing out its jobs: for a caller that knows
+    /// them already (the same as on its last listing).
+    pub(crate) fn keep_listing(&mut self, h: Slot) {
+        self.listed[h.index()] = self.scan;
+        counted(Call::Replay);
+        let scan = self.scan;
+        self.open
+            .iter_mut()
+            .filter(|(k, _)| k.0 == h)
+            .for_each(|(_, d)| d.used = scan);
     }
 
     /// Takes in the changes reported since the last call: the folders in which something was
