@@ -383,6 +383,7 @@ impl Accounting {
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
     /// present now. Returns nothing; the effect is in the counters.
     pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
+        let node_delta = self.node_delta(delta, t_mono);
         // The running jobs in the map's order (by id), unsorted only when they do not come so.
         // A stable sort keeps a repeated id's entries in their order. The same jobs as in the
         // last update (by their revisions) keep its order and have their records already.
@@ -459,45 +460,6 @@ impl Accounting {
         }
         self.order = order;
 
-        let c = &delta.by_component;
-        let mut unknown = Vec::new();
-        let node_delta = NodeDelta {
-            cpu_by_socket: by_socket(c.cpu.as_ref(), &self.topology, &mut unknown),
-            dram_by_socket: by_socket(c.dram.as_ref(), &self.topology, &mut unknown),
-            gpu_by_uuid: {
-                // Jobs name their GPUs by the id a GPU key prints.
-                let mut g: BTreeMap<String, u64> = c
-                    .gpu
-                    .iter()
-                    .flatten()
-                    .map(|(k, uj)| (k.to_string(), *uj))
-                    .collect();
-                self.splitter.apply(
-                    &mut g,
-                    &delta.gpu_partitions,
-                    self.opts.policy == CpuPolicy::UsageAboveBaseline,
-                );
-                g
-            },
-            other: c
-                .other
-                .as_ref()
-                .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),
-            interval_s: delta.interval_s,
-        };
-        for s in unknown {
-            if self.unknown_sockets.insert(s) {
-                tracing::warn!(
-                    socket = s,
-                    sockets = self.topology.cpus_by_socket.len(),
-                    "energy of a socket missing from the CPU topology is split over all sockets by CPUs"
-                );
-            }
-        }
-        if self.opts.policy == CpuPolicy::UsageAboveBaseline {
-            self.baseline
-                .observe(t_mono, &node_delta.cpu_by_socket, delta.interval_s);
-        }
         let shares: Vec<JobShare> = running
             .iter()
             .zip(&self.cpu_deltas)
@@ -554,6 +516,51 @@ impl Accounting {
             }
             _ => true,
         });
+    }
+
+    /// What the node's components gained in this cycle, per socket and GPU, as attribution
+    /// splits it (a socket the topology lacks is logged once); the idle baseline learns from it.
+    fn node_delta(&mut self, delta: &CycleDelta, t_mono: f64) -> NodeDelta {
+        let c = &delta.by_component;
+        let mut unknown = Vec::new();
+        let node_delta = NodeDelta {
+            cpu_by_socket: by_socket(c.cpu.as_ref(), &self.topology, &mut unknown),
+            dram_by_socket: by_socket(c.dram.as_ref(), &self.topology, &mut unknown),
+            gpu_by_uuid: {
+                // Jobs name their GPUs by the id a GPU key prints.
+                let mut g: BTreeMap<String, u64> = c
+                    .gpu
+                    .iter()
+                    .flatten()
+                    .map(|(k, uj)| (k.to_string(), *uj))
+                    .collect();
+                self.splitter.apply(
+                    &mut g,
+                    &delta.gpu_partitions,
+                    self.opts.policy == CpuPolicy::UsageAboveBaseline,
+                );
+                g
+            },
+            other: c
+                .other
+                .as_ref()
+                .map_or(0, |m| m.values().fold(0u64, |a, b| a.saturating_add(*b))),
+            interval_s: delta.interval_s,
+        };
+        for s in unknown {
+            if self.unknown_sockets.insert(s) {
+                tracing::warn!(
+                    socket = s,
+                    sockets = self.topology.cpus_by_socket.len(),
+                    "energy of a socket missing from the CPU topology is split over all sockets by CPUs"
+                );
+            }
+        }
+        if self.opts.policy == CpuPolicy::UsageAboveBaseline {
+            self.baseline
+                .observe(t_mono, &node_delta.cpu_by_socket, delta.interval_s);
+        }
+        node_delta
     }
 
     /// Gives each id of `running` (in `order`, sorted) that has no record one, counters at 0:
