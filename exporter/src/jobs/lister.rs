@@ -309,7 +309,10 @@ impl Lister {
         self.settled = true;
         let before = problems.len();
         let mut saving = Saved::default();
+        // (A job named by its SLUID is never saved: `Saved` keeps no SLUID.)
+        let mut sluid_named = false;
         let f = &mut |l: &Listed<'_>| {
+            sluid_named |= l.sluid.is_some();
             saving.push(l);
             f(l)
         };
@@ -360,7 +363,7 @@ impl Lister {
         if let Some((dir, ino)) = &users {
             ctx.user_slice_jobs(dir, *ino, f);
         }
-        if self.settled && problems.len() == before {
+        if self.settled && !sluid_named && problems.len() == before {
             self.saved[h.index()] = Some(saving);
         }
     }

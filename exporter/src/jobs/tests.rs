@@ -640,3 +640,31 @@ fn labels() {
     assert_eq!(Scheduler::UserSlice.as_str(), "user");
     assert_eq!(GpuMappingSource::MappingDir.as_str(), "mapping_dir");
 }
+
+/// A SLUID folder (its numeric id known or not yet) keeps its hierarchy's listing from being
+/// saved and replayed whole: the id is looked up again on each scan, so the job shows up once
+/// its record is written, although no folder changed.
+#[test]
+fn a_sluid_resolved_later_is_listed_although_no_folder_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&cgroup_fixture("slurm-sluid"), dir.path());
+    let record = dir.path().join("run/joulebook/jobs/2002");
+    let text = std::fs::read(&record).expect("record");
+    std::fs::remove_file(&record).expect("rm");
+    // Nor is its slurmstepd there to name it; and no other folder reports a problem (which
+    // would keep the listing from being saved anyway).
+    std::fs::remove_dir_all(dir.path().join("proc/9200")).expect("rm");
+    let scope = dir
+        .path()
+        .join("sys/fs/cgroup/system.slice/slurmstepd.scope");
+    std::fs::remove_dir_all(scope.join("sFORGED0")).expect("rm");
+    let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+    for _ in 0..3 {
+        let r = d.scan(&[], &[]);
+        assert_eq!(ids(&r), vec!["2001"]);
+        assert_eq!(r.problems, Vec::<String>::new());
+    }
+    write_file(&record, &text);
+    let r = d.scan(&[], &[]);
+    assert!(ids(&r).contains(&"2002"), "{:?}", ids(&r));
+}
