@@ -47,6 +47,22 @@ pub struct OwnerTotals {
     last_active_unix: f64,
 }
 
+#[derive(Debug, Default)]
+struct OwnerSlot {
+    totals: OwnerTotals,
+    /// The generation of the pair kept here; 0 when none is.
+    generation: u64,
+}
+
+/// Where a pair's counters are, kept by a job so that its later cycles find them without
+/// comparing strings: valid while that pair is kept (a slot reused by another pair has another
+/// generation). The job drops it when its account or user changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRef {
+    slot: usize,
+    generation: u64,
+}
+
 /// What one running job gained in one cycle.
 pub struct Gain<'a> {
     pub uj: &'a PerComponent<u64>,
@@ -59,8 +75,13 @@ pub struct Gain<'a> {
 
 #[derive(Debug, Default)]
 pub struct Owners {
-    /// By account, then user (two levels, so a job's pair is found by its strings).
-    map: BTreeMap<Arc<str>, BTreeMap<Arc<str>, OwnerTotals>>,
+    /// By account, then user (two levels, so a job's pair is found by its strings): where the
+    /// pair's counters are in `slots`.
+    map: BTreeMap<Arc<str>, BTreeMap<Arc<str>, usize>>,
+    /// The counters; a dropped pair's slot is reused (with a new generation).
+    slots: Vec<OwnerSlot>,
+    free: Vec<usize>,
+    generations: u64,
     len: usize,
     /// Energy of the pairs dropped after [`EXPIRY_S`], µJ: with it, owners can be checked
     /// against the jobs at any time.
@@ -70,9 +91,12 @@ pub struct Owners {
 impl Owners {
     /// The pairs, by account then user.
     pub fn iter(&self) -> impl Iterator<Item = (OwnerKey, &OwnerTotals)> {
-        self.map
-            .iter()
-            .flat_map(|(a, us)| us.iter().map(move |(u, o)| ((a.clone(), u.clone()), o)))
+        self.map.iter().flat_map(move |(a, us)| {
+            us.iter().filter_map(move |(u, &i)| {
+                let o = &self.slots.get(i)?.totals;
+                Some(((a.clone(), u.clone()), o))
+            })
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -84,7 +108,11 @@ impl Owners {
     }
 
     pub fn get(&self, account: &str, user: &str) -> Option<&OwnerTotals> {
-        self.map.get(account).and_then(|us| us.get(user))
+        Some(&self.slots.get(self.index(account, user)?)?.totals)
+    }
+
+    fn index(&self, account: &str, user: &str) -> Option<usize> {
+        self.map.get(account)?.get(user).copied()
     }
 
     /// Energy of every pair ever kept (live and expired), µJ per component.
@@ -96,41 +124,80 @@ impl Owners {
         t
     }
 
-    /// The pair's counters, created at zero when new; [`OVERFLOW`]'s when [`MAX_OWNERS`] pairs
-    /// are kept. Looked up by the strings: a known pair (every cycle of every running job)
-    /// costs one lookup and allocates nothing.
-    fn entry(&mut self, account: &str, user: &str) -> Option<&mut OwnerTotals> {
-        let known = self.get(account, user).is_some();
-        let (account, user) = if known || self.len < MAX_OWNERS {
-            (account, user)
-        } else {
-            (OVERFLOW, OVERFLOW)
-        };
-        if !known {
-            self.create(account, user);
+    /// Where the pair's counters are, created at zero when new; [`OVERFLOW`]'s when
+    /// [`MAX_OWNERS`] pairs are kept. Looked up by the strings; with the [`OwnerRef`] a job
+    /// kept (every cycle of a running job but its first), by position. A job counted under
+    /// [`OVERFLOW`] keeps no reference, so it gets its own pair once there is room.
+    fn entry(&mut self, cached: &mut Option<OwnerRef>, account: &str, user: &str) -> usize {
+        if let Some(r) = *cached {
+            if self
+                .slots
+                .get(r.slot)
+                .is_some_and(|s| s.generation == r.generation)
+            {
+                return r.slot;
+            }
         }
-        self.map.get_mut(account)?.get_mut(user)
+        let known = self.index(account, user);
+        let (slot, own) = match known {
+            Some(i) => (i, true),
+            None if self.len < MAX_OWNERS => (self.create(account, user), true),
+            None => (
+                self.create(OVERFLOW, OVERFLOW),
+                (account, user) == (OVERFLOW, OVERFLOW),
+            ),
+        };
+        *cached = own.then(|| OwnerRef {
+            slot,
+            generation: self.slots[slot].generation,
+        });
+        slot
     }
 
-    /// Creates the pair at zero unless it exists.
-    fn create(&mut self, account: &str, user: &str) {
-        if self.get(account, user).is_some() {
-            return;
+    /// Creates the pair at zero unless it exists; returns its slot.
+    fn create(&mut self, account: &str, user: &str) -> usize {
+        if let Some(i) = self.index(account, user) {
+            return i;
         }
         self.len += 1;
-        if !self.map.contains_key(account) {
-            self.map.insert(Arc::from(account), BTreeMap::new());
-        }
-        if let Some(users) = self.map.get_mut(account) {
-            users.insert(Arc::from(user), OwnerTotals::default());
-        }
+        self.generations += 1;
+        let fresh = OwnerSlot {
+            totals: OwnerTotals::default(),
+            generation: self.generations,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = fresh;
+                i
+            }
+            None => {
+                self.slots.push(fresh);
+                self.slots.len() - 1
+            }
+        };
+        self.map
+            .entry(Arc::from(account))
+            .or_default()
+            .insert(Arc::from(user), i);
+        i
     }
 
     /// Adds one running job's gain of one cycle to its pair (its published account and user).
-    pub fn add(&mut self, (account, user): (&str, &str), g: Gain<'_>, now: f64, t_mono: f64) {
-        let Some(o) = self.entry(account, user) else {
-            return;
-        };
+    pub fn add(&mut self, owner: (&str, &str), g: Gain<'_>, now: f64, t_mono: f64) {
+        self.add_cached(&mut None, owner, g, now, t_mono);
+    }
+
+    /// [`Owners::add`], with the reference the job keeps to its pair (see [`OwnerRef`]).
+    pub fn add_cached(
+        &mut self,
+        cached: &mut Option<OwnerRef>,
+        (account, user): (&str, &str),
+        g: Gain<'_>,
+        now: f64,
+        t_mono: f64,
+    ) {
+        let i = self.entry(cached, account, user);
+        let o = &mut self.slots[i].totals;
         o.uj.saturating_add_assign(g.uj);
         o.cpu_seconds += g.cpu_seconds;
         o.core_seconds += g.core_seconds;
@@ -142,13 +209,24 @@ impl Owners {
 
     /// Drops the pairs without a running job for [`EXPIRY_S`].
     pub fn expire(&mut self, t_mono: f64) {
-        let expired = &mut self.expired;
-        let len = &mut self.len;
-        for us in self.map.values_mut() {
-            us.retain(|_, o| {
-                if t_mono - o.last_active_mono > EXPIRY_S {
-                    expired.saturating_add_assign(&o.uj);
+        let Owners {
+            map,
+            slots,
+            free,
+            len,
+            expired,
+            ..
+        } = self;
+        for us in map.values_mut() {
+            us.retain(|_, &mut i| {
+                let Some(s) = slots.get_mut(i) else {
+                    return false;
+                };
+                if t_mono - s.totals.last_active_mono > EXPIRY_S {
+                    expired.saturating_add_assign(&s.totals.uj);
                     *len -= 1;
+                    *s = OwnerSlot::default();
+                    free.push(i);
                     false
                 } else {
                     true
@@ -176,10 +254,8 @@ impl Owners {
                     o.uj[c] = *uj;
                 }
             }
-            self.create(&s.account, &s.user);
-            if let Some(slot) = self.map.get_mut(s.account.as_str()) {
-                slot.insert(Arc::from(s.user.as_str()), o);
-            }
+            let i = self.create(&s.account, &s.user);
+            self.slots[i].totals = o;
         }
     }
 
@@ -251,6 +327,93 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert!(o.get("q", "bob").is_some());
         assert_eq!(o.accounted_uj(), [6, 7, 8, 9].into());
+    }
+
+    /// A job's reference to its pair goes stale when the pair expires and its slot is taken by
+    /// another: the job's next gain creates its pair again instead of feeding the other one.
+    #[test]
+    fn a_kept_reference_to_an_expired_pair_is_not_used() {
+        let mut o = Owners::default();
+        let mut alice = None;
+        o.add_cached(
+            &mut alice,
+            ("p", "alice"),
+            gain(&[5, 0, 0, 0].into(), true),
+            0.0,
+            0.0,
+        );
+        assert!(alice.is_some());
+        o.expire(1.0 + EXPIRY_S);
+        assert!(o.is_empty());
+        let mut bob = None;
+        o.add_cached(
+            &mut bob,
+            ("q", "bob"),
+            gain(&[7, 0, 0, 0].into(), true),
+            0.0,
+            2.0,
+        );
+        assert_eq!(
+            bob.map(|r| r.slot),
+            alice.map(|r| r.slot),
+            "the slot is reused"
+        );
+        o.add_cached(
+            &mut alice,
+            ("p", "alice"),
+            gain(&[1, 0, 0, 0].into(), false),
+            0.0,
+            3.0,
+        );
+        assert_eq!(o.get("q", "bob").unwrap().uj.cpu, 7);
+        assert_eq!(o.get("p", "alice").unwrap().uj.cpu, 1);
+        assert_eq!(o.accounted_uj().cpu, 13);
+        // Kept while valid: the same pair again, without its strings being looked up.
+        let before = alice;
+        o.add_cached(
+            &mut alice,
+            ("p", "alice"),
+            gain(&[1, 0, 0, 0].into(), false),
+            0.0,
+            4.0,
+        );
+        assert_eq!(alice, before);
+        assert_eq!(o.get("p", "alice").unwrap().uj.cpu, 2);
+    }
+
+    /// A job counted under the overflow pair keeps no reference, so it moves to its own pair
+    /// once an expiry makes room.
+    #[test]
+    fn a_job_under_overflow_gets_its_pair_when_there_is_room() {
+        let mut o = Owners::default();
+        for i in 0..MAX_OWNERS {
+            o.add(
+                ("a", &format!("u{i}")),
+                gain(&[1, 0, 0, 0].into(), true),
+                0.0,
+                0.0,
+            );
+        }
+        let mut late = None;
+        o.add_cached(
+            &mut late,
+            ("b", "late"),
+            gain(&[1, 0, 0, 0].into(), true),
+            0.0,
+            5.0,
+        );
+        assert!(late.is_none());
+        assert!(o.get("b", "late").is_none());
+        o.expire(1.0 + EXPIRY_S);
+        o.add_cached(
+            &mut late,
+            ("b", "late"),
+            gain(&[1, 0, 0, 0].into(), false),
+            0.0,
+            6.0,
+        );
+        assert_eq!(o.get("b", "late").unwrap().uj.cpu, 1);
+        assert!(late.is_some());
     }
 
     #[test]

@@ -255,7 +255,10 @@ fn state_round_trip_keeps_counters() {
 
 proptest! {
     /// Over random job churn, at every cycle and for every component, what the jobs and
-    /// unallocated gained equals what the node gained; no counter ever decreases.
+    /// unallocated gained equals what the node gained; no counter ever decreases. A twin fed
+    /// the same jobs with a revision of their own (as discovery gives them), which takes the
+    /// paths of the cycles whose jobs are the last cycle's (no search for new ids, the last
+    /// walk reused), ends every cycle with the same counters.
     #[test]
     fn jobs_plus_unallocated_equal_the_node(
         cycles in proptest::collection::vec(
@@ -264,6 +267,7 @@ proptest! {
             1..40),
     ) {
         let mut a = Accounting::new(AccountingOptions { grace_s: 3.0, ..Default::default() }, &node());
+        let mut twin = Accounting::new(AccountingOptions { grace_s: 3.0, ..Default::default() }, &node());
         let mut node_total = PerComponent::<u64>::default();
         let mut last: BTreeMap<String, PerComponent<u64>> = BTreeMap::new();
         for (t, (jobs, s0, s1, g0, g1)) in cycles.into_iter().enumerate() {
@@ -272,11 +276,21 @@ proptest! {
                 let gpus: Vec<&str> = match g { 0 => vec![], 1 => vec!["GPU-0"], _ => vec!["GPU-0", "GPU-1"] };
                 job(&id.to_string(), &cpus, &gpus, t as u64 * 1000)
             }).collect();
+            let revised: Vec<Job> = running.iter().map(|j| Job {
+                revision: j.id.parse::<u64>().map_or(0, |id| id + 1),
+                ..j.clone()
+            }).collect();
             let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g0), ("GPU-1", g1)], 1.0);
             node_total.cpu += s0 + s1;
             node_total.gpu += g0 + g1;
             a.update(t as f64, t as f64, &d, &running);
+            twin.update(t as f64, t as f64, &d, &revised);
             prop_assert_eq!(a.accounted_uj(), node_total);
+            let counters = |x: &Accounting| -> Vec<(String, PerComponent<u64>, f64, Option<f64>)> {
+                x.jobs().iter().map(|(k, r)| (k.to_string(), r.uj, r.cpu_seconds, r.ended_at)).collect()
+            };
+            prop_assert_eq!(counters(&twin), counters(&a));
+            prop_assert_eq!(twin.owners().accounted_uj(), a.owners().accounted_uj());
             // The owners' counters gain exactly what the jobs gain: owners + unallocated = node.
             let mut by_owner = a.owners().accounted_uj();
             by_owner.saturating_add_assign(&a.unallocated_uj());

@@ -41,6 +41,9 @@ pub(super) struct JobCache {
     pub(super) record: Option<Record>,
     /// The record file's inode number, as the folder's last listing showed it.
     pub(super) record_ino: Option<u64>,
+    /// The record folder's listing (`RecordDir::generation`) that `record_ino` was taken
+    /// from: the same one again is not looked up again.
+    pub(super) record_generation: u64,
     /// Why the record could not be used, repeated until it can.
     pub(super) record_problem: Option<String>,
     /// An environment contradicting an attested value was reported (once per job).

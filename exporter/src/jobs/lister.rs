@@ -61,6 +61,76 @@ pub(crate) struct Lister {
     /// A folder listed on this scan was not watched (no watch, no descriptor to keep, an error):
     /// an entry made in it would show only at the next listing, not as an event.
     unwatched: bool,
+    /// Each hierarchy's job folders as of its last listing, replayed whole (no folder visited,
+    /// no name parsed) while no event came for any of its folders (see [`Saved`]).
+    saved: PerSlot<Option<Saved>>,
+    /// The listing under way can be saved: every folder it visited is watched and was read to
+    /// its end, and nothing in it waits on another source (a SLUID not resolved).
+    settled: bool,
+}
+
+/// One hierarchy's job folders, as [`Listed`] gave them, kept while none of the hierarchy's
+/// folders had an inotify event since: the same listing would give the same folders. Saved
+/// only from a listing with no problem, every folder watched and read whole, and no SLUID
+/// folder (a SLUID's id is looked up on each listing); dropped by any event in the hierarchy,
+/// an overflowing queue, and on every full listing (`relist`).
+#[derive(Debug, Default)]
+struct Saved {
+    parents: Vec<std::path::PathBuf>,
+    /// Names and user names back to back; [`SavedJob`] holds the ends.
+    text: String,
+    jobs: Vec<SavedJob>,
+}
+
+#[derive(Debug)]
+struct SavedJob {
+    key: JobKey,
+    uid: Option<u32>,
+    parent: usize,
+    name: (usize, usize),
+    user: Option<(usize, usize)>,
+    ino: u64,
+}
+
+impl Saved {
+    fn push(&mut self, l: &Listed<'_>) {
+        if self.parents.last().is_none_or(|p| p != l.parent) {
+            self.parents.push(l.parent.to_path_buf());
+        }
+        let mut text = |t: &str| {
+            let start = self.text.len();
+            self.text.push_str(t);
+            (start, self.text.len())
+        };
+        let name = text(l.name);
+        let user = l.user.map(text);
+        self.jobs.push(SavedJob {
+            key: l.key,
+            uid: l.uid,
+            parent: self.parents.len() - 1,
+            name,
+            user,
+            ino: l.ino,
+        });
+    }
+
+    fn replay(&self, f: &mut dyn FnMut(&Listed<'_>)) {
+        let text = |(a, b): (usize, usize)| self.text.get(a..b).unwrap_or_default();
+        for j in &self.jobs {
+            let Some(parent) = self.parents.get(j.parent) else {
+                continue;
+            };
+            f(&Listed {
+                key: j.key,
+                uid: j.uid,
+                user: j.user.map(text),
+                sluid: None,
+                parent,
+                name: text(j.name),
+                ino: j.ino,
+            });
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -153,7 +223,11 @@ impl Watcher {
 
     /// Reads the events queued since the last call: a folder with an event loses its cached
     /// entries, so it is listed again; an overflowed queue (or an error) clears them all.
-    fn drain(&mut self, open: &mut HashMap<(Slot, u64), OpenDir>) {
+    fn drain(
+        &mut self,
+        open: &mut HashMap<(Slot, u64), OpenDir>,
+        saved: &mut PerSlot<Option<Saved>>,
+    ) {
         let Some(inotify) = self.inotify.as_mut() else {
             return;
         };
@@ -167,12 +241,14 @@ impl Watcher {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {
                     open.values_mut().for_each(|d| d.entries = None);
+                    saved.iter_mut().for_each(|s| *s = None);
                     return;
                 }
             };
             for event in events {
                 if event.mask.contains(EventMask::Q_OVERFLOW) {
                     open.values_mut().for_each(|d| d.entries = None);
+                    saved.iter_mut().for_each(|s| *s = None);
                     continue;
                 }
                 // IGNORED: the folder went (or its file system), and the watch with it.
@@ -182,6 +258,11 @@ impl Watcher {
                 } else {
                     self.folders.get(&event.wd).copied()
                 };
+                match key {
+                    Some((h, _)) => saved[h.index()] = None,
+                    // A watch no folder is known by: whichever hierarchy it was, list again.
+                    None => saved.iter_mut().for_each(|s| *s = None),
+                }
                 if let Some(d) = key.and_then(|k| open.get_mut(&k)) {
                     d.entries = None;
                     if gone {
@@ -216,6 +297,25 @@ impl Lister {
     ) {
         let v2 = h == Slot::V2;
         self.listed[h.index()] = self.scan;
+        if self.replays_whole(h) {
+            // The folders the saved listing went through stay open (see `begin`).
+            self.keep_listing(h);
+            if let Some(saved) = &self.saved[h.index()] {
+                saved.replay(f);
+            }
+            return;
+        }
+        self.saved[h.index()] = None;
+        self.settled = true;
+        let before = problems.len();
+        let mut saving = Saved::default();
+        // (A job named by its SLUID is never saved: `Saved` keeps no SLUID.)
+        let mut sluid_named = false;
+        let f = &mut |l: &Listed<'_>| {
+            sluid_named |= l.sluid.is_some();
+            saving.push(l);
+            f(l)
+        };
         // The layout folders directly under the root, in the order the layouts are listed.
         let mut slurm = Vec::new();
         let (mut system, mut oar, mut users) = (None, None, None);
@@ -263,6 +363,9 @@ impl Lister {
         if let Some((dir, ino)) = &users {
             ctx.user_slice_jobs(dir, *ino, f);
         }
+        if self.settled && !sluid_named && problems.len() == before {
+            self.saved[h.index()] = Some(saving);
+        }
     }
 
     /// Starts a scan: folders that the last listing of their hierarchy did not reach (gone, or
@@ -300,11 +403,30 @@ impl Lister {
             .map(AsFd::as_fd)
     }
 
+    /// Whether [`Lister::list_jobs`] would replay hierarchy `h`'s saved listing whole now (no
+    /// event in it since, no full listing due): call after [`Lister::refresh`].
+    pub(crate) fn replays_whole(&self, h: Slot) -> bool {
+        !self.relist && self.saved[h.index()].is_some()
+    }
+
+    /// What [`Lister::list_jobs`] does to hierarchy `h` when it [replays it
+    /// whole](Lister::replays_whole), without handing out its jobs: for a caller that knows
+    /// them already (the same as on its last listing).
+    pub(crate) fn keep_listing(&mut self, h: Slot) {
+        self.listed[h.index()] = self.scan;
+        counted(Call::Replay);
+        let scan = self.scan;
+        self.open
+            .iter_mut()
+            .filter(|(k, _)| k.0 == h)
+            .for_each(|(_, d)| d.used = scan);
+    }
+
     /// Takes in the changes reported since the last call: the folders in which something was
     /// created or removed are listed again. Called just before listing, after the CPU-time
     /// reads, so that a job folder removed after its read is not replayed.
     pub(crate) fn refresh(&mut self) {
-        self.watcher.drain(&mut self.open);
+        self.watcher.drain(&mut self.open, &mut self.saved);
     }
 }
 
@@ -316,6 +438,13 @@ pub(super) struct ListCtx<'a> {
     fds: &'a mut FdBudget,
     pub(super) sluids: &'a mut Sluids,
     pub(super) problems: &'a mut Vec<String>,
+}
+
+impl ListCtx<'_> {
+    /// This listing depends on more than its folders (a SLUID looked up): not to be replayed.
+    pub(super) fn unsettled(&mut self) {
+        self.lister.settled = false;
+    }
 }
 
 /// Where a layout hands each job folder it finds.
@@ -341,6 +470,7 @@ impl ListCtx<'_> {
             relist,
             watcher,
             unwatched,
+            settled,
             ..
         } = &mut *self.lister;
         let key = ino.map(|i| (self.h, i));
@@ -357,6 +487,7 @@ impl ListCtx<'_> {
                     *unwatched |= d.wd.is_none();
                     d.used = *scan;
                     d.entries = list_cached(&d.file, buf, d.wd.is_some(), f);
+                    *settled &= d.entries.is_some();
                     return true;
                 }
                 if let Some(wd) = open.remove(&key).and_then(|d| d.wd) {
@@ -365,13 +496,19 @@ impl ListCtx<'_> {
             }
         }
         counted(Call::Open);
+        // Settled only if opened, watched and read whole below (or absent: its parent, watched,
+        // reports its creation).
+        let was_settled = std::mem::replace(settled, false);
         let opening = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(dir);
         let file = match opening {
             Ok(file) => file,
-            Err(e) if is_gone(&e) => return true,
+            Err(e) if is_gone(&e) => {
+                *settled = was_settled;
+                return true;
+            }
             Err(e) => {
                 *unwatched = true;
                 if report {
@@ -387,6 +524,7 @@ impl ListCtx<'_> {
                 let wd = watcher.watch(dir, key);
                 *unwatched |= wd.is_none();
                 let entries = list_cached(&file, buf, wd.is_some(), f);
+                *settled = was_settled && entries.is_some();
                 open.insert(
                     key,
                     OpenDir {

@@ -36,6 +36,8 @@ pub(super) struct Listing {
     pub(super) full_listings: u64,
     /// What the last listing of each hierarchy reported (repeated while it is not listed).
     pub(super) problems: PerSlot<Vec<String>>,
+    /// The hierarchies listed on the last scan.
+    last_listed: PerSlot<bool>,
 }
 
 impl Listing {
@@ -88,27 +90,35 @@ impl Listing {
         self.full_listings += 1;
     }
 
-    /// Lists the hierarchies due (all of them on a `full` listing, else those listed on every
-    /// scan) with `list`, which fills the hierarchy's problems; returns which were listed.
+    /// The hierarchies due on this scan: all of them on a `full` listing, else those listed
+    /// on every scan.
+    pub(super) fn due(&self, full: bool, hierarchy: &Hierarchy) -> PerSlot<bool> {
+        Slot::ALL.map(|h| hierarchy.root(h).is_some() && (full || self.every_scan[h.index()]))
+    }
+
+    /// The same hierarchies are due as were listed on the last scan.
+    pub(super) fn due_as_last(&self, full: bool, hierarchy: &Hierarchy) -> bool {
+        self.due(full, hierarchy) == self.last_listed
+    }
+
+    /// Lists the hierarchies due (see [`Listing::due`]) with `list`, which fills the
+    /// hierarchy's problems; returns which were listed.
     pub(super) fn list(
         &mut self,
         full: bool,
         hierarchy: &Hierarchy,
         mut list: impl FnMut(Slot, &Path, &mut Vec<String>),
     ) -> PerSlot<bool> {
-        let mut listed_now = [false; Slot::COUNT];
+        let listed_now = self.due(full, hierarchy);
         for h in Slot::ALL {
-            let Some(root) = hierarchy.root(h) else {
+            let (Some(root), true) = (hierarchy.root(h), listed_now[h.index()]) else {
                 continue;
             };
-            if !full && !self.every_scan[h.index()] {
-                continue;
-            }
-            listed_now[h.index()] = true;
             let found = &mut self.problems[h.index()];
             found.clear();
             list(h, root, found);
         }
+        self.last_listed = listed_now;
         listed_now
     }
 }

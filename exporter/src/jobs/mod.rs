@@ -18,8 +18,10 @@
 //!    removed or moved since its last listing is replayed from memory, the others are read
 //!    again with `getdents64` (all of them every 10th full listing, as a safety net). The
 //!    events are taken in after step 1, so a job removed after its CPU time was read is not
-//!    replayed. A job's folder in another controller is the same path below that
-//!    controller's root;
+//!    replayed. A hierarchy none of whose folders changed replays its last listing whole
+//!    (no name parsed again), and when every hierarchy due does so, as on the last scan,
+//!    the jobs are the last scan's and are not handed out again. A job's folder in another
+//!    controller is the same path below that controller's root;
 //! 3. a job seen for the first time (a new id, or the same id in a folder with another inode
 //!    number: a reused id) is read at once: its CPUs (`cpuset.effective_cpus`, else
 //!    `cpuset.cpus`; which one exists is remembered), CPU time and memory limit at the job
@@ -213,6 +215,8 @@ struct RecordDir {
     exists: bool,
     stamp: Option<(std::time::SystemTime, u64)>,
     changed: bool,
+    /// Counts the listings: 0 before the first (no entries).
+    generation: u64,
     /// The folder's entries (name → inode number) as of its last change.
     entries: HashMap<String, u64>,
 }
@@ -229,6 +233,7 @@ impl RecordDir {
         self.changed = stamp != self.stamp;
         self.stamp = stamp;
         if self.changed {
+            self.generation += 1;
             self.entries.clear();
             if let Some(list) = dir.and_then(|d| std::fs::read_dir(d).ok()) {
                 cgroup::counted(cgroup::Call::Open);
@@ -444,7 +449,20 @@ impl JobDiscovery {
         // 2. Which jobs exist: list the hierarchies (see `Listing`); a full listing reads
         // every folder again, the others replay the folders in which nothing changed.
         lister.refresh();
+        // Every hierarchy due replays its saved listing whole, the same ones as on the last
+        // scan, which kept every job it listed (the cache's order is still the one it made):
+        // the jobs listed are the last scan's, so they are not handed out one by one.
+        let quiet = cache.order.is_some()
+            && listing.due_as_last(full, hierarchy)
+            && Slot::ALL
+                .into_iter()
+                .zip(listing.due(full, hierarchy))
+                .all(|(h, due)| !due || lister.replays_whole(h));
         let listed_now = listing.list(full, hierarchy, |h, root, found| {
+            if quiet {
+                lister.keep_listing(h);
+                return;
+            }
             lister.list_jobs((h, root), opts.user_slices, fds, sluids, found, &mut |l| {
                 note_listed(cache, now, h, l)
             });
@@ -484,7 +502,7 @@ impl JobDiscovery {
             problems: &mut problems,
         };
         // 3. Each job listed: what changed, and what is due.
-        read_listed(&mut ctx, cache, jobs);
+        read_listed(&mut ctx, cache, jobs, quiet);
         problems
     }
 }
@@ -492,7 +510,7 @@ impl JobDiscovery {
 /// Step 3 of a scan: reads each job listed on it (what changed, and what is due) into `jobs`,
 /// whose slot `n` is overwritten by the n-th job read; jobs not listed, or whose folder
 /// vanished, lose their cache.
-fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>) {
+fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet: bool) {
     let now = ctx.now;
     let mut n = 0;
     let mut ended = Vec::new();
@@ -501,6 +519,10 @@ fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>) {
         let Some(e) = cache.map.get_mut(key) else {
             continue;
         };
+        if quiet {
+            // Listed again as on the last scan, in the same hierarchies.
+            e.seen = now;
+        }
         if e.seen != now {
             ended.push(*key);
             continue;

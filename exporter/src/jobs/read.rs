@@ -54,6 +54,15 @@ impl Ctx<'_> {
         if statics_due {
             self.probe_folders(e);
         }
+        // What the job publishes of its static data before this read: a read that finds the
+        // same values keeps the job's revision.
+        let before = statics_due
+            .then(|| {
+                e.statics
+                    .as_ref()
+                    .map(|s| (s.cpus.clone(), s.memory_limit_bytes))
+            })
+            .flatten();
         let s = e.statics.get_or_insert_with(Statics::default);
         if statics_due {
             s.cpus_problems.clear();
@@ -91,11 +100,13 @@ impl Ctx<'_> {
             };
         }
         self.problems.extend_from_slice(&s.memory_problems);
+        let statics_changed = statics_due
+            && before.is_none_or(|(cpus, memory)| cpus != s.cpus || memory != s.memory_limit_bytes);
 
         self.find_metadata(key, e)?;
         let (gpus, gpu_source) = self.job_gpus(key, e)?;
 
-        self.write_metadata(key, e, statics_due, out);
+        self.write_metadata(key, e, statics_changed, out);
         out.cpu_usage_ns = cpu_usage_ns;
         out.gpus = gpus;
         out.gpu_source = gpu_source;
@@ -129,9 +140,16 @@ impl Ctx<'_> {
     }
 
     /// Writes the job's metadata, CPUs and memory limit into `out` when its revision changed.
-    fn write_metadata(&mut self, key: &JobKey, e: &mut JobCache, statics_due: bool, out: &mut Job) {
+    fn write_metadata(
+        &mut self,
+        key: &JobKey,
+        e: &mut JobCache,
+        statics_changed: bool,
+        out: &mut Job,
+    ) {
         // What is published besides the CPU time and GPUs changes only with the static data
-        // (read again just now when due), the environment and record once found, the uids of
+        // (read again just now when due, and found changed), the environment and record once
+        // found, the uids of
         // the path and the processes, the path's user name, and the user database: a new
         // revision then, else `out` may already hold it.
         let inputs = (
@@ -142,7 +160,7 @@ impl Ctx<'_> {
             e.found.user.is_some(),
             self.passwd.generation(),
         );
-        if statics_due || e.revision == 0 || inputs != e.revision_inputs {
+        if statics_changed || e.revision == 0 || inputs != e.revision_inputs {
             *self.revisions += 1;
             e.revision = *self.revisions;
             e.revision_inputs = inputs;
@@ -385,7 +403,14 @@ impl Ctx<'_> {
         };
         // The folder's listing is as of its last change: a job reads its record only when
         // the file came, went or was replaced since it last did.
-        let ino = self.records.ino(key.id.as_str());
+        // (A listing already looked at by this job, or none at all, changes nothing.)
+        let seen = e.record_generation == self.records.generation;
+        e.record_generation = self.records.generation;
+        let ino = if seen {
+            e.record_ino
+        } else {
+            self.records.ino(key.id.as_str())
+        };
         if ino != e.record_ino {
             e.record = None;
             e.record_ino = ino;

@@ -178,8 +178,8 @@ fn a_steady_scan_reads_one_open_file_per_job_and_opens_almost_nothing() {
     assert_eq!(static_preads, u64::from(n));
     // Static data: cpuset, memory and devices.list once per job and period. The folders
     // listed (root, slurm_n1, 7 uid folders; in the controller listed on every scan, and
-    // in the other four at the full listing every 30 scans) stay open and are replayed:
-    // nothing changed in them.
+    // in the other four at the full listing every 30 scans) stay open, and each hierarchy's
+    // listing is replayed whole (one replay, no folder visited): nothing changed in them.
     assert!(
         opens <= u64::from(n) * 3,
         "{opens} opens in {scans} scans ({} per scan)",
@@ -189,7 +189,7 @@ fn a_steady_scan_reads_one_open_file_per_job_and_opens_almost_nothing() {
     assert!(stats <= 2 * scans, "{stats} stats");
     let full = scans / FULL_LISTING_SCANS;
     assert_eq!(rewinds, 0);
-    assert_eq!(replays, 9 * scans + 4 * 9 * full);
+    assert_eq!(replays, scans + 4 * full);
     // The next period: the static files too are read with one pread each, opened no more.
     let [opens, preads, _, _, _, static_preads] = counting(|| {
         for _ in 0..scans {
@@ -237,7 +237,8 @@ fn a_steady_scan_reads_one_open_file_per_job_and_opens_almost_nothing() {
 }
 
 /// The folders are watched: a job made or removed in a folder that was being replayed is
-/// seen on the next scan, and only the folder that changed is read again.
+/// seen on the next scan, and only the folder that changed is read again (the others of its
+/// hierarchy replayed one by one, since the hierarchy's saved listing no longer holds).
 #[test]
 fn a_job_made_or_removed_in_a_watched_folder_is_seen_on_the_next_scan() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -249,7 +250,11 @@ fn a_job_made_or_removed_in_a_watched_folder_is_seen_on_the_next_scan() {
     let [_, _, _, rewinds, replays, _] = counting(|| {
         d.scan(&[], &[]);
     });
-    assert_eq!((rewinds, replays), (0, 9));
+    assert_eq!(
+        (rewinds, replays),
+        (0, 1),
+        "the hierarchy's listing replayed whole"
+    );
 
     let cg = dir.path().join("sys/fs/cgroup");
     let new_job = "slurm_n1/uid_1000/job_200000";
@@ -634,4 +639,32 @@ fn labels() {
     assert_eq!(Scheduler::Oar.to_string(), "oar");
     assert_eq!(Scheduler::UserSlice.as_str(), "user");
     assert_eq!(GpuMappingSource::MappingDir.as_str(), "mapping_dir");
+}
+
+/// A SLUID folder (its numeric id known or not yet) keeps its hierarchy's listing from being
+/// saved and replayed whole: the id is looked up again on each scan, so the job shows up once
+/// its record is written, although no folder changed.
+#[test]
+fn a_sluid_resolved_later_is_listed_although_no_folder_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&cgroup_fixture("slurm-sluid"), dir.path());
+    let record = dir.path().join("run/joulebook/jobs/2002");
+    let text = std::fs::read(&record).expect("record");
+    std::fs::remove_file(&record).expect("rm");
+    // Nor is its slurmstepd there to name it; and no other folder reports a problem (which
+    // would keep the listing from being saved anyway).
+    std::fs::remove_dir_all(dir.path().join("proc/9200")).expect("rm");
+    let scope = dir
+        .path()
+        .join("sys/fs/cgroup/system.slice/slurmstepd.scope");
+    std::fs::remove_dir_all(scope.join("sFORGED0")).expect("rm");
+    let mut d = JobDiscovery::new(JobsOptions::under_root(dir.path()));
+    for _ in 0..3 {
+        let r = d.scan(&[], &[]);
+        assert_eq!(ids(&r), vec!["2001"]);
+        assert_eq!(r.problems, Vec::<String>::new());
+    }
+    write_file(&record, &text);
+    let r = d.scan(&[], &[]);
+    assert!(ids(&r).contains(&"2002"), "{:?}", ids(&r));
 }

@@ -136,6 +136,9 @@ impl ListCtx<'_> {
                     sluid_dirs.push((name.to_string(), ino));
                 }
             });
+            if !sluid_dirs.is_empty() {
+                self.unsettled();
+            }
             for (name, ino) in &sluid_dirs {
                 let Some(id) = self.sluids.resolve(dir, name, *scope, *ino, self.problems) else {
                     continue;
