@@ -265,20 +265,30 @@ fn all_help_flags() -> std::collections::BTreeSet<String> {
     flags
 }
 
+/// `written` (what docs/configuration.md lists) holds exactly `real` (what the code has): a
+/// missing entry fails with `missing` before it, an invented one with `unknown`.
+fn assert_same_entries(
+    real: &std::collections::BTreeSet<String>,
+    written: &std::collections::BTreeSet<String>,
+    missing: &str,
+    unknown: &str,
+) {
+    let lacks: Vec<_> = real.difference(written).collect();
+    assert!(lacks.is_empty(), "{missing}{lacks:?}");
+    let extra: Vec<_> = written.difference(real).collect();
+    assert!(extra.is_empty(), "{unknown}{extra:?}");
+}
+
 #[test]
 fn configuration_page_lists_every_flag_and_only_real_ones() {
     let page = configuration_page();
     let written = written_flags(&page);
     let real = all_help_flags();
-    let missing: Vec<_> = real.difference(&written).collect();
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md does not list {missing:?}"
-    );
-    let unknown: Vec<_> = written.difference(&real).collect();
-    assert!(
-        unknown.is_empty(),
-        "docs/configuration.md lists flags no binary has: {unknown:?}"
+    assert_same_entries(
+        &real,
+        &written,
+        "docs/configuration.md does not list ",
+        "docs/configuration.md lists flags no binary has: ",
     );
 }
 
@@ -344,15 +354,11 @@ fn configuration_page_lists_every_exporter_key_and_only_real_ones() {
         "docs/configuration.md",
         &[],
     );
-    let missing: Vec<_> = real.difference(&written).collect();
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md lacks {missing:?}"
-    );
-    let unknown: Vec<_> = written.difference(&real).collect();
-    assert!(
-        unknown.is_empty(),
-        "docs/configuration.md lists keys the exporter does not have: {unknown:?}"
+    assert_same_entries(
+        &real,
+        &written,
+        "docs/configuration.md lacks ",
+        "docs/configuration.md lists keys the exporter does not have: ",
     );
 }
 
@@ -402,14 +408,10 @@ fn configuration_page_lists_every_reporter_key_and_only_real_ones() {
         })
         .map(|p| p.rsplit('.').next().unwrap().to_string())
         .collect();
-    let missing: Vec<_> = real.difference(&written).collect();
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md lacks {missing:?}"
-    );
-    let unknown: Vec<_> = written.difference(&real).collect();
-    assert!(
-        unknown.is_empty(),
-        "docs/configuration.md lists keys the reporter does not have: {unknown:?}"
+    assert_same_entries(
+        &real,
+        &written,
+        "docs/configuration.md lacks ",
+        "docs/configuration.md lists keys the reporter does not have: ",
     );
 }
