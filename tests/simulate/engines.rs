@@ -1,0 +1,186 @@
+//! The output read back by real engines: promtool and Prometheus, PromQL over the owner
+//! counters, VictoriaMetrics.
+
+use super::*;
+
+#[test]
+fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = dir.path().join("tsdb");
+    backfill_openmetrics(&run.out, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    let t = &run.truth;
+    let end = t["end_unix"].as_i64().unwrap();
+    // Every job's energy: its largest value over the period, per node and component.
+    let got = prom.query("max_over_time(joulebook_job_joules_total[1d])", end);
+    let mut by: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for (l, v) in got {
+        by.insert(
+            (
+                l["job_id"].clone(),
+                l["instance"].trim_end_matches(":9977").to_string(),
+                l["component"].clone(),
+            ),
+            v,
+        );
+    }
+    let mut compared = 0;
+    for j in t["jobs"].as_array().unwrap() {
+        for (node, comps) in j["by_node"].as_object().unwrap() {
+            for (c, v) in comps.as_object().unwrap() {
+                let key = (
+                    j["id"].as_str().unwrap().to_string(),
+                    node.clone(),
+                    c.clone(),
+                );
+                assert_eq!(by.get(&key).copied(), v.as_f64(), "{key:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 100);
+    // The cluster's node energy and unallocated energy at the end.
+    for (metric, field) in [
+        ("joulebook_node_joules_total", "node_j"),
+        ("joulebook_unallocated_joules_total", "unallocated_j"),
+    ] {
+        let got = prom.query(
+            &format!("sum by (component) ({metric}{{cluster=\"testlab\"}})"),
+            end,
+        );
+        assert_eq!(
+            got.len(),
+            t["components"].as_array().unwrap().len(),
+            "{metric}"
+        );
+        for (l, v) in got {
+            let want = t["totals"][field][&l["component"]].as_f64().unwrap();
+            assert!(
+                (v - want).abs() <= 1e-6 * want.max(1.0),
+                "{metric} {l:?}: {v} vs {want}"
+            );
+        }
+    }
+    // An account's energy by joining job_info, as the reporter does.
+    let got = prom.query(
+        "sum by (account) (max_over_time(joulebook_job_joules_total[1d]) * on (instance, job_id) group_left(account) max_over_time(joulebook_job_info[1d]))",
+        end,
+    );
+    for (l, v) in got {
+        let want = t["accounts"][&l["account"]]["total_j"].as_f64().unwrap();
+        assert!((v - want).abs() <= 1e-6 * want, "{l:?}: {v} vs {want}");
+    }
+    drop(prom);
+}
+
+/// The per-owner counters, read by PromQL from a real Prometheus, give the same project and user
+/// totals (energy, core- and GPU-hours) as the reporter's sums over the jobs of the same data.
+#[test]
+fn owner_counters_give_the_reports_project_and_user_totals() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = dir.path().join("tsdb");
+    backfill_openmetrics(&run.out, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    let out = dir.path().join("report");
+    let o = Command::new(binary("joulebook-report"))
+        .args([
+            "--prometheus",
+            &prom.url(),
+            "--from",
+            "2025-03-03",
+            "--to",
+            "2025-03-04",
+        ])
+        .args(["--format", "json", "--out"])
+        .arg(&out)
+        .env_remove("JOULEBOOK_PROMETHEUS_URL")
+        .output()
+        .expect("run joulebook-report");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    // The counters start at 0 with the simulation and never go down (the restart resumes from
+    // the state file): their largest value is the period's increase.
+    let end = run.truth["end_unix"].as_i64().unwrap();
+    let total = |metric: &str, by: &str| -> BTreeMap<String, f64> {
+        let q = format!("sum by ({by}) (max_over_time({metric}[1d]))");
+        prom.query(&q, end)
+            .into_iter()
+            .map(|(l, v)| (l.get(by).cloned().unwrap_or_default(), v))
+            .collect()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-9);
+    let mut compared = 0;
+    for (section, by) in [("projects", "account"), ("users", "user")] {
+        let energy = total("joulebook_owner_joules_total", by);
+        let core = total("joulebook_owner_core_seconds_total", by);
+        let gpu = total("joulebook_owner_gpu_seconds_total", by);
+        let jobs = total("joulebook_owner_jobs_total", by);
+        let rows = report[section]["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), energy.len(), "{section}: {energy:?}");
+        for r in rows {
+            let name = r["name"].as_str().unwrap();
+            let kwh = r["energy_kwh"].as_f64().unwrap();
+            assert!(
+                close(energy[name] / 3.6e6, kwh),
+                "{section} {name}: {energy:?} vs {kwh} kWh"
+            );
+            let ch = r["core_hours"].as_f64().unwrap();
+            assert!(
+                close(core[name] / 3600.0, ch),
+                "{section} {name}: core {core:?} vs {ch}"
+            );
+            let gh = r["gpu_hours"].as_f64().unwrap();
+            assert!(
+                close(gpu[name] / 3600.0, gh),
+                "{section} {name}: gpu {gpu:?} vs {gh}"
+            );
+            // A job on several nodes starts once on each; a job that did nothing is not listed.
+            assert!(
+                jobs[name] >= r["jobs"].as_f64().unwrap(),
+                "{section} {name}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 4, "{compared}");
+}
+
+#[test]
+fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = simulate(
+        &fixture("simulate/small.yaml"),
+        dir.path(),
+        "vm",
+        &["--format", "prometheus"],
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("# EOF"));
+    let first = samples(&text).into_iter().next().unwrap();
+    assert_eq!(first.ts, run.truth["start_unix"].as_i64().unwrap() * 1000);
+    assert!(text.contains("# TYPE joulebook_node_joules_total counter"));
+
+    let vm = VictoriaMetrics::start_with(&text);
+    let t = &run.truth;
+    let end = t["end_unix"].as_i64().unwrap();
+    let got = vm.query(
+        "sum by (component) (max_over_time(joulebook_job_joules_total[1d]))",
+        end,
+    );
+    assert!(!got.is_empty());
+    for (l, v) in got {
+        let want = t["totals"]["jobs_j"][&l["component"]].as_f64().unwrap();
+        assert!(
+            (v - want).abs() <= 1e-6 * want.max(1.0),
+            "{l:?}: {v} vs {want}"
+        );
+    }
+}
