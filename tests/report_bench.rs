@@ -47,8 +47,9 @@ impl Shape {
         }
     }
 
-    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,FORMAT}`: the period starts on 1 October 2026
-    /// and lasts DAYS days, with 6 hours of data either side.
+    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,START,FORMAT}`: the period starts at START
+    /// (Unix seconds; 1 October 2026 by default) and lasts DAYS days, with 6 hours of data
+    /// either side.
     fn from_env() -> Shape {
         let var = |k: &str, d: i64| {
             std::env::var(format!("JOULEBOOK_BENCH_{k}"))
@@ -60,13 +61,13 @@ impl Shape {
                 })
                 .unwrap_or(d)
         };
-        let days = var("DAYS", 31);
+        let (days, start) = (var("DAYS", 31), var("START", OCT_START));
         Shape {
             nodes: var("NODES", 20) as usize,
             jobs: var("JOBS", 8000) as usize,
             scrape: var("SCRAPE", 600),
-            start: OCT_START - 6 * 3600,
-            end: OCT_START + days * 86_400 + 6 * 3600,
+            start: start - 6 * 3600,
+            end: start + days * 86_400 + 6 * 3600,
             millis: std::env::var("JOULEBOOK_BENCH_FORMAT").as_deref() == Ok("prometheus"),
         }
     }

@@ -72,12 +72,13 @@ impl Collector<'_> {
         let mut next = || results.next().unwrap_or_default();
 
         // Per series: last − base, and the flagged series from raw samples.
+        let counters = self.job_counters();
         let lasts: Vec<(Vec<Sample>, Vec<Sample>)> =
-            JOB_COUNTERS.iter().map(|_| (next(), next())).collect();
+            counters.iter().map(|_| (next(), next())).collect();
         let flagged: BTreeSet<(String, String, String)> =
             next().into_iter().map(|s| place_key(&s.labels)).collect();
         let mut per_family: Vec<Vec<(Labels, f64)>> = Vec::new();
-        for (m, (last, base)) in JOB_COUNTERS.iter().zip(lasts) {
+        for (m, (last, base)) in counters.iter().zip(lasts) {
             let base: BTreeMap<Labels, f64> =
                 base.into_iter().map(|s| (s.labels, s.value)).collect();
             let mut rows: Vec<(Labels, f64)> = last
@@ -101,8 +102,23 @@ impl Collector<'_> {
         Ok(())
     }
 
-    /// A round's queries, answered in this order: last and base of each of [`JOB_COUNTERS`],
-    /// the (node, job) pairs whose energy went down, allocated CPUs, allocated memory, job info.
+    /// The job counters a collection reads: the CPU time only for one job (the `job`
+    /// subcommand's efficiency line; no report section uses it).
+    fn job_counters(&self) -> &'static [MetricDef] {
+        match self.scope.job_id {
+            Some(_) => &JOB_COUNTERS,
+            None => &JOB_COUNTERS[..3],
+        }
+    }
+
+    /// A round's queries, answered in this order: last and base of each of
+    /// [`Self::job_counters`], the (node, job) pairs whose energy went down, allocated CPUs,
+    /// allocated memory, job info.
+    ///
+    /// In a report, a series whose last value is 0 is not returned (`> 0`): it adds nothing (a
+    /// counter that went down to 0 is on a flagged pair, read from raw samples), and about a
+    /// third of the rows are such zeros (the GPU energy and GPU-seconds of CPU jobs). The `job`
+    /// subcommand keeps them: it shows every node a job was placed on.
     fn job_queries(&self, shard: Option<&str>, starts: &CounterStarts) -> Vec<String> {
         let r = self.r();
         let lb = self.scope.lookback;
@@ -117,9 +133,16 @@ impl Collector<'_> {
             by
         };
         let mut queries: Vec<String> = Vec::new();
-        for m in &JOB_COUNTERS {
+        let nonzero = if self.scope.job_id.is_none() {
+            " > 0"
+        } else {
+            ""
+        };
+        for m in self.job_counters() {
             let (by, sel) = (by_of(m), self.sel_in(m, shard));
-            queries.push(format!("sum by ({by}) (last_over_time({sel}[{r}s]))"));
+            queries.push(format!(
+                "sum by ({by}) (last_over_time({sel}[{r}s])){nonzero}"
+            ));
             queries.push(format!(
                 "sum by ({by}) (last_over_time({sel}[{lb}s] offset {r}s))"
             ));
@@ -242,7 +265,8 @@ impl Collector<'_> {
     }
 }
 
-/// The job counters read per series, in the order [`Jobs::add_counters`] takes their rows.
+/// The job counters read per series, in the order [`Jobs::add_counters`] takes their rows (the
+/// CPU time last: [`Collector::job_counters`] leaves it out of reports).
 const JOB_COUNTERS: [MetricDef; 4] = [
     c::JOB_ENERGY,
     c::JOB_CORE_SECONDS,
