@@ -303,6 +303,11 @@ impl VictoriaMetrics {
     /// Starts it on a fresh data folder, waits until it is ready, imports `prom_text` and
     /// flushes.
     pub fn start_with(prom_text: &str) -> VictoriaMetrics {
+        VictoriaMetrics::start_with_flags(prom_text, &[])
+    }
+
+    /// [`VictoriaMetrics::start_with`] with further command-line flags (its limits).
+    pub fn start_with_flags(prom_text: &str, flags: &[&str]) -> VictoriaMetrics {
         let dir = tempfile::tempdir().expect("temporary folder");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("vm.log")).expect("log file");
@@ -310,6 +315,7 @@ impl VictoriaMetrics {
             .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-retentionPeriod=100y")
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

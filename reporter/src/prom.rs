@@ -63,11 +63,28 @@ pub enum PromError {
         kind: String,
         message: String,
         query: String,
+        /// The server refused it for its size (see [`PromError::is_too_large`]); decided on
+        /// the whole message, before it is cut for display.
+        too_large: bool,
     },
     #[error("{url} answered something that is not the Prometheus API ({detail}). Is --prometheus the server's base URL (e.g. http://host:9090, no /api/v1 suffix)?")]
     NotPrometheus { url: String, detail: String },
     #[error("{0}")]
     Setup(String),
+}
+
+impl PromError {
+    /// The server refused the query for its size, or its answer passed the cap on one answer:
+    /// the same series read in smaller parts may pass. VictoriaMetrics names its
+    /// `-search.maxUniqueTimeseries` / `-search.maxSamplesPerQuery` flags in the message;
+    /// Prometheus (`--query.max-samples`) says it "would load too many samples".
+    pub fn is_too_large(&self) -> bool {
+        match self {
+            PromError::TooLarge { .. } => true,
+            PromError::Query { too_large, .. } => *too_large,
+            _ => false,
+        }
+    }
 }
 
 /// How to connect.
@@ -207,6 +224,7 @@ impl Client {
                 kind: "unexpected result type".into(),
                 message: "expected an instant vector".into(),
                 query: query.into(),
+                too_large: false,
             }),
         }
     }
@@ -226,6 +244,7 @@ impl Client {
                 kind: "unexpected result type".into(),
                 message: "expected a range vector".into(),
                 query: query.into(),
+                too_large: false,
             }),
         }
     }
@@ -325,15 +344,20 @@ impl Client {
                 data: Some(d),
                 ..
             }) if s == "success" => Ok((d, body.bytes)),
-            Ok(env) => Err(Attempt::Fatal(PromError::Query {
-                kind: cap_chars(
-                    env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
-                    MAX_LABEL_CHARS,
-                ),
-                // The server's own words, but not a page of them.
-                message: cap_chars(env.error.unwrap_or_default(), 2 * MAX_LABEL_CHARS),
-                query: query.into(),
-            })),
+            Ok(env) => {
+                let message = env.error.unwrap_or_default();
+                Err(Attempt::Fatal(PromError::Query {
+                    kind: cap_chars(
+                        env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+                        MAX_LABEL_CHARS,
+                    ),
+                    too_large: message.contains("-search.max")
+                        || message.contains("too many samples"),
+                    // The server's own words, but not a page of them.
+                    message: cap_chars(message, 2 * MAX_LABEL_CHARS),
+                    query: query.into(),
+                }))
+            }
             Err(e) if e.is_io() => {
                 // The body's reader wraps ureq's errors (the global timeout) in io::Error.
                 let io: std::io::Error = e.into();

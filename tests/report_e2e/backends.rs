@@ -43,6 +43,34 @@ fn job_queries_in_rounds_give_the_same_report() {
     assert!(whole["headline"]["jobs"].as_u64().unwrap_or(0) > 0);
 }
 
+/// A VictoriaMetrics that refuses queries over more than 16 series (`-search.maxUniqueTimeseries`;
+/// 300,000 by default, which the job-GPU series of a month of 1,000 nodes pass): the job
+/// energy of the whole cluster (33 series) is refused, then that of n1 and n2 (18); the reporter
+/// reads them again in halves, down to one node (n3: 15, n1 and n2: 9 each), says so on stderr,
+/// and the report is the one read whole from Prometheus.
+#[test]
+fn rounds_the_server_refuses_as_too_large_are_read_in_halves() {
+    let s = scenario::generate();
+    let prom = prometheus(&s);
+    need("victoria-metrics", "victoria-metrics");
+    let vm =
+        VictoriaMetrics::start_with_flags(&s.prom_text_ms, &["-search.maxUniqueTimeseries=16"]);
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("out")).collect();
+    let whole = month_report(&prom.url(), dirs[0].path(), &["--format", "json"]);
+    let (halves, stderr) =
+        month_report_and_stderr(&vm.url(), dirs[1].path(), &["--format", "json"]);
+    assert_same(&whole, &halves, "$");
+    assert!(
+        stderr.contains(
+            "refused the job queries of all nodes as too large; reading them in 3 smaller rounds"
+        ) && stderr.contains(
+            "refused the job queries of 2 nodes as too large; reading them in 2 smaller rounds"
+        ),
+        "{stderr}"
+    );
+    assert!(whole["headline"]["jobs"].as_u64().unwrap_or(0) > 0);
+}
+
 /// A node silent at a day's end (n3's exporter is down from 19 d 12:00:30 for 20 min, scrapes
 /// every 600 s): with a lookback of 700 s its last sample is outside the window read near the
 /// period's end, so that day is read over the whole day for n3; the report equals the one whose

@@ -190,17 +190,27 @@ fn ok(o: &Output) -> String {
 }
 
 fn month_report(url: &str, out: &Path, extra: &[&str]) -> Value {
+    month_report_and_stderr(url, out, extra).0
+}
+
+/// [`month_report`], with what the reporter wrote on stderr.
+fn month_report_and_stderr(url: &str, out: &Path, extra: &[&str]) -> (Value, String) {
     let out_s = out.to_string_lossy().to_string();
     let mut args = vec!["--prometheus", url, "--month", "2026-10", "--out", &out_s];
     args.extend_from_slice(extra);
-    ok(&report(&args));
+    let o = report(&args);
+    ok(&o);
     let stem = std::fs::read_dir(out)
         .expect("out dir")
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "json"))
         .expect("a JSON report");
-    serde_json::from_str(&std::fs::read_to_string(stem).expect("read json")).expect("parse json")
+    let json = std::fs::read_to_string(stem).expect("read json");
+    (
+        serde_json::from_str(&json).expect("parse json"),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {

@@ -27,10 +27,10 @@ impl Collector<'_> {
         )
     }
 
-    /// GPUs (NVIDIA's, then AMD's and Intel's) with their power limits and how often a job
-    /// held them.
+    /// GPUs (NVIDIA's, then AMD's and Intel's) with their power limits and the scrapes that saw
+    /// them; how often a job held them comes with the jobs ([`Collector::add_allocations`]).
     pub fn gpus(&self) -> Result<Vec<GpuData>, PromError> {
-        self.client.progress().stage("GPUs", 6);
+        self.client.progress().stage("GPUs", 5);
         let r = self.range();
         let by = [CLUSTER, INSTANCE, l::GPU_UUID];
         let mut gpus: BTreeMap<(String, String, String), GpuData> = BTreeMap::new();
@@ -102,11 +102,17 @@ impl Collector<'_> {
                 g.samples_present = s.value;
             }
         }
-        for s in count(&c::JOB_GPU_INFO)? {
-            if let Some(g) = gpus.get_mut(&k(&s.labels)) {
-                g.samples_allocated = s.value;
+        Ok(gpus.into_values().collect())
+    }
+
+    /// The scrapes in which a job held each GPU, read with the job series (a series per job
+    /// and GPU: [`Collector::jobs`]).
+    pub fn add_allocations(gpus: &mut [GpuData], counts: &super::jobs::GpuCounts) {
+        for g in gpus {
+            let k = (g.cluster.clone(), g.instance.clone(), g.gpu_uuid.clone());
+            if let Some(n) = counts.get(&k) {
+                g.samples_allocated = *n;
             }
         }
-        Ok(gpus.into_values().collect())
     }
 }

@@ -4,34 +4,58 @@
 use super::*;
 
 impl Collector<'_> {
-    /// Jobs with their energy, time and placements inside the period.
+    /// Jobs with their energy, time and placements inside the period, and the scrapes in which
+    /// a job held each GPU (`joulebook_job_gpu_info`, a series per job and GPU).
     ///
     /// Cost: the server reads each job series once (its last value over the period), and the
     /// energy series of the nodes not left out by `starts` a second time (the `resets` pass);
     /// the subtraction of the starting value happens here, per series. Independent queries run
     /// in parallel.
     ///
-    /// Rounds: the job series of `instances` (the nodes met, see [`shard_matchers`]) are read a
+    /// Rounds: the job series of `instances` (the nodes met, see [`Round::plan`]) are read a
     /// group of nodes at a time when the period holds more than [`NODE_DAYS_PER_QUERY`] node-days,
     /// so that no answer grows with the cluster and only one round's answers are held at once;
     /// every series of a (node, job) falls in one round, and a job on several nodes sums its
-    /// placements across rounds as it does within one.
+    /// placements across rounds as it does within one. A round the server refuses as too large
+    /// (its limit on the series or samples of one query, or the cap on one answer) is read again
+    /// in halves, down to one node, and the reporter says so on stderr.
     pub fn jobs(
         &self,
         instances: &[String],
         starts: &CounterStarts,
-    ) -> Result<Vec<JobData>, PromError> {
+    ) -> Result<(Vec<JobData>, GpuCounts), PromError> {
         let per = match (&self.scope.job_id, self.scope.nodes_per_query) {
             (Some(_), _) => usize::MAX,
             (None, Some(n)) => n.max(1),
             (None, None) => auto_nodes_per_query(instances.len(), self.r()),
         };
         let mut acc = Jobs::default();
-        for shard in shard_matchers(instances, per) {
-            self.jobs_round(shard.as_deref(), starts, &mut acc)?;
+        let mut todo = Round::plan(instances, per);
+        todo.reverse();
+        while let Some(round) = todo.pop() {
+            match self.jobs_round(&round, starts, &mut acc) {
+                Err(e) if e.is_too_large() => {
+                    let Some(parts) = round.split() else {
+                        return Err(e);
+                    };
+                    eprintln!(
+                        "joulebook-report: note: the server refused the job queries of {} as too large; reading them in {} smaller rounds (--nodes-per-query sets the size)",
+                        match round.nodes() {
+                            0 => "all nodes".to_string(),
+                            n => format!("{n} nodes"),
+                        },
+                        parts.len()
+                    );
+                    todo.extend(parts.into_iter().rev());
+                }
+                r => r?,
+            }
         }
         let Jobs {
-            mut jobs, places, ..
+            mut jobs,
+            places,
+            gpu_counts,
+            ..
         } = acc;
         for ((cl, id, _), pl) in places {
             if let Some(j) = jobs.get_mut(&(cl, id)) {
@@ -51,17 +75,19 @@ impl Collector<'_> {
             }
         }
         out.shrink_to_fit();
-        Ok(out)
+        Ok((out, gpu_counts))
     }
 
-    /// One round of [`Collector::jobs`]: the job series matching `shard` (all when `None`),
-    /// added to `acc`.
+    /// One round of [`Collector::jobs`]: the job series of `round`, added to `acc` once every
+    /// query of the round has been answered (a refused round leaves `acc` as it was).
     fn jobs_round(
         &self,
-        shard: Option<&str>,
+        round: &Round,
         starts: &CounterStarts,
         acc: &mut Jobs,
     ) -> Result<(), PromError> {
+        let matcher = round.matcher();
+        let shard = matcher.as_deref();
         let queries = self.job_queries(shard, starts);
         self.client.progress().stage("jobs", queries.len());
         let end = self.scope.period.end;
@@ -99,6 +125,14 @@ impl Collector<'_> {
         acc.add_counters(&mut ids, per_family, |s| self.note(s));
         let (alloc_cpus, alloc_mem, info) = (next(), next(), next());
         acc.add_facts(&mut ids, alloc_cpus, alloc_mem, info);
+        for s in next() {
+            let k = (
+                label(&s.labels, CLUSTER),
+                label(&s.labels, INSTANCE),
+                label(&s.labels, l::GPU_UUID),
+            );
+            *acc.gpu_counts.entry(k).or_default() += s.value;
+        }
         Ok(())
     }
 
@@ -113,7 +147,7 @@ impl Collector<'_> {
 
     /// A round's queries, answered in this order: last and base of each of
     /// [`Self::job_counters`], the (node, job) pairs whose energy went down, allocated CPUs,
-    /// allocated memory, job info.
+    /// allocated memory, job info, the scrapes of each GPU held by a job.
     ///
     /// In a report, a series whose last value is 0 is not returned (`> 0`): it adds nothing (a
     /// counter that went down to 0 is on a flagged pair, read from raw samples), and about a
@@ -171,6 +205,11 @@ impl Collector<'_> {
             "max by ({CLUSTER}, {}) (last_over_time({}[{range}]))",
             info_labels(),
             self.sel_in(&c::JOB_INFO, shard),
+        ));
+        queries.push(format!(
+            "sum by ({CLUSTER}, {INSTANCE}, {}) (count_over_time({}[{range}]))",
+            l::GPU_UUID,
+            self.sel_in(&c::JOB_GPU_INFO, shard),
         ));
         queries
     }
@@ -286,6 +325,9 @@ fn info_labels() -> String {
         .join(", ")
 }
 
+/// Scrapes in which a job held each GPU, by (cluster, instance, GPU).
+pub type GpuCounts = BTreeMap<(String, String, String), f64>;
+
 /// The jobs and their placements met so far, over the rounds.
 #[derive(Default)]
 pub(super) struct Jobs {
@@ -293,6 +335,7 @@ pub(super) struct Jobs {
     names: Interner,
     jobs: BTreeMap<(Name, Name), JobData>,
     places: BTreeMap<PlaceKey, Placement>,
+    gpu_counts: GpuCounts,
 }
 
 impl Jobs {

@@ -107,27 +107,75 @@ fn regex_literal(s: &str) -> String {
     o
 }
 
-/// The instance matchers of the rounds of job queries: `instances` in groups of `per`, then one
-/// round for every other instance (jobs on a node whose facts are missing), so the rounds
-/// partition the job series whatever the list holds. One round, no matcher, when `per` covers
-/// them all.
-pub fn shard_matchers(instances: &[String], per: usize) -> Vec<Option<String>> {
-    if instances.len() <= per {
-        return vec![None];
+/// One round of job queries: the job series of a group of nodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Round<'a> {
+    /// Every series, no instance matcher.
+    All(&'a [String]),
+    /// The series of these instances.
+    Nodes(&'a [String]),
+    /// The series of every instance not in the list (jobs on a node whose facts are missing).
+    Rest(&'a [String]),
+}
+
+impl<'a> Round<'a> {
+    /// `instances` in groups of `per`, then the round of every other instance, so the rounds
+    /// partition the job series whatever the list holds; one round, [`Round::All`], when `per`
+    /// covers them all.
+    pub fn plan(instances: &'a [String], per: usize) -> Vec<Round<'a>> {
+        if instances.len() <= per {
+            return vec![Round::All(instances)];
+        }
+        let mut out: Vec<Round> = instances.chunks(per.max(1)).map(Round::Nodes).collect();
+        out.push(Round::Rest(instances));
+        out
     }
-    let alt = |group: &[String]| {
-        group
-            .iter()
-            .map(|i| regex_literal(i))
-            .collect::<Vec<_>>()
-            .join("|")
-    };
-    let mut out: Vec<Option<String>> = instances
-        .chunks(per.max(1))
-        .map(|g| Some(format!("{INSTANCE}=~{}", quote(&alt(g)))))
-        .collect();
-    out.push(Some(format!("{INSTANCE}!~{}", quote(&alt(instances)))));
-    out
+
+    /// The instance matcher of the round's queries.
+    pub fn matcher(&self) -> Option<String> {
+        let alt = |group: &[String]| {
+            group
+                .iter()
+                .map(|i| regex_literal(i))
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        match self {
+            Round::All(_) => None,
+            Round::Nodes(g) => Some(format!("{INSTANCE}=~{}", quote(&alt(g)))),
+            Round::Rest(all) => Some(format!("{INSTANCE}!~{}", quote(&alt(all)))),
+        }
+    }
+
+    /// Smaller rounds covering the same series (for a round the server refused as too large):
+    /// a group in two halves; the whole in both halves of the list and the rest. `None` for
+    /// one node, or the rest (no list to halve).
+    pub fn split(&self) -> Option<Vec<Round<'a>>> {
+        match *self {
+            Round::All(all) if !all.is_empty() => {
+                let (a, b) = all.split_at(all.len().div_ceil(2));
+                Some(
+                    [Round::Nodes(a), Round::Nodes(b), Round::Rest(all)]
+                        .into_iter()
+                        .filter(|r| !matches!(r, Round::Nodes(g) if g.is_empty()))
+                        .collect(),
+                )
+            }
+            Round::Nodes(g) if g.len() > 1 => {
+                let (a, b) = g.split_at(g.len() / 2);
+                Some(vec![Round::Nodes(a), Round::Nodes(b)])
+            }
+            _ => None,
+        }
+    }
+
+    /// Nodes named by the round (0 for the whole and the rest).
+    pub fn nodes(&self) -> usize {
+        match self {
+            Round::Nodes(g) => g.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// Escapes a PromQL double-quoted string.
@@ -228,7 +276,7 @@ impl<'a> Collector<'a> {
         ))
     }
 
-    /// [`Collector::sel`] with one more matcher (a round of job queries: [`shard_matchers`]).
+    /// [`Collector::sel`] with one more matcher (a round of job queries: [`Round::matcher`]).
     fn sel_in(&self, m: &MetricDef, shard: Option<&str>) -> String {
         let mut ms: Vec<String> = shard.map(str::to_string).into_iter().collect();
         if let Some(cl) = &self.scope.cluster {
@@ -269,7 +317,7 @@ impl<'a> Collector<'a> {
         let mut nodes = self.node_facts()?;
         let starts = self.counter_starts(&nodes)?;
         let days = self.node_energy(&mut nodes, &starts)?;
-        let gpus = self.gpus()?;
+        let mut gpus = self.gpus()?;
         // Each name once, though several clusters may use it: a round matches it in all of them.
         let instances: Vec<String> = nodes
             .keys()
@@ -277,14 +325,15 @@ impl<'a> Collector<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let jobs = self.jobs(&instances, &starts)?;
+        let (jobs, held) = self.jobs(&instances, &starts)?;
+        Self::add_allocations(&mut gpus, &held);
         Ok(self.finish(jobs, nodes, gpus, days))
     }
 
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
     pub fn job_dataset(&self) -> Result<Dataset, PromError> {
         let mut nodes = self.node_facts()?;
-        let jobs = self.jobs(&[], &CounterStarts::default())?;
+        let (jobs, held) = self.jobs(&[], &CounterStarts::default())?;
         let instances: BTreeSet<&str> = jobs
             .iter()
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
@@ -307,6 +356,7 @@ impl<'a> Collector<'a> {
         // GPU power limits of those nodes, for the Green Algorithms and ML CO2 estimates.
         let mut gpus = self.gpus()?;
         gpus.retain(|g| instances.contains(g.instance.as_str()));
+        Self::add_allocations(&mut gpus, &held);
         Ok(self.finish(jobs, nodes, gpus, Vec::new()))
     }
 

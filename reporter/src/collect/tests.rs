@@ -12,11 +12,11 @@ fn rounds_of_job_queries_partition_the_instances() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(shard_matchers(&names, 5), vec![None]);
-    assert_eq!(shard_matchers(&names, usize::MAX), vec![None]);
-    let m = shard_matchers(&names, 2);
+    let matchers = |rounds: &[Round]| rounds.iter().map(Round::matcher).collect::<Vec<_>>();
+    assert_eq!(matchers(&Round::plan(&names, 5)), vec![None]);
+    assert_eq!(matchers(&Round::plan(&names, usize::MAX)), vec![None]);
     assert_eq!(
-        m,
+        matchers(&Round::plan(&names, 2)),
         vec![
             Some(r#"instance=~"a\\.x:9977|b""#.to_string()),
             Some(r#"instance=~"c|d""#.to_string()),
@@ -25,6 +25,45 @@ fn rounds_of_job_queries_partition_the_instances() {
         ]
     );
     assert_eq!(regex_literal("n(1)|[2]*"), r"n\(1\)\|\[2\]\*");
+}
+
+#[test]
+fn a_refused_round_splits_into_rounds_covering_the_same_nodes() {
+    let names: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // The whole: both halves of the list, and the rest (nodes without facts).
+    let all = Round::All(&names);
+    assert_eq!(
+        all.split(),
+        Some(vec![
+            Round::Nodes(&names[..3]),
+            Round::Nodes(&names[3..]),
+            Round::Rest(&names)
+        ])
+    );
+    // A group halves until one node; one node and the rest cannot split.
+    assert_eq!(
+        Round::Nodes(&names[..3]).split(),
+        Some(vec![Round::Nodes(&names[..1]), Round::Nodes(&names[1..3])])
+    );
+    assert_eq!(Round::Nodes(&names[..1]).split(), None);
+    assert_eq!(Round::Rest(&names).split(), None);
+    assert_eq!(Round::All(&[]).split(), None);
+    // Splitting down to single nodes covers every node exactly once.
+    let mut todo = vec![all];
+    let mut seen = Vec::new();
+    while let Some(r) = todo.pop() {
+        match (r, r.split()) {
+            (_, Some(parts)) => todo.extend(parts),
+            (Round::Nodes(g), None) => seen.extend(g.iter().cloned()),
+            (Round::Rest(_), None) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, names);
 }
 
 #[test]
