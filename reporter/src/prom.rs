@@ -387,6 +387,56 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The values of `label` among the series matching `selector` with samples between `start`
+    /// and `end` (Unix seconds): `/api/v1/label/NAME/values`, which reads the index only and is
+    /// not bound by the limits on a query's series. One attempt: callers have a slower exact
+    /// way when it fails.
+    pub fn label_values(
+        &self,
+        label: &str,
+        selector: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, PromError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            status: String,
+            data: Option<Vec<String>>,
+            error: Option<String>,
+        }
+        let url = format!("{}/api/v1/label/{label}/values", self.base);
+        let mut req = self
+            .agent
+            .get(&url)
+            .query("match[]", selector)
+            .query("start", start.to_string())
+            .query("end", end.to_string());
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let fail = |detail: String| PromError::Query {
+            kind: "label values".into(),
+            message: cap_chars(detail, 2 * MAX_LABEL_CHARS),
+            query: format!("{label} of {selector}"),
+            too_large: false,
+        };
+        let mut resp = req.call().map_err(|e| fail(e.to_string()))?;
+        let cap = self.max_answer_mib.saturating_mul(1 << 20);
+        let body = resp.body_mut().with_config().limit(cap).reader();
+        let a: Answer = serde_json::from_reader(std::io::BufReader::new(body))
+            .map_err(|e| fail(format!("not a label-values answer: {e}")))?;
+        match a {
+            Answer {
+                status,
+                data: Some(v),
+                ..
+            } if status == "success" => Ok(v),
+            a => Err(fail(a.error.unwrap_or(a.status))),
+        }
+    }
+}
+
 fn timed_out(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::Timeout(_) => true,

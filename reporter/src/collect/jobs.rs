@@ -29,8 +29,20 @@ impl Collector<'_> {
             (None, Some(n)) => n.max(1),
             (None, None) => auto_nodes_per_query(instances.len(), self.r()),
         };
+        // Read in rounds: every instance with job series, from the index, so that no round has
+        // to match "every node not listed" (a matcher as long as the node list).
+        let complete = match per < instances.len() {
+            true => self.instances_of(
+                &self.job_series(),
+                self.scope.period.start - self.scope.lookback,
+            ),
+            false => None,
+        };
         let mut acc = Jobs::default();
-        let mut todo = Round::plan(instances, per);
+        let mut todo = match &complete {
+            Some(all) => Round::plan(all, per, true),
+            None => Round::plan(instances, per, false),
+        };
         todo.reverse();
         while let Some(round) = todo.pop() {
             match self.jobs_round(&round, starts, &mut acc) {
@@ -86,9 +98,7 @@ impl Collector<'_> {
         starts: &CounterStarts,
         acc: &mut Jobs,
     ) -> Result<(), PromError> {
-        let matcher = round.matcher();
-        let shard = matcher.as_deref();
-        let queries = self.job_queries(shard, starts);
+        let (queries, resets_pass) = self.job_queries(round, starts);
         self.client.progress().stage("jobs", queries.len());
         let end = self.scope.period.end;
         let mut results = par_map(&queries, self.scope.parallelism, |q| {
@@ -101,8 +111,10 @@ impl Collector<'_> {
         let counters = self.job_counters();
         let lasts: Vec<(Vec<Sample>, Vec<Sample>)> =
             counters.iter().map(|_| (next(), next())).collect();
-        let flagged: BTreeSet<(String, String, String)> =
-            next().into_iter().map(|s| place_key(&s.labels)).collect();
+        let flagged: BTreeSet<(String, String, String)> = match resets_pass {
+            true => next().into_iter().map(|s| place_key(&s.labels)).collect(),
+            false => BTreeSet::new(),
+        };
         let mut per_family: Vec<Vec<(Labels, f64)>> = Vec::new();
         for (m, (last, base)) in counters.iter().zip(lasts) {
             let base: BTreeMap<Labels, f64> =
@@ -136,6 +148,16 @@ impl Collector<'_> {
         Ok(())
     }
 
+    /// Every job series of the scope (the cluster's, when one is given): the selector whose
+    /// instances [`Collector::jobs`] reads in rounds.
+    fn job_series(&self) -> String {
+        let cluster = match &self.scope.cluster {
+            Some(cl) => format!(",{CLUSTER}={}", quote(cl)),
+            None => String::new(),
+        };
+        format!(r#"{{__name__=~"joulebook_job_.+"{cluster}}}"#)
+    }
+
     /// The job counters a collection reads: the CPU time only for one job (the `job`
     /// subcommand's efficiency line; no report section uses it).
     fn job_counters(&self) -> &'static [MetricDef] {
@@ -153,7 +175,12 @@ impl Collector<'_> {
     /// counter that went down to 0 is on a flagged pair, read from raw samples), and about a
     /// third of the rows are such zeros (the GPU energy and GPU-seconds of CPU jobs). The `job`
     /// subcommand keeps them: it shows every node a job was placed on.
-    fn job_queries(&self, shard: Option<&str>, starts: &CounterStarts) -> Vec<String> {
+    ///
+    /// The second value says whether the `resets` pass is among them (not when every node of
+    /// the round only grew since before the window).
+    fn job_queries(&self, round: &Round, starts: &CounterStarts) -> (Vec<String>, bool) {
+        let matcher = round.matcher();
+        let shard = matcher.as_deref();
         let r = self.r();
         let lb = self.scope.lookback;
         let range = self.range();
@@ -187,13 +214,26 @@ impl Collector<'_> {
         // families would be cheaper still, but Prometheus refuses `resets` over several
         // metric names: their label sets collide once the names are dropped.) Nodes whose
         // counters only grew since before the window are left out: nothing of theirs went down.
-        let unless = Self::unless_grown(starts, self.scope.period.start - lb, shard);
-        queries.push(format!(
-            "sum by ({}) (resets({}[{}s])) > 0",
-            series_by.join(", "),
-            self.sel_in(&c::JOB_ENERGY, unless.as_deref()),
-            r + lb
-        ));
+        let from = self.scope.period.start - lb;
+        let pass = match round {
+            // Every node listed is left out of the rest: none of its nodes has a marker.
+            Round::Rest(_) => Resets::Matcher(matcher.clone().unwrap_or_default()),
+            Round::Nodes(g) => Self::resets_scope(starts, from, Some(g), None),
+            Round::All(_) => Self::resets_scope(starts, from, None, None),
+        };
+        let pass = match pass {
+            Resets::Skip => None,
+            Resets::All => Some(None),
+            Resets::Matcher(m) => Some(Some(m)),
+        };
+        if let Some(m) = &pass {
+            queries.push(format!(
+                "sum by ({}) (resets({}[{}s])) > 0",
+                series_by.join(", "),
+                self.sel_in(&c::JOB_ENERGY, m.as_deref()),
+                r + lb
+            ));
+        }
         for m in [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY] {
             queries.push(format!(
                 "max by ({}) (max_over_time({}[{range}]))",
@@ -211,7 +251,7 @@ impl Collector<'_> {
             l::GPU_UUID,
             self.sel_in(&c::JOB_GPU_INFO, shard),
         ));
-        queries
+        (queries, pass.is_some())
     }
 
     /// The period's increase of every series of `m` on one (cluster, instance, job) from raw

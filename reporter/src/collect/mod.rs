@@ -107,6 +107,21 @@ fn regex_literal(s: &str) -> String {
     o
 }
 
+/// The most instance names one matcher lists (about 7 KB), so that a query stays well under
+/// VictoriaMetrics' limit on its length (`-search.maxQueryLen`, 16 KB by default).
+pub const MAX_NODES_PER_MATCHER: usize = 500;
+
+/// What a `resets` pass reads: [`Collector::resets_scope`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resets {
+    /// Nothing: every node concerned only grew.
+    Skip,
+    /// Every series.
+    All,
+    /// The series this instance matcher selects.
+    Matcher(String),
+}
+
 /// One round of job queries: the job series of a group of nodes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Round<'a> {
@@ -119,15 +134,19 @@ pub enum Round<'a> {
 }
 
 impl<'a> Round<'a> {
-    /// `instances` in groups of `per`, then the round of every other instance, so the rounds
-    /// partition the job series whatever the list holds; one round, [`Round::All`], when `per`
-    /// covers them all.
-    pub fn plan(instances: &'a [String], per: usize) -> Vec<Round<'a>> {
+    /// `instances` in groups of `per` (at most [`MAX_NODES_PER_MATCHER`]), then, unless the
+    /// list is `complete` (every instance with job series), the round of every other instance,
+    /// so the rounds partition the job series whatever the list holds; one round,
+    /// [`Round::All`], when `per` covers them all.
+    pub fn plan(instances: &'a [String], per: usize, complete: bool) -> Vec<Round<'a>> {
+        let per = per.clamp(1, MAX_NODES_PER_MATCHER);
         if instances.len() <= per {
             return vec![Round::All(instances)];
         }
-        let mut out: Vec<Round> = instances.chunks(per.max(1)).map(Round::Nodes).collect();
-        out.push(Round::Rest(instances));
+        let mut out: Vec<Round> = instances.chunks(per).map(Round::Nodes).collect();
+        if !complete {
+            out.push(Round::Rest(instances));
+        }
         out
     }
 
@@ -241,18 +260,60 @@ impl<'a> Collector<'a> {
         self.sel_in(m, None)
     }
 
-    /// The matcher leaving out the nodes whose counters only grew since `from` (no `resets`
-    /// pass needed), with `shard`'s; `None` when both are empty.
-    fn unless_grown(starts: &CounterStarts, from: i64, shard: Option<&str>) -> Option<String> {
-        let grown = starts.grown_since(from);
-        let skip = (!grown.is_empty()).then(|| {
-            let alt: Vec<String> = grown.iter().map(|i| regex_literal(i)).collect();
-            format!("{INSTANCE}!~{}", quote(&alt.join("|")))
-        });
-        match (shard, skip) {
-            (Some(a), Some(b)) => Some(format!("{a},{b}")),
-            (a, b) => a.map(str::to_string).or(b),
+    /// Which series of `within` (a round's nodes; every node when `None`) a `resets` pass since
+    /// `from` must read: those of the nodes whose counters may have gone down, i.e. all but the
+    /// nodes whose counters only grew since before `from` ([`crate::starts`]). `complete`: every
+    /// instance with series of the family (from [`Collector::instances_of`]), which allows the
+    /// short positive form. The shortest exact matcher is chosen, never listing more than
+    /// [`MAX_NODES_PER_MATCHER`] names.
+    fn resets_scope(
+        starts: &CounterStarts,
+        from: i64,
+        within: Option<&[String]>,
+        complete: Option<&[String]>,
+    ) -> Resets {
+        let grown: BTreeSet<&str> = starts.grown_since(from).into_iter().collect();
+        let alt = |names: &[&str]| {
+            let alt: Vec<String> = names.iter().map(|i| regex_literal(i)).collect();
+            quote(&alt.join("|"))
+        };
+        // The candidates named: the round's nodes, else every instance when known.
+        if let Some(names) = within.or(complete) {
+            let left: Vec<&str> = names
+                .iter()
+                .map(String::as_str)
+                .filter(|i| !grown.contains(i))
+                .collect();
+            if left.is_empty() {
+                return Resets::Skip;
+            }
+            if left.len() <= MAX_NODES_PER_MATCHER {
+                return Resets::Matcher(format!("{INSTANCE}=~{}", alt(&left)));
+            }
         }
+        if grown.is_empty() || within.is_some() {
+            // No node to leave out, or a round of many nodes none of them grown: its own nodes.
+            return match within {
+                Some(g) => Resets::Matcher(format!(
+                    "{INSTANCE}=~{}",
+                    alt(&g.iter().map(String::as_str).collect::<Vec<_>>())
+                )),
+                None => Resets::All,
+            };
+        }
+        if grown.len() <= MAX_NODES_PER_MATCHER {
+            let names: Vec<&str> = grown.into_iter().collect();
+            return Resets::Matcher(format!("{INSTANCE}!~{}", alt(&names)));
+        }
+        Resets::All
+    }
+
+    /// Every instance with series matching `selector` between `from` and the period's end, from
+    /// the index (`None` when the server cannot say: the callers then use slower exact forms).
+    fn instances_of(&self, selector: &str, from: i64) -> Option<Vec<String>> {
+        self.client
+            .label_values(INSTANCE, selector, from, self.scope.period.end)
+            .ok()
     }
 
     /// The restart marker of every node near the period's end ([`crate::starts`]).

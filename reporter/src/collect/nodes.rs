@@ -94,8 +94,11 @@ impl Collector<'_> {
             .into_iter()
             .map(|s| (s.labels, s.value))
             .collect();
+        // Every instance with series of the family: a day's `resets` pass can then name the
+        // few nodes that need it instead of leaving out the many that do not.
+        let complete = self.instances_of(&sel, self.scope.period.start - lb);
         let near_end = par_map(days, self.scope.parallelism, |d| {
-            self.near_end(m, d, starts)
+            self.near_end(m, d, starts, complete.as_deref())
         })?;
         // The series of the nodes without a pass that a day may hold: those known anywhere.
         let mut known: BTreeSet<Labels> = base.keys().cloned().collect();
@@ -125,24 +128,28 @@ impl Collector<'_> {
         m: &MetricDef,
         d: &Period,
         starts: &CounterStarts,
+        complete: Option<&[String]>,
     ) -> Result<NearEnd, PromError> {
         let (lb, len) = (self.scope.lookback, d.seconds());
         // The one pass over the day's samples: which series had samples (and which went
         // down), every one of them in the answer, 0 when it did not go down.
-        let unless = Self::unless_grown(starts, d.start - lb, None);
-        let seen: Vec<(Labels, f64)> = self
-            .client
-            .vector(
-                &format!(
-                    "resets({}[{}s])",
-                    self.sel_in(m, unless.as_deref()),
-                    len + lb
-                ),
-                d.end,
-            )?
-            .into_iter()
-            .map(|s| (s.labels, s.value))
-            .collect();
+        let matcher = match Self::resets_scope(starts, d.start - lb, None, complete) {
+            Resets::Skip => None,
+            Resets::All => Some(None),
+            Resets::Matcher(x) => Some(Some(x)),
+        };
+        let seen: Vec<(Labels, f64)> = match matcher {
+            None => Vec::new(),
+            Some(x) => self
+                .client
+                .vector(
+                    &format!("resets({}[{}s])", self.sel_in(m, x.as_deref()), len + lb),
+                    d.end,
+                )?
+                .into_iter()
+                .map(|s| (s.labels, s.value))
+                .collect(),
+        };
         let near = lb.min(len);
         let last: BTreeMap<Labels, f64> = self
             .client

@@ -13,10 +13,15 @@ fn rounds_of_job_queries_partition_the_instances() {
         .map(|s| s.to_string())
         .collect();
     let matchers = |rounds: &[Round]| rounds.iter().map(Round::matcher).collect::<Vec<_>>();
-    assert_eq!(matchers(&Round::plan(&names, 5)), vec![None]);
-    assert_eq!(matchers(&Round::plan(&names, usize::MAX)), vec![None]);
+    assert_eq!(matchers(&Round::plan(&names, 5, false)), vec![None]);
     assert_eq!(
-        matchers(&Round::plan(&names, 2)),
+        matchers(&Round::plan(&names, usize::MAX, false)),
+        vec![None]
+    );
+    // A complete list (every instance with job series, from the index) needs no last round.
+    assert_eq!(Round::plan(&names, 2, true).len(), 3);
+    assert_eq!(
+        matchers(&Round::plan(&names, 2, false)),
         vec![
             Some(r#"instance=~"a\\.x:9977|b""#.to_string()),
             Some(r#"instance=~"c|d""#.to_string()),
@@ -64,6 +69,74 @@ fn a_refused_round_splits_into_rounds_covering_the_same_nodes() {
     }
     seen.sort();
     assert_eq!(seen, names);
+}
+
+#[test]
+fn no_matcher_lists_more_than_its_bound() {
+    let many: Vec<String> = (0..1_200).map(|i| format!("node{i:04}:9977")).collect();
+    // Rounds never name more nodes than the bound, however many a round was asked to hold.
+    let rounds = Round::plan(&many, usize::MAX - 1, true);
+    assert!(rounds.iter().all(|r| r.nodes() <= MAX_NODES_PER_MATCHER));
+    assert_eq!(rounds.len(), 3);
+    // The resets pass: the few nodes that need it, named; or the many that do not, left out;
+    // or none at all.
+    let marker = |grown: &[String], new: &[String]| {
+        CounterStarts::new(
+            grown
+                .iter()
+                .map(|i| (("c".to_string(), i.clone()), 0.0))
+                .chain(new.iter().map(|i| (("c".to_string(), i.clone()), 1e12))),
+            std::iter::empty(),
+        )
+    };
+    let (old, young) = many.split_at(1_190);
+    let starts = marker(old, young);
+    let complete = Collector::resets_scope(&starts, 1_000_000, None, Some(&many));
+    assert_eq!(
+        complete,
+        Resets::Matcher(format!(
+            "instance=~\"{}\"",
+            young
+                .iter()
+                .map(|i| regex_literal(i))
+                .collect::<Vec<_>>()
+                .join("|")
+        ))
+    );
+    // Without the complete list, 1,190 names to leave out are too many: every series.
+    assert_eq!(
+        Collector::resets_scope(&starts, 1_000_000, None, None),
+        Resets::All
+    );
+    // A round of grown nodes only is skipped; a round names its own nodes that need the pass.
+    assert_eq!(
+        Collector::resets_scope(&starts, 1_000_000, Some(&old[..10]), None),
+        Resets::Skip
+    );
+    assert_eq!(
+        Collector::resets_scope(&starts, 1_000_000, Some(&many[1_185..1_195]), None),
+        Resets::Matcher(format!(
+            "instance=~\"{}\"",
+            many[1_190..1_195]
+                .iter()
+                .map(|i| regex_literal(i))
+                .collect::<Vec<_>>()
+                .join("|")
+        ))
+    );
+    // Few grown nodes: left out by name.
+    let starts = marker(&many[..3], &many[3..]);
+    assert_eq!(
+        Collector::resets_scope(&starts, 1_000_000, None, None),
+        Resets::Matcher(format!(
+            "instance!~\"{}\"",
+            many[..3]
+                .iter()
+                .map(|i| regex_literal(i))
+                .collect::<Vec<_>>()
+                .join("|")
+        ))
+    );
 }
 
 #[test]
