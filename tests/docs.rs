@@ -24,6 +24,18 @@ fn readme_lists_every_metric_with_its_type_and_labels() {
     }
 }
 
+/// The README is read in a first hour: what joulebook is, how to set it up, the metric table;
+/// depth lives in docs/ (issue 15). About 12 KB at most.
+#[test]
+fn readme_stays_short() {
+    let readme = std::fs::read_to_string(joulebook_tests::repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.len() <= 12 * 1024,
+        "README.md is {} bytes, more than 12 KiB: move the depth to a page of docs/ and link it",
+        readme.len()
+    );
+}
+
 #[test]
 fn architecture_names_every_exporter_module() {
     let arch =

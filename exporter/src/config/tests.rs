@@ -20,6 +20,25 @@ fn the_idle_interval_is_checked_and_named() {
     assert!(msg.contains("3600 s is outside"), "{msg}");
 }
 
+/// Days and weeks parse everywhere; each key's range decides whether they make sense there.
+#[test]
+fn days_parse_and_each_key_checks_its_range() {
+    let c = Config::parse("web:\n  basic_auth_cache_ttl: 1d\njobs:\n  grace_period: 1w\n").unwrap();
+    assert_eq!(c.web.basic_auth_cache_ttl, Seconds(86400.0));
+    assert_eq!(c.jobs.grace_period, Seconds(7.0 * 86400.0));
+    assert!(c.validate().is_ok());
+    let (key, msg) = Config::parse("sample_interval: 1d\n")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert_eq!(key, "sample_interval");
+    assert!(msg.contains("86400 s is outside"), "{msg}");
+    let e = Config::parse("state:\n  save_interval: 2 days\n")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("\"2 days\"") && e.contains("1d, 1w"), "{e}");
+}
+
 #[test]
 fn values_and_durations() {
     let c = Config::parse(

@@ -208,6 +208,27 @@ mod tests {
         );
     }
 
+    /// Scenario durations go through the exporter's one parser: days and weeks read, a bad
+    /// value quoted with where it is.
+    #[test]
+    fn durations_use_the_one_parser() {
+        let base = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/simulate/small.yaml"),
+        )
+        .unwrap();
+        let s = Scenario::parse(&base.replacen("duration: 12h", "duration: 2d", 1)).unwrap();
+        assert_eq!(s.duration, Span(2.0 * 86400.0));
+        let s = Scenario::parse(&base.replacen("max: 3h}", "max: 1w}", 1)).unwrap();
+        assert_eq!(s.jobs.classes[0].duration.max, Span(7.0 * 86400.0));
+        let (_, _, msg) =
+            Scenario::parse(&base.replacen("duration: 12h", "duration: 12 parsecs", 1))
+                .unwrap_err();
+        assert!(
+            msg.contains("\"12 parsecs\"") && msg.contains("1d, 1w") && msg.contains("line 7"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn values_are_checked_with_their_key_and_line() {
         let base = std::fs::read_to_string(

@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-/// A duration: seconds (`90`) or a number with a unit (`500ms`, `30s`, `5m`, `2h`, `30d`, `1w`).
+/// A duration: seconds (`90`) or a number with a unit (`500ms`, `30s`, `5m`, `2h`, `30d`, `1w`),
+/// read by the exporter's one parser, [`crate::duration::parse_duration`].
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "NumOrText")]
 pub struct Span(pub f64);
@@ -21,35 +22,9 @@ impl TryFrom<NumOrText> for Span {
         match r {
             NumOrText::Number(n) if n.is_finite() && n >= 0.0 => Ok(Span(n)),
             NumOrText::Number(n) => Err(format!("invalid duration {n}: must be >= 0")),
-            NumOrText::Text(t) => parse_span(&t).map(Span),
+            NumOrText::Text(t) => crate::duration::parse_duration(&t).map(Span),
         }
     }
-}
-
-/// Parses `90`, `500ms`, `30s`, `5m`, `2h`, `30d`, `1w`.
-pub fn parse_span(t: &str) -> Result<f64, String> {
-    let t = t.trim();
-    let units: [(&str, f64); 7] = [
-        ("ms", 1e-3),
-        ("s", 1.0),
-        ("m", 60.0),
-        ("h", 3600.0),
-        ("d", 86400.0),
-        ("w", 7.0 * 86400.0),
-        ("", 1.0),
-    ];
-    for (suffix, mult) in units {
-        if let Some(n) = t.strip_suffix(suffix) {
-            if let Ok(v) = n.trim().parse::<f64>() {
-                if v.is_finite() && v >= 0.0 {
-                    return Ok(v * mult);
-                }
-            }
-        }
-    }
-    Err(format!(
-        "invalid duration {t:?}: use seconds (90) or a unit (500ms, 30s, 5m, 2h, 30d, 1w)"
-    ))
 }
 
 /// A point in time: Unix seconds (`1740787200`) or RFC 3339 (`2025-03-01T00:00:00Z`).
@@ -150,11 +125,16 @@ mod tests {
 
     #[test]
     fn spans_and_sizes() {
-        assert_eq!(parse_span("30d"), Ok(30.0 * 86400.0));
-        assert_eq!(parse_span("5m"), Ok(300.0));
-        assert_eq!(parse_span("500ms"), Ok(0.5));
-        assert_eq!(parse_span("90"), Ok(90.0));
-        assert!(parse_span("5 parsecs").is_err());
+        let span = |t: &str| Span::try_from(NumOrText::Text(t.into()));
+        assert_eq!(span("30d"), Ok(Span(30.0 * 86400.0)));
+        assert_eq!(span("1w"), Ok(Span(7.0 * 86400.0)));
+        assert_eq!(span("5m"), Ok(Span(300.0)));
+        assert_eq!(span("500ms"), Ok(Span(0.5)));
+        assert_eq!(span("90"), Ok(Span(90.0)));
+        assert_eq!(Span::try_from(NumOrText::Number(90.0)), Ok(Span(90.0)));
+        let e = span("5 parsecs").unwrap_err();
+        assert!(e.contains("\"5 parsecs\"") && e.contains("1d, 1w"), "{e}");
+        assert!(Span::try_from(NumOrText::Number(-1.0)).is_err());
         assert_eq!(
             Bytes::try_from(NumOrText::Text("512GiB".into())),
             Ok(Bytes(512 << 30))
