@@ -68,6 +68,10 @@ pub(super) struct JobCache {
     /// generation.
     pub(super) revision: u64,
     pub(super) revision_inputs: (bool, bool, Option<u32>, Option<u32>, bool, u64),
+    /// The scan and output slot of the job's last read, and whether that read reported no
+    /// problem: the conditions of [`Ctx::read_steady`](super::read::Ctx::read_steady).
+    pub(super) written: Option<(u64, usize)>,
+    pub(super) clean: bool,
 }
 
 /// A job's data that only changes through `scontrol update` or while its cgroups are being set

@@ -277,6 +277,10 @@ pub struct JobDiscovery {
     records: RecordDir,
     /// MIG capability minors, for device lists (see [`nvcaps`]).
     mig_caps: nvcaps::MigCaps,
+    /// The last scan's GPU inventory, and whether no mapping file nor NVML process named a
+    /// job on it (see [`Ctx::read_steady`]).
+    last_gpus: Vec<GpuRef>,
+    last_no_gpu_names: bool,
     /// Runs between the CPU-time reads of known jobs and the listing, so tests can make a job
     /// vanish mid-scan.
     #[cfg(test)]
@@ -319,6 +323,8 @@ impl JobDiscovery {
             source_problems: 0,
             records: RecordDir::default(),
             mig_caps: nvcaps::MigCaps::default(),
+            last_gpus: Vec::new(),
+            last_no_gpu_names: false,
             #[cfg(test)]
             before_listing: None,
             #[cfg(test)]
@@ -420,6 +426,8 @@ impl JobDiscovery {
             revisions,
             source_problems,
             records,
+            last_gpus,
+            last_no_gpu_names,
             ..
         } = self
         else {
@@ -482,6 +490,15 @@ impl JobDiscovery {
             None => HashMap::new(),
         };
         let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, sluids, buf);
+        // The GPU inputs of this scan and the last: the same inventory, and no mapping file
+        // nor NVML process naming a job on either.
+        let no_gpu_names = mapping.is_empty() && nvml.is_empty();
+        let gpus_steady = no_gpu_names && *last_no_gpu_names && last_gpus.as_slice() == gpus;
+        *last_no_gpu_names = no_gpu_names;
+        if last_gpus.as_slice() != gpus {
+            last_gpus.clear();
+            last_gpus.extend_from_slice(gpus);
+        }
         // For the jobs read by path below (new ones among them): the period as of this listing.
         let every = opts.cpu_time_period(cache.len());
         let mut ctx = Ctx {
@@ -499,6 +516,7 @@ impl JobDiscovery {
             gpus,
             mapping: &mapping,
             nvml: &nvml,
+            gpus_steady,
             problems: &mut problems,
         };
         // 3. Each job listed: what changed, and what is due.
@@ -539,8 +557,17 @@ fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet:
         if n == jobs.len() {
             jobs.push(Job::empty(key.scheduler));
         }
+        if ctx.read_steady(key, e, n, &mut jobs[n]) {
+            n += 1;
+            continue;
+        }
+        let problems = ctx.problems.len();
         match ctx.read_job(key, e, &mut jobs[n]) {
-            Ok(()) => n += 1,
+            Ok(()) => {
+                e.written = Some((now, n));
+                e.clean = ctx.problems.len() == problems;
+                n += 1;
+            }
             Err(Vanished) => ended.push(*key),
         }
     }
