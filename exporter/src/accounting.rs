@@ -12,9 +12,7 @@
 //! sampling interval of its share at each end (1 s by default).
 
 use crate::attribution::CycleDelta;
-use crate::attribution::{
-    attribute_each, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
-};
+use crate::attribution::{Attributor, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology};
 use crate::jobs::Job;
 use crate::node::NodeInfo;
 use crate::owners::{Gain, OwnerRef, Owners};
@@ -156,6 +154,8 @@ pub struct Accounting {
     unknown_sockets: BTreeSet<u32>,
     /// Per (account, user) totals, fed with the same deltas as the jobs.
     owners: Owners,
+    /// The split's buffers, and its weights while the running jobs are the same.
+    attributor: Attributor,
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -349,6 +349,7 @@ impl Accounting {
             splitter: Default::default(),
             unknown_sockets: BTreeSet::new(),
             owners: Owners::default(),
+            attributor: Attributor::default(),
         }
     }
 
@@ -471,16 +472,20 @@ impl Accounting {
                 cpu_time_delta_ns: d,
             })
             .collect();
-        let (by_job, unallocated) = attribute_each(
+        // The same jobs (by their revisions, which cover their CPUs) in the same order hold the
+        // same CPUs as on the last update: the split's weights are kept.
+        let unallocated = self.attributor.split(
             &node_delta,
             &self.topology,
             &shares,
             self.opts.policy,
             &self.baseline.baselines(),
+            same_jobs,
         );
         // Shares of the same id (listed twice) add up in the same record, as merged. Each
         // share's gain goes to the record's owner too: the same integers, the same increments.
-        for (j, (r, uj)) in record.into_iter().zip(by_job).enumerate() {
+        let by_job = self.attributor.shares();
+        for (j, (r, &uj)) in record.into_iter().zip(by_job).enumerate() {
             if let Some(rec) = recs.get_mut(r) {
                 rec.uj.saturating_add_assign(&uj);
                 let started = !rec.counted;

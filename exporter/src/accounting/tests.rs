@@ -276,8 +276,12 @@ proptest! {
                 let gpus: Vec<&str> = match g { 0 => vec![], 1 => vec!["GPU-0"], _ => vec!["GPU-0", "GPU-1"] };
                 job(&id.to_string(), &cpus, &gpus, t as u64 * 1000)
             }).collect();
+            // A revision per (id, CPUs), as discovery's cover the CPUs: one the twin saw
+            // before means the same CPUs, whose split weights are then kept.
             let revised: Vec<Job> = running.iter().map(|j| Job {
-                revision: j.id.parse::<u64>().map_or(0, |id| id + 1),
+                revision: j.id.parse::<u64>().map_or(0, |id| {
+                    1 + id + 8 * j.cpus.iter().fold(0, |code, &c| code * 11 + u64::from(c) + 1)
+                }),
                 ..j.clone()
             }).collect();
             let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g0), ("GPU-1", g1)], 1.0);
