@@ -6,7 +6,8 @@ use super::cpuset::shorten;
 use super::env::JobEnv;
 use super::record::Record;
 use super::JobKey;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What is kept about a job between scans.
@@ -176,6 +177,12 @@ impl JobCache {
         *self = fresh;
     }
 
+    /// Files the job holds open (they count against the descriptor budget).
+    pub(super) fn held_files(&self) -> usize {
+        usize::from(matches!(self.usage, UsageFile::Held { .. }))
+            + self.statics.as_ref().map_or(0, Statics::held)
+    }
+
     /// Reads the CPU time again from the open file, if due; otherwise the read is left to
     /// [`Ctx::read_job`] (by path).
     pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) {
@@ -242,11 +249,20 @@ pub(super) fn parse_usage(text: &str, v2: bool, path: &Path) -> UsageRead {
 /// listed job is looked up on every scan, which in an ordered map cost hundreds of comparisons
 /// per job. The output order is kept beside, sorted again only when a job came or went.
 /// Boxed: a pass over the jobs touches only the parts of each entry that it reads.
+///
+/// Step 1 of a scan visits only the jobs whose CPU time is due, from a queue of the times set
+/// (`next_usage`, pushed by whoever sets it: an entry whose job was removed or rescheduled
+/// since is skipped when it comes up), and the files the jobs hold open are counted by the
+/// scan's reads of the jobs, which see every job kept (see [`Cache::read_held_usage`]).
 #[derive(Debug, Default)]
 pub(super) struct Cache {
     pub(super) map: HashMap<JobKey, Box<JobCache>, std::hash::BuildHasherDefault<KeyHasher>>,
     /// The keys in output order; `None` after a job was added or removed.
     pub(super) order: Option<Vec<JobKey>>,
+    /// (`next_usage`, job) as set, earliest first.
+    pub(super) due: BinaryHeap<Reverse<(u64, JobKey)>>,
+    /// The files the jobs kept hold open, as of the end of the last scan's reads.
+    pub(super) held: usize,
 }
 
 impl Cache {
@@ -273,21 +289,49 @@ impl Cache {
         self.map.values().map(|e| &**e)
     }
 
-    /// Step 1 of a scan: each known job's CPU time read again from its open file, if due (see
-    /// [`JobCache::read_held_usage`]). Returns how many files the jobs hold open.
+    /// Step 1 of a scan: the CPU time of each job due (by [`Cache::due`]) read again from its
+    /// open file (see [`JobCache::read_held_usage`]). Returns how many files the jobs hold
+    /// open: the last scan's count, less the files that failed here.
     pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) -> usize {
-        let mut held = 0;
-        for e in self.map.values_mut() {
+        while let Some(&Reverse((due, key))) = self.due.peek() {
+            if due > now {
+                break;
+            }
+            self.due.pop();
+            let Some(e) = self.map.get_mut(&key) else {
+                continue;
+            };
+            if e.next_usage != due {
+                continue;
+            }
+            let was_held = matches!(e.usage, UsageFile::Held { .. });
             e.read_held_usage(now, every, buf);
-            held += usize::from(matches!(e.usage, UsageFile::Held { .. }))
-                + e.statics.as_ref().map_or(0, Statics::held);
+            if was_held && !matches!(e.usage, UsageFile::Held { .. }) {
+                self.held = self.held.saturating_sub(1);
+            }
+            self.due.push(Reverse((e.next_usage, key)));
         }
-        held
+        self.held
+    }
+
+    /// After the job of `key` was read: its CPU time's next read queued if its time changed
+    /// from `next_usage` (the time before the read).
+    pub(super) fn queue_usage(
+        due: &mut BinaryHeap<Reverse<(u64, JobKey)>>,
+        key: JobKey,
+        e: &JobCache,
+        next_usage: u64,
+    ) {
+        if e.next_usage != next_usage {
+            due.push(Reverse((e.next_usage, key)));
+        }
     }
 
     pub(super) fn clear(&mut self) {
         self.map.clear();
         self.order = None;
+        self.due.clear();
+        self.held = 0;
     }
 
     /// The entry of `key`, made with `new` if absent.

@@ -533,6 +533,8 @@ fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet:
     let mut n = 0;
     let mut ended = Vec::new();
     let order = cache.order();
+    // The files held open by the jobs kept (see `Cache::read_held_usage`).
+    let mut held = 0;
     for key in &order {
         let Some(e) = cache.map.get_mut(key) else {
             continue;
@@ -558,14 +560,18 @@ fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet:
             jobs.push(Job::empty(key.scheduler));
         }
         if ctx.read_steady(key, e, n, &mut jobs[n]) {
+            held += e.held_files();
             n += 1;
             continue;
         }
         let problems = ctx.problems.len();
+        let next_usage = e.next_usage;
         match ctx.read_job(key, e, &mut jobs[n]) {
             Ok(()) => {
                 e.written = Some((now, n));
                 e.clean = ctx.problems.len() == problems;
+                held += e.held_files();
+                Cache::queue_usage(&mut cache.due, *key, e, next_usage);
                 n += 1;
             }
             Err(Vanished) => ended.push(*key),
@@ -574,6 +580,7 @@ fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet:
     jobs.truncate(n);
     merge_scopes(jobs);
     cache.order = Some(order);
+    cache.held = held;
     // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
     for key in &ended {
         cache.remove(key);
