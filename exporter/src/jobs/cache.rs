@@ -6,8 +6,7 @@ use super::cpuset::shorten;
 use super::env::JobEnv;
 use super::record::Record;
 use super::JobKey;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What is kept about a job between scans.
@@ -204,6 +203,13 @@ impl JobCache {
     }
 }
 
+/// Puts `key` in the bucket of scan `at`, made from a spare one if new.
+fn queue(due: &mut BTreeMap<u64, Vec<JobKey>>, spare: &mut Vec<Vec<JobKey>>, at: u64, key: JobKey) {
+    due.entry(at)
+        .or_insert_with(|| spare.pop().unwrap_or_default())
+        .push(key);
+}
+
 /// The first scan after `now` whose number is `phase` modulo `period`: spreads periodic work
 /// over the scans of a period.
 pub(super) fn next_in_phase(now: u64, phase: u64, period: u64) -> u64 {
@@ -259,8 +265,10 @@ pub(super) struct Cache {
     pub(super) map: HashMap<JobKey, Box<JobCache>, std::hash::BuildHasherDefault<KeyHasher>>,
     /// The keys in output order; `None` after a job was added or removed.
     pub(super) order: Option<Vec<JobKey>>,
-    /// (`next_usage`, job) as set, earliest first.
-    pub(super) due: BinaryHeap<Reverse<(u64, JobKey)>>,
+    /// The jobs by `next_usage` as set (a scan's bucket is taken whole when it comes).
+    pub(super) due: BTreeMap<u64, Vec<JobKey>>,
+    /// Emptied buckets, for reuse.
+    pub(super) spare: Vec<Vec<JobKey>>,
     /// The files the jobs kept hold open, as of the end of the last scan's reads.
     pub(super) held: usize,
 }
@@ -293,23 +301,26 @@ impl Cache {
     /// open file (see [`JobCache::read_held_usage`]). Returns how many files the jobs hold
     /// open: the last scan's count, less the files that failed here.
     pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) -> usize {
-        while let Some(&Reverse((due, key))) = self.due.peek() {
-            if due > now {
+        while let Some(bucket) = self.due.first_entry() {
+            if *bucket.key() > now {
                 break;
             }
-            self.due.pop();
-            let Some(e) = self.map.get_mut(&key) else {
-                continue;
-            };
-            if e.next_usage != due {
-                continue;
+            let (due, mut keys) = bucket.remove_entry();
+            for key in keys.drain(..) {
+                let Some(e) = self.map.get_mut(&key) else {
+                    continue;
+                };
+                if e.next_usage != due {
+                    continue;
+                }
+                let was_held = matches!(e.usage, UsageFile::Held { .. });
+                e.read_held_usage(now, every, buf);
+                if was_held && !matches!(e.usage, UsageFile::Held { .. }) {
+                    self.held = self.held.saturating_sub(1);
+                }
+                queue(&mut self.due, &mut self.spare, e.next_usage, key);
             }
-            let was_held = matches!(e.usage, UsageFile::Held { .. });
-            e.read_held_usage(now, every, buf);
-            if was_held && !matches!(e.usage, UsageFile::Held { .. }) {
-                self.held = self.held.saturating_sub(1);
-            }
-            self.due.push(Reverse((e.next_usage, key)));
+            self.spare.push(keys);
         }
         self.held
     }
@@ -317,13 +328,13 @@ impl Cache {
     /// After the job of `key` was read: its CPU time's next read queued if its time changed
     /// from `next_usage` (the time before the read).
     pub(super) fn queue_usage(
-        due: &mut BinaryHeap<Reverse<(u64, JobKey)>>,
+        (due, spare): (&mut BTreeMap<u64, Vec<JobKey>>, &mut Vec<Vec<JobKey>>),
         key: JobKey,
         e: &JobCache,
         next_usage: u64,
     ) {
         if e.next_usage != next_usage {
-            due.push(Reverse((e.next_usage, key)));
+            queue(due, spare, e.next_usage, key);
         }
     }
 

@@ -571,7 +571,7 @@ fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet:
                 e.written = Some((now, n));
                 e.clean = ctx.problems.len() == problems;
                 held += e.held_files();
-                Cache::queue_usage(&mut cache.due, *key, e, next_usage);
+                Cache::queue_usage((&mut cache.due, &mut cache.spare), *key, e, next_usage);
                 n += 1;
             }
             Err(Vanished) => ended.push(*key),

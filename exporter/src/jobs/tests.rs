@@ -365,7 +365,11 @@ fn the_cpu_time_queue_and_the_held_count_follow_job_churn() {
                 "scan {scan}: {key:?} next read at {}",
                 e.next_usage
             );
-            let queued = d.cache.due.iter().any(|q| q.0 == (e.next_usage, *key));
+            let queued = d
+                .cache
+                .due
+                .get(&e.next_usage)
+                .is_some_and(|k| k.contains(key));
             assert!(queued, "scan {scan}: {key:?}'s next read queued");
         }
     }
