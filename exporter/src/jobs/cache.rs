@@ -68,8 +68,8 @@ pub(super) struct JobCache {
     /// generation.
     pub(super) revision: u64,
     pub(super) revision_inputs: (bool, bool, Option<u32>, Option<u32>, bool, u64),
-    /// The scan and output slot of the job's last read, and whether that read reported no
-    /// problem: the conditions of [`Ctx::read_steady`](super::read::Ctx::read_steady).
+    /// The [`Cache::epoch`] and output slot of the job's last read, and whether that read
+    /// reported no problem: the conditions of [`Ctx::read_steady`](super::read::Ctx::read_steady).
     pub(super) written: Option<(u64, usize)>,
     pub(super) clean: bool,
 }
@@ -203,6 +203,9 @@ impl JobCache {
     }
 }
 
+/// Jobs (with their output slots) by the scan at which they are to be read.
+pub(super) type Visits = BTreeMap<u64, Vec<(JobKey, usize)>>;
+
 /// Puts `key` in the bucket of scan `at`, made from a spare one if new.
 fn queue(due: &mut BTreeMap<u64, Vec<JobKey>>, spare: &mut Vec<Vec<JobKey>>, at: u64, key: JobKey) {
     due.entry(at)
@@ -271,6 +274,19 @@ pub(super) struct Cache {
     pub(super) spare: Vec<Vec<JobKey>>,
     /// The files the jobs kept hold open, as of the end of the last scan's reads.
     pub(super) held: usize,
+    /// Counts the scans that read every job (the others read only the jobs due): the output
+    /// slots stay where such a scan put them until the next.
+    pub(super) epoch: u64,
+    /// Each job (with its output slot) by the scan at which it is to be read next, when
+    /// nothing else changes (see [`Ctx::next_visit`](super::read::Ctx::next_visit)).
+    pub(super) visits: Visits,
+    pub(super) visit_spare: Vec<Vec<(JobKey, usize)>>,
+    /// `visits` holds every job, each in its slot of the output (no scopes merged, no job
+    /// left out), as of the user database's and the record folder's generations kept here.
+    pub(super) visits_valid: bool,
+    pub(super) generations: (u64, u64),
+    /// The length of the list the last scan returned.
+    pub(super) slots: usize,
 }
 
 impl Cache {
@@ -343,6 +359,30 @@ impl Cache {
         self.order = None;
         self.due.clear();
         self.held = 0;
+        self.visits.clear();
+        self.visits_valid = false;
+    }
+
+    /// Empties the visits (their lists kept for reuse).
+    pub(super) fn clear_visits(&mut self) {
+        while let Some((_, mut list)) = self.visits.pop_first() {
+            list.clear();
+            self.visit_spare.push(list);
+        }
+        self.visits_valid = false;
+    }
+
+    /// Queues the visit of the job of `key`, in output slot `n`, at scan `at`.
+    pub(super) fn queue_visit(
+        (visits, spare): (&mut Visits, &mut Vec<Vec<(JobKey, usize)>>),
+        at: u64,
+        key: JobKey,
+        n: usize,
+    ) {
+        visits
+            .entry(at)
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push((key, n));
     }
 
     /// The entry of `key`, made with `new` if absent.

@@ -25,6 +25,8 @@ pub(super) struct Ctx<'a> {
     /// The per-scan GPU inputs (the inventory, the mapping directory, NVML's processes) are
     /// the last scan's and name no job: a job's GPUs then depend on its cache alone.
     pub(super) gpus_steady: bool,
+    /// The [`Cache::epoch`] whose output slots `jobs` holds (see [`Ctx::read_steady`]).
+    pub(super) slot_epoch: u64,
     pub(super) problems: &'a mut Vec<String>,
 }
 
@@ -38,61 +40,6 @@ enum Usage {
 }
 
 impl Ctx<'_> {
-    /// The job in slot `n` as of this scan when nothing of it is due: its last read, on the
-    /// last scan, wrote this slot (`out`) and reported no problem, and none of the inputs of
-    /// [`Ctx::read_job`] changed since (its static data, environment, record, OAR resources
-    /// and the user database not due or not changed, the GPU inputs steady). Then only the
-    /// CPU time (read again from the open file when due, in step 1) is written, and `true`
-    /// returned; `false` leaves the job to [`Ctx::read_job`]. A scan of 1,000 jobs visits
-    /// each one, so this is what most jobs cost.
-    pub(super) fn read_steady(
-        &self,
-        key: &JobKey,
-        e: &mut JobCache,
-        n: usize,
-        out: &mut Job,
-    ) -> bool {
-        let now = self.now;
-        let Some(u) = &e.usage_now else {
-            return false;
-        };
-        let last_scan = e.written == Some((now.wrapping_sub(1), n));
-        let statics_kept = e.statics.is_some() && now < e.next_static;
-        let record_kept = self.opts.record_dir.is_none()
-            || key.scheduler == Scheduler::UserSlice
-            || e.record_generation == self.records.generation;
-        let env_kept = e.env.is_some() || key.scheduler == Scheduler::UserSlice || now < e.next_env;
-        let oar_kept = key.scheduler != Scheduler::Oar
-            || self.opts.oar_resources_dir.is_none()
-            || e.oar_resources.is_some()
-            || now < e.next_oar;
-        let inputs = (
-            e.env.is_some(),
-            e.record.is_some(),
-            e.found.uid,
-            e.kernel_uid,
-            e.found.user.is_some(),
-            self.passwd.generation(),
-        );
-        let steady = last_scan
-            && e.clean
-            && !e.relayout
-            && self.gpus_steady
-            && statics_kept
-            && record_kept
-            && env_kept
-            && oar_kept
-            && u.problems.is_empty()
-            && e.revision != 0
-            && out.revision == e.revision
-            && inputs == e.revision_inputs;
-        if steady {
-            out.cpu_usage_ns = u.ns;
-            e.written = Some((now, n));
-        }
-        steady
-    }
-
     /// The job as of this scan. Reads, in this order (the order of the problems): CPUs, CPU
     /// time, memory limit, environment, GPUs; each only when due, else from the cache.
     /// Writes the job into `out` (another job's slot of the previous scan: every field is

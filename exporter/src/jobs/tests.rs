@@ -86,7 +86,7 @@ fn discovery_can_move_to_a_sampling_thread() {
 
 /// A Slurm cgroup v1 node with `n` jobs, as `bench/make-slurm-node` writes it: each job in
 /// the five controllers, one process with a job environment.
-fn slurm_v1_node(root: &Path, n: u32) {
+pub(super) fn slurm_v1_node(root: &Path, n: u32) {
     let cg = root.join("sys/fs/cgroup");
     for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
         write_file(&cg.join(ctrl).join("cgroup.procs"), b"1\n");
@@ -311,75 +311,6 @@ fn cpu_time_read_every_k_scans_is_at_most_k_scans_old() {
         );
     }
     assert!(seen_at.is_some(), "not read again within 3 scans");
-}
-
-/// Step 1 reads only the jobs due, from a queue, and the files the jobs hold are counted by
-/// the scan's reads: through jobs ending and starting, after every scan each job has its next
-/// CPU-time read queued within its period, and the count equals a recount of the files held.
-#[test]
-fn the_cpu_time_queue_and_the_held_count_follow_job_churn() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    slurm_v1_node(dir.path(), 12);
-    let mut d = JobDiscovery::new(JobsOptions {
-        cpu_time_every: 3,
-        ..JobsOptions::under_root(dir.path())
-    });
-    let cg = dir.path().join("sys/fs/cgroup");
-    let controllers = ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"];
-    for scan in 1..=40 {
-        if scan == 10 {
-            for ctrl in controllers {
-                let job = cg.join(ctrl).join("slurm_n1/uid_1003/job_100003");
-                std::fs::remove_dir_all(job).expect("rm");
-            }
-        }
-        if scan == 20 {
-            let job = "slurm_n1/uid_1000/job_200000";
-            for ctrl in controllers {
-                std::fs::create_dir_all(cg.join(ctrl).join(job)).expect("mkdir");
-            }
-            write_file(&cg.join("cpuset").join(job).join("cpuset.cpus"), b"3\n");
-            write_file(
-                &cg.join("cpu,cpuacct").join(job).join("cpuacct.usage"),
-                b"7\n",
-            );
-        }
-        let r = d.scan(&[], &[]);
-        assert_eq!(
-            r.jobs.len(),
-            if scan < 10 {
-                12
-            } else if scan < 20 {
-                11
-            } else {
-                12
-            }
-        );
-        let now = d.scans;
-        let recount: usize = d.cache.values().map(JobCache::held_files).sum();
-        assert_eq!(d.cache.held, recount, "scan {scan}");
-        for (key, e) in &d.cache.map {
-            assert!(e.usage_now.is_some(), "scan {scan}: {key:?} read");
-            assert!(
-                (now + 1..=now + 3).contains(&e.next_usage),
-                "scan {scan}: {key:?} next read at {}",
-                e.next_usage
-            );
-            let queued = d
-                .cache
-                .due
-                .get(&e.next_usage)
-                .is_some_and(|k| k.contains(key));
-            assert!(queued, "scan {scan}: {key:?}'s next read queued");
-        }
-    }
-    let job = d
-        .scan(&[], &[])
-        .jobs
-        .into_iter()
-        .find(|j| j.id == "200000")
-        .expect("new job");
-    assert_eq!(job.cpu_usage_ns, Some(7));
 }
 
 /// `scontrol update` changes a running job's CPUs: picked up within the refresh period,
