@@ -12,9 +12,7 @@
 //! sampling interval of its share at each end (1 s by default).
 
 use crate::attribution::CycleDelta;
-use crate::attribution::{
-    attribute_each, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology,
-};
+use crate::attribution::{Attributor, BaselineTracker, CpuPolicy, JobShare, NodeDelta, Topology};
 use crate::jobs::Job;
 use crate::node::NodeInfo;
 use crate::owners::{Gain, OwnerRef, Owners};
@@ -84,8 +82,9 @@ pub struct JobMeta {
 
 /// One job's counters and current allocation. What changes rarely (metadata, CPUs, GPUs) is
 /// shared behind `Arc`s, replaced only when it changes: a clone (one per job per published
-/// snapshot) copies numbers and pointers, never strings.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// snapshot) copies numbers and pointers, never strings, and `clone_from` a record of the
+/// same job copies only the numbers (no reference count touched).
+#[derive(Debug, Default, PartialEq)]
 pub struct JobRecord {
     pub meta: Arc<JobMeta>,
     /// Energy by component, µJ.
@@ -128,6 +127,78 @@ impl JobRecord {
     }
 }
 
+/// `a = b.clone()` for an `Arc` field, unless `a` already points where `b` does.
+fn share<T: ?Sized>(a: &mut Arc<T>, b: &Arc<T>) {
+    if !Arc::ptr_eq(a, b) {
+        *a = Arc::clone(b);
+    }
+}
+
+impl Clone for JobRecord {
+    fn clone(&self) -> Self {
+        let mut c = JobRecord {
+            meta: Arc::clone(&self.meta),
+            cpus: Arc::clone(&self.cpus),
+            gpus: Arc::clone(&self.gpus),
+            raw_meta: Arc::clone(&self.raw_meta),
+            ..JobRecord::default()
+        };
+        c.clone_from(self);
+        c
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        // Destructured, so that a field added later cannot be forgotten here.
+        let JobRecord {
+            meta,
+            uj,
+            cpu_seconds,
+            core_seconds,
+            gpu_seconds,
+            cpus,
+            gpus,
+            memory_bytes,
+            last_cpu_ns,
+            ended_at,
+            ended_mono,
+            raw_meta,
+            revision,
+            counted,
+            owner,
+        } = source;
+        share(&mut self.meta, meta);
+        share(&mut self.cpus, cpus);
+        share(&mut self.gpus, gpus);
+        share(&mut self.raw_meta, raw_meta);
+        self.uj = *uj;
+        self.cpu_seconds = *cpu_seconds;
+        self.core_seconds = *core_seconds;
+        self.gpu_seconds = *gpu_seconds;
+        self.memory_bytes = *memory_bytes;
+        self.last_cpu_ns = *last_cpu_ns;
+        self.ended_at = *ended_at;
+        self.ended_mono = *ended_mono;
+        self.revision = *revision;
+        self.counted = *counted;
+        self.owner = *owner;
+    }
+}
+
+/// Copies the records of `jobs` into `into`, a list made by an earlier call: an entry of the
+/// same job in the same place keeps its `Arc`s and takes only the numbers.
+pub fn copy_records(jobs: &BTreeMap<Arc<str>, JobRecord>, into: &mut Vec<(Arc<str>, JobRecord)>) {
+    into.truncate(jobs.len());
+    for (i, (id, rec)) in jobs.iter().enumerate() {
+        match into.get_mut(i) {
+            Some((old_id, old)) => {
+                share(old_id, id);
+                old.clone_from(rec);
+            }
+            None => into.push((Arc::clone(id), rec.clone())),
+        }
+    }
+}
+
 pub struct Accounting {
     opts: AccountingOptions,
     jobs: BTreeMap<Arc<str>, JobRecord>,
@@ -156,6 +227,10 @@ pub struct Accounting {
     unknown_sockets: BTreeSet<u32>,
     /// Per (account, user) totals, fed with the same deltas as the jobs.
     owners: Owners,
+    /// The split's buffers, and its weights while the running jobs are the same.
+    attributor: Attributor,
+    /// Records of running jobs (not ended), as of the last update or resume.
+    running: usize,
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -349,6 +424,8 @@ impl Accounting {
             splitter: Default::default(),
             unknown_sockets: BTreeSet::new(),
             owners: Owners::default(),
+            attributor: Attributor::default(),
+            running: 0,
         }
     }
 
@@ -377,7 +454,7 @@ impl Accounting {
     }
 
     pub fn running(&self) -> usize {
-        self.jobs.values().filter(|j| j.ended_at.is_none()).count()
+        self.running
     }
 
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
@@ -459,6 +536,7 @@ impl Accounting {
             }
         }
         self.order = order;
+        self.running = recs.len();
 
         let shares: Vec<JobShare> = running
             .iter()
@@ -471,16 +549,20 @@ impl Accounting {
                 cpu_time_delta_ns: d,
             })
             .collect();
-        let (by_job, unallocated) = attribute_each(
+        // The same jobs (by their revisions, which cover their CPUs) in the same order hold the
+        // same CPUs as on the last update: the split's weights are kept.
+        let unallocated = self.attributor.split(
             &node_delta,
             &self.topology,
             &shares,
             self.opts.policy,
             &self.baseline.baselines(),
+            same_jobs,
         );
         // Shares of the same id (listed twice) add up in the same record, as merged. Each
         // share's gain goes to the record's owner too: the same integers, the same increments.
-        for (j, (r, uj)) in record.into_iter().zip(by_job).enumerate() {
+        let by_job = self.attributor.shares();
+        for (j, (r, &uj)) in record.into_iter().zip(by_job).enumerate() {
             if let Some(rec) = recs.get_mut(r) {
                 rec.uj.saturating_add_assign(&uj);
                 let started = !rec.counted;
@@ -626,6 +708,7 @@ impl Accounting {
             self.records_changed = true;
         }
         self.owners.resume(&state.owners, now, t_mono);
+        self.running = self.jobs.values().filter(|j| j.ended_at.is_none()).count();
     }
 
     /// Writes the counters into a state to be saved.

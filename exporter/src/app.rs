@@ -591,6 +591,7 @@ fn sample_loop(
     let start = Instant::now();
     let mut last_save = f64::NEG_INFINITY;
     let mut woken = Woken::Timeout;
+    let mut spare = None;
     loop {
         let t = start.elapsed().as_secs_f64();
         let unix = server::now_unix();
@@ -607,9 +608,11 @@ fn sample_loop(
         let beyond_s = (wait.as_secs_f64() - pace.interval_s).max(0.0);
         match &persist {
             None => {
-                let mut snap = engine.snapshot(unix);
+                let mut snap = engine.snapshot_reusing(unix, spare.take());
                 snap.publish_every_s = beyond_s;
-                publish(shared, Arc::new(snap));
+                // The snapshot replaced, when no scrape holds it any more, lends its job list
+                // to the next one.
+                spare = Arc::try_unwrap(publish(shared, Arc::new(snap))).ok();
             }
             Some(p) => {
                 if t - last_save >= p.every_s {

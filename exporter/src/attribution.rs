@@ -59,7 +59,7 @@ mod baseline;
 mod split;
 
 pub use baseline::BaselineTracker;
-pub use split::{attribute, attribute_each};
+pub use split::{attribute, attribute_each, Attributor};
 
 use crate::sources::DeviceKey;
 use joulebook_common::{Component, PerComponent};

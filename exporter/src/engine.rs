@@ -157,16 +157,19 @@ impl Engine {
     }
 
     pub fn snapshot(&self, unix: f64) -> Snapshot {
+        self.snapshot_reusing(unix, None)
+    }
+
+    /// [`Engine::snapshot`] into the job list of `spare`, an earlier snapshot no scrape holds
+    /// any more: a steady node's jobs are then copied as numbers only.
+    pub fn snapshot_reusing(&self, unix: f64, spare: Option<Snapshot>) -> Snapshot {
         let mut s = self.sampler.snapshot(unix);
         s.counters_start_unix = self.counters_start_unix.unwrap_or(0.0);
         if let Some(acc) = &self.accounting {
             s.health.push((SourceKind::Jobs, self.jobs_health.clone()));
             s.health.sort_by_key(|(k, _)| *k);
-            s.jobs = acc
-                .jobs()
-                .iter()
-                .map(|(id, r)| (id.clone(), r.clone()))
-                .collect();
+            s.jobs = spare.map(|spare| spare.jobs).unwrap_or_default();
+            crate::accounting::copy_records(acc.jobs(), &mut s.jobs);
             s.unallocated = acc.unallocated_uj().joules();
             s.jobs_running = Some(acc.running());
             s.owners = acc.owners().iter().map(|(k, o)| (k, o.clone())).collect();

@@ -103,10 +103,10 @@ pub fn latest(shared: &Shared) -> Arc<Snapshot> {
     }
 }
 
-/// Makes `snap` the snapshot every later scrape sees.
-pub fn publish(shared: &Shared, snap: Arc<Snapshot>) {
+/// Makes `snap` the snapshot every later scrape sees; returns the one it replaces.
+pub fn publish(shared: &Shared, snap: Arc<Snapshot>) -> Arc<Snapshot> {
     match shared.write() {
-        Ok(mut g) => *g = snap,
-        Err(p) => *p.into_inner() = snap,
+        Ok(mut g) => std::mem::replace(&mut *g, snap),
+        Err(p) => std::mem::replace(&mut *p.into_inner(), snap),
     }
 }

@@ -276,8 +276,12 @@ proptest! {
                 let gpus: Vec<&str> = match g { 0 => vec![], 1 => vec!["GPU-0"], _ => vec!["GPU-0", "GPU-1"] };
                 job(&id.to_string(), &cpus, &gpus, t as u64 * 1000)
             }).collect();
+            // A revision per (id, CPUs), as discovery's cover the CPUs: one the twin saw
+            // before means the same CPUs, whose split weights are then kept.
             let revised: Vec<Job> = running.iter().map(|j| Job {
-                revision: j.id.parse::<u64>().map_or(0, |id| id + 1),
+                revision: j.id.parse::<u64>().map_or(0, |id| {
+                    1 + id + 8 * j.cpus.iter().fold(0, |code, &c| code * 11 + u64::from(c) + 1)
+                }),
                 ..j.clone()
             }).collect();
             let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g0), ("GPU-1", g1)], 1.0);
@@ -286,6 +290,9 @@ proptest! {
             a.update(t as f64, t as f64, &d, &running);
             twin.update(t as f64, t as f64, &d, &revised);
             prop_assert_eq!(a.accounted_uj(), node_total);
+            for x in [&a, &twin] {
+                prop_assert_eq!(x.running(), x.jobs().values().filter(|j| j.ended_at.is_none()).count());
+            }
             let counters = |x: &Accounting| -> Vec<(String, PerComponent<u64>, f64, Option<f64>)> {
                 x.jobs().iter().map(|(k, r)| (k.to_string(), r.uj, r.cpu_seconds, r.ended_at)).collect()
             };
@@ -376,4 +383,50 @@ fn owner_totals_are_the_sums_of_their_jobs() {
     );
     assert_eq!(b.owners().get("physics", "alice").unwrap().jobs, 2);
     check(&b);
+}
+
+/// A published copy of the records, made again into the last copy, equals the records: the
+/// same job in the same place keeps its strings (no reference count touched), a job whose
+/// metadata changed takes the new one, and jobs that came or went are added or cut.
+#[test]
+fn records_copied_into_the_last_copy_equal_the_records() {
+    let mut a = Accounting::new(AccountingOptions::default(), &node());
+    let d = delta(&[("0", 400), ("1", 80)], &[("GPU-0", 30)], 1.0);
+    let running = [job("1", &[0, 1], &["GPU-0"], 5), job("2", &[4], &[], 7)];
+    a.update(0.0, 0.0, &d, &running);
+    let mut copy = Vec::new();
+    copy_records(a.jobs(), &mut copy);
+    let listed = |c: &Vec<(Arc<str>, JobRecord)>| {
+        c.iter()
+            .map(|(k, r)| (k.to_string(), r.clone()))
+            .collect::<Vec<_>>()
+    };
+    let expected = |a: &Accounting| {
+        a.jobs()
+            .iter()
+            .map(|(k, r)| (k.to_string(), r.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&copy), expected(&a));
+    let meta = Arc::clone(&copy[0].1.meta);
+    a.update(1.0, 1.0, &d, &running);
+    copy_records(a.jobs(), &mut copy);
+    assert_eq!(listed(&copy), expected(&a));
+    assert!(
+        Arc::ptr_eq(&copy[0].1.meta, &meta),
+        "the same job keeps its metadata"
+    );
+    assert_eq!(copy[0].1.uj.cpu, a.jobs()["1"].uj.cpu);
+    // Job 1 renamed, job 2 gone (kept for its grace period), job 3 new.
+    let mut renamed = job("1", &[0, 1], &["GPU-0"], 9);
+    renamed.job_name = Some("eval".into());
+    a.update(2.0, 2.0, &d, &[renamed, job("3", &[5], &[], 1)]);
+    copy_records(a.jobs(), &mut copy);
+    assert_eq!(listed(&copy), expected(&a));
+    assert_eq!(copy[0].1.meta.job_name, "eval");
+    assert_eq!(copy.len(), 3);
+    a.update(3_000.0, 3_000.0, &d, &[]);
+    a.update(4_000.0, 4_000.0, &d, &[]);
+    copy_records(a.jobs(), &mut copy);
+    assert!(copy.is_empty() && a.jobs().is_empty());
 }

@@ -232,106 +232,185 @@ pub fn attribute_each(
     policy: CpuPolicy,
     baselines: &Baselines,
 ) -> (Vec<PerComponent<u64>>, PerComponent<u64>) {
-    let n_jobs = jobs.len();
-    let sockets = topo
-        .cpus_by_socket
-        .len()
-        .max(delta.cpu_by_socket.len())
-        .max(delta.dram_by_socket.len());
-    let (index, socket_of) = index_topology(topo);
-    let n_cpus = socket_of.len();
+    let mut a = Attributor::default();
+    let unallocated = a.split(delta, topo, jobs, policy, baselines, false);
+    (std::mem::take(&mut a.out), unallocated)
+}
 
-    // Pass 1, monomorphised per index kind so the hot loop has no dispatch.
-    let (positions, starts, holders) = match &index {
-        CpuIndex::Dense(slots) => collect_positions(jobs, n_cpus, |c| {
-            slots
-                .get(c as usize)
-                .copied()
-                .filter(|&p| p != NONE)
-                .map(|p| p as usize)
-        }),
-        CpuIndex::Sparse(_) => collect_positions(jobs, n_cpus, |c| index.get(c)),
-    };
+/// What the split derives from the jobs' CPUs and the topology alone: the same from one
+/// interval to the next while neither changes, so an [`Attributor`] keeps it.
+#[derive(Debug, Default)]
+struct Weights {
+    /// Sockets split (the topology's, or more when the delta measures more).
+    sockets: usize,
+    n_cpus: usize,
+    /// Job `j`'s distinct CPUs are `starts[j]..starts[j + 1]` of its positions (only their
+    /// count is kept).
+    starts: Vec<usize>,
+    cpus_in_socket: Vec<u64>,
+    /// The unit weight of one CPU on each socket, and on the whole node.
+    unit_socket: Vec<u64>,
+    unit_node: u64,
+    /// Per job and socket (`j * sockets + s`): its allocation weight and its CPUs there.
+    w_socket: Vec<u64>,
+    own_cpus: Vec<u64>,
+    /// Per job: its allocation weight on the whole node.
+    w_node: Vec<u64>,
+}
 
-    // Unit weights per socket and for the whole node, then what each CPU gives each holder.
-    let (cpus_in_socket, unit_socket, unit_node, per_holder) =
-        unit_weights(&holders, &socket_of, sockets, n_cpus);
-
-    // Pass 2: each job's allocation weight per socket and on the whole node, and how many of
-    // its CPUs are on each socket. The sum over jobs of a socket's weights is at most (CPUs of
-    // the socket × unit), which fits in u64 by the cap. Dense positions follow the topology,
-    // socket by socket, so a job's cpuset (usually listed in order) comes in runs of one socket:
-    // runs are summed in registers and written once, rather than read-modify-written per CPU.
-    let (w_socket, own_cpus, w_node) =
-        job_weights(&positions, &starts, &per_holder, n_jobs, sockets);
-
-    // For the usage policy, CPU time per job per socket (ns): the job's time apportioned by how
-    // many of its CPUs are on each socket. Rounding down loses under 1 ns per job and socket, in
-    // a weight, not in energy.
-    let time_on = match policy {
-        CpuPolicy::Allocation => vec![0u64; n_jobs * sockets],
-        CpuPolicy::UsageAboveBaseline => cpu_time_by_socket(jobs, &starts, &own_cpus, sockets),
-    };
-
-    let mut acc = Split {
-        out: vec![PerComponent::<u64>::default(); n_jobs],
-        unallocated: PerComponent::<u64>::default(),
-    };
-
-    let memory_total = memory_total(jobs, topo);
-
-    for s in 0..sockets {
-        let alloc_total = u128::from(cpus_in_socket[s]) * u128::from(unit_socket[s].unit);
-        let alloc = |j: usize| u128::from(w_socket[j * sockets + s]);
-
-        // CPU package.
-        let cpu = delta.cpu_by_socket.get(s).copied().unwrap_or(0);
-        let baseline = match policy {
-            CpuPolicy::Allocation => None,
-            CpuPolicy::UsageAboveBaseline => baseline_uj(
-                cpu,
-                baselines.idle_watts_by_socket.get(s).copied().flatten(),
-                delta.interval_s,
-            ),
+impl Weights {
+    fn new(topo: &Topology, jobs: &[JobShare], sockets: usize) -> Weights {
+        let (index, socket_of) = index_topology(topo);
+        let n_cpus = socket_of.len();
+        // Pass 1, monomorphised per index kind so the hot loop has no dispatch.
+        let (positions, starts, holders) = match &index {
+            CpuIndex::Dense(slots) => collect_positions(jobs, n_cpus, |c| {
+                slots
+                    .get(c as usize)
+                    .copied()
+                    .filter(|&p| p != NONE)
+                    .map(|p| p as usize)
+            }),
+            CpuIndex::Sparse(_) => collect_positions(jobs, n_cpus, |c| index.get(c)),
         };
-        match baseline {
-            None => acc.add(CPU, cpu, alloc_total, &alloc),
-            Some(base) => {
-                acc.add(CPU, base, alloc_total, &alloc);
-                let used = |j: usize| u128::from(time_on[j * sockets + s]);
-                let used_total: u128 = (0..n_jobs).map(used).sum();
-                acc.add(CPU, cpu - base, used_total, &used);
+        // Unit weights per socket and for the whole node, then what each CPU gives each holder.
+        let (cpus_in_socket, unit_socket, unit_node, per_holder) =
+            unit_weights(&holders, &socket_of, sockets, n_cpus);
+        // Pass 2: each job's allocation weight per socket and on the whole node, and how many
+        // of its CPUs are on each socket.
+        let (w_socket, own_cpus, w_node) =
+            job_weights(&positions, &starts, &per_holder, jobs.len(), sockets);
+        Weights {
+            sockets,
+            n_cpus,
+            starts,
+            cpus_in_socket,
+            unit_socket: unit_socket.iter().map(|u| u.unit).collect(),
+            unit_node: unit_node.unit,
+            w_socket,
+            own_cpus,
+            w_node,
+        }
+    }
+}
+
+/// [`attribute_each`] that keeps its buffers, and the weights of the jobs' CPUs between calls
+/// whose jobs hold the same CPUs ([`Attributor::split`]'s `same_cpus`): a cycle of a busy node
+/// then splits the energy without allocating and without looking at a CPU list.
+#[derive(Debug, Default)]
+pub struct Attributor {
+    weights: Option<Weights>,
+    out: Vec<PerComponent<u64>>,
+    time_on: Vec<u64>,
+}
+
+impl Attributor {
+    /// µJ per share of the last [`Attributor::split`], in the order of its `jobs`.
+    pub fn shares(&self) -> &[PerComponent<u64>] {
+        &self.out
+    }
+
+    /// [`attribute_each`] into [`Attributor::shares`]; returns unallocated. `same_cpus`: the
+    /// caller knows that `jobs` hold the same CPUs, share by share, as on the last call with
+    /// the same `topo` (the weights are then reused when the sockets split are the same).
+    pub fn split(
+        &mut self,
+        delta: &NodeDelta,
+        topo: &Topology,
+        jobs: &[JobShare],
+        policy: CpuPolicy,
+        baselines: &Baselines,
+        same_cpus: bool,
+    ) -> PerComponent<u64> {
+        let n_jobs = jobs.len();
+        let sockets = topo
+            .cpus_by_socket
+            .len()
+            .max(delta.cpu_by_socket.len())
+            .max(delta.dram_by_socket.len());
+        let reuse = same_cpus
+            && self
+                .weights
+                .as_ref()
+                .is_some_and(|w| w.sockets == sockets && w.starts.len() == n_jobs + 1);
+        if !reuse {
+            self.weights = Some(Weights::new(topo, jobs, sockets));
+        }
+        let Some(w) = &self.weights else {
+            return PerComponent::default();
+        };
+
+        // For the usage policy, CPU time per job per socket (ns): the job's time apportioned
+        // by how many of its CPUs are on each socket.
+        if policy == CpuPolicy::UsageAboveBaseline {
+            cpu_time_by_socket(jobs, &w.starts, &w.own_cpus, sockets, &mut self.time_on);
+        }
+        let time_on = &self.time_on;
+
+        self.out.clear();
+        self.out.resize(n_jobs, PerComponent::default());
+        let mut acc = Split {
+            out: &mut self.out,
+            unallocated: PerComponent::<u64>::default(),
+        };
+
+        let memory_total = memory_total(jobs, topo);
+
+        for s in 0..sockets {
+            let alloc_total = u128::from(w.cpus_in_socket[s]) * u128::from(w.unit_socket[s]);
+            let alloc = |j: usize| u128::from(w.w_socket[j * sockets + s]);
+
+            // CPU package.
+            let cpu = delta.cpu_by_socket.get(s).copied().unwrap_or(0);
+            let baseline = match policy {
+                CpuPolicy::Allocation => None,
+                CpuPolicy::UsageAboveBaseline => baseline_uj(
+                    cpu,
+                    baselines.idle_watts_by_socket.get(s).copied().flatten(),
+                    delta.interval_s,
+                ),
+            };
+            match baseline {
+                None => acc.add(CPU, cpu, alloc_total, alloc),
+                Some(base) => {
+                    acc.add(CPU, base, alloc_total, alloc);
+                    let used = |j: usize| u128::from(time_on[j * sockets + s]);
+                    let used_total: u128 = (0..n_jobs).map(used).sum();
+                    acc.add(CPU, cpu - base, used_total, used);
+                }
+            }
+
+            // DRAM.
+            let dram = delta.dram_by_socket.get(s).copied().unwrap_or(0);
+            match memory_total {
+                Some(total) => acc.add(DRAM, dram, total, |j| {
+                    u128::from(jobs[j].memory_bytes.unwrap_or(0))
+                }),
+                None => acc.add(DRAM, dram, alloc_total, alloc),
             }
         }
 
-        // DRAM.
-        let dram = delta.dram_by_socket.get(s).copied().unwrap_or(0);
-        match memory_total {
-            Some(total) => acc.add(DRAM, dram, total, &|j| {
-                u128::from(jobs[j].memory_bytes.unwrap_or(0))
-            }),
-            None => acc.add(DRAM, dram, alloc_total, &alloc),
-        }
+        // Other: by allocated CPUs of the whole node.
+        let node_total = w.n_cpus as u128 * u128::from(w.unit_node);
+        acc.add(OTHER, delta.other, node_total, |j| u128::from(w.w_node[j]));
+
+        let mut unallocated = acc.unallocated;
+        split_gpus(delta, jobs, &mut self.out, &mut unallocated);
+        unallocated
     }
-
-    // Other: by allocated CPUs of the whole node.
-    let node_total = n_cpus as u128 * u128::from(unit_node.unit);
-    acc.add(OTHER, delta.other, node_total, &|j| u128::from(w_node[j]));
-
-    split_gpus(delta, jobs, &mut acc.out, &mut acc.unallocated);
-    (acc.out, acc.unallocated)
 }
 
 /// Energy per job (in the order of the shares) and unallocated, as it is split.
-struct Split {
-    out: Vec<PerComponent<u64>>,
+struct Split<'a> {
+    out: &'a mut [PerComponent<u64>],
     unallocated: PerComponent<u64>,
 }
 
-impl Split {
+impl Split<'_> {
     /// Splits `energy` by `weight(j)` over `total`, adding to component `k` of each job; the
     /// rest is unallocated.
-    fn add(&mut self, k: Component, energy: u64, total: u128, weight: &dyn Fn(usize) -> u128) {
+    #[inline]
+    fn add(&mut self, k: Component, energy: u64, total: u128, weight: impl Fn(usize) -> u128) {
         let mut given = 0u64;
         if total > 0 {
             for (j, o) in self.out.iter_mut().enumerate() {
@@ -491,8 +570,10 @@ fn cpu_time_by_socket(
     starts: &[usize],
     own_cpus: &[u64],
     sockets: usize,
-) -> Vec<u64> {
-    let mut time_on = vec![0u64; jobs.len() * sockets];
+    time_on: &mut Vec<u64>,
+) {
+    time_on.clear();
+    time_on.resize(jobs.len() * sockets, 0);
     for (j, job) in jobs.iter().enumerate() {
         let mine = (starts[j + 1] - starts[j]) as u128;
         for s in 0..sockets {
@@ -501,5 +582,4 @@ fn cpu_time_by_socket(
             time_on[k] = part(job.cpu_time_delta_ns, u128::from(own_cpus[k]), mine);
         }
     }
-    time_on
 }

@@ -575,10 +575,13 @@ proptest! {
     /// Over random topologies and job churn (jobs appearing and leaving, overlapping CPUs,
     /// shared GPUs, memory limits or not, both policies, random baselines), the jobs plus
     /// unallocated equal the node exactly per component per sample, every present job is
-    /// listed, and cumulative per-job totals never decrease.
+    /// listed, and cumulative per-job totals never decrease. An [`Attributor`] kept over the
+    /// samples, reusing its weights while the same jobs run, splits as a fresh one does.
     #[test]
     fn jobs_plus_unallocated_is_the_node_exactly((topo, pool, samples) in scenario()) {
         let mut cumulative: BTreeMap<String, PerComponent<u128>> = BTreeMap::new();
+        let mut kept = Attributor::default();
+        let mut last_active: Option<&Vec<bool>> = None;
         for sample in &samples {
             let d = NodeDelta {
                 cpu_by_socket: sample.cpu.clone(),
@@ -611,6 +614,16 @@ proptest! {
             };
             let b = Baselines { idle_watts_by_socket: sample.idle_watts.clone() };
             let a = attribute(&d, &topo, &jobs, policy, &b);
+            let same_cpus = last_active == Some(&sample.active);
+            let unallocated = kept.split(&d, &topo, &jobs, policy, &b, same_cpus);
+            let (fresh, fresh_unallocated) = attribute_each(&d, &topo, &jobs, policy, &b);
+            prop_assert_eq!(kept.shares(), &fresh[..]);
+            prop_assert_eq!(unallocated, fresh_unallocated);
+            prop_assert_eq!(unallocated, a.unallocated);
+            // The same jobs again: the weights are reused.
+            prop_assert_eq!(kept.split(&d, &topo, &jobs, policy, &b, true), fresh_unallocated);
+            prop_assert_eq!(kept.shares(), &fresh[..]);
+            last_active = Some(&sample.active);
 
             if policy == CpuPolicy::Allocation {
                 // Each split floors once per socket (and once per GPU): a job is at most

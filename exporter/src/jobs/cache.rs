@@ -6,7 +6,7 @@ use super::cpuset::shorten;
 use super::env::JobEnv;
 use super::record::Record;
 use super::JobKey;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What is kept about a job between scans.
@@ -68,6 +68,10 @@ pub(super) struct JobCache {
     /// generation.
     pub(super) revision: u64,
     pub(super) revision_inputs: (bool, bool, Option<u32>, Option<u32>, bool, u64),
+    /// The [`Cache::epoch`] and output slot of the job's last read, and whether that read
+    /// reported no problem: the conditions of [`Ctx::read_steady`](super::read::Ctx::read_steady).
+    pub(super) written: Option<(u64, usize)>,
+    pub(super) clean: bool,
 }
 
 /// A job's data that only changes through `scontrol update` or while its cgroups are being set
@@ -172,6 +176,12 @@ impl JobCache {
         *self = fresh;
     }
 
+    /// Files the job holds open (they count against the descriptor budget).
+    pub(super) fn held_files(&self) -> usize {
+        usize::from(matches!(self.usage, UsageFile::Held { .. }))
+            + self.statics.as_ref().map_or(0, Statics::held)
+    }
+
     /// Reads the CPU time again from the open file, if due; otherwise the read is left to
     /// [`Ctx::read_job`] (by path).
     pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) {
@@ -191,6 +201,16 @@ impl JobCache {
             Err(_) => self.usage = UsageFile::ByPath,
         }
     }
+}
+
+/// Jobs (with their output slots) by the scan at which they are to be read.
+pub(super) type Visits = BTreeMap<u64, Vec<(JobKey, usize)>>;
+
+/// Puts `key` in the bucket of scan `at`, made from a spare one if new.
+fn queue(due: &mut BTreeMap<u64, Vec<JobKey>>, spare: &mut Vec<Vec<JobKey>>, at: u64, key: JobKey) {
+    due.entry(at)
+        .or_insert_with(|| spare.pop().unwrap_or_default())
+        .push(key);
 }
 
 /// The first scan after `now` whose number is `phase` modulo `period`: spreads periodic work
@@ -238,11 +258,35 @@ pub(super) fn parse_usage(text: &str, v2: bool, path: &Path) -> UsageRead {
 /// listed job is looked up on every scan, which in an ordered map cost hundreds of comparisons
 /// per job. The output order is kept beside, sorted again only when a job came or went.
 /// Boxed: a pass over the jobs touches only the parts of each entry that it reads.
+///
+/// Step 1 of a scan visits only the jobs whose CPU time is due, from a queue of the times set
+/// (`next_usage`, pushed by whoever sets it: an entry whose job was removed or rescheduled
+/// since is skipped when it comes up), and the files the jobs hold open are counted by the
+/// scan's reads of the jobs, which see every job kept (see [`Cache::read_held_usage`]).
 #[derive(Debug, Default)]
 pub(super) struct Cache {
     pub(super) map: HashMap<JobKey, Box<JobCache>, std::hash::BuildHasherDefault<KeyHasher>>,
     /// The keys in output order; `None` after a job was added or removed.
     pub(super) order: Option<Vec<JobKey>>,
+    /// The jobs by `next_usage` as set (a scan's bucket is taken whole when it comes).
+    pub(super) due: BTreeMap<u64, Vec<JobKey>>,
+    /// Emptied buckets, for reuse.
+    pub(super) spare: Vec<Vec<JobKey>>,
+    /// The files the jobs kept hold open, as of the end of the last scan's reads.
+    pub(super) held: usize,
+    /// Counts the scans that read every job (the others read only the jobs due): the output
+    /// slots stay where such a scan put them until the next.
+    pub(super) epoch: u64,
+    /// Each job (with its output slot) by the scan at which it is to be read next, when
+    /// nothing else changes (see [`Ctx::next_visit`](super::read::Ctx::next_visit)).
+    pub(super) visits: Visits,
+    pub(super) visit_spare: Vec<Vec<(JobKey, usize)>>,
+    /// `visits` holds every job, each in its slot of the output (no scopes merged, no job
+    /// left out), as of the user database's and the record folder's generations kept here.
+    pub(super) visits_valid: bool,
+    pub(super) generations: (u64, u64),
+    /// The length of the list the last scan returned.
+    pub(super) slots: usize,
 }
 
 impl Cache {
@@ -269,21 +313,76 @@ impl Cache {
         self.map.values().map(|e| &**e)
     }
 
-    /// Step 1 of a scan: each known job's CPU time read again from its open file, if due (see
-    /// [`JobCache::read_held_usage`]). Returns how many files the jobs hold open.
+    /// Step 1 of a scan: the CPU time of each job due (by [`Cache::due`]) read again from its
+    /// open file (see [`JobCache::read_held_usage`]). Returns how many files the jobs hold
+    /// open: the last scan's count, less the files that failed here.
     pub(super) fn read_held_usage(&mut self, now: u64, every: u64, buf: &mut Vec<u8>) -> usize {
-        let mut held = 0;
-        for e in self.map.values_mut() {
-            e.read_held_usage(now, every, buf);
-            held += usize::from(matches!(e.usage, UsageFile::Held { .. }))
-                + e.statics.as_ref().map_or(0, Statics::held);
+        while let Some(bucket) = self.due.first_entry() {
+            if *bucket.key() > now {
+                break;
+            }
+            let (due, mut keys) = bucket.remove_entry();
+            for key in keys.drain(..) {
+                let Some(e) = self.map.get_mut(&key) else {
+                    continue;
+                };
+                if e.next_usage != due {
+                    continue;
+                }
+                let was_held = matches!(e.usage, UsageFile::Held { .. });
+                e.read_held_usage(now, every, buf);
+                if was_held && !matches!(e.usage, UsageFile::Held { .. }) {
+                    self.held = self.held.saturating_sub(1);
+                }
+                queue(&mut self.due, &mut self.spare, e.next_usage, key);
+            }
+            self.spare.push(keys);
         }
-        held
+        self.held
+    }
+
+    /// After the job of `key` was read: its CPU time's next read queued if its time changed
+    /// from `next_usage` (the time before the read).
+    pub(super) fn queue_usage(
+        (due, spare): (&mut BTreeMap<u64, Vec<JobKey>>, &mut Vec<Vec<JobKey>>),
+        key: JobKey,
+        e: &JobCache,
+        next_usage: u64,
+    ) {
+        if e.next_usage != next_usage {
+            queue(due, spare, e.next_usage, key);
+        }
     }
 
     pub(super) fn clear(&mut self) {
         self.map.clear();
         self.order = None;
+        self.due.clear();
+        self.held = 0;
+        self.visits.clear();
+        self.visits_valid = false;
+    }
+
+    /// Empties the visits (their lists kept for reuse).
+    pub(super) fn clear_visits(&mut self) {
+        while let Some((_, mut list)) = self.visits.pop_first() {
+            list.clear();
+            self.visit_spare.push(list);
+        }
+        self.visits_valid = false;
+    }
+
+    /// Queues the visit of the job of `key`, in output slot `n`, at scan `at`.
+    pub(super) fn queue_visit(
+        (visits, spare): (&mut Visits, &mut Vec<Vec<(JobKey, usize)>>),
+        at: u64,
+        key: JobKey,
+        n: usize,
+    ) {
+        visits
+            .entry(at)
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push((key, n));
     }
 
     /// The entry of `key`, made with `new` if absent.

@@ -41,6 +41,10 @@
 //! A problem found in cached data is reported on every scan until the data is read again, as
 //! if it was read each time.
 //!
+//! Step 1 takes the jobs due from a queue, and step 3 reads only the jobs with something due
+//! while the jobs and what they all depend on are the last scan's (see `visit`): a steady scan
+//! of 1,000 jobs touches the 128 or so whose CPU time is due, not all of them.
+//!
 //! Cost of a scan with N jobs, once they are known: N `pread`s (N/k with `cpu_time_every` k),
 //! one `read` of the inotify queue, an `lseek` and two `getdents64` per folder listed in which
 //! something changed (the root, `slurm_<node>`, one per user), and about 2N/60 `pread`s of the
@@ -91,6 +95,7 @@ mod read;
 mod reader;
 mod record;
 mod sluid;
+mod visit;
 
 use cache::{next_in_phase, parse_usage, Cache, Devices, JobCache, Statics, UsageFile, UsageRead};
 pub use cpuset::{format_cpu_list, parse_cpu_list, CpuListError, MAX_CPU_ID};
@@ -101,6 +106,7 @@ pub use model::{
     Scheduler, DEFAULT_RECORD_DIR, MAX_GPU_LIST_BYTES, MAX_LABEL_BYTES,
 };
 use read::Ctx;
+use visit::read_listed;
 
 use cgroup::{Controller, FdBudget, Found, Hierarchy, PerSlot, Slot};
 use cpuset::shorten;
@@ -109,7 +115,7 @@ use lister::Lister;
 use listing::{note_listed, Listing, FULL_LISTINGS_PER_RELIST};
 use reader::{Reader, Vanished};
 use sluid::Sluids;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -277,6 +283,10 @@ pub struct JobDiscovery {
     records: RecordDir,
     /// MIG capability minors, for device lists (see [`nvcaps`]).
     mig_caps: nvcaps::MigCaps,
+    /// The last scan's GPU inventory, and whether no mapping file nor NVML process named a
+    /// job on it (see [`Ctx::read_steady`]).
+    last_gpus: Vec<GpuRef>,
+    last_no_gpu_names: bool,
     /// Runs between the CPU-time reads of known jobs and the listing, so tests can make a job
     /// vanish mid-scan.
     #[cfg(test)]
@@ -319,6 +329,8 @@ impl JobDiscovery {
             source_problems: 0,
             records: RecordDir::default(),
             mig_caps: nvcaps::MigCaps::default(),
+            last_gpus: Vec::new(),
+            last_no_gpu_names: false,
             #[cfg(test)]
             before_listing: None,
             #[cfg(test)]
@@ -382,7 +394,9 @@ impl JobDiscovery {
     }
 
     /// [`JobDiscovery::scan`] into `jobs`, the previous scan's list: its strings and vectors are
-    /// overwritten in place, so a steady scan allocates nothing per job. Returns the problems.
+    /// overwritten in place, so a steady scan allocates nothing per job, and a list of the
+    /// last scan's length is taken to be that list, unchanged (only the jobs with something
+    /// due are written into it). Returns the problems.
     pub fn scan_into(
         &mut self,
         gpus: &[GpuRef],
@@ -420,6 +434,8 @@ impl JobDiscovery {
             revisions,
             source_problems,
             records,
+            last_gpus,
+            last_no_gpu_names,
             ..
         } = self
         else {
@@ -482,6 +498,15 @@ impl JobDiscovery {
             None => HashMap::new(),
         };
         let nvml = nvml_jobs(&opts.procfs, gpu_pids, opts.user_slices, sluids, buf);
+        // The GPU inputs of this scan and the last: the same inventory, and no mapping file
+        // nor NVML process naming a job on either.
+        let no_gpu_names = mapping.is_empty() && nvml.is_empty();
+        let gpus_steady = no_gpu_names && *last_no_gpu_names && last_gpus.as_slice() == gpus;
+        *last_no_gpu_names = no_gpu_names;
+        if last_gpus.as_slice() != gpus {
+            last_gpus.clear();
+            last_gpus.extend_from_slice(gpus);
+        }
         // For the jobs read by path below (new ones among them): the period as of this listing.
         let every = opts.cpu_time_period(cache.len());
         let mut ctx = Ctx {
@@ -499,6 +524,8 @@ impl JobDiscovery {
             gpus,
             mapping: &mapping,
             nvml: &nvml,
+            gpus_steady,
+            slot_epoch: 0,
             problems: &mut problems,
         };
         // 3. Each job listed: what changed, and what is due.
@@ -507,60 +534,15 @@ impl JobDiscovery {
     }
 }
 
-/// Step 3 of a scan: reads each job listed on it (what changed, and what is due) into `jobs`,
-/// whose slot `n` is overwritten by the n-th job read; jobs not listed, or whose folder
-/// vanished, lose their cache.
-fn read_listed(ctx: &mut Ctx<'_>, cache: &mut Cache, jobs: &mut Vec<Job>, quiet: bool) {
-    let now = ctx.now;
-    let mut n = 0;
-    let mut ended = Vec::new();
-    let order = cache.order();
-    for key in &order {
-        let Some(e) = cache.map.get_mut(key) else {
-            continue;
-        };
-        if quiet {
-            // Listed again as on the last scan, in the same hierarchies.
-            e.seen = now;
-        }
-        if e.seen != now {
-            ended.push(*key);
-            continue;
-        }
-        // A hierarchy listed on this scan that no longer lists the job: its folder there
-        // is gone.
-        for h in Slot::ALL {
-            let listed = ctx.listed_now[h.index()];
-            if listed && e.listed_in & h.bit() == 0 && e.found.slot(h).take().is_some() {
-                e.ino[h.index()] = None;
-                e.relayout = true;
-            }
-        }
-        if n == jobs.len() {
-            jobs.push(Job::empty(key.scheduler));
-        }
-        match ctx.read_job(key, e, &mut jobs[n]) {
-            Ok(()) => n += 1,
-            Err(Vanished) => ended.push(*key),
-        }
-    }
-    jobs.truncate(n);
-    merge_scopes(jobs);
-    cache.order = Some(order);
-    // Ended jobs lose their cache (and close their files), so a reused id starts afresh.
-    for key in &ended {
-        cache.remove(key);
-    }
-}
-
 /// Publishes the entries of one job id under several slurmd scopes (a job spanning the
 /// virtual nodes of a multiple-slurmd node) as one job: `jobs` is in key order, so they are
 /// neighbours. CPUs and GPUs are united, CPU time and memory limits added; the metadata of
 /// the first entry is kept. A merged job has revision 0 (compare everything).
-fn merge_scopes(jobs: &mut Vec<Job>) {
+/// Returns whether any was merged.
+fn merge_scopes(jobs: &mut Vec<Job>) -> bool {
     let same = |a: &Job, b: &Job| a.scheduler == b.scheduler && a.id == b.id;
     if jobs.windows(2).all(|w| !same(&w[0], &w[1])) {
-        return;
+        return false;
     }
     let mut merged: Vec<Job> = Vec::with_capacity(jobs.len());
     for j in jobs.drain(..) {
@@ -590,6 +572,7 @@ fn merge_scopes(jobs: &mut Vec<Job>) {
         }
     }
     *jobs = merged;
+    true
 }
 
 /// Maps NVML's GPU processes to jobs through `/proc/<pid>/cgroup`.

@@ -22,6 +22,11 @@ pub(super) struct Ctx<'a> {
     pub(super) gpus: &'a [GpuRef],
     pub(super) mapping: &'a HashMap<String, Vec<String>>,
     pub(super) nvml: &'a HashMap<JobKey, Vec<String>>,
+    /// The per-scan GPU inputs (the inventory, the mapping directory, NVML's processes) are
+    /// the last scan's and name no job: a job's GPUs then depend on its cache alone.
+    pub(super) gpus_steady: bool,
+    /// The [`Cache::epoch`] whose output slots `jobs` holds (see [`Ctx::read_steady`]).
+    pub(super) slot_epoch: u64,
     pub(super) problems: &'a mut Vec<String>,
 }
 

@@ -86,7 +86,7 @@ fn discovery_can_move_to_a_sampling_thread() {
 
 /// A Slurm cgroup v1 node with `n` jobs, as `bench/make-slurm-node` writes it: each job in
 /// the five controllers, one process with a job environment.
-fn slurm_v1_node(root: &Path, n: u32) {
+pub(super) fn slurm_v1_node(root: &Path, n: u32) {
     let cg = root.join("sys/fs/cgroup");
     for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
         write_file(&cg.join(ctrl).join("cgroup.procs"), b"1\n");
