@@ -67,11 +67,31 @@ pub(super) struct JobCache {
     /// path or the processes, whether a user name came from the path, and the user database's
     /// generation.
     pub(super) revision: u64,
-    pub(super) revision_inputs: (bool, bool, Option<u32>, Option<u32>, bool, u64),
+    pub(super) revision_inputs: RevisionInputs,
     /// The [`Cache::epoch`] and output slot of the job's last read, and whether that read
     /// reported no problem: the conditions of [`Ctx::read_steady`](super::read::Ctx::read_steady).
     pub(super) written: Option<(u64, usize)>,
     pub(super) clean: bool,
+}
+
+/// What a job's published values are derived from besides the static data
+/// ([`JobCache::revision_inputs`]).
+pub(super) type RevisionInputs = (bool, bool, Option<u32>, Option<u32>, bool, u64);
+
+impl JobCache {
+    /// Whether the environment and the record were found, the uid from the path or the
+    /// processes, whether a user name came from the path, and the user database's generation
+    /// `passwd`: a new revision when these change.
+    pub(super) fn revision_inputs(&self, passwd: u64) -> RevisionInputs {
+        (
+            self.env.is_some(),
+            self.record.is_some(),
+            self.found.uid,
+            self.kernel_uid,
+            self.found.user.is_some(),
+            passwd,
+        )
+    }
 }
 
 /// A job's data that only changes through `scontrol update` or while its cgroups are being set

@@ -157,14 +157,7 @@ impl Ctx<'_> {
         // found, the uids of
         // the path and the processes, the path's user name, and the user database: a new
         // revision then, else `out` may already hold it.
-        let inputs = (
-            e.env.is_some(),
-            e.record.is_some(),
-            e.found.uid,
-            e.kernel_uid,
-            e.found.user.is_some(),
-            self.passwd.generation(),
-        );
+        let inputs = e.revision_inputs(self.passwd.generation());
         if statics_changed || e.revision == 0 || inputs != e.revision_inputs {
             *self.revisions += 1;
             e.revision = *self.revisions;

@@ -38,14 +38,7 @@ impl Ctx<'_> {
             || self.opts.oar_resources_dir.is_none()
             || e.oar_resources.is_some()
             || now < e.next_oar;
-        let inputs = (
-            e.env.is_some(),
-            e.record.is_some(),
-            e.found.uid,
-            e.kernel_uid,
-            e.found.user.is_some(),
-            self.passwd.generation(),
-        );
+        let inputs = e.revision_inputs(self.passwd.generation());
         let steady = last_scan
             && e.clean
             && !e.relayout
