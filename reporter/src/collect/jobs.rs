@@ -31,7 +31,7 @@ impl Collector<'_> {
         };
         // Read in rounds: every instance with job series, from the index, so that no round has
         // to match "every node not listed" (a matcher as long as the node list).
-        let complete = match per < instances.len() {
+        let complete = match instances.len() > per.clamp(1, MAX_NODES_PER_MATCHER) {
             true => self.instances_of(
                 &self.job_series(),
                 self.scope.period.start - self.scope.lookback,
