@@ -9,8 +9,8 @@
 //! half a scrape interval at each end). For jobs, evaluated at `E` with `R = E − S`:
 //!
 //! ```text
-//! sum by (cluster, instance, job_id, component) (last_over_time(X[R])) > 0          # end
-//! sum by (cluster, instance, job_id, component) (last_over_time(X[LB] offset R))    # start
+//! last_over_time(X[R]) > 0                                                         # end
+//! last_over_time(X[LB] offset R)                                                     # start
 //! sum by (cluster, instance, job_id) (resets(joulebook_job_joules_total[R+LB])) > 0 # restarts
 //! ```
 //!
