@@ -212,12 +212,8 @@ impl Collector<'_> {
             Round::Rest(_) => Resets::Matcher(matcher.clone().unwrap_or_default()),
             Round::Nodes(g) => Self::resets_scope(starts, from, Some(g), None),
             Round::All(_) => Self::resets_scope(starts, from, None, None),
-        };
-        let pass = match pass {
-            Resets::Skip => None,
-            Resets::All => Some(None),
-            Resets::Matcher(m) => Some(Some(m)),
-        };
+        }
+        .pass();
         if let Some(m) = &pass {
             queries.push(format!(
                 "sum by ({}) (resets({}[{}s])) > 0",

@@ -122,6 +122,18 @@ pub enum Resets {
     Matcher(String),
 }
 
+impl Resets {
+    /// The pass's extra matcher for [`Collector::sel_in`]: `None` for no pass at all,
+    /// `Some(None)` for every series.
+    pub fn pass(self) -> Option<Option<String>> {
+        match self {
+            Resets::Skip => None,
+            Resets::All => Some(None),
+            Resets::Matcher(m) => Some(Some(m)),
+        }
+    }
+}
+
 /// One round of job queries: the job series of a group of nodes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Round<'a> {
@@ -260,12 +272,12 @@ impl<'a> Collector<'a> {
         self.sel_in(m, None)
     }
 
-    /// Which series of `within` (a round's nodes; every node when `None`) a `resets` pass since
-    /// `from` must read: those of the nodes whose counters may have gone down, i.e. all but the
-    /// nodes whose counters only grew since before `from` ([`crate::starts`]). `complete`: every
-    /// instance with series of the family (from [`Collector::instances_of`]), which allows the
-    /// short positive form. The shortest exact matcher is chosen, never listing more than
-    /// [`MAX_NODES_PER_MATCHER`] names.
+    /// Which series of `within` (a round's nodes, at most [`MAX_NODES_PER_MATCHER`]; every node
+    /// when `None`) a `resets` pass since `from` must read: those of the nodes whose counters
+    /// may have gone down, i.e. all but the nodes whose counters only grew since before `from`
+    /// ([`crate::starts`]). `complete`: every instance with series of the family (from
+    /// [`Collector::instances_of`]), which allows the short positive form. The shortest exact
+    /// matcher is chosen, never listing more than [`MAX_NODES_PER_MATCHER`] names.
     fn resets_scope(
         starts: &CounterStarts,
         from: i64,
@@ -273,39 +285,33 @@ impl<'a> Collector<'a> {
         complete: Option<&[String]>,
     ) -> Resets {
         let grown: BTreeSet<&str> = starts.grown_since(from).into_iter().collect();
-        let alt = |names: &[&str]| {
-            let alt: Vec<String> = names.iter().map(|i| regex_literal(i)).collect();
-            quote(&alt.join("|"))
-        };
-        // The candidates named: the round's nodes, else every instance when known.
-        if let Some(names) = within.or(complete) {
-            let left: Vec<&str> = names
+        let named = |names: &[String], limit: usize| {
+            let left: Vec<String> = names
                 .iter()
-                .map(String::as_str)
-                .filter(|i| !grown.contains(i))
+                .filter(|i| !grown.contains(i.as_str()))
+                .map(|i| regex_literal(i))
                 .collect();
-            if left.is_empty() {
-                return Resets::Skip;
-            }
-            if left.len() <= MAX_NODES_PER_MATCHER {
-                return Resets::Matcher(format!("{INSTANCE}=~{}", alt(&left)));
-            }
-        }
-        if grown.is_empty() || within.is_some() {
-            // No node to leave out, or a round of many nodes none of them grown: its own nodes.
-            return match within {
-                Some(g) => Resets::Matcher(format!(
+            match left.len() {
+                0 => Some(Resets::Skip),
+                n if n <= limit => Some(Resets::Matcher(format!(
                     "{INSTANCE}=~{}",
-                    alt(&g.iter().map(String::as_str).collect::<Vec<_>>())
-                )),
-                None => Resets::All,
-            };
+                    quote(&left.join("|"))
+                ))),
+                _ => None,
+            }
+        };
+        // A round's own nodes that need the pass (a round names no more than the bound).
+        if let Some(g) = within {
+            return named(g, usize::MAX).unwrap_or(Resets::Skip);
         }
-        if grown.len() <= MAX_NODES_PER_MATCHER {
-            let names: Vec<&str> = grown.into_iter().collect();
-            return Resets::Matcher(format!("{INSTANCE}!~{}", alt(&names)));
+        if let Some(r) = complete.and_then(|all| named(all, MAX_NODES_PER_MATCHER)) {
+            return r;
         }
-        Resets::All
+        if grown.is_empty() || grown.len() > MAX_NODES_PER_MATCHER {
+            return Resets::All;
+        }
+        let left_out: Vec<String> = grown.iter().map(|i| regex_literal(i)).collect();
+        Resets::Matcher(format!("{INSTANCE}!~{}", quote(&left_out.join("|"))))
     }
 
     /// Every instance with series matching `selector` between `from` and the period's end, from

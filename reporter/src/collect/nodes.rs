@@ -133,11 +133,7 @@ impl Collector<'_> {
         let (lb, len) = (self.scope.lookback, d.seconds());
         // The one pass over the day's samples: which series had samples (and which went
         // down), every one of them in the answer, 0 when it did not go down.
-        let matcher = match Self::resets_scope(starts, d.start - lb, None, complete) {
-            Resets::Skip => None,
-            Resets::All => Some(None),
-            Resets::Matcher(x) => Some(Some(x)),
-        };
+        let matcher = Self::resets_scope(starts, d.start - lb, None, complete).pass();
         let seen: Vec<(Labels, f64)> = match matcher {
             None => Vec::new(),
             Some(x) => self
