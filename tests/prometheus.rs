@@ -293,6 +293,12 @@ pub fn instant_query(base: &str, q: &str, at: i64) -> Vec<Series> {
 /// A VictoriaMetrics (Debian's `victoria-metrics`) on 127.0.0.1 holding data imported in the
 /// Prometheus text format (timestamps in milliseconds), flushed so that queries see all of it.
 /// Killed on drop.
+///
+/// Each series is registered before the bulk of its samples: VictoriaMetrics (Debian's 1.79)
+/// parses an import in parallel chunks and may give a series that first appears in two chunks at
+/// once two internal IDs (described in VictoriaMetrics pull request 6365). Seen here: 155 to 167 series created for
+/// the 155 of the report scenario, and then, now and again, a node's 15 series counted as more
+/// than 16 by `-search.maxUniqueTimeseries`. The import checks that it created each series once.
 pub struct VictoriaMetrics {
     child: Child,
     pub port: u16,
@@ -342,14 +348,28 @@ impl VictoriaMetrics {
             .http_status_as_error(false)
             .build()
             .into();
-        let resp = agent
-            .post(format!("{base}/api/v1/import/prometheus"))
-            .send(prom_text.as_bytes())
-            .expect("import into victoria-metrics");
-        assert!(resp.status().is_success(), "import: {}", resp.status());
-        let flushed = http_get(&format!("{base}/internal/force_flush"), None);
-        assert!(matches!(flushed, Ok((200, _, _))), "flush: {flushed:?}");
+        let (first, rest) = first_sample_of_each_series(prom_text);
+        for part in [first.as_str(), rest.as_str()] {
+            let resp = agent
+                .post(format!("{base}/api/v1/import/prometheus"))
+                .send(part.as_bytes())
+                .expect("import into victoria-metrics");
+            assert!(resp.status().is_success(), "import: {}", resp.status());
+            let flushed = http_get(&format!("{base}/internal/force_flush"), None);
+            assert!(matches!(flushed, Ok((200, _, _))), "flush: {flushed:?}");
+        }
+        let series = first.lines().count() as f64;
+        let created = vm.own_metric("vm_new_timeseries_created_total");
+        assert_eq!(created, Some(series), "victoria-metrics series created");
         vm
+    }
+
+    /// The value of one of VictoriaMetrics' own unlabelled metrics.
+    fn own_metric(&self, name: &str) -> Option<f64> {
+        let (_, _, body) = http_get(&format!("{}/metrics", self.url()), None).ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     pub fn url(&self) -> String {
@@ -360,6 +380,23 @@ impl VictoriaMetrics {
     pub fn query(&self, q: &str, at: i64) -> Vec<Series> {
         instant_query(&self.url(), q, at)
     }
+}
+
+/// Prometheus text split into the first sample of each series and every other line.
+fn first_sample_of_each_series(text: &str) -> (String, String) {
+    let (mut first, mut rest) = (String::new(), String::new());
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines() {
+        // A sample line is `series value timestamp`; the series may hold spaces in label values.
+        let series = line.rsplitn(3, ' ').nth(2);
+        let to = match series {
+            Some(s) if !line.starts_with('#') && seen.insert(s) => &mut first,
+            _ => &mut rest,
+        };
+        to.push_str(line);
+        to.push('\n');
+    }
+    (first, rest)
 }
 
 impl Drop for VictoriaMetrics {
