@@ -455,6 +455,22 @@ metric!(
     "Allocated GPUs times elapsed time of the jobs of an (account, user) pair on this node."
 );
 metric!(
+    OWNER_ELAPSED_SECONDS,
+    "owner_elapsed",
+    Seconds,
+    Counter,
+    [l::ACCOUNT, l::USER],
+    "Elapsed time of the jobs of an (account, user) pair on this node, added over the jobs (two jobs for an hour: 7,200 s)."
+);
+metric!(
+    OWNER_MEMORY_BYTE_SECONDS,
+    "owner_memory_byte_seconds",
+    None,
+    Counter,
+    [l::ACCOUNT, l::USER],
+    "Allocated memory times elapsed time of the jobs of an (account, user) pair on this node, byte-seconds (jobs without a memory limit add 0)."
+);
+metric!(
     OWNER_JOBS,
     "owner_jobs",
     None,
@@ -584,6 +600,8 @@ pub const ALL_METRICS: &[MetricDef] = &[
     OWNER_CPU_SECONDS,
     OWNER_CORE_SECONDS,
     OWNER_GPU_SECONDS,
+    OWNER_ELAPSED_SECONDS,
+    OWNER_MEMORY_BYTE_SECONDS,
     OWNER_JOBS,
     SOURCE_UP,
     SOURCE_ENABLED,

@@ -573,6 +573,9 @@ impl Accounting {
                     cpu_seconds: self.cpu_deltas[j] as f64 / 1e9,
                     core_seconds: n_cpus as f64 * delta.interval_s,
                     gpu_seconds: n_gpus as f64 * delta.interval_s,
+                    elapsed_seconds: delta.interval_s,
+                    memory_byte_seconds: running[j].memory_limit_bytes.unwrap_or(0) as f64
+                        * delta.interval_s,
                     started,
                 };
                 let m = &rec.meta;

@@ -532,6 +532,16 @@ fn encode_owners(
         per_owner(|o| o.core_seconds),
     )?;
     counters(enc, &names::OWNER_GPU_SECONDS, per_owner(|o| o.gpu_seconds))?;
+    counters(
+        enc,
+        &names::OWNER_ELAPSED_SECONDS,
+        per_owner(|o| o.elapsed_seconds),
+    )?;
+    counters(
+        enc,
+        &names::OWNER_MEMORY_BYTE_SECONDS,
+        per_owner(|o| o.memory_byte_seconds),
+    )?;
     counters(enc, &names::OWNER_JOBS, per_owner(|o| o.jobs as f64))?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Per-owner totals: cumulative counters per (account, user) on this node (energy by component,
-//! CPU time, core- and GPU-seconds, jobs), so that a report sums a few series per node instead of
+//! CPU time, core- and GPU-seconds, elapsed and memory-seconds, jobs), so that a report sums a few series per node instead of
 //! every job's. Fed by [`crate::accounting`] with exactly the deltas its job counters get, in the
 //! same cycle, so the energy is equal to the µJ: what all owners gained (live and expired) equals
 //! what all jobs gained (published and retired), at every cycle; the seconds are the same f64
@@ -39,6 +39,10 @@ pub struct OwnerTotals {
     pub cpu_seconds: f64,
     pub core_seconds: f64,
     pub gpu_seconds: f64,
+    /// Jobs' elapsed time, added over the jobs, seconds.
+    pub elapsed_seconds: f64,
+    /// Jobs' allocated memory × elapsed time, byte-seconds.
+    pub memory_byte_seconds: f64,
     /// Jobs that started (first ran) on this node under the pair.
     pub jobs: u64,
     /// Last cycle with a running job of the pair, on the sampler's monotonic clock (for the
@@ -69,6 +73,10 @@ pub struct Gain<'a> {
     pub cpu_seconds: f64,
     pub core_seconds: f64,
     pub gpu_seconds: f64,
+    /// The cycle's length (the job ran through it), seconds.
+    pub elapsed_seconds: f64,
+    /// The job's memory limit × the cycle's length, byte-seconds.
+    pub memory_byte_seconds: f64,
     /// The job's first cycle on this node.
     pub started: bool,
 }
@@ -202,6 +210,8 @@ impl Owners {
         o.cpu_seconds += g.cpu_seconds;
         o.core_seconds += g.core_seconds;
         o.gpu_seconds += g.gpu_seconds;
+        o.elapsed_seconds += g.elapsed_seconds;
+        o.memory_byte_seconds += g.memory_byte_seconds;
         o.jobs += u64::from(g.started);
         o.last_active_mono = t_mono;
         o.last_active_unix = now;
@@ -244,6 +254,8 @@ impl Owners {
                 cpu_seconds: s.cpu_seconds,
                 core_seconds: s.core_seconds,
                 gpu_seconds: s.gpu_seconds,
+                elapsed_seconds: s.elapsed_seconds,
+                memory_byte_seconds: s.memory_byte_seconds,
                 jobs: s.jobs,
                 last_active_mono: t_mono - (now - s.last_active_unix).clamp(0.0, 1e9),
                 last_active_unix: s.last_active_unix,
@@ -272,6 +284,8 @@ impl Owners {
                 cpu_seconds: o.cpu_seconds,
                 core_seconds: o.core_seconds,
                 gpu_seconds: o.gpu_seconds,
+                elapsed_seconds: o.elapsed_seconds,
+                memory_byte_seconds: o.memory_byte_seconds,
                 jobs: o.jobs,
                 last_active_unix: o.last_active_unix,
             })
@@ -289,6 +303,8 @@ mod tests {
             cpu_seconds: 1.0,
             core_seconds: 2.0,
             gpu_seconds: 0.5,
+            elapsed_seconds: 1.0,
+            memory_byte_seconds: 4e9,
             started,
         }
     }
@@ -440,6 +456,7 @@ mod tests {
         let t = r.get("p", "alice").unwrap();
         assert_eq!(t.uj, [6, 6, 7, 8].into());
         assert_eq!((t.jobs, t.core_seconds, t.cpu_seconds), (1, 4.0, 2.0));
+        assert_eq!((t.elapsed_seconds, t.memory_byte_seconds), (2.0, 8e9));
         r.expire(7.0 + EXPIRY_S - 1_040.0);
         assert_eq!(r.len(), 1);
         r.expire(7.0 + EXPIRY_S - 1_039.0);

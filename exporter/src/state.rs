@@ -136,6 +136,8 @@ impl State {
                 ("cpu_seconds", o.cpu_seconds),
                 ("core_seconds", o.core_seconds),
                 ("gpu_seconds", o.gpu_seconds),
+                ("elapsed_seconds", o.elapsed_seconds),
+                ("memory_byte_seconds", o.memory_byte_seconds),
                 ("last_active_unix", o.last_active_unix),
             ] {
                 if !v.is_finite() {
@@ -161,6 +163,11 @@ pub struct OwnerState {
     pub core_seconds: f64,
     #[serde(default)]
     pub gpu_seconds: f64,
+    /// Absent from files written before these counters existed: they then start from 0 there.
+    #[serde(default)]
+    pub elapsed_seconds: f64,
+    #[serde(default)]
+    pub memory_byte_seconds: f64,
     /// Jobs started under the pair.
     #[serde(default)]
     pub jobs: u64,

@@ -152,6 +152,55 @@ fn owner_counters_give_the_reports_project_and_user_totals() {
     assert!(compared >= 4, "{compared}");
 }
 
+/// The per-owner elapsed and memory-seconds counters equal what the reporter's estimates take
+/// from each job's series (core-seconds ÷ allocated CPUs, × allocated memory), added by account
+/// in PromQL on a real Prometheus: a project's estimates can be made from the owner counters.
+#[test]
+fn owner_elapsed_and_memory_seconds_equal_the_job_series() {
+    let run = small();
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = dir.path().join("tsdb");
+    backfill_openmetrics(&run.out, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    let end = run.truth["end_unix"].as_i64().unwrap();
+    let by_account = |q: &str| -> BTreeMap<String, f64> {
+        prom.query(q, end)
+            .into_iter()
+            .map(|(l, v)| (l.get("account").cloned().unwrap_or_default(), v))
+            .collect()
+    };
+    let last = |m: &str| format!("max_over_time({m}[1d])");
+    let owner = |m: &str| by_account(&format!("sum by (account) ({})", last(m)));
+    // A job's elapsed time on a node, with its account from `joulebook_job_info`.
+    let elapsed = format!(
+        "({} / on (instance, job_id) {})",
+        last("joulebook_job_core_seconds_total"),
+        last("joulebook_job_allocated_cpus")
+    );
+    let account = format!(
+        "on (instance, job_id) group_left (account) {}",
+        last("joulebook_job_info")
+    );
+    let jobs_elapsed = by_account(&format!("sum by (account) ({elapsed} * {account})"));
+    let jobs_memory = by_account(&format!(
+        "sum by (account) ({elapsed} * on (instance, job_id) {} * {account})",
+        last("joulebook_job_allocated_memory_bytes")
+    ));
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for (metric, want) in [
+        ("joulebook_owner_elapsed_seconds_total", &jobs_elapsed),
+        ("joulebook_owner_memory_byte_seconds_total", &jobs_memory),
+    ] {
+        let got = owner(metric);
+        assert!(want.len() >= 2, "{metric}: {want:?}");
+        assert_eq!(got.len(), want.len(), "{metric}: {got:?} vs {want:?}");
+        for (a, w) in want {
+            assert!(*w > 0.0, "{metric} {a}: {want:?}");
+            assert!(close(got[a], *w), "{metric} {a}: {} vs {w}", got[a]);
+        }
+    }
+}
+
 #[test]
 fn victoriametrics_imports_the_prometheus_format_and_answers_like_the_truth() {
     let run = small();

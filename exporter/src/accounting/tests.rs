@@ -312,8 +312,8 @@ proptest! {
     }
 }
 
-/// Energy, CPU-, core- and GPU-seconds, jobs.
-type Sums = (PerComponent<u64>, f64, f64, f64, u64);
+/// Energy, CPU-, core- and GPU-seconds, jobs, elapsed and memory byte-seconds.
+type Sums = (PerComponent<u64>, f64, f64, f64, u64, f64, f64);
 
 /// The per-owner counters are the sums of their jobs' counters (energy to the µJ, seconds and
 /// jobs started), a job is counted once however long it runs, and they survive a restart through
@@ -327,6 +327,7 @@ fn owner_totals_are_the_sums_of_their_jobs() {
     let mut a = Accounting::new(opts.clone(), &node());
     let mut bob = job("9", &[4, 5], &["GPU-1"], 0);
     bob.user = Some("bob".into());
+    bob.memory_limit_bytes = Some(8 << 30);
     for t in 0..5u64 {
         let d = delta(
             &[("0", 1_000 + t), ("1", 777)],
@@ -342,7 +343,7 @@ fn owner_totals_are_the_sums_of_their_jobs() {
     }
     let check = |a: &Accounting| {
         let mut want: BTreeMap<(String, String), Sums> = BTreeMap::new();
-        for rec in a.jobs().values() {
+        for (id, rec) in a.jobs() {
             let w = want
                 .entry((rec.meta.account.clone(), rec.meta.user.clone()))
                 .or_default();
@@ -351,12 +352,30 @@ fn owner_totals_are_the_sums_of_their_jobs() {
             w.2 += rec.core_seconds;
             w.3 += rec.gpu_seconds;
             w.4 += 1;
+            // Each job holds the same CPUs and memory throughout (a resumed record keeps
+            // neither): 2 CPUs for 7 and 9, 1 for 8; 8 GiB for 9 (bob) only.
+            let (cpus, memory) = match &**id {
+                "8" => (1.0, 0.0),
+                "9" => (2.0, (8u64 << 30) as f64),
+                _ => (2.0, 0.0),
+            };
+            let elapsed = rec.core_seconds / cpus;
+            w.5 += elapsed;
+            w.6 += memory * elapsed;
         }
         let got: BTreeMap<(String, String), Sums> = a
             .owners()
             .iter()
             .map(|((acc, u), o)| {
-                let v = (o.uj, o.cpu_seconds, o.core_seconds, o.gpu_seconds, o.jobs);
+                let v = (
+                    o.uj,
+                    o.cpu_seconds,
+                    o.core_seconds,
+                    o.gpu_seconds,
+                    o.jobs,
+                    o.elapsed_seconds,
+                    o.memory_byte_seconds,
+                );
                 ((acc.to_string(), u.to_string()), v)
             })
             .collect();
