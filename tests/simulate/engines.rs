@@ -3,13 +3,20 @@
 
 use super::*;
 
-#[test]
-fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
+/// The small run backfilled into a fresh Prometheus, with the folder holding its data (dropped
+/// after it).
+fn small_in_prometheus() -> (&'static Run, tempfile::TempDir, Prometheus) {
     let run = small();
     let dir = tempfile::tempdir().unwrap();
     let tsdb = dir.path().join("tsdb");
     backfill_openmetrics(&run.out, &tsdb);
     let prom = Prometheus::start(&tsdb, &[]);
+    (run, dir, prom)
+}
+
+#[test]
+fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
+    let (run, _dir, prom) = small_in_prometheus();
     let t = &run.truth;
     let end = t["end_unix"].as_i64().unwrap();
     // Every job's energy: its largest value over the period, per node and component.
@@ -78,11 +85,7 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
 /// totals (energy, core- and GPU-hours) as the reporter's sums over the jobs of the same data.
 #[test]
 fn owner_counters_give_the_reports_project_and_user_totals() {
-    let run = small();
-    let dir = tempfile::tempdir().unwrap();
-    let tsdb = dir.path().join("tsdb");
-    backfill_openmetrics(&run.out, &tsdb);
-    let prom = Prometheus::start(&tsdb, &[]);
+    let (run, dir, prom) = small_in_prometheus();
     let out = dir.path().join("report");
     let o = Command::new(binary("joulebook-report"))
         .args([
@@ -157,11 +160,7 @@ fn owner_counters_give_the_reports_project_and_user_totals() {
 /// in PromQL on a real Prometheus: a project's estimates can be made from the owner counters.
 #[test]
 fn owner_elapsed_and_memory_seconds_equal_the_job_series() {
-    let run = small();
-    let dir = tempfile::tempdir().unwrap();
-    let tsdb = dir.path().join("tsdb");
-    backfill_openmetrics(&run.out, &tsdb);
-    let prom = Prometheus::start(&tsdb, &[]);
+    let (run, _dir, prom) = small_in_prometheus();
     let end = run.truth["end_unix"].as_i64().unwrap();
     let by_account = |q: &str| -> BTreeMap<String, f64> {
         prom.query(q, end)
