@@ -2,7 +2,7 @@
 //! OpenMetrics or recording rules into a TSDB folder with promtool, serve it, query it. The
 //! server is killed on drop, so a failing test leaves nothing running.
 
-use crate::{free_port, http_get};
+use crate::{free_port, http_get, Samples};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -367,9 +367,7 @@ impl VictoriaMetrics {
     /// The value of one of VictoriaMetrics' own unlabelled metrics.
     fn own_metric(&self, name: &str) -> Option<f64> {
         let (_, _, body) = http_get(&format!("{}/metrics", self.url()), None).ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
+        Samples::parse(&body).get(name)
     }
 
     pub fn url(&self) -> String {

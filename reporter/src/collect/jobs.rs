@@ -31,12 +31,13 @@ impl Collector<'_> {
         };
         // Read in rounds: every instance with job series, from the index, so that no round has
         // to match "every node not listed" (a matcher as long as the node list).
-        let complete = match instances.len() > per.clamp(1, MAX_NODES_PER_MATCHER) {
-            true => self.instances_of(
+        let complete = if instances.len() > per.clamp(1, MAX_NODES_PER_MATCHER) {
+            self.instances_of(
                 &self.job_series(),
                 self.scope.period.start - self.scope.lookback,
-            ),
-            false => None,
+            )
+        } else {
+            None
         };
         let mut acc = Jobs::default();
         let mut todo = match &complete {
@@ -151,11 +152,7 @@ impl Collector<'_> {
     /// Every job series of the scope (the cluster's, when one is given): the selector whose
     /// instances [`Collector::jobs`] reads in rounds.
     fn job_series(&self) -> String {
-        let cluster = match &self.scope.cluster {
-            Some(cl) => format!(",{CLUSTER}={}", quote(cl)),
-            None => String::new(),
-        };
-        format!(r#"{{__name__=~"joulebook_job_.+"{cluster}}}"#)
+        self.series_matching("joulebook_job_.+")
     }
 
     /// The job counters a collection reads: the CPU time only for one job (the `job`

@@ -272,6 +272,15 @@ impl<'a> Collector<'a> {
         self.sel_in(m, None)
     }
 
+    /// Every series whose name matches the regular expression `names`, in the scope's cluster.
+    fn series_matching(&self, names: &str) -> String {
+        let cluster = match &self.scope.cluster {
+            Some(cl) => format!(",{CLUSTER}={}", quote(cl)),
+            None => String::new(),
+        };
+        format!("{{__name__=~{}{cluster}}}", quote(names))
+    }
+
     /// Which series of `within` (a round's nodes, at most [`MAX_NODES_PER_MATCHER`]; every node
     /// when `None`) a `resets` pass since `from` must read: those of the nodes whose counters
     /// may have gone down, i.e. all but the nodes whose counters only grew since before `from`
@@ -405,11 +414,13 @@ impl<'a> Collector<'a> {
             .iter()
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
             .collect();
-        // Node energy over the window, for the CodeCarbon-style whole-node figure.
+        // Node energy over the window, for the CodeCarbon-style whole-node figure (one pass
+        // over every node's series: nothing is known of their restarts).
         for (lb, v) in self.chained(
             &c::NODE_ENERGY,
             &[self.scope.period],
             &CounterStarts::default(),
+            None,
         )? {
             if instances.contains(label(&lb, INSTANCE).as_str()) {
                 self.seen_component(&label(&lb, l::COMPONENT));

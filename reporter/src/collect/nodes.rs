@@ -47,8 +47,14 @@ impl Collector<'_> {
                 ..DayData::default()
             })
             .collect();
+        // Every instance with series of either family (one index call for both): a day's
+        // `resets` pass can then name the few nodes that need it instead of leaving out the
+        // many that do not.
+        let both = format!("{}|{}", c::NODE_ENERGY.name(), c::UNALLOCATED_ENERGY.name());
+        let from = self.scope.period.start - self.scope.lookback;
+        let complete = self.instances_of(&self.series_matching(&both), from);
         for (fam, unalloc) in [(c::NODE_ENERGY, false), (c::UNALLOCATED_ENERGY, true)] {
-            let per_series = self.chained(&fam, &days, starts)?;
+            let per_series = self.chained(&fam, &days, starts, complete.as_deref())?;
             for (labels, per_day) in per_series {
                 let comp = label(&labels, l::COMPONENT);
                 if !unalloc {
@@ -74,12 +80,14 @@ impl Collector<'_> {
     }
 
     /// Per series of `m`, its increase in each of `days`; the `resets` pass skips the nodes
-    /// whose counters only grew since before the day (`starts`).
+    /// whose counters only grew since before the day (`starts`). `complete`: every instance
+    /// with series of `m` ([`Collector::instances_of`]), when known.
     pub(super) fn chained(
         &self,
         m: &MetricDef,
         days: &[Period],
         starts: &CounterStarts,
+        complete: Option<&[String]>,
     ) -> Result<Vec<(Labels, Vec<f64>)>, PromError> {
         let lb = self.scope.lookback;
         let sel = self.sel(m);
@@ -94,11 +102,8 @@ impl Collector<'_> {
             .into_iter()
             .map(|s| (s.labels, s.value))
             .collect();
-        // Every instance with series of the family: a day's `resets` pass can then name the
-        // few nodes that need it instead of leaving out the many that do not.
-        let complete = self.instances_of(&sel, self.scope.period.start - lb);
         let near_end = par_map(days, self.scope.parallelism, |d| {
-            self.near_end(m, d, starts, complete.as_deref())
+            self.near_end(m, d, starts, complete)
         })?;
         // The series of the nodes without a pass that a day may hold: those known anywhere.
         let mut known: BTreeSet<Labels> = base.keys().cloned().collect();
