@@ -478,6 +478,14 @@ metric!(
     [l::ACCOUNT, l::USER],
     "Jobs of an (account, user) pair that started on this node."
 );
+metric!(
+    OWNER_START_TIME,
+    "owner_start_time",
+    Seconds,
+    Gauge,
+    [l::ACCOUNT, l::USER],
+    "Unix time since which the owner counters of an (account, user) pair on this node have only grown: when the pair was kept (first seen, or back after expiring) or the exporter last started from zero; kept across resumes from the state file. A reader compares it at two samples to tell a counter that went on from one that started again."
+);
 
 // --- Health of the exporter itself.
 metric!(SOURCE_UP, "source_up", None, Gauge, [l::SOURCE],
@@ -603,6 +611,7 @@ pub const ALL_METRICS: &[MetricDef] = &[
     OWNER_ELAPSED_SECONDS,
     OWNER_MEMORY_BYTE_SECONDS,
     OWNER_JOBS,
+    OWNER_START_TIME,
     SOURCE_UP,
     SOURCE_ENABLED,
     SAMPLE_DURATION,
