@@ -12,6 +12,7 @@
 //! 1 GB.
 
 use joulebook_common as c;
+use joulebook_common::MetricDef;
 use joulebook_tests::prometheus::{backfill_openmetrics, Prometheus};
 use joulebook_tests::scenario::{OCT_END, OCT_START};
 use joulebook_tests::{binary, repo_root};
@@ -33,6 +34,9 @@ struct Shape {
     /// Timestamps in milliseconds and no `# EOF` (Prometheus text, for VictoriaMetrics' import)
     /// instead of OpenMetrics seconds (for promtool).
     millis: bool,
+    /// Users whose jobs a node runs (each with one project); 0: any of the [`USERS`], a new
+    /// user for nearly every job on a node (the owner counters' worst case).
+    users_per_node: usize,
 }
 
 impl Shape {
@@ -44,12 +48,13 @@ impl Shape {
             start: OCT_START - 6 * 3600,
             end: OCT_END + 6 * 3600,
             millis: false,
+            users_per_node: 0,
         }
     }
 
-    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,START,FORMAT}`: the period starts at START
-    /// (Unix seconds; 1 October 2026 by default) and lasts DAYS days, with 6 hours of data
-    /// either side.
+    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,START,FORMAT,USERS_PER_NODE}`: the period
+    /// starts at START (Unix seconds; 1 October 2026 by default) and lasts DAYS days, with 6
+    /// hours of data either side.
     fn from_env() -> Shape {
         let var = |k: &str, d: i64| {
             std::env::var(format!("JOULEBOOK_BENCH_{k}"))
@@ -69,6 +74,7 @@ impl Shape {
             start: start - 6 * 3600,
             end: start + days * 86_400 + 6 * 3600,
             millis: std::env::var("JOULEBOOK_BENCH_FORMAT").as_deref() == Ok("prometheus"),
+            users_per_node: var("USERS_PER_NODE", 0) as usize,
         }
     }
 }
@@ -76,6 +82,8 @@ impl Shape {
 struct Job {
     id: usize,
     node: usize,
+    user: usize,
+    project: usize,
     start: i64,
     end: i64,
     cpus: f64,
@@ -111,9 +119,16 @@ fn schedule(sh: &Shape) -> Vec<Job> {
             } else {
                 1 + (rng.next() * GPUS as f64) as usize % GPUS
             };
+            let id = 100_000 + jobs.len();
+            let user = match sh.users_per_node {
+                0 => (id * 7919) % USERS,
+                k => (node * k + (id * 7919) % k) % USERS,
+            };
             jobs.push(Job {
-                id: 100_000 + jobs.len(),
+                id,
                 node,
+                user,
+                project: user % PROJECTS,
                 start: t as i64,
                 end: (t + busy) as i64,
                 cpus: (4 + (rng.next() * 60.0) as usize) as f64,
@@ -145,8 +160,9 @@ impl std::fmt::Display for Ts {
 
 fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let lines = write_node_counters(&mut w, sh)?
+    let lines = write_node_counters(&mut w, sh, jobs)?
         + write_node_gauges(&mut w, sh)?
+        + write_owner_counters(&mut w, sh, jobs)?
         + write_job_counters(&mut w, sh, jobs)?
         + write_job_gauges(&mut w, sh, jobs)?;
     if !sh.millis {
@@ -180,32 +196,173 @@ fn elapsed(j: &Job, t: &Ts) -> f64 {
     (t.0.min(j.end) - j.start) as f64
 }
 
-/// Node counters: a constant idle power plus the jobs'; the counters only need to be monotonic.
-fn write_node_counters(w: &mut impl Write, sh: &Shape) -> std::io::Result<u64> {
+/// A node's idle power by component, watts: its unallocated energy.
+const IDLE_W: [f64; 4] = [120.0, 16.0, 200.0, 0.0];
+
+/// How long a pair's owner counters outlive its last job (the exporter's `EXPIRY_S`,
+/// `exporter/src/owners.rs`): a job that starts later opens a new run.
+const OWNER_EXPIRY_S: i64 = 86_400;
+
+/// What `rate` (per second of a job's run) adds up to over `jobs` by scrape `t`.
+fn accrued(jobs: &[&Job], t: i64, rate: impl Fn(&Job) -> f64) -> f64 {
+    jobs.iter()
+        .filter(|j| j.start < t)
+        .map(|j| rate(j) * elapsed(j, &Ts(t, false)))
+        .sum()
+}
+
+/// Each node's jobs, in start order.
+fn by_node<'j>(sh: &Shape, jobs: &'j [Job]) -> Vec<Vec<&'j Job>> {
+    let mut out: Vec<Vec<&Job>> = vec![Vec::new(); sh.nodes];
+    for j in jobs {
+        out[j.node].push(j);
+    }
+    out
+}
+
+/// Node and unallocated counters: the unallocated energy is the idle power's, the node's that
+/// plus its jobs' (jobs + unallocated = node at every scrape, as the exporter keeps them).
+fn write_node_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut lines = 0u64;
     let start = sh.start;
-    for (m, share) in [(c::NODE_ENERGY, 1.0), (c::UNALLOCATED_ENERGY, 0.4)] {
+    let nodes = by_node(sh, jobs);
+    for (m, with_jobs) in [(c::NODE_ENERGY, true), (c::UNALLOCATED_ENERGY, false)] {
         writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
-        for n in 0..sh.nodes {
-            for comp in c::Component::ALL {
-                let p = share
-                    * match comp {
-                        c::Component::Cpu => 300.0,
-                        c::Component::Dram => 40.0,
-                        c::Component::Gpu => 500.0,
-                        c::Component::Other => 0.0,
-                    };
-                let l = node_labels(n);
+        for (n, node_jobs) in nodes.iter().enumerate() {
+            let l = node_labels(n);
+            for (k, comp) in c::Component::ALL.into_iter().enumerate() {
+                // The node's jobs that started by the scrape, and the energy of those ended.
+                let (mut next, mut ended, mut running) = (0, 0.0, Vec::<&Job>::new());
                 for t in scrapes(sh) {
-                    writeln!(
-                        w,
-                        "{}{{{l},component=\"{comp}\"}} {} {t}",
-                        m.name(),
-                        p * (t.0 - start) as f64
-                    )?;
+                    let mut v = IDLE_W[k] * (t.0 - start) as f64;
+                    if with_jobs {
+                        while next < node_jobs.len() && node_jobs[next].start < t.0 {
+                            running.push(node_jobs[next]);
+                            next += 1;
+                        }
+                        running.retain(|j| {
+                            let done = j.end <= t.0;
+                            if done {
+                                ended += j.watts[comp] * (j.end - j.start) as f64;
+                            }
+                            !done
+                        });
+                        v += ended + accrued(&running, t.0, |j| j.watts[comp]);
+                    }
+                    writeln!(w, "{}{{{l},component=\"{comp}\"}} {v} {t}", m.name())?;
                     lines += 1;
                 }
             }
+        }
+    }
+    Ok(lines)
+}
+
+/// One run of a pair's owner counters on a node: its jobs, from the first's start until the
+/// pair expires after the last's end.
+struct Run<'j> {
+    node: usize,
+    jobs: Vec<&'j Job>,
+    start: i64,
+    until: i64,
+}
+
+/// The owner runs of every node: a pair's jobs in start order, a new run when a job starts
+/// after the pair expired.
+fn owner_runs<'j>(sh: &Shape, jobs: &'j [Job]) -> Vec<Run<'j>> {
+    let mut runs: Vec<Run> = Vec::new();
+    for (n, node_jobs) in by_node(sh, jobs).into_iter().enumerate() {
+        let mut open: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
+        for j in node_jobs {
+            let pair = (j.project, j.user);
+            match open.get(&pair).map(|&i| &mut runs[i]) {
+                Some(r) if j.start <= r.until => {
+                    r.jobs.push(j);
+                    r.until = r.until.max(j.end + OWNER_EXPIRY_S);
+                }
+                _ => {
+                    open.insert(pair, runs.len());
+                    runs.push(Run {
+                        node: n,
+                        jobs: vec![j],
+                        start: j.start,
+                        until: j.end + OWNER_EXPIRY_S,
+                    });
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// The owner counters of every run (`joulebook_owner_*_total{account,user,since}`), published
+/// from the first scrape after the run's start to the last before its expiry.
+fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
+    let mut lines = 0u64;
+    let runs = owner_runs(sh, jobs);
+    let (scrape, ms) = (sh.scrape, sh.millis);
+    let labels = |r: &Run| {
+        let j = r.jobs[0];
+        format!(
+            "{},account=\"proj{:02}\",user=\"user{:03}\",since=\"{}\"",
+            node_labels(r.node),
+            j.project,
+            j.user,
+            r.start
+        )
+    };
+    let times = |r: &Run| {
+        ((r.start / scrape + 1) * scrape..=r.until.min(sh.end) / scrape * scrape)
+            .step_by(scrape as usize)
+            .map(move |t| Ts(t, ms))
+    };
+    writeln!(
+        w,
+        "# TYPE {} counter",
+        c::OWNER_ENERGY.name().trim_end_matches("_total")
+    )?;
+    for r in &runs {
+        let l = labels(r);
+        for comp in c::Component::ALL {
+            for t in times(r) {
+                let v = accrued(&r.jobs, t.0, |j| j.watts[comp]);
+                writeln!(
+                    w,
+                    "{}{{{l},component=\"{comp}\"}} {v} {t}",
+                    c::OWNER_ENERGY.name()
+                )?;
+                lines += 1;
+            }
+        }
+    }
+    let rates: [(MetricDef, fn(&Job) -> f64); 5] = [
+        (c::OWNER_CORE_SECONDS, |j| j.cpus),
+        (c::OWNER_GPU_SECONDS, |j| j.gpus as f64),
+        (c::OWNER_CPU_SECONDS, |j| 0.7 * j.cpus),
+        (c::OWNER_ELAPSED_SECONDS, |_| 1.0),
+        (c::OWNER_MEMORY_BYTE_SECONDS, |j| j.cpus * 4e9),
+    ];
+    for (m, rate) in rates {
+        writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
+        for r in &runs {
+            let l = labels(r);
+            for t in times(r) {
+                writeln!(w, "{}{{{l}}} {} {t}", m.name(), accrued(&r.jobs, t.0, rate))?;
+                lines += 1;
+            }
+        }
+    }
+    writeln!(
+        w,
+        "# TYPE {} counter",
+        c::OWNER_JOBS.name().trim_end_matches("_total")
+    )?;
+    for r in &runs {
+        let l = labels(r);
+        for t in times(r) {
+            let n = r.jobs.iter().filter(|j| j.start < t.0).count();
+            writeln!(w, "{}{{{l}}} {n} {t}", c::OWNER_JOBS.name())?;
+            lines += 1;
         }
     }
     Ok(lines)
@@ -310,8 +467,7 @@ fn write_job_gauges(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Re
     writeln!(w, "# TYPE {} gauge", c::JOB_INFO.name())?;
     for j in jobs {
         let l = node_labels(j.node);
-        let user = (j.id * 7919) % USERS;
-        let project = user % PROJECTS;
+        let (user, project) = (j.user, j.project);
         for t in job_scrapes(sh, j) {
             writeln!(w, "{}{{{l},job_id=\"{}\",scheduler=\"slurm\",user=\"user{user:03}\",account=\"proj{project:02}\",partition=\"gpu\",job_name=\"run-{}\"}} 1 {t}", c::JOB_INFO.name(), j.id, j.id % 97)?;
             lines += 1;

@@ -49,6 +49,9 @@ pub mod labels {
     pub const UID: &str = "uid";
     /// Where a job's metadata came from: prolog, kernel or environment.
     pub const METADATA: &str = "metadata";
+    /// When a run of an owner pair's counters started from zero (Unix seconds, an integer):
+    /// each run is its own series, which only grows.
+    pub const SINCE: &str = "since";
     pub const PROTOCOL: &str = "protocol";
     /// A device of a sysfs source: GPU id (unique_id or PCI address) or sensor id.
     pub const DEVICE: &str = "device";

@@ -96,6 +96,11 @@ struct ConnArgs {
     /// held for it on large clusters and long periods; the figures do not depend on it.
     #[arg(long, global = true)]
     nodes_per_query: Option<usize>,
+    /// Where project and user totals come from: `auto` (the per-owner counters where they are
+    /// complete and add up to each node's energy less its unallocated energy, else the jobs) or
+    /// `jobs` (always the sums over the jobs).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "jobs"])]
+    totals_from: String,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     no_progress: bool,
@@ -268,6 +273,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         job_id,
         parallelism: cli.conn.parallelism.max(1),
         nodes_per_query: cli.conn.nodes_per_query,
+        owner_totals: cli.conn.totals_from == "auto",
     };
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {

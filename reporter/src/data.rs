@@ -196,6 +196,25 @@ pub struct GpuData {
     pub samples_allocated: f64,
 }
 
+/// One (account, user) pair's figures on one node inside the period, from the owner counters
+/// (`joulebook_owner_*_total`): the sums of its jobs' figures there.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnerData {
+    pub cluster: Name,
+    pub instance: Name,
+    pub account: Name,
+    pub user: Name,
+    pub energy: ByComponent,
+    /// Allocated CPUs × elapsed, seconds.
+    pub core_seconds: f64,
+    /// Allocated GPUs × elapsed, seconds.
+    pub gpu_seconds: f64,
+    /// Elapsed time added over the jobs, seconds.
+    pub elapsed_seconds: f64,
+    /// Allocated memory × elapsed, byte-seconds.
+    pub memory_byte_seconds: f64,
+}
+
 /// Node energy of one day (or partial day) summed over nodes, joules.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DayData {
@@ -217,4 +236,9 @@ pub struct Dataset {
     /// e.g. `other` without BMCs); empty when no node series was found at all.
     #[serde(default)]
     pub unmeasured: Vec<String>,
+    /// The owner counters of every node, when they are complete and add up to each node's
+    /// energy less its unallocated energy: the project and user totals then come from them
+    /// instead of from the jobs ([`crate::collect`]'s `owners`). `None`: sums over the jobs.
+    #[serde(default)]
+    pub owners: Option<Vec<OwnerData>>,
 }

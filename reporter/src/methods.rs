@@ -3,7 +3,7 @@
 //! their sources. Joules in, joules out; no I/O.
 
 use crate::config::Config;
-use crate::data::{Dataset, JobData, NodeData};
+use crate::data::{Dataset, JobData, NodeData, OwnerData};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -23,6 +23,55 @@ pub struct JobEstimates {
     pub codecarbon: f64,
 }
 
+/// What the estimates charge per unit of use on one node.
+struct Rates {
+    /// Green Algorithms' power per allocated core, watts.
+    core_w: f64,
+    /// Power per allocated GPU, watts.
+    gpu_w: f64,
+    /// The CodeCarbon-style power per second of elapsed time (the node's mean CPU and GPU
+    /// power plus its memory's), watts; `None` for a node without facts.
+    codecarbon_w: Option<f64>,
+}
+
+impl Rates {
+    fn of(
+        cluster: &str,
+        instance: &str,
+        nodes: &BTreeMap<(&str, &str), &NodeData>,
+        gpu_watts: &BTreeMap<(&str, &str), f64>,
+        cfg: &Config,
+        period_s: f64,
+    ) -> Rates {
+        let e = &cfg.estimation;
+        let node = nodes.get(&(cluster, instance));
+        let core_w = node
+            .and_then(|n| match (n.cpu_tdp_watts, n.physical_cores) {
+                (Some(t), Some(c)) if c > 0.0 && t > 0.0 => Some(t / c),
+                _ => None,
+            })
+            .unwrap_or(e.ga_core_w_default.value);
+        let gpu_w = gpu_watts
+            .get(&(cluster, instance))
+            .copied()
+            .unwrap_or(e.gpu_w_default.value);
+        let codecarbon_w = node.map(|n| {
+            let node_power = if period_s > 0.0 {
+                (n.energy.cpu + n.energy.gpu) / period_s
+            } else {
+                0.0
+            };
+            let node_mem_gb = n.memory_bytes.unwrap_or(0.0) / 1e9;
+            node_power + node_mem_gb * e.codecarbon_memory_w_per_gb.value
+        });
+        Rates {
+            core_w,
+            gpu_w,
+            codecarbon_w,
+        }
+    }
+}
+
 /// The estimation methods for one job, on the nodes it ran on. `period_s` is the window over
 /// which the nodes' energy was collected (their mean power stands for the power during the job).
 pub fn job_estimates(
@@ -32,38 +81,41 @@ pub fn job_estimates(
     cfg: &Config,
     period_s: f64,
 ) -> JobEstimates {
-    let e = &cfg.estimation;
+    let mem_w = cfg.estimation.ga_memory_w_per_gb.value;
     let mut out = JobEstimates::default();
     for p in &job.placements {
-        let node = nodes.get(&(job.cluster.as_str(), p.instance.as_str()));
-        let core_w = node
-            .and_then(|n| match (n.cpu_tdp_watts, n.physical_cores) {
-                (Some(t), Some(c)) if c > 0.0 && t > 0.0 => Some(t / c),
-                _ => None,
-            })
-            .unwrap_or(e.ga_core_w_default.value);
-        let gpu_w = gpu_watts
-            .get(&(job.cluster.as_str(), p.instance.as_str()))
-            .copied()
-            .unwrap_or(e.gpu_w_default.value);
+        let r = Rates::of(&job.cluster, &p.instance, nodes, gpu_watts, cfg, period_s);
         let elapsed = p.elapsed_seconds();
         let mem_gb = p.alloc_memory_bytes.unwrap_or(0.0) / 1e9;
-        out.green_algorithms += p.core_seconds * core_w
-            + p.gpu_seconds * gpu_w
-            + mem_gb * e.ga_memory_w_per_gb.value * elapsed;
-        out.ml_co2 += p.gpu_seconds * gpu_w;
-        if let Some(n) = node {
-            let node_power = if period_s > 0.0 {
-                (n.energy.cpu + n.energy.gpu) / period_s
-            } else {
-                0.0
-            };
-            let node_mem_gb = n.memory_bytes.unwrap_or(0.0) / 1e9;
-            out.codecarbon +=
-                elapsed * (node_power + node_mem_gb * e.codecarbon_memory_w_per_gb.value);
+        out.green_algorithms +=
+            p.core_seconds * r.core_w + p.gpu_seconds * r.gpu_w + mem_gb * mem_w * elapsed;
+        out.ml_co2 += p.gpu_seconds * r.gpu_w;
+        if let Some(w) = r.codecarbon_w {
+            out.codecarbon += elapsed * w;
         }
     }
     out
+}
+
+/// The same methods for an (account, user) pair's jobs on one node, from its owner counters:
+/// the sums of what [`job_estimates`] charges each of those jobs there (memory × elapsed is the
+/// exporter's sum over the cycles, where a job's is its largest limit × its elapsed time).
+pub fn owner_estimates(
+    o: &OwnerData,
+    nodes: &BTreeMap<(&str, &str), &NodeData>,
+    gpu_watts: &BTreeMap<(&str, &str), f64>,
+    cfg: &Config,
+    period_s: f64,
+) -> JobEstimates {
+    let mem_w = cfg.estimation.ga_memory_w_per_gb.value;
+    let r = Rates::of(&o.cluster, &o.instance, nodes, gpu_watts, cfg, period_s);
+    JobEstimates {
+        green_algorithms: o.core_seconds * r.core_w
+            + o.gpu_seconds * r.gpu_w
+            + o.memory_byte_seconds / 1e9 * mem_w,
+        ml_co2: o.gpu_seconds * r.gpu_w,
+        codecarbon: r.codecarbon_w.map_or(0.0, |w| o.elapsed_seconds * w),
+    }
 }
 
 /// Per-(cluster, instance) average GPU power limit, watts.

@@ -24,46 +24,10 @@ impl Collector<'_> {
         instances: &[String],
         starts: &CounterStarts,
     ) -> Result<(Vec<JobData>, GpuCounts), PromError> {
-        let per = match (&self.scope.job_id, self.scope.nodes_per_query) {
-            (Some(_), _) => usize::MAX,
-            (None, Some(n)) => n.max(1),
-            (None, None) => auto_nodes_per_query(instances.len(), self.r()),
-        };
-        // Read in rounds: every instance with job series, from the index, so that no round has
-        // to match "every node not listed" (a matcher as long as the node list).
-        let complete = if instances.len() > per.clamp(1, MAX_NODES_PER_MATCHER) {
-            self.instances_of(
-                &self.job_series(),
-                self.scope.period.start - self.scope.lookback,
-            )
-        } else {
-            None
-        };
         let mut acc = Jobs::default();
-        let mut todo = match &complete {
-            Some(all) => Round::plan(all, per, true),
-            None => Round::plan(instances, per, false),
-        };
-        todo.reverse();
-        while let Some(round) = todo.pop() {
-            match self.jobs_round(&round, starts, &mut acc) {
-                Err(e) if e.is_too_large() => {
-                    let Some(parts) = round.split() else {
-                        return Err(e);
-                    };
-                    eprintln!(
-                        "joulebook-report: note: the server refused the job queries of {} as too large; reading them in {} smaller rounds (--nodes-per-query sets the size)",
-                        match round.nodes() {
-                            0 => "all nodes".to_string(),
-                            n => format!("{n} nodes"),
-                        },
-                        parts.len()
-                    );
-                    todo.extend(parts.into_iter().rev());
-                }
-                r => r?,
-            }
-        }
+        self.in_rounds("job", &self.job_series(), instances, |round| {
+            self.jobs_round(round, starts, &mut acc)
+        })?;
         let Jobs {
             mut jobs,
             places,

@@ -38,6 +38,9 @@
 mod gpus;
 mod jobs;
 mod nodes;
+mod owners;
+
+pub use owners::owner_gaps;
 
 use crate::counter;
 use crate::data::{Dataset, DayData, GpuData, Interner, JobData, Name, NodeData, Placement};
@@ -76,6 +79,9 @@ pub struct Scope {
     /// Nodes whose job series one round of job queries reads (`--nodes-per-query`); `None`:
     /// [`auto_nodes_per_query`].
     pub nodes_per_query: Option<usize>,
+    /// Take the project and user totals from the owner counters where they are exact
+    /// (`--totals-from auto`); `false`: always sum the jobs (`--totals-from jobs`).
+    pub owner_totals: bool,
 }
 
 /// Node-days of job series that one round of job queries reads when `--nodes-per-query` is not
@@ -331,6 +337,57 @@ impl<'a> Collector<'a> {
             .ok()
     }
 
+    /// Calls `f` with each round of a read of `selector`'s series by node (the job series, the
+    /// owner series): `instances` (the nodes met) or, when they need several rounds, every
+    /// instance with such series from the index ([`Round::plan`]). A round the server refuses
+    /// as too large is read again in halves, down to one node, and the reporter says so on
+    /// stderr; `f` must leave what it adds to unchanged when it fails.
+    fn in_rounds(
+        &self,
+        what: &str,
+        selector: &str,
+        instances: &[String],
+        mut f: impl FnMut(&Round) -> Result<(), PromError>,
+    ) -> Result<(), PromError> {
+        let per = match (&self.scope.job_id, self.scope.nodes_per_query) {
+            (Some(_), _) => usize::MAX,
+            (None, Some(n)) => n.max(1),
+            (None, None) => auto_nodes_per_query(instances.len(), self.r()),
+        };
+        // Every instance with such series, from the index, so that no round has to match
+        // "every node not listed" (a matcher as long as the node list).
+        let complete = if instances.len() > per.clamp(1, MAX_NODES_PER_MATCHER) {
+            self.instances_of(selector, self.scope.period.start - self.scope.lookback)
+        } else {
+            None
+        };
+        let mut todo = match &complete {
+            Some(all) => Round::plan(all, per, true),
+            None => Round::plan(instances, per, false),
+        };
+        todo.reverse();
+        while let Some(round) = todo.pop() {
+            match f(&round) {
+                Err(e) if e.is_too_large() => {
+                    let Some(parts) = round.split() else {
+                        return Err(e);
+                    };
+                    eprintln!(
+                        "joulebook-report: note: the server refused the {what} queries of {} as too large; reading them in {} smaller rounds (--nodes-per-query sets the size)",
+                        match round.nodes() {
+                            0 => "all nodes".to_string(),
+                            n => format!("{n} nodes"),
+                        },
+                        parts.len()
+                    );
+                    todo.extend(parts.into_iter().rev());
+                }
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
     /// The restart marker of every node near the period's end ([`crate::starts`]).
     pub fn counter_starts(
         &self,
@@ -403,7 +460,22 @@ impl<'a> Collector<'a> {
             .collect();
         let (jobs, held) = self.jobs(&instances, &starts)?;
         Self::add_allocations(&mut gpus, &held);
-        Ok(self.finish(jobs, nodes, gpus, days))
+        let owners = if self.scope.owner_totals {
+            match self.owner_totals(&instances, &nodes)? {
+                Ok(o) => Some(o),
+                Err(why) => {
+                    if let Some(why) = why {
+                        self.note(format!("Project and user totals are sums over the jobs, not the owner counters: {why}."));
+                    }
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut ds = self.finish(jobs, nodes, gpus, days);
+        ds.owners = owners;
+        Ok(ds)
     }
 
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
@@ -455,6 +527,7 @@ impl<'a> Collector<'a> {
             days,
             notes: self.finish_notes(),
             unmeasured: self.unmeasured(),
+            owners: None,
         }
     }
 

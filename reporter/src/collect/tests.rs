@@ -156,3 +156,64 @@ fn par_map_keeps_order_and_reports_errors() {
     let r: Result<Vec<u32>, u32> = par_map(&v, 3, |x| if *x == 7 { Err(7) } else { Ok(*x) });
     assert_eq!(r, Err(7));
 }
+
+#[test]
+fn owners_must_add_up_to_each_node_less_its_unallocated_energy() {
+    use crate::data::{ByComponent, OwnerData};
+    let e = |cpu: f64, gpu: f64| ByComponent {
+        cpu,
+        gpu,
+        ..ByComponent::default()
+    };
+    let node = |i: &str, energy, unallocated| {
+        (
+            (String::from("c"), i.to_string()),
+            NodeData {
+                cluster: "c".into(),
+                instance: i.into(),
+                energy,
+                unallocated,
+                ..NodeData::default()
+            },
+        )
+    };
+    let owner = |i: &str, user: &str, energy| OwnerData {
+        cluster: "c".into(),
+        instance: i.into(),
+        account: "p".into(),
+        user: user.into(),
+        energy,
+        ..OwnerData::default()
+    };
+    let nodes: BTreeMap<_, _> = [
+        node("n1", e(1e9, 4e9), e(4e8, 1e9)),
+        node("n2", e(5e8, 0.0), e(5e8, 0.0)),
+    ]
+    .into_iter()
+    .collect();
+    // n1: two pairs add up to 6e8 cpu and 3e9 gpu; n2 is idle and has no owners.
+    let mut owners = vec![
+        owner("n1", "a", e(2e8, 1e9)),
+        owner("n1", "b", e(4e8 + 1e-4, 2e9)),
+    ];
+    assert_eq!(owner_gaps(&owners, &nodes), Vec::<String>::new());
+    // A pair's run misread by 100 J (a scrape of a 7 W share at 15 s).
+    owners[1].energy.gpu -= 100.0;
+    assert_eq!(
+        owner_gaps(&owners, &nodes),
+        vec!["c/n1 gpu: owners 2999999900.000 J, node less unallocated 3000000000.000 J"]
+    );
+    // A node whose exporter publishes no owner counters (n3), and owners of a node the node
+    // counters do not know (n4).
+    owners[1].energy.gpu += 100.0;
+    let mut more = nodes.clone();
+    more.extend([node("n3", e(2.0, 0.0), e(1.0, 0.0))]);
+    owners.push(owner("n4", "a", e(1.0, 0.0)));
+    assert_eq!(
+        owner_gaps(&owners, &more),
+        vec![
+            "c/n3 cpu: owners 0.000 J, node less unallocated 1.000 J",
+            "c/n4 cpu: owners 1.000 J, node less unallocated 0.000 J",
+        ]
+    );
+}

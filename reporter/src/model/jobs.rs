@@ -7,11 +7,10 @@ use crate::data::{JobData, Name};
 use std::collections::BTreeMap;
 
 /// User names as shown: real, or "User N" in order of energy (anonymised).
-pub(super) fn user_aliases(jobs: &[&JobData], anonymize: bool) -> BTreeMap<String, String> {
-    let mut user_energy: BTreeMap<&str, f64> = BTreeMap::new();
-    for j in jobs {
-        *user_energy.entry(j.user.as_str()).or_default() += j.energy.total();
-    }
+pub(super) fn user_aliases(
+    user_energy: &BTreeMap<&str, f64>,
+    anonymize: bool,
+) -> BTreeMap<String, String> {
     if anonymize {
         let mut us: Vec<(&str, f64)> = user_energy.iter().map(|(u, e)| (*u, *e)).collect();
         us.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -75,7 +74,7 @@ pub(super) fn dev_vs_final(
     let mut dev_vs_final = Vec::new();
     for p in projects.keys() {
         let pj: Vec<&&JobData> = jobs.iter().filter(|j| &j.account == p).collect();
-        let total: f64 = pj.iter().map(|j| j.energy.total()).sum();
+        let total = projects[p].energy_j();
         let all: Vec<&JobData> = pj.iter().map(|j| **j).collect();
         let (chosen, by): (Vec<&JobData>, &str) = if let Some(ids) = cfg.best_run.jobs.get(p) {
             (

@@ -13,9 +13,9 @@ mod report;
 mod tests;
 
 use crate::config::Config;
-use crate::data::{ByComponent, Dataset, JobData, NodeData};
+use crate::data::{ByComponent, Dataset, JobData, NodeData, OwnerData};
 pub use crate::methods::{
-    constants, gpu_watts_by_node, job_estimates, methods, Constant, JobEstimates,
+    constants, gpu_watts_by_node, job_estimates, methods, owner_estimates, Constant, JobEstimates,
 };
 use crate::period::{Period, Zone};
 pub use report::*;
@@ -79,10 +79,11 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     let period_s = period.seconds() as f64;
     let days = period_s / 86_400.0;
     let jobs = scope_jobs(ds, &opt.scope);
+    let owners = ds.owners.as_ref().map(|o| scope_owners(o, &opt.scope));
     let cluster_scope = opt.scope == ScopeKind::Cluster;
-    let alias = jobs::user_aliases(&jobs, opt.anonymize_users);
+    let alias = jobs::user_aliases(&user_energy(&jobs, owners.as_deref()), opt.anonymize_users);
     let show_user = |u: &str| alias.get(u).cloned().unwrap_or_else(|| u.to_string());
-    let e = Energies::of(ds, &jobs, cluster_scope);
+    let e = Energies::of(ds, &jobs, owners.as_deref(), cluster_scope);
 
     let nodes_by_key: BTreeMap<(&str, &str), &NodeData> = ds
         .nodes
@@ -90,18 +91,29 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
         .collect();
     let gpu_w = gpu_watts_by_node(ds);
-    let est: Vec<JobEstimates> = jobs
-        .iter()
-        .map(|j| job_estimates(j, &nodes_by_key, &gpu_w, cfg, period_s))
-        .collect();
-    let groups = rankings::Groups::of(&jobs, &est, &alias);
+    let groups = match &owners {
+        Some(owners) => {
+            let est: Vec<JobEstimates> = owners
+                .iter()
+                .map(|o| owner_estimates(o, &nodes_by_key, &gpu_w, cfg, period_s))
+                .collect();
+            rankings::Groups::of_owners(owners, &est, &jobs, &alias)
+        }
+        None => {
+            let est: Vec<JobEstimates> = jobs
+                .iter()
+                .map(|j| job_estimates(j, &nodes_by_key, &gpu_w, cfg, period_s))
+                .collect();
+            rankings::Groups::of(&jobs, &est, &alias)
+        }
+    };
     let projects = rankings::ranking(&groups.projects, e.jobs_j);
     let users = rankings::ranking(&groups.users, e.jobs_j);
     let estimates = rankings::estimates(
-        &jobs,
         [(&projects, &groups.projects), (&users, &groups.users)],
         &groups.total,
         e.jobs_j,
+        !jobs.is_empty() || owners.as_ref().is_some_and(|o| !o.is_empty()),
         cfg,
     );
     // Idle waste and daily bars: cluster only (no project or user owns the idle hardware).
@@ -140,12 +152,17 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         users,
         estimates,
         dev_vs_final: jobs::dev_vs_final(&jobs, &groups.projects, cfg),
+        totals_from: if owners.is_some() {
+            TotalsFrom::OwnerCounters
+        } else {
+            TotalsFrom::Jobs
+        },
         daily,
         top_jobs: jobs::top_job_rows(&jobs, &show_user, e.jobs_j),
         top_n: cfg.top_n,
         constants: constants(cfg),
         methods: methods(cfg),
-        notes: notes(ds, cluster_scope, &e),
+        notes: notes(ds, cluster_scope, &e, owners.as_deref()),
     }
 }
 
@@ -161,6 +178,39 @@ fn scope_jobs<'a>(ds: &'a Dataset, scope: &ScopeKind) -> Vec<&'a JobData> {
         .collect()
 }
 
+/// The owner figures a report of `scope` covers.
+fn scope_owners<'a>(owners: &'a [OwnerData], scope: &ScopeKind) -> Vec<&'a OwnerData> {
+    owners
+        .iter()
+        .filter(|o| match scope {
+            ScopeKind::Cluster => true,
+            ScopeKind::Project(p) => &o.account == p,
+            ScopeKind::User(u) => &o.user == u,
+        })
+        .collect()
+}
+
+/// Each user's energy in the scope: from the owner counters when the totals come from them.
+fn user_energy<'a>(
+    jobs: &[&'a JobData],
+    owners: Option<&[&'a OwnerData]>,
+) -> BTreeMap<&'a str, f64> {
+    let mut by: BTreeMap<&str, f64> = BTreeMap::new();
+    match owners {
+        Some(owners) => {
+            for o in owners {
+                *by.entry(o.user.as_str()).or_default() += o.energy.total();
+            }
+        }
+        None => {
+            for j in jobs {
+                *by.entry(j.user.as_str()).or_default() += j.energy.total();
+            }
+        }
+    }
+    by
+}
+
 /// The scope's energy totals: nodes' unallocated energy, its jobs' energy, and its IT energy
 /// (the node counters for a cluster report, the jobs' energy otherwise).
 struct Energies {
@@ -172,12 +222,21 @@ struct Energies {
 }
 
 impl Energies {
-    fn of(ds: &Dataset, jobs: &[&JobData], cluster_scope: bool) -> Energies {
+    /// `owners`: the scope's owner figures, when the totals come from them.
+    fn of(
+        ds: &Dataset,
+        jobs: &[&JobData],
+        owners: Option<&[&OwnerData]>,
+        cluster_scope: bool,
+    ) -> Energies {
         let sum = |parts: &mut dyn Iterator<Item = &ByComponent>| {
             parts.fold(ByComponent::default(), |a, b| a.plus(b))
         };
         let unallocated = sum(&mut ds.nodes.iter().map(|n| &n.unallocated));
-        let job_energy = sum(&mut jobs.iter().map(|j| &j.energy));
+        let job_energy = match owners {
+            Some(o) => sum(&mut o.iter().map(|o| &o.energy)),
+            None => sum(&mut jobs.iter().map(|j| &j.energy)),
+        };
         let it = if cluster_scope {
             sum(&mut ds.nodes.iter().map(|n| &n.energy))
         } else {
@@ -189,15 +248,30 @@ impl Energies {
             it,
             it_j,
             jobs_j: job_energy.total(),
-            has_data: it_j > 0.0 || !jobs.is_empty(),
+            has_data: it_j > 0.0 || !jobs.is_empty() || job_energy.total() > 0.0,
         }
     }
 }
 
 /// The dataset's notes, the claimed-project note, a jobs-plus-unallocated gap over 0.1 % and the
 /// no-data note.
-fn notes(ds: &Dataset, cluster_scope: bool, e: &Energies) -> Vec<String> {
+fn notes(
+    ds: &Dataset,
+    cluster_scope: bool,
+    e: &Energies,
+    owners: Option<&[&OwnerData]>,
+) -> Vec<String> {
     let mut notes = ds.notes.clone();
+    if let Some(o) = owners {
+        let nodes: std::collections::BTreeSet<(&str, &str)> = o
+            .iter()
+            .map(|o| (o.cluster.as_str(), o.instance.as_str()))
+            .collect();
+        notes.push(format!(
+            "Project and user energy, core- and GPU-hours and estimates are from the per-owner counters of {} nodes (equal on each node to its energy less its unallocated energy); job counts and the job lists from the job series.",
+            nodes.len()
+        ));
+    }
     notes.extend(crate::trust::claimed_project_note(&ds.jobs));
     if cluster_scope && e.it_j > 0.0 {
         let accounted = e.jobs_j + e.unallocated.total();

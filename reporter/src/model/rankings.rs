@@ -1,63 +1,115 @@
 //! Projects and users ranked by energy (with the rank they would have by core-hours), and the
-//! energy other tools would estimate for them. A group's figures are sums over its jobs.
+//! energy other tools would estimate for them. A group's figures are sums over its jobs, or over
+//! its owner counters (the job counts still from the jobs).
 
 use super::{kwh, ratio, share, EstimateRow, Estimates, Mover, RankRow, Ranking, ML_CO2_NA};
 use crate::config::Config;
-use crate::data::JobData;
+use crate::data::{JobData, OwnerData};
 use crate::methods::JobEstimates;
 use crate::stats;
 use std::collections::BTreeMap;
 
-/// The jobs grouped by project and by user (as shown), and the estimates of all of them.
+/// The jobs grouped by project and by user (as shown), and all of them.
 pub(super) struct Groups {
     pub projects: BTreeMap<String, Group>,
     pub users: BTreeMap<String, Group>,
-    pub total: JobEstimates,
+    pub total: Group,
 }
 
 impl Groups {
-    /// `est`: each job's estimates; `alias`: shown user names (anonymised), by user.
+    /// Sums over the jobs. `est`: each job's estimates; `alias`: shown user names
+    /// (anonymised), by user.
     pub fn of(jobs: &[&JobData], est: &[JobEstimates], alias: &BTreeMap<String, String>) -> Groups {
-        let mut projects: BTreeMap<String, Group> = BTreeMap::new();
-        let mut users: BTreeMap<String, Group> = BTreeMap::new();
-        let mut total = JobEstimates::default();
+        let mut g = Groups::empty();
         for (j, e) in jobs.iter().zip(est) {
-            let user = alias.get(j.user.as_str()).map_or(&*j.user, String::as_str);
-            for (map, key) in [(&mut projects, j.account.as_str()), (&mut users, user)] {
-                // Looked up before a key is made: one allocation per project or user, not per job.
-                if !map.contains_key(key) {
-                    map.insert(key.to_string(), Group::default());
-                }
-                let Some(g) = map.get_mut(key) else { continue };
-                g.energy_j += j.energy.total();
-                g.jobs += 1;
-                g.core_s += j.core_seconds;
-                g.gpu_s += j.gpu_seconds;
-                add(&mut g.est, e);
-            }
-            add(&mut total, e);
+            let one = Group {
+                energy_j: j.energy.total(),
+                jobs: 1,
+                core_s: j.core_seconds,
+                gpu_s: j.gpu_seconds,
+                est: *e,
+            };
+            g.add(&j.account, &j.user, &one, alias);
         }
+        g
+    }
+
+    /// Sums over the owner counters (`owners`, one pair on one node each, with their
+    /// estimates `est`), the job counts from `jobs`.
+    pub fn of_owners(
+        owners: &[&OwnerData],
+        est: &[JobEstimates],
+        jobs: &[&JobData],
+        alias: &BTreeMap<String, String>,
+    ) -> Groups {
+        let mut g = Groups::empty();
+        for (o, e) in owners.iter().zip(est) {
+            let one = Group {
+                energy_j: o.energy.total(),
+                jobs: 0,
+                core_s: o.core_seconds,
+                gpu_s: o.gpu_seconds,
+                est: *e,
+            };
+            g.add(&o.account, &o.user, &one, alias);
+        }
+        for j in jobs {
+            let count = Group {
+                jobs: 1,
+                ..Group::default()
+            };
+            g.add(&j.account, &j.user, &count, alias);
+        }
+        g
+    }
+
+    fn empty() -> Groups {
         Groups {
-            projects,
-            users,
-            total,
+            projects: BTreeMap::new(),
+            users: BTreeMap::new(),
+            total: Group::default(),
         }
+    }
+
+    /// Adds `one` to its project's, its user's and the total.
+    fn add(&mut self, account: &str, user: &str, one: &Group, alias: &BTreeMap<String, String>) {
+        let user = alias.get(user).map_or(user, String::as_str);
+        for (map, key) in [(&mut self.projects, account), (&mut self.users, user)] {
+            // Looked up before a key is made: one allocation per project or user, not per job.
+            if !map.contains_key(key) {
+                map.insert(key.to_string(), Group::default());
+            }
+            if let Some(g) = map.get_mut(key) {
+                g.add(one);
+            }
+        }
+        self.total.add(one);
     }
 }
 
-fn add(sum: &mut JobEstimates, e: &JobEstimates) {
-    sum.green_algorithms += e.green_algorithms;
-    sum.ml_co2 += e.ml_co2;
-    sum.codecarbon += e.codecarbon;
-}
-
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 pub(super) struct Group {
     energy_j: f64,
     jobs: usize,
     core_s: f64,
     gpu_s: f64,
     est: JobEstimates,
+}
+
+impl Group {
+    fn add(&mut self, o: &Group) {
+        self.energy_j += o.energy_j;
+        self.jobs += o.jobs;
+        self.core_s += o.core_s;
+        self.gpu_s += o.gpu_s;
+        self.est.green_algorithms += o.est.green_algorithms;
+        self.est.ml_co2 += o.est.ml_co2;
+        self.est.codecarbon += o.est.codecarbon;
+    }
+
+    pub fn energy_j(&self) -> f64 {
+        self.energy_j
+    }
 }
 
 pub(super) fn ranking(groups: &BTreeMap<String, Group>, total_j: f64) -> Ranking {
@@ -113,10 +165,10 @@ pub(super) fn ranking(groups: &BTreeMap<String, Group>, total_j: f64) -> Ranking
 
 /// The estimates of other tools for all jobs, by project and by user (ranked as `ranks`).
 pub(super) fn estimates(
-    jobs: &[&JobData],
     ranks: [(&Ranking, &BTreeMap<String, Group>); 2],
-    total_est: &JobEstimates,
-    jobs_total_j: f64,
+    total: &Group,
+    total_measured_j: f64,
+    any: bool,
     cfg: &Config,
 ) -> Estimates {
     let est_rows = |rank: &Ranking, groups: &BTreeMap<String, Group>| {
@@ -128,14 +180,13 @@ pub(super) fn estimates(
             })
             .collect::<Vec<_>>()
     };
-    let gpu_total_s = jobs.iter().map(|j| j.gpu_seconds).sum::<f64>();
     let mut estimates = Estimates {
-        total: (!jobs.is_empty()).then(|| {
+        total: any.then(|| {
             estimate_row(
                 "all jobs",
-                jobs_total_j,
-                gpu_total_s,
-                total_est,
+                total_measured_j,
+                total.gpu_s,
+                &total.est,
                 cfg.pue.value,
             )
         }),

@@ -41,6 +41,8 @@ pub struct Report {
     pub users: Ranking,
     pub estimates: Estimates,
     pub dev_vs_final: Vec<DevRow>,
+    /// Where the project and user rows and the estimates come from.
+    pub totals_from: TotalsFrom,
     /// Cluster reports only (node counters by day).
     pub daily: Vec<DayRow>,
     pub top_jobs: Vec<JobRow>,
@@ -49,6 +51,16 @@ pub struct Report {
     pub constants: Vec<Constant>,
     pub methods: Vec<String>,
     pub notes: Vec<String>,
+}
+
+/// The source of the project and user totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalsFrom {
+    /// Sums over the jobs' series.
+    Jobs,
+    /// The per-owner counters, checked against the node counters.
+    OwnerCounters,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -274,6 +286,7 @@ impl Report {
             users,
             estimates,
             dev_vs_final,
+            totals_from,
             daily,
             top_jobs,
             top_n,
@@ -299,6 +312,7 @@ impl Report {
             users: users.clone(),
             estimates: estimates.clone(),
             dev_vs_final: dev_vs_final.clone(),
+            totals_from: *totals_from,
             daily: daily.clone(),
             top_jobs: top_jobs.iter().take(n).cloned().collect(),
             top_n: *top_n,
