@@ -670,8 +670,9 @@ impl Accounting {
 
     /// Restores counters from a state file. Jobs that ended while the exporter was down are
     /// closed: they are marked ended now (unless the next scan finds them), so their final value
-    /// is published for the grace period, then dropped.
-    pub fn resume(&mut self, state: &State, now: f64, t_mono: f64) {
+    /// is published for the grace period, then dropped. `counters_start` is the node's counters
+    /// start time, as resumed: the start of owner pairs saved without theirs.
+    pub fn resume(&mut self, state: &State, counters_start: f64, now: f64, t_mono: f64) {
         for c in Component::ALL {
             if let Some(uj) = state.unallocated.get(c.as_str()) {
                 self.unallocated[c] = *uj;
@@ -710,7 +711,8 @@ impl Accounting {
             self.jobs.insert(Arc::from(id.as_str()), rec);
             self.records_changed = true;
         }
-        self.owners.resume(&state.owners, now, t_mono);
+        self.owners
+            .resume(&state.owners, counters_start, now, t_mono);
         self.running = self.jobs.values().filter(|j| j.ended_at.is_none()).count();
     }
 

@@ -211,7 +211,8 @@ impl Engine {
     /// (a snapshot is published only once its state is saved), so they have not gone down and
     /// the file's `counters_start_unix` is kept; a file without it gives the resume time.
     pub fn resume(&mut self, st: &State, unix: f64, t: f64, boot_id: Option<&str>) {
-        self.counters_start_unix = Some(st.counters_start_unix.unwrap_or(unix));
+        let counters_start = st.counters_start_unix.unwrap_or(unix);
+        self.counters_start_unix = Some(counters_start);
         let same_boot = boot_id.is_some() && st.boot_id.as_deref() == boot_id;
         let age = unix - st.saved_at_unix;
         let channels = st.channels.iter().filter_map(|(k, uj)| {
@@ -236,7 +237,7 @@ impl Engine {
         });
         self.sampler.resume(t, channels, node);
         if let Some(acc) = &mut self.accounting {
-            acc.resume(st, unix, t);
+            acc.resume(st, counters_start, unix, t);
         }
     }
 }
@@ -539,6 +540,46 @@ mod schedule_tests {
         let mut fresh = metered_engine();
         fresh.cycle(0.0, 4_000.0);
         assert_eq!(fresh.snapshot(4_000.0).counters_start_unix, 4_000.0);
+    }
+
+    /// `joulebook_owner_start_time_seconds` of a pair saved without it is the node's counters
+    /// start time as resumed (the file's, else the resume time); a saved one is kept.
+    #[test]
+    fn owner_pairs_saved_without_a_start_take_the_counters_start() {
+        let engine = || {
+            let mut node = NodeInfo::default();
+            node.cpus_by_socket.insert(0, (0..8).collect());
+            let uj = Arc::new(AtomicU64::new(5_000_000));
+            let sources: Vec<Box<dyn Source>> = vec![Box::new(Meter(uj))];
+            let sampler = Sampler::new(sources, vec![], node, None, 1.0);
+            Engine::new(sampler, None, Some(AccountingOptions::default()))
+        };
+        let mut st = State::new("n1");
+        st.saved_at_unix = 1_900.0;
+        st.counters_start_unix = Some(1_000.5);
+        for (user, start_unix) in [("old", None), ("kept", Some(1_500.0))] {
+            st.owners.push(crate::state::OwnerState {
+                account: "p".into(),
+                user: user.into(),
+                last_active_unix: 1_900.0,
+                start_unix,
+                ..Default::default()
+            });
+        }
+        let starts = |st: &State, unix: f64| {
+            let mut e = engine();
+            e.resume(st, unix, 0.0, None);
+            e.cycle(0.0, unix);
+            e.snapshot(unix)
+                .owners
+                .iter()
+                .map(|((_, u), o)| (u.to_string(), o.start_unix()))
+                .collect::<Vec<_>>()
+        };
+        let want = |old| vec![("kept".to_string(), 1_500.0), ("old".to_string(), old)];
+        assert_eq!(starts(&st, 2_000.0), want(1_000.5));
+        st.counters_start_unix = None;
+        assert_eq!(starts(&st, 2_000.0), want(2_000.0));
     }
 
     #[test]

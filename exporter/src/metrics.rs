@@ -543,6 +543,7 @@ fn encode_owners(
         per_owner(|o| o.memory_byte_seconds),
     )?;
     counters(enc, &names::OWNER_JOBS, per_owner(|o| o.jobs as f64))?;
+    gauges(enc, &names::OWNER_START_TIME, per_owner(|o| o.start_unix()))?;
     Ok(())
 }
 

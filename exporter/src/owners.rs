@@ -8,11 +8,11 @@
 //! Bounds: account and user can come from a job's environment (untrusted), so at most
 //! [`MAX_OWNERS`] pairs are kept; the jobs of any further pair count under [`OVERFLOW`], so no
 //! energy is lost. A pair with no running job for [`EXPIRY_S`] is dropped: its series goes stale,
-//! and if the pair comes back its counters start again from zero, which a reader sees as a
-//! counter reset (a drop to less than half: `reporter/src/counter.rs`).
-//! So the owner counters are outside the restart marker's promise
-//! (`joulebook_counters_start_time_seconds` covers every other counter): a reader of them keeps
-//! its `resets` pass.
+//! and if the pair comes back its counters start again from zero.
+//!
+//! Start: each pair has its own `joulebook_owner_start_time_seconds` (the Unix time its counters
+//! last started from zero; kept across a resume). Within one value of it a pair's counters only
+//! grow; a different value at two samples means they started again from zero in between.
 
 use crate::state::OwnerState;
 use joulebook_common::{Component, PerComponent};
@@ -45,10 +45,20 @@ pub struct OwnerTotals {
     pub memory_byte_seconds: f64,
     /// Jobs that started (first ran) on this node under the pair.
     pub jobs: u64,
+    /// Unix time the counters above last started from zero (see the module doc).
+    start_unix: f64,
     /// Last cycle with a running job of the pair, on the sampler's monotonic clock (for the
     /// expiry, immune to clock jumps) and in Unix time (for the state file).
     last_active_mono: f64,
     last_active_unix: f64,
+}
+
+impl OwnerTotals {
+    /// Unix time the pair's counters last started from zero: when the pair was kept (first
+    /// seen, or back after expiring), or the saved start on a resume.
+    pub fn start_unix(&self) -> f64 {
+        self.start_unix
+    }
 }
 
 #[derive(Debug, Default)]
@@ -132,11 +142,17 @@ impl Owners {
         t
     }
 
-    /// Where the pair's counters are, created at zero when new; [`OVERFLOW`]'s when
-    /// [`MAX_OWNERS`] pairs are kept. Looked up by the strings; with the [`OwnerRef`] a job
+    /// Where the pair's counters are, created at zero (started at `now`) when new; [`OVERFLOW`]'s
+    /// when [`MAX_OWNERS`] pairs are kept. Looked up by the strings; with the [`OwnerRef`] a job
     /// kept (every cycle of a running job but its first), by position. A job counted under
     /// [`OVERFLOW`] keeps no reference, so it gets its own pair once there is room.
-    fn entry(&mut self, cached: &mut Option<OwnerRef>, account: &str, user: &str) -> usize {
+    fn entry(
+        &mut self,
+        cached: &mut Option<OwnerRef>,
+        account: &str,
+        user: &str,
+        now: f64,
+    ) -> usize {
         if let Some(r) = *cached {
             if self
                 .slots
@@ -149,9 +165,9 @@ impl Owners {
         let known = self.index(account, user);
         let (slot, own) = match known {
             Some(i) => (i, true),
-            None if self.len < MAX_OWNERS => (self.create(account, user), true),
+            None if self.len < MAX_OWNERS => (self.create(account, user, now), true),
             None => (
-                self.create(OVERFLOW, OVERFLOW),
+                self.create(OVERFLOW, OVERFLOW, now),
                 (account, user) == (OVERFLOW, OVERFLOW),
             ),
         };
@@ -162,15 +178,18 @@ impl Owners {
         slot
     }
 
-    /// Creates the pair at zero unless it exists; returns its slot.
-    fn create(&mut self, account: &str, user: &str) -> usize {
+    /// Creates the pair at zero, started at Unix time `now`, unless it exists; returns its slot.
+    fn create(&mut self, account: &str, user: &str, now: f64) -> usize {
         if let Some(i) = self.index(account, user) {
             return i;
         }
         self.len += 1;
         self.generations += 1;
         let fresh = OwnerSlot {
-            totals: OwnerTotals::default(),
+            totals: OwnerTotals {
+                start_unix: now,
+                ..Default::default()
+            },
             generation: self.generations,
         };
         let i = match self.free.pop() {
@@ -204,7 +223,7 @@ impl Owners {
         now: f64,
         t_mono: f64,
     ) {
-        let i = self.entry(cached, account, user);
+        let i = self.entry(cached, account, user, now);
         let o = &mut self.slots[i].totals;
         o.uj.saturating_add_assign(g.uj);
         o.cpu_seconds += g.cpu_seconds;
@@ -247,9 +266,16 @@ impl Owners {
     }
 
     /// Restores the pairs of a state file (at most [`MAX_OWNERS`]; the time already spent idle
-    /// before the restart counts towards the expiry).
-    pub fn resume(&mut self, saved: &[OwnerState], now: f64, t_mono: f64) {
+    /// before the restart counts towards the expiry). Each keeps its saved start; one without
+    /// (a file written before it existed), or with a non-finite or future one, takes
+    /// `counters_start`, the node's counters start time (its counters were created at or after it
+    /// and have only grown since).
+    pub fn resume(&mut self, saved: &[OwnerState], counters_start: f64, now: f64, t_mono: f64) {
         for s in saved.iter().take(MAX_OWNERS) {
+            let start_unix = s
+                .start_unix
+                .filter(|v| v.is_finite() && *v <= now)
+                .unwrap_or(counters_start);
             let mut o = OwnerTotals {
                 cpu_seconds: s.cpu_seconds,
                 core_seconds: s.core_seconds,
@@ -259,6 +285,7 @@ impl Owners {
                 jobs: s.jobs,
                 last_active_mono: t_mono - (now - s.last_active_unix).clamp(0.0, 1e9),
                 last_active_unix: s.last_active_unix,
+                start_unix,
                 ..Default::default()
             };
             for c in Component::ALL {
@@ -266,7 +293,7 @@ impl Owners {
                     o.uj[c] = *uj;
                 }
             }
-            let i = self.create(&s.account, &s.user);
+            let i = self.create(&s.account, &s.user, start_unix);
             self.slots[i].totals = o;
         }
     }
@@ -288,6 +315,7 @@ impl Owners {
                 memory_byte_seconds: o.memory_byte_seconds,
                 jobs: o.jobs,
                 last_active_unix: o.last_active_unix,
+                start_unix: Some(o.start_unix),
             })
             .collect()
     }
@@ -450,10 +478,12 @@ mod tests {
         let saved = o.save();
         assert_eq!(saved.len(), 1);
         assert_eq!(saved[0].last_active_unix, 960.0);
+        assert_eq!(saved[0].start_unix, Some(910.0));
         let mut r = Owners::default();
         // Restarted at Unix 2,000, monotonic 7: idle 1,040 s so far.
-        r.resume(&saved, 2_000.0, 7.0);
+        r.resume(&saved, 100.0, 2_000.0, 7.0);
         let t = r.get("p", "alice").unwrap();
+        assert_eq!(t.start_unix(), 910.0, "the saved start, not the fallback");
         assert_eq!(t.uj, [6, 6, 7, 8].into());
         assert_eq!((t.jobs, t.core_seconds, t.cpu_seconds), (1, 4.0, 2.0));
         assert_eq!((t.elapsed_seconds, t.memory_byte_seconds), (2.0, 8e9));
@@ -462,5 +492,118 @@ mod tests {
         r.expire(7.0 + EXPIRY_S - 1_039.0);
         assert!(r.is_empty());
         assert_eq!(r.iter().count(), 0);
+    }
+
+    /// A pair's start is the Unix time of the cycle that kept it, the same while it lives; the
+    /// overflow pair's too.
+    #[test]
+    fn a_pair_starts_at_the_cycle_that_keeps_it_and_keeps_its_start_while_it_lives() {
+        let mut o = Owners::default();
+        o.add(
+            ("p", "alice"),
+            gain(&[1, 0, 0, 0].into(), true),
+            1_000.0,
+            5.0,
+        );
+        assert_eq!(o.get("p", "alice").unwrap().start_unix(), 1_000.0);
+        for k in 1..5 {
+            let k = f64::from(k);
+            o.add(
+                ("p", "alice"),
+                gain(&[1, 0, 0, 0].into(), false),
+                1_000.0 + k * 3_600.0,
+                5.0 + k * 3_600.0,
+            );
+            o.expire(5.0 + k * 3_600.0);
+        }
+        let alice = o.get("p", "alice").unwrap();
+        assert_eq!((alice.start_unix(), alice.uj.cpu), (1_000.0, 5));
+
+        for i in 1..MAX_OWNERS {
+            o.add(
+                ("a", &format!("u{i}")),
+                gain(&[1, 0, 0, 0].into(), true),
+                2_000.0,
+                6.0,
+            );
+        }
+        o.add(
+            ("b", "late"),
+            gain(&[1, 0, 0, 0].into(), true),
+            3_000.0,
+            7.0,
+        );
+        o.add(
+            ("b", "later"),
+            gain(&[1, 0, 0, 0].into(), true),
+            4_000.0,
+            8.0,
+        );
+        assert_eq!(o.get(OVERFLOW, OVERFLOW).unwrap().start_unix(), 3_000.0);
+        assert_eq!(o.get("a", "u1").unwrap().start_unix(), 2_000.0);
+    }
+
+    /// A pair that expires and comes back starts again from zero, with a later start: a reader
+    /// sees the restart in the start, whatever the counters' values.
+    #[test]
+    fn an_expired_pair_that_comes_back_gets_a_new_later_start() {
+        let mut o = Owners::default();
+        o.add(
+            ("p", "alice"),
+            gain(&[9, 0, 0, 0].into(), true),
+            1_000.0,
+            0.0,
+        );
+        o.expire(1.0 + EXPIRY_S);
+        assert!(o.get("p", "alice").is_none());
+        let back = 1_002.0 + EXPIRY_S;
+        o.add(
+            ("p", "alice"),
+            gain(&[4, 0, 0, 0].into(), true),
+            back,
+            2.0 + EXPIRY_S,
+        );
+        let alice = o.get("p", "alice").unwrap();
+        assert_eq!((alice.start_unix(), alice.uj.cpu, alice.jobs), (back, 4, 1));
+        let saved = o.save();
+        assert_eq!(saved[0].start_unix, Some(back));
+    }
+
+    /// A saved pair without a start (a file written before it existed), or with one that is not
+    /// finite or in the future, takes the node's counters start; the others keep theirs.
+    #[test]
+    fn resuming_a_pair_without_a_usable_start_takes_the_counters_start() {
+        let pair = |user: &str, start_unix| OwnerState {
+            account: "p".into(),
+            user: user.into(),
+            joules_uj: [("cpu".to_string(), 7)].into(),
+            last_active_unix: 1_900.0,
+            start_unix,
+            ..Default::default()
+        };
+        let saved = [
+            pair("old", None),
+            pair("nan", Some(f64::NAN)),
+            pair("inf", Some(f64::INFINITY)),
+            pair("future", Some(2_000.5)),
+            pair("kept", Some(1_500.0)),
+            pair("now", Some(2_000.0)),
+        ];
+        let mut r = Owners::default();
+        r.resume(&saved, 1_200.0, 2_000.0, 10.0);
+        let start = |u: &str| r.get("p", u).unwrap().start_unix();
+        for u in ["old", "nan", "inf", "future"] {
+            assert_eq!(start(u), 1_200.0, "{u}");
+        }
+        assert_eq!((start("kept"), start("now")), (1_500.0, 2_000.0));
+        assert_eq!(r.get("p", "old").unwrap().uj.cpu, 7);
+        // What a resumed pair saves is its start, taken or kept.
+        let again: BTreeMap<_, _> = r
+            .save()
+            .into_iter()
+            .map(|s| (s.user, s.start_unix))
+            .collect();
+        assert_eq!(again["old"], Some(1_200.0));
+        assert_eq!(again["kept"], Some(1_500.0));
     }
 }

@@ -133,14 +133,15 @@ impl State {
         }
         for (i, o) in self.owners.iter().enumerate() {
             for (name, v) in [
-                ("cpu_seconds", o.cpu_seconds),
-                ("core_seconds", o.core_seconds),
-                ("gpu_seconds", o.gpu_seconds),
-                ("elapsed_seconds", o.elapsed_seconds),
-                ("memory_byte_seconds", o.memory_byte_seconds),
-                ("last_active_unix", o.last_active_unix),
+                ("cpu_seconds", Some(o.cpu_seconds)),
+                ("core_seconds", Some(o.core_seconds)),
+                ("gpu_seconds", Some(o.gpu_seconds)),
+                ("elapsed_seconds", Some(o.elapsed_seconds)),
+                ("memory_byte_seconds", Some(o.memory_byte_seconds)),
+                ("last_active_unix", Some(o.last_active_unix)),
+                ("start_unix", o.start_unix),
             ] {
-                if !v.is_finite() {
+                if let Some(v) = v.filter(|v| !v.is_finite()) {
                     return Some((format!("owners[{i}].{name}"), v));
                 }
             }
@@ -174,6 +175,11 @@ pub struct OwnerState {
     /// Last time a job of the pair ran, seconds since the Unix epoch.
     #[serde(default)]
     pub last_active_unix: f64,
+    /// Unix time the pair's counters last started from zero
+    /// (`joulebook_owner_start_time_seconds`). `None` in files written before it existed: the
+    /// resuming exporter then uses the node's counters start time ([`crate::owners`]).
+    #[serde(default)]
+    pub start_unix: Option<f64>,
 }
 
 /// What the exporter keeps per job.

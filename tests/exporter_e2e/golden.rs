@@ -3,16 +3,29 @@
 
 use super::*;
 
-/// Replaces values that change from run to run, so the rest can be compared exactly.
+/// Replaces values that change from run to run, so the rest can be compared exactly. An owner
+/// pair's start time, kept at the first sample like the counters, reads `<counters start>` when
+/// it equals `joulebook_counters_start_time_seconds`.
 fn mask_volatile(text: &str) -> String {
     let volatile = [
         "joulebook_sample_duration_seconds",
         "joulebook_last_sample_timestamp_seconds",
         "joulebook_counters_start_time_seconds",
     ];
+    let owner_start = "joulebook_owner_start_time_seconds{";
+    let counters_start = text
+        .lines()
+        .find_map(|l| l.strip_prefix("joulebook_counters_start_time_seconds "));
     let mut out = String::new();
     for line in text.lines() {
         match line.rsplit_once(' ') {
+            Some((series, v)) if series.starts_with(owner_start) => {
+                out.push_str(series);
+                match counters_start {
+                    Some(c) if c == v => out.push_str(" <counters start>\n"),
+                    _ => out.push_str(" <volatile>\n"),
+                }
+            }
             Some((series, _)) if volatile.iter().any(|v| series.starts_with(v)) => {
                 out.push_str(series);
                 out.push_str(" <volatile>\n");

@@ -237,7 +237,7 @@ fn state_round_trip_keeps_counters() {
     let mut st = State::new("h");
     a.save_into(&mut st);
     let mut b = Accounting::new(AccountingOptions::default(), &node());
-    b.resume(&st, 5.0, 5.0);
+    b.resume(&st, 0.0, 5.0, 5.0);
     assert_eq!(b.jobs()["7"].uj, a.jobs()["7"].uj);
     assert_eq!(b.jobs()["7"].ended_at, Some(5.0));
     assert_eq!(b.jobs()["7"].meta.user, "alice");
@@ -391,7 +391,7 @@ fn owner_totals_are_the_sums_of_their_jobs() {
     let mut st = State::new("n1");
     a.save_into(&mut st);
     let mut b = Accounting::new(opts, &node());
-    b.resume(&st, 10.0, 3.0);
+    b.resume(&st, 0.0, 10.0, 3.0);
     check(&b);
     // Resumed jobs are not counted again when they run on.
     b.update(

@@ -211,6 +211,33 @@ fn older_and_newer_files_of_the_same_version_load() {
     assert_eq!(s.jobs["7"].joules_uj["cpu"], 5);
 }
 
+/// An owner pair saved before its start time existed loads without it (`None`: the resume takes
+/// the node's counters start); one saved with it reads it back.
+#[test]
+fn owner_pairs_without_a_start_time_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::write(
+        &path,
+        format!(
+            r#"{{"format":"{FORMAT}","version":1,"hostname":"{HOST}","owners":[
+                {{"account":"p","user":"old","joules_uj":{{"cpu":5}},"jobs":2,"last_active_unix":90.5}},
+                {{"account":"p","user":"new","start_unix":12.25}}]}}"#
+        ),
+    )
+    .unwrap();
+    let LoadOutcome::Loaded(s) = load(&path, HOST) else {
+        panic!("not loaded")
+    };
+    let old = &s.owners[0];
+    assert_eq!((old.user.as_str(), old.start_unix), ("old", None));
+    assert_eq!(
+        (old.joules_uj["cpu"], old.jobs, old.last_active_unix),
+        (5, 2, 90.5)
+    );
+    assert_eq!(s.owners[1].start_unix, Some(12.25));
+}
+
 #[test]
 fn leftover_temporary_file_is_ignored_and_cleaned_by_the_next_save() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,6 +356,13 @@ fn non_finite_numbers_are_refused_before_writing() {
     bad.counters_start_unix = Some(f64::NAN);
     let err = save_atomic(&path, &bad).unwrap_err();
     assert!(err.to_string().contains("counters_start_unix"), "{err}");
+    bad = good.clone();
+    bad.owners.push(OwnerState {
+        start_unix: Some(f64::INFINITY),
+        ..Default::default()
+    });
+    let err = save_atomic(&path, &bad).unwrap_err();
+    assert!(err.to_string().contains("owners[0].start_unix"), "{err}");
     assert_eq!(load(&path, HOST), LoadOutcome::Loaded(good));
 }
 
