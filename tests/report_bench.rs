@@ -335,7 +335,8 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
             }
         }
     }
-    let rates: [(MetricDef, fn(&Job) -> f64); 5] = [
+    type Rate = fn(&Job) -> f64;
+    let rates: [(MetricDef, Rate); 5] = [
         (c::OWNER_CORE_SECONDS, |j| j.cpus),
         (c::OWNER_GPU_SECONDS, |j| j.gpus as f64),
         (c::OWNER_CPU_SECONDS, |j| 0.7 * j.cpus),

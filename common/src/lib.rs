@@ -431,14 +431,15 @@ metric!(
 
 // --- Per owner: cumulative totals per (account, user) on each node, the same deltas as the job
 // counters, so project and user totals read a few series per node (exporter/src/owners.rs).
-metric!(OWNER_ENERGY, "owner", Joules, Counter, [l::ACCOUNT, l::USER, l::COMPONENT],
+// Each run of a pair's counters (from `since`, when they started from zero) is its own series.
+metric!(OWNER_ENERGY, "owner", Joules, Counter, [l::ACCOUNT, l::USER, l::SINCE, l::COMPONENT],
     "Energy attributed to the jobs of an (account, user) pair on this node, by component; the sum of their job counters.");
 metric!(
     OWNER_CPU_SECONDS,
     "owner_cpu",
     Seconds,
     Counter,
-    [l::ACCOUNT, l::USER],
+    [l::ACCOUNT, l::USER, l::SINCE],
     "CPU time used by the jobs of an (account, user) pair on this node."
 );
 metric!(
@@ -446,7 +447,7 @@ metric!(
     "owner_core",
     Seconds,
     Counter,
-    [l::ACCOUNT, l::USER],
+    [l::ACCOUNT, l::USER, l::SINCE],
     "Allocated CPUs times elapsed time of the jobs of an (account, user) pair on this node."
 );
 metric!(
@@ -454,7 +455,7 @@ metric!(
     "owner_gpu",
     Seconds,
     Counter,
-    [l::ACCOUNT, l::USER],
+    [l::ACCOUNT, l::USER, l::SINCE],
     "Allocated GPUs times elapsed time of the jobs of an (account, user) pair on this node."
 );
 metric!(
@@ -462,7 +463,7 @@ metric!(
     "owner_elapsed",
     Seconds,
     Counter,
-    [l::ACCOUNT, l::USER],
+    [l::ACCOUNT, l::USER, l::SINCE],
     "Elapsed time of the jobs of an (account, user) pair on this node, added over the jobs (two jobs for an hour: 7,200 s)."
 );
 metric!(
@@ -470,7 +471,7 @@ metric!(
     "owner_memory_byte_seconds",
     None,
     Counter,
-    [l::ACCOUNT, l::USER],
+    [l::ACCOUNT, l::USER, l::SINCE],
     "Allocated memory times elapsed time of the jobs of an (account, user) pair on this node, byte-seconds (jobs without a memory limit add 0)."
 );
 metric!(
@@ -478,16 +479,8 @@ metric!(
     "owner_jobs",
     None,
     Counter,
-    [l::ACCOUNT, l::USER],
+    [l::ACCOUNT, l::USER, l::SINCE],
     "Jobs of an (account, user) pair that started on this node."
-);
-metric!(
-    OWNER_START_TIME,
-    "owner_start_time",
-    Seconds,
-    Gauge,
-    [l::ACCOUNT, l::USER],
-    "Unix time since which the owner counters of an (account, user) pair on this node have only grown: when the pair was kept (first seen, or back after expiring) or the exporter last started from zero; kept across resumes from the state file. A reader compares it at two samples to tell a counter that went on from one that started again."
 );
 
 // --- Health of the exporter itself.
@@ -614,7 +607,6 @@ pub const ALL_METRICS: &[MetricDef] = &[
     OWNER_ELAPSED_SECONDS,
     OWNER_MEMORY_BYTE_SECONDS,
     OWNER_JOBS,
-    OWNER_START_TIME,
     SOURCE_UP,
     SOURCE_ENABLED,
     SAMPLE_DURATION,

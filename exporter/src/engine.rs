@@ -542,7 +542,7 @@ mod schedule_tests {
         assert_eq!(fresh.snapshot(4_000.0).counters_start_unix, 4_000.0);
     }
 
-    /// `joulebook_owner_start_time_seconds` of a pair saved without it is the node's counters
+    /// The start (`since`) of an owner pair saved without it is the node's counters
     /// start time as resumed (the file's, else the resume time); a saved one is kept.
     #[test]
     fn owner_pairs_saved_without_a_start_take_the_counters_start() {

@@ -497,22 +497,30 @@ fn encode_jobs(s: &Snapshot, enc: &mut DescriptorEncoder) -> Result<(), Error> {
     encode_owners(s, &components, enc)
 }
 
-/// Per (account, user) totals, energy for the components the node has (as the jobs').
+/// Per (account, user) totals, energy for the components the node has (as the jobs'); each
+/// pair's series carry `since`, the whole Unix second its counters started from zero.
 fn encode_owners(
     s: &Snapshot,
     components: &[joulebook_common::Component],
     enc: &mut DescriptorEncoder,
 ) -> Result<(), Error> {
     use names::labels as l;
+    let since: Vec<String> = s
+        .owners
+        .iter()
+        .map(|(_, o)| format!("{}", o.start_unix().floor() as i64))
+        .collect();
+    let owners = || s.owners.iter().zip(since.iter().map(String::as_str));
     counters(
         enc,
         &names::OWNER_ENERGY,
-        s.owners.iter().flat_map(|((a, u), o)| {
+        owners().flat_map(|(((a, u), o), since)| {
             components.iter().map(move |c| {
                 (
                     [
                         (l::ACCOUNT, &**a),
                         (l::USER, &**u),
+                        (l::SINCE, since),
                         (l::COMPONENT, c.as_str()),
                     ],
                     o.uj[*c] as f64 / 1e6,
@@ -521,9 +529,12 @@ fn encode_owners(
         }),
     )?;
     let per_owner = |f: fn(&crate::owners::OwnerTotals) -> f64| {
-        s.owners
-            .iter()
-            .map(move |((a, u), o)| ([(l::ACCOUNT, &**a), (l::USER, &**u)], f(o)))
+        owners().map(move |(((a, u), o), since)| {
+            (
+                [(l::ACCOUNT, &**a), (l::USER, &**u), (l::SINCE, since)],
+                f(o),
+            )
+        })
     };
     counters(enc, &names::OWNER_CPU_SECONDS, per_owner(|o| o.cpu_seconds))?;
     counters(
@@ -543,7 +554,6 @@ fn encode_owners(
         per_owner(|o| o.memory_byte_seconds),
     )?;
     counters(enc, &names::OWNER_JOBS, per_owner(|o| o.jobs as f64))?;
-    gauges(enc, &names::OWNER_START_TIME, per_owner(|o| o.start_unix()))?;
     Ok(())
 }
 

@@ -10,9 +10,9 @@
 //! energy is lost. A pair with no running job for [`EXPIRY_S`] is dropped: its series goes stale,
 //! and if the pair comes back its counters start again from zero.
 //!
-//! Start: each pair has its own `joulebook_owner_start_time_seconds` (the Unix time its counters
-//! last started from zero; kept across a resume). Within one value of it a pair's counters only
-//! grow; a different value at two samples means they started again from zero in between.
+//! Runs: every series of a pair carries `since`, the whole Unix second its counters last started
+//! from zero (kept across a resume), so each run of the counters is its own series and only
+//! grows: a reader takes `last − base` per series with no pass over the samples.
 
 use crate::state::OwnerState;
 use joulebook_common::{Component, PerComponent};

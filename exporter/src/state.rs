@@ -175,8 +175,8 @@ pub struct OwnerState {
     /// Last time a job of the pair ran, seconds since the Unix epoch.
     #[serde(default)]
     pub last_active_unix: f64,
-    /// Unix time the pair's counters last started from zero
-    /// (`joulebook_owner_start_time_seconds`). `None` in files written before it existed: the
+    /// Unix time the pair's counters last started from zero (the owner series' `since`
+    /// label). `None` in files written before it existed: the
     /// resuming exporter then uses the node's counters start time ([`crate::owners`]).
     #[serde(default)]
     pub start_unix: Option<f64>,

@@ -4,39 +4,50 @@
 use super::*;
 
 /// Replaces values that change from run to run, so the rest can be compared exactly. An owner
-/// pair's start time, kept at the first sample like the counters, reads `<counters start>` when
-/// it equals `joulebook_counters_start_time_seconds`.
+/// pair's `since` label, kept at the first sample like the counters, reads `<counters start>`
+/// when it is the whole second of `joulebook_counters_start_time_seconds`.
 fn mask_volatile(text: &str) -> String {
     let volatile = [
         "joulebook_sample_duration_seconds",
         "joulebook_last_sample_timestamp_seconds",
         "joulebook_counters_start_time_seconds",
     ];
-    let owner_start = "joulebook_owner_start_time_seconds{";
     let counters_start = text
         .lines()
-        .find_map(|l| l.strip_prefix("joulebook_counters_start_time_seconds "));
+        .find_map(|l| l.strip_prefix("joulebook_counters_start_time_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| format!("since=\"{}\"", v.floor() as i64));
     let mut out = String::new();
     for line in text.lines() {
+        let line = mask_since(line, counters_start.as_deref());
         match line.rsplit_once(' ') {
-            Some((series, v)) if series.starts_with(owner_start) => {
-                out.push_str(series);
-                match counters_start {
-                    Some(c) if c == v => out.push_str(" <counters start>\n"),
-                    _ => out.push_str(" <volatile>\n"),
-                }
-            }
             Some((series, _)) if volatile.iter().any(|v| series.starts_with(v)) => {
                 out.push_str(series);
                 out.push_str(" <volatile>\n");
             }
             _ => {
-                out.push_str(line);
+                out.push_str(&line);
                 out.push('\n');
             }
         }
     }
     out
+}
+
+/// `line` with its `since="…"` label as `<counters start>` when it is `counters_start`, else
+/// `<volatile>`.
+fn mask_since(line: &str, counters_start: Option<&str>) -> String {
+    let Some(at) = line.find("since=\"") else {
+        return line.to_string();
+    };
+    let len = line[at + 7..].find('"').map_or(line.len() - at, |e| e + 8);
+    let value = &line[at..at + len];
+    let shown = if Some(value) == counters_start {
+        "since=\"<counters start>\""
+    } else {
+        "since=\"<volatile>\""
+    };
+    format!("{}{shown}{}", &line[..at], &line[at + len..])
 }
 
 fn golden(name: &str) {

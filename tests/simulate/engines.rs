@@ -81,33 +81,46 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
     drop(prom);
 }
 
+/// The small run's report for its day from `prom` (JSON), with `args` added.
+fn day_report(prom: &Prometheus, out: &std::path::Path, args: &[&str]) -> Value {
+    window_report(prom, out, ("2025-03-03", "2025-03-04"), args)
+}
+
+/// The report of `(from, to)` from `prom` (JSON), with `args` added.
+fn window_report(
+    prom: &Prometheus,
+    out: &std::path::Path,
+    (from, to): (&str, &str),
+    args: &[&str],
+) -> Value {
+    let o = Command::new(binary("joulebook-report"))
+        .args(["--prometheus", &prom.url(), "--from", from, "--to", to])
+        .args(args)
+        .args(["--format", "json", "--out"])
+        .arg(out)
+        .env_remove("JOULEBOOK_PROMETHEUS_URL")
+        .output()
+        .expect("run joulebook-report");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
 /// The per-owner counters, read by PromQL from a real Prometheus, give the same project and user
 /// totals (energy, core- and GPU-hours) as the reporter's sums over the jobs of the same data.
 #[test]
 fn owner_counters_give_the_reports_project_and_user_totals() {
     let (run, dir, prom) = small_in_prometheus();
-    let out = dir.path().join("report");
-    let o = Command::new(binary("joulebook-report"))
-        .args([
-            "--prometheus",
-            &prom.url(),
-            "--from",
-            "2025-03-03",
-            "--to",
-            "2025-03-04",
-        ])
-        .args(["--format", "json", "--out"])
-        .arg(&out)
-        .env_remove("JOULEBOOK_PROMETHEUS_URL")
-        .output()
-        .expect("run joulebook-report");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let json = std::fs::read_dir(&out)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("a JSON report");
-    let report: Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let report = day_report(
+        &prom,
+        &dir.path().join("report"),
+        &["--totals-from", "jobs"],
+    );
+    assert_eq!(report["totals_from"], "jobs");
     // The counters start at 0 with the simulation and never go down (the restart resumes from
     // the state file): their largest value is the period's increase.
     let end = run.truth["end_unix"].as_i64().unwrap();
@@ -153,6 +166,97 @@ fn owner_counters_give_the_reports_project_and_user_totals() {
         }
     }
     assert!(compared >= 4, "{compared}");
+}
+
+/// A report takes its project and user totals and estimates from the owner counters where
+/// they add up to every node's energy less its unallocated energy, and they are what the sums
+/// over the jobs give; with one node's owner counters missing it sums the jobs and says why.
+#[test]
+fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
+    let (run, dir, prom) = small_in_prometheus();
+    // Also a window that starts and ends while pairs run (their runs' values at its start are
+    // subtracted).
+    let half = ("2025-03-03T09:00:00Z", "2025-03-03T15:00:00Z");
+    for (window, name) in [(None, "day"), (Some(half), "half")] {
+        let out = dir.path().join(name);
+        let report = |args: &[&str]| match window {
+            None => day_report(&prom, &out, args),
+            Some(w) => window_report(&prom, &out, w, args),
+        };
+        let owners = report(&[]);
+        let jobs = report(&["--totals-from", "jobs"]);
+        same_totals(&owners, &jobs);
+    }
+    let jobs = day_report(&prom, &dir.path().join("jobs"), &["--totals-from", "jobs"]);
+    drop(prom);
+
+    // One node's owner counters lost (an exporter from before them, say).
+    let dropped: String = run
+        .text
+        .lines()
+        .filter(|l| !(l.starts_with("joulebook_owner_") && l.contains("instance=\"cpu01:9977\"")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let om = dir.path().join("dropped.om");
+    std::fs::write(&om, dropped).unwrap();
+    let tsdb = dir.path().join("tsdb-dropped");
+    backfill_openmetrics(&om, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    let partial = day_report(&prom, &dir.path().join("partial"), &[]);
+    assert_eq!(partial["totals_from"], "jobs");
+    let notes = partial["notes"].to_string();
+    assert!(
+        notes.contains("not the owner counters: testlab/cpu01:9977 cpu: owners 0.000 J"),
+        "{notes}"
+    );
+    assert_eq!(partial["projects"], jobs["projects"]);
+}
+
+/// `owners` (a report from the owner counters) has the project and user rows and estimates of
+/// `jobs` (the same report from the jobs).
+fn same_totals(owners: &Value, jobs: &Value) {
+    assert_eq!(owners["totals_from"], "owner_counters");
+    assert_eq!(jobs["totals_from"], "jobs");
+    let notes = |r: &Value| r["notes"].to_string();
+    assert!(
+        notes(owners).contains("per-owner counters of 5 nodes"),
+        "{}",
+        notes(owners)
+    );
+    let close = |a: &Value, b: &Value| {
+        let (a, b) = (
+            a.as_f64().unwrap_or(f64::NAN),
+            b.as_f64().unwrap_or(f64::NAN),
+        );
+        (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-9)
+    };
+    let mut compared = 0;
+    for section in ["projects", "users"] {
+        let (a, b) = (&owners[section]["rows"], &jobs[section]["rows"]);
+        assert_eq!(a.as_array().map(Vec::len), b.as_array().map(Vec::len));
+        for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+            assert_eq!(x["name"], y["name"], "{section}");
+            for f in ["energy_kwh", "share", "core_hours", "gpu_hours", "jobs"] {
+                assert!(
+                    close(&x[f], &y[f]),
+                    "{section} {} {f}: {x} vs {y}",
+                    x["name"]
+                );
+                compared += 1;
+            }
+        }
+    }
+    for section in ["projects", "users"] {
+        let (a, b) = (&owners["estimates"][section], &jobs["estimates"][section]);
+        for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+            for f in ["measured_kwh", "green_algorithms_kwh", "codecarbon_kwh"] {
+                assert!(x[f].as_f64().unwrap() > 0.0, "{section} {f}: {x}");
+                assert!(close(&x[f], &y[f]), "{section} {f}: {x} vs {y}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 50, "{compared}");
 }
 
 /// The per-owner elapsed and memory-seconds counters equal what the reporter's estimates take

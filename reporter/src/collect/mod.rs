@@ -1,5 +1,5 @@
 //! PromQL: everything the report needs, aggregated by the server, in a bounded number of queries
-//! (about 20 plus 2 per day and family of node counters, independent of the number of jobs).
+//! (about 30 plus 2 per day and family of node counters, independent of the number of jobs).
 //!
 //! # Increase of a counter over the period `(S, E]`
 //!
