@@ -177,18 +177,37 @@ fn node_labels(n: usize) -> String {
     format!("cluster=\"big\",instance=\"node{n:03}:9977\",job=\"joulebook\"")
 }
 
+/// Scrapes happen at `k × scrape + SCRAPE_PHASE_S`, as a real Prometheus spreads its targets
+/// over the interval: never on a day's first second, where VictoriaMetrics 1.79 misses the
+/// series that start there (docs/PERFORMANCE.md, section 5).
+const SCRAPE_PHASE_S: i64 = 7;
+
+/// The first scrape after `t`.
+fn scrape_after(t: i64, scrape: i64) -> i64 {
+    ((t - SCRAPE_PHASE_S).div_euclid(scrape) + 1) * scrape + SCRAPE_PHASE_S
+}
+
+/// The last scrape at or before `t`.
+fn scrape_until(t: i64, scrape: i64) -> i64 {
+    (t - SCRAPE_PHASE_S).div_euclid(scrape) * scrape + SCRAPE_PHASE_S
+}
+
+/// The scrapes from the first after `from` to the last at or before `to`.
+fn scrapes_between(sh: &Shape, from: i64, to: i64) -> impl Iterator<Item = Ts> {
+    let (scrape, ms) = (sh.scrape, sh.millis);
+    (scrape_after(from, scrape)..=scrape_until(to, scrape))
+        .step_by(scrape as usize)
+        .map(move |t| Ts(t, ms))
+}
+
 /// Every scrape of the period.
 fn scrapes(sh: &Shape) -> impl Iterator<Item = Ts> {
-    let (scrape, ms) = (sh.scrape, sh.millis);
-    (sh.start / scrape + 1..=sh.end / scrape).map(move |k| Ts(k * scrape, ms))
+    scrapes_between(sh, sh.start, sh.end)
 }
 
 /// A job's series run from the first scrape after its start to two scrapes after its end.
 fn job_scrapes(sh: &Shape, j: &Job) -> impl Iterator<Item = Ts> {
-    let (scrape, ms) = (sh.scrape, sh.millis);
-    ((j.start / scrape + 1) * scrape..=(j.end / scrape + 2) * scrape)
-        .step_by(scrape as usize)
-        .map(move |t| Ts(t, ms))
+    scrapes_between(sh, j.start, j.end + 2 * sh.scrape)
 }
 
 /// Seconds job `j` has run at scrape `t`.
@@ -300,7 +319,6 @@ fn owner_runs<'j>(sh: &Shape, jobs: &'j [Job]) -> Vec<Run<'j>> {
 fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut lines = 0u64;
     let runs = owner_runs(sh, jobs);
-    let (scrape, ms) = (sh.scrape, sh.millis);
     let labels = |r: &Run| {
         let j = r.jobs[0];
         format!(
@@ -311,11 +329,7 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
             r.start
         )
     };
-    let times = |r: &Run| {
-        ((r.start / scrape + 1) * scrape..=r.until.min(sh.end) / scrape * scrape)
-            .step_by(scrape as usize)
-            .map(move |t| Ts(t, ms))
-    };
+    let times = |r: &Run| scrapes_between(sh, r.start, r.until.min(sh.end));
     writeln!(
         w,
         "# TYPE {} counter",

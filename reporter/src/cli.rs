@@ -96,11 +96,16 @@ struct ConnArgs {
     /// held for it on large clusters and long periods; the figures do not depend on it.
     #[arg(long, global = true)]
     nodes_per_query: Option<usize>,
-    /// Where project and user totals come from: `auto` (the per-owner counters where they are
-    /// complete and add up to each node's energy less its unallocated energy, else the jobs) or
-    /// `jobs` (always the sums over the jobs).
-    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "jobs"])]
+    /// Where project and user totals come from: `jobs` (the sums over the jobs) or `owners` (the
+    /// per-owner counters where they add up to each node's energy less its unallocated energy,
+    /// else the jobs, with a note).
+    #[arg(long, global = true, default_value = "jobs", value_parser = ["jobs", "owners"])]
     totals_from: String,
+    /// A report without the job lists (top jobs, development versus final run): totals from the
+    /// owner counters and job counts from the server, so that its cost follows the owner pairs
+    /// rather than the jobs; where the owner counters do not add up, the full report.
+    #[arg(long, global = true)]
+    summary: bool,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]
     no_progress: bool,
@@ -273,7 +278,8 @@ fn run(cli: Cli) -> Result<(), Fail> {
         job_id,
         parallelism: cli.conn.parallelism.max(1),
         nodes_per_query: cli.conn.nodes_per_query,
-        owner_totals: cli.conn.totals_from == "auto",
+        owner_totals: cli.conn.totals_from == "owners" || cli.conn.summary,
+        summary: cli.conn.summary,
     };
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {

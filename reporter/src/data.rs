@@ -215,6 +215,14 @@ pub struct OwnerData {
     pub memory_byte_seconds: f64,
 }
 
+/// Jobs of one (account, user) pair counted by the server (a summary report reads no job).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobCount {
+    pub account: Name,
+    pub user: Name,
+    pub jobs: usize,
+}
+
 /// Node energy of one day (or partial day) summed over nodes, joules.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DayData {
@@ -241,4 +249,8 @@ pub struct Dataset {
     /// instead of from the jobs ([`crate::collect`]'s `owners`). `None`: sums over the jobs.
     #[serde(default)]
     pub owners: Option<Vec<OwnerData>>,
+    /// A summary report's job counts (`--summary`), when `jobs` is empty because no job was
+    /// read: the report then has no job lists.
+    #[serde(default)]
+    pub job_counts: Option<Vec<JobCount>>,
 }

@@ -183,8 +183,8 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
             None => day_report(&prom, &out, args),
             Some(w) => window_report(&prom, &out, w, args),
         };
-        let owners = report(&[]);
-        let jobs = report(&["--totals-from", "jobs"]);
+        let owners = report(&["--totals-from", "owners"]);
+        let jobs = report(&[]);
         same_totals(&owners, &jobs);
     }
     let jobs = day_report(&prom, &dir.path().join("jobs"), &["--totals-from", "jobs"]);
@@ -202,14 +202,58 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
     let tsdb = dir.path().join("tsdb-dropped");
     backfill_openmetrics(&om, &tsdb);
     let prom = Prometheus::start(&tsdb, &[]);
-    let partial = day_report(&prom, &dir.path().join("partial"), &[]);
+    let partial = day_report(
+        &prom,
+        &dir.path().join("partial"),
+        &["--totals-from", "owners"],
+    );
     assert_eq!(partial["totals_from"], "jobs");
+    // A summary asked for there is the full report, and says so.
+    let full = day_report(&prom, &dir.path().join("partial-summary"), &["--summary"]);
+    assert_eq!(full["summary"], false);
+    assert!(full["notes"]
+        .to_string()
+        .contains("A full report, not a summary"));
+    assert_eq!(full["top_jobs"], jobs["top_jobs"]);
     let notes = partial["notes"].to_string();
     assert!(
         notes.contains("not the owner counters: testlab/cpu01:9977 cpu: owners 0.000 J"),
         "{notes}"
     );
     assert_eq!(partial["projects"], jobs["projects"]);
+}
+
+/// A summary reads no job yet has the full report's figures: projects and users (job counts
+/// included), estimates, headline, idle nodes and GPUs; only the job lists are left out.
+#[test]
+fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
+    let (_run, dir, prom) = small_in_prometheus();
+    let half = ("2025-03-03T09:00:00Z", "2025-03-03T15:00:00Z");
+    for (i, window) in [("2025-03-03", "2025-03-04"), half].into_iter().enumerate() {
+        let out = |n: &str| dir.path().join(format!("{n}{i}"));
+        let full = window_report(&prom, &out("full"), window, &["--totals-from", "owners"]);
+        let summary = window_report(&prom, &out("summary"), window, &["--summary"]);
+        assert_eq!(full["summary"], false);
+        assert_eq!(summary["summary"], true);
+        assert_eq!(summary["totals_from"], "owner_counters");
+        assert!(full["top_jobs"].as_array().is_some_and(|j| j.len() > 5));
+        assert_eq!(summary["top_jobs"], serde_json::json!([]));
+        assert_eq!(summary["dev_vs_final"], serde_json::json!([]));
+        for section in [
+            "projects",
+            "users",
+            "estimates",
+            "headline",
+            "idle",
+            "components",
+        ] {
+            assert_eq!(summary[section], full[section], "{section} of {window:?}");
+        }
+        assert!(summary["notes"]
+            .to_string()
+            .contains("Summary report (--summary)"));
+        assert!(summary["headline"]["jobs"].as_u64().is_some_and(|n| n > 5));
+    }
 }
 
 /// `owners` (a report from the owner counters) has the project and user rows and estimates of

@@ -115,7 +115,7 @@ impl Collector<'_> {
 
     /// Every job series of the scope (the cluster's, when one is given): the selector whose
     /// instances [`Collector::jobs`] reads in rounds.
-    fn job_series(&self) -> String {
+    pub(super) fn job_series(&self) -> String {
         self.series_matching("joulebook_job_.+")
     }
 

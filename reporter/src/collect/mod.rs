@@ -35,6 +35,7 @@
 //! node's series missing near the day's end are those known at the period's start or at any
 //! day's end (an exporter keeps publishing a series once it exists), read over that day.
 
+mod counts;
 mod gpus;
 mod jobs;
 mod nodes;
@@ -80,8 +81,11 @@ pub struct Scope {
     /// [`auto_nodes_per_query`].
     pub nodes_per_query: Option<usize>,
     /// Take the project and user totals from the owner counters where they are exact
-    /// (`--totals-from auto`); `false`: always sum the jobs (`--totals-from jobs`).
+    /// (`--totals-from owners`); `false`: sum the jobs (`--totals-from jobs`).
     pub owner_totals: bool,
+    /// No job lists: with the owner totals, count the jobs in the server instead of reading
+    /// them (`--summary`).
+    pub summary: bool,
 }
 
 /// Node-days of job series that one round of job queries reads when `--nodes-per-query` is not
@@ -458,8 +462,7 @@ impl<'a> Collector<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let (jobs, held) = self.jobs(&instances, &starts)?;
-        Self::add_allocations(&mut gpus, &held);
+        // The owner totals, where they add up (`--totals-from owners`, `--summary`).
         let owners = if self.scope.owner_totals {
             match self.owner_totals(&instances, &nodes)? {
                 Ok(o) => Some(o),
@@ -467,12 +470,29 @@ impl<'a> Collector<'a> {
                     if let Some(why) = why {
                         self.note(format!("Project and user totals are sums over the jobs, not the owner counters: {why}."));
                     }
+                    if self.scope.summary {
+                        self.note(
+                            "A full report, not a summary: a summary needs the owner counters."
+                                .into(),
+                        );
+                    }
                     None
                 }
             }
         } else {
             None
         };
+        // A summary counts the jobs in the server instead of reading them.
+        if self.scope.summary && owners.is_some() {
+            let (counts, held) = self.job_counts(&instances)?;
+            Self::add_allocations(&mut gpus, &held);
+            let mut ds = self.finish(Vec::new(), nodes, gpus, days);
+            ds.owners = owners;
+            ds.job_counts = Some(counts);
+            return Ok(ds);
+        }
+        let (jobs, held) = self.jobs(&instances, &starts)?;
+        Self::add_allocations(&mut gpus, &held);
         let mut ds = self.finish(jobs, nodes, gpus, days);
         ds.owners = owners;
         Ok(ds)
@@ -528,6 +548,7 @@ impl<'a> Collector<'a> {
             notes: self.finish_notes(),
             unmeasured: self.unmeasured(),
             owners: None,
+            job_counts: None,
         }
     }
 

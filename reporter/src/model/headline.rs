@@ -1,14 +1,19 @@
 //! The headline figures and the per-component table.
 
+use super::rankings::Group;
 use super::{kwh, share, ComponentRow, Cost, Energies, Headline};
 use crate::config::Config;
-use crate::data::{ByComponent, Dataset, JobData, Placement};
+use crate::data::{ByComponent, Dataset, JobData, OwnerData, Placement};
 use joulebook_common::Component;
 
-/// The headline figures: IT and facility energy, CO2e, cost, comparisons, counts.
+/// The headline figures: IT and facility energy, CO2e, cost, comparisons, counts. `total`: all
+/// the scope's jobs (their count, core- and GPU-seconds); `owners`: the scope's owner figures
+/// when a summary read no job.
 pub(super) fn headline(
     ds: &Dataset,
     jobs: &[&JobData],
+    owners: Option<&[&OwnerData]>,
+    total: &Group,
     cfg: &Config,
     cluster_scope: bool,
     e: &Energies,
@@ -35,19 +40,23 @@ pub(super) fn headline(
         facility_kwh_per_day: per_day,
         households_daily: per_day / (hh / 365.0),
         household: cfg.household.clone(),
-        jobs: jobs.len(),
-        core_hours: jobs.iter().map(|j| j.core_seconds).sum::<f64>() / 3600.0,
-        gpu_hours: jobs.iter().map(|j| j.gpu_seconds).sum::<f64>() / 3600.0,
+        jobs: total.jobs(),
+        core_hours: total.core_s() / 3600.0,
+        gpu_hours: total.gpu_s() / 3600.0,
         nodes: if cluster_scope {
             ds.nodes.iter().filter(|n| n.energy.total() > 0.0).count()
         } else {
-            let mut s: Vec<(&str, &str)> = jobs
+            let placed = jobs.iter().flat_map(|j| {
+                j.placements
+                    .iter()
+                    .map(|p: &Placement| (j.cluster.as_str(), p.instance.as_str()))
+            });
+            let used = owners
+                .unwrap_or_default()
                 .iter()
-                .flat_map(|j| {
-                    j.placements
-                        .iter()
-                        .map(|p: &Placement| (j.cluster.as_str(), p.instance.as_str()))
-                })
+                .filter(|o| o.core_seconds > 0.0 || o.energy.total() > 0.0);
+            let mut s: Vec<(&str, &str)> = placed
+                .chain(used.map(|o| (o.cluster.as_str(), o.instance.as_str())))
                 .collect();
             s.sort();
             s.dedup();

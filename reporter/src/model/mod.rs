@@ -97,7 +97,21 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
                 .iter()
                 .map(|o| owner_estimates(o, &nodes_by_key, &gpu_w, cfg, period_s))
                 .collect();
-            rankings::Groups::of_owners(owners, &est, &jobs, &alias)
+            let counted = ds.job_counts.iter().flatten().filter(|c| match &opt.scope {
+                ScopeKind::Cluster => true,
+                ScopeKind::Project(p) => &c.account == p,
+                ScopeKind::User(u) => &c.user == u,
+            });
+            let counts: Vec<(&str, &str, usize)> = match &ds.job_counts {
+                Some(_) => counted
+                    .map(|c| (c.account.as_str(), c.user.as_str(), c.jobs))
+                    .collect(),
+                None => jobs
+                    .iter()
+                    .map(|j| (j.account.as_str(), j.user.as_str(), 1))
+                    .collect(),
+            };
+            rankings::Groups::of_owners(owners, &est, counts, &alias)
         }
         None => {
             let est: Vec<JobEstimates> = jobs
@@ -124,7 +138,17 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     } else {
         Vec::new()
     };
-    let headline = headline::headline(ds, &jobs, cfg, cluster_scope, &e, days);
+    let summary = ds.job_counts.is_some();
+    let headline = headline::headline(
+        ds,
+        &jobs,
+        owners.as_deref().filter(|_| summary),
+        &groups.total,
+        cfg,
+        cluster_scope,
+        &e,
+        days,
+    );
     Report {
         schema_version: 2,
         title: format!(
@@ -151,7 +175,12 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         projects,
         users,
         estimates,
-        dev_vs_final: jobs::dev_vs_final(&jobs, &groups.projects, cfg),
+        dev_vs_final: if summary {
+            Vec::new()
+        } else {
+            jobs::dev_vs_final(&jobs, &groups.projects, cfg)
+        },
+        summary,
         totals_from: if owners.is_some() {
             TotalsFrom::OwnerCounters
         } else {
@@ -268,9 +297,17 @@ fn notes(
             .map(|o| (o.cluster.as_str(), o.instance.as_str()))
             .collect();
         notes.push(format!(
-            "Project and user energy, core- and GPU-hours and estimates are from the per-owner counters of {} nodes (equal on each node to its energy less its unallocated energy); job counts and the job lists from the job series.",
-            nodes.len()
+            "Project and user energy, core- and GPU-hours and estimates are from the per-owner counters of {} nodes (equal on each node to its energy less its unallocated energy); {}.",
+            nodes.len(),
+            if ds.job_counts.is_some() {
+                "job counts counted by the server"
+            } else {
+                "job counts and the job lists from the job series"
+            }
         ));
+    }
+    if ds.job_counts.is_some() {
+        notes.push("Summary report (--summary): no job was read, so the top jobs and the development-versus-final comparison are left out.".into());
     }
     notes.extend(crate::trust::claimed_project_note(&ds.jobs));
     if cluster_scope && e.it_j > 0.0 {

@@ -35,11 +35,11 @@ impl Groups {
     }
 
     /// Sums over the owner counters (`owners`, one pair on one node each, with their
-    /// estimates `est`), the job counts from `jobs`.
-    pub fn of_owners(
+    /// estimates `est`), the job counts from `jobs` (account, user, jobs).
+    pub fn of_owners<'a>(
         owners: &[&OwnerData],
         est: &[JobEstimates],
-        jobs: &[&JobData],
+        jobs: impl IntoIterator<Item = (&'a str, &'a str, usize)>,
         alias: &BTreeMap<String, String>,
     ) -> Groups {
         let mut g = Groups::empty();
@@ -53,12 +53,12 @@ impl Groups {
             };
             g.add(&o.account, &o.user, &one, alias);
         }
-        for j in jobs {
+        for (account, user, n) in jobs {
             let count = Group {
-                jobs: 1,
+                jobs: n,
                 ..Group::default()
             };
-            g.add(&j.account, &j.user, &count, alias);
+            g.add(account, user, &count, alias);
         }
         g
     }
@@ -109,6 +109,18 @@ impl Group {
 
     pub fn energy_j(&self) -> f64 {
         self.energy_j
+    }
+
+    pub fn jobs(&self) -> usize {
+        self.jobs
+    }
+
+    pub fn core_s(&self) -> f64 {
+        self.core_s
+    }
+
+    pub fn gpu_s(&self) -> f64 {
+        self.gpu_s
     }
 }
 

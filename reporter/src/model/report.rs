@@ -43,6 +43,8 @@ pub struct Report {
     pub dev_vs_final: Vec<DevRow>,
     /// Where the project and user rows and the estimates come from.
     pub totals_from: TotalsFrom,
+    /// A summary (`--summary`): no job was read, `top_jobs` and `dev_vs_final` are empty.
+    pub summary: bool,
     /// Cluster reports only (node counters by day).
     pub daily: Vec<DayRow>,
     pub top_jobs: Vec<JobRow>,
@@ -287,6 +289,7 @@ impl Report {
             estimates,
             dev_vs_final,
             totals_from,
+            summary,
             daily,
             top_jobs,
             top_n,
@@ -313,6 +316,7 @@ impl Report {
             estimates: estimates.clone(),
             dev_vs_final: dev_vs_final.clone(),
             totals_from: *totals_from,
+            summary: *summary,
             daily: daily.clone(),
             top_jobs: top_jobs.iter().take(n).cloned().collect(),
             top_n: *top_n,
