@@ -253,6 +253,15 @@ fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
             .to_string()
             .contains("Summary report (--summary)"));
         assert!(summary["headline"]["jobs"].as_u64().is_some_and(|n| n > 5));
+        // Rounds of one node: a job on two nodes is met in two rounds and counted once.
+        let rounds = window_report(
+            &prom,
+            &out("rounds"),
+            window,
+            &["--summary", "--nodes-per-query", "1"],
+        );
+        assert_eq!(rounds["projects"], summary["projects"], "{window:?}");
+        assert_eq!(rounds["headline"], summary["headline"], "{window:?}");
     }
 }
 

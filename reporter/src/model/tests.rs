@@ -318,3 +318,42 @@ fn owner_counters_decide_the_totals_where_they_differ_from_the_jobs() {
     let dev = r.dev_vs_final.iter().find(|d| d.project == "q").unwrap();
     assert!((dev.total_kwh - 2.0).abs() < 1e-12, "{dev:?}");
 }
+
+#[test]
+fn a_summary_counts_the_jobs_it_was_given_and_lists_none() {
+    let mut ds = dataset();
+    ds.owners = Some(owners_of(&ds));
+    let count = |account: &str, user: &str, jobs| crate::data::JobCount {
+        account: account.into(),
+        user: user.into(),
+        jobs,
+    };
+    ds.job_counts = Some(vec![
+        count("p", "ann", 20),
+        count("p", "bo", 3),
+        count("q", "cy", 1),
+    ]);
+    ds.jobs.clear();
+    let r = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+    assert!(r.summary);
+    assert_eq!(r.headline.jobs, 24);
+    assert!((r.headline.core_hours - 14.0).abs() < 1e-12);
+    let jobs: Vec<(&str, usize)> = r
+        .projects
+        .rows
+        .iter()
+        .map(|p| (p.name.as_str(), p.jobs))
+        .collect();
+    assert_eq!(jobs, vec![("p", 23), ("q", 1)]);
+    assert!(r.top_jobs.is_empty() && r.dev_vs_final.is_empty());
+    assert!(r.notes.iter().any(|n| n.contains("Summary report")));
+    let ann = build(
+        &ds,
+        &Config::default(),
+        &opts(ScopeKind::User("ann".into())),
+    );
+    assert_eq!(ann.headline.jobs, 20);
+    assert_eq!(ann.headline.nodes, 1);
+    let full = build(&dataset(), &Config::default(), &opts(ScopeKind::Cluster));
+    assert!(!full.summary && !full.dev_vs_final.is_empty());
+}
