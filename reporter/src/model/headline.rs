@@ -17,8 +17,8 @@ pub(super) fn headline(
     cfg: &Config,
     cluster_scope: bool,
     e: &Energies,
-    days: f64,
 ) -> Headline {
+    let days = ds.period.map_or(0.0, |p| p.seconds() as f64 / 86_400.0);
     let (it_j, jobs_total_j, unallocated) = (e.it_j, e.jobs_j, &e.unallocated);
     let facility_kwh = kwh(it_j) * cfg.pue.value;
     let per_day = if days > 0.0 { facility_kwh / days } else { 0.0 };

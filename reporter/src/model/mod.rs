@@ -147,7 +147,6 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         cfg,
         cluster_scope,
         &e,
-        days,
     );
     Report {
         schema_version: 2,
