@@ -221,6 +221,9 @@ pub struct JobCount {
     pub account: Name,
     pub user: Name,
     pub jobs: usize,
+    /// Of them, those whose project is only as the job claims it ([`crate::trust`]).
+    #[serde(default)]
+    pub claimed: usize,
 }
 
 /// Node energy of one day (or partial day) summed over nodes, joules.

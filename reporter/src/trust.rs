@@ -33,6 +33,16 @@ pub fn claimed_project_note(jobs: &[JobData]) -> Option<String> {
     ))
 }
 
+/// The same note for a summary, which read no job's energy: the share of the jobs instead.
+pub fn claimed_jobs_note(claimed: usize, jobs: usize) -> Option<String> {
+    (claimed > 0 && jobs > 0).then(|| {
+        format!(
+            "{claimed} of {jobs} jobs ({:.1} %) are charged to projects only as the jobs themselves claim them (metadata=\"environment\": no job record from the scheduler's prolog on those nodes). Install the joulebook prolog for attested projects (docs/job-identity.md).",
+            claimed as f64 * 100.0 / jobs as f64
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +76,11 @@ mod tests {
         );
         assert_eq!(claimed_project_note(&jobs[..1]), None);
         assert_eq!(claimed_share(&[]), None);
+        let note = claimed_jobs_note(1, 8).expect("note");
+        assert!(
+            note.starts_with("1 of 8 jobs (12.5 %) are charged"),
+            "{note}"
+        );
+        assert_eq!(claimed_jobs_note(0, 8), None);
     }
 }

@@ -265,6 +265,52 @@ fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
     }
 }
 
+/// Jobs that claim their project (`metadata="environment"`) are counted in a summary's note as
+/// the full report weighs them by energy: the trust warning survives reading no job.
+#[test]
+fn a_summary_says_how_many_jobs_only_claim_their_project() {
+    let (run, dir, _prom) = small_in_prometheus();
+    let claimed: String = run
+        .text
+        .lines()
+        .map(|l| {
+            if l.starts_with("joulebook_job_info{") && l.contains("account=\"chem\"") {
+                l.replace("metadata=\"prolog\"", "metadata=\"environment\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let om = dir.path().join("claimed.om");
+    std::fs::write(&om, claimed).unwrap();
+    let tsdb = dir.path().join("tsdb-claimed");
+    backfill_openmetrics(&om, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    let full = day_report(&prom, &dir.path().join("full"), &[]);
+    let summary = day_report(&prom, &dir.path().join("summary"), &["--summary"]);
+    let jobs = full["headline"]["jobs"].as_u64().unwrap();
+    let chem = full["projects"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "chem")
+        .and_then(|r| r["jobs"].as_u64())
+        .unwrap();
+    assert!(chem > 0 && chem < jobs, "{chem} of {jobs}");
+    let notes = |r: &Value| r["notes"].to_string();
+    assert!(
+        notes(&full).contains("is charged to projects only as the jobs themselves claim them"),
+        "{}",
+        notes(&full)
+    );
+    assert!(
+        notes(&summary).contains(&format!("{chem} of {jobs} jobs (")),
+        "{}",
+        notes(&summary)
+    );
+}
+
 /// `owners` (a report from the owner counters) has the project and user rows and estimates of
 /// `jobs` (the same report from the jobs).
 fn same_totals(owners: &Value, jobs: &Value) {

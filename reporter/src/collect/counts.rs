@@ -4,10 +4,11 @@
 //!
 //! A job counts when its core-seconds changed in the period (its last value in the period minus
 //! its value at the start, zero for a job with none then), as the full report lists the jobs
-//! with core-seconds or energy; its pair is that of its `joulebook_job_info` in the period (one
-//! series per node, the first by label order where its labels changed). The server returns one
-//! row per job and pair; a job on several nodes (possibly in several rounds) counts once, by a
-//! 64-bit hash of its (cluster, job id) (a collision among 10 million jobs: about 3 in a million).
+//! with core-seconds or energy; its pair and metadata source are those of its
+//! `joulebook_job_info` in the period (one of its series on a node where its labels changed).
+//! The server returns one row per job; a job on several nodes (possibly in several rounds)
+//! counts once, by a 64-bit hash of its (cluster, job id) (a collision among 10 million jobs:
+//! about 3 in a million).
 
 use super::*;
 use crate::data::JobCount;
@@ -27,10 +28,11 @@ impl Collector<'_> {
         let jobs = acc
             .by_pair
             .into_iter()
-            .map(|((account, user), jobs)| JobCount {
+            .map(|((account, user), (jobs, claimed))| JobCount {
                 account,
                 user,
                 jobs,
+                claimed,
             })
             .collect();
         Ok((jobs, acc.gpus))
@@ -43,7 +45,7 @@ impl Collector<'_> {
         let info = self.sel_in(&c::JOB_INFO, shard.as_deref());
         let (job, who) = (
             format!("{CLUSTER}, {INSTANCE}, {}", l::JOB_ID),
-            format!("{}, {}", l::ACCOUNT, l::USER),
+            format!("{}, {}, {}", l::ACCOUNT, l::USER, l::METADATA),
         );
         let end = format!("last_over_time({core}[{r}s])");
         let queries = [
@@ -75,7 +77,11 @@ impl Collector<'_> {
                     acc.names.get(labels_str(&s.labels, l::ACCOUNT)),
                     acc.names.get(labels_str(&s.labels, l::USER)),
                 );
-                *acc.by_pair.entry(key).or_default() += 1;
+                let n = acc.by_pair.entry(key).or_default();
+                n.0 += 1;
+                if labels_str(&s.labels, l::METADATA) == crate::trust::CLAIMED {
+                    n.1 += 1;
+                }
             }
         }
         for s in answers.next().unwrap_or_default() {
@@ -96,6 +102,7 @@ struct Counts {
     names: Interner,
     /// (cluster, job id) hashes of the jobs counted.
     seen: HashSet<u64>,
-    by_pair: BTreeMap<(Name, Name), usize>,
+    /// Jobs, and jobs whose project is only claimed, by (account, user).
+    by_pair: BTreeMap<(Name, Name), (usize, usize)>,
     gpus: super::jobs::GpuCounts,
 }

@@ -309,6 +309,12 @@ fn notes(
         notes.push("Summary report (--summary): no job was read, so the top jobs and the development-versus-final comparison are left out.".into());
     }
     notes.extend(crate::trust::claimed_project_note(&ds.jobs));
+    if let Some(c) = &ds.job_counts {
+        notes.extend(crate::trust::claimed_jobs_note(
+            c.iter().map(|c| c.claimed).sum(),
+            c.iter().map(|c| c.jobs).sum(),
+        ));
+    }
     if cluster_scope && e.it_j > 0.0 {
         let accounted = e.jobs_j + e.unallocated.total();
         let gap = (accounted - e.it_j) / e.it_j;

@@ -327,6 +327,7 @@ fn a_summary_counts_the_jobs_it_was_given_and_lists_none() {
         account: account.into(),
         user: user.into(),
         jobs,
+        claimed: jobs / 10,
     };
     ds.job_counts = Some(vec![
         count("p", "ann", 20),
@@ -347,6 +348,11 @@ fn a_summary_counts_the_jobs_it_was_given_and_lists_none() {
     assert_eq!(jobs, vec![("p", 23), ("q", 1)]);
     assert!(r.top_jobs.is_empty() && r.dev_vs_final.is_empty());
     assert!(r.notes.iter().any(|n| n.contains("Summary report")));
+    // 2 of 20 of ann's jobs claim their project.
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.starts_with("2 of 24 jobs (8.3 %)")));
     let ann = build(
         &ds,
         &Config::default(),
