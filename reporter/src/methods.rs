@@ -23,6 +23,16 @@ pub struct JobEstimates {
     pub codecarbon: f64,
 }
 
+/// What the estimation methods take from a dataset: its nodes' facts and energy, their GPUs'
+/// power limits, the site's constants, and `period_s`, the window over which the nodes' energy
+/// was collected (their mean power stands for the power during a job).
+pub struct Estimator<'a> {
+    nodes: BTreeMap<(&'a str, &'a str), &'a NodeData>,
+    gpu_watts: BTreeMap<(&'a str, &'a str), f64>,
+    cfg: &'a Config,
+    period_s: f64,
+}
+
 /// What the estimates charge per unit of use on one node.
 struct Rates {
     /// Green Algorithms' power per allocated core, watts.
@@ -34,30 +44,37 @@ struct Rates {
     codecarbon_w: Option<f64>,
 }
 
-impl Rates {
-    fn of(
-        cluster: &str,
-        instance: &str,
-        nodes: &BTreeMap<(&str, &str), &NodeData>,
-        gpu_watts: &BTreeMap<(&str, &str), f64>,
-        cfg: &Config,
-        period_s: f64,
-    ) -> Rates {
-        let e = &cfg.estimation;
-        let node = nodes.get(&(cluster, instance));
+impl<'a> Estimator<'a> {
+    pub fn new(ds: &'a Dataset, cfg: &'a Config, period_s: f64) -> Estimator<'a> {
+        Estimator {
+            nodes: ds
+                .nodes
+                .iter()
+                .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
+                .collect(),
+            gpu_watts: gpu_watts_by_node(ds),
+            cfg,
+            period_s,
+        }
+    }
+
+    fn rates(&self, cluster: &str, instance: &str) -> Rates {
+        let e = &self.cfg.estimation;
+        let node = self.nodes.get(&(cluster, instance));
         let core_w = node
             .and_then(|n| match (n.cpu_tdp_watts, n.physical_cores) {
                 (Some(t), Some(c)) if c > 0.0 && t > 0.0 => Some(t / c),
                 _ => None,
             })
             .unwrap_or(e.ga_core_w_default.value);
-        let gpu_w = gpu_watts
+        let gpu_w = self
+            .gpu_watts
             .get(&(cluster, instance))
             .copied()
             .unwrap_or(e.gpu_w_default.value);
         let codecarbon_w = node.map(|n| {
-            let node_power = if period_s > 0.0 {
-                (n.energy.cpu + n.energy.gpu) / period_s
+            let node_power = if self.period_s > 0.0 {
+                (n.energy.cpu + n.energy.gpu) / self.period_s
             } else {
                 0.0
             };
@@ -70,56 +87,43 @@ impl Rates {
             codecarbon_w,
         }
     }
-}
 
-/// The estimation methods for one job, on the nodes it ran on. `period_s` is the window over
-/// which the nodes' energy was collected (their mean power stands for the power during the job).
-pub fn job_estimates(
-    job: &JobData,
-    nodes: &BTreeMap<(&str, &str), &NodeData>,
-    gpu_watts: &BTreeMap<(&str, &str), f64>,
-    cfg: &Config,
-    period_s: f64,
-) -> JobEstimates {
-    let mem_w = cfg.estimation.ga_memory_w_per_gb.value;
-    let mut out = JobEstimates::default();
-    for p in &job.placements {
-        let r = Rates::of(&job.cluster, &p.instance, nodes, gpu_watts, cfg, period_s);
-        let elapsed = p.elapsed_seconds();
-        let mem_gb = p.alloc_memory_bytes.unwrap_or(0.0) / 1e9;
-        out.green_algorithms +=
-            p.core_seconds * r.core_w + p.gpu_seconds * r.gpu_w + mem_gb * mem_w * elapsed;
-        out.ml_co2 += p.gpu_seconds * r.gpu_w;
-        if let Some(w) = r.codecarbon_w {
-            out.codecarbon += elapsed * w;
+    /// The methods for one job, on the nodes it ran on.
+    pub fn job(&self, job: &JobData) -> JobEstimates {
+        let mem_w = self.cfg.estimation.ga_memory_w_per_gb.value;
+        let mut out = JobEstimates::default();
+        for p in &job.placements {
+            let r = self.rates(&job.cluster, &p.instance);
+            let elapsed = p.elapsed_seconds();
+            let mem_gb = p.alloc_memory_bytes.unwrap_or(0.0) / 1e9;
+            out.green_algorithms +=
+                p.core_seconds * r.core_w + p.gpu_seconds * r.gpu_w + mem_gb * mem_w * elapsed;
+            out.ml_co2 += p.gpu_seconds * r.gpu_w;
+            if let Some(w) = r.codecarbon_w {
+                out.codecarbon += elapsed * w;
+            }
         }
+        out
     }
-    out
-}
 
-/// The same methods for an (account, user) pair's jobs on one node, from its owner counters:
-/// the sums of what [`job_estimates`] charges each of those jobs there (memory × elapsed is the
-/// exporter's sum over the cycles, where a job's is its largest limit × its elapsed time).
-pub fn owner_estimates(
-    o: &OwnerData,
-    nodes: &BTreeMap<(&str, &str), &NodeData>,
-    gpu_watts: &BTreeMap<(&str, &str), f64>,
-    cfg: &Config,
-    period_s: f64,
-) -> JobEstimates {
-    let mem_w = cfg.estimation.ga_memory_w_per_gb.value;
-    let r = Rates::of(&o.cluster, &o.instance, nodes, gpu_watts, cfg, period_s);
-    JobEstimates {
-        green_algorithms: o.core_seconds * r.core_w
-            + o.gpu_seconds * r.gpu_w
-            + o.memory_byte_seconds / 1e9 * mem_w,
-        ml_co2: o.gpu_seconds * r.gpu_w,
-        codecarbon: r.codecarbon_w.map_or(0.0, |w| o.elapsed_seconds * w),
+    /// The same for an (account, user) pair's jobs on one node, from its owner counters: the
+    /// sums of what [`Estimator::job`] charges each of those jobs there (memory × elapsed is
+    /// the exporter's sum over the cycles, where a job's is its largest limit × its elapsed).
+    pub fn owner(&self, o: &OwnerData) -> JobEstimates {
+        let mem_w = self.cfg.estimation.ga_memory_w_per_gb.value;
+        let r = self.rates(&o.cluster, &o.instance);
+        JobEstimates {
+            green_algorithms: o.core_seconds * r.core_w
+                + o.gpu_seconds * r.gpu_w
+                + o.memory_byte_seconds / 1e9 * mem_w,
+            ml_co2: o.gpu_seconds * r.gpu_w,
+            codecarbon: r.codecarbon_w.map_or(0.0, |w| o.elapsed_seconds * w),
+        }
     }
 }
 
 /// Per-(cluster, instance) average GPU power limit, watts.
-pub fn gpu_watts_by_node(ds: &Dataset) -> BTreeMap<(&str, &str), f64> {
+fn gpu_watts_by_node(ds: &Dataset) -> BTreeMap<(&str, &str), f64> {
     let mut acc: BTreeMap<(&str, &str), (f64, f64)> = BTreeMap::new();
     for g in &ds.gpus {
         if let Some(w) = g.power_limit_watts {

@@ -81,6 +81,27 @@ fn promtool_backfills_it_and_prometheus_answers_like_the_truth() {
     drop(prom);
 }
 
+/// The small run's output with `edit` applied to each line, backfilled into a fresh Prometheus
+/// in `dir` (folder `name`).
+fn edited_in_prometheus(
+    run: &Run,
+    dir: &std::path::Path,
+    name: &str,
+    edit: impl Fn(&str) -> Option<String>,
+) -> Prometheus {
+    let text: String = run
+        .text
+        .lines()
+        .filter_map(edit)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let om = dir.join(format!("{name}.om"));
+    std::fs::write(&om, text).unwrap();
+    let tsdb = dir.join(name);
+    backfill_openmetrics(&om, &tsdb);
+    Prometheus::start(&tsdb, &[])
+}
+
 /// The small run's report for its day from `prom` (JSON), with `args` added.
 fn day_report(prom: &Prometheus, out: &std::path::Path, args: &[&str]) -> Value {
     window_report(prom, out, ("2025-03-03", "2025-03-04"), args)
@@ -191,17 +212,11 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
     drop(prom);
 
     // One node's owner counters lost (an exporter from before them, say).
-    let dropped: String = run
-        .text
-        .lines()
-        .filter(|l| !(l.starts_with("joulebook_owner_") && l.contains("instance=\"cpu01:9977\"")))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let om = dir.path().join("dropped.om");
-    std::fs::write(&om, dropped).unwrap();
-    let tsdb = dir.path().join("tsdb-dropped");
-    backfill_openmetrics(&om, &tsdb);
-    let prom = Prometheus::start(&tsdb, &[]);
+    let prom = edited_in_prometheus(run, dir.path(), "dropped", |l| {
+        let owner_of_cpu01 =
+            l.starts_with("joulebook_owner_") && l.contains("instance=\"cpu01:9977\"");
+        (!owner_of_cpu01).then(|| l.to_string())
+    });
     let partial = day_report(
         &prom,
         &dir.path().join("partial"),
@@ -270,23 +285,15 @@ fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
 #[test]
 fn a_summary_says_how_many_jobs_only_claim_their_project() {
     let (run, dir, _prom) = small_in_prometheus();
-    let claimed: String = run
-        .text
-        .lines()
-        .map(|l| {
+    let prom = edited_in_prometheus(run, dir.path(), "claimed", |l| {
+        Some(
             if l.starts_with("joulebook_job_info{") && l.contains("account=\"chem\"") {
                 l.replace("metadata=\"prolog\"", "metadata=\"environment\"")
             } else {
                 l.to_string()
-            }
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let om = dir.path().join("claimed.om");
-    std::fs::write(&om, claimed).unwrap();
-    let tsdb = dir.path().join("tsdb-claimed");
-    backfill_openmetrics(&om, &tsdb);
-    let prom = Prometheus::start(&tsdb, &[]);
+            },
+        )
+    });
     let full = day_report(&prom, &dir.path().join("full"), &[]);
     let summary = day_report(&prom, &dir.path().join("summary"), &["--summary"]);
     let jobs = full["headline"]["jobs"].as_u64().unwrap();

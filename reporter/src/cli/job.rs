@@ -42,13 +42,7 @@ pub(super) fn job_summary(
             "job {job_id}: no energy or core-seconds found"
         )));
     };
-    let nodes = ds
-        .nodes
-        .iter()
-        .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
-        .collect();
-    let gpu_w = model::gpu_watts_by_node(&ds);
-    let est = model::job_estimates(job, &nodes, &gpu_w, cfg, narrow.period.seconds() as f64);
+    let est = model::Estimator::new(&ds, cfg, narrow.period.seconds() as f64).job(job);
     let shown = JobShown {
         names: model::display_names(&ds),
         unmeasured: ds.unmeasured.clone(),

@@ -14,9 +14,7 @@ mod tests;
 
 use crate::config::Config;
 use crate::data::{ByComponent, Dataset, JobData, NodeData, OwnerData};
-pub use crate::methods::{
-    constants, gpu_watts_by_node, job_estimates, methods, owner_estimates, Constant, JobEstimates,
-};
+pub use crate::methods::{constants, methods, Constant, Estimator, JobEstimates};
 use crate::period::{Period, Zone};
 pub use report::*;
 use std::collections::BTreeMap;
@@ -90,18 +88,15 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .iter()
         .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
         .collect();
-    let gpu_w = gpu_watts_by_node(ds);
+    let estimator = Estimator::new(ds, cfg, period_s);
     let groups = match &owners {
         Some(owners) => {
-            let est: Vec<JobEstimates> = owners
+            let est: Vec<JobEstimates> = owners.iter().map(|o| estimator.owner(o)).collect();
+            let counted = ds
+                .job_counts
                 .iter()
-                .map(|o| owner_estimates(o, &nodes_by_key, &gpu_w, cfg, period_s))
-                .collect();
-            let counted = ds.job_counts.iter().flatten().filter(|c| match &opt.scope {
-                ScopeKind::Cluster => true,
-                ScopeKind::Project(p) => &c.account == p,
-                ScopeKind::User(u) => &c.user == u,
-            });
+                .flatten()
+                .filter(|c| opt.scope.covers(&c.account, &c.user));
             let counts: Vec<(&str, &str, usize)> = match &ds.job_counts {
                 Some(_) => counted
                     .map(|c| (c.account.as_str(), c.user.as_str(), c.jobs))
@@ -114,10 +109,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             rankings::Groups::of_owners(owners, &est, counts, &alias)
         }
         None => {
-            let est: Vec<JobEstimates> = jobs
-                .iter()
-                .map(|j| job_estimates(j, &nodes_by_key, &gpu_w, cfg, period_s))
-                .collect();
+            let est: Vec<JobEstimates> = jobs.iter().map(|j| estimator.job(j)).collect();
             rankings::Groups::of(&jobs, &est, &alias)
         }
     };
@@ -198,11 +190,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
 fn scope_jobs<'a>(ds: &'a Dataset, scope: &ScopeKind) -> Vec<&'a JobData> {
     ds.jobs
         .iter()
-        .filter(|j| match scope {
-            ScopeKind::Cluster => true,
-            ScopeKind::Project(p) => &j.account == p,
-            ScopeKind::User(u) => &j.user == u,
-        })
+        .filter(|j| scope.covers(&j.account, &j.user))
         .collect()
 }
 
@@ -210,11 +198,7 @@ fn scope_jobs<'a>(ds: &'a Dataset, scope: &ScopeKind) -> Vec<&'a JobData> {
 fn scope_owners<'a>(owners: &'a [OwnerData], scope: &ScopeKind) -> Vec<&'a OwnerData> {
     owners
         .iter()
-        .filter(|o| match scope {
-            ScopeKind::Cluster => true,
-            ScopeKind::Project(p) => &o.account == p,
-            ScopeKind::User(u) => &o.user == u,
-        })
+        .filter(|o| scope.covers(&o.account, &o.user))
         .collect()
 }
 

@@ -15,6 +15,17 @@ pub enum ScopeKind {
     User(String),
 }
 
+impl ScopeKind {
+    /// Whether the figures of `account` and `user` belong to a report of this scope.
+    pub fn covers(&self, account: &str, user: &str) -> bool {
+        match self {
+            ScopeKind::Cluster => true,
+            ScopeKind::Project(p) => p == account,
+            ScopeKind::User(u) => u == user,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// Version of this layout (`reporter/report.schema.json`).
