@@ -222,12 +222,48 @@ const IDLE_W: [f64; 4] = [120.0, 16.0, 200.0, 0.0];
 /// `exporter/src/owners.rs`): a job that starts later opens a new run.
 const OWNER_EXPIRY_S: i64 = 86_400;
 
-/// What `rate` (per second of a job's run) adds up to over `jobs` by scrape `t`.
-fn accrued(jobs: &[&Job], t: i64, rate: impl Fn(&Job) -> f64) -> f64 {
-    jobs.iter()
-        .filter(|j| j.start < t)
-        .map(|j| rate(j) * elapsed(j, &Ts(t, false)))
-        .sum()
+/// What `rate` (per second of a job's run) adds up to over `jobs` (in start order), asked at
+/// scrapes in time order: the jobs ended are added once, so a scrape costs the jobs running.
+struct Accrual<'j, F> {
+    jobs: &'j [&'j Job],
+    rate: F,
+    started: usize,
+    ended: f64,
+    running: Vec<&'j Job>,
+}
+
+impl<'j, F: Fn(&Job) -> f64> Accrual<'j, F> {
+    fn new(jobs: &'j [&'j Job], rate: F) -> Self {
+        Accrual {
+            jobs,
+            rate,
+            started: 0,
+            ended: 0.0,
+            running: Vec::new(),
+        }
+    }
+
+    /// The sum at scrape `t`, not before the last one asked.
+    fn at(&mut self, t: i64) -> f64 {
+        while self.started < self.jobs.len() && self.jobs[self.started].start < t {
+            self.running.push(self.jobs[self.started]);
+            self.started += 1;
+        }
+        let (rate, ended) = (&self.rate, &mut self.ended);
+        self.running.retain(|j| {
+            let done = j.end <= t;
+            if done {
+                *ended += rate(j) * (j.end - j.start) as f64;
+            }
+            !done
+        });
+        self.ended
+            + self
+                .running
+                .iter()
+                .map(|j| (self.rate)(j) * elapsed(j, &Ts(t, false)))
+                .sum::<f64>()
+    }
 }
 
 /// Each node's jobs, in start order.
@@ -250,23 +286,11 @@ fn write_node_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io:
         for (n, node_jobs) in nodes.iter().enumerate() {
             let l = node_labels(n);
             for (k, comp) in c::Component::ALL.into_iter().enumerate() {
-                // The node's jobs that started by the scrape, and the energy of those ended.
-                let (mut next, mut ended, mut running) = (0, 0.0, Vec::<&Job>::new());
+                let mut jobs = Accrual::new(node_jobs, |j: &Job| j.watts[comp]);
                 for t in scrapes(sh) {
                     let mut v = IDLE_W[k] * (t.0 - start) as f64;
                     if with_jobs {
-                        while next < node_jobs.len() && node_jobs[next].start < t.0 {
-                            running.push(node_jobs[next]);
-                            next += 1;
-                        }
-                        running.retain(|j| {
-                            let done = j.end <= t.0;
-                            if done {
-                                ended += j.watts[comp] * (j.end - j.start) as f64;
-                            }
-                            !done
-                        });
-                        v += ended + accrued(&running, t.0, |j| j.watts[comp]);
+                        v += jobs.at(t.0);
                     }
                     writeln!(w, "{}{{{l},component=\"{comp}\"}} {v} {t}", m.name())?;
                     lines += 1;
@@ -338,8 +362,9 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
     for r in &runs {
         let l = labels(r);
         for comp in c::Component::ALL {
+            let mut jobs = Accrual::new(&r.jobs, |j: &Job| j.watts[comp]);
             for t in times(r) {
-                let v = accrued(&r.jobs, t.0, |j| j.watts[comp]);
+                let v = jobs.at(t.0);
                 writeln!(
                     w,
                     "{}{{{l},component=\"{comp}\"}} {v} {t}",
@@ -361,8 +386,9 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
         writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
         for r in &runs {
             let l = labels(r);
+            let mut jobs = Accrual::new(&r.jobs, rate);
             for t in times(r) {
-                writeln!(w, "{}{{{l}}} {} {t}", m.name(), accrued(&r.jobs, t.0, rate))?;
+                writeln!(w, "{}{{{l}}} {} {t}", m.name(), jobs.at(t.0))?;
                 lines += 1;
             }
         }
@@ -374,9 +400,10 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
     )?;
     for r in &runs {
         let l = labels(r);
+        let mut jobs = Accrual::new(&r.jobs, |_: &Job| 0.0);
         for t in times(r) {
-            let n = r.jobs.iter().filter(|j| j.start < t.0).count();
-            writeln!(w, "{}{{{l}}} {n} {t}", c::OWNER_JOBS.name())?;
+            jobs.at(t.0);
+            writeln!(w, "{}{{{l}}} {} {t}", c::OWNER_JOBS.name(), jobs.started)?;
             lines += 1;
         }
     }
