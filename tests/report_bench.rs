@@ -37,6 +37,8 @@ struct Shape {
     /// Users whose jobs a node runs (each with one project); 0: any of the [`USERS`], a new
     /// user for nearly every job on a node (the owner counters' worst case).
     users_per_node: usize,
+    /// Write the owner counters (an exporter from before them has none).
+    owners: bool,
 }
 
 impl Shape {
@@ -49,10 +51,11 @@ impl Shape {
             end: OCT_END + 6 * 3600,
             millis: false,
             users_per_node: 0,
+            owners: true,
         }
     }
 
-    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,START,FORMAT,USERS_PER_NODE}`: the period
+    /// `JOULEBOOK_BENCH_{NODES,JOBS,SCRAPE,DAYS,START,FORMAT,USERS_PER_NODE,OWNERS}`: the period
     /// starts at START (Unix seconds; 1 October 2026 by default) and lasts DAYS days, with 6
     /// hours of data either side.
     fn from_env() -> Shape {
@@ -75,6 +78,7 @@ impl Shape {
             end: start + days * 86_400 + 6 * 3600,
             millis: std::env::var("JOULEBOOK_BENCH_FORMAT").as_deref() == Ok("prometheus"),
             users_per_node: var("USERS_PER_NODE", 0) as usize,
+            owners: var("OWNERS", 1) != 0,
         }
     }
 }
@@ -162,7 +166,11 @@ fn write_openmetrics(path: &std::path::Path, sh: &Shape, jobs: &[Job]) -> std::i
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let lines = write_node_counters(&mut w, sh, jobs)?
         + write_node_gauges(&mut w, sh)?
-        + write_owner_counters(&mut w, sh, jobs)?
+        + if sh.owners {
+            write_owner_counters(&mut w, sh, jobs)?
+        } else {
+            0
+        }
         + write_job_counters(&mut w, sh, jobs)?
         + write_job_gauges(&mut w, sh, jobs)?;
     if !sh.millis {
