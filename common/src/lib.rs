@@ -429,6 +429,12 @@ metric!(
     "Jobs running on this node at the last sample."
 );
 
+/// Seconds without a running job after which an owner pair's run ends (its counters are then
+/// forgotten; the pair's next job starts a new run, with a new `since`): one day.
+/// A run's series are published only while it has a job and for the jobs' grace period after,
+/// so a reader finds a run's value at any time in its last sample at most this long before.
+pub const OWNER_EXPIRY_S: f64 = 86_400.0;
+
 // --- Per owner: cumulative totals per (account, user) on each node, the same deltas as the job
 // counters, so project and user totals read a few series per node (exporter/src/owners.rs).
 // Each run of a pair's counters (from `since`, when they started from zero) is its own series.

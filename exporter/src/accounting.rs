@@ -434,6 +434,14 @@ impl Accounting {
         &self.owners
     }
 
+    /// The owner pairs to publish: those with a job in the last grace period (as finished jobs
+    /// are published for it).
+    pub fn published_owners(
+        &self,
+    ) -> impl Iterator<Item = (crate::owners::OwnerKey, &crate::owners::OwnerTotals)> {
+        self.owners.published(self.opts.grace_s)
+    }
+
     pub fn jobs(&self) -> &BTreeMap<Arc<str>, JobRecord> {
         &self.jobs
     }

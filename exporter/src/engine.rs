@@ -172,7 +172,10 @@ impl Engine {
             crate::accounting::copy_records(acc.jobs(), &mut s.jobs);
             s.unallocated = acc.unallocated_uj().joules();
             s.jobs_running = Some(acc.running());
-            s.owners = acc.owners().iter().map(|(k, o)| (k, o.clone())).collect();
+            s.owners = acc
+                .published_owners()
+                .map(|(k, o)| (k, o.clone()))
+                .collect();
         } else {
             s.health.push((SourceKind::Jobs, Health::default()));
             s.health.sort_by_key(|(k, _)| *k);

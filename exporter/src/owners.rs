@@ -7,8 +7,9 @@
 //!
 //! Bounds: account and user can come from a job's environment (untrusted), so at most
 //! [`MAX_OWNERS`] pairs are kept; the jobs of any further pair count under [`OVERFLOW`], so no
-//! energy is lost. A pair with no running job for [`EXPIRY_S`] is dropped: its series goes stale,
-//! and if the pair comes back its counters start again from zero.
+//! energy is lost. A pair is published while it has a running job and for the jobs' grace period
+//! after ([`Owners::published`]); idle, it keeps its counters unpublished, and after [`EXPIRY_S`]
+//! without a job it is dropped: if it comes back its counters start again from zero.
 //!
 //! Runs: every series of a pair carries `since`, the whole Unix second its counters last started
 //! from zero (kept across a resume), so each run of the counters is its own series and only
@@ -26,7 +27,7 @@ pub const MAX_OWNERS: usize = 512;
 pub const OVERFLOW: &str = "(other)";
 
 /// Seconds without a running job after which a pair is dropped (one day).
-pub const EXPIRY_S: f64 = 86_400.0;
+pub const EXPIRY_S: f64 = joulebook_common::OWNER_EXPIRY_S;
 
 /// (account, user), as published on the job's `joulebook_job_info`.
 pub type OwnerKey = (Arc<str>, Arc<str>);
@@ -104,6 +105,8 @@ pub struct Owners {
     /// Energy of the pairs dropped after [`EXPIRY_S`], µJ: with it, owners can be checked
     /// against the jobs at any time.
     expired: PerComponent<u64>,
+    /// The last cycle's time on the monotonic clock (of the last [`Owners::expire`]).
+    last_cycle_mono: f64,
 }
 
 impl Owners {
@@ -115,6 +118,16 @@ impl Owners {
                 Some(((a.clone(), u.clone()), o))
             })
         })
+    }
+
+    /// The pairs published: those with a running job in one of the cycles of the last `grace`
+    /// seconds (a finished job's last value is scraped like the job's own counters). An idle
+    /// pair keeps its run, unpublished, until [`EXPIRY_S`]: its series have gaps, never a value
+    /// that went down.
+    pub fn published(&self, grace: f64) -> impl Iterator<Item = (OwnerKey, &OwnerTotals)> {
+        let now = self.last_cycle_mono;
+        self.iter()
+            .filter(move |(_, o)| now - o.last_active_mono <= grace)
     }
 
     pub fn len(&self) -> usize {
@@ -238,6 +251,7 @@ impl Owners {
 
     /// Drops the pairs without a running job for [`EXPIRY_S`].
     pub fn expire(&mut self, t_mono: f64) {
+        self.last_cycle_mono = t_mono;
         let Owners {
             map,
             slots,
@@ -271,6 +285,7 @@ impl Owners {
     /// `counters_start`, the node's counters start time (its counters were created at or after it
     /// and have only grown since).
     pub fn resume(&mut self, saved: &[OwnerState], counters_start: f64, now: f64, t_mono: f64) {
+        self.last_cycle_mono = t_mono;
         for s in saved.iter().take(MAX_OWNERS) {
             let start_unix = s
                 .start_unix
@@ -567,6 +582,45 @@ mod tests {
         assert_eq!((alice.start_unix(), alice.uj.cpu, alice.jobs), (back, 4, 1));
         let saved = o.save();
         assert_eq!(saved[0].start_unix, Some(back));
+    }
+
+    /// A pair is published while it has a job and for the grace period after; idle, it keeps its
+    /// run unpublished (same start, same counters) and a job within the day goes on with it.
+    #[test]
+    fn an_idle_pair_is_not_published_but_keeps_its_run() {
+        let mut o = Owners::default();
+        let names = |o: &Owners, grace| {
+            o.published(grace)
+                .map(|((_, u), _)| u.to_string())
+                .collect::<Vec<_>>()
+        };
+        let cycle = |o: &mut Owners, user: &str, t: f64| {
+            o.add(("p", user), gain(&[5, 0, 0, 0].into(), false), 1_000.0 + t, t);
+        };
+        cycle(&mut o, "alice", 0.0);
+        cycle(&mut o, "bob", 0.0);
+        o.expire(0.0);
+        assert_eq!(names(&o, 180.0), ["alice", "bob"]);
+        // Bob's job ended; alice's runs on.
+        for t in [60.0, 180.0, 181.0] {
+            cycle(&mut o, "alice", t);
+            o.expire(t);
+        }
+        assert_eq!(names(&o, 180.0), ["alice"]);
+        assert_eq!(names(&o, 181.0), ["alice", "bob"]);
+        // Bob comes back within the day: the same run goes on from its value.
+        let t = EXPIRY_S - 1.0;
+        cycle(&mut o, "bob", t);
+        o.expire(t);
+        assert_eq!(names(&o, 180.0), ["bob"]);
+        let bob = o.get("p", "bob").unwrap();
+        assert_eq!((bob.start_unix(), bob.uj.cpu), (1_000.0, 10));
+        // A resume keeps what is published: the idle pair stays unpublished.
+        let saved = o.save();
+        let mut r = Owners::default();
+        r.resume(&saved, 0.0, 1_000.0 + t + 10.0, t + 10.0);
+        assert_eq!(names(&r, 180.0), ["bob"]);
+        assert_eq!(r.len(), 2);
     }
 
     /// A saved pair without a start (a file written before it existed), or with one that is not

@@ -4,11 +4,13 @@
 //! Rules:
 //! - Each owner series is one run of an (account, user) pair's counters on a node: its `since`
 //!   label says when they started from zero (the pair kept, back after expiring, or the
-//!   exporter started without its state), and within a run they only grow. A run's increase
-//!   over `(S, E]` is its last value in the period minus its value at the last scrape at or
-//!   before `S` (zero for a run with no sample in `[S − lookback, S]`, as for the job counters):
-//!   two reads per family, whatever the period's length and the scrape interval, and no pass
-//!   over the samples.
+//!   exporter started without its state), and within a run they only grow. A run is published
+//!   only while it has a job and for the grace period after, so its series has gaps; it ends
+//!   after `OWNER_EXPIRY_S` without a job. Its increase over `(S, E]` is its last value in the
+//!   period minus its last value at or before `S`, which lies within `OWNER_EXPIRY_S` plus the
+//!   lookback before `S` if the run goes on after `S` (zero for a run with no sample there, as for
+//!   the job counters): two reads per family, whatever the period's length and the scrape
+//!   interval, and no pass over the samples.
 //! - Used only where every series has a `since` label (older exporters' owner series have none,
 //!   and a returning pair's run would be read as one counter) and, per node and component, the
 //!   owners' energy is the node's energy less its unallocated energy (what the exporter keeps
@@ -72,7 +74,8 @@ impl Collector<'_> {
     /// One round: last and base of each owner counter, added to `acc` once all are answered.
     fn owners_round(&self, round: &Round, acc: &mut Owners) -> Result<(), PromError> {
         let matcher = round.matcher();
-        let (r, lb) = (self.r(), self.scope.lookback);
+        // A run idle at the start was last published at most a day before it.
+        let (r, lb) = (self.r(), self.scope.lookback + c::OWNER_EXPIRY_S as i64);
         let queries: Vec<String> = OWNER_COUNTERS
             .iter()
             .flat_map(|m| {
