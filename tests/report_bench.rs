@@ -226,9 +226,13 @@ fn elapsed(j: &Job, t: &Ts) -> f64 {
 /// A node's idle power by component, watts: its unallocated energy.
 const IDLE_W: [f64; 4] = [120.0, 16.0, 200.0, 0.0];
 
-/// How long a pair's owner counters outlive its last job (the exporter's `EXPIRY_S`,
-/// `exporter/src/owners.rs`): a job that starts later opens a new run.
-const OWNER_EXPIRY_S: i64 = 86_400;
+/// How long a pair's owner counters outlive its last job (`OWNER_EXPIRY_S`): a job that starts
+/// later opens a new run.
+const OWNER_EXPIRY_S: i64 = c::OWNER_EXPIRY_S as i64;
+
+/// How long the exporter publishes a run after its last job's end (its default grace period,
+/// `exporter/src/accounting.rs`).
+const OWNER_GRACE_S: i64 = 180;
 
 /// What `rate` (per second of a job's run) adds up to over `jobs` (in start order), asked at
 /// scrapes in time order: the jobs ended are added once, so a scrape costs the jobs running.
@@ -347,7 +351,7 @@ fn owner_runs<'j>(sh: &Shape, jobs: &'j [Job]) -> Vec<Run<'j>> {
 }
 
 /// The owner counters of every run (`joulebook_owner_*_total{account,user,since}`), published
-/// from the first scrape after the run's start to the last before its expiry.
+/// at the scrapes while one of its jobs runs or ended less than the grace period before.
 fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut lines = 0u64;
     let runs = owner_runs(sh, jobs);
@@ -361,7 +365,21 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
             r.start
         )
     };
-    let times = |r: &Run| scrapes_between(sh, r.start, r.until.min(sh.end));
+    let times = |r: &Run| {
+        // The run's jobs' spans with their grace, merged (they are in start order).
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for j in &r.jobs {
+            let (from, to) = (j.start, (j.end + OWNER_GRACE_S).min(sh.end));
+            match spans.last_mut() {
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => spans.push((from, to)),
+            }
+        }
+        spans
+            .into_iter()
+            .flat_map(|(from, to)| scrapes_between(sh, from, to))
+            .collect::<Vec<_>>()
+    };
     writeln!(
         w,
         "# TYPE {} counter",
