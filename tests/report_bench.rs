@@ -230,9 +230,6 @@ const IDLE_W: [f64; 4] = [120.0, 16.0, 200.0, 0.0];
 /// later opens a new run.
 const OWNER_EXPIRY_S: i64 = c::OWNER_EXPIRY_S as i64;
 
-/// How long the exporter publishes a run after its last job's end (its default grace period,
-/// `exporter/src/accounting.rs`).
-const OWNER_GRACE_S: i64 = 180;
 
 /// What `rate` (per second of a job's run) adds up to over `jobs` (in start order), asked at
 /// scrapes in time order: the jobs ended are added once, so a scrape costs the jobs running.
@@ -351,7 +348,8 @@ fn owner_runs<'j>(sh: &Shape, jobs: &'j [Job]) -> Vec<Run<'j>> {
 }
 
 /// The owner counters of every run (`joulebook_owner_*_total{account,user,since}`), published
-/// at the scrapes while one of its jobs runs or ended less than the grace period before.
+/// at the scrapes while one of its jobs runs or ended less than the exporter's grace period
+/// before: two scrapes, as the job series (the grace must exceed the scrape interval).
 fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
     let mut lines = 0u64;
     let runs = owner_runs(sh, jobs);
@@ -369,7 +367,7 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
         // The run's jobs' spans with their grace, merged (they are in start order).
         let mut spans: Vec<(i64, i64)> = Vec::new();
         for j in &r.jobs {
-            let (from, to) = (j.start, (j.end + OWNER_GRACE_S).min(sh.end));
+            let (from, to) = (j.start, (j.end + 2 * sh.scrape).min(sh.end));
             match spans.last_mut() {
                 Some(last) if from <= last.1 => last.1 = last.1.max(to),
                 _ => spans.push((from, to)),
