@@ -230,7 +230,6 @@ const IDLE_W: [f64; 4] = [120.0, 16.0, 200.0, 0.0];
 /// later opens a new run.
 const OWNER_EXPIRY_S: i64 = c::OWNER_EXPIRY_S as i64;
 
-
 /// What `rate` (per second of a job's run) adds up to over `jobs` (in start order), asked at
 /// scrapes in time order: the jobs ended are added once, so a scrape costs the jobs running.
 struct Accrual<'j, F> {

@@ -595,7 +595,12 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let cycle = |o: &mut Owners, user: &str, t: f64| {
-            o.add(("p", user), gain(&[5, 0, 0, 0].into(), false), 1_000.0 + t, t);
+            o.add(
+                ("p", user),
+                gain(&[5, 0, 0, 0].into(), false),
+                1_000.0 + t,
+                t,
+            );
         };
         cycle(&mut o, "alice", 0.0);
         cycle(&mut o, "bob", 0.0);
