@@ -89,30 +89,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         .map(|n| ((n.cluster.as_str(), n.instance.as_str()), n))
         .collect();
     let estimator = Estimator::new(ds, cfg, period_s);
-    let groups = match &owners {
-        Some(owners) => {
-            let est: Vec<JobEstimates> = owners.iter().map(|o| estimator.owner(o)).collect();
-            let counted = ds
-                .job_counts
-                .iter()
-                .flatten()
-                .filter(|c| opt.scope.covers(&c.account, &c.user));
-            let counts: Vec<(&str, &str, usize)> = match &ds.job_counts {
-                Some(_) => counted
-                    .map(|c| (c.account.as_str(), c.user.as_str(), c.jobs))
-                    .collect(),
-                None => jobs
-                    .iter()
-                    .map(|j| (j.account.as_str(), j.user.as_str(), 1))
-                    .collect(),
-            };
-            rankings::Groups::of_owners(owners, &est, counts, &alias)
-        }
-        None => {
-            let est: Vec<JobEstimates> = jobs.iter().map(|j| estimator.job(j)).collect();
-            rankings::Groups::of(&jobs, &est, &alias)
-        }
-    };
+    let groups = groups(ds, &jobs, owners.as_deref(), &estimator, opt, &alias);
     let projects = rankings::ranking(&groups.projects, e.jobs_j);
     let users = rankings::ranking(&groups.users, e.jobs_j);
     let estimates = rankings::estimates(
@@ -184,6 +161,36 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         methods: methods(cfg),
         notes: notes(ds, cluster_scope, &e, owners.as_deref()),
     }
+}
+
+/// The scope's projects and users with their estimates: sums over the owner figures when the
+/// totals come from them (job counts from the server's in a summary, else from the jobs), else
+/// over the jobs.
+fn groups(
+    ds: &Dataset,
+    jobs: &[&JobData],
+    owners: Option<&[&OwnerData]>,
+    estimator: &Estimator,
+    opt: &Options,
+    alias: &BTreeMap<String, String>,
+) -> rankings::Groups {
+    let Some(owners) = owners else {
+        let est: Vec<JobEstimates> = jobs.iter().map(|j| estimator.job(j)).collect();
+        return rankings::Groups::of(jobs, &est, alias);
+    };
+    let est: Vec<JobEstimates> = owners.iter().map(|o| estimator.owner(o)).collect();
+    let counts: Vec<(&str, &str, usize)> = match &ds.job_counts {
+        Some(c) => c
+            .iter()
+            .filter(|c| opt.scope.covers(&c.account, &c.user))
+            .map(|c| (c.account.as_str(), c.user.as_str(), c.jobs))
+            .collect(),
+        None => jobs
+            .iter()
+            .map(|j| (j.account.as_str(), j.user.as_str(), 1))
+            .collect(),
+    };
+    rankings::Groups::of_owners(owners, &est, counts, alias)
 }
 
 /// The jobs a report of `scope` covers.
