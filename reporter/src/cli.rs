@@ -163,6 +163,11 @@ struct OutArgs {
     /// Directory of templates overriding the built-in report.html, report.md, report.txt.
     #[arg(long, global = true)]
     templates: Option<PathBuf>,
+    /// The jobs the JSON report lists in `top_jobs`: `all` (every job of the scope), or `top`
+    /// (the config's `top_n` first, as the HTML and Markdown show): a large period's report then
+    /// holds and writes no row per job.
+    #[arg(long, global = true, default_value = "all", value_parser = ["all", "top"])]
+    job_list: String,
 }
 
 /// An error and its exit code.
@@ -427,6 +432,7 @@ fn build(cli: &Cli, cfg: &Config, ds: &Dataset, kind: ScopeKind, zone: &Zone) ->
             generated_at: now(),
             anonymize_users: cli.sel.anonymize_users || cfg.anonymize_users,
             zone: zone.clone(),
+            all_jobs: cli.out.job_list == "all",
         },
     )
 }

@@ -207,6 +207,7 @@ pub(crate) fn cluster_report(ds: &crate::data::Dataset) -> Report {
             generated_at: 0,
             anonymize_users: false,
             zone: crate::period::Zone::utc(),
+            all_jobs: true,
         },
     )
 }

@@ -280,6 +280,30 @@ fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
     }
 }
 
+/// `--job-list top` lists the first `top_n` jobs of the full list (10 by default) and says it
+/// does; every other figure is the full report's.
+#[test]
+fn a_bounded_job_list_is_the_head_of_the_full_one() {
+    let (_run, dir, prom) = small_in_prometheus();
+    let full = day_report(&prom, &dir.path().join("full"), &[]);
+    let top = day_report(&prom, &dir.path().join("top"), &["--job-list", "top"]);
+    let jobs = full["top_jobs"].as_array().unwrap();
+    assert!(jobs.len() > 10, "{}", jobs.len());
+    assert_eq!(full["top_jobs_all"], true);
+    assert_eq!(top["top_jobs_all"], false);
+    assert_eq!(top["top_jobs"].as_array().unwrap()[..], jobs[..10]);
+    for section in [
+        "projects",
+        "users",
+        "estimates",
+        "headline",
+        "dev_vs_final",
+        "idle",
+    ] {
+        assert_eq!(top[section], full[section], "{section}");
+    }
+}
+
 /// Jobs that claim their project (`metadata="environment"`) are counted in a summary's note as
 /// the full report weighs them by energy: the trust warning survives reading no job.
 #[test]

@@ -23,16 +23,34 @@ pub(super) fn user_aliases(
     }
 }
 
-/// Every job of the scope, most energy first.
+/// The scope's jobs, most energy first (the lower id first on a tie): every one, or the first
+/// `limit`, chosen before any row is made.
 pub(super) fn top_job_rows(
     jobs: &[&JobData],
     show_user: &dyn Fn(&str) -> String,
     jobs_total_j: f64,
+    limit: Option<usize>,
 ) -> Vec<JobRow> {
+    let order = |a: &&JobData, b: &&JobData| {
+        b.energy
+            .total()
+            .total_cmp(&a.energy.total())
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    };
+    let mut chosen: Vec<&JobData> = jobs.to_vec();
+    if let Some(n) = limit.filter(|n| *n < chosen.len()) {
+        if n == 0 {
+            chosen.clear();
+        } else {
+            chosen.select_nth_unstable_by(n - 1, order);
+            chosen.truncate(n);
+        }
+    }
+    chosen.sort_by(order);
     // The rows share the jobs' strings; a shown (anonymised) user name is made once per user.
     let mut shown: BTreeMap<&str, Name> = BTreeMap::new();
-    let mut top_jobs: Vec<JobRow> = jobs
-        .iter()
+    chosen
+        .into_iter()
         .map(|j| JobRow {
             cluster: j.cluster.clone(),
             job_id: j.job_id.clone(),
@@ -51,13 +69,7 @@ pub(super) fn top_job_rows(
             gpu_hours: j.gpu_seconds / 3600.0,
             nodes: j.placements.len(),
         })
-        .collect();
-    top_jobs.sort_by(|a, b| {
-        b.energy_j
-            .total_cmp(&a.energy_j)
-            .then_with(|| a.job_id.cmp(&b.job_id))
-    });
-    top_jobs
+        .collect()
 }
 
 /// Development versus final run, per project.

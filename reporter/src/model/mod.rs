@@ -35,6 +35,8 @@ pub struct Options {
     pub anonymize_users: bool,
     /// The site's time zone, of every date and time the report prints.
     pub zone: Zone,
+    /// Every job in `top_jobs` (`--job-list all`), else the config's `top_n` first.
+    pub all_jobs: bool,
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -108,6 +110,9 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
         Vec::new()
     };
     let summary = ds.job_counts.is_some();
+    let limit = (!opt.all_jobs).then_some(cfg.top_n);
+    let top_jobs = jobs::top_job_rows(&jobs, &show_user, e.jobs_j, limit);
+    let top_jobs_all = !summary && top_jobs.len() == jobs.len();
     let headline = headline::headline(
         ds,
         &jobs,
@@ -155,7 +160,8 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             TotalsFrom::Jobs
         },
         daily,
-        top_jobs: jobs::top_job_rows(&jobs, &show_user, e.jobs_j),
+        top_jobs,
+        top_jobs_all,
         top_n: cfg.top_n,
         constants: constants(cfg),
         methods: methods(cfg),

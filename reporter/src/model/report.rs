@@ -59,7 +59,11 @@ pub struct Report {
     /// Cluster reports only (node counters by day).
     pub daily: Vec<DayRow>,
     pub top_jobs: Vec<JobRow>,
-    /// Rows shown in the HTML and Markdown tables (JSON holds every row).
+    /// Whether `top_jobs` lists every job of the scope (`--job-list all`, the default), not only
+    /// the `top_n` first.
+    pub top_jobs_all: bool,
+    /// Rows shown in the HTML and Markdown tables (JSON holds every row, but the jobs with
+    /// `--job-list top`).
     pub top_n: usize,
     pub constants: Vec<Constant>,
     pub methods: Vec<String>,
@@ -303,6 +307,7 @@ impl Report {
             summary,
             daily,
             top_jobs,
+            top_jobs_all,
             top_n,
             constants,
             methods,
@@ -330,6 +335,7 @@ impl Report {
             summary: *summary,
             daily: daily.clone(),
             top_jobs: top_jobs.iter().take(n).cloned().collect(),
+            top_jobs_all: *top_jobs_all,
             top_n: *top_n,
             constants: constants.clone(),
             methods: methods.clone(),

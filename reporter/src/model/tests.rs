@@ -63,6 +63,7 @@ fn opts(scope: ScopeKind) -> Options {
         generated_at: 0,
         anonymize_users: false,
         zone: Zone::utc(),
+        all_jobs: true,
     }
 }
 
@@ -362,4 +363,40 @@ fn a_summary_counts_the_jobs_it_was_given_and_lists_none() {
     assert_eq!(ann.headline.nodes, 1);
     let full = build(&dataset(), &Config::default(), &opts(ScopeKind::Cluster));
     assert!(!full.summary && !full.dev_vs_final.is_empty());
+}
+
+#[test]
+fn a_bounded_job_list_is_the_first_rows_of_the_full_one() {
+    let ds = dataset();
+    let full = build(&ds, &Config::default(), &opts(ScopeKind::Cluster));
+    assert!(full.top_jobs_all);
+    assert_eq!(full.top_jobs.len(), 4);
+    let cfg = Config {
+        top_n: 2,
+        ..Config::default()
+    };
+    for (scope, want) in [
+        (ScopeKind::Cluster, vec!["2", "1"]),
+        (ScopeKind::User("ann".into()), vec!["2", "1"]),
+        (ScopeKind::Project("q".into()), vec!["4"]),
+    ] {
+        let mut o = opts(scope.clone());
+        o.all_jobs = false;
+        let r = build(&ds, &cfg, &o);
+        let ids: Vec<&str> = r.top_jobs.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(ids, want, "{scope:?}");
+        // Ties (jobs 1 and 4 have 1 kWh each) go to the lower id, as in the full list; ann's
+        // and q's jobs all fit.
+        assert_eq!(r.top_jobs_all, scope != ScopeKind::Cluster, "{scope:?}");
+    }
+    let mut o = opts(ScopeKind::Cluster);
+    o.all_jobs = false;
+    let cfg3 = Config {
+        top_n: 3,
+        ..Config::default()
+    };
+    let r = build(&ds, &cfg3, &o);
+    let ids: Vec<&str> = r.top_jobs.iter().map(|j| j.job_id.as_str()).collect();
+    let full_ids: Vec<&str> = full.top_jobs.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(ids, full_ids[..3]);
 }
