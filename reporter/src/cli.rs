@@ -164,8 +164,8 @@ struct OutArgs {
     #[arg(long, global = true)]
     templates: Option<PathBuf>,
     /// The jobs the JSON report lists in `top_jobs`: `all` (every job of the scope), or `top`
-    /// (the config's `top_n` first, as the HTML and Markdown show): a large period's report then
-    /// holds and writes no row per job.
+    /// (the config's `top_n` first, as the HTML and Markdown show): the JSON then does not grow
+    /// with the jobs.
     #[arg(long, global = true, default_value = "all", value_parser = ["all", "top"])]
     job_list: String,
 }
