@@ -53,11 +53,7 @@ impl Collector<'_> {
                 "count by ({CLUSTER}, {}, {who}) ((({end} - (last_over_time({core}[{lb}s] offset {r}s) or {end} * 0)) != 0) * on ({job}) group_left ({who}) topk by ({job}) (1, last_over_time({info}[{range}])))",
                 l::JOB_ID
             ),
-            format!(
-                "sum by ({CLUSTER}, {INSTANCE}, {}) (count_over_time({}[{range}]))",
-                l::GPU_UUID,
-                self.sel_in(&c::JOB_GPU_INFO, shard.as_deref())
-            ),
+            self.gpu_held_query(shard.as_deref()),
         ];
         self.client.progress().stage("job counts", queries.len());
         let period_end = self.scope.period.end;
@@ -84,14 +80,7 @@ impl Collector<'_> {
                 }
             }
         }
-        for s in answers.next().unwrap_or_default() {
-            let k = (
-                label(&s.labels, CLUSTER),
-                label(&s.labels, INSTANCE),
-                label(&s.labels, l::GPU_UUID),
-            );
-            *acc.gpus.entry(k).or_default() += s.value;
-        }
+        super::jobs::add_gpu_held(&mut acc.gpus, answers.next().unwrap_or_default());
         Ok(())
     }
 }

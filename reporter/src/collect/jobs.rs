@@ -102,15 +102,20 @@ impl Collector<'_> {
         acc.add_counters(&mut ids, per_family, |s| self.note(s));
         let (alloc_cpus, alloc_mem, info) = (next(), next(), next());
         acc.add_facts(&mut ids, alloc_cpus, alloc_mem, info);
-        for s in next() {
-            let k = (
-                label(&s.labels, CLUSTER),
-                label(&s.labels, INSTANCE),
-                label(&s.labels, l::GPU_UUID),
-            );
-            *acc.gpu_counts.entry(k).or_default() += s.value;
-        }
+        add_gpu_held(&mut acc.gpu_counts, next());
         Ok(())
+    }
+
+    /// The scrapes in which a job held each GPU of the round's nodes (`shard`), summed by the
+    /// server over `joulebook_job_gpu_info` (a series per job and GPU); [`add_gpu_held`] adds
+    /// the answer up.
+    pub(super) fn gpu_held_query(&self, shard: Option<&str>) -> String {
+        format!(
+            "sum by ({CLUSTER}, {INSTANCE}, {}) (count_over_time({}[{}]))",
+            l::GPU_UUID,
+            self.sel_in(&c::JOB_GPU_INFO, shard),
+            self.range()
+        )
     }
 
     /// Every job series of the scope (the cluster's, when one is given): the selector whose
@@ -194,11 +199,7 @@ impl Collector<'_> {
             info_labels(),
             self.sel_in(&c::JOB_INFO, shard),
         ));
-        queries.push(format!(
-            "sum by ({CLUSTER}, {INSTANCE}, {}) (count_over_time({}[{range}]))",
-            l::GPU_UUID,
-            self.sel_in(&c::JOB_GPU_INFO, shard),
-        ));
+        queries.push(self.gpu_held_query(shard));
         (queries, pass.is_some())
     }
 
@@ -315,6 +316,18 @@ fn info_labels() -> String {
 
 /// Scrapes in which a job held each GPU, by (cluster, instance, GPU).
 pub type GpuCounts = BTreeMap<(String, String, String), f64>;
+
+/// Adds the rows of a [`Collector::gpu_held_query`] to `counts`.
+pub(super) fn add_gpu_held(counts: &mut GpuCounts, rows: Vec<Sample>) {
+    for s in rows {
+        let k = (
+            label(&s.labels, CLUSTER),
+            label(&s.labels, INSTANCE),
+            label(&s.labels, l::GPU_UUID),
+        );
+        *counts.entry(k).or_default() += s.value;
+    }
+}
 
 /// The jobs and their placements met so far, over the rounds.
 #[derive(Default)]

@@ -464,24 +464,13 @@ impl<'a> Collector<'a> {
             .collect();
         // The owner totals, where they add up (`--totals-from owners`, `--summary`).
         let owners = if self.scope.owner_totals {
-            match self.owner_totals(&instances, &nodes)? {
-                Ok(o) => Some(o),
-                Err(why) => {
-                    if let Some(why) = why {
-                        self.note(format!("Project and user totals are sums over the jobs, not the owner counters: {why}."));
-                    }
-                    if self.scope.summary {
-                        self.note(
-                            "A full report, not a summary: a summary needs the owner counters."
-                                .into(),
-                        );
-                    }
-                    None
-                }
-            }
+            self.owner_totals(&instances, &nodes)?
         } else {
             None
         };
+        if self.scope.summary && owners.is_none() {
+            self.note("A full report, not a summary: a summary needs the owner counters.".into());
+        }
         // A summary counts the jobs in the server instead of reading them.
         if self.scope.summary && owners.is_some() {
             let (counts, held) = self.job_counts(&instances)?;

@@ -36,39 +36,41 @@ const OWNER_COUNTERS: [MetricDef; 5] = [
 const OWNER_GAP_RELATIVE: f64 = 1e-9;
 const OWNER_GAP_ABSOLUTE_J: f64 = 1e-3;
 
-/// Why the owner counters were not used; `None` in [`Collector::owner_totals`] when there were
-/// none at all (exporters before them: nothing to say).
-type NotUsed = String;
-
 impl Collector<'_> {
-    /// The owner figures of every node, when they are complete and add up
-    /// ([`owner_gaps`]); the reason they are not used otherwise (`Ok(Err(..))`).
+    /// The owner figures of every node, when they are complete and add up ([`owner_gaps`]);
+    /// `None` otherwise, with a note saying why (none when there are no owner series at all:
+    /// exporters before them).
     pub fn owner_totals(
         &self,
         instances: &[String],
         nodes: &BTreeMap<(String, String), NodeData>,
-    ) -> Result<Result<Vec<OwnerData>, Option<NotUsed>>, PromError> {
+    ) -> Result<Option<Vec<OwnerData>>, PromError> {
         let mut acc = Owners::default();
         let selector = self.series_matching("joulebook_owner_.+");
         self.in_rounds("owner", &selector, instances, |round| {
             self.owners_round(round, &mut acc)
         })?;
         if acc.series == 0 {
-            return Ok(Err(None));
+            return Ok(None);
         }
-        if acc.without_since > 0 {
-            return Ok(Err(Some(format!(
+        let owners: Vec<OwnerData> = acc.by_pair.into_values().collect();
+        let why = if acc.without_since > 0 {
+            format!(
                 "{} owner counter series have no `{}` label (exporters before it)",
                 acc.without_since,
                 l::SINCE
-            ))));
-        }
-        let owners: Vec<OwnerData> = acc.by_pair.into_values().collect();
-        let gaps = owner_gaps(&owners, nodes);
-        if !gaps.is_empty() {
-            return Ok(Err(Some(gaps.join("; "))));
-        }
-        Ok(Ok(owners))
+            )
+        } else {
+            let gaps = owner_gaps(&owners, nodes);
+            if gaps.is_empty() {
+                return Ok(Some(owners));
+            }
+            gaps.join("; ")
+        };
+        self.note(format!(
+            "Project and user totals are sums over the jobs, not the owner counters: {why}."
+        ));
+        Ok(None)
     }
 
     /// One round: last and base of each owner counter, added to `acc` once all are answered.

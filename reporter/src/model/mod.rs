@@ -180,23 +180,33 @@ fn groups(
     opt: &Options,
     alias: &BTreeMap<String, String>,
 ) -> rankings::Groups {
+    use rankings::{Group, Groups};
     let Some(owners) = owners else {
-        let est: Vec<JobEstimates> = jobs.iter().map(|j| estimator.job(j)).collect();
-        return rankings::Groups::of(jobs, &est, alias);
+        let parts = jobs.iter().map(|j| {
+            (
+                j.account.as_str(),
+                j.user.as_str(),
+                Group::of_job(j, estimator.job(j)),
+            )
+        });
+        return Groups::sum(parts, alias);
     };
-    let est: Vec<JobEstimates> = owners.iter().map(|o| estimator.owner(o)).collect();
-    let counts: Vec<(&str, &str, usize)> = match &ds.job_counts {
+    let pairs = owners.iter().map(|o| {
+        let g = Group::of_owner(o, estimator.owner(o));
+        (o.account.as_str(), o.user.as_str(), g)
+    });
+    let counts: Vec<(&str, &str, Group)> = match &ds.job_counts {
         Some(c) => c
             .iter()
             .filter(|c| opt.scope.covers(&c.account, &c.user))
-            .map(|c| (c.account.as_str(), c.user.as_str(), c.jobs))
+            .map(|c| (c.account.as_str(), c.user.as_str(), Group::count(c.jobs)))
             .collect(),
         None => jobs
             .iter()
-            .map(|j| (j.account.as_str(), j.user.as_str(), 1))
+            .map(|j| (j.account.as_str(), j.user.as_str(), Group::count(1)))
             .collect(),
     };
-    rankings::Groups::of_owners(owners, &est, counts, alias)
+    Groups::sum(pairs.chain(counts), alias)
 }
 
 /// The jobs a report of `scope` covers.

@@ -17,48 +17,15 @@ pub(super) struct Groups {
 }
 
 impl Groups {
-    /// Sums over the jobs. `est`: each job's estimates; `alias`: shown user names
-    /// (anonymised), by user.
-    pub fn of(jobs: &[&JobData], est: &[JobEstimates], alias: &BTreeMap<String, String>) -> Groups {
-        let mut g = Groups::empty();
-        for (j, e) in jobs.iter().zip(est) {
-            let one = Group {
-                energy_j: j.energy.total(),
-                jobs: 1,
-                core_s: j.core_seconds,
-                gpu_s: j.gpu_seconds,
-                est: *e,
-            };
-            g.add(&j.account, &j.user, &one, alias);
-        }
-        g
-    }
-
-    /// Sums over the owner counters (`owners`, one pair on one node each, with their
-    /// estimates `est`), the job counts from `jobs` (account, user, jobs).
-    pub fn of_owners<'a>(
-        owners: &[&OwnerData],
-        est: &[JobEstimates],
-        jobs: impl IntoIterator<Item = (&'a str, &'a str, usize)>,
+    /// The sums of `parts`, each an (account, user) and its figures (a job's, an owner pair's on
+    /// one node, or a job count); `alias`: shown user names (anonymised), by user.
+    pub fn sum<'a>(
+        parts: impl IntoIterator<Item = (&'a str, &'a str, Group)>,
         alias: &BTreeMap<String, String>,
     ) -> Groups {
         let mut g = Groups::empty();
-        for (o, e) in owners.iter().zip(est) {
-            let one = Group {
-                energy_j: o.energy.total(),
-                jobs: 0,
-                core_s: o.core_seconds,
-                gpu_s: o.gpu_seconds,
-                est: *e,
-            };
-            g.add(&o.account, &o.user, &one, alias);
-        }
-        for (account, user, n) in jobs {
-            let count = Group {
-                jobs: n,
-                ..Group::default()
-            };
-            g.add(account, user, &count, alias);
+        for (account, user, one) in parts {
+            g.add(account, user, &one, alias);
         }
         g
     }
@@ -97,6 +64,37 @@ pub(super) struct Group {
 }
 
 impl Group {
+    /// One job's figures, with its estimates.
+    pub fn of_job(j: &JobData, est: JobEstimates) -> Group {
+        Group {
+            energy_j: j.energy.total(),
+            jobs: 1,
+            core_s: j.core_seconds,
+            gpu_s: j.gpu_seconds,
+            est,
+        }
+    }
+
+    /// One owner pair's figures on one node, with its estimates; its jobs are counted apart
+    /// ([`Group::count`]).
+    pub fn of_owner(o: &OwnerData, est: JobEstimates) -> Group {
+        Group {
+            energy_j: o.energy.total(),
+            jobs: 0,
+            core_s: o.core_seconds,
+            gpu_s: o.gpu_seconds,
+            est,
+        }
+    }
+
+    /// `jobs` jobs, nothing else.
+    pub fn count(jobs: usize) -> Group {
+        Group {
+            jobs,
+            ..Group::default()
+        }
+    }
+
     fn add(&mut self, o: &Group) {
         self.energy_j += o.energy_j;
         self.jobs += o.jobs;
