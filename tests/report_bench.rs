@@ -350,52 +350,47 @@ fn owner_runs<'j>(sh: &Shape, jobs: &'j [Job]) -> Vec<Run<'j>> {
 /// at the scrapes while one of its jobs runs or ended less than the exporter's grace period
 /// before: two scrapes, as the job series (the grace must exceed the scrape interval).
 fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io::Result<u64> {
+    // Each run's labels and published scrapes, made once for all its series.
+    let runs: Vec<Published> = owner_runs(sh, jobs)
+        .into_iter()
+        .map(|r| {
+            let j = r.jobs[0];
+            let labels = format!(
+                "{},account=\"proj{:02}\",user=\"user{:03}\",since=\"{}\"",
+                node_labels(r.node),
+                j.project,
+                j.user,
+                r.start
+            );
+            // The run's jobs' spans with their grace, merged (they are in start order).
+            let mut spans: Vec<(i64, i64)> = Vec::new();
+            for j in &r.jobs {
+                let (from, to) = (j.start, (j.end + 2 * sh.scrape).min(sh.end));
+                match spans.last_mut() {
+                    Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                    _ => spans.push((from, to)),
+                }
+            }
+            let times = spans
+                .into_iter()
+                .flat_map(|(from, to)| scrapes_between(sh, from, to))
+                .collect();
+            Published {
+                jobs: r.jobs,
+                labels,
+                times,
+            }
+        })
+        .collect();
+    let header = |w: &mut dyn Write, m: &MetricDef| {
+        writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))
+    };
     let mut lines = 0u64;
-    let runs = owner_runs(sh, jobs);
-    let labels = |r: &Run| {
-        let j = r.jobs[0];
-        format!(
-            "{},account=\"proj{:02}\",user=\"user{:03}\",since=\"{}\"",
-            node_labels(r.node),
-            j.project,
-            j.user,
-            r.start
-        )
-    };
-    let times = |r: &Run| {
-        // The run's jobs' spans with their grace, merged (they are in start order).
-        let mut spans: Vec<(i64, i64)> = Vec::new();
-        for j in &r.jobs {
-            let (from, to) = (j.start, (j.end + 2 * sh.scrape).min(sh.end));
-            match spans.last_mut() {
-                Some(last) if from <= last.1 => last.1 = last.1.max(to),
-                _ => spans.push((from, to)),
-            }
-        }
-        spans
-            .into_iter()
-            .flat_map(|(from, to)| scrapes_between(sh, from, to))
-            .collect::<Vec<_>>()
-    };
-    writeln!(
-        w,
-        "# TYPE {} counter",
-        c::OWNER_ENERGY.name().trim_end_matches("_total")
-    )?;
-    for r in &runs {
-        let l = labels(r);
-        for comp in c::Component::ALL {
-            let mut jobs = Accrual::new(&r.jobs, |j: &Job| j.watts[comp]);
-            for t in times(r) {
-                let v = jobs.at(t.0);
-                writeln!(
-                    w,
-                    "{}{{{l},component=\"{comp}\"}} {v} {t}",
-                    c::OWNER_ENERGY.name()
-                )?;
-                lines += 1;
-            }
-        }
+    header(w, &c::OWNER_ENERGY)?;
+    for comp in c::Component::ALL {
+        let component = format!(",component=\"{comp}\"");
+        let rate = |j: &Job| j.watts[comp];
+        lines += write_run_series(w, &runs, &c::OWNER_ENERGY, &component, rate, false)?;
     }
     type Rate = fn(&Job) -> f64;
     let rates: [(MetricDef, Rate); 5] = [
@@ -406,27 +401,38 @@ fn write_owner_counters(w: &mut impl Write, sh: &Shape, jobs: &[Job]) -> std::io
         (c::OWNER_MEMORY_BYTE_SECONDS, |j| j.cpus * 4e9),
     ];
     for (m, rate) in rates {
-        writeln!(w, "# TYPE {} counter", m.name().trim_end_matches("_total"))?;
-        for r in &runs {
-            let l = labels(r);
-            let mut jobs = Accrual::new(&r.jobs, rate);
-            for t in times(r) {
-                writeln!(w, "{}{{{l}}} {} {t}", m.name(), jobs.at(t.0))?;
-                lines += 1;
-            }
-        }
+        header(w, &m)?;
+        lines += write_run_series(w, &runs, &m, "", rate, false)?;
     }
-    writeln!(
-        w,
-        "# TYPE {} counter",
-        c::OWNER_JOBS.name().trim_end_matches("_total")
-    )?;
-    for r in &runs {
-        let l = labels(r);
-        let mut jobs = Accrual::new(&r.jobs, |_: &Job| 0.0);
-        for t in times(r) {
-            jobs.at(t.0);
-            writeln!(w, "{}{{{l}}} {} {t}", c::OWNER_JOBS.name(), jobs.started)?;
+    header(w, &c::OWNER_JOBS)?;
+    lines += write_run_series(w, &runs, &c::OWNER_JOBS, "", |_| 0.0, true)?;
+    Ok(lines)
+}
+
+/// An owner run as published: its jobs, labels and scrapes.
+struct Published<'j> {
+    jobs: Vec<&'j Job>,
+    labels: String,
+    times: Vec<Ts>,
+}
+
+/// One sample of `m{labels<extra>}` per published scrape of every run: what `rate` accrued
+/// over its jobs, or with `count` the jobs started.
+fn write_run_series(
+    w: &mut dyn Write,
+    runs: &[Published],
+    m: &MetricDef,
+    extra: &str,
+    rate: impl Fn(&Job) -> f64 + Copy,
+    count: bool,
+) -> std::io::Result<u64> {
+    let mut lines = 0;
+    for r in runs {
+        let mut jobs = Accrual::new(&r.jobs, rate);
+        for t in &r.times {
+            let v = jobs.at(t.0);
+            let v = if count { jobs.started as f64 } else { v };
+            writeln!(w, "{}{{{}{extra}}} {v} {t}", m.name(), r.labels)?;
             lines += 1;
         }
     }
