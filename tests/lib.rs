@@ -321,6 +321,27 @@ pub fn reporter() -> Command {
     c
 }
 
+/// The JSON report that [`reporter`] makes of `args` against the server at `url`, with
+/// `--format json` and a fresh `--out`; panics with its output when it fails.
+pub fn json_report(url: &str, args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("out");
+    let out = dir.path().to_string_lossy().to_string();
+    let o = reporter()
+        .args(["--prometheus", url, "--format", "json", "--out", &out])
+        .args(args)
+        .output()
+        .expect("run joulebook-report");
+    assert!(
+        o.status.success(),
+        "joulebook-report failed ({}):\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("parse json")
+}
+
 /// Parsed samples of the classic text format: `name{labels}` (as written) → value.
 #[derive(Debug, Default, Clone)]
 pub struct Samples(pub BTreeMap<String, f64>);

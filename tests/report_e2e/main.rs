@@ -20,7 +20,7 @@ use joulebook_common as c;
 use joulebook_tests::prometheus::{backfill_openmetrics, VictoriaMetrics};
 use joulebook_tests::scenario::{self, Scenario};
 use joulebook_tests::smtp::SmtpSink;
-use joulebook_tests::{binary, free_port, http_get, repo_root};
+use joulebook_tests::{binary, free_port, http_get, json_report, repo_root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -280,15 +280,4 @@ fn assert_same(a: &Value, b: &Value, path: &str) {
         }
         _ => assert_eq!(a, b, "{path}"),
     }
-}
-
-/// The JSON report of `args` (with `--format json` and a fresh `--out`).
-fn json_report(url: &str, args: &[&str]) -> Value {
-    let dir = tempfile::tempdir().expect("out");
-    let out = dir.path().to_string_lossy().to_string();
-    let mut all = vec!["--prometheus", url, "--format", "json", "--out", &out];
-    all.extend_from_slice(args);
-    ok(&report(&all));
-    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("parse json")
 }

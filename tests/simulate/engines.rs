@@ -103,44 +103,23 @@ fn edited_in_prometheus(
 }
 
 /// The small run's report for its day from `prom` (JSON), with `args` added.
-fn day_report(prom: &Prometheus, out: &std::path::Path, args: &[&str]) -> Value {
-    window_report(prom, out, ("2025-03-03", "2025-03-04"), args)
+fn day_report(prom: &Prometheus, args: &[&str]) -> Value {
+    window_report(prom, ("2025-03-03", "2025-03-04"), args)
 }
 
 /// The report of `(from, to)` from `prom` (JSON), with `args` added.
-fn window_report(
-    prom: &Prometheus,
-    out: &std::path::Path,
-    (from, to): (&str, &str),
-    args: &[&str],
-) -> Value {
-    let o = Command::new(binary("joulebook-report"))
-        .args(["--prometheus", &prom.url(), "--from", from, "--to", to])
-        .args(args)
-        .args(["--format", "json", "--out"])
-        .arg(out)
-        .env_remove("JOULEBOOK_PROMETHEUS_URL")
-        .output()
-        .expect("run joulebook-report");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let json = std::fs::read_dir(out)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("a JSON report");
-    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+fn window_report(prom: &Prometheus, (from, to): (&str, &str), args: &[&str]) -> Value {
+    let mut all = vec!["--from", from, "--to", to];
+    all.extend_from_slice(args);
+    json_report(&prom.url(), &all)
 }
 
 /// The per-owner counters, read by PromQL from a real Prometheus, give the same project and user
 /// totals (energy, core- and GPU-hours) as the reporter's sums over the jobs of the same data.
 #[test]
 fn owner_counters_give_the_reports_project_and_user_totals() {
-    let (run, dir, prom) = small_in_prometheus();
-    let report = day_report(
-        &prom,
-        &dir.path().join("report"),
-        &["--totals-from", "jobs"],
-    );
+    let (run, _dir, prom) = small_in_prometheus();
+    let report = day_report(&prom, &["--totals-from", "jobs"]);
     assert_eq!(report["totals_from"], "jobs");
     // The counters start at 0 with the simulation and never go down (the restart resumes from
     // the state file): their largest value is the period's increase.
@@ -198,17 +177,16 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
     // Also a window that starts and ends while pairs run (their runs' values at its start are
     // subtracted).
     let half = ("2025-03-03T09:00:00Z", "2025-03-03T15:00:00Z");
-    for (window, name) in [(None, "day"), (Some(half), "half")] {
-        let out = dir.path().join(name);
+    for window in [None, Some(half)] {
         let report = |args: &[&str]| match window {
-            None => day_report(&prom, &out, args),
-            Some(w) => window_report(&prom, &out, w, args),
+            None => day_report(&prom, args),
+            Some(w) => window_report(&prom, w, args),
         };
         let owners = report(&["--totals-from", "owners"]);
         let jobs = report(&[]);
         assert!(same_totals(&owners, &jobs) >= 50);
     }
-    let jobs = day_report(&prom, &dir.path().join("jobs"), &["--totals-from", "jobs"]);
+    let jobs = day_report(&prom, &["--totals-from", "jobs"]);
     drop(prom);
 
     // One node's owner counters lost (an exporter from before them, say).
@@ -217,14 +195,10 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
             l.starts_with("joulebook_owner_") && l.contains("instance=\"cpu01:9977\"");
         (!owner_of_cpu01).then(|| l.to_string())
     });
-    let partial = day_report(
-        &prom,
-        &dir.path().join("partial"),
-        &["--totals-from", "owners"],
-    );
+    let partial = day_report(&prom, &["--totals-from", "owners"]);
     assert_eq!(partial["totals_from"], "jobs");
     // A summary asked for there is the full report, and says so.
-    let full = day_report(&prom, &dir.path().join("partial-summary"), &["--summary"]);
+    let full = day_report(&prom, &["--summary"]);
     assert_eq!(full["summary"], false);
     assert!(full["notes"]
         .to_string()
@@ -242,12 +216,11 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
 /// included), estimates, headline, idle nodes and GPUs; only the job lists are left out.
 #[test]
 fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
-    let (_run, dir, prom) = small_in_prometheus();
+    let (_run, _dir, prom) = small_in_prometheus();
     let half = ("2025-03-03T09:00:00Z", "2025-03-03T15:00:00Z");
-    for (i, window) in [("2025-03-03", "2025-03-04"), half].into_iter().enumerate() {
-        let out = |n: &str| dir.path().join(format!("{n}{i}"));
-        let full = window_report(&prom, &out("full"), window, &["--totals-from", "owners"]);
-        let summary = window_report(&prom, &out("summary"), window, &["--summary"]);
+    for window in [("2025-03-03", "2025-03-04"), half] {
+        let full = window_report(&prom, window, &["--totals-from", "owners"]);
+        let summary = window_report(&prom, window, &["--summary"]);
         assert_eq!(full["summary"], false);
         assert_eq!(summary["summary"], true);
         assert_eq!(summary["totals_from"], "owner_counters");
@@ -269,12 +242,7 @@ fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
             .contains("Summary report (--summary)"));
         assert!(summary["headline"]["jobs"].as_u64().is_some_and(|n| n > 5));
         // Rounds of one node: a job on two nodes is met in two rounds and counted once.
-        let rounds = window_report(
-            &prom,
-            &out("rounds"),
-            window,
-            &["--summary", "--nodes-per-query", "1"],
-        );
+        let rounds = window_report(&prom, window, &["--summary", "--nodes-per-query", "1"]);
         assert_eq!(rounds["projects"], summary["projects"], "{window:?}");
         assert_eq!(rounds["headline"], summary["headline"], "{window:?}");
     }
@@ -284,9 +252,9 @@ fn a_summary_has_the_full_reports_figures_without_the_job_lists() {
 /// does; every other figure is the full report's.
 #[test]
 fn a_bounded_job_list_is_the_head_of_the_full_one() {
-    let (_run, dir, prom) = small_in_prometheus();
-    let full = day_report(&prom, &dir.path().join("full"), &[]);
-    let top = day_report(&prom, &dir.path().join("top"), &["--job-list", "top"]);
+    let (_run, _dir, prom) = small_in_prometheus();
+    let full = day_report(&prom, &[]);
+    let top = day_report(&prom, &["--job-list", "top"]);
     let jobs = full["top_jobs"].as_array().unwrap();
     assert!(jobs.len() > 10, "{}", jobs.len());
     assert_eq!(full["top_jobs_all"], true);
@@ -318,8 +286,8 @@ fn a_summary_says_how_many_jobs_only_claim_their_project() {
             },
         )
     });
-    let full = day_report(&prom, &dir.path().join("full"), &[]);
-    let summary = day_report(&prom, &dir.path().join("summary"), &["--summary"]);
+    let full = day_report(&prom, &[]);
+    let summary = day_report(&prom, &["--summary"]);
     let jobs = full["headline"]["jobs"].as_u64().unwrap();
     let chem = full["projects"]["rows"]
         .as_array()
@@ -374,10 +342,9 @@ fn owner_runs_across_idle_gaps_expiry_and_midnights_give_the_jobs_totals() {
         ("2025-03-03T12:00:00Z", "2025-03-04"),
         ("2025-03-03", end),
     ];
-    for (i, w) in windows.into_iter().enumerate() {
-        let out = |n: &str| dir.path().join(format!("{n}{i}"));
-        let owners = window_report(&prom, &out("owners"), w, &["--totals-from", "owners"]);
-        let jobs = window_report(&prom, &out("jobs"), w, &[]);
+    for w in windows {
+        let owners = window_report(&prom, w, &["--totals-from", "owners"]);
+        let jobs = window_report(&prom, w, &[]);
         assert!(same_totals(&owners, &jobs) >= 8, "{w:?}");
     }
 }
