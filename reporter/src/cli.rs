@@ -103,8 +103,9 @@ struct ConnArgs {
     totals_from: String,
     /// A report without the job lists (top jobs, development versus final run): totals from the
     /// owner counters and job counts from the server, so that its cost follows the owner pairs
-    /// rather than the jobs; where the owner counters do not add up, the full report.
-    #[arg(long, global = true)]
+    /// rather than the jobs; where the owner counters do not add up, the full report (implies
+    /// `--totals-from owners`).
+    #[arg(long, global = true, conflicts_with = "totals_from")]
     summary: bool,
     /// Never draw the progress line (it is drawn only when stderr is a terminal anyway).
     #[arg(long, global = true)]

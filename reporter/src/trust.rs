@@ -8,6 +8,9 @@ use crate::data::JobData;
 /// The `metadata` value of a job whose project is only as the job claims it.
 pub const CLAIMED: &str = "environment";
 
+/// What the claimed-project notes say of the cause and the remedy.
+const CLAIMED_WHY: &str = "(metadata=\"environment\": no job record from the scheduler's prolog on those nodes). Install the joulebook prolog for attested projects (docs/job-identity.md).";
+
 /// The share (0–1) of the jobs' energy whose project is only as claimed by the job, and that
 /// energy in joules; `None` when the jobs used no energy.
 pub fn claimed_share(jobs: &[JobData]) -> Option<(f64, f64)> {
@@ -27,7 +30,7 @@ pub fn claimed_share(jobs: &[JobData]) -> Option<(f64, f64)> {
 pub fn claimed_project_note(jobs: &[JobData]) -> Option<String> {
     let (share, joules) = claimed_share(jobs).filter(|(s, _)| *s > 0.0)?;
     Some(format!(
-        "{:.1} % of the jobs' energy ({:.1} kWh) is charged to projects only as the jobs themselves claim them (metadata=\"environment\": no job record from the scheduler's prolog on those nodes). Install the joulebook prolog for attested projects (docs/job-identity.md).",
+        "{:.1} % of the jobs' energy ({:.1} kWh) is charged to projects only as the jobs themselves claim them {CLAIMED_WHY}",
         share * 100.0,
         joules / 3.6e6
     ))
@@ -37,7 +40,7 @@ pub fn claimed_project_note(jobs: &[JobData]) -> Option<String> {
 pub fn claimed_jobs_note(claimed: usize, jobs: usize) -> Option<String> {
     (claimed > 0 && jobs > 0).then(|| {
         format!(
-            "{claimed} of {jobs} jobs ({:.1} %) are charged to projects only as the jobs themselves claim them (metadata=\"environment\": no job record from the scheduler's prolog on those nodes). Install the joulebook prolog for attested projects (docs/job-identity.md).",
+            "{claimed} of {jobs} jobs ({:.1} %) are charged to projects only as the jobs themselves claim them {CLAIMED_WHY}",
             claimed as f64 * 100.0 / jobs as f64
         )
     })
