@@ -331,6 +331,14 @@ pub fn json_report(url: &str, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .expect("run joulebook-report");
+    reported(&o);
+    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("parse json")
+}
+
+/// The standard output of a `joulebook-report` run that succeeded; panics with both outputs
+/// when it did not.
+pub fn reported(o: &std::process::Output) -> String {
     assert!(
         o.status.success(),
         "joulebook-report failed ({}):\n{}{}",
@@ -338,8 +346,7 @@ pub fn json_report(url: &str, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("parse json")
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Parsed samples of the classic text format: `name{labels}` (as written) → value.

@@ -20,7 +20,7 @@ use joulebook_common as c;
 use joulebook_tests::prometheus::{backfill_openmetrics, VictoriaMetrics};
 use joulebook_tests::scenario::{self, Scenario};
 use joulebook_tests::smtp::SmtpSink;
-use joulebook_tests::{binary, free_port, http_get, json_report, repo_root};
+use joulebook_tests::{binary, free_port, http_get, json_report, repo_root, reported as ok};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -176,17 +176,6 @@ fn report_at(args: &[&str], now: i64) -> Output {
         .env_remove("JOULEBOOK_PROMETHEUS_URL")
         .output()
         .expect("run joulebook-report")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "joulebook-report failed ({}):\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn month_report(url: &str, out: &Path, extra: &[&str]) -> Value {
