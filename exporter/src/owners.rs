@@ -26,7 +26,7 @@ pub const MAX_OWNERS: usize = 512;
 /// Account and user of the pair that takes the jobs of pairs beyond [`MAX_OWNERS`].
 pub const OVERFLOW: &str = "(other)";
 
-/// Seconds without a running job after which a pair is dropped (one day).
+/// Seconds without a running job after which a pair is dropped: [`joulebook_common::OWNER_EXPIRY_S`].
 pub const EXPIRY_S: f64 = joulebook_common::OWNER_EXPIRY_S;
 
 /// (account, user), as published on the job's `joulebook_job_info`.

@@ -39,12 +39,9 @@ pub(super) fn top_job_rows(
     };
     let mut chosen: Vec<&JobData> = jobs.to_vec();
     if let Some(n) = limit.filter(|n| *n < chosen.len()) {
-        if n == 0 {
-            chosen.clear();
-        } else {
-            chosen.select_nth_unstable_by(n - 1, order);
-            chosen.truncate(n);
-        }
+        // The `n` first end up before index `n`, in any order.
+        chosen.select_nth_unstable_by(n, order);
+        chosen.truncate(n);
     }
     chosen.sort_by(order);
     // The rows share the jobs' strings; a shown (anonymised) user name is made once per user.
