@@ -170,7 +170,10 @@ fn owner_counters_give_the_reports_project_and_user_totals() {
 
 /// A report takes its project and user totals and estimates from the owner counters where
 /// they add up to every node's energy less its unallocated energy, and they are what the sums
-/// over the jobs give; with one node's owner counters missing it sums the jobs and says why.
+/// over the jobs give; its job lists are the same. It reads no job's allocation gauges then
+/// (the estimates come from the owner counters): a report of the data without them is the
+/// same. With one node's owner counters missing it sums the jobs, allocations read, and says
+/// why.
 #[test]
 fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
     let (run, dir, prom) = small_in_prometheus();
@@ -185,8 +188,35 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
         let owners = report(&["--totals-from", "owners"]);
         let jobs = report(&[]);
         assert!(same_totals(&owners, &jobs) >= 50);
+        // The same jobs; the totals they are shares of are the owners' (close, above).
+        for (section, totals) in [
+            ("top_jobs", &["share"][..]),
+            ("dev_vs_final", &["total_kwh", "ratio"][..]),
+        ] {
+            let rows = |r: &Value| -> Vec<Value> {
+                let mut rows = r[section].as_array().cloned().unwrap_or_default();
+                for row in &mut rows {
+                    totals.iter().for_each(|f| row[f] = Value::Null);
+                }
+                rows
+            };
+            assert!(rows(&jobs).len() > 1, "{section}");
+            assert_eq!(rows(&owners), rows(&jobs), "{section} of {window:?}");
+        }
     }
     let jobs = day_report(&prom, &["--totals-from", "jobs"]);
+    let mut owners = day_report(&prom, &["--totals-from", "owners"]);
+    drop(prom);
+
+    // The same data without the jobs' allocation gauges: the same report from the owners.
+    let prom = edited_in_prometheus(run, dir.path(), "no-allocations", |l| {
+        (!l.starts_with("joulebook_job_allocated_")).then(|| l.to_string())
+    });
+    let mut without = day_report(&prom, &["--totals-from", "owners"]);
+    for r in [&mut owners, &mut without] {
+        r["generated_at"] = Value::Null;
+    }
+    assert_eq!(without, owners);
     drop(prom);
 
     // One node's owner counters lost (an exporter from before them, say).
@@ -210,6 +240,8 @@ fn the_report_takes_its_totals_from_the_owner_counters_where_they_add_up() {
         "{notes}"
     );
     assert_eq!(partial["projects"], jobs["projects"]);
+    // Summed over the jobs, the estimates need each job's allocations: read again.
+    assert_eq!(partial["estimates"], jobs["estimates"]);
 }
 
 /// A summary reads no job yet has the full report's figures: projects and users (job counts

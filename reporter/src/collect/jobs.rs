@@ -19,14 +19,20 @@ impl Collector<'_> {
     /// placements across rounds as it does within one. A round the server refuses as too large
     /// (its limit on the series or samples of one query, or the cap on one answer) is read again
     /// in halves, down to one node, and the reporter says so on stderr.
+    ///
+    /// `allocations`: read the allocated CPUs and memory of each placement, which only the
+    /// per-job estimates use. A report whose totals come from the owner counters makes its
+    /// estimates from them and passes `false`: two series a job fewer to scan, about a fifth of
+    /// the job queries' cost (docs/PERFORMANCE.md, section 5).
     pub fn jobs(
         &self,
         instances: &[String],
         starts: &CounterStarts,
+        allocations: bool,
     ) -> Result<(Vec<JobData>, GpuCounts), PromError> {
         let mut acc = Jobs::default();
         self.in_rounds("job", &self.job_series(), instances, |round| {
-            self.jobs_round(round, starts, &mut acc)
+            self.jobs_round(round, starts, allocations, &mut acc)
         })?;
         let Jobs {
             mut jobs,
@@ -61,9 +67,10 @@ impl Collector<'_> {
         &self,
         round: &Round,
         starts: &CounterStarts,
+        allocations: bool,
         acc: &mut Jobs,
     ) -> Result<(), PromError> {
-        let (queries, resets_pass) = self.job_queries(round, starts);
+        let (queries, resets_pass) = self.job_queries(round, starts, allocations);
         self.client.progress().stage("jobs", queries.len());
         let end = self.scope.period.end;
         let mut results = par_map(&queries, self.scope.parallelism, |q| {
@@ -100,8 +107,11 @@ impl Collector<'_> {
         // Job ids repeat across this round's answers only: interned for the round.
         let mut ids = Interner::default();
         acc.add_counters(&mut ids, per_family, |s| self.note(s));
-        let (alloc_cpus, alloc_mem, info) = (next(), next(), next());
-        acc.add_facts(&mut ids, alloc_cpus, alloc_mem, info);
+        if allocations {
+            let (alloc_cpus, alloc_mem) = (next(), next());
+            acc.add_allocations(&mut ids, alloc_cpus, alloc_mem);
+        }
+        acc.add_info(next());
         add_gpu_held(&mut acc.gpu_counts, next());
         Ok(())
     }
@@ -134,8 +144,8 @@ impl Collector<'_> {
     }
 
     /// A round's queries, answered in this order: last and base of each of
-    /// [`Self::job_counters`], the (node, job) pairs whose energy went down, allocated CPUs,
-    /// allocated memory, job info, the scrapes of each GPU held by a job.
+    /// [`Self::job_counters`], the (node, job) pairs whose energy went down, allocated CPUs and
+    /// allocated memory (if `allocations`), job info, the scrapes of each GPU held by a job.
     ///
     /// In a report, a series whose last value is 0 is not returned (`> 0`): it adds nothing (a
     /// counter that went down to 0 is on a flagged pair, read from raw samples), and about a
@@ -144,7 +154,12 @@ impl Collector<'_> {
     ///
     /// The second value says whether the `resets` pass is among them (not when every node of
     /// the round only grew since before the window).
-    fn job_queries(&self, round: &Round, starts: &CounterStarts) -> (Vec<String>, bool) {
+    fn job_queries(
+        &self,
+        round: &Round,
+        starts: &CounterStarts,
+        allocations: bool,
+    ) -> (Vec<String>, bool) {
         let matcher = round.matcher();
         let shard = matcher.as_deref();
         let r = self.r();
@@ -188,11 +203,9 @@ impl Collector<'_> {
                 r + lb
             ));
         }
-        for m in [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY] {
-            queries.push(format!(
-                "max_over_time({}[{range}])",
-                self.sel_in(&m, shard)
-            ));
+        let gauges = [c::JOB_ALLOCATED_CPUS, c::JOB_ALLOCATED_MEMORY];
+        for m in gauges.iter().filter(|_| allocations) {
+            queries.push(format!("max_over_time({}[{range}])", self.sel_in(m, shard)));
         }
         queries.push(format!(
             "max by ({CLUSTER}, {}) (last_over_time({}[{range}]))",
@@ -387,13 +400,12 @@ impl Jobs {
         }
     }
 
-    /// Adds the placements' allocations and the jobs' info labels of the jobs already met.
-    fn add_facts(
+    /// Adds the allocations of the placements already met.
+    fn add_allocations(
         &mut self,
         ids: &mut Interner,
         alloc_cpus: Vec<Sample>,
         alloc_mem: Vec<Sample>,
-        info: Vec<Sample>,
     ) {
         // The largest of the series of a placement (one, unless scraped under two names).
         for s in alloc_cpus {
@@ -409,6 +421,10 @@ impl Jobs {
                 pl.alloc_memory_bytes = Some(m);
             }
         }
+    }
+
+    /// Adds the info labels of the jobs already met.
+    fn add_info(&mut self, info: Vec<Sample>) {
         let names = &mut self.names;
         for s in info {
             let k = (

@@ -480,7 +480,8 @@ impl<'a> Collector<'a> {
             ds.job_counts = Some(counts);
             return Ok(ds);
         }
-        let (jobs, held) = self.jobs(&instances, &starts)?;
+        // The estimates come from the owner figures when they hold: no job's allocations.
+        let (jobs, held) = self.jobs(&instances, &starts, owners.is_none())?;
         Self::add_allocations(&mut gpus, &held);
         let mut ds = self.finish(jobs, nodes, gpus, days);
         ds.owners = owners;
@@ -490,7 +491,7 @@ impl<'a> Collector<'a> {
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
     pub fn job_dataset(&self) -> Result<Dataset, PromError> {
         let mut nodes = self.node_facts()?;
-        let (jobs, held) = self.jobs(&[], &CounterStarts::default())?;
+        let (jobs, held) = self.jobs(&[], &CounterStarts::default(), true)?;
         let instances: BTreeSet<&str> = jobs
             .iter()
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
