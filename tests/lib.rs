@@ -332,7 +332,14 @@ pub fn json_report(url: &str, args: &[&str]) -> serde_json::Value {
         .output()
         .expect("run joulebook-report");
     reported(&o);
-    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report.json");
+    // `report.json`, or `report-project-NAME.json` and `report-user-NAME.json` for a scope.
+    let written: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+        .expect("out")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(written.len(), 1, "one JSON report: {written:?}");
+    let text = std::fs::read_to_string(&written[0]).expect("the JSON report");
     serde_json::from_str(&text).expect("parse json")
 }
 

@@ -286,6 +286,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         nodes_per_query: cli.conn.nodes_per_query,
         owner_totals: cli.conn.totals_from == "owners" || cli.conn.summary,
         summary: cli.conn.summary,
+        listed: (cli.out.job_list == "top").then_some(cfg.top_n),
     };
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {

@@ -165,6 +165,16 @@ pub struct JobData {
     pub placements: Vec<Placement>,
 }
 
+impl JobData {
+    /// The order of every job list: most energy first, the lower id first on a tie.
+    pub fn by_energy(a: &JobData, b: &JobData) -> std::cmp::Ordering {
+        b.energy
+            .total()
+            .total_cmp(&a.energy.total())
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    }
+}
+
 /// One node (a Prometheus `instance`) and its facts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeData {

@@ -304,6 +304,114 @@ fn a_bounded_job_list_is_the_head_of_the_full_one() {
     }
 }
 
+/// With the owner totals, a bounded list reads the core- and GPU-seconds of only the jobs it
+/// can show (the first of the cluster, of each project and of each user): in every scope its
+/// list is still the head of the full one, times included, and every other figure the full
+/// report's; also in a window that jobs cross (their values at its start subtracted), and where
+/// cpu01's exporter lost its state (its jobs' counters from raw samples, by job id too).
+#[test]
+fn a_bounded_job_list_from_the_owner_totals_is_the_head_of_the_full_one_in_every_scope() {
+    let (_run, _dir, prom) = small_in_prometheus();
+    let half = ("2025-03-03T09:00:00Z", "2025-03-03T15:00:00Z");
+    for window in [("2025-03-03", "2025-03-04"), half] {
+        let beyond = bounded_lists_are_heads(&prom, window);
+        // The scopes' lists hold jobs that the cluster's does not: their times were read too.
+        assert!(beyond > 5, "{beyond}");
+    }
+    drop(prom);
+
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = std::fs::read_to_string(fixture("simulate/small.yaml")).unwrap();
+    let restart = "{node: cpu01, at: 2025-03-03T08:30:00Z, downtime: 30s}";
+    assert!(scenario.contains(restart));
+    let lost = scenario.replace(restart, &restart.replace('}', ", lose_state: true}"));
+    let path = dir.path().join("lost.yaml");
+    std::fs::write(&path, lost).unwrap();
+    let run = simulated(tempfile::tempdir().unwrap(), &path, "lost");
+    let tsdb = dir.path().join("tsdb");
+    backfill_openmetrics(&run.out, &tsdb);
+    let prom = Prometheus::start(&tsdb, &[]);
+    bounded_lists_are_heads(&prom, ("2025-03-03", "2025-03-04"));
+    // The whole-node job ran across the restart: its times come from its raw samples.
+    let args = [
+        "--totals-from",
+        "owners",
+        "--user",
+        "chem-u01",
+        "--job-list",
+    ];
+    let top = day_report(&prom, &[&args[..], &["top"]].concat());
+    assert!(top["notes"]
+        .to_string()
+        .contains("computed from raw samples"));
+    let whole = top["top_jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "whole-node");
+    assert!(
+        whole.is_some_and(|j| j["core_hours"].as_f64() > Some(20.0)),
+        "{whole:?}"
+    );
+}
+
+/// Checks, for the cluster, each project and each user of `window`, that the report from the
+/// owner totals listing its first jobs (`--job-list top`) is the one listing every job but for
+/// the list's length; returns how many jobs those lists hold beyond the cluster's own list.
+fn bounded_lists_are_heads(prom: &Prometheus, window: (&str, &str)) -> usize {
+    let owners = ["--totals-from", "owners"];
+    let cluster = window_report(prom, window, &owners);
+    let names = |section: &str| -> Vec<String> {
+        let rows = cluster[section]["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        rows.iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (projects, users) = (names("projects"), names("users"));
+    assert!(
+        projects.len() >= 2 && users.len() >= 2,
+        "{projects:?} {users:?}"
+    );
+    let scopes = std::iter::once(vec![])
+        .chain(projects.iter().map(|p| vec!["--project", p.as_str()]))
+        .chain(users.iter().map(|u| vec!["--user", u.as_str()]));
+    let cluster_head = &cluster["top_jobs"].as_array().unwrap()[..10];
+    let mut beyond_the_cluster_head = 0;
+    for scope in scopes {
+        let args = |list: &'static str| -> Vec<&str> {
+            let mut a = owners.to_vec();
+            a.extend(["--job-list", list]);
+            a.extend(scope.iter().copied());
+            a
+        };
+        let full = window_report(prom, window, &args("all"));
+        let top = window_report(prom, window, &args("top"));
+        assert_eq!(top["totals_from"], "owner_counters", "{scope:?} {window:?}");
+        let (all, head) = (full["top_jobs"].as_array().unwrap(), &top["top_jobs"]);
+        let n = all.len().min(10);
+        assert_eq!(
+            head.as_array().unwrap()[..],
+            all[..n],
+            "{scope:?} {window:?}"
+        );
+        assert!(all[..n]
+            .iter()
+            .any(|j| j["core_hours"].as_f64() > Some(0.0)));
+        for section in ["projects", "users", "estimates", "headline", "dev_vs_final"] {
+            assert_eq!(
+                top[section], full[section],
+                "{section} of {scope:?} {window:?}"
+            );
+        }
+        let in_cluster_head = |j: &Value| cluster_head.iter().any(|c| c["job_id"] == j["job_id"]);
+        beyond_the_cluster_head += all[..n].iter().filter(|j| !in_cluster_head(j)).count();
+    }
+    beyond_the_cluster_head
+}
+
 /// Jobs that claim their project (`metadata="environment"`) are counted in a summary's note as
 /// the full report weighs them by energy: the trust warning survives reading no job.
 #[test]

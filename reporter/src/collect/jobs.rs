@@ -20,24 +20,23 @@ impl Collector<'_> {
     /// (its limit on the series or samples of one query, or the cap on one answer) is read again
     /// in halves, down to one node, and the reporter says so on stderr.
     ///
-    /// `allocations`: read the allocated CPUs and memory of each placement, which only the
-    /// per-job estimates use. A report whose totals come from the owner counters makes its
-    /// estimates from them and passes `false`: two series a job fewer to scan, about a fifth of
-    /// the job queries' cost (docs/PERFORMANCE.md, section 5).
+    /// `reads`: what is read besides each job's energy, info and GPU holdings.
     pub fn jobs(
         &self,
         instances: &[String],
         starts: &CounterStarts,
-        allocations: bool,
+        reads: JobReads,
     ) -> Result<(Vec<JobData>, GpuCounts), PromError> {
         let mut acc = Jobs::default();
+        let counters = self.job_counters(reads.times_listed.is_none());
         self.in_rounds("job", &self.job_series(), instances, |round| {
-            self.jobs_round(round, starts, allocations, &mut acc)
+            self.jobs_round(round, starts, counters, reads.allocations, &mut acc)
         })?;
         let Jobs {
             mut jobs,
             places,
             gpu_counts,
+            flagged,
             ..
         } = acc;
         for ((cl, id, _), pl) in places {
@@ -58,6 +57,9 @@ impl Collector<'_> {
             }
         }
         out.shrink_to_fit();
+        if let Some(n) = reads.times_listed {
+            self.listed_times(&mut out, n, &flagged)?;
+        }
         Ok((out, gpu_counts))
     }
 
@@ -67,10 +69,11 @@ impl Collector<'_> {
         &self,
         round: &Round,
         starts: &CounterStarts,
+        counters: &[MetricDef],
         allocations: bool,
         acc: &mut Jobs,
     ) -> Result<(), PromError> {
-        let (queries, resets_pass) = self.job_queries(round, starts, allocations);
+        let (queries, resets_pass) = self.job_queries(round, starts, counters, allocations);
         self.client.progress().stage("jobs", queries.len());
         let end = self.scope.period.end;
         let mut results = par_map(&queries, self.scope.parallelism, |q| {
@@ -80,29 +83,15 @@ impl Collector<'_> {
         let mut next = || results.next().unwrap_or_default();
 
         // Per series: last − base, and the flagged series from raw samples.
-        let counters = self.job_counters();
         let lasts: Vec<(Vec<Sample>, Vec<Sample>)> =
             counters.iter().map(|_| (next(), next())).collect();
-        let flagged: BTreeSet<(String, String, String)> = match resets_pass {
+        let flagged: BTreeSet<PairKey> = match resets_pass {
             true => next().into_iter().map(|s| place_key(&s.labels)).collect(),
             false => BTreeSet::new(),
         };
         let mut per_family: Vec<Vec<(Labels, f64)>> = Vec::new();
         for (m, (last, base)) in counters.iter().zip(lasts) {
-            let base: BTreeMap<Labels, f64> =
-                base.into_iter().map(|s| (s.labels, s.value)).collect();
-            let mut rows: Vec<(Labels, f64)> = last
-                .into_iter()
-                .filter(|s| !flagged.contains(&place_key(&s.labels)))
-                .map(|s| {
-                    let b = base.get(&s.labels).copied();
-                    (s.labels, counter::increase(b, [s.value]))
-                })
-                .collect();
-            for k in &flagged {
-                rows.extend(self.slow_series(m, k)?);
-            }
-            per_family.push(rows);
+            per_family.push(self.increases(m, last, base, &flagged, |_| true)?);
         }
         // Job ids repeat across this round's answers only: interned for the round.
         let mut ids = Interner::default();
@@ -113,7 +102,34 @@ impl Collector<'_> {
         }
         acc.add_info(next());
         add_gpu_held(&mut acc.gpu_counts, next());
+        acc.flagged.extend(flagged);
         Ok(())
+    }
+
+    /// Each series' increase over the period, of family `m`: `last − base` from the two
+    /// answers, but from raw samples for the series of the `flagged` (node, job) pairs (those
+    /// of them that `slow` accepts; the others are left out).
+    pub(super) fn increases(
+        &self,
+        m: &MetricDef,
+        last: Vec<Sample>,
+        base: Vec<Sample>,
+        flagged: &BTreeSet<PairKey>,
+        slow: impl Fn(&PairKey) -> bool,
+    ) -> Result<Vec<(Labels, f64)>, PromError> {
+        let base: BTreeMap<Labels, f64> = base.into_iter().map(|s| (s.labels, s.value)).collect();
+        let mut rows: Vec<(Labels, f64)> = last
+            .into_iter()
+            .filter(|s| !flagged.contains(&place_key(&s.labels)))
+            .map(|s| {
+                let b = base.get(&s.labels).copied();
+                (s.labels, counter::increase(b, [s.value]))
+            })
+            .collect();
+        for k in flagged.iter().filter(|k| slow(k)) {
+            rows.extend(self.slow_series(m, k)?);
+        }
+        Ok(rows)
     }
 
     /// The scrapes in which a job held each GPU of the round's nodes (`shard`), summed by the
@@ -134,17 +150,18 @@ impl Collector<'_> {
         self.series_matching("joulebook_job_.+")
     }
 
-    /// The job counters a collection reads: the CPU time only for one job (the `job`
-    /// subcommand's efficiency line; no report section uses it).
-    fn job_counters(&self) -> &'static [MetricDef] {
-        match self.scope.job_id {
-            Some(_) => &JOB_COUNTERS,
-            None => &JOB_COUNTERS[..3],
+    /// The job counters a collection reads in its rounds: the CPU time only for one job (the
+    /// `job` subcommand's efficiency line; no report section uses it); the core- and
+    /// GPU-seconds only with `times` (else read afterwards for the jobs listed).
+    fn job_counters(&self, times: bool) -> &'static [MetricDef] {
+        match (&self.scope.job_id, times) {
+            (Some(_), _) => &JOB_COUNTERS,
+            (None, true) => &JOB_COUNTERS[..3],
+            (None, false) => &JOB_COUNTERS[..1],
         }
     }
 
-    /// A round's queries, answered in this order: last and base of each of
-    /// [`Self::job_counters`], the (node, job) pairs whose energy went down, allocated CPUs and
+    /// A round's queries, answered in this order: last and base of each of `counters`, the (node, job) pairs whose energy went down, allocated CPUs and
     /// allocated memory (if `allocations`), job info, the scrapes of each GPU held by a job.
     ///
     /// In a report, a series whose last value is 0 is not returned (`> 0`): it adds nothing (a
@@ -158,6 +175,7 @@ impl Collector<'_> {
         &self,
         round: &Round,
         starts: &CounterStarts,
+        counters: &[MetricDef],
         allocations: bool,
     ) -> (Vec<String>, bool) {
         let matcher = round.matcher();
@@ -176,7 +194,7 @@ impl Collector<'_> {
         // series by four labels cost VictoriaMetrics about a third of a job query; the rows
         // are keyed and added here (series differing only in other labels add up as a `sum by`
         // would).
-        for m in self.job_counters() {
+        for m in counters {
             let sel = self.sel_in(m, shard);
             queries.push(format!("last_over_time({sel}[{r}s]){nonzero}"));
             queries.push(format!("last_over_time({sel}[{lb}s] offset {r}s)"));
@@ -221,7 +239,7 @@ impl Collector<'_> {
     fn slow_series(
         &self,
         m: &MetricDef,
-        (cluster, job_id, instance): &(String, String, String),
+        (cluster, job_id, instance): &PairKey,
     ) -> Result<Vec<(Labels, f64)>, PromError> {
         let (r, lb, end) = (self.r(), self.scope.lookback, self.scope.period.end);
         let sel = format!(
@@ -306,6 +324,27 @@ impl Collector<'_> {
     }
 }
 
+/// What [`Collector::jobs`] reads of each job besides its energy, info and GPU holdings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobReads {
+    /// Each placement's allocated CPUs and memory. Only the per-job estimates use them, so a
+    /// report whose estimates come from the owner counters leaves them out: two series a job
+    /// fewer to scan (docs/PERFORMANCE.md, section 5).
+    pub allocations: bool,
+    /// Whose core- and GPU-seconds: `None`, every job's, in the rounds; `Some(n)`, only those
+    /// of the jobs that a report listing its `n` first can show, read afterwards by job id
+    /// ([`Collector::listed_times`]). A job is then met by its energy alone.
+    pub times_listed: Option<usize>,
+}
+
+impl JobReads {
+    /// Everything: what sums over the jobs need.
+    pub const ALL: JobReads = JobReads {
+        allocations: true,
+        times_listed: None,
+    };
+}
+
 /// The job counters read per series, in the order [`Jobs::add_counters`] takes their rows (the
 /// CPU time last: [`Collector::job_counters`] leaves it out of reports).
 const JOB_COUNTERS: [MetricDef; 4] = [
@@ -350,6 +389,8 @@ pub(super) struct Jobs {
     jobs: BTreeMap<(Name, Name), JobData>,
     places: BTreeMap<PlaceKey, Placement>,
     gpu_counts: GpuCounts,
+    /// The (node, job) pairs whose energy counter went down, read from raw samples.
+    flagged: BTreeSet<PairKey>,
 }
 
 impl Jobs {

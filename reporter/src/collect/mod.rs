@@ -38,9 +38,11 @@
 mod counts;
 mod gpus;
 mod jobs;
+mod listed;
 mod nodes;
 mod owners;
 
+pub use jobs::JobReads;
 pub use owners::owner_gaps;
 
 use crate::counter;
@@ -86,6 +88,9 @@ pub struct Scope {
     /// No job lists: with the owner totals, count the jobs in the server instead of reading
     /// them (`--summary`).
     pub summary: bool,
+    /// The reports made list only their `n` first jobs (`--job-list top`): with the owner
+    /// totals, only those jobs' core- and GPU-seconds are read ([`JobReads::times_listed`]).
+    pub listed: Option<usize>,
 }
 
 /// Node-days of job series that one round of job queries reads when `--nodes-per-query` is not
@@ -242,6 +247,9 @@ fn label(labels: &Labels, name: &str) -> String {
 fn labels_str<'l>(labels: &'l Labels, name: &str) -> &'l str {
     labels.get(name).unwrap_or_default()
 }
+
+/// (cluster, job_id, instance) of a job's series on one node, as owned strings.
+type PairKey = (String, String, String);
 
 /// (cluster, job_id, instance) of a job's series on one node.
 type PlaceKey = (Name, Name, Name);
@@ -480,8 +488,16 @@ impl<'a> Collector<'a> {
             ds.job_counts = Some(counts);
             return Ok(ds);
         }
-        // The estimates come from the owner figures when they hold: no job's allocations.
-        let (jobs, held) = self.jobs(&instances, &starts, owners.is_none())?;
+        // With the owner totals the estimates come from them (no job's allocations) and only
+        // the jobs listed need their core- and GPU-seconds.
+        let reads = match owners {
+            None => JobReads::ALL,
+            Some(_) => JobReads {
+                allocations: false,
+                times_listed: self.scope.listed,
+            },
+        };
+        let (jobs, held) = self.jobs(&instances, &starts, reads)?;
         Self::add_allocations(&mut gpus, &held);
         let mut ds = self.finish(jobs, nodes, gpus, days);
         ds.owners = owners;
@@ -491,7 +507,7 @@ impl<'a> Collector<'a> {
     /// One job (the `job` subcommand): its figures and the facts of the nodes it ran on.
     pub fn job_dataset(&self) -> Result<Dataset, PromError> {
         let mut nodes = self.node_facts()?;
-        let (jobs, held) = self.jobs(&[], &CounterStarts::default(), true)?;
+        let (jobs, held) = self.jobs(&[], &CounterStarts::default(), JobReads::ALL)?;
         let instances: BTreeSet<&str> = jobs
             .iter()
             .flat_map(|j| j.placements.iter().map(|p| p.instance.as_str()))
@@ -579,7 +595,7 @@ impl<'a> Collector<'a> {
 }
 
 /// (cluster, job_id, instance) of a series' labels.
-fn place_key(lb: &Labels) -> (String, String, String) {
+fn place_key(lb: &Labels) -> PairKey {
     (
         label(lb, CLUSTER),
         label(lb, l::JOB_ID),

@@ -31,12 +31,7 @@ pub(super) fn top_job_rows(
     jobs_total_j: f64,
     limit: Option<usize>,
 ) -> Vec<JobRow> {
-    let order = |a: &&JobData, b: &&JobData| {
-        b.energy
-            .total()
-            .total_cmp(&a.energy.total())
-            .then_with(|| a.job_id.cmp(&b.job_id))
-    };
+    let order = |a: &&JobData, b: &&JobData| JobData::by_energy(a, b);
     let mut chosen: Vec<&JobData> = jobs.to_vec();
     if let Some(n) = limit.filter(|n| *n < chosen.len()) {
         // The `n` first end up before index `n`, in any order.
@@ -127,11 +122,6 @@ pub(super) fn dev_vs_final(
 fn largest(cands: Vec<&JobData>) -> Option<Vec<&JobData>> {
     cands
         .into_iter()
-        .max_by(|a, b| {
-            a.energy
-                .total()
-                .total_cmp(&b.energy.total())
-                .then_with(|| b.job_id.cmp(&a.job_id))
-        })
+        .min_by(|a, b| JobData::by_energy(a, b))
         .map(|j| vec![j])
 }
