@@ -29,11 +29,15 @@ impl Collector<'_> {
 
     /// GPUs (NVIDIA's, then AMD's and Intel's) with their power limits and the scrapes that saw
     /// them; how often a job held them comes with the jobs ([`Collector::add_allocations`]).
+    ///
+    /// One pass over each source's device series gives both a GPU's model and the scrapes that
+    /// saw it (`count_over_time` by model): these passes read every sample of the period, so
+    /// they are not made twice. A GPU whose model label changed in the period shows the model
+    /// seen in the most scrapes.
     pub fn gpus(&self) -> Result<Vec<GpuData>, PromError> {
-        self.client.progress().stage("GPUs", 5);
+        self.client.progress().stage("GPUs", 3);
         let r = self.range();
         let by = [CLUSTER, INSTANCE, l::GPU_UUID];
-        let mut gpus: BTreeMap<(String, String, String), GpuData> = BTreeMap::new();
         let k = |lb: &Labels| {
             (
                 label(lb, CLUSTER),
@@ -41,65 +45,49 @@ impl Collector<'_> {
                 label(lb, l::GPU_UUID),
             )
         };
-        let info = self.at_end(&format!(
-            "max by ({CLUSTER}, {INSTANCE}, {}, {}) (max_over_time({}[{r}]))",
-            l::GPU_UUID,
+        let nvidia = self.at_end(&format!(
+            "sum by ({}, {}) (count_over_time({}[{r}]))",
+            by.join(", "),
             l::MODEL,
             self.sel(&c::GPU_INFO)
         ))?;
-        for s in info {
+        // AMD and Intel GPUs: the devices of their sources, `device` as their `gpu_uuid` (the
+        // label their energy and `joulebook_job_gpu_info` carry).
+        let drm = self.at_end(&Self::device_as_gpu(&format!(
+            "sum by ({CLUSTER}, {INSTANCE}, {}, {}) (count_over_time({}[{r}]))",
+            l::DEVICE,
+            l::MODEL,
+            self.drm_gpu_devices()
+        )))?;
+        // A key both sources had is NVIDIA's.
+        let nvidia_keys: BTreeSet<(String, String, String)> =
+            nvidia.iter().map(|s| k(&s.labels)).collect();
+        let rows = nvidia.into_iter().chain(
+            drm.into_iter()
+                .filter(|s| !nvidia_keys.contains(&k(&s.labels))),
+        );
+        let mut gpus: BTreeMap<(String, String, String), GpuData> = BTreeMap::new();
+        // Per GPU, the scrapes of the model shown.
+        let mut shown: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+        for s in rows {
             let key = k(&s.labels);
-            gpus.insert(
-                key.clone(),
-                GpuData {
-                    cluster: key.0,
-                    instance: key.1,
-                    gpu_uuid: key.2,
-                    model: label(&s.labels, l::MODEL),
-                    ..GpuData::default()
-                },
-            );
+            let g = gpus.entry(key.clone()).or_insert_with(|| GpuData {
+                cluster: key.0.clone(),
+                instance: key.1.clone(),
+                gpu_uuid: key.2.clone(),
+                ..GpuData::default()
+            });
+            g.samples_present += s.value;
+            let model = labels_str(&s.labels, l::MODEL);
+            let most = shown.entry(key).or_insert(f64::NEG_INFINITY);
+            if s.value > *most || (s.value == *most && model > g.model.as_str()) {
+                *most = s.value;
+                g.model = model.to_string();
+            }
         }
         for s in self.gauge_max(&c::GPU_POWER_LIMIT, &by)? {
             if let Some(g) = gpus.get_mut(&k(&s.labels)) {
                 g.power_limit_watts = Some(s.value);
-            }
-        }
-        // AMD and Intel GPUs: the devices of their sources, `device` as their `gpu_uuid` (the
-        // label their energy and `joulebook_job_gpu_info` carry).
-        let devices = self.drm_gpu_devices();
-        for s in self.at_end(&Self::device_as_gpu(&format!(
-            "max by ({CLUSTER}, {INSTANCE}, {}, {}) (max_over_time({devices}[{r}]))",
-            l::DEVICE,
-            l::MODEL,
-        )))? {
-            let key = k(&s.labels);
-            gpus.entry(key.clone()).or_insert_with(|| GpuData {
-                cluster: key.0,
-                instance: key.1,
-                gpu_uuid: key.2,
-                model: label(&s.labels, l::MODEL),
-                ..GpuData::default()
-            });
-        }
-        for s in self.at_end(&Self::device_as_gpu(&format!(
-            "sum by ({CLUSTER}, {INSTANCE}, {}) (count_over_time({devices}[{r}]))",
-            l::DEVICE
-        )))? {
-            if let Some(g) = gpus.get_mut(&k(&s.labels)) {
-                g.samples_present = s.value;
-            }
-        }
-        let count = |m: &MetricDef| {
-            self.at_end(&format!(
-                "sum by ({}) (count_over_time({}[{r}]))",
-                by.join(", "),
-                self.sel(m)
-            ))
-        };
-        for s in count(&c::GPU_INFO)? {
-            if let Some(g) = gpus.get_mut(&k(&s.labels)) {
-                g.samples_present = s.value;
             }
         }
         Ok(gpus.into_values().collect())
