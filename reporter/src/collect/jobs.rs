@@ -2,6 +2,7 @@
 //! samples for the (node, job) pairs whose counters went down), and the search of a job's window.
 
 use super::*;
+use std::collections::HashMap;
 
 impl Collector<'_> {
     /// Jobs with their energy, time and placements inside the period, and the scrapes in which
@@ -33,29 +34,22 @@ impl Collector<'_> {
             self.jobs_round(round, starts, counters, reads.allocations, &mut acc)
         })?;
         let Jobs {
-            mut jobs,
-            places,
+            jobs: mut out,
             gpu_counts,
             flagged,
             ..
         } = acc;
-        for ((cl, id, _), pl) in places {
-            if let Some(j) = jobs.get_mut(&(cl, id)) {
+        for j in &mut out {
+            j.placements.sort_by(|a, b| a.instance.cmp(&b.instance));
+            for pl in &j.placements {
                 j.core_seconds += pl.core_seconds;
                 j.gpu_seconds += pl.gpu_seconds;
-                j.placements.push(pl);
             }
         }
         // A job whose series only lingered through its grace period did nothing in the period.
-        // Moved out one by one (the map's nodes freed as they go) into a list sized once, not
-        // grown by doubling beside the map.
-        let mut out = Vec::with_capacity(jobs.len());
-        while let Some((_, mut j)) = jobs.pop_first() {
-            if j.energy.total() > 0.0 || j.core_seconds > 0.0 {
-                j.placements.shrink_to_fit();
-                out.push(j);
-            }
-        }
+        out.retain(|j| j.energy.total() > 0.0 || j.core_seconds > 0.0);
+        // In the order of their keys, whatever the rounds' order (in place: no second list).
+        out.sort_unstable_by(|a, b| (&a.cluster, &a.job_id).cmp(&(&b.cluster, &b.job_id)));
         out.shrink_to_fit();
         if let Some(n) = reads.times_listed {
             self.listed_times(&mut out, n, &flagged)?;
@@ -93,12 +87,10 @@ impl Collector<'_> {
         for (m, (last, base)) in counters.iter().zip(lasts) {
             per_family.push(self.increases(m, last, base, &flagged, |_| true)?);
         }
-        // Job ids repeat across this round's answers only: interned for the round.
-        let mut ids = Interner::default();
-        acc.add_counters(&mut ids, per_family, |s| self.note(s));
+        acc.add_counters(per_family, |s| self.note(s));
         if allocations {
             let (alloc_cpus, alloc_mem) = (next(), next());
-            acc.add_allocations(&mut ids, alloc_cpus, alloc_mem);
+            acc.add_allocations(alloc_cpus, alloc_mem);
         }
         acc.add_info(next());
         add_gpu_held(&mut acc.gpu_counts, next());
@@ -382,59 +374,93 @@ pub(super) fn add_gpu_held(counts: &mut GpuCounts, rows: Vec<Sample>) {
 }
 
 /// The jobs and their placements met so far, over the rounds.
+///
+/// Memory: what a long period holds is about one [`JobData`] a job, so the jobs are kept in
+/// one list (found through `index`) with their placements inside them (almost always one, its
+/// `Vec` sized exactly), not in maps of jobs and of placements moved into a list at the end.
 #[derive(Default)]
 pub(super) struct Jobs {
     /// Cluster and node names, interned across rounds.
     names: Interner,
-    jobs: BTreeMap<(Name, Name), JobData>,
-    places: BTreeMap<PlaceKey, Placement>,
+    jobs: Vec<JobData>,
+    /// Each job's place in `jobs`, by cluster and id.
+    index: HashMap<Name, HashMap<Name, usize>>,
     gpu_counts: GpuCounts,
     /// The (node, job) pairs whose energy counter went down, read from raw samples.
     flagged: BTreeSet<PairKey>,
 }
 
 impl Jobs {
-    fn key(&mut self, ids: &mut Interner, lb: &Labels) -> PlaceKey {
-        (
-            self.names.get(labels_str(lb, CLUSTER)),
-            ids.get(labels_str(lb, l::JOB_ID)),
-            self.names.get(labels_str(lb, INSTANCE)),
-        )
+    /// The job of a series (its cluster and id), if met.
+    fn find(&self, lb: &Labels) -> Option<usize> {
+        let by_id = self.index.get(labels_str(lb, CLUSTER))?;
+        by_id.get(labels_str(lb, l::JOB_ID)).copied()
+    }
+
+    /// The job and placement of a series (its cluster, id and node), made empty if new.
+    fn placement(&mut self, lb: &Labels) -> (&mut JobData, usize) {
+        let i = match self.find(lb) {
+            Some(i) => i,
+            None => {
+                let cluster = self.names.get(labels_str(lb, CLUSTER));
+                let job_id = Name::from(labels_str(lb, l::JOB_ID));
+                let by_id = self.index.entry(cluster.clone()).or_default();
+                by_id.insert(job_id.clone(), self.jobs.len());
+                self.jobs.push(JobData {
+                    cluster,
+                    job_id,
+                    ..JobData::default()
+                });
+                self.jobs.len() - 1
+            }
+        };
+        let instance = labels_str(lb, INSTANCE);
+        let at = self.jobs[i]
+            .placements
+            .iter()
+            .position(|p| p.instance == instance);
+        let at = match at {
+            Some(at) => at,
+            None => {
+                let instance = self.names.get(instance);
+                let places = &mut self.jobs[i].placements;
+                places.reserve_exact(1);
+                places.push(Placement {
+                    instance,
+                    ..Placement::default()
+                });
+                places.len() - 1
+            }
+        };
+        (&mut self.jobs[i], at)
+    }
+
+    /// The placement of a series already met, if any.
+    fn placement_met(&mut self, lb: &Labels) -> Option<&mut Placement> {
+        let i = self.find(lb)?;
+        let instance = labels_str(lb, INSTANCE);
+        self.jobs[i]
+            .placements
+            .iter_mut()
+            .find(|p| p.instance == instance)
     }
 
     /// Adds each family's increase per series (rows in the order of [`JOB_COUNTERS`]).
-    fn add_counters(
-        &mut self,
-        ids: &mut Interner,
-        per_family: Vec<Vec<(Labels, f64)>>,
-        note: impl Fn(String),
-    ) {
+    fn add_counters(&mut self, per_family: Vec<Vec<(Labels, f64)>>, note: impl Fn(String)) {
         for (f, rows) in per_family.into_iter().enumerate() {
             for (lb, v) in rows {
-                let k = self.key(ids, &lb);
-                let job = self
-                    .jobs
-                    .entry((k.0.clone(), k.1.clone()))
-                    .or_insert_with(|| JobData {
-                        cluster: k.0.clone(),
-                        job_id: k.1.clone(),
-                        ..JobData::default()
-                    });
-                let pl = self.places.entry(k.clone()).or_insert_with(|| Placement {
-                    instance: k.2.clone(),
-                    ..Placement::default()
-                });
+                let (job, at) = self.placement(&lb);
                 match f {
                     0 => {
-                        if !job.energy.add(&label(&lb, l::COMPONENT), v) {
+                        if !job.energy.add(labels_str(&lb, l::COMPONENT), v) {
                             note(format!(
                                 "energy of unknown component {:?} ignored",
                                 label(&lb, l::COMPONENT)
                             ));
                         }
                     }
-                    1 => pl.core_seconds += v,
-                    2 => pl.gpu_seconds += v,
+                    1 => job.placements[at].core_seconds += v,
+                    2 => job.placements[at].gpu_seconds += v,
                     _ => job.cpu_seconds += v,
                 }
             }
@@ -442,22 +468,15 @@ impl Jobs {
     }
 
     /// Adds the allocations of the placements already met.
-    fn add_allocations(
-        &mut self,
-        ids: &mut Interner,
-        alloc_cpus: Vec<Sample>,
-        alloc_mem: Vec<Sample>,
-    ) {
+    fn add_allocations(&mut self, alloc_cpus: Vec<Sample>, alloc_mem: Vec<Sample>) {
         // The largest of the series of a placement (one, unless scraped under two names).
         for s in alloc_cpus {
-            let k = self.key(ids, &s.labels);
-            if let Some(pl) = self.places.get_mut(&k) {
+            if let Some(pl) = self.placement_met(&s.labels) {
                 pl.alloc_cpus = pl.alloc_cpus.max(s.value);
             }
         }
         for s in alloc_mem {
-            let k = self.key(ids, &s.labels);
-            if let Some(pl) = self.places.get_mut(&k) {
+            if let Some(pl) = self.placement_met(&s.labels) {
                 let m = pl.alloc_memory_bytes.map_or(s.value, |m| m.max(s.value));
                 pl.alloc_memory_bytes = Some(m);
             }
@@ -466,13 +485,9 @@ impl Jobs {
 
     /// Adds the info labels of the jobs already met.
     fn add_info(&mut self, info: Vec<Sample>) {
-        let names = &mut self.names;
         for s in info {
-            let k = (
-                names.get(labels_str(&s.labels, CLUSTER)),
-                Name::from(labels_str(&s.labels, l::JOB_ID)),
-            );
-            if let Some(j) = self.jobs.get_mut(&k) {
+            if let Some(i) = self.find(&s.labels) {
+                let (names, j) = (&mut self.names, &mut self.jobs[i]);
                 let mut get = |n: &str| names.get(labels_str(&s.labels, n));
                 j.scheduler = get(l::SCHEDULER);
                 j.user = get(l::USER);

@@ -248,11 +248,8 @@ fn labels_str<'l>(labels: &'l Labels, name: &str) -> &'l str {
     labels.get(name).unwrap_or_default()
 }
 
-/// (cluster, job_id, instance) of a job's series on one node, as owned strings.
-type PairKey = (String, String, String);
-
 /// (cluster, job_id, instance) of a job's series on one node.
-type PlaceKey = (Name, Name, Name);
+type PairKey = (String, String, String);
 
 pub struct Collector<'a> {
     client: &'a Client,
