@@ -8,9 +8,18 @@ fn unreachable_server_fails_cleanly_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("out");
     let port = free_port();
     let t = Instant::now();
+    // One query at a time, so that the hits are one query's attempts (queries asked in
+    // parallel are each retried).
     let o = report_october(
         &format!("http://127.0.0.1:{port}"),
-        &["--attempts", "3", "--out", &dir.path().to_string_lossy()],
+        &[
+            "--attempts",
+            "3",
+            "--parallelism",
+            "1",
+            "--out",
+            &dir.path().to_string_lossy(),
+        ],
     );
     assert_eq!(
         o.status.code(),
@@ -75,9 +84,18 @@ fn failing_server_is_retried_then_reported() {
         }
     });
     let dir = tempfile::tempdir().expect("out");
+    // One query at a time, so that the hits are one query's attempts (queries asked in
+    // parallel are each retried).
     let o = report_october(
         &format!("http://127.0.0.1:{port}"),
-        &["--attempts", "3", "--out", &dir.path().to_string_lossy()],
+        &[
+            "--attempts",
+            "3",
+            "--parallelism",
+            "1",
+            "--out",
+            &dir.path().to_string_lossy(),
+        ],
     );
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -45,20 +45,29 @@ impl Collector<'_> {
                 label(lb, l::GPU_UUID),
             )
         };
-        let nvidia = self.at_end(&format!(
-            "sum by ({}, {}) (count_over_time({}[{r}]))",
-            by.join(", "),
-            l::MODEL,
-            self.sel(&c::GPU_INFO)
-        ))?;
-        // AMD and Intel GPUs: the devices of their sources, `device` as their `gpu_uuid` (the
-        // label their energy and `joulebook_job_gpu_info` carry).
-        let drm = self.at_end(&Self::device_as_gpu(&format!(
-            "sum by ({CLUSTER}, {INSTANCE}, {}, {}) (count_over_time({}[{r}]))",
-            l::DEVICE,
-            l::MODEL,
-            self.drm_gpu_devices()
-        )))?;
+        let queries = [
+            format!(
+                "sum by ({}, {}) (count_over_time({}[{r}]))",
+                by.join(", "),
+                l::MODEL,
+                self.sel(&c::GPU_INFO)
+            ),
+            // AMD and Intel GPUs: the devices of their sources, `device` as their `gpu_uuid`
+            // (the label their energy and `joulebook_job_gpu_info` carry).
+            Self::device_as_gpu(&format!(
+                "sum by ({CLUSTER}, {INSTANCE}, {}, {}) (count_over_time({}[{r}]))",
+                l::DEVICE,
+                l::MODEL,
+                self.drm_gpu_devices()
+            )),
+            self.gauge_max(&c::GPU_POWER_LIMIT, &by),
+        ];
+        let mut answers = self.all_at_end(&queries)?.into_iter();
+        let (nvidia, drm, limits) = (
+            answers.next().unwrap_or_default(),
+            answers.next().unwrap_or_default(),
+            answers.next().unwrap_or_default(),
+        );
         // A key both sources had is NVIDIA's.
         let nvidia_keys: BTreeSet<(String, String, String)> =
             nvidia.iter().map(|s| k(&s.labels)).collect();
@@ -85,7 +94,7 @@ impl Collector<'_> {
                 g.model = model.to_string();
             }
         }
-        for s in self.gauge_max(&c::GPU_POWER_LIMIT, &by)? {
+        for s in limits {
             if let Some(g) = gpus.get_mut(&k(&s.labels)) {
                 g.power_limit_watts = Some(s.value);
             }

@@ -444,14 +444,21 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// Largest value of a gauge over the period, by labels.
-    fn gauge_max(&self, m: &MetricDef, by: &[&str]) -> Result<Vec<Sample>, PromError> {
-        self.at_end(&format!(
+    /// The query of a gauge's largest value over the period, by labels.
+    fn gauge_max(&self, m: &MetricDef, by: &[&str]) -> String {
+        format!(
             "max by ({}) (max_over_time({}[{}]))",
             by.join(", "),
             self.sel(m),
             self.range()
-        ))
+        )
+    }
+
+    /// The answers to `queries`, each at the period's end, asked in parallel: for the facts'
+    /// queries, each of which reads every sample of its few series over the period (their
+    /// cost grows with the scrape frequency, so they are not asked one after the other).
+    fn all_at_end(&self, queries: &[String]) -> Result<Vec<Vec<Sample>>, PromError> {
+        par_map(queries, self.scope.parallelism, |q| self.at_end(q))
     }
 
     /// Everything a report needs.

@@ -8,13 +8,14 @@ impl Collector<'_> {
     pub fn node_facts(&self) -> Result<BTreeMap<(String, String), NodeData>, PromError> {
         self.client.progress().stage("node facts", 4);
         let by = [CLUSTER, INSTANCE];
+        let facts = [c::NODE_CPU_TDP, c::NODE_PHYSICAL_CORES, c::NODE_MEMORY];
+        let mut queries: Vec<String> = facts.iter().map(|m| self.gauge_max(m, &by)).collect();
+        // The hostname each exporter publishes: the node's name in the reports.
+        queries.push(self.gauge_max(&c::NODE_INFO, &[CLUSTER, INSTANCE, l::HOSTNAME]));
+        let mut answers = self.all_at_end(&queries)?.into_iter();
         let mut nodes: BTreeMap<(String, String), NodeData> = BTreeMap::new();
-        for (m, f) in [
-            (c::NODE_CPU_TDP, 0usize),
-            (c::NODE_PHYSICAL_CORES, 1),
-            (c::NODE_MEMORY, 2),
-        ] {
-            for s in self.gauge_max(&m, &by)? {
+        for f in 0..facts.len() {
+            for s in answers.next().unwrap_or_default() {
                 let n = node_entry(&mut nodes, &s.labels);
                 let v = Some(s.value);
                 match f {
@@ -24,8 +25,7 @@ impl Collector<'_> {
                 }
             }
         }
-        // The hostname each exporter publishes: the node's name in the reports.
-        for s in self.gauge_max(&c::NODE_INFO, &[CLUSTER, INSTANCE, l::HOSTNAME])? {
+        for s in answers.next().unwrap_or_default() {
             if let Some(h) = s.labels.get(l::HOSTNAME).filter(|h| !h.is_empty()) {
                 node_entry(&mut nodes, &s.labels).hostname = Some(h.to_string());
             }
