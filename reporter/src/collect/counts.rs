@@ -56,11 +56,7 @@ impl Collector<'_> {
             self.gpu_held_query(shard.as_deref()),
         ];
         self.client.progress().stage("job counts", queries.len());
-        let period_end = self.scope.period.end;
-        let mut answers = par_map(&queries, self.scope.parallelism, |q| {
-            self.client.vector(q, period_end)
-        })?
-        .into_iter();
+        let mut answers = self.all_at_end(&queries)?.into_iter();
         for s in answers.next().unwrap_or_default() {
             let mut h = DefaultHasher::new();
             (

@@ -69,11 +69,7 @@ impl Collector<'_> {
     ) -> Result<(), PromError> {
         let (queries, resets_pass) = self.job_queries(round, starts, counters, allocations);
         self.client.progress().stage("jobs", queries.len());
-        let end = self.scope.period.end;
-        let mut results = par_map(&queries, self.scope.parallelism, |q| {
-            self.client.vector(q, end)
-        })?
-        .into_iter();
+        let mut results = self.all_at_end(&queries)?.into_iter();
         let mut next = || results.next().unwrap_or_default();
 
         // Per series: last − base, and the flagged series from raw samples.
@@ -96,32 +92,6 @@ impl Collector<'_> {
         add_gpu_held(&mut acc.gpu_counts, next());
         acc.flagged.extend(flagged);
         Ok(())
-    }
-
-    /// Each series' increase over the period, of family `m`: `last − base` from the two
-    /// answers, but from raw samples for the series of the `flagged` (node, job) pairs (those
-    /// of them that `slow` accepts; the others are left out).
-    pub(super) fn increases(
-        &self,
-        m: &MetricDef,
-        last: Vec<Sample>,
-        base: Vec<Sample>,
-        flagged: &BTreeSet<PairKey>,
-        slow: impl Fn(&PairKey) -> bool,
-    ) -> Result<Vec<(Labels, f64)>, PromError> {
-        let base: BTreeMap<Labels, f64> = base.into_iter().map(|s| (s.labels, s.value)).collect();
-        let mut rows: Vec<(Labels, f64)> = last
-            .into_iter()
-            .filter(|s| !flagged.contains(&place_key(&s.labels)))
-            .map(|s| {
-                let b = base.get(&s.labels).copied();
-                (s.labels, counter::increase(b, [s.value]))
-            })
-            .collect();
-        for k in flagged.iter().filter(|k| slow(k)) {
-            rows.extend(self.slow_series(m, k)?);
-        }
-        Ok(rows)
     }
 
     /// The scrapes in which a job held each GPU of the round's nodes (`shard`), summed by the
@@ -177,19 +147,13 @@ impl Collector<'_> {
         let range = self.range();
         let series_by = [CLUSTER, INSTANCE, l::JOB_ID];
         let mut queries: Vec<String> = Vec::new();
-        let nonzero = if self.scope.job_id.is_none() {
-            " > 0"
-        } else {
-            ""
-        };
         // Series as they are, not summed by the engine: grouping hundreds of thousands of
         // series by four labels cost VictoriaMetrics about a third of a job query; the rows
         // are keyed and added here (series differing only in other labels add up as a `sum by`
         // would).
         for m in counters {
-            let sel = self.sel_in(m, shard);
-            queries.push(format!("last_over_time({sel}[{r}s]){nonzero}"));
-            queries.push(format!("last_over_time({sel}[{lb}s] offset {r}s)"));
+            let nonzero = self.scope.job_id.is_none();
+            queries.extend(self.increase_queries(&self.sel_in(m, shard), lb, nonzero));
         }
         // One pass over the energy counters finds every (node, job) whose counters went down:
         // a restart resets all the counters of one exporter at once, so the job's time
@@ -228,7 +192,7 @@ impl Collector<'_> {
 
     /// The period's increase of every series of `m` on one (cluster, instance, job) from raw
     /// samples: the slow path for counters that went down.
-    fn slow_series(
+    pub(super) fn slow_series(
         &self,
         m: &MetricDef,
         (cluster, job_id, instance): &PairKey,
@@ -358,6 +322,24 @@ fn info_labels() -> String {
         .join(", ")
 }
 
+/// The index of the placement on `instance` among a job's `places`, made empty if the job had
+/// none there (the list grown by one only: a job has almost always one placement).
+pub(super) fn placement_on(
+    places: &mut Vec<Placement>,
+    instance: &str,
+    names: &mut Interner,
+) -> usize {
+    if let Some(at) = places.iter().position(|p| p.instance == instance) {
+        return at;
+    }
+    places.reserve_exact(1);
+    places.push(Placement {
+        instance: names.get(instance),
+        ..Placement::default()
+    });
+    places.len() - 1
+}
+
 /// Scrapes in which a job held each GPU, by (cluster, instance, GPU).
 pub type GpuCounts = BTreeMap<(String, String, String), f64>;
 
@@ -414,25 +396,13 @@ impl Jobs {
                 self.jobs.len() - 1
             }
         };
-        let instance = labels_str(lb, INSTANCE);
-        let at = self.jobs[i]
-            .placements
-            .iter()
-            .position(|p| p.instance == instance);
-        let at = match at {
-            Some(at) => at,
-            None => {
-                let instance = self.names.get(instance);
-                let places = &mut self.jobs[i].placements;
-                places.reserve_exact(1);
-                places.push(Placement {
-                    instance,
-                    ..Placement::default()
-                });
-                places.len() - 1
-            }
-        };
-        (&mut self.jobs[i], at)
+        let job = &mut self.jobs[i];
+        let at = placement_on(
+            &mut job.placements,
+            labels_str(lb, INSTANCE),
+            &mut self.names,
+        );
+        (job, at)
     }
 
     /// The placement of a series already met, if any.

@@ -11,6 +11,7 @@
 //!   grow in the period is not met (the exporter adds to a running job's energy and time
 //!   counters in the same cycle, so this is a job that did not run then).
 
+use super::jobs::placement_on;
 use super::*;
 
 /// The most characters of job ids one matcher lists, so that a query stays well under
@@ -40,44 +41,36 @@ impl Collector<'_> {
         self.client
             .progress()
             .stage("jobs listed", batches.len() * 2 * TIMES.len());
-        let (r, lb, end) = (self.r(), self.scope.lookback, self.scope.period.end);
-        let mut found: Vec<(usize, Name, usize, f64)> = Vec::new();
+        let mut found: Vec<(usize, String, usize, f64)> = Vec::new();
         for batch in &batches {
             let matcher = format!("{}=~{}", l::JOB_ID, quote(&batch.join("|")));
             let queries: Vec<String> = TIMES
                 .iter()
                 .flat_map(|m| {
                     let sel = self.sel_in(m, Some(&matcher));
-                    [
-                        format!("last_over_time({sel}[{r}s]) > 0"),
-                        format!("last_over_time({sel}[{lb}s] offset {r}s)"),
-                    ]
+                    self.increase_queries(&sel, self.scope.lookback, true)
                 })
                 .collect();
-            let mut answers = par_map(&queries, self.scope.parallelism, |q| {
-                self.client.vector(q, end)
-            })?
-            .into_iter();
-            let mut names = Interner::default();
+            let mut answers = self.all_at_end(&queries)?.into_iter();
+            let of = |cl: &str, id: &str| index.get(&(cl, id)).copied();
             for (family, m) in TIMES.iter().enumerate() {
                 let (last, base) = (
                     answers.next().unwrap_or_default(),
                     answers.next().unwrap_or_default(),
                 );
-                let of = |cl: &str, id: &str| index.get(&(cl, id)).copied();
                 let rows =
                     self.increases(m, last, base, flagged, |(cl, id, _)| of(cl, id).is_some())?;
                 for (labels, v) in rows {
                     let (cl, id) = (labels_str(&labels, CLUSTER), labels_str(&labels, l::JOB_ID));
                     if let Some(i) = of(cl, id) {
-                        let instance = names.get(labels_str(&labels, INSTANCE));
-                        found.push((i, instance, family, v));
+                        found.push((i, label(&labels, INSTANCE), family, v));
                     }
                 }
             }
         }
+        let mut names = Interner::default();
         for (i, instance, family, v) in found {
-            add_time(&mut jobs[i], instance, family, v);
+            add_time(&mut jobs[i], &instance, &mut names, family, v);
         }
         Ok(())
     }
@@ -124,17 +117,8 @@ fn id_batches<'s>(ids: impl Iterator<Item = &'s str>) -> Vec<Vec<String>> {
 
 /// Adds one series' increase of family `family` (an index into [`TIMES`]) on `instance` to the
 /// job, to the placement there (made if the job had no energy on that node).
-fn add_time(job: &mut JobData, instance: Name, family: usize, v: f64) {
-    let at = match job.placements.iter().position(|p| p.instance == instance) {
-        Some(at) => at,
-        None => {
-            job.placements.push(Placement {
-                instance,
-                ..Placement::default()
-            });
-            job.placements.len() - 1
-        }
-    };
+fn add_time(job: &mut JobData, instance: &str, names: &mut Interner, family: usize, v: f64) {
+    let at = placement_on(&mut job.placements, instance, names);
     let pl = &mut job.placements[at];
     if family == 0 {
         pl.core_seconds += v;

@@ -454,11 +454,49 @@ impl<'a> Collector<'a> {
         )
     }
 
-    /// The answers to `queries`, each at the period's end, asked in parallel: for the facts'
-    /// queries, each of which reads every sample of its few series over the period (their
-    /// cost grows with the scrape frequency, so they are not asked one after the other).
+    /// The answers to `queries`, each at the period's end, in order, asked in parallel
+    /// (`--parallelism`): independent queries, such as the facts' (each reads every sample of
+    /// its few series over the period, so they are not asked one after the other).
     fn all_at_end(&self, queries: &[String]) -> Result<Vec<Vec<Sample>>, PromError> {
         par_map(queries, self.scope.parallelism, |q| self.at_end(q))
+    }
+
+    /// The two queries of the increase of the counters `sel` over the period (module doc): the
+    /// last value in the period (only those above 0 with `nonzero`), and the last value in the
+    /// `lookback` before its start.
+    fn increase_queries(&self, sel: &str, lookback: i64, nonzero: bool) -> [String; 2] {
+        let r = self.r();
+        let above = if nonzero { " > 0" } else { "" };
+        [
+            format!("last_over_time({sel}[{r}s]){above}"),
+            format!("last_over_time({sel}[{lookback}s] offset {r}s)"),
+        ]
+    }
+
+    /// Each series' increase over the period, of family `m`: `last − base` from the two
+    /// answers of [`Self::increase_queries`], but from raw samples for the series of the
+    /// `flagged` (node, job) pairs (those of them that `slow` accepts; the others are left out).
+    fn increases(
+        &self,
+        m: &MetricDef,
+        last: Vec<Sample>,
+        base: Vec<Sample>,
+        flagged: &BTreeSet<PairKey>,
+        slow: impl Fn(&PairKey) -> bool,
+    ) -> Result<Vec<(Labels, f64)>, PromError> {
+        let base: BTreeMap<Labels, f64> = base.into_iter().map(|s| (s.labels, s.value)).collect();
+        let mut rows: Vec<(Labels, f64)> = last
+            .into_iter()
+            .filter(|s| flagged.is_empty() || !flagged.contains(&place_key(&s.labels)))
+            .map(|s| {
+                let b = base.get(&s.labels).copied();
+                (s.labels, counter::increase(b, [s.value]))
+            })
+            .collect();
+        for k in flagged.iter().filter(|k| slow(k)) {
+            rows.extend(self.slow_series(m, k)?);
+        }
+        Ok(rows)
     }
 
     /// Everything a report needs.

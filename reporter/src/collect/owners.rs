@@ -77,35 +77,21 @@ impl Collector<'_> {
     fn owners_round(&self, round: &Round, acc: &mut Owners) -> Result<(), PromError> {
         let matcher = round.matcher();
         // A run idle at the start was last published at most a day before it.
-        let (r, lb) = (self.r(), self.scope.lookback + c::OWNER_EXPIRY_S as i64);
+        let lb = self.scope.lookback + c::OWNER_EXPIRY_S as i64;
         let queries: Vec<String> = OWNER_COUNTERS
             .iter()
-            .flat_map(|m| {
-                let sel = self.sel_in(m, matcher.as_deref());
-                [
-                    format!("last_over_time({sel}[{r}s]) > 0"),
-                    format!("last_over_time({sel}[{lb}s] offset {r}s)"),
-                ]
-            })
+            .flat_map(|m| self.increase_queries(&self.sel_in(m, matcher.as_deref()), lb, true))
             .collect();
         self.client.progress().stage("owner totals", queries.len());
-        let end = self.scope.period.end;
-        let answers = par_map(&queries, self.scope.parallelism, |q| {
-            self.client.vector(q, end)
-        })?;
-        let mut answers = answers.into_iter();
-        for family in 0..OWNER_COUNTERS.len() {
-            let last = answers.next().unwrap_or_default();
-            let base: BTreeMap<Labels, f64> = answers
-                .next()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| (s.labels, s.value))
-                .collect();
-            for s in last {
-                let b = base.get(&s.labels).copied();
-                let v = counter::increase(b, [s.value]);
-                acc.add(family, &s.labels, v, |n| self.note(n));
+        let mut answers = self.all_at_end(&queries)?.into_iter();
+        for (family, m) in OWNER_COUNTERS.iter().enumerate() {
+            let (last, base) = (
+                answers.next().unwrap_or_default(),
+                answers.next().unwrap_or_default(),
+            );
+            // No pass over raw samples: a run's counters only grow.
+            for (labels, v) in self.increases(m, last, base, &BTreeSet::new(), |_| false)? {
+                acc.add(family, &labels, v, |n| self.note(n));
             }
         }
         Ok(())
