@@ -17,12 +17,15 @@ use crate::jobs::Job;
 use crate::node::NodeInfo;
 use crate::owners::{Gain, OwnerRef, Owners};
 use crate::sources::DeviceKey;
-use crate::state::{JobState, State};
+use crate::state::{uj_fields, State};
 use joulebook_common::{Component, PerComponent};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+mod saved;
+pub use saved::SavedJobs;
 
 /// How user and job names leave the node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +81,9 @@ pub struct JobMeta {
     pub uid: String,
     /// [`crate::jobs::MetadataSource`]: prolog, kernel or environment.
     pub metadata: String,
+    /// These fields as the state file writes them, made at the first save that needs them
+    /// (a job's metadata is replaced when it changes, never changed in place).
+    pub saved: saved::SavedMeta,
 }
 
 /// One job's counters and current allocation. What changes rarely (metadata, CPUs, GPUs) is
@@ -326,6 +332,7 @@ fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
         sluid: job.sluid.clone().unwrap_or_default(),
         uid: name(&job.uid.map(|u| u.to_string())),
         metadata: job.metadata.as_str().to_string(),
+        saved: Default::default(),
     }
 }
 
@@ -708,6 +715,7 @@ impl Accounting {
                     sluid: js.meta.get("sluid").cloned().unwrap_or_default(),
                     uid: js.meta.get("uid").cloned().unwrap_or_default(),
                     metadata: js.meta.get("metadata").cloned().unwrap_or_default(),
+                    saved: Default::default(),
                 }),
                 ..Default::default()
             };
@@ -726,38 +734,21 @@ impl Accounting {
 
     /// Writes the counters into a state to be saved.
     pub fn save_into(&self, state: &mut State) {
-        for c in Component::ALL {
-            state
-                .unallocated
-                .insert(c.as_str().to_string(), self.unallocated[c]);
-        }
+        self.save_head_into(state);
         for (id, rec) in &self.jobs {
-            let mut js = JobState {
-                cpu_seconds: rec.cpu_seconds,
-                core_seconds: rec.core_seconds,
-                gpu_seconds: rec.gpu_seconds,
-                ended_at_unix: rec.ended_at,
-                ..Default::default()
-            };
-            for c in Component::ALL {
-                js.joules_uj.insert(c.as_str().to_string(), rec.uj[c]);
-            }
-            let m = &rec.meta;
-            for (k, v) in [
-                ("scheduler", &m.scheduler),
-                ("user", &m.user),
-                ("account", &m.account),
-                ("partition", &m.partition),
-                ("job_name", &m.job_name),
-                ("sluid", &m.sluid),
-                ("uid", &m.uid),
-                ("metadata", &m.metadata),
-            ] {
-                js.meta.insert(k.to_string(), v.clone());
-            }
-            state.jobs.insert(id.to_string(), js);
+            state.jobs.insert(id.to_string(), saved::job_state(rec));
         }
         state.owners = self.owners.save();
+    }
+
+    /// Writes what a save takes from here besides the jobs and owners, which it then writes
+    /// from a snapshot's records ([`SavedJobs`]) and the owners' ([`crate::owners::SavedOwners`]).
+    pub fn save_head_into(&self, state: &mut State) {
+        state.unallocated = uj_fields(&self.unallocated)
+            .0
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect();
     }
 }
 

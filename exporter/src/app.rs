@@ -4,7 +4,7 @@
 use crate::accounting::AccountingOptions;
 use crate::attribution::CpuPolicy;
 use crate::config::{Config, CpuPolicyConfig, Switch};
-use crate::engine::Engine;
+use crate::engine::{Engine, Saving};
 use crate::jobs::{JobDiscovery, JobsOptions};
 use crate::node::NodeInfo;
 use crate::sampler::Sampler;
@@ -366,7 +366,8 @@ fn load_state(engine: &mut Engine, path: &std::path::Path, hostname: &str, boot:
 /// (serving stale numbers would be worse).
 fn spawn_state_writer(
     path: std::path::PathBuf,
-    rx: mpsc::Receiver<(state::State, Arc<Snapshot>)>,
+    rx: mpsc::Receiver<Saving>,
+    spare: mpsc::SyncSender<Snapshot>,
     shared: Shared,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -374,9 +375,13 @@ fn spawn_state_writer(
         .spawn(move || {
             let mut last_error: Option<String> = None;
             let mut saver = state::Saver::new(path.clone());
-            while let Ok((st, snap)) = rx.recv() {
-                let saved = saver.save(&st);
-                publish(&shared, snap);
+            while let Ok(saving) = rx.recv() {
+                let saved = saving.save(&mut saver);
+                // The snapshot replaced, when no scrape holds it any more, lends its job list
+                // to the sampler's next one (a full channel: one is lent already).
+                if let Ok(old) = Arc::try_unwrap(publish(&shared, saving.snapshot)) {
+                    let _ = spare.try_send(old);
+                }
                 match saved {
                     Ok(()) => {
                         if last_error.take().is_some() {
@@ -490,16 +495,24 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
     if let Some(path) = &cfg.state.file {
         load_state(&mut engine, path, &hostname, boot.as_deref());
         let (tx, rx) = mpsc::sync_channel(1);
-        let handle = spawn_state_writer(path.clone(), rx, shared.clone())
+        let (spare_tx, spare_rx) = mpsc::sync_channel(1);
+        let handle = spawn_state_writer(path.clone(), rx, spare_tx, shared.clone())
             .map_err(|e| format!("cannot start the state writer thread: {e}"))?;
-        saver = Some((tx, handle));
+        saver = Some((tx, spare_rx, handle));
     }
-    let persist = saver.as_ref().map(|(tx, _)| Persist {
-        tx: tx.clone(),
-        hostname: hostname.clone(),
-        boot_id: boot,
-        every_s: cfg.state.save_interval.0,
-    });
+    let (saver, persist) = match saver {
+        Some((tx, spare, handle)) => (
+            Some((tx.clone(), handle)),
+            Some(Persist {
+                tx,
+                spare,
+                hostname: hostname.clone(),
+                boot_id: boot,
+                every_s: cfg.state.save_interval.0,
+            }),
+        ),
+        None => (None, None),
+    };
 
     let (stop_rx, stop_tx) = crate::tick::Stop::new()
         .map_err(|e| format!("cannot make the sampler's stop channel: {e}"))?;
@@ -551,7 +564,9 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
 
 /// Where and how often the sampler hands states to the writer.
 struct Persist {
-    tx: mpsc::SyncSender<(state::State, Arc<Snapshot>)>,
+    tx: mpsc::SyncSender<Saving>,
+    /// Snapshots the writer replaced that no scrape held, for the next one's job list.
+    spare: mpsc::Receiver<Snapshot>,
     hostname: String,
     boot_id: Option<String>,
     every_s: f64,
@@ -616,13 +631,13 @@ fn sample_loop(
             }
             Some(p) => {
                 if t - last_save >= p.every_s {
-                    let mut snap = engine.snapshot(unix);
+                    let mut snap = engine.snapshot_reusing(unix, p.spare.try_recv().ok());
                     snap.publish_every_s = p.every_s + beyond_s;
-                    let snap = Arc::new(snap);
-                    let st = engine.to_state(&p.hostname, p.boot_id.clone(), unix);
+                    let saving =
+                        engine.saving(&p.hostname, p.boot_id.clone(), unix, Arc::new(snap));
                     // A full channel means the writer is still busy: skip, the next save comes
                     // soon; meanwhile the published snapshot is the last one saved.
-                    if p.tx.try_send((st, snap)).is_ok() {
+                    if p.tx.try_send(saving).is_ok() {
                         last_save = t;
                     }
                 }
@@ -642,6 +657,6 @@ fn sample_loop(
         let unix = server::now_unix();
         let snap = Arc::new(engine.snapshot(unix));
         let _ =
-            p.tx.send((engine.to_state(&p.hostname, p.boot_id.clone(), unix), snap));
+            p.tx.send(engine.saving(&p.hostname, p.boot_id.clone(), unix, snap));
     }
 }

@@ -3,14 +3,16 @@
 //! drives it from the wall clock; `simulate` drives the same code on a virtual clock with
 //! synthetic sources and jobs.
 
-use crate::accounting::{Accounting, AccountingOptions};
+use crate::accounting::{Accounting, AccountingOptions, SavedJobs};
 use crate::jobs::{Job, JobDiscovery, JobsOptions};
+use crate::owners::SavedOwners;
 use crate::sampler::Sampler;
 use crate::snapshot::{Health, Method, Snapshot};
 use crate::sources::{ChannelId, Domain, SourceError, SourceKind};
-use crate::state::State;
+use crate::state::{Out, Saver, State, StateError};
 use joulebook_common::Component;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Engine {
@@ -27,6 +29,30 @@ pub struct Engine {
     /// Unix time since which the counters have only grown (`joulebook_counters_start_time_seconds`):
     /// kept from the state file by [`Engine::resume`], else the first cycle's time (a start from 0).
     counters_start_unix: Option<f64>,
+}
+
+/// A state to save and the snapshot to publish once it is saved ([`Engine::saving`]): the
+/// snapshot's job records and a copy of the owners' counters are written as the state's jobs
+/// and owners, in the bytes [`Engine::to_state`] would give.
+pub struct Saving {
+    head: State,
+    pub snapshot: Arc<Snapshot>,
+    owners: SavedOwners,
+}
+
+impl Saving {
+    pub fn save(&self, saver: &mut Saver) -> Result<(), StateError> {
+        saver.save_parts(&self.out())
+    }
+
+    /// What a save writes.
+    fn out(&self) -> Out<'_, SavedJobs<'_>, &SavedOwners> {
+        Out {
+            head: &self.head,
+            jobs: SavedJobs(&self.snapshot.jobs),
+            owners: &self.owners,
+        }
+    }
 }
 
 impl Engine {
@@ -185,6 +211,41 @@ impl Engine {
 
     /// Everything worth keeping across a restart.
     pub fn to_state(&self, hostname: &str, boot_id: Option<String>, unix: f64) -> State {
+        let mut st = self.state_head(hostname, boot_id, unix);
+        if let Some(acc) = &self.accounting {
+            acc.save_into(&mut st);
+        }
+        st
+    }
+
+    /// What [`Engine::to_state`] returns, as a save writes it, with the jobs taken from
+    /// `snapshot`, which must be this engine's [`Engine::snapshot`] of the same cycle: a save
+    /// then builds no per-job strings (see [`Saving`]).
+    pub fn saving(
+        &self,
+        hostname: &str,
+        boot_id: Option<String>,
+        unix: f64,
+        snapshot: Arc<Snapshot>,
+    ) -> Saving {
+        let mut head = self.state_head(hostname, boot_id, unix);
+        let owners = match &self.accounting {
+            Some(acc) => {
+                acc.save_head_into(&mut head);
+                let o = acc.owners().iter();
+                o.map(|(k, o)| (k, o.clone())).collect()
+            }
+            None => Vec::new(),
+        };
+        Saving {
+            head,
+            snapshot,
+            owners: SavedOwners(owners),
+        }
+    }
+
+    /// The state without the jobs and owners.
+    fn state_head(&self, hostname: &str, boot_id: Option<String>, unix: f64) -> State {
         let mut st = State::new(hostname);
         st.saved_at_unix = unix;
         st.boot_id = boot_id;
@@ -199,9 +260,6 @@ impl Engine {
         for (c, _, source, uj) in self.sampler.node_totals() {
             st.node
                 .insert(format!("{}:{}", c.as_str(), source.as_str()), uj);
-        }
-        if let Some(acc) = &self.accounting {
-            acc.save_into(&mut st);
         }
         st
     }
@@ -583,6 +641,70 @@ mod schedule_tests {
         assert_eq!(starts(&st, 2_000.0), want(1_000.5));
         st.counters_start_unix = None;
         assert_eq!(starts(&st, 2_000.0), want(2_000.0));
+    }
+
+    /// A live save (`Engine::saving`: the jobs from the snapshot's records, the owners from
+    /// a copy) writes the bytes of `Engine::to_state`, with jobs running and ended, and loads
+    /// back as that state.
+    #[test]
+    fn a_save_from_the_snapshot_writes_what_to_state_gives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        joulebook_tests::copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cgroup/slurm-v1"),
+            dir.path(),
+        );
+        let uj = Arc::new(AtomicU64::new(0));
+        let mut node = NodeInfo::default();
+        node.cpus_by_socket.insert(0, (0..8).collect());
+        let sources: Vec<Box<dyn Source>> = vec![Box::new(Meter(uj.clone()))];
+        let mut e = Engine::new(
+            Sampler::new(sources, vec![], node, None, 1.0),
+            Some(crate::jobs::JobsOptions::under_root(dir.path())),
+            Some(AccountingOptions::default()),
+        );
+        let file = dir.path().join("state.json");
+        let mut saver = crate::state::Saver::new(&file);
+        let mut check = |e: &Engine, unix: f64, ended: bool| {
+            let boot = Some("b".to_string());
+            let whole = e.to_state("n1", boot.clone(), unix);
+            assert!(!whole.jobs.is_empty() && !whole.owners.is_empty());
+            assert_eq!(
+                whole.jobs.values().all(|j| j.ended_at_unix.is_some()),
+                ended
+            );
+            let saving = e.saving("n1", boot, unix, Arc::new(e.snapshot(unix)));
+            assert_eq!(
+                String::from_utf8(serde_json::to_vec(&saving.out()).expect("encode")),
+                String::from_utf8(serde_json::to_vec(&whole).expect("encode")),
+            );
+            saving.save(&mut saver).expect("save");
+            let crate::state::LoadOutcome::Loaded(loaded) = crate::state::load(&file, "n1") else {
+                panic!("the save does not load");
+            };
+            assert_eq!(loaded, whole);
+            // Every field a job is published with comes back from the file.
+            let mut resumed = Engine::new(
+                Sampler::new(vec![], vec![], NodeInfo::default(), None, 1.0),
+                None,
+                Some(AccountingOptions::default()),
+            );
+            resumed.resume(&loaded, unix, 0.0, None);
+            let fields = |e: &Engine| {
+                let jobs = e.snapshot(unix).jobs.into_iter();
+                jobs.map(|(id, r)| (id, r.meta, r.uj, r.cpu_seconds, r.core_seconds))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(fields(&resumed), fields(e));
+        };
+        for t in 0..3 {
+            uj.store(t * 7_000_001, Ordering::SeqCst);
+            e.cycle(t as f64, 1_000.0 + t as f64);
+        }
+        check(&e, 1_002.0, false);
+        move_jobs(dir.path(), "slurm_node1", "gone");
+        uj.store(30_000_000, Ordering::SeqCst);
+        e.cycle(3.0, 1_003.0);
+        check(&e, 1_003.0, true);
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! from zero (kept across a resume), so each run of the counters is its own series and only
 //! grows: a reader takes `last − base` per series with no pass over the samples.
 
-use crate::state::OwnerState;
+use crate::state::{uj_fields, Fields, OwnerOut, OwnerState, Part};
 use joulebook_common::{Component, PerComponent};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -315,24 +317,70 @@ impl Owners {
 
     /// The pairs, to be saved.
     pub fn save(&self) -> Vec<OwnerState> {
-        self.iter()
-            .map(|((account, user), o)| OwnerState {
-                account: account.to_string(),
-                user: user.to_string(),
-                joules_uj: Component::ALL
-                    .iter()
-                    .map(|c| (c.as_str().to_string(), o.uj[*c]))
-                    .collect(),
-                cpu_seconds: o.cpu_seconds,
-                core_seconds: o.core_seconds,
-                gpu_seconds: o.gpu_seconds,
-                elapsed_seconds: o.elapsed_seconds,
-                memory_byte_seconds: o.memory_byte_seconds,
-                jobs: o.jobs,
-                last_active_unix: o.last_active_unix,
-                start_unix: Some(o.start_unix),
-            })
-            .collect()
+        self.iter().map(|(k, o)| owner_state(&k, o)).collect()
+    }
+}
+
+/// A pair's counters as the state file writes them.
+fn owner_out<'a>((account, user): &'a OwnerKey, o: &OwnerTotals) -> OwnerOut<'a, Fields<u64, 4>> {
+    OwnerOut {
+        account,
+        user,
+        joules_uj: uj_fields(&o.uj),
+        cpu_seconds: o.cpu_seconds,
+        core_seconds: o.core_seconds,
+        gpu_seconds: o.gpu_seconds,
+        elapsed_seconds: o.elapsed_seconds,
+        memory_byte_seconds: o.memory_byte_seconds,
+        jobs: o.jobs,
+        last_active_unix: o.last_active_unix,
+        start_unix: Some(o.start_unix),
+    }
+}
+
+/// A pair's counters as the state file keeps them.
+fn owner_state(key: &OwnerKey, o: &OwnerTotals) -> OwnerState {
+    let out = owner_out(key, o);
+    OwnerState {
+        account: out.account.to_string(),
+        user: out.user.to_string(),
+        joules_uj: out
+            .joules_uj
+            .0
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect(),
+        cpu_seconds: out.cpu_seconds,
+        core_seconds: out.core_seconds,
+        gpu_seconds: out.gpu_seconds,
+        elapsed_seconds: out.elapsed_seconds,
+        memory_byte_seconds: out.memory_byte_seconds,
+        jobs: out.jobs,
+        last_active_unix: out.last_active_unix,
+        start_unix: out.start_unix,
+    }
+}
+
+/// Every pair's counters (as [`Owners::iter`] gives them, cloned), written as the state's
+/// `owners` list without an [`OwnerState`] of strings each.
+pub struct SavedOwners(pub Vec<(OwnerKey, OwnerTotals)>);
+
+impl Serialize for SavedOwners {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (k, o) in &self.0 {
+            seq.serialize_element(&owner_out(k, o))?;
+        }
+        seq.end()
+    }
+}
+
+impl Part for SavedOwners {
+    fn non_finite(&self) -> Option<(String, f64)> {
+        self.0
+            .iter()
+            .enumerate()
+            .find_map(|(i, (k, o))| owner_out(k, o).non_finite(i))
     }
 }
 

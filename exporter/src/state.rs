@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod out;
 mod slots;
+pub use out::{job_non_finite, uj_fields, Fields, Out, OwnerOut, Part};
 pub use slots::Saver;
 
 /// The `format` field of every state file, so that no other JSON file is mistaken for one.
@@ -112,41 +114,16 @@ impl State {
     /// The first float that JSON cannot hold (NaN or infinite), as (field, value). serde_json
     /// would write it as `null`, which then fails to load and would cost every total.
     fn non_finite(&self) -> Option<(String, f64)> {
-        if !self.saved_at_unix.is_finite() {
-            return Some(("saved_at_unix".into(), self.saved_at_unix));
+        self.whole().non_finite()
+    }
+
+    /// The state as a save writes it, its own jobs and owners included.
+    fn whole(&self) -> Out<'_, &BTreeMap<String, JobState>, &Vec<OwnerState>> {
+        Out {
+            head: self,
+            jobs: &self.jobs,
+            owners: &self.owners,
         }
-        if let Some(v) = self.counters_start_unix.filter(|v| !v.is_finite()) {
-            return Some(("counters_start_unix".into(), v));
-        }
-        for (id, job) in &self.jobs {
-            let fields = [
-                ("cpu_seconds", Some(job.cpu_seconds)),
-                ("core_seconds", Some(job.core_seconds)),
-                ("gpu_seconds", Some(job.gpu_seconds)),
-                ("ended_at_unix", job.ended_at_unix),
-            ];
-            for (name, v) in fields {
-                if let Some(v) = v.filter(|v| !v.is_finite()) {
-                    return Some((format!("jobs[{id:?}].{name}"), v));
-                }
-            }
-        }
-        for (i, o) in self.owners.iter().enumerate() {
-            for (name, v) in [
-                ("cpu_seconds", Some(o.cpu_seconds)),
-                ("core_seconds", Some(o.core_seconds)),
-                ("gpu_seconds", Some(o.gpu_seconds)),
-                ("elapsed_seconds", Some(o.elapsed_seconds)),
-                ("memory_byte_seconds", Some(o.memory_byte_seconds)),
-                ("last_active_unix", Some(o.last_active_unix)),
-                ("start_unix", o.start_unix),
-            ] {
-                if let Some(v) = v.filter(|v| !v.is_finite()) {
-                    return Some((format!("owners[{i}].{name}"), v));
-                }
-            }
-        }
-        None
     }
 }
 

@@ -23,7 +23,7 @@
 //!   process writes it, so a file left by an older exporter (plain JSON) is converted at the
 //!   first save, and a file replaced or removed behind the exporter's back is written again.
 
-use super::{write_atomic, State, StateError};
+use super::{write_atomic, Out, Part, State, StateError};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -213,6 +213,14 @@ impl Saver {
     /// Saves `state` durably. On error the last saved state is intact (in the other slot, or in
     /// the previous file) and the error names the file; the next save writes a whole new file.
     pub fn save(&mut self, state: &State) -> Result<(), StateError> {
+        self.save_parts(&state.whole())
+    }
+
+    /// [`Saver::save`] of a state whose jobs and owners are written from where they are kept.
+    pub fn save_parts<J: Part, O: Part>(
+        &mut self,
+        state: &Out<'_, J, O>,
+    ) -> Result<(), StateError> {
         if let Some((field, value)) = state.non_finite() {
             return Err(StateError::NotFinite {
                 path: self.path.clone(),

@@ -466,3 +466,21 @@ proptest! {
         prop_assert_eq!(load(&path, HOST), LoadOutcome::Loaded(s));
     }
 }
+
+/// A save writes `State`'s fields through `Out` (`out.rs`), whose order is written by hand:
+/// the bytes must be the derived serialization's, every field set.
+#[test]
+fn a_state_written_from_its_parts_is_the_state_written_whole() {
+    let mut s = sample_state();
+    s.raw.insert("rapl_package[0]".into(), 99);
+    s.owners.push(OwnerState {
+        account: "p".into(),
+        user: "u".into(),
+        joules_uj: [("cpu".to_string(), 3u64)].into(),
+        jobs: 2,
+        start_unix: Some(1.5),
+        ..Default::default()
+    });
+    let whole = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::to_string(&s.whole()).unwrap(), whole);
+}
