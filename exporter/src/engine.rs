@@ -674,7 +674,7 @@ mod schedule_tests {
             );
             let saving = e.saving("n1", boot, unix, Arc::new(e.snapshot(unix)));
             assert_eq!(
-                String::from_utf8(serde_json::to_vec(&saving.out()).expect("encode")),
+                String::from_utf8(saving.out().to_json().expect("encode")),
                 String::from_utf8(serde_json::to_vec(&whole).expect("encode")),
             );
             saving.save(&mut saver).expect("save");

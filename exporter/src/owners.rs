@@ -376,6 +376,10 @@ impl Serialize for SavedOwners {
 }
 
 impl Part for SavedOwners {
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+
     fn non_finite(&self) -> Option<(String, f64)> {
         self.0
             .iter()

@@ -4,9 +4,7 @@
 //! from the same fields.
 
 use super::{JobMeta, JobRecord};
-use crate::state::{job_non_finite, uj_fields, Fields, JobState, Part};
-use serde::ser::{Error, SerializeMap, SerializeStruct, Serializer};
-use serde::Serialize;
+use crate::state::{field, job_non_finite, key, uj_fields, Fields, JobState, Part};
 use serde_json::value::RawValue;
 use std::sync::{Arc, OnceLock};
 
@@ -65,37 +63,38 @@ pub(super) fn job_state(rec: &JobRecord) -> JobState {
     }
 }
 
-/// Jobs by id (in id order, as a snapshot lists them), written as [`JobState`]s.
+/// Jobs by id (in id order, as a snapshot lists them), written as [`JobState`]s are: the
+/// keys as literals and each job's metadata as rendered once, the rest through `serde_json`.
 pub struct SavedJobs<'a>(pub &'a [(Arc<str>, JobRecord)]);
 
-impl Serialize for SavedJobs<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (id, rec) in self.0 {
-            m.serialize_entry(&**id, &SavedJob(rec))?;
-        }
-        m.end()
-    }
-}
-
-struct SavedJob<'a>(&'a JobRecord);
-
-impl Serialize for SavedJob<'_> {
-    /// [`JobState`]'s fields in its order.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut st = s.serialize_struct("JobState", 6)?;
-        st.serialize_field("joules_uj", &uj_fields(&r.uj))?;
-        st.serialize_field("cpu_seconds", &r.cpu_seconds)?;
-        st.serialize_field("core_seconds", &r.core_seconds)?;
-        st.serialize_field("gpu_seconds", &r.gpu_seconds)?;
-        st.serialize_field("ended_at_unix", &r.ended_at)?;
-        st.serialize_field("meta", meta_json(&r.meta).map_err(S::Error::custom)?)?;
-        st.end()
-    }
-}
-
 impl Part for SavedJobs<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        for (id, r) in self.0 {
+            if out.last() != Some(&b'{') {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut *out, &**id)?;
+            out.extend_from_slice(b":{");
+            // [`JobState`]'s fields in its order.
+            key(out, "joules_uj");
+            out.push(b'{');
+            for (k, v) in uj_fields(&r.uj).0 {
+                field(out, k, &v)?;
+            }
+            out.push(b'}');
+            field(out, "cpu_seconds", &r.cpu_seconds)?;
+            field(out, "core_seconds", &r.core_seconds)?;
+            field(out, "gpu_seconds", &r.gpu_seconds)?;
+            field(out, "ended_at_unix", &r.ended_at)?;
+            key(out, "meta");
+            out.extend_from_slice(meta_json(&r.meta)?.get().as_bytes());
+            out.push(b'}');
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     fn non_finite(&self) -> Option<(String, f64)> {
         self.0.iter().find_map(|(id, r)| {
             job_non_finite(id, r.cpu_seconds, r.core_seconds, r.gpu_seconds, r.ended_at)

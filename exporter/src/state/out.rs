@@ -2,22 +2,26 @@
 //! maps ([`Part`]), so that the running exporter writes them straight from its records instead
 //! of building a `State` of strings for every save (about 15 string allocations per job).
 //!
-//! Rule: the bytes are those of `serde_json::to_vec(&State)` with the same jobs and owners
-//! (test `a_state_written_from_its_parts_is_the_state_written_whole`), so a file reads back
-//! through [`State`] whichever way it was written.
+//! Rule: [`Out::to_json`] writes the bytes of `serde_json::to_vec(&State)` with the same jobs
+//! and owners (tests `a_state_written_from_its_parts_is_the_state_written_whole` and, for the
+//! live parts, the engine's `a_save_from_the_snapshot_writes_what_to_state_gives`), so a file
+//! reads back through [`State`] whichever way it was written.
 
 use super::{JobState, OwnerState, State};
 use joulebook_common::{Component, PerComponent};
-use serde::ser::{SerializeMap, SerializeStruct, Serializer};
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The jobs or the owners of a state to save, serialized as [`State::jobs`] (a map by job id)
 /// or [`State::owners`] (a list) are.
-pub trait Part: Serialize {
+pub trait Part {
     /// The first float that JSON cannot hold, as (field, value), the field named as in
     /// `jobs["id"].cpu_seconds` or `owners[3].start_unix`.
     fn non_finite(&self) -> Option<(String, f64)>;
+
+    /// Appends the JSON of `self` to `out`, as [`State`] serializes its part.
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
 }
 
 /// The first of `fields` that is NaN or infinite, with its name as `field` spells it.
@@ -103,6 +107,10 @@ impl OwnerState {
 }
 
 impl Part for BTreeMap<String, JobState> {
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+
     fn non_finite(&self) -> Option<(String, f64)> {
         self.iter().find_map(|(id, j)| {
             job_non_finite(
@@ -117,6 +125,10 @@ impl Part for BTreeMap<String, JobState> {
 }
 
 impl Part for Vec<OwnerState> {
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+
     fn non_finite(&self) -> Option<(String, f64)> {
         self.iter()
             .enumerate()
@@ -146,6 +158,10 @@ impl<T: Part + ?Sized> Part for &T {
     fn non_finite(&self) -> Option<(String, f64)> {
         (**self).non_finite()
     }
+
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        (**self).write_json(out)
+    }
 }
 
 /// `head` with `jobs` and `owners` in place of its own (which are not written).
@@ -171,24 +187,50 @@ impl<J: Part, O: Part> Out<'_, J, O> {
     }
 }
 
-impl<J: Part, O: Part> Serialize for Out<'_, J, O> {
-    /// [`State`]'s fields in its order (the derived `Serialize` writes them so).
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl<J: Part, O: Part> Out<'_, J, O> {
+    /// The JSON a save writes: [`State`]'s fields in its order (the derived `Serialize` writes
+    /// them so), the jobs and owners by [`Part::write_json`].
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let h = self.head;
-        let mut st = s.serialize_struct("State", 13)?;
-        st.serialize_field("format", &h.format)?;
-        st.serialize_field("version", &h.version)?;
-        st.serialize_field("hostname", &h.hostname)?;
-        st.serialize_field("saved_at_unix", &h.saved_at_unix)?;
-        st.serialize_field("boot_id", &h.boot_id)?;
-        st.serialize_field("channels", &h.channels)?;
-        st.serialize_field("node", &h.node)?;
-        st.serialize_field("unallocated", &h.unallocated)?;
-        st.serialize_field("jobs", &self.jobs)?;
-        st.serialize_field("counters", &h.counters)?;
-        st.serialize_field("raw", &h.raw)?;
-        st.serialize_field("owners", &self.owners)?;
-        st.serialize_field("counters_start_unix", &h.counters_start_unix)?;
-        st.end()
+        let mut out = Vec::with_capacity(4096);
+        out.push(b'{');
+        field(&mut out, "format", &h.format)?;
+        field(&mut out, "version", &h.version)?;
+        field(&mut out, "hostname", &h.hostname)?;
+        field(&mut out, "saved_at_unix", &h.saved_at_unix)?;
+        field(&mut out, "boot_id", &h.boot_id)?;
+        field(&mut out, "channels", &h.channels)?;
+        field(&mut out, "node", &h.node)?;
+        field(&mut out, "unallocated", &h.unallocated)?;
+        key(&mut out, "jobs");
+        self.jobs.write_json(&mut out)?;
+        field(&mut out, "counters", &h.counters)?;
+        field(&mut out, "raw", &h.raw)?;
+        key(&mut out, "owners");
+        self.owners.write_json(&mut out)?;
+        field(&mut out, "counters_start_unix", &h.counters_start_unix)?;
+        out.push(b'}');
+        Ok(out)
     }
+}
+
+/// Appends `"name":` to an object being written, after a comma unless it is the first member.
+/// `name` is plain ASCII (no character JSON escapes).
+pub fn key(out: &mut Vec<u8>, name: &str) {
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Appends `"name":value` (see [`key`]).
+pub fn field<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    name: &str,
+    value: &T,
+) -> serde_json::Result<()> {
+    key(out, name);
+    serde_json::to_writer(&mut *out, value)
 }

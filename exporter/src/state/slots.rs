@@ -228,7 +228,7 @@ impl Saver {
                 value,
             });
         }
-        let payload = serde_json::to_vec(state).map_err(|error| StateError::Encode {
+        let payload = state.to_json().map_err(|error| StateError::Encode {
             path: self.path.clone(),
             error,
         })?;
