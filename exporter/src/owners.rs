@@ -17,8 +17,6 @@
 
 use crate::state::{uj_fields, Fields, OwnerOut, OwnerState, Part};
 use joulebook_common::{Component, PerComponent};
-use serde::ser::{SerializeSeq, Serializer};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -365,19 +363,17 @@ fn owner_state(key: &OwnerKey, o: &OwnerTotals) -> OwnerState {
 /// `owners` list without an [`OwnerState`] of strings each.
 pub struct SavedOwners(pub Vec<(OwnerKey, OwnerTotals)>);
 
-impl Serialize for SavedOwners {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (k, o) in &self.0 {
-            seq.serialize_element(&owner_out(k, o))?;
-        }
-        seq.end()
-    }
-}
-
 impl Part for SavedOwners {
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        serde_json::to_writer(out, self)
+        out.push(b'[');
+        for (i, (k, o)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            owner_out(k, o).write_json(out)?;
+        }
+        out.push(b']');
+        Ok(())
     }
 
     fn non_finite(&self) -> Option<(String, f64)> {

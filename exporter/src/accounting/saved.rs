@@ -78,11 +78,7 @@ impl Part for SavedJobs<'_> {
             out.extend_from_slice(b":{");
             // [`JobState`]'s fields in its order.
             key(out, "joules_uj");
-            out.push(b'{');
-            for (k, v) in uj_fields(&r.uj).0 {
-                field(out, k, &v)?;
-            }
-            out.push(b'}');
+            uj_fields(&r.uj).write_json(out)?;
             field(out, "cpu_seconds", &r.cpu_seconds)?;
             field(out, "core_seconds", &r.core_seconds)?;
             field(out, "gpu_seconds", &r.gpu_seconds)?;

@@ -55,7 +55,6 @@ pub fn job_non_finite(
 
 /// An owner's counters as the state writes them: [`OwnerState`]'s fields, borrowed, in its
 /// order, with the energy as any map `J` of component names.
-#[derive(Serialize)]
 pub struct OwnerOut<'a, J> {
     pub account: &'a str,
     pub user: &'a str,
@@ -68,6 +67,27 @@ pub struct OwnerOut<'a, J> {
     pub jobs: u64,
     pub last_active_unix: f64,
     pub start_unix: Option<f64>,
+}
+
+impl<const N: usize> OwnerOut<'_, Fields<u64, N>> {
+    /// Appends the owner's JSON, as [`OwnerState`]'s serialization writes it.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        field(out, "account", self.account)?;
+        field(out, "user", self.user)?;
+        key(out, "joules_uj");
+        self.joules_uj.write_json(out)?;
+        field(out, "cpu_seconds", &self.cpu_seconds)?;
+        field(out, "core_seconds", &self.core_seconds)?;
+        field(out, "gpu_seconds", &self.gpu_seconds)?;
+        field(out, "elapsed_seconds", &self.elapsed_seconds)?;
+        field(out, "memory_byte_seconds", &self.memory_byte_seconds)?;
+        field(out, "jobs", &self.jobs)?;
+        field(out, "last_active_unix", &self.last_active_unix)?;
+        field(out, "start_unix", &self.start_unix)?;
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 impl<J> OwnerOut<'_, J> {
@@ -138,6 +158,18 @@ impl Part for Vec<OwnerState> {
 
 /// A JSON object of `(key, value)` pairs given in key order, as a `BTreeMap` of them writes.
 pub struct Fields<V, const N: usize>(pub [(&'static str, V); N]);
+
+impl<V: Serialize, const N: usize> Fields<V, N> {
+    /// Appends the object's JSON, as its serialization writes it.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        for (k, v) in &self.0 {
+            field(out, k, v)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
 
 impl<V: Serialize, const N: usize> Serialize for Fields<V, N> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
