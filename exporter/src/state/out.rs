@@ -1,6 +1,6 @@
 //! What a save writes: a [`State`] whose jobs and owners may come from elsewhere than its own
 //! maps ([`Part`]), so that the running exporter writes them straight from its records instead
-//! of building a `State` of strings for every save (about 15 string allocations per job).
+//! of building a `State` of strings for every save (about 20 string allocations per job).
 //!
 //! Rule: [`Out::to_json`] writes the bytes of `serde_json::to_vec(&State)` with the same jobs
 //! and owners (tests `a_state_written_from_its_parts_is_the_state_written_whole` and, for the
