@@ -17,7 +17,7 @@ use crate::jobs::Job;
 use crate::node::NodeInfo;
 use crate::owners::{Gain, OwnerRef, Owners};
 use crate::sources::DeviceKey;
-use crate::state::{uj_fields, State};
+use crate::state::{uj_map, State};
 use joulebook_common::{Component, PerComponent};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -744,11 +744,7 @@ impl Accounting {
     /// Writes what a save takes from here besides the jobs and owners, which it then writes
     /// from a snapshot's records ([`SavedJobs`]) and the owners' ([`crate::owners::SavedOwners`]).
     pub fn save_head_into(&self, state: &mut State) {
-        state.unallocated = uj_fields(&self.unallocated)
-            .0
-            .iter()
-            .map(|&(k, v)| (k.to_string(), v))
-            .collect();
+        state.unallocated = uj_map(&self.unallocated);
     }
 }
 

@@ -491,28 +491,22 @@ pub fn run(cfg: Config, security: crate::webconfig::WebSecurity) -> Result<(), S
 
     let shared: Shared = Arc::new(RwLock::new(Arc::new(Snapshot::default())));
     let boot = boot_id(&cfg.paths.procfs);
-    let mut saver = None;
+    let (mut saver, mut persist) = (None, None);
     if let Some(path) = &cfg.state.file {
         load_state(&mut engine, path, &hostname, boot.as_deref());
         let (tx, rx) = mpsc::sync_channel(1);
-        let (spare_tx, spare_rx) = mpsc::sync_channel(1);
+        let (spare_tx, spare) = mpsc::sync_channel(1);
         let handle = spawn_state_writer(path.clone(), rx, spare_tx, shared.clone())
             .map_err(|e| format!("cannot start the state writer thread: {e}"))?;
-        saver = Some((tx, spare_rx, handle));
+        persist = Some(Persist {
+            tx: tx.clone(),
+            spare,
+            hostname: hostname.clone(),
+            boot_id: boot,
+            every_s: cfg.state.save_interval.0,
+        });
+        saver = Some((tx, handle));
     }
-    let (saver, persist) = match saver {
-        Some((tx, spare, handle)) => (
-            Some((tx.clone(), handle)),
-            Some(Persist {
-                tx,
-                spare,
-                hostname: hostname.clone(),
-                boot_id: boot,
-                every_s: cfg.state.save_interval.0,
-            }),
-        ),
-        None => (None, None),
-    };
 
     let (stop_rx, stop_tx) = crate::tick::Stop::new()
         .map_err(|e| format!("cannot make the sampler's stop channel: {e}"))?;

@@ -15,7 +15,7 @@
 //! from zero (kept across a resume), so each run of the counters is its own series and only
 //! grows: a reader takes `last − base` per series with no pass over the samples.
 
-use crate::state::{uj_fields, Fields, OwnerOut, OwnerState, Part};
+use crate::state::{uj_fields, uj_map, Fields, OwnerOut, OwnerState, Part};
 use joulebook_common::{Component, PerComponent};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -342,12 +342,7 @@ fn owner_state(key: &OwnerKey, o: &OwnerTotals) -> OwnerState {
     OwnerState {
         account: out.account.to_string(),
         user: out.user.to_string(),
-        joules_uj: out
-            .joules_uj
-            .0
-            .iter()
-            .map(|&(k, v)| (k.to_string(), v))
-            .collect(),
+        joules_uj: uj_map(&o.uj),
         cpu_seconds: out.cpu_seconds,
         core_seconds: out.core_seconds,
         gpu_seconds: out.gpu_seconds,

@@ -35,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod out;
 mod slots;
-pub use out::{field, job_non_finite, key, uj_fields, Fields, Out, OwnerOut, Part};
+pub use out::{field, job_non_finite, key, uj_fields, uj_map, Fields, Out, OwnerOut, Part};
 pub use slots::Saver;
 
 /// The `format` field of every state file, so that no other JSON file is mistaken for one.

@@ -4,7 +4,7 @@
 //! from the same fields.
 
 use super::{JobMeta, JobRecord};
-use crate::state::{field, job_non_finite, key, uj_fields, Fields, JobState, Part};
+use crate::state::{field, job_non_finite, key, uj_fields, uj_map, Fields, JobState, Part};
 use serde_json::value::RawValue;
 use std::sync::{Arc, OnceLock};
 
@@ -26,7 +26,11 @@ fn meta_json(m: &JobMeta) -> Result<&RawValue, serde_json::Error> {
     if let Some(json) = m.saved.0.get() {
         return Ok(json);
     }
-    let json = RawValue::from_string(serde_json::to_string(&Fields(meta_fields(m)))?)?;
+    let mut bytes = Vec::new();
+    Fields(meta_fields(m)).write_json(&mut bytes)?;
+    // JSON written from `str`s and ASCII keys is UTF-8.
+    let text = String::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
+    let json = RawValue::from_string(text)?;
     Ok(m.saved.0.get_or_init(|| json))
 }
 
@@ -47,11 +51,7 @@ pub(super) fn meta_fields(m: &JobMeta) -> [(&'static str, &str); 8] {
 /// A job's record as the state file keeps it.
 pub(super) fn job_state(rec: &JobRecord) -> JobState {
     JobState {
-        joules_uj: uj_fields(&rec.uj)
-            .0
-            .iter()
-            .map(|&(k, v)| (k.to_string(), v))
-            .collect(),
+        joules_uj: uj_map(&rec.uj),
         cpu_seconds: rec.cpu_seconds,
         core_seconds: rec.core_seconds,
         gpu_seconds: rec.gpu_seconds,

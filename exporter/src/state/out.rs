@@ -9,7 +9,6 @@
 
 use super::{JobState, OwnerState, State};
 use joulebook_common::{Component, PerComponent};
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -156,11 +155,11 @@ impl Part for Vec<OwnerState> {
     }
 }
 
-/// A JSON object of `(key, value)` pairs given in key order, as a `BTreeMap` of them writes.
+/// A JSON object of `(key, value)` pairs given in key order, with plain ASCII keys.
 pub struct Fields<V, const N: usize>(pub [(&'static str, V); N]);
 
 impl<V: Serialize, const N: usize> Fields<V, N> {
-    /// Appends the object's JSON, as its serialization writes it.
+    /// Appends the object's JSON, as `serde_json` writes a `BTreeMap` of the same pairs.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.push(b'{');
         for (k, v) in &self.0 {
@@ -171,19 +170,18 @@ impl<V: Serialize, const N: usize> Fields<V, N> {
     }
 }
 
-impl<V: Serialize, const N: usize> Serialize for Fields<V, N> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
 /// Energy by component as the state keys it (`joules_uj`), in key order.
 pub fn uj_fields(uj: &PerComponent<u64>) -> Fields<u64, 4> {
     Fields(Component::ALL.map(|c| (c.as_str(), uj[c])))
+}
+
+/// [`uj_fields`] as a [`State`] holds them.
+pub fn uj_map(uj: &PerComponent<u64>) -> BTreeMap<String, u64> {
+    uj_fields(uj)
+        .0
+        .map(|(k, v)| (k.to_string(), v))
+        .into_iter()
+        .collect()
 }
 
 impl<T: Part + ?Sized> Part for &T {
