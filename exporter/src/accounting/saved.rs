@@ -97,3 +97,55 @@ impl Part for SavedJobs<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owners::{OwnerTotals, SavedOwners};
+    use crate::state::{Out, Saver, State, StateError};
+
+    /// A live save with a float JSON cannot hold, in a job or in an owner pair, is refused
+    /// before anything is written, naming the file and the field.
+    #[test]
+    fn a_live_save_refuses_a_non_finite_value_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let head = State::new("n1");
+        let job = |cpu_seconds| JobRecord {
+            cpu_seconds,
+            ..Default::default()
+        };
+        let owner = |core_seconds| {
+            let mut o = OwnerTotals::default();
+            o.core_seconds = core_seconds;
+            o
+        };
+        let key: crate::owners::OwnerKey = (Arc::from("p"), Arc::from("u"));
+        let save = |jobs: &[(Arc<str>, JobRecord)], owners: Vec<_>| {
+            let out = Out {
+                head: &head,
+                jobs: SavedJobs(jobs),
+                owners: SavedOwners(owners),
+            };
+            Saver::new(&file).save_parts(&out)
+        };
+        let bad_job = [(Arc::from("7"), job(f64::NAN))];
+        let good_job = [(Arc::from("7"), job(1.5))];
+        for (jobs, owners, field) in [
+            (&bad_job[..], vec![], "jobs[\"7\"].cpu_seconds"),
+            (
+                &good_job[..],
+                vec![(key.clone(), owner(f64::INFINITY))],
+                "owners[0].core_seconds",
+            ),
+        ] {
+            let err = save(jobs, owners).unwrap_err();
+            assert!(matches!(err, StateError::NotFinite { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(field) && msg.contains("state.json"), "{msg}");
+            assert!(!file.exists(), "nothing written");
+        }
+        save(&good_job, vec![(key, owner(2.0))]).unwrap();
+        assert!(file.exists());
+    }
+}
