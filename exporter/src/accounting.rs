@@ -24,7 +24,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod pending;
 mod saved;
+use pending::Pending;
 pub use saved::SavedJobs;
 
 /// How user and job names leave the node.
@@ -237,6 +239,64 @@ pub struct Accounting {
     attributor: Attributor,
     /// Records of running jobs (not ended), as of the last update or resume.
     running: usize,
+    /// The cycles whose charge waits for [`Accounting::settle`], and where the running jobs'
+    /// records are.
+    pending: Pending,
+    /// The earliest end among the finished jobs at the last walk of the records.
+    first_end: f64,
+    /// A running job held a GPU at the last walk of the records.
+    gpus_held: bool,
+}
+
+/// What a running job holds through a cycle, for its owner's counters.
+struct Held {
+    cpus: usize,
+    gpus: usize,
+    memory_bytes: u64,
+}
+
+impl Held {
+    fn of_job(j: &Job) -> Held {
+        Held {
+            cpus: j.cpus.len(),
+            gpus: j.gpus.len(),
+            memory_bytes: j.memory_limit_bytes.unwrap_or(0),
+        }
+    }
+}
+
+/// Adds each share's energy (`by_job`, in the order of the running jobs) to its record
+/// (`recs[record[j]]`; shares of the same id, listed twice, add up in the same record, as
+/// merged) and the share's gain to the record's owner: the same integers, the same increments.
+fn charge(
+    recs: &mut [&mut JobRecord],
+    record: &[usize],
+    by_job: &[PerComponent<u64>],
+    held: &[Held],
+    cpu_deltas: &[u64],
+    interval_s: f64,
+    (owners, now, t_mono): (&mut Owners, f64, f64),
+) {
+    for (j, (&r, uj)) in record.iter().zip(by_job).enumerate() {
+        let (Some(rec), Some(h)) = (recs.get_mut(r), held.get(j)) else {
+            continue;
+        };
+        rec.uj.saturating_add_assign(uj);
+        let started = !rec.counted;
+        rec.counted = true;
+        let gain = Gain {
+            uj,
+            cpu_seconds: cpu_deltas.get(j).copied().unwrap_or(0) as f64 / 1e9,
+            core_seconds: h.cpus as f64 * interval_s,
+            gpu_seconds: h.gpus as f64 * interval_s,
+            elapsed_seconds: interval_s,
+            memory_byte_seconds: h.memory_bytes as f64 * interval_s,
+            started,
+        };
+        let m = &rec.meta;
+        let owner = (m.account.as_str(), m.user.as_str());
+        owners.add_cached(&mut rec.owner, owner, gain, now, t_mono);
+    }
 }
 
 fn topology(node: &NodeInfo) -> Topology {
@@ -433,6 +493,9 @@ impl Accounting {
             owners: Owners::default(),
             attributor: Attributor::default(),
             running: 0,
+            pending: Pending::default(),
+            first_end: f64::INFINITY,
+            gpus_held: false,
         }
     }
 
@@ -475,7 +538,27 @@ impl Accounting {
     /// One cycle: `now` is Unix time (seconds), `delta` what the node gained, `running` the jobs
     /// present now. Returns nothing; the effect is in the counters.
     pub fn update(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
+        self.update_deferred(now, t_mono, delta, running);
+        self.settle();
+    }
+
+    /// [`Accounting::update`] that may leave the cycle's charge pending: while the jobs are the
+    /// last cycle's (see [`pending`]), only the node's energy and the CPU time read are added up,
+    /// and the jobs are charged at the next [`Accounting::settle`] or change. Read the counters
+    /// only after a settle.
+    pub fn update_deferred(&mut self, now: f64, t_mono: f64, delta: &CycleDelta, running: &[Job]) {
         let node_delta = self.node_delta(delta, t_mono);
+        if self.can_defer(t_mono, running) {
+            self.pending.add(&node_delta, running, now, t_mono);
+            return;
+        }
+        // What is pending belongs to the last cycle's jobs: charged to them before the change.
+        self.settle();
+        self.update_now(now, t_mono, node_delta, running);
+    }
+
+    /// One cycle charged now, with the jobs' records brought up to date with `running`.
+    fn update_now(&mut self, now: f64, t_mono: f64, node_delta: NodeDelta, running: &[Job]) {
         // The running jobs in the map's order (by id), unsorted only when they do not come so.
         // A stable sort keeps a repeated id's entries in their order. The same jobs as in the
         // last update (by their revisions) keep its order and have their records already.
@@ -503,6 +586,7 @@ impl Accounting {
         let mut record = vec![usize::MAX; running.len()];
         self.cpu_deltas.clear();
         self.cpu_deltas.resize(running.len(), 0);
+        self.pending.start(running.len());
         let mut k = 0;
         // The earliest end among the finished jobs, for their expiry below.
         let mut first_end = f64::INFINITY;
@@ -534,8 +618,9 @@ impl Accounting {
             let first = (k + skip as usize).min(order.len());
             k = (first + n as usize).min(order.len());
             for &j in &order[first..k] {
-                self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], delta.interval_s);
+                self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], node_delta.interval_s);
                 record[j] = recs.len();
+                self.pending.held_by(j, i, rec.last_cpu_ns);
             }
             if k > first {
                 // (Running: `refresh` cleared its end.)
@@ -552,6 +637,8 @@ impl Accounting {
         }
         self.order = order;
         self.running = recs.len();
+        self.first_end = first_end;
+        self.gpus_held = running.iter().any(|j| !j.gpus.is_empty());
 
         let shares: Vec<JobShare> = running
             .iter()
@@ -574,31 +661,16 @@ impl Accounting {
             &self.baseline.baselines(),
             same_jobs,
         );
-        // Shares of the same id (listed twice) add up in the same record, as merged. Each
-        // share's gain goes to the record's owner too: the same integers, the same increments.
-        let by_job = self.attributor.shares();
-        for (j, (r, &uj)) in record.into_iter().zip(by_job).enumerate() {
-            if let Some(rec) = recs.get_mut(r) {
-                rec.uj.saturating_add_assign(&uj);
-                let started = !rec.counted;
-                rec.counted = true;
-                let (n_cpus, n_gpus) = (running[j].cpus.len(), running[j].gpus.len());
-                let gain = Gain {
-                    uj: &uj,
-                    cpu_seconds: self.cpu_deltas[j] as f64 / 1e9,
-                    core_seconds: n_cpus as f64 * delta.interval_s,
-                    gpu_seconds: n_gpus as f64 * delta.interval_s,
-                    elapsed_seconds: delta.interval_s,
-                    memory_byte_seconds: running[j].memory_limit_bytes.unwrap_or(0) as f64
-                        * delta.interval_s,
-                    started,
-                };
-                let m = &rec.meta;
-                let owner = (m.account.as_str(), m.user.as_str());
-                self.owners
-                    .add_cached(&mut rec.owner, owner, gain, now, t_mono);
-            }
-        }
+        let held: Vec<Held> = running.iter().map(Held::of_job).collect();
+        charge(
+            &mut recs,
+            &record,
+            self.attributor.shares(),
+            &held,
+            &self.cpu_deltas,
+            node_delta.interval_s,
+            (&mut self.owners, now, t_mono),
+        );
         self.owners.expire(t_mono);
         self.unallocated.saturating_add_assign(&unallocated);
 
@@ -744,6 +816,7 @@ impl Accounting {
     /// Writes what a save takes from here besides the jobs and owners, which it then writes
     /// from a snapshot's records ([`SavedJobs`]) and the owners' ([`crate::owners::SavedOwners`]).
     pub fn save_head_into(&self, state: &mut State) {
+        debug_assert!(self.settled(), "a save with a charge pending");
         state.unallocated = uj_map(&self.unallocated);
     }
 }

@@ -98,6 +98,26 @@ pub struct NodeDelta {
 }
 
 impl NodeDelta {
+    /// Adds another interval's energy (device by device) and length. Saturates at `u64::MAX`.
+    pub fn add(&mut self, o: &NodeDelta) {
+        let add = |a: &mut Vec<u64>, b: &[u64]| {
+            if a.len() < b.len() {
+                a.resize(b.len(), 0);
+            }
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = x.saturating_add(*y);
+            }
+        };
+        add(&mut self.cpu_by_socket, &o.cpu_by_socket);
+        add(&mut self.dram_by_socket, &o.dram_by_socket);
+        for (uuid, uj) in &o.gpu_by_uuid {
+            let e = self.gpu_by_uuid.entry(uuid.clone()).or_default();
+            *e = e.saturating_add(*uj);
+        }
+        self.other = self.other.saturating_add(o.other);
+        self.interval_s += o.interval_s;
+    }
+
     /// The node's energy per component, µJ. Saturates at `u64::MAX`.
     pub fn component_totals(&self) -> PerComponent<u64> {
         let sum = |v: &mut dyn Iterator<Item = u64>| v.fold(0u64, u64::saturating_add);

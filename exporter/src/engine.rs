@@ -89,6 +89,14 @@ impl Engine {
 
     /// One live cycle: sample, scan the jobs, attribute.
     pub fn cycle(&mut self, t: f64, unix: f64) {
+        self.cycle_deferred(t, unix);
+        self.settle();
+    }
+
+    /// [`Engine::cycle`] that may leave the jobs' charge pending while they are the last
+    /// cycle's (see [`Accounting::update_deferred`]): call [`Engine::settle`] before reading
+    /// the counters (a snapshot, a save).
+    pub fn cycle_deferred(&mut self, t: f64, unix: f64) {
         self.counters_started(unix);
         let delta = self.sampler.cycle(t);
         let Some(acc) = &mut self.accounting else {
@@ -136,7 +144,14 @@ impl Engine {
             }
             None => self.jobs.clear(),
         }
-        acc.update(unix, t, &delta, &self.jobs);
+        acc.update_deferred(unix, t, &delta, &self.jobs);
+    }
+
+    /// Charges what [`Engine::cycle_deferred`] left pending.
+    pub fn settle(&mut self) {
+        if let Some(acc) = &mut self.accounting {
+            acc.settle();
+        }
     }
 
     /// Whether the sampler must keep to `sample_interval` (see `tick::Pace::busy`): jobs ran
@@ -192,6 +207,7 @@ impl Engine {
         let mut s = self.sampler.snapshot(unix);
         s.counters_start_unix = self.counters_start_unix.unwrap_or(0.0);
         if let Some(acc) = &self.accounting {
+            debug_assert!(acc.settled(), "a snapshot with a charge pending");
             s.health.push((SourceKind::Jobs, self.jobs_health.clone()));
             s.health.sort_by_key(|(k, _)| *k);
             s.jobs = spare.map(|spare| spare.jobs).unwrap_or_default();

@@ -449,3 +449,144 @@ fn records_copied_into_the_last_copy_equal_the_records() {
     copy_records(a.jobs(), &mut copy);
     assert!(copy.is_empty() && a.jobs().is_empty());
 }
+
+/// A job seen with `revision`, as discovery gives it (deferral needs one).
+fn revised(id: &str, cpus: &[u32], cpu_ns: u64, revision: u64) -> Job {
+    Job {
+        revision,
+        ..job(id, cpus, &[], cpu_ns)
+    }
+}
+
+/// Cycles of the same jobs are charged at the settle, not as they come; when a job ends before
+/// the settle, what is pending (its energy and the CPU time read meanwhile) is charged to the
+/// jobs that ran then, and the changed cycle to the jobs running in it: each job ends with what
+/// charging every cycle gives it, to the rounding.
+#[test]
+fn deferred_cycles_are_charged_to_the_jobs_that_ran_in_them() {
+    let mut lazy = Accounting::new(AccountingOptions::default(), &node());
+    let mut eager = Accounting::new(AccountingOptions::default(), &node());
+    let d = delta(&[("0", 1_000_003), ("1", 500_001)], &[], 1.0);
+    let both = |t: u64| {
+        [
+            revised("1", &[0, 1], t * 300, 11),
+            revised("2", &[4], t * 700, 12),
+        ]
+    };
+    // Without revisions, every cycle is charged as it comes.
+    let unrevised = |jobs: &[Job]| -> Vec<Job> {
+        jobs.iter()
+            .map(|j| Job {
+                revision: 0,
+                ..j.clone()
+            })
+            .collect()
+    };
+    for t in 0..4u64 {
+        let (now, jobs) = (t as f64, both(t));
+        lazy.update_deferred(now, now, &d, &jobs);
+        eager.update(now, now, &d, &unrevised(&jobs));
+    }
+    // Cycles 1 to 3 had the first cycle's jobs: pending, nothing charged yet.
+    assert!(!lazy.settled());
+    let first = lazy.jobs()["1"].uj;
+    assert_eq!(first, PerComponent::from([500_001, 0, 0, 0]));
+    assert_eq!(lazy.jobs()["1"].cpu_seconds, 0.0);
+    // Job 2 ends (its folder is gone at the scan of cycle 4): the pending cycles are charged to
+    // both jobs, cycle 4 to job 1 alone.
+    let one = [revised("1", &[0, 1], 4 * 300, 11)];
+    lazy.update_deferred(4.0, 4.0, &d, &one);
+    eager.update(4.0, 4.0, &d, &unrevised(&one));
+    assert!(lazy.settled(), "a change settles");
+    for id in ["1", "2"] {
+        let (l, e) = (&lazy.jobs()[id], &eager.jobs()[id]);
+        assert_eq!(l.cpu_seconds, e.cpu_seconds, "job {id}");
+        assert_eq!(l.core_seconds, e.core_seconds, "job {id}");
+        assert_eq!(l.ended_at, e.ended_at, "job {id}");
+        for (c, uj) in l.uj.iter() {
+            // Three cycles merged, one floor per socket each: at most 2 µJ a cycle more.
+            assert!(
+                (e.uj[c]..=e.uj[c] + 6).contains(uj),
+                "job {id} {c:?}: {uj} against {}",
+                e.uj[c]
+            );
+        }
+    }
+    assert_eq!(lazy.jobs()["2"].cpu_seconds, 3.0 * 700e-9);
+    assert_eq!(lazy.accounted_uj(), eager.accounted_uj());
+    let owner = |a: &Accounting| {
+        a.owners()
+            .get("physics", "alice")
+            .map(|o| (o.cpu_seconds, o.jobs))
+    };
+    let ((l_cpu, l_jobs), (e_cpu, e_jobs)) = (owner(&lazy).unwrap(), owner(&eager).unwrap());
+    assert_eq!(l_jobs, e_jobs);
+    // The same CPU time, added in another order.
+    assert!((l_cpu - e_cpu).abs() < 1e-15, "{l_cpu} against {e_cpu}");
+}
+
+proptest! {
+    /// Deferred cycles settled at random points, over jobs that stay for stretches and change
+    /// (new, ended, other CPUs, a GPU taken): after every settle the jobs plus unallocated equal
+    /// the node exactly, per component and per owner, and each job has what charging every cycle
+    /// gives it, but for the remainders of the merged splits (never less, and at most one µJ per
+    /// socket and cycle merged more); its times and end are the same.
+    #[test]
+    fn settled_counters_are_the_eager_counters(
+        steps in proptest::collection::vec(
+            (proptest::option::weighted(0.3, proptest::collection::vec((0u32..6, proptest::collection::vec(0u32..8, 0..4), 0u8..6), 0..5)),
+             0u64..1_000_000, 0u64..1_000_000, 0u64..300_000, any::<bool>(), 0u64..5),
+            1..40),
+    ) {
+        let opts = AccountingOptions { grace_s: 3.0, ..Default::default() };
+        let mut lazy = Accounting::new(opts.clone(), &node());
+        let mut eager = Accounting::new(opts, &node());
+        let mut node_total = PerComponent::<u64>::default();
+        let mut jobs: Vec<(u32, Vec<u32>, u8)> = Vec::new();
+        let mut merged = 0u64;
+        for (t, (change, s0, s1, g, settle, cpu_step)) in steps.into_iter().enumerate() {
+            if let Some(new) = change {
+                let mut seen = std::collections::BTreeSet::new();
+                jobs = new.into_iter().filter(|(id, _, _)| seen.insert(*id)).collect();
+            }
+            let running: Vec<Job> = jobs.iter().map(|(id, cpus, g)| {
+                // One in six holds a GPU (such cycles are never deferred).
+                let gpus: &[&str] = if *g == 0 { &["GPU-0"] } else { &[] };
+                Job {
+                    // A revision per (id, CPUs), as in `jobs_plus_unallocated_equal_the_node`.
+                    revision: 1 + u64::from(*id) + 8 * cpus.iter().fold(0, |code, &c| code * 11 + u64::from(c) + 1),
+                    ..job(&id.to_string(), cpus, gpus, t as u64 * 1000 + cpu_step * u64::from(*id))
+                }
+            }).collect();
+            let d = delta(&[("0", s0), ("1", s1)], &[("GPU-0", g)], 1.0);
+            node_total.cpu += s0 + s1;
+            node_total.gpu += g;
+            let was_settled = lazy.settled();
+            lazy.update_deferred(t as f64, t as f64, &d, &running);
+            // Without revisions, every cycle is charged as it comes.
+            let unrevised: Vec<Job> = running.iter().map(|j| Job { revision: 0, ..j.clone() }).collect();
+            eager.update(t as f64, t as f64, &d, &unrevised);
+            merged += u64::from(!was_settled || !lazy.settled());
+            if !settle {
+                continue;
+            }
+            lazy.settle();
+            prop_assert_eq!(lazy.accounted_uj(), node_total);
+            let mut by_owner = lazy.owners().accounted_uj();
+            by_owner.saturating_add_assign(&lazy.unallocated_uj());
+            prop_assert_eq!(by_owner, node_total);
+            prop_assert_eq!(lazy.running(), eager.running());
+            let ids = |a: &Accounting| a.jobs().keys().map(|k| k.to_string()).collect::<Vec<_>>();
+            prop_assert_eq!(ids(&lazy), ids(&eager));
+            for (id, l) in lazy.jobs() {
+                let e = &eager.jobs()[id];
+                prop_assert_eq!(l.ended_at, e.ended_at);
+                prop_assert!((l.cpu_seconds - e.cpu_seconds).abs() < 1e-9);
+                prop_assert!((l.core_seconds - e.core_seconds).abs() < 1e-9);
+                for (c, uj) in l.uj.iter() {
+                    prop_assert!((e.uj[c]..=e.uj[c] + 2 * merged).contains(uj), "job {} {:?}: {} against {}", id, c, uj, e.uj[c]);
+                }
+            }
+        }
+    }
+}
