@@ -153,6 +153,68 @@ fn garbage_in_a_job_file() {
     );
 }
 
+/// With the state file, a snapshot is published at each save and a steady node's cycles between
+/// saves are charged together (exporter/src/accounting/pending.rs): every scrape still shows
+/// jobs + unallocated = node, and a job that ends between two saves keeps the energy of the
+/// cycles it ran in, the other job gaining from then on.
+#[test]
+fn a_job_ending_between_saves_keeps_its_energy_and_the_node_stays_whole() {
+    let dir = node();
+    let root = dir.path();
+    let pkg0 = root.join("sys/class/powercap/intel-rapl:0/energy_uj");
+    let e = start(
+        root,
+        &[
+            format!("--state.file={}", root.join("state.json").display()),
+            "--state.save-interval=700ms".into(),
+        ],
+    );
+    let job = |s: &Samples, id: &str| {
+        s.must(&format!(
+            "joulebook_job_joules_total{{job_id=\"{id}\",component=\"cpu\"}}"
+        ))
+    };
+    e.wait_samples("jobs", 1.0);
+    let mut uj = 123_456_789u64;
+    let mut last = e.samples();
+    for _ in 0..4 {
+        uj += 20_000_000;
+        write_value(&pkg0, uj);
+        // Two saves: the second snapshot was charged after the write.
+        e.wait_samples("jobs", 2.0);
+        let s = e.samples();
+        check_invariant(&s);
+        assert!(
+            job(&s, "101") > job(&last, "101"),
+            "job 101 gains as it runs"
+        );
+        last = s;
+    }
+    for ctrl in ["cpuset", "cpu,cpuacct", "memory", "devices", "freezer"] {
+        let _ = std::fs::remove_dir_all(
+            root.join(format!("sys/fs/cgroup/{ctrl}/slurm_node1/uid_1000/job_101")),
+        );
+    }
+    e.wait_samples("jobs", 2.0);
+    let ended = e.samples();
+    check_invariant(&ended);
+    assert!(job(&ended, "101") >= job(&last, "101"));
+    uj += 20_000_000;
+    write_value(&pkg0, uj);
+    e.wait_samples("jobs", 2.0);
+    let after = e.samples();
+    check_invariant(&after);
+    assert_eq!(
+        job(&after, "101"),
+        job(&ended, "101"),
+        "an ended job gains nothing"
+    );
+    assert!(
+        job(&after, "102") > job(&ended, "102"),
+        "the job left gains"
+    );
+}
+
 #[test]
 fn a_corrupt_state_file_is_set_aside_and_an_unwritable_one_does_not_stop_serving() {
     let dir = node();

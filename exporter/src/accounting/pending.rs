@@ -117,20 +117,32 @@ impl Accounting {
             let records: Vec<(&str, &JobRecord)> =
                 self.jobs.iter().map(|(id, r)| (&**id, r)).collect();
             let mut shares = Vec::with_capacity(p.record.len());
+            // (A record is never missing while cycles are pending; were one, its share would
+            // hold nothing and the weights would be made again, so no share moves.)
+            let mut same = true;
             for (&i, &d) in p.record.iter().zip(&p.cpu) {
-                let Some(&(id, rec)) = records.get(i) else {
-                    continue;
+                let share = match records.get(i) {
+                    Some(&(id, rec)) => JobShare {
+                        id,
+                        cpus: &rec.cpus,
+                        gpus: &rec.gpus,
+                        memory_bytes: rec.memory_bytes,
+                        cpu_time_delta_ns: d,
+                    },
+                    None => {
+                        same = false;
+                        JobShare {
+                            id: "",
+                            cpus: &[],
+                            gpus: &[],
+                            memory_bytes: None,
+                            cpu_time_delta_ns: d,
+                        }
+                    }
                 };
-                shares.push(JobShare {
-                    id,
-                    cpus: &rec.cpus,
-                    gpus: &rec.gpus,
-                    memory_bytes: rec.memory_bytes,
-                    cpu_time_delta_ns: d,
-                });
+                shares.push(share);
             }
             let baselines = self.baseline.baselines();
-            let same = shares.len() == p.record.len();
             self.attributor.split(
                 &p.delta,
                 &self.topology,
