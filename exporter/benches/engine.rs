@@ -1,16 +1,22 @@
 //! The per-job cost outside discovery: one engine cycle (sources + attribution + accounting) with
 //! N jobs given in memory, the snapshot, and the `/metrics` encode, at 1, 64 and 1,000 jobs on a
-//! 128-CPU two-socket node. Discovery from cgroups is measured by `benches/jobs.rs`.
+//! 128-CPU two-socket node; and accounting alone over five cycles of 1,000 steady jobs (with
+//! revisions, as discovery gives them), each charged as it comes or the five charged at once as
+//! the live loop does between two saves (`accounting/pending.rs`). Discovery from cgroups is
+//! measured by `benches/jobs.rs`.
 //! Run: `cargo bench -p joulebook-exporter --bench engine`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use joulebook_exporter::accounting::AccountingOptions;
+use joulebook_exporter::accounting::{Accounting, AccountingOptions};
+use joulebook_exporter::attribution::CycleDelta;
 use joulebook_exporter::engine::Engine;
 use joulebook_exporter::jobs::{Job, MetadataSource, Scheduler};
 use joulebook_exporter::metrics::{self, Format};
 use joulebook_exporter::node::NodeInfo;
 use joulebook_exporter::sampler::Sampler;
+use joulebook_exporter::sources::DeviceKey;
 use joulebook_exporter::testing::FakeRapl;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 fn node() -> NodeInfo {
@@ -74,6 +80,49 @@ fn bench(c: &mut Criterion) {
         let registry = metrics::registry(shared);
         group.bench_with_input(BenchmarkId::new("encode", n), &n, |b, _| {
             b.iter(|| metrics::encode(&registry, Format::OpenMetrics))
+        });
+    }
+    group.finish();
+    five_cycles(c);
+}
+
+/// Accounting of 1,000 steady jobs over five 1 s cycles: each charged as it comes, or charged
+/// together at the fifth.
+fn five_cycles(c: &mut Criterion) {
+    let mut group = c.benchmark_group("accounting");
+    let js: Vec<Job> = jobs(1000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| Job {
+            revision: i as u64 + 1,
+            ..j
+        })
+        .collect();
+    let mut delta = CycleDelta {
+        interval_s: 1.0,
+        ..Default::default()
+    };
+    delta.by_component.cpu = Some(BTreeMap::from([
+        (DeviceKey::Socket(0), 150_000_000),
+        (DeviceKey::Socket(1), 140_000_000),
+    ]));
+    delta.by_component.dram = Some(BTreeMap::from([
+        (DeviceKey::Socket(0), 20_000_000),
+        (DeviceKey::Socket(1), 19_000_000),
+    ]));
+    for (name, settle_every) in [("charged each cycle", 1), ("charged every 5th", 5)] {
+        let mut acc = Accounting::new(AccountingOptions::default(), &node());
+        let mut t = 0.0;
+        group.bench_function(BenchmarkId::new(name, 1000), |b| {
+            b.iter(|| {
+                for k in 1..=5 {
+                    t += 1.0;
+                    acc.update_deferred(t, t, &delta, &js);
+                    if k % settle_every == 0 {
+                        acc.settle();
+                    }
+                }
+            })
         });
     }
     group.finish();
