@@ -174,16 +174,20 @@ fn a_job_ending_between_saves_keeps_its_energy_and_the_node_stays_whole() {
             "joulebook_job_joules_total{{job_id=\"{id}\",component=\"cpu\"}}"
         ))
     };
+    // Two saves on (the second snapshot was charged after what came before), checked whole.
+    let two_saves_on = || {
+        e.wait_samples("jobs", 2.0);
+        let s = e.samples();
+        check_invariant(&s);
+        s
+    };
     e.wait_samples("jobs", 1.0);
     let mut uj = 123_456_789u64;
     let mut last = e.samples();
     for _ in 0..4 {
         uj += 20_000_000;
         write_value(&pkg0, uj);
-        // Two saves: the second snapshot was charged after the write.
-        e.wait_samples("jobs", 2.0);
-        let s = e.samples();
-        check_invariant(&s);
+        let s = two_saves_on();
         assert!(
             job(&s, "101") > job(&last, "101"),
             "job 101 gains as it runs"
@@ -195,15 +199,11 @@ fn a_job_ending_between_saves_keeps_its_energy_and_the_node_stays_whole() {
             root.join(format!("sys/fs/cgroup/{ctrl}/slurm_node1/uid_1000/job_101")),
         );
     }
-    e.wait_samples("jobs", 2.0);
-    let ended = e.samples();
-    check_invariant(&ended);
+    let ended = two_saves_on();
     assert!(job(&ended, "101") >= job(&last, "101"));
     uj += 20_000_000;
     write_value(&pkg0, uj);
-    e.wait_samples("jobs", 2.0);
-    let after = e.samples();
-    check_invariant(&after);
+    let after = two_saves_on();
     assert_eq!(
         job(&after, "101"),
         job(&ended, "101"),

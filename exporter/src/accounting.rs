@@ -256,18 +256,19 @@ struct Held {
 }
 
 impl Held {
-    fn of_job(j: &Job) -> Held {
+    fn of_share(s: &JobShare) -> Held {
         Held {
-            cpus: j.cpus.len(),
-            gpus: j.gpus.len(),
-            memory_bytes: j.memory_limit_bytes.unwrap_or(0),
+            cpus: s.cpus.len(),
+            gpus: s.gpus.len(),
+            memory_bytes: s.memory_bytes.unwrap_or(0),
         }
     }
 }
 
-/// Adds each share's energy (`by_job`, in the order of the running jobs) to its record
-/// (`recs[record[j]]`; shares of the same id, listed twice, add up in the same record, as
-/// merged) and the share's gain to the record's owner: the same integers, the same increments.
+/// Adds each share's gain (its energy from `by_job`, in the order of the running jobs, its CPU
+/// time, its core-, GPU-seconds) to its record (`recs[record[j]]`; shares of the same id, listed
+/// twice, add up in the same record, as merged) and to the record's owner: the same integers,
+/// the same increments.
 fn charge(
     recs: &mut [&mut JobRecord],
     record: &[usize],
@@ -293,6 +294,9 @@ fn charge(
             memory_byte_seconds: h.memory_bytes as f64 * interval_s,
             started,
         };
+        rec.cpu_seconds += gain.cpu_seconds;
+        rec.core_seconds += gain.core_seconds;
+        rec.gpu_seconds += gain.gpu_seconds;
         let m = &rec.meta;
         let owner = (m.account.as_str(), m.user.as_str());
         owners.add_cached(&mut rec.owner, owner, gain, now, t_mono);
@@ -397,9 +401,9 @@ fn meta_of(opts: &AccountingOptions, job: &Job) -> JobMeta {
 }
 
 /// A running job's record brought up to date with one scan of it: reopened if it had ended,
-/// metadata and allocation replaced when they changed, CPU time, core- and GPU-seconds added.
-/// Returns the CPU time used since the last scan, ns.
-fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s: f64) -> u64 {
+/// metadata and allocation replaced when they changed. Returns the CPU time used since the last
+/// scan, ns (added with the cycle's other gains by [`charge`]).
+fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job) -> u64 {
     if rec.ended_at.take().is_some() {
         // The id came back (a requeued job, or a resumed one): same counters.
         rec.last_cpu_ns = None;
@@ -439,9 +443,6 @@ fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job, interval_s:
     if job.cpu_usage_ns.is_some() {
         rec.last_cpu_ns = job.cpu_usage_ns;
     }
-    rec.cpu_seconds += d as f64 / 1e9;
-    rec.core_seconds += job.cpus.len() as f64 * interval_s;
-    rec.gpu_seconds += job.gpus.len() as f64 * interval_s;
     d
 }
 
@@ -618,7 +619,7 @@ impl Accounting {
             let first = (k + skip as usize).min(order.len());
             k = (first + n as usize).min(order.len());
             for &j in &order[first..k] {
-                self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j], node_delta.interval_s);
+                self.cpu_deltas[j] = refresh(&self.opts, rec, &running[j]);
                 record[j] = recs.len();
                 self.pending.held_by(j, i, rec.last_cpu_ns);
             }
@@ -661,7 +662,7 @@ impl Accounting {
             &self.baseline.baselines(),
             same_jobs,
         );
-        let held: Vec<Held> = running.iter().map(Held::of_job).collect();
+        let held: Vec<Held> = shares.iter().map(Held::of_share).collect();
         charge(
             &mut recs,
             &record,

@@ -607,7 +607,8 @@ fn sample_loop(
         if woken == Woken::Event {
             engine.cycle_before_jobs(t, unix);
         }
-        // Charged at each snapshot published, not every cycle (see `accounting::pending`).
+        // Charged at each snapshot published (`snapshot_reusing`), not every cycle (see
+        // `accounting::pending`).
         engine.cycle_deferred(t, unix);
         pace.busy = engine.jobs_busy();
         pace.sources_limit_s = engine.sampler.sources_limit_s();
@@ -618,7 +619,6 @@ fn sample_loop(
         let beyond_s = (wait.as_secs_f64() - pace.interval_s).max(0.0);
         match &persist {
             None => {
-                engine.settle();
                 let mut snap = engine.snapshot_reusing(unix, spare.take());
                 snap.publish_every_s = beyond_s;
                 // The snapshot replaced, when no scrape holds it any more, lends its job list
@@ -627,7 +627,6 @@ fn sample_loop(
             }
             Some(p) => {
                 if t - last_save >= p.every_s {
-                    engine.settle();
                     let mut snap = engine.snapshot_reusing(unix, p.spare.try_recv().ok());
                     snap.publish_every_s = p.every_s + beyond_s;
                     let saving =
@@ -652,8 +651,7 @@ fn sample_loop(
     }
     if let Some(p) = &persist {
         let unix = server::now_unix();
-        engine.settle();
-        let snap = Arc::new(engine.snapshot(unix));
+        let snap = Arc::new(engine.snapshot_reusing(unix, None));
         let _ =
             p.tx.send(engine.saving(&p.hostname, p.boot_id.clone(), unix, snap));
     }

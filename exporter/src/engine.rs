@@ -94,8 +94,8 @@ impl Engine {
     }
 
     /// [`Engine::cycle`] that may leave the jobs' charge pending while they are the last
-    /// cycle's (see [`Accounting::update_deferred`]): call [`Engine::settle`] before reading
-    /// the counters (a snapshot, a save).
+    /// cycle's (see [`Accounting::update_deferred`]): [`Engine::snapshot_reusing`] charges it
+    /// before it reads the counters.
     pub fn cycle_deferred(&mut self, t: f64, unix: f64) {
         self.counters_started(unix);
         let delta = self.sampler.cycle(t);
@@ -148,7 +148,7 @@ impl Engine {
     }
 
     /// Charges what [`Engine::cycle_deferred`] left pending.
-    pub fn settle(&mut self) {
+    fn settle(&mut self) {
         if let Some(acc) = &mut self.accounting {
             acc.settle();
         }
@@ -197,13 +197,21 @@ impl Engine {
         }
     }
 
+    /// The counters now (after [`Engine::cycle`]; after [`Engine::cycle_deferred`], use
+    /// [`Engine::snapshot_reusing`], which settles first).
     pub fn snapshot(&self, unix: f64) -> Snapshot {
-        self.snapshot_reusing(unix, None)
+        self.snapshot_into(unix, None)
     }
 
-    /// [`Engine::snapshot`] into the job list of `spare`, an earlier snapshot no scrape holds
-    /// any more: a steady node's jobs are then copied as numbers only.
-    pub fn snapshot_reusing(&self, unix: f64, spare: Option<Snapshot>) -> Snapshot {
+    /// What the live loop publishes: charges what [`Engine::cycle_deferred`] left pending, then
+    /// takes the snapshot into the job list of `spare` (when given), an earlier snapshot no
+    /// scrape holds any more: a steady node's jobs are then copied as numbers only.
+    pub fn snapshot_reusing(&mut self, unix: f64, spare: Option<Snapshot>) -> Snapshot {
+        self.settle();
+        self.snapshot_into(unix, spare)
+    }
+
+    fn snapshot_into(&self, unix: f64, spare: Option<Snapshot>) -> Snapshot {
         let mut s = self.sampler.snapshot(unix);
         s.counters_start_unix = self.counters_start_unix.unwrap_or(0.0);
         if let Some(acc) = &self.accounting {

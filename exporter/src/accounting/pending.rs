@@ -111,9 +111,8 @@ impl Accounting {
         if p.cycles == 0 {
             return;
         }
-        let interval_s = p.delta.interval_s;
         // The split, with the shares of the records' holdings (what the jobs held throughout).
-        let unallocated = {
+        let (unallocated, held) = {
             let records: Vec<(&str, &JobRecord)> =
                 self.jobs.iter().map(|(id, r)| (&**id, r)).collect();
             let mut shares = Vec::with_capacity(p.record.len());
@@ -142,36 +141,23 @@ impl Accounting {
                 };
                 shares.push(share);
             }
+            let held: Vec<Held> = shares.iter().map(Held::of_share).collect();
             let baselines = self.baseline.baselines();
-            self.attributor.split(
+            let unallocated = self.attributor.split(
                 &p.delta,
                 &self.topology,
                 &shares,
                 self.opts.policy,
                 &baselines,
                 same,
-            )
+            );
+            (unallocated, held)
         };
         let mut recs: Vec<&mut JobRecord> = self.jobs.values_mut().collect();
-        let mut held = Vec::with_capacity(p.record.len());
-        for (j, &i) in p.record.iter().enumerate() {
-            let Some(rec) = recs.get_mut(i) else {
-                held.push(Held {
-                    cpus: 0,
-                    gpus: 0,
-                    memory_bytes: 0,
-                });
-                continue;
-            };
-            rec.last_cpu_ns = p.last_cpu[j];
-            rec.cpu_seconds += p.cpu[j] as f64 / 1e9;
-            rec.core_seconds += rec.cpus.len() as f64 * interval_s;
-            rec.gpu_seconds += rec.gpus.len() as f64 * interval_s;
-            held.push(Held {
-                cpus: rec.cpus.len(),
-                gpus: rec.gpus.len(),
-                memory_bytes: rec.memory_bytes.unwrap_or(0),
-            });
+        for (&i, &last) in p.record.iter().zip(&p.last_cpu) {
+            if let Some(rec) = recs.get_mut(i) {
+                rec.last_cpu_ns = last;
+            }
         }
         charge(
             &mut recs,
@@ -179,7 +165,7 @@ impl Accounting {
             self.attributor.shares(),
             &held,
             &p.cpu,
-            interval_s,
+            p.delta.interval_s,
             (&mut self.owners, p.now, p.t_mono),
         );
         self.owners.expire(p.t_mono);
