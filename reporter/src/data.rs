@@ -191,6 +191,20 @@ pub struct NodeData {
     pub cpu_tdp_watts: Option<f64>,
     pub physical_cores: Option<f64>,
     pub memory_bytes: Option<f64>,
+    /// Seconds of the period in the local days on which the node's energy grew: the time its
+    /// mean power and its GPUs' unallocated hours are taken over, so that a node that reported
+    /// for a month of a yearly report is not averaged over the year. `None` where the energy was
+    /// not read by day.
+    #[serde(default)]
+    pub seconds_reported: Option<f64>,
+}
+
+impl NodeData {
+    /// The seconds its figures are averaged over: [`NodeData::seconds_reported`], else the
+    /// period's `period_s`.
+    pub fn seconds_over(&self, period_s: f64) -> f64 {
+        self.seconds_reported.unwrap_or(period_s)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -25,7 +25,8 @@ pub struct JobEstimates {
 
 /// What the estimation methods take from a dataset: its nodes' facts and energy, their GPUs'
 /// power limits, the site's constants, and `period_s`, the window over which the nodes' energy
-/// was collected (their mean power stands for the power during a job).
+/// was collected. A node's mean power over the days on which it reported
+/// ([`NodeData::seconds_over`]) stands for its power during a job.
 pub struct Estimator<'a> {
     nodes: BTreeMap<(&'a str, &'a str), &'a NodeData>,
     gpu_watts: BTreeMap<(&'a str, &'a str), f64>,
@@ -73,8 +74,9 @@ impl<'a> Estimator<'a> {
             .copied()
             .unwrap_or(e.gpu_w_default.value);
         let codecarbon_w = node.map(|n| {
-            let node_power = if self.period_s > 0.0 {
-                (n.energy.cpu + n.energy.gpu) / self.period_s
+            let seconds = n.seconds_over(self.period_s);
+            let node_power = if seconds > 0.0 {
+                (n.energy.cpu + n.energy.gpu) / seconds
             } else {
                 0.0
             };

@@ -53,12 +53,19 @@ impl Collector<'_> {
         let both = format!("{}|{}", c::NODE_ENERGY.name(), c::UNALLOCATED_ENERGY.name());
         let from = self.scope.period.start - self.scope.lookback;
         let complete = self.instances_of(&self.series_matching(&both), from);
+        // Per node, the days on which its energy grew (`NodeData::seconds_reported`).
+        let mut grew: BTreeMap<(String, String), Vec<bool>> = BTreeMap::new();
         for (fam, unalloc) in [(c::NODE_ENERGY, false), (c::UNALLOCATED_ENERGY, true)] {
             let per_series = self.chained(&fam, &days, starts, complete.as_deref())?;
             for (labels, per_day) in per_series {
                 let comp = label(&labels, l::COMPONENT);
                 if !unalloc {
                     self.seen_component(&comp);
+                    let key = (label(&labels, CLUSTER), label(&labels, INSTANCE));
+                    let days_grew = grew.entry(key).or_insert_with(|| vec![false; days.len()]);
+                    for (g, v) in days_grew.iter_mut().zip(&per_day) {
+                        *g |= *v > 0.0;
+                    }
                 }
                 let n = node_entry(nodes, &labels);
                 let mut known = true;
@@ -74,6 +81,12 @@ impl Collector<'_> {
                 if !known {
                     self.note(format!("energy of unknown component {comp:?} ignored"));
                 }
+            }
+        }
+        for (key, days_grew) in grew {
+            if let Some(n) = nodes.get_mut(&key) {
+                let s = days.iter().zip(days_grew).filter(|(_, g)| *g);
+                n.seconds_reported = Some(s.map(|(d, _)| d.seconds() as f64).sum());
             }
         }
         Ok(out)

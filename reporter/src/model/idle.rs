@@ -51,7 +51,10 @@ pub(super) fn idle_section(
         .iter()
         .map(|g| {
             let key = (g.cluster.as_str(), g.instance.as_str());
-            let node_unalloc = nodes_by_key.get(&key).map_or(0.0, |n| n.unallocated.gpu);
+            let node = nodes_by_key.get(&key);
+            let node_unalloc = node.map_or(0.0, |n| n.unallocated.gpu);
+            // The share of the scrapes that saw it, of the time its node reported.
+            let seconds = node.map_or(period_s, |n| n.seconds_over(period_s));
             let sh = share(idle_samples(g), g.samples_present);
             IdleGpu {
                 cluster: g.cluster.clone(),
@@ -60,7 +63,7 @@ pub(super) fn idle_section(
                 gpu_uuid: g.gpu_uuid.clone(),
                 model: g.model.clone(),
                 unallocated_share: sh,
-                unallocated_hours: sh * period_s / 3600.0,
+                unallocated_hours: sh * seconds / 3600.0,
                 unallocated_kwh_estimate: kwh(
                     node_unalloc * share(idle_samples(g), node_idle[&key])
                 ),

@@ -167,6 +167,8 @@ pub struct IdleGpu {
     pub model: String,
     /// Share of the scrapes at which no job held the GPU.
     pub unallocated_share: f64,
+    /// That share of the local days of the period on which the node reported
+    /// ([`crate::data::NodeData::seconds_reported`]).
     pub unallocated_hours: f64,
     /// ESTIMATE: the node's unallocated GPU energy split over its GPUs by unallocated time.
     pub unallocated_kwh_estimate: f64,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::data::{Name, Placement};
+use crate::data::{GpuData, Name, Placement};
 
 fn job(id: &str, user: &str, account: &str, name: &str, joules: f64, core_s: f64) -> JobData {
     JobData {
@@ -51,6 +51,7 @@ fn dataset() -> Dataset {
             cpu_tdp_watts: Some(200.0),
             physical_cores: Some(20.0),
             memory_bytes: Some(100e9),
+            seconds_reported: None,
         }],
         ..Dataset::default()
     }
@@ -96,6 +97,43 @@ fn green_algorithms_by_hand() {
     assert!((e.codecarbon_kwh - cc).abs() < 1e-12);
     assert_eq!(r.top_jobs.len(), 1);
     assert!(r.idle.is_none());
+}
+
+/// The same data in a period ten times as long, the node reporting on one day of it (as in a
+/// yearly report of a node that ran for a day): its mean power, and so the CodeCarbon-style
+/// estimate and its GPUs' unallocated hours, are those of that day, not diluted over the period.
+#[test]
+fn mean_power_over_the_days_a_node_reported() {
+    let day = dataset();
+    let mut long = dataset();
+    long.period = Some(Period {
+        start: 0,
+        end: 10 * 86_400,
+    });
+    let gpu = GpuData {
+        instance: "n1:9977".into(),
+        gpu_uuid: "GPU-1".into(),
+        samples_present: 10.0,
+        samples_allocated: 4.0,
+        ..GpuData::default()
+    };
+    long.gpus = vec![gpu.clone()];
+    let user = opts(ScopeKind::User("cy".into()));
+    let cluster = opts(ScopeKind::Cluster);
+    let cc = |ds: &Dataset| {
+        let r = build(ds, &Config::default(), &user);
+        r.estimates.total.expect("estimates").codecarbon_kwh
+    };
+    let gpu_hours = |ds: &Dataset| {
+        let r = build(ds, &Config::default(), &cluster);
+        r.idle.expect("idle").gpus[0].unallocated_hours
+    };
+    // Unknown days: the period (the energy of one day over ten).
+    assert!(cc(&long) < cc(&day) / 2.0);
+    assert!((gpu_hours(&long) - 0.6 * 240.0).abs() < 1e-9);
+    long.nodes[0].seconds_reported = Some(86_400.0);
+    assert!((cc(&long) - cc(&day)).abs() < 1e-12);
+    assert!((gpu_hours(&long) - 0.6 * 24.0).abs() < 1e-9);
 }
 
 #[test]
