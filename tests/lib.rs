@@ -430,3 +430,39 @@ pub fn promtool_check_metrics(text: &str) {
         "promtool check metrics failed:\n{out}{err}\n--- input:\n{text}"
     );
 }
+
+/// `a` and `b` within `rel` of the larger (and of 1 near zero).
+pub fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Two JSON documents alike: the same keys and strings, numbers within 1e-9 (relative); `path`
+/// names where they differ.
+pub fn assert_same(a: &serde_json::Value, b: &serde_json::Value, path: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                close(x, y, 1e-9),
+                "{path}: {x} vs {y} (first report vs second)"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{path}: lengths");
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                assert_same(p, q, &format!("{path}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, v) in x {
+                assert_same(v, &y[k], &format!("{path}.{k}"));
+            }
+            assert_eq!(x.len(), y.len(), "{path}: keys");
+        }
+        _ => assert_eq!(a, b, "{path}"),
+    }
+}

@@ -6,21 +6,24 @@
 //! A missing promtool, prometheus, victoria-metrics, python3 with aiosmtpd or chromium fails the
 //! test with the package to install.
 //!
-//! One module a topic: `month`, `mail`, `backends`, `tls`, `failures`, `zones`; the servers and helpers they
-//! share are here.
+//! One module a topic: `month`, `mail`, `backends`, `tls`, `failures`, `zones`, `year`; the
+//! servers and helpers they share are here, the JSON comparisons in `joulebook_tests`.
 
 mod backends;
 mod failures;
 mod mail;
 mod month;
 mod tls;
+mod year;
 mod zones;
 
 use joulebook_common as c;
 use joulebook_tests::prometheus::{backfill_openmetrics, VictoriaMetrics};
 use joulebook_tests::scenario::{self, Scenario};
 use joulebook_tests::smtp::SmtpSink;
-use joulebook_tests::{binary, free_port, http_get, json_report, repo_root, reported as ok};
+use joulebook_tests::{
+    assert_same, binary, close, free_port, http_get, json_report, repo_root, reported as ok,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -202,10 +205,6 @@ fn month_report_and_stderr(url: &str, out: &Path, extra: &[&str]) -> (Value, Str
     )
 }
 
-fn close(a: f64, b: f64, rel: f64) -> bool {
-    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)
-}
-
 fn job<'v>(r: &'v Value, id: &str) -> &'v Value {
     r["top_jobs"]
         .as_array()
@@ -241,32 +240,4 @@ fn job_found_without_dates(url: &str, s: &Scenario) {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("job 999999: no sample of it"), "{err}");
-}
-
-fn assert_same(a: &Value, b: &Value, path: &str) {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (
-                x.as_f64().unwrap_or(f64::NAN),
-                y.as_f64().unwrap_or(f64::NAN),
-            );
-            assert!(
-                close(x, y, 1e-9),
-                "{path}: {x} vs {y} (first report vs second)"
-            );
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            assert_eq!(x.len(), y.len(), "{path}: lengths");
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                assert_same(p, q, &format!("{path}[{i}]"));
-            }
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            for (k, v) in x {
-                assert_same(v, &y[k], &format!("{path}.{k}"));
-            }
-            assert_eq!(x.len(), y.len(), "{path}: keys");
-        }
-        _ => assert_eq!(a, b, "{path}"),
-    }
 }

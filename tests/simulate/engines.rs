@@ -452,6 +452,43 @@ fn a_summary_says_how_many_jobs_only_claim_their_project() {
 
 /// Owner runs that go idle (unpublished), come back within the day, expire and start again
 /// (a new `since`), and jobs across midnights: in every window, the owner totals are the jobs'.
+/// `--year 2025` over the run (all of it on 3 March 2025), from the owner counters and as a
+/// summary: its projects, users, estimates, jobs and headline energies are the day's report's;
+/// the year has 365 daily rows, of which 3 March is the day's.
+#[test]
+fn a_year_of_owner_totals_or_a_summary_is_the_day_it_holds() {
+    let (_run, _dir, prom) = small_in_prometheus();
+    for args in [&["--totals-from", "owners"][..], &["--summary"][..]] {
+        let mut all = vec!["--year", "2025"];
+        all.extend_from_slice(args);
+        let year = json_report(&prom.url(), &all);
+        let day = day_report(&prom, args);
+        assert_eq!(year["totals_from"], "owner_counters", "{args:?}");
+        assert_eq!(year["summary"], day["summary"], "{args:?}");
+        for section in ["projects", "users", "estimates", "top_jobs", "dev_vs_final"] {
+            assert_same(
+                &year[section],
+                &day[section],
+                &format!("{args:?} {section}"),
+            );
+        }
+        for f in [
+            "it_energy_j",
+            "jobs",
+            "core_hours",
+            "gpu_hours",
+            "unallocated_kwh",
+        ] {
+            let at = format!("{args:?} headline.{f}");
+            assert_same(&year["headline"][f], &day["headline"][f], &at);
+        }
+        let days = year["daily"].as_array().expect("daily");
+        assert_eq!(days.len(), 365);
+        let march_3 = days.iter().find(|d| d["date"] == "2025-03-03");
+        assert_same(march_3.expect("3 March"), &day["daily"][0], "daily");
+    }
+}
+
 #[test]
 fn owner_runs_across_idle_gaps_expiry_and_midnights_give_the_jobs_totals() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ mod output;
 mod scenarios;
 
 use joulebook_tests::prometheus::{backfill_openmetrics, Prometheus, VictoriaMetrics};
-use joulebook_tests::{binary, fixture, json_report};
+use joulebook_tests::{assert_same, binary, fixture, json_report};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

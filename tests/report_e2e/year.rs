@@ -1,0 +1,145 @@
+//! `--year`: a year's report is its months' reports added up, on Prometheus and VictoriaMetrics
+//! (issue 17: the yearly report reads the same way as the month, with the same exactness).
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A section's rows (`projects.rows`, `top_jobs`, ...) as `key → row`.
+fn rows_by<'v>(rows: &'v Value, key: &str) -> BTreeMap<String, &'v Value> {
+    rows.as_array()
+        .unwrap_or_else(|| panic!("rows keyed by {key}: {rows}"))
+        .iter()
+        .map(|r| (r[key].as_str().unwrap_or_default().to_string(), r))
+        .collect()
+}
+
+/// `field` of every row of `section` (keyed by `key`) summed over `months`, by key.
+fn summed(months: &[Value], section: &[&str], key: &str, field: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for m in months {
+        let rows = section.iter().fold(m, |v, s| &v[*s]);
+        for (k, r) in rows_by(rows, key) {
+            *out.entry(k).or_insert(0.0) += r[field].as_f64().unwrap_or(0.0);
+        }
+    }
+    out
+}
+
+/// Each row's `field` of `section` in `year` is the sum of the months' (every key in both).
+fn rows_add_up(year: &Value, months: &[Value], section: &[&str], key: &str, field: &str) {
+    let want = summed(months, section, key, field);
+    let rows = section.iter().fold(year, |v, s| &v[*s]);
+    let got: BTreeMap<String, f64> = rows_by(rows, key)
+        .into_iter()
+        .map(|(k, r)| (k, r[field].as_f64().unwrap_or(0.0)))
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{section:?} keys"
+    );
+    for (k, w) in &want {
+        assert!(
+            close(got[k], *w, 1e-9),
+            "{section:?} {k} {field}: year {} vs months {w}",
+            got[k]
+        );
+    }
+}
+
+/// The data run from 30 September to 1 November 2026 (jobs crossing both month boundaries, an
+/// exporter restart that lost its state): the report of 2026 holds every job whole, its energy
+/// and core-hours the sum of its months', and the cluster, nodes, components, projects, users
+/// and days are the three months' added up; the months' days are the year's days of those
+/// dates; what is averaged over time is over the days the nodes reported. VictoriaMetrics gives
+/// the same year; 2025 has no data.
+#[test]
+fn a_year_is_its_months_added_up() {
+    let s = scenario::generate();
+    let prom = prometheus(&s);
+    let url = prom.url();
+    let year = json_report(&url, &["--year", "2026"]);
+    assert_eq!(year["period"]["start"], "2026-01-01T00:00:00Z");
+    assert_eq!(year["period"]["end"], "2027-01-01T00:00:00Z");
+    assert_eq!(year["period"]["label"], "2026");
+    let months: Vec<Value> = ["2026-09", "2026-10", "2026-11"]
+        .iter()
+        .map(|m| json_report(&url, &["--month", m]))
+        .collect();
+
+    for field in [
+        "it_energy_j",
+        "jobs_energy_kwh",
+        "unallocated_kwh",
+        "core_hours",
+    ] {
+        let want: f64 = months
+            .iter()
+            .map(|m| m["headline"][field].as_f64().unwrap_or(0.0))
+            .sum();
+        let got = year["headline"][field].as_f64().expect(field);
+        assert!(
+            close(got, want, 1e-9),
+            "{field}: year {got} vs months {want}"
+        );
+        assert!(got > 0.0, "{field}");
+    }
+    // Jobs: each once, whole; those crossing a boundary are in two months.
+    let ids: BTreeSet<String> = months
+        .iter()
+        .flat_map(|m| rows_by(&m["top_jobs"], "job_id").into_keys())
+        .collect();
+    assert_eq!(year["headline"]["jobs"], ids.len());
+    let crossing = months
+        .iter()
+        .map(|m| m["headline"]["jobs"].as_u64().unwrap_or(0))
+        .sum::<u64>()
+        - ids.len() as u64;
+    assert!(crossing >= 2, "jobs crossing a month boundary: {crossing}");
+    for field in ["energy_j", "core_hours", "gpu_hours"] {
+        rows_add_up(&year, &months, &["top_jobs"], "job_id", field);
+    }
+    // A job that ran only in October is exactly the exporter's counters (month.rs checks the
+    // month against them).
+    let oct_only = rows_by(&year["top_jobs"], "job_id")["1009"]["energy_j"].as_f64();
+    assert_eq!(oct_only, Some(s.job_energy_oct["1009"]));
+    for scope in ["projects", "users"] {
+        for field in ["energy_kwh", "core_hours", "gpu_hours"] {
+            rows_add_up(&year, &months, &[scope, "rows"], "name", field);
+        }
+    }
+    rows_add_up(&year, &months, &["idle", "nodes"], "node", "node_kwh");
+    rows_add_up(
+        &year,
+        &months,
+        &["idle", "by_component"],
+        "component",
+        "energy_kwh",
+    );
+    // 365 days; the months' days are the year's.
+    let days = rows_by(&year["daily"], "date");
+    assert_eq!(days.len(), 365);
+    let mut compared = 0;
+    for m in &months {
+        for (date, row) in rows_by(&m["daily"], "date") {
+            assert_same(row, days[&date], &format!("daily {date}"));
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 30 + 31 + 30);
+    // A GPU's unallocated hours are its share of the 33 days on which its node reported (30
+    // September to 1 November), not of the year's 365.
+    let gpus = year["idle"]["gpus"].as_array().expect("idle GPUs");
+    assert!(!gpus.is_empty());
+    for g in gpus {
+        let share = g["unallocated_share"].as_f64().expect("unallocated_share");
+        let hours = g["unallocated_hours"].as_f64().expect("unallocated_hours");
+        assert!(close(hours, share * 33.0 * 24.0, 1e-9), "{g}");
+    }
+
+    let vm = victoria_metrics(&s);
+    assert_same(&json_report(&vm.url(), &["--year", "2026"]), &year, "$");
+    let before = json_report(&url, &["--year", "2025"]);
+    assert_eq!(before["has_data"], false);
+    assert_eq!(before["headline"]["jobs"], 0);
+}
