@@ -311,11 +311,20 @@ impl Drop for Exporter {
     }
 }
 
-/// `joulebook-report` with the reproducible "generated at" time of the golden files and without
-/// a server URL from the environment: add the arguments and run it.
+/// The reports' time in the tests (`SOURCE_DATE_EPOCH`): 2026-11-01T00:00:00Z, the end of the
+/// scenario's October.
+pub const REPORT_TIME: i64 = 1_793_491_200;
+
+/// `joulebook-report` with the reproducible "generated at" time of the golden files
+/// ([`REPORT_TIME`]) and without a server URL from the environment: add the arguments and run it.
 pub fn reporter() -> Command {
+    reporter_at(REPORT_TIME)
+}
+
+/// [`reporter`], made at `now` (Unix seconds) instead.
+pub fn reporter_at(now: i64) -> Command {
     let mut c = Command::new(binary("joulebook-report"));
-    c.env("SOURCE_DATE_EPOCH", "1793491200")
+    c.env("SOURCE_DATE_EPOCH", now.to_string())
         .env_remove("JOULEBOOK_PROMETHEUS_URL")
         .env_remove("STATE_DIRECTORY");
     c
@@ -324,9 +333,14 @@ pub fn reporter() -> Command {
 /// The JSON report that [`reporter`] makes of `args` against the server at `url`, with
 /// `--format json` and a fresh `--out`; panics with its output when it fails.
 pub fn json_report(url: &str, args: &[&str]) -> serde_json::Value {
+    json_report_at(url, args, REPORT_TIME)
+}
+
+/// [`json_report`], made at `now`.
+pub fn json_report_at(url: &str, args: &[&str], now: i64) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("out");
     let out = dir.path().to_string_lossy().to_string();
-    let o = reporter()
+    let o = reporter_at(now)
         .args(["--prometheus", url, "--format", "json", "--out", &out])
         .args(args)
         .output()

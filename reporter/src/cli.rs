@@ -114,10 +114,10 @@ struct ConnArgs {
 
 #[derive(Args, Debug)]
 struct SelectArgs {
-    /// Calendar month, YYYY-MM, previous or current (in --timezone).
+    /// Calendar month, YYYY-MM, previous or current (in --timezone; current: so far).
     #[arg(long, global = true, conflicts_with_all = ["from", "to", "year"])]
     month: Option<String>,
-    /// Calendar year, YYYY, previous or current (in --timezone).
+    /// Calendar year, YYYY, previous or current (in --timezone; current: so far).
     #[arg(long, global = true, conflicts_with_all = ["from", "to"])]
     year: Option<String>,
     /// Start, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (in --timezone), or with Z or an offset
@@ -288,13 +288,13 @@ fn run(cli: Cli) -> Result<(), Fail> {
         summary: cli.conn.summary,
         listed: (cli.out.job_list == "top").then_some(cfg.top_n),
     };
+    let t = now();
     match &cli.cmd {
         Some(Cmd::Job { job_id }) => {
-            let period = match period_arg(&cli.sel, &zone)? {
-                Some(p) => p,
+            let period = match period_arg(&cli.sel, &zone, t)? {
+                Some(a) => a.period,
                 // No dates: find the job's time range first.
                 None => {
-                    let t = now();
                     let all = Period { start: t, end: t };
                     Collector::new(&client, scope(all, Some(job_id.clone())))
                         .locate_job(t)
@@ -310,16 +310,14 @@ fn run(cli: Cli) -> Result<(), Fail> {
             job_summary(&client, scope(period, Some(job_id.clone())), &cfg, job_id)
         }
         Some(Cmd::Email(args)) => {
-            let period = period_arg(&cli.sel, &zone)?.ok_or_else(|| {
+            let asked = period_arg(&cli.sel, &zone, t)?.ok_or_else(|| {
                 usage("give the period: --month YYYY-MM, --year YYYY or --from/--to")
             })?;
-            let ds = Collector::new(&client, scope(period, None))
-                .dataset()
-                .map_err(runtime)?;
-            email::send_all(&cli, &cfg, &renderer, &ds, &period, &zone, args)
+            let ds = asked.collect(&client, scope(asked.period, None))?;
+            email::send_all(&cli, &cfg, &renderer, &ds, &asked.period, &zone, args)
         }
         None => {
-            let period = period_arg(&cli.sel, &zone)?.ok_or_else(|| {
+            let asked = period_arg(&cli.sel, &zone, t)?.ok_or_else(|| {
                 usage("give the period: --month YYYY-MM, --year YYYY or --from/--to")
             })?;
             let out = cli
@@ -328,9 +326,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 .clone()
                 .ok_or_else(|| usage("give --out DIR for the report files"))?;
             let formats = formats(&cli.out.format)?;
-            let ds = Collector::new(&client, scope(period, None))
-                .dataset()
-                .map_err(runtime)?;
+            let ds = asked.collect(&client, scope(asked.period, None))?;
             let kind = match (&cli.sel.project, &cli.sel.user) {
                 (Some(p), _) => ScopeKind::Project(p.clone()),
                 (_, Some(u)) => ScopeKind::User(u.clone()),
@@ -387,23 +383,57 @@ fn client_options(cli: &Cli, cfg: &Config) -> Result<ClientOptions, Fail> {
     Ok(opts)
 }
 
-fn period_arg(sel: &SelectArgs, zone: &Zone) -> Result<Option<Period>, Fail> {
-    if let Some(y) = &sel.year {
-        return zone
-            .year(y, wall_clock())
-            .map(Some)
-            .map_err(|e| usage(e.to_string()));
+/// The period asked for (`--year`, `--month`, `--from`/`--to`), ending at the report's time
+/// (`now`) at the latest: a report holds no future, so the figures per day and per hour are of
+/// the time elapsed (`--year current` is the year so far). A period that starts at or after
+/// `now` is a usage error naming the flag. `None` without a period flag.
+fn period_arg(sel: &SelectArgs, zone: &Zone, now: i64) -> Result<Option<Asked>, Fail> {
+    let (flag, asked) = if let Some(y) = &sel.year {
+        (format!("--year {y}"), zone.year(y, wall_clock()))
+    } else {
+        match (&sel.month, &sel.from, &sel.to) {
+            (Some(m), _, _) => (format!("--month {m}"), zone.month(m, wall_clock())),
+            (None, Some(f), Some(t)) => (format!("--from {f} --to {t}"), zone.between(f, t)),
+            _ => return Ok(None),
+        }
+    };
+    let period = asked.map_err(|e| usage(e.to_string()))?;
+    if period.start >= now {
+        return Err(usage(format!(
+            "{flag}: the period starts at {}, not before now ({}): nothing to report yet",
+            zone.iso(period.start),
+            zone.iso(now)
+        )));
     }
-    match (&sel.month, &sel.from, &sel.to) {
-        (Some(m), _, _) => zone
-            .month(m, wall_clock())
-            .map(Some)
-            .map_err(|e| usage(e.to_string())),
-        (None, Some(f), Some(t)) => zone
-            .between(f, t)
-            .map(Some)
-            .map_err(|e| usage(e.to_string())),
-        _ => Ok(None),
+    if period.end <= now {
+        return Ok(Some(Asked { period, cut: None }));
+    }
+    let note = format!(
+        "The period asked for ends at {}, after this report was made: it is cut at {}, so its days, hours and means are of the time elapsed.",
+        zone.iso(period.end),
+        zone.iso(now)
+    );
+    Ok(Some(Asked {
+        period: Period {
+            start: period.start,
+            end: now,
+        },
+        cut: Some(note),
+    }))
+}
+
+/// A period from the command line, and the report note that says it was cut at now.
+struct Asked {
+    period: Period,
+    cut: Option<String>,
+}
+
+impl Asked {
+    /// The dataset collected over the period, with the note of its cut.
+    fn collect(&self, client: &Client, scope: Scope) -> Result<Dataset, Fail> {
+        let mut ds = Collector::new(client, scope).dataset().map_err(runtime)?;
+        ds.notes.extend(self.cut.clone());
+        Ok(ds)
     }
 }
 

@@ -195,10 +195,8 @@ fn misbehaving_prometheus(how: Misbehaviour) -> String {
 /// Runs `joulebook-report` and kills it if it has not given up within `limit` (a hang is the
 /// failure under test, so the test itself stays bounded).
 fn report_bounded(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(binary("joulebook-report"))
+    let mut child = reporter()
         .args(args)
-        .env("SOURCE_DATE_EPOCH", "1793491200")
-        .env_remove("JOULEBOOK_PROMETHEUS_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -22,7 +22,8 @@ use joulebook_tests::prometheus::{backfill_openmetrics, VictoriaMetrics};
 use joulebook_tests::scenario::{self, Scenario};
 use joulebook_tests::smtp::SmtpSink;
 use joulebook_tests::{
-    assert_same, binary, close, free_port, http_get, json_report, repo_root, reported as ok,
+    assert_same, close, free_port, http_get, json_report, json_report_at, repo_root,
+    reported as ok, reporter, reporter_at,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -173,10 +174,8 @@ fn report_october(url: &str, args: &[&str]) -> Output {
 
 /// `report` with "now" at `now` (Unix seconds).
 fn report_at(args: &[&str], now: i64) -> Output {
-    Command::new(binary("joulebook-report"))
+    reporter_at(now)
         .args(args)
-        .env("SOURCE_DATE_EPOCH", now.to_string())
-        .env_remove("JOULEBOOK_PROMETHEUS_URL")
         .output()
         .expect("run joulebook-report")
 }

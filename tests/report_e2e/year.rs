@@ -1,5 +1,6 @@
 //! `--year`: a year's report is its months' reports added up, on Prometheus and VictoriaMetrics
-//! (issue 17: the yearly report reads the same way as the month, with the same exactness).
+//! (issue 17: the yearly report reads the same way as the month, with the same exactness), and
+//! a year not over is the year so far.
 
 use super::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,13 +59,14 @@ fn a_year_is_its_months_added_up() {
     let s = scenario::generate();
     let prom = prometheus(&s);
     let url = prom.url();
-    let year = json_report(&url, &["--year", "2026"]);
+    let report = |args: &[&str]| json_report_at(&url, args, AFTER);
+    let year = report(&["--year", "2026"]);
     assert_eq!(year["period"]["start"], "2026-01-01T00:00:00Z");
     assert_eq!(year["period"]["end"], "2027-01-01T00:00:00Z");
     assert_eq!(year["period"]["label"], "2026");
     let months: Vec<Value> = ["2026-09", "2026-10", "2026-11"]
         .iter()
-        .map(|m| json_report(&url, &["--month", m]))
+        .map(|m| report(&["--month", m]))
         .collect();
 
     for field in [
@@ -138,8 +140,58 @@ fn a_year_is_its_months_added_up() {
     }
 
     let vm = victoria_metrics(&s);
-    assert_same(&json_report(&vm.url(), &["--year", "2026"]), &year, "$");
-    let before = json_report(&url, &["--year", "2025"]);
+    assert_same(
+        &json_report_at(&vm.url(), &["--year", "2026"], AFTER),
+        &year,
+        "$",
+    );
+    let before = report(&["--year", "2025"]);
     assert_eq!(before["has_data"], false);
     assert_eq!(before["headline"]["jobs"], 0);
+}
+
+/// 2027-01-02T00:00:00Z: reports made after the data and after 2026.
+const AFTER: i64 = 1_798_848_000;
+
+/// A report made on 1 November 2026 (the tests' report time) of the year 2026 is the year so
+/// far: cut at that time, and saying so; its figures are those of 1 January to 1 November, its
+/// days the 304 elapsed. A year or month that starts at or after that time is a usage error
+/// naming the flag.
+#[test]
+fn the_current_year_is_the_year_so_far() {
+    let s = scenario::generate();
+    let prom = prometheus(&s);
+    let url = prom.url();
+    let mut so_far = json_report(&url, &["--year", "2026"]);
+    assert_eq!(so_far["period"]["start"], "2026-01-01T00:00:00Z");
+    assert_eq!(so_far["period"]["end"], "2026-11-01T00:00:00Z");
+    assert_eq!(so_far["period"]["days"], 304.0);
+    assert_eq!(so_far["daily"].as_array().map(Vec::len), Some(304));
+    let notes = so_far["notes"].to_string();
+    assert!(
+        notes.contains("The period asked for ends at 2027-01-01T00:00:00Z, after this report was made: it is cut at 2026-11-01T00:00:00Z"),
+        "{notes}"
+    );
+    let mut between = json_report(&url, &["--from", "2026-01-01", "--to", "2026-11-01"]);
+    for r in [&mut so_far, &mut between] {
+        r["notes"] = Value::Null;
+    }
+    assert_same(&so_far, &between, "$");
+    assert!(so_far["headline"]["it_energy_j"].as_f64().unwrap_or(0.0) > 0.0);
+
+    for args in [&["--year", "2027"][..], &["--month", "2026-11"][..]] {
+        let mut all = vec!["--prometheus", url.as_str(), "--out", "/nonexistent"];
+        all.extend_from_slice(args);
+        let o = reporter()
+            .args(&all)
+            .output()
+            .expect("run joulebook-report");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{}: the period starts at", args.join(" "))),
+            "{err}"
+        );
+        assert!(err.contains("not before now (2026-11-01T00:00:00Z): nothing to report yet"));
+    }
 }
