@@ -51,12 +51,18 @@ fn png(buf: Vec<u8>) -> Result<Vec<u8>, ChartError> {
 /// Width of the strip right of the daily chart that holds its legend, pixels.
 const LEGEND_W: u32 = 120;
 
-/// Daily energy of allocated hardware by component with the unallocated energy stacked on top,
-/// kWh. `None` when the report has no days. The legend sits in a strip of its own right of the
-/// plot, where it can hide no bar whatever the data; components that nothing on the cluster
-/// measures are left out of it.
-pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
-    if r.daily.is_empty() {
+/// Energy of allocated hardware by component with the unallocated energy stacked on top, kWh,
+/// by day, or by month where the report shows months (`monthly`, long periods): the chart's
+/// name (`daily`, `monthly`) and PNG. `None` when the report has no days. The legend sits in a
+/// strip of its own right of the plot, where it can hide no bar whatever the data; components
+/// that nothing on the cluster measures are left out of it.
+pub fn energy_bars(r: &Report) -> Result<Option<(&'static str, Vec<u8>)>, ChartError> {
+    let (name, rows, unit) = if r.monthly.is_empty() {
+        ("daily", &r.daily, "day")
+    } else {
+        ("monthly", &r.monthly, "month")
+    };
+    if rows.is_empty() {
         return Ok(None);
     }
     font()?;
@@ -65,17 +71,16 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
         let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let (plot, side) = root.split_horizontally(W - LEGEND_W);
-        let max = r
-            .daily
+        let max = rows
             .iter()
             .map(|d| d.cpu_kwh + d.dram_kwh + d.gpu_kwh + d.other_kwh + d.idle_kwh)
             .fold(0.0, f64::max)
             .max(1e-9)
             * 1.1;
-        let n = r.daily.len();
+        let n = rows.len();
         let mut chart = ChartBuilder::on(&plot)
             .caption(
-                "Energy per day (kWh): allocated by component, idle on top",
+                format!("Energy per {unit} (kWh): allocated by component, idle on top"),
                 (FAMILY, 18),
             )
             .margin(10)
@@ -83,7 +88,11 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..n as f64, 0f64..max)
             .map_err(err)?;
-        let dates: Vec<String> = r.daily.iter().map(|d| d.date[8..10].to_string()).collect();
+        // The day of the month (`2026-10-03` → `03`), or the month (`2026-10`).
+        let dates: Vec<String> = rows
+            .iter()
+            .map(|d| d.date.get(8..10).unwrap_or(&d.date).to_string())
+            .collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -99,7 +108,7 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
         let mut legend = Vec::new();
         for (k, name) in names.iter().enumerate() {
             let color = COLORS[k];
-            let bars = r.daily.iter().enumerate().map(|(i, d)| {
+            let bars = rows.iter().enumerate().map(|(i, d)| {
                 let parts = [d.cpu_kwh, d.dram_kwh, d.gpu_kwh, d.other_kwh, d.idle_kwh];
                 let below: f64 = parts[..k].iter().map(|v| v.max(0.0)).sum();
                 let top = below + parts[k].max(0.0);
@@ -127,7 +136,7 @@ pub fn daily(r: &Report) -> Result<Option<Vec<u8>>, ChartError> {
         }
         root.present().map_err(err)?;
     }
-    png(buf).map(Some)
+    png(buf).map(|p| Some((name, p)))
 }
 
 /// Top projects by energy, horizontal bars, kWh. `None` without projects.
@@ -220,9 +229,14 @@ mod tests {
     /// A month whose last days hold the tallest bars, where a legend in the upper right corner of
     /// the plot used to sit.
     fn report(unmeasured: &[&str]) -> Report {
-        let days: Vec<DayData> = (0..31)
+        report_of(31, unmeasured)
+    }
+
+    /// `n` days from 1 January 1970, the last three the tallest.
+    fn report_of(n: i64, unmeasured: &[&str]) -> Report {
+        let days: Vec<DayData> = (0..n)
             .map(|i| {
-                let e = if i >= 28 { 40e6 } else { 10e6 };
+                let e = if i >= n - 3 { 40e6 } else { 10e6 };
                 DayData {
                     period: Period {
                         start: i * 86_400,
@@ -243,7 +257,7 @@ mod tests {
         let ds = Dataset {
             period: Some(Period {
                 start: 0,
-                end: 31 * 86_400,
+                end: n * 86_400,
             }),
             days,
             unmeasured: unmeasured.iter().map(|s| s.to_string()).collect(),
@@ -264,7 +278,8 @@ mod tests {
     /// `JOULEBOOK_CHART_DUMP=FILE` writes the chart for a look.
     #[test]
     fn the_legend_hides_no_bar() {
-        let png = daily(&report(&[])).expect("chart").expect("days");
+        let (name, png) = energy_bars(&report(&[])).expect("chart").expect("days");
+        assert_eq!(name, "daily");
         if let Some(p) = std::env::var_os("JOULEBOOK_CHART_DUMP") {
             std::fs::write(p, &png).expect("dump");
         }
@@ -303,8 +318,33 @@ mod tests {
 
     #[test]
     fn unmeasured_components_are_not_in_the_legend() {
-        let img = pixels(&daily(&report(&["other"])).expect("chart").expect("days"));
+        let (_, png) = energy_bars(&report(&["other"]))
+            .expect("chart")
+            .expect("days");
+        let img = pixels(&png);
         assert!(!swatch(&img, 3), "other is not measured: no legend entry");
         assert!(swatch(&img, 0) && swatch(&img, 4));
+    }
+
+    /// Ninety days (January to March 1970) are drawn as three monthly bars.
+    #[test]
+    fn a_long_period_is_drawn_by_month() {
+        let r = report_of(90, &[]);
+        assert_eq!(
+            r.monthly
+                .iter()
+                .map(|m| m.date.as_str())
+                .collect::<Vec<_>>(),
+            ["1970-01", "1970-02", "1970-03"]
+        );
+        let (name, png) = energy_bars(&r).expect("chart").expect("months");
+        assert_eq!(name, "monthly");
+        let img = pixels(&png);
+        // Runs of columns holding the idle colour, left to right: one per bar.
+        let idle: Vec<bool> = (0..W - LEGEND_W)
+            .map(|x| (0..H).any(|y| is(img.get_pixel(x, y), 4)))
+            .collect();
+        let bars = idle.windows(2).filter(|w| !w[0] && w[1]).count();
+        assert_eq!(bars, 3);
     }
 }

@@ -492,8 +492,8 @@ fn stem(kind: &ScopeKind) -> String {
 /// Charts of a report: (name, PNG).
 fn charts(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>, Fail> {
     let mut out = Vec::new();
-    if let Some(p) = crate::charts::daily(report).map_err(runtime)? {
-        out.push(("daily", p));
+    if let Some(named) = crate::charts::energy_bars(report).map_err(runtime)? {
+        out.push(named);
     }
     if let Some(p) = crate::charts::projects(report).map_err(runtime)? {
         out.push(("projects", p));

@@ -52,8 +52,9 @@ fn rows_add_up(year: &Value, months: &[Value], section: &[&str], key: &str, fiel
 /// exporter restart that lost its state): the report of 2026 holds every job whole, its energy
 /// and core-hours the sum of its months', and the cluster, nodes, components, projects, users
 /// and days are the three months' added up; the months' days are the year's days of those
-/// dates; what is averaged over time is over the days the nodes reported. VictoriaMetrics gives
-/// the same year; 2025 has no data.
+/// dates, and its months (shown instead of the days) the months' reports' energy; what is
+/// averaged over time is over the days the nodes reported. VictoriaMetrics gives the same year;
+/// 2025 has no data.
 #[test]
 fn a_year_is_its_months_added_up() {
     let s = scenario::generate();
@@ -129,6 +130,42 @@ fn a_year_is_its_months_added_up() {
         }
     }
     assert_eq!(compared, 30 + 31 + 30);
+    // The HTML and Markdown show the year by month: its monthly rows are its days added up, a
+    // month's the month report's energy. A month of 30 or 31 days has none.
+    let monthly = rows_by(&year["monthly"], "date");
+    let names: Vec<String> = (1..=12).map(|m| format!("2026-{m:02}")).collect();
+    assert_eq!(monthly.keys().cloned().collect::<Vec<_>>(), names);
+    for (m, r) in ["2026-09", "2026-10", "2026-11"].iter().zip(&months) {
+        let got = monthly[*m]["total_kwh"].as_f64().expect("total_kwh") * 3.6e6;
+        let want = r["headline"]["it_energy_j"].as_f64().expect("it_energy_j");
+        assert!(close(got, want, 1e-9), "{m}: {got} J vs {want} J");
+        assert_eq!(r["monthly"], serde_json::json!([]));
+    }
+    assert_eq!(monthly["2026-05"]["total_kwh"], 0.0);
+    let dir = tempfile::tempdir().expect("out");
+    let out = dir.path().to_string_lossy().to_string();
+    let args = [
+        "--prometheus",
+        &url,
+        "--year",
+        "2026",
+        "--format",
+        "md,html",
+    ];
+    ok(&reporter_at(AFTER)
+        .args(args)
+        .args(["--out", &out])
+        .output()
+        .expect("run joulebook-report"));
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");
+    assert!(md.contains("![Monthly energy by component, idle stacked](report-monthly.png)"));
+    assert!(
+        md.contains("| month | cpu |") && md.contains("\n| 2026-10 | "),
+        "{md}"
+    );
+    assert!(!md.contains("| 2026-10-01 |"), "{md}");
+    assert!(dir.path().join("report-monthly.png").exists());
+    assert!(!dir.path().join("report-daily.png").exists());
     // A GPU's unallocated hours are its share of the 33 days on which its node reported (30
     // September to 1 November), not of the year's 365.
     let gpus = year["idle"]["gpus"].as_array().expect("idle GPUs");

@@ -1,4 +1,5 @@
-//! Idle waste (unallocated energy by node and GPU) and the daily bars: cluster reports only.
+//! Idle waste (unallocated energy by node and GPU) and the daily and monthly bars: cluster
+//! reports only.
 
 use super::{display_names, headline::component_rows, kwh, share, DayRow, Idle, IdleGpu, IdleNode};
 use crate::data::{ByComponent, Dataset, NodeData};
@@ -101,4 +102,27 @@ pub(super) fn daily_rows(ds: &Dataset, zone: &Zone) -> Vec<DayRow> {
             }
         })
         .collect()
+}
+
+/// The daily rows added up by local month, in order; `date` becomes `YYYY-MM`.
+pub(super) fn monthly_rows(daily: &[DayRow]) -> Vec<DayRow> {
+    let mut out: Vec<DayRow> = Vec::new();
+    for d in daily {
+        let month = d.date.get(..7).unwrap_or(&d.date);
+        match out.last_mut() {
+            Some(m) if m.date == month => {
+                m.cpu_kwh += d.cpu_kwh;
+                m.dram_kwh += d.dram_kwh;
+                m.gpu_kwh += d.gpu_kwh;
+                m.other_kwh += d.other_kwh;
+                m.idle_kwh += d.idle_kwh;
+                m.total_kwh += d.total_kwh;
+            }
+            _ => out.push(DayRow {
+                date: month.to_string(),
+                ..d.clone()
+            }),
+        }
+    }
+    out
 }

@@ -19,6 +19,11 @@ use crate::period::{Period, Zone};
 pub use report::*;
 use std::collections::BTreeMap;
 
+/// Periods longer than this many days show their energy by month (the daily rows added up by
+/// local month) instead of by day: a year's 365 rows and bars are unreadable; two months' 62
+/// are not.
+pub const MONTHLY_ABOVE_DAYS: f64 = 62.0;
+
 /// Joules in a kilowatt-hour.
 pub const J_PER_KWH: f64 = 3.6e6;
 
@@ -109,6 +114,11 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
     } else {
         Vec::new()
     };
+    let monthly = if days > MONTHLY_ABOVE_DAYS {
+        idle::monthly_rows(&daily)
+    } else {
+        Vec::new()
+    };
     let summary = ds.job_counts.is_some();
     let limit = (!opt.all_jobs).then_some(cfg.top_n);
     let top_jobs = jobs::top_job_rows(&jobs, &show_user, e.jobs_j, limit);
@@ -160,6 +170,7 @@ pub fn build(ds: &Dataset, cfg: &Config, opt: &Options) -> Report {
             TotalsFrom::Jobs
         },
         daily,
+        monthly,
         top_jobs,
         top_jobs_all,
         top_n: cfg.top_n,

@@ -58,6 +58,9 @@ pub struct Report {
     pub summary: bool,
     /// Cluster reports only (node counters by day).
     pub daily: Vec<DayRow>,
+    /// The daily rows added up by local month (`date`: `YYYY-MM`) for periods of more than
+    /// [`super::MONTHLY_ABOVE_DAYS`] days, shown instead of the days; else empty.
+    pub monthly: Vec<DayRow>,
     pub top_jobs: Vec<JobRow>,
     /// Whether `top_jobs` lists every job of the scope (`--job-list all`, the default), not only
     /// the `top_n` first.
@@ -250,6 +253,7 @@ pub struct DevRow {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DayRow {
+    /// `YYYY-MM-DD`, or `YYYY-MM` in `monthly`.
     pub date: String,
     /// Energy of allocated hardware by component, kWh.
     pub cpu_kwh: f64,
@@ -308,6 +312,7 @@ impl Report {
             totals_from,
             summary,
             daily,
+            monthly,
             top_jobs,
             top_jobs_all,
             top_n,
@@ -336,6 +341,7 @@ impl Report {
             totals_from: *totals_from,
             summary: *summary,
             daily: daily.clone(),
+            monthly: monthly.clone(),
             top_jobs: top_jobs.iter().take(n).cloned().collect(),
             top_jobs_all: *top_jobs_all,
             top_n: *top_n,
