@@ -434,14 +434,19 @@ fn refresh(opts: &AccountingOptions, rec: &mut JobRecord, job: &Job) -> u64 {
         rec.gpus = Arc::from(job.gpus.as_slice());
     }
     rec.memory_bytes = job.memory_limit_bytes;
-    let d = match (rec.last_cpu_ns, job.cpu_usage_ns) {
-        // A value that went down is a new cgroup or a step that ended (summed steps): restart
-        // from it rather than count a negative or a huge wrap.
+    cpu_since(&mut rec.last_cpu_ns, job.cpu_usage_ns)
+}
+
+/// The CPU time used since `last` (the last value read, ns), which becomes `cur` when a value
+/// was read. A value that went down is a new cgroup or a step that ended (summed steps):
+/// counting restarts from it rather than count a negative or a huge wrap.
+fn cpu_since(last: &mut Option<u64>, cur: Option<u64>) -> u64 {
+    let d = match (*last, cur) {
         (Some(prev), Some(cur)) if cur >= prev => cur - prev,
         _ => 0,
     };
-    if job.cpu_usage_ns.is_some() {
-        rec.last_cpu_ns = job.cpu_usage_ns;
+    if cur.is_some() {
+        *last = cur;
     }
     d
 }

@@ -19,7 +19,7 @@
 //! per-cycle floors and at most one µJ per split term and cycle more: the remainder that went to
 //! unallocated cycle by cycle goes to the jobs instead.
 
-use super::{charge, Accounting, Held, JobRecord};
+use super::{charge, cpu_since, Accounting, Held, JobRecord};
 use crate::attribution::{CpuPolicy, JobShare, NodeDelta};
 use crate::jobs::Job;
 
@@ -61,7 +61,7 @@ impl Pending {
     }
 
     /// Adds a cycle of the same jobs: the node's energy, and each job's CPU time read since the
-    /// last (a value that went down restarts from it, counting nothing, as a walk does).
+    /// last ([`cpu_since`], as a walk counts it).
     pub(super) fn add(&mut self, delta: &NodeDelta, running: &[Job], now: f64, t_mono: f64) {
         if self.cycles == 0 {
             self.delta.clone_from(delta);
@@ -72,13 +72,7 @@ impl Pending {
         self.now = now;
         self.t_mono = t_mono;
         for ((job, sum), last) in running.iter().zip(&mut self.cpu).zip(&mut self.last_cpu) {
-            let Some(cur) = job.cpu_usage_ns else {
-                continue;
-            };
-            if let Some(prev) = *last {
-                *sum += cur.saturating_sub(prev);
-            }
-            *last = Some(cur);
+            *sum += cpu_since(last, job.cpu_usage_ns);
         }
     }
 }
